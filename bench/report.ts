@@ -1,0 +1,72 @@
+/**
+ * The shape every benchmark returns, and how `npm run bench` prints it: one JSON document on
+ * stdout (machine-readable) followed by a table per suite (human-readable). Every suite measures
+ * its baseline in the same run, so each row that has one also carries `ratio` = value / baseline
+ * (oriented so that the meaning of "bigger" is stated in `better`).
+ */
+export interface BenchRow {
+  /** What was measured, e.g. "fs PUT 4 KiB p50". */
+  name: string;
+  value: number;
+  /** Unit of `value` and `baseline`, e.g. "ms", "MB/s", "ratio". */
+  unit: string;
+  /** Whether a larger or a smaller value is better. */
+  better: 'higher' | 'lower';
+  /** The same-run baseline this figure is judged against, if any. */
+  baselineName?: string;
+  baseline?: number;
+  /** Free text: sample sizes, settings. */
+  note?: string;
+}
+
+export interface BenchSuiteResult {
+  suite: string;
+  /** Environment facts that matter for reading the figures (node version, store, sizes). */
+  context: Record<string, string | number>;
+  rows: BenchRow[];
+}
+
+/** Percentile (0..100) of a list of samples, by nearest rank. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return Number.NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+function formatNumber(value: number): string {
+  if (!Number.isFinite(value)) return String(value);
+  if (Math.abs(value) >= 100) return value.toFixed(0);
+  if (Math.abs(value) >= 1) return value.toFixed(2);
+  return value.toPrecision(3);
+}
+
+function ratioOf(row: BenchRow): string {
+  if (row.baseline === undefined || row.baseline === 0) return '';
+  return `${(row.value / row.baseline).toFixed(2)}x`;
+}
+
+/** Render the suites as plain-text tables. */
+export function renderTables(results: readonly BenchSuiteResult[]): string {
+  const out: string[] = [];
+  for (const result of results) {
+    const context = Object.entries(result.context)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    out.push(`\n## ${result.suite}  (${context})`);
+    const header = ['measure', 'value', 'unit', 'baseline', 'baseline value', 'ratio', 'note'];
+    const lines = result.rows.map((row) => [
+      row.name,
+      formatNumber(row.value),
+      row.unit,
+      row.baselineName ?? '',
+      row.baseline === undefined ? '' : formatNumber(row.baseline),
+      ratioOf(row),
+      row.note ?? '',
+    ]);
+    const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+    const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
+    out.push(fmt(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...lines.map(fmt));
+  }
+  return out.join('\n');
+}

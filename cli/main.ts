@@ -1,0 +1,51 @@
+import { type CommandIo, EXIT } from './io.js';
+import { type StoreCheckDeps, storeCheck } from './store-check.js';
+
+const USAGE = `walship — QuestDB-style replication for time-series data
+
+Usage: walship <command> [options]
+
+Commands:
+  store check   check that an object store honours what replication and fencing need
+  version       print the version
+  help          print this text
+
+Run 'walship <command> --help' for a command's options.`;
+
+export interface MainDeps {
+  storeCheck?: StoreCheckDeps;
+}
+
+/** Run the walship command line; resolves to the process exit code. */
+export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): Promise<number> {
+  const [command, sub, ...rest] = argv;
+  try {
+    if (command === 'store' && sub === 'check') return await storeCheck(rest, io, deps.storeCheck);
+    if (command === 'version' || command === '--version') {
+      io.stdout(await version());
+      return EXIT.ok;
+    }
+    if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+      io.stdout(USAGE);
+      return EXIT.ok;
+    }
+    io.stderr(
+      `walship: unknown command ${JSON.stringify([command, sub].filter(Boolean).join(' '))}\n\n${USAGE}`,
+    );
+    return EXIT.usage;
+  } catch (error) {
+    // parseArgs reports unknown or malformed options with a TypeError carrying a code.
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      io.stderr(`walship: ${(error as Error).message}`);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+}
+
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const url = new URL('../../package.json', import.meta.url);
+  const pkg = JSON.parse(await readFile(url, 'utf8').catch(() => '{"version":"dev"}')) as { version: string };
+  return `walship ${pkg.version}`;
+}

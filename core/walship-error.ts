@@ -1,0 +1,92 @@
+/**
+ * What a caller should do about an error. Callers branch on `kind` to decide *how* to react
+ * and on `code` to decide *what* happened; messages are for people.
+ *
+ * - `invalid`:     the request or configuration is wrong; retrying the same thing fails again.
+ * - `unavailable`: a dependency (the object store, the network) failed; retrying may succeed.
+ * - `data`:        stored bytes are wrong (corrupt, truncated, not ours); do not apply them.
+ * - `conflict`:    a conditional operation lost to another writer; re-read and decide.
+ * - `fenced`:      this node lost its role to a newer epoch; stop writing.
+ * - `closed`:      the component was closed; the operation was not performed.
+ * - `internal`:    a bug or a broken invariant.
+ */
+export type ErrorKind = 'invalid' | 'unavailable' | 'data' | 'conflict' | 'fenced' | 'closed' | 'internal';
+
+export interface WalshipErrorOptions {
+  cause?: unknown;
+  /** Structured facts for logs and API answers; never secrets. */
+  details?: Record<string, unknown>;
+}
+
+/** The one error class of walship. `code` is stable and documented; match on it, never on messages. */
+export class WalshipError extends Error {
+  readonly code: string;
+  readonly kind: ErrorKind;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: string, kind: ErrorKind, message: string, options: WalshipErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WalshipError';
+    this.code = code;
+    this.kind = kind;
+    this.details = options.details ?? {};
+  }
+}
+
+/** True when `error` is a WalshipError, optionally with the given code. */
+export function isWalshipError(error: unknown, code?: string): error is WalshipError {
+  return error instanceof WalshipError && (code === undefined || error.code === code);
+}
+
+/** Bytes that claim to be a WAL segment are not a valid one. Never apply anything from it. */
+export class CorruptSegmentError extends WalshipError {
+  constructor(message: string, options: WalshipErrorOptions = {}) {
+    super('CORRUPT_SEGMENT', 'data', message, options);
+    this.name = 'CorruptSegmentError';
+  }
+}
+
+/** The object store could not be reached, answered an error, or timed out. Retrying may help. */
+export class StoreUnavailableError extends WalshipError {
+  constructor(message: string, options: WalshipErrorOptions = {}) {
+    super('STORE_UNAVAILABLE', 'unavailable', message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/** An object-store request took longer than its time limit; whether it took effect is unknown. */
+export class StoreTimeoutError extends WalshipError {
+  constructor(message: string, options: WalshipErrorOptions = {}) {
+    super('STORE_TIMEOUT', 'unavailable', message, options);
+    this.name = 'StoreTimeoutError';
+  }
+}
+
+/** A configuration value or argument is wrong. The message names the key. */
+export class InvalidConfigError extends WalshipError {
+  constructor(message: string, options: WalshipErrorOptions = {}) {
+    super('INVALID_CONFIG', 'invalid', message, options);
+    this.name = 'InvalidConfigError';
+  }
+}
+
+/** An argument broke a documented precondition (a bad key, a value out of range). */
+export class InvalidArgumentError extends WalshipError {
+  constructor(message: string, options: WalshipErrorOptions = {}) {
+    super('INVALID_ARGUMENT', 'invalid', message, options);
+    this.name = 'InvalidArgumentError';
+  }
+}
+
+/** The component was closed before or during the call. */
+export class ClosedError extends WalshipError {
+  constructor(message: string) {
+    super('CLOSED', 'closed', message);
+    this.name = 'ClosedError';
+  }
+}
+
+/** Assert an invariant. A failure is a bug: it throws an `internal` error that should crash the caller. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new WalshipError('ASSERTION_FAILED', 'internal', `assertion failed: ${message}`);
+}

@@ -1,0 +1,467 @@
+import { randomUUID } from 'node:crypto';
+import { type BigIntStats, constants, type Dirent } from 'node:fs';
+import { type FileHandle, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  type Clock,
+  ClosedError,
+  InvalidArgumentError,
+  InvalidConfigError,
+  StoreUnavailableError,
+  systemClock,
+} from '../core/index.js';
+import {
+  assertValidKey,
+  assertValidPrefix,
+  assertValidWriteId,
+  clipRange,
+  compareKeys,
+  pageLimit,
+  RESERVED_FIRST_SEGMENT,
+} from './keys.js';
+import { maxKey } from './memory.js';
+import {
+  DELETE_MANY_KEYS_MAX,
+  type GetOptions,
+  type GetResult,
+  LIST_PAGE_KEYS_MAX,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  type PutResult,
+} from './object-store.js';
+
+export interface FsStoreOptions {
+  /** The directory that holds the objects (`fs::root=`). Created if missing. */
+  root: string;
+  /**
+   * Where temp files are written before they are published (`fs::atomic_write_dir=`); it must be
+   * on the same filesystem as `root`, because publishing is a `link()`/`rename()`. Default
+   * `<root>/.walship/tmp`.
+   */
+  atomicWriteDir?: string;
+  /** A key lock older than this is taken to belong to a crashed writer and is broken. Default 30 000 ms. */
+  lockStaleMs?: number;
+  /** Give up waiting for a key lock after this long (StoreUnavailableError). Default 10 000 ms. */
+  lockWaitMs?: number;
+  clock?: Clock;
+}
+
+const LOCK_STALE_MS_DEFAULT = 30_000;
+const LOCK_WAIT_MS_DEFAULT = 10_000;
+/** Temp files older than this at open are leftovers of a crashed writer and are removed. */
+const TEMP_FILE_ORPHAN_MS = 60 * 60 * 1000;
+/** Concurrent unlinks in one deleteMany. */
+const DELETE_CONCURRENCY = 16;
+/** Each new version of a key gets an mtime at least this far past the previous one (see `etagOf`). */
+const MTIME_STEP_MS = 0.01;
+
+/**
+ * The embedded default store: one file per object under a root directory, usable on a local
+ * disk or on NFS (RFC-0001 of the store is this comment):
+ * - every write goes to a temp file in `atomicWriteDir`, is fsynced, then published:
+ *   create-only with `link()` (fails atomically if the key exists), plain and compare-and-swap
+ *   writes with `rename()` under a per-key lock file; the directory is fsynced after publishing;
+ * - readers open the file once and read from that handle, so they see one whole version;
+ * - the ETag is the file's inode, size and mtime (nanoseconds). Under the key lock each new
+ *   version's mtime is set strictly past the previous version's, so an ETag never repeats for a
+ *   key even when the filesystem reuses an inode within its timestamp granularity;
+ * - NFS: a `link()` retransmitted after a lost reply answers EEXIST although it succeeded; the
+ *   store recognises that case by comparing the inode of the key with its temp file's.
+ * Limitation: a key cannot also be the directory part of another key (`a` and `a/b`).
+ * Write ids are not recorded (no portable place for them); `withRetries` then recognises a
+ * write of its own by comparing bytes.
+ */
+export class FsStore implements ObjectStore {
+  readonly description: string;
+  readonly #root: string;
+  readonly #tmpDir: string;
+  readonly #lockDir: string;
+  readonly #lockStaleMs: number;
+  readonly #lockWaitMs: number;
+  readonly #clock: Clock;
+  #closed = false;
+
+  private constructor(options: FsStoreOptions, tmpDir: string) {
+    this.#root = path.resolve(options.root);
+    this.#tmpDir = tmpDir;
+    this.#lockDir = path.join(this.#root, RESERVED_FIRST_SEGMENT, 'locks');
+    this.#lockStaleMs = options.lockStaleMs ?? LOCK_STALE_MS_DEFAULT;
+    this.#lockWaitMs = options.lockWaitMs ?? LOCK_WAIT_MS_DEFAULT;
+    this.#clock = options.clock ?? systemClock;
+    const atomic = options.atomicWriteDir === undefined ? '' : `atomic_write_dir=${options.atomicWriteDir};`;
+    this.description = `fs::root=${options.root};${atomic}`;
+  }
+
+  /** Create the directories, check that temp files can be linked into the root, remove old temp files. */
+  static async open(options: FsStoreOptions): Promise<FsStore> {
+    const root = path.resolve(options.root);
+    const tmpDir = path.resolve(options.atomicWriteDir ?? path.join(root, RESERVED_FIRST_SEGMENT, 'tmp'));
+    await mkdirOrThrow(root, 'root');
+    await mkdirOrThrow(tmpDir, 'atomic_write_dir');
+    await mkdirOrThrow(path.join(root, RESERVED_FIRST_SEGMENT, 'locks'), 'root');
+    const store = new FsStore(options, tmpDir);
+    await store.#checkSameFilesystem();
+    await store.#removeOrphanTempFiles();
+    return store;
+  }
+
+  async put(key: string, body: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    this.#checkOpen();
+    assertValidKey(key);
+    if (options.writeId !== undefined) assertValidWriteId(options.writeId);
+    const condition = options.condition ?? { type: 'none' };
+    const target = this.#pathOf(key);
+    await this.#ensureParentDir(key, target);
+    if (condition.type === 'absent') return this.#putAbsent(target, body);
+    return this.#withKeyLock(key, async () => {
+      const current = await statOrNull(target);
+      if (condition.type === 'match' && (current === null || etagOf(current) !== condition.etag)) {
+        return { status: 'precondition-failed' };
+      }
+      const minMtimeMs = current === null ? 0 : Number(current.mtimeNs / 1_000_000n) + MTIME_STEP_MS;
+      const temp = await this.#writeTemp(body, minMtimeMs);
+      try {
+        await rename(temp, target);
+      } catch (error) {
+        await unlink(temp).catch(() => {});
+        throw this.#ioError('publish', key, error);
+      }
+      await fsyncDir(path.dirname(target));
+      return { status: 'written', etag: etagOf(await stat(target, { bigint: true })) };
+    });
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<GetResult | null> {
+    this.#checkOpen();
+    assertValidKey(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#pathOf(key), constants.O_RDONLY);
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw this.#ioError('open', key, error);
+    }
+    try {
+      const stats = await handle.stat({ bigint: true });
+      if (!stats.isFile()) return null;
+      const info = infoOf(key, stats);
+      if (options.ifNoneMatch !== undefined && options.ifNoneMatch === info.etag)
+        return { status: 'not-modified' };
+      const [start, end] = clipRange(options.range, info.sizeBytes);
+      const body = new Uint8Array(end - start);
+      let filled = 0;
+      while (filled < body.byteLength) {
+        const { bytesRead } = await handle.read(body, filled, body.byteLength - filled, start + filled);
+        if (bytesRead === 0) throw new StoreUnavailableError(`${key}: file shrank while being read`);
+        filled += bytesRead;
+      }
+      return { status: 'ok', body, info };
+    } catch (error) {
+      if (error instanceof InvalidArgumentError || error instanceof StoreUnavailableError) throw error;
+      throw this.#ioError('read', key, error);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    this.#checkOpen();
+    assertValidKey(key);
+    const stats = await statOrNull(this.#pathOf(key)).catch((error) => {
+      throw this.#ioError('stat', key, error);
+    });
+    return stats === null || !stats.isFile() ? null : infoOf(key, stats);
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    this.#checkOpen();
+    assertValidPrefix(prefix);
+    const limit = pageLimit(options.limit, LIST_PAGE_KEYS_MAX);
+    const after = maxKey(options.startAfter, options.token);
+    // Walk the deepest directory the prefix names completely; filter the rest by string.
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+    const keys: string[] = [];
+    await this.#walk(dirKey, prefix, keys);
+    const selected = keys
+      .filter((key) => after === undefined || compareKeys(key, after) > 0)
+      .sort(compareKeys);
+    const objects: ObjectInfo[] = [];
+    for (const key of selected) {
+      if (objects.length === limit) break;
+      const stats = await statOrNull(this.#pathOf(key));
+      if (stats?.isFile()) objects.push(infoOf(key, stats)); // deleted meanwhile: skip, as S3 would
+    }
+    const last = objects.at(-1);
+    return selected.length > objects.length && last !== undefined
+      ? { objects, nextToken: last.key }
+      : { objects };
+  }
+
+  async delete(key: string): Promise<void> {
+    this.#checkOpen();
+    assertValidKey(key);
+    try {
+      await unlink(this.#pathOf(key));
+    } catch (error) {
+      if (!isMissing(error)) throw this.#ioError('delete', key, error);
+    }
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    this.#checkOpen();
+    if (keys.length > DELETE_MANY_KEYS_MAX) {
+      throw new InvalidArgumentError(
+        `deleteMany takes at most ${DELETE_MANY_KEYS_MAX} keys, got ${keys.length}`,
+      );
+    }
+    for (const key of keys) assertValidKey(key);
+    for (let i = 0; i < keys.length; i += DELETE_CONCURRENCY) {
+      await Promise.all(keys.slice(i, i + DELETE_CONCURRENCY).map((key) => this.delete(key)));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  async #putAbsent(target: string, body: Uint8Array): Promise<PutResult> {
+    const temp = await this.#writeTemp(body, 0);
+    try {
+      await link(temp, target);
+    } catch (error) {
+      if (!isExists(error)) {
+        await unlink(temp).catch(() => {});
+        throw this.#ioError('publish', target, error);
+      }
+      // NFS: a retransmitted LINK whose first reply was lost answers EEXIST although it worked.
+      const [mine, theirs] = await Promise.all([stat(temp, { bigint: true }), statOrNull(target)]);
+      if (theirs === null || theirs.ino !== mine.ino || theirs.dev !== mine.dev) {
+        await unlink(temp).catch(() => {});
+        return { status: 'precondition-failed' };
+      }
+    }
+    await unlink(temp).catch(() => {});
+    await fsyncDir(path.dirname(target));
+    return { status: 'written', etag: etagOf(await stat(target, { bigint: true })) };
+  }
+
+  /** Write `body` to a new temp file, fsync it, stamp an mtime of at least `minMtimeMs`, return its path. */
+  async #writeTemp(body: Uint8Array, minMtimeMs: number): Promise<string> {
+    const temp = path.join(this.#tmpDir, `${randomUUID()}.tmp`);
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      let written = 0;
+      while (written < body.byteLength) {
+        const { bytesWritten } = await handle.write(body, written, body.byteLength - written);
+        written += bytesWritten;
+      }
+      const mtimeMs = Math.max(this.#clock.wallMs(), minMtimeMs);
+      await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
+      await handle.sync();
+      return temp;
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw this.#ioError('write temp file for', temp, error);
+    } finally {
+      await handle?.close();
+    }
+  }
+
+  async #withKeyLock<T>(key: string, body: () => Promise<T>): Promise<T> {
+    const lockPath = path.join(this.#lockDir, `${Buffer.from(key).toString('base64url').slice(0, 200)}.lock`);
+    const startedMs = this.#clock.monotonicMs();
+    let waitMs = 1;
+    for (;;) {
+      try {
+        const handle = await open(lockPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+        await handle.close();
+        break;
+      } catch (error) {
+        if (!isExists(error)) throw this.#ioError('lock', key, error);
+      }
+      await this.#breakIfStale(lockPath);
+      if (this.#clock.monotonicMs() - startedMs > this.#lockWaitMs) {
+        throw new StoreUnavailableError(
+          `${this.description}: timed out after ${this.#lockWaitMs} ms waiting for the lock of ${key} (${lockPath})`,
+        );
+      }
+      await this.#clock.sleep(waitMs);
+      waitMs = Math.min(waitMs * 2, 50);
+    }
+    try {
+      return await body();
+    } finally {
+      await unlink(lockPath).catch(() => {});
+    }
+  }
+
+  /**
+   * A lock file older than lockStaleMs belongs to a writer that crashed between taking and
+   * releasing it (a write holds it for milliseconds). Rename it away first so that only one
+   * breaker removes it. Clocks of NFS clients must agree within lockStaleMs for this to be safe.
+   */
+  async #breakIfStale(lockPath: string): Promise<void> {
+    const stats = await statOrNull(lockPath);
+    if (stats === null) return;
+    const ageMs = this.#clock.wallMs() - Number(stats.mtimeNs / 1_000_000n);
+    if (ageMs < this.#lockStaleMs) return;
+    const aside = `${lockPath}.stale-${randomUUID()}`;
+    try {
+      await rename(lockPath, aside);
+      await unlink(aside);
+    } catch {
+      // Someone else broke or released it: just try again.
+    }
+  }
+
+  #pathOf(key: string): string {
+    return path.join(this.#root, ...key.split('/'));
+  }
+
+  async #ensureParentDir(key: string, target: string): Promise<void> {
+    const dir = path.dirname(target);
+    try {
+      const firstCreated = await mkdir(dir, { recursive: true });
+      if (firstCreated !== undefined) await fsyncNewDirs(path.dirname(firstCreated), dir);
+    } catch (error) {
+      if (isCode(error, 'ENOTDIR') || isCode(error, 'EEXIST')) {
+        throw new InvalidArgumentError(
+          `key ${JSON.stringify(key)} cannot be stored in a filesystem store: a part of it is an existing object`,
+        );
+      }
+      throw this.#ioError('create directory for', key, error);
+    }
+  }
+
+  async #walk(dirKey: string, prefix: string, out: string[]): Promise<void> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dirKey === '' ? this.#root : this.#pathOf(dirKey), { withFileTypes: true });
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw this.#ioError('list', dirKey, error);
+    }
+    for (const entry of entries) {
+      if (dirKey === '' && entry.name === RESERVED_FIRST_SEGMENT) continue;
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+      if (entry.isDirectory()) {
+        const asPrefix = `${key}/`;
+        if (asPrefix.startsWith(prefix) || prefix.startsWith(asPrefix)) await this.#walk(key, prefix, out);
+      } else if (entry.isFile() && key.startsWith(prefix)) {
+        out.push(key);
+      }
+    }
+  }
+
+  async #checkSameFilesystem(): Promise<void> {
+    const probe = path.join(this.#tmpDir, `${randomUUID()}.tmp`);
+    const linked = path.join(this.#root, RESERVED_FIRST_SEGMENT, `${randomUUID()}.link-probe`);
+    const handle = await open(probe, 'wx');
+    await handle.close();
+    try {
+      await link(probe, linked);
+      await unlink(linked);
+    } catch (error) {
+      throw new InvalidConfigError(
+        `fs store: atomic_write_dir ${this.#tmpDir} must be on the same filesystem as root ${this.#root} ` +
+          `(link() failed: ${(error as Error).message})`,
+        { cause: error },
+      );
+    } finally {
+      await unlink(probe).catch(() => {});
+    }
+  }
+
+  async #removeOrphanTempFiles(): Promise<void> {
+    const now = this.#clock.wallMs();
+    for (const name of await readdir(this.#tmpDir).catch(() => [] as string[])) {
+      if (!name.endsWith('.tmp')) continue;
+      const stats = await statOrNull(path.join(this.#tmpDir, name));
+      if (stats !== null && now - Number(stats.mtimeNs / 1_000_000n) > TEMP_FILE_ORPHAN_MS) {
+        await unlink(path.join(this.#tmpDir, name)).catch(() => {});
+      }
+    }
+  }
+
+  #ioError(action: string, what: string, error: unknown): StoreUnavailableError {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unknown';
+    return new StoreUnavailableError(`${this.description}: cannot ${action} ${what}: ${code}`, {
+      cause: error,
+    });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ClosedError(`${this.description} is closed`);
+  }
+}
+
+type BigStats = BigIntStats;
+
+function etagOf(stats: BigStats): string {
+  return `${stats.ino.toString(36)}-${stats.size.toString(36)}-${stats.mtimeNs.toString(36)}`;
+}
+
+function infoOf(key: string, stats: BigStats): ObjectInfo {
+  return {
+    key,
+    sizeBytes: Number(stats.size),
+    etag: etagOf(stats),
+    modifiedAtMs: Number(stats.mtimeNs / 1_000_000n),
+  };
+}
+
+async function statOrNull(file: string): Promise<BigStats | null> {
+  try {
+    return await stat(file, { bigint: true });
+  } catch (error) {
+    if (isMissing(error)) return null;
+    throw error;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Make new directory entries durable: fsync every directory from `top` down to `bottom`. */
+async function fsyncNewDirs(top: string, bottom: string): Promise<void> {
+  const dirs: string[] = [];
+  for (let d = bottom; d !== top && d.length > top.length; d = path.dirname(d)) dirs.push(d);
+  dirs.push(top);
+  for (const d of dirs) await fsyncDir(d);
+}
+
+async function mkdirOrThrow(dir: string, what: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw new InvalidConfigError(
+      `fs store: cannot create ${what} directory ${dir}: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+function isMissing(error: unknown): boolean {
+  return isCode(error, 'ENOENT') || isCode(error, 'ENOTDIR') || isCode(error, 'EISDIR');
+}
+
+function isExists(error: unknown): boolean {
+  return isCode(error, 'EEXIST');
+}

@@ -122,7 +122,7 @@ export class FsStore implements ObjectStore {
         return { status: 'precondition-failed' };
       }
       const minMtimeMs = current === null ? 0 : Number(current.mtimeNs / 1_000_000n) + MTIME_STEP_MS;
-      const temp = await this.#writeTemp(body, minMtimeMs);
+      const { temp, etag } = await this.#writeTemp(body, minMtimeMs);
       try {
         await rename(temp, target);
       } catch (error) {
@@ -130,7 +130,7 @@ export class FsStore implements ObjectStore {
         throw this.#ioError('publish', key, error);
       }
       await fsyncDir(path.dirname(target));
-      return { status: 'written', etag: etagOf(await stat(target, { bigint: true })) };
+      return { status: 'written', etag };
     });
   }
 
@@ -229,7 +229,7 @@ export class FsStore implements ObjectStore {
   }
 
   async #putAbsent(target: string, body: Uint8Array): Promise<PutResult> {
-    const temp = await this.#writeTemp(body, 0);
+    const { temp, etag } = await this.#writeTemp(body, 0);
     try {
       await link(temp, target);
     } catch (error) {
@@ -246,11 +246,14 @@ export class FsStore implements ObjectStore {
     }
     await unlink(temp).catch(() => {});
     await fsyncDir(path.dirname(target));
-    return { status: 'written', etag: etagOf(await stat(target, { bigint: true })) };
+    return { status: 'written', etag };
   }
 
-  /** Write `body` to a new temp file, fsync it, stamp an mtime of at least `minMtimeMs`, return its path. */
-  async #writeTemp(body: Uint8Array, minMtimeMs: number): Promise<string> {
+  /**
+   * Write `body` to a new temp file, stamp an mtime of at least `minMtimeMs`, fsync it; return its
+   * path and the ETag it will have once published (link and rename change neither inode nor mtime).
+   */
+  async #writeTemp(body: Uint8Array, minMtimeMs: number): Promise<{ temp: string; etag: string }> {
     const temp = path.join(this.#tmpDir, `${randomUUID()}.tmp`);
     let handle: FileHandle | undefined;
     try {
@@ -263,7 +266,7 @@ export class FsStore implements ObjectStore {
       const mtimeMs = Math.max(this.#clock.wallMs(), minMtimeMs);
       await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
       await handle.sync();
-      return temp;
+      return { temp, etag: etagOf(await handle.stat({ bigint: true })) };
     } catch (error) {
       await unlink(temp).catch(() => {});
       throw this.#ioError('write temp file for', temp, error);

@@ -1,0 +1,35 @@
+/**
+ * The WAL segment format (RFC-0001, docs/rfcs/0001-segment-format.md): encoding and decoding of
+ * segments and txn records, checksums, codecs and limits. Imports nothing of walship but core.
+ */
+export { availableCodecs, type Codec } from './codecs.js';
+export {
+  COLUMN_TYPES,
+  type ColumnType,
+  type ColumnValues,
+  type DecimalValue,
+  type DoubleArrayValue,
+  MAX_DECIMAL_SCALE,
+} from './column-types.js';
+export { DEFAULT_SEGMENT_LIMITS, type SegmentLimits } from './limits.js';
+export { isNull, nullBitmapBytes, setBit as setNull } from './null-bitmap.js';
+export { decodeTxnRecord } from './record-decoder.js';
+export { encodeTxnRecord } from './record-encoder.js';
+export { type SealSegmentInput, sealSegment } from './seal-segment.js';
+export { type DecodedSegment, decodeSegment } from './segment-decoder.js';
+export { type EncodeSegmentInput, encodeSegment } from './segment-encoder.js';
+export { decodeSegmentHeader, type SegmentHeader } from './segment-header.js';
+export { FORMAT_VERSION as SEGMENT_FORMAT_VERSION } from './segment-layout.js';
+export {
+  CLUSTER_KEY,
+  EPOCHS_PREFIX,
+  epochKey,
+  epochOfKey,
+  HEAD_KEY,
+  padNumber,
+  segmentKey,
+  segmentPrefix,
+  TABLES_PREFIX,
+  txnFirstOfSegmentKey,
+} from './store-layout.js';
+export { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnKind, type TxnRecord } from './txn-record.js';

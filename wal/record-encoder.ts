@@ -1,0 +1,203 @@
+import { InvalidArgumentError } from '../core/index.js';
+import { ByteWriter } from './byte-writer.js';
+import { checksum } from './checksum.js';
+import { type ChunkContext, encodeColumnChunk } from './column-encoder.js';
+import { COLUMN_TYPE_IDS } from './column-types.js';
+import { resolveLimits, type SegmentLimits } from './limits.js';
+import { anyBitSet, nullBitmapBytes, paddingBitsSet } from './null-bitmap.js';
+import {
+  COLUMN_FLAG_ADDED_IN_TXN,
+  COLUMN_FLAG_HAS_NULLS,
+  MAX_I64,
+  MIN_I64,
+  RECORD_FIXED_PAYLOAD_BYTES,
+} from './segment-layout.js';
+import { SegmentTally } from './segment-tally.js';
+import { designatedTimestampRange, type TimestampRange } from './timestamp-range.js';
+import { type ColumnData, TXN_KIND_IDS, type TxnRecord } from './txn-record.js';
+
+const textEncoder = new TextEncoder();
+
+/** What encoding one segment's records shares: its limits, running totals, and encoded names. */
+export interface RecordEncodeState {
+  limits: SegmentLimits;
+  tally: SegmentTally;
+  /** Column names repeat in every record; encoding each once saves a TextEncoder call per column. */
+  nameBytes: Map<string, Uint8Array>;
+}
+
+/** Fresh state for encoding one segment (or one stand-alone record). */
+export function recordEncodeState(limits: SegmentLimits): RecordEncodeState {
+  return { limits, tally: new SegmentTally(limits), nameBytes: new Map() };
+}
+
+/**
+ * Appends one txn record (RFC-0001 §2.4) to `writer`, validating it completely first where that is
+ * cheap and value by value otherwise. Returns the record's designated timestamp range. Throws
+ * InvalidArgumentError naming the txn (and column and row) of the first problem; `writer` then
+ * holds a partial record and must be discarded.
+ */
+export function appendTxnRecord(
+  writer: ByteWriter,
+  txn: TxnRecord,
+  state: RecordEncodeState,
+): TimestampRange | null {
+  const { limits, tally } = state;
+  const where = checkTxnFields(txn, limits);
+  const overLimit = tally.addRecord(txn.columns.length, txn.rowCount);
+  if (overLimit !== undefined) throw new InvalidArgumentError(`${where}: ${overLimit}`);
+  const names = txn.columns.map((column, i) => checkColumn(column, i, txn.rowCount, where, state));
+  checkUniqueNames(txn.columns, where);
+  const nulls = txn.columns.map((column) => effectiveNulls(column, txn.rowCount));
+  const start = writer.offset;
+  if (!writer.reserve(4 + RECORD_FIXED_PAYLOAD_BYTES)) throw bodyTooLarge(where, limits);
+  writer.u32(0); // payloadBytes, patched below
+  writer.u64(txn.txn);
+  writer.i64(txn.commitTimeUs);
+  writer.u8(TXN_KIND_IDS[txn.kind]);
+  writer.u8(0);
+  writer.u16(txn.columns.length);
+  writer.u32(txn.rowCount);
+  // Every descriptor before any row: the applier learns the whole schema, changes included, first.
+  txn.columns.forEach((column, i) => {
+    const name = names[i]!;
+    if (!writer.reserve(3 + name.length)) throw bodyTooLarge(where, limits);
+    writer.u8(name.length);
+    writer.bytes(name);
+    writer.u8(COLUMN_TYPE_IDS[column.data.type]);
+    const flags = (column.addedInTxn ? COLUMN_FLAG_ADDED_IN_TXN : 0) | (nulls[i] ? COLUMN_FLAG_HAS_NULLS : 0);
+    writer.u8(flags);
+  });
+  txn.columns.forEach((column, i) => {
+    const ctx: ChunkContext = {
+      writer,
+      limits,
+      tally,
+      rowCount: txn.rowCount,
+      nulls: nulls[i] ?? null,
+      where: `${where} column '${column.name}'`,
+    };
+    encodeColumnChunk(ctx, column.data);
+  });
+  if (!writer.reserve(4)) throw bodyTooLarge(where, limits);
+  writer.patchU32(start, writer.offset - start - 4);
+  writer.u32(checksum(writer.bytesView, start, writer.offset));
+  return designatedTimestampRange(txn);
+}
+
+/**
+ * Encodes one txn record on its own — the bytes appendTxnRecord would put in a segment, with the
+ * record's own checksum — e.g. for a pending queue. The segment-wide limits apply to this one
+ * record. Throws InvalidArgumentError like encodeSegment.
+ */
+export function encodeTxnRecord(txn: TxnRecord, limits?: Partial<SegmentLimits>): Uint8Array {
+  const resolved = resolveLimits(limits);
+  const writer = new ByteWriter(resolved.maxRawBodyBytes, 4096);
+  appendTxnRecord(writer, txn, recordEncodeState(resolved));
+  return writer.toBytes();
+}
+
+function bodyTooLarge(where: string, limits: SegmentLimits): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `${where}: segment body would exceed maxRawBodyBytes ${limits.maxRawBodyBytes}`,
+  );
+}
+
+/** Checks a txn's own fields; returns "txn N" for messages. */
+function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): string {
+  if (txn === null || typeof txn !== 'object') {
+    throw new InvalidArgumentError('a txn must be a TxnRecord object');
+  }
+  if (typeof txn.txn !== 'bigint' || txn.txn < 1n || txn.txn > MAX_I64) {
+    throw new InvalidArgumentError(`txn number ${String(txn.txn)} must be a bigint in 1..2^63-1`);
+  }
+  const where = `txn ${txn.txn}`;
+  if (typeof txn.commitTimeUs !== 'bigint' || txn.commitTimeUs < MIN_I64 || txn.commitTimeUs > MAX_I64) {
+    throw new InvalidArgumentError(`${where}: commitTimeUs must be a bigint within int64`);
+  }
+  if (txn.kind !== 'data' && txn.kind !== 'fence') {
+    throw new InvalidArgumentError(`${where}: unknown kind '${txn.kind}'`);
+  }
+  if (!Number.isInteger(txn.rowCount) || txn.rowCount < 0 || txn.rowCount > limits.maxRowsPerRecord) {
+    throw new InvalidArgumentError(
+      `${where}: rowCount ${txn.rowCount} is not an integer in 0..${limits.maxRowsPerRecord}`,
+    );
+  }
+  if (!Array.isArray(txn.columns) || txn.columns.length > limits.maxColumnsPerRecord) {
+    throw new InvalidArgumentError(
+      `${where}: columns must be an array of at most ${limits.maxColumnsPerRecord}`,
+    );
+  }
+  if (txn.kind === 'fence' && (txn.rowCount !== 0 || txn.columns.length !== 0)) {
+    throw new InvalidArgumentError(`${where}: a fence has no rows and no columns`);
+  }
+  if (txn.rowCount > 0 && txn.columns.length === 0) {
+    throw new InvalidArgumentError(`${where}: ${txn.rowCount} rows but no columns`);
+  }
+  return where;
+}
+
+/** Checks a column's name, type and null bitmap; returns the name's UTF-8 bytes. */
+function checkColumn(
+  column: ColumnData,
+  index: number,
+  rowCount: number,
+  where: string,
+  state: RecordEncodeState,
+) {
+  const { limits } = state;
+  if (column === null || typeof column !== 'object') {
+    throw new InvalidArgumentError(`${where}: column ${index} is not an object`);
+  }
+  const { name } = column;
+  if (typeof name !== 'string' || !(name as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    throw new InvalidArgumentError(`${where}: column ${index} name must be a well-formed string`);
+  }
+  let nameBytes = state.nameBytes.get(name);
+  if (nameBytes === undefined) {
+    nameBytes = textEncoder.encode(name);
+    state.nameBytes.set(name, nameBytes);
+  }
+  if (nameBytes.length < 1 || nameBytes.length > limits.maxNameBytes) {
+    throw new InvalidArgumentError(
+      `${where}: column '${name}' name is ${nameBytes.length} UTF-8 bytes, not 1..${limits.maxNameBytes}`,
+    );
+  }
+  if (typeof column.addedInTxn !== 'boolean') {
+    throw new InvalidArgumentError(`${where}: column '${name}' addedInTxn must be a boolean`);
+  }
+  if (
+    column.data === null ||
+    typeof column.data !== 'object' ||
+    !Object.hasOwn(COLUMN_TYPE_IDS, column.data.type)
+  ) {
+    throw new InvalidArgumentError(`${where}: column '${name}' has an unknown type`);
+  }
+  const { nulls } = column;
+  if (nulls !== null) {
+    if (!(nulls instanceof Uint8Array) || nulls.length !== nullBitmapBytes(rowCount)) {
+      throw new InvalidArgumentError(
+        `${where}: column '${name}' nulls must be null or a Uint8Array of ${nullBitmapBytes(rowCount)} bytes`,
+      );
+    }
+    if (paddingBitsSet(nulls, rowCount)) {
+      throw new InvalidArgumentError(
+        `${where}: column '${name}' nulls has bits set past row ${rowCount - 1}`,
+      );
+    }
+  }
+  return nameBytes;
+}
+
+function checkUniqueNames(columns: readonly ColumnData[], where: string): void {
+  const seen = new Set<string>();
+  for (const { name } of columns) {
+    if (seen.has(name)) throw new InvalidArgumentError(`${where}: duplicate column '${name}'`);
+    seen.add(name);
+  }
+}
+
+/** The bitmap to write: null when no row is null, so the decoder's `nulls` is null exactly then. */
+function effectiveNulls(column: ColumnData, rowCount: number): Uint8Array | null {
+  return column.nulls !== null && anyBitSet(column.nulls, rowCount) ? column.nulls : null;
+}

@@ -1,0 +1,114 @@
+import { CorruptSegmentError, InvalidArgumentError } from '../core/index.js';
+import { ByteReader, corruptAt } from './byte-reader.js';
+import { resolveLimits, type SegmentLimits } from './limits.js';
+import { readTxnRecord, recordDecodeState } from './record-decoder.js';
+import {
+  assembleSegment,
+  type BodySummary,
+  checkIdentity,
+  type SegmentIdentity,
+} from './segment-assembler.js';
+import { MAX_I64, RECORD } from './segment-layout.js';
+import { mergeTimestampRanges, type TimestampRange } from './timestamp-range.js';
+
+export interface SealSegmentInput extends SegmentIdentity {
+  /** Encoded txn records (encodeTxnRecord's output), consecutive txn numbers, in order. */
+  records: Uint8Array[];
+  /** Overrides of DEFAULT_SEGMENT_LIMITS, as for encodeSegment. */
+  limits?: Partial<SegmentLimits>;
+}
+
+/**
+ * Builds a segment from txn records encoded earlier with encodeTxnRecord — e.g. kept in a pending
+ * queue — without re-encoding their values. The body is the records back to back, so the result
+ * is byte-identical to encodeSegment on the same txns. Every record is verified (checksum and a
+ * full decode, which also yields the row count and timestamp range for the header) before its
+ * bytes go out (STYLE rule 5). Throws InvalidArgumentError for bad input (no records,
+ * non-consecutive txn numbers, limits), CorruptSegmentError when a record's bytes are damaged
+ * (the message names the record's index), CODEC_UNAVAILABLE for a codec this runtime lacks.
+ */
+export async function sealSegment(input: SealSegmentInput): Promise<Uint8Array> {
+  const limits = resolveLimits(input.limits);
+  const compression = checkIdentity(input, limits);
+  const raw = concatRecords(input.records, limits);
+  return assembleSegment(input, compression, raw, summarise(raw, input.records, limits), limits);
+}
+
+function concatRecords(records: unknown, limits: SegmentLimits): Uint8Array {
+  if (!Array.isArray(records) || records.length === 0)
+    throw new InvalidArgumentError('a segment needs at least one record');
+  if (records.length > limits.maxTxnsPerSegment) {
+    throw new InvalidArgumentError(
+      `${records.length} records, above maxTxnsPerSegment ${limits.maxTxnsPerSegment}`,
+    );
+  }
+  let totalBytes = 0;
+  for (const record of records) {
+    if (!(record instanceof Uint8Array)) throw new InvalidArgumentError('every record must be a Uint8Array');
+    totalBytes += record.length;
+  }
+  if (totalBytes > limits.maxRawBodyBytes) {
+    throw new InvalidArgumentError(
+      `records total ${totalBytes} bytes, above maxRawBodyBytes ${limits.maxRawBodyBytes}`,
+    );
+  }
+  const raw = new Uint8Array(totalBytes);
+  let at = 0;
+  for (const record of records as Uint8Array[]) {
+    raw.set(record, at);
+    at += record.length;
+  }
+  checkTxnNumbers(records as Uint8Array[]);
+  return raw;
+}
+
+/** Consecutive txn numbers are the caller's contract: check them before decoding, as an argument error. */
+function checkTxnNumbers(records: Uint8Array[]): void {
+  let previous: bigint | undefined;
+  records.forEach((record, i) => {
+    if (record.length < RECORD.txn + 8) return; // too short to hold a txn number: the decode reports it
+    const txn = new DataView(record.buffer, record.byteOffset, record.length).getBigUint64(RECORD.txn, true);
+    if (previous !== undefined && txn !== previous + 1n) {
+      throw new InvalidArgumentError(
+        `record ${i} holds txn ${txn} after txn ${previous}: txn numbers must be consecutive`,
+      );
+    }
+    previous = txn;
+  });
+}
+
+/** Decodes every record (verifying it) and returns what the header needs. */
+function summarise(raw: Uint8Array, records: Uint8Array[], limits: SegmentLimits): BodySummary {
+  const reader = new ByteReader(raw, 'body');
+  const state = recordDecodeState(limits);
+  let rowCount = 0;
+  let tsRange: TimestampRange | null = null;
+  let txnFirst = 0n;
+  let recordEnd = 0;
+  records.forEach((record, i) => {
+    recordEnd += record.length;
+    try {
+      const decoded = readTxnRecord(reader, state, i === 0 ? undefined : txnFirst + BigInt(i));
+      if (i === 0) txnFirst = decoded.txn.txn;
+      rowCount += decoded.txn.rowCount;
+      tsRange = mergeTimestampRanges(tsRange, decoded.tsRange);
+    } catch (error) {
+      if (!(error instanceof CorruptSegmentError)) throw error;
+      throw new CorruptSegmentError(`record ${i}: ${error.message}`, {
+        cause: error,
+        details: error.details,
+      });
+    }
+    if (reader.offset !== recordEnd) {
+      const holds = reader.offset - (recordEnd - record.length);
+      throw corruptAt(
+        'body',
+        recordEnd - record.length,
+        `record ${i} is ${record.length} bytes but holds a record of ${holds}`,
+      );
+    }
+  });
+  const txnLast = txnFirst + BigInt(records.length - 1);
+  if (txnLast > MAX_I64) throw new InvalidArgumentError(`txn numbers run past 2^63-1`);
+  return { txnFirst, txnLast, txnCount: records.length, rowCount, tsRange };
+}

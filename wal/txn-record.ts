@@ -1,0 +1,43 @@
+import type { ColumnValues } from './column-types.js';
+
+/** A data txn carries rows; a fence carries no rows and records a new epoch (DESIGN §7). */
+export type TxnKind = 'data' | 'fence';
+
+/** One column of one txn record. */
+export interface ColumnData {
+  /** UTF-8, 1..maxNameBytes bytes, unique within the record. */
+  name: string;
+  /** A schema change: this txn created the column, so the applier must ALTER before it applies rows. */
+  addedInTxn: boolean;
+  /**
+   * Null bitmap of exactly nullBitmapBytes(rowCount) bytes: bit (i & 7) of byte (i >> 3) set means
+   * row i is null. `null` means no row is null (and is what the decoder returns then).
+   */
+  nulls: Uint8Array | null;
+  data: ColumnValues;
+}
+
+/** One table's share of one committed write request. */
+export interface TxnRecord {
+  /** The table's txn number, >= 1, gap-free within a table. */
+  txn: bigint;
+  /** The primary's wall clock at commit, µs since the Unix epoch. Informational: never used for ordering. */
+  commitTimeUs: bigint;
+  kind: TxnKind;
+  rowCount: number;
+  /** Every column has exactly rowCount value slots. A fence has no columns. */
+  columns: ColumnData[];
+}
+
+/** The designated timestamp column (DESIGN §1): its non-null values give a segment's ts range. */
+export const DESIGNATED_TIMESTAMP_COLUMN = 'timestamp';
+
+/** The kind id written in a record. 0 is never valid, so zeroed memory never parses. */
+export const TXN_KIND_IDS: Readonly<Record<TxnKind, number>> = Object.freeze({ data: 1, fence: 2 });
+
+/** The txn kind for a kind id, or undefined for an unknown id. */
+export function txnKindOfId(kindId: number): TxnKind | undefined {
+  if (kindId === TXN_KIND_IDS.data) return 'data';
+  if (kindId === TXN_KIND_IDS.fence) return 'fence';
+  return undefined;
+}

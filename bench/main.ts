@@ -16,7 +16,9 @@ async function run(): Promise<number> {
   const requested = process.argv.slice(2);
   const unknown = requested.filter((name) => !(name in SUITES));
   if (unknown.length > 0) {
-    process.stderr.write(`unknown bench suite(s): ${unknown.join(', ')}; known: ${Object.keys(SUITES).join(', ')}\n`);
+    process.stderr.write(
+      `unknown bench suite(s): ${unknown.join(', ')}; known: ${Object.keys(SUITES).join(', ')}\n`,
+    );
     return 2;
   }
   const names = requested.length === 0 ? Object.keys(SUITES) : requested;

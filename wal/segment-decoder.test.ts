@@ -11,6 +11,7 @@ import {
   type SegmentLimits,
   type TxnRecord,
 } from './index.js';
+import { HEADER } from './segment-layout.js';
 import {
   concatBytes,
   resealHeaderChecksum,
@@ -20,7 +21,6 @@ import {
   segmentParts,
   splitRecords,
 } from './testing/reseal.js';
-import { HEADER } from './segment-layout.js';
 
 /** Where a one-column record with a one-byte name has its first chunk byte: 28-byte record head + 4-byte descriptor. */
 const CHUNK = 32;

@@ -1,6 +1,7 @@
 import { expect, test } from 'vitest';
 import { CorruptSegmentError, isWalshipError, type Random, randomInt, seededRandom } from '../core/index.js';
 import { type Codec, decodeSegment, decodeSegmentHeader, encodeSegment, type TxnRecord } from './index.js';
+import { HEADER } from './segment-layout.js';
 import { randomTxns } from './testing/random-txns.js';
 import {
   concatBytes,
@@ -10,7 +11,6 @@ import {
   segmentParts,
   splitRecords,
 } from './testing/reseal.js';
-import { HEADER } from './segment-layout.js';
 import { describeTxnDifference } from './testing/txn-equality.js';
 
 /**

@@ -3,13 +3,17 @@
  * document with every result, then a table per suite. Each suite measures its own baseline in
  * the same run, so figures are read as ratios, not absolutes.
  */
+import { benchIlp } from './ilp.js';
 import { type BenchSuiteResult, renderTables } from './report.js';
 import { benchStore } from './store.js';
+import { benchTable } from './table.js';
 import { benchWal } from './wal.js';
 
 const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   store: benchStore,
   wal: benchWal,
+  ilp: benchIlp,
+  table: benchTable,
 };
 
 async function run(): Promise<number> {

@@ -1,4 +1,6 @@
+import { isWalshipError } from '../core/index.js';
 import { type CommandIo, EXIT } from './io.js';
+import { primaryCommand } from './primary.js';
 import { type StoreCheckDeps, storeCheck } from './store-check.js';
 
 const USAGE = `walship — QuestDB-style replication for time-series data
@@ -6,6 +8,7 @@ const USAGE = `walship — QuestDB-style replication for time-series data
 Usage: walship <command> [options]
 
 Commands:
+  primary       run a primary node (ILP in, segments out)
   store check   check that an object store honours what replication and fencing need
   version       print the version
   help          print this text
@@ -21,6 +24,7 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
   const [command, sub, ...rest] = argv;
   try {
     if (command === 'store' && sub === 'check') return await storeCheck(rest, io, deps.storeCheck);
+    if (command === 'primary') return await primaryCommand(argv.slice(1), io);
     if (command === 'version' || command === '--version') {
       io.stdout(await version());
       return EXIT.ok;
@@ -34,6 +38,10 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     );
     return EXIT.usage;
   } catch (error) {
+    if (isWalshipError(error) && (error.kind === 'invalid' || error.code === 'PRIMARY_REFUSED')) {
+      io.stderr(`walship: ${error.message}`);
+      return EXIT.usage;
+    }
     // parseArgs reports unknown or malformed options with a TypeError carrying a code.
     if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.stderr(`walship: ${(error as Error).message}`);

@@ -48,7 +48,7 @@ describe('conformance probe', () => {
   it('fails a store that ignores create-only and compare-and-swap, and calls it unsafe', async () => {
     const store = withFaults(new MemoryStore(), [{ fault: { type: 'ignore-conditions' } }]);
     const report = await runConformanceProbe(store);
-    expect(report).toMatchObject({ ok: false, fencingSafe: false });
+    expect(report).toMatchObject({ ok: false, fencingSafe: false, error: null });
     const failed = report.checks.filter((c) => !c.passed).map((c) => c.name);
     expect(failed).toEqual([
       'create-only: second write refused',
@@ -76,6 +76,8 @@ describe('conformance probe', () => {
       { fault: { type: 'error', message: `down ${randomUUID()}` } },
     ]);
     const report = await runConformanceProbe(store);
-    expect(report.checks.every((c) => !c.passed)).toBe(true);
+    expect(report.checks.every((c) => !c.passed && c.errored)).toBe(true);
+    expect(report.error?.message).toMatch(/^down /);
+    expect(renderProbeReport(report)).toContain('UNREACHABLE');
   });
 });

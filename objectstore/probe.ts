@@ -11,6 +11,8 @@ export interface ProbeCheck {
   /** A failed required check makes the store unsafe for a primary. */
   required: boolean;
   passed: boolean;
+  /** True when a request failed (store unreachable or broken), not when the store answered wrongly. */
+  errored: boolean;
   detail: string;
 }
 
@@ -23,6 +25,8 @@ export interface ProbeReport {
   ok: boolean;
   /** True when create-only and compare-and-swap are both honoured: the store can fence. */
   fencingSafe: boolean;
+  /** The first request error, when checks could not run: the verdict is "unreachable", not "unsafe". */
+  error: Error | null;
 }
 
 export interface ProbeOptions {
@@ -47,11 +51,14 @@ export async function runConformanceProbe(
 ): Promise<ProbeReport> {
   const base = `probe/${randomUUID()}`;
   const checks: ProbeCheck[] = [];
+  let firstError: Error | null = null;
   const check = async (name: string, run: () => Promise<string>) => {
     try {
-      checks.push({ name, required: true, passed: true, detail: await run() });
+      checks.push({ name, required: true, passed: true, errored: false, detail: await run() });
     } catch (error) {
-      checks.push({ name, required: true, passed: false, detail: (error as Error).message });
+      const errored = !(error instanceof ProbeFailure);
+      if (errored) firstError ??= error as Error;
+      checks.push({ name, required: true, passed: false, errored, detail: (error as Error).message });
     }
   };
   const bytes = (text: string) => new TextEncoder().encode(text);
@@ -206,7 +213,7 @@ export async function runConformanceProbe(
   const notes = options.notes?.() ?? [];
   const ok = checks.every((c) => c.passed || !c.required);
   const fencingSafe = checks.filter((c) => FENCING_CHECKS.has(c.name)).every((c) => c.passed);
-  return { store: store.description, checks, notes, ok, fencingSafe };
+  return { store: store.description, checks, notes, ok, fencingSafe, error: firstError };
 }
 
 /** The probe as a table for a terminal. */
@@ -220,7 +227,11 @@ export function renderProbeReport(report: ProbeReport): string {
   lines.push('');
   if (report.ok)
     lines.push('OK: the store honours create-only and compare-and-swap; it can fence a primary.');
-  else if (!report.fencingSafe) {
+  else if (report.error !== null) {
+    lines.push(
+      `UNREACHABLE: requests to the store failed, so it could not be checked: ${report.error.message}`,
+    );
+  } else if (!report.fencingSafe) {
     lines.push(
       'UNSAFE: the store does not honour conditional writes; a primary must not run on it (fencing would not work).',
     );
@@ -228,8 +239,11 @@ export function renderProbeReport(report: ProbeReport): string {
   return lines.join('\n');
 }
 
+/** The store answered, but not as the contract says. */
+class ProbeFailure extends Error {}
+
 function expect(condition: boolean, message: string): void {
-  if (!condition) throw new Error(message);
+  if (!condition) throw new ProbeFailure(message);
 }
 
 async function cleanUp(store: ObjectStore, base: string): Promise<void> {

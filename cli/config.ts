@@ -1,0 +1,366 @@
+import { readFile } from 'node:fs/promises';
+import { InvalidConfigError } from '../core/index.js';
+import { parseConnectionString, redactConnectionString } from '../objectstore/index.js';
+
+/**
+ * The node configuration surface, shared by `walship primary`, `walship replica` and every later
+ * node command. Keys use QuestDB's names where the meaning is the same. Each key can be set
+ *   1. in a `server.conf` file (`--config FILE`; `key=value` lines, `#` comments),
+ *   2. as an environment variable `WALSHIP_` + the key upper-cased with dots as underscores
+ *      (`WALSHIP_REPLICATION_OBJECT_STORE`),
+ *   3. as a flag `--key=value` or `--key value`;
+ * flags win over the environment, the environment over the file. Unknown keys and bad values
+ * stop start-up with a message naming the key and where it came from. Secret values never
+ * appear in messages or in `describeConfig`.
+ */
+type Kind =
+  | 'string'
+  | 'secret'
+  | 'store'
+  | 'bool'
+  | 'int'
+  | 'bytes'
+  | 'duration'
+  | { oneOf: readonly string[] };
+
+interface KeySpec {
+  kind: Kind;
+  /** The default as it would be written in server.conf; undefined = no default. */
+  default?: string;
+  doc: string;
+}
+
+/** Every key, its type, default (with unit) and meaning. The README's reference is generated from this. */
+export const CONFIG_KEYS = {
+  'replication.role': {
+    kind: { oneOf: ['none', 'primary', 'replica'] },
+    default: 'none',
+    doc: 'the node role',
+  },
+  'replication.object.store': { kind: 'store', doc: 'object store connection string (fs::… or s3::…)' },
+  'replication.ack.mode': {
+    kind: { oneOf: ['local', 'durable'] },
+    default: 'local',
+    doc: 'answer ILP writes after the local commit (local) or after the segment is in the store (durable)',
+  },
+  'replication.ack.durable.timeout': {
+    kind: 'duration',
+    default: '10s',
+    doc: 'a durable write not in the store by then is answered 503 (it stays committed locally)',
+  },
+  'cairo.wal.segment.rollover.size': { kind: 'bytes', default: '2m', doc: 'seal a segment at this size' },
+  'replication.primary.throttle.window.duration': {
+    kind: 'duration',
+    default: '10s',
+    doc: 'upload a partly filled segment once its oldest txn is this old',
+  },
+  'replication.primary.compression.level': {
+    kind: 'int',
+    default: '1',
+    doc: 'segment compression level (deflate 1..9; 0 stores uncompressed)',
+  },
+  'replication.primary.head.update.interval': {
+    kind: 'duration',
+    default: '1s',
+    doc: 'rewrite the head.json hint at most this often',
+  },
+  'replication.replica.poll.interval': { kind: 'duration', default: '1s', doc: 'how often a replica polls' },
+  'replication.requests.max.concurrent': {
+    kind: 'int',
+    default: '8',
+    doc: 'segment uploads in flight at once (different tables)',
+  },
+  'replication.requests.retry.attempts': {
+    kind: 'int',
+    default: '4',
+    doc: 'tries per store request, the first included',
+  },
+  'replication.requests.retry.interval': {
+    kind: 'duration',
+    default: '200ms',
+    doc: 'first retry backoff, doubling',
+  },
+  'replication.unsafe.skip.store.check': {
+    kind: 'bool',
+    default: 'false',
+    doc: 'run a primary on a store that fails the conformance probe (fencing will not work)',
+  },
+  'node.data.dir': {
+    kind: 'string',
+    default: './walship-data',
+    doc: 'where the node keeps its SQLite file and state',
+  },
+  'node.id': { kind: 'string', doc: 'node identity; generated and persisted in the data dir when unset' },
+  'node.url': {
+    kind: 'string',
+    doc: 'the URL other nodes and tools use to reach this node (recorded in epochs)',
+  },
+  'http.bind.to': { kind: 'string', default: '0.0.0.0:9000', doc: 'HTTP listener (ILP, queries, status)' },
+  'http.user': { kind: 'string', doc: 'Basic auth user for HTTP (ILP and queries); with http.password' },
+  'http.password': { kind: 'secret', doc: 'Basic auth password' },
+  'http.auth.token': { kind: 'secret', doc: 'Bearer token accepted on HTTP (ILP and queries)' },
+  'line.http.max.request.size': {
+    kind: 'bytes',
+    default: '100m',
+    doc: 'ILP HTTP requests above this get 413',
+  },
+  'line.tcp.enabled': { kind: 'bool', default: 'true', doc: 'listen for ILP over TCP' },
+  'line.tcp.net.bind.to': { kind: 'string', default: '0.0.0.0:9009', doc: 'ILP TCP listener' },
+  'line.tcp.auth.db.path': {
+    kind: 'string',
+    doc: 'QuestDB-format auth file (keyId ec-p-256-sha256 x y per line) enabling the ECDSA challenge',
+  },
+  'cairo.commit.mode': {
+    kind: { oneOf: ['sync', 'async'] },
+    default: 'sync',
+    doc: 'sync = SQLite synchronous=FULL (a commit survives power loss), async = NORMAL',
+  },
+  'query.timeout': { kind: 'duration', default: '60s', doc: 'a query running longer is cancelled' },
+  'query.workers': { kind: 'int', default: '2', doc: 'worker threads serving queries' },
+  'admin.token': { kind: 'secret', doc: 'token required by admin endpoints and commands' },
+  'log.level': {
+    kind: { oneOf: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] },
+    default: 'info',
+    doc: 'log level',
+  },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof CONFIG_KEYS;
+type Value = string | number | boolean;
+
+/** A loaded configuration: every key with a value (defaults filled in), and where each came from. */
+export interface NodeConfig {
+  get(key: ConfigKey): Value | undefined;
+  /** The value, or an error naming the key when it has none. */
+  require(key: ConfigKey): Value;
+  string(key: ConfigKey): string | undefined;
+  number(key: ConfigKey): number;
+  bool(key: ConfigKey): boolean;
+  /** `file:LINE`, `env WALSHIP_…`, `flag --…` or `default`. */
+  sourceOf(key: ConfigKey): string;
+  /** Every set key as `key=value (source)`, secrets as `****`. */
+  describe(): string[];
+}
+
+export interface ConfigSources {
+  /** Arguments after the command name; `--config FILE` and `--key=value` are consumed. */
+  argv: string[];
+  env: Record<string, string | undefined>;
+  /** Overrides applied as if they were flags (the command's own role, for example). */
+  fixed?: Partial<Record<ConfigKey, string>>;
+}
+
+/** Read file, environment and flags; validate; fill defaults. Throws InvalidConfigError. */
+export async function loadConfig(sources: ConfigSources): Promise<NodeConfig> {
+  const raw = new Map<ConfigKey, { text: string; source: string }>();
+  const { flags, configFile } = parseFlags(sources.argv);
+  if (configFile !== undefined) {
+    for (const entry of parseConfFile(await readConfFile(configFile), configFile)) raw.set(entry.key, entry);
+  }
+  for (const [name, text] of Object.entries(sources.env)) {
+    if (!name.startsWith('WALSHIP_') || text === undefined) continue;
+    const key = keyOfEnv(name);
+    if (key === undefined) continue; // WALSHIP_ variables that are not config keys belong to tools and tests
+    raw.set(key, { text, source: `env ${name}` });
+  }
+  for (const entry of flags) raw.set(entry.key, entry);
+  for (const [key, text] of Object.entries(sources.fixed ?? {}))
+    raw.set(key as ConfigKey, { text, source: 'command' });
+
+  const values = new Map<ConfigKey, { value: Value; source: string }>();
+  for (const key of Object.keys(CONFIG_KEYS) as ConfigKey[]) {
+    const given = raw.get(key);
+    const spec: KeySpec = CONFIG_KEYS[key];
+    if (given !== undefined)
+      values.set(key, { value: parseValue(key, given.text, given.source), source: given.source });
+    else if (spec.default !== undefined)
+      values.set(key, { value: parseValue(key, spec.default, 'default'), source: 'default' });
+  }
+  return makeConfig(values);
+}
+
+function makeConfig(values: Map<ConfigKey, { value: Value; source: string }>): NodeConfig {
+  const config: NodeConfig = {
+    get: (key) => values.get(key)?.value,
+    require(key) {
+      const entry = values.get(key);
+      if (entry === undefined) {
+        throw new InvalidConfigError(
+          `${key} is required: set it in server.conf, as ${envNameOf(key)} or as --${key}=…`,
+        );
+      }
+      return entry.value;
+    },
+    string: (key) => {
+      const value = values.get(key)?.value;
+      return value === undefined ? undefined : String(value);
+    },
+    number: (key) => Number(config.require(key)),
+    bool: (key) => config.require(key) === true,
+    sourceOf: (key) => values.get(key)?.source ?? 'unset',
+    describe: () =>
+      [...values.entries()].map(
+        ([key, { value, source }]) => `${key}=${displayValue(key, value)} (${source})`,
+      ),
+  };
+  return config;
+}
+
+/** The environment variable for a key: `WALSHIP_` + upper case, dots to underscores. */
+export function envNameOf(key: ConfigKey): string {
+  return `WALSHIP_${key.toUpperCase().replaceAll('.', '_')}`;
+}
+
+const ENV_TO_KEY = new Map((Object.keys(CONFIG_KEYS) as ConfigKey[]).map((key) => [envNameOf(key), key]));
+
+function keyOfEnv(name: string): ConfigKey | undefined {
+  return ENV_TO_KEY.get(name);
+}
+
+function isKey(name: string): name is ConfigKey {
+  return Object.hasOwn(CONFIG_KEYS, name);
+}
+
+function parseFlags(argv: string[]): {
+  flags: { key: ConfigKey; text: string; source: string }[];
+  configFile: string | undefined;
+} {
+  const flags: { key: ConfigKey; text: string; source: string }[] = [];
+  let configFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new InvalidConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    const equals = arg.indexOf('=');
+    const name = equals < 0 ? arg.slice(2) : arg.slice(2, equals);
+    let text = equals < 0 ? undefined : arg.slice(equals + 1);
+    if (text === undefined) {
+      text = argv[i + 1];
+      if (text === undefined || text.startsWith('--'))
+        throw new InvalidConfigError(`flag --${name} needs a value`);
+      i++;
+    }
+    if (name === 'config') configFile = text;
+    else if (isKey(name)) flags.push({ key: name, text, source: `flag --${name}` });
+    else throw new InvalidConfigError(`unknown flag --${name}; ${hint(name)}`);
+  }
+  return { flags, configFile };
+}
+
+async function readConfFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new InvalidConfigError(
+      `cannot read config file ${file}: ${(error as NodeJS.ErrnoException).code}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/** `key=value` lines; blank lines and `#` comments skipped; no escaping (like QuestDB's server.conf). */
+export function parseConfFile(
+  text: string,
+  file: string,
+): { key: ConfigKey; text: string; source: string }[] {
+  const entries: { key: ConfigKey; text: string; source: string }[] = [];
+  const seen = new Set<string>();
+  for (const [index, rawLine] of text.split(/\r?\n/).entries()) {
+    const line = rawLine.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const source = `${file}:${index + 1}`;
+    const equals = line.indexOf('=');
+    if (equals < 0) throw new InvalidConfigError(`${source}: expected key=value`);
+    const name = line.slice(0, equals).trim();
+    if (!isKey(name))
+      throw new InvalidConfigError(`${source}: unknown key ${JSON.stringify(name)}; ${hint(name)}`);
+    if (seen.has(name)) throw new InvalidConfigError(`${source}: key ${name} is set twice`);
+    seen.add(name);
+    entries.push({ key: name, text: line.slice(equals + 1).trim(), source });
+  }
+  return entries;
+}
+
+function hint(name: string): string {
+  const close = (Object.keys(CONFIG_KEYS) as string[]).filter((key) =>
+    key.includes(name.split('.').at(-1) ?? name),
+  );
+  return close.length > 0 && close.length <= 4
+    ? `did you mean ${close.join(' or ')}?`
+    : 'see `walship help config`';
+}
+
+function parseValue(key: ConfigKey, text: string, source: string): Value {
+  const spec: KeySpec = CONFIG_KEYS[key];
+  const fail = (expected: string): never => {
+    const shown = spec.kind === 'secret' || spec.kind === 'store' ? '' : ` ${JSON.stringify(text)}`;
+    throw new InvalidConfigError(
+      `${key} (${source}): expected ${expected}, got${shown || ' an invalid value'}`,
+    );
+  };
+  if (text === '' && spec.kind !== 'string') fail('a value');
+  const kind = spec.kind;
+  if (typeof kind === 'object')
+    return kind.oneOf.includes(text) ? text : fail(`one of ${kind.oneOf.join(', ')}`);
+  switch (kind) {
+    case 'string':
+    case 'secret':
+      return text;
+    case 'store':
+      try {
+        parseConnectionString(text);
+      } catch (error) {
+        throw new InvalidConfigError(`${key} (${source}): ${(error as Error).message}`, { cause: error });
+      }
+      return text;
+    case 'bool':
+      return text === 'true' ? true : text === 'false' ? false : fail('true or false');
+    case 'int':
+      return /^\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : fail('a whole number');
+    case 'bytes':
+      return parseBytes(text) ?? fail('a size in bytes, like 2097152, 512k, 2m or 1g');
+    case 'duration':
+      return parseDurationMs(text) ?? fail('a duration, like 250 (ms), 250ms, 10s, 5m or 1h');
+  }
+}
+
+/** `2097152`, `512k`, `2m`, `1g` (binary multiples) → bytes; undefined if malformed. */
+export function parseBytes(text: string): number | undefined {
+  const match = /^(\d+)([kmg]?)b?$/i.exec(text.trim());
+  if (match === null) return undefined;
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[
+    match[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'
+  ];
+  const bytes = Number(match[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** `250` (ms), `250ms`, `10s`, `5m`, `1h` → milliseconds; undefined if malformed. */
+export function parseDurationMs(text: string): number | undefined {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
+  if (match === null) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
+  const ms = Number(match[1]) * unit;
+  return Number.isSafeInteger(ms) ? ms : undefined;
+}
+
+function displayValue(key: ConfigKey, value: Value): string {
+  const spec: KeySpec = CONFIG_KEYS[key];
+  if (spec.kind === 'secret') return '****';
+  if (spec.kind === 'store') return redactConnectionString(String(value));
+  return String(value);
+}
+
+/** `host:port` → parts; throws naming the key. */
+export function parseHostPort(config: NodeConfig, key: ConfigKey): { host: string; port: number } {
+  const text = String(config.require(key));
+  const match = /^(.*):(\d{1,5})$/.exec(text);
+  const port = match === null ? Number.NaN : Number(match[2]);
+  if (match === null || port > 65535) {
+    throw new InvalidConfigError(
+      `${key} (${config.sourceOf(key)}): expected host:port, got ${JSON.stringify(text)}`,
+    );
+  }
+  return { host: match[1] === '' ? '0.0.0.0' : match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}

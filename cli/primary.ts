@@ -1,0 +1,130 @@
+import { readFile } from 'node:fs/promises';
+import { pino } from 'pino';
+import { InvalidConfigError, systemClock, systemRandom } from '../core/index.js';
+import { openStore, S3Store } from '../objectstore/index.js';
+import { PrimaryNode, type PrimarySettings } from '../primary/index.js';
+import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
+import { type CommandIo, EXIT } from './io.js';
+
+export const PRIMARY_USAGE = `walship primary [--config server.conf] [--key=value …]
+
+Runs a primary: ILP over HTTP (http.bind.to, default 0.0.0.0:9000) and TCP (line.tcp.net.bind.to,
+default 0.0.0.0:9009), tables in SQLite under node.data.dir, WAL segments shipped to
+replication.object.store. Every key can also come from server.conf or WALSHIP_<KEY> variables.
+Example:
+  walship primary --replication.object.store='fs::root=/var/lib/walship/store;' --node.data.dir=./primary`;
+
+/** Pending txns beyond this refuse new writes (503) while the store is unreachable. */
+const PENDING_MAX_BYTES = 1024 * 1024 * 1024;
+
+export async function primaryCommand(argv: string[], io: CommandIo): Promise<number> {
+  if (argv.includes('--help')) {
+    io.stdout(PRIMARY_USAGE);
+    return EXIT.ok;
+  }
+  const config = await loadConfig({ argv, env: io.env, fixed: { 'replication.role': 'primary' } });
+  const log = pino({ level: String(config.get('log.level')), base: { pid: process.pid } });
+  const settings = await primarySettings(config);
+  const node = await PrimaryNode.start(settings, { clock: systemClock, random: systemRandom, log });
+  io.stdout(
+    `walship primary ${node.nodeId} listening: http ${node.httpPort}${node.tcpPort ? `, tcp ${node.tcpPort}` : ''}`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      void node
+        .close()
+        .then(() => settings.store.close())
+        .finally(resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  return EXIT.ok;
+}
+
+/** Turn the configuration surface into the primary's settings, opening the store. */
+export async function primarySettings(config: NodeConfig): Promise<PrimarySettings> {
+  const opened = await openStore(String(config.require('replication.object.store')), {});
+  const raw = opened.raw;
+  const http = parseHostPort(config, 'http.bind.to');
+  const level = config.number('replication.primary.compression.level');
+  if (level > 9) throw new InvalidConfigError('replication.primary.compression.level: expected 0..9');
+  return {
+    dataDir: String(config.require('node.data.dir')),
+    nodeId: config.string('node.id'),
+    nodeUrl: config.string('node.url'),
+    store: opened.store,
+    storeNotes: () =>
+      raw instanceof S3Store && raw.ifMatchQuoting === 'unquoted'
+        ? ['If-Match is compared unquoted (Ceph RGW 16)']
+        : [],
+    skipStoreCheck: config.bool('replication.unsafe.skip.store.check'),
+    ackMode: config.require('replication.ack.mode') as 'local' | 'durable',
+    durableTimeoutMs: config.number('replication.ack.durable.timeout'),
+    pendingMaxBytes: PENDING_MAX_BYTES,
+    rolloverSizeBytes: config.number('cairo.wal.segment.rollover.size'),
+    windowMs: config.number('replication.primary.throttle.window.duration'),
+    headIntervalMs: config.number('replication.primary.head.update.interval'),
+    maxConcurrentUploads: Math.max(1, config.number('replication.requests.max.concurrent')),
+    codec: level === 0 ? 'none' : 'deflate',
+    compressionLevel: Math.max(level, 1),
+    synchronous: config.get('cairo.commit.mode') === 'async' ? 'NORMAL' : 'FULL',
+    http,
+    tcp: config.bool('line.tcp.enabled')
+      ? { ...parseHostPort(config, 'line.tcp.net.bind.to'), authKeys: await tcpAuthKeys(config) }
+      : undefined,
+    httpAuth: httpAuth(config),
+    maxRequestBytes: config.number('line.http.max.request.size'),
+    queryTimeoutMs: config.number('query.timeout'),
+    queryWorkers: Math.max(1, config.number('query.workers')),
+    version: await packageVersion(),
+  };
+}
+
+function httpAuth(config: NodeConfig): PrimarySettings['httpAuth'] {
+  const user = config.string('http.user');
+  const password = config.string('http.password');
+  const token = config.string('http.auth.token');
+  if ((user === undefined) !== (password === undefined)) {
+    throw new InvalidConfigError('http.user and http.password go together: set both or neither');
+  }
+  if (user === undefined && token === undefined) return undefined;
+  return {
+    ...(user === undefined ? {} : { basic: [{ username: user, password: password! }] }),
+    ...(token === undefined ? {} : { bearer: [token] }),
+  };
+}
+
+/** QuestDB's auth file: `keyId ec-p-256-sha256 <x base64url> <y base64url>` per line, `#` comments. */
+async function tcpAuthKeys(config: NodeConfig) {
+  const file = config.string('line.tcp.auth.db.path');
+  if (file === undefined) return undefined;
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new InvalidConfigError(`line.tcp.auth.db.path: cannot read ${file}: ${error.code}`);
+  });
+  const keys: { keyId: string; publicKeyX: string; publicKeyY: string }[] = [];
+  for (const [index, line] of text.split(/\r?\n/).entries()) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const [keyId, algorithm, x, y] = trimmed.split(/\s+/);
+    if (algorithm !== 'ec-p-256-sha256' || keyId === undefined || x === undefined || y === undefined) {
+      throw new InvalidConfigError(`${file}:${index + 1}: expected "keyId ec-p-256-sha256 x y"`);
+    }
+    keys.push({ keyId, publicKeyX: x, publicKeyY: y });
+  }
+  return keys;
+}
+
+async function packageVersion(): Promise<string> {
+  for (const candidate of ['../../package.json', '../package.json']) {
+    try {
+      const text = await readFile(new URL(candidate, import.meta.url), 'utf8');
+      const pkg = JSON.parse(text) as { name?: string; version?: string };
+      if (pkg.name === 'walship' && pkg.version !== undefined) return pkg.version;
+    } catch {
+      // try the next location (compiled under dist/ or run from source)
+    }
+  }
+  return 'dev';
+}

@@ -1,0 +1,326 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InvalidArgumentError, isWalshipError } from '../core/index.js';
+import { createHttpAuthenticator, type IlpHttpAuth } from './http-auth.js';
+import type { IlpCommit } from './ilp-commit.js';
+import type { IlpLine } from './ilp-line.js';
+import { IlpParseError } from './ilp-parse-error.js';
+import { type IlpLimits, resolveIlpLimits } from './limits.js';
+import { parseIlp } from './line-parser.js';
+import { type Precision, parsePrecision } from './precision.js';
+
+/**
+ * The ILP HTTP surface, byte-compatible with QuestDB (docs: shared/reference/ilp-http.md):
+ * `POST /write` and `POST /api/v2/write` (query `precision`), `GET|HEAD /ping`, `GET /settings`.
+ * Success is exactly 204 without a body; every error is `application/json` with exactly the keys
+ * `code`, `message`, `line`, `errorId`. A request is parsed completely before `commit` is called,
+ * so a parse error commits nothing.
+ */
+
+export interface IlpHttpOptions {
+  /** The write path; see IlpCommit for how its rejections map to statuses. */
+  commit: IlpCommit;
+  /** False on replicas and demoted primaries: writes get 421 before their body is read. */
+  acceptingWrites: () => boolean;
+  /** `release.version` in `/settings` (walship's version). */
+  releaseVersion: string;
+  /** `release.type` in `/settings`. Default `OSS`, as open-source QuestDB; clients do not read it. */
+  releaseType?: string;
+  /** When set, writes need one of these credentials (401 otherwise). `/ping` and `/settings` stay open. */
+  auth?: IlpHttpAuth;
+  /** Bytes of one request body; past it the answer is 413 and reading stops. Default 100 MiB. */
+  maxRequestBytes?: number;
+  limits?: Partial<IlpLimits>;
+  /** Called for every 5xx answer (with the errorId the client saw), for logging. Default: nothing. */
+  onError?: (error: unknown, context: { errorId: string; status: number }) => void;
+}
+
+/**
+ * Answers `req` if it is an ILP route and resolves true once the answer is sent; resolves false
+ * (touching nothing) for any other path, so the caller can route it elsewhere. Never rejects.
+ * Callable directly (a route handler) or as `handler.handle(req, res)`.
+ */
+export interface IlpHttpHandler {
+  (req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+}
+
+/** Bytes of one request body by default: the official clients' largest buffer (max_buf_size) is 100 MiB. */
+export const DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024;
+/** What InfluxDB v2 clients look for on /ping. */
+const INFLUXDB_VERSION = 'v2.7.4';
+const WRITE_PATHS: ReadonlySet<string> = new Set(['/write', '/api/v2/write']);
+
+/** Creates the handler; throws InvalidArgumentError for bad limits or a bad maxRequestBytes. */
+export function createIlpHttpHandler(options: IlpHttpOptions): IlpHttpHandler {
+  const limits = resolveIlpLimits(options.limits);
+  const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
+  if (!Number.isSafeInteger(maxRequestBytes) || maxRequestBytes < 1) {
+    throw new InvalidArgumentError(`maxRequestBytes must be a positive integer, got ${maxRequestBytes}`);
+  }
+  const authenticate = options.auth === undefined ? undefined : createHttpAuthenticator(options.auth);
+  const errors = new ErrorResponder(options.onError);
+  const context: WriteContext = { options, limits, maxRequestBytes, authenticate, errors };
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const path = pathOf(req.url);
+    if (!WRITE_PATHS.has(path) && path !== '/ping' && path !== '/settings') return false;
+    try {
+      if (path === '/ping') answerPing(req, res, errors);
+      else if (path === '/settings') answerSettings(req, res, context);
+      else await answerWrite(req, res, context);
+    } catch (error) {
+      // A bug: answer 500 if still possible, and tell the operator.
+      errors.send(res, 500, 'internal error', 'internal error', 0, { error });
+    }
+    return true;
+  };
+  return Object.assign(handle, { handle });
+}
+
+interface WriteContext {
+  options: IlpHttpOptions;
+  limits: IlpLimits;
+  maxRequestBytes: number;
+  authenticate: ((authorization: string | undefined) => boolean) | undefined;
+  errors: ErrorResponder;
+}
+
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '/';
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
+}
+
+function queryOf(url: string | undefined): URLSearchParams {
+  const query = url === undefined ? -1 : url.indexOf('?');
+  return new URLSearchParams(query < 0 ? '' : url!.slice(query + 1));
+}
+
+function answerPing(req: IncomingMessage, res: ServerResponse, errors: ErrorResponder): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    errors.send(res, 405, 'method not allowed', `method ${req.method} not allowed on /ping`, 0, {
+      headers: { Allow: 'GET, HEAD' },
+    });
+    return;
+  }
+  res.writeHead(204, { 'X-Influxdb-Version': INFLUXDB_VERSION });
+  res.end();
+}
+
+/** The body QuestDB serves; the Node client reads `config["line.proto.support.versions"]`. */
+function settingsBody(context: WriteContext): string {
+  const { releaseType, releaseVersion } = context.options;
+  return JSON.stringify({
+    config: {
+      'release.type': releaseType ?? 'OSS',
+      'release.version': releaseVersion,
+      // The Java client keeps a node only if this contains "http": a replica answers [].
+      'accepting.writes': context.options.acceptingWrites() ? ['http', 'tcp'] : [],
+      'line.proto.support.versions': [1, 2, 3],
+      'ilp.proto.transports': ['tcp', 'http'],
+      'cairo.max.file.name.length': context.limits.maxNameBytes,
+    },
+    'preferences.version': 0,
+    preferences: {},
+  });
+}
+
+function answerSettings(req: IncomingMessage, res: ServerResponse, context: WriteContext): void {
+  if (req.method !== 'GET') {
+    context.errors.send(res, 405, 'method not allowed', `method ${req.method} not allowed on /settings`, 0, {
+      headers: { Allow: 'GET' },
+    });
+    return;
+  }
+  const body = settingsBody(context);
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Checks that need no body, in order: method, credentials, writability, encoding, precision. */
+function checkWriteRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  context: WriteContext,
+): Precision | null {
+  const { errors } = context;
+  if (req.method !== 'POST') {
+    errors.send(res, 405, 'method not allowed', `method ${req.method} not allowed on ${pathOf(req.url)}`, 0, {
+      headers: { Allow: 'POST' },
+    });
+    return null;
+  }
+  if (context.authenticate !== undefined && !context.authenticate(req.headers.authorization)) {
+    errors.send(res, 401, 'unauthorised', 'unauthorised: missing or wrong credentials', 0);
+    return null;
+  }
+  if (!context.options.acceptingWrites()) {
+    errors.send(res, 421, 'not accepting writes', 'not accepting writes: this node is not the primary', 0);
+    return null;
+  }
+  const encoding = req.headers['content-encoding'];
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+    errors.send(res, 415, 'not supported', `not supported: Content-Encoding ${encoding.slice(0, 32)}`, 0);
+    return null;
+  }
+  try {
+    return parsePrecision(queryOf(req.url).get('precision'));
+  } catch (error) {
+    errors.send(
+      res,
+      400,
+      'not supported',
+      isWalshipError(error) ? error.message : 'unsupported precision',
+      0,
+    );
+    return null;
+  }
+}
+
+async function answerWrite(req: IncomingMessage, res: ServerResponse, context: WriteContext): Promise<void> {
+  const precision = checkWriteRequest(req, res, context);
+  if (precision === null) return;
+  const { errors, maxRequestBytes } = context;
+  const declared = Number(req.headers['content-length'] ?? Number.NaN);
+  let body: Buffer | null;
+  try {
+    body = declared > maxRequestBytes ? null : await readBody(req, maxRequestBytes);
+  } catch {
+    // The client went away mid-body: nobody is left to answer, and nothing was parsed.
+    res.destroy();
+    return;
+  }
+  if (body === null) {
+    // Stop reading: the connection closes after the answer instead of draining a huge body.
+    errors.send(res, 413, 'request too large', `request too large: more than ${maxRequestBytes} bytes`, 0, {
+      headers: { Connection: 'close' },
+    });
+    return;
+  }
+  let lines: IlpLine[];
+  try {
+    lines = parseIlp(body, { precision, limits: context.limits });
+  } catch (error) {
+    if (!(error instanceof IlpParseError)) throw error;
+    if (error.tooLarge) errors.send(res, 413, 'request too large', error.message, error.line);
+    else errors.send(res, 400, 'invalid', error.message, error.line);
+    return;
+  }
+  // An empty request (or only comments) commits nothing, as QuestDB answers 204 to it.
+  if (lines.length === 0) return answerNoContent(res, undefined);
+  let txnHeader: string | undefined;
+  try {
+    txnHeader = (await context.options.commit(lines, { protocol: 'http' }))?.txnHeader;
+  } catch (error) {
+    answerCommitError(res, errors, error);
+    return;
+  }
+  answerNoContent(res, txnHeader);
+}
+
+function answerNoContent(res: ServerResponse, txnHeader: string | undefined): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(204, txnHeader === undefined ? {} : { 'X-Walship-Txn': txnHeader });
+  res.end();
+}
+
+/** Maps a commit rejection to the status a QuestDB client expects (reference: ilp-http.md). */
+function answerCommitError(res: ServerResponse, errors: ErrorResponder, error: unknown): void {
+  if (isWalshipError(error)) {
+    switch (error.kind) {
+      case 'invalid': {
+        const line = error.details.line;
+        errors.send(res, 400, 'invalid', error.message, typeof line === 'number' ? line : 0);
+        return;
+      }
+      case 'fenced':
+      case 'closed':
+        errors.send(
+          res,
+          421,
+          'not accepting writes',
+          'not accepting writes: this node is not the primary',
+          0,
+        );
+        return;
+      case 'unavailable':
+        errors.send(res, 503, 'internal error', 'internal error: storage temporarily unavailable', 0, {
+          error,
+        });
+        return;
+    }
+  }
+  errors.send(res, 500, 'internal error', 'internal error', 0, { error });
+}
+
+/**
+ * The request body, or null as soon as it grows past `maxBytes` (the request is then paused and
+ * left unread). Rejects if the client goes away before the end.
+ */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > maxBytes) {
+        cleanup();
+        req.pause();
+        resolve(null);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new Error('the client closed the connection before the request body ended'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+/** Writes error answers: JSON with exactly code, message, line, errorId. */
+class ErrorResponder {
+  /** errorId = `<random hex per handler>-<counter>`, as QuestDB's `<hex>-<counter>`. */
+  private readonly prefix = randomBytes(4).toString('hex');
+  private counter = 0;
+
+  constructor(private readonly onError: IlpHttpOptions['onError']) {}
+
+  send(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    line: number,
+    extra: { headers?: Record<string, string>; error?: unknown } = {},
+  ): void {
+    const errorId = `${this.prefix}-${++this.counter}`;
+    if (status >= 500 && this.onError !== undefined) this.onError(extra.error, { errorId, status });
+    if (res.headersSent || res.destroyed) return;
+    const body = JSON.stringify({ code, message, line, errorId });
+    res.writeHead(status, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      ...extra.headers,
+    });
+    res.end(body);
+  }
+}

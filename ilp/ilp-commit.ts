@@ -1,0 +1,20 @@
+import type { IlpLine } from './ilp-line.js';
+
+/** Which surface a batch of lines arrived on. */
+export interface IlpRequestInfo {
+  protocol: 'http' | 'tcp';
+}
+
+export interface IlpCommitResult {
+  /** Sent as `X-Walship-Txn` on the HTTP 204 (the commit token for read-your-writes); unused on TCP. */
+  txnHeader?: string;
+}
+
+/**
+ * The write path as the ILP surfaces see it: commits all `lines` of one HTTP request (or one TCP
+ * batch) and resolves when they are committed per the node's ack mode. A rejection commits
+ * nothing. The HTTP surface maps rejections by WalshipError kind: `invalid` → 400 (with
+ * `details.line` when present), `fenced` / `closed` → 421, `unavailable` → 503, anything else →
+ * 500; the TCP surface closes the connection.
+ */
+export type IlpCommit = (lines: IlpLine[], request: IlpRequestInfo) => Promise<IlpCommitResult>;

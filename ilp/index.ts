@@ -1,0 +1,25 @@
+/**
+ * InfluxDB Line Protocol for walship: the parser (text v1, binary fields of v2/v3) and the HTTP and
+ * TCP surfaces, compatible with QuestDB's and its official clients (shared/reference/ilp-http.md).
+ */
+
+export type { IlpHttpAuth } from './http-auth.js';
+export {
+  createIlpHttpHandler,
+  DEFAULT_MAX_REQUEST_BYTES,
+  type IlpHttpHandler,
+  type IlpHttpOptions,
+} from './http-handler.js';
+export type { IlpCommit, IlpCommitResult, IlpRequestInfo } from './ilp-commit.js';
+export type { IlpField, IlpFieldValue, IlpLine, IlpSymbol } from './ilp-line.js';
+export { IlpParseError } from './ilp-parse-error.js';
+export { DEFAULT_ILP_LIMITS, type IlpLimits, resolveIlpLimits } from './limits.js';
+export {
+  type CompleteIlpLines,
+  type ParseIlpOptions,
+  parseCompleteIlpLines,
+  parseIlp,
+} from './line-parser.js';
+export { type Precision, parsePrecision } from './precision.js';
+export type { IlpTcpAuthKey } from './tcp-auth.js';
+export { type IlpTcpServer, type IlpTcpServerOptions, startIlpTcpServer } from './tcp-server.js';

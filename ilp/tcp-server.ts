@@ -1,0 +1,283 @@
+import type { KeyObject } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
+import { InvalidArgumentError, isWalshipError } from '../core/index.js';
+import type { IlpCommit } from './ilp-commit.js';
+import { type IlpLimits, resolveIlpLimits } from './limits.js';
+import { parseCompleteIlpLines } from './line-parser.js';
+import { type Precision, parsePrecision } from './precision.js';
+import {
+  createChallenge,
+  type IlpTcpAuthKey,
+  loadTcpAuthKeys,
+  MAX_AUTH_LINE_BYTES,
+  verifyChallenge,
+} from './tcp-auth.js';
+
+/**
+ * ILP over TCP (QuestDB's port 9009): the same lines on a raw socket, no acknowledgement and no
+ * error channel. Complete lines are committed in batches; while a batch commits the socket is
+ * paused, so a fast client is slowed by TCP backpressure instead of growing a buffer. A parse error
+ * or a refused commit closes the connection (what QuestDB does; the client sees a reset).
+ */
+
+export interface IlpTcpServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  commit: IlpCommit;
+  /** Checked on every new connection and before every batch: false closes the connection. */
+  acceptingWrites: () => boolean;
+  /** When set, every connection must pass the ECDSA challenge with one of these keys. */
+  auth?: { keys: IlpTcpAuthKey[] };
+  /** Bytes of one line; overrides `limits.maxLineBytes`. Default 1 MiB. */
+  maxLineBytes?: number;
+  limits?: Partial<IlpLimits>;
+  /** Unit of bare designated timestamps (QuestDB's line.tcp.timestamp). Default `n`. */
+  precision?: Precision;
+  /** Bytes parsed and committed as one batch at most. Default 4 MiB; at least maxLineBytes + 2. */
+  maxBatchBytes?: number;
+  /** Milliseconds a connection has to pass the challenge. Default 15 000. */
+  authTimeoutMs?: number;
+  /** Open connections at most; Node closes any further one as soon as it connects. Default 1024. */
+  maxConnections?: number;
+  /** Connection-level events (never data, keys or signatures). Default: nothing. */
+  log?: (message: string) => void;
+}
+
+export interface IlpTcpServer {
+  /** The port listened on (the real one when 0 was asked). */
+  port: number;
+  /** Stops listening, closes every connection and waits for batches being committed to settle. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024;
+const DEFAULT_AUTH_TIMEOUT_MS = 15_000;
+/** Each connection may buffer up to maxBatchBytes while a batch commits: this bounds the sum. */
+const DEFAULT_MAX_CONNECTIONS = 1024;
+
+/** Starts listening; resolves once bound. Throws InvalidArgumentError / InvalidConfigError for bad options. */
+export async function startIlpTcpServer(options: IlpTcpServerOptions): Promise<IlpTcpServer> {
+  const config = resolveConfig(options);
+  const connections = new Set<IlpTcpConnection>();
+  const server = createServer((socket) => {
+    if (!options.acceptingWrites()) {
+      socket.destroy();
+      return;
+    }
+    const connection = new IlpTcpConnection(socket, config);
+    connections.add(connection);
+    socket.once('close', () => connections.delete(connection));
+  });
+  server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  return {
+    port,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const committing = [...connections].map((connection) => connection.destroy());
+      await Promise.allSettled(committing);
+      await closed;
+    },
+  };
+}
+
+interface TcpConfig {
+  commit: IlpCommit;
+  acceptingWrites: () => boolean;
+  keys: Map<string, KeyObject> | null;
+  limits: IlpLimits;
+  precision: Precision;
+  maxBatchBytes: number;
+  authTimeoutMs: number;
+  log: (message: string) => void;
+}
+
+function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
+  const limits = resolveIlpLimits({
+    ...options.limits,
+    maxLineBytes: options.maxLineBytes ?? options.limits?.maxLineBytes,
+  });
+  const maxBatchBytes = options.maxBatchBytes ?? Math.max(DEFAULT_MAX_BATCH_BYTES, limits.maxLineBytes + 2);
+  // A batch must hold the longest line and its CR LF, or a long line could never be committed.
+  if (maxBatchBytes < limits.maxLineBytes + 2) {
+    throw new InvalidArgumentError(`maxBatchBytes (${maxBatchBytes}) must be at least maxLineBytes + 2`);
+  }
+  return {
+    commit: options.commit,
+    acceptingWrites: options.acceptingWrites,
+    keys: options.auth === undefined ? null : loadTcpAuthKeys(options.auth.keys),
+    limits,
+    // Checked here so a bad setting fails at start, not as a parse error on every connection.
+    precision: parsePrecision(options.precision ?? null),
+    maxBatchBytes,
+    authTimeoutMs: options.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
+    log: options.log ?? (() => {}),
+  };
+}
+
+type ConnectionState = 'key-id' | 'signature' | 'lines' | 'closed';
+
+/** One client connection: the optional challenge, then batches of lines. */
+class IlpTcpConnection {
+  private state: ConnectionState;
+  /** Received bytes not yet used: at most maxBatchBytes plus one socket chunk (the socket is paused meanwhile). */
+  private pending: Buffer = Buffer.alloc(0);
+  private nextLineNumber = 1;
+  private pumping: Promise<void> | null = null;
+  /** Bytes arrived while a pump was running: it goes round once more before it stops. */
+  private pumpAgain = false;
+  private key: KeyObject | null = null;
+  private challenge: Buffer | null = null;
+  private authTimer: NodeJS.Timeout | null = null;
+  private readonly peer: string;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly config: TcpConfig,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.state = config.keys === null ? 'lines' : 'key-id';
+    if (this.state === 'key-id') {
+      this.authTimer = setTimeout(() => this.close('authentication timed out'), config.authTimeoutMs);
+      this.authTimer.unref();
+    }
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => this.destroy());
+    socket.on('close', () => this.destroy());
+  }
+
+  /** Closes the connection at once; resolves when a batch being committed has settled. */
+  destroy(): Promise<void> {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      if (this.authTimer !== null) clearTimeout(this.authTimer);
+      this.pending = Buffer.alloc(0);
+      this.socket.destroy();
+    }
+    return this.pumping ?? Promise.resolve();
+  }
+
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  private close(reason: string): void {
+    if (this.state === 'closed') return;
+    this.config.log(`ilp tcp ${this.peer}: closing: ${reason}`);
+    void this.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    const authenticating = this.state !== 'lines';
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    if (authenticating && !this.authenticate()) return;
+    // Without a new CR or LF no line can have been completed, so a long line arriving in many
+    // chunks is not parsed again for each one (that would cost its length squared), until it
+    // passes the line limit and has to be refused.
+    const mayComplete =
+      authenticating ||
+      chunk.indexOf(10) >= 0 ||
+      chunk.indexOf(13) >= 0 ||
+      this.pending.length > this.config.limits.maxLineBytes + 2;
+    if (!mayComplete) return;
+    if (this.pumping !== null) this.pumpAgain = true;
+    else this.pumping = this.pumpUntilIdle();
+  }
+
+  private async pumpUntilIdle(): Promise<void> {
+    try {
+      do {
+        this.pumpAgain = false;
+        await this.pump();
+      } while (this.pumpAgain && this.state === 'lines');
+    } finally {
+      this.pumping = null;
+    }
+  }
+
+  /** Advances the challenge with the bytes received; true once authenticated. */
+  private authenticate(): boolean {
+    while (this.state === 'key-id' || this.state === 'signature') {
+      const lf = this.pending.indexOf(10);
+      if (lf < 0) {
+        if (this.pending.length > MAX_AUTH_LINE_BYTES) this.close('authentication line too long');
+        return false;
+      }
+      const text = this.pending.toString('utf8', 0, lf).replace(/\r$/, '');
+      this.pending = this.pending.subarray(lf + 1);
+      if (this.state === 'key-id') this.receiveKeyId(text);
+      else this.receiveSignature(text);
+    }
+    return this.state === 'lines';
+  }
+
+  private receiveKeyId(keyId: string): void {
+    const key = this.config.keys?.get(keyId);
+    if (key === undefined) {
+      this.close('authentication failed: unknown key id');
+      return;
+    }
+    this.key = key;
+    this.challenge = createChallenge();
+    this.socket.write(Buffer.concat([this.challenge, Buffer.from('\n')]));
+    this.state = 'signature';
+  }
+
+  private receiveSignature(signature: string): void {
+    if (!verifyChallenge(this.key!, this.challenge!, signature)) {
+      this.close('authentication failed: bad signature');
+      return;
+    }
+    this.state = 'lines';
+    this.key = null;
+    this.challenge = null;
+    if (this.authTimer !== null) clearTimeout(this.authTimer);
+  }
+
+  /** Parses and commits complete lines until none is left; the socket is paused during commits. */
+  private async pump(): Promise<void> {
+    while (this.state === 'lines') {
+      const window = this.pending.subarray(0, Math.min(this.pending.length, this.config.maxBatchBytes));
+      let batch: ReturnType<typeof parseCompleteIlpLines>;
+      try {
+        batch = parseCompleteIlpLines(window, {
+          precision: this.config.precision,
+          limits: this.config.limits,
+          firstLineNumber: this.nextLineNumber,
+        });
+      } catch (error) {
+        return this.close(`parse error (${describe(error)})`);
+      }
+      if (batch.consumedBytes === 0) return;
+      this.pending = this.pending.subarray(batch.consumedBytes);
+      this.nextLineNumber = batch.nextLineNumber;
+      if (batch.lines.length === 0) continue;
+      if (!this.config.acceptingWrites()) return this.close('not accepting writes');
+      this.socket.pause();
+      try {
+        await this.config.commit(batch.lines, { protocol: 'tcp' });
+      } catch (error) {
+        return this.close(`commit refused (${describe(error)})`);
+      }
+      // The connection may have been closed while the batch committed.
+      if (!this.isClosed()) this.socket.resume();
+    }
+  }
+}
+
+/** An error's code and line for the log: never its message, which may quote the client's data. */
+function describe(error: unknown): string {
+  if (!isWalshipError(error)) return 'unexpected error';
+  const line = error.details.line;
+  return typeof line === 'number' ? `${error.code} at line ${line}` : error.code;
+}

@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { systemClock } from '../core/index.js';
+import { MemoryStore, withFaults } from '../objectstore/index.js';
+import { CLUSTER_KEY, epochKey } from '../wal/index.js';
+import { claimPrimary, encodeEpoch, type NodeMeta, newestEpoch } from './cluster-bootstrap.js';
+
+function memoryMeta(initial: Record<string, string> = {}): NodeMeta & { values: Record<string, string> } {
+  const values = { ...initial };
+  return {
+    values,
+    get: (k) => values[k],
+    set: (k, v) => {
+      values[k] = v;
+    },
+  };
+}
+
+const claim = (store: MemoryStore | ReturnType<typeof withFaults>, meta: NodeMeta, nodeId: string) =>
+  claimPrimary({ store, meta, nodeId, url: `http://${nodeId}:9000`, clock: systemClock });
+
+describe('claiming the primary role', () => {
+  it('a fresh root gets cluster.json and epoch 1, and the node remembers both', async () => {
+    const store = new MemoryStore();
+    const meta = memoryMeta();
+    const result = await claim(store, meta, 'a');
+    expect(result).toMatchObject({ epoch: 1n, created: true });
+    expect(meta.values).toEqual({ 'cluster.id': result.clusterId, epoch: '1' });
+    expect(await newestEpoch(store)).toMatchObject({
+      epoch: 1n,
+      nodeId: 'a',
+      reason: 'bootstrap',
+      url: 'http://a:9000',
+    });
+    expect(await store.head(CLUSTER_KEY)).not.toBeNull();
+  });
+
+  it('the same node restarting with its data dir keeps the role', async () => {
+    const store = new MemoryStore();
+    const meta = memoryMeta();
+    const first = await claim(store, meta, 'a');
+    const again = await claim(store, meta, 'a');
+    expect(again).toEqual({ clusterId: first.clusterId, epoch: 1n, created: false });
+  });
+
+  it('of two racing first primaries exactly one wins; the other is refused', async () => {
+    const store = new MemoryStore();
+    const results = await Promise.allSettled([
+      claim(store, memoryMeta(), 'a'),
+      claim(store, memoryMeta(), 'b'),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(loser.reason).toMatchObject({ code: 'PRIMARY_REFUSED' });
+    expect(String(loser.reason.message)).toMatch(/became the first primary|belongs to|held by node/);
+  });
+
+  it('refuses a node with an empty data dir on a root that holds a cluster with an epoch', async () => {
+    const store = new MemoryStore();
+    await claim(store, memoryMeta(), 'a');
+    await expect(claim(store, memoryMeta(), 'b')).rejects.toThrow(
+      /newest epoch of cluster .* is 1, held by node a/,
+    );
+    await expect(claim(store, memoryMeta(), 'a')).rejects.toThrow(/does not hold that primary's state/);
+  });
+
+  it("refuses a data dir of another cluster, and a root that lost its cluster (QuestDB's ER001)", async () => {
+    const store = new MemoryStore();
+    await claim(store, memoryMeta(), 'a');
+    await expect(claim(store, memoryMeta({ 'cluster.id': 'other', epoch: '1' }), 'a')).rejects.toThrow(
+      /holds cluster .* but this node's data dir belongs to cluster other/,
+    );
+    await expect(
+      claim(new MemoryStore(), memoryMeta({ 'cluster.id': 'c1', epoch: '1' }), 'a'),
+    ).rejects.toThrow(/holds no cluster/);
+  });
+
+  it('steps down when a newer epoch belongs to another node', async () => {
+    const store = new MemoryStore();
+    const meta = memoryMeta();
+    await claim(store, meta, 'a');
+    const promoted = {
+      epoch: 2n,
+      nodeId: 'b',
+      url: 'http://b:9000',
+      reason: 'promote',
+      at: new Date().toISOString(),
+    };
+    await store.put(epochKey(2n), encodeEpoch(promoted), { condition: { type: 'absent' } });
+    await expect(claim(store, meta, 'a')).rejects.toThrow(/newest epoch .* is 2, held by node b \(promote/);
+  });
+
+  it('store outages surface as unavailable errors, not as a refusal', async () => {
+    const store = withFaults(new MemoryStore(), [{ fault: { type: 'error' } }]);
+    await expect(claim(store, memoryMeta(), 'a')).rejects.toMatchObject({ kind: 'unavailable' });
+  });
+});

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { type Clock, WalshipError } from '../core/index.js';
+import { listAll, type ObjectStore } from '../objectstore/index.js';
+import { CLUSTER_KEY, EPOCHS_PREFIX, epochKey, epochOfKey } from '../wal/index.js';
+
+/** `cluster.json`, written once, create-only, by the first primary of a cluster root. */
+export interface ClusterRecord {
+  clusterId: string;
+  formatVersion: 1;
+  createdAt: string;
+  createdBy: string;
+}
+
+/** `epochs/<epoch>.json`, written create-only by whoever takes that epoch (DESIGN §7). */
+export interface EpochRecord {
+  epoch: bigint;
+  nodeId: string;
+  url: string;
+  reason: string;
+  at: string;
+}
+
+/** Node-local facts the check compares with the store: kept in the node's own database. */
+export interface NodeMeta {
+  get(key: 'cluster.id' | 'epoch'): string | undefined;
+  set(key: 'cluster.id' | 'epoch', value: string): void;
+}
+
+export interface PrimaryClaim {
+  clusterId: string;
+  epoch: bigint;
+  /** True when this call created the cluster (a fresh root). */
+  created: boolean;
+}
+
+/**
+ * Decide whether this node may be the primary of the cluster in `store`, and record the answer
+ * in `meta` (DESIGN §7, first bullets; the rest of the protocol is step 4's RFC-0002):
+ * - a fresh root: write `cluster.json` and `epochs/1.json` create-only; of two racing first
+ *   primaries exactly one wins, the other stops with `PRIMARY_REFUSED`;
+ * - a root that holds a cluster: the node must have been that cluster's primary at the newest
+ *   epoch (same cluster id and epoch in its own data dir); anything else — another cluster's
+ *   data (QuestDB ER001), a newer epoch held by another node, a wiped data dir reusing a node
+ *   id — is refused with `PRIMARY_REFUSED` and a message that says what to do.
+ * Costs one GET of cluster.json and one LIST of epochs/ on restart; three writes on a new root.
+ */
+export async function claimPrimary(options: {
+  store: ObjectStore;
+  meta: NodeMeta;
+  nodeId: string;
+  url: string;
+  clock: Clock;
+}): Promise<PrimaryClaim> {
+  const { store, meta, nodeId } = options;
+  const localCluster = meta.get('cluster.id');
+  const localEpoch = meta.get('epoch');
+  const existing = await readJson<ClusterRecord>(store, CLUSTER_KEY);
+  if (existing === null && localCluster !== undefined) {
+    throw refused(
+      `this node's data dir belongs to cluster ${localCluster}, but the store root holds no cluster: ` +
+        'is replication.object.store pointing at the right bucket and root?',
+    );
+  }
+  if (existing !== null && localCluster !== undefined && existing.clusterId !== localCluster) {
+    throw refused(
+      `the store root holds cluster ${existing.clusterId}, but this node's data dir belongs to cluster ${localCluster}`,
+    );
+  }
+  const cluster = existing ?? (await createCluster(store, nodeId, options.clock));
+  const newest = await newestEpoch(store);
+  if (newest === null) {
+    if (existing !== null && localCluster === undefined && (await hasAnyObject(store, 'tables/'))) {
+      throw refused(
+        `the store root already holds data of cluster ${cluster.clusterId}; start this node as a replica`,
+      );
+    }
+    const record: EpochRecord = {
+      epoch: 1n,
+      nodeId,
+      url: options.url,
+      reason: 'bootstrap',
+      at: iso(options.clock),
+    };
+    const result = await store.put(epochKey(1n), encodeEpoch(record), { condition: { type: 'absent' } });
+    const winner = result.status === 'written' ? record : await readEpoch(store, 1n);
+    if (winner === null || winner.nodeId !== nodeId) {
+      throw refused(
+        `another node (${winner?.nodeId ?? 'unknown'}) became the first primary of this cluster at the same time`,
+      );
+    }
+    return remember(meta, cluster.clusterId, 1n, existing === null);
+  }
+  if (newest.nodeId === nodeId && localCluster === cluster.clusterId && localEpoch === String(newest.epoch)) {
+    return remember(meta, cluster.clusterId, newest.epoch, false);
+  }
+  if (newest.nodeId === nodeId) {
+    throw refused(
+      `epoch ${newest.epoch} of cluster ${cluster.clusterId} belongs to node id ${nodeId}, but this data dir ` +
+        `does not hold that primary's state (cluster ${localCluster ?? 'none'}, epoch ${localEpoch ?? 'none'}); ` +
+        'start the node with its original data dir, or as a replica',
+    );
+  }
+  throw refused(
+    `the newest epoch of cluster ${cluster.clusterId} is ${newest.epoch}, held by node ${newest.nodeId} ` +
+      `(${newest.reason} at ${newest.at}); this node (epoch ${localEpoch ?? 'none'}) is not the primary: ` +
+      'start it as a replica, or promote it',
+  );
+}
+
+/** The epoch record with the highest number, or null on a root without any. */
+export async function newestEpoch(store: ObjectStore): Promise<EpochRecord | null> {
+  let newest: bigint | undefined;
+  for await (const info of listAll(store, EPOCHS_PREFIX)) {
+    const epoch = epochOfKey(info.key);
+    if (epoch !== undefined && (newest === undefined || epoch > newest)) newest = epoch;
+  }
+  return newest === undefined ? null : readEpoch(store, newest);
+}
+
+export async function readEpoch(store: ObjectStore, epoch: bigint): Promise<EpochRecord | null> {
+  const raw = await readJson<Omit<EpochRecord, 'epoch'> & { epoch: string }>(store, epochKey(epoch));
+  return raw === null ? null : { ...raw, epoch: BigInt(raw.epoch) };
+}
+
+export function encodeEpoch(record: EpochRecord): Uint8Array {
+  return new TextEncoder().encode(`${JSON.stringify({ ...record, epoch: record.epoch.toString() })}\n`);
+}
+
+async function createCluster(store: ObjectStore, nodeId: string, clock: Clock): Promise<ClusterRecord> {
+  const record: ClusterRecord = {
+    clusterId: randomUUID(),
+    formatVersion: 1,
+    createdAt: iso(clock),
+    createdBy: nodeId,
+  };
+  const body = new TextEncoder().encode(`${JSON.stringify(record)}\n`);
+  const result = await store.put(CLUSTER_KEY, body, { condition: { type: 'absent' } });
+  if (result.status === 'written') return record;
+  const winner = await readJson<ClusterRecord>(store, CLUSTER_KEY);
+  if (winner === null)
+    throw new WalshipError('STORE_INCONSISTENT', 'unavailable', 'cluster.json exists but cannot be read');
+  return winner;
+}
+
+function remember(meta: NodeMeta, clusterId: string, epoch: bigint, created: boolean): PrimaryClaim {
+  meta.set('cluster.id', clusterId);
+  meta.set('epoch', String(epoch));
+  return { clusterId, epoch, created };
+}
+
+async function hasAnyObject(store: ObjectStore, prefix: string): Promise<boolean> {
+  return (await store.list(prefix, { limit: 1 })).objects.length > 0;
+}
+
+async function readJson<T>(store: ObjectStore, key: string): Promise<T | null> {
+  const result = await store.get(key);
+  if (result === null || result.status !== 'ok') return null;
+  try {
+    return JSON.parse(new TextDecoder().decode(result.body)) as T;
+  } catch (error) {
+    throw new WalshipError('STORE_INCONSISTENT', 'data', `${key} in ${store.description} is not valid JSON`, {
+      cause: error,
+    });
+  }
+}
+
+function refused(message: string): WalshipError {
+  return new WalshipError('PRIMARY_REFUSED', 'fenced', `refusing the primary role: ${message}`);
+}
+
+function iso(clock: Clock): string {
+  return new Date(clock.wallMs()).toISOString();
+}

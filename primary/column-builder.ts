@@ -1,0 +1,150 @@
+import { WalshipError } from '../core/index.js';
+import type { IlpFieldValue } from '../ilp/index.js';
+import type { ColumnData, ColumnType, ColumnValues, DecimalValue, DoubleArrayValue } from '../wal/index.js';
+
+/**
+ * One column of one txn under construction: a typed array (or a plain array for the boxed types)
+ * of exactly rowCount slots, filled row by row in increasing row order, and a null bitmap made only
+ * when a row is null. Rows never written are null.
+ *
+ * Casts (the ones QuestDB's ILP applies that keep every value exact; any other type difference is
+ * a conflict):
+ * - long → double column, when the integer is exactly a double (|v| <= 2^53, or a multiple of a
+ *   power of two that a double holds exactly); QuestDB casts any long and rounds, walship refuses
+ *   the ones that would change;
+ * - string → symbol column (QuestDB: "string values can be cast to symbol when the column exists
+ *   as symbol").
+ * Not cast, although QuestDB does: boolean → numbers, long → timestamp (the unit would be a guess),
+ * long/double → symbol text, symbol (tag) → string.
+ */
+
+/** What a cell is set to: the values of IlpFieldValue plus symbols (strings). */
+export type CellValue = IlpFieldValue['value'] | string;
+
+export class ColumnBuilder {
+  readonly name: string;
+  readonly type: ColumnType;
+  /** True when this txn creates the column. */
+  readonly isNew: boolean;
+  /** Position in the existing schema, or schema length + order of creation for new columns. */
+  readonly position: number;
+  private readonly rowCount: number;
+  private readonly data: ColumnValues;
+  private nulls: Uint8Array | null = null;
+  /** Rows below this are set (value or null). Rows arrive in increasing order. */
+  nextRow = 0;
+
+  constructor(options: {
+    name: string;
+    type: ColumnType;
+    isNew: boolean;
+    position: number;
+    rowCount: number;
+  }) {
+    this.name = options.name;
+    this.type = options.type;
+    this.isNew = options.isNew;
+    this.position = options.position;
+    this.rowCount = options.rowCount;
+    this.data = emptyValues(options.type, options.rowCount);
+  }
+
+  /** Sets row `row` (>= nextRow) to `value`, already of this column's type (see castCell); null → a null row. */
+  set(row: number, value: CellValue): void {
+    if (row > this.nextRow) this.markNull(this.nextRow, row);
+    this.nextRow = row + 1;
+    const data = this.data;
+    switch (data.type) {
+      case 'long':
+      case 'timestamp':
+        data.values[row] = value as bigint;
+        return;
+      case 'double':
+        data.values[row] = value as number;
+        return;
+      case 'boolean':
+        data.values[row] = value === true ? 1 : 0;
+        return;
+      case 'string':
+      case 'symbol':
+        data.values[row] = value as string;
+        return;
+      case 'double_array':
+        if (value === null) this.markNull(row, row + 1);
+        else data.values[row] = value as DoubleArrayValue;
+        return;
+      case 'decimal':
+        if (value === null) this.markNull(row, row + 1);
+        else data.values[row] = value as DecimalValue;
+        return;
+    }
+  }
+
+  /** The finished column: rows after the last set one are null. */
+  finish(): ColumnData {
+    if (this.nextRow < this.rowCount) this.markNull(this.nextRow, this.rowCount);
+    this.nextRow = this.rowCount;
+    return { name: this.name, addedInTxn: this.isNew, nulls: this.nulls, data: this.data };
+  }
+
+  private markNull(from: number, to: number): void {
+    this.nulls ??= new Uint8Array((this.rowCount + 7) >>> 3);
+    const nulls = this.nulls;
+    for (let row = from; row < to; row++) nulls[row >>> 3] = nulls[row >>> 3]! | (1 << (row & 7));
+  }
+}
+
+function emptyValues(type: ColumnType, rowCount: number): ColumnValues {
+  switch (type) {
+    case 'long':
+    case 'timestamp':
+      return { type, values: new BigInt64Array(rowCount) };
+    case 'double':
+      return { type, values: new Float64Array(rowCount) };
+    case 'boolean':
+      return { type, values: new Uint8Array(rowCount) };
+    case 'string':
+    case 'symbol':
+    case 'double_array':
+    case 'decimal':
+      // Filled with null so a slot never set reads as null, not as a hole.
+      return { type, values: new Array(rowCount).fill(null) } as ColumnValues;
+  }
+}
+
+/**
+ * Whether `value`, of type `sent`, may go into a column of another type `column`: undefined when it
+ * may (convert it with castCell), '' when the two types are never cast, else why this value may not.
+ */
+export function castProblem(column: ColumnType, sent: ColumnType, value: CellValue): string | undefined {
+  if (column === 'double' && sent === 'long') {
+    const asDouble = Number(value as bigint);
+    return BigInt(asDouble) === value ? undefined : `the long ${value} is not exactly a double`;
+  }
+  if (column === 'symbol' && sent === 'string') return undefined;
+  return '';
+}
+
+/** `value` as a value of a `column`-typed column; only for values castProblem allows. */
+export function castCell(column: ColumnType, value: CellValue): CellValue {
+  return column === 'double' ? Number(value as bigint) : value;
+}
+
+/** The TYPE_CONFLICT error of a line: names table, column, the column's type and the sent type. */
+export function typeConflict(
+  line: number,
+  table: string,
+  column: string,
+  columnType: ColumnType,
+  sentType: ColumnType,
+  problem: string,
+): WalshipError {
+  const designated = column === 'timestamp' ? ' (the designated timestamp)' : '';
+  const why = problem === '' ? '' : `: ${problem}`;
+  return new WalshipError(
+    'TYPE_CONFLICT',
+    'invalid',
+    `line ${line}: table ${JSON.stringify(table)} column ${JSON.stringify(column)}${designated} is ${columnType}, the line sends ${sentType}${why}`,
+    { details: { line, table, column, existingType: columnType, sentType } },
+  );
+}

@@ -1,0 +1,334 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { type Clock, type Random, StoreUnavailableError, WalshipError } from '../core/index.js';
+import { createIlpHttpHandler, type IlpTcpAuthKey, startIlpTcpServer } from '../ilp/index.js';
+import { type ObjectStore, renderProbeReport, runConformanceProbe } from '../objectstore/index.js';
+import { createQueryHttpHandler, QueryPool, TableStore } from '../table/index.js';
+import type { Codec } from '../wal/index.js';
+import { claimPrimary } from './cluster-bootstrap.js';
+import { type AckMode, Committer } from './committer.js';
+import { type RunningHttpServer, sendJson, startHttpServer } from './http-server.js';
+import { Uploader } from './uploader.js';
+
+/** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
+export interface PrimarySettings {
+  dataDir: string;
+  /** Fixed identity, or undefined to use (or generate and persist) the data dir's. */
+  nodeId: string | undefined;
+  /** How others reach this node; recorded in epoch records. Default: http://<host>:<port>. */
+  nodeUrl: string | undefined;
+  store: ObjectStore;
+  /** Extra notes for the conformance probe report (e.g. Ceph's If-Match quirk). */
+  storeNotes?: () => string[];
+  skipStoreCheck: boolean;
+  ackMode: AckMode;
+  durableTimeoutMs: number;
+  pendingMaxBytes: number;
+  rolloverSizeBytes: number;
+  windowMs: number;
+  headIntervalMs: number;
+  maxConcurrentUploads: number;
+  codec: Codec;
+  compressionLevel: number;
+  synchronous: 'FULL' | 'NORMAL';
+  http: { host: string; port: number };
+  tcp: { host: string; port: number; authKeys: IlpTcpAuthKey[] | undefined } | undefined;
+  httpAuth: { basic?: { username: string; password: string }[]; bearer?: string[] } | undefined;
+  maxRequestBytes: number;
+  queryTimeoutMs: number;
+  queryWorkers: number;
+  version: string;
+}
+
+export interface PrimaryDeps {
+  clock: Clock;
+  random: Random;
+  log: Logger;
+}
+
+/** How long a shutdown waits for pending txns to reach the store. */
+const SHUTDOWN_FLUSH_MS = 10_000;
+
+/**
+ * A primary node (DESIGN §5): ILP over HTTP and TCP into SQLite, queries on worker threads,
+ * segments shipped to the store by the uploader. `start` refuses the role with PRIMARY_REFUSED
+ * when the store cannot fence (unless skipStoreCheck) or the store's newest epoch is not ours.
+ */
+export class PrimaryNode {
+  readonly nodeId: string;
+  readonly clusterId: string;
+  readonly epoch: bigint;
+  readonly httpPort: number;
+  readonly tcpPort: number | undefined;
+  readonly #settings: PrimarySettings;
+  readonly #deps: PrimaryDeps;
+  readonly #tables: TableStore;
+  readonly #uploader: Uploader;
+  readonly #queries: QueryPool;
+  readonly #http: RunningHttpServer;
+  readonly #tcp: { close(): Promise<void> } | undefined;
+  /** Shared with the write path: false once the node is fenced or shutting down. */
+  readonly #gate: WriteGate;
+  #closed = false;
+
+  private constructor(init: {
+    settings: PrimarySettings;
+    deps: PrimaryDeps;
+    nodeId: string;
+    clusterId: string;
+    epoch: bigint;
+    tables: TableStore;
+    uploader: Uploader;
+    queries: QueryPool;
+    http: RunningHttpServer;
+    tcp: { port: number; close(): Promise<void> } | undefined;
+    gate: WriteGate;
+  }) {
+    this.#gate = init.gate;
+    this.#settings = init.settings;
+    this.#deps = init.deps;
+    this.nodeId = init.nodeId;
+    this.clusterId = init.clusterId;
+    this.epoch = init.epoch;
+    this.#tables = init.tables;
+    this.#uploader = init.uploader;
+    this.#queries = init.queries;
+    this.#http = init.http;
+    this.#tcp = init.tcp;
+    this.httpPort = init.http.port;
+    this.tcpPort = init.tcp?.port;
+  }
+
+  static async start(settings: PrimarySettings, deps: PrimaryDeps): Promise<PrimaryNode> {
+    const { log } = deps;
+    await mkdir(settings.dataDir, { recursive: true });
+    const databaseFile = path.join(settings.dataDir, 'tables.sqlite');
+    const tables = TableStore.open(databaseFile, { synchronous: settings.synchronous });
+    const cleanup: (() => Promise<void> | void)[] = [() => tables.close()];
+    try {
+      const nodeId = resolveNodeId(tables, settings.nodeId);
+      const nodeLog = log.child({ nodeId, role: 'primary' });
+      await checkStore(settings, nodeLog);
+      const url = settings.nodeUrl ?? `http://${settings.http.host}:${settings.http.port}`;
+      const claim = await claimPrimary({
+        store: settings.store,
+        meta: { get: (k) => tables.getMeta(k), set: (k, v) => tables.setMeta(k, v) },
+        nodeId,
+        url,
+        clock: deps.clock,
+      });
+      const epochLog = nodeLog.child({ epoch: claim.epoch.toString() });
+      epochLog.info({ clusterId: claim.clusterId, created: claim.created }, 'primary role claimed');
+
+      let node: PrimaryNode | undefined;
+      const gate: WriteGate = { accepting: true, fencedBy: null };
+      const uploader = new Uploader({
+        store: settings.store,
+        source: pendingSource(tables),
+        nodeId,
+        epoch: () => claim.epoch,
+        clock: deps.clock,
+        random: deps.random,
+        log: epochLog,
+        rolloverSizeBytes: settings.rolloverSizeBytes,
+        windowMs: settings.windowMs,
+        maxConcurrentTables: settings.maxConcurrentUploads,
+        headIntervalMs: settings.headIntervalMs,
+        codec: settings.codec,
+        compressionLevel: settings.compressionLevel,
+        onFenced: (detail) => {
+          gate.accepting = false;
+          gate.fencedBy = `${detail.writerNodeId} (epoch ${detail.epoch}) at ${detail.table}`;
+        },
+      });
+      cleanup.push(() => uploader.stop());
+      const committer = new Committer({
+        tables,
+        uploader,
+        clock: deps.clock,
+        ackMode: settings.ackMode,
+        durableTimeoutMs: settings.durableTimeoutMs,
+        pendingMaxBytes: settings.pendingMaxBytes,
+        acceptingWrites: () => gate.accepting,
+      });
+      const queries = await QueryPool.start({
+        databaseFile,
+        workers: settings.queryWorkers,
+        queryTimeoutMs: settings.queryTimeoutMs,
+      });
+      cleanup.push(() => queries.close());
+      const accepting = () => gate.accepting;
+      const commit = async (lines: Parameters<Committer['commit']>[0]) => {
+        const result = await committer.commit(lines);
+        return { txnHeader: result.txnHeader };
+      };
+      const ilp = createIlpHttpHandler({
+        commit,
+        acceptingWrites: accepting,
+        maxRequestBytes: settings.maxRequestBytes,
+        releaseVersion: settings.version,
+        ...(settings.httpAuth === undefined ? {} : { auth: settings.httpAuth }),
+      });
+      const queryHandler = createQueryHttpHandler(queries);
+      const query = (req: IncomingMessage, res: ServerResponse) => queryHandler.handle(req, res);
+      const status = async (req: IncomingMessage, res: ServerResponse) => {
+        if (req.url?.split('?')[0] !== '/status' || req.method !== 'GET') return false;
+        sendJson(res, 200, node?.status() ?? {});
+        return true;
+      };
+      const http = await startHttpServer([ilp, query, status], settings.http, epochLog);
+      cleanup.push(() => http.close());
+      const tcp =
+        settings.tcp === undefined
+          ? undefined
+          : await startIlpTcpServer({
+              host: settings.tcp.host,
+              port: settings.tcp.port,
+              commit: (lines) => commit(lines),
+              acceptingWrites: accepting,
+              ...(settings.tcp.authKeys === undefined ? {} : { auth: { keys: settings.tcp.authKeys } }),
+            });
+      node = new PrimaryNode({
+        settings,
+        deps: { ...deps, log: epochLog },
+        nodeId,
+        clusterId: claim.clusterId,
+        epoch: claim.epoch,
+        tables,
+        uploader,
+        queries,
+        http,
+        tcp,
+        gate,
+      });
+      uploader.start();
+      epochLog.info(
+        { http: http.port, tcp: tcp?.port ?? null, ackMode: settings.ackMode },
+        'primary listening',
+      );
+      return node;
+    } catch (error) {
+      for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => {});
+      throw error;
+    }
+  }
+
+  get acceptingWrites(): boolean {
+    return this.#gate.accepting;
+  }
+
+  /** Role, epoch, per-table watermarks and upload state: `GET /status`. */
+  status(): Record<string, unknown> {
+    const upload = this.#uploader.status();
+    const pending = new Map(this.#tables.pendingSummary().map((p) => [p.table, p]));
+    const tables = this.#tables.schemas().map((schema) => ({
+      name: schema.name,
+      key: schema.key,
+      committedTxn: this.#tables.lastTxn(schema.name).toString(),
+      uploadedTxn: this.#tables.uploadedTxn(schema.name).toString(),
+      pendingTxns: pending.get(schema.name)?.count ?? 0,
+      pendingBytes: pending.get(schema.name)?.bytes ?? 0,
+      lastUploadAgoMs: upload.tables[schema.name]?.lastUploadAgoMs ?? null,
+      lastError: upload.tables[schema.name]?.lastError ?? null,
+    }));
+    return {
+      role: 'primary',
+      nodeId: this.nodeId,
+      clusterId: this.clusterId,
+      epoch: this.epoch.toString(),
+      acceptingWrites: this.#gate.accepting,
+      fencedBy: this.#gate.fencedBy,
+      ackMode: this.#settings.ackMode,
+      store: { description: this.#settings.store.description, lastError: upload.lastStoreError },
+      queries: this.#queries.stats(),
+      tables,
+    };
+  }
+
+  /** Stop taking writes, upload what is pending (bounded), close all but the store (its opener's). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#gate.accepting = false;
+    await this.#tcp?.close();
+    const flushed = await this.#uploader.flush(SHUTDOWN_FLUSH_MS);
+    if (!flushed)
+      this.#deps.log.warn('shutting down with txns not yet uploaded; they are uploaded at the next start');
+    this.#uploader.stop();
+    await this.#http.close();
+    await this.#queries.close();
+    this.#tables.close();
+  }
+}
+
+interface WriteGate {
+  accepting: boolean;
+  fencedBy: string | null;
+}
+
+function resolveNodeId(tables: TableStore, configured: string | undefined): string {
+  const stored = tables.getMeta('node.id');
+  if (configured !== undefined && stored !== undefined && configured !== stored) {
+    throw new WalshipError(
+      'NODE_ID_MISMATCH',
+      'invalid',
+      `node.id is ${configured} but this data dir belongs to node ${stored}; a node keeps its id for life`,
+    );
+  }
+  const nodeId = configured ?? stored ?? `node-${randomBytes(4).toString('hex')}`;
+  if (stored === undefined) tables.setMeta('node.id', nodeId);
+  return nodeId;
+}
+
+async function checkStore(settings: PrimarySettings, log: Logger): Promise<void> {
+  if (settings.skipStoreCheck) {
+    log.warn(
+      'replication.unsafe.skip.store.check is set: the object store was not checked; fencing may not work',
+    );
+    return;
+  }
+  const report = await runConformanceProbe(
+    settings.store,
+    settings.storeNotes ? { notes: settings.storeNotes } : {},
+  );
+  for (const note of report.notes) log.info({ note }, 'object store note');
+  if (report.error !== null) {
+    throw new StoreUnavailableError(
+      `cannot check the object store ${settings.store.description}: ${report.error.message}`,
+      {
+        cause: report.error,
+      },
+    );
+  }
+  if (!report.fencingSafe) {
+    throw new WalshipError(
+      'PRIMARY_REFUSED',
+      'invalid',
+      `refusing the primary role: the object store does not honour conditional writes, so a replaced primary ` +
+        `could not be fenced (set replication.unsafe.skip.store.check=true to run anyway)\n${renderProbeReport(report)}`,
+    );
+  }
+  if (!report.ok)
+    log.warn({ failed: report.checks.filter((c) => !c.passed) }, 'object store check found problems');
+}
+
+function pendingSource(tables: TableStore) {
+  return {
+    pendingSummary: () => tables.pendingSummary(),
+    pending: (table: string, options: { limitBytes: number }) => tables.pending(table, options),
+    markUploaded: (table: string, txn: bigint) =>
+      tables.transaction(() => {
+        tables.setUploadedTxn(table, txn);
+        tables.dropPendingThrough(table, txn);
+      }),
+    uploadedTxn: (table: string) => tables.uploadedTxn(table),
+    tableKey: (table: string) => {
+      const schema = tables.schema(table);
+      if (schema === undefined) throw new WalshipError('UNKNOWN_TABLE', 'internal', `no schema for ${table}`);
+      return schema.key;
+    },
+  };
+}

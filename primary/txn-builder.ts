@@ -1,0 +1,238 @@
+import { WalshipError } from '../core/index.js';
+import type { IlpLine } from '../ilp/index.js';
+import {
+  columnIndexOf,
+  type TableSchema,
+  tableKey,
+  validateColumnName,
+  validateTableName,
+} from '../table/index.js';
+import {
+  type ColumnData,
+  type ColumnType,
+  DESIGNATED_TIMESTAMP_COLUMN,
+  type TxnRecord,
+} from '../wal/index.js';
+import { type CellValue, ColumnBuilder, castCell, castProblem, typeConflict } from './column-builder.js';
+
+/**
+ * Turns the parsed lines of one ILP request into one txn record per table (DESIGN §5 step 1):
+ * columnar, typed, in the table's schema order, ready to apply and to encode.
+ *
+ * Rules (QuestDB's ILP behaviour unless said otherwise):
+ * - Tables and columns are case-insensitive. A table or column keeps the spelling it was created
+ *   with; a new one takes the first spelling in the request.
+ * - Tags become `symbol` columns; fields take the type of their value. A value whose type differs
+ *   from its column's (existing, or set by an earlier line of the request) is `TYPE_CONFLICT`
+ *   (kind invalid, `details.line`), except the exact casts listed in column-builder.ts: long →
+ *   double when exactly representable, string → symbol.
+ * - The designated timestamp is the line's timestamp, or `commitTimeUs` when it has none. A field
+ *   named `timestamp` (any case) of type timestamp sets it instead — it wins over the line's
+ *   timestamp, as QuestDB documents ("the columnset value always wins"); a tag or a field of any
+ *   other type named `timestamp` is a TYPE_CONFLICT.
+ * - A column named twice in one line keeps its first value; the later ones are ignored, whatever
+ *   their type (QuestDB skips duplicate columns the same way).
+ * - A record carries the designated timestamp and the columns the request sets, not every column
+ *   of the table: the others are NULL in SQLite without costing bytes in the segment.
+ * - Names are validated (table/names.ts): `INVALID_NAME`, kind invalid, `details.line`.
+ * - At most MAX_TABLE_COLUMNS columns per table: `TOO_MANY_COLUMNS`, kind invalid.
+ * Errors name the first bad line in request order; nothing is built then.
+ */
+
+/** SQLite's default SQLITE_MAX_COLUMN: a table with more columns cannot be altered or inserted into. */
+export const MAX_TABLE_COLUMNS = 2000;
+
+export interface BuiltTxn {
+  /** Canonical spelling: the existing table's, else the first spelling in the request. */
+  table: string;
+  record: TxnRecord;
+  /** The table's schema once `record` is applied: existing columns, then the new ones. */
+  schemaAfter: TableSchema;
+}
+
+export interface BuildTxnsOptions {
+  /** The current schema of a table (case-insensitive lookup), undefined for a new table. */
+  schemaOf: (table: string) => TableSchema | undefined;
+  /** The commit time, µs since the epoch: the record's commitTimeUs and the default row timestamp. */
+  commitTimeUs: bigint;
+  /** The txn number the table's record gets; called once per table, after every line was built. */
+  nextTxn: (tableCanonical: string) => bigint;
+}
+
+/**
+ * One BuiltTxn per table named in `lines`, in the order tables first appear. Pure apart from the
+ * two callbacks; throws WalshipError (`INVALID_NAME`, `TYPE_CONFLICT`, `TOO_MANY_COLUMNS`, all kind
+ * invalid with `details.line`) for the first bad line and builds nothing then.
+ */
+export function buildTxns(lines: readonly IlpLine[], options: BuildTxnsOptions): BuiltTxn[] {
+  const { builders, lineBuilders } = groupLines(lines, options);
+  for (let i = 0; i < lines.length; i++) lineBuilders[i]!.addLine(lines[i]!);
+  return builders.map((builder) => builder.finish(options.nextTxn(builder.table)));
+}
+
+/** Assigns every line to its table's builder (sized to its line count); validates table names. */
+function groupLines(lines: readonly IlpLine[], options: BuildTxnsOptions) {
+  const bySpelling = new Map<string, TableBuilder>();
+  const byFolded = new Map<string, TableBuilder>();
+  const builders: TableBuilder[] = [];
+  const lineBuilders: TableBuilder[] = new Array(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    let builder = bySpelling.get(line.table);
+    if (builder === undefined) {
+      withLine(line.line, () => validateTableName(line.table));
+      const folded = line.table.toLowerCase();
+      builder = byFolded.get(folded);
+      if (builder === undefined) {
+        builder = new TableBuilder(line.table, options.schemaOf(line.table), options.commitTimeUs);
+        byFolded.set(folded, builder);
+        builders.push(builder);
+      }
+      bySpelling.set(line.table, builder);
+    }
+    lineBuilders[i] = builder;
+  }
+  for (const builder of lineBuilders) builder.rowCount++;
+  for (const builder of builders) builder.allocate();
+  return { builders, lineBuilders };
+}
+
+/** Runs `fn`; a WalshipError it throws gets the line number in its message and details. */
+function withLine(line: number, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    if (!(error instanceof WalshipError)) throw error;
+    throw new WalshipError(error.code, error.kind, `line ${line}: ${error.message}`, {
+      cause: error.cause,
+      details: { ...error.details, line },
+    });
+  }
+}
+
+const DESIGNATED = DESIGNATED_TIMESTAMP_COLUMN;
+
+/** One table's txn under construction. */
+class TableBuilder {
+  readonly table: string;
+  private readonly schema: TableSchema | undefined;
+  private readonly existing: ReadonlyMap<string, number>;
+  private readonly commitTimeUs: bigint;
+  rowCount = 0;
+  private row = 0;
+  private timestamps = new BigInt64Array(0);
+  /** The row whose timestamp a `timestamp` field set (first one wins). */
+  private timestampFieldRow = -1;
+  /** Columns touched, by spelling as sent and by folded name. */
+  private readonly bySpelling = new Map<string, ColumnBuilder | typeof DESIGNATED>();
+  private readonly byFolded = new Map<string, ColumnBuilder | typeof DESIGNATED>();
+  private readonly touched: ColumnBuilder[] = [];
+  private readonly added: ColumnBuilder[] = [];
+
+  constructor(spelling: string, schema: TableSchema | undefined, commitTimeUs: bigint) {
+    this.table = schema?.name ?? spelling;
+    this.schema = schema;
+    this.existing = schema === undefined ? new Map() : columnIndexOf(schema);
+    this.commitTimeUs = commitTimeUs;
+    this.byFolded.set(DESIGNATED, DESIGNATED);
+  }
+
+  allocate(): void {
+    this.timestamps = new BigInt64Array(this.rowCount);
+  }
+
+  /** Adds `line` as the next row. */
+  addLine(line: IlpLine): void {
+    const row = this.row++;
+    this.timestamps[row] = line.timestampUs ?? this.commitTimeUs;
+    for (const symbol of line.symbols) this.setCell(line, row, symbol.name, 'symbol', symbol.value);
+    for (const field of line.fields) this.setCell(line, row, field.name, field.value.type, field.value.value);
+  }
+
+  private setCell(line: IlpLine, row: number, name: string, type: ColumnType, value: CellValue): void {
+    const column = this.bySpelling.get(name) ?? this.resolve(line, name, type);
+    if (column === DESIGNATED) {
+      this.setTimestampField(line, row, type, value);
+      return;
+    }
+    if (column.nextRow > row) return; // named twice in this line: the first value stays
+    if (type === column.type) {
+      column.set(row, value);
+      return;
+    }
+    const problem = castProblem(column.type, type, value);
+    if (problem !== undefined)
+      throw typeConflict(line.line, this.table, column.name, column.type, type, problem);
+    column.set(row, castCell(column.type, value));
+  }
+
+  private setTimestampField(line: IlpLine, row: number, type: ColumnType, value: CellValue): void {
+    if (type !== 'timestamp') throw typeConflict(line.line, this.table, DESIGNATED, 'timestamp', type, '');
+    if (this.timestampFieldRow === row) return;
+    this.timestampFieldRow = row;
+    this.timestamps[row] = value as bigint;
+  }
+
+  /** The column a spelling not seen yet names: touched before under another spelling, existing, or new. */
+  private resolve(line: IlpLine, name: string, type: ColumnType): ColumnBuilder | typeof DESIGNATED {
+    const folded = name.toLowerCase();
+    let column = this.byFolded.get(folded);
+    if (column === undefined) {
+      const position = this.existing.get(folded);
+      column = position === undefined ? this.createColumn(line, name, type) : this.touchColumn(position);
+      this.byFolded.set(folded, column);
+    }
+    this.bySpelling.set(name, column);
+    return column;
+  }
+
+  private touchColumn(position: number): ColumnBuilder {
+    const existing = this.schema!.columns[position]!;
+    const column = new ColumnBuilder({ ...existing, isNew: false, position, rowCount: this.rowCount });
+    this.touched.push(column);
+    return column;
+  }
+
+  private createColumn(line: IlpLine, name: string, type: ColumnType): ColumnBuilder {
+    withLine(line.line, () => validateColumnName(name));
+    const position = (this.schema?.columns.length ?? 1) + this.added.length;
+    if (position >= MAX_TABLE_COLUMNS) {
+      throw new WalshipError(
+        'TOO_MANY_COLUMNS',
+        'invalid',
+        `line ${line.line}: table ${JSON.stringify(this.table)} would have more than ${MAX_TABLE_COLUMNS} columns`,
+        { details: { line: line.line, table: this.table, column: name } },
+      );
+    }
+    const column = new ColumnBuilder({ name, type, isNew: true, position, rowCount: this.rowCount });
+    this.added.push(column);
+    return column;
+  }
+
+  /** The txn record (number `txn`) and the schema after it. */
+  finish(txn: bigint): BuiltTxn {
+    const isNewTable = this.schema === undefined;
+    const timestamp: ColumnData = {
+      name: DESIGNATED,
+      addedInTxn: isNewTable,
+      nulls: null,
+      data: { type: 'timestamp', values: this.timestamps },
+    };
+    const existing = this.touched.sort((a, b) => a.position - b.position);
+    const columns = [timestamp, ...existing.map((c) => c.finish()), ...this.added.map((c) => c.finish())];
+    const record: TxnRecord = {
+      txn,
+      commitTimeUs: this.commitTimeUs,
+      kind: 'data',
+      rowCount: this.rowCount,
+      columns,
+    };
+    const before = this.schema?.columns ?? [{ name: DESIGNATED, type: 'timestamp' as const }];
+    const schemaAfter: TableSchema = {
+      name: this.table,
+      key: this.schema?.key ?? tableKey(this.table),
+      columns: [...before, ...this.added.map((c) => ({ name: c.name, type: c.type }))],
+    };
+    return { table: this.table, record, schemaAfter };
+  }
+}

@@ -1,0 +1,223 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { seededRandom, systemClock } from '../core/index.js';
+import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
+import { decodeSegment, encodeTxnRecord, sealSegment, segmentKey, type TxnRecord } from '../wal/index.js';
+import { type PendingSource, Uploader, type UploaderOptions } from './uploader.js';
+
+const log = pino({ level: 'silent' });
+
+function record(txn: bigint, rows = 10): TxnRecord {
+  return {
+    txn,
+    commitTimeUs: 1_700_000_000_000_000n + txn,
+    kind: 'data',
+    rowCount: rows,
+    columns: [
+      {
+        name: 'timestamp',
+        addedInTxn: txn === 1n,
+        nulls: null,
+        data: {
+          type: 'timestamp',
+          values: BigInt64Array.from({ length: rows }, (_, i) => 1_700_000_000_000_000n + BigInt(i)),
+        },
+      },
+      {
+        name: 'v',
+        addedInTxn: txn === 1n,
+        nulls: null,
+        data: { type: 'long', values: BigInt64Array.from({ length: rows }, () => txn) },
+      },
+    ],
+  };
+}
+
+/** An in-memory pending queue standing in for the SQLite one. */
+function memorySource(): PendingSource & {
+  add(table: string, txn: bigint): number;
+  uploaded: Map<string, bigint>;
+} {
+  const pending = new Map<string, { txn: bigint; bytes: Uint8Array }[]>();
+  const uploaded = new Map<string, bigint>();
+  return {
+    uploaded,
+    add(table, txn) {
+      const bytes = encodeTxnRecord(record(txn));
+      pending.set(table, [...(pending.get(table) ?? []), { txn, bytes }]);
+      return bytes.byteLength;
+    },
+    pendingSummary: () =>
+      [...pending.entries()]
+        .filter(([, list]) => list.length > 0)
+        .map(([table, list]) => ({
+          table,
+          count: list.length,
+          bytes: list.reduce((s, r) => s + r.bytes.byteLength, 0),
+          oldestTxn: list[0]!.txn,
+        })),
+    pending(table, { limitBytes }) {
+      const out: { txn: bigint; bytes: Uint8Array }[] = [];
+      let size = 0;
+      for (const r of pending.get(table) ?? []) {
+        if (out.length > 0 && size + r.bytes.byteLength > limitBytes) break;
+        out.push(r);
+        size += r.bytes.byteLength;
+      }
+      return out;
+    },
+    markUploaded(table, txn) {
+      uploaded.set(table, txn);
+      pending.set(
+        table,
+        (pending.get(table) ?? []).filter((r) => r.txn > txn),
+      );
+    },
+    uploadedTxn: (table) => uploaded.get(table) ?? 0n,
+    tableKey: (table) => table.toLowerCase(),
+  };
+}
+
+function uploader(store: ObjectStore, source: PendingSource, overrides: Partial<UploaderOptions> = {}) {
+  const fenced: unknown[] = [];
+  const instance = new Uploader({
+    store,
+    source,
+    nodeId: 'node-a',
+    epoch: () => 1n,
+    clock: systemClock,
+    random: seededRandom(1),
+    log,
+    rolloverSizeBytes: 1 << 20,
+    windowMs: 60_000,
+    maxConcurrentTables: 4,
+    headIntervalMs: 10,
+    codec: 'deflate',
+    compressionLevel: 1,
+    onFenced: (detail) => fenced.push(detail),
+    ...overrides,
+  });
+  return { instance, fenced };
+}
+
+async function segments(store: ObjectStore, table: string) {
+  const out = [];
+  for await (const info of listAll(store, `tables/${table}/wal/`)) {
+    const got = await store.get(info.key);
+    if (got?.status === 'ok') out.push({ key: info.key, ...(await decodeSegment(got.body)).header });
+  }
+  return out;
+}
+
+describe('uploader', () => {
+  it('a durable waiter seals at once and shares one upload with its neighbours (group commit)', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    const { instance } = uploader(store, source);
+    for (const txn of [1n, 2n, 3n]) instance.committed('Trades', source.add('Trades', txn));
+    await Promise.all([1n, 2n, 3n].map((txn) => instance.waitUploaded('Trades', txn, 5_000)));
+    const segs = await segments(store, 'trades');
+    expect(segs.map((s) => [s.key, s.txnFirst, s.txnLast, s.writerNodeId, s.epoch])).toEqual([
+      [segmentKey('trades', 1n), 1n, 3n, 'node-a', 1n],
+    ]);
+    expect(source.uploadedTxn('Trades')).toBe(3n);
+    instance.stop();
+  });
+
+  it('seals on rollover size without any waiter, strictly in txn order', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    const one = encodeTxnRecord(record(1n)).byteLength;
+    const { instance } = uploader(store, source, { rolloverSizeBytes: one * 2 });
+    for (let txn = 1n; txn <= 6n; txn++) instance.committed('t', source.add('t', txn));
+    await expect.poll(() => source.uploadedTxn('t'), { timeout: 5_000 }).toBe(6n);
+    const segs = await segments(store, 't');
+    expect(segs.map((s) => `${s.txnFirst}-${s.txnLast}`)).toEqual(['1-2', '3-4', '5-6']);
+    instance.stop();
+  });
+
+  it('seals a partly filled segment when the throttle window passes', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    const { instance } = uploader(store, source, { windowMs: 50 });
+    instance.committed('t', source.add('t', 1n));
+    expect(source.uploadedTxn('t')).toBe(0n);
+    await expect.poll(() => source.uploadedTxn('t'), { timeout: 5_000 }).toBe(1n);
+    await expect.poll(async () => (await store.head('head.json')) !== null).toBe(true);
+    instance.stop();
+  });
+
+  it('keeps retrying through a store outage; a durable waiter gets DURABLE_TIMEOUT meanwhile', async () => {
+    const inner = new MemoryStore();
+    const store = withFaults(inner, [
+      { fault: { type: 'error', message: 'store down' }, operations: ['put'] },
+    ]);
+    const source = memorySource();
+    const { instance } = uploader(store, source);
+    instance.committed('t', source.add('t', 1n));
+    const error = await instance.waitUploaded('t', 1n, 300).catch((e: Error) => e);
+    expect(error).toMatchObject({ code: 'DURABLE_TIMEOUT', kind: 'unavailable' });
+    expect((error as Error).message).toMatch(
+      /committed locally as t txn 1 .*store down.*would write the rows again/,
+    );
+    expect(instance.status().tables.t?.lastError).toContain('store down');
+    store.setRules([]);
+    await instance.waitUploaded('t', 1n, 15_000);
+    expect((await segments(inner, 't')).map((s) => s.txnLast)).toEqual([1n]);
+    instance.stop();
+  });
+
+  it('recognises its own segment after a lost response, or after a crash between upload and bookkeeping', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    source.add('t', 1n);
+    source.add('t', 2n);
+    // An earlier run uploaded txns 1..2 and died before recording it.
+    const bytes = source.pending('t', { limitBytes: 1 << 20 }).map((r) => r.bytes);
+    await store.put(
+      segmentKey('t', 1n),
+      await sealSegment({ tableName: 't', epoch: 1n, writerNodeId: 'node-a', records: bytes }),
+      {
+        condition: { type: 'absent' },
+      },
+    );
+    source.add('t', 3n);
+    const { instance, fenced } = uploader(store, source);
+    instance.start();
+    await instance.waitUploaded('t', 3n, 5_000);
+    expect(fenced).toEqual([]);
+    expect((await segments(store, 't')).map((s) => `${s.txnFirst}-${s.txnLast}`)).toEqual(['1-2', '3-3']);
+    instance.stop();
+  });
+
+  it("is fenced when another writer's segment holds its slot, and refuses durable waiters", async () => {
+    const store = new MemoryStore();
+    const other = await sealSegment({
+      tableName: 't',
+      epoch: 2n,
+      writerNodeId: 'node-b',
+      records: [encodeTxnRecord(record(1n))],
+    });
+    await store.put(segmentKey('t', 1n), other, { condition: { type: 'absent' } });
+    const source = memorySource();
+    const { instance, fenced } = uploader(store, source);
+    instance.committed('t', source.add('t', 1n));
+    await expect(instance.waitUploaded('t', 1n, 5_000)).rejects.toMatchObject({ code: 'FENCED' });
+    expect(fenced).toEqual([{ table: 't', txnFirst: 1n, writerNodeId: 'node-b', epoch: 2n }]);
+    expect(source.uploadedTxn('t')).toBe(0n);
+    instance.stop();
+  });
+
+  it('uploads different tables in parallel and each in order', async () => {
+    const store = withFaults(new MemoryStore(), [
+      { fault: { type: 'latency', ms: 20 }, operations: ['put'] },
+    ]);
+    const source = memorySource();
+    const { instance } = uploader(store, source);
+    for (let txn = 1n; txn <= 3n; txn++)
+      for (const t of ['a', 'b', 'c']) instance.committed(t, source.add(t, txn));
+    await Promise.all(['a', 'b', 'c'].map((t) => instance.waitUploaded(t, 3n, 5_000)));
+    for (const t of ['a', 'b', 'c']) expect(source.uploadedTxn(t)).toBe(3n);
+    instance.stop();
+  });
+});

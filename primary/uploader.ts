@@ -1,0 +1,449 @@
+import type { Logger } from 'pino';
+import { type Clock, isWalshipError, type Random, WalshipError } from '../core/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import {
+  type Codec,
+  decodeSegment,
+  encodeTxnRecord,
+  HEAD_KEY,
+  sealSegment,
+  segmentKey,
+} from '../wal/index.js';
+
+/** What the uploader needs from the node's database (implemented by TableStore). */
+export interface PendingSource {
+  /** Tables with pending txns. */
+  pendingSummary(): { table: string; count: number; bytes: number; oldestTxn: bigint }[];
+  /** Pending encoded txn records of a table in txn order, about `limitBytes` worth (at least one). */
+  pending(table: string, options: { limitBytes: number }): { txn: bigint; bytes: Uint8Array }[];
+  /** In one local transaction: uploaded watermark := txn, and drop pending records through it. */
+  markUploaded(table: string, txn: bigint): void;
+  uploadedTxn(table: string): bigint;
+  tableKey(table: string): string;
+}
+
+export interface UploaderOptions {
+  store: ObjectStore;
+  source: PendingSource;
+  nodeId: string;
+  /** The epoch segments are written in; read at each seal (a promotion changes it). */
+  epoch: () => bigint;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  /** Seal a segment once a table's pending records reach this size (`cairo.wal.segment.rollover.size`). */
+  rolloverSizeBytes: number;
+  /** Seal once the oldest pending txn is this old (`replication.primary.throttle.window.duration`). */
+  windowMs: number;
+  /** Tables uploading at once (`replication.requests.max.concurrent`). */
+  maxConcurrentTables: number;
+  /** Rewrite head.json at most this often. */
+  headIntervalMs: number;
+  codec: Codec;
+  compressionLevel: number;
+  /** A segment slot is held by another writer: this node has been replaced (DESIGN §5 step 5). */
+  onFenced: (detail: { table: string; txnFirst: bigint; writerNodeId: string; epoch: bigint }) => void;
+}
+
+interface TableState {
+  pendingBytes: number;
+  /** Monotonic ms when the oldest pending txn was committed (or when the uploader learnt of it). */
+  oldestPendingAtMs: number | null;
+  uploading: boolean;
+  waiters: { txn: bigint; resolve: () => void; reject: (error: Error) => void }[];
+  /** Monotonic ms before which a failed table is not retried. */
+  retryAtMs: number;
+  failures: number;
+  lastError: string | null;
+  lastUploadAtMs: number | null;
+  segmentsUploaded: number;
+}
+
+/** Backoff after a failed upload (after the store's own retries): doubles from 250 ms to 10 s, jittered. */
+const FAILURE_BACKOFF_MS = { base: 250, max: 10_000 };
+
+/**
+ * Ships each table's pending txns to the store as create-only segments (DESIGN §5 step 4):
+ * sealed on rollover size, throttle window, or a waiting durable writer; strictly in order per
+ * table, different tables in parallel under a cap; a failed upload is retried with backoff and
+ * ingestion is never blocked by it. A segment already in the store at our slot is recognised
+ * as ours (same writer, same epoch, same records: a retry after a crash or a lost response)
+ * or reported as a fence.
+ */
+export class Uploader {
+  readonly #options: UploaderOptions;
+  readonly #tables = new Map<string, TableState>();
+  #timer: NodeJS.Timeout | undefined;
+  #running = 0;
+  #stopped = false;
+  #fenced = false;
+  #headDirty = false;
+  #headWrittenAtMs = Number.NEGATIVE_INFINITY;
+  #headWriting = false;
+  #lastStoreError: { message: string; atMs: number } | null = null;
+
+  constructor(options: UploaderOptions) {
+    this.#options = options;
+  }
+
+  /** Pick up txns left pending by an earlier run: they are due at once. */
+  start(): void {
+    for (const { table, bytes } of this.#options.source.pendingSummary()) {
+      const state = this.#state(table);
+      state.pendingBytes = bytes;
+      state.oldestPendingAtMs = this.#options.clock.monotonicMs() - this.#options.windowMs;
+    }
+    this.#pump();
+  }
+
+  /** A txn of `bytes` encoded bytes was committed to `table`'s pending queue. */
+  committed(table: string, bytes: number): void {
+    const state = this.#state(table);
+    state.pendingBytes += bytes;
+    state.oldestPendingAtMs ??= this.#options.clock.monotonicMs();
+    if (state.pendingBytes >= this.#options.rolloverSizeBytes) this.#pump();
+    else this.#schedule();
+  }
+
+  /** Resolves once `table`'s txn `txn` is in the store; rejects with DURABLE_TIMEOUT after `timeoutMs`. */
+  waitUploaded(table: string, txn: bigint, timeoutMs: number): Promise<void> {
+    if (this.#options.source.uploadedTxn(table) >= txn) return Promise.resolve();
+    if (this.#fenced) return Promise.reject(fencedError());
+    const state = this.#state(table);
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        txn,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (error: Error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      const timer = setTimeout(() => {
+        state.waiters = state.waiters.filter((w) => w !== waiter);
+        const cause = state.lastError ?? 'the upload is still in progress';
+        reject(
+          new WalshipError(
+            'DURABLE_TIMEOUT',
+            'unavailable',
+            `committed locally as ${table} txn ${txn} but not in the object store after ${timeoutMs} ms (${cause}); ` +
+              'it stays committed and will be uploaded: retrying this request would write the rows again',
+          ),
+        );
+      }, timeoutMs);
+      state.waiters.push(waiter);
+      this.#pump();
+    });
+  }
+
+  /** Per-table upload state for /status. */
+  status(): {
+    tables: Record<
+      string,
+      {
+        pendingBytes: number;
+        lastError: string | null;
+        segmentsUploaded: number;
+        lastUploadAgoMs: number | null;
+      }
+    >;
+    lastStoreError: { message: string; agoMs: number } | null;
+  } {
+    const now = this.#options.clock.monotonicMs();
+    const tables: Record<
+      string,
+      {
+        pendingBytes: number;
+        lastError: string | null;
+        segmentsUploaded: number;
+        lastUploadAgoMs: number | null;
+      }
+    > = {};
+    for (const [table, s] of this.#tables) {
+      tables[table] = {
+        pendingBytes: s.pendingBytes,
+        lastError: s.lastError,
+        segmentsUploaded: s.segmentsUploaded,
+        lastUploadAgoMs: s.lastUploadAtMs === null ? null : Math.round(now - s.lastUploadAtMs),
+      };
+    }
+    const e = this.#lastStoreError;
+    return {
+      tables,
+      lastStoreError: e === null ? null : { message: e.message, agoMs: Math.round(now - e.atMs) },
+    };
+  }
+
+  /** Encoded bytes committed but not yet uploaded, over all tables. */
+  get pendingBytes(): number {
+    let sum = 0;
+    for (const s of this.#tables.values()) sum += s.pendingBytes;
+    return sum;
+  }
+
+  /** True while any table has pending txns or an upload in flight. */
+  get busy(): boolean {
+    return this.#running > 0 || [...this.#tables.values()].some((s) => s.pendingBytes > 0);
+  }
+
+  /** Upload everything pending now, ignoring the window; resolves when done or when `timeoutMs` passes. */
+  async flush(timeoutMs: number): Promise<boolean> {
+    const deadline = this.#options.clock.monotonicMs() + timeoutMs;
+    for (const s of this.#tables.values())
+      s.oldestPendingAtMs = s.pendingBytes > 0 ? Number.NEGATIVE_INFINITY : null;
+    this.#pump();
+    while (this.busy && !this.#fenced && this.#options.clock.monotonicMs() < deadline) {
+      await this.#options.clock.sleep(10);
+      this.#pump();
+    }
+    await this.#writeHead(true);
+    return !this.busy;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    for (const s of this.#tables.values()) {
+      for (const w of s.waiters) w.reject(new WalshipError('CLOSED', 'closed', 'the node is shutting down'));
+      s.waiters = [];
+    }
+  }
+
+  #state(table: string): TableState {
+    let state = this.#tables.get(table);
+    if (state === undefined) {
+      state = {
+        pendingBytes: 0,
+        oldestPendingAtMs: null,
+        uploading: false,
+        waiters: [],
+        retryAtMs: 0,
+        failures: 0,
+        lastError: null,
+        lastUploadAtMs: null,
+        segmentsUploaded: 0,
+      };
+      this.#tables.set(table, state);
+    }
+    return state;
+  }
+
+  #isDue(state: TableState, nowMs: number): boolean {
+    if (state.uploading || state.pendingBytes === 0 || nowMs < state.retryAtMs) return false;
+    if (state.waiters.length > 0 || state.pendingBytes >= this.#options.rolloverSizeBytes) return true;
+    return state.oldestPendingAtMs !== null && nowMs - state.oldestPendingAtMs >= this.#options.windowMs;
+  }
+
+  /** Start uploads for due tables, up to the cap; then arm the timer for the next one. */
+  #pump(): void {
+    if (this.#stopped || this.#fenced) return;
+    const nowMs = this.#options.clock.monotonicMs();
+    for (const [table, state] of this.#tables) {
+      if (this.#running >= this.#options.maxConcurrentTables) break;
+      if (!this.#isDue(state, nowMs)) continue;
+      state.uploading = true;
+      this.#running++;
+      void this.#uploadOne(table, state).finally(() => {
+        state.uploading = false;
+        this.#running--;
+        this.#pump();
+      });
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    const nowMs = this.#options.clock.monotonicMs();
+    let nextMs = Number.POSITIVE_INFINITY;
+    for (const s of this.#tables.values()) {
+      if (s.pendingBytes === 0 || s.uploading || s.oldestPendingAtMs === null) continue;
+      nextMs = Math.min(nextMs, Math.max(s.oldestPendingAtMs + this.#options.windowMs, s.retryAtMs));
+    }
+    if (this.#headDirty) nextMs = Math.min(nextMs, this.#headWrittenAtMs + this.#options.headIntervalMs);
+    clearTimeout(this.#timer);
+    if (nextMs === Number.POSITIVE_INFINITY) return;
+    this.#timer = setTimeout(
+      () => {
+        void this.#writeHead(false);
+        this.#pump();
+      },
+      Math.max(0, nextMs - nowMs),
+    );
+    this.#timer.unref();
+  }
+
+  async #uploadOne(table: string, state: TableState): Promise<void> {
+    const { source, store, clock } = this.#options;
+    const records = source.pending(table, { limitBytes: this.#options.rolloverSizeBytes });
+    if (records.length === 0) {
+      state.pendingBytes = 0;
+      state.oldestPendingAtMs = null;
+      return;
+    }
+    const txnFirst = records[0]!.txn;
+    const txnLast = records.at(-1)!.txn;
+    const epoch = this.#options.epoch();
+    try {
+      const segment = await sealSegment({
+        tableName: table,
+        epoch,
+        writerNodeId: this.#options.nodeId,
+        records: records.map((r) => r.bytes),
+        codec: this.#options.codec,
+        compressionLevel: this.#options.compressionLevel,
+      });
+      const key = segmentKey(source.tableKey(table), txnFirst);
+      const writeId = `${this.#options.nodeId}.${epoch}.${txnFirst}`;
+      const result = await store.put(key, segment, { condition: { type: 'absent' }, writeId });
+      const uploadedThrough =
+        result.status === 'written' ? txnLast : await this.#recognise(table, key, records, epoch);
+      if (uploadedThrough === null) return;
+      this.#uploaded(table, state, uploadedThrough, records, clock.monotonicMs());
+    } catch (error) {
+      this.#failed(table, state, error);
+    }
+  }
+
+  /**
+   * Our slot is taken. If the segment there is ours (this node, this epoch, records identical to
+   * our pending ones: an upload whose success we never learnt of), the txns it holds are
+   * uploaded; otherwise another writer owns the slot and this node is fenced. Returns the last
+   * txn now known uploaded, or null when fenced.
+   */
+  async #recognise(
+    table: string,
+    key: string,
+    records: { txn: bigint; bytes: Uint8Array }[],
+    epoch: bigint,
+  ): Promise<bigint | null> {
+    const existing = await this.#options.store.get(key);
+    if (existing === null || existing.status !== 'ok') {
+      throw new WalshipError(
+        'STORE_INCONSISTENT',
+        'unavailable',
+        `${key} refused a create-only write but cannot be read`,
+      );
+    }
+    const { header, txns } = await decodeSegment(existing.body);
+    const ours =
+      header.writerNodeId === this.#options.nodeId &&
+      header.epoch === epoch &&
+      txns.every((txn, i) => {
+        const mine = records[i];
+        return (
+          mine !== undefined && mine.txn === txn.txn && Buffer.from(encodeTxnRecord(txn)).equals(mine.bytes)
+        );
+      });
+    if (ours) {
+      this.#options.log.info(
+        { table, key, txnLast: header.txnLast },
+        'segment already in the store is ours: recorded as uploaded',
+      );
+      return header.txnLast;
+    }
+    this.#fenced = true;
+    this.#options.log.error(
+      {
+        table,
+        key,
+        writerNodeId: header.writerNodeId,
+        epoch: header.epoch.toString(),
+        ourEpoch: epoch.toString(),
+      },
+      'segment slot taken by another writer: this node has been fenced and stops accepting writes',
+    );
+    this.#options.onFenced({
+      table,
+      txnFirst: records[0]!.txn,
+      writerNodeId: header.writerNodeId,
+      epoch: header.epoch,
+    });
+    for (const s of this.#tables.values()) {
+      for (const w of s.waiters) w.reject(fencedError());
+      s.waiters = [];
+    }
+    return null;
+  }
+
+  #uploaded(
+    table: string,
+    state: TableState,
+    txnLast: bigint,
+    records: { txn: bigint; bytes: Uint8Array }[],
+    nowMs: number,
+  ): void {
+    this.#options.source.markUploaded(table, txnLast);
+    const sentBytes = records.filter((r) => r.txn <= txnLast).reduce((sum, r) => sum + r.bytes.byteLength, 0);
+    state.pendingBytes = Math.max(0, state.pendingBytes - sentBytes);
+    state.oldestPendingAtMs = state.pendingBytes > 0 ? nowMs : null;
+    state.failures = 0;
+    state.retryAtMs = 0;
+    state.lastError = null;
+    state.lastUploadAtMs = nowMs;
+    state.segmentsUploaded++;
+    const still: TableState['waiters'] = [];
+    for (const waiter of state.waiters) {
+      if (waiter.txn <= txnLast) waiter.resolve();
+      else still.push(waiter);
+    }
+    state.waiters = still;
+    this.#headDirty = true;
+    void this.#writeHead(false);
+  }
+
+  #failed(table: string, state: TableState, error: unknown): void {
+    const message = (error as Error).message ?? String(error);
+    state.failures++;
+    state.lastError = message;
+    this.#lastStoreError = { message, atMs: this.#options.clock.monotonicMs() };
+    const ceiling = Math.min(FAILURE_BACKOFF_MS.max, FAILURE_BACKOFF_MS.base * 2 ** (state.failures - 1));
+    state.retryAtMs = this.#options.clock.monotonicMs() + ceiling * (0.5 + this.#options.random.next() / 2);
+    const level = isWalshipError(error) && error.kind === 'unavailable' ? 'warn' : 'error';
+    this.#options.log[level](
+      { table, failures: state.failures, err: message },
+      'segment upload failed; will retry',
+    );
+  }
+
+  /** head.json is a hint for idle replicas (DESIGN §3); rate-limited, never required for correctness. */
+  async #writeHead(force: boolean): Promise<void> {
+    const nowMs = this.#options.clock.monotonicMs();
+    if (!this.#headDirty || this.#headWriting || this.#fenced) return;
+    if (!force && nowMs - this.#headWrittenAtMs < this.#options.headIntervalMs) return;
+    this.#headWriting = true;
+    this.#headDirty = false;
+    this.#headWrittenAtMs = nowMs;
+    const tables: Record<string, string> = {};
+    for (const table of this.#tables.keys())
+      tables[table] = this.#options.source.uploadedTxn(table).toString();
+    const head = {
+      epoch: this.#options.epoch().toString(),
+      nodeId: this.#options.nodeId,
+      tables,
+      at: new Date(this.#options.clock.wallMs()).toISOString(),
+    };
+    try {
+      await this.#options.store.put(HEAD_KEY, new TextEncoder().encode(`${JSON.stringify(head)}\n`));
+    } catch (error) {
+      this.#headDirty = true;
+      this.#options.log.warn(
+        { err: (error as Error).message },
+        'head.json update failed (a hint only; will retry)',
+      );
+    } finally {
+      this.#headWriting = false;
+    }
+  }
+}
+
+function fencedError(): WalshipError {
+  return new WalshipError(
+    'FENCED',
+    'fenced',
+    'this node was replaced by a newer primary and no longer accepts writes',
+  );
+}

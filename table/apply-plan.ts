@@ -1,0 +1,142 @@
+import { WalshipError } from '../core/index.js';
+import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import { validateColumnName } from './names.js';
+import { type ColumnSchema, columnIndexOf, freezeSchema, type TableSchema } from './table-schema.js';
+import type { TableState } from './table-state.js';
+
+/**
+ * What applying one txn record does to its table's schema, decided before anything is written, so
+ * that every check of TableStore.applyTxn fails before its first write.
+ */
+export interface ColumnPlan {
+  /** The canonical name of each record column, in record order: the INSERT's column list. */
+  names: string[];
+  /** Columns the table lacks, in record order: added by ALTER TABLE, appended to the schema. */
+  added: ColumnSchema[];
+}
+
+/** The schema a table that does not exist yet starts with (the store creates it that way). */
+const NEW_TABLE_COLUMNS: readonly ColumnSchema[] = Object.freeze([
+  Object.freeze({ name: DESIGNATED_TIMESTAMP_COLUMN, type: 'timestamp' as const }),
+]);
+
+function invalidTxn(table: string, record: TxnRecord, problem: string): WalshipError {
+  return new WalshipError(
+    'TXN_INVALID',
+    'data',
+    `table ${JSON.stringify(table)} txn ${record.txn}: ${problem}`,
+    {
+      details: { table, txn: record.txn },
+    },
+  );
+}
+
+/**
+ * Checks `record` against the table's current schema (`state` undefined: a new table) and plans
+ * the columns to add. Throws, kind `data`: `TXN_INVALID` (a fence with rows or columns, a column
+ * whose slots or bitmap do not match rowCount, two columns of one folded name), `TYPE_CONFLICT` (a
+ * column of another type than the table's), `INVALID_NAME` (a new column's name),
+ * `TIMESTAMP_MISSING` (rows without a non-null designated timestamp).
+ */
+export function planColumns(table: string, state: TableState | undefined, record: TxnRecord): ColumnPlan {
+  const name = state?.schema.name ?? table;
+  if (record.kind === 'fence') {
+    if (record.rowCount !== 0 || record.columns.length !== 0)
+      throw invalidTxn(name, record, 'a fence carries rows');
+    return { names: [], added: [] };
+  }
+  const columns = state?.schema.columns ?? NEW_TABLE_COLUMNS;
+  const index = state === undefined ? undefined : columnIndexOf(state.schema);
+  const seen = new Set<string>();
+  const plan: ColumnPlan = { names: [], added: [] };
+  let hasTimestamp = false;
+  for (const column of record.columns) {
+    checkShape(name, record, column);
+    const folded = column.name.toLowerCase();
+    if (seen.has(folded))
+      throw invalidTxn(name, record, `two columns named ${JSON.stringify(folded)} (case-insensitive)`);
+    seen.add(folded);
+    const position =
+      index === undefined ? (folded === DESIGNATED_TIMESTAMP_COLUMN ? 0 : undefined) : index.get(folded);
+    if (position === undefined) {
+      plan.added.push(newColumn(column));
+      plan.names.push(column.name);
+    } else {
+      const existing = columns[position]!;
+      if (existing.type !== column.data.type) throw typeConflict(name, record, existing, column);
+      plan.names.push(existing.name);
+    }
+    if (folded === DESIGNATED_TIMESTAMP_COLUMN) hasTimestamp = !hasNullRow(column, record.rowCount);
+  }
+  if (record.rowCount > 0 && !hasTimestamp) {
+    throw new WalshipError(
+      'TIMESTAMP_MISSING',
+      'data',
+      `table ${JSON.stringify(name)} txn ${record.txn}: rows without a designated timestamp (column '${DESIGNATED_TIMESTAMP_COLUMN}' missing or null)`,
+      { details: { table: name, txn: record.txn } },
+    );
+  }
+  return plan;
+}
+
+/** `schema` with the plan's new columns appended, frozen. */
+export function applyPlan(schema: TableSchema, plan: ColumnPlan): TableSchema {
+  return freezeSchema({ name: schema.name, key: schema.key, columns: [...schema.columns, ...plan.added] });
+}
+
+function checkShape(table: string, record: TxnRecord, column: ColumnData): void {
+  const slots = column.data.values.length;
+  if (slots !== record.rowCount) {
+    throw invalidTxn(
+      table,
+      record,
+      `column ${JSON.stringify(column.name)} has ${slots} values for ${record.rowCount} rows`,
+    );
+  }
+  if (column.nulls !== null && column.nulls.length < (record.rowCount + 7) >>> 3) {
+    throw invalidTxn(
+      table,
+      record,
+      `column ${JSON.stringify(column.name)} has a null bitmap shorter than its rows`,
+    );
+  }
+}
+
+function newColumn(column: ColumnData): ColumnSchema {
+  try {
+    validateColumnName(column.name);
+  } catch (error) {
+    if (!(error instanceof WalshipError)) throw error;
+    throw new WalshipError(error.code, 'data', error.message, { cause: error, details: error.details });
+  }
+  return { name: column.name, type: column.data.type };
+}
+
+function typeConflict(
+  table: string,
+  record: TxnRecord,
+  existing: ColumnSchema,
+  column: ColumnData,
+): WalshipError {
+  return new WalshipError(
+    'TYPE_CONFLICT',
+    'data',
+    `table ${JSON.stringify(table)} txn ${record.txn}: column ${JSON.stringify(existing.name)} is ${existing.type}, the record carries ${column.data.type}`,
+    {
+      details: {
+        table,
+        txn: record.txn,
+        column: existing.name,
+        existingType: existing.type,
+        sentType: column.data.type,
+      },
+    },
+  );
+}
+
+function hasNullRow(column: ColumnData, rowCount: number): boolean {
+  const nulls = column.nulls;
+  if (nulls === null) return false;
+  for (let row = 0; row < rowCount; row++) if ((nulls[row >>> 3]! >>> (row & 7)) & 1) return true;
+  return false;
+}

@@ -1,0 +1,22 @@
+/**
+ * Tables: names and their store keys, schemas, and the SQLite table store where a node keeps every
+ * table, its watermarks and its pending queue (DESIGN §2, §5, §6).
+ */
+export {
+  decodeTableKey,
+  MAX_NAME_BYTES,
+  MAX_TABLE_KEY_CHARS,
+  tableKey,
+  validateColumnName,
+  validateTableName,
+} from './names.js';
+export { createQueryHttpHandler, parseQuestDbLimit } from './query-http.js';
+export { QUERY_POOL_DEFAULTS, QueryPool, type QueryPoolOptions } from './query-pool.js';
+export { columnTypeOfDeclared, QUESTDB_TYPE_NAMES, SQL_DECLARED_TYPES } from './sql-types.js';
+export { type ColumnSchema, columnIndexOf, type TableSchema } from './table-schema.js';
+export {
+  type PendingSummary,
+  type PendingTxn,
+  TableStore,
+  type TableStoreOptions,
+} from './table-store.js';

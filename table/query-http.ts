@@ -1,0 +1,218 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Clock, isWalshipError, systemClock } from '../core/index.js';
+import { formatExecError, formatExecJson } from './query-format.js';
+import type { QueryPool } from './query-pool.js';
+
+/**
+ * QuestDB's read endpoints over a QueryPool (DESIGN §10 "Reads"):
+ * - `GET /exec?query=…[&limit=lo,hi][&count=true][&nm=true]` → `/exec` JSON (`timings` is ignored);
+ * - `GET /exp?query=…[&limit=lo,hi][&nm=true][&delimiter=;][&filename=name]` → CSV attachment.
+ * Errors use QuestDB's `{"query","error","position"}` body: 400 for a query that cannot run as
+ * written (bad SQL, a write, too many rows), 503 for a time limit, a full queue or a closed pool
+ * (retry elsewhere or later), 401 when `auth` refuses, 405 for a method other than GET.
+ */
+
+export interface QueryHttpOptions {
+  /** Decides whether a request may read; false → 401. Default: every request may. */
+  auth?: (req: IncomingMessage) => boolean;
+  /** Wall clock for the default `/exp` file name (`questdb-query-<ms>.csv`, as QuestDB names it). */
+  clock?: Clock;
+}
+
+export interface QueryHttpHandler {
+  /**
+   * Answers `/exec` and `/exp` and resolves true; resolves false, without touching `res`, for any
+   * other path so the caller can route it elsewhere. Never rejects: failures become HTTP answers.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<boolean>;
+}
+
+type Endpoint = 'exec' | 'exp';
+
+/** Creates the handler for QuestDB's read endpoints on `pool`. */
+export function createQueryHttpHandler(pool: QueryPool, options: QueryHttpOptions = {}): QueryHttpHandler {
+  const clock = options.clock ?? systemClock;
+  return {
+    async handle(req, res) {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const endpoint = endpointOf(url.pathname);
+      if (endpoint === undefined) return false;
+      const query = url.searchParams.get('query') ?? '';
+      try {
+        await answer({
+          pool,
+          endpoint,
+          query,
+          params: url.searchParams,
+          req,
+          res,
+          auth: options.auth,
+          clock,
+        });
+      } catch (error) {
+        // A bug or a throwing `auth`: still one answer, never an unhandled rejection.
+        if (!res.headersSent)
+          sendJson(res, 500, formatExecError(query, `internal error: ${String(error)}`, 0));
+        else res.destroy();
+      }
+      return true;
+    },
+  };
+}
+
+/** One request to a read endpoint. */
+interface ReadRequest {
+  pool: QueryPool;
+  endpoint: Endpoint;
+  query: string;
+  params: URLSearchParams;
+  req: IncomingMessage;
+  res: ServerResponse;
+  auth: QueryHttpOptions['auth'];
+  clock: Clock;
+}
+
+async function answer(r: ReadRequest): Promise<void> {
+  if (r.req.method !== 'GET') {
+    sendJson(r.res, 405, formatExecError(r.query, `method ${r.req.method} not allowed; use GET`, 0), {
+      allow: 'GET',
+    });
+  } else if (r.auth !== undefined && !r.auth(r.req)) {
+    sendJson(r.res, 401, formatExecError(r.query, 'Unauthorized', 0));
+  } else if (r.query.trim() === '') {
+    sendJson(r.res, 400, formatExecError(r.query, 'No query text', 0));
+  } else if (r.endpoint === 'exec') {
+    await answerExec(r);
+  } else {
+    await answerExp(r);
+  }
+}
+
+function endpointOf(pathname: string): Endpoint | undefined {
+  if (pathname === '/exec') return 'exec';
+  if (pathname === '/exp') return 'exp';
+  return undefined;
+}
+
+async function answerExec({ pool, query, params, res }: ReadRequest): Promise<void> {
+  const signal = abortOnDisconnect(res);
+  try {
+    const result = await pool.query(query, {
+      limit: parseQuestDbLimit(params.get('limit'), 'exec'),
+      countAll: isTrue(params.get('count')),
+      signal,
+    });
+    sendJson(res, 200, formatExecJson(result, { noMeta: isTrue(params.get('nm')) }));
+  } catch (error) {
+    sendError(res, query, error);
+  }
+}
+
+async function answerExp({ pool, query, params, res, clock }: ReadRequest): Promise<void> {
+  const signal = abortOnDisconnect(res);
+  try {
+    const csv = await pool.exportCsv(query, {
+      limit: parseQuestDbLimit(params.get('limit'), 'exp'),
+      header: !isTrue(params.get('nm')),
+      delimiter: delimiterOf(params.get('delimiter')),
+      signal,
+    });
+    const fileName = `${safeFileName(params.get('filename')) ?? `questdb-query-${Math.floor(clock.wallMs())}`}.csv`;
+    send(res, 200, csv, {
+      'content-type': 'text/csv; charset=utf-8',
+      'content-disposition': `attachment; filename="${fileName}"`,
+    });
+  } catch (error) {
+    sendError(res, query, error);
+  }
+}
+
+/**
+ * QuestDB's `limit` parameter as a QueryPool page [lo, hi) (row indexes from 0, hi exclusive), or
+ * undefined when absent. `/exec` reads `lo,hi` as 1-based and inclusive (`limit=10,20` → rows
+ * 10..20, i.e. [9, 20)); `/exp` reads `lo` as rows to skip (`limit=10,20` → [10, 20)). `limit=n`
+ * is the first n rows on both. Like QuestDB: unparsable parts keep their default (0, no end),
+ * negatives count as 0, and an empty `hi` (`limit=10,`) means no end.
+ */
+export function parseQuestDbLimit(
+  value: string | null,
+  endpoint: Endpoint,
+): readonly [number, number] | undefined {
+  if (value === null) return undefined;
+  const comma = value.indexOf(',');
+  let skip = 0;
+  let stop = Number.MAX_SAFE_INTEGER;
+  if (comma > 0) {
+    const lo = parseLong(value.slice(0, comma));
+    const hi = comma + 1 < value.length ? parseLong(value.slice(comma + 1)) : undefined;
+    if (lo !== undefined) skip = endpoint === 'exec' ? lo - 1 : lo;
+    if (hi !== undefined) stop = hi;
+  } else {
+    stop = parseLong(value) ?? stop;
+  }
+  skip = Math.max(0, skip);
+  stop = Math.max(0, stop);
+  return [skip, Math.max(skip, stop)];
+}
+
+function parseLong(text: string): number | undefined {
+  if (!/^-?\d{1,15}$/.test(text)) return undefined;
+  return Number(text);
+}
+
+/** QuestDB's HttpKeywords.isTrue: the word `true`, any case. */
+function isTrue(value: string | null): boolean {
+  return value !== null && value.toLowerCase() === 'true';
+}
+
+/** QuestDB takes a one-character delimiter and ignores anything else. */
+function delimiterOf(value: string | null): string {
+  return value !== null && value.length === 1 && !'"\r\n'.includes(value) ? value : ',';
+}
+
+/** A file name safe inside a quoted header value: letters, digits, `.`, `_`, `-`; else undefined. */
+function safeFileName(value: string | null): string | undefined {
+  if (value === null) return undefined;
+  const cleaned = value.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 200);
+  return cleaned === '' ? undefined : cleaned;
+}
+
+/** Aborts the query when the client goes away before its answer, freeing its query host. */
+function abortOnDisconnect(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+function sendError(res: ServerResponse, query: string, error: unknown): void {
+  if (isWalshipError(error, 'QUERY_ABORTED') || res.destroyed) return;
+  const status = statusOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const position =
+    isWalshipError(error) && typeof error.details.position === 'number' ? error.details.position : 0;
+  const extra: Record<string, string> = isWalshipError(error, 'QUERY_BUSY') ? { 'retry-after': '1' } : {};
+  sendJson(res, status, formatExecError(query, message, position), extra);
+}
+
+function statusOf(error: unknown): number {
+  if (!isWalshipError(error)) return 500;
+  if (error.kind === 'invalid') return 400;
+  if (error.kind === 'unavailable' || error.kind === 'closed') return 503;
+  return 500;
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
+  send(res, status, body, { 'content-type': 'application/json; charset=utf-8', ...headers });
+}
+
+function send(res: ServerResponse, status: number, body: string, headers: Record<string, string>): void {
+  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,564 @@
+import Database from 'better-sqlite3';
+import { type Clock, ClosedError, systemClock, WalshipError } from '../core/index.js';
+import { DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import { applyPlan, type ColumnPlan, planColumns } from './apply-plan.js';
+import { tableKey, validateTableName } from './names.js';
+import { insertRows } from './row-inserter.js';
+import {
+  columnDefinition,
+  createTableSql,
+  METADATA_DDL,
+  quoteIdentifier,
+  STORE_FORMAT_VERSION,
+  storageError,
+} from './store-sql.js';
+import { type ColumnSchema, freezeSchema, type TableSchema } from './table-schema.js';
+import { type TableState, TableStateCache } from './table-state.js';
+
+/**
+ * All of a node's tables in ONE SQLite database file (better-sqlite3, synchronous), so one SQLite
+ * transaction commits a request that touches several tables: all or nothing (DESIGN §5 step 2).
+ * Holds the user tables (named as users spell them, so `SELECT * FROM trades` works), their
+ * schemas and watermarks, the pending queue of encoded txn records awaiting upload, and a small
+ * key/value table of node facts. The metadata layout is in store-sql.ts.
+ *
+ * Durability: WAL journal mode with `synchronous=FULL` unless told otherwise, so a commit that
+ * returned survives power loss. Schemas and watermarks are cached in memory; the cache drops
+ * whatever a rolled-back transaction touched, and everything when another connection committed
+ * (`PRAGMA data_version`), so it never shows what the database does not hold.
+ *
+ * One writer per file: a node opens one writable store; read-only stores (query workers) may
+ * sit beside it. Not safe to share across threads (better-sqlite3 connections are not).
+ */
+
+/** How long a statement waits for another connection's lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5_000;
+
+/** Prepared INSERTs kept per store (one per table and column set); the oldest goes beyond this. */
+const MAX_CACHED_INSERTS = 512;
+
+export interface TableStoreOptions {
+  /** Open an existing store without write access (default false). */
+  readonly?: boolean;
+  /** SQLite `synchronous` (default 'FULL': a returned commit survives power loss; 'NORMAL' may lose the last ones). */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Wall clock for `created_at` (default the system clock). */
+  clock?: Clock;
+}
+
+/** One encoded txn record in the pending queue. */
+export interface PendingTxn {
+  txn: bigint;
+  bytes: Uint8Array;
+}
+
+/** The pending queue of one table, summed. */
+export interface PendingSummary {
+  table: string;
+  count: number;
+  bytes: number;
+  oldestTxn: bigint;
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+function prepareStatements(db: Database.Database) {
+  const prepare = (sql: string) => db.prepare(sql);
+  const safe = (sql: string) => db.prepare(sql).safeIntegers(true);
+  return {
+    begin: prepare('BEGIN IMMEDIATE'),
+    commit: prepare('COMMIT'),
+    rollback: prepare('ROLLBACK'),
+    dataVersion: prepare('PRAGMA data_version').pluck(),
+    table: safe('SELECT name, key, last_txn, uploaded_txn FROM _walship_tables WHERE key = ?'),
+    tableKeys: prepare('SELECT key FROM _walship_tables ORDER BY name'),
+    columns: prepare(
+      'SELECT "column" AS name, type FROM _walship_columns WHERE "table" = ? ORDER BY position',
+    ),
+    insertTable: prepare(
+      'INSERT INTO _walship_tables (name, key, last_txn, uploaded_txn, created_at) VALUES (?, ?, 0, 0, ?)',
+    ),
+    insertColumn: prepare(
+      'INSERT INTO _walship_columns ("table", "column", type, position) VALUES (?, ?, ?, ?)',
+    ),
+    setLastTxn: prepare('UPDATE _walship_tables SET last_txn = ? WHERE key = ?'),
+    setUploadedTxn: prepare('UPDATE _walship_tables SET uploaded_txn = ? WHERE key = ?'),
+    enqueue: prepare('INSERT INTO _walship_pending ("table", txn, bytes) VALUES (?, ?, ?)'),
+    pending: safe('SELECT txn, bytes FROM _walship_pending WHERE "table" = ? AND txn > ? ORDER BY txn'),
+    dropPending: prepare('DELETE FROM _walship_pending WHERE "table" = ? AND txn <= ?'),
+    pendingSummary: safe(
+      `SELECT "table", count(*) AS count, sum(length(bytes)) AS bytes, min(txn) AS oldestTxn
+       FROM _walship_pending GROUP BY "table" ORDER BY "table"`,
+    ),
+    getMeta: prepare('SELECT value FROM _walship_kv WHERE key = ?').pluck(),
+    setMeta: prepare(
+      'INSERT INTO _walship_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+    ),
+  };
+}
+
+export class TableStore {
+  private readonly db: Database.Database;
+  private readonly sql: Statements;
+  private readonly clock: Clock;
+  readonly file: string;
+  readonly readonly: boolean;
+  /** The `synchronous` setting in force, as SQLite reports it after open. */
+  readonly synchronous: 'FULL' | 'NORMAL';
+  private readonly cache = new TableStateCache();
+  private readonly inserts = new Map<string, Database.Statement>();
+  /** Folded names of the tables the current transaction changed: evicted if it rolls back. */
+  private readonly dirty = new Set<string>();
+  private inTransaction = false;
+  private dataVersion = -1;
+  private closed = false;
+
+  private constructor(db: Database.Database, file: string, options: TableStoreOptions) {
+    this.db = db;
+    this.file = file;
+    this.readonly = options.readonly === true;
+    this.clock = options.clock ?? systemClock;
+    this.synchronous = db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL';
+    this.sql = prepareStatements(db);
+  }
+
+  /**
+   * Opens (and, unless `readonly`, creates) the store in `file`. Writable: WAL journal mode,
+   * `synchronous` as given (FULL by default), busy timeout BUSY_TIMEOUT_MS, foreign keys off, the
+   * metadata tables. Read-only: the file must exist and hold a store. Throws `STORAGE_FAILED`
+   * when SQLite cannot open or set it up, `STORE_FORMAT_UNSUPPORTED` for another layout version.
+   */
+  static open(file: string, options: TableStoreOptions = {}): TableStore {
+    const readonly = options.readonly === true;
+    let db: Database.Database;
+    try {
+      db = new Database(file, { readonly, fileMustExist: readonly, timeout: BUSY_TIMEOUT_MS });
+    } catch (error) {
+      throw storageError(error, `open the table store ${JSON.stringify(file)}`);
+    }
+    try {
+      configure(db, readonly, options.synchronous ?? 'FULL');
+      return new TableStore(db, file, options);
+    } catch (error) {
+      db.close();
+      throw storageError(error, `set up the table store ${JSON.stringify(file)}`);
+    }
+  }
+
+  /** Closes the database. Idempotent; every later call throws ClosedError. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.inserts.clear();
+    this.db.close();
+  }
+
+  /**
+   * Runs `fn` in one SQLite transaction (BEGIN IMMEDIATE: the write lock is taken up front, so the
+   * commit cannot fail on a lock upgrade) and commits; if `fn` throws, rolls back, drops what the
+   * transaction changed from the caches, and rethrows. A nested call joins the outer transaction
+   * (no savepoint): its error aborts the whole outer transaction unless the caller catches it, and
+   * a caller that catches must not commit, since the failed step may be half done. `fn` must be
+   * synchronous. Throws `READ_ONLY` on a read-only store.
+   */
+  transaction<T>(fn: () => T): T {
+    this.checkWritable('start a transaction');
+    if (this.inTransaction) return fn();
+    this.guard('begin a transaction', () => this.sql.begin.run());
+    this.inTransaction = true;
+    try {
+      this.refreshCacheIfChanged(true);
+      const result = fn();
+      if (result instanceof Promise) {
+        throw new WalshipError('ASYNC_TRANSACTION', 'internal', 'a transaction function must be synchronous');
+      }
+      this.guard('commit', () => this.sql.commit.run());
+      this.dirty.clear();
+      return result;
+    } catch (error) {
+      this.rollback();
+      throw error;
+    } finally {
+      this.inTransaction = false;
+    }
+  }
+
+  /**
+   * Rolls back after a failure; never throws, so the caller rethrows the error that matters. If
+   * ROLLBACK itself fails, SQLite has usually rolled back already; the cache is then emptied whole.
+   */
+  private rollback(): void {
+    let rolledBack = true;
+    try {
+      if (this.db.inTransaction) this.sql.rollback.run();
+    } catch {
+      rolledBack = false;
+    }
+    if (!rolledBack || this.db.inTransaction) this.cache.clear();
+    for (const folded of this.dirty) this.cache.evict(folded);
+    if (this.dirty.size > 0) this.inserts.clear();
+    this.dirty.clear();
+  }
+
+  /** The schema of `table` (case-insensitive), or undefined for an unknown table. */
+  schema(table: string): TableSchema | undefined {
+    return this.state(table)?.schema;
+  }
+
+  /** Every table's schema, ordered by name (ASCII case-insensitively: the column is COLLATE NOCASE). */
+  schemas(): TableSchema[] {
+    this.checkOpen();
+    this.refreshCacheIfChanged();
+    const keys = this.guard('list tables', () => this.sql.tableKeys.pluck().all() as string[]);
+    const schemas: TableSchema[] = [];
+    for (const key of keys) {
+      const state = this.cache.byKey(key) ?? this.loadByKey(key);
+      if (state !== undefined) schemas.push(state.schema);
+    }
+    return schemas;
+  }
+
+  /** The last committed (primary) / applied (replica) txn of `table`; 0n for an unknown table. */
+  lastTxn(table: string): bigint {
+    return this.state(table)?.lastTxn ?? 0n;
+  }
+
+  /** The last txn of `table` known to be in the object store; 0n for an unknown table. */
+  uploadedTxn(table: string): bigint {
+    return this.state(table)?.uploadedTxn ?? 0n;
+  }
+
+  /**
+   * Advances the uploaded watermark of `table` to `txn`. Throws `WATERMARK_INVALID` (internal: a
+   * caller bug) when `txn` is below the current one or above lastTxn, `TABLE_UNKNOWN` for an
+   * unknown table.
+   */
+  setUploadedTxn(table: string, txn: bigint): void {
+    this.transaction(() => {
+      const state = this.knownState(table, 'set the uploaded txn');
+      if (txn < state.uploadedTxn || txn > state.lastTxn) {
+        throw new WalshipError(
+          'WATERMARK_INVALID',
+          'internal',
+          `table ${JSON.stringify(state.schema.name)}: uploaded txn ${txn} is outside ${state.uploadedTxn}..${state.lastTxn}`,
+          {
+            details: {
+              table: state.schema.name,
+              txn,
+              uploadedTxn: state.uploadedTxn,
+              lastTxn: state.lastTxn,
+            },
+          },
+        );
+      }
+      this.guard('set the uploaded txn', () => this.sql.setUploadedTxn.run(txn, state.schema.key));
+      this.markDirty(state);
+      state.uploadedTxn = txn;
+    });
+  }
+
+  /**
+   * Applies one txn record of `table` (DESIGN §5 step 2, §6 apply), in the current transaction or
+   * a new one. Requires `record.txn === lastTxn(table) + 1` (else `TXN_GAP`, kind data). Creates an
+   * unknown table (name validated: `INVALID_NAME`), adds every column the record carries that the
+   * table lacks, checks the types of the others (`TYPE_CONFLICT`, kind data), inserts the rows and
+   * advances lastTxn. A data record with rows must carry the designated `timestamp` column without
+   * nulls (`TIMESTAMP_MISSING`, kind data). A fence only advances lastTxn. Every check runs before
+   * the first write; after one, only a storage failure (`STORAGE_FAILED`) can stop it half way.
+   */
+  applyTxn(table: string, record: TxnRecord): void {
+    this.transaction(() => {
+      const state = this.state(table);
+      checkTxnFollows(table, state, record);
+      const plan = planColumns(table, state, record);
+      const ready = this.ensureColumns(table, state, plan);
+      this.insertRecord(ready, plan, record);
+      this.guard(`advance table ${JSON.stringify(ready.schema.name)} to txn ${record.txn}`, () =>
+        this.sql.setLastTxn.run(record.txn, ready.schema.key),
+      );
+      this.markDirty(ready);
+      ready.lastTxn = record.txn;
+    });
+  }
+
+  /** Creates the table if needed and adds the plan's new columns, keeping cache and metadata in step. */
+  private ensureColumns(table: string, state: TableState | undefined, plan: ColumnPlan): TableState {
+    let current = state;
+    if (current === undefined) current = this.createTable(table);
+    if (plan.added.length === 0) return current;
+    const name = current.schema.name;
+    this.guard(`add columns to table ${JSON.stringify(name)}`, () => {
+      let position = current.schema.columns.length;
+      for (const column of plan.added) {
+        this.db.exec(`ALTER TABLE ${quoteIdentifier(name)} ADD COLUMN ${columnDefinition(column)}`);
+        this.sql.insertColumn.run(name, column.name, column.type, position++);
+      }
+    });
+    this.markDirty(current);
+    return this.cache.replaceSchema(current, applyPlan(current.schema, plan));
+  }
+
+  private createTable(table: string): TableState {
+    try {
+      validateTableName(table);
+    } catch (error) {
+      throw asDataError(error);
+    }
+    const key = tableKey(table);
+    this.guard(`create table ${JSON.stringify(table)}`, () => {
+      this.db.exec(createTableSql(table));
+      this.sql.insertTable.run(table, key, Math.floor(this.clock.wallMs()));
+      this.sql.insertColumn.run(table, DESIGNATED_TIMESTAMP_COLUMN, 'timestamp', 0);
+    });
+    const designated: ColumnSchema = { name: DESIGNATED_TIMESTAMP_COLUMN, type: 'timestamp' };
+    const state = this.cache.put(table.toLowerCase(), {
+      schema: freezeSchema({ name: table, key, columns: [designated] }),
+      lastTxn: 0n,
+      uploadedTxn: 0n,
+    });
+    this.markDirty(state);
+    return state;
+  }
+
+  private insertRecord(state: TableState, plan: ColumnPlan, record: TxnRecord): void {
+    if (record.rowCount === 0) return;
+    const names = plan.names;
+    const cacheKey = `${state.schema.key}\u0000${names.join('\u0000')}`;
+    const doing = `insert ${record.rowCount} rows of txn ${record.txn} into table ${JSON.stringify(state.schema.name)}`;
+    this.guard(doing, () =>
+      insertRows(this.insertStatement(cacheKey, state.schema.name, names), record.columns, record.rowCount),
+    );
+  }
+
+  private insertStatement(cacheKey: string, table: string, names: readonly string[]): Database.Statement {
+    let statement = this.inserts.get(cacheKey);
+    if (statement !== undefined) return statement;
+    const columns = names.map(quoteIdentifier).join(', ');
+    const params = names.map(() => '?').join(', ');
+    statement = this.db.prepare(`INSERT INTO ${quoteIdentifier(table)} (${columns}) VALUES (${params})`);
+    if (this.inserts.size >= MAX_CACHED_INSERTS) this.inserts.delete(this.inserts.keys().next().value!);
+    this.inserts.set(cacheKey, statement);
+    return statement;
+  }
+
+  /**
+   * Queues the encoded record `bytes` of txn `txn` of `table` for upload, in the current transaction
+   * or a new one. `txn` must be committed (1..lastTxn; else `WATERMARK_INVALID`, internal) and not
+   * yet queued (else `STORAGE_FAILED`).
+   */
+  enqueuePending(table: string, txn: bigint, bytes: Uint8Array): void {
+    this.transaction(() => {
+      const state = this.knownState(table, 'queue a txn');
+      if (txn < 1n || txn > state.lastTxn) {
+        throw new WalshipError(
+          'WATERMARK_INVALID',
+          'internal',
+          `table ${JSON.stringify(state.schema.name)}: cannot queue txn ${txn}, the last committed is ${state.lastTxn}`,
+          { details: { table: state.schema.name, txn, lastTxn: state.lastTxn } },
+        );
+      }
+      this.guard(`queue txn ${txn} of table ${JSON.stringify(state.schema.name)}`, () =>
+        this.sql.enqueue.run(state.schema.name, txn, bytes),
+      );
+    });
+  }
+
+  /**
+   * The queued records of `table` with txn > `afterTxn` (default 0n), in txn order, stopping before
+   * the record that would take the sum of their sizes above `limitBytes` (default unlimited) — but
+   * always at least one when any is queued, so a record larger than the limit still moves. Empty
+   * for an unknown table. The bytes are copies owned by the caller.
+   */
+  pending(table: string, options: { afterTxn?: bigint; limitBytes?: number } = {}): PendingTxn[] {
+    const state = this.state(table);
+    if (state === undefined) return [];
+    const limitBytes = options.limitBytes ?? Number.POSITIVE_INFINITY;
+    return this.guard(`read the pending queue of table ${JSON.stringify(state.schema.name)}`, () => {
+      const result: PendingTxn[] = [];
+      let totalBytes = 0;
+      const rows = this.sql.pending.iterate(
+        state.schema.name,
+        options.afterTxn ?? 0n,
+      ) as Iterable<PendingTxn>;
+      for (const row of rows) {
+        if (result.length > 0 && totalBytes + row.bytes.length > limitBytes) break;
+        totalBytes += row.bytes.length;
+        result.push({ txn: row.txn, bytes: row.bytes });
+      }
+      return result;
+    });
+  }
+
+  /** Removes the queued records of `table` with txn <= `txn` (after their upload). */
+  dropPendingThrough(table: string, txn: bigint): void {
+    this.transaction(() => {
+      const state = this.state(table);
+      if (state === undefined) return;
+      this.guard(`drop pending txns of table ${JSON.stringify(state.schema.name)}`, () =>
+        this.sql.dropPending.run(state.schema.name, txn),
+      );
+    });
+  }
+
+  /** Per table with queued records: how many, their bytes, and the oldest txn; ordered by table. */
+  pendingSummary(): PendingSummary[] {
+    this.checkOpen();
+    const rows = this.guard('summarise the pending queue', () => this.sql.pendingSummary.all()) as {
+      table: string;
+      count: bigint;
+      bytes: bigint;
+      oldestTxn: bigint;
+    }[];
+    return rows.map((row) => ({
+      table: row.table,
+      count: Number(row.count),
+      bytes: Number(row.bytes),
+      oldestTxn: row.oldestTxn,
+    }));
+  }
+
+  /** The value stored under `key` in the node's key/value table, or undefined. */
+  getMeta(key: string): string | undefined {
+    this.checkOpen();
+    return this.guard(
+      `read meta ${JSON.stringify(key)}`,
+      () => this.sql.getMeta.get(key) as string | undefined,
+    );
+  }
+
+  /** Stores `value` under `key` (overwriting), in the current transaction or a new one. */
+  setMeta(key: string, value: string): void {
+    this.transaction(() =>
+      this.guard(`write meta ${JSON.stringify(key)}`, () => this.sql.setMeta.run(key, value)),
+    );
+  }
+
+  // --- cache ---
+
+  private state(table: string): TableState | undefined {
+    this.checkOpen();
+    this.refreshCacheIfChanged();
+    const folded = table.toLowerCase();
+    const cached = this.cache.get(folded);
+    if (cached !== undefined) return cached ?? undefined;
+    return this.loadByKey(tableKey(table), folded);
+  }
+
+  private knownState(table: string, doing: string): TableState {
+    const state = this.state(table);
+    if (state !== undefined) return state;
+    throw new WalshipError(
+      'TABLE_UNKNOWN',
+      'invalid',
+      `cannot ${doing}: table ${JSON.stringify(table)} does not exist`,
+      {
+        details: { table },
+      },
+    );
+  }
+
+  private loadByKey(key: string, folded?: string): TableState | undefined {
+    return this.guard(`read the schema of table key ${key}`, () => {
+      const row = this.sql.table.get(key) as
+        | { name: string; key: string; last_txn: bigint; uploaded_txn: bigint }
+        | undefined;
+      if (row === undefined) {
+        if (folded !== undefined) this.cache.putMissing(folded);
+        return undefined;
+      }
+      const columns = this.sql.columns.all(row.name) as ColumnSchema[];
+      return this.cache.put(row.name.toLowerCase(), {
+        schema: freezeSchema({ name: row.name, key: row.key, columns }),
+        lastTxn: row.last_txn,
+        uploadedTxn: row.uploaded_txn,
+      });
+    });
+  }
+
+  /**
+   * Another connection may have committed since we last looked: then forget everything. Inside our
+   * own transaction nobody else can (BEGIN IMMEDIATE holds the write lock), so only its start checks.
+   */
+  private refreshCacheIfChanged(atBegin = false): void {
+    if (this.inTransaction && !atBegin) return;
+    const version = this.guard('read the data version', () => this.sql.dataVersion.get() as number);
+    if (version !== this.dataVersion) {
+      this.cache.clear();
+      this.inserts.clear();
+      this.dataVersion = version;
+    }
+  }
+
+  private markDirty(state: TableState): void {
+    this.dirty.add(state.schema.name.toLowerCase());
+  }
+
+  // --- guards ---
+
+  private checkOpen(): void {
+    if (this.closed) throw new ClosedError(`the table store ${JSON.stringify(this.file)} is closed`);
+  }
+
+  private checkWritable(doing: string): void {
+    this.checkOpen();
+    if (this.readonly) {
+      throw new WalshipError('READ_ONLY', 'invalid', `cannot ${doing}: the table store was opened read-only`);
+    }
+  }
+
+  /** Runs `fn`, turning an SQLite error into a WalshipError that says what was being done. */
+  private guard<T>(doing: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw storageError(error, doing);
+    }
+  }
+}
+
+function configure(db: Database.Database, readonly: boolean, synchronous: 'FULL' | 'NORMAL'): void {
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  db.pragma('foreign_keys = OFF');
+  db.pragma(`synchronous = ${synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (readonly) {
+    if (version !== STORE_FORMAT_VERSION) throw unsupportedFormat(version);
+    return;
+  }
+  const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+  if (mode !== 'wal' && mode !== 'memory') {
+    throw new WalshipError(
+      'STORAGE_FAILED',
+      'unavailable',
+      `SQLite refused WAL journal mode (got '${mode}')`,
+    );
+  }
+  if (version !== 0 && version !== STORE_FORMAT_VERSION) throw unsupportedFormat(version);
+  db.exec(`BEGIN IMMEDIATE; ${METADATA_DDL} PRAGMA user_version = ${STORE_FORMAT_VERSION}; COMMIT;`);
+}
+
+function unsupportedFormat(version: number): WalshipError {
+  return new WalshipError(
+    'STORE_FORMAT_UNSUPPORTED',
+    'invalid',
+    `the table store has layout version ${version}; this walship reads version ${STORE_FORMAT_VERSION} (an empty or foreign file?)`,
+    { details: { version } },
+  );
+}
+
+function checkTxnFollows(table: string, state: TableState | undefined, record: TxnRecord): void {
+  const lastTxn = state?.lastTxn ?? 0n;
+  if (record.txn === lastTxn + 1n) return;
+  const name = state?.schema.name ?? table;
+  throw new WalshipError(
+    'TXN_GAP',
+    'data',
+    `table ${JSON.stringify(name)}: txn ${record.txn} does not follow the last applied txn ${lastTxn} (expected ${lastTxn + 1n})`,
+    { details: { table: name, txn: record.txn, lastTxn } },
+  );
+}
+
+function asDataError(error: unknown): unknown {
+  if (!(error instanceof WalshipError)) return error;
+  return new WalshipError(error.code, 'data', error.message, { cause: error, details: error.details });
+}

@@ -80,6 +80,11 @@ export const CONFIG_KEYS = {
     default: '200ms',
     doc: 'first retry backoff, doubling',
   },
+  'replication.primary.pending.max.size': {
+    kind: 'bytes',
+    default: '1g',
+    doc: 'committed txns awaiting upload beyond this size make new writes fail with 503 (the store is down)',
+  },
   'replication.unsafe.skip.store.check': {
     kind: 'bool',
     default: 'false',
@@ -363,4 +368,19 @@ export function parseHostPort(config: NodeConfig, key: ConfigKey): { host: strin
     );
   }
   return { host: match[1] === '' ? '0.0.0.0' : match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** Every key with its default, environment variable and meaning: `walship help config`. */
+export function renderConfigReference(): string {
+  const lines = [
+    'Configuration keys (server.conf key=value, WALSHIP_<KEY> variables, or --key=value flags):',
+    '',
+  ];
+  for (const [key, spec] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeySpec][]) {
+    const kind = typeof spec.kind === 'object' ? spec.kind.oneOf.join('|') : spec.kind;
+    const fallback = spec.default === undefined ? 'no default' : `default ${spec.default}`;
+    lines.push(`  ${key}  (${kind}; ${fallback}; ${envNameOf(key)})`, `      ${spec.doc}`);
+  }
+  lines.push('', 'Sizes take k, m, g suffixes (binary); durations ms, s, m, h (a bare number is ms).');
+  return lines.join('\n');
 }

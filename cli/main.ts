@@ -1,4 +1,5 @@
 import { isWalshipError } from '../core/index.js';
+import { renderConfigReference } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { primaryCommand } from './primary.js';
 import { type StoreCheckDeps, storeCheck } from './store-check.js';
@@ -11,7 +12,7 @@ Commands:
   primary       run a primary node (ILP in, segments out)
   store check   check that an object store honours what replication and fencing need
   version       print the version
-  help          print this text
+  help          print this text; 'help config' lists every configuration key
 
 Run 'walship <command> --help' for a command's options.`;
 
@@ -27,6 +28,10 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     if (command === 'primary') return await primaryCommand(argv.slice(1), io);
     if (command === 'version' || command === '--version') {
       io.stdout(await version());
+      return EXIT.ok;
+    }
+    if (command === 'help' && sub === 'config') {
+      io.stdout(renderConfigReference());
       return EXIT.ok;
     }
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import { InvalidConfigError, systemClock, systemRandom } from '../core/index.js';
-import { openStore, S3Store } from '../objectstore/index.js';
+import { openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
 import { PrimaryNode, type PrimarySettings } from '../primary/index.js';
 import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
@@ -13,9 +13,6 @@ default 0.0.0.0:9009), tables in SQLite under node.data.dir, WAL segments shippe
 replication.object.store. Every key can also come from server.conf or WALSHIP_<KEY> variables.
 Example:
   walship primary --replication.object.store='fs::root=/var/lib/walship/store;' --node.data.dir=./primary`;
-
-/** Pending txns beyond this refuse new writes (503) while the store is unreachable. */
-const PENDING_MAX_BYTES = 1024 * 1024 * 1024;
 
 export async function primaryCommand(argv: string[], io: CommandIo): Promise<number> {
   if (argv.includes('--help')) {
@@ -45,7 +42,11 @@ export async function primaryCommand(argv: string[], io: CommandIo): Promise<num
 
 /** Turn the configuration surface into the primary's settings, opening the store. */
 export async function primarySettings(config: NodeConfig): Promise<PrimarySettings> {
-  const opened = await openStore(String(config.require('replication.object.store')), {});
+  // The connection string's own retry keys win over the node-wide replication.requests.* ones.
+  const storeConfig = parseConnectionString(String(config.require('replication.object.store')));
+  storeConfig.retryAttempts ??= config.number('replication.requests.retry.attempts');
+  storeConfig.retryIntervalMs ??= config.number('replication.requests.retry.interval');
+  const opened = await openStore(storeConfig);
   const raw = opened.raw;
   const http = parseHostPort(config, 'http.bind.to');
   const level = config.number('replication.primary.compression.level');
@@ -62,7 +63,7 @@ export async function primarySettings(config: NodeConfig): Promise<PrimarySettin
     skipStoreCheck: config.bool('replication.unsafe.skip.store.check'),
     ackMode: config.require('replication.ack.mode') as 'local' | 'durable',
     durableTimeoutMs: config.number('replication.ack.durable.timeout'),
-    pendingMaxBytes: PENDING_MAX_BYTES,
+    pendingMaxBytes: config.number('replication.primary.pending.max.size'),
     rolloverSizeBytes: config.number('cairo.wal.segment.rollover.size'),
     windowMs: config.number('replication.primary.throttle.window.duration'),
     headIntervalMs: config.number('replication.primary.head.update.interval'),

@@ -257,7 +257,7 @@ export class PrimaryNode {
     const flushed = await this.#uploader.flush(SHUTDOWN_FLUSH_MS);
     if (!flushed)
       this.#deps.log.warn('shutting down with txns not yet uploaded; they are uploaded at the next start');
-    this.#uploader.stop();
+    await this.#uploader.stop();
     await this.#http.close();
     await this.#queries.close();
     this.#tables.close();

@@ -190,6 +190,22 @@ describe('uploader', () => {
     instance.stop();
   });
 
+  it('recognises its own segment even when it holds more txns than one seal would take now', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    for (let txn = 1n; txn <= 4n; txn++) source.add('t', txn);
+    const bytes = source.pending('t', { limitBytes: 1 << 20 }).map((r) => r.bytes);
+    const earlier = await sealSegment({ tableName: 't', epoch: 1n, writerNodeId: 'node-a', records: bytes });
+    await store.put(segmentKey('t', 1n), earlier, { condition: { type: 'absent' } });
+    // The rollover is now smaller than that segment: a new seal takes one record.
+    const { instance, fenced } = uploader(store, source, { rolloverSizeBytes: 1 });
+    instance.start();
+    await instance.waitUploaded('t', 4n, 5_000);
+    expect(fenced).toEqual([]);
+    expect(source.uploadedTxn('t')).toBe(4n);
+    instance.stop();
+  });
+
   it("is fenced when another writer's segment holds its slot, and refuses durable waiters", async () => {
     const store = new MemoryStore();
     const other = await sealSegment({

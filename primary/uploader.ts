@@ -59,6 +59,8 @@ interface TableState {
   segmentsUploaded: number;
 }
 
+/** How long stop() waits for uploads in flight (each is bounded by the store's own time limits). */
+const STOP_WAIT_MS = 30_000;
 /** Backoff after a failed upload (after the store's own retries): doubles from 250 ms to 10 s, jittered. */
 const FAILURE_BACKOFF_MS = { base: 250, max: 10_000 };
 
@@ -203,13 +205,17 @@ export class Uploader {
     return !this.busy;
   }
 
-  stop(): void {
+  /** Start no more uploads, fail waiters, and wait (bounded) for uploads in flight to settle. */
+  async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     for (const s of this.#tables.values()) {
       for (const w of s.waiters) w.reject(new WalshipError('CLOSED', 'closed', 'the node is shutting down'));
       s.waiters = [];
     }
+    const deadline = this.#options.clock.monotonicMs() + STOP_WAIT_MS;
+    while (this.#running > 0 && this.#options.clock.monotonicMs() < deadline)
+      await this.#options.clock.sleep(5);
   }
 
   #state(table: string): TableState {
@@ -300,7 +306,7 @@ export class Uploader {
       const writeId = `${this.#options.nodeId}.${epoch}.${txnFirst}`;
       const result = await store.put(key, segment, { condition: { type: 'absent' }, writeId });
       const uploadedThrough =
-        result.status === 'written' ? txnLast : await this.#recognise(table, key, records, epoch);
+        result.status === 'written' ? txnLast : await this.#recognise(table, key, txnFirst, epoch);
       if (uploadedThrough === null) return;
       this.#uploaded(table, state, uploadedThrough, records, clock.monotonicMs());
     } catch (error) {
@@ -314,12 +320,7 @@ export class Uploader {
    * uploaded; otherwise another writer owns the slot and this node is fenced. Returns the last
    * txn now known uploaded, or null when fenced.
    */
-  async #recognise(
-    table: string,
-    key: string,
-    records: { txn: bigint; bytes: Uint8Array }[],
-    epoch: bigint,
-  ): Promise<bigint | null> {
+  async #recognise(table: string, key: string, txnFirst: bigint, epoch: bigint): Promise<bigint | null> {
     const existing = await this.#options.store.get(key);
     if (existing === null || existing.status !== 'ok') {
       throw new WalshipError(
@@ -329,14 +330,17 @@ export class Uploader {
       );
     }
     const { header, txns } = await decodeSegment(existing.body);
+    // The records a segment of ours would hold take at most its raw body size: ask for that much.
+    const mine = new Map(
+      this.#options.source.pending(table, { limitBytes: header.bodyBytesRaw }).map((r) => [r.txn, r.bytes]),
+    );
     const ours =
       header.writerNodeId === this.#options.nodeId &&
       header.epoch === epoch &&
-      txns.every((txn, i) => {
-        const mine = records[i];
-        return (
-          mine !== undefined && mine.txn === txn.txn && Buffer.from(encodeTxnRecord(txn)).equals(mine.bytes)
-        );
+      header.txnFirst === txnFirst &&
+      txns.every((txn) => {
+        const bytes = mine.get(txn.txn);
+        return bytes !== undefined && Buffer.from(encodeTxnRecord(txn)).equals(bytes);
       });
     if (ours) {
       this.#options.log.info(
@@ -356,12 +360,7 @@ export class Uploader {
       },
       'segment slot taken by another writer: this node has been fenced and stops accepting writes',
     );
-    this.#options.onFenced({
-      table,
-      txnFirst: records[0]!.txn,
-      writerNodeId: header.writerNodeId,
-      epoch: header.epoch,
-    });
+    this.#options.onFenced({ table, txnFirst, writerNodeId: header.writerNodeId, epoch: header.epoch });
     for (const s of this.#tables.values()) {
       for (const w of s.waiters) w.reject(fencedError());
       s.waiters = [];

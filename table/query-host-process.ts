@@ -46,6 +46,10 @@ const STDERR_TAIL_CHARS = 2_048;
 /** V8's message when a heap bound is reached (printed before it aborts the process). */
 const OUT_OF_MEMORY_TEXT = 'JavaScript heap out of memory';
 
+/**
+ * One host process. Lifecycle: start() → `started` resolves (or rejects, and the host is killed) →
+ * run() one query at a time, answers to `onAnswer` → kill() or its own death → `onExit`, `exited`.
+ */
 export class QueryHostProcess {
   /**
    * Resolves when the host has opened the database read-only. Rejects with QUERY_WORKER_FAILED when
@@ -82,6 +86,7 @@ export class QueryHostProcess {
       serialization: 'advanced',
       // Not the parent's execArgv: an inspector port or a loader of the parent has no place here.
       execArgv: [`--max-old-space-size=${options.heapMb}`, ...execArgv],
+      // stdout ignored: a stray write must not interleave with the node's own log lines on stdout.
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     return new QueryHostProcess(child, options);

@@ -452,7 +452,13 @@ describe('QueryPool hosts', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     try {
-      const [line] = (await once(createInterface({ input: parent.stdout }), 'line')) as [string];
+      const exitedEarly = once(parent, 'exit').then(([code]) => {
+        throw new Error(`the parent exited with code ${code} before reporting its hosts`);
+      });
+      const [line] = (await Promise.race([
+        once(createInterface({ input: parent.stdout }), 'line'),
+        exitedEarly,
+      ])) as [string];
       const pids = JSON.parse(line) as QueryHostPids;
       const hostPids = [...pids.busy, ...pids.idle];
       expect(hostPids).toHaveLength(2);

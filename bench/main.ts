@@ -4,6 +4,7 @@
  * the same run, so figures are read as ratios, not absolutes.
  */
 import { benchIlp } from './ilp.js';
+import { benchIngest } from './ingest.js';
 import { type BenchSuiteResult, renderTables } from './report.js';
 import { benchStore } from './store.js';
 import { benchTable } from './table.js';
@@ -14,6 +15,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   wal: benchWal,
   ilp: benchIlp,
   table: benchTable,
+  ingest: benchIngest,
 };
 
 async function run(): Promise<number> {

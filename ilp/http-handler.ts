@@ -243,11 +243,14 @@ function answerCommitError(res: ServerResponse, errors: ErrorResponder, error: u
           0,
         );
         return;
-      case 'unavailable':
-        errors.send(res, 503, 'internal error', 'internal error: storage temporarily unavailable', 0, {
-          error,
-        });
+      case 'unavailable': {
+        // Store errors may name internals, so the client gets a generic message, unless the write
+        // path wrote one for it (a durable write that timed out: its rows stay committed).
+        const told = error.details.clientMessage;
+        const message = typeof told === 'string' ? told : 'storage temporarily unavailable';
+        errors.send(res, 503, 'internal error', `internal error: ${message}`, 0, { error });
         return;
+      }
     }
   }
   errors.send(res, 500, 'internal error', 'internal error', 0, { error });

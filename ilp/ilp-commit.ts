@@ -14,7 +14,8 @@ export interface IlpCommitResult {
  * The write path as the ILP surfaces see it: commits all `lines` of one HTTP request (or one TCP
  * batch) and resolves when they are committed per the node's ack mode. A rejection commits
  * nothing. The HTTP surface maps rejections by WalshipError kind: `invalid` → 400 (with
- * `details.line` when present), `fenced` / `closed` → 421, `unavailable` → 503, anything else →
- * 500; the TCP surface closes the connection.
+ * `details.line` when present), `fenced` / `closed` → 421, `unavailable` → 503 (with
+ * `details.clientMessage` as the message when present), anything else → 500; the TCP surface
+ * closes the connection.
  */
 export type IlpCommit = (lines: IlpLine[], request: IlpRequestInfo) => Promise<IlpCommitResult>;

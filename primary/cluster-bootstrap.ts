@@ -41,7 +41,9 @@ export interface PrimaryClaim {
  * - a root that holds a cluster: the node must have been that cluster's primary at the newest
  *   epoch (same cluster id and epoch in its own data dir); anything else — another cluster's
  *   data (QuestDB ER001), a newer epoch held by another node, a wiped data dir reusing a node
- *   id — is refused with `PRIMARY_REFUSED` and a message that says what to do.
+ *   id — is refused with `PRIMARY_REFUSED` and a message that says what to do;
+ * - this node's own bootstrap, cut short between writing `epochs/1.json` and remembering it (a
+ *   crash, a lost answer), is finished: the cluster id is remembered before the epoch is written.
  * Costs one GET of cluster.json and one LIST of epochs/ on restart; three writes on a new root.
  */
 export async function claimPrimary(options: {
@@ -81,6 +83,10 @@ export async function claimPrimary(options: {
       reason: 'bootstrap',
       at: iso(options.clock),
     };
+    // Remember the cluster before taking its first epoch: after a crash between the epoch write and
+    // `remember`, this trace tells the node's own unfinished bootstrap (finished below) from a wiped
+    // data dir reusing the node id (refused).
+    meta.set('cluster.id', cluster.clusterId);
     const result = await store.put(epochKey(1n), encodeEpoch(record), { condition: { type: 'absent' } });
     const winner = result.status === 'written' ? record : await readEpoch(store, 1n);
     if (winner === null || winner.nodeId !== nodeId) {
@@ -92,6 +98,16 @@ export async function claimPrimary(options: {
   }
   if (newest.nodeId === nodeId && localCluster === cluster.clusterId && localEpoch === String(newest.epoch)) {
     return remember(meta, cluster.clusterId, newest.epoch, false);
+  }
+  if (
+    newest.nodeId === nodeId &&
+    newest.epoch === 1n &&
+    localCluster === cluster.clusterId &&
+    localEpoch === undefined
+  ) {
+    // This node's bootstrap, cut short after epochs/1.json was written (a crash, a lost answer). It
+    // took no write before the claim was remembered, so finishing the bootstrap loses nothing.
+    return remember(meta, cluster.clusterId, 1n, false);
   }
   if (newest.nodeId === nodeId) {
     throw refused(

@@ -170,6 +170,11 @@ export class PrimaryNode {
         acceptingWrites: accepting,
         maxRequestBytes: settings.maxRequestBytes,
         releaseVersion: settings.version,
+        onError: (error, context) =>
+          epochLog.error(
+            { err: (error as Error).message, ...context },
+            'ILP request answered with a server error',
+          ),
         ...(settings.httpAuth === undefined ? {} : { auth: settings.httpAuth }),
       });
       const queryHandler = createQueryHttpHandler(queries);
@@ -189,6 +194,7 @@ export class PrimaryNode {
               port: settings.tcp.port,
               commit: (lines) => commit(lines),
               acceptingWrites: accepting,
+              log: (message) => epochLog.warn({ surface: 'ilp-tcp' }, message),
               ...(settings.tcp.authKeys === undefined ? {} : { auth: { keys: settings.tcp.authKeys } }),
             });
       node = new PrimaryNode({

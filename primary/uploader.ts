@@ -127,13 +127,14 @@ export class Uploader {
       const timer = setTimeout(() => {
         state.waiters = state.waiters.filter((w) => w !== waiter);
         const cause = state.lastError ?? 'the upload is still in progress';
+        const committed = `committed locally as ${table} txn ${txn} but not in the object store after ${timeoutMs} ms`;
+        const next =
+          'it stays committed and will be uploaded: retrying this request would write the rows again';
         reject(
-          new WalshipError(
-            'DURABLE_TIMEOUT',
-            'unavailable',
-            `committed locally as ${table} txn ${txn} but not in the object store after ${timeoutMs} ms (${cause}); ` +
-              'it stays committed and will be uploaded: retrying this request would write the rows again',
-          ),
+          new WalshipError('DURABLE_TIMEOUT', 'unavailable', `${committed} (${cause}); ${next}`, {
+            // What the client is told (HTTP passes it on): the store's error may name internals.
+            details: { clientMessage: `${committed}; ${next}` },
+          }),
         );
       }, timeoutMs);
       state.waiters.push(waiter);

@@ -86,6 +86,27 @@ export function openReadOnly(databaseFile: string): Database.Database {
 
 /** Runs `request` on `db` (opened with openReadOnly) and renders its page. Throws the codes above. */
 export function runQuery(db: Database.Database, request: QueryRequest): QueryOutput {
+  // The connection caches the schema, and a statement prepared from a stale cache describes the
+  // columns as they were until its first step re-prepares it: after ILP added a column, /exec would
+  // name fewer columns than its rows hold. So read the schema first, inside one read transaction
+  // with the query, so the columns named and the rows returned come from the same snapshot.
+  db.exec('BEGIN');
+  try {
+    try {
+      db.prepare(SCHEMA_PROBE_SQL).get();
+    } catch (error) {
+      throw toQueryError(error, request.sql);
+    }
+    return runInSnapshot(db, request);
+  } finally {
+    db.exec('COMMIT');
+  }
+}
+
+/** Reads sqlite_schema, which makes SQLite check its schema cookie and reload a stale cache. */
+const SCHEMA_PROBE_SQL = 'SELECT 1 FROM sqlite_schema LIMIT 1';
+
+function runInSnapshot(db: Database.Database, request: QueryRequest): QueryOutput {
   const statement = prepareRead(db, request.sql);
   const definitions = statement.columns();
   const kinds = definitions.map((d) => columnTypeOfDeclared(d.type));

@@ -47,6 +47,18 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
       io.stderr(`walship: ${error.message}`);
       return EXIT.usage;
     }
+    if (isWalshipError(error) && error.kind === 'unavailable') {
+      io.stderr(`walship: ${error.message}`);
+      return EXIT.unavailable;
+    }
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      const { address, port } = error as { address?: string; port?: number };
+      io.stderr(
+        `walship: cannot listen on ${address ?? '?'}:${port ?? '?'} (${code}); check http.bind.to and line.tcp.net.bind.to`,
+      );
+      return EXIT.usage;
+    }
     // parseArgs reports unknown or malformed options with a TypeError carrying a code.
     if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
       io.stderr(`walship: ${(error as Error).message}`);

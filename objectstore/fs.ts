@@ -287,6 +287,7 @@ export class FsStore implements ObjectStore {
       } catch (error) {
         if (!isExists(error)) throw this.#ioError('lock', key, error);
       }
+      this.#checkOpen(); // a store closed while waiting (a node shutting down) stops waiting
       await this.#breakIfStale(lockPath);
       if (this.#clock.monotonicMs() - startedMs > this.#lockWaitMs) {
         throw new StoreUnavailableError(

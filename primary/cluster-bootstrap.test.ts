@@ -24,7 +24,8 @@ describe('claiming the primary role', () => {
     const meta = memoryMeta();
     const result = await claim(store, meta, 'a');
     expect(result).toMatchObject({ epoch: 1n, created: true });
-    expect(meta.values).toEqual({ 'cluster.id': result.clusterId, epoch: '1' });
+    expect(meta.values).toEqual({ 'cluster.id': result.clusterId, epoch: '1', 'claim.id': expect.any(String) });
+    expect((await newestEpoch(store))?.claimId).toBe(meta.values['claim.id']);
     expect(await newestEpoch(store)).toMatchObject({
       epoch: 1n,
       nodeId: 'a',
@@ -52,6 +53,17 @@ describe('claiming the primary role', () => {
     const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
     expect(loser.reason).toMatchObject({ code: 'PRIMARY_REFUSED' });
     expect(String(loser.reason.message)).toMatch(/became the first primary|belongs to|held by node/);
+  });
+
+  it('two data dirs that share a node id racing for a fresh root: exactly one wins', async () => {
+    const store = new MemoryStore();
+    const results = await Promise.allSettled([
+      claim(store, memoryMeta(), 'same'),
+      claim(store, memoryMeta(), 'same'),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const loser = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(String(loser.reason.message)).toMatch(/same node.id/);
   });
 
   it('refuses a node with an empty data dir on a root that holds a cluster with an epoch', async () => {

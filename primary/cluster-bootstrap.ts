@@ -18,13 +18,18 @@ export interface EpochRecord {
   url: string;
   reason: string;
   at: string;
+  /** A random id of the claiming data dir (absent in records written before it existed). */
+  claimId?: string;
 }
 
 /** Node-local facts the check compares with the store: kept in the node's own database. */
 export interface NodeMeta {
-  get(key: 'cluster.id' | 'epoch'): string | undefined;
-  set(key: 'cluster.id' | 'epoch', value: string): void;
+  get(key: NodeMetaKey): string | undefined;
+  set(key: NodeMetaKey, value: string): void;
 }
+
+/** `claim.id`: a random id this data dir wrote into the epoch record it took (tells two nodes that share a node id apart). */
+export type NodeMetaKey = 'cluster.id' | 'epoch' | 'claim.id';
 
 export interface PrimaryClaim {
   clusterId: string;
@@ -76,22 +81,28 @@ export async function claimPrimary(options: {
         `the store root already holds data of cluster ${cluster.clusterId}; start this node as a replica`,
       );
     }
+    const claimId = meta.get('claim.id') ?? randomUUID();
     const record: EpochRecord = {
       epoch: 1n,
       nodeId,
       url: options.url,
       reason: 'bootstrap',
       at: iso(options.clock),
+      claimId,
     };
     // Remember the cluster before taking its first epoch: after a crash between the epoch write and
     // `remember`, this trace tells the node's own unfinished bootstrap (finished below) from a wiped
     // data dir reusing the node id (refused).
     meta.set('cluster.id', cluster.clusterId);
+    meta.set('claim.id', claimId);
     const result = await store.put(epochKey(1n), encodeEpoch(record), { condition: { type: 'absent' } });
     const winner = result.status === 'written' ? record : await readEpoch(store, 1n);
-    if (winner === null || winner.nodeId !== nodeId) {
+    if (winner === null || winner.nodeId !== nodeId || winner.claimId !== claimId) {
       throw refused(
-        `another node (${winner?.nodeId ?? 'unknown'}) became the first primary of this cluster at the same time`,
+        `another node (${winner?.nodeId ?? 'unknown'}) became the first primary of this cluster at the same time` +
+          (winner?.nodeId === nodeId
+            ? ' (it has the same node.id as this one: node ids must be unique)'
+            : ''),
       );
     }
     return remember(meta, cluster.clusterId, 1n, existing === null);
@@ -103,7 +114,9 @@ export async function claimPrimary(options: {
     newest.nodeId === nodeId &&
     newest.epoch === 1n &&
     localCluster === cluster.clusterId &&
-    localEpoch === undefined
+    localEpoch === undefined &&
+    newest.claimId !== undefined &&
+    newest.claimId === meta.get('claim.id')
   ) {
     // This node's bootstrap, cut short after epochs/1.json was written (a crash, a lost answer). It
     // took no write before the claim was remembered, so finishing the bootstrap loses nothing.

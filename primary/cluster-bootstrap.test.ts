@@ -24,7 +24,11 @@ describe('claiming the primary role', () => {
     const meta = memoryMeta();
     const result = await claim(store, meta, 'a');
     expect(result).toMatchObject({ epoch: 1n, created: true });
-    expect(meta.values).toEqual({ 'cluster.id': result.clusterId, epoch: '1', 'claim.id': expect.any(String) });
+    expect(meta.values).toEqual({
+      'cluster.id': result.clusterId,
+      epoch: '1',
+      'claim.id': expect.any(String),
+    });
     expect((await newestEpoch(store))?.claimId).toBe(meta.values['claim.id']);
     expect(await newestEpoch(store)).toMatchObject({
       epoch: 1n,

@@ -26,6 +26,8 @@ export interface IlpHttpOptions {
   releaseVersion: string;
   /** `release.type` in `/settings`. Default `OSS`, as open-source QuestDB; clients do not read it. */
   releaseType?: string;
+  /** False when this node has no ILP TCP listener; `/settings` then lists HTTP only. Default true. */
+  tcpEnabled?: boolean;
   /** When set, writes need one of these credentials (401 otherwise). `/ping` and `/settings` stay open. */
   auth?: IlpHttpAuth;
   /** Bytes of one request body; past it the answer is 413 and reading stops. Default 100 MiB. */
@@ -107,6 +109,10 @@ function answerPing(req: IncomingMessage, res: ServerResponse, errors: ErrorResp
   res.end();
 }
 
+function writeTransports(options: IlpHttpOptions): string[] {
+  return options.tcpEnabled === false ? ['http'] : ['http', 'tcp'];
+}
+
 /** The body QuestDB serves; the Node client reads `config["line.proto.support.versions"]`. */
 function settingsBody(context: WriteContext): string {
   const { releaseType, releaseVersion } = context.options;
@@ -115,9 +121,9 @@ function settingsBody(context: WriteContext): string {
       'release.type': releaseType ?? 'OSS',
       'release.version': releaseVersion,
       // The Java client keeps a node only if this contains "http": a replica answers [].
-      'accepting.writes': context.options.acceptingWrites() ? ['http', 'tcp'] : [],
+      'accepting.writes': context.options.acceptingWrites() ? writeTransports(context.options) : [],
       'line.proto.support.versions': [1, 2, 3],
-      'ilp.proto.transports': ['tcp', 'http'],
+      'ilp.proto.transports': context.options.tcpEnabled === false ? ['http'] : ['tcp', 'http'],
       'cairo.max.file.name.length': context.limits.maxNameBytes,
     },
     'preferences.version': 0,

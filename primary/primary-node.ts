@@ -170,6 +170,7 @@ export class PrimaryNode {
         acceptingWrites: accepting,
         maxRequestBytes: settings.maxRequestBytes,
         releaseVersion: settings.version,
+        tcpEnabled: settings.tcp !== undefined,
         onError: (error, context) =>
           epochLog.error(
             { err: (error as Error).message, ...context },

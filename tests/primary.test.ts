@@ -197,6 +197,16 @@ describe('primary write path', () => {
     await expect(start(store)).rejects.toThrow(/UNSAFE|does not honour conditional writes/);
   });
 
+  it('/settings lists only the transports the node listens on', async () => {
+    const withTcp = await start(await fsStore());
+    const withoutTcp = await start(await fsStore(), { tcp: undefined });
+    const settings = async (node: PrimaryNode) =>
+      ((await getJson(node.httpPort, '/settings')).body as { config: Record<string, unknown> }).config;
+    expect((await settings(withTcp))['accepting.writes']).toEqual(['http', 'tcp']);
+    expect((await settings(withoutTcp))['accepting.writes']).toEqual(['http']);
+    expect((await settings(withoutTcp))['ilp.proto.transports']).toEqual(['http']);
+  });
+
   it('a second node pointed at the same store root is refused', async () => {
     const store = await fsStore();
     await start(store);

@@ -75,7 +75,8 @@ export function parseConnectionString(text: string): StoreConfig {
   const pairs = parsePairs(text.slice(separator + 2), where);
   if (scheme === 'fs') return fsConfig(pairs, where);
   if (scheme === 's3') return s3Config(pairs, where);
-  const shown = /^[a-z0-9]{1,16}$/i.test(scheme) ? ` ${JSON.stringify(scheme)}` : '';
+  // Only a short lower-case word is echoed: real secrets are longer and mixed-case.
+  const shown = /^[a-z][a-z0-9]{0,7}$/.test(scheme) ? ` ${JSON.stringify(scheme)}` : '';
   throw new InvalidConfigError(`${where}: unknown scheme${shown}; supported: fs, s3`);
 }
 
@@ -120,12 +121,15 @@ function parsePairs(body: string, where: string): Map<string, string> {
 }
 
 function checkKeys(pairs: Map<string, string>, known: readonly string[], where: string): void {
+  let afterSecret = false;
   for (const key of pairs.keys()) {
     if (!known.includes(key)) {
-      // Only echo what looks like a key name: a fragment of a mistyped secret must not be shown.
-      const shown = /^[a-z_]{1,40}$/.test(key) ? ` ${JSON.stringify(key)}` : '';
+      // Only echo what looks like a key name, and never what follows a secret: with a `;` inside
+      // a secret value, the rest of the secret parses as the next "key".
+      const shown = !afterSecret && /^[a-z_]{1,40}$/.test(key) ? ` ${JSON.stringify(key)}` : '';
       throw new InvalidConfigError(`${where}: unknown key${shown}; known keys: ${known.join(', ')}`);
     }
+    afterSecret = SECRET_KEYS.has(key);
   }
 }
 

@@ -37,6 +37,7 @@ import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/c
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { TABLES_PREFIX } from '../wal/index.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
+import { createRawTradesTable, TRADE_COLUMNS, TRADE_SYMBOLS, TRADES_TABLE } from './trades.js';
 
 /** The issue asks for at least 2 million rows. */
 const ROWS = 2_000_000;
@@ -51,7 +52,7 @@ const PROGRESS_ROWS = 500_000;
 /** Node publishes every request here just before the server's 'request' event. */
 const HTTP_REQUEST_START = 'http.server.request.start';
 const PUT_BYTES = 4 * 1024;
-const TABLE = 'trades';
+const TABLE = TRADES_TABLE;
 /** The first designated timestamp, µs; rows are 1 ms apart, so every value stays a safe integer. */
 const START_US = 1_700_000_000_000_000;
 /** How often the TCP run polls for the row count once the client has sent everything. */
@@ -71,19 +72,6 @@ const PRODUCT_DEFAULTS: Partial<PrimarySettings> = {
   ackMode: 'local',
 };
 
-const COLUMNS: [string, keyof typeof SQL_DECLARED_TYPES][] = [
-  ['timestamp', 'timestamp'],
-  ['symbol', 'symbol'],
-  ['side', 'symbol'],
-  ['trade_id', 'long'],
-  ['price', 'double'],
-  ['amount', 'double'],
-  ['bid', 'double'],
-  ['ask', 'double'],
-  ['fee', 'double'],
-  ['note', 'string'],
-];
-const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'XRP-USD', 'ADA-USD', 'BTC-EUR', 'ETH-EUR', 'SOL-EUR'];
 const SIDES = ['buy', 'sell'];
 const VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp', 'gemini'];
 
@@ -108,7 +96,7 @@ const noteOf = (row: number) => `order ${row + 1} via ${VENUES[row % VENUES.leng
 /** Seeded trades: a random walk of mid prices per symbol, quotes around it, a fee on the notional. */
 function generateTrades(count: number): Trades {
   const random = seededRandom(42);
-  const mids = SYMBOLS.map((_, i) => 50 * (i + 1) ** 3);
+  const mids = TRADE_SYMBOLS.map((_, i) => 50 * (i + 1) ** 3);
   const t: Trades = {
     count,
     symbol: new Uint8Array(count),
@@ -120,7 +108,7 @@ function generateTrades(count: number): Trades {
     fee: new Float64Array(count),
   };
   for (let row = 0; row < count; row++) {
-    const s = randomInt(random, SYMBOLS.length);
+    const s = randomInt(random, TRADE_SYMBOLS.length);
     const mid = mids[s]! * (1 + (random.next() - 0.5) * 0.002);
     mids[s] = mid;
     t.symbol[row] = s;
@@ -147,7 +135,7 @@ interface RowBuilder<B> {
 function encodeRow<B extends RowBuilder<B>>(builder: B, t: Trades, row: number, table: string): B {
   return builder
     .table(table)
-    .symbol('symbol', SYMBOLS[t.symbol[row]!]!)
+    .symbol('symbol', TRADE_SYMBOLS[t.symbol[row]!]!)
     .symbol('side', SIDES[t.side[row]!]!)
     .intColumn('trade_id', row + 1)
     .floatColumn('price', t.price[row]!)
@@ -163,10 +151,10 @@ function sendRow(sender: Sender, t: Trades, row: number, table: string): Promise
   return encodeRow(sender, t, row, table).at(timestampUsOf(row), 'us');
 }
 
-/** The values TableStore binds for row `row` (int64 as BigInt, see table/row-inserter.ts), in COLUMNS order. */
+/** The values TableStore binds for row `row` (int64 as BigInt, see table/row-inserter.ts), in TRADE_COLUMNS order. */
 function fillArgs(args: unknown[], t: Trades, row: number): void {
   args[0] = BigInt(timestampUsOf(row));
-  args[1] = SYMBOLS[t.symbol[row]!];
+  args[1] = TRADE_SYMBOLS[t.symbol[row]!];
   args[2] = SIDES[t.side[row]!];
   args[3] = BigInt(row + 1);
   args[4] = t.price[row];
@@ -183,17 +171,10 @@ function rawInsertMs(file: string, t: Trades): number {
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
-    const ddl = COLUMNS.map(
-      ([name, type]) => `"${name}" ${SQL_DECLARED_TYPES[type]}${name === 'timestamp' ? ' NOT NULL' : ''}`,
-    );
-    db.exec(`CREATE TABLE "${TABLE}" (${ddl.join(', ')})`);
-    const names = COLUMNS.map(([n]) => `"${n}"`).join(', ');
-    const insert = db.prepare(
-      `INSERT INTO "${TABLE}" (${names}) VALUES (${COLUMNS.map(() => '?').join(', ')})`,
-    );
+    const insert = createRawTradesTable(db);
     const begin = db.prepare('BEGIN IMMEDIATE');
     const commit = db.prepare('COMMIT');
-    const args: unknown[] = new Array(COLUMNS.length).fill(null);
+    const args: unknown[] = new Array(TRADE_COLUMNS.length).fill(null);
     const started = performance.now();
     for (let first = 0; first < t.count; first += ROWS_PER_REQUEST) {
       const end = Math.min(t.count, first + ROWS_PER_REQUEST);
@@ -627,7 +608,7 @@ export async function benchIngest(): Promise<BenchSuiteResult> {
     node: process.version,
     rows: ROWS,
     rowsPerRequest: ROWS_PER_REQUEST,
-    columns: COLUMNS.length,
+    columns: TRADE_COLUMNS.length,
     cores: availableParallelism(),
     sharing: 'client, server, SQLite and uploader share this process; the baseline has no client or server',
   };

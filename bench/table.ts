@@ -19,27 +19,13 @@ import { type BuiltTxn, buildTxns } from '../primary/txn-builder.js';
 import { SQL_DECLARED_TYPES, type TableSchema, TableStore } from '../table/index.js';
 import type { ColumnType } from '../wal/index.js';
 import type { BenchRow, BenchSuiteResult } from './report.js';
+import { createRawTradesTable, TRADE_COLUMNS, TRADE_SYMBOLS, TRADES_TABLE } from './trades.js';
 
 const ROWS = 200_000;
 const ROWS_PER_TXN = 10_000;
 const ROUNDS = 5;
-const TABLE = 'trades';
+const TABLE = TRADES_TABLE;
 const COMMIT_TIME_US = 1_700_000_000_000_000n;
-
-const COLUMNS: [string, ColumnType][] = [
-  ['timestamp', 'timestamp'],
-  ['symbol', 'symbol'],
-  ['side', 'symbol'],
-  ['trade_id', 'long'],
-  ['price', 'double'],
-  ['amount', 'double'],
-  ['bid', 'double'],
-  ['ask', 'double'],
-  ['fee', 'double'],
-  ['venue_note', 'string'],
-];
-
-const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'XRP-USD', 'ADA-USD', 'BTC-EUR', 'ETH-EUR', 'SOL-EUR'];
 
 /** Pre-parsed lines, as the ILP parser hands them over. */
 function tradeLines(): IlpLine[] {
@@ -53,7 +39,7 @@ function tradeLines(): IlpLine[] {
       line: (i % ROWS_PER_TXN) + 1,
       table: TABLE,
       symbols: [
-        { name: 'symbol', value: SYMBOLS[i % SYMBOLS.length]! },
+        { name: 'symbol', value: TRADE_SYMBOLS[i % TRADE_SYMBOLS.length]! },
         { name: 'side', value: random.next() < 0.5 ? 'buy' : 'sell' },
       ],
       fields: [
@@ -63,7 +49,7 @@ function tradeLines(): IlpLine[] {
         { name: 'bid', value: { type: 'double', value: mid - 0.01 } },
         { name: 'ask', value: { type: 'double', value: mid + 0.01 } },
         { name: 'fee', value: { type: 'double', value: Math.round(mid * 0.0002 * 100) / 100 } },
-        { name: 'venue_note', value: { type: 'string', value: `venue ${i % 7} order ${i}` } },
+        { name: 'note', value: { type: 'string', value: `venue ${i % 7} order ${i}` } },
       ],
       timestampUs: COMMIT_TIME_US + BigInt(i) * 1000n,
     });
@@ -127,13 +113,7 @@ function applyRaw(dir: string, rows: unknown[][][], synchronous: 'FULL' | 'NORMA
   try {
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${synchronous}`);
-    const ddl = COLUMNS.map(
-      ([name, type]) => `"${name}" ${SQL_DECLARED_TYPES[type]}${name === 'timestamp' ? ' NOT NULL' : ''}`,
-    );
-    db.exec(`CREATE TABLE "${TABLE}" (${ddl.join(', ')})`);
-    const insert = db.prepare(
-      `INSERT INTO "${TABLE}" (${COLUMNS.map(([n]) => `"${n}"`).join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`,
-    );
+    const insert = createRawTradesTable(db);
     const begin = db.prepare('BEGIN IMMEDIATE');
     const commit = db.prepare('COMMIT');
     return timeMs(() => {
@@ -202,7 +182,7 @@ export async function benchTable(): Promise<BenchSuiteResult> {
       sqlite: sqliteVersion(),
       rows: ROWS,
       rowsPerTxn: ROWS_PER_TXN,
-      columns: COLUMNS.length,
+      columns: TRADE_COLUMNS.length,
     },
     rows: [
       {

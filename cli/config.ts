@@ -64,7 +64,31 @@ export const CONFIG_KEYS = {
     default: '1s',
     doc: 'rewrite the head.json hint at most this often',
   },
-  'replication.replica.poll.interval': { kind: 'duration', default: '1s', doc: 'how often a replica polls' },
+  'replication.replica.poll.interval': {
+    kind: 'duration',
+    default: '1s',
+    doc: 'how often a replica polls (an idle poll is one conditional GET of head.json); 20ms on a filesystem store for the lowest lag',
+  },
+  'replication.replica.sweep.interval': {
+    kind: 'duration',
+    default: '30s',
+    doc: 'a replica also checks every table directly this often (LIST per table), so a stale head.json delays it at most this long',
+  },
+  'replication.replica.read.wait.max': {
+    kind: 'duration',
+    default: '5s',
+    doc: 'how long a replica read waits for X-Walship-Min-Txn or for max_staleness_ms before failing',
+  },
+  'replication.replica.bootstrap.snapshot': {
+    kind: 'bool',
+    default: 'true',
+    doc: 'an empty replica restores the newest snapshot before replaying segments',
+  },
+  'replication.snapshot.interval': {
+    kind: 'duration',
+    default: '0',
+    doc: 'upload a snapshot this often (0 = never); set it on the one replica designated to take snapshots',
+  },
   'replication.requests.max.concurrent': {
     kind: 'int',
     default: '8',
@@ -121,7 +145,7 @@ export const CONFIG_KEYS = {
     doc: 'sync = SQLite synchronous=FULL (a commit survives power loss), async = NORMAL',
   },
   'query.timeout': { kind: 'duration', default: '60s', doc: 'a query running longer is cancelled' },
-  'query.workers': { kind: 'int', default: '2', doc: 'worker threads serving queries' },
+  'query.workers': { kind: 'int', default: '2', doc: 'query host processes serving /exec and /exp' },
   'admin.token': { kind: 'secret', doc: 'token required by admin endpoints and commands' },
   'log.level': {
     kind: { oneOf: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] },

@@ -1,7 +1,9 @@
 import { isWalshipError } from '../core/index.js';
+import { adminCommand } from './admin.js';
 import { renderConfigReference } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { primaryCommand } from './primary.js';
+import { replicaCommand } from './replica.js';
 import { type StoreCheckDeps, storeCheck } from './store-check.js';
 
 const USAGE = `walship — QuestDB-style replication for time-series data
@@ -10,6 +12,8 @@ Usage: walship <command> [options]
 
 Commands:
   primary       run a primary node (ILP in, segments out)
+  replica       run a replica node (segments in, reads out)
+  admin         ask a running node to act: 'admin resume --table T', 'admin snapshot'
   store check   check that an object store honours what replication and fencing need
   version       print the version
   help          print this text; 'help config' lists every configuration key
@@ -18,6 +22,8 @@ Run 'walship <command> --help' for a command's options.`;
 
 export interface MainDeps {
   storeCheck?: StoreCheckDeps;
+  /** HTTP for `walship admin` (default: global fetch). */
+  fetch?: typeof fetch;
 }
 
 /** Run the walship command line; resolves to the process exit code. */
@@ -26,6 +32,8 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
   try {
     if (command === 'store' && sub === 'check') return await storeCheck(rest, io, deps.storeCheck);
     if (command === 'primary') return await primaryCommand(argv.slice(1), io);
+    if (command === 'replica') return await replicaCommand(argv.slice(1), io);
+    if (command === 'admin') return await adminCommand(argv.slice(1), io, deps.fetch);
     if (command === 'version' || command === '--version') {
       io.stdout(await version());
       return EXIT.ok;

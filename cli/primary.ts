@@ -42,11 +42,7 @@ export async function primaryCommand(argv: string[], io: CommandIo): Promise<num
 
 /** Turn the configuration surface into the primary's settings, opening the store. */
 export async function primarySettings(config: NodeConfig): Promise<PrimarySettings> {
-  // The connection string's own retry keys win over the node-wide replication.requests.* ones.
-  const storeConfig = parseConnectionString(String(config.require('replication.object.store')));
-  storeConfig.retryAttempts ??= config.number('replication.requests.retry.attempts');
-  storeConfig.retryIntervalMs ??= config.number('replication.requests.retry.interval');
-  const opened = await openStore(storeConfig);
+  const opened = await openNodeStore(config);
   const raw = opened.raw;
   const http = parseHostPort(config, 'http.bind.to');
   const level = config.number('replication.primary.compression.level');
@@ -83,7 +79,16 @@ export async function primarySettings(config: NodeConfig): Promise<PrimarySettin
   };
 }
 
-function httpAuth(config: NodeConfig): PrimarySettings['httpAuth'] {
+/** The node's object store from `replication.object.store` (with retries). */
+export async function openNodeStore(config: NodeConfig) {
+  // The connection string's own retry keys win over the node-wide replication.requests.* ones.
+  const storeConfig = parseConnectionString(String(config.require('replication.object.store')));
+  storeConfig.retryAttempts ??= config.number('replication.requests.retry.attempts');
+  storeConfig.retryIntervalMs ??= config.number('replication.requests.retry.interval');
+  return openStore(storeConfig);
+}
+
+export function httpAuth(config: NodeConfig): PrimarySettings['httpAuth'] {
   const user = config.string('http.user');
   const password = config.string('http.password');
   const token = config.string('http.auth.token');
@@ -117,7 +122,7 @@ async function tcpAuthKeys(config: NodeConfig) {
   return keys;
 }
 
-async function packageVersion(): Promise<string> {
+export async function packageVersion(): Promise<string> {
   for (const candidate of ['../../package.json', '../package.json']) {
     try {
       const text = await readFile(new URL(candidate, import.meta.url), 'utf8');

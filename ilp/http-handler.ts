@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { InvalidArgumentError, isWalshipError } from '../core/index.js';
-import { createHttpAuthenticator, type IlpHttpAuth } from './http-auth.js';
+import {
+  createHttpAuthenticator,
+  type HttpAuth,
+  InvalidArgumentError,
+  isWalshipError,
+} from '../core/index.js';
 import type { IlpCommit } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
@@ -29,7 +33,7 @@ export interface IlpHttpOptions {
   /** False when this node has no ILP TCP listener; `/settings` then lists HTTP only. Default true. */
   tcpEnabled?: boolean;
   /** When set, writes need one of these credentials (401 otherwise). `/ping` and `/settings` stay open. */
-  auth?: IlpHttpAuth;
+  auth?: HttpAuth;
   /** Bytes of one request body; past it the answer is 413 and reading stops. Default 100 MiB. */
   maxRequestBytes?: number;
   limits?: Partial<IlpLimits>;

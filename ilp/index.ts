@@ -3,7 +3,7 @@
  * TCP surfaces, compatible with QuestDB's and its official clients (shared/reference/ilp-http.md).
  */
 
-export type { IlpHttpAuth } from './http-auth.js';
+export type { HttpAuth as IlpHttpAuth } from '../core/index.js';
 export {
   createIlpHttpHandler,
   DEFAULT_MAX_REQUEST_BYTES,

@@ -1,16 +1,23 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { type Clock, type Random, StoreUnavailableError, WalshipError } from '../core/index.js';
+import {
+  type Clock,
+  createHttpAuthenticator,
+  type Random,
+  type RunningHttpServer,
+  StoreUnavailableError,
+  sendJson,
+  startHttpServer,
+  WalshipError,
+} from '../core/index.js';
 import { createIlpHttpHandler, type IlpTcpAuthKey, startIlpTcpServer } from '../ilp/index.js';
 import { type ObjectStore, renderProbeReport, runConformanceProbe } from '../objectstore/index.js';
-import { createQueryHttpHandler, QueryPool, TableStore } from '../table/index.js';
+import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
 import type { Codec } from '../wal/index.js';
 import { claimPrimary } from './cluster-bootstrap.js';
 import { type AckMode, Committer } from './committer.js';
-import { type RunningHttpServer, sendJson, startHttpServer } from './http-server.js';
 import { Uploader } from './uploader.js';
 
 /** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
@@ -178,7 +185,13 @@ export class PrimaryNode {
           ),
         ...(settings.httpAuth === undefined ? {} : { auth: settings.httpAuth }),
       });
-      const queryHandler = createQueryHttpHandler(queries);
+      // Reads need the same credentials as writes (QuestDB protects /exec and /exp with http auth too).
+      const readAuth =
+        settings.httpAuth === undefined ? undefined : createHttpAuthenticator(settings.httpAuth);
+      const queryHandler = createQueryHttpHandler(
+        queries,
+        readAuth === undefined ? {} : { auth: (req) => readAuth(req.headers.authorization) },
+      );
       const query = (req: IncomingMessage, res: ServerResponse) => queryHandler.handle(req, res);
       const status = async (req: IncomingMessage, res: ServerResponse) => {
         if (req.url?.split('?')[0] !== '/status' || req.method !== 'GET') return false;
@@ -276,20 +289,6 @@ interface WriteGate {
   fencedBy: string | null;
 }
 
-function resolveNodeId(tables: TableStore, configured: string | undefined): string {
-  const stored = tables.getMeta('node.id');
-  if (configured !== undefined && stored !== undefined && configured !== stored) {
-    throw new WalshipError(
-      'NODE_ID_MISMATCH',
-      'invalid',
-      `node.id is ${configured} but this data dir belongs to node ${stored}; a node keeps its id for life`,
-    );
-  }
-  const nodeId = configured ?? stored ?? `node-${randomBytes(4).toString('hex')}`;
-  if (stored === undefined) tables.setMeta('node.id', nodeId);
-  return nodeId;
-}
-
 async function checkStore(settings: PrimarySettings, log: Logger): Promise<void> {
   if (settings.skipStoreCheck) {
     log.warn(
@@ -332,6 +331,10 @@ function pendingSource(tables: TableStore) {
         tables.dropPendingThrough(table, txn);
       }),
     uploadedTxn: (table: string) => tables.uploadedTxn(table),
+    uploadedAll: () =>
+      tables
+        .schemas()
+        .map((schema) => ({ table: schema.name, uploadedTxn: tables.uploadedTxn(schema.name) })),
     tableKey: (table: string) => {
       const schema = tables.schema(table);
       if (schema === undefined) throw new WalshipError('UNKNOWN_TABLE', 'internal', `no schema for ${table}`);

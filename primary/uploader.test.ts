@@ -74,6 +74,7 @@ function memorySource(): PendingSource & {
       );
     },
     uploadedTxn: (table) => uploaded.get(table) ?? 0n,
+    uploadedAll: () => [...uploaded].map(([table, uploadedTxn]) => ({ table, uploadedTxn })),
     tableKey: (table) => table.toLowerCase(),
   };
 }

@@ -19,6 +19,8 @@ export interface PendingSource {
   /** In one local transaction: uploaded watermark := txn, and drop pending records through it. */
   markUploaded(table: string, txn: bigint): void;
   uploadedTxn(table: string): bigint;
+  /** Every table's uploaded watermark (for head.json, which lists every table, not only those written since start). */
+  uploadedAll(): { table: string; uploadedTxn: bigint }[];
   tableKey(table: string): string;
 }
 
@@ -418,8 +420,8 @@ export class Uploader {
     this.#headDirty = false;
     this.#headWrittenAtMs = nowMs;
     const tables: Record<string, string> = {};
-    for (const table of this.#tables.keys())
-      tables[table] = this.#options.source.uploadedTxn(table).toString();
+    for (const { table, uploadedTxn } of this.#options.source.uploadedAll())
+      if (uploadedTxn > 0n) tables[table] = uploadedTxn.toString();
     const head = {
       epoch: this.#options.epoch().toString(),
       nodeId: this.#options.nodeId,

@@ -10,8 +10,15 @@ export {
   validateColumnName,
   validateTableName,
 } from './names.js';
+export { resolveNodeId } from './node-identity.js';
 export { createQueryHttpHandler, parseQuestDbLimit } from './query-http.js';
 export { QUERY_POOL_DEFAULTS, QueryPool, type QueryPoolOptions } from './query-pool.js';
+export {
+  createSnapshotImage,
+  restoreSnapshotImage,
+  type SnapshotImageInfo,
+  type SnapshotTable,
+} from './snapshot-image.js';
 export { columnTypeOfDeclared, QUESTDB_TYPE_NAMES, SQL_DECLARED_TYPES } from './sql-types.js';
 export { type ColumnSchema, columnIndexOf, type TableSchema } from './table-schema.js';
 export {

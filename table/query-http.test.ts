@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { WalshipError } from '../core/index.js';
 import { createQueryHttpHandler, parseQuestDbLimit } from './query-http.js';
 import { QueryPool } from './query-pool.js';
 
@@ -18,6 +19,18 @@ let dir: string;
 let pool: QueryPool;
 let server: Server;
 let base: string;
+
+/** A second server on the same pool whose reads go through `consistency`, which tests replace. */
+type ConsistencyHook = (
+  req: IncomingMessage,
+  params: URLSearchParams,
+  signal: AbortSignal,
+) => Promise<Record<string, string>>;
+let consistency: ConsistencyHook;
+let consistencyServer: Server;
+let consistencyBase: string;
+/** Per request the consistency server handled: whether it answered anything. */
+const consistencyAnswers: { headersSent: boolean }[] = [];
 
 /** QuestDB's error body. */
 interface ExecError {
@@ -61,9 +74,22 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const consistencyHandler = createQueryHttpHandler(pool, {
+    auth: (req) => req.headers['x-token'] === TOKEN,
+    consistency: (req, params, signal) => consistency(req, params, signal),
+  });
+  consistencyServer = createServer((req, res) => {
+    void consistencyHandler.handle(req, res).then(() => {
+      consistencyAnswers.push({ headersSent: res.headersSent });
+    });
+  });
+  await new Promise<void>((resolve) => consistencyServer.listen(0, '127.0.0.1', resolve));
+  consistencyBase = `http://127.0.0.1:${(consistencyServer.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
+  await new Promise((resolve) => consistencyServer.close(resolve));
   await new Promise((resolve) => server.close(resolve));
   await pool.close();
   rmSync(dir, { recursive: true, force: true });
@@ -193,6 +219,115 @@ describe('routing and access', () => {
       headers: { 'x-token': TOKEN },
     });
     expect([post.status, post.headers.get('allow')]).toEqual([405, 'GET']);
+  });
+});
+
+describe('the consistency hook', () => {
+  const calls: { path: string; minTxn: string | null; header: string | undefined; aborted: boolean }[] = [];
+  const consistentGet = (
+    path: string,
+    params: Record<string, string>,
+    headers: Record<string, string> = {},
+  ) =>
+    fetch(`${consistencyBase}${path}?${new URLSearchParams(params)}`, {
+      headers: { 'x-token': TOKEN, ...headers },
+    });
+  const refuseWith = (error: Error) => {
+    consistency = async () => {
+      throw error;
+    };
+  };
+
+  beforeEach(() => {
+    calls.length = 0;
+    consistency = async (req, params, signal) => {
+      calls.push({
+        path: req.url?.split('?')[0] ?? '',
+        minTxn: params.get('min_txn'),
+        header: req.headers['x-walship-min-txn'] as string | undefined,
+        aborted: signal.aborted,
+      });
+      return { 'x-walship-applied-txn': 'trades=7', 'x-walship-staleness-ms': '12' };
+    };
+  });
+
+  test('runs before /exec and /exp, sees the request, and its headers go on the answer', async () => {
+    const exec = await consistentGet(
+      '/exec',
+      { query: 'SELECT 1 AS one', nm: 'true', min_txn: 'trades=7' },
+      { 'x-walship-min-txn': 'trades=6' },
+    );
+    expect([exec.status, await exec.text()]).toEqual([200, '{"dataset":[[1]],"count":1}']);
+    expect(exec.headers.get('x-walship-applied-txn')).toBe('trades=7');
+    expect(exec.headers.get('x-walship-staleness-ms')).toBe('12');
+    expect(exec.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    const exp = await consistentGet('/exp', { query: 'SELECT 1 AS one' });
+    expect([exp.status, await exp.text()]).toEqual([200, '"one"\r\n1\r\n']);
+    expect(exp.headers.get('x-walship-applied-txn')).toBe('trades=7');
+    expect(exp.headers.get('content-type')).toBe('text/csv; charset=utf-8');
+    expect(calls).toEqual([
+      { path: '/exec', minTxn: 'trades=7', header: 'trades=6', aborted: false },
+      { path: '/exp', minTxn: null, header: undefined, aborted: false },
+    ]);
+  });
+
+  test('does not run for a refused, empty or non-GET request', async () => {
+    expect((await consistentGet('/exec', { query: 'SELECT 1' }, { 'x-token': 'wrong' })).status).toBe(401);
+    expect((await consistentGet('/exec', { query: ' ' })).status).toBe(400);
+    const post = await fetch(`${consistencyBase}/exp?query=SELECT%201`, {
+      method: 'POST',
+      headers: { 'x-token': TOKEN },
+    });
+    expect(post.status).toBe(405);
+    expect(calls).toEqual([]);
+  });
+
+  test.each([
+    ['invalid', 'INVALID_COMMIT_TOKEN', 400, null],
+    ['unavailable', 'STALE_REPLICA', 503, '1'],
+    ['unavailable', 'MIN_TXN_TIMEOUT', 504, null],
+    ['closed', 'CLOSED', 503, '1'],
+    ['internal', 'ASSERTION_FAILED', 500, null],
+  ] as const)('a %s %s refusal is %d with QuestDB’s error body', async (kind, code, status, retryAfter) => {
+    refuseWith(new WalshipError(code, kind, `refused: ${code}`));
+    for (const path of ['/exec', '/exp']) {
+      const res = await consistentGet(path, { query: 'SELECT 1' });
+      expect([res.status, res.headers.get('retry-after')]).toEqual([status, retryAfter]);
+      expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      expect(res.headers.get('x-walship-applied-txn')).toBeNull();
+      expect(await res.json()).toEqual({ query: 'SELECT 1', error: `refused: ${code}`, position: 0 });
+    }
+  });
+
+  test('a hook that fails with something else is a 500', async () => {
+    refuseWith(new TypeError('boom'));
+    const res = await consistentGet('/exec', { query: 'SELECT 1' });
+    expect([res.status, (await errorOf(res)).error]).toEqual([500, 'internal error: TypeError: boom']);
+  });
+
+  test('a client that goes away while the hook waits is answered nothing', async () => {
+    let waiting = () => {};
+    const hookWaits = new Promise<void>((resolve) => {
+      waiting = resolve;
+    });
+    let sawAbort = false;
+    consistency = async (_req, _params, signal) => {
+      waiting();
+      await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      sawAbort = signal.aborted;
+      // Even a refusal that is not an abort error is not sent to a client that left.
+      throw new WalshipError('MIN_TXN_TIMEOUT', 'unavailable', 'too late');
+    };
+    const answered = consistencyAnswers.length;
+    const { port } = consistencyServer.address() as AddressInfo;
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(`GET /exec?query=SELECT%201 HTTP/1.1\r\nhost: x\r\nx-token: ${TOKEN}\r\n\r\n`);
+    await hookWaits;
+    socket.destroy();
+    while (consistencyAnswers.length === answered) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(sawAbort).toBe(true);
+    expect(consistencyAnswers.at(-1)).toEqual({ headersSent: false });
   });
 });
 

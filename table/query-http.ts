@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Clock, isWalshipError, systemClock } from '../core/index.js';
+import { type Clock, isWalshipError, systemClock, type WalshipError } from '../core/index.js';
 import { formatExecError, formatExecJson } from './query-format.js';
 import type { QueryPool } from './query-pool.js';
 
@@ -10,6 +10,8 @@ import type { QueryPool } from './query-pool.js';
  * Errors use QuestDB's `{"query","error","position"}` body: 400 for a query that cannot run as
  * written (bad SQL, a write, too many rows), 503 for a time limit, a full queue or a closed pool
  * (retry elsewhere or later), 401 when `auth` refuses, 405 for a method other than GET.
+ * An optional `consistency` hook (a replica's read consistency, DESIGN §6) runs before the query:
+ * it may wait, refuse the read, or add response headers.
  */
 
 export interface QueryHttpOptions {
@@ -17,6 +19,18 @@ export interface QueryHttpOptions {
   auth?: (req: IncomingMessage) => boolean;
   /** Wall clock for the default `/exp` file name (`questdb-query-<ms>.csv`, as QuestDB names it). */
   clock?: Clock;
+  /**
+   * Runs after `auth` and the empty-query check, before the query is dispatched, on `/exec` and
+   * `/exp`; `signal` aborts when the client goes away. Resolves headers to add to the success
+   * answer. A WalshipError it throws becomes QuestDB's error body: 400 for kind `invalid`, 504 for
+   * `MIN_TXN_TIMEOUT`, 503 with `Retry-After: 1` for kinds `unavailable` and `closed`; nothing is
+   * answered when the client went away. Default: none (no wait, no extra headers).
+   */
+  consistency?: (
+    req: IncomingMessage,
+    params: URLSearchParams,
+    signal: AbortSignal,
+  ) => Promise<Record<string, string>>;
 }
 
 export interface QueryHttpHandler {
@@ -47,6 +61,7 @@ export function createQueryHttpHandler(pool: QueryPool, options: QueryHttpOption
           req,
           res,
           auth: options.auth,
+          consistency: options.consistency,
           clock,
         });
       } catch (error) {
@@ -69,6 +84,7 @@ interface ReadRequest {
   req: IncomingMessage;
   res: ServerResponse;
   auth: QueryHttpOptions['auth'];
+  consistency: QueryHttpOptions['consistency'];
   clock: Clock;
 }
 
@@ -81,11 +97,26 @@ async function answer(r: ReadRequest): Promise<void> {
     sendJson(r.res, 401, formatExecError(r.query, 'Unauthorized', 0));
   } else if (r.query.trim() === '') {
     sendJson(r.res, 400, formatExecError(r.query, 'No query text', 0));
-  } else if (r.endpoint === 'exec') {
-    await answerExec(r);
   } else {
-    await answerExp(r);
+    await answerRead(r);
   }
+}
+
+/** Runs the consistency hook, if any, then the query; the hook's headers go on the success answer. */
+async function answerRead(r: ReadRequest): Promise<void> {
+  const signal = abortOnDisconnect(r.res);
+  let headers: Record<string, string> = {};
+  if (r.consistency !== undefined) {
+    try {
+      headers = await r.consistency(r.req, r.params, signal);
+    } catch (error) {
+      if (!isWalshipError(error)) throw error;
+      sendConsistencyError(r.res, r.query, error, signal);
+      return;
+    }
+  }
+  if (r.endpoint === 'exec') await answerExec(r, signal, headers);
+  else await answerExp(r, signal, headers);
 }
 
 function endpointOf(pathname: string): Endpoint | undefined {
@@ -94,22 +125,28 @@ function endpointOf(pathname: string): Endpoint | undefined {
   return undefined;
 }
 
-async function answerExec({ pool, query, params, res }: ReadRequest): Promise<void> {
-  const signal = abortOnDisconnect(res);
+async function answerExec(
+  { pool, query, params, res }: ReadRequest,
+  signal: AbortSignal,
+  headers: Record<string, string>,
+): Promise<void> {
   try {
     const result = await pool.query(query, {
       limit: parseQuestDbLimit(params.get('limit'), 'exec'),
       countAll: isTrue(params.get('count')),
       signal,
     });
-    sendJson(res, 200, formatExecJson(result, { noMeta: isTrue(params.get('nm')) }));
+    sendJson(res, 200, formatExecJson(result, { noMeta: isTrue(params.get('nm')) }), headers);
   } catch (error) {
     sendError(res, query, error);
   }
 }
 
-async function answerExp({ pool, query, params, res, clock }: ReadRequest): Promise<void> {
-  const signal = abortOnDisconnect(res);
+async function answerExp(
+  { pool, query, params, res, clock }: ReadRequest,
+  signal: AbortSignal,
+  headers: Record<string, string>,
+): Promise<void> {
   try {
     const csv = await pool.exportCsv(query, {
       limit: parseQuestDbLimit(params.get('limit'), 'exp'),
@@ -119,6 +156,7 @@ async function answerExp({ pool, query, params, res, clock }: ReadRequest): Prom
     });
     const fileName = `${safeFileName(params.get('filename')) ?? `questdb-query-${Math.floor(clock.wallMs())}`}.csv`;
     send(res, 200, csv, {
+      ...headers,
       'content-type': 'text/csv; charset=utf-8',
       'content-disposition': `attachment; filename="${fileName}"`,
     });
@@ -194,6 +232,22 @@ function sendError(res: ServerResponse, query: string, error: unknown): void {
     isWalshipError(error) && typeof error.details.position === 'number' ? error.details.position : 0;
   const extra: Record<string, string> = isWalshipError(error, 'QUERY_BUSY') ? { 'retry-after': '1' } : {};
   sendJson(res, status, formatExecError(query, message, position), extra);
+}
+
+/** A refusal by the consistency hook; nothing when the client already went away. */
+function sendConsistencyError(
+  res: ServerResponse,
+  query: string,
+  error: WalshipError,
+  signal: AbortSignal,
+): void {
+  if (signal.aborted || res.destroyed) return;
+  let status = 500;
+  if (error.kind === 'invalid') status = 400;
+  else if (error.code === 'MIN_TXN_TIMEOUT') status = 504;
+  else if (error.kind === 'unavailable' || error.kind === 'closed') status = 503;
+  const extra: Record<string, string> = status === 503 ? { 'retry-after': '1' } : {};
+  sendJson(res, status, formatExecError(query, error.message, 0), extra);
 }
 
 function statusOf(error: unknown): number {

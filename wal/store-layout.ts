@@ -45,3 +45,62 @@ export function txnFirstOfSegmentKey(key: string): bigint | undefined {
   const match = /\/wal\/(\d{20})\.seg$/.exec(key);
   return match === null ? undefined : BigInt(match[1]!);
 }
+
+/**
+ * `snapshots/`: one folder per snapshot (DESIGN §3, §8), `snapshots/<id>/manifest.json` beside its
+ * image `snapshots/<id>/db.sqlite.<codec>`. A snapshot id is `<wall ms, 20 digits>-<node id>`, so
+ * lexical order of ids (and of their keys) is time order, and two nodes never mint the same id.
+ */
+export const SNAPSHOTS_PREFIX = 'snapshots/';
+/** The longest snapshot id: 20 digits, a dash and a node id; short enough to sit in a write id. */
+export const SNAPSHOT_ID_CHARS_MAX = 100;
+const SNAPSHOT_ID = /^\d{20}-[A-Za-z0-9._-]+$/;
+const SNAPSHOT_CODEC = /^[a-z0-9]{1,16}$/;
+
+/** True when `id` is a well-formed snapshot id: `<20 digits>-<[A-Za-z0-9._-]+>`, no `..`, bounded. */
+export function isSnapshotId(id: string): boolean {
+  return id.length <= SNAPSHOT_ID_CHARS_MAX && SNAPSHOT_ID.test(id) && !id.includes('..');
+}
+
+/**
+ * The id of a snapshot taken at `wallMs` by `nodeId`. Throws `INVALID_ARGUMENT` when the node id
+ * holds characters outside `[A-Za-z0-9._-]` (or `..`), or the id would pass SNAPSHOT_ID_CHARS_MAX.
+ */
+export function snapshotId(wallMs: number, nodeId: string): string {
+  if (!Number.isSafeInteger(wallMs) || wallMs < 0) {
+    throw new InvalidArgumentError(`snapshot time ${wallMs} is not a non-negative integer of ms`);
+  }
+  const id = `${padNumber(BigInt(wallMs))}-${nodeId}`;
+  checkSnapshotId(id);
+  return id;
+}
+
+/** `snapshots/<id>/manifest.json`: written create-only, after the image. */
+export function snapshotManifestKey(id: string): string {
+  checkSnapshotId(id);
+  return `${SNAPSHOTS_PREFIX}${id}/manifest.json`;
+}
+
+/** `snapshots/<id>/db.sqlite.<codec>`: the compressed image of a node's table store. */
+export function snapshotImageKey(id: string, codec: string): string {
+  checkSnapshotId(id);
+  if (!SNAPSHOT_CODEC.test(codec)) {
+    throw new InvalidArgumentError(`snapshot codec ${JSON.stringify(codec)} is not [a-z0-9]{1,16}`);
+  }
+  return `${SNAPSHOTS_PREFIX}${id}/db.sqlite.${codec}`;
+}
+
+/** The snapshot id of a manifest key, or undefined for any other key (images included). */
+export function snapshotIdOfManifestKey(key: string): string | undefined {
+  const match = /^snapshots\/([^/]+)\/manifest\.json$/.exec(key);
+  if (match === null || !isSnapshotId(match[1]!)) return undefined;
+  return match[1];
+}
+
+function checkSnapshotId(id: string): void {
+  if (!isSnapshotId(id)) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(id)} is not a snapshot id (<20 digits>-<node id of [A-Za-z0-9._-]>, no '..', at most ${SNAPSHOT_ID_CHARS_MAX} characters)`,
+    );
+  }
+}

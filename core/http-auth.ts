@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-/** Credentials the ILP HTTP surface accepts; a request needs one that matches. */
-export interface IlpHttpAuth {
+/** Credentials an HTTP surface (ILP, queries) accepts; a request needs one that matches. */
+export interface HttpAuth {
   /** `Authorization: Basic base64(username:password)`. */
   basic?: { username: string; password: string }[];
   /** `Authorization: Bearer <token>`. */
@@ -17,7 +17,7 @@ function digest(text: string): Buffer {
  * `timingSafeEqual`, and every configured secret is compared on every call, so neither the length
  * of a secret nor which one matched shows in the response time.
  */
-export function createHttpAuthenticator(auth: IlpHttpAuth): (authorization: string | undefined) => boolean {
+export function createHttpAuthenticator(auth: HttpAuth): (authorization: string | undefined) => boolean {
   const basic = (auth.basic ?? []).map(({ username, password }) => digest(`${username}:${password}`));
   const bearer = (auth.bearer ?? []).map((token) => digest(token));
   return (authorization) => {

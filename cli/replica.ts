@@ -1,0 +1,64 @@
+import { pino } from 'pino';
+import { systemClock } from '../core/index.js';
+import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
+import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
+import { type CommandIo, EXIT } from './io.js';
+import { httpAuth, openNodeStore, packageVersion } from './primary.js';
+
+export const REPLICA_USAGE = `walship replica [--config server.conf] [--key=value …]
+
+Runs a replica: follows replication.object.store (never the primary), applies every table's
+segments to SQLite under node.data.dir, and serves reads on http.bind.to (/exec, /exp, /status);
+writes are answered 421 so multi-URL ILP clients move on. An empty data dir starts from the
+newest snapshot. Every key can also come from server.conf or WALSHIP_<KEY> variables.
+Example:
+  walship replica --replication.object.store='fs::root=/var/lib/walship/store;' \\
+    --node.data.dir=./replica --http.bind.to=127.0.0.1:9100 --replication.replica.poll.interval=100ms`;
+
+export async function replicaCommand(argv: string[], io: CommandIo): Promise<number> {
+  if (argv.includes('--help')) {
+    io.stdout(REPLICA_USAGE);
+    return EXIT.ok;
+  }
+  const config = await loadConfig({ argv, env: io.env, fixed: { 'replication.role': 'replica' } });
+  const log = pino({ level: String(config.get('log.level')), base: { pid: process.pid } });
+  const settings = await replicaSettings(config);
+  const node = await ReplicaNode.start(settings, { clock: systemClock, log });
+  io.stdout(`walship replica ${node.nodeId} listening: http ${node.httpPort}`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      void node
+        .close()
+        .then(() => settings.store.close())
+        .finally(resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  return EXIT.ok;
+}
+
+/** Turn the configuration surface into the replica's settings, opening the store. */
+export async function replicaSettings(config: NodeConfig): Promise<ReplicaSettings> {
+  const opened = await openNodeStore(config);
+  return {
+    dataDir: String(config.require('node.data.dir')),
+    nodeId: config.string('node.id'),
+    store: opened.store,
+    pollIntervalMs: Math.max(1, config.number('replication.replica.poll.interval')),
+    sweepIntervalMs: Math.max(1, config.number('replication.replica.sweep.interval')),
+    downloadConcurrency: Math.max(1, config.number('replication.requests.max.concurrent')),
+    bootstrapFromSnapshot: config.bool('replication.replica.bootstrap.snapshot'),
+    snapshotIntervalMs: config.number('replication.snapshot.interval'),
+    readWaitMaxMs: config.number('replication.replica.read.wait.max'),
+    synchronous: config.get('cairo.commit.mode') === 'async' ? 'NORMAL' : 'FULL',
+    http: parseHostPort(config, 'http.bind.to'),
+    httpAuth: httpAuth(config),
+    adminToken: config.string('admin.token'),
+    maxRequestBytes: config.number('line.http.max.request.size'),
+    queryTimeoutMs: config.number('query.timeout'),
+    queryWorkers: Math.max(1, config.number('query.workers')),
+    version: await packageVersion(),
+  };
+}

@@ -1,0 +1,582 @@
+import type { Logger } from 'pino';
+import { type Clock, isWalshipError, WalshipError } from '../core/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { decodeTableKey, type TableStore, tableKey } from '../table/index.js';
+import { CLUSTER_KEY, type DecodedSegment, HEAD_KEY, segmentKey } from '../wal/index.js';
+import { checkEpochOrder, verifySegment } from './segment-verifier.js';
+import { discoverTableKeys, parseHeadHint, segmentsAfter } from './store-scan.js';
+
+/** Bounds of the follower, each with its reason (STYLE rule 7). */
+export const FOLLOWER_LIMITS = {
+  /** Segment keys one LIST asks for when far behind: one request covers many downloads. */
+  listBatchKeys: 100,
+  /** A table that applied a segment this recently is probed every poll even if head.json is silent. */
+  hotTableMs: 2_000,
+  /** Fetches of an object that fails verification before the table is suspended (a torn read heals). */
+  fetchAttemptsPerSegment: 2,
+  /** Backoff after a store failure, doubling, so an outage costs few requests. */
+  storeBackoffMs: { base: 250, max: 10_000 },
+} as const;
+
+/** The key/value prefix of the newest epoch applied per table: kept with the data, so snapshots carry it. */
+export const TABLE_EPOCH_META_PREFIX = 'table.epoch.';
+
+export interface FollowerOptions {
+  store: ObjectStore;
+  tables: TableStore;
+  clock: Clock;
+  log: Logger;
+  /** `replication.replica.poll.interval`. */
+  pollIntervalMs: number;
+  /** Probe every table (LIST discovery + one request per table) at least this often: the bound on trusting head.json. */
+  sweepIntervalMs: number;
+  /** Segment downloads in flight at once (over all tables). */
+  downloadConcurrency: number;
+  /** The cluster this data dir follows (undefined: adopt the store's at first sight). */
+  clusterId: string | undefined;
+  /** Called after each applied segment (the read path's waiters). */
+  onApplied?: (tableKey: string, appliedTxn: bigint) => void;
+  /** Called once when the store's cluster is first seen (the node records it). */
+  onCluster?: (clusterId: string) => void;
+}
+
+export interface Suspension {
+  code: string;
+  message: string;
+  objectKey: string | null;
+  /** Monotonic ms. */
+  atMs: number;
+}
+
+/** One followed table. Txn numbers are bigint; times are this node's monotonic ms. */
+interface FollowedTable {
+  key: string;
+  name: string;
+  appliedTxn: bigint;
+  epoch: bigint;
+  /** head.json's claim for this table (a hint; 0n when it said nothing). */
+  headTxn: bigint;
+  lastAppliedAtMs: number | null;
+  /** When a request that found nothing newer in the store was sent: the table was caught up then. */
+  confirmedAtMs: number | null;
+  suspended: Suspension | null;
+  segmentsApplied: number;
+  rowsApplied: number;
+  /** A reader waits on this table: probe it at the next poll and wake the loop. */
+  wanted: boolean;
+}
+
+/** Per-table view for /status. */
+export interface FollowedTableStatus {
+  name: string;
+  key: string;
+  appliedTxn: bigint;
+  epoch: bigint;
+  headTxn: bigint;
+  txnsBehind: bigint;
+  sinceCaughtUpMs: number | null;
+  lastAppliedAgoMs: number | null;
+  segmentsApplied: number;
+  rowsApplied: number;
+  suspended: Suspension | null;
+}
+
+/**
+ * Follows the store (DESIGN §6): polls, downloads, verifies and applies each table's segments in
+ * txn order, one SQLite transaction per segment together with the applied watermark.
+ *
+ * Each poll: a conditional GET of head.json (304 when nothing changed: the only request of an idle
+ * poll); then each table that head.json says is ahead, that applied something in the last
+ * `hotTableMs`, or that a reader waits on, GETs its next key `wal/<applied+1>.seg`; a hit switches
+ * that table to LIST batches with parallel downloads applied strictly in order. Every
+ * `sweepIntervalMs` (and when a reader asks for freshness) a sweep discovers tables with a skip-scan
+ * LIST and LISTs each table after its watermark, so a stale or missing head.json delays a replica
+ * by at most a sweep and a missing segment is noticed. A table whose object stays corrupt, sits in
+ * the wrong slot, goes back an epoch or cannot be applied is suspended with a message naming the
+ * resume command; the other tables go on. Store failures are retried with backoff, never suspend.
+ */
+export class Follower {
+  readonly #options: FollowerOptions;
+  readonly #tables = new Map<string, FollowedTable>();
+  #headEtag: string | undefined;
+  #clusterId: string | undefined;
+  #fatal: WalshipError | null = null;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #sweepRequested = false;
+  #sweepWaiters: (() => void)[] = [];
+  #lastSweepAtMs = Number.NEGATIVE_INFINITY;
+  /** Start of the last sweep that found no tables at all: an empty store is caught up too. */
+  #emptyConfirmedAtMs: number | null = null;
+  #storeFailures = 0;
+  #lastStoreError: { message: string; atMs: number } | null = null;
+  #downloadsInFlight = 0;
+  #downloadSlots: (() => void)[] = [];
+  #polls = 0;
+
+  constructor(options: FollowerOptions) {
+    this.#options = options;
+    this.#clusterId = options.clusterId;
+    for (const schema of options.tables.schemas()) {
+      const epochText = options.tables.getMeta(`${TABLE_EPOCH_META_PREFIX}${schema.key}`);
+      this.#tables.set(schema.key, {
+        ...freshTable(schema.key, schema.name),
+        appliedTxn: options.tables.lastTxn(schema.name),
+        epoch: epochText === undefined ? 0n : BigInt(epochText),
+      });
+    }
+  }
+
+  /** Start polling. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stop polling and wait for the poll in progress (its apply finishes; none starts). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    await this.#loop;
+    for (const resolve of this.#sweepWaiters.splice(0)) resolve();
+  }
+
+  /** The applied watermark of table `key` (0n when unknown). */
+  appliedTxn(key: string): bigint {
+    return this.#tables.get(key)?.appliedTxn ?? 0n;
+  }
+
+  /** Every table's applied watermark, by table key. */
+  appliedAll(): Map<string, bigint> {
+    return new Map([...this.#tables.values()].map((t) => [t.key, t.appliedTxn]));
+  }
+
+  /**
+   * Milliseconds since this replica last confirmed it held everything the store held, over all
+   * tables (a suspended table stops confirming); null when it never has. This node's monotonic clock.
+   */
+  stalenessMs(): number | null {
+    const now = this.#options.clock.monotonicMs();
+    if (this.#tables.size === 0)
+      return this.#emptyConfirmedAtMs === null ? null : now - this.#emptyConfirmedAtMs;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const t of this.#tables.values()) {
+      if (t.confirmedAtMs === null) return null;
+      oldest = Math.min(oldest, t.confirmedAtMs);
+    }
+    return now - oldest;
+  }
+
+  /** Probe these tables (by key) at once: a reader waits for them. An unknown key asks for a sweep. */
+  probeNow(keys: readonly string[]): void {
+    for (const key of keys) {
+      const table = this.#tables.get(key);
+      // A table not seen yet is found by a sweep; client-supplied keys are never adopted blindly.
+      if (table === undefined) this.#sweepRequested = true;
+      else table.wanted = true;
+    }
+    this.#wake?.();
+  }
+
+  /** Run a sweep now; resolves when it finished (or the follower stopped). */
+  refresh(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    this.#sweepRequested = true;
+    const done = new Promise<void>((resolve) => this.#sweepWaiters.push(resolve));
+    this.#wake?.();
+    return done;
+  }
+
+  /**
+   * Lift the suspension of table `nameOrKey` (after the object was repaired): it is retried at the
+   * next poll. Returns false for a table that is not suspended or not known.
+   */
+  resume(nameOrKey: string): boolean {
+    const table = this.#find(nameOrKey);
+    if (table?.suspended == null) return false;
+    this.#options.log.info({ table: table.name, was: table.suspended.code }, 'table resumed');
+    table.suspended = null;
+    table.wanted = true;
+    this.#wake?.();
+    return true;
+  }
+
+  /** Per-table and store state for /status. */
+  status(): {
+    tables: FollowedTableStatus[];
+    stalenessMs: number | null;
+    polls: number;
+    lastStoreError: { message: string; agoMs: number } | null;
+    fatal: string | null;
+  } {
+    const now = this.#options.clock.monotonicMs();
+    const tables = [...this.#tables.values()]
+      .sort((a, b) => (a.key < b.key ? -1 : 1))
+      .map((t) => ({
+        name: t.name,
+        key: t.key,
+        appliedTxn: t.appliedTxn,
+        epoch: t.epoch,
+        headTxn: t.headTxn,
+        txnsBehind: t.headTxn > t.appliedTxn ? t.headTxn - t.appliedTxn : 0n,
+        sinceCaughtUpMs: t.confirmedAtMs === null ? null : Math.round(now - t.confirmedAtMs),
+        lastAppliedAgoMs: t.lastAppliedAtMs === null ? null : Math.round(now - t.lastAppliedAtMs),
+        segmentsApplied: t.segmentsApplied,
+        rowsApplied: t.rowsApplied,
+        suspended: t.suspended,
+      }));
+    const error = this.#lastStoreError;
+    return {
+      tables,
+      stalenessMs: this.stalenessMs(),
+      polls: this.#polls,
+      lastStoreError: error === null ? null : { message: error.message, agoMs: Math.round(now - error.atMs) },
+      fatal: this.#fatal?.message ?? null,
+    };
+  }
+
+  // --- the loop ---
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      const startedAtMs = this.#options.clock.monotonicMs();
+      let delayMs = this.#options.pollIntervalMs;
+      try {
+        await this.#poll(startedAtMs);
+        this.#storeFailures = 0;
+      } catch (error) {
+        delayMs = this.#onPollFailed(error);
+      }
+      if (this.#fatal !== null) break;
+      const elapsedMs = this.#options.clock.monotonicMs() - startedAtMs;
+      await this.#sleep(Math.max(0, delayMs - elapsedMs));
+    }
+    for (const resolve of this.#sweepWaiters.splice(0)) resolve();
+  }
+
+  /** Sleeps `ms`, or less when probeNow/refresh/stop wakes the loop. */
+  async #sleep(ms: number): Promise<void> {
+    if (this.#stopped || this.#sweepRequested || [...this.#tables.values()].some((t) => t.wanted)) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+    this.#wake = undefined;
+  }
+
+  #onPollFailed(error: unknown): number {
+    const message = (error as Error).message ?? String(error);
+    if (isWalshipError(error) && error.code === 'CLUSTER_MISMATCH') {
+      this.#fatal = error;
+      this.#options.log.error({ err: message }, 'replica stopped following');
+      return 0;
+    }
+    this.#storeFailures++;
+    this.#lastStoreError = { message, atMs: this.#options.clock.monotonicMs() };
+    const { base, max } = FOLLOWER_LIMITS.storeBackoffMs;
+    const backoffMs = Math.min(max, base * 2 ** (this.#storeFailures - 1));
+    this.#options.log.warn({ err: message, failures: this.#storeFailures }, 'poll failed; will retry');
+    return Math.max(this.#options.pollIntervalMs, backoffMs);
+  }
+
+  async #poll(startedAtMs: number): Promise<void> {
+    this.#polls++;
+    if (!(await this.#checkCluster())) {
+      this.#emptyConfirmedAtMs = startedAtMs;
+      this.#finishSweep(startedAtMs);
+      return;
+    }
+    await this.#readHead();
+    const sweep = this.#sweepRequested || startedAtMs - this.#lastSweepAtMs >= this.#options.sweepIntervalMs;
+    const waiters = sweep ? this.#sweepWaiters.splice(0) : [];
+    if (sweep) {
+      this.#sweepRequested = false;
+      await this.#discover();
+      if (this.#tables.size === 0) this.#emptyConfirmedAtMs = startedAtMs;
+    }
+    const due = [...this.#tables.values()].filter(
+      (t) => t.suspended === null && (sweep || this.#isDue(t, startedAtMs)),
+    );
+    const failures: unknown[] = [];
+    await Promise.all(
+      due.map((t) => {
+        t.wanted = false;
+        return this.#follow(t, sweep).catch((error: unknown) => {
+          failures.push(error);
+        });
+      }),
+    );
+    if (sweep && failures.length === 0) this.#lastSweepAtMs = startedAtMs;
+    for (const resolve of waiters) resolve();
+    if (failures.length > 0) throw failures[0];
+  }
+
+  #finishSweep(startedAtMs: number): void {
+    this.#sweepRequested = false;
+    this.#lastSweepAtMs = startedAtMs;
+    for (const resolve of this.#sweepWaiters.splice(0)) resolve();
+  }
+
+  #isDue(t: FollowedTable, nowMs: number): boolean {
+    if (t.wanted || t.headTxn > t.appliedTxn) return true;
+    return t.lastAppliedAtMs !== null && nowMs - t.lastAppliedAtMs < FOLLOWER_LIMITS.hotTableMs;
+  }
+
+  /** False while the store holds no cluster yet (nothing to follow); CLUSTER_MISMATCH for another cluster's root. */
+  async #checkCluster(): Promise<boolean> {
+    if (this.#clusterId !== undefined && this.#lastSweepAtMs > Number.NEGATIVE_INFINITY) return true;
+    const got = await this.#options.store.get(CLUSTER_KEY);
+    if (got === null || got.status !== 'ok') return false;
+    let clusterId: unknown;
+    try {
+      clusterId = (JSON.parse(new TextDecoder().decode(got.body)) as { clusterId?: unknown }).clusterId;
+    } catch {
+      clusterId = undefined;
+    }
+    if (typeof clusterId !== 'string' || clusterId === '') {
+      throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `${CLUSTER_KEY} is not a cluster record`);
+    }
+    if (this.#clusterId !== undefined && this.#clusterId !== clusterId) {
+      throw new WalshipError(
+        'CLUSTER_MISMATCH',
+        'invalid',
+        `the store root holds cluster ${clusterId}, but this replica's data dir follows cluster ${this.#clusterId}: ` +
+          'point replication.object.store at the right root, or start the replica with an empty node.data.dir',
+      );
+    }
+    if (this.#clusterId === undefined) {
+      this.#clusterId = clusterId;
+      this.#options.onCluster?.(clusterId);
+    }
+    return true;
+  }
+
+  /** Conditional GET of head.json: one request, 304 when nothing changed. A bad hint is ignored. */
+  async #readHead(): Promise<void> {
+    const got = await this.#options.store.get(
+      HEAD_KEY,
+      this.#headEtag === undefined ? {} : { ifNoneMatch: this.#headEtag },
+    );
+    if (got === null || got.status === 'not-modified') return;
+    this.#headEtag = got.info.etag;
+    const hint = parseHeadHint(got.body);
+    if (hint === undefined) {
+      this.#options.log.warn('head.json is not in the expected shape; ignoring the hint');
+      return;
+    }
+    for (const [key, { name, txn }] of hint.tables) {
+      const table = this.#tables.get(key) ?? this.#adopt(key, name);
+      if (table !== undefined && txn > table.headTxn) table.headTxn = txn;
+    }
+  }
+
+  async #discover(): Promise<void> {
+    const { keys, ignored } = await discoverTableKeys(this.#options.store);
+    for (const key of keys) if (!this.#tables.has(key)) this.#adopt(key, undefined);
+    if (ignored.length > 0) {
+      this.#options.log.warn(
+        { keys: ignored.slice(0, 10) },
+        'objects under tables/ that no table name maps to; ignored',
+      );
+    }
+  }
+
+  /** Start following table `key` (found in the store or head.json). */
+  #adopt(key: string, name: string | undefined): FollowedTable | undefined {
+    let folded: string;
+    try {
+      folded = decodeTableKey(key);
+    } catch {
+      return undefined;
+    }
+    const table = freshTable(key, name ?? folded);
+    this.#tables.set(key, table);
+    return table;
+  }
+
+  #find(nameOrKey: string): FollowedTable | undefined {
+    const direct = this.#tables.get(nameOrKey);
+    if (direct !== undefined) return direct;
+    try {
+      return this.#tables.get(tableKey(nameOrKey));
+    } catch {
+      return undefined;
+    }
+  }
+
+  // --- one table ---
+
+  /**
+   * Bring table `t` up to what the store holds. Near the head one GET of the next key (a sweep
+   * LISTs instead, which also reveals a missing segment); after a hit, LIST batches. Data errors
+   * suspend the table; store errors propagate (the poll backs off).
+   */
+  async #follow(t: FollowedTable, sweep: boolean): Promise<void> {
+    try {
+      if (sweep || t.headTxn > t.appliedTxn + 1n) {
+        await this.#followListed(t);
+        return;
+      }
+      const requestAtMs = this.#options.clock.monotonicMs();
+      const key = segmentKey(t.key, t.appliedTxn + 1n);
+      const segment = await this.#fetch(t, key, t.appliedTxn + 1n);
+      if (segment === null) {
+        if (t.headTxn > t.appliedTxn) await this.#followListed(t);
+        else t.confirmedAtMs = requestAtMs;
+        return;
+      }
+      this.#apply(t, key, segment);
+      await this.#followListed(t);
+    } catch (error) {
+      if (!isWalshipError(error) || error.kind !== 'data') throw error;
+      this.#suspend(t, error);
+    }
+  }
+
+  /** LIST after the watermark and apply what is there, batch by batch, until a LIST comes back empty. */
+  async #followListed(t: FollowedTable): Promise<void> {
+    while (!this.#stopped && t.suspended === null) {
+      const requestAtMs = this.#options.clock.monotonicMs();
+      const listed = await segmentsAfter(
+        this.#options.store,
+        t.key,
+        t.appliedTxn,
+        FOLLOWER_LIMITS.listBatchKeys,
+      );
+      if (listed.length === 0) {
+        t.confirmedAtMs = requestAtMs;
+        if (t.headTxn > t.appliedTxn) t.headTxn = t.appliedTxn; // the hint was ahead of the store
+        return;
+      }
+      // Downloads run at most `downloadConcurrency` segments ahead of the apply, which is strictly in order.
+      const ahead = Math.max(1, this.#options.downloadConcurrency);
+      const downloads: Promise<DecodedSegment | null>[] = [];
+      const startUpTo = (index: number) => {
+        while (downloads.length < Math.min(listed.length, index + ahead)) {
+          const { key, txnFirst } = listed[downloads.length]!;
+          const download = this.#fetch(t, key, txnFirst);
+          download.catch(() => {}); // awaited below in order; an abandoned one must not go unhandled
+          downloads.push(download);
+        }
+      };
+      for (const [index, { key, txnFirst }] of listed.entries()) {
+        if (this.#stopped) return;
+        if (txnFirst !== t.appliedTxn + 1n) throw missingSegment(t, txnFirst);
+        startUpTo(index);
+        const decoded = await downloads[index]!;
+        if (decoded === null) throw missingSegment(t, txnFirst);
+        this.#apply(t, key, decoded);
+      }
+    }
+  }
+
+  /** GET and verify `key`; a verification failure is fetched once more before it counts. null = absent. */
+  async #fetch(t: FollowedTable, key: string, txnFirst: bigint): Promise<DecodedSegment | null> {
+    await this.#downloadSlot();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const got = await this.#options.store.get(key);
+        if (got === null) return null;
+        if (got.status !== 'ok')
+          throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `GET ${key} answered not-modified`);
+        try {
+          return await verifySegment(got.body, { objectKey: key, tableKey: t.key, txnFirst });
+        } catch (error) {
+          if (
+            !isWalshipError(error) ||
+            error.kind !== 'data' ||
+            attempt >= FOLLOWER_LIMITS.fetchAttemptsPerSegment
+          )
+            throw error;
+          this.#options.log.warn(
+            { key, err: error.message },
+            'segment failed verification; fetching it again',
+          );
+        }
+      }
+    } finally {
+      this.#releaseDownloadSlot();
+    }
+  }
+
+  async #downloadSlot(): Promise<void> {
+    if (this.#downloadsInFlight < this.#options.downloadConcurrency) {
+      this.#downloadsInFlight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#downloadSlots.push(resolve));
+  }
+
+  #releaseDownloadSlot(): void {
+    const next = this.#downloadSlots.shift();
+    if (next !== undefined) next();
+    else this.#downloadsInFlight--;
+  }
+
+  /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */
+  #apply(t: FollowedTable, key: string, segment: DecodedSegment): void {
+    const { header, txns } = segment;
+    if (header.txnFirst !== t.appliedTxn + 1n) throw missingSegment(t, header.txnFirst);
+    checkEpochOrder(key, header.epoch, t.epoch);
+    const { tables } = this.#options;
+    tables.transaction(() => {
+      for (const record of txns) tables.applyTxn(header.tableName, record);
+      if (header.epoch !== t.epoch)
+        tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${t.key}`, header.epoch.toString());
+    });
+    t.appliedTxn = header.txnLast;
+    t.epoch = header.epoch;
+    t.name = tables.schema(header.tableName)?.name ?? header.tableName;
+    t.lastAppliedAtMs = this.#options.clock.monotonicMs();
+    t.segmentsApplied++;
+    t.rowsApplied += header.rowCount;
+    this.#options.onApplied?.(t.key, t.appliedTxn);
+  }
+
+  #suspend(t: FollowedTable, error: WalshipError): void {
+    const objectKey = typeof error.details.key === 'string' ? error.details.key : null;
+    const message =
+      `table ${JSON.stringify(t.name)} is suspended at txn ${t.appliedTxn}: ${error.message}. ` +
+      `Other tables go on. Repair or restore the object, then resume with ` +
+      `\`walship admin resume --table ${t.name}\` (POST /admin/resume?table=${encodeURIComponent(t.name)} with the admin token).`;
+    t.suspended = { code: error.code, message, objectKey, atMs: this.#options.clock.monotonicMs() };
+    this.#options.log.error({ table: t.name, code: error.code, key: objectKey }, message);
+  }
+}
+
+function freshTable(key: string, name: string): FollowedTable {
+  return {
+    key,
+    name,
+    appliedTxn: 0n,
+    epoch: 0n,
+    headTxn: 0n,
+    lastAppliedAtMs: null,
+    confirmedAtMs: null,
+    suspended: null,
+    segmentsApplied: 0,
+    rowsApplied: 0,
+    wanted: false,
+  };
+}
+
+function missingSegment(t: FollowedTable, foundTxn: bigint): WalshipError {
+  const key = segmentKey(t.key, t.appliedTxn + 1n);
+  const problem =
+    foundTxn > t.appliedTxn + 1n
+      ? `is missing, yet the store holds later segments (from txn ${foundTxn}); it was deleted or lost ` +
+        '(if WAL retention removed it, bootstrap this replica again from a snapshot)'
+      : `is followed by a segment that overlaps it (from txn ${foundTxn})`;
+  return new WalshipError(
+    foundTxn > t.appliedTxn + 1n ? 'SEGMENT_MISSING' : 'SEGMENT_OVERLAP',
+    'data',
+    `${key} ${problem}`,
+    {
+      details: { key, table: t.key },
+    },
+  );
+}

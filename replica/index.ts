@@ -1,0 +1,44 @@
+/**
+ * The replica: follows the object store, applies segments to SQLite and serves reads (DESIGN §6).
+ */
+export {
+  APPLIED_HEADER_MAX_ENTRIES,
+  AppliedWaiters,
+  COMMIT_TOKEN_MAX_CHARS,
+  COMMIT_TOKEN_MAX_ENTRIES,
+  createReadConsistency,
+  formatCommitToken,
+  parseCommitToken,
+  type ReadConsistencyHook,
+  type ReadConsistencyOptions,
+  TXN_MAX,
+  WAITERS_MAX,
+  type WaitOptions,
+} from './consistency.js';
+export {
+  FOLLOWER_LIMITS,
+  type FollowedTableStatus,
+  Follower,
+  type FollowerOptions,
+  type Suspension,
+} from './follower.js';
+export { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from './replica-node.js';
+export {
+  encodeSnapshotManifest,
+  listSnapshots,
+  newestSnapshot,
+  type PublishSnapshotOptions,
+  parseSnapshotManifest,
+  publishSnapshot,
+  type RestoreSnapshotOptions,
+  readSnapshotManifest,
+  restoreSnapshot,
+  SNAPSHOT_CODEC,
+  SNAPSHOT_IMAGE_BYTES_MAX,
+  SNAPSHOT_LIST_MAX,
+  SNAPSHOT_MANIFEST_FORMAT,
+  type SnapshotImageRef,
+  type SnapshotListing,
+  type SnapshotManifest,
+  type UnreadableSnapshot,
+} from './snapshots.js';

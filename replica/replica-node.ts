@@ -1,0 +1,360 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import {
+  type Clock,
+  createAdminHttpHandler,
+  createHttpAuthenticator,
+  type HttpAuth,
+  type RunningHttpServer,
+  sendJson,
+  startHttpServer,
+  WalshipError,
+} from '../core/index.js';
+import { createIlpHttpHandler } from '../ilp/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
+import { CLUSTER_KEY } from '../wal/index.js';
+import { AppliedWaiters, createReadConsistency } from './consistency.js';
+import { Follower } from './follower.js';
+import { newestSnapshot, publishSnapshot, restoreSnapshot, type SnapshotManifest } from './snapshots.js';
+
+/** Everything a replica needs, already parsed and validated (cli/ builds it from the config surface). */
+export interface ReplicaSettings {
+  dataDir: string;
+  nodeId: string | undefined;
+  store: ObjectStore;
+  pollIntervalMs: number;
+  sweepIntervalMs: number;
+  downloadConcurrency: number;
+  /** Restore the newest snapshot into an empty data dir before replaying segments. */
+  bootstrapFromSnapshot: boolean;
+  /** Upload a snapshot this often (0 = never): set on the one replica designated to take them. */
+  snapshotIntervalMs: number;
+  /** The bound of a read's wait for a commit token or for freshness (`replication.replica.read.wait.max`). */
+  readWaitMaxMs: number;
+  synchronous: 'FULL' | 'NORMAL';
+  http: { host: string; port: number };
+  httpAuth: HttpAuth | undefined;
+  adminToken: string | undefined;
+  maxRequestBytes: number;
+  queryTimeoutMs: number;
+  queryWorkers: number;
+  version: string;
+}
+
+export interface ReplicaDeps {
+  clock: Clock;
+  log: Logger;
+}
+
+/**
+ * A replica node (DESIGN §6): follows the store, never the primary. Bootstraps an empty data dir
+ * from the newest snapshot, then the Follower polls, verifies and applies segments; reads are
+ * served by query hosts with read-your-writes (`X-Walship-Min-Txn`) and bounded staleness
+ * (`max_staleness_ms`); writes are answered 421 so multi-URL ILP clients move on.
+ */
+export class ReplicaNode {
+  readonly nodeId: string;
+  readonly httpPort: number;
+  /** What the bootstrap restored, or null when the data dir was used as it was. */
+  readonly restoredSnapshot: SnapshotManifest | null;
+  readonly #settings: ReplicaSettings;
+  readonly #deps: ReplicaDeps;
+  readonly #tables: TableStore;
+  readonly #follower: Follower;
+  readonly #queries: QueryPool;
+  readonly #http: RunningHttpServer;
+  #snapshotTimer: NodeJS.Timeout | undefined;
+  #snapshotting: Promise<SnapshotManifest> | undefined;
+  #lastSnapshot: { id: string; agoMs: () => number } | { error: string } | null = null;
+  #closed = false;
+
+  private constructor(init: {
+    settings: ReplicaSettings;
+    deps: ReplicaDeps;
+    nodeId: string;
+    restoredSnapshot: SnapshotManifest | null;
+    tables: TableStore;
+    follower: Follower;
+    queries: QueryPool;
+    http: RunningHttpServer;
+  }) {
+    this.#settings = init.settings;
+    this.#deps = init.deps;
+    this.nodeId = init.nodeId;
+    this.restoredSnapshot = init.restoredSnapshot;
+    this.#tables = init.tables;
+    this.#follower = init.follower;
+    this.#queries = init.queries;
+    this.#http = init.http;
+    this.httpPort = init.http.port;
+  }
+
+  static async start(settings: ReplicaSettings, deps: ReplicaDeps): Promise<ReplicaNode> {
+    await mkdir(settings.dataDir, { recursive: true });
+    const databaseFile = path.join(settings.dataDir, 'tables.sqlite');
+    const restoredSnapshot = await bootstrap(settings, databaseFile, deps.log);
+    const tables = TableStore.open(databaseFile, { synchronous: settings.synchronous, clock: deps.clock });
+    const cleanup: (() => Promise<void> | void)[] = [() => tables.close()];
+    try {
+      const nodeId = resolveNodeId(tables, settings.nodeId);
+      refusePrimaryDataDir(tables);
+      const log = deps.log.child({ nodeId, role: 'replica' });
+      const waiters = new AppliedWaiters({ clock: deps.clock });
+      const clusterId = tables.getMeta('cluster.id');
+      const follower = new Follower({
+        store: settings.store,
+        tables,
+        clock: deps.clock,
+        log,
+        pollIntervalMs: settings.pollIntervalMs,
+        sweepIntervalMs: settings.sweepIntervalMs,
+        downloadConcurrency: settings.downloadConcurrency,
+        clusterId,
+        onApplied: (key, txn) => waiters.notify(key, txn),
+        onCluster: (id) => tables.setMeta('cluster.id', id),
+      });
+      cleanup.push(() => follower.stop());
+      const queries = await QueryPool.start({
+        databaseFile,
+        workers: settings.queryWorkers,
+        queryTimeoutMs: settings.queryTimeoutMs,
+      });
+      cleanup.push(() => queries.close());
+      let node: ReplicaNode | undefined;
+      const http = await startHttpServer(
+        handlers(settings, follower, waiters, queries, deps, () => node),
+        settings.http,
+        log,
+      );
+      cleanup.push(() => http.close());
+      node = new ReplicaNode({
+        settings,
+        deps: { ...deps, log },
+        nodeId,
+        restoredSnapshot,
+        tables,
+        follower,
+        queries,
+        http,
+      });
+      follower.start();
+      node.#scheduleSnapshots();
+      log.info({ http: http.port, snapshot: restoredSnapshot?.id ?? null }, 'replica following');
+      return node;
+    } catch (error) {
+      for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => {});
+      throw error;
+    }
+  }
+
+  /** Role, per-table watermarks, lag and suspensions: `GET /status`. */
+  status(): Record<string, unknown> {
+    const follow = this.#follower.status();
+    const last = this.#lastSnapshot;
+    return {
+      role: 'replica',
+      nodeId: this.nodeId,
+      clusterId: this.#tables.getMeta('cluster.id') ?? null,
+      acceptingWrites: false,
+      stalenessMs: follow.stalenessMs === null ? null : Math.round(follow.stalenessMs),
+      polls: follow.polls,
+      store: { description: this.#settings.store.description, lastError: follow.lastStoreError },
+      following: follow.fatal === null ? true : { stopped: follow.fatal },
+      snapshot:
+        last === null
+          ? null
+          : 'error' in last
+            ? { lastError: last.error }
+            : { lastId: last.id, agoMs: last.agoMs() },
+      queries: this.#queries.stats(),
+      tables: follow.tables.map((t) => ({
+        name: t.name,
+        key: t.key,
+        appliedTxn: t.appliedTxn.toString(),
+        epoch: t.epoch.toString(),
+        txnsBehind: t.txnsBehind.toString(),
+        sinceCaughtUpMs: t.sinceCaughtUpMs,
+        lastAppliedAgoMs: t.lastAppliedAgoMs,
+        segmentsApplied: t.segmentsApplied,
+        rowsApplied: t.rowsApplied,
+        suspended:
+          t.suspended === null
+            ? null
+            : { code: t.suspended.code, message: t.suspended.message, key: t.suspended.objectKey },
+      })),
+    };
+  }
+
+  /** The applied watermark of table `key` (store key). */
+  appliedTxn(key: string): bigint {
+    return this.#follower.appliedTxn(key);
+  }
+
+  /** Resume a suspended table (by name or key); false when it was not suspended. */
+  resume(table: string): boolean {
+    return this.#follower.resume(table);
+  }
+
+  /** Upload a snapshot of this replica's tables now (one at a time: a second call joins the first). */
+  snapshot(): Promise<SnapshotManifest> {
+    this.#snapshotting ??= this.#takeSnapshot().finally(() => {
+      this.#snapshotting = undefined;
+    });
+    return this.#snapshotting;
+  }
+
+  async #takeSnapshot(): Promise<SnapshotManifest> {
+    const clusterId = this.#tables.getMeta('cluster.id');
+    if (clusterId === undefined) {
+      throw new WalshipError(
+        'NOTHING_TO_SNAPSHOT',
+        'unavailable',
+        'this replica has not seen a cluster in the store yet',
+      );
+    }
+    const { clock } = this.#deps;
+    try {
+      const manifest = await publishSnapshot({
+        store: this.#settings.store,
+        tables: this.#tables,
+        clusterId,
+        nodeId: this.nodeId,
+        clock,
+        tmpDir: this.#settings.dataDir,
+      });
+      const atMs = clock.monotonicMs();
+      this.#lastSnapshot = { id: manifest.id, agoMs: () => Math.round(clock.monotonicMs() - atMs) };
+      this.#deps.log.info({ snapshot: manifest.id, tables: manifest.tables.length }, 'snapshot uploaded');
+      return manifest;
+    } catch (error) {
+      this.#lastSnapshot = { error: (error as Error).message };
+      throw error;
+    }
+  }
+
+  #scheduleSnapshots(): void {
+    const intervalMs = this.#settings.snapshotIntervalMs;
+    if (intervalMs <= 0 || this.#closed) return;
+    this.#snapshotTimer = setTimeout(() => {
+      void this.snapshot()
+        .catch((error: unknown) =>
+          this.#deps.log.warn({ err: (error as Error).message }, 'scheduled snapshot failed; will try again'),
+        )
+        .finally(() => this.#scheduleSnapshots());
+    }, intervalMs);
+    this.#snapshotTimer.unref();
+  }
+
+  /** Stop following and serving; close all but the store (its opener's). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#snapshotTimer);
+    await this.#snapshotting?.catch(() => {});
+    await this.#follower.stop();
+    await this.#http.close();
+    await this.#queries.close();
+    this.#tables.close();
+  }
+}
+
+function handlers(
+  settings: ReplicaSettings,
+  follower: Follower,
+  waiters: AppliedWaiters,
+  queries: QueryPool,
+  deps: ReplicaDeps,
+  node: () => ReplicaNode | undefined,
+) {
+  const ilp = createIlpHttpHandler({
+    commit: () =>
+      Promise.reject(new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'a replica takes no writes')),
+    acceptingWrites: () => false,
+    maxRequestBytes: settings.maxRequestBytes,
+    releaseVersion: settings.version,
+    tcpEnabled: false,
+  });
+  const readAuth = settings.httpAuth === undefined ? undefined : createHttpAuthenticator(settings.httpAuth);
+  const consistency = createReadConsistency({
+    waiters,
+    applied: (key) => follower.appliedTxn(key),
+    appliedAll: () => follower.appliedAll(),
+    stalenessMs: () => follower.stalenessMs(),
+    refresh: () => follower.refresh(),
+    onBehind: (keys) => follower.probeNow(keys),
+    waitMaxMs: settings.readWaitMaxMs,
+    clock: deps.clock,
+  });
+  const query = createQueryHttpHandler(queries, {
+    consistency,
+    ...(readAuth === undefined
+      ? {}
+      : { auth: (req: IncomingMessage) => readAuth(req.headers.authorization) }),
+  });
+  const status = async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.split('?')[0] !== '/status' || req.method !== 'GET') return false;
+    sendJson(res, 200, node()?.status() ?? {});
+    return true;
+  };
+  const admin = createAdminHttpHandler(settings.adminToken, {
+    resume: async (params) => {
+      const table = params.get('table');
+      if (table === null || table === '')
+        throw new WalshipError('INVALID_ARGUMENT', 'invalid', 'resume needs ?table=<name>');
+      return { table, resumed: node()?.resume(table) ?? false };
+    },
+    snapshot: async () => {
+      const manifest = await node()?.snapshot();
+      return manifest === undefined ? {} : { id: manifest.id, tables: manifest.tables };
+    },
+  });
+  return [ilp.handle, (req: IncomingMessage, res: ServerResponse) => query.handle(req, res), status, admin];
+}
+
+/**
+ * An empty data dir (no tables.sqlite yet) restores the newest snapshot of the store's cluster
+ * (DESIGN §6 "Bootstrap"), so a new replica replays only the segments after it. Returns the
+ * manifest restored, or null.
+ */
+async function bootstrap(
+  settings: ReplicaSettings,
+  databaseFile: string,
+  log: Logger,
+): Promise<SnapshotManifest | null> {
+  if (!settings.bootstrapFromSnapshot || existsSync(databaseFile)) return null;
+  const cluster = await settings.store.get(CLUSTER_KEY);
+  if (cluster === null || cluster.status !== 'ok') return null;
+  const clusterId = (JSON.parse(new TextDecoder().decode(cluster.body)) as { clusterId?: unknown }).clusterId;
+  if (typeof clusterId !== 'string') return null;
+  const manifest = await newestSnapshot(settings.store, clusterId);
+  if (manifest === null) return null;
+  log.info({ snapshot: manifest.id, tables: manifest.tables.length }, 'restoring the newest snapshot');
+  await restoreSnapshot({
+    store: settings.store,
+    manifest,
+    destFile: databaseFile,
+    tmpDir: settings.dataDir,
+  });
+  const restored = TableStore.open(databaseFile, { synchronous: settings.synchronous });
+  try {
+    restored.setMeta('cluster.id', clusterId);
+  } finally {
+    restored.close();
+  }
+  return manifest;
+}
+
+/** A primary's data dir holds txns a replica must not mix with the store's (rejoining is failover's job). */
+function refusePrimaryDataDir(tables: TableStore): void {
+  const epoch = tables.getMeta('epoch');
+  if (epoch === undefined) return;
+  throw new WalshipError(
+    'REPLICA_REFUSED',
+    'invalid',
+    `this data dir belongs to a primary (epoch ${epoch}); start it as a primary, or give the replica an empty node.data.dir`,
+  );
+}

@@ -1,0 +1,223 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isWalshipError } from '../core/index.js';
+import type { ColumnData, TxnRecord } from '../wal/index.js';
+import { createSnapshotImage, restoreSnapshotImage, type SnapshotTable } from './snapshot-image.js';
+import { TableStore } from './table-store.js';
+
+const T0 = 1_700_000_000_000_000n;
+/** A node fact whose value must not survive in the image, not even in free pages. */
+const CLAIM_ID = 'claim-7f3a9c0e-secret-of-this-data-dir';
+
+let dir: string;
+const opened: TableStore[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'walship-snapshot-image-'));
+});
+
+afterEach(() => {
+  for (const store of opened.splice(0)) store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function open(file: string, options: Parameters<typeof TableStore.open>[1] = {}): TableStore {
+  const store = TableStore.open(join(dir, file), options);
+  opened.push(store);
+  return store;
+}
+
+function record(txn: bigint, rows: number, note: string): TxnRecord {
+  const timestamps: ColumnData = {
+    name: 'timestamp',
+    addedInTxn: false,
+    nulls: null,
+    data: { type: 'timestamp', values: BigInt64Array.from({ length: rows }, (_, i) => T0 + BigInt(i)) },
+  };
+  const notes: ColumnData = {
+    name: 'note',
+    addedInTxn: false,
+    nulls: null,
+    data: { type: 'string', values: Array.from({ length: rows }, (_, i) => `${note}-${i}`) },
+  };
+  return { txn, commitTimeUs: T0, kind: 'data', rowCount: rows, columns: [timestamps, notes] };
+}
+
+/** A primary's store: two tables, un-uploaded txns in the pending queue, node facts and a table fact. */
+function primaryStore(file = 'tables.sqlite'): TableStore {
+  const store = open(file);
+  for (let txn = 1n; txn <= 3n; txn++) {
+    store.applyTxn('Trades', record(txn, 50, `trade-${txn}`));
+    store.enqueuePending('Trades', txn, new TextEncoder().encode(`pending record ${txn} ${CLAIM_ID}`));
+  }
+  store.setUploadedTxn('Trades', 1n);
+  store.dropPendingThrough('Trades', 1n);
+  store.applyTxn('quotes', record(1n, 5, 'quote'));
+  store.setMeta('node.id', 'node-a');
+  store.setMeta('cluster.id', 'cluster-1');
+  store.setMeta('epoch', '4');
+  store.setMeta('claim.id', CLAIM_ID);
+  store.setMeta('table.epoch.trades', '3');
+  return store;
+}
+
+function errorOf(fn: () => unknown): { code: string; kind: string; message: string } {
+  try {
+    fn();
+  } catch (error) {
+    if (isWalshipError(error)) return error;
+    throw error;
+  }
+  throw new Error('expected a WalshipError, nothing was thrown');
+}
+
+function rows(db: Database.Database, sql: string): unknown[] {
+  return db.prepare(sql).safeIntegers(true).all();
+}
+
+describe('TableStore.vacuumInto', () => {
+  it('copies the committed state, also from a read-only store', () => {
+    primaryStore();
+    const reader = open('tables.sqlite', { readonly: true });
+    reader.vacuumInto(join(dir, 'copy.sqlite'));
+    const copy = open('copy.sqlite', { readonly: true });
+    expect(copy.schemas()).toEqual(reader.schemas());
+    expect(copy.lastTxn('trades')).toBe(3n);
+  });
+
+  it('refuses to run inside a transaction, and onto an existing file', () => {
+    const store = primaryStore();
+    const inside = errorOf(() => store.transaction(() => store.vacuumInto(join(dir, 'copy.sqlite'))));
+    expect(inside).toMatchObject({ code: 'INVALID_ARGUMENT', kind: 'internal' });
+    writeFileSync(join(dir, 'taken.sqlite'), 'something');
+    expect(errorOf(() => store.vacuumInto(join(dir, 'taken.sqlite'))).code).toBe('STORAGE_FAILED');
+  });
+});
+
+describe('createSnapshotImage', () => {
+  it('copies tables and rows, and scrubs the pending queue, uploaded watermarks and node facts', () => {
+    const store = primaryStore();
+    const image = join(dir, 'image.sqlite');
+    const info = createSnapshotImage(store, image);
+    expect(info.tables).toEqual([
+      { name: 'quotes', key: 'quotes', lastTxn: 1n },
+      { name: 'Trades', key: 'trades', lastTxn: 3n },
+    ]);
+    expect(info.rawBytes).toBe(readFileSync(image).byteLength);
+
+    const db = new Database(image, { readonly: true });
+    try {
+      expect(rows(db, 'SELECT count(*) AS n FROM _walship_pending')).toEqual([{ n: 0n }]);
+      expect(rows(db, 'SELECT key, uploaded_txn FROM _walship_tables ORDER BY key')).toEqual([
+        { key: 'quotes', uploaded_txn: 1n },
+        { key: 'trades', uploaded_txn: 3n },
+      ]);
+      expect(rows(db, 'SELECT key, value FROM _walship_kv')).toEqual([
+        { key: 'table.epoch.trades', value: '3' },
+      ]);
+      expect(db.pragma('journal_mode', { simple: true })).toBe('delete');
+      const original = new Database(store.file, { readonly: true });
+      try {
+        expect(rows(db, 'SELECT * FROM "Trades" ORDER BY rowid')).toEqual(
+          rows(original, 'SELECT * FROM "Trades" ORDER BY rowid'),
+        );
+      } finally {
+        original.close();
+      }
+    } finally {
+      db.close();
+    }
+    // The source is untouched: its queue and node facts are the node's own.
+    expect(store.pendingSummary()).toMatchObject([{ table: 'Trades', count: 2 }]);
+    expect(store.getMeta('claim.id')).toBe(CLAIM_ID);
+  });
+
+  it('leaves no byte of the scrubbed state in the file (secure_delete), and one file only', () => {
+    const image = join(dir, 'image.sqlite');
+    createSnapshotImage(primaryStore(), image);
+    const bytes = readFileSync(image).toString('latin1');
+    expect(bytes).not.toContain(CLAIM_ID);
+    expect(bytes).not.toContain('pending record');
+    expect(bytes).toContain('trade-3-49');
+    // File header bytes 18 and 19 are 1 in rollback-journal mode, 2 in WAL mode.
+    expect([...readFileSync(image).subarray(18, 20)]).toEqual([1, 1]);
+  });
+});
+
+describe('restoreSnapshotImage', () => {
+  let image: string;
+  let tables: SnapshotTable[];
+  beforeEach(() => {
+    image = join(dir, 'image.sqlite');
+    tables = createSnapshotImage(primaryStore(), image).tables;
+  });
+
+  function corruptionOf(expected: readonly SnapshotTable[] = tables) {
+    const error = errorOf(() => restoreSnapshotImage(image, expected));
+    expect(error).toMatchObject({ code: 'SNAPSHOT_CORRUPT', kind: 'data' });
+    return error.message;
+  }
+
+  function edit(sql: string): void {
+    const db = new Database(image);
+    db.exec(sql);
+    db.close();
+  }
+
+  it('accepts an image that matches its watermarks, and opens as a TableStore', () => {
+    restoreSnapshotImage(image, tables);
+    const restored = open('image.sqlite');
+    expect(restored.lastTxn('trades')).toBe(3n);
+    expect(restored.uploadedTxn('trades')).toBe(3n);
+    expect(restored.getMeta('table.epoch.trades')).toBe('3');
+  });
+
+  it('refuses other watermarks, a missing table and an extra table', () => {
+    const [quotes, trades] = tables as [SnapshotTable, SnapshotTable];
+    expect(corruptionOf([quotes, { ...trades, lastTxn: 4n }])).toMatch(/watermarks check.*txn 3.*txn 4/);
+    expect(corruptionOf([quotes, { ...trades, name: 'trades' }])).toMatch(/watermarks check/);
+    expect(corruptionOf([trades])).toMatch(/watermarks check.*quotes/);
+    expect(corruptionOf([...tables, { name: 'x', key: 'x', lastTxn: 1n }])).toMatch(/"x" is missing/);
+  });
+
+  it('refuses an uploaded watermark behind the last txn', () => {
+    edit('UPDATE _walship_tables SET uploaded_txn = 0');
+    expect(corruptionOf()).toMatch(/watermarks check.*uploaded 0/);
+  });
+
+  it('refuses pending txns and node facts', () => {
+    edit(`INSERT INTO _walship_pending VALUES ('Trades', 4, x'00')`);
+    expect(corruptionOf()).toMatch(/node-local state check.*1 pending/);
+    edit(`DELETE FROM _walship_pending; INSERT INTO _walship_kv VALUES ('node.id', 'b')`);
+    expect(corruptionOf()).toMatch(/node-local state check.*node\.id/);
+  });
+
+  it('refuses another layout version and WAL journal mode', () => {
+    edit('PRAGMA user_version = 7');
+    expect(corruptionOf()).toMatch(/layout version check/);
+    edit('PRAGMA user_version = 1; PRAGMA journal_mode = WAL');
+    expect(corruptionOf()).toMatch(/journal mode check/);
+  });
+
+  it('refuses a file that is not a database, or whose pages are damaged', () => {
+    const good = readFileSync(image);
+    writeFileSync(image, Buffer.alloc(good.byteLength, 0x5a));
+    expect(corruptionOf()).toMatch(/snapshot image .* failed the quick_check check/);
+    // Damage every page after the first (the header and schema survive, the tables do not).
+    const damaged = Buffer.from(good);
+    const pageBytes = damaged.readUInt16BE(16);
+    for (let page = 1; page * pageBytes < damaged.byteLength; page++) {
+      damaged.fill(0xff, page * pageBytes, page * pageBytes + 16);
+    }
+    writeFileSync(image, damaged);
+    expect(corruptionOf()).toMatch(/quick_check/);
+  });
+
+  it('refuses a missing file', () => {
+    rmSync(image);
+    expect(corruptionOf()).toMatch(/open check/);
+  });
+});

@@ -21,3 +21,25 @@ export const EXIT = {
   /** A dependency (the object store) could not be reached. */
   unavailable: 3,
 } as const;
+
+/**
+ * Keeps a started node running until SIGINT or SIGTERM, then closes it and then its store (the
+ * node does not own the store it was given). Resolves once both are closed.
+ */
+export function runUntilSignal(
+  node: { close(): Promise<void> },
+  store: { close(): Promise<void> },
+  log: { info(fields: object, message: string): void },
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      void node
+        .close()
+        .then(() => store.close())
+        .finally(resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

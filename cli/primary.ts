@@ -4,7 +4,7 @@ import { InvalidConfigError, systemClock, systemRandom } from '../core/index.js'
 import { openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
 import { PrimaryNode, type PrimarySettings } from '../primary/index.js';
 import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
-import { type CommandIo, EXIT } from './io.js';
+import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 
 export const PRIMARY_USAGE = `walship primary [--config server.conf] [--key=value …]
 
@@ -26,17 +26,7 @@ export async function primaryCommand(argv: string[], io: CommandIo): Promise<num
   io.stdout(
     `walship primary ${node.nodeId} listening: http ${node.httpPort}${node.tcpPort ? `, tcp ${node.tcpPort}` : ''}`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down');
-      void node
-        .close()
-        .then(() => settings.store.close())
-        .finally(resolve);
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await runUntilSignal(node, settings.store, log);
   return EXIT.ok;
 }
 

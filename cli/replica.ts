@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { systemClock } from '../core/index.js';
 import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
-import { type CommandIo, EXIT } from './io.js';
+import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 import { httpAuth, openNodeStore, packageVersion } from './primary.js';
 
 export const REPLICA_USAGE = `walship replica [--config server.conf] [--key=value …]
@@ -25,17 +25,7 @@ export async function replicaCommand(argv: string[], io: CommandIo): Promise<num
   const settings = await replicaSettings(config);
   const node = await ReplicaNode.start(settings, { clock: systemClock, log });
   io.stdout(`walship replica ${node.nodeId} listening: http ${node.httpPort}`);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down');
-      void node
-        .close()
-        .then(() => settings.store.close())
-        .finally(resolve);
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await runUntilSignal(node, settings.store, log);
   return EXIT.ok;
 }
 

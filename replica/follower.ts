@@ -173,14 +173,14 @@ export class Follower {
       const table = this.#tables.get(key);
       // A table not seen yet is found by a sweep; client-supplied keys are never adopted blindly.
       if (table === undefined) this.#sweepRequested = true;
-      else table.wanted = true;
+      else if (table.suspended === null) table.wanted = true; // a suspended table waits for resume()
     }
     this.#wake?.();
   }
 
-  /** Run a sweep now; resolves when it finished (or the follower stopped). */
+  /** Run a sweep now; resolves when it finished (or the follower stopped, or stopped following on a fatal error). */
   refresh(): Promise<void> {
-    if (this.#stopped) return Promise.resolve();
+    if (this.#stopped || this.#fatal !== null) return Promise.resolve();
     this.#sweepRequested = true;
     const done = new Promise<void>((resolve) => this.#sweepWaiters.push(resolve));
     this.#wake?.();
@@ -256,7 +256,8 @@ export class Follower {
 
   /** Sleeps `ms`, or less when probeNow/refresh/stop wakes the loop. */
   async #sleep(ms: number): Promise<void> {
-    if (this.#stopped || this.#sweepRequested || [...this.#tables.values()].some((t) => t.wanted)) return;
+    const wanted = [...this.#tables.values()].some((t) => t.wanted && t.suspended === null);
+    if (this.#stopped || this.#sweepRequested || wanted) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {

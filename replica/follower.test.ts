@@ -1,0 +1,812 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { seededRandom, systemClock } from '../core/index.js';
+import {
+  type GetOptions,
+  type ListOptions,
+  MemoryStore,
+  type ObjectStore,
+  withFaults,
+} from '../objectstore/index.js';
+import { TableStore, tableKey } from '../table/index.js';
+import { CLUSTER_KEY, encodeSegment, HEAD_KEY, segmentKey, type TxnRecord } from '../wal/index.js';
+import { FOLLOWER_LIMITS, Follower, type FollowerOptions, TABLE_EPOCH_META_PREFIX } from './follower.js';
+
+const log = pino({ level: 'silent' });
+const T0 = 1_700_000_000_000_000n;
+const CLUSTER = 'cluster-1';
+
+let dir: string;
+const followers: Follower[] = [];
+const opened: TableStore[] = [];
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'walship-follower-'));
+});
+
+afterEach(async () => {
+  for (const follower of followers.splice(0)) await follower.stop();
+  for (const tables of opened.splice(0)) tables.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+// --- what a primary would have written ---
+
+/** A data txn of `values.length` rows: the designated timestamp and a column `v` of `type`. */
+function rows(txn: bigint, values: readonly number[], type: 'long' | 'double' = 'long'): TxnRecord {
+  const count = values.length;
+  return {
+    txn,
+    commitTimeUs: T0 + txn,
+    kind: 'data',
+    rowCount: count,
+    columns: [
+      {
+        name: 'timestamp',
+        addedInTxn: txn === 1n,
+        nulls: null,
+        data: {
+          type: 'timestamp',
+          values: BigInt64Array.from(values, (_, i) => T0 + txn * 1000n + BigInt(i)),
+        },
+      },
+      {
+        name: 'v',
+        addedInTxn: txn === 1n,
+        nulls: null,
+        data:
+          type === 'long'
+            ? { type, values: BigInt64Array.from(values, (v) => BigInt(v)) }
+            : { type, values: Float64Array.from(values) },
+      },
+    ],
+  };
+}
+
+/** Txns first..first+count-1, txn n carrying the rows [n*10, n*10+1]. */
+function txns(first: bigint, count: number): TxnRecord[] {
+  return Array.from({ length: count }, (_, i) => {
+    const txn = first + BigInt(i);
+    return rows(txn, [Number(txn) * 10, Number(txn) * 10 + 1]);
+  });
+}
+
+/** The `v` values txns() puts in txns 1..last. */
+function valuesThrough(last: number): bigint[] {
+  return Array.from({ length: last }, (_, i) => [BigInt((i + 1) * 10), BigInt((i + 1) * 10 + 1)]).flat();
+}
+
+function segmentBytes(tableName: string, records: TxnRecord[], epoch = 1n): Promise<Uint8Array> {
+  return encodeSegment({ tableName, epoch, writerNodeId: 'primary-1', txns: records });
+}
+
+async function putSegment(store: ObjectStore, tableName: string, records: TxnRecord[], epoch = 1n) {
+  const key = segmentKey(tableKey(tableName), records[0]!.txn);
+  const bytes = await segmentBytes(tableName, records, epoch);
+  await store.put(key, bytes);
+  return { key, bytes };
+}
+
+async function putCluster(store: ObjectStore, clusterId = CLUSTER): Promise<void> {
+  await store.put(CLUSTER_KEY, new TextEncoder().encode(JSON.stringify({ clusterId, formatVersion: 1 })));
+}
+
+async function putHead(store: ObjectStore, tables: Record<string, bigint>, epoch = 1n): Promise<void> {
+  const head = {
+    epoch: epoch.toString(),
+    nodeId: 'primary-1',
+    tables: Object.fromEntries(Object.entries(tables).map(([name, txn]) => [name, txn.toString()])),
+    at: new Date().toISOString(),
+  };
+  await store.put(HEAD_KEY, new TextEncoder().encode(`${JSON.stringify(head)}\n`));
+}
+
+// --- the replica side ---
+
+function openTables(file = path.join(dir, 'replica.sqlite')): TableStore {
+  const tables = TableStore.open(file);
+  opened.push(tables);
+  return tables;
+}
+
+function closeTables(tables: TableStore): void {
+  tables.close();
+  opened.splice(opened.indexOf(tables), 1);
+}
+
+/** `v` of every row of `table`, in insertion order, read through a separate connection. */
+function columnValues(tables: TableStore, table: string): bigint[] {
+  const db = new Database(tables.file, { readonly: true });
+  try {
+    return db.prepare(`SELECT v FROM "${table}" ORDER BY rowid`).safeIntegers(true).pluck().all() as bigint[];
+  } finally {
+    db.close();
+  }
+}
+
+interface Request {
+  /** The follower's poll count when the request was sent. */
+  poll: number;
+  op: 'get' | 'list' | 'head' | 'put' | 'delete';
+  key: string;
+  conditional: boolean;
+  outcome: 'ok' | 'not-modified' | 'absent' | 'listed' | 'error' | 'done';
+  atMs: number;
+}
+
+/** Records every request made through it (the follower's poll number with it). */
+function recording(inner: ObjectStore): ObjectStore & { requests: Request[]; follower?: Follower } {
+  const requests: Request[] = [];
+  const wrapper: ObjectStore & { requests: Request[]; follower?: Follower } = {
+    description: inner.description,
+    requests,
+    async get(key: string, options?: GetOptions) {
+      const request = note('get', key, options?.ifNoneMatch !== undefined);
+      try {
+        const got = await inner.get(key, options);
+        request.outcome = got === null ? 'absent' : got.status;
+        return got;
+      } catch (error) {
+        request.outcome = 'error';
+        throw error;
+      }
+    },
+    async list(prefix: string, options?: ListOptions) {
+      const request = note('list', prefix, false);
+      try {
+        const page = await inner.list(prefix, options);
+        request.outcome = 'listed';
+        return page;
+      } catch (error) {
+        request.outcome = 'error';
+        throw error;
+      }
+    },
+    head(key) {
+      note('head', key, false);
+      return inner.head(key);
+    },
+    put(key, body, options) {
+      note('put', key, false);
+      return inner.put(key, body, options);
+    },
+    delete(key) {
+      note('delete', key, false);
+      return inner.delete(key);
+    },
+    deleteMany(keys) {
+      note('delete', keys.join(','), false);
+      return inner.deleteMany(keys);
+    },
+    close: () => inner.close(),
+  };
+  function note(op: Request['op'], key: string, conditional: boolean): Request {
+    const request: Request = {
+      poll: wrapper.follower?.status().polls ?? 0,
+      op,
+      key,
+      conditional,
+      outcome: 'done',
+      atMs: performance.now(),
+    };
+    requests.push(request);
+    return request;
+  }
+  return wrapper;
+}
+
+function follow(
+  store: ObjectStore & { follower?: Follower },
+  tables: TableStore,
+  overrides: Partial<FollowerOptions> = {},
+) {
+  const applied: { key: string; txn: bigint; watermark: bigint }[] = [];
+  const clusters: string[] = [];
+  const follower = new Follower({
+    store,
+    tables,
+    clock: systemClock,
+    log,
+    pollIntervalMs: 10,
+    sweepIntervalMs: 3_600_000,
+    downloadConcurrency: 4,
+    clusterId: undefined,
+    onApplied: (key, txn) => {
+      const name = tables.schemas().find((s) => s.key === key)?.name;
+      applied.push({ key, txn, watermark: name === undefined ? -1n : tables.lastTxn(name) });
+    },
+    onCluster: (id) => clusters.push(id),
+    ...overrides,
+  });
+  store.follower = follower;
+  followers.push(follower);
+  follower.start();
+  return { follower, applied, clusters };
+}
+
+async function stopFollower(follower: Follower): Promise<void> {
+  await follower.stop();
+  followers.splice(followers.indexOf(follower), 1);
+}
+
+async function waitFor(condition: () => boolean, what: string, deadlineMs = 15_000): Promise<void> {
+  const end = performance.now() + deadlineMs;
+  while (!condition()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** The suspension of table `key`, or null (also while the table is not followed yet). */
+function suspensionOf(follower: Follower, key: string) {
+  return follower.status().tables.find((t) => t.key === key)?.suspended ?? null;
+}
+
+function statusOf(follower: Follower, key: string) {
+  const status = follower.status().tables.find((t) => t.key === key);
+  if (status === undefined) throw new Error(`table ${key} is not followed`);
+  return status;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('Follower', () => {
+  it('applies the segments of several tables in txn order, one SQLite transaction per segment', async () => {
+    const store = recording(new MemoryStore());
+    await putCluster(store);
+    const layout: Record<string, number[][]> = {
+      Trades: [[1, 2], [3], [4, 5, 6]],
+      quotes: [[1], [2, 3]],
+      'Prix.€': [[1, 2, 3, 4]],
+    };
+    const heads: Record<string, bigint> = {};
+    for (const [name, segments] of Object.entries(layout)) {
+      for (const segment of segments)
+        await putSegment(store, name, txns(BigInt(segment[0]!), segment.length));
+      heads[name] = BigInt(segments.at(-1)!.at(-1)!);
+    }
+    await putHead(store, heads);
+    const tables = openTables();
+    // Count the follower's own transactions (nested applyTxn calls join them).
+    const transaction = tables.transaction.bind(tables);
+    let depth = 0;
+    let topLevel = 0;
+    tables.transaction = <T>(fn: () => T): T => {
+      if (depth === 0) topLevel++;
+      depth++;
+      try {
+        return transaction(fn);
+      } finally {
+        depth--;
+      }
+    };
+    const { follower, applied, clusters } = follow(store, tables);
+    await waitFor(
+      () => Object.entries(heads).every(([name, txn]) => follower.appliedTxn(tableKey(name)) === txn),
+      'every table applied',
+    );
+    expect(clusters).toEqual([CLUSTER]);
+    for (const [name, segments] of Object.entries(layout)) {
+      const key = tableKey(name);
+      const lasts = segments.map((s) => BigInt(s.at(-1)!));
+      // One callback per segment, at its last txn, with the table's watermark committed alongside.
+      expect(applied.filter((a) => a.key === key)).toEqual(
+        lasts.map((txn) => ({ key, txn, watermark: txn })),
+      );
+      expect(tables.lastTxn(name)).toBe(heads[name]);
+      expect(columnValues(tables, name)).toEqual(valuesThrough(Number(heads[name])));
+      expect(tables.getMeta(`${TABLE_EPOCH_META_PREFIX}${key}`)).toBe('1');
+      const status = statusOf(follower, key);
+      expect(status).toMatchObject({
+        name,
+        appliedTxn: heads[name],
+        epoch: 1n,
+        txnsBehind: 0n,
+        segmentsApplied: segments.length,
+        rowsApplied: 2 * Number(heads[name]),
+        suspended: null,
+      });
+    }
+    expect(topLevel).toBe(Object.values(layout).flat().length);
+    expect(tables.schema('Trades')?.name).toBe('Trades');
+  });
+
+  it('a segment whose second txn cannot be applied leaves its table at the previous watermark with none of its rows', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 2));
+    // Txn 3 is fine on its own; txn 4 gives `v` another type: the whole segment must not apply.
+    await putSegment(store, 't', [rows(3n, [301, 302, 303]), rows(4n, [4.5], 'double'), rows(5n, [501])]);
+    await putSegment(store, 'other', txns(1n, 3));
+    await putHead(store, { t: 5n, other: 3n });
+    const tables = openTables();
+    const { follower } = follow(store, tables, { sweepIntervalMs: 20 });
+    await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+    await waitFor(() => follower.appliedTxn('other') === 3n, 'other applied');
+    const suspended = statusOf(follower, 't').suspended!;
+    expect(suspended.code).toBe('TYPE_CONFLICT');
+    expect(suspended.message).toContain('walship admin resume --table t');
+    expect(suspended.message).toContain('POST /admin/resume?table=t');
+    expect(follower.appliedTxn('t')).toBe(2n);
+    expect(tables.lastTxn('t')).toBe(2n);
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(2));
+    expect(tables.schema('t')?.columns.find((c) => c.name === 'v')?.type).toBe('long');
+    expect(columnValues(tables, 'other')).toEqual(valuesThrough(3));
+  });
+
+  it('a restart resumes from the watermarks in the table store', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 'a', txns(1n, 2));
+    await putSegment(inner, 'a', txns(3n, 1));
+    await putSegment(inner, 'b', txns(1n, 1));
+    await putHead(inner, { a: 3n, b: 1n });
+    const file = path.join(dir, 'restart.sqlite');
+    let tables = openTables(file);
+    const first = follow(inner, tables);
+    await waitFor(
+      () => first.follower.appliedTxn('a') === 3n && first.follower.appliedTxn('b') === 1n,
+      'first run',
+    );
+    await stopFollower(first.follower);
+    closeTables(tables);
+
+    // The primary went on while the replica was down.
+    await putSegment(inner, 'a', txns(4n, 2));
+    await putSegment(inner, 'b', txns(2n, 3));
+    await putHead(inner, { a: 5n, b: 4n });
+    tables = openTables(file);
+    const store = recording(inner);
+    const second = follow(store, tables, { clusterId: CLUSTER });
+    expect(second.follower.appliedTxn('a')).toBe(3n); // known before the first poll
+    await waitFor(
+      () => second.follower.appliedTxn('a') === 5n && second.follower.appliedTxn('b') === 4n,
+      'second run',
+    );
+    expect(columnValues(tables, 'a')).toEqual(valuesThrough(5));
+    expect(columnValues(tables, 'b')).toEqual(valuesThrough(4));
+    const segmentGets = store.requests.filter((r) => r.op === 'get' && r.key.includes('/wal/'));
+    const fetched = segmentGets.filter((r) => r.outcome === 'ok').map((r) => r.key);
+    expect(fetched.sort()).toEqual([segmentKey('a', 4n), segmentKey('b', 2n)]);
+    // Nothing at or below the old watermarks (a: 3, b: 1) was asked for again.
+    const oldWatermark: Record<string, bigint> = { a: 3n, b: 1n };
+    for (const r of segmentGets) {
+      const [, key, , file] = r.key.split('/');
+      expect(BigInt(file!.slice(0, 20))).toBeGreaterThan(oldWatermark[key!]!);
+    }
+    expect(second.applied.map((a) => [a.key, a.txn])).toEqual(
+      expect.arrayContaining([
+        ['a', 5n],
+        ['b', 4n],
+      ]),
+    );
+    expect(second.applied.length).toBe(2);
+  });
+
+  it('an idle replica costs one conditional GET of head.json per poll (304)', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 'a', txns(1n, 2));
+    await putSegment(inner, 'b', txns(1n, 1));
+    await putHead(inner, { a: 2n, b: 1n });
+    const store = recording(inner);
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('a') === 2n && follower.appliedTxn('b') === 1n, 'catch-up');
+    // Tables that just applied are probed for a while (hotTableMs); then only head.json is asked.
+    const window = 10;
+    const idleSince = () => {
+      const byPoll = new Map<number, Request[]>();
+      for (const r of store.requests) byPoll.set(r.poll, [...(byPoll.get(r.poll) ?? []), r]);
+      const polls = follower.status().polls;
+      let idle = 0;
+      // Only finished polls count: the one in progress may not have sent its request yet.
+      for (let poll = polls - 1; poll >= 1; poll--) {
+        const sent = byPoll.get(poll) ?? [];
+        const one = sent.length === 1 && sent[0]!.key === HEAD_KEY && sent[0]!.conditional;
+        if (!one || sent[0]!.outcome !== 'not-modified') break;
+        idle++;
+      }
+      return idle;
+    };
+    await waitFor(() => idleSince() >= window, `${window} idle polls`, FOLLOWER_LIMITS.hotTableMs + 15_000);
+    await stopFollower(follower);
+    const polls = follower.status().polls;
+    const last = store.requests.filter((r) => r.poll > polls - window);
+    expect(last.length).toBe(window);
+    expect(last.every((r) => r.op === 'get' && r.key === HEAD_KEY && r.outcome === 'not-modified')).toBe(
+      true,
+    );
+  });
+
+  it('after a restart, N idle polls cost N requests from the second poll on', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 'a', txns(1n, 2));
+    await putSegment(inner, 'b', txns(1n, 1));
+    await putHead(inner, { a: 2n, b: 1n });
+    const file = path.join(dir, 'idle.sqlite');
+    let tables = openTables(file);
+    const first = follow(inner, tables);
+    await waitFor(
+      () => first.follower.appliedTxn('a') === 2n && first.follower.appliedTxn('b') === 1n,
+      'catch-up',
+    );
+    await stopFollower(first.follower);
+    closeTables(tables);
+
+    tables = openTables(file);
+    const store = recording(inner);
+    const { follower } = follow(store, tables, { clusterId: CLUSTER });
+    await waitFor(() => follower.status().polls >= 25, '25 polls');
+    await stopFollower(follower);
+    const polls = follower.status().polls;
+    const afterFirst = store.requests.filter((r) => r.poll >= 2);
+    expect(afterFirst.length).toBe(polls - 1);
+    expect(afterFirst.every((r) => r.op === 'get' && r.key === HEAD_KEY && r.conditional)).toBe(true);
+    expect(afterFirst.every((r) => r.outcome === 'not-modified')).toBe(true);
+    expect(follower.stalenessMs()).not.toBeNull();
+  });
+
+  it('a new table that head.json does not mention is found by the sweep', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 'known', txns(1n, 1));
+    await putHead(store, { known: 1n });
+    const tables = openTables();
+    const { follower } = follow(store, tables, { sweepIntervalMs: 30 });
+    await waitFor(() => follower.appliedTxn('known') === 1n, 'known applied');
+    const headBefore = (await store.head(HEAD_KEY))!.etag;
+    await putSegment(store, 'Unlisted', txns(1n, 2));
+    await putSegment(store, 'Unlisted', txns(3n, 1));
+    await waitFor(() => follower.appliedTxn('unlisted') === 3n, 'unlisted applied');
+    expect((await store.head(HEAD_KEY))!.etag).toBe(headBefore);
+    expect(columnValues(tables, 'Unlisted')).toEqual(valuesThrough(3));
+    expect(statusOf(follower, 'unlisted').name).toBe('Unlisted');
+  });
+
+  it('head.json that claims more than the store holds, or is malformed, does not stall the replica', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 2));
+    await putHead(store, { t: 9n });
+    const tables = openTables();
+    const { follower } = follow(store, tables, { sweepIntervalMs: 20 });
+    await waitFor(() => follower.appliedTxn('t') === 2n && follower.stalenessMs() !== null, 't confirmed');
+    await waitFor(() => statusOf(follower, 't').txnsBehind === 0n, 'hint corrected');
+    await store.put(HEAD_KEY, new TextEncoder().encode('{"tables": [1, 2'));
+    await putSegment(store, 't', txns(3n, 1));
+    await waitFor(() => follower.appliedTxn('t') === 3n, 't applied past a malformed head.json');
+    expect(statusOf(follower, 't').suspended).toBeNull();
+  });
+
+  it('far behind, LISTs in batches and applies every segment in order', async () => {
+    const store = recording(new MemoryStore());
+    await putCluster(store);
+    const segments = FOLLOWER_LIMITS.listBatchKeys + 30;
+    for (let i = 1; i <= segments; i++) await putSegment(store, 'many', txns(BigInt(i), 1));
+    await putHead(store, { many: BigInt(segments) });
+    const tables = openTables();
+    const { follower, applied } = follow(store, tables, { downloadConcurrency: 8 });
+    await waitFor(() => follower.appliedTxn('many') === BigInt(segments), 'all applied');
+    expect(applied.map((a) => a.txn)).toEqual(Array.from({ length: segments }, (_, i) => BigInt(i + 1)));
+    expect(columnValues(tables, 'many')).toEqual(valuesThrough(segments));
+    const gets = store.requests.filter(
+      (r) => r.op === 'get' && r.key.includes('/wal/') && r.outcome === 'ok',
+    );
+    expect(gets.length).toBe(segments); // each downloaded once
+    expect(new Set(gets.map((r) => r.key)).size).toBe(segments);
+  });
+
+  it('refresh() resolves after a sweep that found and applied a new table', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 'a', txns(1n, 1));
+    await putHead(store, { a: 1n });
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied');
+    await putSegment(store, 'late', txns(1n, 2));
+    await follower.refresh();
+    // No waiting: the sweep that resolved refresh() applied it.
+    expect(follower.appliedTxn('late')).toBe(2n);
+  });
+
+  it('probeNow of an unknown key asks for a sweep and never adopts the key', async () => {
+    const store = recording(new MemoryStore());
+    await putCluster(store);
+    await putSegment(store, 'a', txns(1n, 1));
+    await putHead(store, { a: 1n });
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied');
+    const discoveries = () => store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').length;
+    const before = discoveries();
+    follower.probeNow(['ghost']);
+    await waitFor(() => discoveries() > before, 'a sweep');
+    const sweepPoll = store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').at(-1)!.poll;
+    await waitFor(() => follower.status().polls > sweepPoll, 'the sweep finished');
+    expect(follower.status().tables.map((t) => t.key)).toEqual(['a']);
+    expect(follower.appliedTxn('ghost')).toBe(0n);
+
+    await putSegment(store, 'fresh', txns(1n, 1));
+    follower.probeNow(['fresh']);
+    await waitFor(() => follower.appliedTxn('fresh') === 1n, 'fresh found by the sweep');
+  });
+
+  it('an object that reads corrupt once is fetched again and applied correctly', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 't', txns(1n, 1));
+    await putSegment(inner, 't', txns(2n, 3));
+    await putHead(inner, { t: 4n });
+    const faulty = withFaults(
+      inner,
+      [{ fault: { type: 'corrupt-read' }, operations: ['get'], keyPrefix: segmentKey('t', 2n), times: 1 }],
+      { random: seededRandom(3) },
+    );
+    const store = recording(faulty);
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('t') === 4n, 't applied');
+    expect(faulty.injected['corrupt-read']).toBe(1);
+    expect(store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('t', 2n)).length).toBe(2);
+    expect(statusOf(follower, 't').suspended).toBeNull();
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(4));
+  });
+
+  it('a persistently corrupt object suspends its table (CORRUPT_SEGMENT), others go on; resume() after repair', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 'Bad', txns(1n, 1));
+    const damaged = await segmentBytes('Bad', txns(2n, 2));
+    const good = damaged.slice();
+    const at = damaged.length >> 1;
+    damaged[at] = damaged[at]! ^ 0x40;
+    await inner.put(segmentKey('bad', 2n), damaged);
+    await putSegment(inner, 'good', txns(1n, 1));
+    await putHead(inner, { Bad: 3n, good: 1n });
+    const store = recording(inner);
+    const tables = openTables();
+    const { follower } = follow(store, tables, { sweepIntervalMs: 20 });
+    await waitFor(() => suspensionOf(follower, 'bad') !== null, 'bad suspended');
+    const suspension = statusOf(follower, 'bad').suspended!;
+    expect(suspension.code).toBe('CORRUPT_SEGMENT');
+    expect(suspension.objectKey).toBe(segmentKey('bad', 2n));
+    expect(suspension.message).toContain('walship admin resume --table Bad');
+    expect(follower.appliedTxn('bad')).toBe(1n);
+
+    // The other table goes on while `bad` is suspended.
+    await putSegment(inner, 'good', txns(2n, 1));
+    await waitFor(() => follower.appliedTxn('good') === 2n, 'good goes on');
+    const badGets = () =>
+      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('bad', 2n)).length;
+    // Fetched twice before it counted, and not again while suspended (sweeps included).
+    const sweeps = store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').length;
+    await waitFor(
+      () => store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').length >= sweeps + 3,
+      'three more sweeps',
+    );
+    expect(badGets()).toBe(FOLLOWER_LIMITS.fetchAttemptsPerSegment);
+    expect(follower.stalenessMs()).toBeNull(); // `bad` never confirmed it was caught up
+
+    expect(follower.resume('good')).toBe(false); // not suspended
+    expect(follower.resume('nope')).toBe(false); // not known
+    await inner.put(segmentKey('bad', 2n), good);
+    expect(follower.resume('BAD')).toBe(true); // by name, case-insensitively
+    await waitFor(() => follower.appliedTxn('bad') === 3n, 'bad applied after resume');
+    expect(statusOf(follower, 'bad').suspended).toBeNull();
+    expect(columnValues(tables, 'Bad')).toEqual(valuesThrough(3));
+    await waitFor(() => follower.stalenessMs() !== null, 'caught up everywhere');
+  });
+
+  it('SEGMENT_MISSING when a segment is gone but a later one exists', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 2));
+    await putSegment(store, 't', txns(5n, 2)); // txns 3..4 are missing
+    await putHead(store, { t: 6n });
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+    const suspension = statusOf(follower, 't').suspended!;
+    expect(suspension.code).toBe('SEGMENT_MISSING');
+    expect(suspension.objectKey).toBe(segmentKey('t', 3n));
+    expect(follower.appliedTxn('t')).toBe(2n);
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(2));
+  });
+
+  it('EPOCH_REGRESSION: a segment of epoch 1 after one of epoch 2 is never applied, across restarts too', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 1), 2n);
+    await putSegment(store, 't', txns(2n, 1), 1n);
+    await putHead(store, { t: 2n }, 2n);
+    const file = path.join(dir, 'epochs.sqlite');
+    let tables = openTables(file);
+    const first = follow(store, tables);
+    await waitFor(() => suspensionOf(first.follower, 't') !== null, 't suspended');
+    const suspension = statusOf(first.follower, 't').suspended!;
+    expect(suspension.code).toBe('EPOCH_REGRESSION');
+    expect(suspension.objectKey).toBe(segmentKey('t', 2n));
+    expect(first.follower.appliedTxn('t')).toBe(1n);
+    expect(statusOf(first.follower, 't').epoch).toBe(2n);
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(1));
+    expect(tables.getMeta(`${TABLE_EPOCH_META_PREFIX}t`)).toBe('2');
+    await stopFollower(first.follower);
+    closeTables(tables);
+
+    // The epoch is kept with the data: a restarted replica refuses the same object.
+    tables = openTables(file);
+    const second = follow(store, tables, { clusterId: CLUSTER });
+    await waitFor(() => suspensionOf(second.follower, 't') !== null, 't suspended again');
+    expect(statusOf(second.follower, 't').suspended!.code).toBe('EPOCH_REGRESSION');
+    expect(tables.lastTxn('t')).toBe(1n);
+  });
+
+  it('SEGMENT_WRONG_TABLE for an object of another table under a table key', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    const bytes = await segmentBytes('other', txns(1n, 1));
+    await store.put(segmentKey('t', 1n), bytes);
+    await putSegment(store, 'fine', txns(1n, 1));
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('fine') === 1n, 'fine applied');
+    await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+    const suspension = statusOf(follower, 't').suspended!;
+    expect(suspension.code).toBe('SEGMENT_WRONG_TABLE');
+    expect(suspension.objectKey).toBe(segmentKey('t', 1n));
+    expect(tables.schema('other')).toBeUndefined();
+    expect(tables.schema('t')).toBeUndefined();
+  });
+
+  it('stalenessMs() is null before the first confirmation and a number after', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 1));
+    await putSegment(store, 't', txns(2n, 1));
+    const tables = openTables();
+    tables.applyTxn('t', txns(1n, 1)[0]!); // a table known before the follower starts
+    const follower = new Follower({
+      store,
+      tables,
+      clock: systemClock,
+      log,
+      pollIntervalMs: 10,
+      sweepIntervalMs: 3_600_000,
+      downloadConcurrency: 2,
+      clusterId: undefined,
+    });
+    followers.push(follower);
+    expect(follower.stalenessMs()).toBeNull();
+    expect(statusOf(follower, 't').sinceCaughtUpMs).toBeNull();
+    follower.start();
+    await waitFor(() => follower.stalenessMs() !== null, 'a confirmation');
+    expect(follower.appliedTxn('t')).toBe(2n); // it confirms only once it holds what the store holds
+    const staleness = follower.stalenessMs()!;
+    expect(Number.isFinite(staleness) && staleness >= 0).toBe(true);
+    expect(statusOf(follower, 't').sinceCaughtUpMs).not.toBeNull();
+  });
+
+  it('an empty store is caught up too', async () => {
+    const store = new MemoryStore();
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.stalenessMs() !== null, 'an empty store confirmed');
+    await follower.refresh(); // resolves although there is nothing to sweep
+    expect(follower.status().tables).toEqual([]);
+  });
+
+  it('a store error while downloading is retried at a later poll; it never suspends the table', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 't', txns(1n, 2));
+    await putHead(inner, { t: 2n });
+    // More failures than the fetch attempts a corrupt object gets before its table is suspended.
+    const failures = FOLLOWER_LIMITS.fetchAttemptsPerSegment;
+    const store = recording(
+      withFaults(inner, [
+        { fault: { type: 'error' }, operations: ['get'], keyPrefix: segmentKey('t', 1n), times: failures },
+      ]),
+    );
+    const tables = openTables();
+    const { follower } = follow(store, tables, { pollIntervalMs: 5 });
+    await waitFor(() => follower.appliedTxn('t') === 2n, 't applied after the store recovered');
+    expect(statusOf(follower, 't').suspended).toBeNull();
+    expect(follower.status().lastStoreError?.message).toContain('injected fault');
+    const attempts = store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('t', 1n));
+    expect(attempts.map((r) => r.outcome)).toEqual([...Array(failures).fill('error'), 'ok']);
+    // One attempt per poll: a store error ends the poll, the table is tried again at the next.
+    expect(new Set(attempts.map((r) => r.poll)).size).toBe(attempts.length);
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(2));
+  });
+
+  it('store failures back off, doubling, instead of polling at the poll interval', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 't', txns(1n, 1));
+    const failures = 3;
+    // cluster.json is the first request of every poll until the first sweep succeeded.
+    const store = recording(
+      withFaults(inner, [
+        { fault: { type: 'error' }, operations: ['get'], keyPrefix: CLUSTER_KEY, times: failures },
+      ]),
+    );
+    const tables = openTables();
+    const { follower } = follow(store, tables, { pollIntervalMs: 5 });
+    await waitFor(() => follower.appliedTxn('t') === 1n, 't applied after the store recovered');
+    const attempts = store.requests.filter((r) => r.key === CLUSTER_KEY);
+    expect(attempts.map((r) => r.outcome)).toEqual([...Array(failures).fill('error'), 'ok']);
+    expect(attempts.map((r) => r.poll)).toEqual([1, 2, 3, 4]);
+    // Each poll after a failure starts at least the doubling backoff after the failed one (not the
+    // 5 ms poll interval). A lower bound only, so a slow machine cannot make it fail; 2 ms of slack
+    // for timers that round to whole milliseconds.
+    const { base, max } = FOLLOWER_LIMITS.storeBackoffMs;
+    for (let i = 1; i < attempts.length; i++) {
+      const backoffMs = Math.min(max, base * 2 ** (i - 1));
+      expect(attempts[i]!.atMs - attempts[i - 1]!.atMs).toBeGreaterThanOrEqual(backoffMs - 2);
+    }
+  });
+
+  it('CLUSTER_MISMATCH stops following with a fatal message in status', async () => {
+    const store = recording(new MemoryStore());
+    await putCluster(store, 'someone-else');
+    await putSegment(store, 't', txns(1n, 1));
+    const tables = openTables();
+    const { follower, clusters } = follow(store, tables, { clusterId: CLUSTER });
+    await waitFor(() => follower.status().fatal !== null, 'fatal');
+    const fatal = follower.status().fatal!;
+    expect(fatal).toContain('someone-else');
+    expect(fatal).toContain(CLUSTER);
+    expect(clusters).toEqual([]);
+    const requests = store.requests.length;
+    await sleep(100); // a window in which a follower that went on would poll again
+    expect(follower.status().polls).toBe(1);
+    expect(store.requests.length).toBe(requests);
+    expect(follower.appliedTxn('t')).toBe(0n);
+    expect(tables.schema('t')).toBeUndefined();
+  });
+
+  it('refresh() resolves once the follower stopped following on a fatal error', async () => {
+    const store = new MemoryStore();
+    await putCluster(store, 'someone-else');
+    const tables = openTables();
+    const { follower } = follow(store, tables, { clusterId: CLUSTER });
+    await waitFor(() => follower.status().fatal !== null, 'fatal');
+    // "Resolves when it finished (or the follower stopped)": this one will never sweep again, so a
+    // reader's refresh must not wait out its whole budget (nor leave its waiter behind).
+    const refreshed = await Promise.race([
+      follower.refresh().then(() => 'resolved'),
+      sleep(1_000).then(() => 'still pending after 1 s'),
+    ]);
+    expect(refreshed).toBe('resolved');
+  });
+
+  it('a reader probing a suspended table does not make the follower poll faster than its interval', async () => {
+    // Every request takes a timer turn, as on a real store: a follower that spins then shows as
+    // a flood of polls instead of starving the event loop (and hanging this test file).
+    const store = recording(withFaults(new MemoryStore(), [{ fault: { type: 'latency', ms: 1 } }]));
+    await putCluster(store);
+    const bytes = await segmentBytes('other', txns(1n, 1));
+    await store.put(segmentKey('t', 1n), bytes); // suspends t at once
+    await putHead(store, { t: 1n });
+    const tables = openTables();
+    const pollIntervalMs = 50;
+    const { follower } = follow(store, tables, { pollIntervalMs });
+    await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+    const pollsBefore = follower.status().polls;
+    const startedAtMs = performance.now();
+    follower.probeNow(['t']);
+    await sleep(300);
+    const elapsedMs = performance.now() - startedAtMs;
+    const polls = follower.status().polls - pollsBefore;
+    // One wake-up for the probe, then at most one poll per interval (an upper bound that only grows
+    // on a slow machine).
+    expect(polls).toBeLessThanOrEqual(Math.ceil(elapsedMs / pollIntervalMs) + 2);
+  });
+});

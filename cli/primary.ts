@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { pino } from 'pino';
-import { InvalidConfigError, systemClock, systemRandom } from '../core/index.js';
+import { InvalidConfigError } from '../core/index.js';
 import { openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
-import { PrimaryNode, type PrimarySettings } from '../primary/index.js';
-import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
-import { type CommandIo, EXIT, runUntilSignal } from './io.js';
+import type { PrimarySettings } from '../primary/index.js';
+import { type NodeConfig, parseHostPort } from './config.js';
+import { type CommandIo, EXIT } from './io.js';
+import { runNode } from './node.js';
 
 export const PRIMARY_USAGE = `walship primary [--config server.conf] [--key=value …]
 
@@ -19,20 +19,15 @@ export async function primaryCommand(argv: string[], io: CommandIo): Promise<num
     io.stdout(PRIMARY_USAGE);
     return EXIT.ok;
   }
-  const config = await loadConfig({ argv, env: io.env, fixed: { 'replication.role': 'primary' } });
-  const log = pino({ level: String(config.get('log.level')), base: { pid: process.pid } });
-  const settings = await primarySettings(config);
-  const node = await PrimaryNode.start(settings, { clock: systemClock, random: systemRandom, log });
-  io.stdout(
-    `walship primary ${node.nodeId} listening: http ${node.httpPort}${node.tcpPort ? `, tcp ${node.tcpPort}` : ''}`,
-  );
-  await runUntilSignal(node, settings.store, log);
-  return EXIT.ok;
+  return runNode('primary', argv, io);
 }
 
 /** Turn the configuration surface into the primary's settings, opening the store. */
-export async function primarySettings(config: NodeConfig): Promise<PrimarySettings> {
-  const opened = await openNodeStore(config);
+export async function primarySettings(
+  config: NodeConfig,
+  opened?: Awaited<ReturnType<typeof openNodeStore>>,
+): Promise<PrimarySettings> {
+  opened ??= await openNodeStore(config);
   const raw = opened.raw;
   const http = parseHostPort(config, 'http.bind.to');
   const level = config.number('replication.primary.compression.level');
@@ -63,6 +58,7 @@ export async function primarySettings(config: NodeConfig): Promise<PrimarySettin
       : undefined,
     httpAuth: httpAuth(config),
     maxRequestBytes: config.number('line.http.max.request.size'),
+    adminToken: config.string('admin.token'),
     queryTimeoutMs: config.number('query.timeout'),
     queryWorkers: Math.max(1, config.number('query.workers')),
     version: await packageVersion(),

@@ -1,8 +1,7 @@
-import { pino } from 'pino';
-import { systemClock } from '../core/index.js';
-import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
-import { loadConfig, type NodeConfig, parseHostPort } from './config.js';
-import { type CommandIo, EXIT, runUntilSignal } from './io.js';
+import type { ReplicaSettings } from '../replica/index.js';
+import { type NodeConfig, parseHostPort } from './config.js';
+import { type CommandIo, EXIT } from './io.js';
+import { runNode } from './node.js';
 import { httpAuth, openNodeStore, packageVersion } from './primary.js';
 
 export const REPLICA_USAGE = `walship replica [--config server.conf] [--key=value …]
@@ -20,18 +19,15 @@ export async function replicaCommand(argv: string[], io: CommandIo): Promise<num
     io.stdout(REPLICA_USAGE);
     return EXIT.ok;
   }
-  const config = await loadConfig({ argv, env: io.env, fixed: { 'replication.role': 'replica' } });
-  const log = pino({ level: String(config.get('log.level')), base: { pid: process.pid } });
-  const settings = await replicaSettings(config);
-  const node = await ReplicaNode.start(settings, { clock: systemClock, log });
-  io.stdout(`walship replica ${node.nodeId} listening: http ${node.httpPort}`);
-  await runUntilSignal(node, settings.store, log);
-  return EXIT.ok;
+  return runNode('replica', argv, io);
 }
 
 /** Turn the configuration surface into the replica's settings, opening the store. */
-export async function replicaSettings(config: NodeConfig): Promise<ReplicaSettings> {
-  const opened = await openNodeStore(config);
+export async function replicaSettings(
+  config: NodeConfig,
+  opened?: Awaited<ReturnType<typeof openNodeStore>>,
+): Promise<ReplicaSettings> {
+  opened ??= await openNodeStore(config);
   return {
     dataDir: String(config.require('node.data.dir')),
     nodeId: config.string('node.id'),

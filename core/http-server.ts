@@ -13,6 +13,8 @@ const HEADERS_TIMEOUT_MS = 30_000;
 export interface RunningHttpServer {
   server: Server;
   port: number;
+  /** Replace the routes (a node changing role keeps its listener and its clients' connections). */
+  setHandlers(handlers: HttpHandler[]): void;
   close(): Promise<void>;
 }
 
@@ -26,8 +28,9 @@ export async function startHttpServer(
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     headersTimeout: HEADERS_TIMEOUT_MS,
   });
+  let routes = handlers;
   server.on('request', (req, res) => {
-    void route(handlers, req, res).catch((error: unknown) => {
+    void route(routes, req, res).catch((error: unknown) => {
       log.error({ err: (error as Error).message, url: req.url }, 'HTTP handler failed');
       if (!res.headersSent) sendJson(res, 500, { code: 'internal error', message: 'internal error' });
       else res.destroy();
@@ -44,6 +47,9 @@ export async function startHttpServer(
   return {
     server,
     port,
+    setHandlers: (next) => {
+      routes = next;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -2,10 +2,13 @@ export {
   type ClusterRecord,
   claimPrimary,
   type EpochRecord,
+  encodeEpoch,
   newestEpoch,
   readEpoch,
 } from './cluster-bootstrap.js';
 export { type AckMode, type CommitResult, Committer } from './committer.js';
+export { type DivergenceSummary, renderTxnAsIlp, writeDivergenceFiles } from './divergence.js';
 export { type PrimaryDeps, PrimaryNode, type PrimarySettings } from './primary-node.js';
+export { closeRegistration, readRegistry, registerTable, type TableRegistry } from './table-registry.js';
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
 export { Uploader, type UploaderOptions } from './uploader.js';

@@ -3,7 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import {
+  type AdminAction,
   type Clock,
+  createAdminHttpHandler,
   createHttpAuthenticator,
   type Random,
   type RunningHttpServer,
@@ -45,6 +47,8 @@ export interface PrimarySettings {
   tcp: { host: string; port: number; authKeys: IlpTcpAuthKey[] | undefined } | undefined;
   httpAuth: { basic?: { username: string; password: string }[]; bearer?: string[] } | undefined;
   maxRequestBytes: number;
+  /** `admin.token`: `POST /admin/*` needs it; none = admin routes answer 403. */
+  adminToken?: string | undefined;
   queryTimeoutMs: number;
   queryWorkers: number;
   version: string;
@@ -54,6 +58,14 @@ export interface PrimaryDeps {
   clock: Clock;
   random: Random;
   log: Logger;
+  /** A listener the node shares with other roles (failover/): routes are set on it, it is not closed. */
+  http?: RunningHttpServer;
+  /** Admin actions of the process around this node (promote, demote …), served beside the node's own. */
+  adminActions?: Record<string, AdminAction>;
+  /** Extra fields for `/status` from the process around this node. */
+  statusExtra?: () => Record<string, unknown>;
+  /** Called once when an upload finds this node replaced (RFC-0002 "fenced"). */
+  onFenced?: (detail: { table: string; writerNodeId: string; epoch: bigint }) => void;
 }
 
 /** How long a shutdown waits for pending txns to reach the store. */
@@ -149,6 +161,7 @@ export class PrimaryNode {
         onFenced: (detail) => {
           gate.accepting = false;
           gate.fencedBy = `${detail.writerNodeId} (epoch ${detail.epoch}) at ${detail.table}`;
+          deps.onFenced?.(detail);
         },
       });
       cleanup.push(() => uploader.stop());
@@ -198,8 +211,11 @@ export class PrimaryNode {
         sendJson(res, 200, node?.status() ?? {});
         return true;
       };
-      const http = await startHttpServer([ilp, query, status], settings.http, epochLog);
-      cleanup.push(() => http.close());
+      const admin = createAdminHttpHandler(settings.adminToken, deps.adminActions ?? {});
+      const routes = [ilp.handle, query, status, admin];
+      const http = deps.http ?? (await startHttpServer(routes, settings.http, epochLog));
+      http.setHandlers(routes);
+      if (deps.http === undefined) cleanup.push(() => http.close());
       const tcp =
         settings.tcp === undefined
           ? undefined
@@ -255,6 +271,7 @@ export class PrimaryNode {
       lastError: upload.tables[schema.name]?.lastError ?? null,
     }));
     return {
+      ...this.#deps.statusExtra?.(),
       role: 'primary',
       nodeId: this.nodeId,
       clusterId: this.clusterId,
@@ -268,6 +285,37 @@ export class PrimaryNode {
     };
   }
 
+  /**
+   * Planned switchover, step 1 (RFC-0002): stop taking writes (421), upload everything pending, and
+   * resolve each table's last txn by table key — all of it is in the store. If the backlog cannot
+   * be uploaded within `timeoutMs`, writes are taken again and DEMOTE_FAILED (unavailable) is thrown:
+   * a switchover must not go on while txns exist only here. FENCED when the node was replaced.
+   */
+  async demote(timeoutMs: number): Promise<Record<string, string>> {
+    if (this.#closed) throw new WalshipError('CLOSED', 'closed', 'the node is shutting down');
+    if (this.#gate.fencedBy !== null)
+      throw new WalshipError('FENCED', 'fenced', `already replaced by ${this.#gate.fencedBy}`);
+    this.#gate.accepting = false;
+    const flushed = await this.#uploader.flush(timeoutMs);
+    if (this.#gate.fencedBy !== null)
+      throw new WalshipError('FENCED', 'fenced', `replaced by ${this.#gate.fencedBy}`);
+    const pending = this.#tables.pendingSummary();
+    if (!flushed || pending.length > 0) {
+      this.#gate.accepting = !this.#closed;
+      const txns = pending.reduce((sum, p) => sum + p.count, 0);
+      throw new WalshipError(
+        'DEMOTE_FAILED',
+        'unavailable',
+        `${txns} txns could not be uploaded within ${timeoutMs} ms (${this.#uploader.status().lastStoreError?.message ?? 'uploads still running'}); ` +
+          'this node takes writes again; retry the switchover when the store is healthy',
+      );
+    }
+    this.#deps.log.info('demoted: writes stopped and every txn is in the store');
+    return Object.fromEntries(
+      this.#tables.schemas().map((t) => [t.key, this.#tables.lastTxn(t.name).toString()]),
+    );
+  }
+
   /** Stop taking writes, upload what is pending (bounded), close all but the store (its opener's). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -278,7 +326,7 @@ export class PrimaryNode {
     if (!flushed)
       this.#deps.log.warn('shutting down with txns not yet uploaded; they are uploaded at the next start');
     await this.#uploader.stop();
-    await this.#http.close();
+    if (this.#deps.http === undefined) await this.#http.close();
     await this.#queries.close();
     this.#tables.close();
   }

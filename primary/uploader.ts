@@ -8,7 +8,9 @@ import {
   HEAD_KEY,
   sealSegment,
   segmentKey,
+  TABLES_REGISTRY_KEY,
 } from '../wal/index.js';
+import { registerTable } from './table-registry.js';
 
 /** What the uploader needs from the node's database (implemented by TableStore). */
 export interface PendingSource {
@@ -85,6 +87,8 @@ export class Uploader {
   #headWrittenAtMs = Number.NEGATIVE_INFINITY;
   #headWriting = false;
   #lastStoreError: { message: string; atMs: number } | null = null;
+  /** Table keys known to be in tables.json: registered once before their first upload (RFC-0002 W2). */
+  readonly #registered = new Set<string>();
 
   constructor(options: UploaderOptions) {
     this.#options = options;
@@ -297,6 +301,21 @@ export class Uploader {
     const txnLast = records.at(-1)!.txn;
     const epoch = this.#options.epoch();
     try {
+      const tableKey = source.tableKey(table);
+      if (!this.#registered.has(tableKey)) {
+        if ((await registerTable(store, tableKey, epoch)) === 'fenced') {
+          this.#fence({
+            table,
+            key: TABLES_REGISTRY_KEY,
+            txnFirst,
+            writerNodeId: 'tables.json',
+            epoch: null,
+            ourEpoch: epoch,
+          });
+          return;
+        }
+        this.#registered.add(tableKey);
+      }
       const segment = await sealSegment({
         tableName: table,
         epoch,
@@ -305,7 +324,7 @@ export class Uploader {
         codec: this.#options.codec,
         compressionLevel: this.#options.compressionLevel,
       });
-      const key = segmentKey(source.tableKey(table), txnFirst);
+      const key = segmentKey(tableKey, txnFirst);
       const writeId = `${this.#options.nodeId}.${epoch}.${txnFirst}`;
       const result = await store.put(key, segment, { condition: { type: 'absent' }, writeId });
       const uploadedThrough =
@@ -352,23 +371,48 @@ export class Uploader {
       );
       return header.txnLast;
     }
+    this.#fence({
+      table,
+      key,
+      txnFirst,
+      writerNodeId: header.writerNodeId,
+      epoch: header.epoch,
+      ourEpoch: epoch,
+    });
+    return null;
+  }
+
+  /** This node was replaced (RFC-0002 "fenced"): stop uploading, fail every durable waiter, tell the node. */
+  #fence(detail: {
+    table: string;
+    key: string;
+    txnFirst: bigint;
+    writerNodeId: string;
+    epoch: bigint | null;
+    ourEpoch: bigint;
+  }): void {
+    if (this.#fenced) return;
     this.#fenced = true;
     this.#options.log.error(
       {
-        table,
-        key,
-        writerNodeId: header.writerNodeId,
-        epoch: header.epoch.toString(),
-        ourEpoch: epoch.toString(),
+        table: detail.table,
+        key: detail.key,
+        writerNodeId: detail.writerNodeId,
+        epoch: detail.epoch?.toString() ?? 'newer',
+        ourEpoch: detail.ourEpoch.toString(),
       },
-      'segment slot taken by another writer: this node has been fenced and stops accepting writes',
+      'another primary holds a newer epoch: this node has been fenced and stops accepting writes',
     );
-    this.#options.onFenced({ table, txnFirst, writerNodeId: header.writerNodeId, epoch: header.epoch });
+    this.#options.onFenced({
+      table: detail.table,
+      txnFirst: detail.txnFirst,
+      writerNodeId: detail.writerNodeId,
+      epoch: detail.epoch ?? detail.ourEpoch + 1n,
+    });
     for (const s of this.#tables.values()) {
       for (const w of s.waiters) w.reject(fencedError());
       s.waiters = [];
     }
-    return null;
   }
 
   #uploaded(

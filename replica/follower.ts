@@ -188,6 +188,38 @@ export class Follower {
   }
 
   /**
+   * Apply everything the store holds now, outside the poll loop (RFC-0002 P1, P4): discover every
+   * table and follow each until a LIST after its watermark comes back empty. Throws on a store
+   * error, and CATCH_UP_INCOMPLETE (data) when a table is suspended: promoting a replica that
+   * cannot apply a table would drop that table's later txns. Only on a follower never started.
+   */
+  async catchUp(): Promise<void> {
+    if (this.#loop !== undefined) {
+      throw new WalshipError(
+        'INVALID_STATE',
+        'internal',
+        'catchUp() is for a follower whose poll loop never ran',
+      );
+    }
+    if (!(await this.#checkCluster())) return;
+    await this.#discover();
+    for (const t of this.#tables.values()) if (t.suspended === null) await this.#follow(t, true);
+    const suspended = [...this.#tables.values()].filter((t) => t.suspended !== null);
+    if (suspended.length > 0) {
+      throw new WalshipError(
+        'CATCH_UP_INCOMPLETE',
+        'data',
+        `cannot catch up: ${suspended.map((t) => t.suspended!.message).join('; ')}`,
+      );
+    }
+  }
+
+  /** The followed tables' keys and applied txns (after catchUp: the last txn of each in the store). */
+  tableWatermarks(): { key: string; name: string; appliedTxn: bigint }[] {
+    return [...this.#tables.values()].map((t) => ({ key: t.key, name: t.name, appliedTxn: t.appliedTxn }));
+  }
+
+  /**
    * Lift the suspension of table `nameOrKey` (after the object was repaired): it is retried at the
    * next poll. Returns false for a table that is not suspended or not known.
    */
@@ -526,6 +558,8 @@ export class Follower {
     const { tables } = this.#options;
     tables.transaction(() => {
       for (const record of txns) tables.applyTxn(header.tableName, record);
+      // Everything a replica holds came from the store: uploaded = applied, ready for a promotion.
+      tables.setUploadedTxn(header.tableName, header.txnLast);
       if (header.epoch !== t.epoch)
         tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${t.key}`, header.epoch.toString());
     });

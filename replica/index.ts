@@ -21,6 +21,7 @@ export {
   Follower,
   type FollowerOptions,
   type Suspension,
+  TABLE_EPOCH_META_PREFIX,
 } from './follower.js';
 export { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from './replica-node.js';
 export {

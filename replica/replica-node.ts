@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import {
+  type AdminAction,
   type Clock,
   createAdminHttpHandler,
   createHttpAuthenticator,
@@ -48,6 +49,12 @@ export interface ReplicaSettings {
 export interface ReplicaDeps {
   clock: Clock;
   log: Logger;
+  /** A listener the node shares with other roles (failover/): routes are set on it, it is not closed. */
+  http?: RunningHttpServer;
+  /** Admin actions of the process around this node (promote, demote …), served beside resume and snapshot. */
+  adminActions?: Record<string, AdminAction>;
+  /** Extra fields for `/status` from the process around this node (a divergence after a fence). */
+  statusExtra?: () => Record<string, unknown>;
 }
 
 /**
@@ -125,12 +132,10 @@ export class ReplicaNode {
       });
       cleanup.push(() => queries.close());
       let node: ReplicaNode | undefined;
-      const http = await startHttpServer(
-        handlers(settings, follower, waiters, queries, deps, () => node),
-        settings.http,
-        log,
-      );
-      cleanup.push(() => http.close());
+      const routes = handlers(settings, follower, waiters, queries, deps, () => node);
+      const http = deps.http ?? (await startHttpServer(routes, settings.http, log));
+      http.setHandlers(routes);
+      if (deps.http === undefined) cleanup.push(() => http.close());
       node = new ReplicaNode({
         settings,
         deps: { ...deps, log },
@@ -156,6 +161,7 @@ export class ReplicaNode {
     const follow = this.#follower.status();
     const last = this.#lastSnapshot;
     return {
+      ...this.#deps.statusExtra?.(),
       role: 'replica',
       nodeId: this.nodeId,
       clusterId: this.#tables.getMeta('cluster.id') ?? null,
@@ -256,7 +262,7 @@ export class ReplicaNode {
     clearTimeout(this.#snapshotTimer);
     await this.#snapshotting?.catch(() => {});
     await this.#follower.stop();
-    await this.#http.close();
+    if (this.#deps.http === undefined) await this.#http.close();
     await this.#queries.close();
     this.#tables.close();
   }
@@ -301,6 +307,7 @@ function handlers(
     return true;
   };
   const admin = createAdminHttpHandler(settings.adminToken, {
+    ...deps.adminActions,
     resume: async (params) => {
       const table = params.get('table');
       if (table === null || table === '')
@@ -348,13 +355,20 @@ async function bootstrap(
   return manifest;
 }
 
-/** A primary's data dir holds txns a replica must not mix with the store's (rejoining is failover's job). */
+/**
+ * A primary's data dir may hold txns that never reached the store: a replica must not mix them
+ * with the store's (a fenced primary writes them to a divergence file and moves the database
+ * aside first, RFC-0002). A demoted primary that uploaded everything follows on its own database.
+ */
 function refusePrimaryDataDir(tables: TableStore): void {
-  const epoch = tables.getMeta('epoch');
-  if (epoch === undefined) return;
+  const pending = tables.pendingSummary();
+  if (pending.length === 0) return;
+  const txns = pending.reduce((sum, p) => sum + p.count, 0);
   throw new WalshipError(
     'REPLICA_REFUSED',
     'invalid',
-    `this data dir belongs to a primary (epoch ${epoch}); start it as a primary, or give the replica an empty node.data.dir`,
+    `this data dir holds ${txns} txns of a primary that never reached the object store (tables ${pending
+      .map((p) => p.table)
+      .join(', ')}); start it as a primary to upload them, or give the replica an empty node.data.dir`,
   );
 }

@@ -26,6 +26,7 @@ export {
   epochKey,
   epochOfKey,
   HEAD_KEY,
+  LEASE_KEY,
   isSnapshotId,
   padNumber,
   SNAPSHOT_ID_CHARS_MAX,
@@ -37,6 +38,7 @@ export {
   snapshotImageKey,
   snapshotManifestKey,
   TABLES_PREFIX,
+  TABLES_REGISTRY_KEY,
   txnFirstOfSegmentKey,
 } from './store-layout.js';
 export { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnKind, type TxnRecord } from './txn-record.js';

@@ -7,6 +7,10 @@ import { InvalidArgumentError } from '../core/index.js';
  */
 export const CLUSTER_KEY = 'cluster.json';
 export const HEAD_KEY = 'head.json';
+/** `tables.json`: every table key ever registered and the newest epoch that registered (RFC-0002 W2, P3). */
+export const TABLES_REGISTRY_KEY = 'tables.json';
+/** `lease.json`: the primary's liveness for automatic failover, renewed by CAS (RFC-0002 W4). */
+export const LEASE_KEY = 'lease.json';
 export const EPOCHS_PREFIX = 'epochs/';
 export const TABLES_PREFIX = 'tables/';
 const NUMBER_DIGITS = 20;

@@ -1,0 +1,5 @@
+/**
+ * Epochs, fencing, promotion, demotion and role changes (DESIGN §7, RFC-0002).
+ */
+export { type PromoteOptions, type Promotion, promote } from './promote.js';
+export { type NodeDeps, type NodeRole, type NodeSettings, WalshipNode } from './walship-node.js';

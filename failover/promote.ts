@@ -1,0 +1,199 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { type Clock, WalshipError } from '../core/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import {
+  closeRegistration,
+  type EpochRecord,
+  encodeEpoch,
+  newestEpoch,
+  readEpoch,
+} from '../primary/index.js';
+import { Follower, TABLE_EPOCH_META_PREFIX } from '../replica/index.js';
+import { decodeTableKey, TableStore } from '../table/index.js';
+import {
+  type Codec,
+  decodeSegmentHeader,
+  encodeTxnRecord,
+  epochKey,
+  sealSegment,
+  segmentKey,
+  type TxnRecord,
+} from '../wal/index.js';
+
+export interface PromoteOptions {
+  store: ObjectStore;
+  /** The replica's SQLite file; the replica must be closed (this opens it for writing). */
+  databaseFile: string;
+  nodeId: string;
+  /** Recorded in the epoch record: how clients and tools reach the new primary. */
+  url: string;
+  reason: string;
+  clock: Clock;
+  log: Logger;
+  codec: Codec;
+  compressionLevel: number;
+  synchronous: 'FULL' | 'NORMAL';
+}
+
+export interface Promotion {
+  clusterId: string;
+  epoch: bigint;
+  /** Per table: the fence's txn (the last txn of the old epoch is one less). */
+  fenced: { key: string; name: string; fenceTxn: bigint }[];
+}
+
+/** Fence rounds per table before giving up: each lost round means the old primary uploaded one more segment. */
+const FENCE_ROUNDS_MAX = 1_000;
+
+/**
+ * Promotes the replica whose database is `databaseFile` to the next epoch (RFC-0002 P1–P4):
+ * catch up with the store, claim `epochs/<E+1>.json` create-only, close table registration in
+ * `tables.json`, and fence every table with a create-only fence segment at the slot after its
+ * last txn — applying whatever the old primary got in first. Leaves the database ready for
+ * `PrimaryNode.start` (meta `epoch`, `cluster.id`, uploaded = applied). Throws PROMOTION_LOST
+ * (conflict) when another node took the epoch, CATCH_UP_INCOMPLETE when a table is suspended,
+ * FENCED when a newer promotion overtook this one, store errors as they come (the promotion can
+ * be retried: every step is idempotent for the same node).
+ */
+export async function promote(options: PromoteOptions): Promise<Promotion> {
+  const tables = TableStore.open(options.databaseFile, {
+    synchronous: options.synchronous,
+    clock: options.clock,
+  });
+  try {
+    const follower = followerOf(tables, options);
+    await follower.catchUp(); // P1
+    const clusterId = tables.getMeta('cluster.id');
+    if (clusterId === undefined) {
+      throw new WalshipError(
+        'NOTHING_TO_PROMOTE',
+        'invalid',
+        'the store holds no cluster yet: start a primary instead',
+      );
+    }
+    const epoch = await claimNextEpoch(tables, options); // P2
+    const registered = await closeRegistration(options.store, epoch); // P3
+    const keys = new Set([...registered, ...follower.tableWatermarks().map((t) => t.key)]);
+    const fenced: Promotion['fenced'] = [];
+    for (const key of [...keys].sort()) fenced.push(await fenceTable(tables, follower, key, epoch, options)); // P4
+    tables.transaction(() => {
+      tables.setMeta('cluster.id', clusterId);
+      tables.setMeta('epoch', epoch.toString());
+    });
+    options.log.info({ epoch: epoch.toString(), tables: fenced.length }, 'promoted: every table fenced');
+    return { clusterId, epoch, fenced };
+  } finally {
+    tables.close();
+  }
+}
+
+function followerOf(tables: TableStore, options: PromoteOptions): Follower {
+  return new Follower({
+    store: options.store,
+    tables,
+    clock: options.clock,
+    log: options.log,
+    pollIntervalMs: 1_000,
+    sweepIntervalMs: 1_000,
+    downloadConcurrency: 8,
+    clusterId: tables.getMeta('cluster.id'),
+    onCluster: (id) => tables.setMeta('cluster.id', id),
+  });
+}
+
+/** P2: `epochs/<E+1>.json` create-only; a lost answer is recognised by the claim id. */
+async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Promise<bigint> {
+  const newest = await newestEpoch(options.store);
+  if (newest === null) {
+    throw new WalshipError(
+      'NOTHING_TO_PROMOTE',
+      'invalid',
+      'the store holds no epoch yet: start a primary instead',
+    );
+  }
+  const epoch = newest.epoch + 1n;
+  const claimId = randomUUID();
+  const record: EpochRecord = {
+    epoch,
+    nodeId: options.nodeId,
+    url: options.url,
+    reason: options.reason,
+    at: new Date(options.clock.wallMs()).toISOString(),
+    claimId,
+  };
+  tables.setMeta('claim.id', claimId);
+  const result = await options.store.put(epochKey(epoch), encodeEpoch(record), {
+    condition: { type: 'absent' },
+  });
+  if (result.status === 'written') return epoch;
+  const winner = await readEpoch(options.store, epoch);
+  if (winner?.claimId === claimId) return epoch;
+  throw new WalshipError(
+    'PROMOTION_LOST',
+    'conflict',
+    `epoch ${epoch} was taken by node ${winner?.nodeId ?? 'unknown'} (${winner?.url ?? '?'}) first: this node stays a replica`,
+    { details: { epoch, winner: winner?.nodeId ?? null } },
+  );
+}
+
+/**
+ * P4 for one table: a fence segment at the slot after the last txn in the store. On 412 the slot
+ * was taken: ours (a lost answer) → done; else the old primary's → apply it and everything after
+ * (catch up), then try the next slot.
+ */
+async function fenceTable(
+  tables: TableStore,
+  follower: Follower,
+  key: string,
+  epoch: bigint,
+  options: PromoteOptions,
+): Promise<Promotion['fenced'][number]> {
+  for (let round = 0; round < FENCE_ROUNDS_MAX; round++) {
+    const name = tables.schemas().find((s) => s.key === key)?.name ?? decodeTableKey(key);
+    const fenceTxn = tables.lastTxn(name) + 1n;
+    const record: TxnRecord = {
+      txn: fenceTxn,
+      commitTimeUs: BigInt(Math.floor(options.clock.wallMs() * 1000)),
+      kind: 'fence',
+      rowCount: 0,
+      columns: [],
+    };
+    const segment = await sealSegment({
+      tableName: name,
+      epoch,
+      writerNodeId: options.nodeId,
+      records: [encodeTxnRecord(record)],
+      codec: options.codec,
+      compressionLevel: options.compressionLevel,
+    });
+    const objectKey = segmentKey(key, fenceTxn);
+    const writeId = `${options.nodeId}.${epoch}.${fenceTxn}`;
+    const put = await options.store.put(objectKey, segment, { condition: { type: 'absent' }, writeId });
+    if (put.status === 'written' || (await isOurs(options.store, objectKey, options.nodeId, epoch))) {
+      tables.transaction(() => {
+        tables.applyTxn(name, record);
+        tables.setUploadedTxn(name, fenceTxn);
+        tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${key}`, epoch.toString());
+      });
+      return { key, name: tables.schemas().find((s) => s.key === key)?.name ?? name, fenceTxn };
+    }
+    options.log.info(
+      { table: name, slot: fenceTxn.toString() },
+      'the old primary took the fence slot first; applying it',
+    );
+    await follower.catchUp();
+  }
+  throw new WalshipError(
+    'FENCE_CONTENDED',
+    'unavailable',
+    `table ${key}: lost the fence slot ${FENCE_ROUNDS_MAX} times in a row to the old primary; retry the promotion`,
+  );
+}
+
+async function isOurs(store: ObjectStore, key: string, nodeId: string, epoch: bigint): Promise<boolean> {
+  const got = await store.get(key);
+  if (got === null || got.status !== 'ok') return false;
+  const header = decodeSegmentHeader(got.body);
+  return header.writerNodeId === nodeId && header.epoch === epoch;
+}

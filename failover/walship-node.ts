@@ -1,0 +1,332 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rename } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import {
+  type AdminAction,
+  type Clock,
+  type Random,
+  type RunningHttpServer,
+  sendJson,
+  startHttpServer,
+  WalshipError,
+} from '../core/index.js';
+import { createIlpHttpHandler } from '../ilp/index.js';
+import {
+  type DivergenceSummary,
+  PrimaryNode,
+  type PrimarySettings,
+  writeDivergenceFiles,
+} from '../primary/index.js';
+import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
+import { TableStore } from '../table/index.js';
+import { type Promotion, promote } from './promote.js';
+
+/** Both roles' settings, built from one configuration (same data dir, store, listener, identity). */
+export interface NodeSettings {
+  primary: PrimarySettings;
+  replica: ReplicaSettings;
+  /** How others reach this node (epoch records). */
+  url: string;
+  /** How long a demotion waits for the backlog to upload (`replication.ack.durable.timeout`). */
+  demoteTimeoutMs: number;
+}
+
+export interface NodeDeps {
+  clock: Clock;
+  random: Random;
+  log: Logger;
+}
+
+export type NodeRole = 'primary' | 'replica' | 'switching';
+
+/** The database file both roles use in a data dir. */
+const DATABASE_FILE = 'tables.sqlite';
+
+/**
+ * One walship process: a primary or a replica that can change role without a restart (RFC-0002).
+ * It owns the HTTP listener (clients keep their connections; during a switch writes get 421 and
+ * reads 503) and serves `POST /admin/promote` and `POST /admin/demote` beside the role's own
+ * admin actions. A primary fenced by a newer epoch writes its un-uploaded txns to divergence files,
+ * moves its database aside and follows the new primary as a replica.
+ */
+export class WalshipNode {
+  readonly #settings: NodeSettings;
+  readonly #deps: NodeDeps;
+  readonly #http: RunningHttpServer;
+  #node: PrimaryNode | ReplicaNode | undefined;
+  #role: NodeRole = 'switching';
+  #nodeId: string | undefined;
+  /** Role changes run one at a time. */
+  #transition: Promise<unknown> = Promise.resolve();
+  #divergence: { epoch: string; files: DivergenceSummary[]; movedTo: string | null } | null = null;
+  #closed = false;
+
+  private constructor(settings: NodeSettings, deps: NodeDeps, http: RunningHttpServer) {
+    this.#settings = settings;
+    this.#deps = deps;
+    this.#http = http;
+  }
+
+  static async start(
+    role: 'primary' | 'replica',
+    settings: NodeSettings,
+    deps: NodeDeps,
+  ): Promise<WalshipNode> {
+    const http = await startHttpServer([], settings.primary.http, deps.log);
+    const node = new WalshipNode(settings, deps, http);
+    http.setHandlers(node.#switchingRoutes());
+    try {
+      if (role === 'primary') await node.#startPrimary(settings.primary.nodeId);
+      else await node.#startReplica(settings.replica.nodeId);
+    } catch (error) {
+      await http.close();
+      throw error;
+    }
+    return node;
+  }
+
+  get role(): NodeRole {
+    return this.#role;
+  }
+
+  get httpPort(): number {
+    return this.#http.port;
+  }
+
+  get nodeId(): string | undefined {
+    return this.#nodeId;
+  }
+
+  /** The current role's node (undefined while switching). */
+  get current(): PrimaryNode | ReplicaNode | undefined {
+    return this.#node;
+  }
+
+  /** Replica → primary at the next epoch (RFC-0002 P1–P5). On failure the node stays (or becomes again) a replica. */
+  promote(reason = 'promote'): Promise<Promotion> {
+    return this.#serialised(async () => {
+      const replica = this.#node;
+      if (!(replica instanceof ReplicaNode)) throw notRole('promote', 'replica', this.#role);
+      const nodeId = replica.nodeId;
+      this.#enterSwitching();
+      await replica.close();
+      let promotion: Promotion;
+      try {
+        promotion = await promote({
+          store: this.#settings.primary.store,
+          databaseFile: this.#databaseFile(),
+          nodeId,
+          url: this.#settings.url,
+          reason,
+          clock: this.#deps.clock,
+          log: this.#deps.log.child({ nodeId, step: 'promote' }),
+          codec: this.#settings.primary.codec,
+          compressionLevel: this.#settings.primary.compressionLevel,
+          synchronous: this.#settings.primary.synchronous,
+        });
+      } catch (error) {
+        await this.#startReplica(nodeId);
+        throw error;
+      }
+      await this.#startPrimary(nodeId);
+      return promotion;
+    });
+  }
+
+  /** Primary → replica after uploading everything (planned switchover, step 1); resolves each table's last txn. */
+  demote(timeoutMs = this.#settings.demoteTimeoutMs): Promise<Record<string, string>> {
+    return this.#serialised(async () => {
+      const primary = this.#node;
+      if (!(primary instanceof PrimaryNode)) throw notRole('demote', 'primary', this.#role);
+      const lastTxns = await primary.demote(timeoutMs);
+      const nodeId = primary.nodeId;
+      this.#enterSwitching();
+      await primary.close();
+      await this.#startReplica(nodeId);
+      return lastTxns;
+    });
+  }
+
+  status(): Record<string, unknown> {
+    return this.#node?.status() ?? { role: this.#role, nodeId: this.#nodeId ?? null, ...this.#statusExtra() };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#transition.catch(() => {});
+    await this.#node?.close();
+    this.#node = undefined;
+    await this.#http.close();
+  }
+
+  // --- roles ---
+
+  async #startPrimary(nodeId: string | undefined): Promise<void> {
+    const node = await PrimaryNode.start(
+      { ...this.#settings.primary, nodeId },
+      {
+        clock: this.#deps.clock,
+        random: this.#deps.random,
+        log: this.#deps.log,
+        http: this.#http,
+        adminActions: this.#adminActions(),
+        statusExtra: () => this.#statusExtra(),
+        onFenced: () => void this.#onFenced(),
+      },
+    );
+    this.#node = node;
+    this.#nodeId = node.nodeId;
+    this.#role = 'primary';
+  }
+
+  async #startReplica(nodeId: string | undefined): Promise<void> {
+    const node = await ReplicaNode.start(
+      { ...this.#settings.replica, nodeId },
+      {
+        clock: this.#deps.clock,
+        log: this.#deps.log,
+        http: this.#http,
+        adminActions: this.#adminActions(),
+        statusExtra: () => this.#statusExtra(),
+      },
+    );
+    this.#node = node;
+    this.#nodeId = node.nodeId;
+    this.#role = 'replica';
+  }
+
+  /**
+   * An upload found this primary replaced (RFC-0002 "fenced"): stop, keep what never reached the
+   * store in divergence files, move the database aside when it holds such txns, follow as a replica.
+   */
+  #onFenced(): Promise<unknown> {
+    return this.#serialised(async () => {
+      const primary = this.#node;
+      if (!(primary instanceof PrimaryNode) || this.#closed) return;
+      const nodeId = primary.nodeId;
+      const epoch = primary.epoch;
+      this.#enterSwitching();
+      await primary.close();
+      const files = await this.#writeDivergence(epoch);
+      const movedTo = files.length === 0 ? null : await this.#moveDatabaseAside(epoch);
+      this.#divergence = { epoch: epoch.toString(), files, movedTo };
+      this.#deps.log.error(
+        { epoch: epoch.toString(), divergence: files, movedTo },
+        files.length === 0
+          ? 'fenced by a newer primary; every txn had reached the store: following as a replica'
+          : 'fenced by a newer primary; txns that never reached the store are in the divergence files: following as a replica',
+      );
+      await this.#startReplica(nodeId);
+    });
+  }
+
+  async #writeDivergence(epoch: bigint): Promise<DivergenceSummary[]> {
+    const tables = TableStore.open(this.#databaseFile(), { synchronous: this.#settings.primary.synchronous });
+    try {
+      return await writeDivergenceFiles({
+        dir: path.join(this.#settings.primary.dataDir, 'divergence'),
+        epoch,
+        tables,
+      });
+    } finally {
+      tables.close();
+    }
+  }
+
+  /** The database holds rows the cluster does not have: keep it for reconciliation, start the replica empty. */
+  async #moveDatabaseAside(epoch: bigint): Promise<string> {
+    const dir = path.join(
+      this.#settings.primary.dataDir,
+      `diverged-epoch-${epoch}-${Math.floor(this.#deps.clock.wallMs())}`,
+    );
+    await mkdir(dir, { recursive: true });
+    for (const suffix of ['', '-wal', '-shm']) {
+      const file = `${this.#databaseFile()}${suffix}`;
+      if (existsSync(file)) await rename(file, path.join(dir, `${DATABASE_FILE}${suffix}`));
+    }
+    return dir;
+  }
+
+  #databaseFile(): string {
+    return path.join(this.#settings.primary.dataDir, DATABASE_FILE);
+  }
+
+  #statusExtra(): Record<string, unknown> {
+    return this.#divergence === null ? {} : { divergence: this.#divergence };
+  }
+
+  #adminActions(): Record<string, AdminAction> {
+    return {
+      promote: async (params) => {
+        const promotion = await this.promote(params.get('reason') ?? 'promote');
+        return {
+          epoch: promotion.epoch.toString(),
+          fenced: promotion.fenced.map((f) => ({ ...f, fenceTxn: f.fenceTxn.toString() })),
+        };
+      },
+      demote: async (params) => {
+        const timeout = params.get('timeout_ms');
+        const lastTxns = await this.demote(timeout === null ? undefined : parseTimeoutMs(timeout));
+        return { role: 'replica', lastTxns };
+      },
+    };
+  }
+
+  /** While switching: writes 421 (clients move to the next address), everything else 503. */
+  #enterSwitching(): void {
+    this.#role = 'switching';
+    this.#node = undefined;
+    this.#http.setHandlers(this.#switchingRoutes());
+  }
+
+  #switchingRoutes() {
+    const ilp = createIlpHttpHandler({
+      commit: () => Promise.reject(new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'changing role')),
+      acceptingWrites: () => false,
+      releaseVersion: this.#settings.primary.version,
+      tcpEnabled: false,
+    });
+    const busy = async (req: IncomingMessage, res: ServerResponse) => {
+      if (req.url?.split('?')[0] === '/status') {
+        sendJson(res, 200, { role: 'switching', nodeId: this.#nodeId ?? null, ...this.#statusExtra() });
+      } else {
+        res.setHeader('retry-after', '1');
+        sendJson(res, 503, { code: 'switching role', message: 'this node is changing role; retry shortly' });
+      }
+      return true;
+    };
+    return [ilp.handle, busy];
+  }
+
+  #serialised<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#transition
+      .catch(() => {})
+      .then(() => {
+        if (this.#closed) throw new WalshipError('CLOSED', 'closed', 'the node is shutting down');
+        return step();
+      });
+    this.#transition = run;
+    return run;
+  }
+}
+
+function notRole(action: string, wanted: string, actual: NodeRole): WalshipError {
+  return new WalshipError(
+    'WRONG_ROLE',
+    'conflict',
+    `cannot ${action}: this node is ${actual === 'switching' ? 'changing role' : `a ${actual}`}, not a ${wanted}`,
+  );
+}
+
+function parseTimeoutMs(text: string): number {
+  if (!/^\d{1,9}$/.test(text))
+    throw new WalshipError(
+      'INVALID_ARGUMENT',
+      'invalid',
+      'timeout_ms must be a whole number of milliseconds',
+    );
+  return Number(text);
+}

@@ -84,6 +84,16 @@ export const CONFIG_KEYS = {
     default: 'true',
     doc: 'an empty replica restores the newest snapshot before replaying segments',
   },
+  'replication.failover.auto': {
+    kind: 'bool',
+    default: 'false',
+    doc: 'automatic failover: a primary renews lease.json, a replica promotes itself when the lease stops changing (set on every node)',
+  },
+  'replication.failover.lease.timeout': {
+    kind: 'duration',
+    default: '10s',
+    doc: 'a candidate replica promotes itself after the lease has not changed this long (its own clock); the primary renews 4 times per timeout',
+  },
   'replication.snapshot.interval': {
     kind: 'duration',
     default: '0',

@@ -1,6 +1,7 @@
 import { isWalshipError } from '../core/index.js';
 import { adminCommand } from './admin.js';
 import { renderConfigReference } from './config.js';
+import { promoteCommand, switchoverCommand } from './failover-commands.js';
 import { type CommandIo, EXIT } from './io.js';
 import { primaryCommand } from './primary.js';
 import { replicaCommand } from './replica.js';
@@ -14,6 +15,8 @@ Commands:
   primary       run a primary node (ILP in, segments out)
   replica       run a replica node (segments in, reads out)
   admin         ask a running node to act: 'admin resume --table T', 'admin snapshot'
+  promote       promote a replica: 'promote --node URL' (unplanned failover)
+  switchover    planned, lossless: 'switchover --from URL --to URL'
   store check   check that an object store honours what replication and fencing need
   version       print the version
   help          print this text; 'help config' lists every configuration key
@@ -34,6 +37,8 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     if (command === 'primary') return await primaryCommand(argv.slice(1), io);
     if (command === 'replica') return await replicaCommand(argv.slice(1), io);
     if (command === 'admin') return await adminCommand(argv.slice(1), io, deps.fetch);
+    if (command === 'promote') return await promoteCommand(argv.slice(1), io, deps.fetch);
+    if (command === 'switchover') return await switchoverCommand(argv.slice(1), io, deps.fetch);
     if (command === 'version' || command === '--version') {
       io.stdout(await version());
       return EXIT.ok;

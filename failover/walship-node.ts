@@ -15,12 +15,14 @@ import {
 import { createIlpHttpHandler } from '../ilp/index.js';
 import {
   type DivergenceSummary,
+  newestEpoch,
   PrimaryNode,
   type PrimarySettings,
   writeDivergenceFiles,
 } from '../primary/index.js';
 import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
+import { LeaseKeeper, LeaseWatcher } from './lease.js';
 import { type Promotion, promote } from './promote.js';
 
 /** Both roles' settings, built from one configuration (same data dir, store, listener, identity). */
@@ -31,6 +33,11 @@ export interface NodeSettings {
   url: string;
   /** How long a demotion waits for the backlog to upload (`replication.ack.durable.timeout`). */
   demoteTimeoutMs: number;
+  /**
+   * Automatic failover (`replication.failover.auto`): as primary, renew `lease.json`; as replica,
+   * promote itself when the lease has not changed for `leaseTimeoutMs` (RFC-0002).
+   */
+  autoFailover: { enabled: boolean; leaseTimeoutMs: number };
 }
 
 export interface NodeDeps {
@@ -60,6 +67,7 @@ export class WalshipNode {
   #nodeId: string | undefined;
   /** Role changes run one at a time. */
   #transition: Promise<unknown> = Promise.resolve();
+  #lease: LeaseKeeper | LeaseWatcher | undefined;
   #divergence: { epoch: string; files: DivergenceSummary[]; movedTo: string | null } | null = null;
   #closed = false;
 
@@ -79,7 +87,7 @@ export class WalshipNode {
     http.setHandlers(node.#switchingRoutes());
     try {
       if (role === 'primary') await node.#startPrimary(settings.primary.nodeId);
-      else await node.#startReplica(settings.replica.nodeId);
+      else await node.#rejoinThenStartReplica();
     } catch (error) {
       await http.close();
       throw error;
@@ -157,6 +165,7 @@ export class WalshipNode {
     if (this.#closed) return;
     this.#closed = true;
     await this.#transition.catch(() => {});
+    await this.#lease?.stop();
     await this.#node?.close();
     this.#node = undefined;
     await this.#http.close();
@@ -180,6 +189,20 @@ export class WalshipNode {
     this.#node = node;
     this.#nodeId = node.nodeId;
     this.#role = 'primary';
+    if (this.#settings.autoFailover.enabled) {
+      const keeper = new LeaseKeeper({
+        store: this.#settings.primary.store,
+        nodeId: node.nodeId,
+        epoch: node.epoch,
+        timeoutMs: this.#settings.autoFailover.leaseTimeoutMs,
+        clock: this.#deps.clock,
+        log: this.#deps.log.child({ nodeId: node.nodeId, part: 'lease' }),
+        onLost: (holder) =>
+          node.fence(holder === undefined ? 'lease.json' : `${holder.nodeId} (lease, epoch ${holder.epoch})`),
+      });
+      this.#lease = keeper;
+      keeper.start();
+    }
   }
 
   async #startReplica(nodeId: string | undefined): Promise<void> {
@@ -196,6 +219,21 @@ export class WalshipNode {
     this.#node = node;
     this.#nodeId = node.nodeId;
     this.#role = 'replica';
+    if (this.#settings.autoFailover.enabled) {
+      const watcher = new LeaseWatcher({
+        store: this.#settings.replica.store,
+        timeoutMs: this.#settings.autoFailover.leaseTimeoutMs,
+        pollIntervalMs: this.#settings.replica.pollIntervalMs,
+        clock: this.#deps.clock,
+        random: this.#deps.random,
+        log: this.#deps.log.child({ nodeId: node.nodeId, part: 'lease' }),
+        onExpired: async () => {
+          await this.promote('automatic: the primary stopped renewing its lease');
+        },
+      });
+      this.#lease = watcher;
+      watcher.start();
+    }
   }
 
   /**
@@ -221,6 +259,43 @@ export class WalshipNode {
       );
       await this.#startReplica(nodeId);
     });
+  }
+
+  /**
+   * Started as a replica on the data dir of a primary that was replaced while it still held txns
+   * that never reached the store (it crashed or was killed, RFC-0002 W3 "rejoin"): keep those txns
+   * in divergence files, move the database aside, then follow. A data dir that is still the newest
+   * epoch's primary is left alone (the replica refuses it: it must upload first, as a primary).
+   */
+  async #rejoinThenStartReplica(): Promise<void> {
+    const file = this.#databaseFile();
+    let nodeId = this.#settings.replica.nodeId;
+    if (existsSync(file)) {
+      const tables = TableStore.open(file, { synchronous: this.#settings.primary.synchronous });
+      let localEpoch: string | undefined;
+      let pending: number;
+      try {
+        localEpoch = tables.getMeta('epoch');
+        nodeId ??= tables.getMeta('node.id'); // kept when the database moves aside
+        pending = tables.pendingSummary().length;
+      } finally {
+        tables.close();
+      }
+      if (localEpoch !== undefined && pending > 0) {
+        const newest = await newestEpoch(this.#settings.primary.store);
+        if (newest !== null && newest.epoch > BigInt(localEpoch)) {
+          const epoch = BigInt(localEpoch);
+          const files = await this.#writeDivergence(epoch);
+          const movedTo = await this.#moveDatabaseAside(epoch);
+          this.#divergence = { epoch: localEpoch, files, movedTo };
+          this.#deps.log.error(
+            { epoch: localEpoch, newestEpoch: newest.epoch.toString(), divergence: files, movedTo },
+            'this data dir was a replaced primary with txns that never reached the store: they are in the divergence files; following as a replica',
+          );
+        }
+      }
+    }
+    await this.#startReplica(nodeId);
   }
 
   async #writeDivergence(epoch: bigint): Promise<DivergenceSummary[]> {
@@ -277,6 +352,9 @@ export class WalshipNode {
 
   /** While switching: writes 421 (clients move to the next address), everything else 503. */
   #enterSwitching(): void {
+    const lease = this.#lease;
+    this.#lease = undefined;
+    void lease?.stop();
     this.#role = 'switching';
     this.#node = undefined;
     this.#http.setHandlers(this.#switchingRoutes());

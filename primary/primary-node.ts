@@ -286,6 +286,18 @@ export class PrimaryNode {
   }
 
   /**
+   * Another authority (the failover lease) says this node was replaced: stop taking writes now and
+   * report it as fenced. Uploads still run until the node is closed: a txn that reaches its slot
+   * before the new primary's fence is kept by the cluster, not lost.
+   */
+  fence(by: string): void {
+    if (this.#gate.fencedBy !== null) return;
+    this.#gate.accepting = false;
+    this.#gate.fencedBy = by;
+    this.#deps.onFenced?.({ table: '', writerNodeId: by, epoch: this.epoch + 1n });
+  }
+
+  /**
    * Planned switchover, step 1 (RFC-0002): stop taking writes (421), upload everything pending, and
    * resolve each table's last txn by table key — all of it is in the store. If the backlog cannot
    * be uploaded within `timeoutMs`, writes are taken again and DEMOTE_FAILED (unavailable) is thrown:

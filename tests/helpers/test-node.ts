@@ -18,6 +18,7 @@ export function testNodeSettings(
     primary?: Partial<PrimarySettings>;
     replica?: Partial<ReplicaSettings>;
     demoteTimeoutMs?: number;
+    autoFailover?: { enabled: boolean; leaseTimeoutMs: number };
   } = {},
 ): NodeSettings {
   return {
@@ -25,6 +26,7 @@ export function testNodeSettings(
     replica: testReplicaSettings(store, dataDir, overrides.replica),
     url: 'http://127.0.0.1:0',
     demoteTimeoutMs: overrides.demoteTimeoutMs ?? 10_000,
+    autoFailover: overrides.autoFailover ?? { enabled: false, leaseTimeoutMs: 10_000 },
   };
 }
 

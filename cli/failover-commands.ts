@@ -1,0 +1,164 @@
+import { InvalidConfigError } from '../core/index.js';
+import { loadConfig, parseDurationMs } from './config.js';
+import { type CommandIo, EXIT } from './io.js';
+
+export const PROMOTE_USAGE = `walship promote --node URL [--reason TEXT] [--config server.conf] [--admin.token=…]
+
+Unplanned failover (RFC-0002): the replica at URL catches up with the store, takes the next epoch,
+fences every table and starts taking writes. The old primary, if it still runs, is fenced at its
+next upload. Two replicas promoted at once: one wins, the other answers 409 and stays a replica.`;
+
+export const SWITCHOVER_USAGE = `walship switchover --from URL --to URL [--timeout 30s] [--config server.conf] [--admin.token=…]
+
+Planned switchover without loss or restarts (RFC-0002): demote the primary at --from (writes stop
+with 421, everything is uploaded, each table's last txn reported), wait until the replica at --to
+has applied those txns, promote it; the old primary follows as a replica. If the replica does not
+catch up in time, the old primary is promoted back and the command fails.`;
+
+type Fetch = typeof fetch;
+
+/** `walship promote --node URL`. */
+export async function promoteCommand(
+  argv: string[],
+  io: CommandIo,
+  fetchImpl: Fetch = fetch,
+): Promise<number> {
+  if (argv.includes('--help')) {
+    io.stdout(PROMOTE_USAGE);
+    return EXIT.ok;
+  }
+  const { own, token } = await parse(argv, io, ['node', 'reason']);
+  const node = requireFlag(own, 'node');
+  const params = own.reason === undefined ? '' : `?reason=${encodeURIComponent(own.reason)}`;
+  const answer = await post(fetchImpl, node, `/admin/promote${params}`, token);
+  (answer.ok ? io.stdout : io.stderr)(JSON.stringify(answer.body));
+  return answer.ok ? EXIT.ok : exitOf(answer.status);
+}
+
+/** `walship switchover --from A --to B`. */
+export async function switchoverCommand(
+  argv: string[],
+  io: CommandIo,
+  fetchImpl: Fetch = fetch,
+): Promise<number> {
+  if (argv.includes('--help')) {
+    io.stdout(SWITCHOVER_USAGE);
+    return EXIT.ok;
+  }
+  const { own, token } = await parse(argv, io, ['from', 'to', 'timeout']);
+  const from = requireFlag(own, 'from');
+  const to = requireFlag(own, 'to');
+  const timeoutMs = own.timeout === undefined ? 30_000 : parseDurationMs(own.timeout);
+  if (timeoutMs === undefined) throw new InvalidConfigError('--timeout: expected a duration such as 30s');
+  const startedAt = performance.now();
+  const demoted = await post(fetchImpl, from, '/admin/demote', token);
+  if (!demoted.ok) {
+    io.stderr(`walship: ${from} refused to demote: ${JSON.stringify(demoted.body)}`);
+    return exitOf(demoted.status);
+  }
+  const lastTxns = (demoted.body as { lastTxns?: Record<string, string> }).lastTxns ?? {};
+  const caughtUp = await waitApplied(fetchImpl, to, lastTxns, timeoutMs);
+  if (!caughtUp) {
+    const back = await post(fetchImpl, from, '/admin/promote?reason=switchover-aborted', token);
+    io.stderr(
+      `walship: ${to} did not apply ${JSON.stringify(lastTxns)} within ${timeoutMs} ms; ` +
+        `switchover aborted, ${from} ${back.ok ? 'is the primary again' : `could not be promoted back: ${JSON.stringify(back.body)}`}`,
+    );
+    return EXIT.failed;
+  }
+  const promoted = await post(fetchImpl, to, '/admin/promote?reason=switchover', token);
+  const pauseMs = Math.round(performance.now() - startedAt);
+  if (!promoted.ok) {
+    io.stderr(
+      `walship: ${to} refused the promotion: ${JSON.stringify(promoted.body)}; ${from} is a replica now`,
+    );
+    return exitOf(promoted.status);
+  }
+  const epoch = (promoted.body as { epoch?: string }).epoch;
+  io.stdout(JSON.stringify({ from, to, epoch, lastTxns, writePauseMs: pauseMs }));
+  io.stderr(
+    `switchover done: ${to} is the primary at epoch ${epoch}; writes paused ${pauseMs} ms; nothing lost`,
+  );
+  return EXIT.ok;
+}
+
+/** Polls `to`'s /status until every table in `lastTxns` (by key) is applied that far. */
+async function waitApplied(
+  fetchImpl: Fetch,
+  to: string,
+  lastTxns: Record<string, string>,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    try {
+      const response = await fetchImpl(new URL('/status', to));
+      const status = (await response.json()) as { tables?: { key: string; appliedTxn?: string }[] };
+      const applied = new Map((status.tables ?? []).map((t) => [t.key, BigInt(t.appliedTxn ?? '0')]));
+      if (Object.entries(lastTxns).every(([key, txn]) => (applied.get(key) ?? 0n) >= BigInt(txn)))
+        return true;
+    } catch {
+      // the replica may be busy or restarting its role: ask again
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}
+
+async function parse(argv: string[], io: CommandIo, names: string[]) {
+  const own: Record<string, string> = {};
+  const others: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const match = /^--([a-z]+)(?:=(.*))?$/.exec(arg);
+    if (match === null || !names.includes(match[1]!)) {
+      others.push(arg);
+      continue;
+    }
+    const value = match[2] ?? argv[++i];
+    if (value === undefined) throw new InvalidConfigError(`--${match[1]} needs a value`);
+    own[match[1]!] = value;
+  }
+  const config = await loadConfig({ argv: others, env: io.env });
+  const token = config.string('admin.token');
+  if (token === undefined)
+    throw new InvalidConfigError('admin.token is required (WALSHIP_ADMIN_TOKEN or --admin.token)');
+  return { own, token };
+}
+
+function requireFlag(own: Record<string, string>, name: string): string {
+  const value = own[name];
+  if (value === undefined) throw new InvalidConfigError(`--${name} URL is required`);
+  try {
+    return new URL(value).origin;
+  } catch {
+    throw new InvalidConfigError(`--${name}: not a URL (expected http://host:port)`);
+  }
+}
+
+async function post(fetchImpl: Fetch, base: string, pathAndQuery: string, token: string) {
+  try {
+    const response = await fetchImpl(new URL(pathAndQuery, base), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const text = await response.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { ok: response.ok, status: response.status, body };
+  } catch (error) {
+    return {
+      ok: false,
+      status: 0,
+      body: { code: 'unreachable', message: `${base}: ${(error as Error).message}` },
+    };
+  }
+}
+
+function exitOf(status: number): number {
+  return status === 0 || status >= 500 ? EXIT.unavailable : EXIT.failed;
+}

@@ -1,0 +1,228 @@
+import type { Logger } from 'pino';
+import { type Clock, isWalshipError, type Random } from '../core/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { LEASE_KEY } from '../wal/index.js';
+
+/**
+ * `lease.json` for automatic failover (RFC-0002 W4 and "Automatic failover"). The primary renews
+ * it by compare-and-swap; candidates watch its ETag with conditional GETs and measure, on their own
+ * monotonic clocks, how long it has not changed. No clock is compared across nodes: only "has
+ * this object changed in the last T ms of MY time".
+ */
+export interface LeaseRecord {
+  epoch: bigint;
+  nodeId: string;
+  renewal: number;
+  at: string;
+}
+
+/** Renewals per lease timeout: a primary misses three in a row before a candidate moves. */
+export const RENEWALS_PER_TIMEOUT = 4;
+
+export function encodeLease(record: LeaseRecord): Uint8Array {
+  return new TextEncoder().encode(`${JSON.stringify({ ...record, epoch: record.epoch.toString() })}\n`);
+}
+
+export function parseLease(bytes: Uint8Array): LeaseRecord | undefined {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
+    if (
+      typeof value.epoch !== 'string' ||
+      !/^\d{1,20}$/.test(value.epoch) ||
+      typeof value.nodeId !== 'string'
+    ) {
+      return undefined;
+    }
+    return {
+      epoch: BigInt(value.epoch),
+      nodeId: value.nodeId,
+      renewal: typeof value.renewal === 'number' ? value.renewal : 0,
+      at: typeof value.at === 'string' ? value.at : '',
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LeaseKeeperOptions {
+  store: ObjectStore;
+  nodeId: string;
+  epoch: bigint;
+  timeoutMs: number;
+  clock: Clock;
+  log: Logger;
+  /** The lease names a newer epoch, or was taken by another node: this primary was replaced. */
+  onLost: (holder: LeaseRecord | undefined) => void;
+}
+
+/** The primary's side: renew `lease.json` every timeout / RENEWALS_PER_TIMEOUT by CAS. */
+export class LeaseKeeper {
+  readonly #options: LeaseKeeperOptions;
+  #etag: string | undefined;
+  #renewal = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #running: Promise<void> = Promise.resolve();
+
+  constructor(options: LeaseKeeperOptions) {
+    this.#options = options;
+  }
+
+  start(): void {
+    this.#tick();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  #tick(): void {
+    if (this.#stopped) return;
+    this.#running = this.#renew()
+      .catch((error: unknown) => {
+        // A store error is retried at the next tick; candidates may take over meanwhile, and then
+        // this node is fenced by its next renewal or upload.
+        const level = isWalshipError(error) && error.kind === 'unavailable' ? 'warn' : 'error';
+        this.#options.log[level]({ err: (error as Error).message }, 'lease renewal failed');
+      })
+      .then(() => {
+        if (this.#stopped) return;
+        this.#timer = setTimeout(() => this.#tick(), this.#options.timeoutMs / RENEWALS_PER_TIMEOUT);
+        this.#timer.unref();
+      });
+  }
+
+  async #renew(): Promise<void> {
+    const { store, nodeId, epoch } = this.#options;
+    const record: LeaseRecord = {
+      epoch,
+      nodeId,
+      renewal: ++this.#renewal,
+      at: new Date(this.#options.clock.wallMs()).toISOString(),
+    };
+    if (this.#etag === undefined) {
+      const current = await store.get(LEASE_KEY);
+      if (current !== null && current.status === 'ok') {
+        const holder = parseLease(current.body);
+        if (
+          holder !== undefined &&
+          (holder.epoch > epoch || (holder.epoch === epoch && holder.nodeId !== nodeId))
+        ) {
+          return this.#lost(holder);
+        }
+        this.#etag = current.info.etag;
+      }
+    }
+    const result = await store.put(LEASE_KEY, encodeLease(record), {
+      condition: this.#etag === undefined ? { type: 'absent' } : { type: 'match', etag: this.#etag },
+    });
+    if (result.status === 'written') {
+      this.#etag = result.etag;
+      return;
+    }
+    // Someone else wrote it (or our own earlier write whose answer was lost): look again next time.
+    this.#etag = undefined;
+    const current = await store.get(LEASE_KEY);
+    const holder = current !== null && current.status === 'ok' ? parseLease(current.body) : undefined;
+    if (
+      holder !== undefined &&
+      (holder.epoch > epoch || (holder.epoch === epoch && holder.nodeId !== nodeId))
+    ) {
+      this.#lost(holder);
+    }
+  }
+
+  #lost(holder: LeaseRecord | undefined): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#options.log.error(
+      { holder: holder === undefined ? null : { nodeId: holder.nodeId, epoch: holder.epoch.toString() } },
+      'the lease belongs to a newer primary: this node was replaced',
+    );
+    this.#options.onLost(holder);
+  }
+}
+
+export interface LeaseWatcherOptions {
+  store: ObjectStore;
+  timeoutMs: number;
+  /** How often to look (the replica's poll interval, at most timeout / RENEWALS_PER_TIMEOUT). */
+  pollIntervalMs: number;
+  clock: Clock;
+  random: Random;
+  log: Logger;
+  /** The lease has not changed for the timeout (plus this candidate's jitter): promote. */
+  onExpired: () => Promise<void>;
+}
+
+/**
+ * A candidate's side: conditional GETs of `lease.json`; when its ETag has not changed for
+ * `timeoutMs` plus a random 0–25 % (so candidates rarely race; a race is settled by the epoch
+ * claim anyway), call `onExpired`. A missing lease counts from when this watcher started: a
+ * cluster whose primary never wrote one fails over too, after the same wait.
+ */
+export class LeaseWatcher {
+  readonly #options: LeaseWatcherOptions;
+  readonly #timeoutMs: number;
+  #etag: string | undefined;
+  #changedAtMs: number;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #running: Promise<void> = Promise.resolve();
+
+  constructor(options: LeaseWatcherOptions) {
+    this.#options = options;
+    this.#timeoutMs = options.timeoutMs * (1 + options.random.next() / 4);
+    this.#changedAtMs = options.clock.monotonicMs();
+  }
+
+  start(): void {
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    const intervalMs = Math.min(this.#options.pollIntervalMs, this.#options.timeoutMs / RENEWALS_PER_TIMEOUT);
+    this.#timer = setTimeout(() => {
+      this.#running = this.#look().finally(() => this.#schedule());
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  async #look(): Promise<void> {
+    const startedAtMs = this.#options.clock.monotonicMs();
+    try {
+      const got = await this.#options.store.get(
+        LEASE_KEY,
+        this.#etag === undefined ? {} : { ifNoneMatch: this.#etag },
+      );
+      if (got !== null && got.status === 'ok' && got.info.etag !== this.#etag) {
+        this.#etag = got.info.etag;
+        this.#changedAtMs = startedAtMs;
+        return;
+      }
+    } catch (error) {
+      // The store is unreachable for us: that says nothing about the primary. Do not count it.
+      this.#options.log.warn({ err: (error as Error).message }, 'cannot read the lease');
+      this.#changedAtMs = Math.max(this.#changedAtMs, startedAtMs - this.#timeoutMs / 2);
+      return;
+    }
+    if (this.#stopped || startedAtMs - this.#changedAtMs < this.#timeoutMs) return;
+    this.#options.log.warn(
+      { unchangedForMs: Math.round(startedAtMs - this.#changedAtMs) },
+      'the primary has not renewed its lease: promoting this replica',
+    );
+    this.#changedAtMs = startedAtMs; // a failed or lost promotion waits a whole timeout again
+    await this.#options.onExpired().catch((error: unknown) => {
+      this.#options.log.warn({ err: (error as Error).message }, 'automatic promotion did not happen');
+    });
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * walship's TypeScript client (DESIGN §2 `client/`): an ILP-over-HTTP Sender that fails over
+ * between several addresses and keeps a batch until it is committed, and a ReadRouter that sends
+ * SQL reads to replicas or the primary by read preference, with commit tokens and staleness
+ * bounds. It talks HTTP only and imports nothing of walship.
+ */
+
+export {
+  type ClientClock,
+  type ClientRandom,
+  ManualClientClock,
+  systemClientClock,
+  systemClientRandom,
+} from './clock.js';
+export {
+  CONFIG_DEFAULTS,
+  parseConfigString,
+  Secret,
+  type SenderAddress,
+  type SenderAuth,
+  type SenderConfig,
+} from './config-string.js';
+export {
+  type ClientErrorCode,
+  type ClientErrorKind,
+  type FlushAttempt,
+  FlushGaveUpError,
+  type IlpErrorBody,
+  IlpRequestError,
+  isClientError,
+  WalshipClientError,
+} from './errors.js';
+export type { TimestampUnit } from './ilp-row-encoder.js';
+export {
+  type ExecResult,
+  type NodeRole,
+  type NodeState,
+  type QueryOptions,
+  type ReadAttempt,
+  type ReadPreference,
+  type ReadResult,
+  ReadRouter,
+  type ReadRouterOptions,
+  type RouterNode,
+} from './read-router.js';
+export { Sender, type SenderDeps } from './sender.js';
+export {
+  BACKOFF_INITIAL_MS,
+  BACKOFF_MAX_MS,
+  RETRY_SAME_ADDRESS_STATUSES,
+  verdictOfStatus,
+} from './write-policy.js';

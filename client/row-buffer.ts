@@ -1,0 +1,81 @@
+import { Buffer } from 'node:buffer';
+import { WalshipClientError } from './errors.js';
+
+/**
+ * The sender's buffer of complete ILP lines: grows by doubling from init_buf_size up to
+ * max_buf_size and refuses a row that would pass it (BUFFER_FULL, the row is not added). Batches
+ * leave it from the front, and only once committed.
+ */
+export class RowBuffer {
+  readonly #maxBytes: number;
+  #bytes: Buffer;
+  #length = 0;
+  #rows = 0;
+
+  constructor(initBytes: number, maxBytes: number) {
+    if (!(Number.isInteger(initBytes) && initBytes >= 1 && initBytes <= maxBytes)) {
+      throw new Error(`RowBuffer sizes: need 1 ≤ init (${initBytes}) ≤ max (${maxBytes})`);
+    }
+    this.#maxBytes = maxBytes;
+    this.#bytes = Buffer.allocUnsafe(initBytes);
+  }
+
+  get lengthBytes(): number {
+    return this.#length;
+  }
+
+  get rows(): number {
+    return this.#rows;
+  }
+
+  /** Current capacity in bytes (for tests and metrics). */
+  get capacityBytes(): number {
+    return this.#bytes.length;
+  }
+
+  /** Appends one complete line (LF included). */
+  append(line: string): void {
+    const bytes = Buffer.byteLength(line, 'utf8');
+    const needed = this.#length + bytes;
+    if (needed > this.#maxBytes) {
+      throw new WalshipClientError(
+        'BUFFER_FULL',
+        'unavailable',
+        `the row (${bytes} bytes) does not fit: ${this.#length} bytes are buffered and max_buf_size is ` +
+          `${this.#maxBytes}; flush (or raise max_buf_size) and add the row again`,
+        { details: { rowBytes: bytes, bufferedBytes: this.#length, maxBufSizeBytes: this.#maxBytes } },
+      );
+    }
+    if (needed > this.#bytes.length) this.#grow(needed);
+    this.#bytes.write(line, this.#length, 'utf8');
+    this.#length = needed;
+    this.#rows++;
+  }
+
+  /** A copy of everything buffered (safe to send while rows keep being added), with its row count. */
+  snapshot(): { bytes: Buffer; rows: number } {
+    return { bytes: Buffer.from(this.#bytes.subarray(0, this.#length)), rows: this.#rows };
+  }
+
+  /** Drops the first `lengthBytes` bytes holding `rows` rows (a committed batch). */
+  dropFront(lengthBytes: number, rows: number): void {
+    if (lengthBytes > this.#length || rows > this.#rows) throw new Error('RowBuffer.dropFront past the end');
+    this.#bytes.copy(this.#bytes, 0, lengthBytes, this.#length);
+    this.#length -= lengthBytes;
+    this.#rows -= rows;
+  }
+
+  /** Drops everything. */
+  clear(): void {
+    this.#length = 0;
+    this.#rows = 0;
+  }
+
+  #grow(neededBytes: number): void {
+    let size = this.#bytes.length;
+    while (size < neededBytes) size *= 2;
+    const grown = Buffer.allocUnsafe(Math.min(size, this.#maxBytes));
+    this.#bytes.copy(grown, 0, 0, this.#length);
+    this.#bytes = grown;
+  }
+}

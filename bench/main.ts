@@ -5,6 +5,7 @@
  */
 import { benchIlp } from './ilp.js';
 import { benchIngest } from './ingest.js';
+import { benchReplicate } from './replicate.js';
 import { type BenchSuiteResult, renderTables } from './report.js';
 import { benchStore } from './store.js';
 import { benchTable } from './table.js';
@@ -16,6 +17,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   ilp: benchIlp,
   table: benchTable,
   ingest: benchIngest,
+  replicate: benchReplicate,
 };
 
 async function run(): Promise<number> {

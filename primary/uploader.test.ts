@@ -137,6 +137,29 @@ describe('uploader', () => {
     instance.stop();
   });
 
+  it('txns due at once stay due after the first segment: start() and flush() upload all of them (regression)', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    const one = encodeTxnRecord(record(1n)).byteLength;
+    // A window far longer than the test: nothing may wait for it. Three txns left by an earlier run
+    // are due at once; the first segment takes two, and the third must not wait a new window.
+    for (let txn = 1n; txn <= 3n; txn++) source.add('t', txn);
+    const { instance } = uploader(store, source, { rolloverSizeBytes: one * 2, windowMs: 3_600_000 });
+    instance.start();
+    await expect.poll(() => source.uploadedTxn('t'), { timeout: 5_000 }).toBe(3n);
+    // flush() likewise: five txns, one rollover segment at a time, all uploaded within the flush.
+    for (let txn = 4n; txn <= 6n; txn++) instance.committed('t', source.add('t', txn));
+    expect(await instance.flush(5_000)).toBe(true);
+    expect(source.uploadedTxn('t')).toBe(6n);
+    expect((await segments(store, 't')).map((s) => `${s.txnFirst}-${s.txnLast}`)).toEqual([
+      '1-2',
+      '3-3',
+      '4-5',
+      '6-6',
+    ]);
+    await instance.stop();
+  });
+
   it('seals a partly filled segment when the throttle window passes', async () => {
     const store = new MemoryStore();
     const source = memorySource();

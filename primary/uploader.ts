@@ -52,7 +52,11 @@ export interface UploaderOptions {
 interface TableState {
   pendingBytes: number;
   /** Monotonic ms when the oldest pending txn was committed (or when the uploader learnt of it). */
-  oldestPendingAtMs: number | null;
+  /**
+   * Monotonic ms at which each pending txn was committed, oldest first (one entry per txn, in txn
+   * order: commits of one table are serial). The window runs from the oldest one's commit.
+   */
+  pendingCommitsAtMs: number[];
   uploading: boolean;
   waiters: { txn: bigint; resolve: () => void; reject: (error: Error) => void }[];
   /** Monotonic ms before which a failed table is not retried. */
@@ -86,6 +90,8 @@ export class Uploader {
   #headDirty = false;
   #headWrittenAtMs = Number.NEGATIVE_INFINITY;
   #headWriting = false;
+  /** flush() calls in progress: every table with pending txns is due while one runs. */
+  #flushing = 0;
   #lastStoreError: { message: string; atMs: number } | null = null;
   /** Table keys known to be in tables.json: registered once before their first upload (RFC-0002 W2). */
   readonly #registered = new Set<string>();
@@ -96,10 +102,11 @@ export class Uploader {
 
   /** Pick up txns left pending by an earlier run: they are due at once. */
   start(): void {
-    for (const { table, bytes } of this.#options.source.pendingSummary()) {
+    for (const { table, bytes, count } of this.#options.source.pendingSummary()) {
       const state = this.#state(table);
       state.pendingBytes = bytes;
-      state.oldestPendingAtMs = this.#options.clock.monotonicMs() - this.#options.windowMs;
+      const dueAtMs = this.#options.clock.monotonicMs() - this.#options.windowMs;
+      state.pendingCommitsAtMs = Array.from({ length: count }, () => dueAtMs);
     }
     this.#pump();
   }
@@ -108,7 +115,7 @@ export class Uploader {
   committed(table: string, bytes: number): void {
     const state = this.#state(table);
     state.pendingBytes += bytes;
-    state.oldestPendingAtMs ??= this.#options.clock.monotonicMs();
+    state.pendingCommitsAtMs.push(this.#options.clock.monotonicMs());
     if (state.pendingBytes >= this.#options.rolloverSizeBytes) this.#pump();
     else this.#schedule();
   }
@@ -201,12 +208,15 @@ export class Uploader {
   /** Upload everything pending now, ignoring the window; resolves when done or when `timeoutMs` passes. */
   async flush(timeoutMs: number): Promise<boolean> {
     const deadline = this.#options.clock.monotonicMs() + timeoutMs;
-    for (const s of this.#tables.values())
-      s.oldestPendingAtMs = s.pendingBytes > 0 ? Number.NEGATIVE_INFINITY : null;
-    this.#pump();
-    while (this.busy && !this.#fenced && this.#options.clock.monotonicMs() < deadline) {
-      await this.#options.clock.sleep(10);
+    this.#flushing++;
+    try {
       this.#pump();
+      while (this.busy && !this.#fenced && this.#options.clock.monotonicMs() < deadline) {
+        await this.#options.clock.sleep(10);
+        this.#pump();
+      }
+    } finally {
+      this.#flushing--;
     }
     await this.#writeHead(true);
     return !this.busy;
@@ -230,7 +240,7 @@ export class Uploader {
     if (state === undefined) {
       state = {
         pendingBytes: 0,
-        oldestPendingAtMs: null,
+        pendingCommitsAtMs: [],
         uploading: false,
         waiters: [],
         retryAtMs: 0,
@@ -246,8 +256,10 @@ export class Uploader {
 
   #isDue(state: TableState, nowMs: number): boolean {
     if (state.uploading || state.pendingBytes === 0 || nowMs < state.retryAtMs) return false;
-    if (state.waiters.length > 0 || state.pendingBytes >= this.#options.rolloverSizeBytes) return true;
-    return state.oldestPendingAtMs !== null && nowMs - state.oldestPendingAtMs >= this.#options.windowMs;
+    if (this.#flushing > 0 || state.waiters.length > 0) return true;
+    if (state.pendingBytes >= this.#options.rolloverSizeBytes) return true;
+    const oldestAtMs = state.pendingCommitsAtMs[0];
+    return oldestAtMs !== undefined && nowMs - oldestAtMs >= this.#options.windowMs;
   }
 
   /** Start uploads for due tables, up to the cap; then arm the timer for the next one. */
@@ -273,8 +285,9 @@ export class Uploader {
     const nowMs = this.#options.clock.monotonicMs();
     let nextMs = Number.POSITIVE_INFINITY;
     for (const s of this.#tables.values()) {
-      if (s.pendingBytes === 0 || s.uploading || s.oldestPendingAtMs === null) continue;
-      nextMs = Math.min(nextMs, Math.max(s.oldestPendingAtMs + this.#options.windowMs, s.retryAtMs));
+      const oldestAtMs = s.pendingCommitsAtMs[0];
+      if (s.pendingBytes === 0 || s.uploading || oldestAtMs === undefined) continue;
+      nextMs = Math.min(nextMs, Math.max(oldestAtMs + this.#options.windowMs, s.retryAtMs));
     }
     if (this.#headDirty) nextMs = Math.min(nextMs, this.#headWrittenAtMs + this.#options.headIntervalMs);
     clearTimeout(this.#timer);
@@ -294,7 +307,7 @@ export class Uploader {
     const records = source.pending(table, { limitBytes: this.#options.rolloverSizeBytes });
     if (records.length === 0) {
       state.pendingBytes = 0;
-      state.oldestPendingAtMs = null;
+      state.pendingCommitsAtMs = [];
       return;
     }
     const txnFirst = records[0]!.txn;
@@ -425,7 +438,9 @@ export class Uploader {
     this.#options.source.markUploaded(table, txnLast);
     const sentBytes = records.filter((r) => r.txn <= txnLast).reduce((sum, r) => sum + r.bytes.byteLength, 0);
     state.pendingBytes = Math.max(0, state.pendingBytes - sentBytes);
-    state.oldestPendingAtMs = state.pendingBytes > 0 ? nowMs : null;
+    const uploadedTxns = records.filter((r) => r.txn <= txnLast).length;
+    state.pendingCommitsAtMs.splice(0, uploadedTxns);
+    if (state.pendingBytes === 0) state.pendingCommitsAtMs = [];
     state.failures = 0;
     state.retryAtMs = 0;
     state.lastError = null;

@@ -1,0 +1,1005 @@
+/**
+ * The replica (DESIGN §6), end to end through real nodes started in this process:
+ * 1. apply rows/s: a primary (product defaults but a 1 s throttle window; segments are sealed on
+ *    the 2 MiB rollover either way) takes ROWS trades rows from the official client over HTTP
+ *    (10 000 rows a request) on the fs store, uploads everything and shuts down; then a replica
+ *    with the product's defaults starts on an empty data dir and is timed from
+ *    `ReplicaNode.start()` until its GET /status shows every table at the primary's committed txn
+ *    (also as segments/s and store MB/s); its row count is checked through /exec. Baseline in the
+ *    same run: raw better-sqlite3 prepared INSERTs of the same rows into the same-shaped table, one
+ *    transaction per segment's rows (the replica applies a segment per transaction), same pragmas,
+ *    run before and after the replica (the faster counts). Aim ≥ 0.8×.
+ * 2. bootstrap: that replica publishes a snapshot (`node.snapshot()`); a fresh replica is timed
+ *    from start to caught up (its `start()` resolves after the restore), beside the replay from
+ *    the WAL of the same data (figure 1);
+ * 3. requests/min of an idle replica: two fresh replicas over counting wrappers (`withMetrics`) of
+ *    the same fs store, one at the default poll (1 s) and one at 100 ms, both with the default
+ *    sweep (30 s), nothing written; counted over one sweep interval after catch-up (so the window
+ *    holds the sweeps in their steady proportion), scaled to a minute, by request kind;
+ * 4. commit-to-visible lag p50/p99 under a steady 20 000 rows/s (200-row requests every 10 ms,
+ *    open loop, sent by fetch with bodies the official client encoded) to a `walship primary`
+ *    child process (a primary and a replica are different nodes) with a 20 ms throttle window,
+ *    followed by an in-process replica with a 20 ms poll, on fs and on a throwaway Ceph RGW. A
+ *    sample is one request: from its 204 (where the writer reads the X-Walship-Txn commit token)
+ *    until the replica's in-process `appliedTxn(table)` first reaches that txn, seen by a 1 ms
+ *    interval probe (resolution ~1 ms; the probe never wakes the follower, unlike a read with
+ *    X-Walship-Min-Txn would). The primary's share (until its GET /status shows the txn uploaded,
+ *    read every ~10 ms) is shown beside it. Baseline in the same run: a create-only PUT then a GET
+ *    of a segment-sized object (the run's mean segment size) through the same store, timed as one
+ *    pair: the store round trips that any lag includes.
+ *
+ * Client, nodes, SQLite and the store share this process (but the lag's primary) and the machine's
+ * cores (with RGW's daemons, when booted). `WALSHIP_BENCH_SCALE=0.1` (a fraction in (0, 1])
+ * scales rows and durations down for a quick run; the context shows the scale.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
+import Database from 'better-sqlite3';
+import { randomInt, seededRandom } from '../core/index.js';
+import {
+  FsStore,
+  listAll,
+  type ObjectStore,
+  S3Store,
+  type StoreRequestEvent,
+  withMetrics,
+} from '../objectstore/index.js';
+import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
+import type { ReplicaNode, ReplicaSettings } from '../replica/index.js';
+import { tableKey } from '../table/index.js';
+import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
+import { startTestPrimary } from '../tests/helpers/test-primary.js';
+import { startTestReplica } from '../tests/helpers/test-replica.js';
+import { segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
+import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
+import { createRawTradesTable, TRADE_COLUMNS, TRADE_SYMBOLS, TRADES_TABLE } from './trades.js';
+
+/**
+ * `WALSHIP_BENCH_SCALE`: a fraction in (0, 1] that scales rows and durations down for a quick run;
+ * NaN when it is not one (benchReplicate refuses to run then; other suites are not concerned).
+ */
+function scaleFromEnv(): number {
+  const text = process.env.WALSHIP_BENCH_SCALE;
+  if (text === undefined || text === '') return 1;
+  const value = Number(text);
+  return value > 0 && value <= 1 ? value : Number.NaN;
+}
+
+const SCALE = scaleFromEnv();
+const ROWS_PER_REQUEST = 10_000;
+/** The bootstrap figure is asked for at 1 million rows; the apply figure replays the same data. Whole requests. */
+const ROWS = Math.max(2, Math.round(100 * SCALE)) * ROWS_PER_REQUEST;
+/** The lag load: 200 rows every 10 ms = 20 000 rows/s. */
+const LAG_ROWS_PER_REQUEST = 200;
+const LAG_REQUEST_EVERY_MS = 10;
+/** Requests of the lag load in flight at most: enough to hold the rate while a commit takes longer than 10 ms. */
+const LAG_IN_FLIGHT_MAX = 16;
+/** Lag samples before this are dropped: the table is discovered (head.json, 1 s) and the loops warm up. */
+const LAG_WARMUP_MS = 2_000;
+const LAG_MEASURE_MS = Math.max(3_000, Math.round(15_000 * SCALE));
+/** The pause between the lag run's GET /status reads of the primary (its uploaded watermark). */
+const UPLOAD_STATUS_POLL_MS = 10;
+/** How long the lag run waits for the last requests to become visible before it calls them lost. */
+const LAG_DRAIN_MS = 10_000;
+/** The fs and RGW settings the lag is asked for. */
+const LAG_WINDOW_MS = 20;
+const LAG_POLL_MS = 20;
+/** PUT+GET pairs of the store baseline. */
+const STORE_SAMPLES = 200;
+/** The product's default sweep (cli/config.ts): the idle window is one sweep long. */
+const DEFAULT_SWEEP_MS = 30_000;
+const IDLE_WINDOW_MS = Math.max(5_000, Math.round(DEFAULT_SWEEP_MS * SCALE));
+/** After catch-up the idle count starts this late: past the follower's hot-table span (2 s). */
+const IDLE_SETTLE_MS = 2_500;
+/** How often a caught-up wait reads GET /status. */
+const STATUS_POLL_MS = 10;
+const CATCH_UP_TIMEOUT_MS = 120_000;
+const START_US = 1_700_000_000_000_000;
+/**
+ * The throttle window of the primary that prepares the replayed data: segments are sealed on the
+ * 2 MiB rollover during the ingest either way; 1 s (not the default 10 s) only bounds the wait for
+ * the tail's upload.
+ */
+const PREPARE_WINDOW_MS = 1_000;
+
+/** The product's defaults (cli/config.ts) where the test helpers use shorter test values. */
+const PRIMARY_DEFAULTS: Partial<PrimarySettings> = {
+  windowMs: 10_000,
+  headIntervalMs: 1_000,
+  rolloverSizeBytes: 2 * 1024 * 1024,
+  maxConcurrentUploads: 8,
+  codec: 'deflate',
+  compressionLevel: 1,
+  synchronous: 'FULL',
+  ackMode: 'local',
+};
+const REPLICA_DEFAULTS: Partial<ReplicaSettings> = {
+  pollIntervalMs: 1_000,
+  sweepIntervalMs: DEFAULT_SWEEP_MS,
+  downloadConcurrency: 8,
+  bootstrapFromSnapshot: true,
+  readWaitMaxMs: 5_000,
+  synchronous: 'FULL',
+};
+
+const SIDES = ['buy', 'sell'];
+const VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp', 'gemini'];
+const TABLE_KEY = tableKey(TRADES_TABLE);
+
+const log = (message: string) => process.stderr.write(`bench replicate: ${message}\n`);
+
+// --- the rows ---
+
+/** The rows, columnar (a million rows as objects would dominate the heap); strings are made per row. */
+interface Trades {
+  count: number;
+  symbol: Uint8Array;
+  side: Uint8Array;
+  price: Float64Array;
+  amount: Float64Array;
+  fee: Float64Array;
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const timestampUsOf = (row: number) => START_US + row * 1000;
+const noteOf = (row: number) => `order ${row + 1} via ${VENUES[row % VENUES.length]}`;
+
+/** Seeded trades: a random walk of prices per symbol, a fee on the notional; bid/ask derive from price. */
+function generateTrades(count: number): Trades {
+  const random = seededRandom(7);
+  const mids = TRADE_SYMBOLS.map((_, i) => 50 * (i + 1) ** 3);
+  const t: Trades = {
+    count,
+    symbol: new Uint8Array(count),
+    side: new Uint8Array(count),
+    price: new Float64Array(count),
+    amount: new Float64Array(count),
+    fee: new Float64Array(count),
+  };
+  for (let row = 0; row < count; row++) {
+    const s = randomInt(random, TRADE_SYMBOLS.length);
+    mids[s] = mids[s]! * (1 + (random.next() - 0.5) * 0.002);
+    t.symbol[row] = s;
+    t.side[row] = randomInt(random, 2);
+    t.price[row] = round2(mids[s]!);
+    t.amount[row] = Math.round(random.next() * 5e4) / 1e4;
+    t.fee[row] = round2(t.price[row]! * t.amount[row]! * 0.0002);
+  }
+  return t;
+}
+
+const bidOf = (t: Trades, row: number) => round2(t.price[row]! * 0.9995);
+const askOf = (t: Trades, row: number) => round2(t.price[row]! * 1.0005);
+
+/** What Sender and SenderBuffer share for building a row. */
+interface RowBuilder<B> {
+  table(name: string): B;
+  symbol(name: string, value: unknown): B;
+  intColumn(name: string, value: number): B;
+  floatColumn(name: string, value: number): B;
+  stringColumn(name: string, value: string): B;
+}
+
+/** Row `row` of `t` (the table's columns in TRADE_COLUMNS order) up to its designated timestamp. */
+function encodeRow<B extends RowBuilder<B>>(builder: B, t: Trades, row: number, id: number): B {
+  return builder
+    .table(TRADES_TABLE)
+    .symbol('symbol', TRADE_SYMBOLS[t.symbol[row]!]!)
+    .symbol('side', SIDES[t.side[row]!]!)
+    .intColumn('trade_id', id)
+    .floatColumn('price', t.price[row]!)
+    .floatColumn('amount', t.amount[row]!)
+    .floatColumn('bid', bidOf(t, row))
+    .floatColumn('ask', askOf(t, row))
+    .floatColumn('fee', t.fee[row]!)
+    .stringColumn('note', noteOf(row));
+}
+
+/** The values TableStore binds for row `row` (int64 as BigInt), in TRADE_COLUMNS order. */
+function fillArgs(args: unknown[], t: Trades, row: number): void {
+  args[0] = BigInt(timestampUsOf(row));
+  args[1] = TRADE_SYMBOLS[t.symbol[row]!];
+  args[2] = SIDES[t.side[row]!];
+  args[3] = BigInt(row + 1);
+  args[4] = t.price[row];
+  args[5] = t.amount[row];
+  args[6] = bidOf(t, row);
+  args[7] = askOf(t, row);
+  args[8] = t.fee[row];
+  args[9] = noteOf(row);
+}
+
+/**
+ * The baseline: raw prepared INSERTs of the same rows into a fresh file (WAL, synchronous=FULL as
+ * the replica), one transaction per entry of `txnRows` (the rows of each segment, in order).
+ */
+function rawInsertMs(file: string, t: Trades, txnRows: readonly number[]): number {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    const insert = createRawTradesTable(db);
+    const begin = db.prepare('BEGIN IMMEDIATE');
+    const commit = db.prepare('COMMIT');
+    const args: unknown[] = new Array(TRADE_COLUMNS.length).fill(null);
+    const started = performance.now();
+    let row = 0;
+    for (const rows of txnRows) {
+      const end = row + rows;
+      begin.run();
+      for (; row < end; row++) {
+        fillArgs(args, t, row);
+        insert.run(args);
+      }
+      commit.run();
+    }
+    return performance.now() - started;
+  } finally {
+    db.close();
+  }
+}
+
+// --- shared helpers ---
+
+interface SegmentInfo {
+  key: string;
+  txnFirst: bigint;
+  bytes: number;
+}
+
+/** The segments of table `key` in the store, in txn order. */
+async function segmentsOf(store: ObjectStore, key: string): Promise<SegmentInfo[]> {
+  const out: SegmentInfo[] = [];
+  for await (const info of listAll(store, segmentPrefix(key))) {
+    const txnFirst = txnFirstOfSegmentKey(info.key);
+    if (txnFirst !== undefined) out.push({ key: info.key, txnFirst, bytes: info.sizeBytes });
+  }
+  return out.sort((a, b) => (a.txnFirst < b.txnFirst ? -1 : 1));
+}
+
+/** Every table's committed txn on a primary, by name. */
+function committedTxns(node: PrimaryNode): Map<string, bigint> {
+  const { tables } = node.status() as { tables: { name: string; committedTxn: string }[] };
+  return new Map(tables.map((t) => [t.name, BigInt(t.committedTxn)]));
+}
+
+/**
+ * Waits until the primary's /status shows every table uploaded through its committed txn. Not
+ * left to close(): its flush makes tables due once, and a table more than a segment behind then
+ * waits out its window again for the rest (primary/uploader.ts `flush` / `#uploaded`).
+ */
+async function waitUploaded(node: PrimaryNode): Promise<void> {
+  const deadline = performance.now() + CATCH_UP_TIMEOUT_MS;
+  for (;;) {
+    const { tables } = node.status() as { tables: { committedTxn: string; uploadedTxn: string }[] };
+    if (tables.every((t) => t.uploadedTxn === t.committedTxn)) return;
+    if (performance.now() > deadline) {
+      throw new Error(`primary not uploaded after ${CATCH_UP_TIMEOUT_MS} ms: ${JSON.stringify(tables)}`);
+    }
+    await sleep(STATUS_POLL_MS);
+  }
+}
+
+interface ReplicaTableStatus {
+  name: string;
+  appliedTxn: string;
+  suspended: { code: string; message: string } | null;
+}
+
+/** Polls the replica's GET /status until every table of `targets` is applied through its txn; resolves then. */
+async function waitCaughtUp(node: ReplicaNode, targets: Map<string, bigint>): Promise<void> {
+  const deadline = performance.now() + CATCH_UP_TIMEOUT_MS;
+  for (;;) {
+    const response = await fetch(`http://127.0.0.1:${node.httpPort}/status`);
+    const { tables } = (await response.json()) as { tables: ReplicaTableStatus[] };
+    const applied = new Map(tables.map((t) => [t.name, t]));
+    let caughtUp = true;
+    for (const [name, txn] of targets) {
+      const table = applied.get(name);
+      if (table?.suspended) throw new Error(`replica suspended ${name}: ${table.suspended.message}`);
+      if (table === undefined || BigInt(table.appliedTxn) < txn) caughtUp = false;
+    }
+    if (caughtUp) return;
+    if (performance.now() > deadline) {
+      throw new Error(`replica not caught up after ${CATCH_UP_TIMEOUT_MS} ms: ${JSON.stringify(tables)}`);
+    }
+    await sleep(STATUS_POLL_MS);
+  }
+}
+
+/** A figure about rows is only worth its rows: the replica's own query API must count them all. */
+async function expectRows(node: ReplicaNode, rows: number): Promise<void> {
+  const query = encodeURIComponent(`SELECT count(*) FROM "${TRADES_TABLE}"`);
+  const response = await fetch(`http://127.0.0.1:${node.httpPort}/exec?query=${query}`);
+  const body = (await response.json()) as { dataset?: [[number]] };
+  const count = body.dataset?.[0]?.[0];
+  if (response.status !== 200 || count !== rows) {
+    throw new Error(`replica holds ${count} rows, not ${rows}: ${response.status} ${JSON.stringify(body)}`);
+  }
+}
+
+const mb = (bytes: number) => bytes / 1e6;
+const perSecond = (count: number, ms: number) => (count / ms) * 1000;
+
+// --- 1 and 2: apply throughput, snapshot, bootstrap ---
+
+interface ApplyMeasured {
+  ingestMs: number;
+  /** Until replica A's start() resolved (node set-up: database, query workers, HTTP; no snapshot to restore). */
+  startMsA: number;
+  segments: SegmentInfo[];
+  txnRows: number[];
+  rawMs: number[];
+  applyMs: number;
+  snapshotMs: number;
+  snapshotBytes: number;
+  snapshotRawBytes: number;
+  restoreMs: number;
+  bootstrapMs: number;
+  bootstrapReplayedSegments: number;
+}
+
+/** The official client over HTTP, ROWS_PER_REQUEST rows a request; resolves at the last 204. */
+async function ingest(port: number, t: Trades): Promise<number> {
+  const sender = await Sender.fromConfig(
+    `http::addr=127.0.0.1:${port};auto_flush_rows=${ROWS_PER_REQUEST};auto_flush_interval=0;`,
+  );
+  try {
+    const started = performance.now();
+    for (let row = 0; row < t.count; row++) {
+      await encodeRow(sender, t, row, row + 1).at(timestampUsOf(row), 'us');
+    }
+    await sender.flush();
+    return performance.now() - started;
+  } finally {
+    await sender.close();
+  }
+}
+
+/** The rows of each segment, in order: each request is one txn of ROWS_PER_REQUEST rows. */
+function rowsPerSegment(segments: SegmentInfo[], committed: bigint): number[] {
+  if (committed * BigInt(ROWS_PER_REQUEST) !== BigInt(ROWS)) {
+    throw new Error(`expected one txn per request: ${committed} txns for ${ROWS} rows`);
+  }
+  return segments.map((s, i) => {
+    const next = i + 1 < segments.length ? segments[i + 1]!.txnFirst : committed + 1n;
+    return Number(next - s.txnFirst) * ROWS_PER_REQUEST;
+  });
+}
+
+async function measureApply(dir: string, store: FsStore, t: Trades): Promise<ApplyMeasured> {
+  log(`primary: ${ROWS} rows over ILP/HTTP`);
+  const primary = await startTestPrimary(store, path.join(dir, 'primary'), {
+    ...PRIMARY_DEFAULTS,
+    windowMs: PREPARE_WINDOW_MS,
+  });
+  let targets: Map<string, bigint>;
+  let ingestMs: number;
+  try {
+    ingestMs = await ingest(primary.httpPort, t);
+    targets = committedTxns(primary);
+    await waitUploaded(primary);
+  } finally {
+    await primary.close();
+  }
+  const segments = await segmentsOf(store, TABLE_KEY);
+  const txnRows = rowsPerSegment(segments, targets.get(TRADES_TABLE) ?? 0n);
+  log(`${segments.length} segments; raw baseline`);
+  const rawMs = [rawInsertMs(path.join(dir, 'raw-1.sqlite'), t, txnRows)];
+
+  log('replica A: replay from the WAL');
+  const startedA = performance.now();
+  const replicaA = await startTestReplica(store, path.join(dir, 'replica-a'), REPLICA_DEFAULTS);
+  const startMsA = performance.now() - startedA;
+  try {
+    await waitCaughtUp(replicaA, targets);
+    const applyMs = performance.now() - startedA;
+    await expectRows(replicaA, ROWS);
+    log(`applied in ${applyMs.toFixed(0)} ms; raw baseline again`);
+    rawMs.push(rawInsertMs(path.join(dir, 'raw-2.sqlite'), t, txnRows));
+
+    log('replica A: snapshot');
+    const snapshotStarted = performance.now();
+    const manifest = await replicaA.snapshot();
+    const snapshotMs = performance.now() - snapshotStarted;
+    await replicaA.close(); // replica B has the machine to itself
+
+    log('replica B: bootstrap from the snapshot');
+    const startedB = performance.now();
+    const replicaB = await startTestReplica(store, path.join(dir, 'replica-b'), REPLICA_DEFAULTS);
+    try {
+      const restoreMs = performance.now() - startedB;
+      if (replicaB.restoredSnapshot?.id !== manifest.id) {
+        throw new Error(
+          `replica B restored ${replicaB.restoredSnapshot?.id ?? 'nothing'}, not ${manifest.id}`,
+        );
+      }
+      await waitCaughtUp(replicaB, targets);
+      const bootstrapMs = performance.now() - startedB;
+      await expectRows(replicaB, ROWS);
+      const { tables } = replicaB.status() as { tables: { segmentsApplied: number }[] };
+      return {
+        ingestMs,
+        startMsA,
+        segments,
+        txnRows,
+        rawMs,
+        applyMs,
+        snapshotMs,
+        snapshotBytes: manifest.image.bytes,
+        snapshotRawBytes: manifest.image.rawBytes,
+        restoreMs,
+        bootstrapMs,
+        bootstrapReplayedSegments: tables.reduce((sum, table) => sum + table.segmentsApplied, 0),
+      };
+    } finally {
+      await replicaB.close();
+    }
+  } finally {
+    await replicaA.close();
+  }
+}
+
+function applyRows(m: ApplyMeasured): BenchRow[] {
+  const raw = perSecond(ROWS, Math.min(...m.rawMs));
+  const storeBytes = m.segments.reduce((sum, s) => sum + s.bytes, 0);
+  const rawRuns = `raw runs ${m.rawMs.map((ms) => ms.toFixed(0)).join(' / ')} ms, the faster counts`;
+  const rawName = `raw prepared INSERT, synchronous=FULL, txn per segment's rows (mean ${Math.round(ROWS / m.segments.length)})`;
+  return [
+    {
+      name: 'replica apply from an empty data dir (fs, defaults)',
+      value: perSecond(ROWS, m.applyMs),
+      unit: 'rows/s',
+      better: 'higher',
+      baselineName: rawName,
+      baseline: raw,
+      note: `aim ≥ 0.8x; ${ROWS} rows in ${m.applyMs.toFixed(0)} ms, start() to /status caught up (start() itself ${m.startMsA.toFixed(0)} ms); ${rawRuns}`,
+    },
+    {
+      name: 'replica apply, segments',
+      value: perSecond(m.segments.length, m.applyMs),
+      unit: 'segments/s',
+      better: 'higher',
+      note: `${m.segments.length} segments (2 MiB rollover, deflate 1)`,
+    },
+    {
+      name: 'replica apply, store bytes',
+      value: mb(storeBytes) / (m.applyMs / 1000),
+      unit: 'MB/s',
+      better: 'higher',
+      note: `${mb(storeBytes).toFixed(1)} MB of segments`,
+    },
+    {
+      name: 'primary ingest of the same rows (official client, for scale)',
+      value: perSecond(ROWS, m.ingestMs),
+      unit: 'rows/s',
+      better: 'higher',
+      baselineName: rawName,
+      baseline: raw,
+      note: `${ROWS / ROWS_PER_REQUEST} requests of ${ROWS_PER_REQUEST} rows`,
+    },
+    {
+      name: `snapshot publish (replica A, ${ROWS} rows)`,
+      value: m.snapshotMs,
+      unit: 'ms',
+      better: 'lower',
+      note: `image ${mb(m.snapshotBytes).toFixed(1)} MB gzip of ${mb(m.snapshotRawBytes).toFixed(1)} MB SQLite`,
+    },
+    {
+      name: `bootstrap replica B from the snapshot, start to caught up (${ROWS} rows)`,
+      value: m.bootstrapMs,
+      unit: 'ms',
+      better: 'lower',
+      baselineName: 'replay of the same data from the WAL (replica A)',
+      baseline: m.applyMs,
+      note: `restore (start() resolved) ${m.restoreMs.toFixed(0)} ms; ${m.bootstrapReplayedSegments} segments replayed after it`,
+    },
+  ];
+}
+
+// --- 3: requests of an idle replica ---
+
+interface IdleCount {
+  pollMs: number;
+  byKind: Map<string, number>;
+  windowMs: number;
+}
+
+function kindOf(event: StoreRequestEvent): string {
+  const operation = event.operation === 'deleteMany' ? 'DELETE' : event.operation.toUpperCase();
+  return event.outcome === 'ok' ? operation : `${operation} ${event.outcome}`;
+}
+
+async function measureIdle(dir: string, store: FsStore, targets: Map<string, bigint>): Promise<IdleCount[]> {
+  const counters = [1_000, 100].map((pollMs) => ({
+    pollMs,
+    counting: false,
+    byKind: new Map<string, number>(),
+  }));
+  const replicas: ReplicaNode[] = [];
+  try {
+    for (const counter of counters) {
+      const counted = withMetrics(store, (event) => {
+        if (!counter.counting) return;
+        const kind = kindOf(event);
+        counter.byKind.set(kind, (counter.byKind.get(kind) ?? 0) + 1);
+      });
+      const node = await startTestReplica(counted, path.join(dir, `replica-idle-${counter.pollMs}`), {
+        ...REPLICA_DEFAULTS,
+        pollIntervalMs: counter.pollMs,
+      });
+      replicas.push(node);
+    }
+    await Promise.all(replicas.map((node) => waitCaughtUp(node, targets)));
+    await sleep(IDLE_SETTLE_MS);
+    log(`idle replicas: counting requests for ${IDLE_WINDOW_MS} ms`);
+    for (const counter of counters) counter.counting = true;
+    const started = performance.now();
+    await sleep(IDLE_WINDOW_MS);
+    for (const counter of counters) counter.counting = false;
+    const windowMs = performance.now() - started;
+    return counters.map((c) => ({ pollMs: c.pollMs, byKind: c.byKind, windowMs }));
+  } finally {
+    for (const node of replicas) await node.close();
+  }
+}
+
+function idleRows(counts: IdleCount[], tables: number): BenchRow[] {
+  const rows: BenchRow[] = [];
+  for (const { pollMs, byKind, windowMs } of counts) {
+    const perMinute = (n: number) => (n / windowMs) * 60_000;
+    const total = [...byKind.values()].reduce((sum, n) => sum + n, 0);
+    const label = `idle replica, poll ${pollMs} ms, sweep ${DEFAULT_SWEEP_MS / 1000} s`;
+    const breakdown = [...byKind.entries()]
+      .sort()
+      .map(([kind, n]) => `${kind} ${perMinute(n).toFixed(1)}`)
+      .join(', ');
+    rows.push({
+      name: `${label}: store requests`,
+      value: perMinute(total),
+      unit: 'req/min',
+      better: 'lower',
+      note:
+        `${total} requests in ${(windowMs / 1000).toFixed(1)} s (fs store, ${tables} table), per minute: ${breakdown}; ` +
+        `expected ≈ ${Math.round(60_000 / pollMs)}/min of polls plus sweeps`,
+    });
+  }
+  return rows;
+}
+
+// --- 4: commit-to-visible lag ---
+
+interface LagMeasured {
+  label: string;
+  lagMs: number[];
+  /** Requests already applied when their 204 was read (counted as 0 ms lag). */
+  visibleBefore204: number;
+  lost: number;
+  /** From the 204 until the primary's /status showed the txn uploaded. */
+  uploadMs: number[];
+  sent: SteadySend;
+  segmentBytes: number;
+  segments: number;
+  pairMs: number[];
+  putMs: number[];
+  getMs: number[];
+}
+
+/** The ILP bodies of the lag run, encoded by the official client (no encoding in the timed loop). */
+async function lagBodies(port: number, count: number): Promise<Buffer[]> {
+  const options = await SenderOptions.fromConfig(`http::addr=127.0.0.1:${port};`);
+  const buffer = createBuffer(options);
+  const t = generateTrades(count * LAG_ROWS_PER_REQUEST);
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    for (let j = 0; j < LAG_ROWS_PER_REQUEST; j++) {
+      const row = i * LAG_ROWS_PER_REQUEST + j;
+      encodeRow(buffer, t, row, row + 1).at(timestampUsOf(row), 'us');
+    }
+    bodies.push(buffer.toBufferNew()!);
+  }
+  return bodies;
+}
+
+/** The txn this request committed to the trades table, from its X-Walship-Txn (`key=txn,…`). */
+function committedTxnOf(header: string | null): bigint {
+  for (const part of (header ?? '').split(',')) {
+    const [key, txn] = part.split('=');
+    if (key === TABLE_KEY && txn !== undefined) return BigInt(txn);
+  }
+  throw new Error(`the 204 names no txn of ${TABLE_KEY} (X-Walship-Txn: ${header})`);
+}
+
+/**
+ * Lag of txns to a watermark: each registered txn (the 204 of its request read at `atMs`) resolves
+ * at the first `advance` whose watermark reaches it. Answers of concurrent requests arrive in any
+ * order, so every pending txn is checked.
+ */
+class WatermarkLag {
+  readonly lagMs: number[] = [];
+  /** Measured txns the watermark had already reached when their 204 was read (counted as 0 ms). */
+  reachedBefore204 = 0;
+  #pending: { txn: bigint; atMs: number; measured: boolean }[] = [];
+  #mark = 0n;
+
+  register(txn: bigint, atMs: number, measured: boolean): void {
+    if (this.#mark >= txn) {
+      if (measured) {
+        this.lagMs.push(0);
+        this.reachedBefore204++;
+      }
+      return;
+    }
+    this.#pending.push({ txn, atMs, measured });
+  }
+
+  advance(mark: bigint, nowMs: number): void {
+    if (mark <= this.#mark) return;
+    this.#mark = mark;
+    let kept = 0;
+    for (const sample of this.#pending) {
+      if (sample.txn > mark) this.#pending[kept++] = sample;
+      else if (sample.measured) this.lagMs.push(nowMs - sample.atMs);
+    }
+    this.#pending.length = kept;
+  }
+
+  get pending(): number {
+    return this.#pending.length;
+  }
+
+  get lost(): number {
+    return this.#pending.filter((p) => p.measured).length;
+  }
+}
+
+/**
+ * Watches, per request, two watermarks: the replica's applied txn, read in-process every ~1 ms
+ * (no request, so the follower's own cadence is untouched), and the primary's uploaded txn, read
+ * from its GET /status in a loop (each answer's arrival counts): the lag splits into the primary's
+ * share (commit → segment in the store) and the rest (store → applied on the replica).
+ */
+function lagProbes(replica: ReplicaNode, primaryPort: number) {
+  const visible = new WatermarkLag();
+  const uploaded = new WatermarkLag();
+  const timer = setInterval(() => visible.advance(replica.appliedTxn(TABLE_KEY), performance.now()), 1);
+  let stopped = false;
+  const statusLoop = (async () => {
+    while (!stopped) {
+      const response = await fetch(`http://127.0.0.1:${primaryPort}/status`);
+      const { tables } = (await response.json()) as { tables: { name: string; uploadedTxn: string }[] };
+      const txn = tables.find((t) => t.name === TRADES_TABLE)?.uploadedTxn;
+      if (txn !== undefined) uploaded.advance(BigInt(txn), performance.now());
+      await sleep(UPLOAD_STATUS_POLL_MS);
+    }
+  })();
+  return {
+    visible,
+    uploaded,
+    register(txn: bigint, atMs: number, measured: boolean) {
+      uploaded.register(txn, atMs, measured);
+      visible.register(txn, atMs, measured);
+    },
+    async stop() {
+      clearInterval(timer);
+      visible.advance(replica.appliedTxn(TABLE_KEY), performance.now());
+      stopped = true;
+      await statusLoop;
+    },
+  };
+}
+
+interface SteadySend {
+  rowsPerSecond: number;
+  maxInFlight: number;
+  /** The furthest a request was sent after its slot (a busy loop, or the in-flight cap reached). */
+  behindMaxMs: number;
+}
+
+/**
+ * Sends `bodies` open loop: request i at `i × LAG_REQUEST_EVERY_MS` from the start whatever the
+ * earlier answers (a commit may take longer than the interval), at most LAG_IN_FLIGHT_MAX at once.
+ * Each 204's txn goes to `onAnswer` with the time it was read and whether it is past the warm-up.
+ */
+async function sendSteady(
+  url: string,
+  bodies: readonly Buffer[],
+  onAnswer: (txn: bigint, atMs: number, measured: boolean) => void,
+): Promise<SteadySend> {
+  const inFlight = new Set<Promise<void>>();
+  let maxInFlight = 0;
+  let behindMaxMs = 0;
+  let failure: Error | undefined;
+  const started = performance.now();
+  for (const [i, body] of bodies.entries()) {
+    const due = started + i * LAG_REQUEST_EVERY_MS;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    while (inFlight.size >= LAG_IN_FLIGHT_MAX) await Promise.race(inFlight);
+    if (failure !== undefined) throw failure;
+    behindMaxMs = Math.max(behindMaxMs, performance.now() - due);
+    const measured = due - started >= LAG_WARMUP_MS;
+    const request = (async () => {
+      const response = await fetch(url, { method: 'POST', body });
+      const atMs = performance.now();
+      if (response.status !== 204)
+        throw new Error(`POST /write: ${response.status} ${await response.text()}`);
+      onAnswer(committedTxnOf(response.headers.get('x-walship-txn')), atMs, measured);
+    })()
+      .catch((error: unknown) => {
+        failure ??= error as Error;
+      })
+      .finally(() => inFlight.delete(request));
+    inFlight.add(request);
+    maxInFlight = Math.max(maxInFlight, inFlight.size);
+  }
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
+  const ms = performance.now() - started;
+  return { rowsPerSecond: perSecond(bodies.length * LAG_ROWS_PER_REQUEST, ms), maxInFlight, behindMaxMs };
+}
+
+/** PUT (create-only, as the uploader does) then GET of an object of `bytes`, timed per op and per pair. */
+async function storeRoundTrips(store: ObjectStore, bytes: number) {
+  const body = new Uint8Array(bytes).map((_, i) => (i * 7919) & 0xff);
+  const prefix = `bench/rt-${Date.now().toString(36)}`;
+  const putMs: number[] = [];
+  const getMs: number[] = [];
+  const pairMs: number[] = [];
+  for (let i = 0; i < STORE_SAMPLES; i++) {
+    const started = performance.now();
+    await store.put(`${prefix}/${i}`, body, { condition: { type: 'absent' } });
+    const put = performance.now();
+    await store.get(`${prefix}/${i}`);
+    const done = performance.now();
+    putMs.push(put - started);
+    getMs.push(done - put);
+    pairMs.push(done - started);
+  }
+  return { putMs, getMs, pairMs };
+}
+
+interface ChildPrimary {
+  httpPort: number;
+  /** SIGTERM (the node uploads what is pending and closes), then wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `walship primary` from dist/ as a child process: a primary and a replica are different nodes,
+ * and in one process the primary's synchronous commits would stall the replica's loop (and the
+ * other way round). Its stdout is read for the listening line; the rest is kept for errors.
+ */
+async function spawnPrimary(args: string[]): Promise<ChildPrimary> {
+  const bin = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'primary', ...args], {
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString('utf8')).slice(-20_000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error('did not print its listening line in 60 s')), 60_000);
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(`walship primary: ${error.message}\n${output}`));
+    };
+    const check = () => {
+      const match = /listening: http (\d+)/.exec(output);
+      if (match === null) return;
+      clearTimeout(timer);
+      child.stdout.off('data', check);
+      resolve(Number(match[1]));
+    };
+    child.stdout.on('data', check);
+    void exited.then((code) => fail(new Error(`exited with ${code}`)));
+  });
+  return {
+    httpPort: port,
+    async stop() {
+      child.kill('SIGTERM');
+      const code = await exited;
+      if (code !== 0) throw new Error(`walship primary exited with ${code}:\n${output}`);
+    },
+  };
+}
+
+async function measureLag(
+  dir: string,
+  label: string,
+  storeArg: string,
+  openStore: () => Promise<ObjectStore>,
+): Promise<LagMeasured> {
+  const replicaStore = await openStore();
+  try {
+    const primary = await spawnPrimary([
+      `--replication.object.store=${storeArg}`,
+      `--node.data.dir=${path.join(dir, `lag-${label}-primary`)}`,
+      '--http.bind.to=127.0.0.1:0',
+      '--line.tcp.enabled=false',
+      `--replication.primary.throttle.window.duration=${LAG_WINDOW_MS}ms`,
+      '--log.level=warn',
+    ]);
+    let sent: SteadySend;
+    let seen: Pick<LagMeasured, 'lagMs' | 'visibleBefore204' | 'lost' | 'uploadMs'>;
+    try {
+      const requests = Math.ceil((LAG_WARMUP_MS + LAG_MEASURE_MS) / LAG_REQUEST_EVERY_MS);
+      const bodies = await lagBodies(primary.httpPort, requests);
+      const replica = await startTestReplica(replicaStore, path.join(dir, `lag-${label}-replica`), {
+        ...REPLICA_DEFAULTS,
+        pollIntervalMs: LAG_POLL_MS,
+      });
+      try {
+        const probe = lagProbes(replica, primary.httpPort);
+        log(
+          `${label}: ${requests} requests of ${LAG_ROWS_PER_REQUEST} rows every ${LAG_REQUEST_EVERY_MS} ms`,
+        );
+        const url = `http://127.0.0.1:${primary.httpPort}/write`;
+        sent = await sendSteady(url, bodies, (txn, atMs, measured) => probe.register(txn, atMs, measured));
+        const drainDeadline = performance.now() + LAG_DRAIN_MS;
+        while (probe.visible.pending > 0 && performance.now() < drainDeadline) await sleep(10);
+        await probe.stop();
+        seen = {
+          lagMs: probe.visible.lagMs,
+          visibleBefore204: probe.visible.reachedBefore204,
+          lost: probe.visible.lost,
+          uploadMs: probe.uploaded.lagMs,
+        };
+      } finally {
+        await replica.close();
+      }
+    } finally {
+      await primary.stop();
+    }
+    const segments = await segmentsOf(replicaStore, TABLE_KEY);
+    const segmentBytes = Math.round(segments.reduce((sum, s) => sum + s.bytes, 0) / segments.length);
+    log(`${label}: store round trips of ${segmentBytes} bytes`);
+    const trips = await storeRoundTrips(replicaStore, segmentBytes);
+    return {
+      label,
+      ...seen,
+      sent,
+      segmentBytes,
+      segments: segments.length,
+      ...trips,
+    };
+  } finally {
+    await replicaStore.close();
+  }
+}
+
+function lagRows(m: LagMeasured, aimP99Ms: number): BenchRow[] {
+  const kib = `${(m.segmentBytes / 1024).toFixed(1)} KiB`;
+  const settings = `window ${LAG_WINDOW_MS} ms, poll ${LAG_POLL_MS} ms`;
+  const load =
+    `${m.lagMs.length} samples at ${m.sent.rowsPerSecond.toFixed(0)} rows/s sent (${LAG_ROWS_PER_REQUEST}-row requests every ${LAG_REQUEST_EVERY_MS} ms, ` +
+    `open loop, ≤ ${m.sent.maxInFlight} in flight, at most ${m.sent.behindMaxMs.toFixed(0)} ms behind schedule)`;
+  const rows: BenchRow[] = [50, 99].map((p) => ({
+    name: `${m.label} commit→visible lag p${p} (${settings})`,
+    value: percentile(m.lagMs, p),
+    unit: 'ms',
+    better: 'lower' as const,
+    baselineName: `${m.label} create-only PUT + GET of ${kib} p${p}`,
+    baseline: percentile(m.pairMs, p),
+    note:
+      p === 99
+        ? `aim ≤ ${aimP99Ms} ms; PUT alone p99 ${percentile(m.putMs, 99).toFixed(2)} ms, GET alone p99 ${percentile(m.getMs, 99).toFixed(2)} ms`
+        : `${load}; PUT alone p50 ${percentile(m.putMs, 50).toFixed(2)} ms, GET alone p50 ${percentile(m.getMs, 50).toFixed(2)} ms, ${STORE_SAMPLES} pairs`,
+  }));
+  rows.push({
+    name: `${m.label} commit→visible lag max`,
+    value: Math.max(...m.lagMs),
+    unit: 'ms',
+    better: 'lower',
+    note:
+      `${m.segments} segments of ${kib} mean; ${m.visibleBefore204} requests visible before their 204 was read (0 ms); ` +
+      `${m.lost} not visible within ${LAG_DRAIN_MS} ms of the last request`,
+  });
+  rows.push(
+    ...[50, 99].map((p) => ({
+      name: `${m.label} of which commit→uploaded (primary /status) p${p}`,
+      value: percentile(m.uploadMs, p),
+      unit: 'ms',
+      better: 'lower' as const,
+      note: `${m.uploadMs.length} samples; the primary's share of the lag (window, seal, PUT), read over HTTP every ~${UPLOAD_STATUS_POLL_MS} ms`,
+    })),
+  );
+  return rows;
+}
+
+/** Boots a throwaway Ceph RGW and measures the lag on it; [] with the reason in `context` when it cannot. */
+async function rgwLagRows(dir: string, context: BenchSuiteResult['context']): Promise<BenchRow[]> {
+  const ceph = cephRgwAvailable();
+  if (!ceph.ok) {
+    context.rgw = `skipped: ${ceph.reason}`;
+    log(`rgw skipped: ${ceph.reason}`);
+    return [];
+  }
+  log('booting a Ceph RGW');
+  let rgw: CephRgw;
+  try {
+    rgw = await startCephRgw();
+  } catch (error) {
+    context.rgw = `skipped: ${(error as Error).message.split('\n')[0]}`;
+    log(`rgw skipped: ${context.rgw}`);
+    return [];
+  }
+  try {
+    const bucket = 'bench-replicate';
+    const credentials = { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey };
+    const admin = new S3Client({
+      endpoint: rgw.endpoint,
+      region: rgw.region,
+      forcePathStyle: true,
+      credentials,
+    });
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    admin.destroy();
+    const open = async () => new S3Store({ bucket, root: 'bench', endpoint: rgw.endpoint, ...credentials });
+    const connection =
+      `s3::bucket=${bucket};root=bench;region=${rgw.region};endpoint=${rgw.endpoint};` +
+      `access_key_id=${rgw.accessKeyId};secret_access_key=${rgw.secretAccessKey};`;
+    const measured = await measureLag(dir, 'rgw', connection, open);
+    context.rgw = 'Ceph RGW 16 memstore on 127.0.0.1, sharing the cores';
+    return lagRows(measured, 250);
+  } finally {
+    await rgw.stop();
+  }
+}
+
+export async function benchReplicate(): Promise<BenchSuiteResult> {
+  if (Number.isNaN(SCALE)) {
+    throw new Error(
+      `WALSHIP_BENCH_SCALE must be a fraction in (0, 1], got ${process.env.WALSHIP_BENCH_SCALE}`,
+    );
+  }
+  const loadAtStart = loadavg()[0]!;
+  const dir = await mkdtemp(path.join(tmpdir(), 'walship-bench-replicate-'));
+  const context: BenchSuiteResult['context'] = {
+    node: process.version,
+    rows: ROWS,
+    rowsPerRequest: ROWS_PER_REQUEST,
+    columns: TRADE_COLUMNS.length,
+    cores: availableParallelism(),
+    scale: SCALE,
+    sharing:
+      'client, nodes, SQLite and store share this process (the lag runs: primary in a child process); the raw baselines have none of them',
+    lagProbe:
+      '204 read by the writer → replica.appliedTxn(table) ≥ the X-Walship-Txn txn, checked every ~1 ms in-process',
+  };
+  try {
+    const store = await FsStore.open({ root: path.join(dir, 'store') });
+    const rows: BenchRow[] = [];
+    try {
+      log(`generating ${ROWS} rows`);
+      const t = generateTrades(ROWS);
+      const applied = await measureApply(dir, store, t);
+      rows.push(...applyRows(applied));
+      const targets = new Map([[TRADES_TABLE, BigInt(ROWS / ROWS_PER_REQUEST)]]);
+      const idle = await measureIdle(dir, store, targets);
+      rows.push(...idleRows(idle, targets.size));
+    } finally {
+      await store.close();
+    }
+    const fsRoot = path.join(dir, 'store-lag');
+    const fsLag = await measureLag(dir, 'fs', `fs::root=${fsRoot};`, () => FsStore.open({ root: fsRoot }));
+    rows.push(...lagRows(fsLag, 100));
+    rows.push(...(await rgwLagRows(dir, context)));
+    context.loadAverage1m = `${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end (other work on the machine skews every figure)`;
+    return { suite: 'replicate', context, rows };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,15 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, WalshipError } from '../core/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
-import { CLUSTER_KEY, EPOCHS_PREFIX, epochKey, epochOfKey } from '../wal/index.js';
+import {
+  CLUSTER_KEY,
+  type ClusterRecord,
+  EPOCHS_PREFIX,
+  encodeClusterRecord,
+  epochKey,
+  epochOfKey,
+  parseClusterRecord,
+} from '../wal/index.js';
 
-/** `cluster.json`, written once, create-only, by the first primary of a cluster root. */
-export interface ClusterRecord {
-  clusterId: string;
-  formatVersion: 1;
-  createdAt: string;
-  createdBy: string;
-}
+export type { ClusterRecord } from '../wal/index.js';
 
 /** `epochs/<epoch>.json`, written create-only by whoever takes that epoch (DESIGN §7). */
 export interface EpochRecord {
@@ -61,7 +63,7 @@ export async function claimPrimary(options: {
   const { store, meta, nodeId } = options;
   const localCluster = meta.get('cluster.id');
   const localEpoch = meta.get('epoch');
-  const existing = await readJson<ClusterRecord>(store, CLUSTER_KEY);
+  const existing = await readCluster(store);
   if (existing === null && localCluster !== undefined) {
     throw refused(
       `this node's data dir belongs to cluster ${localCluster}, but the store root holds no cluster: ` +
@@ -162,10 +164,10 @@ async function createCluster(store: ObjectStore, nodeId: string, clock: Clock): 
     createdAt: iso(clock),
     createdBy: nodeId,
   };
-  const body = new TextEncoder().encode(`${JSON.stringify(record)}\n`);
+  const body = encodeClusterRecord(record);
   const result = await store.put(CLUSTER_KEY, body, { condition: { type: 'absent' } });
   if (result.status === 'written') return record;
-  const winner = await readJson<ClusterRecord>(store, CLUSTER_KEY);
+  const winner = await readCluster(store);
   if (winner === null)
     throw new WalshipError('STORE_INCONSISTENT', 'unavailable', 'cluster.json exists but cannot be read');
   return winner;
@@ -179,6 +181,19 @@ function remember(meta: NodeMeta, clusterId: string, epoch: bigint, created: boo
 
 async function hasAnyObject(store: ObjectStore, prefix: string): Promise<boolean> {
   return (await store.list(prefix, { limit: 1 })).objects.length > 0;
+}
+
+/** cluster.json, or null when absent; checksum-verified (a corrupt read is retried once). */
+export async function readCluster(store: ObjectStore): Promise<ClusterRecord | null> {
+  for (let attempt = 1; ; attempt++) {
+    const result = await store.get(CLUSTER_KEY);
+    if (result === null || result.status !== 'ok') return null;
+    try {
+      return parseClusterRecord(result.body);
+    } catch (error) {
+      if (attempt >= 2) throw error;
+    }
+  }
 }
 
 async function readJson<T>(store: ObjectStore, key: string): Promise<T | null> {

@@ -523,8 +523,9 @@ describe('createReadConsistency', () => {
     const error = await failure(node.read({ max_staleness_ms: '500' }));
     expect(error).toMatchObject({ code: 'STALE_REPLICA', kind: 'unavailable' });
     expect(error.message).toBe(
-      'this replica last confirmed it was caught up with the object store 900 ms ago (max_staleness_ms=500); ' +
-        'checking again found it still behind — retry, read from another replica or the primary, ' +
+      'this replica last confirmed it was caught up with the object store 900 ms before this read arrived ' +
+        '(max_staleness_ms=500); checking again could not confirm it within the bound (a table may be ' +
+        'suspended or the store failing) — retry, read from another replica or the primary, ' +
         'or allow more staleness',
     );
     expect(node.state.refreshes).toBe(1);

@@ -165,6 +165,11 @@ export class AppliedWaiters {
     return this.#count;
   }
 
+  /** The table keys some read still waits on (the follower probes them at once and often). */
+  tables(): IterableIterator<string> {
+    return this.#byTable.keys();
+  }
+
   /** Reports that `tableKey` has applied up to `appliedTxn`; wakes the reads this satisfies. Sync. */
   notify(tableKey: string, appliedTxn: bigint): void {
     const waiters = this.#byTable.get(tableKey);
@@ -374,7 +379,12 @@ export function createReadConsistency(options: ReadConsistencyOptions): ReadCons
     }
     if (wanted.maxStalenessMs !== undefined) {
       const leftMs = Math.max(0, wanted.waitMs - (options.clock.monotonicMs() - startedMs));
-      await checkStaleness(options, refresh, { maxStalenessMs: wanted.maxStalenessMs, leftMs, signal });
+      await checkStaleness(options, refresh, {
+        maxStalenessMs: wanted.maxStalenessMs,
+        leftMs,
+        signal,
+        arrivedAtMs: startedMs,
+      });
     }
     return responseHeaders(options, wanted.token);
   };
@@ -432,13 +442,22 @@ function minOfDefined(values: (number | undefined)[]): number | undefined {
   return defined.length === 0 ? undefined : Math.min(...defined);
 }
 
-/** Throws STALE_REPLICA unless the replica vouches for `maxStalenessMs`, after one refresh if needed. */
+/**
+ * Throws STALE_REPLICA unless the replica vouches for `maxStalenessMs`, after one refresh if needed.
+ * Staleness is judged as of the read's arrival: a confirmation whose request went out after the
+ * read arrived makes it 0, so even `max_staleness_ms=0` is met by a refresh on a healthy store.
+ */
 async function checkStaleness(
   options: ReadConsistencyOptions,
   refresh: () => Promise<void>,
-  check: { maxStalenessMs: number; leftMs: number; signal: AbortSignal },
+  check: { maxStalenessMs: number; leftMs: number; signal: AbortSignal; arrivedAtMs: number },
 ): Promise<void> {
-  if (isFresh(options.stalenessMs(), check.maxStalenessMs)) return;
+  const atArrival = () => {
+    const stalenessMs = options.stalenessMs();
+    if (stalenessMs === null) return null;
+    return Math.max(0, stalenessMs - (options.clock.monotonicMs() - check.arrivedAtMs));
+  };
+  if (isFresh(atArrival(), check.maxStalenessMs)) return;
   let refreshError: unknown;
   let outcome: 'done' | 'timeout' = 'timeout';
   if (check.leftMs > 0) {
@@ -449,7 +468,7 @@ async function checkStaleness(
       refreshError = error;
     }
   }
-  const stalenessMs = options.stalenessMs();
+  const stalenessMs = atArrival();
   if (isFresh(stalenessMs, check.maxStalenessMs)) return;
   throw staleError({ stalenessMs, ...check, outcome, refreshError });
 }
@@ -469,14 +488,16 @@ function staleError(facts: {
   const last =
     stalenessMs === null
       ? `this replica has not yet confirmed it is caught up with the object store (max_staleness_ms=${maxStalenessMs})`
-      : `this replica last confirmed it was caught up with the object store ${Math.floor(stalenessMs)} ms ago ` +
-        `(max_staleness_ms=${maxStalenessMs})`;
+      : `this replica last confirmed it was caught up with the object store ${Math.floor(stalenessMs)} ms before ` +
+        `this read arrived (max_staleness_ms=${maxStalenessMs})`;
   let checked: string;
   if (leftMs <= 0) checked = 'no wait time was left to check again';
   else if (refreshError !== undefined) checked = `checking again failed: ${String(refreshError)}`;
   else if (facts.outcome === 'timeout')
     checked = `checking again did not finish within ${Math.round(leftMs)} ms`;
-  else checked = 'checking again found it still behind';
+  else
+    checked =
+      'checking again could not confirm it within the bound (a table may be suspended or the store failing)';
   return new WalshipError(
     'STALE_REPLICA',
     'unavailable',

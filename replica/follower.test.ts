@@ -13,7 +13,14 @@ import {
   withFaults,
 } from '../objectstore/index.js';
 import { TableStore, tableKey } from '../table/index.js';
-import { CLUSTER_KEY, encodeSegment, HEAD_KEY, segmentKey, type TxnRecord } from '../wal/index.js';
+import {
+  CLUSTER_KEY,
+  encodeClusterRecord,
+  encodeSegment,
+  HEAD_KEY,
+  segmentKey,
+  type TxnRecord,
+} from '../wal/index.js';
 import { FOLLOWER_LIMITS, Follower, type FollowerOptions, TABLE_EPOCH_META_PREFIX } from './follower.js';
 
 const log = pino({ level: 'silent' });
@@ -92,7 +99,15 @@ async function putSegment(store: ObjectStore, tableName: string, records: TxnRec
 }
 
 async function putCluster(store: ObjectStore, clusterId = CLUSTER): Promise<void> {
-  await store.put(CLUSTER_KEY, new TextEncoder().encode(JSON.stringify({ clusterId, formatVersion: 1 })));
+  await store.put(
+    CLUSTER_KEY,
+    encodeClusterRecord({
+      clusterId,
+      formatVersion: 1,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      createdBy: 'test',
+    }),
+  );
 }
 
 async function putHead(store: ObjectStore, tables: Record<string, bigint>, epoch = 1n): Promise<void> {
@@ -516,26 +531,30 @@ describe('Follower', () => {
     expect(follower.appliedTxn('late')).toBe(2n);
   });
 
-  it('probeNow of an unknown key asks for a sweep and never adopts the key', async () => {
+  it('a key a read waits on but the store lacks is probed at txn 1 and never adopted; one that appears is', async () => {
     const store = recording(new MemoryStore());
     await putCluster(store);
     await putSegment(store, 'a', txns(1n, 1));
     await putHead(store, { a: 1n });
     const tables = openTables();
-    const { follower } = follow(store, tables);
+    const awaited = new Set<string>();
+    const { follower } = follow(store, tables, { awaitedTables: () => awaited, pollIntervalMs: 3_600_000 });
     await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied');
-    const discoveries = () => store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').length;
-    const before = discoveries();
+    const probes = () =>
+      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('ghost', 1n)).length;
+    awaited.add('ghost');
     follower.probeNow(['ghost']);
-    await waitFor(() => discoveries() > before, 'a sweep');
-    const sweepPoll = store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').at(-1)!.poll;
-    await waitFor(() => follower.status().polls > sweepPoll, 'the sweep finished');
+    // Probed again and again while awaited, although the poll interval is an hour.
+    await waitFor(() => probes() >= 3, 'repeated probes of ghost');
     expect(follower.status().tables.map((t) => t.key)).toEqual(['a']);
     expect(follower.appliedTxn('ghost')).toBe(0n);
+    awaited.delete('ghost');
 
     await putSegment(store, 'fresh', txns(1n, 1));
+    awaited.add('fresh');
     follower.probeNow(['fresh']);
-    await waitFor(() => follower.appliedTxn('fresh') === 1n, 'fresh found by the sweep');
+    await waitFor(() => follower.appliedTxn('fresh') === 1n, 'fresh found by its probe');
+    expect(follower.status().tables.map((t) => t.key)).toEqual(['a', 'fresh']);
   });
 
   it('an object that reads corrupt once is fetched again and applied correctly', async () => {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { type Clock, isWalshipError, WalshipError } from '../core/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { decodeTableKey, type TableStore, tableKey } from '../table/index.js';
-import { CLUSTER_KEY, type DecodedSegment, HEAD_KEY, segmentKey } from '../wal/index.js';
+import { CLUSTER_KEY, type DecodedSegment, HEAD_KEY, parseClusterRecord, segmentKey } from '../wal/index.js';
 import { checkEpochOrder, verifySegment } from './segment-verifier.js';
 import { discoverTableKeys, parseHeadHint, segmentsAfter } from './store-scan.js';
 
@@ -12,6 +12,11 @@ export const FOLLOWER_LIMITS = {
   listBatchKeys: 100,
   /** A table that applied a segment this recently is probed every poll even if head.json is silent. */
   hotTableMs: 2_000,
+  /**
+   * While a read waits for a commit token on a table, that table is probed this often (a GET of its
+   * next key), whatever the poll interval: the wait is bounded by replication.replica.read.wait.max.
+   */
+  awaitedProbeIntervalMs: 10,
   /** Fetches of an object that fails verification before the table is suspended (a torn read heals). */
   fetchAttemptsPerSegment: 2,
   /** Backoff after a store failure, doubling, so an outage costs few requests. */
@@ -34,6 +39,12 @@ export interface FollowerOptions {
   downloadConcurrency: number;
   /** The cluster this data dir follows (undefined: adopt the store's at first sight). */
   clusterId: string | undefined;
+  /**
+   * Table keys reads are waiting on now (the read path's AppliedWaiters): probed every
+   * awaitedProbeIntervalMs until applied; a key not followed yet is probed at txn 1 and adopted
+   * only once a segment exists there (client-supplied keys never create phantom tables).
+   */
+  awaitedTables?: () => Iterable<string>;
   /** Called after each applied segment (the read path's waiters). */
   onApplied?: (tableKey: string, appliedTxn: bigint) => void;
   /** Called once when the store's cluster is first seen (the node records it). */
@@ -64,6 +75,8 @@ interface FollowedTable {
   rowsApplied: number;
   /** A reader waits on this table: probe it at the next poll and wake the loop. */
   wanted: boolean;
+  /** Probed for a waiting read before the table was known: kept only once a segment was applied. */
+  transient?: boolean;
 }
 
 /** Per-table view for /status. */
@@ -167,13 +180,12 @@ export class Follower {
     return now - oldest;
   }
 
-  /** Probe these tables (by key) at once: a reader waits for them. An unknown key asks for a sweep. */
+  /** Probe these tables (by key) at once: a reader waits for them. */
   probeNow(keys: readonly string[]): void {
     for (const key of keys) {
       const table = this.#tables.get(key);
-      // A table not seen yet is found by a sweep; client-supplied keys are never adopted blindly.
-      if (table === undefined) this.#sweepRequested = true;
-      else if (table.suspended === null) table.wanted = true; // a suspended table waits for resume()
+      // An unknown key is probed at txn 1 through awaitedTables; a suspended table waits for resume().
+      if (table !== undefined && table.suspended === null) table.wanted = true;
     }
     this.#wake?.();
   }
@@ -273,30 +285,38 @@ export class Follower {
     while (!this.#stopped) {
       const startedAtMs = this.#options.clock.monotonicMs();
       let delayMs = this.#options.pollIntervalMs;
+      let failed = false;
       try {
         await this.#poll(startedAtMs);
         this.#storeFailures = 0;
       } catch (error) {
+        failed = true;
         delayMs = this.#onPollFailed(error);
+        // "successfully or not": a refresh waiting on this poll learns now (it re-checks staleness).
+        for (const resolve of this.#sweepWaiters.splice(0)) resolve();
       }
       if (this.#fatal !== null) break;
+      if (!failed && this.#awaitedKeys().length > 0) {
+        delayMs = Math.min(delayMs, FOLLOWER_LIMITS.awaitedProbeIntervalMs);
+      }
       const elapsedMs = this.#options.clock.monotonicMs() - startedAtMs;
-      await this.#sleep(Math.max(0, delayMs - elapsedMs));
+      await this.#sleep(Math.max(0, delayMs - elapsedMs), failed);
     }
     for (const resolve of this.#sweepWaiters.splice(0)) resolve();
   }
 
   /** Sleeps `ms`, or less when probeNow/refresh/stop wakes the loop. */
-  async #sleep(ms: number): Promise<void> {
+  /** Sleeps `ms`; a wake-up (probeNow, refresh) cuts it short — except after a failed poll: the backoff holds. */
+  async #sleep(ms: number, backingOff: boolean): Promise<void> {
     const wanted = [...this.#tables.values()].some((t) => t.wanted && t.suspended === null);
-    if (this.#stopped || this.#sweepRequested || wanted) return;
+    if (this.#stopped || (!backingOff && (this.#sweepRequested || wanted))) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
         resolve();
       }
-      this.#wake = done;
+      this.#wake = backingOff ? () => this.#stopped && done() : done;
     });
     this.#wake = undefined;
   }
@@ -325,15 +345,17 @@ export class Follower {
     }
     await this.#readHead();
     const sweep = this.#sweepRequested || startedAtMs - this.#lastSweepAtMs >= this.#options.sweepIntervalMs;
-    const waiters = sweep ? this.#sweepWaiters.splice(0) : [];
     if (sweep) {
       this.#sweepRequested = false;
       await this.#discover();
       if (this.#tables.size === 0) this.#emptyConfirmedAtMs = startedAtMs;
     }
+    const waiters = sweep ? this.#sweepWaiters.splice(0) : [];
+    const awaited = new Set(this.#awaitedKeys());
     const due = [...this.#tables.values()].filter(
-      (t) => t.suspended === null && (sweep || this.#isDue(t, startedAtMs)),
+      (t) => t.suspended === null && (sweep || awaited.has(t.key) || this.#isDue(t, startedAtMs)),
     );
+    for (const key of awaited) if (!this.#tables.has(key)) due.push(...this.#probeUnknown(key));
     const failures: unknown[] = [];
     await Promise.all(
       due.map((t) => {
@@ -346,6 +368,30 @@ export class Follower {
     if (sweep && failures.length === 0) this.#lastSweepAtMs = startedAtMs;
     for (const resolve of waiters) resolve();
     if (failures.length > 0) throw failures[0];
+  }
+
+  /** Keys reads wait on that are not suspended (the suspended ones wait for resume()). */
+  #awaitedKeys(): string[] {
+    const keys: string[] = [];
+    for (const key of this.#options.awaitedTables?.() ?? []) {
+      if (this.#tables.get(key)?.suspended == null) keys.push(key);
+    }
+    return keys;
+  }
+
+  /**
+   * A table a read waits on that this replica has not seen: a transient entry probes its txn 1 and
+   * is adopted once something was applied (the applier inserts it into #tables).
+   */
+  #probeUnknown(key: string): FollowedTable[] {
+    try {
+      decodeTableKey(key);
+    } catch {
+      return [];
+    }
+    const table = freshTable(key, decodeTableKey(key));
+    table.transient = true;
+    return [table];
   }
 
   #finishSweep(startedAtMs: number): void {
@@ -364,15 +410,8 @@ export class Follower {
     if (this.#clusterId !== undefined && this.#lastSweepAtMs > Number.NEGATIVE_INFINITY) return true;
     const got = await this.#options.store.get(CLUSTER_KEY);
     if (got === null || got.status !== 'ok') return false;
-    let clusterId: unknown;
-    try {
-      clusterId = (JSON.parse(new TextDecoder().decode(got.body)) as { clusterId?: unknown }).clusterId;
-    } catch {
-      clusterId = undefined;
-    }
-    if (typeof clusterId !== 'string' || clusterId === '') {
-      throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `${CLUSTER_KEY} is not a cluster record`);
-    }
+    // A corrupt read throws STORE_CORRUPT (unavailable): the poll backs off and reads it again.
+    const { clusterId } = parseClusterRecord(got.body);
     if (this.#clusterId !== undefined && this.#clusterId !== clusterId) {
       throw new WalshipError(
         'CLUSTER_MISMATCH',
@@ -563,6 +602,10 @@ export class Follower {
       if (header.epoch !== t.epoch)
         tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${t.key}`, header.epoch.toString());
     });
+    if (t.transient === true) {
+      t.transient = false;
+      if (!this.#tables.has(t.key)) this.#tables.set(t.key, t);
+    }
     t.appliedTxn = header.txnLast;
     t.epoch = header.epoch;
     t.name = tables.schema(header.tableName)?.name ?? header.tableName;

@@ -17,7 +17,7 @@ import {
 import { createIlpHttpHandler } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
-import { CLUSTER_KEY } from '../wal/index.js';
+import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
 import { Follower } from './follower.js';
 import { newestSnapshot, publishSnapshot, restoreSnapshot, type SnapshotManifest } from './snapshots.js';
@@ -122,6 +122,7 @@ export class ReplicaNode {
         downloadConcurrency: settings.downloadConcurrency,
         clusterId,
         onApplied: (key, txn) => waiters.notify(key, txn),
+        awaitedTables: () => waiters.tables(),
         onCluster: (id) => tables.setMeta('cluster.id', id),
       });
       cleanup.push(() => follower.stop());
@@ -335,8 +336,7 @@ async function bootstrap(
   if (!settings.bootstrapFromSnapshot || existsSync(databaseFile)) return null;
   const cluster = await settings.store.get(CLUSTER_KEY);
   if (cluster === null || cluster.status !== 'ok') return null;
-  const clusterId = (JSON.parse(new TextDecoder().decode(cluster.body)) as { clusterId?: unknown }).clusterId;
-  if (typeof clusterId !== 'string') return null;
+  const { clusterId } = parseClusterRecord(cluster.body);
   const manifest = await newestSnapshot(settings.store, clusterId);
   if (manifest === null) return null;
   log.info({ snapshot: manifest.id, tables: manifest.tables.length }, 'restoring the newest snapshot');

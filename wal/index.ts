@@ -2,6 +2,8 @@
  * The WAL segment format (RFC-0001, docs/rfcs/0001-segment-format.md): encoding and decoding of
  * segments and txn records, checksums, codecs and limits. Imports nothing of walship but core.
  */
+
+export { type ClusterRecord, encodeClusterRecord, parseClusterRecord } from './cluster-record.js';
 export { availableCodecs, type Codec } from './codecs.js';
 export {
   COLUMN_TYPES,
@@ -26,8 +28,8 @@ export {
   epochKey,
   epochOfKey,
   HEAD_KEY,
-  LEASE_KEY,
   isSnapshotId,
+  LEASE_KEY,
   padNumber,
   SNAPSHOT_ID_CHARS_MAX,
   SNAPSHOTS_PREFIX,

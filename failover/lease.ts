@@ -153,8 +153,12 @@ export interface LeaseWatcherOptions {
   clock: Clock;
   random: Random;
   log: Logger;
-  /** The lease has not changed for the timeout (plus this candidate's jitter): promote. */
-  onExpired: () => Promise<void>;
+  /**
+   * The lease has not changed for the timeout (plus this candidate's jitter): promote — only past
+   * the expired lease's epoch (undefined when no lease was ever read), so that of two candidates
+   * whose timers run out together, the slower one does not replace the one just elected.
+   */
+  onExpired: (leaseEpoch: bigint | undefined) => Promise<void>;
 }
 
 /**
@@ -167,6 +171,7 @@ export class LeaseWatcher {
   readonly #options: LeaseWatcherOptions;
   readonly #timeoutMs: number;
   #etag: string | undefined;
+  #leaseEpoch: bigint | undefined;
   #changedAtMs: number;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -206,6 +211,7 @@ export class LeaseWatcher {
       );
       if (got !== null && got.status === 'ok' && got.info.etag !== this.#etag) {
         this.#etag = got.info.etag;
+        this.#leaseEpoch = parseLease(got.body)?.epoch;
         this.#changedAtMs = startedAtMs;
         return;
       }
@@ -221,7 +227,7 @@ export class LeaseWatcher {
       'the primary has not renewed its lease: promoting this replica',
     );
     this.#changedAtMs = startedAtMs; // a failed or lost promotion waits a whole timeout again
-    await this.#options.onExpired().catch((error: unknown) => {
+    await this.#options.onExpired(this.#leaseEpoch).catch((error: unknown) => {
       this.#options.log.warn({ err: (error as Error).message }, 'automatic promotion did not happen');
     });
   }

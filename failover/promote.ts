@@ -34,6 +34,12 @@ export interface PromoteOptions {
   codec: Codec;
   compressionLevel: number;
   synchronous: 'FULL' | 'NORMAL';
+  /**
+   * Claim epoch E+1 only if E, the newest epoch in the store, is this one: an automatic promotion
+   * passes the epoch of the lease that expired, so a candidate that was too slow stays a replica
+   * instead of replacing a primary elected a moment earlier (PROMOTION_LOST).
+   */
+  onlyAfterEpoch?: bigint;
 }
 
 export interface Promotion {
@@ -112,6 +118,15 @@ async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Prom
       'the store holds no epoch yet: start a primary instead',
     );
   }
+  if (options.onlyAfterEpoch !== undefined && newest.epoch !== options.onlyAfterEpoch) {
+    throw new WalshipError(
+      'PROMOTION_LOST',
+      'conflict',
+      `epoch ${newest.epoch} (node ${newest.nodeId}) already replaced the primary of epoch ${options.onlyAfterEpoch}: ` +
+        'this node stays a replica',
+      { details: { epoch: newest.epoch, winner: newest.nodeId } },
+    );
+  }
   const epoch = newest.epoch + 1n;
   const claimId = randomUUID();
   const record: EpochRecord = {
@@ -178,6 +193,14 @@ async function fenceTable(
       });
       return { key, name: tables.schemas().find((s) => s.key === key)?.name ?? name, fenceTxn };
     }
+    const holder = await slotHeader(options.store, objectKey);
+    if (holder !== null && holder.epoch > epoch) {
+      throw new WalshipError(
+        'FENCED',
+        'fenced',
+        `${objectKey} holds a fence of epoch ${holder.epoch} by ${holder.writerNodeId}: a newer promotion overtook this one (epoch ${epoch})`,
+      );
+    }
     options.log.info(
       { table: name, slot: fenceTxn.toString() },
       'the old primary took the fence slot first; applying it',
@@ -192,8 +215,13 @@ async function fenceTable(
 }
 
 async function isOurs(store: ObjectStore, key: string, nodeId: string, epoch: bigint): Promise<boolean> {
+  const header = await slotHeader(store, key);
+  return header !== null && header.writerNodeId === nodeId && header.epoch === epoch;
+}
+
+/** The header of the segment at `key`, or null when there is none. */
+async function slotHeader(store: ObjectStore, key: string) {
   const got = await store.get(key);
-  if (got === null || got.status !== 'ok') return false;
-  const header = decodeSegmentHeader(got.body);
-  return header.writerNodeId === nodeId && header.epoch === epoch;
+  if (got === null || got.status !== 'ok') return null;
+  return decodeSegmentHeader(got.body);
 }

@@ -22,6 +22,7 @@ import {
 } from '../primary/index.js';
 import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
+import { decodeSegment, encodeTxnRecord, segmentKey } from '../wal/index.js';
 import { LeaseKeeper, LeaseWatcher } from './lease.js';
 import { type Promotion, promote } from './promote.js';
 
@@ -113,7 +114,7 @@ export class WalshipNode {
   }
 
   /** Replica → primary at the next epoch (RFC-0002 P1–P5). On failure the node stays (or becomes again) a replica. */
-  promote(reason = 'promote'): Promise<Promotion> {
+  promote(reason = 'promote', onlyAfterEpoch?: bigint): Promise<Promotion> {
     return this.#serialised(async () => {
       const replica = this.#node;
       if (!(replica instanceof ReplicaNode)) throw notRole('promote', 'replica', this.#role);
@@ -133,12 +134,23 @@ export class WalshipNode {
           codec: this.#settings.primary.codec,
           compressionLevel: this.#settings.primary.compressionLevel,
           synchronous: this.#settings.primary.synchronous,
+          ...(onlyAfterEpoch === undefined ? {} : { onlyAfterEpoch }),
         });
       } catch (error) {
         await this.#startReplica(nodeId);
         throw error;
       }
-      await this.#startPrimary(nodeId);
+      try {
+        await this.#startPrimary(nodeId);
+      } catch (error) {
+        // Overtaken between the fences and the start (a newer epoch exists): follow it instead.
+        this.#deps.log.error(
+          { err: (error as Error).message },
+          'promoted, but the primary role could not start; following',
+        );
+        await this.#startReplica(nodeId);
+        throw error;
+      }
       return promotion;
     });
   }
@@ -183,7 +195,10 @@ export class WalshipNode {
         http: this.#http,
         adminActions: this.#adminActions(),
         statusExtra: () => this.#statusExtra(),
-        onFenced: () => void this.#onFenced(),
+        onFenced: () =>
+          void this.#onFenced().catch((error: unknown) =>
+            this.#deps.log.error({ err: (error as Error).message }, 'handling the fence failed'),
+          ),
       },
     );
     this.#node = node;
@@ -227,8 +242,8 @@ export class WalshipNode {
         clock: this.#deps.clock,
         random: this.#deps.random,
         log: this.#deps.log.child({ nodeId: node.nodeId, part: 'lease' }),
-        onExpired: async () => {
-          await this.promote('automatic: the primary stopped renewing its lease');
+        onExpired: async (leaseEpoch) => {
+          await this.promote('automatic: the primary stopped renewing its lease', leaseEpoch);
         },
       });
       this.#lease = watcher;
@@ -285,17 +300,61 @@ export class WalshipNode {
         const newest = await newestEpoch(this.#settings.primary.store);
         if (newest !== null && newest.epoch > BigInt(localEpoch)) {
           const epoch = BigInt(localEpoch);
-          const files = await this.#writeDivergence(epoch);
-          const movedTo = await this.#moveDatabaseAside(epoch);
-          this.#divergence = { epoch: localEpoch, files, movedTo };
-          this.#deps.log.error(
-            { epoch: localEpoch, newestEpoch: newest.epoch.toString(), divergence: files, movedTo },
-            'this data dir was a replaced primary with txns that never reached the store: they are in the divergence files; following as a replica',
-          );
+          // A crash between an upload and its being recorded: those txns are in the store, not lost.
+          if ((await this.#recordWhatReachedTheStore(epoch, nodeId)) > 0) {
+            const files = await this.#writeDivergence(epoch);
+            const movedTo = await this.#moveDatabaseAside(epoch);
+            this.#divergence = { epoch: localEpoch, files, movedTo };
+            this.#deps.log.error(
+              { epoch: localEpoch, newestEpoch: newest.epoch.toString(), divergence: files, movedTo },
+              'this data dir was a replaced primary with txns that never reached the store: they are in the divergence files; following as a replica',
+            );
+          }
         }
       }
     }
     await this.#startReplica(nodeId);
+  }
+
+  /**
+   * Marks as uploaded the pending txns whose segment is in the store after all (this node, this
+   * epoch, byte-identical records: an upload whose success the crash hid). Returns the pending
+   * txns left: those truly never reached the store.
+   */
+  async #recordWhatReachedTheStore(epoch: bigint, nodeId: string | undefined): Promise<number> {
+    const { store } = this.#settings.primary;
+    const tables = TableStore.open(this.#databaseFile(), { synchronous: this.#settings.primary.synchronous });
+    try {
+      for (const { table } of tables.pendingSummary()) {
+        const key = tables.schema(table)?.key;
+        if (key === undefined || nodeId === undefined) continue;
+        for (;;) {
+          const got = await store.get(segmentKey(key, tables.uploadedTxn(table) + 1n));
+          if (got === null || got.status !== 'ok') break;
+          const { header, txns } = await decodeSegment(got.body);
+          if (header.writerNodeId !== nodeId || header.epoch !== epoch) break;
+          const mine = new Map(
+            tables.pending(table, { limitBytes: header.bodyBytesRaw }).map((r) => [r.txn, r.bytes]),
+          );
+          const same = txns.every((txn) => {
+            const bytes = mine.get(txn.txn);
+            return bytes !== undefined && Buffer.from(encodeTxnRecord(txn)).equals(bytes);
+          });
+          if (!same) break;
+          tables.transaction(() => {
+            tables.setUploadedTxn(table, header.txnLast);
+            tables.dropPendingThrough(table, header.txnLast);
+          });
+          this.#deps.log.info(
+            { table, txnLast: header.txnLast.toString() },
+            'found uploaded after all (crash before it was recorded)',
+          );
+        }
+      }
+      return tables.pendingSummary().reduce((sum, p) => sum + p.count, 0);
+    } finally {
+      tables.close();
+    }
   }
 
   async #writeDivergence(epoch: bigint): Promise<DivergenceSummary[]> {

@@ -32,7 +32,6 @@ import Database from 'better-sqlite3';
 import { randomInt, seededRandom } from '../core/index.js';
 import { FsStore, listAll, type ObjectStore, S3Store } from '../objectstore/index.js';
 import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
-import { SQL_DECLARED_TYPES } from '../table/index.js';
 import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { TABLES_PREFIX } from '../wal/index.js';

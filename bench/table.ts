@@ -16,8 +16,7 @@ import Database from 'better-sqlite3';
 import { seededRandom } from '../core/index.js';
 import type { IlpLine } from '../ilp/index.js';
 import { type BuiltTxn, buildTxns } from '../primary/txn-builder.js';
-import { SQL_DECLARED_TYPES, type TableSchema, TableStore } from '../table/index.js';
-import type { ColumnType } from '../wal/index.js';
+import { type TableSchema, TableStore } from '../table/index.js';
 import type { BenchRow, BenchSuiteResult } from './report.js';
 import { createRawTradesTable, TRADE_COLUMNS, TRADE_SYMBOLS, TRADES_TABLE } from './trades.js';
 

@@ -124,6 +124,7 @@ export class Uploader {
   waitUploaded(table: string, txn: bigint, timeoutMs: number): Promise<void> {
     if (this.#options.source.uploadedTxn(table) >= txn) return Promise.resolve();
     if (this.#fenced) return Promise.reject(fencedError());
+    if (this.#stopped) return Promise.reject(closedError());
     const state = this.#state(table);
     return new Promise<void>((resolve, reject) => {
       const waiter = {
@@ -226,13 +227,13 @@ export class Uploader {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    for (const s of this.#tables.values()) {
-      for (const w of s.waiters) w.reject(new WalshipError('CLOSED', 'closed', 'the node is shutting down'));
-      s.waiters = [];
-    }
+    // A waiter whose upload is in flight learns that upload's outcome (#settleAfterUpload); the
+    // others can never be satisfied now.
+    this.#rejectIdleWaiters(() => closedError());
     const deadline = this.#options.clock.monotonicMs() + STOP_WAIT_MS;
     while (this.#running > 0 && this.#options.clock.monotonicMs() < deadline)
       await this.#options.clock.sleep(5);
+    for (const s of this.#tables.values()) this.#rejectWaiters(s, closedError());
   }
 
   #state(table: string): TableState {
@@ -274,6 +275,7 @@ export class Uploader {
       void this.#uploadOne(table, state).finally(() => {
         state.uploading = false;
         this.#running--;
+        this.#settleAfterUpload(state);
         this.#pump();
       });
     }
@@ -422,10 +424,25 @@ export class Uploader {
       writerNodeId: detail.writerNodeId,
       epoch: detail.epoch ?? detail.ourEpoch + 1n,
     });
-    for (const s of this.#tables.values()) {
-      for (const w of s.waiters) w.reject(fencedError());
-      s.waiters = [];
-    }
+    // Only waiters with nothing in flight: an upload already sent may still land, and then its
+    // writers were committed (telling them otherwise would make clients write the rows again).
+    this.#rejectIdleWaiters(() => fencedError());
+  }
+
+  /** Rejects the waiters of every table with no upload in flight. */
+  #rejectIdleWaiters(error: () => WalshipError): void {
+    for (const s of this.#tables.values()) if (!s.uploading) this.#rejectWaiters(s, error());
+  }
+
+  /** After an upload settled (its own waiters resolved): once fenced or stopped, no later one will come. */
+  #settleAfterUpload(state: TableState): void {
+    if (this.#fenced) this.#rejectWaiters(state, fencedError());
+    else if (this.#stopped) this.#rejectWaiters(state, closedError());
+  }
+
+  #rejectWaiters(state: TableState, error: WalshipError): void {
+    for (const w of state.waiters) w.reject(error);
+    state.waiters = [];
   }
 
   #uploaded(
@@ -499,6 +516,10 @@ export class Uploader {
       this.#headWriting = false;
     }
   }
+}
+
+function closedError(): WalshipError {
+  return new WalshipError('CLOSED', 'closed', 'the node is shutting down');
 }
 
 function fencedError(): WalshipError {

@@ -18,7 +18,7 @@ export function resolveNodeId(tables: TableStore, configured: string | undefined
     throw new WalshipError(
       'INVALID_NODE_ID',
       'invalid',
-      'node.id must be 1 to 64 characters of A-Z a-z 0-9 . _ - (it names segments\' write ids and snapshots)',
+      "node.id must be 1 to 64 characters of A-Z a-z 0-9 . _ - (it names segments' write ids and snapshots)",
     );
   }
   const stored = tables.getMeta(NODE_ID_KEY);

@@ -18,6 +18,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   table: benchTable,
   ingest: benchIngest,
   replicate: benchReplicate,
+  failover: async () => (await import('./failover.js')).benchFailover(),
 };
 
 async function run(): Promise<number> {

@@ -17,6 +17,7 @@ Commands:
   admin         ask a running node to act: 'admin resume --table T', 'admin snapshot'
   promote       promote a replica: 'promote --node URL' (unplanned failover)
   switchover    planned, lossless: 'switchover --from URL --to URL'
+  drill         a failover drill with RTO/RPO report: 'drill --mode switchover|kill|zombie'
   store check   check that an object store honours what replication and fencing need
   version       print the version
   help          print this text; 'help config' lists every configuration key
@@ -39,6 +40,7 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     if (command === 'admin') return await adminCommand(argv.slice(1), io, deps.fetch);
     if (command === 'promote') return await promoteCommand(argv.slice(1), io, deps.fetch);
     if (command === 'switchover') return await switchoverCommand(argv.slice(1), io, deps.fetch);
+    if (command === 'drill') return await (await import('./drill.js')).drillCommand(argv.slice(1), io);
     if (command === 'version' || command === '--version') {
       io.stdout(await version());
       return EXIT.ok;

@@ -1,0 +1,1364 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { FlushGaveUpError, IlpRequestError, Sender } from '../client/index.js';
+import { InvalidConfigError, WalshipError } from '../core/index.js';
+import { parseConnectionString } from '../objectstore/index.js';
+import { parseDurationMs } from './config.js';
+import { switchoverCommand } from './failover-commands.js';
+import { type CommandIo, EXIT } from './io.js';
+
+export const DRILL_USAGE = `walship drill --mode switchover|kill|zombie [options]
+
+A failover drill (RFC-0002): writers send rows with unique ids through the multi-URL client
+while the drill makes the primary go away, then it reads every table back from the final
+primary and reports RTO (the longest write pause a writer saw), RPO (acknowledged rows missing),
+duplicates and fencing events — one JSON object on stdout, a summary on stderr.
+
+Modes:
+  switchover   walship switchover from the primary to a replica (planned; promises no loss and
+               no duplicates in either ack mode)
+  kill         SIGKILL the primary; a replica takes over by lease (automatic failover) or by
+               'walship promote' (--promote manual). Promises no loss with --ack durable; with
+               local, what is lost must be in the old primary's divergence files once it returns
+  zombie       SIGSTOP the primary, promote a replica, write, SIGCONT the old one while a stale
+               client writes to it, and time how long until it is fenced. Promises no loss with
+               --ack durable; nothing the zombie acknowledges after it resumes may reach the cluster
+
+Options:
+  --ack local|durable       ack mode of the local cluster (default durable); with --nodes, the
+                            cluster's own (given, it must match)
+  --duration 10s            how long the writers run (longer if the cluster takes longer to recover)
+  --tables N                tables written, one writer each (default 4)
+  --rate rows/s             rows per second over all tables (default 1000)
+  --request-timeout 2s      the client's request_timeout (a hung primary costs this much)
+  --lease-timeout 2s        kill mode, local cluster: replication.failover.lease.timeout
+  --promote auto|manual     kill mode: wait for automatic failover (default) or promote a replica
+  --store CONNSTRING        local cluster store (default a temporary 'fs::root=…;'); s3::… for RGW/S3
+  --keep                    keep the local cluster's data directory and node logs (printed)
+  --nodes URL,URL,…         drill a running cluster instead of a local one (primary found by /status)
+  --pid PID                 with --nodes, kill and zombie modes: the primary's process id (same host)
+  --admin.token=…           admin token (or WALSHIP_ADMIN_TOKEN); a local cluster gets a random one
+
+Exit codes: 0 the drill kept every promise of its mode; 1 it did not (rows lost or duplicated,
+a zombie not fenced, writes that never resumed); 2 bad arguments; 3 the cluster could not be
+started or reached.`;
+
+// --- Bounds -------------------------------------------------------------------------------------
+
+/** A drill sends at most this many rows: every acknowledged id is kept in memory and read back. */
+const ROWS_MAX = 5_000_000;
+const TABLES_MAX = 100;
+/** How long a writer may go without an acknowledgement after the event before the drill gives up. */
+const RECOVERY_WAIT_MS = 60_000;
+/** The writers go on at least this long after the writes resumed (or the zombie was fenced). */
+const POST_RECOVERY_MS = 1_000;
+/** How long a zombie may keep accepting writes after it resumed before the drill calls it unfenced. */
+const FENCE_WAIT_MS = 30_000;
+/** A node's answer to /status, /admin or /exec must come within this (a stopped node never answers). */
+const STATUS_TIMEOUT_MS = 1_000;
+const ADMIN_TIMEOUT_MS = 60_000;
+const QUERY_TIMEOUT_MS = 60_000;
+/** Rows per /exec page when reading a table back. */
+const QUERY_PAGE_ROWS = 200_000;
+/** How often the drill looks at a node's /status while it waits for a role change. */
+const STATUS_POLL_MS = 20;
+/** Missing or duplicated ids listed in the report, per table (the counts are always complete). */
+const IDS_LISTED_MAX = 20;
+/** Writer errors kept per writer. */
+const ERRORS_KEPT = 10;
+/** Output kept per local node for diagnostics. */
+const NODE_OUTPUT_CHARS = 16_384;
+
+// --- Options ------------------------------------------------------------------------------------
+
+export type DrillMode = 'switchover' | 'kill' | 'zombie';
+export type AckMode = 'local' | 'durable';
+
+export interface DrillOptions {
+  mode: DrillMode;
+  /** undefined with `nodes`: the cluster's own. */
+  ack: AckMode | undefined;
+  durationMs: number;
+  tables: number;
+  rateRowsPerS: number;
+  requestTimeoutMs: number;
+  leaseTimeoutMs: number;
+  promote: 'auto' | 'manual';
+  /** Connection string of a local cluster's store; undefined = a temporary fs store. */
+  store: string | undefined;
+  keep: boolean;
+  /** A running cluster's node URLs (origins); undefined = start a local cluster. */
+  nodes: string[] | undefined;
+  pid: number | undefined;
+  adminToken: string | undefined;
+}
+
+const OWN_FLAGS = [
+  'mode',
+  'ack',
+  'duration',
+  'tables',
+  'rate',
+  'request-timeout',
+  'lease-timeout',
+  'promote',
+  'store',
+  'keep',
+  'nodes',
+  'pid',
+  'admin.token',
+] as const;
+
+/** Parses `walship drill` arguments; throws InvalidConfigError (exit 2) naming the bad one. */
+export function parseDrillArgs(argv: string[], env: Record<string, string | undefined>): DrillOptions {
+  const given = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const match = /^--([a-z.-]+)(?:=(.*))?$/s.exec(arg);
+    if (match === null) throw new InvalidConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    const name = match[1]!;
+    if (!(OWN_FLAGS as readonly string[]).includes(name))
+      throw new InvalidConfigError(`unknown flag --${name}; see 'walship drill --help'`);
+    if (given.has(name)) throw new InvalidConfigError(`--${name} is given twice`);
+    if (name === 'keep') {
+      given.set(name, match[2] ?? 'true');
+      continue;
+    }
+    const value = match[2] ?? argv[++i];
+    if (value === undefined || value === '') throw new InvalidConfigError(`--${name} needs a value`);
+    given.set(name, value);
+  }
+  const mode = oneOf(given.get('mode'), 'mode', ['switchover', 'kill', 'zombie'] as const);
+  if (mode === undefined) throw new InvalidConfigError('--mode switchover|kill|zombie is required');
+  const nodes = given.has('nodes') ? parseNodes(given.get('nodes')!) : undefined;
+  const options: DrillOptions = {
+    mode,
+    ack: oneOf(given.get('ack'), 'ack', ['local', 'durable'] as const) ?? (nodes ? undefined : 'durable'),
+    durationMs: duration(given.get('duration') ?? '10s', 'duration', 1_000, 3_600_000),
+    tables: integer(given.get('tables') ?? '4', 'tables', 1, TABLES_MAX),
+    rateRowsPerS: integer(given.get('rate') ?? '1000', 'rate', 1, 1_000_000),
+    requestTimeoutMs: duration(given.get('request-timeout') ?? '2s', 'request-timeout', 100, 60_000),
+    leaseTimeoutMs: duration(given.get('lease-timeout') ?? '2s', 'lease-timeout', 100, 600_000),
+    promote: oneOf(given.get('promote'), 'promote', ['auto', 'manual'] as const) ?? 'auto',
+    store: given.get('store'),
+    keep: given.has('keep') && given.get('keep') !== 'false',
+    nodes,
+    pid: given.has('pid') ? integer(given.get('pid')!, 'pid', 1, 4_194_304) : undefined,
+    adminToken: given.get('admin.token') ?? env.WALSHIP_ADMIN_TOKEN,
+  };
+  checkCombinations(options, given);
+  return options;
+}
+
+function checkCombinations(options: DrillOptions, given: Map<string, string>): void {
+  const rows = (options.rateRowsPerS * options.durationMs) / 1000;
+  if (rows > ROWS_MAX)
+    throw new InvalidConfigError(`--rate × --duration is ${rows} rows; a drill sends at most ${ROWS_MAX}`);
+  if (options.store !== undefined) {
+    if (options.nodes !== undefined)
+      throw new InvalidConfigError('--store is for a local cluster; a running cluster (--nodes) has its own');
+    try {
+      parseConnectionString(options.store);
+    } catch (error) {
+      throw new InvalidConfigError(`--store: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  if (given.has('promote') && options.mode !== 'kill')
+    throw new InvalidConfigError('--promote is for --mode kill');
+  if (options.nodes === undefined) {
+    if (options.pid !== undefined)
+      throw new InvalidConfigError(
+        '--pid is for a running cluster (--nodes); a local one is signalled directly',
+      );
+    return;
+  }
+  if (given.has('lease-timeout'))
+    throw new InvalidConfigError('--lease-timeout sets up a local cluster; a running cluster has its own');
+  if (options.mode !== 'switchover' && options.pid === undefined)
+    throw new InvalidConfigError(
+      `--mode ${options.mode} on a running cluster needs --pid, the primary's process id on this host`,
+    );
+  if (options.adminToken === undefined && (options.mode !== 'kill' || options.promote === 'manual'))
+    throw new InvalidConfigError('admin.token is required (WALSHIP_ADMIN_TOKEN or --admin.token)');
+}
+
+function oneOf<T extends string>(
+  value: string | undefined,
+  name: string,
+  allowed: readonly T[],
+): T | undefined {
+  if (value === undefined) return undefined;
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new InvalidConfigError(`--${name}: expected ${allowed.join(' or ')}, got ${JSON.stringify(value)}`);
+}
+
+function duration(text: string, name: string, minMs: number, maxMs: number): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined || ms < minMs || ms > maxMs)
+    throw new InvalidConfigError(
+      `--${name}: expected a duration from ${minMs} ms to ${maxMs / 1000} s (like 10s or 500ms), got ${JSON.stringify(text)}`,
+    );
+  return ms;
+}
+
+function integer(text: string, name: string, min: number, max: number): number {
+  const value = /^\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(value >= min && value <= max))
+    throw new InvalidConfigError(
+      `--${name}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`,
+    );
+  return value;
+}
+
+function parseNodes(text: string): string[] {
+  const urls = text.split(',').filter((part) => part !== '');
+  const origins = urls.map((url) => {
+    try {
+      return new URL(url).origin;
+    } catch {
+      throw new InvalidConfigError(
+        `--nodes: ${JSON.stringify(url)} is not a URL (expected http://host:port)`,
+      );
+    }
+  });
+  if (new Set(origins).size < 2)
+    throw new InvalidConfigError('--nodes: expected at least two different node URLs, comma-separated');
+  return [...new Set(origins)];
+}
+
+// --- The command --------------------------------------------------------------------------------
+
+/** `walship drill`: runs the drill, prints the report (JSON on stdout, summary on stderr). */
+export async function drillCommand(argv: string[], io: CommandIo): Promise<number> {
+  if (argv.includes('--help')) {
+    io.stdout(DRILL_USAGE);
+    return EXIT.ok;
+  }
+  const options = parseDrillArgs(argv, io.env);
+  const report = await runDrill(options, { progress: (text) => io.stderr(`drill: ${text}`) });
+  io.stdout(JSON.stringify(report));
+  io.stderr(renderDrillSummary(report));
+  return report.ok ? EXIT.ok : EXIT.failed;
+}
+
+// --- The report ---------------------------------------------------------------------------------
+
+export interface DivergenceInfo {
+  epoch: string;
+  files: { table: string; key: string; file: string; txns: number; rows: number }[];
+  movedTo: string | null;
+}
+
+export interface DrillReport {
+  mode: DrillMode;
+  ack: AckMode;
+  cluster: { kind: 'local' | 'running'; store: string; dataDir: string | null; nodes: NodeReport[] };
+  load: { tables: string[]; rateRowsPerS: number; writingMs: number; requestTimeoutMs: number };
+  event: EventReport;
+  /** The client-observed write pause: the longest gap between acknowledged flushes spanning the event. */
+  rtoMs: number | null;
+  /** The longest gap between acknowledged flushes away from the event (the load's own rhythm). */
+  steadyGapMaxMs: number;
+  rows: RowsReport;
+  fencing: FencingReport;
+  finalPrimary: { url: string; epoch: string | null } | null;
+  /** Whether the mode and ack mode promise that no acknowledged row is lost. */
+  promisesNoLoss: boolean;
+  /** Every broken promise, in words; empty when `ok`. */
+  failures: string[];
+  ok: boolean;
+}
+
+export interface NodeReport {
+  url: string;
+  nodeId: string | null;
+  roleBefore: string | null;
+  roleAfter: string | null;
+  /** Whether its /status showed a primary accepting writes at the end. */
+  acceptingAfter: boolean;
+  epochAfter: string | null;
+}
+
+export interface EventReport {
+  kind: DrillMode;
+  /** The primary the event hit. */
+  from: string;
+  /** The node that became the primary (null if none did). */
+  to: string | null;
+  /** Since the writers started, in ms. */
+  startedAtMs: number;
+  /** When the new primary was known to take writes (null if it never was). */
+  endedAtMs: number | null;
+  detail: Record<string, unknown>;
+  error: string | null;
+}
+
+export interface RowsReport {
+  sent: number;
+  acknowledged: number;
+  /** Rows a server refused outright (4xx): never acknowledged, dropped. */
+  refused: number;
+  /** Acknowledged by nobody when the writers stopped (still buffered after the last flush). */
+  unacknowledged: number;
+  found: number;
+  missing: number;
+  duplicates: number;
+  /** Rows found that no writer saw acknowledged (in flight when the event hit). */
+  foundUnacknowledged: number;
+  missingIds: Record<string, number[]>;
+  duplicateIds: Record<string, number[]>;
+  writerErrors: string[];
+}
+
+export interface FencingReport {
+  /** Every node's divergence at the end (a fenced or replaced primary's un-uploaded txns). */
+  events: { url: string; nodeId: string | null; fencedBy: string | null; divergence: DivergenceInfo }[];
+  /** Rows in those divergence files. */
+  divergenceRows: number;
+  /** Acknowledged rows missing from the final primary that a divergence file holds. */
+  missingInDivergence: number | null;
+  /** Acknowledged rows missing and in no divergence file (null when the old primary's files are unknown). */
+  missingNotInDivergence: number | null;
+  zombie: ZombieReport | null;
+}
+
+export interface ZombieReport {
+  /** From SIGCONT until its /status no longer showed an accepting primary, in ms. */
+  fencedAfterResumeMs: number | null;
+  /** Rows a stale client (knowing only the zombie) wrote to it after it resumed, and it acknowledged. */
+  ackedAfterResume: number;
+  refusedAfterResume: number;
+  /** Of those acknowledged rows: in its divergence files, and on the final primary (a fencing failure). */
+  ackedInDivergence: number;
+  ackedOnCluster: number;
+  roleAfter: string | null;
+}
+
+// --- Running a drill ----------------------------------------------------------------------------
+
+export interface DrillDeps {
+  /** One line of progress at a time (the command prints them on stderr). */
+  progress?: (text: string) => void;
+}
+
+interface DrillContext {
+  options: DrillOptions;
+  progress: (text: string) => void;
+  /** Milliseconds since the writers started (negative before). */
+  now: () => number;
+  token: string;
+  urls: string[];
+  primary: string;
+  replicas: string[];
+  cluster: LocalCluster | undefined;
+  writers: DrillWriter[];
+  ids: { next: number };
+}
+
+/** Runs one drill (local cluster or running one) and returns its report. Throws only when it cannot start. */
+export async function runDrill(options: DrillOptions, deps: DrillDeps = {}): Promise<DrillReport> {
+  const progress = deps.progress ?? (() => {});
+  const token = options.adminToken ?? randomBytes(16).toString('hex');
+  const cluster =
+    options.nodes === undefined ? await LocalCluster.start(options, token, progress) : undefined;
+  try {
+    const urls = cluster?.urls ?? options.nodes!;
+    const before = await Promise.all(urls.map((url) => statusOf(url)));
+    const primaries = urls.filter((_, i) => isAcceptingPrimary(before[i]));
+    if (primaries.length !== 1)
+      throw new WalshipError(
+        'DRILL_NO_PRIMARY',
+        'unavailable',
+        `expected exactly one node answering /status as an accepting primary, found ${primaries.length}: ${describeRoles(urls, before)}`,
+      );
+    const primary = primaries[0]!;
+    const replicas = urls.filter((url, i) => url !== primary && before[i]?.role === 'replica');
+    if (replicas.length === 0)
+      throw new WalshipError(
+        'DRILL_NO_REPLICA',
+        'unavailable',
+        `no replica to fail over to: ${describeRoles(urls, before)}`,
+      );
+    const ack = clusterAck(options, before[urls.indexOf(primary)]);
+    const runId = randomBytes(3).toString('hex');
+    const tables = Array.from({ length: options.tables }, (_, i) => `drill_${runId}_${i}`);
+    const ids = { next: 1 };
+    const startedAt = performance.now();
+    const ctx: DrillContext = {
+      options,
+      progress,
+      now: () => performance.now() - startedAt,
+      token,
+      urls,
+      primary,
+      replicas,
+      cluster,
+      ids,
+      writers: [],
+    };
+    ctx.writers = tables.map(
+      (table) =>
+        new DrillWriter({
+          table,
+          conf: senderConf([primary, ...urls.filter((url) => url !== primary)], options.requestTimeoutMs),
+          ratePerS: options.rateRowsPerS / tables.length,
+          ids,
+          now: ctx.now,
+        }),
+    );
+    progress(
+      `${options.mode} drill, ack ${ack}, ${tables.length} tables at ${options.rateRowsPerS} rows/s; primary ${primary}`,
+    );
+    for (const writer of ctx.writers) writer.start();
+    const report = await drillAfterStart(ctx, { before, ack, tables });
+    if (cluster !== undefined && options.keep) progress(`data kept in ${cluster.dir}`);
+    return report;
+  } finally {
+    await cluster?.stop(options.keep);
+  }
+}
+
+async function drillAfterStart(
+  ctx: DrillContext,
+  run: { before: (NodeStatus | null)[]; ack: AckMode; tables: string[] },
+): Promise<DrillReport> {
+  const { options } = ctx;
+  let event: EventReport;
+  let zombie: ZombieReport | null = null;
+  let zombieAcked: Map<string, number[]> = new Map();
+  let recovered = false;
+  try {
+    await waitUntil(
+      () => ctx.writers.every((w) => w.acks.length > 0),
+      RECOVERY_WAIT_MS,
+      'every writer acknowledged once',
+    );
+    await sleep(Math.max(0, options.durationMs / 3 - ctx.now()));
+    event = await runEvent(ctx);
+    ctx.progress(
+      `${event.kind}: ${event.from} → ${event.to ?? 'nobody'}${event.error === null ? '' : ` (${event.error})`}`,
+    );
+    if (event.endedAtMs !== null) {
+      const endedAtMs = event.endedAtMs;
+      recovered = await waitFor(
+        () => ctx.writers.every((w) => (w.acks.at(-1)?.atMs ?? -1) > endedAtMs),
+        RECOVERY_WAIT_MS + options.requestTimeoutMs,
+      );
+    }
+    if (options.mode === 'zombie' && event.error === null) {
+      const resumed = await resumeZombie(ctx, event.from, run.tables[0]!);
+      zombie = resumed.report;
+      zombieAcked = resumed.acked;
+    }
+    // Write on after the recovery too: the catch-up burst and later writes must land on the new primary.
+    await sleep(Math.max(0, options.durationMs - ctx.now(), POST_RECOVERY_MS));
+  } finally {
+    await Promise.all(ctx.writers.map((w) => w.stop()));
+  }
+  const writingMs = ctx.now();
+  ctx.progress(`writers stopped after ${Math.round(writingMs)} ms; reading every table back`);
+  return checkDrill(ctx, { ...run, event, zombie, zombieAcked, recovered, writingMs });
+}
+
+/** The ack mode the drill runs under: the local cluster's, or the running primary's (checked against --ack). */
+function clusterAck(options: DrillOptions, primaryStatus: NodeStatus | null | undefined): AckMode {
+  const running = primaryStatus?.ackMode;
+  if (options.nodes === undefined) return options.ack ?? 'durable';
+  if (running !== 'local' && running !== 'durable')
+    throw new WalshipError(
+      'DRILL_NO_PRIMARY',
+      'unavailable',
+      'the primary does not report its ackMode in /status',
+    );
+  if (options.ack !== undefined && options.ack !== running)
+    throw new InvalidConfigError(`--ack ${options.ack}: the running cluster acknowledges in ${running} mode`);
+  return running;
+}
+
+// --- Events -------------------------------------------------------------------------------------
+
+async function runEvent(ctx: DrillContext): Promise<EventReport> {
+  const startedAtMs = ctx.now();
+  const base = { kind: ctx.options.mode, from: ctx.primary, startedAtMs };
+  try {
+    if (ctx.options.mode === 'switchover') return { ...base, ...(await switchover(ctx)) };
+    if (ctx.options.mode === 'kill') return { ...base, ...(await killPrimary(ctx)) };
+    return { ...base, ...(await stopAndPromote(ctx)) };
+  } catch (error) {
+    return { ...base, to: null, endedAtMs: null, detail: {}, error: (error as Error).message };
+  }
+}
+
+type EventOutcome = Pick<EventReport, 'to' | 'endedAtMs' | 'detail' | 'error'>;
+
+/** `walship switchover --from primary --to replica`, run in-process. */
+async function switchover(ctx: DrillContext): Promise<EventOutcome> {
+  const to = ctx.replicas[0]!;
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await switchoverCommand(
+    ['--from', ctx.primary, '--to', to, '--timeout', '30s', `--admin.token=${ctx.token}`],
+    { stdout: (text) => out.push(text), stderr: (text) => err.push(text), env: {} },
+  );
+  const endedAtMs = ctx.now();
+  if (code !== EXIT.ok)
+    return { to: null, endedAtMs: null, detail: { exitCode: code }, error: err.join('; ') || `exit ${code}` };
+  const answer = JSON.parse(out.at(-1) ?? '{}') as Record<string, unknown>;
+  return {
+    to,
+    endedAtMs,
+    detail: {
+      epoch: answer.epoch ?? null,
+      lastTxns: answer.lastTxns ?? {},
+      switchoverMs: answer.writePauseMs,
+    },
+    error: null,
+  };
+}
+
+/** SIGKILL the primary; wait for a replica to take over (by lease, or promoted by the drill). */
+async function killPrimary(ctx: DrillContext): Promise<EventOutcome> {
+  signalPrimary(ctx, 'SIGKILL');
+  const killedAtMs = ctx.now();
+  let promotion: unknown = null;
+  if (ctx.options.promote === 'manual') {
+    const answer = await postAdmin(ctx.replicas[0]!, '/admin/promote?reason=drill-kill', ctx.token);
+    if (!answer.ok) throw new Error(`promoting ${ctx.replicas[0]} failed: ${JSON.stringify(answer.body)}`);
+    promotion = answer.body;
+  }
+  const waitMs = RECOVERY_WAIT_MS + (ctx.cluster === undefined ? 0 : ctx.options.leaseTimeoutMs * 2);
+  const to = await waitForPrimary(
+    ctx.urls.filter((url) => url !== ctx.primary),
+    waitMs,
+  );
+  if (to === undefined) throw new Error(`no node took writes within ${waitMs} ms of the kill`);
+  const endedAtMs = ctx.now();
+  return {
+    to,
+    endedAtMs,
+    detail: {
+      promote: ctx.options.promote,
+      leaseTimeoutMs: ctx.cluster === undefined ? null : ctx.options.leaseTimeoutMs,
+      takeoverMs: Math.round(endedAtMs - killedAtMs),
+      promotion,
+    },
+    error: null,
+  };
+}
+
+/** SIGSTOP the primary and promote a replica over it (the zombie is resumed later). */
+async function stopAndPromote(ctx: DrillContext): Promise<EventOutcome> {
+  signalPrimary(ctx, 'SIGSTOP');
+  const to = ctx.replicas[0]!;
+  const answer = await postAdmin(to, '/admin/promote?reason=drill-zombie', ctx.token);
+  const endedAtMs = ctx.now();
+  if (!answer.ok) throw new Error(`promoting ${to} failed: ${JSON.stringify(answer.body)}`);
+  return { to, endedAtMs, detail: { promotion: answer.body }, error: null };
+}
+
+function signalPrimary(ctx: DrillContext, signal: NodeJS.Signals): void {
+  if (ctx.cluster !== undefined) ctx.cluster.signal(ctx.primary, signal);
+  else process.kill(ctx.options.pid!, signal);
+}
+
+/**
+ * SIGCONT the zombie; a stale client that knows only it writes one row every STATUS_POLL_MS until
+ * its /status stops showing an accepting primary. Then wait for it to follow as a replica.
+ */
+async function resumeZombie(
+  ctx: DrillContext,
+  zombieUrl: string,
+  table: string,
+): Promise<{ report: ZombieReport; acked: Map<string, number[]> }> {
+  const acked: number[] = [];
+  let refused = 0;
+  const resumedAt = performance.now();
+  signalPrimary(ctx, 'SIGCONT');
+  let fencedAfterResumeMs: number | null = null;
+  while (performance.now() - resumedAt < FENCE_WAIT_MS) {
+    const status = await statusOf(zombieUrl);
+    if (status !== null && !isAcceptingPrimary(status)) {
+      fencedAfterResumeMs = performance.now() - resumedAt;
+      break;
+    }
+    const id = ctx.ids.next++;
+    if (await writeOne(zombieUrl, table, id, ctx.options.requestTimeoutMs)) acked.push(id);
+    else refused++;
+    await sleep(STATUS_POLL_MS);
+  }
+  ctx.progress(
+    fencedAfterResumeMs === null
+      ? `the zombie ${zombieUrl} was not fenced within ${FENCE_WAIT_MS} ms of SIGCONT`
+      : `the zombie was fenced ${Math.round(fencedAfterResumeMs)} ms after SIGCONT (${acked.length} stale rows acknowledged)`,
+  );
+  const status = await waitForStatus(zombieUrl, (s) => s.role === 'replica', FENCE_WAIT_MS);
+  return {
+    acked: new Map([[table, acked]]),
+    report: {
+      fencedAfterResumeMs: fencedAfterResumeMs === null ? null : round1(fencedAfterResumeMs),
+      ackedAfterResume: acked.length,
+      refusedAfterResume: refused,
+      ackedInDivergence: 0,
+      ackedOnCluster: 0,
+      roleAfter: status?.role ?? null,
+    },
+  };
+}
+
+// --- Checks -------------------------------------------------------------------------------------
+
+async function checkDrill(
+  ctx: DrillContext,
+  run: {
+    before: (NodeStatus | null)[];
+    ack: AckMode;
+    tables: string[];
+    event: EventReport;
+    zombie: ZombieReport | null;
+    zombieAcked: Map<string, number[]>;
+    recovered: boolean;
+    writingMs: number;
+  },
+): Promise<DrillReport> {
+  const { options } = ctx;
+  // The promoted node first: a zombie that was never fenced must not be the one read back.
+  const to = run.event.to;
+  const finalUrl = await waitForPrimary(
+    to === null ? ctx.urls : [to, ...ctx.urls.filter((url) => url !== to)],
+    RECOVERY_WAIT_MS,
+  );
+  const found = new Map<string, number[]>();
+  if (finalUrl !== undefined)
+    for (const table of run.tables) found.set(table, await readIds(finalUrl, table));
+  const acked = new Map(ctx.writers.map((w) => [w.table, w.acks.flatMap((a) => a.ids)]));
+  const comparison = compareRows(acked, found);
+  // The old primary's divergence files appear once it runs again: a killed local one is restarted.
+  if (options.mode === 'kill' && ctx.cluster !== undefined) {
+    ctx.progress(`restarting the killed primary as a replica to collect its divergence files`);
+    await ctx.cluster.restartAsReplica(ctx.primary).catch((error: unknown) => {
+      ctx.progress(`the killed primary did not come back: ${(error as Error).message}`);
+    });
+  }
+  const urls = ctx.cluster?.urls ?? ctx.urls;
+  const after = await Promise.all(urls.map((url) => statusOf(url)));
+  const events = urls.flatMap((url, i) => {
+    const status = after[i];
+    return status?.divergence === undefined
+      ? []
+      : [
+          {
+            url,
+            nodeId: status.nodeId ?? null,
+            fencedBy: status.fencedBy ?? null,
+            divergence: status.divergence,
+          },
+        ];
+  });
+  const diverged = await divergenceIds(events.map((e) => e.divergence));
+  const oldPrimaryKnown = ctx.cluster !== undefined || events.some((e) => e.url === ctx.primary);
+  const missingDiverged = countIn(comparison.missing, diverged);
+  const zombie = run.zombie === null ? null : zombieChecks(run.zombie, run.zombieAcked, found, diverged);
+  const pause = writePause(
+    ctx.writers.map((w) => ({ writer: w.table, startedAtMs: 0, ackTimesMs: w.acks.map((a) => a.atMs) })),
+    { startMs: run.event.startedAtMs, endMs: run.event.endedAtMs ?? Number.POSITIVE_INFINITY },
+  );
+  const rows: RowsReport = {
+    sent: sum(ctx.writers.map((w) => w.sent)),
+    acknowledged: comparison.acknowledged,
+    refused: sum(ctx.writers.map((w) => w.refused)),
+    unacknowledged: sum(ctx.writers.map((w) => w.unacknowledged)),
+    found: comparison.found,
+    missing: comparison.missingCount,
+    duplicates: comparison.duplicateCount,
+    foundUnacknowledged: comparison.foundUnacknowledged,
+    missingIds: listed(comparison.missing),
+    duplicateIds: listed(comparison.duplicated),
+    writerErrors: ctx.writers.flatMap((w) => w.errors.map((e) => `${w.table}: ${e}`)),
+  };
+  const fencing: FencingReport = {
+    events,
+    divergenceRows: sum([...diverged.values()].map((ids) => ids.length)),
+    missingInDivergence: oldPrimaryKnown ? missingDiverged : null,
+    missingNotInDivergence: oldPrimaryKnown ? comparison.missingCount - missingDiverged : null,
+    zombie,
+  };
+  const promisesNoLoss = options.mode === 'switchover' || run.ack === 'durable';
+  const failures = assessDrill({
+    mode: options.mode,
+    ack: run.ack,
+    rows,
+    fencing,
+    eventError: run.event.error,
+    recovered: run.recovered,
+    finalPrimary: finalUrl,
+    acceptingAtEnd: urls.filter((_, i) => isAcceptingPrimary(after[i])),
+  });
+  return {
+    mode: options.mode,
+    ack: run.ack,
+    cluster: {
+      kind: ctx.cluster === undefined ? 'running' : 'local',
+      store: ctx.cluster?.storeDescription ?? 'the running cluster’s',
+      dataDir: ctx.cluster !== undefined && options.keep ? ctx.cluster.dir : null,
+      nodes: urls.map((url, i) => {
+        const first = ctx.urls.indexOf(url);
+        return {
+          url,
+          nodeId: after[i]?.nodeId ?? (first < 0 ? null : (run.before[first]?.nodeId ?? null)),
+          roleBefore: first < 0 ? null : (run.before[first]?.role ?? null),
+          roleAfter: after[i]?.role ?? null,
+          acceptingAfter: isAcceptingPrimary(after[i]),
+          epochAfter: after[i]?.epoch ?? null,
+        };
+      }),
+    },
+    load: {
+      tables: run.tables,
+      rateRowsPerS: options.rateRowsPerS,
+      writingMs: Math.round(run.writingMs),
+      requestTimeoutMs: options.requestTimeoutMs,
+    },
+    event: run.event,
+    rtoMs: pause.pauseMs === null ? null : round1(pause.pauseMs),
+    steadyGapMaxMs: round1(pause.steadyGapMaxMs),
+    rows,
+    fencing,
+    finalPrimary:
+      finalUrl === undefined ? null : { url: finalUrl, epoch: after[urls.indexOf(finalUrl)]?.epoch ?? null },
+    promisesNoLoss,
+    failures,
+    ok: failures.length === 0,
+  };
+}
+
+function zombieChecks(
+  report: ZombieReport,
+  zombieAcked: Map<string, number[]>,
+  found: Map<string, number[]>,
+  diverged: Map<string, number[]>,
+): ZombieReport {
+  return {
+    ...report,
+    ackedInDivergence: countIn(zombieAcked, diverged),
+    ackedOnCluster: countIn(zombieAcked, found),
+  };
+}
+
+/** The drill's verdict: every promise of the mode that the run broke, in words. Pure. */
+export function assessDrill(run: {
+  mode: DrillMode;
+  ack: AckMode;
+  rows: Pick<RowsReport, 'missing' | 'duplicates'>;
+  fencing: Pick<FencingReport, 'missingNotInDivergence' | 'zombie'>;
+  eventError: string | null;
+  recovered: boolean;
+  finalPrimary: string | undefined;
+  /** Every node whose /status showed an accepting primary once the drill was over. */
+  acceptingAtEnd: readonly string[];
+}): string[] {
+  const failures: string[] = [];
+  const noLoss = run.mode === 'switchover' || run.ack === 'durable';
+  if (run.eventError !== null) failures.push(`the ${run.mode} did not complete: ${run.eventError}`);
+  else if (!run.recovered) failures.push('writes did not resume after the event');
+  if (run.finalPrimary === undefined)
+    failures.push('no node takes writes at the end: nothing could be checked');
+  if (run.acceptingAtEnd.length > 1)
+    failures.push(`split brain: ${run.acceptingAtEnd.join(' and ')} all accept writes at the end`);
+  if (noLoss && run.rows.missing > 0)
+    failures.push(
+      `${run.rows.missing} acknowledged rows are missing (${run.mode}, ack ${run.ack} promises none)`,
+    );
+  // A request cut by SIGKILL or SIGSTOP after its commit but before its 204 is sent again by the
+  // client (at-least-once, client/README.md): a duplicate there is not a broken promise.
+  if (run.mode === 'switchover' && run.rows.duplicates > 0)
+    failures.push(`${run.rows.duplicates} rows are duplicated (a switchover answers 421 before any commit)`);
+  if (!noLoss && (run.fencing.missingNotInDivergence ?? 0) > 0)
+    failures.push(
+      `${run.fencing.missingNotInDivergence} acknowledged rows are missing and in no divergence file (RFC-0002: local-mode loss is in the old primary's divergence files)`,
+    );
+  const zombie = run.fencing.zombie;
+  if (zombie !== null) {
+    if (zombie.fencedAfterResumeMs === null) failures.push('the zombie was never fenced after it resumed');
+    if (zombie.ackedOnCluster > 0)
+      failures.push(
+        `${zombie.ackedOnCluster} rows the zombie acknowledged after it was replaced reached the cluster`,
+      );
+  }
+  return failures;
+}
+
+// --- Pure analysis (exported for tests) ----------------------------------------------------------
+
+export interface WriterAcks {
+  writer: string;
+  /** When the writer started (its first gap starts there). */
+  startedAtMs: number;
+  /** When each acknowledged flush resolved, ascending. */
+  ackTimesMs: readonly number[];
+}
+
+/**
+ * The client-observed write pause (RTO): per writer, the gaps between successive acknowledged
+ * flushes (the first from its start); the gaps that overlap the event window [startMs, endMs] are
+ * the event's, the longest over all writers is the pause. A writer with no acknowledgement after
+ * the event started never resumed: the pause is null. The other gaps, but the first (tables being
+ * created), give the load's own rhythm.
+ */
+export function writePause(
+  writers: readonly WriterAcks[],
+  event: { startMs: number; endMs: number },
+): { pauseMs: number | null; writer: string | null; steadyGapMaxMs: number } {
+  let pauseMs = 0;
+  let writer: string | null = null;
+  let steadyGapMaxMs = 0;
+  let resumed = true;
+  for (const log of writers) {
+    const times = [log.startedAtMs, ...log.ackTimesMs];
+    if (!log.ackTimesMs.some((t) => t >= event.startMs)) resumed = false;
+    for (let i = 1; i < times.length; i++) {
+      const fromMs = times[i - 1]!;
+      const toMs = times[i]!;
+      const gapMs = toMs - fromMs;
+      if (toMs >= event.startMs && fromMs <= event.endMs) {
+        if (gapMs > pauseMs) [pauseMs, writer] = [gapMs, log.writer];
+      } else if (i > 1) steadyGapMaxMs = Math.max(steadyGapMaxMs, gapMs); // not the warm-up
+    }
+  }
+  return resumed ? { pauseMs, writer, steadyGapMaxMs } : { pauseMs: null, writer: null, steadyGapMaxMs };
+}
+
+export interface RowComparison {
+  acknowledged: number;
+  found: number;
+  /** Acknowledged ids not found, per table. */
+  missing: Map<string, number[]>;
+  missingCount: number;
+  /** Ids found more than once, per table (each listed once). */
+  duplicated: Map<string, number[]>;
+  /** Extra copies: found rows minus distinct found ids. */
+  duplicateCount: number;
+  foundUnacknowledged: number;
+}
+
+/** Acknowledged ids against the ids read back (RPO and duplicates). Pure. */
+export function compareRows(
+  acked: ReadonlyMap<string, readonly number[]>,
+  found: ReadonlyMap<string, readonly number[]>,
+): RowComparison {
+  const result: RowComparison = {
+    acknowledged: 0,
+    found: 0,
+    missing: new Map(),
+    missingCount: 0,
+    duplicated: new Map(),
+    duplicateCount: 0,
+    foundUnacknowledged: 0,
+  };
+  for (const table of new Set([...acked.keys(), ...found.keys()])) {
+    const counts = new Map<number, number>();
+    for (const id of found.get(table) ?? []) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const ackedIds = new Set(acked.get(table) ?? []);
+    const missing = [...ackedIds].filter((id) => !counts.has(id)).sort((a, b) => a - b);
+    const duplicated = [...counts]
+      .filter(([, n]) => n > 1)
+      .map(([id]) => id)
+      .sort((a, b) => a - b);
+    result.acknowledged += ackedIds.size;
+    result.found += found.get(table)?.length ?? 0;
+    result.missingCount += missing.length;
+    result.duplicateCount += sum([...counts.values()].map((n) => n - 1));
+    result.foundUnacknowledged += [...counts.keys()].filter((id) => !ackedIds.has(id)).length;
+    if (missing.length > 0) result.missing.set(table, missing);
+    if (duplicated.length > 0) result.duplicated.set(table, duplicated);
+  }
+  return result;
+}
+
+/** The rows of a divergence file (primary/divergence.ts: ILP text, `#` comments) as ids per table. Pure. */
+export function parseDivergenceIds(text: string): Map<string, number[]> {
+  const ids = new Map<string, number[]>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const table = /^((?:[^,\s\\]|\\.)+)[,\s]/.exec(line)?.[1];
+    const id = /[\s,]id=(\d+)i(?:[,\s]|$)/.exec(line)?.[1];
+    if (table === undefined || id === undefined) continue;
+    ids.set(table, [...(ids.get(table) ?? []), Number(id)]);
+  }
+  return ids;
+}
+
+function countIn(
+  ids: ReadonlyMap<string, readonly number[]>,
+  within: ReadonlyMap<string, readonly number[]>,
+): number {
+  let count = 0;
+  for (const [table, list] of ids) {
+    const set = new Set(within.get(table) ?? []);
+    count += list.filter((id) => set.has(id)).length;
+  }
+  return count;
+}
+
+function listed(ids: Map<string, number[]>): Record<string, number[]> {
+  return Object.fromEntries([...ids].map(([table, list]) => [table, list.slice(0, IDS_LISTED_MAX)]));
+}
+
+async function divergenceIds(divergences: DivergenceInfo[]): Promise<Map<string, number[]>> {
+  const all = new Map<string, number[]>();
+  for (const divergence of divergences)
+    for (const file of divergence.files) {
+      const text = await readFile(file.file, 'utf8').catch(() => '');
+      for (const [table, ids] of parseDivergenceIds(text))
+        all.set(table, [...(all.get(table) ?? []), ...ids]);
+    }
+  return all;
+}
+
+// --- Summary ------------------------------------------------------------------------------------
+
+/** The human summary of a report (the command prints it on stderr). */
+export function renderDrillSummary(report: DrillReport): string {
+  const { event, rows, fencing } = report;
+  const lines = [
+    `walship drill: ${report.mode}, ack ${report.ack}, ${report.load.tables.length} tables at ${report.load.rateRowsPerS} rows/s for ${(report.load.writingMs / 1000).toFixed(1)} s on a ${report.cluster.kind} cluster (store: ${report.cluster.store})`,
+    `  event:    ${event.kind} of ${event.from} → ${event.to ?? 'nobody'}${event.endedAtMs === null ? '' : ` in ${Math.round(event.endedAtMs - event.startedAtMs)} ms`}${event.error === null ? '' : `; failed: ${event.error}`}`,
+    `  RTO:      ${report.rtoMs === null ? 'writes never resumed' : `${Math.round(report.rtoMs)} ms longest write pause a client saw`} (steady-state gap ≤ ${Math.round(report.steadyGapMaxMs)} ms)`,
+    `  RPO:      ${rows.missing} of ${rows.acknowledged} acknowledged rows missing; ${rows.duplicates} duplicated; ${rows.foundUnacknowledged} found that were never acknowledged`,
+  ];
+  if (fencing.events.length === 0) lines.push('  fencing:  no divergence on any node');
+  for (const e of fencing.events)
+    lines.push(
+      `  fencing:  ${e.url} (${e.nodeId ?? '?'}) epoch ${e.divergence.epoch}: ${e.divergence.files.map((f) => `${f.table} ${f.txns} txns/${f.rows} rows`).join(', ') || 'nothing pending'}${e.divergence.movedTo === null ? '' : `; database moved to ${e.divergence.movedTo}`}`,
+    );
+  if (fencing.missingInDivergence !== null && rows.missing > 0)
+    lines.push(
+      `            missing rows in divergence files: ${fencing.missingInDivergence}, in none: ${fencing.missingNotInDivergence}`,
+    );
+  const z = fencing.zombie;
+  if (z !== null)
+    lines.push(
+      `  zombie:   ${z.fencedAfterResumeMs === null ? 'never fenced' : `fenced ${Math.round(z.fencedAfterResumeMs)} ms after SIGCONT`}; a stale client got ${z.ackedAfterResume} rows acknowledged (${z.ackedInDivergence} in its divergence files, ${z.ackedOnCluster} on the cluster) and ${z.refusedAfterResume} refused; now a ${z.roleAfter ?? 'silent node'}`,
+    );
+  if (rows.writerErrors.length > 0)
+    lines.push(`  client:   ${rows.writerErrors.length} flush errors, first: ${rows.writerErrors[0]}`);
+  lines.push(
+    report.ok
+      ? `  result:   OK — ${report.promisesNoLoss ? 'no acknowledged row lost, as the mode promises' : 'every promise of the mode kept (it allows local-mode loss)'}`
+      : `  result:   FAILED — ${report.failures.join('; ')}`,
+  );
+  return lines.join('\n');
+}
+
+// --- Writers ------------------------------------------------------------------------------------
+
+function senderConf(urls: string[], requestTimeoutMs: number): string {
+  const addresses = urls.map((url) => `addr=${new URL(url).host};`).join('');
+  // auto_flush off: the writer decides when a batch goes, and knows exactly which ids it held.
+  return `http::${addresses}auto_flush=off;request_timeout=${requestTimeoutMs};retry_timeout=${RECOVERY_WAIT_MS};`;
+}
+
+/**
+ * One table's writer: adds rows with fresh ids at its share of the rate, flushes what it holds
+ * every tick through the multi-URL Sender, and records the ids of each acknowledged (204) flush
+ * with the time it resolved. A failed flush keeps its rows buffered, so they go with the next.
+ */
+class DrillWriter {
+  readonly table: string;
+  readonly acks: { atMs: number; ids: number[] }[] = [];
+  readonly errors: string[] = [];
+  sent = 0;
+  refused = 0;
+  unacknowledged = 0;
+  readonly #sender: Sender;
+  readonly #ratePerS: number;
+  readonly #tickMs: number;
+  readonly #ids: { next: number };
+  readonly #now: () => number;
+  #pending: number[] = [];
+  #stopping = false;
+  #loop: Promise<void> = Promise.resolve();
+
+  constructor(options: {
+    table: string;
+    conf: string;
+    ratePerS: number;
+    ids: { next: number };
+    now: () => number;
+  }) {
+    this.table = options.table;
+    this.#sender = Sender.fromConfig(options.conf);
+    this.#ratePerS = options.ratePerS;
+    // At least one row per tick, at most 50 flushes a second.
+    this.#tickMs = Math.min(200, Math.max(20, Math.ceil(1000 / options.ratePerS)));
+    this.#ids = options.ids;
+    this.#now = options.now;
+  }
+
+  start(): void {
+    const startedAtMs = this.#now();
+    this.#loop = (async () => {
+      while (!this.#stopping) {
+        const due = Math.floor((this.#ratePerS * (this.#now() - startedAtMs)) / 1000) - this.sent;
+        for (let i = 0; i < due; i++) await this.#add();
+        if (this.#pending.length > 0) await this.#flush();
+        await sleep(this.#tickMs);
+      }
+    })();
+  }
+
+  /** Stops adding rows, tries once more to flush what is held, closes the sender. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.#loop;
+    if (this.#pending.length > 0) await this.#flush();
+    this.unacknowledged = this.#pending.length;
+    await this.#sender.close();
+  }
+
+  async #add(): Promise<void> {
+    const id = this.#ids.next++;
+    this.sent++;
+    this.#pending.push(id);
+    await this.#sender
+      .table(this.table)
+      .intColumn('id', id)
+      .floatColumn('v', id / 2)
+      .at(BigInt(Date.now()) * 1000n, 'us');
+  }
+
+  async #flush(): Promise<void> {
+    const ids = this.#pending;
+    try {
+      await this.#sender.flush();
+      this.acks.push({ atMs: this.#now(), ids });
+      this.#pending = [];
+    } catch (error) {
+      if (this.errors.length < ERRORS_KEPT) this.errors.push((error as Error).message);
+      if (error instanceof IlpRequestError) {
+        // Refused for what it is (4xx): sending it again cannot help.
+        this.refused += ids.length;
+        this.#pending = [];
+        this.#sender.reset();
+      } else if (!(error instanceof FlushGaveUpError)) throw error;
+    }
+  }
+}
+
+// --- HTTP to the nodes --------------------------------------------------------------------------
+
+interface NodeStatus {
+  role?: string;
+  nodeId?: string | null;
+  epoch?: string;
+  acceptingWrites?: boolean;
+  ackMode?: string;
+  fencedBy?: string | null;
+  divergence?: DivergenceInfo;
+}
+
+async function statusOf(url: string): Promise<NodeStatus | null> {
+  try {
+    const response = await fetch(new URL('/status', url), { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
+    if (!response.ok) return null;
+    return (await response.json()) as NodeStatus;
+  } catch {
+    return null;
+  }
+}
+
+function isAcceptingPrimary(status: NodeStatus | null | undefined): boolean {
+  return status?.role === 'primary' && status.acceptingWrites === true;
+}
+
+function describeRoles(urls: string[], statuses: (NodeStatus | null | undefined)[]): string {
+  return urls.map((url, i) => `${url} ${statuses[i]?.role ?? 'unreachable'}`).join(', ');
+}
+
+async function waitForStatus(
+  url: string,
+  accept: (status: NodeStatus) => boolean,
+  timeoutMs: number,
+): Promise<NodeStatus | null> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const status = await statusOf(url);
+    if (status !== null && accept(status)) return status;
+    if (performance.now() > deadline) return status;
+    await sleep(STATUS_POLL_MS);
+  }
+}
+
+/** The first of `urls` whose /status shows an accepting primary, within `timeoutMs`. */
+async function waitForPrimary(urls: string[], timeoutMs: number): Promise<string | undefined> {
+  const deadline = performance.now() + timeoutMs;
+  do {
+    const statuses = await Promise.all(urls.map((url) => statusOf(url)));
+    const index = statuses.findIndex(isAcceptingPrimary);
+    if (index >= 0) return urls[index];
+    await sleep(STATUS_POLL_MS);
+  } while (performance.now() < deadline);
+  return undefined;
+}
+
+async function postAdmin(url: string, pathAndQuery: string, token: string) {
+  try {
+    const response = await fetch(new URL(pathAndQuery, url), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
+    });
+    const text = await response.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { ok: response.ok, body };
+  } catch (error) {
+    return { ok: false, body: `${url}: ${(error as Error).message}` };
+  }
+}
+
+/** One row straight to `/write` on one node (a stale client); true when it answered 204. */
+async function writeOne(url: string, table: string, id: number, timeoutMs: number): Promise<boolean> {
+  try {
+    const response = await fetch(new URL('/write', url), {
+      method: 'POST',
+      body: `${table} id=${id}i,v=${id / 2} ${BigInt(Date.now()) * 1_000_000n}\n`,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await response.arrayBuffer();
+    return response.status === 204;
+  } catch {
+    return false;
+  }
+}
+
+/** Every `id` of `table` on the node at `url`, page by page; a table that does not exist has none. */
+async function readIds(url: string, table: string): Promise<number[]> {
+  const ids: number[] = [];
+  for (let lo = 1; ; lo += QUERY_PAGE_ROWS) {
+    const params = new URLSearchParams({
+      query: `SELECT id FROM "${table}"`,
+      limit: `${lo},${lo + QUERY_PAGE_ROWS - 1}`,
+    });
+    const response = await fetch(new URL(`/exec?${params}`, url), {
+      signal: AbortSignal.timeout(QUERY_TIMEOUT_MS),
+    });
+    const body = (await response.json()) as { dataset?: [number][]; error?: string };
+    if (!response.ok) {
+      if (lo === 1 && /no such table/i.test(body.error ?? '')) return [];
+      throw new WalshipError(
+        'DRILL_READ_FAILED',
+        'unavailable',
+        `${url} /exec on ${table}: ${response.status} ${body.error ?? ''}`,
+      );
+    }
+    const page = body.dataset ?? [];
+    for (const [id] of page) ids.push(id);
+    if (page.length < QUERY_PAGE_ROWS) return ids;
+  }
+}
+
+// --- A local cluster ----------------------------------------------------------------------------
+
+interface LocalNode {
+  url: string;
+  dataDir: string;
+  child: ChildProcess;
+  output: string;
+}
+
+/**
+ * A primary and two replicas as child processes of the walship command line, on 127.0.0.1 with
+ * ports they pick, over one store (a temporary fs root unless --store), with small window and
+ * poll settings; in kill mode automatic failover is on everywhere.
+ */
+class LocalCluster {
+  readonly dir: string;
+  readonly storeDescription: string;
+  readonly #options: DrillOptions;
+  readonly #env: Record<string, string | undefined>;
+  readonly #nodes: LocalNode[] = [];
+  readonly #onExit = () => {
+    for (const node of this.#nodes) node.child.kill('SIGKILL');
+  };
+
+  private constructor(dir: string, options: DrillOptions, token: string) {
+    this.dir = dir;
+    this.#options = options;
+    const store = options.store ?? `fs::root=${path.join(dir, 'store')};`;
+    this.storeDescription = store.startsWith('fs::') ? 'fs' : 's3';
+    // The store (it may hold credentials) and the token go by environment, not on a command line.
+    this.#env = {
+      ...process.env,
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      WALSHIP_REPLICATION_OBJECT_STORE: store,
+      WALSHIP_ADMIN_TOKEN: token,
+    };
+  }
+
+  static async start(
+    options: DrillOptions,
+    token: string,
+    progress: (text: string) => void,
+  ): Promise<LocalCluster> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'walship-drill-'));
+    const cluster = new LocalCluster(dir, options, token);
+    process.once('exit', cluster.#onExit);
+    try {
+      await cluster.#spawn('primary', path.join(dir, 'node-0'));
+      await Promise.all([1, 2].map((i) => cluster.#spawn('replica', path.join(dir, `node-${i}`))));
+    } catch (error) {
+      await cluster.stop(options.keep);
+      throw error;
+    }
+    progress(`local cluster on ${cluster.storeDescription}: ${cluster.urls.join(', ')}`);
+    return cluster;
+  }
+
+  get urls(): string[] {
+    return this.#nodes.map((node) => node.url);
+  }
+
+  signal(url: string, signal: NodeJS.Signals): void {
+    this.#node(url).child.kill(signal);
+  }
+
+  /** Starts the (killed) node at `url` again as a replica on its own data dir; it gets a new URL. */
+  async restartAsReplica(url: string): Promise<string> {
+    const node = this.#node(url);
+    await exitOf(node.child);
+    this.#nodes.splice(this.#nodes.indexOf(node), 1);
+    return (await this.#spawn('replica', node.dataDir)).url;
+  }
+
+  /** Ends every node (SIGCONT first, for a stopped one) and removes the data unless kept. */
+  async stop(keep: boolean): Promise<void> {
+    process.off('exit', this.#onExit);
+    for (const node of this.#nodes) {
+      node.child.kill('SIGCONT');
+      node.child.kill('SIGKILL');
+    }
+    await Promise.all(this.#nodes.map((node) => exitOf(node.child)));
+    if (!keep) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  #node(url: string): LocalNode {
+    const node = this.#nodes.find((n) => n.url === url);
+    if (node === undefined) throw new Error(`no local node at ${url}`);
+    return node;
+  }
+
+  async #spawn(role: 'primary' | 'replica', dataDir: string): Promise<LocalNode> {
+    const options = this.#options;
+    const args = [
+      ...walshipEntry(),
+      role,
+      `--node.data.dir=${dataDir}`,
+      '--http.bind.to=127.0.0.1:0',
+      '--line.tcp.enabled=false',
+      `--replication.ack.mode=${options.ack ?? 'durable'}`,
+      '--replication.primary.throttle.window.duration=20ms',
+      '--replication.primary.head.update.interval=50ms',
+      `--replication.replica.poll.interval=${this.storeDescription === 'fs' ? 20 : 50}ms`,
+      '--query.workers=1',
+      '--log.level=info',
+      ...(options.mode === 'kill' && options.promote === 'auto'
+        ? [
+            '--replication.failover.auto=true',
+            `--replication.failover.lease.timeout=${options.leaseTimeoutMs}ms`,
+          ]
+        : []),
+    ];
+    const child = spawn(process.execPath, args, {
+      cwd: this.dir,
+      env: this.#env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const node: LocalNode = { url: '', dataDir, child, output: '' };
+    this.#nodes.push(node);
+    // Every line the node prints, beside its data dir (kept with --keep, for a failed drill's post-mortem).
+    const logFile = createWriteStream(`${dataDir}.log`, { flags: 'a' });
+    child.once('exit', () => logFile.end());
+    const port = await new Promise<number>((resolve, reject) => {
+      const onData = (chunk: Buffer) => {
+        logFile.write(chunk);
+        node.output = (node.output + chunk.toString('utf8')).slice(-NODE_OUTPUT_CHARS);
+        const match = /walship (?:primary|replica) \S+ listening: http (\d+)/.exec(node.output);
+        if (match !== null) resolve(Number(match[1]));
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', (code, signal) =>
+        reject(
+          new WalshipError(
+            'DRILL_CLUSTER_FAILED',
+            'unavailable',
+            `walship ${role} (${dataDir}) exited (${signal ?? code}) before listening:\n${node.output}`,
+          ),
+        ),
+      );
+    });
+    node.url = `http://127.0.0.1:${port}`;
+    return node;
+  }
+}
+
+/**
+ * The walship command line this module belongs to: `dist/cli/bin.js` beside the compiled drill, or
+ * from TypeScript source (under vitest) `cli/bin.ts` with the development hooks that compile it.
+ */
+function walshipEntry(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  if (!here.endsWith('.ts')) return [path.join(path.dirname(here), 'bin.js')];
+  const root = path.dirname(path.dirname(here));
+  return [
+    '--import',
+    pathToFileURL(path.join(root, 'table', 'query-host-ts-register.mjs')).href,
+    path.join(root, 'cli', 'bin.ts'),
+  ];
+}
+
+function exitOf(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+// --- Small helpers ------------------------------------------------------------------------------
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitFor(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() > deadline) return false;
+    await sleep(STATUS_POLL_MS);
+  }
+  return true;
+}
+
+async function waitUntil(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  if (!(await waitFor(done, timeoutMs)))
+    throw new WalshipError(
+      'DRILL_NO_WRITES',
+      'unavailable',
+      `gave up after ${timeoutMs} ms waiting until ${what}`,
+    );
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}

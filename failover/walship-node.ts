@@ -13,6 +13,7 @@ import {
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler } from '../ilp/index.js';
+import { runConformanceProbe } from '../objectstore/index.js';
 import {
   type DivergenceSummary,
   newestEpoch,
@@ -69,6 +70,11 @@ export class WalshipNode {
   /** Role changes run one at a time. */
   #transition: Promise<unknown> = Promise.resolve();
   #lease: LeaseKeeper | LeaseWatcher | undefined;
+  /**
+   * The conformance probe, run in the background once this process is a replica, so a promotion
+   * does not wait for it inside the write pause; true when the store can fence.
+   */
+  #storeCheck: Promise<boolean> | undefined;
   #divergence: { epoch: string; files: DivergenceSummary[]; movedTo: string | null } | null = null;
   #closed = false;
 
@@ -186,8 +192,9 @@ export class WalshipNode {
   // --- roles ---
 
   async #startPrimary(nodeId: string | undefined): Promise<void> {
+    const storeAlreadyChecked = (await this.#storeCheck) === true;
     const node = await PrimaryNode.start(
-      { ...this.#settings.primary, nodeId },
+      { ...this.#settings.primary, nodeId, storeAlreadyChecked },
       {
         clock: this.#deps.clock,
         random: this.#deps.random,
@@ -221,6 +228,9 @@ export class WalshipNode {
   }
 
   async #startReplica(nodeId: string | undefined): Promise<void> {
+    this.#storeCheck ??= runConformanceProbe(this.#settings.primary.store)
+      .then((report) => report.error === null && report.fencingSafe)
+      .catch(() => false);
     const node = await ReplicaNode.start(
       { ...this.#settings.replica, nodeId },
       {

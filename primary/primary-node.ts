@@ -33,6 +33,8 @@ export interface PrimarySettings {
   /** Extra notes for the conformance probe report (e.g. Ceph's If-Match quirk). */
   storeNotes?: () => string[];
   skipStoreCheck: boolean;
+  /** This process already ran the conformance probe on this store and it passed (a promotion need not wait for it again). */
+  storeAlreadyChecked?: boolean;
   ackMode: AckMode;
   durableTimeoutMs: number;
   pendingMaxBytes: number;
@@ -350,6 +352,10 @@ interface WriteGate {
 }
 
 async function checkStore(settings: PrimarySettings, log: Logger): Promise<void> {
+  if (settings.storeAlreadyChecked === true) {
+    log.info('the object store passed the conformance probe earlier in this process');
+    return;
+  }
   if (settings.skipStoreCheck) {
     log.warn(
       'replication.unsafe.skip.store.check is set: the object store was not checked; fencing may not work',

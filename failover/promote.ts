@@ -82,7 +82,7 @@ export async function promote(options: PromoteOptions): Promise<Promotion> {
     const registered = await closeRegistration(options.store, epoch); // P3
     const keys = new Set([...registered, ...follower.tableWatermarks().map((t) => t.key)]);
     const fenced: Promotion['fenced'] = [];
-    for (const key of [...keys].sort()) fenced.push(await fenceTable(tables, follower, key, epoch, options)); // P4
+    for (const key of [...keys].sort()) fenced.push(await fenceTable(tables, key, epoch, options)); // P4
     tables.transaction(() => {
       tables.setMeta('cluster.id', clusterId);
       tables.setMeta('epoch', epoch.toString());
@@ -159,7 +159,6 @@ async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Prom
  */
 async function fenceTable(
   tables: TableStore,
-  follower: Follower,
   key: string,
   epoch: bigint,
   options: PromoteOptions,
@@ -205,7 +204,8 @@ async function fenceTable(
       { table: name, slot: fenceTxn.toString() },
       'the old primary took the fence slot first; applying it',
     );
-    await follower.catchUp();
+    // A fresh follower: it reads the watermarks (our fences included) from the database.
+    await followerOf(tables, options).catchUp();
   }
   throw new WalshipError(
     'FENCE_CONTENDED',

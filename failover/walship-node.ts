@@ -273,6 +273,14 @@ export class WalshipNode {
       const epoch = primary.epoch;
       this.#enterSwitching();
       await primary.close();
+      // An upload whose answer was lost may be in the store (and applied by others): not divergence.
+      // Best effort: with the store unreachable, the divergence may list such txns (the log says so).
+      await this.#recordWhatReachedTheStore(epoch, nodeId).catch((error: unknown) =>
+        this.#deps.log.warn(
+          { err: (error as Error).message },
+          'could not check the store for uploads whose answer was lost; the divergence files may list some',
+        ),
+      );
       const files = await this.#writeDivergence(epoch);
       const movedTo = files.length === 0 ? null : await this.#moveDatabaseAside(epoch);
       this.#divergence = { epoch: epoch.toString(), files, movedTo };

@@ -340,7 +340,9 @@ export class Uploader {
         compressionLevel: this.#options.compressionLevel,
       });
       const key = segmentKey(tableKey, txnFirst);
-      const writeId = `${this.#options.nodeId}.${epoch}.${txnFirst}`;
+      // Unique per segment content: a retry after more txns were sealed into the same slot must not
+      // pass for the earlier, shorter upload (withRetries trusts a matching write id).
+      const writeId = `${this.#options.nodeId}.${epoch}.${txnFirst}-${txnLast}`;
       const result = await store.put(key, segment, { condition: { type: 'absent' }, writeId });
       const uploadedThrough =
         result.status === 'written' ? txnLast : await this.#recognise(table, key, txnFirst, epoch);

@@ -23,9 +23,9 @@ import {
 } from '../primary/index.js';
 import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
-import { decodeSegment, encodeTxnRecord, segmentKey } from '../wal/index.js';
 import { LeaseKeeper, LeaseWatcher } from './lease.js';
 import { type Promotion, promote } from './promote.js';
+import { recordUploadsFound } from './uploads-found.js';
 
 /** Both roles' settings, built from one configuration (same data dir, store, listener, identity). */
 export interface NodeSettings {
@@ -334,42 +334,23 @@ export class WalshipNode {
     await this.#startReplica(nodeId);
   }
 
-  /**
-   * Marks as uploaded the pending txns whose segment is in the store after all (this node, this
-   * epoch, byte-identical records: an upload whose success the crash hid). Returns the pending
-   * txns left: those truly never reached the store.
-   */
+  /** recordUploadsFound on this data dir's database; returns the txns still pending. */
   async #recordWhatReachedTheStore(epoch: bigint, nodeId: string | undefined): Promise<number> {
-    const { store } = this.#settings.primary;
     const tables = TableStore.open(this.#databaseFile(), { synchronous: this.#settings.primary.synchronous });
     try {
-      for (const { table } of tables.pendingSummary()) {
-        const key = tables.schema(table)?.key;
-        if (key === undefined || nodeId === undefined) continue;
-        for (;;) {
-          const got = await store.get(segmentKey(key, tables.uploadedTxn(table) + 1n));
-          if (got === null || got.status !== 'ok') break;
-          const { header, txns } = await decodeSegment(got.body);
-          if (header.writerNodeId !== nodeId || header.epoch !== epoch) break;
-          const mine = new Map(
-            tables.pending(table, { limitBytes: header.bodyBytesRaw }).map((r) => [r.txn, r.bytes]),
-          );
-          const same = txns.every((txn) => {
-            const bytes = mine.get(txn.txn);
-            return bytes !== undefined && Buffer.from(encodeTxnRecord(txn)).equals(bytes);
-          });
-          if (!same) break;
-          tables.transaction(() => {
-            tables.setUploadedTxn(table, header.txnLast);
-            tables.dropPendingThrough(table, header.txnLast);
-          });
-          this.#deps.log.info(
-            { table, txnLast: header.txnLast.toString() },
-            'found uploaded after all (crash before it was recorded)',
-          );
-        }
-      }
-      return tables.pendingSummary().reduce((sum, p) => sum + p.count, 0);
+      if (nodeId === undefined) return tables.pendingSummary().reduce((sum, p) => sum + p.count, 0);
+      const { found, pending } = await recordUploadsFound({
+        store: this.#settings.primary.store,
+        tables,
+        nodeId,
+        epoch,
+      });
+      if (found > 0)
+        this.#deps.log.info(
+          { found },
+          'txns found uploaded after all (their answer was lost or hidden by a crash)',
+        );
+      return pending;
     } finally {
       tables.close();
     }

@@ -61,7 +61,7 @@ import {
   randomInt,
   seededRandom,
 } from '../../core/index.js';
-import { promote } from '../../failover/index.js';
+import { promote, recordUploadsFound } from '../../failover/index.js';
 import { parseIlp } from '../../ilp/index.js';
 import {
   type FaultRule,
@@ -628,35 +628,11 @@ class Simulation {
    */
   async recordWhatReachedTheStore(node: SimNode, store: ObjectStore, epoch: bigint): Promise<number> {
     const tables = TableStore.open(node.dbFile, { synchronous: 'NORMAL' });
-    let found = 0;
     try {
-      for (const { table } of tables.pendingSummary()) {
-        const key = tables.schema(table)?.key;
-        if (key === undefined) continue;
-        for (;;) {
-          const got = await store.get(segmentKey(key, tables.uploadedTxn(table) + 1n));
-          if (got === null || got.status !== 'ok') break;
-          const { header, txns } = await decodeSegment(got.body);
-          if (header.writerNodeId !== node.id || header.epoch !== epoch) break;
-          const mine = new Map(
-            tables.pending(table, { limitBytes: header.bodyBytesRaw }).map((r) => [r.txn, r.bytes]),
-          );
-          const same = txns.every((txn) => {
-            const bytes = mine.get(txn.txn);
-            return bytes !== undefined && Buffer.from(encodeTxnRecord(txn)).equals(bytes);
-          });
-          if (!same) break;
-          tables.transaction(() => {
-            tables.setUploadedTxn(table, header.txnLast);
-            tables.dropPendingThrough(table, header.txnLast);
-          });
-          found += txns.length;
-        }
-      }
+      return (await recordUploadsFound({ store, tables, nodeId: node.id, epoch })).found;
     } finally {
       tables.close();
     }
-    return found;
   }
 
   /** A restart after a crash: as primary (claim; a refusal rejoins), or as a replica (rejoin first). */

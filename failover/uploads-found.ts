@@ -1,4 +1,5 @@
 import type { ObjectStore } from '../objectstore/index.js';
+import { pendingSourceOf } from '../primary/index.js';
 import type { TableStore } from '../table/index.js';
 import { decodeSegment, encodeTxnRecord, segmentKey } from '../wal/index.js';
 
@@ -32,10 +33,7 @@ export async function recordUploadsFound(options: {
         return bytes !== undefined && Buffer.from(encodeTxnRecord(txn)).equals(bytes);
       });
       if (!same) break;
-      tables.transaction(() => {
-        tables.setUploadedTxn(table, header.txnLast);
-        tables.dropPendingThrough(table, header.txnLast);
-      });
+      pendingSourceOf(tables).markUploaded(table, header.txnLast);
       found += txns.length;
     }
   }

@@ -8,7 +8,9 @@ export {
 } from './cluster-bootstrap.js';
 export { type AckMode, type CommitResult, Committer } from './committer.js';
 export { type DivergenceSummary, renderTxnAsIlp, writeDivergenceFiles } from './divergence.js';
+export { pendingSourceOf } from './pending-source.js';
 export { type PrimaryDeps, PrimaryNode, type PrimarySettings } from './primary-node.js';
 export { closeRegistration, readRegistry, registerTable, type TableRegistry } from './table-registry.js';
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
+export type { PendingSource } from './uploader.js';
 export { Uploader, type UploaderOptions } from './uploader.js';

@@ -20,6 +20,7 @@ import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '..
 import type { Codec } from '../wal/index.js';
 import { claimPrimary } from './cluster-bootstrap.js';
 import { type AckMode, Committer } from './committer.js';
+import { pendingSourceOf } from './pending-source.js';
 import { Uploader } from './uploader.js';
 
 /** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
@@ -148,7 +149,7 @@ export class PrimaryNode {
       const gate: WriteGate = { accepting: true, fencedBy: null };
       const uploader = new Uploader({
         store: settings.store,
-        source: pendingSource(tables),
+        source: pendingSourceOf(tables),
         nodeId,
         epoch: () => claim.epoch,
         clock: deps.clock,
@@ -385,26 +386,4 @@ async function checkStore(settings: PrimarySettings, log: Logger): Promise<void>
   }
   if (!report.ok)
     log.warn({ failed: report.checks.filter((c) => !c.passed) }, 'object store check found problems');
-}
-
-function pendingSource(tables: TableStore) {
-  return {
-    pendingSummary: () => tables.pendingSummary(),
-    pending: (table: string, options: { limitBytes: number }) => tables.pending(table, options),
-    markUploaded: (table: string, txn: bigint) =>
-      tables.transaction(() => {
-        tables.setUploadedTxn(table, txn);
-        tables.dropPendingThrough(table, txn);
-      }),
-    uploadedTxn: (table: string) => tables.uploadedTxn(table),
-    uploadedAll: () =>
-      tables
-        .schemas()
-        .map((schema) => ({ table: schema.name, uploadedTxn: tables.uploadedTxn(schema.name) })),
-    tableKey: (table: string) => {
-      const schema = tables.schema(table);
-      if (schema === undefined) throw new WalshipError('UNKNOWN_TABLE', 'internal', `no schema for ${table}`);
-      return schema.key;
-    },
-  };
 }

@@ -455,10 +455,12 @@ export class Uploader {
     nowMs: number,
   ): void {
     this.#options.source.markUploaded(table, txnLast);
-    const sentBytes = records.filter((r) => r.txn <= txnLast).reduce((sum, r) => sum + r.bytes.byteLength, 0);
-    state.pendingBytes = Math.max(0, state.pendingBytes - sentBytes);
-    const uploadedTxns = records.filter((r) => r.txn <= txnLast).length;
-    state.pendingCommitsAtMs.splice(0, uploadedTxns);
+    const sent = records.filter((r) => r.txn <= txnLast);
+    state.pendingBytes = Math.max(
+      0,
+      state.pendingBytes - sent.reduce((sum, r) => sum + r.bytes.byteLength, 0),
+    );
+    state.pendingCommitsAtMs.splice(0, sent.length);
     if (state.pendingBytes === 0) state.pendingCommitsAtMs = [];
     state.failures = 0;
     state.retryAtMs = 0;

@@ -17,9 +17,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FsStore, listAll, type ObjectStore, S3Store } from '../objectstore/index.js';
+import { listAll, type ObjectStore } from '../objectstore/index.js';
 import { EPOCHS_PREFIX } from '../wal/index.js';
-import { createTestBucket, type S3TestEnv, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
+import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
+import { type StoreUnderTest, storesUnderTest } from './helpers/store-under-test.js';
 import { spawnWalship, type WalshipProcess } from './helpers/walship-process.js';
 
 const TOKEN = 'failover-auto-test-token';
@@ -50,30 +51,12 @@ afterEach(async () => {
 });
 afterAll(() => rm(base, { recursive: true, force: true }));
 
-interface StoreUnderTest {
-  open(): Promise<ObjectStore>;
-  connectionString: string;
-}
-
-function fsStore(): StoreUnderTest {
-  const root = path.join(base, `store-${randomUUID()}`);
-  return { open: async () => FsStore.open({ root }), connectionString: `fs::root=${root};` };
-}
-
-function s3Store(env: S3TestEnv): StoreUnderTest {
-  const root = `failover-auto-${randomUUID()}`;
-  return {
-    open: async () => new S3Store({ bucket, root, ...env }),
-    connectionString:
-      `s3::bucket=${bucket};root=${root};region=${env.region};endpoint=${env.endpoint};` +
-      `access_key_id=${env.accessKeyId};secret_access_key=${env.secretAccessKey};`,
-  };
-}
-
-const STORES: [string, string | null, () => StoreUnderTest][] = [
-  ['fs', null, fsStore],
-  ['s3 (Ceph RGW)', s3.skipReason, () => s3Store(s3.env!)],
-];
+const STORES = storesUnderTest({
+  s3,
+  baseDir: () => base,
+  bucket: () => bucket,
+  rootPrefix: 'failover-auto',
+});
 
 async function openStore(under: StoreUnderTest): Promise<ObjectStore> {
   const store = await under.open();

@@ -33,10 +33,11 @@ import { Sender } from '@questdb/nodejs-client';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Random, randomInt, seededRandom } from '../core/index.js';
-import { FsStore, listAll, type ObjectStore, S3Store } from '../objectstore/index.js';
+import { listAll, type ObjectStore } from '../objectstore/index.js';
 import type { PrimaryNode } from '../primary/index.js';
 import type { ReplicaNode } from '../replica/index.js';
-import { createTestBucket, type S3TestEnv, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
+import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
+import { type StoreUnderTest, storesUnderTest } from './helpers/store-under-test.js';
 import {
   datasetText,
   execText,
@@ -90,33 +91,7 @@ afterAll(() => rm(base, { recursive: true, force: true }));
 // --- The stores ---------------------------------------------------------------------------------
 
 /** One store under test: how to open it in this process, and the CLI's connection string for it. */
-interface StoreUnderTest {
-  open(): Promise<ObjectStore>;
-  connectionString: string;
-}
-
-function fsStore(): StoreUnderTest {
-  const root = path.join(base, `store-${randomUUID()}`);
-  return {
-    open: async () => FsStore.open({ root }),
-    connectionString: `fs::root=${root};`,
-  };
-}
-
-function s3Store(env: S3TestEnv): StoreUnderTest {
-  const root = `convergence-${randomUUID()}`;
-  return {
-    open: async () => new S3Store({ bucket, root, ...env }),
-    connectionString:
-      `s3::bucket=${bucket};root=${root};region=${env.region};endpoint=${env.endpoint};` +
-      `access_key_id=${env.accessKeyId};secret_access_key=${env.secretAccessKey};`,
-  };
-}
-
-const STORES: [string, string | null, () => StoreUnderTest][] = [
-  ['fs', null, fsStore],
-  ['s3 (Ceph RGW)', s3.skipReason, () => s3Store(s3.env!)],
-];
+const STORES = storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, rootPrefix: 'convergence' });
 
 // --- Nodes --------------------------------------------------------------------------------------
 

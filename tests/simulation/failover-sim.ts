@@ -72,7 +72,14 @@ import {
   withFaults,
   withRetries,
 } from '../../objectstore/index.js';
-import { Committer, claimPrimary, newestEpoch, Uploader, writeDivergenceFiles } from '../../primary/index.js';
+import {
+  Committer,
+  claimPrimary,
+  newestEpoch,
+  pendingSourceOf,
+  Uploader,
+  writeDivergenceFiles,
+} from '../../primary/index.js';
 import { Follower } from '../../replica/index.js';
 import { resolveNodeId, TableStore, tableKey } from '../../table/index.js';
 import {
@@ -483,7 +490,7 @@ class Simulation {
     const gate = { accepting: true, fencedBy: null as string | null };
     const uploader = new Uploader({
       store: inc.store,
-      source: pendingSource(tables),
+      source: pendingSourceOf(tables),
       nodeId: node.id,
       epoch: () => claim.epoch,
       clock: this.clock,
@@ -1586,29 +1593,6 @@ function describeResult(result: unknown): string {
 
 function errorCode(error: unknown): string {
   return isWalshipError(error) ? error.code : String(error);
-}
-
-/** The uploader's view of the database, as primary-node.ts wires it. */
-function pendingSource(tables: TableStore) {
-  return {
-    pendingSummary: () => tables.pendingSummary(),
-    pending: (table: string, options: { limitBytes: number }) => tables.pending(table, options),
-    markUploaded: (table: string, txn: bigint) =>
-      tables.transaction(() => {
-        tables.setUploadedTxn(table, txn);
-        tables.dropPendingThrough(table, txn);
-      }),
-    uploadedTxn: (table: string) => tables.uploadedTxn(table),
-    uploadedAll: () =>
-      tables
-        .schemas()
-        .map((schema) => ({ table: schema.name, uploadedTxn: tables.uploadedTxn(schema.name) })),
-    tableKey: (table: string) => {
-      const schema = tables.schema(table);
-      if (schema === undefined) throw new Error(`no schema for ${table}`);
-      return schema.key;
-    },
-  };
 }
 
 /**

@@ -29,14 +29,22 @@ import path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
 import Database from 'better-sqlite3';
-import { randomInt, seededRandom } from '../core/index.js';
 import { FsStore, listAll, type ObjectStore, S3Store } from '../objectstore/index.js';
 import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
 import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { TABLES_PREFIX } from '../wal/index.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
-import { createRawTradesTable, TRADE_COLUMNS, TRADE_SYMBOLS, TRADES_TABLE } from './trades.js';
+import {
+  createRawTradesTable,
+  encodeTradeRow,
+  fillTradeArgs,
+  generateTrades,
+  TRADE_COLUMNS,
+  TRADES_TABLE,
+  type Trades,
+  timestampUsOf,
+} from './trades.js';
 
 /** The issue asks for at least 2 million rows. */
 const ROWS = 2_000_000;
@@ -53,7 +61,6 @@ const HTTP_REQUEST_START = 'http.server.request.start';
 const PUT_BYTES = 4 * 1024;
 const TABLE = TRADES_TABLE;
 /** The first designated timestamp, µs; rows are 1 ms apart, so every value stays a safe integer. */
-const START_US = 1_700_000_000_000_000;
 /** How often the TCP run polls for the row count once the client has sent everything. */
 const TCP_POLL_MS = 20;
 /** The TCP run gives up after this long. */
@@ -71,97 +78,11 @@ const PRODUCT_DEFAULTS: Partial<PrimarySettings> = {
   ackMode: 'local',
 };
 
-const SIDES = ['buy', 'sell'];
-const VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp', 'gemini'];
-
 const log = (message: string) => process.stderr.write(`bench ingest: ${message}\n`);
-
-/** The rows, columnar (2 M rows as objects would dominate the heap); strings are made per row. */
-interface Trades {
-  count: number;
-  symbol: Uint8Array;
-  side: Uint8Array;
-  price: Float64Array;
-  amount: Float64Array;
-  bid: Float64Array;
-  ask: Float64Array;
-  fee: Float64Array;
-}
-
-const round2 = (x: number) => Math.round(x * 100) / 100;
-const timestampUsOf = (row: number) => START_US + row * 1000;
-const noteOf = (row: number) => `order ${row + 1} via ${VENUES[row % VENUES.length]}`;
-
-/** Seeded trades: a random walk of mid prices per symbol, quotes around it, a fee on the notional. */
-function generateTrades(count: number): Trades {
-  const random = seededRandom(42);
-  const mids = TRADE_SYMBOLS.map((_, i) => 50 * (i + 1) ** 3);
-  const t: Trades = {
-    count,
-    symbol: new Uint8Array(count),
-    side: new Uint8Array(count),
-    price: new Float64Array(count),
-    amount: new Float64Array(count),
-    bid: new Float64Array(count),
-    ask: new Float64Array(count),
-    fee: new Float64Array(count),
-  };
-  for (let row = 0; row < count; row++) {
-    const s = randomInt(random, TRADE_SYMBOLS.length);
-    const mid = mids[s]! * (1 + (random.next() - 0.5) * 0.002);
-    mids[s] = mid;
-    t.symbol[row] = s;
-    t.side[row] = randomInt(random, 2);
-    t.price[row] = round2(mid * (1 + (random.next() - 0.5) * 0.0002));
-    t.amount[row] = Math.round(random.next() * 5e4) / 1e4;
-    t.bid[row] = round2(mid * 0.9995);
-    t.ask[row] = round2(mid * 1.0005);
-    t.fee[row] = round2(t.price[row]! * t.amount[row]! * 0.0002);
-  }
-  return t;
-}
-
-/** What Sender and SenderBuffer share for building a row; each method returns the builder itself. */
-interface RowBuilder<B> {
-  table(name: string): B;
-  symbol(name: string, value: unknown): B;
-  intColumn(name: string, value: number): B;
-  floatColumn(name: string, value: number): B;
-  stringColumn(name: string, value: string): B;
-}
-
-/** Row `row` of `t` up to its designated timestamp, which the caller adds with `at`. */
-function encodeRow<B extends RowBuilder<B>>(builder: B, t: Trades, row: number, table: string): B {
-  return builder
-    .table(table)
-    .symbol('symbol', TRADE_SYMBOLS[t.symbol[row]!]!)
-    .symbol('side', SIDES[t.side[row]!]!)
-    .intColumn('trade_id', row + 1)
-    .floatColumn('price', t.price[row]!)
-    .floatColumn('amount', t.amount[row]!)
-    .floatColumn('bid', t.bid[row]!)
-    .floatColumn('ask', t.ask[row]!)
-    .floatColumn('fee', t.fee[row]!)
-    .stringColumn('note', noteOf(row));
-}
 
 /** Appends row `row` to the sender's buffer; resolves after the auto-flush it may trigger. */
 function sendRow(sender: Sender, t: Trades, row: number, table: string): Promise<void> {
-  return encodeRow(sender, t, row, table).at(timestampUsOf(row), 'us');
-}
-
-/** The values TableStore binds for row `row` (int64 as BigInt, see table/row-inserter.ts), in TRADE_COLUMNS order. */
-function fillArgs(args: unknown[], t: Trades, row: number): void {
-  args[0] = BigInt(timestampUsOf(row));
-  args[1] = TRADE_SYMBOLS[t.symbol[row]!];
-  args[2] = SIDES[t.side[row]!];
-  args[3] = BigInt(row + 1);
-  args[4] = t.price[row];
-  args[5] = t.amount[row];
-  args[6] = t.bid[row];
-  args[7] = t.ask[row];
-  args[8] = t.fee[row];
-  args[9] = noteOf(row);
+  return encodeTradeRow(sender, t, row, table).at(timestampUsOf(row), 'us');
 }
 
 /** The baseline: raw prepared INSERTs of the same rows into a fresh file, one transaction per request's worth. */
@@ -179,7 +100,7 @@ function rawInsertMs(file: string, t: Trades): number {
       const end = Math.min(t.count, first + ROWS_PER_REQUEST);
       begin.run();
       for (let row = first; row < end; row++) {
-        fillArgs(args, t, row);
+        fillTradeArgs(args, t, row);
         insert.run(args);
       }
       commit.run();
@@ -354,7 +275,7 @@ async function encodeOnlyMs(t: Trades, rows: number, protocolVersion: string): P
   const buffer = createBuffer(options);
   const started = performance.now();
   for (let row = 0; row < rows; row++) {
-    encodeRow(buffer, t, row, TABLE).at(timestampUsOf(row), 'us');
+    encodeTradeRow(buffer, t, row, TABLE).at(timestampUsOf(row), 'us');
     if ((row + 1) % ROWS_PER_REQUEST === 0) buffer.toBufferNew();
   }
   return performance.now() - started;

@@ -41,7 +41,6 @@ import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
 import Database from 'better-sqlite3';
-import { randomInt, seededRandom } from '../core/index.js';
 import {
   FsStore,
   listAll,
@@ -58,7 +57,16 @@ import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
 import { segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
-import { createRawTradesTable, TRADE_COLUMNS, TRADE_SYMBOLS, TRADES_TABLE } from './trades.js';
+import {
+  createRawTradesTable,
+  encodeTradeRow,
+  fillTradeArgs,
+  generateTrades,
+  TRADE_COLUMNS,
+  TRADES_TABLE,
+  type Trades,
+  timestampUsOf,
+} from './trades.js';
 
 /**
  * `WALSHIP_BENCH_SCALE`: a fraction in (0, 1] that scales rows and durations down for a quick run;
@@ -100,7 +108,6 @@ const IDLE_SETTLE_MS = 2_500;
 /** How often a caught-up wait reads GET /status. */
 const STATUS_POLL_MS = 10;
 const CATCH_UP_TIMEOUT_MS = 120_000;
-const START_US = 1_700_000_000_000_000;
 /**
  * The throttle window of the primary that prepares the replayed data: segments are sealed on the
  * 2 MiB rollover during the ingest either way; 1 s (not the default 10 s) only bounds the wait for
@@ -128,92 +135,11 @@ const REPLICA_DEFAULTS: Partial<ReplicaSettings> = {
   synchronous: 'FULL',
 };
 
-const SIDES = ['buy', 'sell'];
-const VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp', 'gemini'];
 const TABLE_KEY = tableKey(TRADES_TABLE);
 
 const log = (message: string) => process.stderr.write(`bench replicate: ${message}\n`);
 
 // --- the rows ---
-
-/** The rows, columnar (a million rows as objects would dominate the heap); strings are made per row. */
-interface Trades {
-  count: number;
-  symbol: Uint8Array;
-  side: Uint8Array;
-  price: Float64Array;
-  amount: Float64Array;
-  fee: Float64Array;
-}
-
-const round2 = (x: number) => Math.round(x * 100) / 100;
-const timestampUsOf = (row: number) => START_US + row * 1000;
-const noteOf = (row: number) => `order ${row + 1} via ${VENUES[row % VENUES.length]}`;
-
-/** Seeded trades: a random walk of prices per symbol, a fee on the notional; bid/ask derive from price. */
-function generateTrades(count: number): Trades {
-  const random = seededRandom(7);
-  const mids = TRADE_SYMBOLS.map((_, i) => 50 * (i + 1) ** 3);
-  const t: Trades = {
-    count,
-    symbol: new Uint8Array(count),
-    side: new Uint8Array(count),
-    price: new Float64Array(count),
-    amount: new Float64Array(count),
-    fee: new Float64Array(count),
-  };
-  for (let row = 0; row < count; row++) {
-    const s = randomInt(random, TRADE_SYMBOLS.length);
-    mids[s] = mids[s]! * (1 + (random.next() - 0.5) * 0.002);
-    t.symbol[row] = s;
-    t.side[row] = randomInt(random, 2);
-    t.price[row] = round2(mids[s]!);
-    t.amount[row] = Math.round(random.next() * 5e4) / 1e4;
-    t.fee[row] = round2(t.price[row]! * t.amount[row]! * 0.0002);
-  }
-  return t;
-}
-
-const bidOf = (t: Trades, row: number) => round2(t.price[row]! * 0.9995);
-const askOf = (t: Trades, row: number) => round2(t.price[row]! * 1.0005);
-
-/** What Sender and SenderBuffer share for building a row. */
-interface RowBuilder<B> {
-  table(name: string): B;
-  symbol(name: string, value: unknown): B;
-  intColumn(name: string, value: number): B;
-  floatColumn(name: string, value: number): B;
-  stringColumn(name: string, value: string): B;
-}
-
-/** Row `row` of `t` (the table's columns in TRADE_COLUMNS order) up to its designated timestamp. */
-function encodeRow<B extends RowBuilder<B>>(builder: B, t: Trades, row: number, id: number): B {
-  return builder
-    .table(TRADES_TABLE)
-    .symbol('symbol', TRADE_SYMBOLS[t.symbol[row]!]!)
-    .symbol('side', SIDES[t.side[row]!]!)
-    .intColumn('trade_id', id)
-    .floatColumn('price', t.price[row]!)
-    .floatColumn('amount', t.amount[row]!)
-    .floatColumn('bid', bidOf(t, row))
-    .floatColumn('ask', askOf(t, row))
-    .floatColumn('fee', t.fee[row]!)
-    .stringColumn('note', noteOf(row));
-}
-
-/** The values TableStore binds for row `row` (int64 as BigInt), in TRADE_COLUMNS order. */
-function fillArgs(args: unknown[], t: Trades, row: number): void {
-  args[0] = BigInt(timestampUsOf(row));
-  args[1] = TRADE_SYMBOLS[t.symbol[row]!];
-  args[2] = SIDES[t.side[row]!];
-  args[3] = BigInt(row + 1);
-  args[4] = t.price[row];
-  args[5] = t.amount[row];
-  args[6] = bidOf(t, row);
-  args[7] = askOf(t, row);
-  args[8] = t.fee[row];
-  args[9] = noteOf(row);
-}
 
 /**
  * The baseline: raw prepared INSERTs of the same rows into a fresh file (WAL, synchronous=FULL as
@@ -234,7 +160,7 @@ function rawInsertMs(file: string, t: Trades, txnRows: readonly number[]): numbe
       const end = row + rows;
       begin.run();
       for (; row < end; row++) {
-        fillArgs(args, t, row);
+        fillTradeArgs(args, t, row);
         insert.run(args);
       }
       commit.run();
@@ -353,7 +279,7 @@ async function ingest(port: number, t: Trades): Promise<number> {
   try {
     const started = performance.now();
     for (let row = 0; row < t.count; row++) {
-      await encodeRow(sender, t, row, row + 1).at(timestampUsOf(row), 'us');
+      await encodeTradeRow(sender, t, row, TRADES_TABLE, row + 1).at(timestampUsOf(row), 'us');
     }
     await sender.flush();
     return performance.now() - started;
@@ -595,12 +521,12 @@ interface LagMeasured {
 async function lagBodies(port: number, count: number): Promise<Buffer[]> {
   const options = await SenderOptions.fromConfig(`http::addr=127.0.0.1:${port};`);
   const buffer = createBuffer(options);
-  const t = generateTrades(count * LAG_ROWS_PER_REQUEST);
+  const t = generateTrades(count * LAG_ROWS_PER_REQUEST, 7);
   const bodies: Buffer[] = [];
   for (let i = 0; i < count; i++) {
     for (let j = 0; j < LAG_ROWS_PER_REQUEST; j++) {
       const row = i * LAG_ROWS_PER_REQUEST + j;
-      encodeRow(buffer, t, row, row + 1).at(timestampUsOf(row), 'us');
+      encodeTradeRow(buffer, t, row, TRADES_TABLE, row + 1).at(timestampUsOf(row), 'us');
     }
     bodies.push(buffer.toBufferNew()!);
   }
@@ -984,7 +910,7 @@ export async function benchReplicate(): Promise<BenchSuiteResult> {
     const rows: BenchRow[] = [];
     try {
       log(`generating ${ROWS} rows`);
-      const t = generateTrades(ROWS);
+      const t = generateTrades(ROWS, 7);
       const applied = await measureApply(dir, store, t);
       rows.push(...applyRows(applied));
       const targets = new Map([[TRADES_TABLE, BigInt(ROWS / ROWS_PER_REQUEST)]]);

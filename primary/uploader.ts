@@ -89,7 +89,8 @@ export class Uploader {
   #fenced = false;
   #headDirty = false;
   #headWrittenAtMs = Number.NEGATIVE_INFINITY;
-  #headWriting = false;
+  /** The head.json write in flight, which stop() waits for so nothing writes after it returns. */
+  #headWrite: Promise<void> | null = null;
   /** flush() calls in progress: every table with pending txns is due while one runs. */
   #flushing = 0;
   #lastStoreError: { message: string; atMs: number } | null = null;
@@ -234,6 +235,7 @@ export class Uploader {
     while (this.#running > 0 && this.#options.clock.monotonicMs() < deadline)
       await this.#options.clock.sleep(5);
     for (const s of this.#tables.values()) this.#rejectWaiters(s, closedError());
+    await this.#headWrite;
   }
 
   #state(table: string): TableState {
@@ -492,13 +494,19 @@ export class Uploader {
   }
 
   /** head.json is a hint for idle replicas (DESIGN §3); rate-limited, never required for correctness. */
-  async #writeHead(force: boolean): Promise<void> {
+  #writeHead(force: boolean): Promise<void> {
     const nowMs = this.#options.clock.monotonicMs();
-    if (!this.#headDirty || this.#headWriting || this.#fenced) return;
-    if (!force && nowMs - this.#headWrittenAtMs < this.#options.headIntervalMs) return;
-    this.#headWriting = true;
+    if (!this.#headDirty || this.#headWrite !== null || this.#fenced) return Promise.resolve();
+    if (!force && nowMs - this.#headWrittenAtMs < this.#options.headIntervalMs) return Promise.resolve();
     this.#headDirty = false;
     this.#headWrittenAtMs = nowMs;
+    this.#headWrite = this.#putHead().finally(() => {
+      this.#headWrite = null;
+    });
+    return this.#headWrite;
+  }
+
+  async #putHead(): Promise<void> {
     const tables: Record<string, string> = {};
     for (const { table, uploadedTxn } of this.#options.source.uploadedAll())
       if (uploadedTxn > 0n) tables[table] = uploadedTxn.toString();
@@ -516,8 +524,6 @@ export class Uploader {
         { err: (error as Error).message },
         'head.json update failed (a hint only; will retry)',
       );
-    } finally {
-      this.#headWriting = false;
     }
   }
 }

@@ -506,6 +506,7 @@ function resultRows(m: Measured): BenchRow[] {
     ),
     {
       name: 'uploaded segment bytes per ILP byte',
+      reference: '~9× the ILP bytes by default (partly filled segments re-uploaded each window)',
       value: m.http.segmentBytes / m.http.ilpBytes,
       unit: 'ratio',
       better: 'lower',

@@ -17,6 +17,11 @@ export interface BenchRow {
   baseline?: number;
   /** Free text: sample sizes, settings. */
   note?: string;
+  /**
+   * The published QuestDB figure this row answers, from ../shared/reference/questdb-replication.md
+   * (text: their setup differs, so it is quoted, not divided by).
+   */
+  reference?: string;
 }
 
 export interface BenchSuiteResult {
@@ -54,7 +59,7 @@ export function renderTables(results: readonly BenchSuiteResult[]): string {
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
     out.push(`\n## ${result.suite}  (${context})`);
-    const header = ['measure', 'value', 'unit', 'baseline', 'baseline value', 'ratio', 'note'];
+    const header = ['measure', 'value', 'unit', 'baseline', 'baseline value', 'ratio', 'QuestDB', 'note'];
     const lines = result.rows.map((row) => [
       row.name,
       formatNumber(row.value),
@@ -62,6 +67,7 @@ export function renderTables(results: readonly BenchSuiteResult[]): string {
       row.baselineName ?? '',
       row.baseline === undefined ? '' : formatNumber(row.baseline),
       ratioOf(row),
+      row.reference ?? '',
       row.note ?? '',
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -69,4 +75,40 @@ export function renderTables(results: readonly BenchSuiteResult[]): string {
     out.push(fmt(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...lines.map(fmt));
   }
   return out.join('\n');
+}
+
+/**
+ * The suites as one Markdown table a row per figure: value, same-run baseline, ratio, and the
+ * published QuestDB figure where there is one. `npm run bench -- --readme` puts it in README.md.
+ */
+export function renderMarkdown(results: readonly BenchSuiteResult[]): string {
+  const cell = (text: string) => text.replaceAll('|', '\\|');
+  const out = [
+    '| suite | measure | walship | same-run baseline | ratio | published QuestDB figure |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const result of results)
+    for (const row of result.rows) {
+      const value = `${formatNumber(row.value)} ${row.unit}`;
+      const baseline =
+        row.baseline === undefined
+          ? '—'
+          : `${row.baselineName ?? ''}: ${formatNumber(row.baseline)} ${row.unit}`;
+      out.push(
+        `| ${[result.suite, row.name, value, baseline, ratioOf(row) || '—', row.reference ?? '—'].map(cell).join(' | ')} |`,
+      );
+    }
+  return out.join('\n');
+}
+
+const README_BEGIN = '<!-- bench:begin (npm run bench -- --readme rewrites this block) -->';
+const README_END = '<!-- bench:end -->';
+
+/** README text with the block between the bench markers replaced by `table` (and when it ran). */
+export function replaceReadmeBlock(readme: string, table: string, heading: string): string {
+  const begin = readme.indexOf(README_BEGIN);
+  const end = readme.indexOf(README_END);
+  if (begin < 0 || end < begin)
+    throw new Error(`README.md has no '${README_BEGIN}' … '${README_END}' block to rewrite`);
+  return `${readme.slice(0, begin + README_BEGIN.length)}\n${heading}\n\n${table}\n${readme.slice(end)}`;
 }

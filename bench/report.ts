@@ -4,6 +4,8 @@
  * its baseline in the same run, so each row that has one also carries `ratio` = value / baseline
  * (oriented so that the meaning of "bigger" is stated in `better`).
  */
+import { renderMarkdownTable } from '../core/index.js';
+
 export interface BenchRow {
   /** What was measured, e.g. "fs PUT 4 KiB p50". */
   name: string;
@@ -83,10 +85,7 @@ export function renderTables(results: readonly BenchSuiteResult[]): string {
  */
 export function renderMarkdown(results: readonly BenchSuiteResult[]): string {
   const cell = (text: string) => text.replaceAll('|', '\\|');
-  const out = [
-    '| suite | measure | walship | same-run baseline | ratio | published QuestDB figure |',
-    '| --- | --- | --- | --- | --- | --- |',
-  ];
+  const rows: string[][] = [];
   for (const result of results)
     for (const row of result.rows) {
       const value = `${formatNumber(row.value)} ${row.unit}`;
@@ -94,11 +93,14 @@ export function renderMarkdown(results: readonly BenchSuiteResult[]): string {
         row.baseline === undefined
           ? '—'
           : `${row.baselineName ?? ''}: ${formatNumber(row.baseline)} ${row.unit}`;
-      out.push(
-        `| ${[result.suite, row.name, value, baseline, ratioOf(row) || '—', row.reference ?? '—'].map(cell).join(' | ')} |`,
+      rows.push(
+        [result.suite, row.name, value, baseline, ratioOf(row) || '—', row.reference ?? '—'].map(cell),
       );
     }
-  return out.join('\n');
+  return renderMarkdownTable(
+    ['suite', 'measure', 'walship', 'same-run baseline', 'ratio', 'published QuestDB figure'],
+    rows,
+  );
 }
 
 const README_BEGIN = '<!-- bench:begin (npm run bench -- --readme rewrites this block) -->';

@@ -2,6 +2,7 @@ export { type AdminAction, createAdminHttpHandler } from './admin-http.js';
 export { type Clock, systemClock } from './clock.js';
 export { createHttpAuthenticator, type HttpAuth } from './http-auth.js';
 export { type HttpHandler, type RunningHttpServer, sendJson, startHttpServer } from './http-server.js';
+export { renderMarkdownTable } from './markdown-table.js';
 export { type Random, randomInt, seededRandom, systemRandom } from './random.js';
 export {
   assert,

@@ -94,6 +94,11 @@ export const CONFIG_KEYS = {
     default: '10s',
     doc: 'a candidate replica promotes itself after the lease has not changed this long (its own clock); the primary renews 4 times per timeout',
   },
+  'replication.node.register.interval': {
+    kind: 'duration',
+    default: '10s',
+    doc: "rewrite this node's registration nodes/<node.id>.json in the store this often and at every role change (walship status --store lists them); 0 = never register",
+  },
   'replication.snapshot.interval': {
     kind: 'duration',
     default: '0',

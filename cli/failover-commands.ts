@@ -56,17 +56,32 @@ export async function switchoverCommand(
     io.stderr(`walship: ${from} refused to demote: ${JSON.stringify(demoted.body)}`);
     return exitOf(demoted.status);
   }
-  const lastTxns = (demoted.body as { lastTxns?: Record<string, string> }).lastTxns ?? {};
+  const { lastTxns = {}, epoch: demotedEpoch } = demoted.body as {
+    lastTxns?: Record<string, string>;
+    epoch?: string;
+  };
+  // Both promotions below happen only if nobody took the next epoch meanwhile (an automatic
+  // failover, another operator): the switchover must never fence a primary that took over.
+  const onlyAfter = demotedEpoch === undefined ? '' : `&only_after_epoch=${encodeURIComponent(demotedEpoch)}`;
   const caughtUp = await waitApplied(fetchImpl, to, lastTxns, timeoutMs);
-  if (!caughtUp) {
-    const back = await post(fetchImpl, from, '/admin/promote?reason=switchover-aborted', token);
+  if (caughtUp === 'promoted') {
+    // Promotion catches up with the store first, and the demoted primary had uploaded everything.
+    const pauseMs = Math.round(performance.now() - startedAt);
+    io.stdout(JSON.stringify({ from, to, lastTxns, writePauseMs: pauseMs, promotedBy: 'another promotion' }));
+    io.stderr(
+      `switchover done: ${to} was promoted by something else meanwhile (automatic failover?); ${from} follows it; nothing lost`,
+    );
+    return EXIT.ok;
+  }
+  if (caughtUp === 'timeout') {
+    const back = await post(fetchImpl, from, `/admin/promote?reason=switchover-aborted${onlyAfter}`, token);
     io.stderr(
       `walship: ${to} did not apply ${JSON.stringify(lastTxns)} within ${timeoutMs} ms; ` +
         `switchover aborted, ${from} ${back.ok ? 'is the primary again' : `could not be promoted back: ${JSON.stringify(back.body)}`}`,
     );
     return EXIT.failed;
   }
-  const promoted = await post(fetchImpl, to, '/admin/promote?reason=switchover', token);
+  const promoted = await post(fetchImpl, to, `/admin/promote?reason=switchover${onlyAfter}`, token);
   const pauseMs = Math.round(performance.now() - startedAt);
   if (!promoted.ok) {
     io.stderr(
@@ -82,27 +97,34 @@ export async function switchoverCommand(
   return EXIT.ok;
 }
 
-/** Polls `to`'s /status until every table in `lastTxns` (by key) is applied that far. */
+/**
+ * Polls `to`'s /status until every table in `lastTxns` (by key) is applied that far ('applied'),
+ * `to` answers as a primary ('promoted': something else promoted it), or the time is up.
+ */
 async function waitApplied(
   fetchImpl: Fetch,
   to: string,
   lastTxns: Record<string, string>,
   timeoutMs: number,
-): Promise<boolean> {
+): Promise<'applied' | 'promoted' | 'timeout'> {
   const deadline = performance.now() + timeoutMs;
   while (performance.now() < deadline) {
     try {
       const response = await fetchImpl(new URL('/status', to));
-      const status = (await response.json()) as { tables?: { key: string; appliedTxn?: string }[] };
+      const status = (await response.json()) as {
+        role?: string;
+        tables?: { key: string; appliedTxn?: string }[];
+      };
+      if (status.role === 'primary') return 'promoted';
       const applied = new Map((status.tables ?? []).map((t) => [t.key, BigInt(t.appliedTxn ?? '0')]));
       if (Object.entries(lastTxns).every(([key, txn]) => (applied.get(key) ?? 0n) >= BigInt(txn)))
-        return true;
+        return 'applied';
     } catch {
       // the replica may be busy or restarting its role: ask again
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return false;
+  return 'timeout';
 }
 
 async function parse(argv: string[], io: CommandIo, names: string[]) {

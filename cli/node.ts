@@ -35,6 +35,7 @@ export async function nodeSettings(config: NodeConfig): Promise<NodeSettings> {
       primary.nodeUrl ??
       `http://${primary.http.host === '0.0.0.0' ? '127.0.0.1' : primary.http.host}:${primary.http.port}`,
     demoteTimeoutMs: config.number('replication.ack.durable.timeout'),
+    registerIntervalMs: config.number('replication.node.register.interval'),
     autoFailover: {
       enabled: config.bool('replication.failover.auto'),
       leaseTimeoutMs: Math.max(100, config.number('replication.failover.lease.timeout')),

@@ -5,6 +5,12 @@ export { type HttpHandler, type RunningHttpServer, sendJson, startHttpServer } f
 export { renderMarkdownTable } from './markdown-table.js';
 export { type Random, randomInt, seededRandom, systemRandom } from './random.js';
 export {
+  createStatusPageHandler,
+  STATUS_PAGE_CSP,
+  STATUS_PAGE_HTML,
+  STATUS_PAGE_LINE_COLOUR,
+} from './status-page.js';
+export {
   assert,
   ClosedError,
   CorruptSegmentError,

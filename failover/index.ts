@@ -1,6 +1,13 @@
 /**
  * Epochs, fencing, promotion, demotion and role changes (DESIGN §7, RFC-0002).
  */
+export {
+  type ListedNodeRegistration,
+  listNodeRegistrations,
+  type NodeFacts,
+  NodeRegistration,
+  type NodeRegistrationRecord,
+} from './node-registry.js';
 export { type PromoteOptions, type Promotion, promote } from './promote.js';
 export { recordUploadsFound } from './uploads-found.js';
 export { type NodeDeps, type NodeRole, type NodeSettings, WalshipNode } from './walship-node.js';

@@ -62,6 +62,7 @@ export class LeaseKeeper {
   #renewal = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #handingOver = false;
   #running: Promise<void> = Promise.resolve();
 
   constructor(options: LeaseKeeperOptions) {
@@ -70,6 +71,14 @@ export class LeaseKeeper {
 
   start(): void {
     this.#tick();
+  }
+
+  /**
+   * This primary was demoted: go on renewing until a newer primary takes the lease over, which is
+   * then expected (logged as such, not as a replacement).
+   */
+  handOver(): void {
+    this.#handingOver = true;
   }
 
   async stop(): Promise<void> {
@@ -137,10 +146,11 @@ export class LeaseKeeper {
   #lost(holder: LeaseRecord | undefined): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#options.log.error(
-      { holder: holder === undefined ? null : { nodeId: holder.nodeId, epoch: holder.epoch.toString() } },
-      'the lease belongs to a newer primary: this node was replaced',
-    );
+    const detail = {
+      holder: holder === undefined ? null : { nodeId: holder.nodeId, epoch: holder.epoch.toString() },
+    };
+    if (this.#handingOver) this.#options.log.info(detail, 'the new primary took the lease over');
+    else this.#options.log.error(detail, 'the lease belongs to a newer primary: this node was replaced');
     this.#options.onLost(holder);
   }
 }

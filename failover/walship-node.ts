@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import {
   type AdminAction,
   type Clock,
+  createStatusPageHandler,
+  type HttpHandler,
   type Random,
   type RunningHttpServer,
   sendJson,
@@ -21,9 +23,11 @@ import {
   type PrimarySettings,
   writeDivergenceFiles,
 } from '../primary/index.js';
-import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
+import { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
 import { LeaseKeeper, LeaseWatcher } from './lease.js';
+import { NodeActivity, STATUS_EVENTS_MAX } from './node-activity.js';
+import { type NodeFacts, NodeRegistration } from './node-registry.js';
 import { type Promotion, promote } from './promote.js';
 import { recordUploadsFound } from './uploads-found.js';
 
@@ -40,7 +44,20 @@ export interface NodeSettings {
    * promote itself when the lease has not changed for `leaseTimeoutMs` (RFC-0002).
    */
   autoFailover: { enabled: boolean; leaseTimeoutMs: number };
+  /** How often the status page's history samples `/status` (default STATUS_SAMPLE_MS_DEFAULT). */
+  statusSampleMs?: number;
+  /**
+   * Rewrite `nodes/<nodeId>.json` this often, and at every role change (`replication.node.register.interval`);
+   * undefined or 0: never register (failover/node-registry.ts).
+   */
+  registerIntervalMs?: number;
 }
+
+/** The bootstrap's progress as a replica reports it while starting (replica/replica-node.ts). */
+type OperationProgress = Parameters<NonNullable<ReplicaDeps['onOperation']>>[0];
+
+/** The status page's lag chart gets a point a second by default. */
+const STATUS_SAMPLE_MS_DEFAULT = 1_000;
 
 export interface NodeDeps {
   clock: Clock;
@@ -49,6 +66,12 @@ export interface NodeDeps {
 }
 
 export type NodeRole = 'primary' | 'replica' | 'switching';
+
+/**
+ * How long a demoted primary goes on renewing the lease for the switchover's target (see
+ * #handover): the switchover command's default wait for the target to catch up.
+ */
+const HANDOVER_LEASE_MS = 30_000;
 
 /** The database file both roles use in a data dir. */
 const DATABASE_FILE = 'tables.sqlite';
@@ -71,17 +94,44 @@ export class WalshipNode {
   #transition: Promise<unknown> = Promise.resolve();
   #lease: LeaseKeeper | LeaseWatcher | undefined;
   /**
+   * After a demotion with automatic failover on, the demoted primary's keeper goes on renewing the
+   * lease until the new primary's keeper takes it over (this one then sees a newer epoch and
+   * stops) or HANDOVER_LEASE_MS pass: otherwise a candidate could promote itself by timeout while
+   * the switchover's target is still catching up.
+   */
+  #handover: { keeper: LeaseKeeper; timer: NodeJS.Timeout } | undefined;
+  /**
    * The conformance probe, run in the background once this process is a replica, so a promotion
    * does not wait for it inside the write pause; true when the store can fence.
    */
   #storeCheck: Promise<boolean> | undefined;
   #divergence: { epoch: string; files: DivergenceSummary[]; movedTo: string | null } | null = null;
+  /** The status page's history (lag samples, events): kept across role changes. */
+  readonly #activity: NodeActivity;
+  /** The status page and `/status/history`, served in every role and while switching. */
+  readonly #activityRoutes: HttpHandler[];
+  /** This node's registration in the store; undefined when registration is off. */
+  #registration: NodeRegistration | undefined;
+  /** A long operation while no role answers `/status` (a replica's bootstrap). */
+  #operation: OperationProgress | null = null;
   #closed = false;
 
   private constructor(settings: NodeSettings, deps: NodeDeps, http: RunningHttpServer) {
     this.#settings = settings;
     this.#deps = deps;
     this.#http = http;
+    this.#activity = new NodeActivity({
+      clock: deps.clock,
+      sampleIntervalMs: settings.statusSampleMs ?? STATUS_SAMPLE_MS_DEFAULT,
+      status: () => this.#node?.status() ?? { role: this.#role },
+    });
+    const history: HttpHandler = async (req, res) => {
+      if (req.url?.split('?')[0] !== '/status/history' || req.method !== 'GET') return false;
+      res.setHeader('cache-control', 'no-store');
+      sendJson(res, 200, this.#activity.history());
+      return true;
+    };
+    this.#activityRoutes = [createStatusPageHandler(), history];
   }
 
   static async start(
@@ -99,6 +149,14 @@ export class WalshipNode {
       await http.close();
       throw error;
     }
+    node.#activity.record(
+      'started',
+      node.#node instanceof PrimaryNode
+        ? `started as primary at epoch ${node.#node.epoch}`
+        : 'started as replica',
+    );
+    node.#activity.start();
+    node.#startRegistration();
     return node;
   }
 
@@ -144,10 +202,12 @@ export class WalshipNode {
         });
       } catch (error) {
         await this.#startReplica(nodeId);
+        this.#activity.record('role', `promotion failed, still a replica: ${(error as Error).message}`);
         throw error;
       }
       try {
         await this.#startPrimary(nodeId);
+        this.#activity.record('promoted', `promoted to primary at epoch ${promotion.epoch} (${reason})`);
       } catch (error) {
         // Overtaken between the fences and the start (a newer epoch exists): follow it instead.
         this.#deps.log.error(
@@ -155,6 +215,10 @@ export class WalshipNode {
           'promoted, but the primary role could not start; following',
         );
         await this.#startReplica(nodeId);
+        this.#activity.record(
+          'role',
+          `promoted to epoch ${promotion.epoch}, but overtaken before taking writes; following as a replica: ${(error as Error).message}`,
+        );
         throw error;
       }
       return promotion;
@@ -162,16 +226,22 @@ export class WalshipNode {
   }
 
   /** Primary → replica after uploading everything (planned switchover, step 1); resolves each table's last txn. */
-  demote(timeoutMs = this.#settings.demoteTimeoutMs): Promise<Record<string, string>> {
+  demote(
+    timeoutMs = this.#settings.demoteTimeoutMs,
+  ): Promise<{ lastTxns: Record<string, string>; epoch: bigint }> {
     return this.#serialised(async () => {
       const primary = this.#node;
       if (!(primary instanceof PrimaryNode)) throw notRole('demote', 'primary', this.#role);
       const lastTxns = await primary.demote(timeoutMs);
       const nodeId = primary.nodeId;
-      this.#enterSwitching();
+      this.#enterSwitching({ handOverLease: true });
       await primary.close();
       await this.#startReplica(nodeId);
-      return lastTxns;
+      this.#activity.record(
+        'demoted',
+        `demoted from epoch ${primary.epoch}: every txn is in the store; following as a replica`,
+      );
+      return { lastTxns, epoch: primary.epoch };
     });
   }
 
@@ -182,7 +252,10 @@ export class WalshipNode {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#registration?.stop();
+    this.#activity.stop();
     await this.#transition.catch(() => {});
+    await this.#endHandover();
     await this.#lease?.stop();
     await this.#node?.close();
     this.#node = undefined;
@@ -192,6 +265,7 @@ export class WalshipNode {
   // --- roles ---
 
   async #startPrimary(nodeId: string | undefined): Promise<void> {
+    await this.#endHandover();
     const storeAlreadyChecked = (await this.#storeCheck) === true;
     const node = await PrimaryNode.start(
       { ...this.#settings.primary, nodeId, storeAlreadyChecked },
@@ -199,11 +273,11 @@ export class WalshipNode {
         clock: this.#deps.clock,
         random: this.#deps.random,
         log: this.#deps.log,
-        http: this.#http,
+        http: this.#roleHttp(),
         adminActions: this.#adminActions(),
         statusExtra: () => this.#statusExtra(),
-        onFenced: () =>
-          void this.#onFenced().catch((error: unknown) =>
+        onFenced: (detail) =>
+          void this.#onFenced(detail).catch((error: unknown) =>
             this.#deps.log.error({ err: (error as Error).message }, 'handling the fence failed'),
           ),
       },
@@ -211,6 +285,7 @@ export class WalshipNode {
     this.#node = node;
     this.#nodeId = node.nodeId;
     this.#role = 'primary';
+    this.#registration?.writeNow();
     if (this.#settings.autoFailover.enabled) {
       const keeper = new LeaseKeeper({
         store: this.#settings.primary.store,
@@ -219,8 +294,11 @@ export class WalshipNode {
         timeoutMs: this.#settings.autoFailover.leaseTimeoutMs,
         clock: this.#deps.clock,
         log: this.#deps.log.child({ nodeId: node.nodeId, part: 'lease' }),
-        onLost: (holder) =>
-          node.fence(holder === undefined ? 'lease.json' : `${holder.nodeId} (lease, epoch ${holder.epoch})`),
+        onLost: (holder) => {
+          // After a demotion this keeper only hands the lease over (#handover): nothing to fence.
+          if (this.#node !== node) return;
+          node.fence(holder === undefined ? 'lease.json' : `${holder.nodeId} (lease, epoch ${holder.epoch})`);
+        },
       });
       this.#lease = keeper;
       keeper.start();
@@ -236,14 +314,18 @@ export class WalshipNode {
       {
         clock: this.#deps.clock,
         log: this.#deps.log,
-        http: this.#http,
+        http: this.#roleHttp(),
         adminActions: this.#adminActions(),
         statusExtra: () => this.#statusExtra(),
+        onOperation: (operation) => {
+          this.#operation = operation;
+        },
       },
     );
     this.#node = node;
     this.#nodeId = node.nodeId;
     this.#role = 'replica';
+    this.#registration?.writeNow();
     if (this.#settings.autoFailover.enabled) {
       const watcher = new LeaseWatcher({
         store: this.#settings.replica.store,
@@ -265,7 +347,13 @@ export class WalshipNode {
    * An upload found this primary replaced (RFC-0002 "fenced"): stop, keep what never reached the
    * store in divergence files, move the database aside when it holds such txns, follow as a replica.
    */
-  #onFenced(): Promise<unknown> {
+  #onFenced(detail: { table: string; writerNodeId: string; epoch: bigint }): Promise<unknown> {
+    this.#activity.record(
+      'fenced',
+      detail.table === ''
+        ? `replaced by ${detail.writerNodeId}: stopped taking writes`
+        : `replaced by ${detail.writerNodeId} at epoch ${detail.epoch} (found uploading ${detail.table}): stopped taking writes`,
+    );
     return this.#serialised(async () => {
       const primary = this.#node;
       if (!(primary instanceof PrimaryNode) || this.#closed) return;
@@ -284,6 +372,7 @@ export class WalshipNode {
       const files = await this.#writeDivergence(epoch);
       const movedTo = files.length === 0 ? null : await this.#moveDatabaseAside(epoch);
       this.#divergence = { epoch: epoch.toString(), files, movedTo };
+      if (files.length > 0) this.#recordDivergence(epoch, files, movedTo);
       this.#deps.log.error(
         { epoch: epoch.toString(), divergence: files, movedTo },
         files.length === 0
@@ -291,6 +380,7 @@ export class WalshipNode {
           : 'fenced by a newer primary; txns that never reached the store are in the divergence files: following as a replica',
       );
       await this.#startReplica(nodeId);
+      this.#activity.record('role', `following the new primary as a replica (was primary at epoch ${epoch})`);
     });
   }
 
@@ -323,6 +413,7 @@ export class WalshipNode {
             const files = await this.#writeDivergence(epoch);
             const movedTo = await this.#moveDatabaseAside(epoch);
             this.#divergence = { epoch: localEpoch, files, movedTo };
+            this.#recordDivergence(epoch, files, movedTo);
             this.#deps.log.error(
               { epoch: localEpoch, newestEpoch: newest.epoch.toString(), divergence: files, movedTo },
               'this data dir was a replaced primary with txns that never reached the store: they are in the divergence files; following as a replica',
@@ -383,18 +474,96 @@ export class WalshipNode {
     return dir;
   }
 
+  /** Register in the store now, at every role change and every `registerIntervalMs` (when not 0). */
+  #startRegistration(): void {
+    const intervalMs = this.#settings.registerIntervalMs ?? 0;
+    if (intervalMs <= 0 || this.#closed) return;
+    this.#registration = new NodeRegistration({
+      store: this.#settings.primary.store,
+      clock: this.#deps.clock,
+      log: this.#deps.log.child({ nodeId: this.#nodeId, part: 'registration' }),
+      intervalMs,
+      facts: () => this.#registrationFacts(),
+    });
+    this.#registration.start();
+  }
+
+  /** What `nodes/<nodeId>.json` says now; null while switching (the next role writes it). */
+  #registrationFacts(): NodeFacts | null {
+    const node = this.#node;
+    if (node === undefined) return null;
+    const status = node.status() as {
+      clusterId?: string | null;
+      tables?: { name: string; committedTxn?: string; appliedTxn?: string }[];
+    };
+    const primary = node instanceof PrimaryNode;
+    const tables: Record<string, string> = {};
+    for (const t of status.tables ?? []) {
+      const txn = primary ? t.committedTxn : t.appliedTxn;
+      if (txn !== undefined) tables[t.name] = txn;
+    }
+    return {
+      nodeId: node.nodeId,
+      url: advertisedUrl(this.#settings.url, this.#http.port),
+      role: primary ? 'primary' : 'replica',
+      epoch: primary ? node.epoch.toString() : null,
+      clusterId: status.clusterId ?? null,
+      tables,
+    };
+  }
+
+  /** `operation` in `/status` while no role answers it; a role's own `/status` shows its own. */
+  #operationStatus(): Record<string, unknown> | null {
+    const operation = this.#operation;
+    if (operation === null) return null;
+    const { startedAtMs, ...rest } = operation;
+    return { ...rest, startedAgoMs: Math.round(this.#deps.clock.monotonicMs() - startedAtMs) };
+  }
+
   #databaseFile(): string {
     return path.join(this.#settings.primary.dataDir, DATABASE_FILE);
   }
 
   #statusExtra(): Record<string, unknown> {
-    return this.#divergence === null ? {} : { divergence: this.#divergence };
+    const events = this.#activity.events(STATUS_EVENTS_MAX);
+    const operation = this.#operationStatus();
+    return this.#divergence === null
+      ? { events, operation }
+      : { divergence: this.#divergence, events, operation };
+  }
+
+  #recordDivergence(epoch: bigint, files: DivergenceSummary[], movedTo: string | null): void {
+    const txns = files.reduce((sum, f) => sum + f.txns, 0);
+    const rows = files.reduce((sum, f) => sum + f.rows, 0);
+    this.#activity.record(
+      'divergence',
+      `${txns} txns (${rows} rows) of epoch ${epoch} never reached the store: ` +
+        `${files.map((f) => f.file).join(', ')}${movedTo === null ? '' : `; database moved to ${movedTo}`}`,
+    );
+  }
+
+  /**
+   * The listener as a role node sees it: the routes it sets come after the status page and
+   * `/status/history`, so those answer in every role without the role nodes knowing of them.
+   */
+  #roleHttp(): RunningHttpServer {
+    const http = this.#http;
+    return {
+      server: http.server,
+      port: http.port,
+      setHandlers: (handlers) => http.setHandlers([...this.#activityRoutes, ...handlers]),
+      close: () => http.close(),
+    };
   }
 
   #adminActions(): Record<string, AdminAction> {
     return {
       promote: async (params) => {
-        const promotion = await this.promote(params.get('reason') ?? 'promote');
+        const onlyAfter = params.get('only_after_epoch');
+        const promotion = await this.promote(
+          params.get('reason') ?? 'promote',
+          onlyAfter === null ? undefined : parseEpoch(onlyAfter),
+        );
         return {
           epoch: promotion.epoch.toString(),
           fenced: promotion.fenced.map((f) => ({ ...f, fenceTxn: f.fenceTxn.toString() })),
@@ -402,20 +571,33 @@ export class WalshipNode {
       },
       demote: async (params) => {
         const timeout = params.get('timeout_ms');
-        const lastTxns = await this.demote(timeout === null ? undefined : parseTimeoutMs(timeout));
-        return { role: 'replica', lastTxns };
+        const { lastTxns, epoch } = await this.demote(timeout === null ? undefined : parseTimeoutMs(timeout));
+        return { role: 'replica', epoch: epoch.toString(), lastTxns };
       },
     };
   }
 
   /** While switching: writes 421 (clients move to the next address), everything else 503. */
-  #enterSwitching(): void {
+  #enterSwitching(options: { handOverLease?: boolean } = {}): void {
     const lease = this.#lease;
     this.#lease = undefined;
-    void lease?.stop();
+    if (options.handOverLease === true && lease instanceof LeaseKeeper) {
+      lease.handOver();
+      const timer = setTimeout(() => void this.#endHandover(), HANDOVER_LEASE_MS);
+      timer.unref();
+      this.#handover = { keeper: lease, timer };
+    } else void lease?.stop();
     this.#role = 'switching';
     this.#node = undefined;
     this.#http.setHandlers(this.#switchingRoutes());
+  }
+
+  async #endHandover(): Promise<void> {
+    const handover = this.#handover;
+    this.#handover = undefined;
+    if (handover === undefined) return;
+    clearTimeout(handover.timer);
+    await handover.keeper.stop();
   }
 
   #switchingRoutes() {
@@ -434,7 +616,7 @@ export class WalshipNode {
       }
       return true;
     };
-    return [ilp.handle, busy];
+    return [ilp.handle, ...this.#activityRoutes, busy];
   }
 
   #serialised<T>(step: () => Promise<T>): Promise<T> {
@@ -449,12 +631,30 @@ export class WalshipNode {
   }
 }
 
+/** `url` with port 0 (listen on any free port) replaced by the port the listener got. */
+function advertisedUrl(url: string, port: number): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.port !== '0') return url;
+    parsed.port = String(port);
+    return parsed.origin;
+  } catch {
+    return url;
+  }
+}
+
 function notRole(action: string, wanted: string, actual: NodeRole): WalshipError {
   return new WalshipError(
     'WRONG_ROLE',
     'conflict',
     `cannot ${action}: this node is ${actual === 'switching' ? 'changing role' : `a ${actual}`}, not a ${wanted}`,
   );
+}
+
+function parseEpoch(text: string): bigint {
+  if (!/^\d{1,20}$/.test(text))
+    throw new WalshipError('INVALID_ARGUMENT', 'invalid', 'only_after_epoch must be an epoch number');
+  return BigInt(text);
 }
 
 function parseTimeoutMs(text: string): number {

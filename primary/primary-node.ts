@@ -271,6 +271,7 @@ export class PrimaryNode {
       pendingTxns: pending.get(schema.name)?.count ?? 0,
       pendingBytes: pending.get(schema.name)?.bytes ?? 0,
       lastUploadAgoMs: upload.tables[schema.name]?.lastUploadAgoMs ?? null,
+      oldestPendingAgeMs: upload.tables[schema.name]?.oldestPendingAgeMs ?? null,
       lastError: upload.tables[schema.name]?.lastError ?? null,
     }));
     return {

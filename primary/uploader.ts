@@ -69,6 +69,8 @@ interface TableState {
 
 /** How long stop() waits for uploads in flight (each is bounded by the store's own time limits). */
 const STOP_WAIT_MS = 30_000;
+/** How long stop() waits for a head.json write in flight. */
+const HEAD_STOP_WAIT_MS = 2_000;
 /** Backoff after a failed upload (after the store's own retries): doubles from 250 ms to 10 s, jittered. */
 const FAILURE_BACKOFF_MS = { base: 250, max: 10_000 };
 
@@ -166,6 +168,8 @@ export class Uploader {
         lastError: string | null;
         segmentsUploaded: number;
         lastUploadAgoMs: number | null;
+        /** Age of the oldest committed txn not uploaded yet; null when none is pending. */
+        oldestPendingAgeMs: number | null;
       }
     >;
     lastStoreError: { message: string; agoMs: number } | null;
@@ -178,14 +182,18 @@ export class Uploader {
         lastError: string | null;
         segmentsUploaded: number;
         lastUploadAgoMs: number | null;
+        /** Age of the oldest committed txn not uploaded yet; null when none is pending. */
+        oldestPendingAgeMs: number | null;
       }
     > = {};
     for (const [table, s] of this.#tables) {
+      const oldestAtMs = s.pendingBytes === 0 ? undefined : s.pendingCommitsAtMs[0];
       tables[table] = {
         pendingBytes: s.pendingBytes,
         lastError: s.lastError,
         segmentsUploaded: s.segmentsUploaded,
         lastUploadAgoMs: s.lastUploadAtMs === null ? null : Math.round(now - s.lastUploadAtMs),
+        oldestPendingAgeMs: oldestAtMs === undefined ? null : Math.max(0, Math.round(now - oldestAtMs)),
       };
     }
     const e = this.#lastStoreError;
@@ -235,7 +243,10 @@ export class Uploader {
     while (this.#running > 0 && this.#options.clock.monotonicMs() < deadline)
       await this.#options.clock.sleep(5);
     for (const s of this.#tables.values()) this.#rejectWaiters(s, closedError());
-    await this.#headWrite;
+    // A head.json write in flight normally ends in milliseconds; one stuck behind a lock a killed
+    // process left (broken after 30 s) must not hold up the shutdown: it is only a hint.
+    const headWrite = this.#headWrite;
+    if (headWrite !== null) await Promise.race([headWrite, this.#options.clock.sleep(HEAD_STOP_WAIT_MS)]);
   }
 
   #state(table: string): TableState {

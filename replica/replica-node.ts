@@ -19,7 +19,7 @@ import type { ObjectStore } from '../objectstore/index.js';
 import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
 import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
-import { Follower } from './follower.js';
+import { type FollowedTableStatus, Follower } from './follower.js';
 import { newestSnapshot, publishSnapshot, restoreSnapshot, type SnapshotManifest } from './snapshots.js';
 
 /** Everything a replica needs, already parsed and validated (cli/ builds it from the config surface). */
@@ -55,7 +55,27 @@ export interface ReplicaDeps {
   adminActions?: Record<string, AdminAction>;
   /** Extra fields for `/status` from the process around this node (a divergence after a fence). */
   statusExtra?: () => Record<string, unknown>;
+  /**
+   * The bootstrap's progress, reported while `start` runs (before this node answers `/status`), so
+   * the process around it can show it; called with null when the bootstrap ends, however it ends.
+   */
+  onOperation?: (operation: OperationProgress | null) => void;
 }
+
+/** A long operation of a node, as `/status` shows it in `operation` (null when there is none). */
+export interface NodeOperation {
+  name: 'bootstrap' | 'catch-up' | 'restore';
+  /** What it is doing now, for people (`download snapshot <id>`, `restore`, `apply`). */
+  phase: string;
+  /** Work done so far and the whole of it (null when unknown), in `unit`. */
+  done: number;
+  total: number | null;
+  unit: 'bytes' | 'txns';
+  startedAgoMs: number;
+}
+
+/** An operation in progress as reported to the process around a node: started at `startedAtMs` on its monotonic clock. */
+export type OperationProgress = Omit<NodeOperation, 'startedAgoMs'> & { startedAtMs: number };
 
 /**
  * A replica node (DESIGN §6): follows the store, never the primary. Bootstraps an empty data dir
@@ -77,6 +97,11 @@ export class ReplicaNode {
   #snapshotTimer: NodeJS.Timeout | undefined;
   #snapshotting: Promise<SnapshotManifest> | undefined;
   #lastSnapshot: { id: string; agoMs: () => number } | { error: string } | null = null;
+  /**
+   * The catch-up baseline: when this replica was last known caught up (at start, or at a `/status`
+   * that found nothing behind) and how many txns it had applied then, over unsuspended tables.
+   */
+  #caughtUp: { atMs: number; appliedTxns: bigint } | null = null;
   #closed = false;
 
   private constructor(init: {
@@ -103,7 +128,7 @@ export class ReplicaNode {
   static async start(settings: ReplicaSettings, deps: ReplicaDeps): Promise<ReplicaNode> {
     await mkdir(settings.dataDir, { recursive: true });
     const databaseFile = path.join(settings.dataDir, 'tables.sqlite');
-    const restoredSnapshot = await bootstrap(settings, databaseFile, deps.log);
+    const restoredSnapshot = await bootstrap(settings, databaseFile, deps);
     const tables = TableStore.open(databaseFile, { synchronous: settings.synchronous, clock: deps.clock });
     const cleanup: (() => Promise<void> | void)[] = [() => tables.close()];
     try {
@@ -147,6 +172,7 @@ export class ReplicaNode {
         queries,
         http,
       });
+      node.#caughtUp = { atMs: deps.clock.monotonicMs(), appliedTxns: appliedOf(follower.status().tables) };
       follower.start();
       node.#scheduleSnapshots();
       log.info({ http: http.port, snapshot: restoredSnapshot?.id ?? null }, 'replica following');
@@ -178,6 +204,7 @@ export class ReplicaNode {
             ? { lastError: last.error }
             : { lastId: last.id, agoMs: last.agoMs() },
       queries: this.#queries.stats(),
+      operation: this.#catchUpOperation(follow.tables),
       tables: follow.tables.map((t) => ({
         name: t.name,
         key: t.key,
@@ -193,6 +220,32 @@ export class ReplicaNode {
             ? null
             : { code: t.suspended.code, message: t.suspended.message, key: t.suspended.objectKey },
       })),
+    };
+  }
+
+  /**
+   * `catch-up` while unsuspended tables are behind the store: txns applied since this replica was
+   * last known caught up, of those plus the ones still behind; null (and a new baseline) when
+   * nothing is behind. Suspended tables are left out: they wait for an operator, not for time.
+   */
+  #catchUpOperation(tables: FollowedTableStatus[]): NodeOperation | null {
+    const now = this.#deps.clock.monotonicMs();
+    const following = tables.filter((t) => t.suspended === null);
+    const behind = following.reduce((sum, t) => sum + t.txnsBehind, 0n);
+    const applied = appliedOf(following);
+    const baseline = this.#caughtUp;
+    if (behind === 0n || baseline === null) {
+      this.#caughtUp = { atMs: now, appliedTxns: applied };
+      return null;
+    }
+    const done = applied > baseline.appliedTxns ? Number(applied - baseline.appliedTxns) : 0;
+    return {
+      name: 'catch-up',
+      phase: 'apply',
+      done,
+      total: done + Number(behind),
+      unit: 'txns',
+      startedAgoMs: Math.round(now - baseline.atMs),
     };
   }
 
@@ -331,20 +384,39 @@ function handlers(
 async function bootstrap(
   settings: ReplicaSettings,
   databaseFile: string,
-  log: Logger,
+  deps: ReplicaDeps,
 ): Promise<SnapshotManifest | null> {
   if (!settings.bootstrapFromSnapshot || existsSync(databaseFile)) return null;
+  try {
+    return await bootstrapFromSnapshot(settings, databaseFile, deps);
+  } finally {
+    deps.onOperation?.(null);
+  }
+}
+
+async function bootstrapFromSnapshot(
+  settings: ReplicaSettings,
+  databaseFile: string,
+  { clock, log, onOperation }: ReplicaDeps,
+): Promise<SnapshotManifest | null> {
   const cluster = await settings.store.get(CLUSTER_KEY);
   if (cluster === null || cluster.status !== 'ok') return null;
   const { clusterId } = parseClusterRecord(cluster.body);
   const manifest = await newestSnapshot(settings.store, clusterId);
   if (manifest === null) return null;
   log.info({ snapshot: manifest.id, tables: manifest.tables.length }, 'restoring the newest snapshot');
+  const startedAtMs = clock.monotonicMs();
+  const report = (phase: string, done: number, total: number) =>
+    onOperation?.({ name: 'bootstrap', phase, done, total, unit: 'bytes', startedAtMs });
+  report(`download snapshot ${manifest.id}`, 0, manifest.image.bytes);
   await restoreSnapshot({
     store: settings.store,
     manifest,
     destFile: databaseFile,
     tmpDir: settings.dataDir,
+    // Once the image is all here it is unpacked and checked: the bar stays full, the phase says so.
+    onProgress: (done, total) =>
+      report(done < total ? `download snapshot ${manifest.id}` : 'restore', done, total),
   });
   const restored = TableStore.open(databaseFile, { synchronous: settings.synchronous });
   try {
@@ -353,6 +425,11 @@ async function bootstrap(
     restored.close();
   }
   return manifest;
+}
+
+/** Txns applied over `tables` (the sum of their watermarks). */
+function appliedOf(tables: readonly FollowedTableStatus[]): bigint {
+  return tables.reduce((sum, t) => sum + t.appliedTxn, 0n);
 }
 
 /**

@@ -283,6 +283,14 @@ export interface RestoreSnapshotOptions {
   /** Work directory; must be on the same filesystem as `destFile` (the image is linked into place). */
   tmpDir: string;
   signal?: AbortSignal;
+  /**
+   * Download progress, called with the image bytes received so far and the image's size: once with
+   * 0 before the first range and after each range, so the last call has `doneBytes === totalBytes`.
+   * A second download (after a bad first one) starts again from 0.
+   */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Bytes per ranged GET (default IMAGE_RANGE_BYTES, 8 MiB); between 1 and IMAGE_RANGE_BYTES. */
+  rangeBytes?: number;
 }
 
 /**
@@ -297,11 +305,16 @@ export interface RestoreSnapshotOptions {
 export async function restoreSnapshot(options: RestoreSnapshotOptions): Promise<void> {
   const { store, destFile, signal } = options;
   const manifest = recheckManifest(options.manifest);
+  const rangeBytes = rangeBytesOf(options.rangeBytes);
   await refuseExistingTarget(destFile);
   const work = await mkdtemp(path.join(options.tmpDir, 'snapshot-restore-'));
   try {
     const gzipFile = path.join(work, `db.sqlite.${SNAPSHOT_CODEC}`);
-    await fetchVerifiedImage(store, manifest, gzipFile, signal);
+    await fetchVerifiedImage(store, manifest, gzipFile, {
+      signal,
+      onProgress: options.onProgress,
+      rangeBytes,
+    });
     const rawFile = path.join(work, 'db.sqlite');
     await decompress(gzipFile, rawFile, manifest, signal);
     try {
@@ -324,14 +337,28 @@ export async function restoreSnapshot(options: RestoreSnapshotOptions): Promise<
 
 type FetchProblem = { problem: string; retry: boolean };
 
+interface FetchOptions {
+  signal: AbortSignal | undefined;
+  onProgress: ((doneBytes: number, totalBytes: number) => void) | undefined;
+  rangeBytes: number;
+}
+
+function rangeBytesOf(rangeBytes: number | undefined): number {
+  if (rangeBytes === undefined) return IMAGE_RANGE_BYTES;
+  if (!Number.isSafeInteger(rangeBytes) || rangeBytes < 1 || rangeBytes > IMAGE_RANGE_BYTES) {
+    throw new InvalidArgumentError(`rangeBytes must be a whole number from 1 to ${IMAGE_RANGE_BYTES}`);
+  }
+  return rangeBytes;
+}
+
 async function fetchVerifiedImage(
   store: ObjectStore,
   manifest: SnapshotManifest,
   file: string,
-  signal: AbortSignal | undefined,
+  options: FetchOptions,
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const outcome = await fetchImage(store, manifest, file, signal);
+    const outcome = await fetchImage(store, manifest, file, options);
     if (outcome === undefined) return;
     if (!outcome.retry || attempt >= IMAGE_FETCH_ATTEMPTS) {
       const tries = attempt === 1 ? '' : ` (after ${attempt} downloads)`;
@@ -345,15 +372,16 @@ async function fetchImage(
   store: ObjectStore,
   manifest: SnapshotManifest,
   file: string,
-  signal: AbortSignal | undefined,
+  { signal, onProgress, rangeBytes }: FetchOptions,
 ): Promise<FetchProblem | undefined> {
   const { key, bytes, sha256 } = manifest.image;
   const hash = createHash('sha256');
   const out = await open(file, 'w');
   try {
     let etag: string | undefined;
+    onProgress?.(0, bytes);
     for (let offset = 0; offset < bytes; ) {
-      const range = { offset, length: Math.min(IMAGE_RANGE_BYTES, bytes - offset) };
+      const range = { offset, length: Math.min(rangeBytes, bytes - offset) };
       const result = await store.get(key, signal === undefined ? { range } : { range, signal });
       if (result === null) {
         return { problem: `its image ${key} is missing`, retry: offset > 0 };
@@ -376,6 +404,7 @@ async function fetchImage(
       hash.update(body);
       await writeAll(out, body);
       offset += range.length;
+      onProgress?.(offset, bytes);
     }
   } finally {
     await out.close();

@@ -13,6 +13,8 @@ export const TABLES_REGISTRY_KEY = 'tables.json';
 export const LEASE_KEY = 'lease.json';
 export const EPOCHS_PREFIX = 'epochs/';
 export const TABLES_PREFIX = 'tables/';
+/** `nodes/`: one registration per node, rewritten by the node itself (failover/node-registry.ts). */
+export const NODES_PREFIX = 'nodes/';
 const NUMBER_DIGITS = 20;
 
 /** A non-negative integer as 20 zero-padded digits. */
@@ -32,6 +34,29 @@ export function epochKey(epoch: bigint): string {
 export function epochOfKey(key: string): bigint | undefined {
   const match = /^epochs\/(\d{20})\.json$/.exec(key);
   return match === null ? undefined : BigInt(match[1]!);
+}
+
+/** A node id as table/node-identity.ts accepts it: a short, plain token. */
+const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * `nodes/<nodeId>.json`: the node's own registration (who it is, where it listens, what it holds).
+ * Throws `INVALID_ARGUMENT` for a node id outside `[A-Za-z0-9._-]{1,64}` (the key then has no `/`,
+ * and `nodes/..json` is a valid key: its segment is `..json`).
+ */
+export function nodeRegistrationKey(nodeId: string): string {
+  if (!NODE_ID.test(nodeId)) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(nodeId)} is not a node id (1 to 64 characters of A-Z a-z 0-9 . _ -)`,
+    );
+  }
+  return `${NODES_PREFIX}${nodeId}.json`;
+}
+
+/** The node id of a `nodes/<nodeId>.json` key, or undefined for any other key (or a malformed id). */
+export function nodeIdOfRegistrationKey(key: string): string | undefined {
+  const match = /^nodes\/([^/]+)\.json$/.exec(key);
+  return match === null || !NODE_ID.test(match[1]!) ? undefined : match[1];
 }
 
 /** `tables/<t>/wal/`: every segment of one table, in txn order. */

@@ -19,6 +19,7 @@ export function testNodeSettings(
     replica?: Partial<ReplicaSettings>;
     demoteTimeoutMs?: number;
     autoFailover?: { enabled: boolean; leaseTimeoutMs: number };
+    statusSampleMs?: number;
   } = {},
 ): NodeSettings {
   return {
@@ -27,6 +28,7 @@ export function testNodeSettings(
     url: 'http://127.0.0.1:0',
     demoteTimeoutMs: overrides.demoteTimeoutMs ?? 10_000,
     autoFailover: overrides.autoFailover ?? { enabled: false, leaseTimeoutMs: 10_000 },
+    ...(overrides.statusSampleMs === undefined ? {} : { statusSampleMs: overrides.statusSampleMs }),
   };
 }
 

@@ -1,0 +1,615 @@
+/**
+ * The live status page (`GET /`, core/status-page.ts) of real in-process WalshipNodes on a
+ * filesystem store, looked at in headless Chromium (Debian's `chromium`, driven by playwright-core):
+ *
+ * - A primary A and a replica B take rows (one table named like markup), then a switchover: A
+ *   demotes, B is promoted to epoch 2, B takes more rows and A follows. Each page must show what its
+ *   node's `/status` says: role, epoch, every table's watermarks; B's events list the promotion and
+ *   A's the demotion.
+ * - The lag chart: a screenshot of the chart element is decoded and the pixels of the line colour
+ *   counted. The negative control is a node that has taken no sample yet: no such pixel, and the
+ *   "no samples yet" text. Both go through the same page code and the same count.
+ * - A primary whose first upload of one table is held (a store wrapper): committed ahead of uploaded
+ *   on the page, and its lag (the oldest un-uploaded txn's age) grows in `/status/history`.
+ * - A table named `<img src=x onerror=window.xss=1>` shows as text: no `img` element, no script ran.
+ * - Rare states (fenced by, divergence, store error, operation, a suspended table) rendered from the
+ *   node's real `/status` with those fields set, answered to the page by the browser (`page.route`).
+ * - A node that goes away: the page says "node unreachable" and keeps the last data.
+ * - A promotion held inside its epoch claim (a store wrapper holds that PUT): `/status`,
+ *   `/status/history` and the page answer while the node switches, and show the new role after.
+ * - The page loads under its own Content-Security-Policy without a violation or a script error.
+ *
+ * Checked by breaking the page on purpose (temporarily): table cells filled with innerHTML, the
+ * line drawn grey, a line drawn without samples, fetch failures ignored, the uploaded column showing
+ * committed, the replica's behind column showing applied, an empty events list, and the switching
+ * routes without the status page each fail at least one test here.
+ *
+ * Without /usr/bin/chromium the browser tests are skipped with a printed reason, or fail when CI is
+ * set (CI must never skip them silently).
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { PNG } from 'pngjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { STATUS_PAGE_CSP, STATUS_PAGE_HTML, STATUS_PAGE_LINE_COLOUR } from '../core/index.js';
+import type { WalshipNode } from '../failover/index.js';
+import { FsStore, type ObjectStore } from '../objectstore/index.js';
+import { EPOCHS_PREFIX } from '../wal/index.js';
+import { startTestNode } from './helpers/test-node.js';
+
+const CHROMIUM_PATH = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+/** A generous bound for waits (a replica to catch up, the page to poll): never a performance check. */
+const WAIT_MS = 20_000;
+/** The nodes sample their status this often here (the default is 1 s). */
+const SAMPLE_MS = 100;
+/** Per colour channel: anti-aliased edges of the 2 px line blend with the white background. */
+const COLOUR_TOLERANCE = 24;
+/**
+ * Line pixels a drawn chart must have at least: the line runs across the plot (554 px wide, x
+ * spans the node's samples) with a 2 px stroke, so over a thousand; half the plot's width is far
+ * above anything but a line, far below what one draws.
+ */
+const LINE_PIXELS_MIN = 277;
+/** A table name that is markup: valid (table/names.ts forbids `( ) / ' "`, not `< > = . space`). */
+const XSS_TABLE = '<img src=x onerror=window.xss=1>';
+
+const browserMissing = existsSync(CHROMIUM_PATH)
+  ? null
+  : `${CHROMIUM_PATH} not found (Debian package chromium)`;
+if (browserMissing !== null && !process.env.CI)
+  console.warn(`[walship tests] skipping the status page browser tests: ${browserMissing}`);
+
+let base = '';
+let store: ObjectStore;
+let a: WalshipNode;
+let b: WalshipNode;
+const nodes: WalshipNode[] = [];
+
+async function startNode(
+  role: 'primary' | 'replica',
+  name: string,
+  options: { store?: ObjectStore; statusSampleMs?: number } = {},
+): Promise<WalshipNode> {
+  const node = await startTestNode(role, options.store ?? store, path.join(base, name), {
+    statusSampleMs: options.statusSampleMs ?? SAMPLE_MS,
+  });
+  nodes.push(node);
+  return node;
+}
+
+beforeAll(async () => {
+  base = await mkdtemp(path.join(tmpdir(), 'walship-status-page-'));
+  store = await FsStore.open({ root: path.join(base, 'store') });
+  a = await startNode('primary', 'a');
+  b = await startNode('replica', 'b');
+  await writeRows(a.httpPort, 'trades', [1, 2, 3]);
+  await writeRows(a.httpPort, 'trades', [4, 5]);
+  await writeRows(a.httpPort, XSS_TABLE, [1]);
+  await caughtUp(b, a);
+  await a.demote();
+  await b.promote('status page test');
+  await writeRows(b.httpPort, 'trades', [6, 7]);
+  await writeRows(b.httpPort, 'quotes', [1]);
+  await caughtUp(a, b);
+  await waitFor('B uploaded everything', async () =>
+    tablesOf(await getStatus(b.httpPort)).every(
+      (t) => t.pendingTxns === 0 && t.uploadedTxn === t.committedTxn,
+    ),
+  );
+});
+
+afterAll(async () => {
+  await Promise.all(nodes.splice(0).map((node) => node.close()));
+  await store?.close();
+  await rm(base, { recursive: true, force: true });
+});
+
+describe('status page over HTTP', () => {
+  it('serves the page, its script and style uncached under a CSP that allows nothing from elsewhere', async () => {
+    for (const [route, type] of [
+      ['/', 'text/html; charset=utf-8'],
+      ['/index.html', 'text/html; charset=utf-8'],
+      ['/status.js', 'text/javascript; charset=utf-8'],
+      ['/status.css', 'text/css; charset=utf-8'],
+      ['/favicon.svg', 'image/svg+xml'],
+    ] as const) {
+      const response = await fetch(`http://127.0.0.1:${b.httpPort}${route}`);
+      expect(response.status, route).toBe(200);
+      expect(response.headers.get('content-type'), route).toBe(type);
+      expect(response.headers.get('cache-control'), route).toBe('no-store');
+      expect(response.headers.get('x-content-type-options'), route).toBe('nosniff');
+      const csp = response.headers.get('content-security-policy') ?? '';
+      expect(csp, route).toBe(STATUS_PAGE_CSP);
+      expect(csp, route).toContain("default-src 'none'");
+      expect(csp, route).toContain("script-src 'self'");
+      expect(csp, route).not.toContain('unsafe-inline');
+      await response.arrayBuffer();
+    }
+    const html = await (await fetch(`http://127.0.0.1:${b.httpPort}/`)).text();
+    expect(html).toBe(STATUS_PAGE_HTML);
+    // Every reference is a path on this node: no CDN, no fonts, no inline script.
+    const references = [...html.matchAll(/\s(?:src|href)="([^"]*)"/g)].map((m) => m[1]);
+    expect(references).toEqual(['/favicon.svg', '/status.css', '/status.js']);
+    expect(html).not.toMatch(/<script(?![^>]*\ssrc=)/);
+    expect(html).not.toMatch(/\sstyle=|\son[a-z]+=/);
+  });
+
+  it('/status carries the newest events first and /status/history the samples and all events', async () => {
+    const status = await getStatus(b.httpPort);
+    const events = status.events as { at: number; kind: string; message: string }[];
+    expect(events.map((e) => e.kind)).toEqual(['promoted', 'started']);
+    expect(events[0]?.message).toBe('promoted to primary at epoch 2 (status page test)');
+    expect(events[0]!.at).toBeGreaterThanOrEqual(events[1]!.at);
+
+    await waitFor('B has three samples', async () => (await getHistory(b.httpPort)).samples.length >= 3);
+    const history = await getHistory(b.httpPort);
+    expect(history.intervalMs).toBe(SAMPLE_MS);
+    expect(history.events).toEqual(events);
+    expect(history.samples.at(-1)).toMatchObject({ role: 'primary', epoch: '2', lagMs: 0, pendingTxns: 0 });
+    expect(
+      history.samples.some((s) => s.role === 'replica'),
+      'B was a replica before',
+    ).toBe(true);
+    const ats = history.samples.map((s) => s.at);
+    expect(ats).toEqual([...ats].sort((x, y) => x - y));
+    expect(history.nowMs).toBeGreaterThanOrEqual(ats.at(-1)!);
+
+    const demoted = (await getStatus(a.httpPort)).events as { kind: string }[];
+    expect(demoted.map((e) => e.kind)).toEqual(['demoted', 'started']);
+  });
+
+  it('answers only GET and HEAD for the page', async () => {
+    const post = await fetch(`http://127.0.0.1:${b.httpPort}/`, { method: 'POST', body: '' });
+    expect(post.status).toBe(404);
+    await post.arrayBuffer();
+    const head = await fetch(`http://127.0.0.1:${b.httpPort}/`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(Number(head.headers.get('content-length'))).toBe(Buffer.byteLength(STATUS_PAGE_HTML));
+  });
+});
+
+describe.skipIf(browserMissing !== null && !process.env.CI)('status page in Chromium', () => {
+  let browser: Browser;
+
+  beforeAll(async () => {
+    if (browserMissing !== null)
+      throw new Error(`CI is set, but the browser tests cannot run: ${browserMissing}`);
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  /** A page on the node's `/`; `problems` collects script errors and console errors (CSP violations). */
+  async function open(port: number): Promise<{ page: Page; problems: string[] }> {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
+    const problems: string[] = [];
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+    });
+    const response = await page.goto(`http://127.0.0.1:${port}/`);
+    expect(response?.status()).toBe(200);
+    await expect
+      .poll(() => page.locator('#updated').textContent(), { timeout: WAIT_MS })
+      .toMatch(/^last updated/);
+    return { page, problems };
+  }
+
+  it('the primary page shows what /status says: role, epoch, facts, every table and its watermarks', async () => {
+    const { page, problems } = await open(b.httpPort);
+    const status = await getStatus(b.httpPort);
+    expect(status.epoch).toBe('2');
+    const expected = tablesOf(status).map((t) => ({
+      name: t.name,
+      committedTxn: String(t.committedTxn),
+      uploadedTxn: String(t.uploadedTxn),
+      pendingTxns: String(t.pendingTxns),
+    }));
+    expect(expected.map((t) => t.name).sort()).toEqual([XSS_TABLE, 'quotes', 'trades'].sort());
+    await expect
+      .poll(
+        async () => (await pageTables(page)).map(pick('name', 'committedTxn', 'uploadedTxn', 'pendingTxns')),
+        {
+          timeout: WAIT_MS,
+        },
+      )
+      .toEqual(expected);
+    expect(await page.locator('#role').textContent()).toBe('primary');
+    expect(await page.locator('#node-id').textContent()).toBe(status.nodeId);
+    expect(await page.locator('#fact-epoch').textContent()).toBe(status.epoch);
+    expect(await page.locator('#fact-accepting-writes').textContent()).toBe(
+      status.acceptingWrites ? 'yes' : 'no',
+    );
+    expect(await page.locator('#fact-ack-mode').textContent()).toBe(status.ackMode);
+    expect(await page.locator('#fact-cluster-id').textContent()).toBe(status.clusterId);
+    expect(await page.locator('#fact-store').textContent()).toBe(
+      (status.store as { description: string }).description,
+    );
+    expect(await page.locator('#fact-row-store-error').isHidden()).toBe(true);
+    expect(await page.locator('#fact-row-staleness').isHidden(), 'a primary has no staleness').toBe(true);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('a primary whose upload is held shows committed ahead of uploaded, and a growing lag', async () => {
+    const heldStore = await FsStore.open({ root: path.join(base, 'held-store') });
+    const gate = gatedStore(heldStore, (key) => key.startsWith('tables/held/wal/'));
+    const primary = await startNode('primary', 'held-primary', { store: gate.store });
+    try {
+      await writeRows(primary.httpPort, 'held', [1, 2]);
+      await writeRows(primary.httpPort, 'held', [3]);
+      await writeRows(primary.httpPort, 'free', [1]);
+      await gate.reached;
+      await waitFor('free uploaded', async () =>
+        tablesOf(await getStatus(primary.httpPort)).some((t) => t.name === 'free' && t.uploadedTxn === '1'),
+      );
+      const { page, problems } = await open(primary.httpPort);
+      const status = await getStatus(primary.httpPort);
+      const expected = tablesOf(status).map((t) => ({
+        name: t.name,
+        committedTxn: String(t.committedTxn),
+        uploadedTxn: String(t.uploadedTxn),
+        pendingTxns: String(t.pendingTxns),
+      }));
+      expect(
+        expected.find((t) => t.name === 'held'),
+        'the held table',
+      ).toEqual({
+        name: 'held',
+        committedTxn: '2',
+        uploadedTxn: '0',
+        pendingTxns: '2',
+      });
+      await expect
+        .poll(
+          async () =>
+            (await pageTables(page)).map(pick('name', 'committedTxn', 'uploadedTxn', 'pendingTxns')),
+          {
+            timeout: WAIT_MS,
+          },
+        )
+        .toEqual(expected);
+      const held = (await pageTables(page)).find((t) => t.name === 'held');
+      expect(held?.oldestPendingAgeMs, 'the held txns have an age').toMatch(/\d/);
+      // The primary's lag is the age of its oldest txn not in the store: it grows while the upload is held.
+      await waitFor('two samples with the upload held', async () => {
+        const samples = (await getHistory(primary.httpPort)).samples;
+        return samples.filter((s) => (s.lagMs ?? 0) > 0).length >= 2;
+      });
+      const lags = (await getHistory(primary.httpPort)).samples.map((s) => s.lagMs ?? 0).filter((l) => l > 0);
+      expect(lags.at(-1)!).toBeGreaterThan(lags[0]!);
+      expect(problems).toEqual([]);
+      await page.close();
+    } finally {
+      gate.release();
+    }
+    await primary.close();
+    await heldStore.close();
+  });
+
+  it('the replica page shows applied watermarks, how far behind and the epoch of every table', async () => {
+    const { page, problems } = await open(a.httpPort);
+    const status = await getStatus(a.httpPort);
+    const expected = tablesOf(status).map((t) => ({
+      name: t.name,
+      appliedTxn: String(t.appliedTxn),
+      txnsBehind: String(t.txnsBehind),
+      epoch: String(t.epoch),
+      suspended: '',
+    }));
+    expect(expected.find((t) => t.name === 'quotes')?.epoch, 'quotes was created at epoch 2').toBe('2');
+    await expect
+      .poll(
+        async () =>
+          (await pageTables(page)).map(pick('name', 'appliedTxn', 'txnsBehind', 'epoch', 'suspended')),
+        {
+          timeout: WAIT_MS,
+        },
+      )
+      .toEqual(expected);
+    expect(await page.locator('#role').textContent()).toBe('replica');
+    expect(await page.locator('#fact-row-epoch').isHidden(), 'a replica has no epoch of its own').toBe(true);
+    expect(await page.locator('#fact-row-staleness').isVisible()).toBe(true);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('lists the promotion on the new primary and the demotion on the old one, newest first', async () => {
+    const { page: pageB, problems } = await open(b.httpPort);
+    await expect.poll(() => eventsOn(pageB), { timeout: WAIT_MS }).toHaveLength(2);
+    const events = await eventsOn(pageB);
+    expect(events[0]).toEqual({
+      kind: 'promoted',
+      message: 'promoted to primary at epoch 2 (status page test)',
+    });
+    expect(events[1]).toEqual({ kind: 'started', message: 'started as replica' });
+    expect(await pageB.locator('#no-events').isHidden()).toBe(true);
+    const { page: pageA } = await open(a.httpPort);
+    await expect.poll(() => eventsOn(pageA), { timeout: WAIT_MS }).toHaveLength(2);
+    const old = await eventsOn(pageA);
+    expect(old.map((e) => e.kind)).toEqual(['demoted', 'started']);
+    expect(old[0]?.message).toMatch(/^demoted from epoch 1/);
+    expect(old[1]?.message).toBe('started as primary at epoch 1');
+    expect(problems).toEqual([]);
+    await Promise.all([pageA.close(), pageB.close()]);
+  });
+
+  it('draws the lag line; a node with no sample yet shows none and says so (negative control)', async () => {
+    const { page, problems } = await open(b.httpPort);
+    await expect
+      .poll(() => page.locator('#lag-summary').textContent(), { timeout: WAIT_MS })
+      .toMatch(/^\d+ samples/);
+    const drawn = linePixels(await page.locator('#lag-chart').screenshot());
+    expect(await page.locator('#no-samples').count()).toBe(0);
+    expect(drawn, `line pixels of a chart with samples (${drawn})`).toBeGreaterThan(LINE_PIXELS_MIN);
+
+    // A node whose first sample is ten minutes away: same page, same count, no line.
+    const fresh = await startNode('replica', 'fresh', { statusSampleMs: 600_000 });
+    const control = await open(fresh.httpPort);
+    expect((await getHistory(fresh.httpPort)).samples).toEqual([]);
+    await expect
+      .poll(() => control.page.locator('#no-samples').textContent(), { timeout: WAIT_MS })
+      .toBe('no samples yet');
+    const none = linePixels(await control.page.locator('#lag-chart').screenshot());
+    expect(none, 'line pixels of a chart without samples').toBe(0);
+    expect(await control.page.locator('#lag-chart').isVisible()).toBe(true);
+    expect([...problems, ...control.problems]).toEqual([]);
+    await Promise.all([page.close(), control.page.close()]);
+  });
+
+  it('shows a table named like markup as text, on both roles', async () => {
+    for (const node of [b, a]) {
+      const { page, problems } = await open(node.httpPort);
+      await expect
+        .poll(async () => (await pageTables(page)).map((t) => t.name), { timeout: WAIT_MS })
+        .toContain(XSS_TABLE);
+      expect(await page.locator('img').count(), 'the name became an element').toBe(0);
+      expect(await page.evaluate('typeof window.xss'), 'its onerror ran').toBe('undefined');
+      expect(problems).toEqual([]);
+      await page.close();
+    }
+  });
+
+  it('shows the rarer fields of /status: fenced by, divergence, store error, operation, a suspended table', async () => {
+    // The node's real /status with those fields set (the browser answers the page's fetch): states
+    // that take a fence, a store outage or a corrupt segment to reach for real.
+    const { page, problems } = await open(a.httpPort);
+    const real = await getStatus(a.httpPort);
+    const [first, ...rest] = tablesOf(real);
+    const rare = {
+      ...real,
+      fencedBy: 'node-b (epoch 3) at trades',
+      divergence: { epoch: '1', files: [{ file: 'x' }, { file: 'y' }], movedTo: '/data/diverged-epoch-1-5' },
+      store: { description: 'fs::root=/s;', lastError: { message: 'connection refused', agoMs: 1500 } },
+      operation: {
+        name: 'bootstrap',
+        phase: 'restore',
+        done: 512,
+        total: 2048,
+        unit: 'bytes',
+        startedAgoMs: 2500,
+      },
+      tables: [
+        { ...first, suspended: { code: 'CORRUPT_SEGMENT', message: 'checksum <b>mismatch</b>', key: 'k' } },
+        ...rest,
+      ],
+    };
+    await page.route('**/status', (route) =>
+      route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(rare) }),
+    );
+    await expect
+      .poll(() => page.locator('#fact-fenced-by').textContent(), { timeout: WAIT_MS })
+      .toBe(rare.fencedBy);
+    expect(await page.locator('#fact-divergence').textContent()).toBe(
+      'epoch 1: 2 divergence file(s); database moved to /data/diverged-epoch-1-5',
+    );
+    expect(await page.locator('#fact-store-error').textContent()).toBe('connection refused (1.5 s ago)');
+    expect(await page.locator('#fact-operation').textContent()).toBe(
+      'bootstrap: restore, 512 of 2048 bytes (25%), started 2.5 s ago',
+    );
+    const rows = await pageTables(page);
+    expect(rows.find((t) => t.name === first?.name)?.suspended).toBe(
+      'CORRUPT_SEGMENT: checksum <b>mismatch</b>',
+    );
+    expect(await page.locator('#tables b').count(), 'markup in a message became an element').toBe(0);
+    for (const id of ['fenced-by', 'divergence', 'store-error', 'operation'])
+      expect(await page.locator(`#fact-row-${id}`).isVisible(), id).toBe(true);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it('says "node unreachable" when the node goes away, and keeps the last data', async () => {
+    const gone = await startNode('replica', 'gone');
+    const { page } = await open(gone.httpPort);
+    await expect.poll(() => page.locator('#role').textContent(), { timeout: WAIT_MS }).toBe('replica');
+    expect(await page.locator('#unreachable').isHidden()).toBe(true);
+    const tablesBefore = await pageTables(page);
+    await gone.close();
+    await expect.poll(() => page.locator('#unreachable').isVisible(), { timeout: WAIT_MS }).toBe(true);
+    expect(await page.locator('#unreachable').textContent()).toMatch(
+      /^node unreachable since .*showing the last data$/,
+    );
+    expect(await page.locator('#role').textContent()).toBe('replica');
+    expect(await page.locator('#node-id').textContent()).toBe(gone.nodeId);
+    expect(await pageTables(page)).toEqual(tablesBefore);
+    expect(tablesBefore.length, 'the replica had followed the tables').toBeGreaterThan(0);
+    await page.close();
+  });
+
+  it('answers /status, /status/history and the page while the node switches role, then shows the new role', async () => {
+    const gate = gatedStore(store, (key) => key.startsWith(EPOCHS_PREFIX));
+    const candidate = await startNode('replica', 'candidate', { store: gate.store });
+    await caughtUp(candidate, b);
+    const { page, problems } = await open(candidate.httpPort);
+    await expect.poll(() => page.locator('#role').textContent(), { timeout: WAIT_MS }).toBe('replica');
+    const promotion = candidate.promote('held promotion');
+    await gate.reached;
+    try {
+      expect(candidate.role).toBe('switching');
+      const status = await getStatus(candidate.httpPort);
+      expect(status.role).toBe('switching');
+      expect((status.events as { kind: string }[]).map((e) => e.kind)).toEqual(['started']);
+      const history = await fetch(`http://127.0.0.1:${candidate.httpPort}/status/history`);
+      expect(history.status).toBe(200);
+      expect(((await history.json()) as { intervalMs: number }).intervalMs).toBe(SAMPLE_MS);
+      const html = await fetch(`http://127.0.0.1:${candidate.httpPort}/`);
+      expect(html.status).toBe(200);
+      expect(await html.text()).toBe(STATUS_PAGE_HTML);
+      await expect.poll(() => page.locator('#role').textContent(), { timeout: WAIT_MS }).toBe('switching');
+      expect(await page.locator('#tables-note').textContent()).toBe(
+        'the node is changing role: tables as last seen',
+      );
+    } finally {
+      gate.release();
+    }
+    expect((await promotion).epoch).toBe(3n);
+    await expect.poll(() => page.locator('#fact-epoch').textContent(), { timeout: WAIT_MS }).toBe('3');
+    expect(await page.locator('#role').textContent()).toBe('primary');
+    await expect
+      .poll(() => eventsOn(page), { timeout: WAIT_MS })
+      .toContainEqual({
+        kind: 'promoted',
+        message: 'promoted to primary at epoch 3 (held promotion)',
+      });
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+});
+
+// --- helpers ------------------------------------------------------------------------------------
+
+interface HistoryJson {
+  intervalMs: number;
+  nowMs: number;
+  samples: { at: number; role: string; epoch: string | null; lagMs: number | null; pendingTxns: number }[];
+  events: unknown[];
+}
+
+/** ILP measurement escapes: space, comma and `=` end a name unless escaped. */
+function ilpName(name: string): string {
+  return name.replace(/[ ,=]/g, (c) => `\\${c}`);
+}
+
+async function writeRows(port: number, table: string, ids: number[]): Promise<void> {
+  const body = ids.map((id) => `${ilpName(table)} id=${id}i,v=${id}.5\n`).join('');
+  const response = await fetch(`http://127.0.0.1:${port}/write`, { method: 'POST', body });
+  expect(response.status, await response.text()).toBe(204);
+}
+
+async function getStatus(port: number): Promise<Record<string, unknown>> {
+  const response = await fetch(`http://127.0.0.1:${port}/status`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as Record<string, unknown>;
+}
+
+async function getHistory(port: number): Promise<HistoryJson> {
+  const response = await fetch(`http://127.0.0.1:${port}/status/history`);
+  expect(response.status).toBe(200);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  return (await response.json()) as HistoryJson;
+}
+
+const tablesOf = (status: Record<string, unknown>) => (status.tables ?? []) as Record<string, unknown>[];
+
+/** Until `replica` has applied every table `primary` committed. */
+async function caughtUp(replica: WalshipNode, primary: WalshipNode): Promise<void> {
+  await waitFor('the replica to catch up', async () => {
+    const committed = tablesOf(await getStatus(primary.httpPort));
+    const applied = new Map(tablesOf(await getStatus(replica.httpPort)).map((t) => [t.name, t.appliedTxn]));
+    return committed.every((t) => applied.get(t.name) === t.committedTxn);
+  });
+}
+
+async function waitFor(what: string, condition: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The page's table rows as { column: text }, read in one go (the page redraws every second). */
+async function pageTables(page: Page): Promise<Record<string, string>[]> {
+  return (await page.evaluate(
+    `[...document.querySelectorAll('#tables tbody tr')].map((tr) =>
+      Object.fromEntries([...tr.cells].map((td) => [td.dataset.col, td.textContent])))`,
+  )) as Record<string, string>[];
+}
+
+async function eventsOn(page: Page): Promise<{ kind: string; message: string }[]> {
+  return (await page.evaluate(
+    `[...document.querySelectorAll('#events li')].map((li) =>
+      ({ kind: li.querySelector('.kind').textContent, message: li.querySelector('.message').textContent }))`,
+  )) as { kind: string; message: string }[];
+}
+
+function pick(...keys: string[]) {
+  return (row: Record<string, string>) => Object.fromEntries(keys.map((k) => [k, row[k]]));
+}
+
+/** Pixels of a PNG within COLOUR_TOLERANCE of the line colour on every channel. */
+function linePixels(png: Buffer): number {
+  const image = PNG.sync.read(png);
+  const hex = STATUS_PAGE_LINE_COLOUR.slice(1);
+  const [r, g, b] = [0, 2, 4].map((i) => Number.parseInt(hex.slice(i, i + 2), 16)) as [
+    number,
+    number,
+    number,
+  ];
+  let count = 0;
+  for (let i = 0; i < image.data.length; i += 4) {
+    const near =
+      Math.abs(image.data[i]! - r) <= COLOUR_TOLERANCE &&
+      Math.abs(image.data[i + 1]! - g) <= COLOUR_TOLERANCE &&
+      Math.abs(image.data[i + 2]! - b) <= COLOUR_TOLERANCE;
+    if (near) count++;
+  }
+  return count;
+}
+
+/** The store, with the first PUT whose key matches held until release() (reached resolves then). */
+function gatedStore(inner: ObjectStore, match: (key: string) => boolean) {
+  let release: () => void = () => {};
+  let arrive: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const reached = new Promise<void>((resolve) => {
+    arrive = resolve;
+  });
+  let held = false;
+  const wrapped: ObjectStore = {
+    get description() {
+      return inner.description;
+    },
+    async put(key, body, options) {
+      if (!held && match(key)) {
+        held = true;
+        arrive();
+        await released;
+      }
+      return inner.put(key, body, options);
+    },
+    get: (key, options) => inner.get(key, options),
+    head: (key) => inner.head(key),
+    list: (prefix, options) => inner.list(prefix, options),
+    delete: (key) => inner.delete(key),
+    deleteMany: (keys) => inner.deleteMany(keys),
+    close: async () => {},
+  };
+  return { store: wrapped, reached, release: () => release() };
+}

@@ -1,16 +1,30 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { FlushGaveUpError, IlpRequestError, Sender } from '../client/index.js';
+import { readFile } from 'node:fs/promises';
 import { InvalidConfigError, WalshipError } from '../core/index.js';
 import { parseConnectionString } from '../objectstore/index.js';
+import { ClusterWriter, senderConf } from './cluster-writer.js';
 import { parseDurationMs } from './config.js';
 import { switchoverCommand } from './failover-commands.js';
 import { type CommandIo, EXIT } from './io.js';
+import { type AckMode, LocalCluster } from './local-cluster.js';
+import {
+  type DivergenceInfo,
+  describeRoles,
+  isAcceptingPrimary,
+  type NodeStatus,
+  postAdmin,
+  readIds,
+  STATUS_POLL_MS,
+  sleep,
+  statusOf,
+  waitFor,
+  waitForPrimary,
+  waitForStatus,
+  writeOne,
+} from './node-http.js';
+
+export type { AckMode } from './local-cluster.js';
+export type { DivergenceInfo } from './node-http.js';
 
 export const DRILL_USAGE = `walship drill --mode switchover|kill|zombie [options]
 
@@ -59,25 +73,12 @@ const RECOVERY_WAIT_MS = 60_000;
 const POST_RECOVERY_MS = 1_000;
 /** How long a zombie may keep accepting writes after it resumed before the drill calls it unfenced. */
 const FENCE_WAIT_MS = 30_000;
-/** A node's answer to /status, /admin or /exec must come within this (a stopped node never answers). */
-const STATUS_TIMEOUT_MS = 1_000;
-const ADMIN_TIMEOUT_MS = 60_000;
-const QUERY_TIMEOUT_MS = 60_000;
-/** Rows per /exec page when reading a table back. */
-const QUERY_PAGE_ROWS = 200_000;
-/** How often the drill looks at a node's /status while it waits for a role change. */
-const STATUS_POLL_MS = 20;
 /** Missing or duplicated ids listed in the report, per table (the counts are always complete). */
 const IDS_LISTED_MAX = 20;
-/** Writer errors kept per writer. */
-const ERRORS_KEPT = 10;
-/** Output kept per local node for diagnostics. */
-const NODE_OUTPUT_CHARS = 16_384;
 
 // --- Options ------------------------------------------------------------------------------------
 
 export type DrillMode = 'switchover' | 'kill' | 'zombie';
-export type AckMode = 'local' | 'durable';
 
 export interface DrillOptions {
   mode: DrillMode;
@@ -248,12 +249,6 @@ export async function drillCommand(argv: string[], io: CommandIo): Promise<numbe
 
 // --- The report ---------------------------------------------------------------------------------
 
-export interface DivergenceInfo {
-  epoch: string;
-  files: { table: string; key: string; file: string; txns: number; rows: number }[];
-  movedTo: string | null;
-}
-
 export interface DrillReport {
   mode: DrillMode;
   ack: AckMode;
@@ -356,7 +351,7 @@ interface DrillContext {
   primary: string;
   replicas: string[];
   cluster: LocalCluster | undefined;
-  writers: DrillWriter[];
+  writers: ClusterWriter[];
   ids: { next: number };
 }
 
@@ -364,8 +359,7 @@ interface DrillContext {
 export async function runDrill(options: DrillOptions, deps: DrillDeps = {}): Promise<DrillReport> {
   const progress = deps.progress ?? (() => {});
   const token = options.adminToken ?? randomBytes(16).toString('hex');
-  const cluster =
-    options.nodes === undefined ? await LocalCluster.start(options, token, progress) : undefined;
+  const cluster = options.nodes === undefined ? await startLocalCluster(options, token, progress) : undefined;
   try {
     const urls = cluster?.urls ?? options.nodes!;
     const before = await Promise.all(urls.map((url) => statusOf(url)));
@@ -403,7 +397,7 @@ export async function runDrill(options: DrillOptions, deps: DrillDeps = {}): Pro
     };
     ctx.writers = tables.map(
       (table) =>
-        new DrillWriter({
+        new ClusterWriter({
           table,
           conf: senderConf([primary, ...urls.filter((url) => url !== primary)], options.requestTimeoutMs),
           ratePerS: options.rateRowsPerS / tables.length,
@@ -419,8 +413,31 @@ export async function runDrill(options: DrillOptions, deps: DrillDeps = {}): Pro
     if (cluster !== undefined && options.keep) progress(`data kept in ${cluster.dir}`);
     return report;
   } finally {
-    await cluster?.stop(options.keep);
+    await cluster?.stop({ keep: options.keep });
   }
+}
+
+/**
+ * A primary and two replicas over the given store (a temporary fs store unless --store); in kill
+ * mode with automatic promotion, automatic failover is on everywhere.
+ */
+async function startLocalCluster(
+  options: DrillOptions,
+  token: string,
+  progress: (text: string) => void,
+): Promise<LocalCluster> {
+  const cluster = await LocalCluster.start({
+    tempPrefix: 'walship-drill-',
+    ...(options.store === undefined ? {} : { store: options.store }),
+    ack: options.ack ?? 'durable',
+    replicas: 2,
+    ...(options.mode === 'kill' && options.promote === 'auto'
+      ? { autoFailover: { leaseTimeoutMs: options.leaseTimeoutMs } }
+      : {}),
+    adminToken: token,
+  });
+  progress(`local cluster on ${cluster.storeDescription}: ${cluster.urls.join(', ')}`);
+  return cluster;
 }
 
 async function drillAfterStart(
@@ -954,397 +971,7 @@ export function renderDrillSummary(report: DrillReport): string {
   return lines.join('\n');
 }
 
-// --- Writers ------------------------------------------------------------------------------------
-
-function senderConf(urls: string[], requestTimeoutMs: number): string {
-  const addresses = urls.map((url) => `addr=${new URL(url).host};`).join('');
-  // auto_flush off: the writer decides when a batch goes, and knows exactly which ids it held.
-  return `http::${addresses}auto_flush=off;request_timeout=${requestTimeoutMs};retry_timeout=${RECOVERY_WAIT_MS};`;
-}
-
-/**
- * One table's writer: adds rows with fresh ids at its share of the rate, flushes what it holds
- * every tick through the multi-URL Sender, and records the ids of each acknowledged (204) flush
- * with the time it resolved. A failed flush keeps its rows buffered, so they go with the next.
- */
-class DrillWriter {
-  readonly table: string;
-  readonly acks: { atMs: number; ids: number[] }[] = [];
-  readonly errors: string[] = [];
-  sent = 0;
-  refused = 0;
-  unacknowledged = 0;
-  readonly #sender: Sender;
-  readonly #ratePerS: number;
-  readonly #tickMs: number;
-  readonly #ids: { next: number };
-  readonly #now: () => number;
-  #pending: number[] = [];
-  #stopping = false;
-  #loop: Promise<void> = Promise.resolve();
-
-  constructor(options: {
-    table: string;
-    conf: string;
-    ratePerS: number;
-    ids: { next: number };
-    now: () => number;
-  }) {
-    this.table = options.table;
-    this.#sender = Sender.fromConfig(options.conf);
-    this.#ratePerS = options.ratePerS;
-    // At least one row per tick, at most 50 flushes a second.
-    this.#tickMs = Math.min(200, Math.max(20, Math.ceil(1000 / options.ratePerS)));
-    this.#ids = options.ids;
-    this.#now = options.now;
-  }
-
-  start(): void {
-    const startedAtMs = this.#now();
-    this.#loop = (async () => {
-      while (!this.#stopping) {
-        const due = Math.floor((this.#ratePerS * (this.#now() - startedAtMs)) / 1000) - this.sent;
-        for (let i = 0; i < due; i++) await this.#add();
-        if (this.#pending.length > 0) await this.#flush();
-        await sleep(this.#tickMs);
-      }
-    })();
-  }
-
-  /** Stops adding rows, tries once more to flush what is held, closes the sender. */
-  async stop(): Promise<void> {
-    this.#stopping = true;
-    await this.#loop;
-    if (this.#pending.length > 0) await this.#flush();
-    this.unacknowledged = this.#pending.length;
-    await this.#sender.close();
-  }
-
-  async #add(): Promise<void> {
-    const id = this.#ids.next++;
-    this.sent++;
-    this.#pending.push(id);
-    await this.#sender
-      .table(this.table)
-      .intColumn('id', id)
-      .floatColumn('v', id / 2)
-      .at(BigInt(Date.now()) * 1000n, 'us');
-  }
-
-  async #flush(): Promise<void> {
-    const ids = this.#pending;
-    try {
-      await this.#sender.flush();
-      this.acks.push({ atMs: this.#now(), ids });
-      this.#pending = [];
-    } catch (error) {
-      if (this.errors.length < ERRORS_KEPT) this.errors.push((error as Error).message);
-      if (error instanceof IlpRequestError) {
-        // Refused for what it is (4xx): sending it again cannot help.
-        this.refused += ids.length;
-        this.#pending = [];
-        this.#sender.reset();
-      } else if (!(error instanceof FlushGaveUpError)) throw error;
-    }
-  }
-}
-
-// --- HTTP to the nodes --------------------------------------------------------------------------
-
-interface NodeStatus {
-  role?: string;
-  nodeId?: string | null;
-  epoch?: string;
-  acceptingWrites?: boolean;
-  ackMode?: string;
-  fencedBy?: string | null;
-  divergence?: DivergenceInfo;
-}
-
-async function statusOf(url: string): Promise<NodeStatus | null> {
-  try {
-    const response = await fetch(new URL('/status', url), { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
-    if (!response.ok) return null;
-    return (await response.json()) as NodeStatus;
-  } catch {
-    return null;
-  }
-}
-
-function isAcceptingPrimary(status: NodeStatus | null | undefined): boolean {
-  return status?.role === 'primary' && status.acceptingWrites === true;
-}
-
-function describeRoles(urls: string[], statuses: (NodeStatus | null | undefined)[]): string {
-  return urls.map((url, i) => `${url} ${statuses[i]?.role ?? 'unreachable'}`).join(', ');
-}
-
-async function waitForStatus(
-  url: string,
-  accept: (status: NodeStatus) => boolean,
-  timeoutMs: number,
-): Promise<NodeStatus | null> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const status = await statusOf(url);
-    if (status !== null && accept(status)) return status;
-    if (performance.now() > deadline) return status;
-    await sleep(STATUS_POLL_MS);
-  }
-}
-
-/** The first of `urls` whose /status shows an accepting primary, within `timeoutMs`. */
-async function waitForPrimary(urls: string[], timeoutMs: number): Promise<string | undefined> {
-  const deadline = performance.now() + timeoutMs;
-  do {
-    const statuses = await Promise.all(urls.map((url) => statusOf(url)));
-    const index = statuses.findIndex(isAcceptingPrimary);
-    if (index >= 0) return urls[index];
-    await sleep(STATUS_POLL_MS);
-  } while (performance.now() < deadline);
-  return undefined;
-}
-
-async function postAdmin(url: string, pathAndQuery: string, token: string) {
-  try {
-    const response = await fetch(new URL(pathAndQuery, url), {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
-    });
-    const text = await response.text();
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    return { ok: response.ok, body };
-  } catch (error) {
-    return { ok: false, body: `${url}: ${(error as Error).message}` };
-  }
-}
-
-/** One row straight to `/write` on one node (a stale client); true when it answered 204. */
-async function writeOne(url: string, table: string, id: number, timeoutMs: number): Promise<boolean> {
-  try {
-    const response = await fetch(new URL('/write', url), {
-      method: 'POST',
-      body: `${table} id=${id}i,v=${id / 2} ${BigInt(Date.now()) * 1_000_000n}\n`,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    await response.arrayBuffer();
-    return response.status === 204;
-  } catch {
-    return false;
-  }
-}
-
-/** Every `id` of `table` on the node at `url`, page by page; a table that does not exist has none. */
-async function readIds(url: string, table: string): Promise<number[]> {
-  const ids: number[] = [];
-  for (let lo = 1; ; lo += QUERY_PAGE_ROWS) {
-    const params = new URLSearchParams({
-      query: `SELECT id FROM "${table}"`,
-      limit: `${lo},${lo + QUERY_PAGE_ROWS - 1}`,
-    });
-    const response = await fetch(new URL(`/exec?${params}`, url), {
-      signal: AbortSignal.timeout(QUERY_TIMEOUT_MS),
-    });
-    const body = (await response.json()) as { dataset?: [number][]; error?: string };
-    if (!response.ok) {
-      if (lo === 1 && /no such table/i.test(body.error ?? '')) return [];
-      throw new WalshipError(
-        'DRILL_READ_FAILED',
-        'unavailable',
-        `${url} /exec on ${table}: ${response.status} ${body.error ?? ''}`,
-      );
-    }
-    const page = body.dataset ?? [];
-    for (const [id] of page) ids.push(id);
-    if (page.length < QUERY_PAGE_ROWS) return ids;
-  }
-}
-
-// --- A local cluster ----------------------------------------------------------------------------
-
-interface LocalNode {
-  url: string;
-  dataDir: string;
-  child: ChildProcess;
-  output: string;
-}
-
-/**
- * A primary and two replicas as child processes of the walship command line, on 127.0.0.1 with
- * ports they pick, over one store (a temporary fs root unless --store), with small window and
- * poll settings; in kill mode automatic failover is on everywhere.
- */
-class LocalCluster {
-  readonly dir: string;
-  readonly storeDescription: string;
-  readonly #options: DrillOptions;
-  readonly #env: Record<string, string | undefined>;
-  readonly #nodes: LocalNode[] = [];
-  readonly #onExit = () => {
-    for (const node of this.#nodes) node.child.kill('SIGKILL');
-  };
-
-  private constructor(dir: string, options: DrillOptions, token: string) {
-    this.dir = dir;
-    this.#options = options;
-    const store = options.store ?? `fs::root=${path.join(dir, 'store')};`;
-    this.storeDescription = store.startsWith('fs::') ? 'fs' : 's3';
-    // The store (it may hold credentials) and the token go by environment, not on a command line.
-    this.#env = {
-      ...process.env,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      WALSHIP_REPLICATION_OBJECT_STORE: store,
-      WALSHIP_ADMIN_TOKEN: token,
-    };
-  }
-
-  static async start(
-    options: DrillOptions,
-    token: string,
-    progress: (text: string) => void,
-  ): Promise<LocalCluster> {
-    const dir = await mkdtemp(path.join(tmpdir(), 'walship-drill-'));
-    const cluster = new LocalCluster(dir, options, token);
-    process.once('exit', cluster.#onExit);
-    try {
-      await cluster.#spawn('primary', path.join(dir, 'node-0'));
-      await Promise.all([1, 2].map((i) => cluster.#spawn('replica', path.join(dir, `node-${i}`))));
-    } catch (error) {
-      await cluster.stop(options.keep);
-      throw error;
-    }
-    progress(`local cluster on ${cluster.storeDescription}: ${cluster.urls.join(', ')}`);
-    return cluster;
-  }
-
-  get urls(): string[] {
-    return this.#nodes.map((node) => node.url);
-  }
-
-  signal(url: string, signal: NodeJS.Signals): void {
-    this.#node(url).child.kill(signal);
-  }
-
-  /** Starts the (killed) node at `url` again as a replica on its own data dir; it gets a new URL. */
-  async restartAsReplica(url: string): Promise<string> {
-    const node = this.#node(url);
-    await exitOf(node.child);
-    this.#nodes.splice(this.#nodes.indexOf(node), 1);
-    return (await this.#spawn('replica', node.dataDir)).url;
-  }
-
-  /** Ends every node (SIGCONT first, for a stopped one) and removes the data unless kept. */
-  async stop(keep: boolean): Promise<void> {
-    process.off('exit', this.#onExit);
-    for (const node of this.#nodes) {
-      node.child.kill('SIGCONT');
-      node.child.kill('SIGKILL');
-    }
-    await Promise.all(this.#nodes.map((node) => exitOf(node.child)));
-    if (!keep) await rm(this.dir, { recursive: true, force: true });
-  }
-
-  #node(url: string): LocalNode {
-    const node = this.#nodes.find((n) => n.url === url);
-    if (node === undefined) throw new Error(`no local node at ${url}`);
-    return node;
-  }
-
-  async #spawn(role: 'primary' | 'replica', dataDir: string): Promise<LocalNode> {
-    const options = this.#options;
-    const args = [
-      ...walshipEntry(),
-      role,
-      `--node.data.dir=${dataDir}`,
-      '--http.bind.to=127.0.0.1:0',
-      '--line.tcp.enabled=false',
-      `--replication.ack.mode=${options.ack ?? 'durable'}`,
-      '--replication.primary.throttle.window.duration=20ms',
-      '--replication.primary.head.update.interval=50ms',
-      `--replication.replica.poll.interval=${this.storeDescription === 'fs' ? 20 : 50}ms`,
-      '--query.workers=1',
-      '--log.level=info',
-      ...(options.mode === 'kill' && options.promote === 'auto'
-        ? [
-            '--replication.failover.auto=true',
-            `--replication.failover.lease.timeout=${options.leaseTimeoutMs}ms`,
-          ]
-        : []),
-    ];
-    const child = spawn(process.execPath, args, {
-      cwd: this.dir,
-      env: this.#env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const node: LocalNode = { url: '', dataDir, child, output: '' };
-    this.#nodes.push(node);
-    // Every line the node prints, beside its data dir (kept with --keep, for a failed drill's post-mortem).
-    const logFile = createWriteStream(`${dataDir}.log`, { flags: 'a' });
-    child.once('exit', () => logFile.end());
-    const port = await new Promise<number>((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        logFile.write(chunk);
-        node.output = (node.output + chunk.toString('utf8')).slice(-NODE_OUTPUT_CHARS);
-        const match = /walship (?:primary|replica) \S+ listening: http (\d+)/.exec(node.output);
-        if (match !== null) resolve(Number(match[1]));
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.once('exit', (code, signal) =>
-        reject(
-          new WalshipError(
-            'DRILL_CLUSTER_FAILED',
-            'unavailable',
-            `walship ${role} (${dataDir}) exited (${signal ?? code}) before listening:\n${node.output}`,
-          ),
-        ),
-      );
-    });
-    node.url = `http://127.0.0.1:${port}`;
-    return node;
-  }
-}
-
-/**
- * The walship command line this module belongs to: `dist/cli/bin.js` beside the compiled drill, or
- * from TypeScript source (under vitest) `cli/bin.ts` with the development hooks that compile it.
- */
-function walshipEntry(): string[] {
-  const here = fileURLToPath(import.meta.url);
-  if (!here.endsWith('.ts')) return [path.join(path.dirname(here), 'bin.js')];
-  const root = path.dirname(path.dirname(here));
-  return [
-    '--import',
-    pathToFileURL(path.join(root, 'table', 'query-host-ts-register.mjs')).href,
-    path.join(root, 'cli', 'bin.ts'),
-  ];
-}
-
-function exitOf(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
 // --- Small helpers ------------------------------------------------------------------------------
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function waitFor(done: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!done()) {
-    if (performance.now() > deadline) return false;
-    await sleep(STATUS_POLL_MS);
-  }
-  return true;
-}
 
 async function waitUntil(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
   if (!(await waitFor(done, timeoutMs)))

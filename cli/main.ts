@@ -1,8 +1,9 @@
 import { isWalshipError } from '../core/index.js';
 import { adminCommand } from './admin.js';
 import { renderConfigReference } from './config.js';
+import type { DemoDeps } from './demo.js';
 import { promoteCommand, switchoverCommand } from './failover-commands.js';
-import { type CommandIo, EXIT } from './io.js';
+import { type CommandIo, EXIT, processIo } from './io.js';
 import { primaryCommand } from './primary.js';
 import { replicaCommand } from './replica.js';
 import { type StoreCheckDeps, storeCheck } from './store-check.js';
@@ -17,7 +18,9 @@ Commands:
   admin         ask a running node to act: 'admin resume --table T', 'admin snapshot'
   promote       promote a replica: 'promote --node URL' (unplanned failover)
   switchover    planned, lossless: 'switchover --from URL --to URL'
+  status        the cluster at a glance: 'status --nodes URL,URL' or 'status --store CONNSTRING'
   drill         a failover drill with RTO/RPO report: 'drill --mode switchover|kill|zombie'
+  demo          a local primary and two replicas, live, through a switchover and a crash: 'demo'
   store check   check that an object store honours what replication and fencing need
   version       print the version
   help          print this text; 'help config' lists every configuration key
@@ -40,7 +43,11 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     if (command === 'admin') return await adminCommand(argv.slice(1), io, deps.fetch);
     if (command === 'promote') return await promoteCommand(argv.slice(1), io, deps.fetch);
     if (command === 'switchover') return await switchoverCommand(argv.slice(1), io, deps.fetch);
+    if (command === 'status')
+      return await (await import('./status.js')).statusCommand(argv.slice(1), io, { fetch: deps.fetch });
     if (command === 'drill') return await (await import('./drill.js')).drillCommand(argv.slice(1), io);
+    if (command === 'demo')
+      return await (await import('./demo.js')).demoCommand(argv.slice(1), io, demoDeps(io));
     if (command === 'version' || command === '--version') {
       io.stdout(await version());
       return EXIT.ok;
@@ -82,6 +89,25 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     throw error;
   }
 }
+
+/** Terminal facts and the exit on Ctrl-C, only when the command line runs as this process. */
+function demoDeps(io: CommandIo): DemoDeps {
+  if (io !== processIo) return {};
+  return {
+    tty: {
+      stdout: process.stdout.isTTY === true,
+      stderr: process.stderr.isTTY === true,
+      ...(process.stdout.columns === undefined && process.stderr.columns === undefined
+        ? {}
+        : { columns: process.stdout.columns ?? process.stderr.columns }),
+    },
+    // Every node is stopped by then; an in-process wait still pending must not hold the exit up.
+    onInterrupted: (exitCode) => setTimeout(() => process.exit(exitCode), INTERRUPTED_EXIT_MS).unref(),
+  };
+}
+
+/** After Ctrl-C, the demo's process ends at most this long after its nodes are stopped. */
+const INTERRUPTED_EXIT_MS = 1_000;
 
 async function version(): Promise<string> {
   const { readFile } = await import('node:fs/promises');

@@ -40,6 +40,7 @@ import { Sender } from '../client/index.js';
 import type { WalshipNode } from '../failover/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
 import { EPOCHS_PREFIX } from '../wal/index.js';
+import { gatedStore, withPutHook } from './helpers/gated-store.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
 import { type StoreUnderTest, storesUnderTest } from './helpers/store-under-test.js';
 import { startTestNode } from './helpers/test-node.js';
@@ -689,59 +690,12 @@ function claimBarrier(parties: number) {
     arrived: () => arrived,
     wrap(store: ObjectStore): ObjectStore {
       let waited = false;
-      return {
-        get description() {
-          return store.description;
-        },
-        async put(key, body, options) {
-          if (key.startsWith(EPOCHS_PREFIX) && !waited) {
-            waited = true;
-            if (++arrived >= parties) release();
-            await released;
-          }
-          return store.put(key, body, options);
-        },
-        get: (key, options) => store.get(key, options),
-        head: (key) => store.head(key),
-        list: (prefix, options) => store.list(prefix, options),
-        delete: (key) => store.delete(key),
-        deleteMany: (keys) => store.deleteMany(keys),
-        // The wrapped store is closed by its opener.
-        close: async () => {},
-      };
-    },
-  };
-}
-
-/** A store wrapper whose first PUT of a key matching `match` waits for `release()`; `reached` resolves when it got there. */
-function gatedStore(store: ObjectStore, match: (key: string) => boolean) {
-  let release: () => void = () => {};
-  let arrive: () => void = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  let held = false;
-  const wrapped: ObjectStore = {
-    get description() {
-      return store.description;
-    },
-    async put(key, body, options) {
-      if (!held && match(key)) {
-        held = true;
-        arrive();
+      return withPutHook(store, async (key) => {
+        if (!key.startsWith(EPOCHS_PREFIX) || waited) return;
+        waited = true;
+        if (++arrived >= parties) release();
         await released;
-      }
-      return store.put(key, body, options);
+      });
     },
-    get: (key, options) => store.get(key, options),
-    head: (key) => store.head(key),
-    list: (prefix, options) => store.list(prefix, options),
-    delete: (key) => store.delete(key),
-    deleteMany: (keys) => store.deleteMany(keys),
-    close: async () => {},
   };
-  return { store: wrapped, reached, release: () => release() };
 }

@@ -38,6 +38,7 @@ import { STATUS_PAGE_CSP, STATUS_PAGE_HTML, STATUS_PAGE_LINE_COLOUR } from '../c
 import type { WalshipNode } from '../failover/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
 import { EPOCHS_PREFIX } from '../wal/index.js';
+import { gatedStore } from './helpers/gated-store.js';
 import { startTestNode } from './helpers/test-node.js';
 
 const CHROMIUM_PATH = '/usr/bin/chromium';
@@ -579,37 +580,4 @@ function linePixels(png: Buffer): number {
     if (near) count++;
   }
   return count;
-}
-
-/** The store, with the first PUT whose key matches held until release() (reached resolves then). */
-function gatedStore(inner: ObjectStore, match: (key: string) => boolean) {
-  let release: () => void = () => {};
-  let arrive: () => void = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  let held = false;
-  const wrapped: ObjectStore = {
-    get description() {
-      return inner.description;
-    },
-    async put(key, body, options) {
-      if (!held && match(key)) {
-        held = true;
-        arrive();
-        await released;
-      }
-      return inner.put(key, body, options);
-    },
-    get: (key, options) => inner.get(key, options),
-    head: (key) => inner.head(key),
-    list: (prefix, options) => inner.list(prefix, options),
-    delete: (key) => inner.delete(key),
-    deleteMany: (keys) => inner.deleteMany(keys),
-    close: async () => {},
-  };
-  return { store: wrapped, reached, release: () => release() };
 }

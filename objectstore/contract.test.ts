@@ -360,4 +360,24 @@ describe('fs store specifics', () => {
     expect((await store.put('k', bytes('v'))).status).toBe('written');
     expect(await content(store, 'k')).toBe('v');
   });
+
+  it('breaks at once a fresh lock whose owner on this host is gone; waits for a live or unknown one', async () => {
+    const root = path.join(base, 'owned-locks');
+    const store = await FsStore.open({ root, lockWaitMs: 200, lockStaleMs: 60_000 });
+    const lockFile = path.join(root, '.walship/locks', `${Buffer.from('k').toString('base64url')}.lock`);
+    const { writeFile } = await import('node:fs/promises');
+    const { hostname } = await import('node:os');
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['-e', '']);
+    const deadPid = await new Promise<number>((resolve) => child.once('exit', () => resolve(child.pid!)));
+    for (const holder of [`${hostname()} ${process.pid}\n`, `another-host ${deadPid}\n`, '']) {
+      await writeFile(lockFile, holder);
+      await expect(store.put('k', bytes('x')), JSON.stringify(holder)).rejects.toMatchObject({
+        code: 'STORE_UNAVAILABLE',
+      });
+    }
+    await writeFile(lockFile, `${hostname()} ${deadPid}\n`);
+    expect((await store.put('k', bytes('v'))).status).toBe('written');
+    expect(await content(store, 'k')).toBe('v');
+  });
 });

@@ -1,6 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { type BigIntStats, constants, type Dirent } from 'node:fs';
-import { type FileHandle, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import {
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  unlink,
+} from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import {
   type Clock,
@@ -50,6 +61,8 @@ export interface FsStoreOptions {
 }
 
 const LOCK_STALE_MS_DEFAULT = 30_000;
+/** What a lock file holds: the host and process that took it. */
+const LOCK_OWNER = `${hostname()} ${process.pid}\n`;
 const LOCK_WAIT_MS_DEFAULT = 10_000;
 /** Temp files older than this at open are leftovers of a crashed writer and are removed. */
 const TEMP_FILE_ORPHAN_MS = 60 * 60 * 1000;
@@ -280,12 +293,25 @@ export class FsStore implements ObjectStore {
     const startedMs = this.#clock.monotonicMs();
     let waitMs = 1;
     for (;;) {
-      try {
-        const handle = await open(lockPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-        await handle.close();
-        break;
-      } catch (error) {
+      const handle = await open(
+        lockPath,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+        0o644,
+      ).catch((error: unknown) => {
         if (!isExists(error)) throw this.#ioError('lock', key, error);
+        return undefined;
+      });
+      if (handle !== undefined) {
+        try {
+          // Who holds it: a writer on this host that died can be recognised at once (#breakIfStale).
+          await handle.writeFile(LOCK_OWNER);
+        } catch (error) {
+          await unlink(lockPath).catch(() => {});
+          throw this.#ioError('lock', key, error);
+        } finally {
+          await handle.close();
+        }
+        break;
       }
       this.#checkOpen(); // a store closed while waiting (a node shutting down) stops waiting
       await this.#breakIfStale(lockPath);
@@ -306,14 +332,16 @@ export class FsStore implements ObjectStore {
 
   /**
    * A lock file older than lockStaleMs belongs to a writer that crashed between taking and
-   * releasing it (a write holds it for milliseconds). Rename it away first so that only one
-   * breaker removes it. Clocks of NFS clients must agree within lockStaleMs for this to be safe.
+   * releasing it (a write holds it for milliseconds). So does one that names a process of this
+   * host that no longer exists (a killed node restarted at once need not wait lockStaleMs). Rename
+   * it away first so that only one breaker removes it. Clocks of NFS clients must agree within
+   * lockStaleMs for this to be safe.
    */
   async #breakIfStale(lockPath: string): Promise<void> {
     const stats = await statOrNull(lockPath);
     if (stats === null) return;
     const ageMs = this.#clock.wallMs() - Number(stats.mtimeNs / 1_000_000n);
-    if (ageMs < this.#lockStaleMs) return;
+    if (ageMs < this.#lockStaleMs && !(await ownerIsGone(lockPath))) return;
     const aside = `${lockPath}.stale-${randomUUID()}`;
     try {
       await rename(lockPath, aside);
@@ -468,4 +496,26 @@ function isMissing(error: unknown): boolean {
 
 function isExists(error: unknown): boolean {
   return isCode(error, 'EEXIST');
+}
+
+/**
+ * True when the lock file names a process of this host that does not exist any more. An empty or
+ * unreadable file, another host's process, or a live (or reused) pid: false, and the lock waits to
+ * be stale by age.
+ */
+async function ownerIsGone(lockPath: string): Promise<boolean> {
+  let text: string;
+  try {
+    text = await readFile(lockPath, 'utf8');
+  } catch {
+    return false;
+  }
+  const match = /^(\S+) (\d{1,10})\n$/.exec(text);
+  if (match === null || match[1] !== hostname()) return false;
+  try {
+    process.kill(Number(match[2]), 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }

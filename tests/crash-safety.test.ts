@@ -332,7 +332,11 @@ async function verifyFinalState(run: CrashRun): Promise<void> {
         tables = ((await getJson(port, '/status')) as { tables: TableStatus[] }).tables;
         return tables.length === TABLES.length && tables.every((t) => t.uploadedTxn === t.committedTxn);
       },
-      { timeout: CATCH_UP_MS, interval: 100 },
+      {
+        timeout: CATCH_UP_MS,
+        interval: 100,
+        message: `uploads did not catch up: ${JSON.stringify(tables)}; ${context}\n${run.node.output().slice(-4000)}`,
+      },
     )
     .toBe(true);
 
@@ -367,8 +371,7 @@ async function verifyFinalState(run: CrashRun): Promise<void> {
       `${present.length} present, ${tables.map((t) => `${t.name} ${t.committedTxn} txns`).join(', ')}`,
   );
 
-  // Not at once, always: a kill during a head.json write leaves its fs lock behind (broken only
-  // after 30 s), and a head.json write waiting for it keeps the process up to 10 s after close.
+  // Not at once, always: the node may still be finishing an upload or a head.json write.
   run.node.kill('SIGTERM');
   const exit = await within(run.node.exited, STOP_MS, 'still running');
   if (exit === 'still running') run.node.kill('SIGKILL');

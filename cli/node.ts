@@ -1,10 +1,34 @@
-import { pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 import { systemClock, systemRandom } from '../core/index.js';
-import { type NodeSettings, WalshipNode } from '../failover/index.js';
+import { NodeMetrics, type NodeSettings, WalshipNode } from '../failover/index.js';
 import { loadConfig, type NodeConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 import { openNodeStore, primarySettings } from './primary.js';
 import { replicaSettings } from './replica.js';
+
+/**
+ * Field paths whose values pino replaces with `****` on every line, whatever logs them: HTTP
+ * credentials, the `secret` configuration keys (cli/config.ts), the store's secret connection-string
+ * keys, and the settings objects that hold them. Messages never quote secrets (connection strings
+ * are logged as `store.description`, already redacted); these paths guard the structured fields.
+ */
+export const REDACTED_LOG_PATHS: readonly string[] = [
+  ...['authorization', 'cookie', 'password', 'token', 'adminToken', 'httpAuth', 'bearer', 'basic'],
+  ...['secretAccessKey', 'sessionToken', 'secret_access_key', 'session_token'],
+  ...['["admin.token"]', '["http.password"]', '["http.auth.token"]'],
+]
+  .flatMap((path) => [path, path.startsWith('[') ? `*${path}` : `*.${path}`])
+  .concat(['*.headers.authorization', '*.headers.cookie']);
+
+/** The node's root logger: JSON lines on stdout (or `destination`), secrets redacted. */
+export function nodeLogger(level: string, destination?: DestinationStream): Logger {
+  const options = {
+    level,
+    base: { pid: process.pid },
+    redact: { paths: [...REDACTED_LOG_PATHS], censor: '****' },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
+}
 
 /**
  * `walship primary` and `walship replica`: one process that starts in that role and can change
@@ -12,20 +36,30 @@ import { replicaSettings } from './replica.js';
  */
 export async function runNode(role: 'primary' | 'replica', argv: string[], io: CommandIo): Promise<number> {
   const config = await loadConfig({ argv, env: io.env, fixed: { 'replication.role': role } });
-  const log = pino({ level: String(config.get('log.level')), base: { pid: process.pid } });
-  const settings = await nodeSettings(config);
-  const node = await WalshipNode.start(role, settings, { clock: systemClock, random: systemRandom, log });
+  const log = nodeLogger(String(config.get('log.level')));
+  // One registry per process, made before the store is opened so its retry hook feeds it too.
+  const metrics = new NodeMetrics({ processMetrics: true });
+  const settings = await nodeSettings(config, metrics);
+  const node = await WalshipNode.start(role, settings, {
+    clock: systemClock,
+    random: systemRandom,
+    log,
+    metrics,
+  });
   const primary = node.current;
   const tcp =
     primary !== undefined && 'tcpPort' in primary && primary.tcpPort ? `, tcp ${primary.tcpPort}` : '';
   io.stdout(`walship ${role} ${node.nodeId} listening: http ${node.httpPort}${tcp}`);
-  await runUntilSignal(node, settings.primary.store, log);
+  await runUntilSignal(node, settings.primary.store, node.log);
   return EXIT.ok;
 }
 
 /** Both roles' settings over ONE opened store (a node changes role without reopening it). */
-export async function nodeSettings(config: NodeConfig): Promise<NodeSettings> {
-  const opened = await openNodeStore(config);
+export async function nodeSettings(config: NodeConfig, metrics?: NodeMetrics): Promise<NodeSettings> {
+  const opened = await openNodeStore(
+    config,
+    metrics === undefined ? {} : { onRetry: (event) => metrics.onRetry(event) },
+  );
   const primary = await primarySettings(config, opened);
   const replica = await replicaSettings(config, opened);
   return {

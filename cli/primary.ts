@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidConfigError } from '../core/index.js';
-import { openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
+import { type OpenStoreOptions, openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
 import type { PrimarySettings } from '../primary/index.js';
 import { type NodeConfig, parseHostPort } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
@@ -65,13 +65,13 @@ export async function primarySettings(
   };
 }
 
-/** The node's object store from `replication.object.store` (with retries). */
-export async function openNodeStore(config: NodeConfig) {
+/** The node's object store from `replication.object.store` (with retries; `options` e.g. a retry hook for metrics). */
+export async function openNodeStore(config: NodeConfig, options: OpenStoreOptions = {}) {
   // The connection string's own retry keys win over the node-wide replication.requests.* ones.
   const storeConfig = parseConnectionString(String(config.require('replication.object.store')));
   storeConfig.retryAttempts ??= config.number('replication.requests.retry.attempts');
   storeConfig.retryIntervalMs ??= config.number('replication.requests.retry.interval');
-  return openStore(storeConfig);
+  return openStore(storeConfig, options);
 }
 
 export function httpAuth(config: NodeConfig): PrimarySettings['httpAuth'] {

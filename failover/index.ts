@@ -1,6 +1,16 @@
 /**
  * Epochs, fencing, promotion, demotion and role changes (DESIGN §7, RFC-0002).
  */
+
+export {
+  createMetricsHandler,
+  FENCING_EVENT_KINDS,
+  type FencingEventKind,
+  NodeMetrics,
+  type NodeMetricsOptions,
+  type SegmentApplyEvent,
+  type SegmentUploadEvent,
+} from './node-metrics.js';
 export {
   type ListedNodeRegistration,
   listNodeRegistrations,

@@ -87,7 +87,7 @@ export async function promote(options: PromoteOptions): Promise<Promotion> {
       tables.setMeta('cluster.id', clusterId);
       tables.setMeta('epoch', epoch.toString());
     });
-    options.log.info({ epoch: epoch.toString(), tables: fenced.length }, 'promoted: every table fenced');
+    options.log.info({ newEpoch: epoch.toString(), tables: fenced.length }, 'promoted: every table fenced');
     return { clusterId, epoch, fenced };
   } finally {
     tables.close();

@@ -15,7 +15,7 @@ import {
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler } from '../ilp/index.js';
-import { runConformanceProbe } from '../objectstore/index.js';
+import { type ObjectStore, runConformanceProbe, withMetrics } from '../objectstore/index.js';
 import {
   type DivergenceSummary,
   newestEpoch,
@@ -26,7 +26,13 @@ import {
 import { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
 import { LeaseKeeper, LeaseWatcher } from './lease.js';
-import { NodeActivity, STATUS_EVENTS_MAX } from './node-activity.js';
+import { type ActivityEventKind, NodeActivity, STATUS_EVENTS_MAX } from './node-activity.js';
+import {
+  createMetricsHandler,
+  FENCING_EVENT_KINDS,
+  type FencingEventKind,
+  NodeMetrics,
+} from './node-metrics.js';
 import { type NodeFacts, NodeRegistration } from './node-registry.js';
 import { type Promotion, promote } from './promote.js';
 import { recordUploadsFound } from './uploads-found.js';
@@ -62,7 +68,16 @@ const STATUS_SAMPLE_MS_DEFAULT = 1_000;
 export interface NodeDeps {
   clock: Clock;
   random: Random;
+  /**
+   * The base logger. The node adds `nodeId`, `role` and `epoch` to every line (a replica's epoch is
+   * null: each of its tables has its own, in `/status`).
+   */
   log: Logger;
+  /**
+   * This node's metrics; default a new registry. The CLI passes its own so that the store's retry
+   * hook, set when the store is opened, feeds the same registry.
+   */
+  metrics?: NodeMetrics;
 }
 
 export type NodeRole = 'primary' | 'replica' | 'switching';
@@ -114,12 +129,23 @@ export class WalshipNode {
   #registration: NodeRegistration | undefined;
   /** A long operation while no role answers `/status` (a replica's bootstrap). */
   #operation: OperationProgress | null = null;
+  /** `GET /metrics`: kept across role changes like the activity. */
+  readonly #metrics: NodeMetrics;
+  /** A logger whose lines carry the node's identity as it is when each line is written. */
+  readonly #liveLog: Logger;
   #closed = false;
 
-  private constructor(settings: NodeSettings, deps: NodeDeps, http: RunningHttpServer) {
+  private constructor(
+    settings: NodeSettings,
+    deps: NodeDeps & { metrics: NodeMetrics },
+    http: RunningHttpServer,
+    liveLog: Logger,
+  ) {
     this.#settings = settings;
     this.#deps = deps;
     this.#http = http;
+    this.#metrics = deps.metrics;
+    this.#liveLog = liveLog;
     this.#activity = new NodeActivity({
       clock: deps.clock,
       sampleIntervalMs: settings.statusSampleMs ?? STATUS_SAMPLE_MS_DEFAULT,
@@ -131,7 +157,12 @@ export class WalshipNode {
       sendJson(res, 200, this.#activity.history());
       return true;
     };
-    this.#activityRoutes = [createStatusPageHandler(), history];
+    const metrics = createMetricsHandler({
+      metrics: this.#metrics,
+      status: () => this.status(),
+      auth: settings.primary.httpAuth,
+    });
+    this.#activityRoutes = [createStatusPageHandler(), history, metrics];
   }
 
   static async start(
@@ -139,8 +170,16 @@ export class WalshipNode {
     settings: NodeSettings,
     deps: NodeDeps,
   ): Promise<WalshipNode> {
-    const http = await startHttpServer([], settings.primary.http, deps.log);
-    const node = new WalshipNode(settings, deps, http);
+    const metrics = deps.metrics ?? new NodeMetrics();
+    // The listener lives across roles: its lines name the node as it is when they are written.
+    let node: WalshipNode | undefined;
+    const liveLog = liveLogger(() =>
+      node === undefined
+        ? deps.log.child({ nodeId: settings.primary.nodeId ?? null, role: 'switching', epoch: null })
+        : node.#log(),
+    );
+    const http = await startHttpServer([], settings.primary.http, liveLog);
+    node = new WalshipNode(measuredStore(settings, metrics, deps.clock), { ...deps, metrics }, http, liveLog);
     http.setHandlers(node.#switchingRoutes());
     try {
       if (role === 'primary') await node.#startPrimary(settings.primary.nodeId);
@@ -149,7 +188,7 @@ export class WalshipNode {
       await http.close();
       throw error;
     }
-    node.#activity.record(
+    node.#record(
       'started',
       node.#node instanceof PrimaryNode
         ? `started as primary at epoch ${node.#node.epoch}`
@@ -170,6 +209,16 @@ export class WalshipNode {
 
   get nodeId(): string | undefined {
     return this.#nodeId;
+  }
+
+  /** This node's metrics registry (`GET /metrics`). */
+  get metrics(): NodeMetrics {
+    return this.#metrics;
+  }
+
+  /** A logger whose every line carries this node's `nodeId`, `role` and `epoch` at the time of the line. */
+  get log(): Logger {
+    return this.#liveLog;
   }
 
   /** The current role's node (undefined while switching). */
@@ -194,7 +243,7 @@ export class WalshipNode {
           url: this.#settings.url,
           reason,
           clock: this.#deps.clock,
-          log: this.#deps.log.child({ nodeId, step: 'promote' }),
+          log: this.#log().child({ step: 'promote' }),
           codec: this.#settings.primary.codec,
           compressionLevel: this.#settings.primary.compressionLevel,
           synchronous: this.#settings.primary.synchronous,
@@ -202,20 +251,20 @@ export class WalshipNode {
         });
       } catch (error) {
         await this.#startReplica(nodeId);
-        this.#activity.record('role', `promotion failed, still a replica: ${(error as Error).message}`);
+        this.#record('role', `promotion failed, still a replica: ${(error as Error).message}`);
         throw error;
       }
       try {
         await this.#startPrimary(nodeId);
-        this.#activity.record('promoted', `promoted to primary at epoch ${promotion.epoch} (${reason})`);
+        this.#record('promoted', `promoted to primary at epoch ${promotion.epoch} (${reason})`);
       } catch (error) {
         // Overtaken between the fences and the start (a newer epoch exists): follow it instead.
-        this.#deps.log.error(
+        this.#log().error(
           { err: (error as Error).message },
           'promoted, but the primary role could not start; following',
         );
         await this.#startReplica(nodeId);
-        this.#activity.record(
+        this.#record(
           'role',
           `promoted to epoch ${promotion.epoch}, but overtaken before taking writes; following as a replica: ${(error as Error).message}`,
         );
@@ -237,7 +286,7 @@ export class WalshipNode {
       this.#enterSwitching({ handOverLease: true });
       await primary.close();
       await this.#startReplica(nodeId);
-      this.#activity.record(
+      this.#record(
         'demoted',
         `demoted from epoch ${primary.epoch}: every txn is in the store; following as a replica`,
       );
@@ -278,8 +327,9 @@ export class WalshipNode {
         statusExtra: () => this.#statusExtra(),
         onFenced: (detail) =>
           void this.#onFenced(detail).catch((error: unknown) =>
-            this.#deps.log.error({ err: (error as Error).message }, 'handling the fence failed'),
+            this.#log().error({ err: (error as Error).message }, 'handling the fence failed'),
           ),
+        onUpload: (event) => this.#metrics.onUpload(event),
       },
     );
     this.#node = node;
@@ -293,7 +343,7 @@ export class WalshipNode {
         epoch: node.epoch,
         timeoutMs: this.#settings.autoFailover.leaseTimeoutMs,
         clock: this.#deps.clock,
-        log: this.#deps.log.child({ nodeId: node.nodeId, part: 'lease' }),
+        log: this.#log().child({ part: 'lease' }),
         onLost: (holder) => {
           // After a demotion this keeper only hands the lease over (#handover): nothing to fence.
           if (this.#node !== node) return;
@@ -320,6 +370,7 @@ export class WalshipNode {
         onOperation: (operation) => {
           this.#operation = operation;
         },
+        onApply: (event) => this.#metrics.onApply(event),
       },
     );
     this.#node = node;
@@ -333,7 +384,7 @@ export class WalshipNode {
         pollIntervalMs: this.#settings.replica.pollIntervalMs,
         clock: this.#deps.clock,
         random: this.#deps.random,
-        log: this.#deps.log.child({ nodeId: node.nodeId, part: 'lease' }),
+        log: this.#log().child({ part: 'lease' }),
         onExpired: async (leaseEpoch) => {
           await this.promote('automatic: the primary stopped renewing its lease', leaseEpoch);
         },
@@ -348,7 +399,7 @@ export class WalshipNode {
    * store in divergence files, move the database aside when it holds such txns, follow as a replica.
    */
   #onFenced(detail: { table: string; writerNodeId: string; epoch: bigint }): Promise<unknown> {
-    this.#activity.record(
+    this.#record(
       'fenced',
       detail.table === ''
         ? `replaced by ${detail.writerNodeId}: stopped taking writes`
@@ -364,7 +415,7 @@ export class WalshipNode {
       // An upload whose answer was lost may be in the store (and applied by others): not divergence.
       // Best effort: with the store unreachable, the divergence may list such txns (the log says so).
       await this.#recordWhatReachedTheStore(epoch, nodeId).catch((error: unknown) =>
-        this.#deps.log.warn(
+        this.#log().warn(
           { err: (error as Error).message },
           'could not check the store for uploads whose answer was lost; the divergence files may list some',
         ),
@@ -373,14 +424,14 @@ export class WalshipNode {
       const movedTo = files.length === 0 ? null : await this.#moveDatabaseAside(epoch);
       this.#divergence = { epoch: epoch.toString(), files, movedTo };
       if (files.length > 0) this.#recordDivergence(epoch, files, movedTo);
-      this.#deps.log.error(
-        { epoch: epoch.toString(), divergence: files, movedTo },
+      this.#log().error(
+        { fencedEpoch: epoch.toString(), divergence: files, movedTo },
         files.length === 0
           ? 'fenced by a newer primary; every txn had reached the store: following as a replica'
           : 'fenced by a newer primary; txns that never reached the store are in the divergence files: following as a replica',
       );
       await this.#startReplica(nodeId);
-      this.#activity.record('role', `following the new primary as a replica (was primary at epoch ${epoch})`);
+      this.#record('role', `following the new primary as a replica (was primary at epoch ${epoch})`);
     });
   }
 
@@ -414,8 +465,8 @@ export class WalshipNode {
             const movedTo = await this.#moveDatabaseAside(epoch);
             this.#divergence = { epoch: localEpoch, files, movedTo };
             this.#recordDivergence(epoch, files, movedTo);
-            this.#deps.log.error(
-              { epoch: localEpoch, newestEpoch: newest.epoch.toString(), divergence: files, movedTo },
+            this.#log().error(
+              { localEpoch, newestEpoch: newest.epoch.toString(), divergence: files, movedTo },
               'this data dir was a replaced primary with txns that never reached the store: they are in the divergence files; following as a replica',
             );
           }
@@ -437,7 +488,7 @@ export class WalshipNode {
         epoch,
       });
       if (found > 0)
-        this.#deps.log.info(
+        this.#log().info(
           { found },
           'txns found uploaded after all (their answer was lost or hidden by a crash)',
         );
@@ -481,7 +532,7 @@ export class WalshipNode {
     this.#registration = new NodeRegistration({
       store: this.#settings.primary.store,
       clock: this.#deps.clock,
-      log: this.#deps.log.child({ nodeId: this.#nodeId, part: 'registration' }),
+      log: liveLogger(() => this.#log().child({ part: 'registration' })),
       intervalMs,
       facts: () => this.#registrationFacts(),
     });
@@ -520,6 +571,23 @@ export class WalshipNode {
     return { ...rest, startedAgoMs: Math.round(this.#deps.clock.monotonicMs() - startedAtMs) };
   }
 
+  /** A status-page event; promotions, demotions, fences and divergences also count in `/metrics`. */
+  #record(kind: ActivityEventKind, message: string): void {
+    this.#activity.record(kind, message);
+    if ((FENCING_EVENT_KINDS as readonly string[]).includes(kind))
+      this.#metrics.onFencingEvent(kind as FencingEventKind);
+  }
+
+  /** The node's logger now: its id, role (`switching` between roles) and epoch (a primary's; null otherwise). */
+  #log(): Logger {
+    const node = this.#node;
+    return this.#deps.log.child({
+      nodeId: this.#nodeId ?? this.#settings.primary.nodeId ?? null,
+      role: this.#role,
+      epoch: node instanceof PrimaryNode ? node.epoch.toString() : null,
+    });
+  }
+
   #databaseFile(): string {
     return path.join(this.#settings.primary.dataDir, DATABASE_FILE);
   }
@@ -535,7 +603,7 @@ export class WalshipNode {
   #recordDivergence(epoch: bigint, files: DivergenceSummary[], movedTo: string | null): void {
     const txns = files.reduce((sum, f) => sum + f.txns, 0);
     const rows = files.reduce((sum, f) => sum + f.rows, 0);
-    this.#activity.record(
+    this.#record(
       'divergence',
       `${txns} txns (${rows} rows) of epoch ${epoch} never reached the store: ` +
         `${files.map((f) => f.file).join(', ')}${movedTo === null ? '' : `; database moved to ${movedTo}`}`,
@@ -629,6 +697,41 @@ export class WalshipNode {
     this.#transition = run;
     return run;
   }
+}
+
+/**
+ * Both roles' settings with the store wrapped once by `withMetrics` (both roles share one store
+ * object, so a role change keeps counting into the same series).
+ */
+function measuredStore(settings: NodeSettings, metrics: NodeMetrics, clock: Clock): NodeSettings {
+  const wrapped = new Map<ObjectStore, ObjectStore>();
+  const measured = (store: ObjectStore) => {
+    let result = wrapped.get(store);
+    if (result === undefined) {
+      result = withMetrics(store, (event) => metrics.onStoreRequest(event), clock);
+      wrapped.set(store, result);
+    }
+    return result;
+  };
+  return {
+    ...settings,
+    primary: { ...settings.primary, store: measured(settings.primary.store) },
+    replica: { ...settings.replica, store: measured(settings.replica.store) },
+  };
+}
+
+/**
+ * A logger that forwards each call to `current()` at the time of the call: for parts that outlive
+ * a role (the listener, the registration) so their lines name the node as it is then.
+ */
+function liveLogger(current: () => Logger): Logger {
+  return new Proxy({} as Logger, {
+    get(_target, property) {
+      const log = current();
+      const value: unknown = Reflect.get(log, property, log);
+      return typeof value === 'function' ? value.bind(log) : value;
+    },
+  });
 }
 
 /** `url` with port 0 (listen on any free port) replaced by the port the listener got. */

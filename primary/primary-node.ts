@@ -21,7 +21,7 @@ import type { Codec } from '../wal/index.js';
 import { claimPrimary } from './cluster-bootstrap.js';
 import { type AckMode, Committer } from './committer.js';
 import { pendingSourceOf } from './pending-source.js';
-import { Uploader } from './uploader.js';
+import { Uploader, type UploaderOptions } from './uploader.js';
 
 /** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
 export interface PrimarySettings {
@@ -69,6 +69,8 @@ export interface PrimaryDeps {
   statusExtra?: () => Record<string, unknown>;
   /** Called once when an upload finds this node replaced (RFC-0002 "fenced"). */
   onFenced?: (detail: { table: string; writerNodeId: string; epoch: bigint }) => void;
+  /** Each segment upload attempt (`/metrics`). */
+  onUpload?: UploaderOptions['onUpload'];
 }
 
 /** How long a shutdown waits for pending txns to reach the store. */
@@ -132,7 +134,8 @@ export class PrimaryNode {
     const cleanup: (() => Promise<void> | void)[] = [() => tables.close()];
     try {
       const nodeId = resolveNodeId(tables, settings.nodeId);
-      const nodeLog = log.child({ nodeId, role: 'primary' });
+      // Every line carries nodeId, role and epoch (null until the epoch is claimed).
+      const nodeLog = log.child({ nodeId, role: 'primary', epoch: null });
       await checkStore(settings, nodeLog);
       const url = settings.nodeUrl ?? `http://${settings.http.host}:${settings.http.port}`;
       const claim = await claimPrimary({
@@ -142,7 +145,7 @@ export class PrimaryNode {
         url,
         clock: deps.clock,
       });
-      const epochLog = nodeLog.child({ epoch: claim.epoch.toString() });
+      const epochLog = log.child({ nodeId, role: 'primary', epoch: claim.epoch.toString() });
       epochLog.info({ clusterId: claim.clusterId, created: claim.created }, 'primary role claimed');
 
       let node: PrimaryNode | undefined;
@@ -166,6 +169,7 @@ export class PrimaryNode {
           gate.fencedBy = `${detail.writerNodeId} (epoch ${detail.epoch}) at ${detail.table}`;
           deps.onFenced?.(detail);
         },
+        ...(deps.onUpload === undefined ? {} : { onUpload: deps.onUpload }),
       });
       cleanup.push(() => uploader.stop());
       const committer = new Committer({

@@ -47,6 +47,22 @@ export interface UploaderOptions {
   compressionLevel: number;
   /** A segment slot is held by another writer: this node has been replaced (DESIGN §5 step 5). */
   onFenced: (detail: { table: string; txnFirst: bigint; writerNodeId: string; epoch: bigint }) => void;
+  /** Called once per segment upload attempt, however it ends (for `/metrics`). */
+  onUpload?: (event: SegmentUploadEvent) => void;
+}
+
+/** One segment upload attempt, as `onUpload` reports it. */
+export interface SegmentUploadEvent {
+  table: string;
+  /**
+   * `ok`: written; `ours`: the slot already held this upload (a lost answer); `fenced`: another
+   * writer holds the slot or closed registration; `error`: failed, retried later.
+   */
+  outcome: 'ok' | 'ours' | 'fenced' | 'error';
+  /** The sealed segment's size; 0 when the attempt failed before sealing. */
+  bytes: number;
+  /** From sealing to the store's answer (and the read-back of a taken slot). */
+  seconds: number;
 }
 
 interface TableState {
@@ -328,10 +344,15 @@ export class Uploader {
     const txnFirst = records[0]!.txn;
     const txnLast = records.at(-1)!.txn;
     const epoch = this.#options.epoch();
+    const startedMs = clock.monotonicMs();
+    let bytes = 0;
+    const report = (outcome: SegmentUploadEvent['outcome']) =>
+      this.#options.onUpload?.({ table, outcome, bytes, seconds: (clock.monotonicMs() - startedMs) / 1000 });
     try {
       const tableKey = source.tableKey(table);
       if (!this.#registered.has(tableKey)) {
         if ((await registerTable(store, tableKey, epoch)) === 'fenced') {
+          report('fenced');
           this.#fence({
             table,
             key: TABLES_REGISTRY_KEY,
@@ -352,6 +373,7 @@ export class Uploader {
         codec: this.#options.codec,
         compressionLevel: this.#options.compressionLevel,
       });
+      bytes = segment.byteLength;
       const key = segmentKey(tableKey, txnFirst);
       // Unique per segment content: a retry after more txns were sealed into the same slot must not
       // pass for the earlier, shorter upload (withRetries trusts a matching write id).
@@ -359,9 +381,14 @@ export class Uploader {
       const result = await store.put(key, segment, { condition: { type: 'absent' }, writeId });
       const uploadedThrough =
         result.status === 'written' ? txnLast : await this.#recognise(table, key, txnFirst, epoch);
-      if (uploadedThrough === null) return;
+      if (uploadedThrough === null) {
+        report('fenced');
+        return;
+      }
       this.#uploaded(table, state, uploadedThrough, records, clock.monotonicMs());
+      report(result.status === 'written' ? 'ok' : 'ours');
     } catch (error) {
+      report('error');
       this.#failed(table, state, error);
     }
   }
@@ -428,7 +455,7 @@ export class Uploader {
         table: detail.table,
         key: detail.key,
         writerNodeId: detail.writerNodeId,
-        epoch: detail.epoch?.toString() ?? 'newer',
+        writerEpoch: detail.epoch?.toString() ?? 'newer',
         ourEpoch: detail.ourEpoch.toString(),
       },
       'another primary holds a newer epoch: this node has been fenced and stops accepting writes',

@@ -49,7 +49,23 @@ export interface FollowerOptions {
   onApplied?: (tableKey: string, appliedTxn: bigint) => void;
   /** Called once when the store's cluster is first seen (the node records it). */
   onCluster?: (clusterId: string) => void;
+  /** Called after each applied segment, with its size and the apply's duration (for `/metrics`). */
+  onApply?: (event: SegmentApplyEvent) => void;
 }
+
+/** One segment applied, as `onApply` reports it. */
+export interface SegmentApplyEvent {
+  /** The table's name. */
+  table: string;
+  /** The object's size as downloaded. */
+  bytes: number;
+  rows: number;
+  /** The SQLite transaction that applied it (the download is not included). */
+  seconds: number;
+}
+
+/** A verified segment with the size of the object it came from. */
+type FetchedSegment = DecodedSegment & { objectBytes: number };
 
 export interface Suspension {
   code: string;
@@ -526,7 +542,7 @@ export class Follower {
       }
       // Downloads run at most `downloadConcurrency` segments ahead of the apply, which is strictly in order.
       const ahead = Math.max(1, this.#options.downloadConcurrency);
-      const downloads: Promise<DecodedSegment | null>[] = [];
+      const downloads: Promise<FetchedSegment | null>[] = [];
       const startUpTo = (index: number) => {
         while (downloads.length < Math.min(listed.length, index + ahead)) {
           const { key, txnFirst } = listed[downloads.length]!;
@@ -547,7 +563,7 @@ export class Follower {
   }
 
   /** GET and verify `key`; a verification failure is fetched once more before it counts. null = absent. */
-  async #fetch(t: FollowedTable, key: string, txnFirst: bigint): Promise<DecodedSegment | null> {
+  async #fetch(t: FollowedTable, key: string, txnFirst: bigint): Promise<FetchedSegment | null> {
     await this.#downloadSlot();
     try {
       for (let attempt = 1; ; attempt++) {
@@ -556,7 +572,8 @@ export class Follower {
         if (got.status !== 'ok')
           throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `GET ${key} answered not-modified`);
         try {
-          return await verifySegment(got.body, { objectKey: key, tableKey: t.key, txnFirst });
+          const verified = await verifySegment(got.body, { objectKey: key, tableKey: t.key, txnFirst });
+          return { ...verified, objectBytes: got.body.byteLength };
         } catch (error) {
           if (
             !isWalshipError(error) ||
@@ -590,11 +607,12 @@ export class Follower {
   }
 
   /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */
-  #apply(t: FollowedTable, key: string, segment: DecodedSegment): void {
+  #apply(t: FollowedTable, key: string, segment: FetchedSegment): void {
     const { header, txns } = segment;
     if (header.txnFirst !== t.appliedTxn + 1n) throw missingSegment(t, header.txnFirst);
     checkEpochOrder(key, header.epoch, t.epoch);
-    const { tables } = this.#options;
+    const { tables, clock } = this.#options;
+    const startedMs = clock.monotonicMs();
     tables.transaction(() => {
       for (const record of txns) tables.applyTxn(header.tableName, record);
       // Everything a replica holds came from the store: uploaded = applied, ready for a promotion.
@@ -612,6 +630,12 @@ export class Follower {
     t.lastAppliedAtMs = this.#options.clock.monotonicMs();
     t.segmentsApplied++;
     t.rowsApplied += header.rowCount;
+    this.#options.onApply?.({
+      table: t.name,
+      bytes: segment.objectBytes,
+      rows: header.rowCount,
+      seconds: (t.lastAppliedAtMs - startedMs) / 1000,
+    });
     this.#options.onApplied?.(t.key, t.appliedTxn);
   }
 

@@ -19,7 +19,7 @@ import type { ObjectStore } from '../objectstore/index.js';
 import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
 import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
-import { type FollowedTableStatus, Follower } from './follower.js';
+import { type FollowedTableStatus, Follower, type FollowerOptions } from './follower.js';
 import { newestSnapshot, publishSnapshot, restoreSnapshot, type SnapshotManifest } from './snapshots.js';
 
 /** Everything a replica needs, already parsed and validated (cli/ builds it from the config surface). */
@@ -60,6 +60,8 @@ export interface ReplicaDeps {
    * the process around it can show it; called with null when the bootstrap ends, however it ends.
    */
   onOperation?: (operation: OperationProgress | null) => void;
+  /** Each applied segment (`/metrics`). */
+  onApply?: FollowerOptions['onApply'];
 }
 
 /** A long operation of a node, as `/status` shows it in `operation` (null when there is none). */
@@ -128,13 +130,16 @@ export class ReplicaNode {
   static async start(settings: ReplicaSettings, deps: ReplicaDeps): Promise<ReplicaNode> {
     await mkdir(settings.dataDir, { recursive: true });
     const databaseFile = path.join(settings.dataDir, 'tables.sqlite');
-    const restoredSnapshot = await bootstrap(settings, databaseFile, deps);
+    // Every line carries nodeId, role and epoch: a replica has no epoch of its own (each table
+    // has the epoch of its last applied segment, in /status), so epoch is null.
+    const bootstrapLog = deps.log.child({ nodeId: settings.nodeId ?? null, role: 'replica', epoch: null });
+    const restoredSnapshot = await bootstrap(settings, databaseFile, { ...deps, log: bootstrapLog });
     const tables = TableStore.open(databaseFile, { synchronous: settings.synchronous, clock: deps.clock });
     const cleanup: (() => Promise<void> | void)[] = [() => tables.close()];
     try {
       const nodeId = resolveNodeId(tables, settings.nodeId);
       refusePrimaryDataDir(tables);
-      const log = deps.log.child({ nodeId, role: 'replica' });
+      const log = deps.log.child({ nodeId, role: 'replica', epoch: null });
       const waiters = new AppliedWaiters({ clock: deps.clock });
       const clusterId = tables.getMeta('cluster.id');
       const follower = new Follower({
@@ -149,6 +154,7 @@ export class ReplicaNode {
         onApplied: (key, txn) => waiters.notify(key, txn),
         awaitedTables: () => waiters.tables(),
         onCluster: (id) => tables.setMeta('cluster.id', id),
+        ...(deps.onApply === undefined ? {} : { onApply: deps.onApply }),
       });
       cleanup.push(() => follower.stop());
       const queries = await QueryPool.start({

@@ -25,6 +25,15 @@ export {
 } from './follower.js';
 export { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from './replica-node.js';
 export {
+  RESTORED_DATABASE_FILE,
+  type RestoredTable,
+  type RestoreOptions,
+  type RestoreProgress,
+  type RestoreResult,
+  type RestoreTarget,
+  restoreToPoint,
+} from './restore.js';
+export {
   encodeSnapshotManifest,
   listSnapshots,
   newestSnapshot,

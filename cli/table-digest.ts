@@ -1,8 +1,9 @@
 /**
  * What two nodes must agree on about a table, read through each node's own `/exec` (a primary and
- * a replica are read the same way): its row count, the sum of its `id` column, and a SHA-256 over
- * every row in one total order (`ORDER BY` every column), hashed from the node's rendering of each
- * page as sent on the wire — never from `JSON.parse`, which would fold int64s beyond 2^53.
+ * a replica are read the same way): its row count, the sum of its `id` column when it has one, and a
+ * SHA-256 over every row in one total order (`ORDER BY` every column, in column order, so any
+ * schema works), hashed from the node's rendering of each page as sent on the wire — never from
+ * `JSON.parse`, which would fold int64s beyond 2^53.
  */
 import { createHash } from 'node:crypto';
 import { WalshipError } from '../core/index.js';
@@ -16,7 +17,8 @@ const DIGEST_PAGE_ROWS = 100_000;
 
 export interface TableDigest {
   rows: number;
-  idSum: number;
+  /** The sum of the `id` column; null when the table has no column named `id`. */
+  idSum: number | null;
   /** Lower-case hex SHA-256 over the ordered rows' `/exec` text. */
   sha256: string;
 }
@@ -31,8 +33,12 @@ export async function tableDigest(url: string, table: string): Promise<TableDige
   const head = await execText(url, `SELECT * FROM ${from} LIMIT 0`);
   if (head === null) return null;
   const columns = (JSON.parse(head) as { columns: { name: string }[] }).columns;
-  const totals = await execText(url, `SELECT count(*), coalesce(sum(id), 0) FROM ${from}`);
-  const [[rows, idSum]] = (JSON.parse(totals ?? '{}') as { dataset: [[number, number]] }).dataset;
+  const hasId = columns.some((c) => c.name === 'id');
+  const totals = await execText(
+    url,
+    `SELECT count(*), ${hasId ? 'coalesce(sum(id), 0)' : 'NULL'} FROM ${from}`,
+  );
+  const [[rows, idSum]] = (JSON.parse(totals ?? '{}') as { dataset: [[number, number | null]] }).dataset;
   const order = columns.map((c) => quoteSqlIdentifier(c.name)).join(', ');
   const sql = `SELECT * FROM ${from} ORDER BY ${order}`;
   const hash = createHash('sha256');

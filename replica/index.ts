@@ -52,3 +52,17 @@ export {
   type SnapshotManifest,
   type UnreadableSnapshot,
 } from './snapshots.js';
+export {
+  AUDIT_CONCURRENCY_DEFAULT,
+  AUDIT_CONCURRENCY_MAX,
+  AUDIT_FINDINGS_MAX,
+  type AuditFinding,
+  type AuditProgress,
+  type AuditSeverity,
+  auditStore,
+  type EpochAuditRecord,
+  type SnapshotAuditRecord,
+  type StoreAuditOptions,
+  type StoreAuditReport,
+  type TableAuditReport,
+} from './store-audit.js';

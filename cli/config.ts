@@ -104,6 +104,21 @@ export const CONFIG_KEYS = {
     default: '0',
     doc: 'upload a snapshot this often (0 = never); set it on the one replica designated to take snapshots',
   },
+  'replication.retention.duration': {
+    kind: 'duration',
+    default: '168h',
+    doc: 'walship gc deletes a segment only once it is older than this (and a kept snapshot and every live registered node hold its txns; RFC-0007)',
+  },
+  'replication.retention.snapshots': {
+    kind: 'int',
+    default: '2',
+    doc: 'walship gc keeps the newest N snapshots of the cluster (at least 1) and deletes older ones',
+  },
+  'replication.gc.registration.expiry': {
+    kind: 'duration',
+    default: '1h',
+    doc: 'walship gc ignores a node registration not rewritten for this long (store time vs the GC host clock): that node is expired and re-bootstraps if it needed collected segments',
+  },
   'replication.requests.max.concurrent': {
     kind: 'int',
     default: '8',
@@ -143,6 +158,25 @@ export const CONFIG_KEYS = {
   'http.user': { kind: 'string', doc: 'Basic auth user for HTTP (ILP and queries); with http.password' },
   'http.password': { kind: 'secret', doc: 'Basic auth password' },
   'http.auth.token': { kind: 'secret', doc: 'Bearer token accepted on HTTP (ILP and queries)' },
+  'ilp.auth.token': {
+    kind: 'secret',
+    doc: 'Bearer token for ILP over HTTP (/write, /api/v2/write); when set, http.* no longer opens ILP',
+  },
+  'query.auth.token': {
+    kind: 'secret',
+    doc: 'Bearer token for /exec, /exp and /metrics; when set, http.* no longer opens them',
+  },
+  'http.tls.cert.path': {
+    kind: 'string',
+    doc: 'PEM certificate chain: with http.tls.key.path the HTTP listener speaks HTTPS only',
+  },
+  'http.tls.key.path': { kind: 'string', doc: 'PEM private key of http.tls.cert.path' },
+  'http.auth.failures.max': {
+    kind: 'int',
+    default: '30',
+    doc: 'failed authentications (401) one client IP may make per minute; more get 429',
+  },
+  'http.net.connection.limit': { kind: 'int', default: '1024', doc: 'open HTTP connections at most' },
   'line.http.max.request.size': {
     kind: 'bytes',
     default: '100m',
@@ -150,6 +184,15 @@ export const CONFIG_KEYS = {
   },
   'line.tcp.enabled': { kind: 'bool', default: 'true', doc: 'listen for ILP over TCP' },
   'line.tcp.net.bind.to': { kind: 'string', default: '0.0.0.0:9009', doc: 'ILP TCP listener' },
+  'line.tcp.tls.cert.path': {
+    kind: 'string',
+    doc: 'PEM certificate chain for ILP over TCP (tcps::); default http.tls.cert.path',
+  },
+  'line.tcp.tls.key.path': {
+    kind: 'string',
+    doc: 'PEM private key of line.tcp.tls.cert.path; default http.tls.key.path',
+  },
+  'line.tcp.net.connection.limit': { kind: 'int', default: '1024', doc: 'open ILP TCP connections at most' },
   'line.tcp.auth.db.path': {
     kind: 'string',
     doc: 'QuestDB-format auth file (keyId ec-p-256-sha256 x y per line) enabling the ECDSA challenge',

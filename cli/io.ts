@@ -43,3 +43,23 @@ export function runUntilSignal(
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
 }
+
+/**
+ * With `parseArgs({ strict: false, tokens: true })`: the first unknown option or stray positional
+ * argument, as a message for the usage error; undefined when there is none.
+ */
+export function strayArgument(
+  tokens: readonly (
+    | { kind: 'option'; name: string }
+    | { kind: 'positional'; value: string }
+    | { kind: string }
+  )[],
+  known: ReadonlySet<string>,
+): string | undefined {
+  for (const token of tokens) {
+    if (token.kind === 'option' && 'name' in token && !known.has(token.name))
+      return `unknown option --${token.name}`;
+    if (token.kind === 'positional' && 'value' in token) return `unexpected ${JSON.stringify(token.value)}`;
+  }
+  return undefined;
+}

@@ -15,7 +15,14 @@ import { replicaSettings } from './replica.js';
 export const REDACTED_LOG_PATHS: readonly string[] = [
   ...['authorization', 'cookie', 'password', 'token', 'adminToken', 'httpAuth', 'bearer', 'basic'],
   ...['secretAccessKey', 'sessionToken', 'secret_access_key', 'session_token'],
-  ...['["admin.token"]', '["http.password"]', '["http.auth.token"]'],
+  ...['ilpAuth', 'queryAuth', 'tls'],
+  ...[
+    '["admin.token"]',
+    '["http.password"]',
+    '["http.auth.token"]',
+    '["ilp.auth.token"]',
+    '["query.auth.token"]',
+  ],
 ]
   .flatMap((path) => [path, path.startsWith('[') ? `*${path}` : `*.${path}`])
   .concat(['*.headers.authorization', '*.headers.cookie']);
@@ -67,7 +74,7 @@ export async function nodeSettings(config: NodeConfig, metrics?: NodeMetrics): P
     replica,
     url:
       primary.nodeUrl ??
-      `http://${primary.http.host === '0.0.0.0' ? '127.0.0.1' : primary.http.host}:${primary.http.port}`,
+      `${primary.http.tls === undefined ? 'http' : 'https'}://${primary.http.host === '0.0.0.0' ? '127.0.0.1' : primary.http.host}:${primary.http.port}`,
     demoteTimeoutMs: config.number('replication.ack.durable.timeout'),
     registerIntervalMs: config.number('replication.node.register.interval'),
     autoFailover: {

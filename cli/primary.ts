@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { InvalidConfigError } from '../core/index.js';
+import { type HttpAuth, InvalidConfigError, loadTlsCredentials, type TlsCredentials } from '../core/index.js';
 import { type OpenStoreOptions, openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
 import type { PrimarySettings } from '../primary/index.js';
 import { type NodeConfig, parseHostPort } from './config.js';
@@ -29,7 +29,7 @@ export async function primarySettings(
 ): Promise<PrimarySettings> {
   opened ??= await openNodeStore(config);
   const raw = opened.raw;
-  const http = parseHostPort(config, 'http.bind.to');
+  const http = await httpListener(config);
   const level = config.number('replication.primary.compression.level');
   if (level > 9) throw new InvalidConfigError('replication.primary.compression.level: expected 0..9');
   return {
@@ -54,9 +54,16 @@ export async function primarySettings(
     synchronous: config.get('cairo.commit.mode') === 'async' ? 'NORMAL' : 'FULL',
     http,
     tcp: config.bool('line.tcp.enabled')
-      ? { ...parseHostPort(config, 'line.tcp.net.bind.to'), authKeys: await tcpAuthKeys(config) }
+      ? {
+          ...parseHostPort(config, 'line.tcp.net.bind.to'),
+          authKeys: await tcpAuthKeys(config),
+          tls: await tcpTls(config),
+          maxConnections: positive(config, 'line.tcp.net.connection.limit'),
+        }
       : undefined,
     httpAuth: httpAuth(config),
+    ilpAuth: tokenAuth(config, 'ilp.auth.token'),
+    queryAuth: tokenAuth(config, 'query.auth.token'),
     maxRequestBytes: config.number('line.http.max.request.size'),
     adminToken: config.string('admin.token'),
     queryTimeoutMs: config.number('query.timeout'),
@@ -72,6 +79,60 @@ export async function openNodeStore(config: NodeConfig, options: OpenStoreOption
   storeConfig.retryAttempts ??= config.number('replication.requests.retry.attempts');
   storeConfig.retryIntervalMs ??= config.number('replication.requests.retry.interval');
   return openStore(storeConfig, options);
+}
+
+/** The HTTP listener's address, TLS (`http.tls.*`) and limits. */
+export async function httpListener(config: NodeConfig): Promise<PrimarySettings['http']> {
+  return {
+    ...parseHostPort(config, 'http.bind.to'),
+    tls: await tlsPair(config, 'http.tls.cert.path', 'http.tls.key.path'),
+    authFailuresPerMinute: positive(config, 'http.auth.failures.max'),
+    maxConnections: positive(config, 'http.net.connection.limit'),
+  };
+}
+
+/** ILP/TCP's TLS: `line.tcp.tls.*`, else the HTTP listener's certificate (one certificate for the host). */
+async function tcpTls(config: NodeConfig): Promise<TlsCredentials | undefined> {
+  const own =
+    config.string('line.tcp.tls.cert.path') !== undefined ||
+    config.string('line.tcp.tls.key.path') !== undefined;
+  return own
+    ? tlsPair(config, 'line.tcp.tls.cert.path', 'line.tcp.tls.key.path')
+    : tlsPair(config, 'http.tls.cert.path', 'http.tls.key.path');
+}
+
+/** Both files or neither; read and checked now, so a bad pair stops the node at start. */
+async function tlsPair(
+  config: NodeConfig,
+  certKey: 'http.tls.cert.path' | 'line.tcp.tls.cert.path',
+  keyKey: 'http.tls.key.path' | 'line.tcp.tls.key.path',
+): Promise<TlsCredentials | undefined> {
+  const cert = config.string(certKey);
+  const key = config.string(keyKey);
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new InvalidConfigError(`${certKey} and ${keyKey} go together: set both or neither`);
+  }
+  return loadTlsCredentials(cert, key, { cert: certKey, key: keyKey });
+}
+
+function positive(
+  config: NodeConfig,
+  key: 'http.auth.failures.max' | 'http.net.connection.limit' | 'line.tcp.net.connection.limit',
+): number {
+  const value = config.number(key);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new InvalidConfigError(`${key}: expected a positive integer`);
+  return value;
+}
+
+/** A surface's own bearer token (`ilp.auth.token`, `query.auth.token`); undefined = the shared HTTP credentials. */
+export function tokenAuth(
+  config: NodeConfig,
+  key: 'ilp.auth.token' | 'query.auth.token',
+): HttpAuth | undefined {
+  const token = config.string(key);
+  return token === undefined ? undefined : { bearer: [token] };
 }
 
 export function httpAuth(config: NodeConfig): PrimarySettings['httpAuth'] {

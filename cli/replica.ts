@@ -1,8 +1,8 @@
 import type { ReplicaSettings } from '../replica/index.js';
-import { type NodeConfig, parseHostPort } from './config.js';
+import type { NodeConfig } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { runNode } from './node.js';
-import { httpAuth, openNodeStore, packageVersion } from './primary.js';
+import { httpAuth, httpListener, openNodeStore, packageVersion, tokenAuth } from './primary.js';
 
 export const REPLICA_USAGE = `walship replica [--config server.conf] [--key=value …]
 
@@ -39,8 +39,10 @@ export async function replicaSettings(
     snapshotIntervalMs: config.number('replication.snapshot.interval'),
     readWaitMaxMs: config.number('replication.replica.read.wait.max'),
     synchronous: config.get('cairo.commit.mode') === 'async' ? 'NORMAL' : 'FULL',
-    http: parseHostPort(config, 'http.bind.to'),
+    http: await httpListener(config),
     httpAuth: httpAuth(config),
+    ilpAuth: tokenAuth(config, 'ilp.auth.token'),
+    queryAuth: tokenAuth(config, 'query.auth.token'),
     adminToken: config.string('admin.token'),
     maxRequestBytes: config.number('line.http.max.request.size'),
     queryTimeoutMs: config.number('query.timeout'),

@@ -10,7 +10,7 @@ import {
   type TableAuditReport,
 } from '../replica/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
-import { type CommandIo, EXIT } from './io.js';
+import { type CommandIo, EXIT, strayArgument } from './io.js';
 import { type NodeStatus, STATUS_POLL_MS, sleep, statusOf } from './node-http.js';
 import { type TableDigest, tableDigest } from './table-digest.js';
 
@@ -79,12 +79,8 @@ export async function verifyCommand(argv: string[], io: CommandIo, deps: VerifyD
     io.stdout(VERIFY_USAGE);
     return EXIT.ok;
   }
-  const unknown = tokens.find((t) => t.kind === 'option' && !KNOWN_OPTIONS.has(t.name));
-  if (unknown !== undefined && unknown.kind === 'option')
-    return usage(io, `unknown option --${unknown.name}`);
-  const stray = tokens.find((t) => t.kind === 'positional');
-  if (stray !== undefined && stray.kind === 'positional')
-    return usage(io, `unexpected ${JSON.stringify(stray.value)}`);
+  const stray = strayArgument(tokens, KNOWN_OPTIONS);
+  if (stray !== undefined) return usage(io, stray);
   const tables = (values.table ?? []).filter((t): t is string => typeof t === 'string');
   if (tables.length > TABLES_MAX) return usage(io, `--table: at most ${TABLES_MAX}`);
   const json = values.json === true;

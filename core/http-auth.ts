@@ -41,3 +41,56 @@ function matchesAny(expected: readonly Buffer[], actual: Buffer): boolean {
   }
   return matched;
 }
+
+/** Client addresses a limiter tracks at most; the oldest is forgotten first (a bound on memory). */
+const MAX_TRACKED_CLIENTS = 10_000;
+const MINUTE_MS = 60_000;
+
+/**
+ * A token bucket of failed authentications per client address: `failuresPerMinute` failures at
+ * once, then one more every 60 000 / failuresPerMinute ms. An address with an empty bucket is
+ * refused (429) before any route runs, so guessing a token costs at least that long per guess.
+ */
+export class AuthFailureLimiter {
+  readonly #capacity: number;
+  readonly #refillPerMs: number;
+  readonly #nowMs: () => number;
+  readonly #buckets = new Map<string, { tokens: number; atMs: number }>();
+
+  constructor(options: { failuresPerMinute: number; nowMs?: () => number }) {
+    if (!Number.isSafeInteger(options.failuresPerMinute) || options.failuresPerMinute < 1) {
+      throw new RangeError(`failuresPerMinute must be a positive integer, got ${options.failuresPerMinute}`);
+    }
+    this.#capacity = options.failuresPerMinute;
+    this.#refillPerMs = options.failuresPerMinute / MINUTE_MS;
+    this.#nowMs = options.nowMs ?? (() => performance.now());
+  }
+
+  /** Whole seconds until `client` may try again; 0 when it is not blocked. */
+  blockedForS(client: string): number {
+    const tokens = this.#tokens(client);
+    return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / this.#refillPerMs / 1000));
+  }
+
+  /** One failed authentication by `client`. */
+  recordFailure(client: string): void {
+    const tokens = this.#tokens(client);
+    this.#buckets.delete(client); // re-inserted last: the map's order is oldest activity first
+    if (this.#buckets.size >= MAX_TRACKED_CLIENTS) {
+      const oldest = this.#buckets.keys().next().value;
+      if (oldest !== undefined) this.#buckets.delete(oldest);
+    }
+    this.#buckets.set(client, { tokens: Math.max(0, tokens - 1), atMs: this.#nowMs() });
+  }
+
+  #tokens(client: string): number {
+    const bucket = this.#buckets.get(client);
+    if (bucket === undefined) return this.#capacity;
+    const tokens = Math.min(
+      this.#capacity,
+      bucket.tokens + (this.#nowMs() - bucket.atMs) * this.#refillPerMs,
+    );
+    if (tokens >= this.#capacity) this.#buckets.delete(client);
+    return tokens;
+  }
+}

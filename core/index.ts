@@ -1,7 +1,17 @@
 export { type AdminAction, createAdminHttpHandler } from './admin-http.js';
 export { type Clock, systemClock } from './clock.js';
-export { createHttpAuthenticator, type HttpAuth } from './http-auth.js';
-export { type HttpHandler, type RunningHttpServer, sendJson, startHttpServer } from './http-server.js';
+export { AuthFailureLimiter, createHttpAuthenticator, type HttpAuth } from './http-auth.js';
+export {
+  type HttpHandler,
+  type HttpListenerOptions,
+  loadTlsCredentials,
+  MAX_HEADER_BYTES,
+  MAX_URL_CHARS,
+  type RunningHttpServer,
+  sendJson,
+  startHttpServer,
+  type TlsCredentials,
+} from './http-server.js';
 export { renderMarkdownTable } from './markdown-table.js';
 export { type Random, randomInt, seededRandom, systemRandom } from './random.js';
 export {

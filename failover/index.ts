@@ -3,6 +3,21 @@
  */
 
 export {
+  checkGcPolicy,
+  formatDuration,
+  GC_POLICY_DEFAULT,
+  GC_SEGMENTS_PER_TABLE_MAX,
+  type GcDeletion,
+  type GcKept,
+  type GcObjectKind,
+  type GcPlan,
+  type GcPolicy,
+  type GcRegistration,
+  type GcResult,
+  planGc,
+  runGc,
+} from './gc.js';
+export {
   createMetricsHandler,
   FENCING_EVENT_KINDS,
   type FencingEventKind,

@@ -296,8 +296,8 @@ export class NodeMetrics {
 }
 
 /**
- * `GET /metrics`. Public like `/status`, unless HTTP credentials are configured (`http.user`,
- * `http.auth.token`): then the same ones as ILP and queries (401 otherwise).
+ * `GET /metrics`. Public like `/status`, unless query credentials are configured
+ * (`query.auth.token`, else `http.user` / `http.auth.token`): then those (401 otherwise).
  */
 export function createMetricsHandler(options: {
   metrics: NodeMetrics;

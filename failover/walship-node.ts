@@ -23,7 +23,7 @@ import {
   type PrimarySettings,
   writeDivergenceFiles,
 } from '../primary/index.js';
-import { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
+import { newestSnapshot, type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
 import { LeaseKeeper, LeaseWatcher } from './lease.js';
 import { type ActivityEventKind, NodeActivity, STATUS_EVENTS_MAX } from './node-activity.js';
@@ -61,6 +61,9 @@ export interface NodeSettings {
 
 /** The bootstrap's progress as a replica reports it while starting (replica/replica-node.ts). */
 type OperationProgress = Parameters<NonNullable<ReplicaDeps['onOperation']>>[0];
+
+/** A table whose next segments WAL retention deleted, as the replica reports it (RFC-0007). */
+type SegmentsCollected = Parameters<NonNullable<ReplicaDeps['onSegmentsCollected']>>[0];
 
 /** The status page's lag chart gets a point a second by default. */
 const STATUS_SAMPLE_MS_DEFAULT = 1_000;
@@ -121,6 +124,9 @@ export class WalshipNode {
    */
   #storeCheck: Promise<boolean> | undefined;
   #divergence: { epoch: string; files: DivergenceSummary[]; movedTo: string | null } | null = null;
+  /** The last re-bootstrap after WAL retention collected segments this replica needed (RFC-0007). */
+  #rebootstrap: Record<string, unknown> | null = null;
+  #rebootstrapping = false;
   /** The status page's history (lag samples, events): kept across role changes. */
   readonly #activity: NodeActivity;
   /** The status page and `/status/history`, served in every role and while switching. */
@@ -160,7 +166,8 @@ export class WalshipNode {
     const metrics = createMetricsHandler({
       metrics: this.#metrics,
       status: () => this.status(),
-      auth: settings.primary.httpAuth,
+      // `/metrics` is read-side: the query credentials (`query.auth.token`, else the HTTP ones).
+      auth: settings.primary.queryAuth ?? settings.primary.httpAuth,
     });
     this.#activityRoutes = [createStatusPageHandler(), history, metrics];
   }
@@ -371,6 +378,7 @@ export class WalshipNode {
           this.#operation = operation;
         },
         onApply: (event) => this.#metrics.onApply(event),
+        onSegmentsCollected: (event) => this.#onSegmentsCollected(event),
       },
     );
     this.#node = node;
@@ -474,6 +482,76 @@ export class WalshipNode {
       }
     }
     await this.#startReplica(nodeId);
+  }
+
+  /**
+   * WAL retention deleted segments this replica still needed (RFC-0007): when the newest snapshot of
+   * its cluster covers the gap, move the database aside (`tables.sqlite.gc-<ms>`) and start the
+   * replica role again, which restores that snapshot and replays. Otherwise the table stays suspended.
+   */
+  #onSegmentsCollected(event: SegmentsCollected): void {
+    if (this.#rebootstrapping || this.#closed) return;
+    this.#rebootstrapping = true;
+    void this.#serialised(async () => {
+      const replica = this.#node;
+      if (!(replica instanceof ReplicaNode) || this.#closed) return;
+      const store = this.#settings.replica.store;
+      const clusterId = (replica.status() as { clusterId?: string | null }).clusterId ?? null;
+      const snapshot = clusterId === null ? null : await newestSnapshot(store, clusterId);
+      const covers = snapshot?.tables.find((t) => t.key === event.key);
+      if (
+        !this.#settings.replica.bootstrapFromSnapshot ||
+        snapshot === null ||
+        covers === undefined ||
+        covers.lastTxn + 1n < event.chainStartTxn
+      ) {
+        const why = !this.#settings.replica.bootstrapFromSnapshot
+          ? 'replication.replica.bootstrap.snapshot is off'
+          : snapshot === null
+            ? 'the store holds no snapshot of this cluster'
+            : `the newest snapshot ${snapshot.id} does not reach txn ${event.chainStartTxn - 1n} of ${event.table}`;
+        this.#log().error(
+          { table: event.table, appliedTxn: event.appliedTxn.toString() },
+          `${event.message}; cannot re-bootstrap: ${why}`,
+        );
+        this.#record(
+          'suspended',
+          `segments after txn ${event.appliedTxn} of ${event.table} were garbage-collected; cannot re-bootstrap: ${why}`,
+        );
+        return;
+      }
+      const message = `segments after txn ${event.appliedTxn} of ${event.table} were garbage-collected (this replica's registration expired); re-bootstrapping from snapshot ${snapshot.id}`;
+      const nodeId = replica.nodeId;
+      this.#enterSwitching();
+      await replica.close();
+      const movedTo = `${this.#databaseFile()}.gc-${Math.floor(this.#deps.clock.wallMs())}`;
+      for (const suffix of ['', '-wal', '-shm']) {
+        const file = `${this.#databaseFile()}${suffix}`;
+        if (existsSync(file)) await rename(file, `${movedTo}${suffix}`);
+      }
+      this.#rebootstrap = {
+        message,
+        table: event.table,
+        appliedTxn: event.appliedTxn.toString(),
+        chainStartTxn: event.chainStartTxn.toString(),
+        snapshot: snapshot.id,
+        movedTo,
+        at: new Date(this.#deps.clock.wallMs()).toISOString(),
+      };
+      this.#log().warn({ table: event.table, snapshot: snapshot.id, movedTo }, message);
+      this.#record('role', `${message}; database moved to ${movedTo}`);
+      this.#rebootstrapping = false; // the new replica may report its own tables
+      await this.#startReplica(nodeId);
+    })
+      .catch((error: unknown) =>
+        this.#log().error(
+          { err: (error as Error).message },
+          're-bootstrapping after garbage collection failed',
+        ),
+      )
+      .finally(() => {
+        this.#rebootstrapping = false;
+      });
   }
 
   /** recordUploadsFound on this data dir's database; returns the txns still pending. */
@@ -595,9 +673,12 @@ export class WalshipNode {
   #statusExtra(): Record<string, unknown> {
     const events = this.#activity.events(STATUS_EVENTS_MAX);
     const operation = this.#operationStatus();
-    return this.#divergence === null
-      ? { events, operation }
-      : { divergence: this.#divergence, events, operation };
+    return {
+      ...(this.#divergence === null ? {} : { divergence: this.#divergence }),
+      ...(this.#rebootstrap === null ? {} : { rebootstrap: this.#rebootstrap }),
+      events,
+      operation,
+    };
   }
 
   #recordDivergence(epoch: bigint, files: DivergenceSummary[], movedTo: string | null): void {

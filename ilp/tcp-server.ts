@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
-import { createServer, type Socket } from 'node:net';
-import { InvalidArgumentError, isWalshipError } from '../core/index.js';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { InvalidArgumentError, isWalshipError, type TlsCredentials } from '../core/index.js';
 import type { IlpCommit } from './ilp-commit.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
 import { parseCompleteIlpLines } from './line-parser.js';
@@ -27,6 +28,8 @@ export interface IlpTcpServerOptions {
   commit: IlpCommit;
   /** Checked on every new connection and before every batch: false closes the connection. */
   acceptingWrites: () => boolean;
+  /** TLS with these credentials (QuestDB clients' `tcps::`); plain TCP without. */
+  tls?: TlsCredentials | undefined;
   /** When set, every connection must pass the ECDSA challenge with one of these keys. */
   auth?: { keys: IlpTcpAuthKey[] };
   /** Bytes of one line; overrides `limits.maxLineBytes`. Default 1 MiB. */
@@ -60,7 +63,7 @@ const DEFAULT_MAX_CONNECTIONS = 1024;
 export async function startIlpTcpServer(options: IlpTcpServerOptions): Promise<IlpTcpServer> {
   const config = resolveConfig(options);
   const connections = new Set<IlpTcpConnection>();
-  const server = createServer((socket) => {
+  const accept = (socket: Socket) => {
     if (!options.acceptingWrites()) {
       socket.destroy();
       return;
@@ -68,7 +71,15 @@ export async function startIlpTcpServer(options: IlpTcpServerOptions): Promise<I
     const connection = new IlpTcpConnection(socket, config);
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
-  });
+  };
+  // Over TLS the connection starts once the handshake is done; a failed handshake only closes it.
+  const server: Server =
+    options.tls === undefined
+      ? createServer(accept)
+      : createTlsServer(
+          { cert: options.tls.cert, key: options.tls.key, handshakeTimeout: config.authTimeoutMs },
+          accept,
+        );
   server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

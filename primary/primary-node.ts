@@ -7,11 +7,14 @@ import {
   type Clock,
   createAdminHttpHandler,
   createHttpAuthenticator,
+  type HttpAuth,
+  type HttpListenerOptions,
   type Random,
   type RunningHttpServer,
   StoreUnavailableError,
   sendJson,
   startHttpServer,
+  type TlsCredentials,
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler, type IlpTcpAuthKey, startIlpTcpServer } from '../ilp/index.js';
@@ -28,7 +31,7 @@ export interface PrimarySettings {
   dataDir: string;
   /** Fixed identity, or undefined to use (or generate and persist) the data dir's. */
   nodeId: string | undefined;
-  /** How others reach this node; recorded in epoch records. Default: http://<host>:<port>. */
+  /** How others reach this node; recorded in epoch records. Default: http(s)://<host>:<port>. */
   nodeUrl: string | undefined;
   store: ObjectStore;
   /** Extra notes for the conformance probe report (e.g. Ceph's If-Match quirk). */
@@ -46,9 +49,24 @@ export interface PrimarySettings {
   codec: Codec;
   compressionLevel: number;
   synchronous: 'FULL' | 'NORMAL';
-  http: { host: string; port: number };
-  tcp: { host: string; port: number; authKeys: IlpTcpAuthKey[] | undefined } | undefined;
-  httpAuth: { basic?: { username: string; password: string }[]; bearer?: string[] } | undefined;
+  /** The HTTP listener: address, TLS (`http.tls.*`) and its limits. */
+  http: HttpListenerOptions;
+  tcp:
+    | {
+        host: string;
+        port: number;
+        authKeys: IlpTcpAuthKey[] | undefined;
+        tls?: TlsCredentials | undefined;
+        /** Open connections at most (`line.tcp.net.connection.limit`; default 1024). */
+        maxConnections?: number | undefined;
+      }
+    | undefined;
+  /** `http.user`/`http.password`/`http.auth.token`: the credentials of ILP and queries unless a surface has its own. */
+  httpAuth: HttpAuth | undefined;
+  /** `ilp.auth.token` (with nothing else): what ILP over HTTP accepts instead of `httpAuth`. */
+  ilpAuth?: HttpAuth | undefined;
+  /** `query.auth.token`: what `/exec`, `/exp` and `/metrics` accept instead of `httpAuth`. */
+  queryAuth?: HttpAuth | undefined;
   maxRequestBytes: number;
   /** `admin.token`: `POST /admin/*` needs it; none = admin routes answer 403. */
   adminToken?: string | undefined;
@@ -137,7 +155,8 @@ export class PrimaryNode {
       // Every line carries nodeId, role and epoch (null until the epoch is claimed).
       const nodeLog = log.child({ nodeId, role: 'primary', epoch: null });
       await checkStore(settings, nodeLog);
-      const url = settings.nodeUrl ?? `http://${settings.http.host}:${settings.http.port}`;
+      const scheme = settings.http.tls === undefined ? 'http' : 'https';
+      const url = settings.nodeUrl ?? `${scheme}://${settings.http.host}:${settings.http.port}`;
       const claim = await claimPrimary({
         store: settings.store,
         meta: { get: (k) => tables.getMeta(k), set: (k, v) => tables.setMeta(k, v) },
@@ -192,6 +211,7 @@ export class PrimaryNode {
         const result = await committer.commit(lines);
         return { txnHeader: result.txnHeader };
       };
+      const ilpAuth = settings.ilpAuth ?? settings.httpAuth;
       const ilp = createIlpHttpHandler({
         commit,
         acceptingWrites: accepting,
@@ -203,11 +223,11 @@ export class PrimaryNode {
             { err: (error as Error).message, ...context },
             'ILP request answered with a server error',
           ),
-        ...(settings.httpAuth === undefined ? {} : { auth: settings.httpAuth }),
+        ...(ilpAuth === undefined ? {} : { auth: ilpAuth }),
       });
-      // Reads need the same credentials as writes (QuestDB protects /exec and /exp with http auth too).
-      const readAuth =
-        settings.httpAuth === undefined ? undefined : createHttpAuthenticator(settings.httpAuth);
+      // Reads need credentials whenever writes do (QuestDB protects /exec and /exp with http auth too).
+      const queryAuth = settings.queryAuth ?? settings.httpAuth;
+      const readAuth = queryAuth === undefined ? undefined : createHttpAuthenticator(queryAuth);
       const queryHandler = createQueryHttpHandler(
         queries,
         readAuth === undefined ? {} : { auth: (req) => readAuth(req.headers.authorization) },
@@ -233,6 +253,10 @@ export class PrimaryNode {
               acceptingWrites: accepting,
               log: (message) => epochLog.warn({ surface: 'ilp-tcp' }, message),
               ...(settings.tcp.authKeys === undefined ? {} : { auth: { keys: settings.tcp.authKeys } }),
+              ...(settings.tcp.tls === undefined ? {} : { tls: settings.tcp.tls }),
+              ...(settings.tcp.maxConnections === undefined
+                ? {}
+                : { maxConnections: settings.tcp.maxConnections }),
             });
       node = new PrimaryNode({
         settings,

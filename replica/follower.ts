@@ -2,7 +2,15 @@ import type { Logger } from 'pino';
 import { type Clock, isWalshipError, WalshipError } from '../core/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { decodeTableKey, type TableStore, tableKey } from '../table/index.js';
-import { CLUSTER_KEY, type DecodedSegment, HEAD_KEY, parseClusterRecord, segmentKey } from '../wal/index.js';
+import {
+  CLUSTER_KEY,
+  type DecodedSegment,
+  HEAD_KEY,
+  parseClusterRecord,
+  segmentKey,
+  segmentPrefix,
+  txnFirstOfSegmentKey,
+} from '../wal/index.js';
 import { checkEpochOrder, verifySegment } from './segment-verifier.js';
 import { discoverTableKeys, parseHeadHint, segmentsAfter } from './store-scan.js';
 
@@ -25,6 +33,12 @@ export const FOLLOWER_LIMITS = {
 
 /** The key/value prefix of the newest epoch applied per table: kept with the data, so snapshots carry it. */
 export const TABLE_EPOCH_META_PREFIX = 'table.epoch.';
+/**
+ * `table.partial.<key>` = the first txn of the segment a point-in-time restore (RFC-0006) applied
+ * only in part; the follower finishes that segment before it looks for the next one. An empty
+ * value means none.
+ */
+export const TABLE_PARTIAL_META_PREFIX = 'table.partial.';
 
 export interface FollowerOptions {
   store: ObjectStore;
@@ -51,6 +65,21 @@ export interface FollowerOptions {
   onCluster?: (clusterId: string) => void;
   /** Called after each applied segment, with its size and the apply's duration (for `/metrics`). */
   onApply?: (event: SegmentApplyEvent) => void;
+  /**
+   * Called when a table is suspended with SEGMENTS_COLLECTED: WAL retention deleted the segments after
+   * its watermark (RFC-0007). The process around the replica may re-bootstrap it from a snapshot.
+   */
+  onSegmentsCollected?: (event: SegmentsCollectedEvent) => void;
+}
+
+/** A table whose next segments were garbage-collected: the store's chain now starts after `appliedTxn + 1`. */
+export interface SegmentsCollectedEvent {
+  table: string;
+  key: string;
+  appliedTxn: bigint;
+  /** The first txn of the oldest segment left in the store. */
+  chainStartTxn: bigint;
+  message: string;
 }
 
 /** One segment applied, as `onApply` reports it. */
@@ -93,6 +122,8 @@ interface FollowedTable {
   wanted: boolean;
   /** Probed for a waiting read before the table was known: kept only once a segment was applied. */
   transient?: boolean;
+  /** The first txn of a segment applied only in part (a restore cut inside it): finish it first. */
+  partialFirst?: bigint;
 }
 
 /** Per-table view for /status. */
@@ -149,10 +180,12 @@ export class Follower {
     this.#clusterId = options.clusterId;
     for (const schema of options.tables.schemas()) {
       const epochText = options.tables.getMeta(`${TABLE_EPOCH_META_PREFIX}${schema.key}`);
+      const partialText = options.tables.getMeta(`${TABLE_PARTIAL_META_PREFIX}${schema.key}`);
       this.#tables.set(schema.key, {
         ...freshTable(schema.key, schema.name),
         appliedTxn: options.tables.lastTxn(schema.name),
         epoch: epochText === undefined ? 0n : BigInt(epochText),
+        ...(partialText === undefined || partialText === '' ? {} : { partialFirst: BigInt(partialText) }),
       });
     }
   }
@@ -505,6 +538,7 @@ export class Follower {
    */
   async #follow(t: FollowedTable, sweep: boolean): Promise<void> {
     try {
+      if (t.partialFirst !== undefined) await this.#finishPartial(t, t.partialFirst);
       if (sweep || t.headTxn > t.appliedTxn + 1n) {
         await this.#followListed(t);
         return;
@@ -553,13 +587,57 @@ export class Follower {
       };
       for (const [index, { key, txnFirst }] of listed.entries()) {
         if (this.#stopped) return;
-        if (txnFirst !== t.appliedTxn + 1n) throw missingSegment(t, txnFirst);
+        if (txnFirst !== t.appliedTxn + 1n) {
+          if (index === 0 && txnFirst > t.appliedTxn + 1n && (await this.#chainStartsAt(t, txnFirst)))
+            throw segmentsCollected(t, txnFirst);
+          throw missingSegment(t, txnFirst);
+        }
         startUpTo(index);
         const decoded = await downloads[index]!;
         if (decoded === null) throw missingSegment(t, txnFirst);
         this.#apply(t, key, decoded);
       }
     }
+  }
+
+  /**
+   * True when `txnFirst` is the oldest segment of `t` in the store: nothing at or before the
+   * watermark is left, so the gap is WAL retention's (the chain lost its oldest segments), not a
+   * hole in the middle of it (RFC-0007). One LIST of one key.
+   */
+  async #chainStartsAt(t: FollowedTable, txnFirst: bigint): Promise<boolean> {
+    const page = await this.#options.store.list(segmentPrefix(t.key), { limit: 1 });
+    const first = page.objects[0];
+    return first !== undefined && txnFirstOfSegmentKey(first.key) === txnFirst;
+  }
+
+  /**
+   * The rest of the segment a restore applied only up to its point: fetched and verified whole,
+   * its txns after the watermark applied in one transaction that also clears the marker.
+   */
+  async #finishPartial(t: FollowedTable, txnFirst: bigint): Promise<void> {
+    const key = segmentKey(t.key, txnFirst);
+    const segment = await this.#fetch(t, key, txnFirst);
+    if (segment === null)
+      throw new WalshipError(
+        'SEGMENT_MISSING',
+        'data',
+        `${key}, restored in part up to txn ${t.appliedTxn}, is gone from the store: the rest of it cannot be applied`,
+        { details: { key, table: t.key } },
+      );
+    const rest = segment.txns.filter((txn) => txn.txn > t.appliedTxn);
+    const clear = () => this.#options.tables.setMeta(`${TABLE_PARTIAL_META_PREFIX}${t.key}`, '');
+    if (rest.length === 0) {
+      clear();
+    } else {
+      const header = {
+        ...segment.header,
+        txnFirst: t.appliedTxn + 1n,
+        rowCount: rest.reduce((rows, txn) => rows + txn.rowCount, 0),
+      };
+      this.#apply(t, key, { ...segment, header, txns: rest }, clear);
+    }
+    delete t.partialFirst;
   }
 
   /** GET and verify `key`; a verification failure is fetched once more before it counts. null = absent. */
@@ -607,7 +685,7 @@ export class Follower {
   }
 
   /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */
-  #apply(t: FollowedTable, key: string, segment: FetchedSegment): void {
+  #apply(t: FollowedTable, key: string, segment: FetchedSegment, alsoInTransaction?: () => void): void {
     const { header, txns } = segment;
     if (header.txnFirst !== t.appliedTxn + 1n) throw missingSegment(t, header.txnFirst);
     checkEpochOrder(key, header.epoch, t.epoch);
@@ -619,6 +697,7 @@ export class Follower {
       tables.setUploadedTxn(header.tableName, header.txnLast);
       if (header.epoch !== t.epoch)
         tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${t.key}`, header.epoch.toString());
+      alsoInTransaction?.();
     });
     if (t.transient === true) {
       t.transient = false;
@@ -641,6 +720,19 @@ export class Follower {
 
   #suspend(t: FollowedTable, error: WalshipError): void {
     const objectKey = typeof error.details.key === 'string' ? error.details.key : null;
+    if (error.code === 'SEGMENTS_COLLECTED') {
+      const message = `table ${JSON.stringify(t.name)} is suspended at txn ${t.appliedTxn}: ${error.message}`;
+      t.suspended = { code: error.code, message, objectKey, atMs: this.#options.clock.monotonicMs() };
+      this.#options.log.error({ table: t.name, code: error.code, key: objectKey }, message);
+      this.#options.onSegmentsCollected?.({
+        table: t.name,
+        key: t.key,
+        appliedTxn: t.appliedTxn,
+        chainStartTxn: BigInt(error.details.chainStartTxn as string),
+        message,
+      });
+      return;
+    }
     const message =
       `table ${JSON.stringify(t.name)} is suspended at txn ${t.appliedTxn}: ${error.message}. ` +
       `Other tables go on. Repair or restore the object, then resume with ` +
@@ -664,6 +756,19 @@ function freshTable(key: string, name: string): FollowedTable {
     rowsApplied: 0,
     wanted: false,
   };
+}
+
+/** The segments after the watermark of `t` were garbage-collected: the chain now starts at `chainStartTxn`. */
+function segmentsCollected(t: FollowedTable, chainStartTxn: bigint): WalshipError {
+  const key = segmentKey(t.key, t.appliedTxn + 1n);
+  return new WalshipError(
+    'SEGMENTS_COLLECTED',
+    'data',
+    `segments after txn ${t.appliedTxn} of ${t.name} were garbage-collected: the store's chain now starts at txn ${chainStartTxn} ` +
+      `(WAL retention; this replica's registration expired, or it does not register). ` +
+      'It must bootstrap again from a snapshot: a walship node does so by itself; otherwise stop it, move its data dir aside and start it again',
+    { details: { key, table: t.key, chainStartTxn: chainStartTxn.toString() } },
+  );
 }
 
 function missingSegment(t: FollowedTable, foundTxn: bigint): WalshipError {

@@ -9,6 +9,7 @@ import {
   createAdminHttpHandler,
   createHttpAuthenticator,
   type HttpAuth,
+  type HttpListenerOptions,
   type RunningHttpServer,
   sendJson,
   startHttpServer,
@@ -37,8 +38,14 @@ export interface ReplicaSettings {
   /** The bound of a read's wait for a commit token or for freshness (`replication.replica.read.wait.max`). */
   readWaitMaxMs: number;
   synchronous: 'FULL' | 'NORMAL';
-  http: { host: string; port: number };
+  /** The HTTP listener: address, TLS (`http.tls.*`) and its limits. */
+  http: HttpListenerOptions;
+  /** `http.user`/`http.password`/`http.auth.token`: the credentials of queries unless `queryAuth` is set. */
   httpAuth: HttpAuth | undefined;
+  /** `query.auth.token`: what `/exec`, `/exp` and `/metrics` accept instead of `httpAuth`. */
+  queryAuth?: HttpAuth | undefined;
+  /** `ilp.auth.token`: a write with other credentials gets 401 rather than 421 (as on the primary). */
+  ilpAuth?: HttpAuth | undefined;
   adminToken: string | undefined;
   maxRequestBytes: number;
   queryTimeoutMs: number;
@@ -62,6 +69,8 @@ export interface ReplicaDeps {
   onOperation?: (operation: OperationProgress | null) => void;
   /** Each applied segment (`/metrics`). */
   onApply?: FollowerOptions['onApply'];
+  /** A table whose next segments WAL retention deleted (RFC-0007): the process may re-bootstrap this replica. */
+  onSegmentsCollected?: FollowerOptions['onSegmentsCollected'];
 }
 
 /** A long operation of a node, as `/status` shows it in `operation` (null when there is none). */
@@ -155,6 +164,7 @@ export class ReplicaNode {
         awaitedTables: () => waiters.tables(),
         onCluster: (id) => tables.setMeta('cluster.id', id),
         ...(deps.onApply === undefined ? {} : { onApply: deps.onApply }),
+        ...(deps.onSegmentsCollected === undefined ? {} : { onSegmentsCollected: deps.onSegmentsCollected }),
       });
       cleanup.push(() => follower.stop());
       const queries = await QueryPool.start({
@@ -336,6 +346,7 @@ function handlers(
   deps: ReplicaDeps,
   node: () => ReplicaNode | undefined,
 ) {
+  const ilpAuth = settings.ilpAuth ?? settings.httpAuth;
   const ilp = createIlpHttpHandler({
     commit: () =>
       Promise.reject(new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'a replica takes no writes')),
@@ -343,8 +354,10 @@ function handlers(
     maxRequestBytes: settings.maxRequestBytes,
     releaseVersion: settings.version,
     tcpEnabled: false,
+    ...(ilpAuth === undefined ? {} : { auth: ilpAuth }),
   });
-  const readAuth = settings.httpAuth === undefined ? undefined : createHttpAuthenticator(settings.httpAuth);
+  const queryAuth = settings.queryAuth ?? settings.httpAuth;
+  const readAuth = queryAuth === undefined ? undefined : createHttpAuthenticator(queryAuth);
   const consistency = createReadConsistency({
     waiters,
     applied: (key) => follower.appliedTxn(key),

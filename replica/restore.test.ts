@@ -226,6 +226,21 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
         const sums = await checksumsOfDir(dataDir);
         expect(sums.get('trades')).toEqual(steps[stepIndex]!.checksums.get('trades'));
         expect(sums.get('quotes')).toBeNull(); // only the named table is restored
+
+        // Started as a replica, it finishes that segment, then follows on to the end of the store.
+        const node: WalshipNode = await startTestNode('replica', store, dataDir);
+        try {
+          await waitApplied(node.httpPort, new Map([['trades', tokenAt(steps, STEPS - 1).get('trades')!]]));
+          expect(await tableChecksum(node.httpPort, 'trades')).toEqual(
+            steps[STEPS - 1]!.checksums.get('trades'),
+          );
+          const status = (await getJson(node.httpPort, '/status')).body as {
+            tables: { suspended: unknown }[];
+          };
+          expect(status.tables.every((t) => t.suspended === null)).toBe(true);
+        } finally {
+          await node.close();
+        }
       },
     );
 

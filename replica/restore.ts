@@ -18,7 +18,7 @@ import {
   segmentKey,
   type TxnRecord,
 } from '../wal/index.js';
-import { TABLE_EPOCH_META_PREFIX } from './follower.js';
+import { TABLE_EPOCH_META_PREFIX, TABLE_PARTIAL_META_PREFIX } from './follower.js';
 import { checkEpochOrder, verifySegment } from './segment-verifier.js';
 import { listSnapshots, restoreSnapshot, type SnapshotManifest } from './snapshots.js';
 import { discoverTableKeys, segmentsAfter } from './store-scan.js';
@@ -425,6 +425,9 @@ function applySegment(
     tables.setUploadedTxn(header.tableName, lastTxn);
     if (header.epoch !== r.epoch)
       tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${r.key}`, header.epoch.toString());
+    // A follower finishes this segment first (RFC-0006 "Starting on it").
+    if (records.length < txns.length)
+      tables.setMeta(`${TABLE_PARTIAL_META_PREFIX}${r.key}`, header.txnFirst.toString());
   });
   r.appliedTxn = lastTxn;
   r.epoch = header.epoch;
@@ -459,10 +462,9 @@ function clearClusterIdentity(file: string): void {
     const del = db.prepare('DELETE FROM _walship_kv WHERE key = ?');
     db.transaction(() => {
       for (const key of NODE_META_KEYS) del.run(key);
-      db.prepare('DELETE FROM _walship_kv WHERE substr(key, 1, ?) = ?').run(
-        TABLE_EPOCH_META_PREFIX.length,
-        TABLE_EPOCH_META_PREFIX,
-      );
+      // A new cluster's store holds none of the old segments: nothing to finish either.
+      for (const prefix of [TABLE_EPOCH_META_PREFIX, TABLE_PARTIAL_META_PREFIX])
+        db.prepare('DELETE FROM _walship_kv WHERE substr(key, 1, ?) = ?').run(prefix.length, prefix);
     })();
   } finally {
     db.close();

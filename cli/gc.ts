@@ -1,0 +1,233 @@
+import { parseArgs } from 'node:util';
+import { isWalshipError, systemClock } from '../core/index.js';
+import { formatDuration, type GcPolicy, type GcResult, runGc } from '../failover/index.js';
+import { type OpenedStore, openStore } from '../objectstore/index.js';
+import { loadConfig, type NodeConfig, parseDurationMs } from './config.js';
+import { type CommandIo, EXIT, strayArgument } from './io.js';
+
+export const GC_USAGE = `walship gc --store CONNSTRING [options]
+
+WAL retention and garbage collection (RFC-0007). Deletes, per table, the oldest segments that
+are (a) older than the retention window, (b) within the oldest kept snapshot's watermark and
+(c) applied by every live registered node — never the newest segment of a table, never a hole
+in the middle of a chain — and the snapshots older than the newest N (manifest before image).
+Prints what goes, what stays and why, and which registrations expired. Safe to run from two
+hosts at once.
+
+Options:
+  --store CONNSTRING          'fs::root=…;' or 's3::bucket=…;…'
+                              (default: replication.object.store from --config, WALSHIP_REPLICATION_OBJECT_STORE)
+  --dry-run                   list what would be deleted; delete nothing
+  --retention 7d              replication.retention.duration (default 168h); units ms s m h d
+  --keep-snapshots 2          replication.retention.snapshots (default 2, at least 1)
+  --registration-expiry 1h    replication.gc.registration.expiry (default 1h)
+  --json                      print the plan and result as JSON
+  --config FILE               server.conf to read the keys above from
+
+Exit codes: 0 done (or planned, with --dry-run); 2 bad arguments; 3 the store could not be reached.`;
+
+/** Deletions printed per table (and snapshots) in the text report; --json lists every one. */
+const DELETIONS_PRINTED_PER_GROUP_MAX = 20;
+
+export interface GcCommandDeps {
+  storeOpen?: (connection: string) => Promise<Pick<OpenedStore, 'store'>>;
+  /** The GC's clock (wall ms), compared with the store objects' times; default the system clock. */
+  clock?: { wallMs(): number };
+}
+
+const KNOWN_OPTIONS = new Set([
+  'store',
+  'dry-run',
+  'retention',
+  'keep-snapshots',
+  'registration-expiry',
+  'json',
+  'config',
+  'help',
+  'h',
+]);
+
+/** `walship gc`: see GC_USAGE. */
+export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDeps = {}): Promise<number> {
+  const { values, tokens } = parseArgs({
+    args: argv,
+    options: {
+      store: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      retention: { type: 'string' },
+      'keep-snapshots': { type: 'string' },
+      'registration-expiry': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      config: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: false,
+    tokens: true,
+  });
+  if (values.help === true) {
+    io.stdout(GC_USAGE);
+    return EXIT.ok;
+  }
+  const stray = strayArgument(tokens, KNOWN_OPTIONS);
+  if (stray !== undefined) return usage(io, stray);
+  for (const name of ['store', 'retention', 'keep-snapshots', 'registration-expiry', 'config'] as const) {
+    if (values[name] !== undefined && typeof values[name] !== 'string')
+      return usage(io, `--${name} needs a value`);
+  }
+
+  let config: NodeConfig;
+  try {
+    const configArgv = typeof values.config === 'string' ? [`--config=${values.config}`] : [];
+    config = await loadConfig({ argv: configArgv, env: io.env });
+  } catch (error) {
+    return usage(io, (error as Error).message);
+  }
+  const policy: GcPolicy = {
+    retentionMs: config.number('replication.retention.duration'),
+    keepSnapshots: config.number('replication.retention.snapshots'),
+    registrationExpiryMs: config.number('replication.gc.registration.expiry'),
+  };
+  if (typeof values.retention === 'string') {
+    const ms = parseDays(values.retention);
+    if (ms === undefined)
+      return usage(io, `--retention: ${JSON.stringify(values.retention)} is not a duration (7d, 36h)`);
+    policy.retentionMs = ms;
+  }
+  if (typeof values['registration-expiry'] === 'string') {
+    const ms = parseDays(values['registration-expiry']);
+    if (ms === undefined || ms < 1)
+      return usage(
+        io,
+        `--registration-expiry: ${JSON.stringify(values['registration-expiry'])} is not a duration > 0 (1h, 30m)`,
+      );
+    policy.registrationExpiryMs = ms;
+  }
+  if (typeof values['keep-snapshots'] === 'string') {
+    const text = values['keep-snapshots'];
+    if (!/^\d{1,6}$/.test(text) || Number(text) < 1)
+      return usage(io, `--keep-snapshots: ${JSON.stringify(text)} is not a whole number ≥ 1`);
+    policy.keepSnapshots = Number(text);
+  }
+  if (policy.keepSnapshots < 1) return usage(io, 'replication.retention.snapshots must be at least 1');
+  if (policy.registrationExpiryMs < 1)
+    return usage(io, 'replication.gc.registration.expiry must be more than 0');
+
+  const connection =
+    typeof values.store === 'string' ? values.store : config.string('replication.object.store');
+  if (connection === undefined) return usage(io, 'give --store CONNSTRING (or replication.object.store)');
+  let store: Pick<OpenedStore, 'store'>['store'];
+  try {
+    store = (await (deps.storeOpen ?? openStore)(connection)).store;
+  } catch (error) {
+    io.stderr(`walship gc: ${(error as Error).message}`);
+    return isWalshipError(error) && error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
+  }
+  try {
+    const result = await runGc(store, policy, {
+      clock: deps.clock ?? systemClock,
+      dryRun: values['dry-run'] === true,
+    });
+    io.stdout(
+      values.json === true ? JSON.stringify(result, jsonValue, 2) : renderGc(result, store.description),
+    );
+    return EXIT.ok;
+  } catch (error) {
+    if (
+      !isWalshipError(error) ||
+      (error.kind !== 'unavailable' && error.kind !== 'invalid' && error.kind !== 'data')
+    )
+      throw error;
+    io.stderr(`walship gc: ${error.message}`);
+    return error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
+  } finally {
+    await store.close();
+  }
+}
+
+function usage(io: CommandIo, problem: string): number {
+  io.stderr(`walship gc: ${problem}\n\n${GC_USAGE}`);
+  return EXIT.usage;
+}
+
+/** parseDurationMs plus days (`7d`). */
+function parseDays(text: string): number | undefined {
+  const days = /^(\d{1,6})d$/.exec(text.trim());
+  if (days !== null) return Number(days[1]) * 86_400_000;
+  return parseDurationMs(text);
+}
+
+function jsonValue(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}
+
+/** The text report: policy, registrations, per table what goes and what stays, snapshots, totals. */
+export function renderGc(result: GcResult, description: string): string {
+  const { plan } = result;
+  const verb = result.dryRun ? 'would delete' : 'delete';
+  const lines: string[] = [];
+  lines.push(
+    `store ${description}: cluster ${plan.clusterId ?? '(none)'}${result.dryRun ? ' — DRY RUN, nothing is deleted' : ''}`,
+    `policy: retention ${formatDuration(plan.policy.retentionMs)}, keep the ${plan.policy.keepSnapshots} newest snapshots, ` +
+      `registrations expire after ${formatDuration(plan.policy.registrationExpiryMs)}`,
+  );
+  lines.push('', 'registrations:');
+  if (plan.registrations.length === 0) lines.push('  (none: no node blocks anything)');
+  for (const r of plan.registrations) {
+    lines.push(
+      `  ${r.nodeId} (${r.role}) written ${formatDuration(r.ageMs)} ago: ` +
+        (r.live
+          ? 'live, blocks what it has not applied'
+          : 'EXPIRED, blocks nothing (it re-bootstraps from a snapshot if it needs collected segments)'),
+    );
+  }
+  const tables = new Set<string>();
+  for (const d of plan.delete) if (d.table !== null) tables.add(d.table);
+  for (const k of plan.keep) if (k.table !== null) tables.add(k.table);
+  for (const table of [...tables].sort()) {
+    const gone = plan.delete.filter((d) => d.table === table);
+    const kept = plan.keep.find((k) => k.table === table);
+    lines.push(
+      '',
+      `table ${table}: ${verb} ${gone.length} segment${gone.length === 1 ? '' : 's'} (${formatBytes(sum(gone))}), keep ${kept?.objects ?? 0}`,
+    );
+    for (const d of gone.slice(0, DELETIONS_PRINTED_PER_GROUP_MAX))
+      lines.push(`  ${verb} ${d.key}: ${d.reason}`);
+    if (gone.length > DELETIONS_PRINTED_PER_GROUP_MAX)
+      lines.push(`  … and ${gone.length - DELETIONS_PRINTED_PER_GROUP_MAX} more (--json lists every one)`);
+    if (kept !== undefined && kept.key !== null)
+      lines.push(
+        `  keep ${kept.key}${kept.objects > 1 ? ` and the ${kept.objects - 1} after it` : ''}: ${kept.reason}`,
+      );
+  }
+  lines.push('', 'snapshots:');
+  const snapshotKeeps = plan.keep.filter((k) => k.table === null && k.key !== null);
+  const snapshotGone = plan.delete.filter((d) => d.kind !== 'segment');
+  if (snapshotKeeps.length === 0 && snapshotGone.length === 0) lines.push('  (none)');
+  for (const k of snapshotKeeps) lines.push(`  keep ${k.key}: ${k.reason}`);
+  for (const d of snapshotGone.slice(0, DELETIONS_PRINTED_PER_GROUP_MAX))
+    lines.push(`  ${verb} ${d.key}: ${d.reason}`);
+  if (snapshotGone.length > DELETIONS_PRINTED_PER_GROUP_MAX)
+    lines.push(
+      `  … and ${snapshotGone.length - DELETIONS_PRINTED_PER_GROUP_MAX} more (--json lists every one)`,
+    );
+  for (const k of plan.keep.filter((k) => k.key === null)) lines.push('', `note: ${k.reason}`);
+  const segments = plan.delete.filter((d) => d.kind === 'segment').length;
+  lines.push(
+    '',
+    `${result.dryRun ? 'would delete' : 'deleted'} ${plan.delete.length} objects (${segments} segments, ` +
+      `${plan.delete.length - segments} snapshot objects), ${formatBytes(result.dryRun ? sum(plan.delete) : result.deletedBytes)}; ` +
+      `${plan.expiredRegistrations.length} expired registration${plan.expiredRegistrations.length === 1 ? '' : 's'}`,
+  );
+  return lines.join('\n');
+}
+
+function sum(deletions: readonly { sizeBytes: number }[]): number {
+  return deletions.reduce((total, d) => total + d.sizeBytes, 0);
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+}

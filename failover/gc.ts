@@ -1,0 +1,423 @@
+import { type Clock, InvalidArgumentError } from '../core/index.js';
+import { DELETE_MANY_KEYS_MAX, listAll, type ObjectStore } from '../objectstore/index.js';
+import { listSnapshots, type SnapshotManifest } from '../replica/index.js';
+import { discoverTableKeys } from '../replica/store-scan.js';
+import { decodeTableKey, tableKey as tableKeyOf } from '../table/index.js';
+import {
+  CLUSTER_KEY,
+  parseClusterRecord,
+  SNAPSHOTS_PREFIX,
+  segmentKey,
+  segmentPrefix,
+  snapshotIdOfManifestKey,
+  txnFirstOfSegmentKey,
+} from '../wal/index.js';
+import { listNodeRegistrations } from './node-registry.js';
+
+/**
+ * WAL retention and garbage collection (RFC-0007): which segments and snapshots no reader can need
+ * any more, and deleting them. Stateless: every run lists the store and plans afresh; deletes are
+ * idempotent, so two GCs at once end in the same state.
+ */
+
+// --- Bounds (TIGER_STYLE: a limit on everything, with its reason) ---
+
+/** Segments GC lists per table at most: a table past it is handled in later runs (one LIST page a 1000). */
+export const GC_SEGMENTS_PER_TABLE_MAX = 1_000_000;
+/** Snapshot objects GC lists at most (two objects a snapshot; SNAPSHOT_LIST_MAX manifests are read). */
+const SNAPSHOT_OBJECTS_MAX = 10_000;
+
+export interface GcPolicy {
+  /** A segment is a candidate once its store object is older than this (`replication.retention.duration`). */
+  retentionMs: number;
+  /** Keep the newest N snapshots of the cluster (`replication.retention.snapshots`), ≥ 1. */
+  keepSnapshots: number;
+  /** A registration not rewritten for this long blocks nothing (`replication.gc.registration.expiry`). */
+  registrationExpiryMs: number;
+}
+
+export const GC_POLICY_DEFAULT: GcPolicy = {
+  retentionMs: 7 * 24 * 3_600_000,
+  keepSnapshots: 2,
+  registrationExpiryMs: 3_600_000,
+};
+
+export type GcObjectKind = 'segment' | 'snapshot-manifest' | 'snapshot-image' | 'snapshot-orphan';
+
+/** One object the plan deletes. */
+export interface GcDeletion {
+  key: string;
+  kind: GcObjectKind;
+  /** The table's name for a segment; null otherwise. */
+  table: string | null;
+  sizeBytes: number;
+  reason: string;
+}
+
+/** What stays, and why: per table (from its first kept segment on), per snapshot, and store-wide blockers. */
+export interface GcKept {
+  /** The first kept segment of a table, a snapshot's manifest key, or null for a store-wide reason. */
+  key: string | null;
+  table: string | null;
+  /** Objects this entry keeps (a table: its kept segments; a snapshot: manifest and image). */
+  objects: number;
+  reason: string;
+}
+
+export interface GcRegistration {
+  nodeId: string;
+  role: string;
+  /** ms since the store last saw it written, by the GC's clock. */
+  ageMs: number;
+  live: boolean;
+}
+
+export interface GcPlan {
+  /** The GC clock's wall ms the plan was made at. */
+  atMs: number;
+  policy: GcPolicy;
+  clusterId: string | null;
+  /** In deletion order: segments per table oldest first, then snapshot manifests, then their images. */
+  delete: GcDeletion[];
+  keep: GcKept[];
+  registrations: GcRegistration[];
+  expiredRegistrations: GcRegistration[];
+  /** The snapshots kept, newest first (ids). */
+  snapshotsKept: string[];
+}
+
+export interface GcResult {
+  plan: GcPlan;
+  dryRun: boolean;
+  /** Keys deleted (asked to delete: a key already gone counts), in order. */
+  deleted: string[];
+  deletedBytes: number;
+}
+
+export function checkGcPolicy(policy: GcPolicy): void {
+  const bad = (what: string) => new InvalidArgumentError(`GC policy: ${what}`);
+  if (!Number.isSafeInteger(policy.retentionMs) || policy.retentionMs < 0)
+    throw bad(`retention ${policy.retentionMs} ms is not a whole number ≥ 0`);
+  if (!Number.isSafeInteger(policy.keepSnapshots) || policy.keepSnapshots < 1)
+    throw bad(
+      `keep-snapshots ${policy.keepSnapshots} is not a whole number ≥ 1 (the newest snapshot always stays)`,
+    );
+  if (!Number.isSafeInteger(policy.registrationExpiryMs) || policy.registrationExpiryMs < 1)
+    throw bad(`registration expiry ${policy.registrationExpiryMs} ms is not a whole number ≥ 1`);
+}
+
+interface ListedSegment {
+  key: string;
+  txnFirst: bigint;
+  sizeBytes: number;
+  modifiedAtMs: number;
+}
+
+/** A live registration: the txn it holds per table store key (a table it does not list: 0). */
+interface LiveNode {
+  nodeId: string;
+  ageMs: number;
+  /** By table store key: the name as the node spells it and its txn. */
+  tables: Map<string, { name: string; txn: bigint }>;
+  cut: boolean;
+}
+
+/**
+ * What a GC run would delete now, and why it keeps the rest (RFC-0007). Reads cluster.json, the
+ * registrations, the snapshot manifests and one LIST per table; writes nothing. `clock.wallMs()` is
+ * compared with the store objects' lastModified.
+ */
+export async function planGc(
+  store: ObjectStore,
+  policy: GcPolicy,
+  clock: Pick<Clock, 'wallMs'>,
+  options: { signal?: AbortSignal } = {},
+): Promise<GcPlan> {
+  checkGcPolicy(policy);
+  const signal = options.signal;
+  const nowMs = clock.wallMs();
+  const plan: GcPlan = {
+    atMs: nowMs,
+    policy,
+    clusterId: null,
+    delete: [],
+    keep: [],
+    registrations: [],
+    expiredRegistrations: [],
+    snapshotsKept: [],
+  };
+  const cluster = await store.get(CLUSTER_KEY, signal === undefined ? {} : { signal });
+  if (cluster === null || cluster.status !== 'ok') {
+    plan.keep.push({ key: null, table: null, objects: 0, reason: 'no cluster.json: nothing is collected' });
+    return plan;
+  }
+  const clusterId = parseClusterRecord(cluster.body).clusterId;
+  plan.clusterId = clusterId;
+
+  // Registrations: live ones block what they have not applied; unreadable ones block everything.
+  const listing = await listNodeRegistrations(store, signal === undefined ? {} : { signal });
+  const live: LiveNode[] = [];
+  for (const { record, modifiedAtMs } of listing.nodes) {
+    const ageMs = Math.max(0, nowMs - modifiedAtMs);
+    const entry = {
+      nodeId: record.nodeId,
+      role: record.role,
+      ageMs,
+      live: ageMs <= policy.registrationExpiryMs,
+    };
+    plan.registrations.push(entry);
+    if (entry.live) {
+      const tables = new Map<string, { name: string; txn: bigint }>();
+      for (const [name, txn] of Object.entries(record.tables)) {
+        try {
+          tables.set(tableKeyOf(name), { name, txn: BigInt(txn) });
+        } catch {
+          // A name no table can have: it claims nothing.
+        }
+      }
+      live.push({ nodeId: record.nodeId, ageMs, tables, cut: record.tableCount > tables.size });
+    } else plan.expiredRegistrations.push(entry);
+  }
+  let segmentBlocker: string | null = null;
+  if (listing.unreadable.length > 0) {
+    segmentBlocker = `registration ${listing.unreadable[0]!.key} is unreadable (${listing.unreadable[0]!.problem}): GC cannot know what that node needs`;
+  } else if (listing.truncated) {
+    segmentBlocker = 'more registrations than GC reads: GC cannot know what every node needs';
+  }
+
+  // Snapshots: the newest N of this cluster stay; the oldest kept one bounds every chain.
+  const snapshots = await listSnapshots(store, signal === undefined ? {} : { signal });
+  const ours = snapshots.manifests.filter((m) => m.clusterId === clusterId);
+  const kept = ours.slice(0, policy.keepSnapshots);
+  const dropped = ours.slice(policy.keepSnapshots);
+  plan.snapshotsKept = kept.map((m) => m.id);
+  const oldestKept: SnapshotManifest | undefined = kept.at(-1);
+  for (const [index, manifest] of kept.entries()) {
+    plan.keep.push({
+      key: `${SNAPSHOTS_PREFIX}${manifest.id}/manifest.json`,
+      table: null,
+      objects: 2,
+      reason: `snapshot ${manifest.id} is among the ${policy.keepSnapshots} newest (number ${index + 1})`,
+    });
+  }
+  for (const m of snapshots.manifests.filter((m) => m.clusterId !== clusterId)) {
+    plan.keep.push({
+      key: `${SNAPSHOTS_PREFIX}${m.id}/manifest.json`,
+      table: null,
+      objects: 2,
+      reason: `snapshot ${m.id} belongs to another cluster (${m.clusterId}): not touched`,
+    });
+  }
+  for (const u of snapshots.unreadable) {
+    plan.keep.push({
+      key: u.key,
+      table: null,
+      objects: 1,
+      reason: `unreadable manifest, left alone: ${u.error.message}`,
+    });
+  }
+  if (segmentBlocker !== null) plan.keep.push({ key: null, table: null, objects: 0, reason: segmentBlocker });
+
+  // Segments, table by table: the longest prefix every rule allows.
+  const { keys: tableKeys } = await discoverTableKeys(store, signal);
+  for (const tableKey of tableKeys) {
+    const name =
+      live.map((node) => node.tables.get(tableKey)?.name).find((n) => n !== undefined) ??
+      decodeTableKey(tableKey);
+    const segments = await listSegments(store, tableKey, signal);
+    if (segments.length === 0) continue;
+    const decide = (index: number): string | { reason: string } => {
+      if (segmentBlocker !== null) return segmentBlocker;
+      if (index === segments.length - 1) return 'the newest segment of the table always stays';
+      const segment = segments[index]!;
+      const txnLast = segments[index + 1]!.txnFirst - 1n;
+      const ageMs = nowMs - segment.modifiedAtMs;
+      if (ageMs <= policy.retentionMs)
+        return `newer than the retention window (${formatDuration(ageMs)} old, window ${formatDuration(policy.retentionMs)})`;
+      if (oldestKept === undefined) return 'no snapshot of this cluster: the segments are the only copy';
+      const inSnapshot = oldestKept.tables.find((t) => t.key === tableKey);
+      if (inSnapshot === undefined)
+        return `the oldest kept snapshot ${oldestKept.id} does not hold the table: a new replica replays it from txn 1`;
+      if (txnLast > inSnapshot.lastTxn)
+        return `holds txns up to ${txnLast}, past the oldest kept snapshot ${oldestKept.id} (watermark ${inSnapshot.lastTxn})`;
+      let lowest: { node: LiveNode; txn: bigint } | undefined;
+      for (const node of live) {
+        const listed = node.tables.get(tableKey);
+        const txn = listed === undefined ? 0n : listed.txn;
+        if (lowest === undefined || txn < lowest.txn) lowest = { node, txn };
+        if (txn < txnLast) {
+          const held =
+            listed === undefined
+              ? `does not list the table${node.cut ? ' (its registration lists only part of its tables)' : ' (it would follow it from txn 1)'}`
+              : `has applied only txn ${txn}`;
+          return `node ${node.nodeId} (registered ${formatDuration(node.ageMs)} ago) ${held}; the segment holds txns up to ${txnLast}`;
+        }
+      }
+      return {
+        reason:
+          `older than ${formatDuration(policy.retentionMs)} (${formatDuration(ageMs)}), txns ≤ ${txnLast} ≤ snapshot ${oldestKept.id} watermark ${inSnapshot.lastTxn}` +
+          (lowest === undefined
+            ? ', and no live registered node'
+            : `, and applied by every live node (lowest: ${lowest.node.nodeId} at ${lowest.txn})`),
+      };
+    };
+    let index = 0;
+    for (; index < segments.length; index++) {
+      const verdict = decide(index);
+      if (typeof verdict === 'string') {
+        plan.keep.push({
+          key: segments[index]!.key,
+          table: name,
+          objects: segments.length - index,
+          reason: verdict,
+        });
+        break;
+      }
+      const segment = segments[index]!;
+      plan.delete.push({
+        key: segment.key,
+        kind: 'segment',
+        table: name,
+        sizeBytes: segment.sizeBytes,
+        reason: verdict.reason,
+      });
+    }
+  }
+
+  // Old snapshots: every manifest, then every image (a manifest never points at a missing image).
+  const objects = await listSnapshotObjects(store, signal);
+  const images: GcDeletion[] = [];
+  for (const manifest of dropped) {
+    const reason = `older than the ${policy.keepSnapshots} newest snapshots`;
+    const manifestKey = `${SNAPSHOTS_PREFIX}${manifest.id}/manifest.json`;
+    plan.delete.push({
+      key: manifestKey,
+      kind: 'snapshot-manifest',
+      table: null,
+      sizeBytes: objects.get(manifestKey)?.sizeBytes ?? 0,
+      reason,
+    });
+    const image = objects.get(manifest.image.key);
+    if (image !== undefined)
+      images.push({
+        key: image.key,
+        kind: 'snapshot-image',
+        table: null,
+        sizeBytes: image.sizeBytes,
+        reason,
+      });
+  }
+  plan.delete.push(...images);
+  const withManifest = new Set(
+    [...objects.keys()].map((key) => snapshotIdOfManifestKey(key)).filter((id) => id !== undefined),
+  );
+  for (const object of objects.values()) {
+    const match = /^snapshots\/([^/]+)\/db\.sqlite\.[a-z0-9]{1,16}$/.exec(object.key);
+    if (match === null || withManifest.has(match[1]!)) continue;
+    const ageMs = nowMs - object.modifiedAtMs;
+    if (ageMs <= policy.retentionMs) continue; // a publisher may still be writing its manifest
+    plan.delete.push({
+      key: object.key,
+      kind: 'snapshot-orphan',
+      table: null,
+      sizeBytes: object.sizeBytes,
+      reason: `a snapshot image without a manifest (a publisher stopped half way), ${formatDuration(ageMs)} old`,
+    });
+  }
+  return plan;
+}
+
+/**
+ * Plans afresh (never trusts an earlier plan) and, unless `dryRun`, deletes what the plan lists in
+ * its order: each table's segments oldest first, then snapshot manifests, then images, in batches of
+ * at most DELETE_MANY_KEYS_MAX. Idempotent: a key already gone is fine, so runs may overlap.
+ */
+export async function runGc(
+  store: ObjectStore,
+  policy: GcPolicy,
+  options: { clock: Pick<Clock, 'wallMs'>; dryRun?: boolean; signal?: AbortSignal },
+): Promise<GcResult> {
+  const plan = await planGc(
+    store,
+    policy,
+    options.clock,
+    options.signal === undefined ? {} : { signal: options.signal },
+  );
+  const result: GcResult = { plan, dryRun: options.dryRun === true, deleted: [], deletedBytes: 0 };
+  if (result.dryRun) return result;
+  // Consecutive deletions of one kind (and one table) go in one batch, in plan order.
+  let batch: GcDeletion[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    options.signal?.throwIfAborted();
+    await store.deleteMany(batch.map((d) => d.key));
+    for (const d of batch) {
+      result.deleted.push(d.key);
+      result.deletedBytes += d.sizeBytes;
+    }
+    batch = [];
+  };
+  for (const deletion of plan.delete) {
+    const previous = batch.at(-1);
+    if (
+      previous !== undefined &&
+      (previous.kind !== deletion.kind ||
+        previous.table !== deletion.table ||
+        batch.length >= DELETE_MANY_KEYS_MAX)
+    )
+      await flush();
+    batch.push(deletion);
+  }
+  await flush();
+  return result;
+}
+
+async function listSegments(
+  store: ObjectStore,
+  tableKey: string,
+  signal?: AbortSignal,
+): Promise<ListedSegment[]> {
+  const segments: ListedSegment[] = [];
+  for await (const object of listAll(
+    store,
+    segmentPrefix(tableKey),
+    signal === undefined ? {} : { signal },
+  )) {
+    const txnFirst = txnFirstOfSegmentKey(object.key);
+    if (txnFirst === undefined || object.key !== segmentKey(tableKey, txnFirst)) continue;
+    segments.push({
+      key: object.key,
+      txnFirst,
+      sizeBytes: object.sizeBytes,
+      modifiedAtMs: object.modifiedAtMs,
+    });
+    if (segments.length >= GC_SEGMENTS_PER_TABLE_MAX) break;
+  }
+  return segments;
+}
+
+async function listSnapshotObjects(
+  store: ObjectStore,
+  signal?: AbortSignal,
+): Promise<Map<string, { key: string; sizeBytes: number; modifiedAtMs: number }>> {
+  const objects = new Map<string, { key: string; sizeBytes: number; modifiedAtMs: number }>();
+  for await (const object of listAll(store, SNAPSHOTS_PREFIX, signal === undefined ? {} : { signal })) {
+    objects.set(object.key, {
+      key: object.key,
+      sizeBytes: object.sizeBytes,
+      modifiedAtMs: object.modifiedAtMs,
+    });
+    if (objects.size >= SNAPSHOT_OBJECTS_MAX) break;
+  }
+  return objects;
+}
+
+/** `3 s`, `12 min`, `5 h`, `8 d`: a rough, readable age. */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 1) return `${Math.round(ms)} ms`;
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7_200) return `${Math.round(s / 60)} min`;
+  if (s < 172_800) return `${Math.round(s / 3_600)} h`;
+  return `${Math.round(s / 86_400)} d`;
+}

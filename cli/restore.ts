@@ -264,12 +264,8 @@ export function renderSummary(result: RestoreResult, args: Pick<RestoreArgs, 'ne
     );
     return out.join('\n');
   }
-  const partial = result.tables.filter((t) => t.partialSegment !== null);
   out.push(
-    partial.length === 0
-      ? "next: start it with 'walship replica --node.data.dir=… --replication.object.store=<the same store>': it follows on from here"
-      : `note: ${partial.map((t) => t.name).join(', ')} stopped inside a segment; a replica applies whole segments, ` +
-          'so this data dir cannot follow the same store onward: read it as it is, or restore again with --new-cluster',
+    "next: start it with 'walship replica --node.data.dir=… --replication.object.store=<the same store>': it follows on from here",
   );
   return out.join('\n');
 }

@@ -10,6 +10,7 @@ import {
   rename,
   stat,
   unlink,
+  writeFile,
 } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -293,26 +294,7 @@ export class FsStore implements ObjectStore {
     const startedMs = this.#clock.monotonicMs();
     let waitMs = 1;
     for (;;) {
-      const handle = await open(
-        lockPath,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-        0o644,
-      ).catch((error: unknown) => {
-        if (!isExists(error)) throw this.#ioError('lock', key, error);
-        return undefined;
-      });
-      if (handle !== undefined) {
-        try {
-          // Who holds it: a writer on this host that died can be recognised at once (#breakIfStale).
-          await handle.writeFile(LOCK_OWNER);
-        } catch (error) {
-          await unlink(lockPath).catch(() => {});
-          throw this.#ioError('lock', key, error);
-        } finally {
-          await handle.close();
-        }
-        break;
-      }
+      if (await this.#tryLock(key, lockPath)) break;
       this.#checkOpen(); // a store closed while waiting (a node shutting down) stops waiting
       await this.#breakIfStale(lockPath);
       if (this.#clock.monotonicMs() - startedMs > this.#lockWaitMs) {
@@ -327,6 +309,31 @@ export class FsStore implements ObjectStore {
       return await body();
     } finally {
       await unlink(lockPath).catch(() => {});
+    }
+  }
+
+  /**
+   * Takes the lock file at `lockPath` if it is free. The file is written whole (its holder: host
+   * and pid) before it appears, by link() from a claim file, so a lock never exists without its
+   * holder and a killed holder on this host is recognised at once (#breakIfStale). An EEXIST that
+   * is really our own link (an NFS retransmit) is recognised by inode.
+   */
+  async #tryLock(key: string, lockPath: string): Promise<boolean> {
+    const claim = `${lockPath}.${randomUUID()}.claim`;
+    try {
+      await writeFile(claim, LOCK_OWNER, { flag: 'wx', mode: 0o644 });
+      try {
+        await link(claim, lockPath);
+        return true;
+      } catch (error) {
+        if (!isExists(error)) throw error;
+        const [ours, held] = await Promise.all([statOrNull(claim), statOrNull(lockPath)]);
+        return ours !== null && held !== null && ours.ino === held.ino;
+      }
+    } catch (error) {
+      throw this.#ioError('lock', key, error);
+    } finally {
+      await unlink(claim).catch(() => {});
     }
   }
 

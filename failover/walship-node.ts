@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -24,7 +24,7 @@ import {
   writeDivergenceFiles,
 } from '../primary/index.js';
 import { newestSnapshot, type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
-import { TableStore } from '../table/index.js';
+import { moveDatabaseFiles, TableStore } from '../table/index.js';
 import { LeaseKeeper, LeaseWatcher } from './lease.js';
 import { type ActivityEventKind, NodeActivity, STATUS_EVENTS_MAX } from './node-activity.js';
 import {
@@ -525,10 +525,7 @@ export class WalshipNode {
       this.#enterSwitching();
       await replica.close();
       const movedTo = `${this.#databaseFile()}.gc-${Math.floor(this.#deps.clock.wallMs())}`;
-      for (const suffix of ['', '-wal', '-shm']) {
-        const file = `${this.#databaseFile()}${suffix}`;
-        if (existsSync(file)) await rename(file, `${movedTo}${suffix}`);
-      }
+      await moveDatabaseFiles(this.#databaseFile(), movedTo);
       this.#rebootstrap = {
         message,
         table: event.table,
@@ -596,10 +593,7 @@ export class WalshipNode {
       `diverged-epoch-${epoch}-${Math.floor(this.#deps.clock.wallMs())}`,
     );
     await mkdir(dir, { recursive: true });
-    for (const suffix of ['', '-wal', '-shm']) {
-      const file = `${this.#databaseFile()}${suffix}`;
-      if (existsSync(file)) await rename(file, path.join(dir, `${DATABASE_FILE}${suffix}`));
-    }
+    await moveDatabaseFiles(this.#databaseFile(), path.join(dir, DATABASE_FILE));
     return dir;
   }
 

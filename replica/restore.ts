@@ -1,4 +1,4 @@
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -10,7 +10,7 @@ import {
   WalshipError,
 } from '../core/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import { decodeTableKey, TableStore, tableKey } from '../table/index.js';
+import { decodeTableKey, moveDatabaseFiles, TableStore, tableKey } from '../table/index.js';
 import {
   CLUSTER_KEY,
   type DecodedSegment,
@@ -165,7 +165,7 @@ export async function restoreToPoint(options: RestoreOptions): Promise<RestoreRe
     }
     if (options.newCluster === true) clearClusterIdentity(workFile);
     countRows(workFile, restored);
-    await moveIntoPlace(workFile, path.join(options.dataDir, RESTORED_DATABASE_FILE));
+    await moveDatabaseFiles(workFile, path.join(options.dataDir, RESTORED_DATABASE_FILE));
     return {
       dataDir: options.dataDir,
       clusterId,
@@ -489,24 +489,6 @@ function countRows(file: string, restored: RestoredTable[]): void {
     }
   } finally {
     db.close();
-  }
-}
-
-/** Renames the closed work database (and a journal SQLite left, if any) to the node's database file. */
-async function moveIntoPlace(workFile: string, destFile: string): Promise<void> {
-  for (const suffix of ['-wal', '-shm']) {
-    if (await exists(`${workFile}${suffix}`)) await rename(`${workFile}${suffix}`, `${destFile}${suffix}`);
-  }
-  await rename(workFile, destFile);
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
   }
 }
 

@@ -2,6 +2,8 @@
  * Tables: names and their store keys, schemas, and the SQLite table store where a node keeps every
  * table, its watermarks and its pending queue (DESIGN §2, §5, §6).
  */
+
+export { moveDatabaseFiles } from './database-files.js';
 export {
   decodeTableKey,
   MAX_NAME_BYTES,

@@ -220,6 +220,7 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
         const last = await write(primary.httpPort);
         await waitApplied(snapshotter, last);
         await waitApplied(lagging!, last);
+        for (const node of [primary, snapshotter, lagging!]) await waitRegistered(store, node, last);
         await snapshot(snapshotter); // now older snapshots go with keepSnapshots 1
         const policy = { ...LIVE, keepSnapshots: 1 };
         const keysBefore = await allKeys(store);
@@ -242,6 +243,8 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
         const last = await write(primary.httpPort);
         await waitApplied(snapshotter, last);
         await waitApplied(lagging!, last);
+        // Registrations are rewritten every 100 ms: until all say `last`, a later plan may allow more.
+        for (const node of [primary, snapshotter, lagging!]) await waitRegistered(store, node, last);
         await snapshot(snapshotter);
         await snapshot(snapshotter);
         const policy = { ...LIVE, keepSnapshots: 1 };

@@ -1,10 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isWalshipError, seededRandom, type WalshipError } from '../core/index.js';
+import type { LogEntry } from '../sequencer/sequencer-store.js';
 import { tableKey } from '../table/index.js';
-import { encodeSegment, segmentKey, type TxnRecord } from '../wal/index.js';
+import { decodeSegmentHeader, encodeSegment, segmentKey, stagedKey, type TxnRecord } from '../wal/index.js';
 import { randomTxns } from '../wal/testing/random-txns.js';
-import { checkEpochOrder, type SegmentExpectation, verifySegment } from './segment-verifier.js';
+import {
+  checkEpochOrder,
+  type SegmentExpectation,
+  type StagedEntry,
+  verifySegment,
+  verifyStagedSegment,
+} from './segment-verifier.js';
 
 const T0 = 1_700_000_000_000_000n;
 
@@ -190,6 +197,151 @@ describe('verifySegment', () => {
       ),
       { numRuns: 200, seed: 11 },
     );
+  });
+});
+
+describe('verifySegment and staged segments (RFC-0003)', () => {
+  it('SEGMENT_STAGED (kind data) for a staged segment in the numbered chain, even with matching numbers', async () => {
+    const bytes = await encodeSegment({
+      tableName: 't',
+      epoch: 1n,
+      writerNodeId: 'p2',
+      txns: txnRange(1n, 2),
+      staged: true,
+    });
+    const error = await verifyError(verifySegment(bytes, expectation('t', 1n)));
+    expect([error.code, error.kind]).toEqual(['SEGMENT_STAGED', 'data']);
+    expect(error.message).toContain(segmentKey('t', 1n));
+    expect(error.message).toMatch(/staged segment .* sitting in the numbered chain/);
+    expect(error.details).toEqual({ key: segmentKey('t', 1n), table: 't' });
+  });
+});
+
+/** A writer's staged segment of local txns 4711..4713 and the entry that numbers it 1042..1044. */
+async function stagedSample(
+  overrides: { tableName?: string; writer?: string; epoch?: bigint; count?: number; staged?: boolean } = {},
+): Promise<{ bytes: Uint8Array; entry: LogEntry; txns: TxnRecord[] }> {
+  const txns = txnRange(4711n, overrides.count ?? 3);
+  const bytes = await encodeSegment({
+    tableName: overrides.tableName ?? 'Trades',
+    epoch: overrides.epoch ?? 3n,
+    writerNodeId: overrides.writer ?? 'p2',
+    txns,
+    codec: 'none',
+    staged: overrides.staged ?? true,
+  });
+  const entry: LogEntry = {
+    table: 'trades',
+    txnFirst: 1042n,
+    txnLast: 1042n + BigInt(txns.length) - 1n,
+    staged: stagedKey('trades', 'p2', 3n, 317n),
+    bytes: bytes.length,
+    crc32: decodeSegmentHeader(bytes).objectChecksum,
+    writer: 'p2',
+    writerEpoch: 3n,
+    batchSeq: 317n,
+    committedAtMs: 1_767_225_600_123,
+  };
+  return { bytes, entry, txns };
+}
+
+function stagedExpect(entry: StagedEntry) {
+  return { objectKey: entry.staged, entry };
+}
+
+describe('verifyStagedSegment', () => {
+  it('renumbers record i to entry.txnFirst + i and keeps the values', async () => {
+    const { bytes, entry, txns } = await stagedSample();
+    const verified = await verifyStagedSegment(bytes, stagedExpect(entry));
+    expect(verified.txns.map((t) => t.txn)).toEqual([1042n, 1043n, 1044n]);
+    expect(verified.header).toMatchObject({ txnFirst: 1042n, txnLast: 1044n, txnCount: 3, staged: true });
+    expect(verified.stagedTxnFirst).toBe(4711n);
+    expect(verified.txns.map((t) => t.columns[1]!.data.values)).toEqual(
+      txns.map((t) => t.columns[1]!.data.values),
+    );
+    expect(verified.txns.map((t) => t.commitTimeUs)).toEqual(txns.map((t) => t.commitTimeUs));
+  });
+
+  it('SEGMENT_ENTRY_MISMATCH (kind data) when size or checksum is not the entry’s', async () => {
+    const { bytes, entry } = await stagedSample();
+    const sized = await verifyError(
+      verifyStagedSegment(bytes, stagedExpect({ ...entry, bytes: entry.bytes + 1 })),
+    );
+    expect([sized.code, sized.kind]).toEqual(['SEGMENT_ENTRY_MISMATCH', 'data']);
+    expect(sized.message).toContain(`is ${bytes.length} bytes, its log entry says ${bytes.length + 1}`);
+    expect(sized.details.key).toBe(entry.staged);
+    // The entry recorded another object checksum: the object under the key is not the one it numbered.
+    const crc32 = (entry.crc32 ^ 0x0100_0000) >>> 0;
+    const swapped = await verifyError(verifyStagedSegment(bytes, stagedExpect({ ...entry, crc32 })));
+    expect([swapped.code, swapped.kind]).toEqual(['SEGMENT_ENTRY_MISMATCH', 'data']);
+    expect(swapped.message).toContain(`has object checksum ${entry.crc32}, its log entry says ${crc32}`);
+  });
+
+  it('CORRUPT_SEGMENT (kind data) for damaged bytes of the right size', async () => {
+    const { bytes, entry } = await stagedSample();
+    const error = await verifyError(verifyStagedSegment(flip(bytes, bytes.length >> 1), stagedExpect(entry)));
+    expect([error.code, error.kind]).toEqual(['CORRUPT_SEGMENT', 'data']);
+    expect(error.message).toContain(entry.staged);
+  });
+
+  it('SEGMENT_NOT_STAGED (kind data) when the entry points at a numbered segment', async () => {
+    const { bytes, entry } = await stagedSample({ staged: false });
+    const error = await verifyError(verifyStagedSegment(bytes, stagedExpect(entry)));
+    expect([error.code, error.kind]).toEqual(['SEGMENT_NOT_STAGED', 'data']);
+  });
+
+  it('SEGMENT_WRONG_TABLE (kind data) for a segment of another table', async () => {
+    const { bytes, entry } = await stagedSample({ tableName: 'quotes' });
+    const error = await verifyError(verifyStagedSegment(bytes, stagedExpect(entry)));
+    expect([error.code, error.kind]).toEqual(['SEGMENT_WRONG_TABLE', 'data']);
+    expect(error.message).toContain('"quotes"');
+  });
+
+  it('SEGMENT_ENTRY_MISMATCH (kind data) for another writer or writer epoch', async () => {
+    for (const overrides of [{ writer: 'p3' }, { epoch: 4n }]) {
+      const { bytes, entry } = await stagedSample(overrides);
+      const error = await verifyError(verifyStagedSegment(bytes, stagedExpect(entry)));
+      expect([error.code, error.kind], JSON.stringify(String(Object.values(overrides)))).toEqual([
+        'SEGMENT_ENTRY_MISMATCH',
+        'data',
+      ]);
+      expect(error.message).toMatch(/its log entry says "p2" in epoch 3/);
+    }
+  });
+
+  it('SEGMENT_MISPLACED (kind data) when the entry numbers another count of txns', async () => {
+    const { bytes, entry } = await stagedSample();
+    for (const txnLast of [1043n, 1045n, 1041n]) {
+      const error = await verifyError(verifyStagedSegment(bytes, stagedExpect({ ...entry, txnLast })));
+      expect([error.code, error.kind]).toEqual(['SEGMENT_MISPLACED', 'data']);
+      expect(error.message).toContain('holds 3 txns');
+    }
+  });
+
+  it('property: random byte flips verify to the same records or throw a WalshipError of kind data', async () => {
+    const { bytes, entry } = await stagedSample();
+    const reference = await verifyStagedSegment(bytes, stagedExpect(entry));
+    let rejected = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 })), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        async (flips) => {
+          const mangled = bytes.slice();
+          for (const [at, mask] of flips) mangled[at] = mangled[at]! ^ mask;
+          try {
+            expect(await verifyStagedSegment(mangled, stagedExpect(entry))).toEqual(reference);
+          } catch (error) {
+            if (!isWalshipError(error) || error.kind !== 'data') throw error;
+            rejected++;
+          }
+        },
+      ),
+      { numRuns: 200, seed: 13 },
+    );
+    expect(rejected).toBeGreaterThan(0);
   });
 });
 

@@ -3,6 +3,7 @@
  * segments and txn records, checksums, codecs and limits. Imports nothing of walship but core.
  */
 
+export { checksum } from './checksum.js';
 export { type ClusterRecord, encodeClusterRecord, parseClusterRecord } from './cluster-record.js';
 export { availableCodecs, type Codec } from './codecs.js';
 export {
@@ -18,6 +19,7 @@ export { isNull, nullBitmapBytes, setBit as setNull } from './null-bitmap.js';
 export { decodeTxnRecord } from './record-decoder.js';
 export { encodeTxnRecord } from './record-encoder.js';
 export { type SealSegmentInput, sealSegment } from './seal-segment.js';
+export type { SegmentIdentity } from './segment-assembler.js';
 export { type DecodedSegment, decodeSegment } from './segment-decoder.js';
 export { type EncodeSegmentInput, encodeSegment } from './segment-encoder.js';
 export { decodeSegmentHeader, type SegmentHeader } from './segment-header.js';
@@ -34,16 +36,25 @@ export {
   nodeIdOfRegistrationKey,
   nodeRegistrationKey,
   padNumber,
+  parseStagedKey,
+  parseTxnLogKey,
+  SEQUENCER_RECORD_KEY,
   SNAPSHOT_ID_CHARS_MAX,
   SNAPSHOTS_PREFIX,
+  type StagedKeyParts,
   segmentKey,
   segmentPrefix,
   snapshotId,
   snapshotIdOfManifestKey,
   snapshotImageKey,
   snapshotManifestKey,
+  stagedKey,
+  stagedPrefix,
   TABLES_PREFIX,
   TABLES_REGISTRY_KEY,
   txnFirstOfSegmentKey,
+  txnFirstOfTxnLogKey,
+  txnLogKey,
+  txnLogPrefix,
 } from './store-layout.js';
 export { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnKind, type TxnRecord } from './txn-record.js';

@@ -26,6 +26,9 @@ export interface SealSegmentInput extends SegmentIdentity {
  * bytes go out (STYLE rule 5). Throws InvalidArgumentError for bad input (no records,
  * non-consecutive txn numbers, limits), CorruptSegmentError when a record's bytes are damaged
  * (the message names the record's index), CODEC_UNAVAILABLE for a codec this runtime lacks.
+ *
+ * With `staged: true` (RFC-0003) the records keep the txn numbers the writer's pending queue gave
+ * them (e.g. 4711..4718): a log entry places them later, so they are sealed without re-encoding.
  */
 export async function sealSegment(input: SealSegmentInput): Promise<Uint8Array> {
   const limits = resolveLimits(input.limits);

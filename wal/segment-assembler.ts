@@ -19,6 +19,11 @@ export interface SegmentIdentity {
   codec?: Codec;
   /** Default 1 (fastest); deflate 0..9, zstd 1..22; ignored for 'none'. */
   compressionLevel?: number;
+  /**
+   * Default false. True writes header flag bit 1 (RFC-0003): a writer's un-numbered segment for
+   * `tables/<t>/staged/`, its txns numbered in the writer's own local sequence.
+   */
+  staged?: boolean;
 }
 
 /** What the body holds, for the header. */
@@ -46,6 +51,9 @@ export function checkIdentity(
   checkName('writerNodeId', input.writerNodeId, limits);
   if (typeof input.epoch !== 'bigint' || input.epoch < 1n || input.epoch > MAX_I64) {
     throw new InvalidArgumentError(`epoch ${String(input.epoch)} must be a bigint in 1..2^63-1`);
+  }
+  if (input.staged !== undefined && typeof input.staged !== 'boolean') {
+    throw new InvalidArgumentError(`staged ${String(input.staged)} must be a boolean`);
   }
   return { codec, level };
 }
@@ -90,6 +98,7 @@ export async function assembleSegment(
     codec: compression.codec,
     bodyBytesStored: stored.length,
     bodyBytesRaw: raw.length,
+    staged: input.staged ?? false,
   });
   const objectBytes = header.length + stored.length + TRAILER_BYTES;
   if (objectBytes > limits.maxObjectBytes) {

@@ -39,15 +39,23 @@ async function makeCorpus(random: Random): Promise<Base[]> {
   for (let i = 0; i < 48; i++) {
     const codec: Codec = i % 4 === 3 ? 'deflate' : 'none';
     const txns = randomTxns(random, { maxRows: i % 8 === 0 ? 40 : 8 });
-    corpus.push(await baseOf(txns, codec));
+    // Every fifth base is a staged segment (header flag bit 1, RFC-0003): the same parser must hold.
+    corpus.push(await baseOf(txns, codec, i % 5 === 4));
   }
   const fence: TxnRecord = { txn: 1n, commitTimeUs: 0n, kind: 'fence', rowCount: 0, columns: [] };
   corpus.push(await baseOf([fence], 'none'));
   return corpus;
 }
 
-async function baseOf(txns: TxnRecord[], codec: Codec): Promise<Base> {
-  const segment = await encodeSegment({ tableName: 'fuzz', epoch: 7n, writerNodeId: 'w1', txns, codec });
+async function baseOf(txns: TxnRecord[], codec: Codec, staged = false): Promise<Base> {
+  const segment = await encodeSegment({
+    tableName: 'fuzz',
+    epoch: 7n,
+    writerNodeId: 'w1',
+    txns,
+    codec,
+    staged,
+  });
   const { header, rawBody } = segmentParts(segment);
   return { segment, header, rawBody, records: splitRecords(rawBody), codec };
 }
@@ -256,6 +264,7 @@ async function checkDecoded(
       writerNodeId: header.writerNodeId,
       txns,
       codec: 'none',
+      staged: header.staged,
     });
     const difference = describeTxnDifference(txns, (await decodeSegment(again)).txns);
     if (difference !== null) return `decoded txns do not survive a re-encode: ${difference}`;

@@ -33,12 +33,26 @@ export interface SegmentHeader {
   codec: Codec;
   bodyBytesStored: number;
   bodyBytesRaw: number;
+  /**
+   * Header flag bit 1 (RFC-0003): a writer's un-numbered segment under `tables/<t>/staged/`. Its
+   * txn numbers are the writer's own local sequence; a log entry gives them their place in the
+   * table (record i is txn `entry.txnFirst + i`). Never part of a `wal/` chain.
+   */
+  staged: boolean;
   /** The trailer's CRC-32 over the whole object: same writer + same checksum = the same segment. */
   objectChecksum: number;
 }
 
 /** The header's fields as the encoder knows them: everything but what depends on the finished object. */
 export type HeaderFields = Omit<SegmentHeader, 'formatVersion' | 'objectChecksum'>;
+
+/**
+ * Header flag bit 1: a staged segment (RFC-0003). Kept here rather than in segment-layout.ts so the
+ * flag's whole meaning — encode, decode, the API field — sits in one file.
+ */
+export const HEADER_FLAG_STAGED = 0x02;
+/** Every header flag this reader knows; any other bit set is corruption (RFC-0001 §9). */
+const HEADER_FLAGS_KNOWN = HEADER_FLAG_TS_RANGE | HEADER_FLAG_STAGED;
 
 const textEncoder = new TextEncoder();
 
@@ -53,7 +67,7 @@ export function encodeHeader(fields: HeaderFields): Uint8Array {
   writer.u16(FORMAT_VERSION);
   writer.u16(headerBytes);
   writer.u8(CODEC_IDS[fields.codec]);
-  writer.u8(hasTsRange ? HEADER_FLAG_TS_RANGE : 0);
+  writer.u8((hasTsRange ? HEADER_FLAG_TS_RANGE : 0) | (fields.staged ? HEADER_FLAG_STAGED : 0));
   writer.u16(0);
   writer.u64(fields.epoch);
   writer.u64(fields.txnFirst);
@@ -169,7 +183,7 @@ function readHeaderFields(
   const codec = codecOfId(codecId);
   if (codec === undefined) throw corruptAt('object', HEADER.codec, `unknown codec id ${codecId}`);
   const flags = reader.u8('flags');
-  if ((flags & ~HEADER_FLAG_TS_RANGE) !== 0) {
+  if ((flags & ~HEADER_FLAGS_KNOWN) !== 0) {
     throw corruptAt('object', HEADER.flags, `reserved header flags set: ${hex(flags)}`);
   }
   if (reader.u16('reserved') !== 0) {
@@ -240,6 +254,7 @@ function readHeaderFields(
     codec,
     bodyBytesStored,
     bodyBytesRaw,
+    staged: (flags & HEADER_FLAG_STAGED) !== 0,
     objectChecksum: 0,
   };
 }

@@ -133,3 +133,94 @@ function checkSnapshotId(id: string): void {
     );
   }
 }
+
+// --- The sequencer's objects (RFC-0003 "Objects in the store") ---
+
+/** `sequencer.json`: written create-only, once, when a cluster becomes sequenced (sequencer/sequencer-record.ts). */
+export const SEQUENCER_RECORD_KEY = 'sequencer.json';
+
+/** A writer id is a node id (as table/node-identity.ts accepts it): one plain key segment. */
+function checkWriter(writer: string): void {
+  // `.` and `..` match the pattern but are no key segment the object stores accept (objectstore/keys.ts).
+  if (typeof writer !== 'string' || !NODE_ID.test(writer) || writer === '.' || writer === '..') {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(writer)} is not a writer id (1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..)`,
+    );
+  }
+}
+
+/** Writer epochs and batch numbers start at 1 (sequencer/commit-request.ts); 0 names nothing. */
+function checkPositive(what: string, value: bigint): void {
+  if (typeof value !== 'bigint' || value < 1n) {
+    throw new InvalidArgumentError(`${what} ${String(value)} must be a bigint ≥ 1`);
+  }
+}
+
+/**
+ * `tables/<t>/staged/`, or with `writer` (and `writerEpoch`) the folder of that writer (epoch):
+ * what orphan GC lists (RFC-0003 "GC of staged segments"). Throws INVALID_ARGUMENT for a bad
+ * writer id or an epoch below 1.
+ */
+export function stagedPrefix(tableKey: string, writer?: string, writerEpoch?: bigint): string {
+  const prefix = `${TABLES_PREFIX}${tableKey}/staged/`;
+  if (writer === undefined) {
+    if (writerEpoch !== undefined)
+      throw new InvalidArgumentError('a staged prefix with an epoch needs a writer');
+    return prefix;
+  }
+  checkWriter(writer);
+  if (writerEpoch === undefined) return `${prefix}${writer}/`;
+  checkPositive('writer epoch', writerEpoch);
+  return `${prefix}${writer}/${padNumber(writerEpoch)}/`;
+}
+
+/**
+ * `tables/<t>/staged/<writer>/<writerEpoch>/<batchSeq>.seg`: a writer's un-numbered segment of one
+ * batch (RFC-0003). A batch holds at most one segment per table, so the four parts name exactly one
+ * object. Throws INVALID_ARGUMENT for a bad writer id, an epoch or batchSeq below 1.
+ */
+export function stagedKey(tableKey: string, writer: string, writerEpoch: bigint, batchSeq: bigint): string {
+  checkPositive('batchSeq', batchSeq);
+  return `${stagedPrefix(tableKey, writer, writerEpoch)}${padNumber(batchSeq)}.seg`;
+}
+
+export interface StagedKeyParts {
+  tableKey: string;
+  writer: string;
+  writerEpoch: bigint;
+  batchSeq: bigint;
+}
+
+/** The parts of a staged key, or undefined for any key stagedKey cannot produce. */
+export function parseStagedKey(key: string): StagedKeyParts | undefined {
+  const match = /^tables\/([^/]+)\/staged\/([^/]+)\/(\d{20})\/(\d{20})\.seg$/.exec(key);
+  if (match === null) return undefined;
+  const [, tableKey, writer, epoch, batch] = match as unknown as [string, string, string, string, string];
+  const writerEpoch = BigInt(epoch);
+  const batchSeq = BigInt(batch);
+  if (!NODE_ID.test(writer) || writer === '.' || writer === '..' || writerEpoch < 1n || batchSeq < 1n) {
+    return undefined;
+  }
+  return { tableKey, writer, writerEpoch, batchSeq };
+}
+
+/** `tables/<t>/txnlog/`: the table's exported log entries, in txn order. */
+export function txnLogPrefix(tableKey: string): string {
+  return `${TABLES_PREFIX}${tableKey}/txnlog/`;
+}
+
+/** `tables/<t>/txnlog/<txnFirst>.json`: the create-only export of the log entry starting at `txnFirst`. */
+export function txnLogKey(tableKey: string, txnFirst: bigint): string {
+  return `${txnLogPrefix(tableKey)}${padNumber(txnFirst)}.json`;
+}
+
+/** The table key and first txn of a txn-log key, or undefined for any other key. */
+export function parseTxnLogKey(key: string): { tableKey: string; txnFirst: bigint } | undefined {
+  const match = /^tables\/([^/]+)\/txnlog\/(\d{20})\.json$/.exec(key);
+  return match === null ? undefined : { tableKey: match[1]!, txnFirst: BigInt(match[2]!) };
+}
+
+/** The first txn of a txn-log key, or undefined for any other key. */
+export function txnFirstOfTxnLogKey(key: string): bigint | undefined {
+  return parseTxnLogKey(key)?.txnFirst;
+}

@@ -38,6 +38,37 @@ export const CONFIG_KEYS = {
     doc: 'the node role',
   },
   'replication.object.store': { kind: 'store', doc: 'object store connection string (fs::… or s3::…)' },
+  'replication.sequencer': {
+    kind: 'secret',
+    doc: 'sequencer connection string (http::addr=host:port;token=…;): set on every primary of a cluster with several primaries (RFC-0003); on a replica it follows the sequencer instead of txnlog/ in the store',
+  },
+  'replication.sequencer.export.grace': {
+    kind: 'duration',
+    default: '5s',
+    doc: 'a primary of a sequenced cluster exports a txn-log entry another writer has not exported after this long (txnlog/ in the store)',
+  },
+  'sequencer.data.dir': {
+    kind: 'string',
+    default: './walship-sequencer',
+    doc: 'walship sequencer serve: the folder of its SQLite file (sequencer.sqlite); back it up, it holds the txn order',
+  },
+  'sequencer.group.max': {
+    kind: 'int',
+    default: '256',
+    doc: 'walship sequencer serve: commits applied in one SQLite transaction (one fsync) at most',
+  },
+  'sequencer.auth.read.token': {
+    kind: 'secret',
+    doc: 'walship sequencer serve: bearer token for reading the txn log, heads, watch and status',
+  },
+  'sequencer.auth.write.token': {
+    kind: 'secret',
+    doc: 'walship sequencer serve: bearer token for writers (register, commit); also reads',
+  },
+  'sequencer.auth.admin.token': {
+    kind: 'secret',
+    doc: 'walship sequencer serve: bearer token for initialize and fence; also writes and reads',
+  },
   'replication.ack.mode': {
     kind: { oneOf: ['local', 'durable'] },
     default: 'local',

@@ -22,6 +22,7 @@ Commands:
   drill         a failover drill with RTO/RPO report: 'drill --mode switchover|kill|zombie'
   demo          a local primary and two replicas, live, through a switchover and a crash: 'demo'
   verify        audit a store ('verify --store CONNSTRING') or compare nodes ('verify --nodes URL,URL')
+  sequencer     the ordering service of several primaries: 'sequencer serve', 'sequencer init', 'sequencer status --sequencer CONNSTRING'
   gc            WAL retention: delete old segments and snapshots ('gc --store CONNSTRING [--dry-run]')
   restore       point-in-time recovery into a new data dir: 'restore --store CONNSTRING --to TIME|TXN --data-dir DIR'
   store check   check that an object store honours what replication and fencing need
@@ -50,6 +51,8 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
       return await (await import('./status.js')).statusCommand(argv.slice(1), io, { fetch: deps.fetch });
     if (command === 'drill') return await (await import('./drill.js')).drillCommand(argv.slice(1), io);
     if (command === 'verify') return await (await import('./verify.js')).verifyCommand(argv.slice(1), io);
+    if (command === 'sequencer')
+      return await (await import('./sequencer.js')).runSequencerCommand(argv.slice(1), io);
     if (command === 'gc') return await (await import('./gc.js')).gcCommand(argv.slice(1), io);
     if (command === 'restore') return await (await import('./restore.js')).restoreCommand(argv.slice(1), io);
     if (command === 'demo')

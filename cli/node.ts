@@ -22,6 +22,10 @@ export const REDACTED_LOG_PATHS: readonly string[] = [
     '["http.auth.token"]',
     '["ilp.auth.token"]',
     '["query.auth.token"]',
+    '["replication.sequencer"]',
+    '["sequencer.auth.read.token"]',
+    '["sequencer.auth.write.token"]',
+    '["sequencer.auth.admin.token"]',
   ],
 ]
   .flatMap((path) => [path, path.startsWith('[') ? `*${path}` : `*.${path}`])

@@ -34,5 +34,12 @@ export {
   type NodeRegistrationRecord,
 } from './node-registry.js';
 export { type PromoteOptions, type Promotion, promote } from './promote.js';
+export {
+  initSequencedCluster,
+  readSequencerRecord,
+  SEQUENCER_EPOCH_HOLDER,
+  sequencedCluster,
+} from './sequenced-cluster.js';
+export type { SequencedSettings } from './sequenced-roles.js';
 export { recordUploadsFound } from './uploads-found.js';
 export { type NodeDeps, type NodeRole, type NodeSettings, WalshipNode } from './walship-node.js';

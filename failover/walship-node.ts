@@ -35,6 +35,13 @@ import {
 } from './node-metrics.js';
 import { type NodeFacts, NodeRegistration } from './node-registry.js';
 import { type Promotion, promote } from './promote.js';
+import { readSequencerRecord, sequencedCluster } from './sequenced-cluster.js';
+import {
+  openWriter,
+  type SequencedSettings,
+  sequencedFollowerFactory,
+  WriterSlot,
+} from './sequenced-roles.js';
 import { recordUploadsFound } from './uploads-found.js';
 
 /** Both roles' settings, built from one configuration (same data dir, store, listener, identity). */
@@ -57,6 +64,8 @@ export interface NodeSettings {
    * undefined or 0: never register (failover/node-registry.ts).
    */
   registerIntervalMs?: number;
+  /** `replication.sequencer`: this node belongs to a cluster of several primaries (RFC-0003). */
+  sequenced?: SequencedSettings;
 }
 
 /** The bootstrap's progress as a replica reports it while starting (replica/replica-node.ts). */
@@ -107,6 +116,10 @@ export class WalshipNode {
   readonly #http: RunningHttpServer;
   #node: PrimaryNode | ReplicaNode | undefined;
   #role: NodeRole = 'switching';
+  /** The write path while this node is a writer of a sequenced cluster (its #node is then a ReplicaNode). */
+  #writer: WriterSlot | undefined;
+  /** True once this node found (or was told) that its cluster is sequenced: roles are then RFC-0003's. */
+  #sequenced = false;
   #nodeId: string | undefined;
   /** Role changes run one at a time. */
   #transition: Promise<unknown> = Promise.resolve();
@@ -237,8 +250,10 @@ export class WalshipNode {
   promote(reason = 'promote', onlyAfterEpoch?: bigint): Promise<Promotion> {
     return this.#serialised(async () => {
       const replica = this.#node;
-      if (!(replica instanceof ReplicaNode)) throw notRole('promote', 'replica', this.#role);
+      if (!(replica instanceof ReplicaNode) || this.#writer !== undefined)
+        throw notRole('promote', 'replica', this.#role);
       const nodeId = replica.nodeId;
+      if (this.#sequenced) return this.#promoteToWriter(replica, reason);
       this.#enterSwitching();
       await replica.close();
       let promotion: Promotion;
@@ -287,6 +302,13 @@ export class WalshipNode {
   ): Promise<{ lastTxns: Record<string, string>; epoch: bigint }> {
     return this.#serialised(async () => {
       const primary = this.#node;
+      if (this.#writer !== undefined) {
+        throw new WalshipError(
+          'NOT_SUPPORTED',
+          'invalid',
+          'a writer of a sequenced cluster is not demoted: stop it; the other writers go on taking writes',
+        );
+      }
       if (!(primary instanceof PrimaryNode)) throw notRole('demote', 'primary', this.#role);
       const lastTxns = await primary.demote(timeoutMs);
       const nodeId = primary.nodeId;
@@ -313,6 +335,8 @@ export class WalshipNode {
     await this.#transition.catch(() => {});
     await this.#endHandover();
     await this.#lease?.stop();
+    await this.#writer?.close();
+    this.#writer = undefined;
     await this.#node?.close();
     this.#node = undefined;
     await this.#http.close();
@@ -321,6 +345,15 @@ export class WalshipNode {
   // --- roles ---
 
   async #startPrimary(nodeId: string | undefined): Promise<void> {
+    if (this.#settings.sequenced?.sequencer !== undefined) return this.#startWriter(nodeId);
+    if ((await readSequencerRecord(this.#settings.primary.store)) !== null) {
+      throw new WalshipError(
+        'SEQUENCER_REQUIRED',
+        'invalid',
+        'this cluster has several primaries ordered by a sequencer (sequencer.json in the store): ' +
+          'set replication.sequencer on every primary, or start this node as a replica',
+      );
+    }
     await this.#endHandover();
     const storeAlreadyChecked = (await this.#storeCheck) === true;
     const node = await PrimaryNode.start(
@@ -363,6 +396,11 @@ export class WalshipNode {
   }
 
   async #startReplica(nodeId: string | undefined): Promise<void> {
+    if (
+      this.#settings.sequenced !== undefined ||
+      (await readSequencerRecord(this.#settings.replica.store)) !== null
+    )
+      return this.#startSequenced(nodeId, 'reader');
     this.#storeCheck ??= runConformanceProbe(this.#settings.primary.store)
       .then((report) => report.error === null && report.fencingSafe)
       .catch(() => false);
@@ -400,6 +438,112 @@ export class WalshipNode {
       this.#lease = watcher;
       watcher.start();
     }
+  }
+
+  #startWriter(nodeId: string | undefined): Promise<void> {
+    return this.#startSequenced(nodeId, 'writer');
+  }
+
+  /**
+   * A node of a sequenced cluster (RFC-0003): a ReplicaNode applying the txn log in sequencer
+   * order, plus the write path for a writer. The writer opens once the node has its id (it is the
+   * writer id), so the first writes are answered 421 for those milliseconds.
+   */
+  async #startSequenced(nodeId: string | undefined, kind: 'writer' | 'reader'): Promise<void> {
+    this.#sequenced = true;
+    const sequenced = this.#settings.sequenced ?? { sequencer: undefined, exportGraceMs: 5_000 };
+    const store = this.#settings.replica.store;
+    const record = await sequencedCluster(store, sequenced.sequencer);
+    const sequencer = sequenced.sequencer;
+    if (kind === 'writer' && sequencer === undefined)
+      throw new WalshipError('INTERNAL', 'internal', 'no sequencer');
+    const slot = kind === 'writer' ? new WriterSlot(this.#settings.primary.ackMode) : undefined;
+    let tables: TableStore | undefined;
+    const factory = sequencedFollowerFactory(
+      {
+        store,
+        sequenced,
+        clusterId: record.clusterId,
+        clock: this.#deps.clock,
+        log: this.#deps.log.child({ nodeId: nodeId ?? null, role: kind }),
+        pollIntervalMs: this.#settings.replica.pollIntervalMs,
+        downloadConcurrency: this.#settings.replica.downloadConcurrency,
+      },
+      slot === undefined ? undefined : { own: slot.own, follower: (f) => slot.setFollower(f) },
+    );
+    const node = await ReplicaNode.start(
+      {
+        ...this.#settings.replica,
+        nodeId,
+        bootstrapFromSnapshot: this.#settings.replica.bootstrapFromSnapshot,
+      },
+      {
+        clock: this.#deps.clock,
+        log: this.#deps.log,
+        http: this.#roleHttp(),
+        adminActions: this.#adminActions(),
+        statusExtra: () => this.#statusExtra(),
+        onOperation: (operation) => {
+          this.#operation = operation;
+        },
+        follower: (store, onApplied) => {
+          tables = store;
+          return factory(store, onApplied);
+        },
+        ...(slot === undefined ? {} : { writer: slot }),
+      },
+    );
+    if (slot !== undefined && sequencer !== undefined) {
+      try {
+        await openWriter({
+          slot,
+          dataDir: this.#settings.primary.dataDir,
+          nodeId: node.nodeId,
+          store,
+          sequencer,
+          primary: this.#settings.primary,
+          tables: () => tables,
+          clock: this.#deps.clock,
+          random: this.#deps.random,
+          log: this.#deps.log.child({ nodeId: node.nodeId, role: 'primary' }),
+          onFenced: (error) => this.#record('fenced', `the sequencer fenced this writer: ${error.message}`),
+          faults: sequenced.writerFaults,
+        });
+      } catch (error) {
+        await node.close();
+        throw error;
+      }
+    }
+    this.#node = node;
+    this.#nodeId = node.nodeId;
+    this.#writer = slot;
+    this.#role = slot === undefined ? 'replica' : 'primary';
+    this.#registration?.writeNow();
+  }
+
+  /** A reader of a sequenced cluster becomes a writer: no fence, no pause for the other writers (RFC-0003). */
+  async #promoteToWriter(replica: ReplicaNode, reason: string): Promise<Promotion> {
+    if (this.#settings.sequenced?.sequencer === undefined) {
+      throw new WalshipError(
+        'SEQUENCER_REQUIRED',
+        'invalid',
+        'promoting a replica of a sequenced cluster makes it a writer: it needs replication.sequencer',
+      );
+    }
+    const nodeId = replica.nodeId;
+    this.#enterSwitching();
+    await replica.close();
+    try {
+      await this.#startWriter(nodeId);
+    } catch (error) {
+      await this.#startSequenced(nodeId, 'reader');
+      this.#record('role', `promotion to writer failed, still a replica: ${(error as Error).message}`);
+      throw error;
+    }
+    const epoch = this.#writer?.writer?.status().epoch ?? 0n;
+    this.#record('promoted', `promoted to writer at writer epoch ${epoch} (${reason})`);
+    const clusterId = (this.#node?.status() as { clusterId?: string | null } | undefined)?.clusterId ?? '';
+    return { clusterId, epoch, fenced: [] };
   }
 
   /**
@@ -628,7 +772,7 @@ export class WalshipNode {
     return {
       nodeId: node.nodeId,
       url: advertisedUrl(this.#settings.url, this.#http.port),
-      role: primary ? 'primary' : 'replica',
+      role: primary || this.#writer !== undefined ? 'primary' : 'replica',
       epoch: primary ? node.epoch.toString() : null,
       clusterId: status.clusterId ?? null,
       tables,

@@ -157,7 +157,8 @@ export function encodeEpoch(record: EpochRecord): Uint8Array {
   return new TextEncoder().encode(`${JSON.stringify({ ...record, epoch: record.epoch.toString() })}\n`);
 }
 
-async function createCluster(store: ObjectStore, nodeId: string, clock: Clock): Promise<ClusterRecord> {
+/** Writes cluster.json create-only with a new cluster id; of two racing creators both get the winner's record. */
+export async function createCluster(store: ObjectStore, nodeId: string, clock: Clock): Promise<ClusterRecord> {
   const record: ClusterRecord = {
     clusterId: randomUUID(),
     formatVersion: 1,

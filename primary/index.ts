@@ -1,9 +1,11 @@
 export {
   type ClusterRecord,
   claimPrimary,
+  createCluster,
   type EpochRecord,
   encodeEpoch,
   newestEpoch,
+  readCluster,
   readEpoch,
 } from './cluster-bootstrap.js';
 export { type AckMode, type CommitResult, Committer } from './committer.js';

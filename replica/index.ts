@@ -23,7 +23,13 @@ export {
   type Suspension,
   TABLE_EPOCH_META_PREFIX,
 } from './follower.js';
-export { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from './replica-node.js';
+export {
+  type NodeWriter,
+  type ReplicaDeps,
+  ReplicaNode,
+  type ReplicaSettings,
+  type TableFollower,
+} from './replica-node.js';
 export {
   RESTORED_DATABASE_FILE,
   type RestoredTable,

@@ -15,7 +15,7 @@ import {
   startHttpServer,
   WalshipError,
 } from '../core/index.js';
-import { createIlpHttpHandler } from '../ilp/index.js';
+import { createIlpHttpHandler, type IlpCommit } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
 import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
@@ -71,6 +71,35 @@ export interface ReplicaDeps {
   onApply?: FollowerOptions['onApply'];
   /** A table whose next segments WAL retention deleted (RFC-0007): the process may re-bootstrap this replica. */
   onSegmentsCollected?: FollowerOptions['onSegmentsCollected'];
+  /**
+   * A sequenced cluster (RFC-0003): what follows the txn log instead of the `wal/` chains, built
+   * on this node's database; `onApplied` must be called for every applied txn (read-your-writes).
+   */
+  follower?: (tables: TableStore, onApplied: (key: string, txn: bigint) => void) => TableFollower;
+  /** A writer of a sequenced cluster: the write path, beside the reads (RFC-0003). */
+  writer?: NodeWriter;
+}
+
+/** What a replica node needs of whatever applies txns to its tables: the store's Follower, or the sequencer's. */
+export type TableFollower = Pick<
+  Follower,
+  | 'start'
+  | 'stop'
+  | 'appliedTxn'
+  | 'appliedAll'
+  | 'stalenessMs'
+  | 'probeNow'
+  | 'refresh'
+  | 'resume'
+  | 'status'
+>;
+
+/** The write path of a sequenced writer, served on a node that applies like a replica (RFC-0003). */
+export interface NodeWriter {
+  commit: IlpCommit;
+  acceptingWrites(): boolean;
+  /** Merged into `/status` (role, epoch, queue…). */
+  status(): Record<string, unknown>;
 }
 
 /** A long operation of a node, as `/status` shows it in `operation` (null when there is none). */
@@ -102,7 +131,7 @@ export class ReplicaNode {
   readonly #settings: ReplicaSettings;
   readonly #deps: ReplicaDeps;
   readonly #tables: TableStore;
-  readonly #follower: Follower;
+  readonly #follower: TableFollower;
   readonly #queries: QueryPool;
   readonly #http: RunningHttpServer;
   #snapshotTimer: NodeJS.Timeout | undefined;
@@ -121,7 +150,7 @@ export class ReplicaNode {
     nodeId: string;
     restoredSnapshot: SnapshotManifest | null;
     tables: TableStore;
-    follower: Follower;
+    follower: TableFollower;
     queries: QueryPool;
     http: RunningHttpServer;
   }) {
@@ -151,21 +180,26 @@ export class ReplicaNode {
       const log = deps.log.child({ nodeId, role: 'replica', epoch: null });
       const waiters = new AppliedWaiters({ clock: deps.clock });
       const clusterId = tables.getMeta('cluster.id');
-      const follower = new Follower({
-        store: settings.store,
-        tables,
-        clock: deps.clock,
-        log,
-        pollIntervalMs: settings.pollIntervalMs,
-        sweepIntervalMs: settings.sweepIntervalMs,
-        downloadConcurrency: settings.downloadConcurrency,
-        clusterId,
-        onApplied: (key, txn) => waiters.notify(key, txn),
-        awaitedTables: () => waiters.tables(),
-        onCluster: (id) => tables.setMeta('cluster.id', id),
-        ...(deps.onApply === undefined ? {} : { onApply: deps.onApply }),
-        ...(deps.onSegmentsCollected === undefined ? {} : { onSegmentsCollected: deps.onSegmentsCollected }),
-      });
+      const onApplied = (key: string, txn: bigint) => waiters.notify(key, txn);
+      const follower =
+        deps.follower?.(tables, onApplied) ??
+        new Follower({
+          store: settings.store,
+          tables,
+          clock: deps.clock,
+          log,
+          pollIntervalMs: settings.pollIntervalMs,
+          sweepIntervalMs: settings.sweepIntervalMs,
+          downloadConcurrency: settings.downloadConcurrency,
+          clusterId,
+          onApplied,
+          awaitedTables: () => waiters.tables(),
+          onCluster: (id) => tables.setMeta('cluster.id', id),
+          ...(deps.onApply === undefined ? {} : { onApply: deps.onApply }),
+          ...(deps.onSegmentsCollected === undefined
+            ? {}
+            : { onSegmentsCollected: deps.onSegmentsCollected }),
+        });
       cleanup.push(() => follower.stop());
       const queries = await QueryPool.start({
         databaseFile,
@@ -209,6 +243,7 @@ export class ReplicaNode {
       nodeId: this.nodeId,
       clusterId: this.#tables.getMeta('cluster.id') ?? null,
       acceptingWrites: false,
+      ...this.#deps.writer?.status(),
       stalenessMs: follow.stalenessMs === null ? null : Math.round(follow.stalenessMs),
       polls: follow.polls,
       store: { description: this.#settings.store.description, lastError: follow.lastStoreError },
@@ -340,17 +375,19 @@ export class ReplicaNode {
 
 function handlers(
   settings: ReplicaSettings,
-  follower: Follower,
+  follower: TableFollower,
   waiters: AppliedWaiters,
   queries: QueryPool,
   deps: ReplicaDeps,
   node: () => ReplicaNode | undefined,
 ) {
   const ilpAuth = settings.ilpAuth ?? settings.httpAuth;
+  const writer = deps.writer;
   const ilp = createIlpHttpHandler({
-    commit: () =>
-      Promise.reject(new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'a replica takes no writes')),
-    acceptingWrites: () => false,
+    commit:
+      writer?.commit ??
+      (() => Promise.reject(new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'a replica takes no writes'))),
+    acceptingWrites: () => writer?.acceptingWrites() ?? false,
     maxRequestBytes: settings.maxRequestBytes,
     releaseVersion: settings.version,
     tcpEnabled: false,

@@ -11,7 +11,7 @@ import { Backoff, requestTimeoutMsFor, verdictOfStatus } from './write-policy.js
  * write-policy.ts:
  *
  * 1. send to the current address (the one that last committed; the first at start);
- * 2. 204 → done: that address stays current for the next batch;
+ * 2. 204 → done: that address stays current for the next batch (with `spread`, the next one is);
  * 3. 421 / 404, a network error or a timeout → the next address at once; after a whole round of
  *    addresses without a commit, back off first;
  * 4. 500, 503, 504, 507, 509, 523, 524, 529, 599 → back off, then the same address;
@@ -39,6 +39,8 @@ export interface BatchPosterOptions {
   agent: Agent;
   clock: ClientClock;
   random: ClientRandom;
+  /** After a commit, start the next batch at the next address (round-robin over several primaries). */
+  spread?: boolean;
 }
 
 /** What a committed batch got back. */
@@ -78,6 +80,7 @@ export class BatchPoster {
       const result = await this.#send(address, body);
       const verdict = result.kind === 'network' ? 'next_address' : verdictOfStatus(result.status);
       if (verdict === 'committed' && result.kind === 'response') {
+        if (this.#options.spread === true) this.#current = (this.#current + 1) % addresses.length;
         return { address: addressText(address), commitToken: result.headers['x-walship-txn'] };
       }
       if (verdict === 'fail' && result.kind === 'response') throw requestError(address, result);

@@ -33,6 +33,7 @@ describe('parseConfigString', () => {
       protocolVersion: 1,
       tlsVerify: true,
       tlsCaPath: undefined,
+      spread: false,
     });
     expect(CONFIG_DEFAULTS.port).toBe(9000);
   });

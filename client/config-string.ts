@@ -104,6 +104,12 @@ export interface SenderConfig {
   tlsVerify: boolean;
   /** `tls_ca` (https only): path of a PEM file with the CA certificates to trust. */
   tlsCaPath: string | undefined;
+  /**
+   * `spread` (walship's own key, default off): after each committed batch move on to the next
+   * address, so batches go round-robin over several primaries (RFC-0003); off, the address that
+   * last committed keeps getting them (failover only, as QuestDB's clients).
+   */
+  spread: boolean;
 }
 
 type Key =
@@ -122,7 +128,8 @@ type Key =
   | 'max_name_len'
   | 'protocol_version'
   | 'tls_verify'
-  | 'tls_ca';
+  | 'tls_ca'
+  | 'spread';
 
 const KEYS: ReadonlySet<string> = new Set<Key>([
   'addr',
@@ -141,6 +148,7 @@ const KEYS: ReadonlySet<string> = new Set<Key>([
   'protocol_version',
   'tls_verify',
   'tls_ca',
+  'spread',
 ]);
 
 /** QuestDB keys this HTTP-only client refuses with a reason of their own. */
@@ -285,6 +293,7 @@ function buildConfig(scheme: 'http' | 'https', settings: Setting[]): SenderConfi
     maxBufSizeBytes,
     maxNameLenBytes: integerOf(values, 'max_name_len', 1) ?? CONFIG_DEFAULTS.maxNameLenBytes,
     protocolVersion: protocolVersionOf(values),
+    spread: onOffOf(values, 'spread', 'off') ?? false,
     ...tlsOf(scheme, values),
   };
 }

@@ -99,6 +99,21 @@ describe('Sender failover', () => {
     expect(primary.requests.length).toBe(2);
   });
 
+  it('spread=on sends batches round-robin over the addresses that commit, skipping one that refuses', async () => {
+    const a = await server(() => committed('trades=1'));
+    const b = await server(() => committed('trades=2'));
+    const replica = await server(() => ilpError(421, 'not accepting writes', 'this node is a replica'));
+    const s = sender(`addr=${a.address};addr=${b.address};addr=${replica.address};spread=on;`);
+    for (let batch = 0; batch < 4; batch++) {
+      await addRows(s, 1, batch);
+      expect(await s.flush()).toBe(true);
+    }
+    // a, b, (replica refuses) a, b: each primary took two batches.
+    expect(a.requests.length).toBe(2);
+    expect(b.requests.length).toBe(2);
+    expect(replica.requests.length).toBe(1);
+  });
+
   it('404 → the next address', async () => {
     const other = await server(() => ({ status: 404, body: 'not found' }));
     const primary = await server(() => committed());

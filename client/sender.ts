@@ -64,6 +64,7 @@ export class Sender {
       agent: this.#agent,
       clock: this.#clock,
       random: deps.random ?? systemClientRandom,
+      spread: config.spread,
     });
     this.#encoder = new IlpRowEncoder(config.maxNameLenBytes);
     this.#buffer = new RowBuffer(config.initBufSizeBytes, config.maxBufSizeBytes);

@@ -1,6 +1,7 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import { systemClock, systemRandom } from '../core/index.js';
 import { NodeMetrics, type NodeSettings, WalshipNode } from '../failover/index.js';
+import { openSequencer } from '../sequencer/index.js';
 import { loadConfig, type NodeConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 import { openNodeStore, primarySettings } from './primary.js';
@@ -61,7 +62,13 @@ export async function runNode(role: 'primary' | 'replica', argv: string[], io: C
   const tcp =
     primary !== undefined && 'tcpPort' in primary && primary.tcpPort ? `, tcp ${primary.tcpPort}` : '';
   io.stdout(`walship ${role} ${node.nodeId} listening: http ${node.httpPort}${tcp}`);
-  await runUntilSignal(node, settings.primary.store, node.log);
+  const sequencer = settings.sequenced?.sequencer;
+  const store = settings.primary.store;
+  await runUntilSignal(
+    node,
+    { close: async () => Promise.all([store.close(), sequencer?.close()]).then(() => {}) },
+    node.log,
+  );
   return EXIT.ok;
 }
 
@@ -73,7 +80,16 @@ export async function nodeSettings(config: NodeConfig, metrics?: NodeMetrics): P
   );
   const primary = await primarySettings(config, opened);
   const replica = await replicaSettings(config, opened);
+  const sequencerConnection = config.get('replication.sequencer');
   return {
+    ...(sequencerConnection === undefined
+      ? {}
+      : {
+          sequenced: {
+            sequencer: await openSequencer(String(sequencerConnection)),
+            exportGraceMs: config.number('replication.sequencer.export.grace'),
+          },
+        }),
     primary,
     replica,
     url:

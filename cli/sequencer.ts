@@ -7,17 +7,20 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InvalidConfigError, isWalshipError, renderMarkdownTable } from '../core/index.js';
+import { InvalidConfigError, isWalshipError, renderMarkdownTable, systemClock } from '../core/index.js';
+import { initSequencedCluster } from '../failover/index.js';
 import { openHttpSequencer } from '../sequencer/http-client.js';
 import { type SequencerAuthTokens, startSequencerServer } from '../sequencer/http-service.js';
+import { openSequencer } from '../sequencer/index.js';
 import { SQLITE_GROUP_MAX_DEFAULT, SqliteSequencerStore } from '../sequencer/sqlite-store.js';
 import { type ConfigKey, loadConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal, strayArgument } from './io.js';
 import { nodeLogger } from './node.js';
-import { httpListener } from './primary.js';
+import { httpListener, openNodeStore } from './primary.js';
 
 export const SEQUENCER_USAGE = `walship sequencer serve [--config server.conf] [--key=value …]
 walship sequencer status --sequencer CONNSTRING [--json]
+walship sequencer init --replication.object.store=STORE --replication.sequencer=CONNSTRING
 
 serve: the SQLite sequencer (<sequencer.data.dir>/sequencer.sqlite) behind HTTP on http.bind.to
 (default 127.0.0.1:9100). Keys (flags, or WALSHIP_<KEY> variables):
@@ -36,6 +39,12 @@ status: the service's /status (cluster id, version, heads, writers, throughput, 
 latency, size) as tables, or one JSON document with --json.
   --sequencer CONNSTRING   'http::addr=host:9100;token=…;' or 'https::addr=…;token=…;tls_ca=FILE;'
                            (default: WALSHIP_REPLICATION_SEQUENCER)
+
+init: makes a new store root a cluster of several primaries ordered by that sequencer (RFC-0003):
+cluster.json, an epoch record that refuses single primaries from then on, the sequencer bound to
+the cluster, then sequencer.json. Run once before the first writer starts; running it again checks
+and changes nothing. A root that a single primary already wrote to is refused (adoption is not
+built yet). Keys as the nodes take them (flags, WALSHIP_* variables or --config).
 
 Exit codes: 0 ok; 2 bad arguments or configuration; 3 the sequencer could not be reached.`;
 
@@ -70,6 +79,7 @@ export async function runSequencerCommand(
   const [sub, ...rest] = argv;
   if (sub === 'serve' && !rest.includes('--help')) return serve(rest, io, deps);
   if (sub === 'status' && !rest.includes('--help')) return status(rest, io);
+  if (sub === 'init' && !rest.includes('--help')) return init(rest, io);
   if (sub === undefined || sub === 'help' || sub === '--help' || rest.includes('--help')) {
     io.stdout(SEQUENCER_USAGE);
     return EXIT.ok;
@@ -123,6 +133,37 @@ async function serve(argv: string[], io: CommandIo, deps: SequencerCommandDeps):
     await store.close();
   }
   return EXIT.ok;
+}
+
+// --- init ---------------------------------------------------------------------------------------
+
+async function init(argv: string[], io: CommandIo): Promise<number> {
+  const config = await loadConfig({ argv, env: io.env });
+  const connection = config.get('replication.sequencer');
+  if (connection === undefined) {
+    io.stderr(`walship: sequencer init needs --replication.sequencer CONNSTRING\n\n${SEQUENCER_USAGE}`);
+    return EXIT.usage;
+  }
+  const { store } = await openNodeStore(config);
+  try {
+    const sequencer = await openSequencer(String(connection));
+    try {
+      const { record, created } = await initSequencedCluster({ store, sequencer, clock: systemClock });
+      io.stdout(
+        `${created ? 'initialised' : 'already initialised:'} cluster ${record.clusterId} in ${store.description}, ` +
+          'ordered by the sequencer; start writers with replication.sequencer set',
+      );
+      return EXIT.ok;
+    } finally {
+      await sequencer.close();
+    }
+  } catch (error) {
+    if (!isWalshipError(error)) throw error;
+    io.stderr(`walship: ${error.message}`);
+    return error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
+  } finally {
+    await store.close();
+  }
 }
 
 // --- status -------------------------------------------------------------------------------------

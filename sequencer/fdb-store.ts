@@ -488,17 +488,18 @@ async function importFdbModule(): Promise<FdbModule> {
   return module;
 }
 
-/** Opens the FoundationDB sequencer of `clusterId` (FDB_CLIENT_MISSING where the client is absent). */
-export async function openFdbSequencer(options: {
-  clusterFile?: string;
-  clusterId: string;
-  keyspaceRoot?: string;
-  clock?: Clock;
-}): Promise<FdbSequencerStore> {
-  validateClusterId(options.clusterId);
+/**
+ * Opens the FoundationDB sequencer (FDB_CLIENT_MISSING where the client is absent): of `clusterId`
+ * when given, else of whatever cluster the database was initialised for (`walship sequencer init`).
+ */
+export async function openFdbSequencer(
+  options: { clusterFile?: string; clusterId?: string; keyspaceRoot?: string; clock?: Clock } = {},
+): Promise<FdbSequencerStore> {
+  if (options.clusterId !== undefined) validateClusterId(options.clusterId);
   const fdb = await loadFdbModule();
   const db = fdb.open(options.clusterFile);
-  const storeOptions: FdbSequencerOptions = { clusterId: options.clusterId };
+  const storeOptions: FdbSequencerOptions = {};
+  if (options.clusterId !== undefined) storeOptions.clusterId = options.clusterId;
   if (options.keyspaceRoot !== undefined) storeOptions.keyspaceRoot = options.keyspaceRoot;
   if (options.clock !== undefined) storeOptions.clock = options.clock;
   return createFdbSequencerOver(db, storeOptions);

@@ -18,6 +18,7 @@ export {
 } from './follower.js';
 export { HttpSequencerClient, openHttpSequencer } from './http-client.js';
 export { type LogSource, sequencerLogSource } from './log-source.js';
+export { openSequencer } from './open-sequencer.js';
 export {
   decodeSequencerRecord,
   encodeSequencerRecord,

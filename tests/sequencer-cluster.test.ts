@@ -14,6 +14,7 @@ import { seededRandom, systemClock } from '../core/index.js';
 import { initSequencedCluster, type NodeSettings, WalshipNode } from '../failover/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { startSequencerServer } from '../sequencer/http-service.js';
+import type { SequencedWriterFaults } from '../sequencer/index.js';
 import { openHttpSequencer, type SequencerStore, SqliteSequencerStore } from '../sequencer/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
 import { storesUnderTest } from './helpers/store-under-test.js';
@@ -63,30 +64,35 @@ function sequencedSettings(
   dataDir: string,
   sequencer: SequencerStore | undefined,
   nodeId: string,
+  writerFaults?: SequencedWriterFaults,
 ): NodeSettings {
   const settings = testNodeSettings(store, dataDir, {
     primary: { ackMode: 'durable', windowMs: 20, nodeId },
     replica: { pollIntervalMs: 30, nodeId },
   });
-  return { ...settings, sequenced: { sequencer, exportGraceMs: 200 } };
+  return {
+    ...settings,
+    sequenced: { sequencer, exportGraceMs: 200, ...(writerFaults === undefined ? {} : { writerFaults }) },
+  };
 }
 
 const deps = () => ({ clock: systemClock, random: seededRandom(11), log });
 
 /** One ILP request to `port`: ROWS_PER_TABLE rows per table, ids `<writer>-<request>-<row>`; its txn header. */
 async function writeRequest(port: number, writer: string, request: number): Promise<string> {
+  const response = await postRequest(port, writer, request);
+  expect(response.status, await response.clone().text()).toBe(204);
+  return response.headers.get('x-walship-txn') ?? '';
+}
+
+async function postRequest(port: number, writer: string, request: number): Promise<Response> {
   const lines: string[] = [];
   for (const table of TABLES)
     for (let row = 0; row < ROWS_PER_TABLE; row++) {
       const ts = 1_700_000_000_000_000_000n + BigInt(request * 1000 + row);
       lines.push(`${table},writer=${writer} id="${writer}-${request}-${row}",price=${row}.25 ${ts}`);
     }
-  const response = await fetch(`http://127.0.0.1:${port}/write`, {
-    method: 'POST',
-    body: `${lines.join('\n')}\n`,
-  });
-  expect(response.status, await response.clone().text()).toBe(204);
-  return response.headers.get('x-walship-txn') ?? '';
+  return fetch(`http://127.0.0.1:${port}/write`, { method: 'POST', body: `${lines.join('\n')}\n` });
 }
 
 async function appliedOf(node: WalshipNode): Promise<Map<string, bigint>> {
@@ -188,6 +194,149 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
         }
       },
       90_000,
+    );
+
+    it.skipIf(skipReason !== null)(
+      'writers crashed between upload and commit and between commit and ack restart without a gap or a duplicate; the other writer never stops',
+      async () => {
+        const dir = await mkdtemp(path.join(base, 'crash-'));
+        const store = await makeStore().open();
+        const sequencer = await startSequencer(dir);
+        const nodes = new Map<string, WalshipNode>();
+        try {
+          const admin = await sequencer.client();
+          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
+          // p0 "dies" after its first upload (before the commit), p1 after its first commit (before the ack).
+          const crash = (point: string) => {
+            let crashed = false;
+            return async () => {
+              if (crashed) return;
+              crashed = true;
+              throw new Error(`simulated crash ${point}`);
+            };
+          };
+          const start = async (id: string, faults?: SequencedWriterFaults) =>
+            WalshipNode.start(
+              'primary',
+              sequencedSettings(store, path.join(dir, id), await sequencer.client(), id, faults),
+              deps(),
+            );
+          nodes.set('p0', await start('p0', { afterUpload: crash('after upload') }));
+          nodes.set('p1', await start('p1', { afterCommit: crash('after commit') }));
+          nodes.set('p2', await start('p2'));
+          // The crashed requests are not acknowledged: the client sees an error, not a 204.
+          expect((await postRequest(nodes.get('p0')!.httpPort, 'p0', 0)).status).not.toBe(204);
+          expect((await postRequest(nodes.get('p1')!.httpPort, 'p1', 0)).status).not.toBe(204);
+          // p2 goes on meanwhile.
+          for (let request = 0; request < 5; request++)
+            await writeRequest(nodes.get('p2')!.httpPort, 'p2', request);
+          // Both crashed writers restart on their data dirs: the queued batch is sent again.
+          for (const id of ['p0', 'p1']) {
+            await nodes.get(id)!.close();
+            nodes.set(id, await start(id));
+          }
+          for (const id of ['p0', 'p1'])
+            for (let request = 1; request < 4; request++)
+              await writeRequest(nodes.get(id)!.httpPort, id, request);
+          nodes.set(
+            'r',
+            await WalshipNode.start(
+              'replica',
+              testNodeSettings(store, path.join(dir, 'r'), { replica: { pollIntervalMs: 30, nodeId: 'r' } }),
+              deps(),
+            ),
+          );
+          const heads = (await admin.heads()).tables;
+          // 4 requests each of p0 and p1 (the crashed one included: it was queued, so it lands once), 5 of p2.
+          for (const table of TABLES) expect(heads.get(table)).toBe(13n);
+          for (const table of TABLES) {
+            const log = await admin.readLog(table, 1n, 1000);
+            const batches = log.map((e) => `${e.writer}/${e.writerEpoch}/${e.batchSeq}`);
+            expect(new Set(batches).size).toBe(batches.length);
+            expect(log.map((e) => e.txnFirst)).toEqual(
+              log.map((_e, i) => (i === 0 ? 1n : log[i - 1]!.txnLast + 1n)),
+            );
+          }
+          for (const node of nodes.values()) await waitCaughtUp(node, new Map(TABLES.map((t) => [t, 13n])));
+          for (const table of TABLES) {
+            const sums = await Promise.all(
+              [...nodes.values()].map((node) => tableChecksum(node.httpPort, table)),
+            );
+            for (const sum of sums.slice(1)) expect(sum).toEqual(sums[0]);
+            const ids = JSON.parse(
+              await execText(nodes.get('r')!.httpPort, `SELECT id FROM ${table} ORDER BY id`),
+            ) as { dataset: string[][] };
+            const expected: string[] = [];
+            for (const [writer, requests] of [
+              ['p0', 4],
+              ['p1', 4],
+              ['p2', 5],
+            ] as const)
+              for (let request = 0; request < requests; request++)
+                for (let row = 0; row < ROWS_PER_TABLE; row++) expected.push(`${writer}-${request}-${row}`);
+            expect(ids.dataset.map((r) => r[0])).toEqual(expected.sort());
+          }
+        } finally {
+          for (const node of [...nodes.values()].reverse()) await node.close();
+          await sequencer.close();
+          await store.close();
+        }
+      },
+      90_000,
+    );
+
+    it.skipIf(skipReason !== null)(
+      'a fenced writer: its next commit is rejected (421), nothing of its epoch follows the fence, the other writer goes on',
+      async () => {
+        const dir = await mkdtemp(path.join(base, 'fence-'));
+        const store = await makeStore().open();
+        const sequencer = await startSequencer(dir);
+        const nodes: WalshipNode[] = [];
+        try {
+          const admin = await sequencer.client();
+          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
+          for (const id of ['p0', 'p1'])
+            nodes.push(
+              await WalshipNode.start(
+                'primary',
+                sequencedSettings(store, path.join(dir, id), await sequencer.client(), id),
+                deps(),
+              ),
+            );
+          const [p0, p1] = nodes as [WalshipNode, WalshipNode];
+          await writeRequest(p0.httpPort, 'p0', 0);
+          await writeRequest(p1.httpPort, 'p1', 0);
+          const epoch = (await admin.writers()).find((w) => w.writer === 'p0')!.epoch;
+          const { heads } = await admin.fence('p0', epoch);
+          const refused = await postRequest(p0.httpPort, 'p0', 1);
+          expect(refused.status, await refused.clone().text()).toBe(421);
+          expect((await postRequest(p0.httpPort, 'p0', 2)).status).toBe(421);
+          await writeRequest(p1.httpPort, 'p1', 1);
+          for (const table of TABLES) {
+            const log = await admin.readLog(table, 1n, 1000);
+            const late = log.filter(
+              (e) => e.writer === 'p0' && e.writerEpoch === epoch && e.txnFirst > heads.tables.get(table)!,
+            );
+            expect(late).toEqual([]);
+            expect(log.map((e) => e.writer)).toEqual(['p0', 'p1', 'p1']);
+          }
+          await waitCaughtUp(p1, new Map(TABLES.map((t) => [t, 3n])));
+          const ids = JSON.parse(
+            await execText(p1.httpPort, `SELECT id FROM trades WHERE writer = 'p0' ORDER BY id`),
+          ) as {
+            dataset: string[][];
+          };
+          // Only the request acknowledged before the fence: the refused ones left no row anywhere.
+          expect(ids.dataset.map((r) => r[0])).toEqual(
+            Array.from({ length: ROWS_PER_TABLE }, (_v, row) => `p0-0-${row}`),
+          );
+        } finally {
+          for (const node of nodes.reverse()) await node.close();
+          await sequencer.close();
+          await store.close();
+        }
+      },
+      60_000,
     );
   },
 );

@@ -56,6 +56,7 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
       { epoch: '2', nodeId: 'b', url: 'http://b:9000', reason: 'switchover', at: 'y' },
     ],
     registry: { epoch: '2', tables: 2 },
+    sequencer: null,
     tables: [
       {
         name: 'trades',
@@ -66,6 +67,7 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
         bytes: 3 * 1024 * 1024,
         epochs: ['1', '2'],
         fences: 1,
+        txnLog: null,
         findings: [],
       },
       {
@@ -77,6 +79,7 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
         bytes: 0,
         epochs: [],
         fences: 0,
+        txnLog: null,
         findings: [],
       },
     ],
@@ -126,6 +129,37 @@ describe('renderStoreAudit', () => {
     expect(text.split('\n').at(-1)).toBe(
       'FAILED: 2 tables, 12 segments, 3.0 MiB headers only (--shallow); 1 error, 1 warning (+3 not kept)',
     );
+  });
+});
+
+describe('renderStoreAudit of a sequenced cluster', () => {
+  it('prints the txnlog/ chain beside the wal/ chain, or alone, and counts log entries', () => {
+    const base = report({
+      sequencer: { clusterId: 'c-1', epoch: '2', tables: 1, at: '2025-01-01T00:00:00.000Z' },
+    });
+    base.tables[0]!.txnLog = {
+      entries: 5,
+      txns: { first: '41', last: '52' },
+      bytes: 1024 * 1024,
+      writers: ['p1', 'p2'],
+      staged: 6,
+      uncommitted: 1,
+    };
+    base.tables[1]!.txnLog = {
+      entries: 1,
+      txns: { first: '1', last: '3' },
+      bytes: 512,
+      writers: ['p2'],
+      staged: 1,
+      uncommitted: 0,
+    };
+    expect(renderStoreAudit(base, 'fs::root=/s').split('\n')).toEqual([
+      'store fs::root=/s: cluster c-1, 2 epochs (newest 2: b http://b:9000), 0 snapshots, 2 registered nodes, sequenced since epoch 2',
+      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence; txnlog 5 entries, txns 41..52, writers p1,p2, 1 uncommitted staged, 4.0 MiB  OK',
+      '  q       txnlog 1 entry, txns 1..3, writers p2, 512 B  OK',
+      '',
+      'OK: 2 tables, 12 segments, 6 log entries, 4.0 MiB fully decoded; 0 errors, 0 warnings',
+    ]);
   });
 });
 

@@ -22,6 +22,10 @@ every table's segment chain (each segment decoded and its checksums checked, txn
 exactly once, epochs never going back, fences of claimed epochs), the snapshots (manifest, image,
 watermarks), node registrations — and prints one line per table, then every finding. Objects
 that are no part of the layout are orphans. Nothing is written.
+A sequenced cluster (RFC-0003) is audited too: sequencer.json, and per table its txnlog/ chain
+(entries contiguous from where sequencer.json starts it, each decoded and naming a staged object
+that exists and matches it, fully decoded unless --shallow); staged objects no entry names are
+warnings (uncommitted; orphans once their writer epoch is closed: walship gc --sequencer).
 
 With --nodes: compares each table on every node at one watermark (appliedTxn on a replica,
 committedTxn on a primary): row count, sum of ids and a SHA-256 over every row in one order,
@@ -34,6 +38,7 @@ Options:
   --nodes URL,URL,…     the nodes to compare (http://host:port; http:// may be left out)
   --table T             only this table (repeatable); default every table
   --shallow             with --store: read only each segment's header (checked), not its records
+                        (a staged object: its header against its log entry)
   --wait 30s            with --nodes: how long to wait for the nodes to reach one watermark
   --json                print the report as JSON
   --config FILE         server.conf to read replication.object.store from
@@ -172,7 +177,8 @@ export function renderStoreAudit(report: StoreAuditReport, description: string):
         ? ''
         : ` (newest ${newest.epoch}: ${newest.nodeId ?? '?'} ${newest.url ?? ''})`.trimEnd()) +
       `, ${report.snapshots.length} snapshot${report.snapshots.length === 1 ? '' : 's'}` +
-      (report.registrations === null ? '' : `, ${report.registrations.nodes} registered nodes`),
+      (report.registrations === null ? '' : `, ${report.registrations.nodes} registered nodes`) +
+      (report.sequencer === null ? '' : `, sequenced since epoch ${report.sequencer.epoch}`),
   );
   const width = Math.max(5, ...report.tables.map((t) => t.name.length));
   for (const table of report.tables) lines.push(tableLine(table, width));
@@ -186,24 +192,42 @@ export function renderStoreAudit(report: StoreAuditReport, description: string):
   const errors = report.findings.filter((f) => f.severity === 'error').length;
   const warnings = report.findings.length - errors;
   const segments = report.tables.reduce((sum, t) => sum + t.segments, 0);
-  const bytes = report.tables.reduce((sum, t) => sum + t.bytes, 0);
+  const entries = report.tables.reduce((sum, t) => sum + (t.txnLog?.entries ?? 0), 0);
+  const bytes = report.tables.reduce((sum, t) => sum + t.bytes + (t.txnLog?.bytes ?? 0), 0);
   lines.push(
     '',
-    `${report.ok ? 'OK' : 'FAILED'}: ${report.tables.length} tables, ${segments} segments, ${formatBytes(bytes)} ` +
+    `${report.ok ? 'OK' : 'FAILED'}: ${report.tables.length} tables, ${segments} segments, ` +
+      `${entries > 0 ? `${entries} log entries, ` : ''}${formatBytes(bytes)} ` +
       `${report.deep ? 'fully decoded' : 'headers only (--shallow)'}; ${errors} error${errors === 1 ? '' : 's'}, ` +
       `${warnings} warning${warnings === 1 ? '' : 's'}${report.findingsDropped > 0 ? ` (+${report.findingsDropped} not kept)` : ''}`,
   );
   return lines.join('\n');
 }
 
+/** `<name>  <wal/ chain>[; <txnlog/ chain>], <bytes>  <verdict>`; a table with only a txn log shows only it. */
 function tableLine(table: TableAuditReport, width: number): string {
-  const txns = table.txns === null ? 'no txns' : `txns ${table.txns.first}..${table.txns.last}`;
-  const epochs = table.epochs.length === 0 ? '' : `, epochs ${table.epochs.join(',')}`;
-  const fences = table.fences === 0 ? '' : `, ${table.fences} fence${table.fences === 1 ? '' : 's'}`;
+  const parts: string[] = [];
+  if (table.segments > 0 || table.txnLog === null) parts.push(walPart(table));
+  if (table.txnLog !== null) parts.push(txnLogPart(table.txnLog));
+  const bytes = table.bytes + (table.txnLog?.bytes ?? 0);
   const codes = [...new Set(table.findings.map((f) => f.code))];
   const verdict =
     table.findings.length === 0 ? 'OK' : `${table.findings.length} finding(s): ${codes.join(', ')}`;
-  return `  ${table.name.padEnd(width)}  ${table.segments} segments, ${txns}${epochs}${fences}, ${formatBytes(table.bytes)}  ${verdict}`;
+  return `  ${table.name.padEnd(width)}  ${parts.join('; ')}, ${formatBytes(bytes)}  ${verdict}`;
+}
+
+function walPart(table: TableAuditReport): string {
+  const txns = table.txns === null ? 'no txns' : `txns ${table.txns.first}..${table.txns.last}`;
+  const epochs = table.epochs.length === 0 ? '' : `, epochs ${table.epochs.join(',')}`;
+  const fences = table.fences === 0 ? '' : `, ${table.fences} fence${table.fences === 1 ? '' : 's'}`;
+  return `${table.segments} segments, ${txns}${epochs}${fences}`;
+}
+
+function txnLogPart(log: NonNullable<TableAuditReport['txnLog']>): string {
+  const txns = log.txns === null ? 'no txns' : `txns ${log.txns.first}..${log.txns.last}`;
+  const writers = log.writers.length === 0 ? '' : `, writers ${log.writers.join(',')}`;
+  const uncommitted = log.uncommitted === 0 ? '' : `, ${log.uncommitted} uncommitted staged`;
+  return `txnlog ${log.entries} entr${log.entries === 1 ? 'y' : 'ies'}, ${txns}${writers}${uncommitted}`;
 }
 
 function findingLine(finding: AuditFinding): string {

@@ -5,6 +5,12 @@
  * table — a removed segment, a flipped byte, a truncated segment, orphans, a segment moved to
  * another slot — must each be found on its table alone, and `walship verify` must exit 1.
  * On the filesystem store and on Ceph RGW.
+ *
+ * A sequenced cluster (RFC-0003) is built directly — staged segments sealed and put, txn-log
+ * entries and sequencer.json encoded — with one table continuing an adopted wal/ chain and one
+ * numbered from txn 1: clean it audits clean, an uncommitted staged object is only a warning, and
+ * each fault (a gap, a corrupt entry, a missing or mismatched or flipped staged object, a batch
+ * numbered twice, a log starting off its start, strays) is found on its own table.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,11 +19,33 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCommand } from '../cli/verify.js';
 import type { WalshipNode } from '../failover/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
+import { encodeEpoch } from '../primary/index.js';
+import {
+  encodeSequencerRecord,
+  encodeTxnLogEntry,
+  type LogEntry,
+  type SequencerRecord,
+} from '../sequencer/index.js';
 import { tableKey } from '../table/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
 import { type StoreUnderTest, storesUnderTest } from '../tests/helpers/store-under-test.js';
 import { startTestNode } from '../tests/helpers/test-node.js';
-import { decodeSegmentHeader, segmentKey, segmentPrefix } from '../wal/index.js';
+import {
+  CLUSTER_KEY,
+  decodeSegmentHeader,
+  encodeClusterRecord,
+  encodeSegment,
+  encodeTxnRecord,
+  epochKey,
+  SEQUENCER_RECORD_KEY,
+  sealSegment,
+  segmentKey,
+  segmentPrefix,
+  stagedKey,
+  TABLES_REGISTRY_KEY,
+  type TxnRecord,
+  txnLogKey,
+} from '../wal/index.js';
 import { auditStore, type StoreAuditReport } from './store-audit.js';
 
 /** A generous bound for waits (uploads, a role change): never a performance check. */
@@ -215,4 +243,354 @@ describe.each(STORES)('the store audit on %s', (_name, skipReason, make) => {
       expect((await runVerify(under.connectionString, ['--table', 'missing'])).code).toBe(1);
     },
   );
+});
+
+// --- A sequenced cluster (RFC-0003), built object by object -------------------------------------
+
+const CLUSTER_ID = 'c-sequenced';
+/** The cluster epoch of the adoption (epochs/2.json, held by the sequencer). */
+const ADOPTION_EPOCH = 2n;
+const WRITER_EPOCH = 1n;
+const T0 = 1_700_000_000_000_000n;
+
+function txnRecord(txn: bigint, value: bigint): TxnRecord {
+  const rows = 3;
+  return {
+    txn,
+    commitTimeUs: T0 + txn,
+    kind: 'data',
+    rowCount: rows,
+    columns: [
+      {
+        name: 'timestamp',
+        addedInTxn: false,
+        nulls: null,
+        data: { type: 'timestamp', values: BigInt64Array.from({ length: rows }, (_, i) => T0 + BigInt(i)) },
+      },
+      {
+        name: 'v',
+        addedInTxn: false,
+        nulls: null,
+        data: { type: 'long', values: BigInt64Array.from({ length: rows }, (_, i) => value + BigInt(i)) },
+      },
+    ],
+  };
+}
+
+/** cluster.json, epochs 1 (a single primary) and 2 (the adoption), tables.json and sequencer.json. */
+async function sequencedRoot(
+  store: ObjectStore,
+  startAfter: Map<string, bigint>,
+  registered: string[],
+): Promise<void> {
+  const at = '2025-01-01T00:00:00.000Z';
+  await store.put(
+    CLUSTER_KEY,
+    encodeClusterRecord({ clusterId: CLUSTER_ID, formatVersion: 1, createdAt: at, createdBy: 'p0' }),
+  );
+  await store.put(epochKey(1n), encodeEpoch({ epoch: 1n, nodeId: 'p0', url: '', reason: 'bootstrap', at }));
+  await store.put(
+    epochKey(ADOPTION_EPOCH),
+    encodeEpoch({ epoch: ADOPTION_EPOCH, nodeId: 'sequencer', url: '', reason: 'sequencer', at }),
+  );
+  await store.put(
+    TABLES_REGISTRY_KEY,
+    new TextEncoder().encode(JSON.stringify({ epoch: '1', tables: registered.map((t) => tableKey(t)) })),
+  );
+  const record: SequencerRecord = {
+    version: 1,
+    clusterId: CLUSTER_ID,
+    epoch: ADOPTION_EPOCH,
+    startAfter,
+    at,
+  };
+  await store.put(SEQUENCER_RECORD_KEY, encodeSequencerRecord(record));
+}
+
+/** Writes what writers and the sequencer would: staged segments, then (when committed) their entries. */
+class SequencedStoreBuilder {
+  readonly #nextTxn = new Map<string, bigint>();
+  readonly #nextLocal = new Map<string, bigint>();
+  readonly #nextBatch = new Map<string, bigint>();
+
+  constructor(
+    readonly store: ObjectStore,
+    readonly startAfter: Map<string, bigint>,
+  ) {}
+
+  /** Txns 1..count of `table` as numbered wal/ segments of epoch 1, one per txn: its chain before adoption. */
+  async walChain(table: string, count: number): Promise<void> {
+    for (let txn = 1n; txn <= BigInt(count); txn++) {
+      const bytes = await encodeSegment({
+        tableName: table,
+        epoch: 1n,
+        writerNodeId: 'p0',
+        txns: [txnRecord(txn, txn * 100n)],
+      });
+      await this.store.put(segmentKey(tableKey(table), txn), bytes);
+    }
+  }
+
+  /** One batch of `writer` with `count` txns of `table` (local numbers); numbered unless `commit` is false. */
+  async batch(writer: string, table: string, count: number, commit = true): Promise<LogEntry> {
+    const key = tableKey(table);
+    const batchSeq = this.#nextBatch.get(writer) ?? 1n;
+    this.#nextBatch.set(writer, batchSeq + 1n);
+    const localFirst = this.#nextLocal.get(`${writer}/${key}`) ?? 1001n;
+    this.#nextLocal.set(`${writer}/${key}`, localFirst + BigInt(count));
+    const bytes = await this.seal(writer, table, localFirst, count, 7n);
+    const staged = stagedKey(key, writer, WRITER_EPOCH, batchSeq);
+    await this.store.put(staged, bytes);
+    const txnFirst = this.#nextTxn.get(key) ?? (this.startAfter.get(key) ?? 0n) + 1n;
+    const entry: LogEntry = {
+      table: key,
+      txnFirst,
+      txnLast: txnFirst + BigInt(count) - 1n,
+      staged,
+      bytes: bytes.length,
+      crc32: decodeSegmentHeader(bytes).objectChecksum,
+      writer,
+      writerEpoch: WRITER_EPOCH,
+      batchSeq,
+      committedAtMs: 1_767_225_600_000,
+    };
+    if (commit) await this.number(entry);
+    return entry;
+  }
+
+  /** Writes `entry` (its txns moved to the table's next ones) as the next txn-log entry. */
+  async number(entry: LogEntry): Promise<LogEntry> {
+    const txnFirst = this.#nextTxn.get(entry.table) ?? (this.startAfter.get(entry.table) ?? 0n) + 1n;
+    const numbered = { ...entry, txnFirst, txnLast: txnFirst + entry.txnLast - entry.txnFirst };
+    await this.store.put(txnLogKey(entry.table, txnFirst), encodeTxnLogEntry(numbered));
+    this.#nextTxn.set(entry.table, numbered.txnLast + 1n);
+    return numbered;
+  }
+
+  /** Skips txns of `table` (as if their entry were never written). */
+  skip(table: string, txns: bigint): void {
+    const key = tableKey(table);
+    const next = this.#nextTxn.get(key) ?? (this.startAfter.get(key) ?? 0n) + 1n;
+    this.#nextTxn.set(key, next + txns);
+  }
+
+  seal(writer: string, table: string, localFirst: bigint, count: number, value: bigint): Promise<Uint8Array> {
+    const records = Array.from({ length: count }, (_, i) =>
+      encodeTxnRecord(txnRecord(localFirst + BigInt(i), value + BigInt(i))),
+    );
+    return sealSegment({
+      tableName: table,
+      epoch: WRITER_EPOCH,
+      writerNodeId: writer,
+      records,
+      // Not 'none': uncompressed, the object checksum is blind to the records' contents (each
+      // record and the header end with their own CRC-32), so a swapped object of one shape passes.
+      codec: 'deflate',
+      staged: true,
+    });
+  }
+}
+
+function findingsOf(report: StoreAuditReport, table: string) {
+  return report.tables
+    .find((t) => t.name === table)!
+    .findings.map((f) => ({ severity: f.severity, code: f.code, key: f.key }));
+}
+
+describe.each(STORES)('the store audit of a sequenced cluster on %s', (_name, skipReason, make) => {
+  const opened: ObjectStore[] = [];
+  afterAll(async () => Promise.all(opened.map((store) => store.close())));
+
+  async function fresh(startAfter: Map<string, bigint>, registered: string[]) {
+    const under = make();
+    const store = await under.open();
+    opened.push(store);
+    await sequencedRoot(store, startAfter, registered);
+    return { under, store, build: new SequencedStoreBuilder(store, startAfter) };
+  }
+
+  /** `adopted`: wal/ txns 1..3, then txnlog/ 4..9 by p1 and p2; `fresh`: txnlog/ 1..5 from the start. */
+  async function cleanCluster() {
+    const built = await fresh(new Map([[tableKey('adopted'), 3n]]), ['adopted']);
+    await built.build.walChain('adopted', 3);
+    await built.build.batch('p1', 'adopted', 2);
+    await built.build.batch('p2', 'fresh', 3);
+    await built.build.batch('p2', 'adopted', 1);
+    await built.build.batch('p1', 'fresh', 2);
+    await built.build.batch('p1', 'adopted', 3);
+    return built;
+  }
+
+  it.skipIf(skipReason !== null)(
+    'finds nothing wrong with a clean one, and only warns of an uncommitted staged object',
+    async () => {
+      const { under, store, build } = await cleanCluster();
+      for (const deep of [true, false]) {
+        const report = await auditStore(store, { deep });
+        expect(report.findings).toEqual([]);
+        expect(report.ok).toBe(true);
+        expect(report.sequencer).toEqual({
+          clusterId: CLUSTER_ID,
+          epoch: '2',
+          tables: 1,
+          at: '2025-01-01T00:00:00.000Z',
+        });
+        const adopted = report.tables.find((t) => t.name === 'adopted')!;
+        expect(adopted.txns).toEqual({ first: '1', last: '3' });
+        expect(adopted.txnLog).toMatchObject({
+          entries: 3,
+          txns: { first: '4', last: '9' },
+          writers: ['p1', 'p2'],
+          staged: 3,
+          uncommitted: 0,
+        });
+        const freshTable = report.tables.find((t) => t.name === 'fresh')!;
+        expect([freshTable.segments, freshTable.txns]).toEqual([0, null]);
+        expect(freshTable.txnLog).toMatchObject({
+          entries: 2,
+          txns: { first: '1', last: '5' },
+          writers: ['p2', 'p1'],
+        });
+        expect(freshTable.txnLog!.bytes).toBeGreaterThan(0);
+      }
+      const cli = await runVerify(under.connectionString);
+      expect(cli.code).toBe(0);
+      expect(cli.out).toMatch(/sequenced since epoch 2$/m);
+      expect(cli.out).toMatch(
+        /^ {2}adopted {2}3 segments, txns 1\.\.3, epochs 1; txnlog 3 entries, txns 4\.\.9, writers p1,p2, .* OK$/m,
+      );
+      expect(cli.out).toMatch(/^ {2}fresh {4}txnlog 2 entries, txns 1\.\.5, writers p2,p1, .* OK$/m);
+      expect(cli.out).toMatch(/^OK: 2 tables, 3 segments, 5 log entries, /m);
+
+      // A writer's batch in flight: staged, not yet numbered.
+      const inFlight = await build.batch('p2', 'fresh', 1, false);
+      const report = await auditStore(store);
+      expect(report.ok).toBe(true);
+      expect(report.findings.map((f) => [f.severity, f.code, f.key])).toEqual([
+        ['warning', 'STAGED_UNCOMMITTED', inFlight.staged],
+      ]);
+      expect(report.findings[0]!.message).toContain(
+        'uncommitted staged segment (an orphan once its writer epoch is closed: walship gc --sequencer collects it)',
+      );
+      expect(report.tables.find((t) => t.name === 'fresh')!.txnLog).toMatchObject({
+        staged: 3,
+        uncommitted: 1,
+      });
+      const warned = await runVerify(under.connectionString);
+      expect(warned.code).toBe(0);
+      expect(warned.out).toMatch(/warning STAGED_UNCOMMITTED: /);
+      expect(warned.out).toMatch(
+        /^ {2}fresh .*, 1 uncommitted staged, .* 1 finding\(s\): STAGED_UNCOMMITTED$/m,
+      );
+    },
+  );
+
+  it.skipIf(skipReason !== null)(
+    'names a gap, a corrupt entry, missing, mismatched and flipped staged objects, a batch numbered twice and bad starts, each on its own table',
+    async () => {
+      const tables = ['clean', 'gap', 'corrupt', 'nostaged', 'mismatch', 'flipped', 'twice', 'late', 'early'];
+      const startAfter = new Map([
+        [tableKey('late'), 2n],
+        [tableKey('early'), 2n],
+      ]);
+      const { under, store, build } = await fresh(startAfter, ['late', 'early']);
+      for (const table of tables.slice(0, 7)) for (let i = 0; i < 3; i++) await build.batch('p1', table, 2);
+      // gap: the second entry (txns 3..4) is gone.
+      await store.delete(txnLogKey('gap', 3n));
+      // corrupt: one byte of the second entry flipped.
+      const corruptKey = txnLogKey('corrupt', 3n);
+      const corrupt = await body(store, corruptKey);
+      corrupt[corrupt.length >> 1]! ^= 0x01;
+      await store.put(corruptKey, corrupt);
+      // nostaged: the second entry's staged object is gone.
+      const nostaged = await build.batch('p2', 'nostaged', 1);
+      await store.delete(nostaged.staged);
+      // mismatch: the entry's staged object replaced by another well-formed one of the same writer.
+      const mismatch = await build.batch('p2', 'mismatch', 2);
+      await store.put(mismatch.staged, await build.seal('p2', 'mismatch', 1001n, 2, 999n));
+      // flipped: one byte of a staged object's body flipped (its header, and trailer, intact).
+      const flipped = await build.batch('p2', 'flipped', 2);
+      const flippedBytes = await body(store, flipped.staged);
+      flippedBytes[flippedBytes.length - 4 - 2]! ^= 0x01; // the body's end, before the 4-byte trailer
+      await store.put(flipped.staged, flippedBytes);
+      // twice: its last batch (txns 7..8) numbered again as txns 9..10.
+      const last = await build.batch('p2', 'twice', 2);
+      const again = await build.number(last);
+      // late: wal/ 1..2, the txnlog/ starts at 4 instead of 3. early: it starts at 2, inside wal/.
+      await build.walChain('late', 2);
+      build.skip('late', 1n);
+      await build.batch('p1', 'late', 2);
+      await build.walChain('early', 2);
+      build.skip('early', -1n);
+      await build.batch('p1', 'early', 2);
+      // Strays beside a table's folders: before staged/ and after wal/.
+      await store.put('tables/clean/notes.txt', new Uint8Array([1]));
+      await store.put('tables/clean/zz/x', new Uint8Array([2]));
+
+      const report = await auditStore(store);
+      expect(report.ok).toBe(false);
+      expect(findingsOf(report, 'clean')).toEqual([
+        { severity: 'error', code: 'ORPHAN', key: 'tables/clean/notes.txt' },
+        { severity: 'error', code: 'ORPHAN', key: 'tables/clean/zz/x' },
+      ]);
+      expect(findingsOf(report, 'gap')).toEqual([
+        { severity: 'error', code: 'TXN_LOG_MISSING', key: txnLogKey('gap', 3n) },
+        // Its staged object is still there, named by nothing now.
+        { severity: 'warning', code: 'STAGED_UNCOMMITTED', key: stagedKey('gap', 'p1', 1n, 5n) },
+      ]);
+      expect(findingsOf(report, 'corrupt')).toEqual([
+        { severity: 'error', code: 'TXN_LOG_ENTRY_CORRUPT', key: corruptKey },
+        { severity: 'warning', code: 'STAGED_UNCOMMITTED', key: stagedKey('corrupt', 'p1', 1n, 8n) },
+      ]);
+      expect(findingsOf(report, 'nostaged')).toEqual([
+        { severity: 'error', code: 'STAGED_MISSING', key: nostaged.staged },
+      ]);
+      expect(findingsOf(report, 'mismatch')).toEqual([
+        { severity: 'error', code: 'SEGMENT_ENTRY_MISMATCH', key: mismatch.staged },
+      ]);
+      expect(findingsOf(report, 'flipped')).toEqual([
+        { severity: 'error', code: 'SEGMENT_CORRUPT', key: flipped.staged },
+      ]);
+      expect(findingsOf(report, 'twice')).toEqual([
+        { severity: 'error', code: 'TXN_LOG_BATCH_ORDER', key: txnLogKey('twice', again.txnFirst) },
+      ]);
+      expect(again.txnFirst).toBe(9n);
+      expect(findingsOf(report, 'late')).toEqual([
+        { severity: 'error', code: 'TXN_LOG_MISSING', key: txnLogKey('late', 3n) },
+      ]);
+      expect(findingsOf(report, 'early')).toEqual([
+        { severity: 'error', code: 'TXN_LOG_OVERLAP', key: txnLogKey('early', 2n) },
+      ]);
+      expect(report.tables.find((t) => t.name === 'twice')!.txnLog!.txns).toEqual({ first: '1', last: '10' });
+
+      // Headers only: the flipped body goes unseen, the rest is found the same.
+      const shallow = await auditStore(store, { deep: false });
+      expect(findingsOf(shallow, 'flipped')).toEqual([]);
+      expect(findingsOf(shallow, 'mismatch')).toEqual(findingsOf(report, 'mismatch'));
+      expect(findingsOf(shallow, 'nostaged')).toEqual(findingsOf(report, 'nostaged'));
+
+      const cli = await runVerify(under.connectionString);
+      expect(cli.code).toBe(1);
+      expect(cli.out).toMatch(/ERROR {3}TXN_LOG_MISSING: table gap: txns 3\.\.4 are in no log entry/);
+      // --table: the strays beside a table's folders are that table's.
+      expect((await runVerify(under.connectionString, ['--table', 'clean'])).code).toBe(1);
+    },
+  );
+
+  it.skipIf(skipReason !== null)('refuses a corrupt sequencer.json, and a txn log without one', async () => {
+    const { store } = await cleanCluster();
+    const record = await body(store, SEQUENCER_RECORD_KEY);
+    record[record.length >> 1]! ^= 0x01;
+    await store.put(SEQUENCER_RECORD_KEY, record);
+    const corrupt = await auditStore(store);
+    expect(corrupt.sequencer).toBeNull();
+    expect(corrupt.findings.map((f) => [f.severity, f.code, f.key])).toEqual([
+      ['error', 'SEQUENCER_RECORD_CORRUPT', SEQUENCER_RECORD_KEY],
+    ]);
+    await store.delete(SEQUENCER_RECORD_KEY);
+    const absent = await auditStore(store);
+    expect(absent.findings.map((f) => [f.severity, f.code, f.key])).toEqual([
+      ['error', 'SEQUENCER_RECORD_MISSING', SEQUENCER_RECORD_KEY],
+    ]);
+  });
 });

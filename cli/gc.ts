@@ -1,7 +1,18 @@
 import { parseArgs } from 'node:util';
 import { isWalshipError, systemClock } from '../core/index.js';
-import { formatDuration, type GcPolicy, type GcResult, runGc } from '../failover/index.js';
+import {
+  formatDuration,
+  GC_TABLE_KINDS,
+  type GcDeletion,
+  type GcObjectKind,
+  type GcPolicy,
+  type GcResult,
+  type GcSequencer,
+  runGc,
+} from '../failover/gc.js';
+import { GC_ORPHAN_AGE_MS } from '../failover/staged-gc.js';
 import { type OpenedStore, openStore } from '../objectstore/index.js';
+import { openHttpSequencer } from '../sequencer/http-client.js';
 import { loadConfig, type NodeConfig, parseDurationMs } from './config.js';
 import { type CommandIo, EXIT, strayArgument } from './io.js';
 
@@ -11,12 +22,17 @@ WAL retention and garbage collection (RFC-0007). Deletes, per table, the oldest 
 are (a) older than the retention window, (b) within the oldest kept snapshot's watermark and
 (c) applied by every live registered node — never the newest segment of a table, never a hole
 in the middle of a chain — and the snapshots older than the newest N (manifest before image).
+On a sequenced cluster (RFC-0003) the same rules apply to each table's txnlog/ entries, each
+deleted before the staged segment it names; with the sequencer, staged segments of closed or
+fenced writer epochs that were never committed (orphans) go once older than ${GC_ORPHAN_AGE_MS / 60_000} minutes.
 Prints what goes, what stays and why, and which registrations expired. Safe to run from two
 hosts at once.
 
 Options:
   --store CONNSTRING          'fs::root=…;' or 's3::bucket=…;…'
                               (default: replication.object.store from --config, WALSHIP_REPLICATION_OBJECT_STORE)
+  --sequencer CONNSTRING      a sequenced cluster's sequencer, to collect orphans: 'http::addr=…;token=…;'
+                              (default: replication.sequencer, WALSHIP_REPLICATION_SEQUENCER; read scope is enough)
   --dry-run                   list what would be deleted; delete nothing
   --retention 7d              replication.retention.duration (default 168h); units ms s m h d
   --keep-snapshots 2          replication.retention.snapshots (default 2, at least 1)
@@ -24,19 +40,23 @@ Options:
   --json                      print the plan and result as JSON
   --config FILE               server.conf to read the keys above from
 
-Exit codes: 0 done (or planned, with --dry-run); 2 bad arguments; 3 the store could not be reached.`;
+Exit codes: 0 done (or planned, with --dry-run); 2 bad arguments (or a sequencer of another
+cluster); 3 the store or the sequencer could not be reached.`;
 
 /** Deletions printed per table (and snapshots) in the text report; --json lists every one. */
 const DELETIONS_PRINTED_PER_GROUP_MAX = 20;
 
 export interface GcCommandDeps {
   storeOpen?: (connection: string) => Promise<Pick<OpenedStore, 'store'>>;
+  /** Opens `--sequencer` (default: the HTTP client); `close` is called when GC is done. */
+  sequencerOpen?: (connection: string) => Promise<GcSequencer & { close(): Promise<void> }>;
   /** The GC's clock (wall ms), compared with the store objects' times; default the system clock. */
   clock?: { wallMs(): number };
 }
 
 const KNOWN_OPTIONS = new Set([
   'store',
+  'sequencer',
   'dry-run',
   'retention',
   'keep-snapshots',
@@ -53,6 +73,7 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
     args: argv,
     options: {
       store: { type: 'string' },
+      sequencer: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       retention: { type: 'string' },
       'keep-snapshots': { type: 'string' },
@@ -70,7 +91,14 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
   }
   const stray = strayArgument(tokens, KNOWN_OPTIONS);
   if (stray !== undefined) return usage(io, stray);
-  for (const name of ['store', 'retention', 'keep-snapshots', 'registration-expiry', 'config'] as const) {
+  for (const name of [
+    'store',
+    'sequencer',
+    'retention',
+    'keep-snapshots',
+    'registration-expiry',
+    'config',
+  ] as const) {
     if (values[name] !== undefined && typeof values[name] !== 'string')
       return usage(io, `--${name} needs a value`);
   }
@@ -122,10 +150,23 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
     io.stderr(`walship gc: ${(error as Error).message}`);
     return isWalshipError(error) && error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
   }
+  const sequencerConnection =
+    typeof values.sequencer === 'string' ? values.sequencer : config.string('replication.sequencer');
+  let sequencer: (GcSequencer & { close(): Promise<void> }) | undefined;
+  try {
+    if (sequencerConnection !== undefined)
+      sequencer = await (deps.sequencerOpen ?? openHttpSequencer)(sequencerConnection);
+  } catch (error) {
+    await store.close();
+    // Never the connection string: it may hold a token.
+    io.stderr(`walship gc: --sequencer: ${(error as Error).message}`);
+    return isWalshipError(error) && error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
+  }
   try {
     const result = await runGc(store, policy, {
       clock: deps.clock ?? systemClock,
       dryRun: values['dry-run'] === true,
+      ...(sequencer === undefined ? {} : { sequencer }),
     });
     io.stdout(
       values.json === true ? JSON.stringify(result, jsonValue, 2) : renderGc(result, store.description),
@@ -140,6 +181,7 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
     io.stderr(`walship gc: ${error.message}`);
     return error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
   } finally {
+    await sequencer?.close();
     await store.close();
   }
 }
@@ -180,28 +222,38 @@ export function renderGc(result: GcResult, description: string): string {
           : 'EXPIRED, blocks nothing (it re-bootstraps from a snapshot if it needs collected segments)'),
     );
   }
+  if (plan.sequenced !== null)
+    lines.push(
+      '',
+      plan.sequenced.sequencerAccess
+        ? `sequenced cluster: ${plan.sequenced.writers ?? 0} writers at the sequencer, ${plan.sequenced.foldersListed} staged folders of closed or fenced writer epochs listed for orphans`
+        : 'sequenced cluster, no sequencer given: txnlog entries and the staged segments they name are collected, orphans are not',
+    );
   const tables = new Set<string>();
   for (const d of plan.delete) if (d.table !== null) tables.add(d.table);
   for (const k of plan.keep) if (k.table !== null) tables.add(k.table);
   for (const table of [...tables].sort()) {
     const gone = plan.delete.filter((d) => d.table === table);
-    const kept = plan.keep.find((k) => k.table === table);
+    const kept = plan.keep.filter((k) => k.table === table && k.key !== null);
+    const keptObjects = kept.reduce((total, k) => total + k.objects, 0);
     lines.push(
       '',
-      `table ${table}: ${verb} ${gone.length} segment${gone.length === 1 ? '' : 's'} (${formatBytes(sum(gone))}), keep ${kept?.objects ?? 0}`,
+      `table ${table}: ${verb} ${kindCounts(gone)} (${formatBytes(sum(gone))}), keep ${keptObjects}`,
     );
     for (const d of gone.slice(0, DELETIONS_PRINTED_PER_GROUP_MAX))
       lines.push(`  ${verb} ${d.key}: ${d.reason}`);
     if (gone.length > DELETIONS_PRINTED_PER_GROUP_MAX)
       lines.push(`  … and ${gone.length - DELETIONS_PRINTED_PER_GROUP_MAX} more (--json lists every one)`);
-    if (kept !== undefined && kept.key !== null)
+    for (const k of kept.slice(0, DELETIONS_PRINTED_PER_GROUP_MAX))
+      lines.push(`  keep ${k.key}${k.objects > 1 ? ` and the ${k.objects - 1} after it` : ''}: ${k.reason}`);
+    if (kept.length > DELETIONS_PRINTED_PER_GROUP_MAX)
       lines.push(
-        `  keep ${kept.key}${kept.objects > 1 ? ` and the ${kept.objects - 1} after it` : ''}: ${kept.reason}`,
+        `  … and ${kept.length - DELETIONS_PRINTED_PER_GROUP_MAX} more kept (--json lists every one)`,
       );
   }
   lines.push('', 'snapshots:');
   const snapshotKeeps = plan.keep.filter((k) => k.table === null && k.key !== null);
-  const snapshotGone = plan.delete.filter((d) => d.kind !== 'segment');
+  const snapshotGone = plan.delete.filter((d) => !GC_TABLE_KINDS.includes(d.kind));
   if (snapshotKeeps.length === 0 && snapshotGone.length === 0) lines.push('  (none)');
   for (const k of snapshotKeeps) lines.push(`  keep ${k.key}: ${k.reason}`);
   for (const d of snapshotGone.slice(0, DELETIONS_PRINTED_PER_GROUP_MAX))
@@ -211,14 +263,33 @@ export function renderGc(result: GcResult, description: string): string {
       `  … and ${snapshotGone.length - DELETIONS_PRINTED_PER_GROUP_MAX} more (--json lists every one)`,
     );
   for (const k of plan.keep.filter((k) => k.key === null)) lines.push('', `note: ${k.reason}`);
-  const segments = plan.delete.filter((d) => d.kind === 'segment').length;
+  const tableObjects = plan.delete.filter((d) => GC_TABLE_KINDS.includes(d.kind));
   lines.push(
     '',
-    `${result.dryRun ? 'would delete' : 'deleted'} ${plan.delete.length} objects (${segments} segments, ` +
-      `${plan.delete.length - segments} snapshot objects), ${formatBytes(result.dryRun ? sum(plan.delete) : result.deletedBytes)}; ` +
+    `${result.dryRun ? 'would delete' : 'deleted'} ${plan.delete.length} objects (${kindCounts(tableObjects)}, ` +
+      `${snapshotGone.length} snapshot objects), ${formatBytes(result.dryRun ? sum(plan.delete) : result.deletedBytes)}; ` +
       `${plan.expiredRegistrations.length} expired registration${plan.expiredRegistrations.length === 1 ? '' : 's'}`,
   );
   return lines.join('\n');
+}
+
+const KIND_NOUNS: Partial<Record<GcObjectKind, [string, string]>> = {
+  segment: ['segment', 'segments'],
+  txnlog: ['txnlog entry', 'txnlog entries'],
+  staged: ['staged segment', 'staged segments'],
+  'staged-orphan': ['orphan', 'orphans'],
+};
+
+/** `3 segments` on a single-primary table; each sequenced kind present added: `2 txnlog entries, 2 staged segments`. */
+function kindCounts(deletions: readonly GcDeletion[]): string {
+  const parts: string[] = [];
+  for (const kind of GC_TABLE_KINDS) {
+    const n = deletions.filter((d) => d.kind === kind).length;
+    if (n === 0 && kind !== 'segment') continue;
+    const [one, many] = KIND_NOUNS[kind]!;
+    parts.push(`${n} ${n === 1 ? one : many}`);
+  }
+  return parts.join(', ');
 }
 
 function sum(deletions: readonly { sizeBytes: number }[]): number {

@@ -2,6 +2,8 @@ import { type Clock, InvalidArgumentError } from '../core/index.js';
 import { DELETE_MANY_KEYS_MAX, listAll, type ObjectStore } from '../objectstore/index.js';
 import { listSnapshots, type SnapshotManifest } from '../replica/index.js';
 import { discoverTableKeys } from '../replica/store-scan.js';
+import type { SequencerStore } from '../sequencer/sequencer-store.js';
+import { SequencerClusterMismatchError } from '../sequencer/sequencer-store.js';
 import { decodeTableKey, tableKey as tableKeyOf } from '../table/index.js';
 import {
   CLUSTER_KEY,
@@ -13,6 +15,10 @@ import {
   txnFirstOfSegmentKey,
 } from '../wal/index.js';
 import { listNodeRegistrations } from './node-registry.js';
+import { readSequencerRecord } from './sequenced-cluster.js';
+import { formatDuration, planStagedOrphans, planTxnLogRetention, type RetentionJudge } from './staged-gc.js';
+
+export { formatDuration } from './staged-gc.js';
 
 /**
  * WAL retention and garbage collection (RFC-0007): which segments and snapshots no reader can need
@@ -42,7 +48,33 @@ export const GC_POLICY_DEFAULT: GcPolicy = {
   registrationExpiryMs: 3_600_000,
 };
 
-export type GcObjectKind = 'segment' | 'snapshot-manifest' | 'snapshot-image' | 'snapshot-orphan';
+export type GcObjectKind =
+  | 'segment'
+  | 'snapshot-manifest'
+  | 'snapshot-image'
+  | 'snapshot-orphan'
+  /** A sequenced table's exported log entry, `tables/<t>/txnlog/<txnFirst>.json` (RFC-0003). */
+  | 'txnlog'
+  /** The staged segment a collected txnlog entry names (deleted after the entry). */
+  | 'staged'
+  /** A staged segment a closed or fenced writer epoch uploaded and never committed. */
+  | 'staged-orphan';
+
+/** The kinds of a table's chain (reported per table); the rest are snapshot objects. */
+export const GC_TABLE_KINDS: readonly GcObjectKind[] = ['segment', 'txnlog', 'staged', 'staged-orphan'];
+
+/** What a sequencer-aware GC may ask the sequencer: who wrote, and which cluster it orders. */
+export type GcSequencer = Pick<SequencerStore, 'writers' | 'clusterId'>;
+
+/** A sequenced cluster (sequencer.json present) as GC saw it; null on a single-primary cluster. */
+export interface GcSequenced {
+  /** True when GC was given the sequencer (orphans are collected only then). */
+  sequencerAccess: boolean;
+  /** Writers the sequencer knows; null without access. */
+  writers: number | null;
+  /** Staged folders (table × closed or fenced writer epoch) listed for orphans. */
+  foldersListed: number;
+}
 
 /** One object the plan deletes. */
 export interface GcDeletion {
@@ -84,6 +116,7 @@ export interface GcPlan {
   expiredRegistrations: GcRegistration[];
   /** The snapshots kept, newest first (ids). */
   snapshotsKept: string[];
+  sequenced: GcSequenced | null;
 }
 
 export interface GcResult {
@@ -125,13 +158,15 @@ interface LiveNode {
 /**
  * What a GC run would delete now, and why it keeps the rest (RFC-0007). Reads cluster.json, the
  * registrations, the snapshot manifests and one LIST per table; writes nothing. `clock.wallMs()` is
- * compared with the store objects' lastModified.
+ * compared with the store objects' lastModified. On a sequenced cluster (sequencer.json) also each
+ * table's txn log (failover/staged-gc.ts), and with `sequencer` the orphans of closed or fenced
+ * writer epochs; a sequencer bound to another cluster is SEQUENCER_CLUSTER_MISMATCH.
  */
 export async function planGc(
   store: ObjectStore,
   policy: GcPolicy,
   clock: Pick<Clock, 'wallMs'>,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; sequencer?: GcSequencer } = {},
 ): Promise<GcPlan> {
   checkGcPolicy(policy);
   const signal = options.signal;
@@ -145,6 +180,7 @@ export async function planGc(
     registrations: [],
     expiredRegistrations: [],
     snapshotsKept: [],
+    sequenced: null,
   };
   const cluster = await store.get(CLUSTER_KEY, signal === undefined ? {} : { signal });
   if (cluster === null || cluster.status !== 'ok') {
@@ -218,62 +254,91 @@ export async function planGc(
   }
   if (segmentBlocker !== null) plan.keep.push({ key: null, table: null, objects: 0, reason: segmentBlocker });
 
-  // Segments, table by table: the longest prefix every rule allows.
+  // The RFC-0007 rules for one part of a chain (a segment, or a txnlog entry and its staged object).
+  const judge: RetentionJudge = ({ tableKey, txnLast, modifiedAtMs, newest, what }) => {
+    if (segmentBlocker !== null) return segmentBlocker;
+    if (newest) return `the newest ${what} of the table always stays`;
+    const ageMs = nowMs - modifiedAtMs;
+    if (ageMs <= policy.retentionMs)
+      return `newer than the retention window (${formatDuration(ageMs)} old, window ${formatDuration(policy.retentionMs)})`;
+    if (oldestKept === undefined)
+      return `no snapshot of this cluster: the ${what === 'segment' ? 'segments are' : 'txn log is'} the only copy`;
+    const inSnapshot = oldestKept.tables.find((t) => t.key === tableKey);
+    if (inSnapshot === undefined)
+      return `the oldest kept snapshot ${oldestKept.id} does not hold the table: a new replica replays it from txn 1`;
+    if (txnLast > inSnapshot.lastTxn)
+      return `holds txns up to ${txnLast}, past the oldest kept snapshot ${oldestKept.id} (watermark ${inSnapshot.lastTxn})`;
+    let lowest: { node: LiveNode; txn: bigint } | undefined;
+    for (const node of live) {
+      const listed = node.tables.get(tableKey);
+      const txn = listed === undefined ? 0n : listed.txn;
+      if (lowest === undefined || txn < lowest.txn) lowest = { node, txn };
+      if (txn < txnLast) {
+        const held =
+          listed === undefined
+            ? `does not list the table${node.cut ? ' (its registration lists only part of its tables)' : ' (it would follow it from txn 1)'}`
+            : `has applied only txn ${txn}`;
+        return `node ${node.nodeId} (registered ${formatDuration(node.ageMs)} ago) ${held}; the ${what} holds txns up to ${txnLast}`;
+      }
+    }
+    return {
+      reason:
+        `older than ${formatDuration(policy.retentionMs)} (${formatDuration(ageMs)}), txns ≤ ${txnLast} ≤ snapshot ${oldestKept.id} watermark ${inSnapshot.lastTxn}` +
+        (lowest === undefined
+          ? ', and no live registered node'
+          : `, and applied by every live node (lowest: ${lowest.node.nodeId} at ${lowest.txn})`),
+    };
+  };
+
+  // A sequenced cluster (RFC-0003): its tables' txn logs, and with the sequencer, orphans.
+  const sequencerRecord = await readSequencerRecord(store);
+  const sequencer = options.sequencer;
+  if (sequencerRecord !== null) {
+    if (sequencerRecord.clusterId !== clusterId)
+      throw new SequencerClusterMismatchError(
+        `sequencer.json names cluster ${sequencerRecord.clusterId}, cluster.json ${clusterId}: GC touches nothing`,
+      );
+    if (sequencer !== undefined) {
+      const bound = await sequencer.clusterId();
+      if (bound !== clusterId)
+        throw new SequencerClusterMismatchError(
+          `the store's cluster is ${clusterId}, but the sequencer given is bound to ${bound ?? 'no cluster'}: GC would judge orphans by another cluster's writers`,
+        );
+    }
+    plan.sequenced = { sequencerAccess: sequencer !== undefined, writers: null, foldersListed: 0 };
+  } else if (sequencer !== undefined) {
+    plan.keep.push({
+      key: null,
+      table: null,
+      objects: 0,
+      reason:
+        'a sequencer was given, but the store holds no sequencer.json: not a sequenced cluster, the sequencer is not consulted',
+    });
+  }
+
+  // Table by table: the longest prefix of its chain every rule allows.
   const { keys: tableKeys } = await discoverTableKeys(store, signal);
+  const tables: { key: string; name: string }[] = [];
   for (const tableKey of tableKeys) {
     const name =
       live.map((node) => node.tables.get(tableKey)?.name).find((n) => n !== undefined) ??
       decodeTableKey(tableKey);
+    tables.push({ key: tableKey, name });
     const segments = await listSegments(store, tableKey, signal);
-    if (segments.length === 0) continue;
-    const decide = (index: number): string | { reason: string } => {
-      if (segmentBlocker !== null) return segmentBlocker;
-      if (index === segments.length - 1) return 'the newest segment of the table always stays';
+    for (let index = 0; index < segments.length; index++) {
       const segment = segments[index]!;
-      const txnLast = segments[index + 1]!.txnFirst - 1n;
-      const ageMs = nowMs - segment.modifiedAtMs;
-      if (ageMs <= policy.retentionMs)
-        return `newer than the retention window (${formatDuration(ageMs)} old, window ${formatDuration(policy.retentionMs)})`;
-      if (oldestKept === undefined) return 'no snapshot of this cluster: the segments are the only copy';
-      const inSnapshot = oldestKept.tables.find((t) => t.key === tableKey);
-      if (inSnapshot === undefined)
-        return `the oldest kept snapshot ${oldestKept.id} does not hold the table: a new replica replays it from txn 1`;
-      if (txnLast > inSnapshot.lastTxn)
-        return `holds txns up to ${txnLast}, past the oldest kept snapshot ${oldestKept.id} (watermark ${inSnapshot.lastTxn})`;
-      let lowest: { node: LiveNode; txn: bigint } | undefined;
-      for (const node of live) {
-        const listed = node.tables.get(tableKey);
-        const txn = listed === undefined ? 0n : listed.txn;
-        if (lowest === undefined || txn < lowest.txn) lowest = { node, txn };
-        if (txn < txnLast) {
-          const held =
-            listed === undefined
-              ? `does not list the table${node.cut ? ' (its registration lists only part of its tables)' : ' (it would follow it from txn 1)'}`
-              : `has applied only txn ${txn}`;
-          return `node ${node.nodeId} (registered ${formatDuration(node.ageMs)} ago) ${held}; the segment holds txns up to ${txnLast}`;
-        }
-      }
-      return {
-        reason:
-          `older than ${formatDuration(policy.retentionMs)} (${formatDuration(ageMs)}), txns ≤ ${txnLast} ≤ snapshot ${oldestKept.id} watermark ${inSnapshot.lastTxn}` +
-          (lowest === undefined
-            ? ', and no live registered node'
-            : `, and applied by every live node (lowest: ${lowest.node.nodeId} at ${lowest.txn})`),
-      };
-    };
-    let index = 0;
-    for (; index < segments.length; index++) {
-      const verdict = decide(index);
+      const newest = index === segments.length - 1;
+      const verdict = judge({
+        tableKey,
+        txnLast: newest ? segment.txnFirst : segments[index + 1]!.txnFirst - 1n,
+        modifiedAtMs: segment.modifiedAtMs,
+        newest,
+        what: 'segment',
+      });
       if (typeof verdict === 'string') {
-        plan.keep.push({
-          key: segments[index]!.key,
-          table: name,
-          objects: segments.length - index,
-          reason: verdict,
-        });
+        plan.keep.push({ key: segment.key, table: name, objects: segments.length - index, reason: verdict });
         break;
       }
-      const segment = segments[index]!;
       plan.delete.push({
         key: segment.key,
         kind: 'segment',
@@ -281,6 +346,42 @@ export async function planGc(
         sizeBytes: segment.sizeBytes,
         reason: verdict.reason,
       });
+    }
+    if (sequencerRecord === null) continue;
+    const txnLog = await planTxnLogRetention({
+      store,
+      tableKey,
+      table: name,
+      judge,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    plan.delete.push(...txnLog.delete);
+    plan.keep.push(...txnLog.keep);
+  }
+
+  if (plan.sequenced !== null) {
+    if (sequencer === undefined) {
+      plan.keep.push({
+        key: null,
+        table: null,
+        objects: 0,
+        reason:
+          'no sequencer access (give --sequencer or replication.sequencer): staged objects no collected txnlog ' +
+          'entry names are left alone — GC cannot tell a fenced writer’s orphans from batches still being committed',
+      });
+    } else {
+      const writers = await sequencer.writers();
+      const orphans = await planStagedOrphans({
+        store,
+        tables,
+        writers,
+        nowMs,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      plan.sequenced.writers = writers.length;
+      plan.sequenced.foldersListed = orphans.foldersListed;
+      plan.delete.push(...orphans.delete);
+      plan.keep.push(...orphans.keep);
     }
   }
 
@@ -335,14 +436,18 @@ export async function planGc(
 export async function runGc(
   store: ObjectStore,
   policy: GcPolicy,
-  options: { clock: Pick<Clock, 'wallMs'>; dryRun?: boolean; signal?: AbortSignal },
+  options: {
+    clock: Pick<Clock, 'wallMs'>;
+    dryRun?: boolean;
+    signal?: AbortSignal;
+    /** A sequenced cluster's sequencer: orphans are collected only with it (RFC-0003). */
+    sequencer?: GcSequencer;
+  },
 ): Promise<GcResult> {
-  const plan = await planGc(
-    store,
-    policy,
-    options.clock,
-    options.signal === undefined ? {} : { signal: options.signal },
-  );
+  const plan = await planGc(store, policy, options.clock, {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.sequencer === undefined ? {} : { sequencer: options.sequencer }),
+  });
   const result: GcResult = { plan, dryRun: options.dryRun === true, deleted: [], deletedBytes: 0 };
   if (result.dryRun) return result;
   // Consecutive deletions of one kind (and one table) go in one batch, in plan order.
@@ -410,14 +515,4 @@ async function listSnapshotObjects(
     if (objects.size >= SNAPSHOT_OBJECTS_MAX) break;
   }
   return objects;
-}
-
-/** `3 s`, `12 min`, `5 h`, `8 d`: a rough, readable age. */
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, ms) / 1000;
-  if (s < 1) return `${Math.round(ms)} ms`;
-  if (s < 120) return `${Math.round(s)} s`;
-  if (s < 7_200) return `${Math.round(s / 60)} min`;
-  if (s < 172_800) return `${Math.round(s / 3_600)} h`;
-  return `${Math.round(s / 86_400)} d`;
 }

@@ -158,7 +158,11 @@ export function encodeEpoch(record: EpochRecord): Uint8Array {
 }
 
 /** Writes cluster.json create-only with a new cluster id; of two racing creators both get the winner's record. */
-export async function createCluster(store: ObjectStore, nodeId: string, clock: Clock): Promise<ClusterRecord> {
+export async function createCluster(
+  store: ObjectStore,
+  nodeId: string,
+  clock: Clock,
+): Promise<ClusterRecord> {
   const record: ClusterRecord = {
     clusterId: randomUUID(),
     formatVersion: 1,

@@ -21,6 +21,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   ingest: benchIngest,
   replicate: benchReplicate,
   failover: async () => (await import('./failover.js')).benchFailover(),
+  sequencer: async () => (await import('./sequencer.js')).benchSequencer(),
 };
 
 async function run(): Promise<number> {

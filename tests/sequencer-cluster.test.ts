@@ -21,6 +21,7 @@ import { storesUnderTest } from './helpers/store-under-test.js';
 import { execText, tableChecksum } from './helpers/table-checksum.js';
 import { testNodeSettings } from './helpers/test-node.js';
 import { getJson } from './helpers/test-primary.js';
+import { postAdmin } from './helpers/test-replica.js';
 
 const s3 = s3TestEnvOrSkipReason();
 let base = '';
@@ -330,6 +331,61 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
           expect(ids.dataset.map((r) => r[0])).toEqual(
             Array.from({ length: ROWS_PER_TABLE }, (_v, row) => `p0-0-${row}`),
           );
+        } finally {
+          for (const node of nodes.reverse()) await node.close();
+          await sequencer.close();
+          await store.close();
+        }
+      },
+      60_000,
+    );
+
+    it.skipIf(skipReason !== null)(
+      'a replica promoted into a writer takes writes at once while the other writer goes on; every node converges',
+      async () => {
+        const dir = await mkdtemp(path.join(base, 'promote-'));
+        const store = await makeStore().open();
+        const sequencer = await startSequencer(dir);
+        const nodes: WalshipNode[] = [];
+        try {
+          const admin = await sequencer.client();
+          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
+          const p0 = await WalshipNode.start(
+            'primary',
+            sequencedSettings(store, path.join(dir, 'p0'), await sequencer.client(), 'p0'),
+            deps(),
+          );
+          nodes.push(p0);
+          // A replica given the sequencer follows it (not txnlog/), and may become a writer.
+          const r = await WalshipNode.start(
+            'replica',
+            sequencedSettings(store, path.join(dir, 'r'), await sequencer.client(), 'r'),
+            deps(),
+          );
+          nodes.push(r);
+          for (let request = 0; request < 3; request++) await writeRequest(p0.httpPort, 'p0', request);
+          expect((await postRequest(r.httpPort, 'r', 0)).status).toBe(421);
+          const promoted = await postAdmin(r.httpPort, 'promote');
+          expect(promoted.status, JSON.stringify(promoted.body)).toBe(200);
+          expect(r.role).toBe('primary');
+          expect((await admin.writers()).map((w) => w.writer).sort()).toEqual(['p0', 'r']);
+          // Both write at once now.
+          await Promise.all([
+            (async () => {
+              for (let request = 3; request < 6; request++) await writeRequest(p0.httpPort, 'p0', request);
+            })(),
+            (async () => {
+              for (let request = 0; request < 3; request++) await writeRequest(r.httpPort, 'r', request);
+            })(),
+          ]);
+          const heads = new Map(TABLES.map((t) => [t, 9n]));
+          for (const table of TABLES) expect((await admin.heads()).tables.get(table)).toBe(9n);
+          for (const node of nodes) await waitCaughtUp(node, heads);
+          for (const table of TABLES) {
+            const [a, b] = await Promise.all(nodes.map((node) => tableChecksum(node.httpPort, table)));
+            expect(b).toEqual(a);
+            expect(a!.rowCount).toBe(9 * ROWS_PER_TABLE);
+          }
         } finally {
           for (const node of nodes.reverse()) await node.close();
           await sequencer.close();

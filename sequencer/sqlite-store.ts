@@ -7,7 +7,8 @@
  * applies up to `groupMax` of them, each in its own SAVEPOINT so a fenced or out-of-order one
  * rolls back alone; the group pays one fsync (synchronous=FULL) and every commit of it is
  * answered only after COMMIT returned. Everything durable lives in the file (SQLite recovers its
- * WAL at open); the only memory state is derived (the version cache, waiters, statistics).
+ * WAL at open); the only memory state is derived (the version cache, waiters, statistics: those
+ * are sqlite-stats.ts's).
  */
 import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -40,6 +41,14 @@ import {
   SequencerUnavailableError,
   type WriterRecord,
 } from './sequencer-store.js';
+import {
+  GroupStats,
+  type SqliteGroupStatsSummary,
+  type SqliteWriterActivity,
+  writerActivity,
+} from './sqlite-stats.js';
+
+export type { SqliteWriterActivity } from './sqlite-stats.js';
 
 /** Commits per group transaction by default (RFC-0003): bounds one transaction's work and latency. */
 export const SQLITE_GROUP_MAX_DEFAULT = 256;
@@ -49,10 +58,6 @@ export const SQLITE_GROUP_MAX_LIMIT = 4096;
 export const SQLITE_QUEUE_COMMITS_MAX = 10_000;
 /** Pending watch() calls at most; beyond it watch fails SEQUENCER_UNAVAILABLE (each holds a waiter). */
 export const SQLITE_WATCHERS_MAX = 10_000;
-/** Groups whose size and COMMIT latency status() summarises. */
-const STATS_GROUPS_MAX = 1000;
-/** The window of status().commitsPerSecond, in whole seconds of the monotonic clock. */
-const STATS_RATE_WINDOW_S = 10;
 /** cluster id characters at most: it is echoed in status and keys elsewhere. */
 const CLUSTER_ID_CHARS_MAX = 128;
 /** The layout of this file (PRAGMA user_version); another value is refused at open. */
@@ -101,25 +106,10 @@ export interface SqliteSequencerOptions {
   groupMax?: number;
 }
 
-export interface SqliteWriterActivity {
-  writer: string;
-  /** Milliseconds since this writer's last committed batch (sequencer wall clock); null: none. */
-  lastCommitAgoMs: number | null;
-}
-
-/** What `walship sequencer serve` shows on /status. */
-export interface SqliteSequencerStatus extends SequencerStatus {
+/** What `walship sequencer serve` shows on /status; the statistics are sqlite-stats.ts's. */
+export interface SqliteSequencerStatus extends SequencerStatus, SqliteGroupStatsSummary {
   version: bigint;
   writerActivity: SqliteWriterActivity[];
-  /** Commits (replays excluded) per second over the last STATS_RATE_WINDOW_S seconds. */
-  commitsPerSecond: number;
-  /** Groups (transactions, one fsync each) run since open. */
-  groups: number;
-  /** Mean commits per group (replays and failures included) over the last STATS_GROUPS_MAX groups; 0 before the first. */
-  groupSizeMean: number;
-  /** COMMIT (the fsync) latency over the last STATS_GROUPS_MAX groups; null before the first. */
-  commitLatencyP50Ms: number | null;
-  commitLatencyP99Ms: number | null;
   /** The database file plus its WAL file. */
   dbSizeBytes: number;
   queuedCommits: number;
@@ -428,10 +418,7 @@ export class SqliteSequencerStore implements SequencerStore {
       version: this.version,
       heads: this.readHeads(),
       writers,
-      writerActivity: writers.map((record) => {
-        const at = this.lastCommitAtMs(record);
-        return { writer: record.writer, lastCommitAgoMs: at === null ? null : Math.max(0, nowMs - at) };
-      }),
+      writerActivity: writerActivity(writers, (record) => this.lastCommitAtMs(record), nowMs),
       ...this.stats.summary(this.clock.monotonicMs()),
       dbSizeBytes: fileBytes(this.path) + fileBytes(`${this.path}-wal`),
       queuedCommits: this.queue.length,
@@ -765,51 +752,5 @@ function fileBytes(path: string): number {
     return statSync(path).size;
   } catch {
     return 0;
-  }
-}
-
-/** Group sizes and COMMIT latencies of the last STATS_GROUPS_MAX groups, and a commits/s window. */
-class GroupStats {
-  private readonly sizes: number[] = [];
-  private readonly commitMs: number[] = [];
-  private next = 0;
-  private groups = 0;
-  /** Commits per whole second of the monotonic clock, the last STATS_RATE_WINDOW_S + 1 seconds. */
-  private readonly perSecond = new Map<number, number>();
-
-  record(group: { nowMs: number; groupSize: number; changed: number; commitMs: number }): void {
-    const { nowMs, groupSize, changed, commitMs } = group;
-    this.groups += 1;
-    if (this.sizes.length < STATS_GROUPS_MAX) {
-      this.sizes.push(groupSize);
-      this.commitMs.push(commitMs);
-    } else {
-      this.sizes[this.next] = groupSize;
-      this.commitMs[this.next] = commitMs;
-      this.next = (this.next + 1) % STATS_GROUPS_MAX;
-    }
-    const second = Math.floor(nowMs / 1000);
-    this.perSecond.set(second, (this.perSecond.get(second) ?? 0) + changed);
-    for (const key of this.perSecond.keys())
-      if (key < second - STATS_RATE_WINDOW_S) this.perSecond.delete(key);
-  }
-
-  summary(nowMs: number) {
-    const since = Math.floor(nowMs / 1000) - STATS_RATE_WINDOW_S;
-    let recent = 0;
-    for (const [second, commits] of this.perSecond) if (second >= since) recent += commits;
-    const sorted = [...this.commitMs].sort((a, b) => a - b);
-    const quantile = (q: number) =>
-      sorted.length === 0
-        ? null
-        : (sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? null);
-    const total = this.sizes.reduce((sum, size) => sum + size, 0);
-    return {
-      groups: this.groups,
-      commitsPerSecond: recent / STATS_RATE_WINDOW_S,
-      groupSizeMean: this.sizes.length === 0 ? 0 : total / this.sizes.length,
-      commitLatencyP50Ms: quantile(0.5),
-      commitLatencyP99Ms: quantile(0.99),
-    };
   }
 }

@@ -4,7 +4,7 @@
  * (step 2), create-only upload of one staged segment per table (step 3), the sequencer commit,
  * retried with the same request until it returns or is fenced (step 4), the durable ack with the
  * sequencer's numbers (step 5) and the export of each entry to `txnlog/` off the ack path
- * (step 6). It never applies rows: the follower does, in sequencer order (step 7).
+ * (step 6, its TxnLogExporter). It never applies rows: the follower does, in sequencer order (step 7).
  *
  * One batch is in flight per writer epoch, and its batchSeq is persisted before its upload, so a
  * restart re-seals the same records and re-sends the same commit: replayed, same numbers.
@@ -34,7 +34,6 @@ import {
   encodeTxnRecord,
   sealSegment,
   stagedKey,
-  txnLogKey,
 } from '../wal/index.js';
 import {
   type CommitRequest,
@@ -50,7 +49,7 @@ import {
   type StagedQueue,
   type StagedSegment,
 } from './staged-queue.js';
-import { encodeTxnLogEntry } from './txn-log-entry.js';
+import { TxnLogExporter } from './txn-log-exporter.js';
 
 export type SequencedAckMode = 'local' | 'durable';
 
@@ -130,10 +129,6 @@ export interface SequencedWriterStatus {
 export const DEFAULT_COMMIT_RETRY: RetryBackoff = { baseMs: 250, maxMs: 10_000 };
 /** Staged segments uploading at once (a batch holds up to SEQUENCER_BATCH_MAX). */
 const UPLOADS_IN_FLIGHT_MAX = 16;
-/** Txn-log objects being written at once. */
-const EXPORTS_IN_FLIGHT_MAX = 16;
-/** Entries awaiting export at most (~300 B each); beyond it the export catch-up writes them. */
-const EXPORTS_PENDING_MAX = 100_000;
 /** How long stop() waits for the step in flight (each request is bounded by its client's limits). */
 const STOP_WAIT_MS = 30_000;
 /** CAS rounds of a discovery registration in tables.json before the step is retried. */
@@ -169,15 +164,20 @@ export class SequencedWriter {
   #commits = 0;
   #lastCommitAtMs: number | null = null;
   #lastError: { message: string; atMs: number } | null = null;
-  #exports: LogEntry[] = [];
-  #exporting: Promise<void> | null = null;
-  #exportError: string | null = null;
-  #exportsDropped = 0;
+  /** Step 6, off the ack path: shares this writer's retry loop, stop and last error. */
+  readonly #exporter: TxnLogExporter;
 
   private constructor(options: SequencedWriterOptions, epoch: bigint) {
     this.#o = options;
     this.#epoch = epoch;
     this.#backoff = options.commitRetry ?? DEFAULT_COMMIT_RETRY;
+    this.#exporter = new TxnLogExporter({
+      store: options.store,
+      log: options.log,
+      signal: this.#abort.signal,
+      retrying: (what, state, fn) => this.#retrying(what, state, fn),
+      onError: (error) => this.#noteError(error),
+    });
   }
 
   /**
@@ -282,8 +282,8 @@ export class SequencedWriter {
       lastCommitAgoMs: this.#lastCommitAtMs === null ? null : Math.round(now - this.#lastCommitAtMs),
       commits: this.#commits,
       lastError: error === null ? null : { message: error.message, agoMs: Math.round(now - error.atMs) },
-      exportsPending: this.#exports.length,
-      exportError: this.#exportError,
+      exportsPending: this.#exporter.pending,
+      exportError: this.#exporter.error,
       haltedBy: this.#haltedBy,
     };
   }
@@ -291,7 +291,7 @@ export class SequencedWriter {
   /** Starts nothing new, waits (bounded) for the step and exports in flight, fails the waiters left. */
   async stop(): Promise<void> {
     this.#halt(null);
-    await withTimeout(Promise.all([this.#step, this.#exporting]), STOP_WAIT_MS);
+    await withTimeout(Promise.all([this.#step, this.#exporter.running]), STOP_WAIT_MS);
     this.#rejectWaiters(() => new WalshipError('CLOSED', 'closed', 'the writer is shutting down'));
   }
 
@@ -568,7 +568,7 @@ export class SequencedWriter {
     } catch (error) {
       this.#o.log.error({ err: (error as Error).message }, 'onCommitted failed');
     }
-    this.#queueExports(result.entries);
+    this.#exporter.add(result.entries);
   }
 
   /**
@@ -616,73 +616,6 @@ export class SequencedWriter {
     if (record === undefined) return null;
     if (record.epoch === epoch) return record.lastBatchSeq;
     return record.closed.find((c) => c.epoch === epoch)?.lastBatchSeq ?? null;
-  }
-
-  // --- step 6: export ---
-
-  #queueExports(entries: LogEntry[]): void {
-    if (this.#exportError !== null) return;
-    for (const entry of entries) {
-      if (this.#exports.length >= EXPORTS_PENDING_MAX) {
-        if (this.#exportsDropped++ === 0)
-          this.#o.log.warn(
-            { limit: EXPORTS_PENDING_MAX },
-            'export backlog full: the export catch-up writes the rest',
-          );
-        continue;
-      }
-      this.#exports.push(entry);
-    }
-    this.#runExports();
-  }
-
-  #runExports(): void {
-    if (this.#exporting !== null || this.#exportError !== null || this.#exports.length === 0) return;
-    if (this.#abort.signal.aborted) return;
-    this.#exporting = this.#exportLoop()
-      .catch((error: unknown) => {
-        this.#exportError = isWalshipError(error) ? `${error.code}: ${error.message}` : String(error);
-        this.#noteError(error);
-        this.#o.log.error({ err: this.#exportError }, 'txn-log export stopped');
-      })
-      .finally(() => {
-        this.#exporting = null;
-        this.#runExports();
-      });
-  }
-
-  async #exportLoop(): Promise<void> {
-    const state: RetryState = { failures: 0 };
-    while (this.#exports.length > 0) {
-      const chunk = this.#exports.slice(0, EXPORTS_IN_FLIGHT_MAX);
-      const done = await this.#retrying('txn-log export', state, () =>
-        Promise.all(chunk.map((entry) => this.#exportOne(entry))),
-      );
-      if (done === null) return;
-      this.#exports.splice(0, chunk.length);
-    }
-  }
-
-  /** Create-only; a taken key must hold the identical bytes (RFC-0003 "export 412"). */
-  async #exportOne(entry: LogEntry): Promise<void> {
-    const key = txnLogKey(entry.table, entry.txnFirst);
-    const body = encodeTxnLogEntry(entry);
-    const put = await this.#o.store.put(key, body, { condition: { type: 'absent' } });
-    if (put.status === 'written') return;
-    const existing = await this.#o.store.get(key);
-    if (existing === null || existing.status !== 'ok') {
-      throw new WalshipError(
-        'STORE_INCONSISTENT',
-        'unavailable',
-        `${key} refused a create-only write but cannot be read`,
-      );
-    }
-    if (Buffer.from(existing.body).equals(body)) return;
-    throw new WalshipError(
-      'TXNLOG_CONFLICT',
-      'data',
-      `${key} holds another entry than the sequencer's (its state was lost or forked): exports stop`,
-    );
   }
 
   // --- helpers ---

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import {
   type AdminAction,
+  assert,
   type Clock,
   createStatusPageHandler,
   type HttpHandler,
@@ -407,14 +408,7 @@ export class WalshipNode {
     const node = await ReplicaNode.start(
       { ...this.#settings.replica, nodeId },
       {
-        clock: this.#deps.clock,
-        log: this.#deps.log,
-        http: this.#roleHttp(),
-        adminActions: this.#adminActions(),
-        statusExtra: () => this.#statusExtra(),
-        onOperation: (operation) => {
-          this.#operation = operation;
-        },
+        ...this.#roleDeps(),
         onApply: (event) => this.#metrics.onApply(event),
         onSegmentsCollected: (event) => this.#onSegmentsCollected(event),
       },
@@ -455,8 +449,7 @@ export class WalshipNode {
     const store = this.#settings.replica.store;
     const record = await sequencedCluster(store, sequenced.sequencer);
     const sequencer = sequenced.sequencer;
-    if (kind === 'writer' && sequencer === undefined)
-      throw new WalshipError('INTERNAL', 'internal', 'no sequencer');
+    assert(kind === 'reader' || sequencer !== undefined, 'a writer is started only with a sequencer');
     const slot = kind === 'writer' ? new WriterSlot(this.#settings.primary.ackMode) : undefined;
     let tables: TableStore | undefined;
     const factory = sequencedFollowerFactory(
@@ -472,20 +465,9 @@ export class WalshipNode {
       slot === undefined ? undefined : { own: slot.own, follower: (f) => slot.setFollower(f) },
     );
     const node = await ReplicaNode.start(
+      { ...this.#settings.replica, nodeId },
       {
-        ...this.#settings.replica,
-        nodeId,
-        bootstrapFromSnapshot: this.#settings.replica.bootstrapFromSnapshot,
-      },
-      {
-        clock: this.#deps.clock,
-        log: this.#deps.log,
-        http: this.#roleHttp(),
-        adminActions: this.#adminActions(),
-        statusExtra: () => this.#statusExtra(),
-        onOperation: (operation) => {
-          this.#operation = operation;
-        },
+        ...this.#roleDeps(),
         follower: (store, onApplied) => {
           tables = store;
           return factory(store, onApplied);
@@ -519,6 +501,20 @@ export class WalshipNode {
     this.#writer = slot;
     this.#role = slot === undefined ? 'replica' : 'primary';
     this.#registration?.writeNow();
+  }
+
+  /** What every replica-shaped role gets from this process: clock, log, the shared listener, admin actions, status. */
+  #roleDeps(): ReplicaDeps {
+    return {
+      clock: this.#deps.clock,
+      log: this.#deps.log,
+      http: this.#roleHttp(),
+      adminActions: this.#adminActions(),
+      statusExtra: () => this.#statusExtra(),
+      onOperation: (operation) => {
+        this.#operation = operation;
+      },
+    };
   }
 
   /** A reader of a sequenced cluster becomes a writer: no fence, no pause for the other writers (RFC-0003). */

@@ -6,10 +6,9 @@
  * `verifySegment`), epochs that never go back along a chain, fences whose epoch was claimed, and
  * objects that are no part of the layout (orphans).
  *
- * A sequenced cluster (RFC-0003) adds `sequencer.json` and, per table, a `txnlog/` chain audited
- * like `wal/`: contiguous entries that decode, each naming a staged object that exists and (deep)
- * verifies against it; the chain starts right after the table's `wal/` chain (`startAfter`).
- * Staged objects no entry names are warnings: a live writer always has some in flight.
+ * A sequenced cluster (RFC-0003) adds `sequencer.json` and, per table, a `txnlog/` chain and its
+ * `staged/` objects: txn-log-audit.ts audits them. The chain machinery both use (findings, the
+ * chain walk, the record reader) is chain-audit.ts's; this module re-exports its public names.
  *
  * Memory is bounded: segments are listed page by page and each is decoded, summarised and dropped;
  * at most `concurrency` GETs are in flight. A store error (after the store's own retries) is
@@ -18,18 +17,9 @@
  * The cluster records are parsed here rather than through primary/ (readRegistry, readEpoch): an
  * audit must report a malformed record as a finding, where the write path rightly refuses to run.
  * Node registrations belong to failover/, which imports this module: the caller passes a reader.
- * The sequencer's record and log entry codecs are imported as modules, not through sequencer/'s
- * door, which would pull in the sequencer's follower (it imports replica/) and risk a cycle.
  */
-import { assert, isWalshipError } from '../core/index.js';
+import { assert } from '../core/index.js';
 import { listAll, type ObjectInfo, type ObjectStore } from '../objectstore/index.js';
-import {
-  decodeSequencerRecord,
-  SEQUENCER_RECORD_BYTES_MAX,
-  type SequencerRecord,
-} from '../sequencer/sequencer-record.js';
-import type { LogEntry } from '../sequencer/sequencer-store.js';
-import { decodeTxnLogEntry, TXN_LOG_ENTRY_BYTES_MAX } from '../sequencer/txn-log-entry.js';
 import { decodeTableKey, tableKey } from '../table/index.js';
 import {
   CLUSTER_KEY,
@@ -42,12 +32,8 @@ import {
   LEASE_KEY,
   NODES_PREFIX,
   parseClusterRecord,
-  parseStagedKey,
-  parseTxnLogKey,
   SEQUENCER_RECORD_KEY,
-  type SegmentHeader,
   SNAPSHOTS_PREFIX,
-  type StagedKeyParts,
   segmentKey,
   segmentPrefix,
   snapshotManifestKey,
@@ -55,12 +41,50 @@ import {
   TABLES_PREFIX,
   TABLES_REGISTRY_KEY,
   txnFirstOfSegmentKey,
-  txnLogKey,
   txnLogPrefix,
 } from '../wal/index.js';
-import { verifySegment, verifyStagedSegment } from './segment-verifier.js';
+import {
+  AUDIT_FINDINGS_MAX,
+  type AuditFinding,
+  type AuditProgress,
+  type AuditSeverity,
+  addBounded,
+  type ChainContext,
+  coveredBySnapshot,
+  FindingSink,
+  inspectInOrder,
+  orphan,
+  readRecord,
+  segmentProblem,
+} from './chain-audit.js';
+import { verifySegment } from './segment-verifier.js';
 import { listSnapshots, type SnapshotManifest } from './snapshots.js';
 import { discoverTableKeys } from './store-scan.js';
+import {
+  auditSequencer,
+  auditTxnLog,
+  checkSequencerRecordPresent,
+  type SequencerAuditRecord,
+  sequencerAuditRecord,
+  type TxnLogAuditReport,
+} from './txn-log-audit.js';
+
+export {
+  AUDIT_FINDINGS_MAX,
+  type AuditFinding,
+  type AuditProgress,
+  type AuditSeverity,
+  addBounded,
+  type ChainContext,
+  type ChainInspection,
+  coveredBySnapshot,
+  FindingSink,
+  inspectInOrder,
+  orphan,
+  readRecord,
+  segmentProblem,
+} from './chain-audit.js';
+export type { SequencerAuditRecord, TxnLogAuditReport } from './txn-log-audit.js';
 
 // --- Bounds -------------------------------------------------------------------------------------
 
@@ -68,50 +92,12 @@ import { discoverTableKeys } from './store-scan.js';
 export const AUDIT_CONCURRENCY_DEFAULT = 8;
 /** The most GETs in flight: each holds a whole segment (up to 257 MiB at the format's limit). */
 export const AUDIT_CONCURRENCY_MAX = 64;
-/** Findings kept per table and for the whole store; the rest are only counted (`findingsDropped`). */
-export const AUDIT_FINDINGS_MAX = 1_000;
-/** The most bytes read of a JSON record (cluster.json, an epoch record, tables.json). */
-const RECORD_BYTES_MAX = 16 * 1024 * 1024;
 /** Top-level names walked by the skip scan of the root (each costs one LIST). */
 const ROOT_NAMES_MAX = 1_000;
-/**
- * Runs of batch numbers remembered per table to tell committed staged objects from uncommitted
- * ones (~100 bytes each, so ≤ ~50 MB). A writer epoch's batches for one table form one run when
- * every batch touches the table; beyond the bound staged objects are counted but not judged.
- */
-const COMMITTED_BATCH_RUNS_MAX = 500_000;
 /** Keys per LIST page of the scan for strays beside a table's folders (usually one page). */
 const STRAY_PAGE_KEYS = 100;
-/** Writer ids kept per table in the report (a cluster has a handful of writers). */
-const WRITERS_LISTED_MAX = 100;
 
 // --- The report ---------------------------------------------------------------------------------
-
-export type AuditSeverity = 'error' | 'warning';
-
-/**
- * One broken invariant. Codes are stable: SEGMENT_MISSING, SEGMENT_OVERLAP, SEGMENT_CORRUPT,
- * SEGMENT_MISPLACED, SEGMENT_WRONG_TABLE, SEGMENT_UNREADABLE, SEGMENT_VANISHED, EPOCH_REGRESSION,
- * EPOCH_UNKNOWN, EPOCH_UNFENCED, EPOCH_RECORD_MISSING, EPOCH_RECORD_CORRUPT, CLUSTER_MISSING,
- * CLUSTER_CORRUPT, REGISTRY_MISSING, REGISTRY_CORRUPT, UNREGISTERED_TABLE, ORPHAN,
- * SNAPSHOT_CORRUPT, SNAPSHOT_IMAGE_MISSING, SNAPSHOT_FOREIGN, SNAPSHOT_AHEAD,
- * NODE_REGISTRATION_UNREADABLE; for sequenced clusters (RFC-0003) SEQUENCER_RECORD_CORRUPT,
- * SEQUENCER_RECORD_MISSING, SEQUENCER_CLUSTER_MISMATCH, SEQUENCER_START_MISMATCH,
- * TXN_LOG_MISSING, TXN_LOG_OVERLAP, TXN_LOG_ENTRY_CORRUPT, TXN_LOG_VANISHED, TXN_LOG_BATCH_ORDER,
- * STAGED_MISSING, STAGED_UNCOMMITTED, STAGED_UNCHECKED, and a staged object that does not verify
- * against its entry: SEGMENT_CORRUPT, SEGMENT_ENTRY_MISMATCH, SEGMENT_NOT_STAGED,
- * SEGMENT_WRONG_TABLE, SEGMENT_MISPLACED, SEGMENT_UNREADABLE (the key is then the staged object's).
- * SEGMENT_STAGED: a staged segment sitting in the `wal/` chain.
- */
-export interface AuditFinding {
-  severity: AuditSeverity;
-  code: string;
-  /** The object it is about; null when it is about something absent from no one key. */
-  key: string | null;
-  /** The table's store key when the finding is about one table. */
-  table?: string;
-  message: string;
-}
 
 /** One table's chain. Txn numbers are decimal strings (the report is JSON). */
 export interface TableAuditReport {
@@ -129,30 +115,6 @@ export interface TableAuditReport {
   /** Its `txnlog/` chain (RFC-0003); null when it has no `txnlog/` or `staged/` object. */
   txnLog: TxnLogAuditReport | null;
   findings: AuditFinding[];
-}
-
-/** One table's `txnlog/` chain and `staged/` objects. */
-export interface TxnLogAuditReport {
-  entries: number;
-  /** The first txn of the first entry and the last of the last; null without entries. */
-  txns: { first: string; last: string } | null;
-  /** Bytes of the staged objects the entries name, as read. */
-  bytes: number;
-  /** Writer ids of the entries, in order of first appearance (at most WRITERS_LISTED_MAX). */
-  writers: string[];
-  /** Objects under `staged/`. */
-  staged: number;
-  /** Staged objects no entry names (uncommitted, or orphans of a closed writer epoch). */
-  uncommitted: number;
-}
-
-/** `sequencer.json`, when readable. */
-export interface SequencerAuditRecord {
-  clusterId: string;
-  epoch: string;
-  /** Tables whose `wal/` chain it continues (its `startAfter`). */
-  tables: number;
-  at: string;
 }
 
 export interface EpochAuditRecord {
@@ -188,14 +150,6 @@ export interface StoreAuditReport {
   findings: AuditFinding[];
   /** Findings beyond AUDIT_FINDINGS_MAX: counted, not kept. */
   findingsDropped: number;
-}
-
-export interface AuditProgress {
-  tablesDone: number;
-  tablesTotal: number;
-  /** Segments and txn-log entries inspected. */
-  segmentsDone: number;
-  bytesDone: number;
 }
 
 export interface StoreAuditOptions {
@@ -251,14 +205,7 @@ export async function auditStore(
   report.registry =
     registry === null ? null : { epoch: registry.epoch.toString(), tables: registry.tables.length };
   const sequencer = await auditSequencer(store, sink, cluster, newestEpoch);
-  if (typeof sequencer === 'object') {
-    report.sequencer = {
-      clusterId: sequencer.clusterId,
-      epoch: sequencer.epoch.toString(),
-      tables: sequencer.startAfter.size,
-      at: sequencer.at,
-    };
-  }
+  if (typeof sequencer === 'object') report.sequencer = sequencerAuditRecord(sequencer);
   const snapshots = await listSnapshots(
     store,
     options.signal === undefined ? {} : { signal: options.signal },
@@ -312,14 +259,7 @@ export async function auditStore(
     context.progress.tablesDone++;
     options.onProgress?.({ ...context.progress });
   }
-  if (sequencer === 'absent' && report.tables.some((t) => t.txnLog !== null)) {
-    sink.add({
-      severity: 'error',
-      code: 'SEQUENCER_RECORD_MISSING',
-      key: SEQUENCER_RECORD_KEY,
-      message: `tables have txnlog/ or staged/ objects, but there is no ${SEQUENCER_RECORD_KEY}: no replica follows them (run \`walship sequencer init\`?)`,
-    });
-  }
+  checkSequencerRecordPresent(sequencer, report.tables, sink);
   report.snapshots = await auditSnapshots(store, sink, snapshots.manifests, cluster, report.tables, only);
   if (only === undefined) await auditRoot(store, sink);
   if (options.readRegistrations !== undefined) {
@@ -338,18 +278,6 @@ export async function auditStore(
   report.findingsDropped = sink.dropped;
   report.ok = !sink.hasError;
   return report;
-}
-
-/** Findings in order, bounded; remembers whether any was an error even when dropped. */
-class FindingSink {
-  readonly findings: AuditFinding[] = [];
-  dropped = 0;
-  hasError = false;
-  add(finding: AuditFinding): void {
-    if (finding.severity === 'error') this.hasError = true;
-    if (this.findings.length < AUDIT_FINDINGS_MAX) this.findings.push(finding);
-    else this.dropped++;
-  }
 }
 
 // --- Cluster records ----------------------------------------------------------------------------
@@ -481,68 +409,8 @@ async function auditRegistry(
   return { epoch, tables: valid };
 }
 
-/**
- * `sequencer.json` (RFC-0003): absent in a single-primary cluster; when present it must decode,
- * name this cluster and an epoch that was claimed.
- */
-async function auditSequencer(
-  store: ObjectStore,
-  sink: FindingSink,
-  cluster: ClusterRecord | null,
-  newestEpoch: bigint,
-): Promise<SequencerRecord | 'absent' | 'corrupt'> {
-  const bytes = await readRecord(store, SEQUENCER_RECORD_KEY, SEQUENCER_RECORD_BYTES_MAX + 1);
-  if (bytes === null) return 'absent';
-  let record: SequencerRecord;
-  try {
-    record = decodeSequencerRecord(bytes);
-  } catch (error) {
-    if (!isWalshipError(error) || error.kind !== 'data') throw error;
-    sink.add({
-      severity: 'error',
-      code: 'SEQUENCER_RECORD_CORRUPT',
-      key: SEQUENCER_RECORD_KEY,
-      message: `${error.message}: writers refuse to start and replicas cannot tell where txnlog/ begins`,
-    });
-    return 'corrupt';
-  }
-  if (cluster !== null && record.clusterId !== cluster.clusterId) {
-    sink.add({
-      severity: 'error',
-      code: 'SEQUENCER_CLUSTER_MISMATCH',
-      key: SEQUENCER_RECORD_KEY,
-      message: `${SEQUENCER_RECORD_KEY} binds cluster ${record.clusterId}, but ${CLUSTER_KEY} is cluster ${cluster.clusterId}`,
-    });
-  }
-  if (record.epoch > newestEpoch) {
-    sink.add({
-      severity: 'error',
-      code: 'EPOCH_UNKNOWN',
-      key: SEQUENCER_RECORD_KEY,
-      message: `${SEQUENCER_RECORD_KEY} was written in epoch ${record.epoch}, but the newest epoch record is ${newestEpoch}`,
-    });
-  }
-  return record;
-}
-
 // --- One table's chain --------------------------------------------------------------------------
 
-interface ChainContext {
-  store: ObjectStore;
-  deep: boolean;
-  concurrency: number;
-  newestEpoch: bigint;
-  /** Epochs with a readable record, as decimal strings. */
-  epochs: Set<string>;
-  /** This cluster's readable snapshots: a chain may start after txn 1 where one covers the gap. */
-  snapshots: SnapshotManifest[];
-  /** `sequencer.json` when readable: where each table's `txnlog/` chain starts. */
-  sequencer: SequencerRecord | null;
-  progress: AuditProgress;
-  onProgress?: (progress: AuditProgress) => void;
-}
-
-/** What one segment object says, or why it says nothing; never holds the decoded txns. */
 type SegmentSummary =
   | {
       key: string;
@@ -587,85 +455,10 @@ async function auditTable(
     accept: (summary) => chain.accept(summary),
   });
   const table = chain.finish(registered);
-  checkSequencerStart(context, table);
-  const log = new TxnLogChain(key, context, table.findings, table.txns !== null);
-  await inspectInOrder(context, txnLogPrefix(key), {
-    slotOf: (objectKey) => {
-      const slotTxn = parseTxnLogKey(objectKey)?.txnFirst;
-      return slotTxn !== undefined && objectKey === txnLogKey(key, slotTxn) ? slotTxn : undefined;
-    },
-    stray: (objectKey) =>
-      addBounded(table.findings, {
-        ...orphan(
-          objectKey,
-          `is no log entry of table ${chain.name} (${txnLogPrefix(key)}<20 digits>.json)`,
-          'error',
-        ),
-        table: key,
-      }),
-    inspect: (info, slotTxn) => inspectEntry(context, info, slotTxn),
-    accept: (summary) => log.accept(summary),
-  });
-  for await (const info of listAll(context.store, stagedPrefix(key))) {
-    const parts = parseStagedKey(info.key);
-    if (parts === undefined || parts.tableKey !== key) {
-      addBounded(table.findings, {
-        ...orphan(
-          info.key,
-          `is no staged segment of table ${chain.name} (${stagedPrefix(key)}<writer>/<20 digits>/<20 digits>.seg)`,
-          'error',
-        ),
-        table: key,
-      });
-    } else log.acceptStaged(info.key, parts);
-  }
+  const log = await auditTxnLog(context, table);
   await reportTableStrays(context.store, key, table.findings);
   table.txnLog = log.finish();
   return table;
-}
-
-/** The steps of inspectInOrder for one kind of chain object. */
-interface ChainInspection<S extends { bytes: number }> {
-  /** The txn of the slot `objectKey` names, or undefined for a key that is no object of this chain. */
-  slotOf(objectKey: string): bigint | undefined;
-  /** Reports a key under the chain's folder that slotOf refused. */
-  stray(objectKey: string): void;
-  inspect(info: ObjectInfo, slotTxn: bigint): Promise<S>;
-  /** Called in key order, one summary at a time. */
-  accept(summary: S): void;
-}
-
-/** Lists `prefix` and inspects each object, at most `concurrency` at a time, accepting them in key order. */
-async function inspectInOrder<S extends { bytes: number }>(
-  context: ChainContext,
-  prefix: string,
-  steps: ChainInspection<S>,
-): Promise<void> {
-  const inFlight: Promise<{ summary: S } | { error: unknown }>[] = [];
-  const take = async () => {
-    const result = await inFlight.shift()!;
-    if ('error' in result) throw result.error;
-    steps.accept(result.summary);
-    context.progress.segmentsDone++;
-    context.progress.bytesDone += result.summary.bytes;
-    context.onProgress?.({ ...context.progress });
-  };
-  for await (const info of listAll(context.store, prefix)) {
-    const slotTxn = steps.slotOf(info.key);
-    if (slotTxn === undefined) {
-      steps.stray(info.key);
-      continue;
-    }
-    // Settled into a value, never a rejection, so a failure waiting its turn is not "unhandled".
-    inFlight.push(
-      steps.inspect(info, slotTxn).then(
-        (summary) => ({ summary }),
-        (error: unknown) => ({ error }),
-      ),
-    );
-    if (inFlight.length >= context.concurrency) await take();
-  }
-  while (inFlight.length > 0) await take();
 }
 
 async function inspectSegment(
@@ -733,20 +526,12 @@ async function inspectSegment(
       tableName: header.tableName,
     };
   } catch (error) {
-    if (!isWalshipError(error) || error.kind === 'unavailable') throw error;
-    const code = error.code === 'CORRUPT_SEGMENT' ? 'SEGMENT_CORRUPT' : error.code;
-    const message = error.message.startsWith(info.key)
-      ? error.message
-      : `${info.key} is unreadable: ${error.message}`;
-    return { ...base, status: 'bad', code: knownSegmentCode(code), message };
+    return { ...base, status: 'bad', ...segmentProblem(error, info.key, SEGMENT_CODES) };
   }
 }
 
-function knownSegmentCode(code: string): string {
-  return ['SEGMENT_CORRUPT', 'SEGMENT_WRONG_TABLE', 'SEGMENT_MISPLACED', 'SEGMENT_STAGED'].includes(code)
-    ? code
-    : 'SEGMENT_UNREADABLE';
-}
+/** The codes a `wal/` segment's data error keeps; any other is SEGMENT_UNREADABLE. */
+const SEGMENT_CODES = ['SEGMENT_CORRUPT', 'SEGMENT_WRONG_TABLE', 'SEGMENT_MISPLACED', 'SEGMENT_STAGED'];
 
 /** The chain invariants, checked one segment summary at a time in key order. */
 class Chain {
@@ -876,8 +661,7 @@ class Chain {
   }
 
   #add(severity: AuditSeverity, code: string, key: string, message: string): void {
-    if (this.findings.length < AUDIT_FINDINGS_MAX)
-      this.findings.push({ severity, code, key, table: this.key, message });
+    addBounded(this.findings, { severity, code, key, table: this.key, message });
   }
 
   finish(registered: boolean): TableAuditReport {
@@ -896,356 +680,6 @@ class Chain {
       txnLog: null,
       findings: this.findings,
     };
-  }
-}
-
-/** A chain may start past its first txn when retention removed what a snapshot of this cluster holds. */
-function coveredBySnapshot(context: ChainContext, key: string, txn: bigint): boolean {
-  return context.snapshots.some((m) => m.tables.some((t) => t.key === key && t.lastTxn >= txn));
-}
-
-// --- One table's txn log (RFC-0003) -------------------------------------------------------------
-
-/**
- * A sequenced table's `wal/` chain ends where `sequencer.json` says (its adoption fence): after it
- * the sequencer numbers the table, and a `wal/` txn past it would be numbered twice.
- */
-function checkSequencerStart(context: ChainContext, table: TableAuditReport): void {
-  const record = context.sequencer;
-  if (record === null || table.txns === null) return;
-  const startAfter = record.startAfter.get(table.key) ?? 0n;
-  const walLast = BigInt(table.txns.last);
-  if (walLast === startAfter) return;
-  const problem =
-    walLast > startAfter
-      ? `its wal/ chain holds txns up to ${walLast}, but ${SEQUENCER_RECORD_KEY} numbers it in txnlog/ from txn ${startAfter + 1n}: those txns are numbered twice`
-      : `its wal/ chain ends at txn ${walLast}, but ${SEQUENCER_RECORD_KEY} says it ends at txn ${startAfter} (its adoption fence): txns ${walLast + 1n}..${startAfter} are in no segment`;
-  addBounded(table.findings, {
-    severity: 'error',
-    code: 'SEQUENCER_START_MISMATCH',
-    key: SEQUENCER_RECORD_KEY,
-    table: table.key,
-    message: `table ${table.name}: ${problem}`,
-  });
-}
-
-/** What one log entry and its staged object say; never holds the decoded txns. */
-type EntrySummary =
-  | {
-      key: string;
-      slotTxn: bigint;
-      /** The staged object's bytes read. */
-      bytes: number;
-      status: 'ok';
-      entry: LogEntry;
-      /** Why the staged object is not the one the entry numbered; null when it is. */
-      staged: { code: string; message: string } | null;
-    }
-  | { key: string; slotTxn: bigint; bytes: 0; status: 'bad'; message: string }
-  | { key: string; slotTxn: bigint; bytes: 0; status: 'vanished' };
-
-async function inspectEntry(context: ChainContext, info: ObjectInfo, slotTxn: bigint): Promise<EntrySummary> {
-  // One byte past the limit, so an oversized entry is refused as such rather than cut.
-  const bytes = await readRecord(context.store, info.key, TXN_LOG_ENTRY_BYTES_MAX + 1);
-  if (bytes === null) return { key: info.key, slotTxn, bytes: 0, status: 'vanished' };
-  let entry: LogEntry;
-  try {
-    entry = decodeTxnLogEntry(bytes, info.key);
-  } catch (error) {
-    if (!isWalshipError(error) || error.kind !== 'data') throw error;
-    return { key: info.key, slotTxn, bytes: 0, status: 'bad', message: error.message };
-  }
-  const staged = await inspectStaged(context, entry);
-  return { key: info.key, slotTxn, bytes: staged.bytes, status: 'ok', entry, staged: staged.problem };
-}
-
-/** GETs the entry's staged object and checks it is the one the entry numbered (deep: every byte). */
-async function inspectStaged(
-  context: ChainContext,
-  entry: LogEntry,
-): Promise<{ bytes: number; problem: { code: string; message: string } | null }> {
-  const objectKey = entry.staged;
-  const got = await context.store.get(objectKey);
-  if (got === null) {
-    return {
-      bytes: 0,
-      problem: {
-        code: 'STAGED_MISSING',
-        message: `${objectKey} is gone, yet the log entry ${txnLogKey(entry.table, entry.txnFirst)} numbers it as txns ${entry.txnFirst}..${entry.txnLast}: no node can apply them`,
-      },
-    };
-  }
-  assert(got.status === 'ok', 'a get without ifNoneMatch answered not-modified');
-  const bytes = got.body.byteLength;
-  try {
-    if (context.deep) await verifyStagedSegment(got.body, { objectKey, entry });
-    else {
-      const problem = stagedHeaderProblem(got.body, entry);
-      if (problem !== null) return { bytes, problem };
-    }
-    return { bytes, problem: null };
-  } catch (error) {
-    if (!isWalshipError(error) || error.kind === 'unavailable') throw error;
-    const code = error.code === 'CORRUPT_SEGMENT' ? 'SEGMENT_CORRUPT' : error.code;
-    const message = error.message.startsWith(objectKey)
-      ? error.message
-      : `${objectKey} is unreadable: ${error.message}`;
-    return { bytes, problem: { code: knownStagedCode(code), message } };
-  }
-}
-
-function knownStagedCode(code: string): string {
-  return [
-    'SEGMENT_CORRUPT',
-    'SEGMENT_ENTRY_MISMATCH',
-    'SEGMENT_NOT_STAGED',
-    'SEGMENT_WRONG_TABLE',
-    'SEGMENT_MISPLACED',
-  ].includes(code)
-    ? code
-    : 'SEGMENT_UNREADABLE';
-}
-
-/** The header-only half of verifyStagedSegment (--shallow): the header is checked, the body is not. */
-function stagedHeaderProblem(bytes: Uint8Array, entry: LogEntry): { code: string; message: string } | null {
-  const objectKey = entry.staged;
-  const mismatch = (code: string, problem: string) => ({ code, message: `${objectKey} ${problem}` });
-  if (bytes.length !== entry.bytes)
-    return mismatch('SEGMENT_ENTRY_MISMATCH', `is ${bytes.length} bytes, its log entry says ${entry.bytes}`);
-  const header: SegmentHeader = decodeSegmentHeader(bytes);
-  if (header.objectChecksum !== entry.crc32) {
-    return mismatch(
-      'SEGMENT_ENTRY_MISMATCH',
-      `has object checksum ${header.objectChecksum}, its log entry says ${entry.crc32}`,
-    );
-  }
-  if (!header.staged) return mismatch('SEGMENT_NOT_STAGED', 'lacks the staged flag');
-  if (tableKey(header.tableName) !== entry.table)
-    return mismatch('SEGMENT_WRONG_TABLE', `holds table ${JSON.stringify(header.tableName)}`);
-  if (header.writerNodeId !== entry.writer || header.epoch !== entry.writerEpoch) {
-    return mismatch(
-      'SEGMENT_ENTRY_MISMATCH',
-      `was written by ${JSON.stringify(header.writerNodeId)} in epoch ${header.epoch}, its log entry says ${JSON.stringify(entry.writer)} in epoch ${entry.writerEpoch}`,
-    );
-  }
-  const entryCount = entry.txnLast - entry.txnFirst + 1n;
-  if (BigInt(header.txnCount) !== entryCount)
-    return mismatch(
-      'SEGMENT_MISPLACED',
-      `holds ${header.txnCount} txns, its log entry numbers ${entryCount}`,
-    );
-  return null;
-}
-
-/**
- * The `txnlog/` invariants, one entry at a time in key order: contiguous from `startAfter + 1`
- * (past it only where a snapshot covers the gap and no `wal/` chain remains), each writer epoch's
- * batches numbered once and in order, and the staged objects no entry names.
- */
-class TxnLogChain {
-  readonly name: string;
-  /**
-   * The first txn the sequencer numbers: `startAfter + 1` of sequencer.json (1 for a table it does
-   * not list); undefined without a readable record, which is a finding of its own.
-   */
-  readonly #start: bigint | undefined;
-  readonly #batches = new CommittedBatches();
-  #entries = 0;
-  #bytes = 0;
-  #first: bigint | undefined;
-  #last: bigint | undefined;
-  /** The txn the next entry must start at; undefined before the first and after a bad entry. */
-  #next: bigint | undefined;
-  #writers: string[] = [];
-  #staged = 0;
-  #uncommitted = 0;
-
-  constructor(
-    readonly key: string,
-    readonly context: ChainContext,
-    readonly findings: AuditFinding[],
-    /** The table has a `wal/` chain: retention cannot have removed the start of its `txnlog/`. */
-    readonly walPresent: boolean,
-  ) {
-    this.name = decodeTableKey(key);
-    const record = context.sequencer;
-    this.#start = record === null ? undefined : (record.startAfter.get(key) ?? 0n) + 1n;
-  }
-
-  accept(summary: EntrySummary): void {
-    this.#entries++;
-    if (summary.status === 'vanished') {
-      this.#add(
-        'warning',
-        'TXN_LOG_VANISHED',
-        summary.key,
-        `${summary.key} was listed but was gone when read (deleted meanwhile: is GC running?)`,
-      );
-      this.#next = undefined;
-      return;
-    }
-    if (summary.status === 'bad') {
-      this.#checkContiguity(summary.slotTxn, undefined, summary.key);
-      this.#add('error', 'TXN_LOG_ENTRY_CORRUPT', summary.key, summary.message);
-      this.#next = undefined;
-      this.#first ??= summary.slotTxn;
-      return;
-    }
-    const { entry } = summary;
-    this.#checkContiguity(entry.txnFirst, entry.txnLast, summary.key);
-    this.#checkBatch(entry, summary.key);
-    if (summary.staged !== null)
-      this.#add('error', summary.staged.code, entry.staged, summary.staged.message);
-    this.#bytes += summary.bytes;
-    if (this.#writers.length < WRITERS_LISTED_MAX && !this.#writers.includes(entry.writer))
-      this.#writers.push(entry.writer);
-    this.#first ??= entry.txnFirst;
-    if (this.#last === undefined || entry.txnLast > this.#last) this.#last = entry.txnLast;
-    if (this.#next === undefined || entry.txnLast + 1n > this.#next) this.#next = entry.txnLast + 1n;
-  }
-
-  /** One object under `staged/`, after every entry was accepted. */
-  acceptStaged(objectKey: string, parts: StagedKeyParts): void {
-    this.#staged++;
-    if (this.#batches.overflowed) return;
-    if (this.#batches.has(parts.writer, parts.writerEpoch, parts.batchSeq)) return;
-    this.#uncommitted++;
-    this.#add(
-      'warning',
-      'STAGED_UNCOMMITTED',
-      objectKey,
-      `${objectKey}: uncommitted staged segment (an orphan once its writer epoch is closed: walship gc --sequencer collects it)`,
-    );
-  }
-
-  #checkContiguity(txnFirst: bigint, txnLast: bigint | undefined, key: string): void {
-    if (this.#first === undefined) {
-      if (this.#start === undefined) return;
-      if (txnFirst < this.#start) {
-        this.#add(
-          'error',
-          'TXN_LOG_OVERLAP',
-          key,
-          `${key} starts at txn ${txnFirst}, but the table's txnlog/ starts after txn ${this.#start - 1n} (${SEQUENCER_RECORD_KEY} startAfter): those txns are numbered twice`,
-        );
-      } else if (
-        txnFirst > this.#start &&
-        (this.walPresent || !coveredBySnapshot(this.context, this.key, txnFirst - 1n))
-      ) {
-        this.#missing(this.#start, txnFirst - 1n);
-      }
-      return;
-    }
-    if (this.#next === undefined) return;
-    if (txnFirst > this.#next) this.#missing(this.#next, txnFirst - 1n);
-    else if (txnFirst < this.#next) {
-      const holds =
-        txnLast === undefined ? `starts at txn ${txnFirst}` : `numbers txns ${txnFirst}..${txnLast}`;
-      this.#add(
-        'error',
-        'TXN_LOG_OVERLAP',
-        key,
-        `${key} ${holds}, but the entries before it already number txns up to ${this.#next - 1n}`,
-      );
-    }
-  }
-
-  #missing(first: bigint, last: bigint): void {
-    const expected = txnLogKey(this.key, first);
-    const txns = first === last ? `txn ${first}` : `txns ${first}..${last}`;
-    this.#add(
-      'error',
-      'TXN_LOG_MISSING',
-      expected,
-      `table ${this.name}: ${txns} are in no log entry (expected ${expected})`,
-    );
-  }
-
-  /** A writer epoch commits one batch at a time, so along one table's log its batches only grow. */
-  #checkBatch(entry: LogEntry, key: string): void {
-    const after = this.#batches.add(entry.writer, entry.writerEpoch, entry.batchSeq);
-    if (after === undefined) return;
-    const again = entry.batchSeq === after ? 'again' : `after batch ${after}`;
-    this.#add(
-      'error',
-      'TXN_LOG_BATCH_ORDER',
-      key,
-      `${key} numbers batch ${entry.batchSeq} of writer ${entry.writer} epoch ${entry.writerEpoch} ${again}: each batch is numbered once, in order (${entry.staged} would be applied twice or out of order)`,
-    );
-  }
-
-  #add(severity: AuditSeverity, code: string, key: string, message: string): void {
-    addBounded(this.findings, { severity, code, key, table: this.key, message });
-  }
-
-  finish(): TxnLogAuditReport | null {
-    if (this.#entries === 0 && this.#staged === 0) return null;
-    if (this.#batches.overflowed) {
-      this.#add(
-        'warning',
-        'STAGED_UNCHECKED',
-        stagedPrefix(this.key),
-        `table ${this.name}: its log names more than ${COMMITTED_BATCH_RUNS_MAX} runs of batches, so its ${this.#staged} staged objects were counted, not checked for uncommitted ones`,
-      );
-    }
-    return {
-      entries: this.#entries,
-      txns:
-        this.#first === undefined
-          ? null
-          : { first: this.#first.toString(), last: (this.#last ?? this.#first - 1n).toString() },
-      bytes: this.#bytes,
-      writers: this.#writers,
-      staged: this.#staged,
-      uncommitted: this.#uncommitted,
-    };
-  }
-}
-
-/**
- * The batches one table's log entries name, as runs of batch numbers per writer epoch: bounded
- * memory (COMMITTED_BATCH_RUNS_MAX) however long the log. Batches arrive in log order, in which
- * each writer epoch's batch numbers grow, so every run list stays sorted.
- */
-class CommittedBatches {
-  readonly #runs = new Map<string, { first: bigint; last: bigint }[]>();
-  #count = 0;
-  /** More runs than the bound: `has` can no longer answer. */
-  overflowed = false;
-
-  /** Records a batch; returns the last batch of that writer epoch when `batchSeq` does not grow past it. */
-  add(writer: string, writerEpoch: bigint, batchSeq: bigint): bigint | undefined {
-    const id = `${writer}/${writerEpoch}`;
-    const runs = this.#runs.get(id) ?? [];
-    const last = runs.at(-1);
-    if (last !== undefined && batchSeq <= last.last) return last.last;
-    if (last !== undefined && batchSeq === last.last + 1n) {
-      last.last = batchSeq;
-      return undefined;
-    }
-    if (this.#count >= COMMITTED_BATCH_RUNS_MAX) {
-      this.overflowed = true;
-      return undefined;
-    }
-    runs.push({ first: batchSeq, last: batchSeq });
-    this.#runs.set(id, runs);
-    this.#count++;
-    return undefined;
-  }
-
-  has(writer: string, writerEpoch: bigint, batchSeq: bigint): boolean {
-    const runs = this.#runs.get(`${writer}/${writerEpoch}`);
-    if (runs === undefined) return false;
-    let low = 0;
-    let high = runs.length - 1;
-    while (low <= high) {
-      const middle = (low + high) >> 1;
-      const run = runs[middle]!;
-      if (batchSeq < run.first) high = middle - 1;
-      else if (batchSeq > run.last) low = middle + 1;
-      else return true;
-    }
-    return false;
   }
 }
 
@@ -1389,26 +823,7 @@ async function reportTableStrays(store: ObjectStore, key: string, findings: Audi
   }
 }
 
-function addBounded(findings: AuditFinding[], finding: AuditFinding): void {
-  if (findings.length < AUDIT_FINDINGS_MAX) findings.push(finding);
-}
-
-function orphan(key: string, problem: string, severity: AuditSeverity): AuditFinding {
-  return { severity, code: 'ORPHAN', key, message: `${key} ${problem}` };
-}
-
 // --- Helpers ------------------------------------------------------------------------------------
-
-async function readRecord(
-  store: ObjectStore,
-  key: string,
-  bytesMax = RECORD_BYTES_MAX,
-): Promise<Uint8Array | null> {
-  const got = await store.get(key, { range: { offset: 0, length: bytesMax } });
-  if (got === null) return null;
-  assert(got.status === 'ok', 'a get without ifNoneMatch answered not-modified');
-  return got.body;
-}
 
 function parseJson(bytes: Uint8Array | null): unknown {
   if (bytes === null) return undefined;

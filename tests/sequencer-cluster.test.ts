@@ -79,6 +79,42 @@ function sequencedSettings(
 
 const deps = () => ({ clock: systemClock, random: seededRandom(11), log });
 
+interface ClusterRun {
+  dir: string;
+  store: ObjectStore;
+  /** The sequencer's admin client (it ran `initSequencedCluster`). */
+  admin: SequencerStore;
+  sequencer: Awaited<ReturnType<typeof startSequencer>>;
+  /** WalshipNode.start, the node closed at the end of the run (closing twice is harmless). */
+  startNode: (role: 'primary' | 'replica', settings: NodeSettings) => Promise<WalshipNode>;
+}
+
+/** A fresh store root bound to a fresh sequencer service; everything started is closed after `body`. */
+async function withCluster(
+  makeStore: () => { open(): Promise<ObjectStore> },
+  name: string,
+  body: (run: ClusterRun) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(path.join(base, `${name}-`));
+  const store = await makeStore().open();
+  const sequencer = await startSequencer(dir);
+  const started: WalshipNode[] = [];
+  try {
+    const admin = await sequencer.client();
+    await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
+    const startNode = async (role: 'primary' | 'replica', settings: NodeSettings) => {
+      const node = await WalshipNode.start(role, settings, deps());
+      started.push(node);
+      return node;
+    };
+    await body({ dir, store, admin, sequencer, startNode });
+  } finally {
+    for (const node of started.reverse()) await node.close();
+    await sequencer.close();
+    await store.close();
+  }
+}
+
 /** One ILP request to `port`: ROWS_PER_TABLE rows per table, ids `<writer>-<request>-<row>`; its txn header. */
 async function writeRequest(port: number, writer: string, request: number): Promise<string> {
   const response = await postRequest(port, writer, request);
@@ -121,78 +157,71 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
     it.skipIf(skipReason !== null).each([2, 3])(
       '%i primaries and a store-only replica writing the same tables end identical, in one txn order',
       async (writerCount) => {
-        const dir = await mkdtemp(path.join(base, `run-${writerCount}-`));
-        const store = await makeStore().open();
-        const sequencer = await startSequencer(dir);
-        const nodes: WalshipNode[] = [];
-        try {
-          const admin = await sequencer.client();
-          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
-          for (let i = 0; i < writerCount; i++) {
-            const settings = sequencedSettings(
-              store,
-              path.join(dir, `p${i}`),
-              await sequencer.client(),
-              `p${i}`,
-            );
-            nodes.push(await WalshipNode.start('primary', settings, deps()));
-          }
-          const replica = await WalshipNode.start(
-            'replica',
-            {
+        await withCluster(
+          makeStore,
+          `run-${writerCount}`,
+          async ({ dir, store, admin, sequencer, startNode }) => {
+            const nodes: WalshipNode[] = [];
+            for (let i = 0; i < writerCount; i++) {
+              const settings = sequencedSettings(
+                store,
+                path.join(dir, `p${i}`),
+                await sequencer.client(),
+                `p${i}`,
+              );
+              nodes.push(await startNode('primary', settings));
+            }
+            const replica = await startNode('replica', {
               ...testNodeSettings(store, path.join(dir, 'r'), {
                 replica: { pollIntervalMs: 30, nodeId: 'r' },
               }),
-            },
-            deps(),
-          );
-          nodes.push(replica);
-          expect(nodes.slice(0, writerCount).map((n) => n.role)).toEqual(Array(writerCount).fill('primary'));
-          expect(replica.role).toBe('replica');
-
-          // Every writer writes at once; each request waits for its sequencer numbers (durable).
-          const tokens = await Promise.all(
-            nodes.slice(0, writerCount).map(async (node, w) => {
-              const headers: string[] = [];
-              for (let request = 0; request < REQUESTS_PER_WRITER; request++)
-                headers.push(await writeRequest(node.httpPort, `p${w}`, request));
-              return headers;
-            }),
-          );
-          // Per table, the txns the writers were told are all distinct and within the heads.
-          const heads = (await admin.heads()).tables;
-          const told = new Map<string, bigint[]>();
-          for (const header of tokens.flat())
-            for (const part of header.split(',')) {
-              const [key, txn] = part.split('=');
-              told.set(key!, [...(told.get(key!) ?? []), BigInt(txn!)]);
-            }
-          for (const table of TABLES) {
-            const txns = told.get(table) ?? [];
-            expect(txns).toHaveLength(writerCount * REQUESTS_PER_WRITER);
-            expect(new Set(txns).size).toBe(txns.length);
-            expect(heads.get(table)).toBe(BigInt(writerCount * REQUESTS_PER_WRITER));
-          }
-
-          const expectedHeads = new Map(TABLES.map((t) => [t, heads.get(t)!]));
-          for (const node of nodes) await waitCaughtUp(node, expectedHeads);
-          for (const table of TABLES) {
-            const sums = await Promise.all(nodes.map((node) => tableChecksum(node.httpPort, table)));
-            for (const sum of sums.slice(1)) expect(sum).toEqual(sums[0]);
-            expect(sums[0]!.rowCount).toBe(writerCount * REQUESTS_PER_WRITER * ROWS_PER_TABLE);
-            // The same apply order everywhere: rows in insertion (rowid) order.
-            const orders = await Promise.all(
-              nodes.map((node) => execText(node.httpPort, `SELECT id FROM ${table} ORDER BY rowid`)),
+            });
+            nodes.push(replica);
+            expect(nodes.slice(0, writerCount).map((n) => n.role)).toEqual(
+              Array(writerCount).fill('primary'),
             );
-            for (const order of orders.slice(1)) expect(order).toBe(orders[0]);
-            const ids = JSON.parse(orders[0]!) as { dataset: string[][] };
-            expect(new Set(ids.dataset.map((r) => r[0])).size).toBe(ids.dataset.length);
-          }
-        } finally {
-          for (const node of nodes.reverse()) await node.close();
-          await sequencer.close();
-          await store.close();
-        }
+            expect(replica.role).toBe('replica');
+
+            // Every writer writes at once; each request waits for its sequencer numbers (durable).
+            const tokens = await Promise.all(
+              nodes.slice(0, writerCount).map(async (node, w) => {
+                const headers: string[] = [];
+                for (let request = 0; request < REQUESTS_PER_WRITER; request++)
+                  headers.push(await writeRequest(node.httpPort, `p${w}`, request));
+                return headers;
+              }),
+            );
+            // Per table, the txns the writers were told are all distinct and within the heads.
+            const heads = (await admin.heads()).tables;
+            const told = new Map<string, bigint[]>();
+            for (const header of tokens.flat())
+              for (const part of header.split(',')) {
+                const [key, txn] = part.split('=');
+                told.set(key!, [...(told.get(key!) ?? []), BigInt(txn!)]);
+              }
+            for (const table of TABLES) {
+              const txns = told.get(table) ?? [];
+              expect(txns).toHaveLength(writerCount * REQUESTS_PER_WRITER);
+              expect(new Set(txns).size).toBe(txns.length);
+              expect(heads.get(table)).toBe(BigInt(writerCount * REQUESTS_PER_WRITER));
+            }
+
+            const expectedHeads = new Map(TABLES.map((t) => [t, heads.get(t)!]));
+            for (const node of nodes) await waitCaughtUp(node, expectedHeads);
+            for (const table of TABLES) {
+              const sums = await Promise.all(nodes.map((node) => tableChecksum(node.httpPort, table)));
+              for (const sum of sums.slice(1)) expect(sum).toEqual(sums[0]);
+              expect(sums[0]!.rowCount).toBe(writerCount * REQUESTS_PER_WRITER * ROWS_PER_TABLE);
+              // The same apply order everywhere: rows in insertion (rowid) order.
+              const orders = await Promise.all(
+                nodes.map((node) => execText(node.httpPort, `SELECT id FROM ${table} ORDER BY rowid`)),
+              );
+              for (const order of orders.slice(1)) expect(order).toBe(orders[0]);
+              const ids = JSON.parse(orders[0]!) as { dataset: string[][] };
+              expect(new Set(ids.dataset.map((r) => r[0])).size).toBe(ids.dataset.length);
+            }
+          },
+        );
       },
       90_000,
     );
@@ -200,13 +229,8 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
     it.skipIf(skipReason !== null)(
       'writers crashed between upload and commit and between commit and ack restart without a gap or a duplicate; the other writer never stops',
       async () => {
-        const dir = await mkdtemp(path.join(base, 'crash-'));
-        const store = await makeStore().open();
-        const sequencer = await startSequencer(dir);
-        const nodes = new Map<string, WalshipNode>();
-        try {
-          const admin = await sequencer.client();
-          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
+        await withCluster(makeStore, 'crash', async ({ dir, store, admin, sequencer, startNode }) => {
+          const nodes = new Map<string, WalshipNode>();
           // p0 "dies" after its first upload (before the commit), p1 after its first commit (before the ack).
           const crash = (point: string) => {
             let crashed = false;
@@ -217,10 +241,9 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
             };
           };
           const start = async (id: string, faults?: SequencedWriterFaults) =>
-            WalshipNode.start(
+            startNode(
               'primary',
               sequencedSettings(store, path.join(dir, id), await sequencer.client(), id, faults),
-              deps(),
             );
           nodes.set('p0', await start('p0', { afterUpload: crash('after upload') }));
           nodes.set('p1', await start('p1', { afterCommit: crash('after commit') }));
@@ -241,10 +264,9 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
               await writeRequest(nodes.get(id)!.httpPort, id, request);
           nodes.set(
             'r',
-            await WalshipNode.start(
+            await startNode(
               'replica',
               testNodeSettings(store, path.join(dir, 'r'), { replica: { pollIntervalMs: 30, nodeId: 'r' } }),
-              deps(),
             ),
           );
           const heads = (await admin.heads()).tables;
@@ -277,11 +299,7 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
                 for (let row = 0; row < ROWS_PER_TABLE; row++) expected.push(`${writer}-${request}-${row}`);
             expect(ids.dataset.map((r) => r[0])).toEqual(expected.sort());
           }
-        } finally {
-          for (const node of [...nodes.values()].reverse()) await node.close();
-          await sequencer.close();
-          await store.close();
-        }
+        });
       },
       90_000,
     );
@@ -289,19 +307,13 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
     it.skipIf(skipReason !== null)(
       'a fenced writer: its next commit is rejected (421), nothing of its epoch follows the fence, the other writer goes on',
       async () => {
-        const dir = await mkdtemp(path.join(base, 'fence-'));
-        const store = await makeStore().open();
-        const sequencer = await startSequencer(dir);
-        const nodes: WalshipNode[] = [];
-        try {
-          const admin = await sequencer.client();
-          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
+        await withCluster(makeStore, 'fence', async ({ dir, store, admin, sequencer, startNode }) => {
+          const nodes: WalshipNode[] = [];
           for (const id of ['p0', 'p1'])
             nodes.push(
-              await WalshipNode.start(
+              await startNode(
                 'primary',
                 sequencedSettings(store, path.join(dir, id), await sequencer.client(), id),
-                deps(),
               ),
             );
           const [p0, p1] = nodes as [WalshipNode, WalshipNode];
@@ -331,11 +343,7 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
           expect(ids.dataset.map((r) => r[0])).toEqual(
             Array.from({ length: ROWS_PER_TABLE }, (_v, row) => `p0-0-${row}`),
           );
-        } finally {
-          for (const node of nodes.reverse()) await node.close();
-          await sequencer.close();
-          await store.close();
-        }
+        });
       },
       60_000,
     );
@@ -343,24 +351,17 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
     it.skipIf(skipReason !== null)(
       'a replica promoted into a writer takes writes at once while the other writer goes on; every node converges',
       async () => {
-        const dir = await mkdtemp(path.join(base, 'promote-'));
-        const store = await makeStore().open();
-        const sequencer = await startSequencer(dir);
-        const nodes: WalshipNode[] = [];
-        try {
-          const admin = await sequencer.client();
-          await initSequencedCluster({ store, sequencer: admin, clock: systemClock });
-          const p0 = await WalshipNode.start(
+        await withCluster(makeStore, 'promote', async ({ dir, store, admin, sequencer, startNode }) => {
+          const nodes: WalshipNode[] = [];
+          const p0 = await startNode(
             'primary',
             sequencedSettings(store, path.join(dir, 'p0'), await sequencer.client(), 'p0'),
-            deps(),
           );
           nodes.push(p0);
           // A replica given the sequencer follows it (not txnlog/), and may become a writer.
-          const r = await WalshipNode.start(
+          const r = await startNode(
             'replica',
             sequencedSettings(store, path.join(dir, 'r'), await sequencer.client(), 'r'),
-            deps(),
           );
           nodes.push(r);
           for (let request = 0; request < 3; request++) await writeRequest(p0.httpPort, 'p0', request);
@@ -386,11 +387,7 @@ describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, r
             expect(b).toEqual(a);
             expect(a!.rowCount).toBe(9 * ROWS_PER_TABLE);
           }
-        } finally {
-          for (const node of nodes.reverse()) await node.close();
-          await sequencer.close();
-          await store.close();
-        }
+        });
       },
       60_000,
     );

@@ -21,6 +21,7 @@ import { httpListener, openNodeStore } from './primary.js';
 export const SEQUENCER_USAGE = `walship sequencer serve [--config server.conf] [--key=value …]
 walship sequencer status --sequencer CONNSTRING [--json]
 walship sequencer init --replication.object.store=STORE --replication.sequencer=CONNSTRING
+walship sequencer fence --sequencer CONNSTRING --writer NODE_ID [--epoch N] [--json]
 
 serve: the SQLite sequencer (<sequencer.data.dir>/sequencer.sqlite) behind HTTP on http.bind.to
 (default 127.0.0.1:9100). Keys (flags, or WALSHIP_<KEY> variables):
@@ -45,6 +46,11 @@ cluster.json, an epoch record that refuses single primaries from then on, the se
 the cluster, then sequencer.json. Run once before the first writer starts; running it again checks
 and changes nothing. A root that a single primary already wrote to is refused (adoption is not
 built yet). Keys as the nodes take them (flags, WALSHIP_* variables or --config).
+
+fence: refuses every later commit of that writer at its current epoch (or at --epoch N and below):
+its next commit fails, it answers 421 and its clients move on. Prints the heads every entry of the
+fenced epoch is at or below. Needs the admin token. A fenced node takes writes again only after it
+registers anew (a new data dir, or a promotion).
 
 Exit codes: 0 ok; 2 bad arguments or configuration; 3 the sequencer could not be reached.`;
 
@@ -80,6 +86,7 @@ export async function runSequencerCommand(
   if (sub === 'serve' && !rest.includes('--help')) return serve(rest, io, deps);
   if (sub === 'status' && !rest.includes('--help')) return status(rest, io);
   if (sub === 'init' && !rest.includes('--help')) return init(rest, io);
+  if (sub === 'fence' && !rest.includes('--help')) return fence(rest, io);
   if (sub === undefined || sub === 'help' || sub === '--help' || rest.includes('--help')) {
     io.stdout(SEQUENCER_USAGE);
     return EXIT.ok;
@@ -163,6 +170,73 @@ async function init(argv: string[], io: CommandIo): Promise<number> {
     return error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
   } finally {
     await store.close();
+  }
+}
+
+// --- fence --------------------------------------------------------------------------------------
+
+const FENCE_OPTIONS = new Set(['sequencer', 'writer', 'epoch', 'json', 'help']);
+
+async function fence(argv: string[], io: CommandIo): Promise<number> {
+  const { values, tokens } = parseArgs({
+    args: argv,
+    options: {
+      sequencer: { type: 'string' },
+      writer: { type: 'string' },
+      epoch: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+    strict: false,
+    tokens: true,
+  });
+  const stray = strayArgument(tokens, FENCE_OPTIONS);
+  const connection =
+    typeof values.sequencer === 'string' ? values.sequencer : io.env.WALSHIP_REPLICATION_SEQUENCER;
+  const writer = typeof values.writer === 'string' ? values.writer : undefined;
+  const epochText = typeof values.epoch === 'string' ? values.epoch : undefined;
+  const problem =
+    stray ??
+    (connection === undefined ? 'sequencer fence needs --sequencer CONNSTRING' : undefined) ??
+    (writer === undefined ? 'sequencer fence needs --writer NODE_ID' : undefined) ??
+    (epochText !== undefined && !/^[1-9]\d{0,18}$/.test(epochText)
+      ? '--epoch must be a whole number ≥ 1'
+      : undefined);
+  if (problem !== undefined) {
+    io.stderr(`walship: ${problem}\n\n${SEQUENCER_USAGE}`);
+    return EXIT.usage;
+  }
+  try {
+    const client = await openSequencer(connection!);
+    try {
+      const current = (await client.writers()).find((w) => w.writer === writer);
+      const epoch = epochText === undefined ? (current?.epoch ?? 0n) : BigInt(epochText);
+      const { record, heads } = await client.fence(writer!, epoch);
+      const tables = Object.fromEntries([...heads.tables].map(([table, txn]) => [table, txn.toString()]));
+      if (values.json === true)
+        io.stdout(
+          JSON.stringify({
+            writer,
+            fencedEpoch: epoch.toString(),
+            currentEpoch: record.epoch.toString(),
+            heads: tables,
+          }),
+        );
+      else
+        io.stdout(
+          `fenced writer ${writer} at epoch ${epoch}: no commit of it lands after these heads\n` +
+            renderMarkdownTable(
+              ['table', 'last txn'],
+              Object.entries(tables).map(([table, txn]) => [table, txn]),
+            ),
+        );
+      return EXIT.ok;
+    } finally {
+      await client.close();
+    }
+  } catch (error) {
+    if (!isWalshipError(error)) throw error;
+    io.stderr(`walship: ${error.message}`);
+    return error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
   }
 }
 

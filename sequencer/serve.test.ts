@@ -124,6 +124,69 @@ describe('walship sequencer serve (in process)', () => {
     expect(gone.err.join('\n')).not.toContain(TOKENS.read);
   });
 
+  it('sequencer fence: the writer epoch is refused from then on; a read token may not fence', async () => {
+    const dir = await tempDir();
+    const serve = capture();
+    let stop: () => void = () => {};
+    const until = new Promise<void>((resolve) => {
+      stop = resolve;
+    });
+    const running = runSequencerCommand(
+      [
+        'serve',
+        `--sequencer.data.dir=${dir}`,
+        '--http.bind.to=127.0.0.1:0',
+        `--sequencer.auth.read.token=${TOKENS.read}`,
+        `--sequencer.auth.write.token=${TOKENS.write}`,
+        `--sequencer.auth.admin.token=${TOKENS.admin}`,
+        '--log.level=silent',
+      ],
+      serve.io,
+      { until },
+    );
+    cleanups.push(async () => {
+      stop();
+      await running.catch(() => {});
+    });
+    const port = await waitForListening(serve.out);
+    await client(port, TOKENS.admin).initialize('cluster-fence', new Map());
+    const writer = client(port, TOKENS.write);
+    const { epoch } = await writer.registerWriter('p1');
+    const batch = (batchSeq: bigint) => ({
+      writer: 'p1',
+      writerEpoch: epoch,
+      batchSeq,
+      segments: [segment('trades', 'p1', epoch, batchSeq, 2)],
+    });
+    await writer.commit(batch(1n));
+
+    const readOnly = capture();
+    const readConnection = `http::addr=127.0.0.1:${port};token=${TOKENS.read};`;
+    expect(
+      await runSequencerCommand(['fence', `--sequencer=${readConnection}`, '--writer=p1'], readOnly.io),
+    ).toBe(2);
+    await writer.commit(batch(2n)); // still not fenced
+
+    const fenced = capture();
+    const adminConnection = `http::addr=127.0.0.1:${port};token=${TOKENS.admin};`;
+    expect(
+      await runSequencerCommand(
+        ['fence', '--sequencer', adminConnection, '--writer', 'p1', '--json'],
+        fenced.io,
+      ),
+    ).toBe(0);
+    expect(JSON.parse(fenced.out.join(''))).toMatchObject({
+      writer: 'p1',
+      fencedEpoch: String(epoch),
+      heads: { trades: '4' },
+    });
+    expect(fenced.out.join('')).not.toContain(TOKENS.admin);
+    const refused = await writer.commit(batch(3n)).catch((e: unknown) => e);
+    expect(isWalshipError(refused, 'SEQUENCER_FENCED')).toBe(true);
+    expect((await writer.heads()).tables.get('trades')).toBe(4n);
+    expect(await runSequencerCommand(['fence', `--sequencer=${adminConnection}`], capture().io)).toBe(2);
+  });
+
   it('refuses unknown flags and node keys it does not take, and status without a connection string', async () => {
     const { io } = capture();
     await expect(runSequencerCommand(['serve', '--replication.ack.mode=durable'], io)).rejects.toMatchObject({

@@ -19,7 +19,6 @@
  * own cost is inside the end-to-end figures and outside the baseline.
  */
 import { Buffer } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
@@ -28,17 +27,16 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
-import Database from 'better-sqlite3';
 import { FsStore, listAll, type ObjectStore, S3Store } from '../objectstore/index.js';
 import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
 import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { TABLES_PREFIX } from '../wal/index.js';
+import { evenTxnRows, putLatencies, rawInsertMs } from './baselines.js';
+import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
 import {
-  createRawTradesTable,
   encodeTradeRow,
-  fillTradeArgs,
   generateTrades,
   TRADE_COLUMNS,
   TRADES_TABLE,
@@ -58,7 +56,8 @@ const LATENCY_WARMUP = 10;
 const PROGRESS_ROWS = 500_000;
 /** Node publishes every request here just before the server's 'request' event. */
 const HTTP_REQUEST_START = 'http.server.request.start';
-const PUT_BYTES = 4 * 1024;
+/** The store baseline: create-only PUTs of a 4 KiB object, as many as ack-latency samples. */
+const PUT_BASELINE = { samples: LATENCY_SAMPLES, bytes: 4 * 1024 };
 const TABLE = TRADES_TABLE;
 /** The first designated timestamp, µs; rows are 1 ms apart, so every value stays a safe integer. */
 /** How often the TCP run polls for the row count once the client has sent everything. */
@@ -66,49 +65,11 @@ const TCP_POLL_MS = 20;
 /** The TCP run gives up after this long. */
 const TCP_DRAIN_TIMEOUT_MS = 120_000;
 
-/** The product's defaults (cli/config.ts) where the test helper uses shorter test values. */
-const PRODUCT_DEFAULTS: Partial<PrimarySettings> = {
-  windowMs: 10_000,
-  headIntervalMs: 1_000,
-  rolloverSizeBytes: 2 * 1024 * 1024,
-  maxConcurrentUploads: 8,
-  codec: 'deflate',
-  compressionLevel: 1,
-  synchronous: 'FULL',
-  ackMode: 'local',
-};
-
 const log = (message: string) => process.stderr.write(`bench ingest: ${message}\n`);
 
 /** Appends row `row` to the sender's buffer; resolves after the auto-flush it may trigger. */
 function sendRow(sender: Sender, t: Trades, row: number, table: string): Promise<void> {
   return encodeTradeRow(sender, t, row, table).at(timestampUsOf(row), 'us');
-}
-
-/** The baseline: raw prepared INSERTs of the same rows into a fresh file, one transaction per request's worth. */
-function rawInsertMs(file: string, t: Trades): number {
-  const db = new Database(file);
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    const insert = createRawTradesTable(db);
-    const begin = db.prepare('BEGIN IMMEDIATE');
-    const commit = db.prepare('COMMIT');
-    const args: unknown[] = new Array(TRADE_COLUMNS.length).fill(null);
-    const started = performance.now();
-    for (let first = 0; first < t.count; first += ROWS_PER_REQUEST) {
-      const end = Math.min(t.count, first + ROWS_PER_REQUEST);
-      begin.run();
-      for (let row = first; row < end; row++) {
-        fillTradeArgs(args, t, row);
-        insert.run(args);
-      }
-      commit.run();
-    }
-    return performance.now() - started;
-  } finally {
-    db.close();
-  }
 }
 
 /**
@@ -141,7 +102,7 @@ function workspace(dir: string): Workspace {
   return {
     fsStore: (name) => FsStore.open({ root: path.join(dir, `store-${name}`) }),
     primary: (store, name, overrides = {}) =>
-      startTestPrimary(store, path.join(dir, `data-${name}`), { ...PRODUCT_DEFAULTS, ...overrides }),
+      startTestPrimary(store, path.join(dir, `data-${name}`), { ...PRIMARY_PRODUCT_DEFAULTS, ...overrides }),
   };
 }
 
@@ -327,19 +288,6 @@ async function ingestTcp(
   });
 }
 
-/** Create-only PUTs of a 4 KiB object through `store`, sequential, timed one by one. */
-async function putLatencies(store: ObjectStore): Promise<number[]> {
-  const body = randomBytes(PUT_BYTES);
-  const prefix = `bench/put-${randomBytes(4).toString('hex')}`;
-  const samples: number[] = [];
-  for (let i = 0; i < LATENCY_SAMPLES; i++) {
-    const started = performance.now();
-    await store.put(`${prefix}/${i}`, body, { condition: { type: 'absent' } });
-    samples.push(performance.now() - started);
-  }
-  return samples;
-}
-
 /** Durable 1-row ack latency beside the same store's PUT latency, PUTs measured before and after. */
 async function durableRows(
   space: Workspace,
@@ -347,7 +295,7 @@ async function durableRows(
   store: ObjectStore,
   t: Trades,
 ): Promise<BenchRow[]> {
-  const before = await putLatencies(store);
+  const before = await putLatencies(store, PUT_BASELINE);
   // A waiting durable writer makes its table due at once (Uploader #isDue): the window does not
   // set this latency, the upload does.
   const node = await space.primary(store, `durable-${label}`, { ackMode: 'durable', windowMs: 5 });
@@ -357,7 +305,7 @@ async function durableRows(
   } finally {
     await node.close();
   }
-  const put = [...before, ...(await putLatencies(store))];
+  const put = [...before, ...(await putLatencies(store, PUT_BASELINE))];
   return latencyRows(`${label} durable ack, 1-row request`, durable, `${label} create-only PUT 4 KiB`, put);
 }
 
@@ -451,7 +399,8 @@ async function measure(dir: string, context: BenchSuiteResult['context']): Promi
   log(`generating ${ROWS} rows`);
   const t = generateTrades(ROWS);
   log('raw better-sqlite3 baseline');
-  const rawMs = [rawInsertMs(path.join(dir, 'raw-1.sqlite'), t)];
+  const txnRows = evenTxnRows(t.count, ROWS_PER_REQUEST);
+  const rawMs = [rawInsertMs(path.join(dir, 'raw-1.sqlite'), t, txnRows)];
   log(`raw: ${rowsPerSecond(ROWS, rawMs[0]!).toFixed(0)} rows/s; ILP/HTTP, official client`);
   const http = await ingestHttp(space, t);
   log(`http: ${rowsPerSecond(ROWS, http.ms).toFixed(0)} rows/s; the same bodies, server only`);
@@ -459,7 +408,7 @@ async function measure(dir: string, context: BenchSuiteResult['context']): Promi
   http.bodies.length = 0; // 350 MB of bodies are not needed past this point
   // The baseline runs before and after the ingest so drift in the machine hits both; the faster counts.
   log('raw baseline again');
-  rawMs.push(rawInsertMs(path.join(dir, 'raw-2.sqlite'), t));
+  rawMs.push(rawInsertMs(path.join(dir, 'raw-2.sqlite'), t, txnRows));
   log('client encoding only');
   const encodeMs = await encodeOnlyMs(t, SUBSET_ROWS, http.protocolVersion);
   log('ILP/TCP, official client');

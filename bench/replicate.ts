@@ -40,7 +40,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
-import Database from 'better-sqlite3';
 import {
   FsStore,
   listAll,
@@ -49,18 +48,18 @@ import {
   type StoreRequestEvent,
   withMetrics,
 } from '../objectstore/index.js';
-import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
+import type { PrimaryNode } from '../primary/index.js';
 import type { ReplicaNode, ReplicaSettings } from '../replica/index.js';
 import { tableKey } from '../table/index.js';
 import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
 import { segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
+import { rawInsertMs } from './baselines.js';
+import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
 import {
-  createRawTradesTable,
   encodeTradeRow,
-  fillTradeArgs,
   generateTrades,
   TRADE_COLUMNS,
   TRADES_TABLE,
@@ -115,17 +114,7 @@ const CATCH_UP_TIMEOUT_MS = 120_000;
  */
 const PREPARE_WINDOW_MS = 1_000;
 
-/** The product's defaults (cli/config.ts) where the test helpers use shorter test values. */
-const PRIMARY_DEFAULTS: Partial<PrimarySettings> = {
-  windowMs: 10_000,
-  headIntervalMs: 1_000,
-  rolloverSizeBytes: 2 * 1024 * 1024,
-  maxConcurrentUploads: 8,
-  codec: 'deflate',
-  compressionLevel: 1,
-  synchronous: 'FULL',
-  ackMode: 'local',
-};
+/** The replica's product defaults (cli/config.ts) where the test helpers use shorter test values. */
 const REPLICA_DEFAULTS: Partial<ReplicaSettings> = {
   pollIntervalMs: 1_000,
   sweepIntervalMs: DEFAULT_SWEEP_MS,
@@ -138,38 +127,6 @@ const REPLICA_DEFAULTS: Partial<ReplicaSettings> = {
 const TABLE_KEY = tableKey(TRADES_TABLE);
 
 const log = (message: string) => process.stderr.write(`bench replicate: ${message}\n`);
-
-// --- the rows ---
-
-/**
- * The baseline: raw prepared INSERTs of the same rows into a fresh file (WAL, synchronous=FULL as
- * the replica), one transaction per entry of `txnRows` (the rows of each segment, in order).
- */
-function rawInsertMs(file: string, t: Trades, txnRows: readonly number[]): number {
-  const db = new Database(file);
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    const insert = createRawTradesTable(db);
-    const begin = db.prepare('BEGIN IMMEDIATE');
-    const commit = db.prepare('COMMIT');
-    const args: unknown[] = new Array(TRADE_COLUMNS.length).fill(null);
-    const started = performance.now();
-    let row = 0;
-    for (const rows of txnRows) {
-      const end = row + rows;
-      begin.run();
-      for (; row < end; row++) {
-        fillTradeArgs(args, t, row);
-        insert.run(args);
-      }
-      commit.run();
-    }
-    return performance.now() - started;
-  } finally {
-    db.close();
-  }
-}
 
 // --- shared helpers ---
 
@@ -302,7 +259,7 @@ function rowsPerSegment(segments: SegmentInfo[], committed: bigint): number[] {
 async function measureApply(dir: string, store: FsStore, t: Trades): Promise<ApplyMeasured> {
   log(`primary: ${ROWS} rows over ILP/HTTP`);
   const primary = await startTestPrimary(store, path.join(dir, 'primary'), {
-    ...PRIMARY_DEFAULTS,
+    ...PRIMARY_PRODUCT_DEFAULTS,
     windowMs: PREPARE_WINDOW_MS,
   });
   let targets: Map<string, bigint>;

@@ -21,12 +21,10 @@
  * segments too), so the ingest ratio shows the protocol's cost, not scale-out.
  */
 import { Buffer } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createBuffer, SenderOptions } from '@questdb/nodejs-client';
-import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { seededRandom, systemClock } from '../core/index.js';
 import { initSequencedCluster, type NodeSettings, WalshipNode } from '../failover/index.js';
@@ -42,17 +40,10 @@ import {
 import { tableKey } from '../table/index.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
 import { stagedKey } from '../wal/index.js';
+import { evenTxnRows, openRawDb, putLatencies, rawInsertMs } from './baselines.js';
+import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
-import {
-  createRawTradesTable,
-  encodeTradeRow,
-  fillTradeArgs,
-  generateTrades,
-  TRADE_COLUMNS,
-  TRADES_TABLE,
-  type Trades,
-  timestampUsOf,
-} from './trades.js';
+import { encodeTradeRow, generateTrades, TRADES_TABLE, type Trades, timestampUsOf } from './trades.js';
 
 // --- Bounds (the whole suite stays under ~90 s on 2 cores) ---------------------------------------
 
@@ -84,16 +75,7 @@ const SEQUENCED_WRITERS = 2;
 const EXPORT_GRACE_MS = 5_000;
 
 /** The product's defaults (cli/config.ts), with durable acks: the same for both ingest setups. */
-const INGEST_SETTINGS: Partial<PrimarySettings> = {
-  ackMode: 'durable',
-  windowMs: 10_000,
-  headIntervalMs: 1_000,
-  rolloverSizeBytes: 2 * 1024 * 1024,
-  maxConcurrentUploads: 8,
-  codec: 'deflate',
-  compressionLevel: 1,
-  synchronous: 'FULL',
-};
+const INGEST_SETTINGS: Partial<PrimarySettings> = { ...PRIMARY_PRODUCT_DEFAULTS, ackMode: 'durable' };
 
 const silent = pino({ level: process.env.WALSHIP_BENCH_LOG ?? 'silent' });
 const log = (message: string) => process.stderr.write(`bench sequencer: ${message}\n`);
@@ -188,39 +170,14 @@ const perSecond = (count: number, ms: number) => (count / ms) * 1000;
 
 // --- Baselines ----------------------------------------------------------------------------------
 
-function rawDb(file: string): Database.Database {
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  return db;
-}
-
 /** Raw prepared INSERTs of the trades rows, one transaction per ROWS_PER_REQUEST rows: rows/s. */
 function rawInsertRowsPerSecond(file: string, t: Trades): number {
-  const db = rawDb(file);
-  try {
-    const insert = createRawTradesTable(db);
-    const begin = db.prepare('BEGIN IMMEDIATE');
-    const commit = db.prepare('COMMIT');
-    const args: unknown[] = new Array(TRADE_COLUMNS.length).fill(null);
-    const started = performance.now();
-    for (let first = 0; first < t.count; first += ROWS_PER_REQUEST) {
-      begin.run();
-      for (let row = first; row < Math.min(t.count, first + ROWS_PER_REQUEST); row++) {
-        fillTradeArgs(args, t, row);
-        insert.run(args);
-      }
-      commit.run();
-    }
-    return perSecond(t.count, performance.now() - started);
-  } finally {
-    db.close();
-  }
+  return perSecond(t.count, rawInsertMs(file, t, evenTxnRows(t.count, ROWS_PER_REQUEST)));
 }
 
 /** Raw 1-row transactions, each its own fsync (synchronous=FULL): txns/s. */
 function rawTxnsPerSecond(file: string): number {
-  const db = rawDb(file);
+  const db = openRawDb(file);
   try {
     db.exec('CREATE TABLE log (id INTEGER PRIMARY KEY, staged TEXT NOT NULL)');
     const insert = db.prepare('INSERT INTO log (staged) VALUES (?)');
@@ -236,14 +193,7 @@ function rawTxnsPerSecond(file: string): number {
 async function fsPutLatencies(root: string): Promise<number[]> {
   const store = await FsStore.open({ root });
   try {
-    const body = randomBytes(PUT_BYTES);
-    const samples: number[] = [];
-    for (let i = 0; i < PUT_SAMPLES; i++) {
-      const started = performance.now();
-      await store.put(`bench/put/${i}`, body, { condition: { type: 'absent' } });
-      samples.push(performance.now() - started);
-    }
-    return samples;
+    return await putLatencies(store, { samples: PUT_SAMPLES, bytes: PUT_BYTES });
   } finally {
     await store.close();
   }

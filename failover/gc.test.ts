@@ -5,28 +5,20 @@
  * the real one, never from sleeping; registrations expire the same way.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
 import { tableKey } from '../table/index.js';
-import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
-import { storesUnderTest } from '../tests/helpers/store-under-test.js';
+import { gcFixtures, gcTestRoot, keysUnder } from '../tests/helpers/gc-fixtures.js';
 import { tableChecksum } from '../tests/helpers/table-checksum.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
-import { getJson } from '../tests/helpers/test-primary.js';
-import { postAdmin } from '../tests/helpers/test-replica.js';
 import { SNAPSHOTS_PREFIX, segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { type GcPolicy, planGc, runGc } from './gc.js';
-import { listNodeRegistrations } from './node-registry.js';
 import { WalshipNode } from './walship-node.js';
 
-const s3 = s3TestEnvOrSkipReason();
-let base = '';
-let bucket = '';
+const root = gcTestRoot('gc');
 const HOUR = 3_600_000;
 const TABLE = 'trades';
 const KEY = tableKey(TABLE);
@@ -36,12 +28,6 @@ const AHEAD = { wallMs: () => Date.now() + 2 * HOUR };
 const LIVE: GcPolicy = { retentionMs: HOUR, keepSnapshots: 2, registrationExpiryMs: 10 * HOUR };
 /** With one snapshot kept, its watermark bounds the chains. */
 const EXPIRED: GcPolicy = { ...LIVE, keepSnapshots: 1, registrationExpiryMs: HOUR };
-
-beforeAll(async () => {
-  base = await mkdtemp(path.join(tmpdir(), 'walship-gc-'));
-  if (s3.env !== null) bucket = await createTestBucket(s3.env, 'gc');
-});
-afterAll(() => rm(base, { recursive: true, force: true }));
 
 function startNode(role: 'primary' | 'replica', store: ObjectStore, dataDir: string): Promise<WalshipNode> {
   const settings = testNodeSettings(store, dataDir, { primary: { rolloverSizeBytes: 1024, windowMs: 20 } });
@@ -56,54 +42,14 @@ function startNode(role: 'primary' | 'replica', store: ObjectStore, dataDir: str
   );
 }
 
-let row = 0;
-/** One ILP request of `rows` rows; resolves the committed txn. */
-async function write(port: number, rows = 30): Promise<bigint> {
-  const lines: string[] = [];
-  for (let i = 0; i < rows; i++, row++)
-    lines.push(
-      `${TABLE},sym=S${row % 7} price=${row}.5,n=${row}i ${1_700_000_000_000_000_000n + BigInt(row)}`,
-    );
-  const response = await fetch(`http://127.0.0.1:${port}/write`, {
-    method: 'POST',
-    body: `${lines.join('\n')}\n`,
-  });
-  expect(response.status, await response.clone().text()).toBe(204);
-  const token = response.headers.get('x-walship-txn') ?? '';
-  return BigInt(token.split('=')[1]!);
-}
-
-async function tableStatus(
-  node: WalshipNode,
-): Promise<{ appliedTxn?: string; committedTxn?: string } | undefined> {
-  const { body } = await getJson(node.httpPort, '/status');
-  return (body as { tables?: { name: string; appliedTxn?: string; committedTxn?: string }[] }).tables?.find(
-    (t) => t.name === TABLE,
-  );
-}
-
-/** Until the replica applied `txn` (bounded by the test's timeout). */
-async function waitApplied(node: WalshipNode, txn: bigint): Promise<void> {
-  for (;;) {
-    const t = await tableStatus(node);
-    if (t?.appliedTxn !== undefined && BigInt(t.appliedTxn) >= txn) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const { write, writeRequests, tableStatus, waitApplied, waitRegistered, leaveBehind, snapshot } = gcFixtures({
+  table: TABLE,
+  rowsPerWrite: 30,
+});
 
 /** Until the store holds a segment starting after `txn` (the one holding `txn` is then not the newest). */
 async function waitUploaded(store: ObjectStore, txn: bigint): Promise<void> {
   while (!(await segmentsOf(store)).some((segment) => segment.txnFirst > txn)) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** Until `node`'s registration in the store says it holds `txn` of the table (it is rewritten every 100 ms). */
-async function waitRegistered(store: ObjectStore, node: WalshipNode, txn: bigint): Promise<void> {
-  for (;;) {
-    const { nodes } = await listNodeRegistrations(store);
-    const listed = nodes.find((n) => n.record.nodeId === node.nodeId)?.record.tables[TABLE];
-    if (listed !== undefined && BigInt(listed) >= txn) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -117,12 +63,6 @@ async function segmentsOf(store: ObjectStore): Promise<{ key: string; txnFirst: 
   return segments;
 }
 
-async function allKeys(store: ObjectStore): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const o of listAll(store, '')) keys.push(o.key);
-  return keys;
-}
-
 /** The segments a GC may delete when `limit` bounds every rule: a prefix whose next segment starts at or before limit + 1. */
 function prefixUpTo(segments: { key: string; txnFirst: bigint }[], limit: bigint): string[] {
   const keys: string[] = [];
@@ -131,218 +71,199 @@ function prefixUpTo(segments: { key: string; txnFirst: bigint }[], limit: bigint
   return keys;
 }
 
-async function snapshot(node: WalshipNode): Promise<{ id: string; lastTxn: bigint }> {
-  const taken = await postAdmin(node.httpPort, 'snapshot');
-  expect(taken.status, JSON.stringify(taken.body)).toBe(200);
-  const body = taken.body as { id: string; tables: { key: string; lastTxn: string }[] };
-  return { id: body.id, lastTxn: BigInt(body.tables.find((t) => t.key === KEY)!.lastTxn) };
-}
+describe.each(root.stores)('GC on %s', (_name, skipReason, makeStore) => {
+  let store: ObjectStore;
+  let primary: WalshipNode;
+  let snapshotter: WalshipNode;
+  let lagging: WalshipNode | undefined;
+  // Set in beforeAll: `root.base()` is not known yet when the suite is collected.
+  let laggingDir = '';
 
-describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, rootPrefix: 'gc' }))(
-  'GC on %s',
-  (_name, skipReason, makeStore) => {
-    let store: ObjectStore;
-    let primary: WalshipNode;
-    let snapshotter: WalshipNode;
-    let lagging: WalshipNode | undefined;
-    // Set in beforeAll: `base` is not known yet when the suite is collected.
-    let laggingDir = '';
+  beforeAll(async () => {
+    if (skipReason !== null) return;
+    laggingDir = path.join(root.base(), `lagging-${randomUUID()}`);
+    store = await makeStore().open();
+    primary = await startNode('primary', store, path.join(root.base(), `primary-${randomUUID()}`));
+    snapshotter = await startNode('replica', store, path.join(root.base(), `snap-${randomUUID()}`));
+    lagging = await startNode('replica', store, laggingDir);
+  }, 30_000);
 
-    beforeAll(async () => {
-      if (skipReason !== null) return;
-      laggingDir = path.join(base, `lagging-${randomUUID()}`);
-      store = await makeStore().open();
-      primary = await startNode('primary', store, path.join(base, `primary-${randomUUID()}`));
-      snapshotter = await startNode('replica', store, path.join(base, `snap-${randomUUID()}`));
+  afterAll(async () => {
+    if (skipReason !== null) return;
+    await lagging?.close();
+    await snapshotter?.close();
+    await primary?.close();
+    await store?.close();
+  });
+
+  it.skipIf(skipReason !== null)(
+    'under load with a lagging replica registered: deletes only what every rule allows; the replica then catches up',
+    async () => {
+      const laggedAt = await writeRequests(primary.httpPort, 6);
+      const laggingId = lagging!.nodeId;
+      await leaveBehind(store, lagging!, laggedAt); // its registration stays, saying laggedAt
+      lagging = undefined;
+      await waitApplied(snapshotter, await writeRequests(primary.httpPort, 6));
+      const snap = await snapshot(snapshotter);
+      expect(snap.lastTxn).toBeGreaterThan(laggedAt);
+      await writeRequests(primary.httpPort, 3);
+      await waitUploaded(store, laggedAt + 1n);
+      const before = await segmentsOf(store);
+
+      // A writer runs while GC plans and deletes.
+      let writing = true;
+      const writer = (async () => {
+        while (writing) await write(primary.httpPort, 10);
+      })();
+      const result = await runGc(store, LIVE, { clock: AHEAD });
+      writing = false;
+      await writer;
+
+      const deletedSegments = result.deleted.filter((k) => k.startsWith('tables/'));
+      expect(deletedSegments.length).toBeGreaterThan(0);
+      expect(deletedSegments).toEqual(prefixUpTo(before, laggedAt));
+      const kept = result.plan.keep.find((k) => k.table === TABLE)!;
+      expect(kept.reason).toContain(`node ${laggingId} (registered`);
+      expect(kept.reason).toContain(`has applied only txn ${laggedAt}`);
+      const after = await segmentsOf(store);
+      expect(after[0]!.txnFirst).toBeLessThanOrEqual(laggedAt + 1n);
+
+      // The lagging replica returns and catches up from what is left.
       lagging = await startNode('replica', store, laggingDir);
-    }, 30_000);
+      const last = await write(primary.httpPort);
+      await waitApplied(lagging, last);
+      expect(lagging.status().rebootstrap).toBeUndefined();
+      expect(await tableChecksum(lagging.httpPort, TABLE)).toEqual(
+        await tableChecksum(primary.httpPort, TABLE),
+      );
+    },
+    60_000,
+  );
 
-    afterAll(async () => {
-      if (skipReason !== null) return;
-      await lagging?.close();
-      await snapshotter?.close();
-      await primary?.close();
-      await store?.close();
-    });
+  it.skipIf(skipReason !== null)(
+    'a dry run deletes nothing and lists exactly what the real run then deletes',
+    async () => {
+      const last = await write(primary.httpPort);
+      await waitApplied(snapshotter, last);
+      await waitApplied(lagging!, last);
+      for (const node of [primary, snapshotter, lagging!]) await waitRegistered(store, node.nodeId!, last);
+      await snapshot(snapshotter); // now older snapshots go with keepSnapshots 1
+      const policy = { ...LIVE, keepSnapshots: 1 };
+      const keysBefore = await keysUnder(store);
+      const dry = await runGc(store, policy, { clock: AHEAD, dryRun: true });
+      expect(dry.deleted).toEqual([]);
+      expect(await keysUnder(store)).toEqual(keysBefore);
+      expect(dry.plan.delete.some((d) => d.kind === 'snapshot-manifest')).toBe(true);
+      const real = await runGc(store, policy, { clock: AHEAD });
+      expect(real.deleted).toEqual(dry.plan.delete.map((d) => d.key));
+      const deleted = new Set(real.deleted);
+      expect(await keysUnder(store)).toEqual(keysBefore.filter((k) => !deleted.has(k)));
+    },
+    60_000,
+  );
 
-    it.skipIf(skipReason !== null)(
-      'under load with a lagging replica registered: deletes only what every rule allows; the replica then catches up',
-      async () => {
-        let txn = 0n;
-        for (let i = 0; i < 6; i++) txn = await write(primary.httpPort);
-        await waitApplied(lagging!, txn);
-        const laggedAt = txn;
-        const laggingId = lagging!.nodeId;
-        await waitRegistered(store, lagging!, laggedAt);
-        await lagging!.close(); // its registration stays, saying laggedAt
-        lagging = undefined;
-        for (let i = 0; i < 6; i++) txn = await write(primary.httpPort);
-        await waitApplied(snapshotter, txn);
-        const snap = await snapshot(snapshotter);
-        expect(snap.lastTxn).toBeGreaterThan(laggedAt);
-        for (let i = 0; i < 3; i++) txn = await write(primary.httpPort);
-        await waitUploaded(store, laggedAt + 1n);
-        const before = await segmentsOf(store);
+  it.skipIf(skipReason !== null)(
+    'two GCs at once: no error, the same end state as one',
+    async () => {
+      for (let i = 0; i < 3; i++) await write(primary.httpPort);
+      const last = await write(primary.httpPort);
+      await waitApplied(snapshotter, last);
+      await waitApplied(lagging!, last);
+      // Registrations are rewritten every 100 ms: until all say `last`, a later plan may allow more.
+      for (const node of [primary, snapshotter, lagging!]) await waitRegistered(store, node.nodeId!, last);
+      await snapshot(snapshotter);
+      await snapshot(snapshotter);
+      const policy = { ...LIVE, keepSnapshots: 1 };
+      const keysBefore = await keysUnder(store);
+      const plan = await planGc(store, policy, AHEAD);
+      expect(plan.delete.length).toBeGreaterThan(0);
+      const [a, b] = await Promise.all([
+        runGc(store, policy, { clock: AHEAD }),
+        runGc(store, policy, { clock: AHEAD }),
+      ]);
+      const planned = plan.delete.map((d) => d.key);
+      // Each run plans on its own: one that lists after the other deleted plans less. Together
+      // they delete exactly the plan, and neither deletes anything outside it.
+      for (const run of [a, b]) expect(planned).toEqual(expect.arrayContaining(run.deleted));
+      expect(new Set([...a.deleted, ...b.deleted])).toEqual(new Set(planned));
+      expect(await keysUnder(store)).toEqual(keysBefore.filter((k) => !planned.includes(k)));
+      expect((await planGc(store, policy, AHEAD)).delete).toEqual([]);
+    },
+    60_000,
+  );
 
-        // A writer runs while GC plans and deletes.
-        let writing = true;
-        const writer = (async () => {
-          while (writing) await write(primary.httpPort, 10);
-        })();
-        const result = await runGc(store, LIVE, { clock: AHEAD });
-        writing = false;
-        await writer;
+  it.skipIf(skipReason !== null)(
+    'snapshots older than the N newest are deleted, each manifest before its image',
+    async () => {
+      const ids = [
+        (await snapshot(snapshotter)).id,
+        (await snapshot(snapshotter)).id,
+        (await snapshot(snapshotter)).id,
+      ];
+      const calls: string[][] = [];
+      const recording: ObjectStore = {
+        description: store.description,
+        put: (key, body, options) => store.put(key, body, options),
+        get: (key, options) => store.get(key, options),
+        head: (key) => store.head(key),
+        list: (prefix, options) => store.list(prefix, options),
+        delete: (key) => store.delete(key),
+        deleteMany: (keys) => {
+          calls.push([...keys]);
+          return store.deleteMany(keys);
+        },
+        close: async () => {},
+      };
+      const result = await runGc(recording, { ...LIVE, keepSnapshots: 2 }, { clock: AHEAD });
+      const manifests: string[] = [];
+      for await (const o of listAll(store, SNAPSHOTS_PREFIX))
+        if (o.key.endsWith('/manifest.json')) manifests.push(o.key);
+      expect(manifests).toEqual(ids.slice(1).map((id) => `${SNAPSHOTS_PREFIX}${id}/manifest.json`));
+      const droppedId = ids[0]!;
+      const callOf = (key: string) => calls.findIndex((c) => c.includes(key));
+      const manifestCall = callOf(`${SNAPSHOTS_PREFIX}${droppedId}/manifest.json`);
+      const imageCall = callOf(`${SNAPSHOTS_PREFIX}${droppedId}/db.sqlite.gzip`);
+      expect(manifestCall).toBeGreaterThanOrEqual(0);
+      expect(imageCall).toBeGreaterThan(manifestCall);
+      expect(result.deleted).toContain(`${SNAPSHOTS_PREFIX}${droppedId}/db.sqlite.gzip`);
+      for await (const o of listAll(store, `${SNAPSHOTS_PREFIX}${droppedId}/`)) expect.unreachable(o.key);
+    },
+    60_000,
+  );
 
-        const deletedSegments = result.deleted.filter((k) => k.startsWith('tables/'));
-        expect(deletedSegments.length).toBeGreaterThan(0);
-        expect(deletedSegments).toEqual(prefixUpTo(before, laggedAt));
-        const kept = result.plan.keep.find((k) => k.table === TABLE)!;
-        expect(kept.reason).toContain(`node ${laggingId} (registered`);
-        expect(kept.reason).toContain(`has applied only txn ${laggedAt}`);
-        const after = await segmentsOf(store);
-        expect(after[0]!.txnFirst).toBeLessThanOrEqual(laggedAt + 1n);
+  it.skipIf(skipReason !== null)(
+    'a replica whose registration expired and whose segments were collected re-bootstraps from a snapshot',
+    async () => {
+      const laggedAt = await write(primary.httpPort);
+      const laggingId = lagging!.nodeId!;
+      await leaveBehind(store, lagging!, laggedAt);
+      lagging = undefined;
+      await waitApplied(snapshotter, await writeRequests(primary.httpPort, 6));
+      const snap = await snapshot(snapshotter);
+      await writeRequests(primary.httpPort, 3);
+      await waitUploaded(store, snap.lastTxn + 1n);
+      const result = await runGc(store, EXPIRED, { clock: AHEAD });
+      expect(result.plan.expiredRegistrations.map((r) => r.nodeId)).toContain(laggingId);
+      const chain = await segmentsOf(store);
+      expect(chain[0]!.txnFirst).toBeGreaterThan(laggedAt + 1n);
 
-        // The lagging replica returns and catches up from what is left.
-        lagging = await startNode('replica', store, laggingDir);
-        const last = await write(primary.httpPort);
-        await waitApplied(lagging, last);
-        expect(lagging.status().rebootstrap).toBeUndefined();
-        expect(await tableChecksum(lagging.httpPort, TABLE)).toEqual(
-          await tableChecksum(primary.httpPort, TABLE),
-        );
-      },
-      60_000,
-    );
-
-    it.skipIf(skipReason !== null)(
-      'a dry run deletes nothing and lists exactly what the real run then deletes',
-      async () => {
-        const last = await write(primary.httpPort);
-        await waitApplied(snapshotter, last);
-        await waitApplied(lagging!, last);
-        for (const node of [primary, snapshotter, lagging!]) await waitRegistered(store, node, last);
-        await snapshot(snapshotter); // now older snapshots go with keepSnapshots 1
-        const policy = { ...LIVE, keepSnapshots: 1 };
-        const keysBefore = await allKeys(store);
-        const dry = await runGc(store, policy, { clock: AHEAD, dryRun: true });
-        expect(dry.deleted).toEqual([]);
-        expect(await allKeys(store)).toEqual(keysBefore);
-        expect(dry.plan.delete.some((d) => d.kind === 'snapshot-manifest')).toBe(true);
-        const real = await runGc(store, policy, { clock: AHEAD });
-        expect(real.deleted).toEqual(dry.plan.delete.map((d) => d.key));
-        const deleted = new Set(real.deleted);
-        expect(await allKeys(store)).toEqual(keysBefore.filter((k) => !deleted.has(k)));
-      },
-      60_000,
-    );
-
-    it.skipIf(skipReason !== null)(
-      'two GCs at once: no error, the same end state as one',
-      async () => {
-        for (let i = 0; i < 3; i++) await write(primary.httpPort);
-        const last = await write(primary.httpPort);
-        await waitApplied(snapshotter, last);
-        await waitApplied(lagging!, last);
-        // Registrations are rewritten every 100 ms: until all say `last`, a later plan may allow more.
-        for (const node of [primary, snapshotter, lagging!]) await waitRegistered(store, node, last);
-        await snapshot(snapshotter);
-        await snapshot(snapshotter);
-        const policy = { ...LIVE, keepSnapshots: 1 };
-        const keysBefore = await allKeys(store);
-        const plan = await planGc(store, policy, AHEAD);
-        expect(plan.delete.length).toBeGreaterThan(0);
-        const [a, b] = await Promise.all([
-          runGc(store, policy, { clock: AHEAD }),
-          runGc(store, policy, { clock: AHEAD }),
-        ]);
-        const planned = plan.delete.map((d) => d.key);
-        // Each run plans on its own: one that lists after the other deleted plans less. Together
-        // they delete exactly the plan, and neither deletes anything outside it.
-        for (const run of [a, b]) expect(planned).toEqual(expect.arrayContaining(run.deleted));
-        expect(new Set([...a.deleted, ...b.deleted])).toEqual(new Set(planned));
-        expect(await allKeys(store)).toEqual(keysBefore.filter((k) => !planned.includes(k)));
-        expect((await planGc(store, policy, AHEAD)).delete).toEqual([]);
-      },
-      60_000,
-    );
-
-    it.skipIf(skipReason !== null)(
-      'snapshots older than the N newest are deleted, each manifest before its image',
-      async () => {
-        const ids = [
-          (await snapshot(snapshotter)).id,
-          (await snapshot(snapshotter)).id,
-          (await snapshot(snapshotter)).id,
-        ];
-        const calls: string[][] = [];
-        const recording: ObjectStore = {
-          description: store.description,
-          put: (key, body, options) => store.put(key, body, options),
-          get: (key, options) => store.get(key, options),
-          head: (key) => store.head(key),
-          list: (prefix, options) => store.list(prefix, options),
-          delete: (key) => store.delete(key),
-          deleteMany: (keys) => {
-            calls.push([...keys]);
-            return store.deleteMany(keys);
-          },
-          close: async () => {},
-        };
-        const result = await runGc(recording, { ...LIVE, keepSnapshots: 2 }, { clock: AHEAD });
-        const manifests: string[] = [];
-        for await (const o of listAll(store, SNAPSHOTS_PREFIX))
-          if (o.key.endsWith('/manifest.json')) manifests.push(o.key);
-        expect(manifests).toEqual(ids.slice(1).map((id) => `${SNAPSHOTS_PREFIX}${id}/manifest.json`));
-        const droppedId = ids[0]!;
-        const callOf = (key: string) => calls.findIndex((c) => c.includes(key));
-        const manifestCall = callOf(`${SNAPSHOTS_PREFIX}${droppedId}/manifest.json`);
-        const imageCall = callOf(`${SNAPSHOTS_PREFIX}${droppedId}/db.sqlite.gzip`);
-        expect(manifestCall).toBeGreaterThanOrEqual(0);
-        expect(imageCall).toBeGreaterThan(manifestCall);
-        expect(result.deleted).toContain(`${SNAPSHOTS_PREFIX}${droppedId}/db.sqlite.gzip`);
-        for await (const o of listAll(store, `${SNAPSHOTS_PREFIX}${droppedId}/`)) expect.unreachable(o.key);
-      },
-      60_000,
-    );
-
-    it.skipIf(skipReason !== null)(
-      'a replica whose registration expired and whose segments were collected re-bootstraps from a snapshot',
-      async () => {
-        let txn = await write(primary.httpPort);
-        await waitApplied(lagging!, txn);
-        const laggedAt = txn;
-        const laggingId = lagging!.nodeId!;
-        await waitRegistered(store, lagging!, laggedAt);
-        await lagging!.close();
-        lagging = undefined;
-        for (let i = 0; i < 6; i++) txn = await write(primary.httpPort);
-        await waitApplied(snapshotter, txn);
-        const snap = await snapshot(snapshotter);
-        for (let i = 0; i < 3; i++) txn = await write(primary.httpPort);
-        await waitUploaded(store, snap.lastTxn + 1n);
-        const result = await runGc(store, EXPIRED, { clock: AHEAD });
-        expect(result.plan.expiredRegistrations.map((r) => r.nodeId)).toContain(laggingId);
-        const chain = await segmentsOf(store);
-        expect(chain[0]!.txnFirst).toBeGreaterThan(laggedAt + 1n);
-
-        lagging = await startNode('replica', store, laggingDir);
-        const last = await write(primary.httpPort);
-        let rebootstrap: { message: string; snapshot: string; movedTo: string } | undefined;
-        for (;;) {
-          rebootstrap = lagging.status().rebootstrap as typeof rebootstrap;
-          const t = await tableStatus(lagging);
-          if (rebootstrap !== undefined && t?.appliedTxn !== undefined && BigInt(t.appliedTxn) >= last) break;
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-        expect(rebootstrap.message).toBe(
-          `segments after txn ${laggedAt} of ${TABLE} were garbage-collected (this replica's registration expired); re-bootstrapping from snapshot ${snap.id}`,
-        );
-        expect(rebootstrap.movedTo.startsWith(path.join(laggingDir, 'tables.sqlite.gc-'))).toBe(true);
-        expect(await tableChecksum(lagging.httpPort, TABLE)).toEqual(
-          await tableChecksum(primary.httpPort, TABLE),
-        );
-      },
-      60_000,
-    );
-  },
-);
+      lagging = await startNode('replica', store, laggingDir);
+      const last = await write(primary.httpPort);
+      let rebootstrap: { message: string; snapshot: string; movedTo: string } | undefined;
+      for (;;) {
+        rebootstrap = lagging.status().rebootstrap as typeof rebootstrap;
+        const t = await tableStatus(lagging);
+        if (rebootstrap !== undefined && t?.appliedTxn !== undefined && BigInt(t.appliedTxn) >= last) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(rebootstrap.message).toBe(
+        `segments after txn ${laggedAt} of ${TABLE} were garbage-collected (this replica's registration expired); re-bootstrapping from snapshot ${snap.id}`,
+      );
+      expect(rebootstrap.movedTo.startsWith(path.join(laggingDir, 'tables.sqlite.gc-'))).toBe(true);
+      expect(await tableChecksum(lagging.httpPort, TABLE)).toEqual(
+        await tableChecksum(primary.httpPort, TABLE),
+      );
+    },
+    60_000,
+  );
+});

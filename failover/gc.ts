@@ -5,15 +5,8 @@ import { discoverTableKeys } from '../replica/store-scan.js';
 import type { SequencerStore } from '../sequencer/sequencer-store.js';
 import { SequencerClusterMismatchError } from '../sequencer/sequencer-store.js';
 import { decodeTableKey, tableKey as tableKeyOf } from '../table/index.js';
-import {
-  CLUSTER_KEY,
-  parseClusterRecord,
-  SNAPSHOTS_PREFIX,
-  segmentKey,
-  segmentPrefix,
-  snapshotIdOfManifestKey,
-  txnFirstOfSegmentKey,
-} from '../wal/index.js';
+import { CLUSTER_KEY, parseClusterRecord, SNAPSHOTS_PREFIX, snapshotIdOfManifestKey } from '../wal/index.js';
+import { listChain, SEGMENT_CHAIN } from './list-chain.js';
 import { listNodeRegistrations } from './node-registry.js';
 import { readSequencerRecord } from './sequenced-cluster.js';
 import { formatDuration, planStagedOrphans, planTxnLogRetention, type RetentionJudge } from './staged-gc.js';
@@ -137,13 +130,6 @@ export function checkGcPolicy(policy: GcPolicy): void {
     );
   if (!Number.isSafeInteger(policy.registrationExpiryMs) || policy.registrationExpiryMs < 1)
     throw bad(`registration expiry ${policy.registrationExpiryMs} ms is not a whole number ≥ 1`);
-}
-
-interface ListedSegment {
-  key: string;
-  txnFirst: bigint;
-  sizeBytes: number;
-  modifiedAtMs: number;
 }
 
 /** A live registration: the txn it holds per table store key (a table it does not list: 0). */
@@ -324,7 +310,10 @@ export async function planGc(
       live.map((node) => node.tables.get(tableKey)?.name).find((n) => n !== undefined) ??
       decodeTableKey(tableKey);
     tables.push({ key: tableKey, name });
-    const segments = await listSegments(store, tableKey, signal);
+    const segments = await listChain(store, SEGMENT_CHAIN, tableKey, {
+      max: GC_SEGMENTS_PER_TABLE_MAX,
+      signal,
+    });
     for (let index = 0; index < segments.length; index++) {
       const segment = segments[index]!;
       const newest = index === segments.length - 1;
@@ -475,30 +464,6 @@ export async function runGc(
   }
   await flush();
   return result;
-}
-
-async function listSegments(
-  store: ObjectStore,
-  tableKey: string,
-  signal?: AbortSignal,
-): Promise<ListedSegment[]> {
-  const segments: ListedSegment[] = [];
-  for await (const object of listAll(
-    store,
-    segmentPrefix(tableKey),
-    signal === undefined ? {} : { signal },
-  )) {
-    const txnFirst = txnFirstOfSegmentKey(object.key);
-    if (txnFirst === undefined || object.key !== segmentKey(tableKey, txnFirst)) continue;
-    segments.push({
-      key: object.key,
-      txnFirst,
-      sizeBytes: object.sizeBytes,
-      modifiedAtMs: object.modifiedAtMs,
-    });
-    if (segments.length >= GC_SEGMENTS_PER_TABLE_MAX) break;
-  }
-  return segments;
 }
 
 async function listSnapshotObjects(

@@ -7,33 +7,26 @@
  * clock set ahead of the real one, never from sleeping.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
-import type { IlpLine } from '../ilp/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
 import { type LogEntry, SequencedWriter, SqliteSequencerStore, StagedQueue } from '../sequencer/index.js';
 import { decodeTxnLogEntry } from '../sequencer/txn-log-entry.js';
 import { tableKey } from '../table/index.js';
-import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
-import { storesUnderTest } from '../tests/helpers/store-under-test.js';
+import { gcFixtures, gcTestRoot, keysUnder } from '../tests/helpers/gc-fixtures.js';
 import { tableChecksum } from '../tests/helpers/table-checksum.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
-import { getJson } from '../tests/helpers/test-primary.js';
-import { postAdmin } from '../tests/helpers/test-replica.js';
+import { longLines, testSequencedWriterOptions } from '../tests/helpers/test-sequenced-writer.js';
 import { stagedPrefix, txnLogPrefix } from '../wal/index.js';
 import { type GcPolicy, planGc, runGc } from './gc.js';
-import { listNodeRegistrations } from './node-registry.js';
 import { initSequencedCluster } from './sequenced-cluster.js';
 import { GC_ORPHAN_AGE_MS } from './staged-gc.js';
 import { WalshipNode } from './walship-node.js';
 
-const s3 = s3TestEnvOrSkipReason();
-let base = '';
-let bucket = '';
+const root = gcTestRoot('stagedgc');
 const HOUR = 3_600_000;
 const TABLE = 'trades';
 const KEY = tableKey(TABLE);
@@ -45,53 +38,12 @@ const LIVE: GcPolicy = { retentionMs: HOUR, keepSnapshots: 1, registrationExpiry
 /** Every registration is expired: only the snapshot bounds the chains. */
 const EXPIRED: GcPolicy = { ...LIVE, registrationExpiryMs: HOUR };
 
-beforeAll(async () => {
-  base = await mkdtemp(path.join(tmpdir(), 'walship-staged-gc-'));
-  if (s3.env !== null) bucket = await createTestBucket(s3.env, 'stagedgc');
-});
-afterAll(() => rm(base, { recursive: true, force: true }));
-
 const deps = () => ({ clock: systemClock, random: seededRandom(5), log });
 
-let row = 0;
-/** One ILP request of `rows` rows to the writer (durable ack); resolves the sequencer's txn. */
-async function write(port: number, rows = 20): Promise<bigint> {
-  const lines: string[] = [];
-  for (let i = 0; i < rows; i++, row++)
-    lines.push(
-      `${TABLE},sym=S${row % 7} price=${row}.5,n=${row}i ${1_700_000_000_000_000_000n + BigInt(row)}`,
-    );
-  const response = await fetch(`http://127.0.0.1:${port}/write`, {
-    method: 'POST',
-    body: `${lines.join('\n')}\n`,
-  });
-  expect(response.status, await response.clone().text()).toBe(204);
-  const token = response.headers.get('x-walship-txn') ?? '';
-  return BigInt(token.split('=')[1]!);
-}
-
-async function appliedOf(node: WalshipNode): Promise<bigint> {
-  const { body } = await getJson(node.httpPort, '/status');
-  const t = (body as { tables?: { name: string; appliedTxn?: string }[] }).tables?.find(
-    (t) => t.name === TABLE,
-  );
-  return BigInt(t?.appliedTxn ?? '0');
-}
-
-/** Until the node applied `txn` (bounded by the test's timeout). */
-async function waitApplied(node: WalshipNode, txn: bigint): Promise<void> {
-  while ((await appliedOf(node)) < txn) await new Promise((resolve) => setTimeout(resolve, 20));
-}
-
-/** Until `nodeId`'s registration says it holds `txn` of the table (rewritten every 100 ms). */
-async function waitRegistered(store: ObjectStore, nodeId: string, txn: bigint): Promise<void> {
-  for (;;) {
-    const { nodes } = await listNodeRegistrations(store);
-    const listed = nodes.find((n) => n.record.nodeId === nodeId)?.record.tables[TABLE];
-    if (listed !== undefined && BigInt(listed) >= txn) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const { write, writeRequests, waitApplied, waitRegistered, leaveBehind, snapshot } = gcFixtures({
+  table: TABLE,
+  rowsPerWrite: 20,
+});
 
 /** The table's exported log, read from the store, in txn order. */
 async function txnLog(store: ObjectStore): Promise<{ key: string; entry: LogEntry }[]> {
@@ -114,19 +66,6 @@ async function waitExportedPast(store: ObjectStore, txn: bigint): Promise<void> 
   }
 }
 
-async function keysUnder(store: ObjectStore, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  for await (const o of listAll(store, prefix)) keys.push(o.key);
-  return keys;
-}
-
-async function snapshot(node: WalshipNode): Promise<{ id: string; lastTxn: bigint }> {
-  const taken = await postAdmin(node.httpPort, 'snapshot');
-  expect(taken.status, JSON.stringify(taken.body)).toBe(200);
-  const body = taken.body as { id: string; tables: { key: string; lastTxn: string }[] };
-  return { id: body.id, lastTxn: BigInt(body.tables.find((t) => t.key === KEY)!.lastTxn) };
-}
-
 /** Each deleted txnlog key comes before the staged key its entry names. */
 function expectEntriesBeforeStaged(deleted: string[], pairs: { key: string; entry: LogEntry }[]): void {
   for (const { key, entry } of pairs) {
@@ -135,248 +74,211 @@ function expectEntriesBeforeStaged(deleted: string[], pairs: { key: string; entr
   }
 }
 
-describe.each(storesUnderTest({ s3, baseDir: () => base, bucket: () => bucket, rootPrefix: 'stagedgc' }))(
-  'GC of a sequenced cluster on %s',
-  (_name, skipReason, makeStore) => {
-    let dir = '';
-    let store: ObjectStore;
-    let sequencer: SqliteSequencerStore;
-    let writer: WalshipNode;
-    let snapshotter: WalshipNode;
-    let lagging: WalshipNode | undefined;
-    const readers: WalshipNode[] = [];
+describe.each(root.stores)('GC of a sequenced cluster on %s', (_name, skipReason, makeStore) => {
+  let dir = '';
+  let store: ObjectStore;
+  let sequencer: SqliteSequencerStore;
+  let writer: WalshipNode;
+  let snapshotter: WalshipNode;
+  let lagging: WalshipNode | undefined;
+  const readers: WalshipNode[] = [];
 
-    function startNode(role: 'primary' | 'replica', name: string): Promise<WalshipNode> {
-      const settings = testNodeSettings(store, path.join(dir, name), {
-        primary: { ackMode: 'durable', windowMs: 20, nodeId: name },
-        replica: { pollIntervalMs: 30, nodeId: name },
-      });
-      return WalshipNode.start(
-        role,
-        {
-          ...settings,
-          registerIntervalMs: 100,
-          ...(role === 'primary' ? { sequenced: { sequencer, exportGraceMs: 100 } } : {}),
-        },
-        deps(),
-      );
-    }
-
-    beforeAll(async () => {
-      if (skipReason !== null) return;
-      dir = await mkdtemp(path.join(base, 'run-'));
-      store = await makeStore().open();
-      sequencer = SqliteSequencerStore.open({ path: path.join(dir, 'sequencer.sqlite') });
-      await initSequencedCluster({ store, sequencer, clock: systemClock });
-      writer = await startNode('primary', 'p1');
-      // Readers following txnlog/ find tables in tables.json, re-read every 10 s: one exists before they start.
-      await write(writer.httpPort);
-      snapshotter = await startNode('replica', 'snap');
-      lagging = await startNode('replica', 'lag');
-    }, 30_000);
-
-    afterAll(async () => {
-      if (skipReason !== null) return;
-      for (const node of readers) await node.close();
-      await lagging?.close();
-      await snapshotter?.close();
-      await writer?.close();
-      await sequencer?.close();
-      await store?.close();
+  function startNode(role: 'primary' | 'replica', name: string): Promise<WalshipNode> {
+    const settings = testNodeSettings(store, path.join(dir, name), {
+      primary: { ackMode: 'durable', windowMs: 20, nodeId: name },
+      replica: { pollIntervalMs: 30, nodeId: name },
     });
-
-    it.skipIf(skipReason !== null)(
-      'retention deletes a txnlog prefix and its staged objects, each entry first, and keeps what a lagging reader needs',
-      async () => {
-        let txn = 0n;
-        for (let i = 0; i < 5; i++) txn = await write(writer.httpPort);
-        await waitApplied(lagging!, txn);
-        const laggedAt = txn;
-        await waitRegistered(store, 'lag', laggedAt);
-        await lagging!.close(); // its registration stays, saying laggedAt
-        lagging = undefined;
-        for (let i = 0; i < 5; i++) txn = await write(writer.httpPort);
-        await waitApplied(snapshotter, txn);
-        const snap = await snapshot(snapshotter);
-        expect(snap.lastTxn).toBeGreaterThan(laggedAt);
-        for (let i = 0; i < 3; i++) txn = await write(writer.httpPort);
-        await waitExportedPast(store, laggedAt);
-        await waitRegistered(store, 'p1', laggedAt);
-        await waitRegistered(store, 'snap', laggedAt);
-        const before = await txnLog(store);
-        // Exactly the entries every rule allows: those ending at or before what the lagging reader applied.
-        const expected = before.filter(({ entry }) => entry.txnLast <= laggedAt);
-        expect(expected.length).toBeGreaterThan(0);
-
-        const dry = await runGc(store, LIVE, { clock: AHEAD, dryRun: true, sequencer });
-        const result = await runGc(store, LIVE, { clock: AHEAD, sequencer });
-        expect(dry.deleted).toEqual([]);
-        expect(result.deleted).toEqual(dry.plan.delete.map((d) => d.key));
-        expect(result.plan.delete.filter((d) => d.kind === 'txnlog').map((d) => d.key)).toEqual(
-          expected.map((e) => e.key),
-        );
-        expect(
-          result.plan.delete
-            .filter((d) => d.kind === 'staged')
-            .map((d) => d.key)
-            .sort(),
-        ).toEqual(expected.map((e) => e.entry.staged).sort());
-        expectEntriesBeforeStaged(result.deleted, expected);
-        const kept = result.plan.keep.find((k) => k.table === TABLE && k.key?.includes('/txnlog/'))!;
-        expect(kept.reason).toContain('node lag (registered');
-        expect(kept.reason).toContain(`has applied only txn ${laggedAt}`);
-
-        const after = await txnLog(store);
-        expect(after.map((e) => e.key)).toEqual(before.slice(expected.length).map((e) => e.key));
-        expect(after[0]!.entry.txnFirst).toBe(laggedAt + 1n);
-        for (const { entry } of expected) expect(await store.head(entry.staged)).toBeNull();
-        for (const { entry } of after) expect(await store.head(entry.staged)).not.toBeNull();
-
-        // The lagging reader returns and catches up from what is left.
-        lagging = await startNode('replica', 'lag');
-        const last = await write(writer.httpPort);
-        await waitApplied(lagging, last);
-        await waitApplied(writer, last);
-        expect(await tableChecksum(lagging.httpPort, TABLE)).toEqual(
-          await tableChecksum(writer.httpPort, TABLE),
-        );
+    return WalshipNode.start(
+      role,
+      {
+        ...settings,
+        registerIntervalMs: 100,
+        ...(role === 'primary' ? { sequenced: { sequencer, exportGraceMs: 100 } } : {}),
       },
-      60_000,
+      deps(),
     );
+  }
 
-    it.skipIf(skipReason !== null)(
-      'a writer that crashed between upload and commit: its orphan stays while it is live, then after fence goes only once older than the orphan age',
-      async () => {
-        const orphanTable = `orphans_${randomUUID().slice(0, 8)}`;
-        const queue = StagedQueue.open(path.join(dir, `crash-${orphanTable}.sqlite`));
-        const crashed = await SequencedWriter.open({
-          store,
-          sequencer,
-          queue,
-          nodeId: 'w-crash',
-          clock: systemClock,
-          random: seededRandom(9),
-          log,
-          schemaOf: () => undefined,
-          rolloverSizeBytes: 64 * 1024,
-          windowMs: 5,
-          codec: 'deflate',
-          compressionLevel: 1,
-          durableTimeoutMs: 20_000,
-          pendingMaxBytes: 64 * 1024 * 1024,
-          commitRetry: { baseMs: 2, maxMs: 20 },
-          faults: { afterUpload: () => Promise.reject(new Error('crash between upload and commit')) },
-        });
-        const lines: IlpLine[] = [
-          {
-            line: 1,
-            table: orphanTable,
-            symbols: [],
-            fields: [{ name: 'v', value: { type: 'long', value: 1n } }],
-            timestampUs: 1_700_000_000_000_000n,
-          },
-        ];
-        crashed.start();
-        await crashed.commitLines(lines, 'local');
-        const prefix = stagedPrefix(tableKey(orphanTable));
-        while ((await keysUnder(store, prefix)).length === 0)
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        await crashed.stop();
-        queue.close();
-        const [orphan] = await keysUnder(store, prefix);
-        const epoch = (await sequencer.writers()).find((w) => w.writer === 'w-crash')!.epoch;
+  beforeAll(async () => {
+    if (skipReason !== null) return;
+    dir = await mkdtemp(path.join(root.base(), 'run-'));
+    store = await makeStore().open();
+    sequencer = SqliteSequencerStore.open({ path: path.join(dir, 'sequencer.sqlite') });
+    await initSequencedCluster({ store, sequencer, clock: systemClock });
+    writer = await startNode('primary', 'p1');
+    // Readers following txnlog/ find tables in tables.json, re-read every 10 s: one exists before they start.
+    await write(writer.httpPort);
+    snapshotter = await startNode('replica', 'snap');
+    lagging = await startNode('replica', 'lag');
+  }, 30_000);
 
-        // Live (unfenced) writer: its current epoch is never listed, however old the object.
-        const farAhead = { wallMs: () => Date.now() + 1000 * HOUR };
-        const live = await runGc(store, LIVE, { clock: farAhead, sequencer });
-        expect(live.deleted).not.toContain(orphan);
-        expect(await store.head(orphan!)).not.toBeNull();
+  afterAll(async () => {
+    if (skipReason !== null) return;
+    for (const node of readers) await node.close();
+    await lagging?.close();
+    await snapshotter?.close();
+    await writer?.close();
+    await sequencer?.close();
+    await store?.close();
+  });
 
-        await sequencer.fence('w-crash', epoch);
-        // Without the sequencer GC cannot tell it from a batch in flight: left alone, and said so.
-        const blind = await planGc(store, LIVE, farAhead);
-        expect(blind.delete.map((d) => d.key)).not.toContain(orphan);
-        expect(blind.keep.some((k) => k.key === null && k.reason.startsWith('no sequencer access'))).toBe(
-          true,
-        );
-        // Fenced, but younger than the orphan age by the GC clock: kept, with the reason.
-        const young = await planGc(store, LIVE, systemClock, { sequencer });
-        expect(young.delete.map((d) => d.key)).not.toContain(orphan);
-        expect(young.keep.find((k) => k.key === orphan)?.reason).toContain('never committed, but only');
-        // Older than the orphan age: a dry run lists it, the real run deletes exactly that.
-        const old = { wallMs: () => Date.now() + GC_ORPHAN_AGE_MS + 60_000 };
-        const dry = await runGc(store, LIVE, { clock: old, dryRun: true, sequencer });
-        const orphans = dry.plan.delete.filter((d) => d.kind === 'staged-orphan');
-        expect(orphans.map((d) => d.key)).toEqual([orphan]);
-        expect(orphans[0]!.reason).toContain(`writer w-crash epoch ${epoch} (fenced`);
-        expect(await store.head(orphan!)).not.toBeNull();
-        const real = await runGc(store, LIVE, { clock: old, sequencer });
-        expect(real.deleted).toEqual(dry.plan.delete.map((d) => d.key));
-        expect(await keysUnder(store, prefix)).toEqual([]);
-      },
-      60_000,
-    );
+  it.skipIf(skipReason !== null)(
+    'retention deletes a txnlog prefix and its staged objects, each entry first, and keeps what a lagging reader needs',
+    async () => {
+      const laggedAt = await writeRequests(writer.httpPort, 5);
+      await leaveBehind(store, lagging!, laggedAt); // its registration stays, saying laggedAt
+      lagging = undefined;
+      await waitApplied(snapshotter, await writeRequests(writer.httpPort, 5));
+      const snap = await snapshot(snapshotter);
+      expect(snap.lastTxn).toBeGreaterThan(laggedAt);
+      await writeRequests(writer.httpPort, 3);
+      await waitExportedPast(store, laggedAt);
+      await waitRegistered(store, 'p1', laggedAt);
+      await waitRegistered(store, 'snap', laggedAt);
+      const before = await txnLog(store);
+      // Exactly the entries every rule allows: those ending at or before what the lagging reader applied.
+      const expected = before.filter(({ entry }) => entry.txnLast <= laggedAt);
+      expect(expected.length).toBeGreaterThan(0);
 
-    it.skipIf(skipReason !== null)(
-      "a GC interrupted between entries and staged objects is finished by the next run; the live writer's current epoch stays; every staged object left is named by an entry left",
-      async () => {
-        const last = await write(writer.httpPort);
-        await waitApplied(writer, last);
-        await waitApplied(snapshotter, last);
-        await snapshot(snapshotter);
-        await waitExportedPast(store, last - 1n);
-        // A GC interrupted between its txnlog and its staged deletions leaves staged objects no entry names.
-        const interrupted = await planGc(store, EXPIRED, AHEAD, { sequencer });
-        const leftBehind = interrupted.delete.filter((d) => d.kind === 'staged').map((d) => d.key);
-        expect(leftBehind.length).toBeGreaterThan(0);
-        await store.deleteMany(interrupted.delete.filter((d) => d.kind === 'txnlog').map((d) => d.key));
-        // Registrations expired: the txnlog rules delete up to the snapshot; orphans only of closed or fenced epochs.
-        const result = await runGc(store, EXPIRED, { clock: AHEAD, sequencer });
-        const leftovers = result.plan.delete.filter((d) =>
-          d.reason.includes('txnlog entry already collected'),
-        );
-        expect(leftovers.map((d) => d.key).sort()).toEqual([...leftBehind].sort());
-        expect(result.plan.delete.filter((d) => d.kind === 'staged-orphan' && d.table === TABLE)).toEqual([]);
-        expect(result.plan.sequenced).toEqual({
-          sequencerAccess: true,
-          writers: (await sequencer.writers()).length,
-          foldersListed: expect.any(Number),
-        });
-        const left = await txnLog(store);
-        expect(left.length).toBeGreaterThan(0);
-        expect((await keysUnder(store, stagedPrefix(KEY))).sort()).toEqual(
-          left.map(({ entry }) => entry.staged).sort(),
-        );
-      },
-      60_000,
-    );
+      const dry = await runGc(store, LIVE, { clock: AHEAD, dryRun: true, sequencer });
+      const result = await runGc(store, LIVE, { clock: AHEAD, sequencer });
+      expect(dry.deleted).toEqual([]);
+      expect(result.deleted).toEqual(dry.plan.delete.map((d) => d.key));
+      expect(result.plan.delete.filter((d) => d.kind === 'txnlog').map((d) => d.key)).toEqual(
+        expected.map((e) => e.key),
+      );
+      expect(
+        result.plan.delete
+          .filter((d) => d.kind === 'staged')
+          .map((d) => d.key)
+          .sort(),
+      ).toEqual(expected.map((e) => e.entry.staged).sort());
+      expectEntriesBeforeStaged(result.deleted, expected);
+      const kept = result.plan.keep.find((k) => k.table === TABLE && k.key?.includes('/txnlog/'))!;
+      expect(kept.reason).toContain('node lag (registered');
+      expect(kept.reason).toContain(`has applied only txn ${laggedAt}`);
 
-    it.skipIf(skipReason !== null)(
-      'a store-only reader started after GC converges from the newest snapshot and the entries left',
-      async () => {
-        let txn = 0n;
-        for (let i = 0; i < 4; i++) txn = await write(writer.httpPort);
-        await waitApplied(snapshotter, txn);
-        const snap = await snapshot(snapshotter);
-        for (let i = 0; i < 3; i++) txn = await write(writer.httpPort);
-        await waitExportedPast(store, snap.lastTxn);
-        const result = await runGc(store, EXPIRED, { clock: AHEAD, sequencer });
-        expect(result.plan.snapshotsKept[0]).toBe(snap.id);
-        const after = await txnLog(store);
-        // Everything the snapshot holds went (a whole prefix); the chain starts right after it.
-        expect(after[0]!.entry.txnFirst).toBe(snap.lastTxn + 1n);
-        expect(result.deleted.some((k) => k.includes('/txnlog/'))).toBe(true);
+      const after = await txnLog(store);
+      expect(after.map((e) => e.key)).toEqual(before.slice(expected.length).map((e) => e.key));
+      expect(after[0]!.entry.txnFirst).toBe(laggedAt + 1n);
+      for (const { entry } of expected) expect(await store.head(entry.staged)).toBeNull();
+      for (const { entry } of after) expect(await store.head(entry.staged)).not.toBeNull();
 
-        const fresh = await startNode('replica', `fresh-${randomUUID().slice(0, 8)}`);
-        readers.push(fresh);
-        const last = await write(writer.httpPort);
-        await waitApplied(fresh, last);
-        await waitApplied(writer, last);
-        expect(await tableChecksum(fresh.httpPort, TABLE)).toEqual(
-          await tableChecksum(writer.httpPort, TABLE),
-        );
-      },
-      60_000,
-    );
-  },
-);
+      // The lagging reader returns and catches up from what is left.
+      lagging = await startNode('replica', 'lag');
+      const last = await write(writer.httpPort);
+      await waitApplied(lagging, last);
+      await waitApplied(writer, last);
+      expect(await tableChecksum(lagging.httpPort, TABLE)).toEqual(
+        await tableChecksum(writer.httpPort, TABLE),
+      );
+    },
+    60_000,
+  );
+
+  it.skipIf(skipReason !== null)(
+    'a writer that crashed between upload and commit: its orphan stays while it is live, then after fence goes only once older than the orphan age',
+    async () => {
+      const orphanTable = `orphans_${randomUUID().slice(0, 8)}`;
+      const queue = StagedQueue.open(path.join(dir, `crash-${orphanTable}.sqlite`));
+      const crashed = await SequencedWriter.open(
+        testSequencedWriterOptions(
+          { store, sequencer, queue, nodeId: 'w-crash', random: seededRandom(9), log },
+          { faults: { afterUpload: () => Promise.reject(new Error('crash between upload and commit')) } },
+        ),
+      );
+      crashed.start();
+      await crashed.commitLines(longLines([orphanTable], 1n), 'local');
+      const prefix = stagedPrefix(tableKey(orphanTable));
+      while ((await keysUnder(store, prefix)).length === 0)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      await crashed.stop();
+      queue.close();
+      const [orphan] = await keysUnder(store, prefix);
+      const epoch = (await sequencer.writers()).find((w) => w.writer === 'w-crash')!.epoch;
+
+      // Live (unfenced) writer: its current epoch is never listed, however old the object.
+      const farAhead = { wallMs: () => Date.now() + 1000 * HOUR };
+      const live = await runGc(store, LIVE, { clock: farAhead, sequencer });
+      expect(live.deleted).not.toContain(orphan);
+      expect(await store.head(orphan!)).not.toBeNull();
+
+      await sequencer.fence('w-crash', epoch);
+      // Without the sequencer GC cannot tell it from a batch in flight: left alone, and said so.
+      const blind = await planGc(store, LIVE, farAhead);
+      expect(blind.delete.map((d) => d.key)).not.toContain(orphan);
+      expect(blind.keep.some((k) => k.key === null && k.reason.startsWith('no sequencer access'))).toBe(true);
+      // Fenced, but younger than the orphan age by the GC clock: kept, with the reason.
+      const young = await planGc(store, LIVE, systemClock, { sequencer });
+      expect(young.delete.map((d) => d.key)).not.toContain(orphan);
+      expect(young.keep.find((k) => k.key === orphan)?.reason).toContain('never committed, but only');
+      // Older than the orphan age: a dry run lists it, the real run deletes exactly that.
+      const old = { wallMs: () => Date.now() + GC_ORPHAN_AGE_MS + 60_000 };
+      const dry = await runGc(store, LIVE, { clock: old, dryRun: true, sequencer });
+      const orphans = dry.plan.delete.filter((d) => d.kind === 'staged-orphan');
+      expect(orphans.map((d) => d.key)).toEqual([orphan]);
+      expect(orphans[0]!.reason).toContain(`writer w-crash epoch ${epoch} (fenced`);
+      expect(await store.head(orphan!)).not.toBeNull();
+      const real = await runGc(store, LIVE, { clock: old, sequencer });
+      expect(real.deleted).toEqual(dry.plan.delete.map((d) => d.key));
+      expect(await keysUnder(store, prefix)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.skipIf(skipReason !== null)(
+    "a GC interrupted between entries and staged objects is finished by the next run; the live writer's current epoch stays; every staged object left is named by an entry left",
+    async () => {
+      const last = await write(writer.httpPort);
+      await waitApplied(writer, last);
+      await waitApplied(snapshotter, last);
+      await snapshot(snapshotter);
+      await waitExportedPast(store, last - 1n);
+      // A GC interrupted between its txnlog and its staged deletions leaves staged objects no entry names.
+      const interrupted = await planGc(store, EXPIRED, AHEAD, { sequencer });
+      const leftBehind = interrupted.delete.filter((d) => d.kind === 'staged').map((d) => d.key);
+      expect(leftBehind.length).toBeGreaterThan(0);
+      await store.deleteMany(interrupted.delete.filter((d) => d.kind === 'txnlog').map((d) => d.key));
+      // Registrations expired: the txnlog rules delete up to the snapshot; orphans only of closed or fenced epochs.
+      const result = await runGc(store, EXPIRED, { clock: AHEAD, sequencer });
+      const leftovers = result.plan.delete.filter((d) => d.reason.includes('txnlog entry already collected'));
+      expect(leftovers.map((d) => d.key).sort()).toEqual([...leftBehind].sort());
+      expect(result.plan.delete.filter((d) => d.kind === 'staged-orphan' && d.table === TABLE)).toEqual([]);
+      expect(result.plan.sequenced).toEqual({
+        sequencerAccess: true,
+        writers: (await sequencer.writers()).length,
+        foldersListed: expect.any(Number),
+      });
+      const left = await txnLog(store);
+      expect(left.length).toBeGreaterThan(0);
+      expect((await keysUnder(store, stagedPrefix(KEY))).sort()).toEqual(
+        left.map(({ entry }) => entry.staged).sort(),
+      );
+    },
+    60_000,
+  );
+
+  it.skipIf(skipReason !== null)(
+    'a store-only reader started after GC converges from the newest snapshot and the entries left',
+    async () => {
+      await waitApplied(snapshotter, await writeRequests(writer.httpPort, 4));
+      const snap = await snapshot(snapshotter);
+      await writeRequests(writer.httpPort, 3);
+      await waitExportedPast(store, snap.lastTxn);
+      const result = await runGc(store, EXPIRED, { clock: AHEAD, sequencer });
+      expect(result.plan.snapshotsKept[0]).toBe(snap.id);
+      const after = await txnLog(store);
+      // Everything the snapshot holds went (a whole prefix); the chain starts right after it.
+      expect(after[0]!.entry.txnFirst).toBe(snap.lastTxn + 1n);
+      expect(result.deleted.some((k) => k.includes('/txnlog/'))).toBe(true);
+
+      const fresh = await startNode('replica', `fresh-${randomUUID().slice(0, 8)}`);
+      readers.push(fresh);
+      const last = await write(writer.httpPort);
+      await waitApplied(fresh, last);
+      await waitApplied(writer, last);
+      expect(await tableChecksum(fresh.httpPort, TABLE)).toEqual(await tableChecksum(writer.httpPort, TABLE));
+    },
+    60_000,
+  );
+});

@@ -2,15 +2,9 @@ import { isWalshipError } from '../core/index.js';
 import { DELETE_MANY_KEYS_MAX, listAll, type ObjectStore } from '../objectstore/index.js';
 import type { LogEntry, WriterRecord } from '../sequencer/sequencer-store.js';
 import { decodeTxnLogEntry } from '../sequencer/txn-log-entry.js';
-import {
-  parseStagedKey,
-  stagedKey,
-  stagedPrefix,
-  txnFirstOfTxnLogKey,
-  txnLogKey,
-  txnLogPrefix,
-} from '../wal/index.js';
+import { parseStagedKey, stagedKey, stagedPrefix } from '../wal/index.js';
 import type { GcDeletion, GcKept } from './gc.js';
+import { type ListedChainObject, listChain, TXNLOG_CHAIN } from './list-chain.js';
 
 /**
  * GC of a sequenced cluster's tables (RFC-0003 "GC of staged segments", RFC-0007 "Sequenced
@@ -48,13 +42,6 @@ export type RetentionJudge = (part: {
   what: 'segment' | 'txnlog entry';
 }) => string | { reason: string };
 
-interface ListedEntry {
-  key: string;
-  txnFirst: bigint;
-  sizeBytes: number;
-  modifiedAtMs: number;
-}
-
 export interface StagedGcPart {
   delete: GcDeletion[];
   keep: GcKept[];
@@ -78,7 +65,10 @@ export async function planTxnLogRetention(options: {
 }): Promise<StagedGcPart> {
   const { store, tableKey, table, judge, signal } = options;
   const part: StagedGcPart = { delete: [], keep: [] };
-  const entries = await listTxnLog(store, tableKey, signal);
+  const entries = await listChain(store, TXNLOG_CHAIN, tableKey, {
+    max: GC_TXNLOG_ENTRIES_PER_TABLE_MAX,
+    signal,
+  });
   if (entries.length === 0) return part;
 
   // Which prefix the keys and object times allow (txnLast bounded by the next entry's txnFirst − 1).
@@ -105,7 +95,7 @@ export async function planTxnLogRetention(options: {
 
   // Each entry names its staged object: read them (and the first kept one), in order, bounded.
   const read = await readEntries(store, entries.slice(0, Math.min(end + 1, entries.length)), signal);
-  const gone: { listed: ListedEntry; entry: LogEntry; reason: string }[] = [];
+  const gone: { listed: ListedChainObject; entry: LogEntry; reason: string }[] = [];
   for (let i = 0; i < end; i++) {
     const got = read[i]!;
     if (typeof got === 'string') {
@@ -288,30 +278,10 @@ export async function planStagedOrphans(options: {
   return part;
 }
 
-async function listTxnLog(
-  store: ObjectStore,
-  tableKey: string,
-  signal?: AbortSignal,
-): Promise<ListedEntry[]> {
-  const entries: ListedEntry[] = [];
-  for await (const object of listAll(store, txnLogPrefix(tableKey), signal === undefined ? {} : { signal })) {
-    const txnFirst = txnFirstOfTxnLogKey(object.key);
-    if (txnFirst === undefined || object.key !== txnLogKey(tableKey, txnFirst)) continue;
-    entries.push({
-      key: object.key,
-      txnFirst,
-      sizeBytes: object.sizeBytes,
-      modifiedAtMs: object.modifiedAtMs,
-    });
-    if (entries.length >= GC_TXNLOG_ENTRIES_PER_TABLE_MAX) break;
-  }
-  return entries;
-}
-
 /** Each listed entry decoded, or why it cannot be used (gone, unreadable), in order; bounded concurrency. */
 async function readEntries(
   store: ObjectStore,
-  listed: ListedEntry[],
+  listed: ListedChainObject[],
   signal?: AbortSignal,
 ): Promise<(LogEntry | string)[]> {
   const out: (LogEntry | string)[] = [];

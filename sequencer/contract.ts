@@ -55,7 +55,8 @@ export function stagedSegment(
   return { table, staged, txnCount, bytes: 100 + staged.length * txnCount, crc32 };
 }
 
-function request(
+/** A commit request of one staged segment (stagedSegment) per `[table, txnCount]`, in that order. */
+export function stagedBatch(
   writer: string,
   writerEpoch: bigint,
   batchSeq: bigint,
@@ -177,7 +178,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
             const record = await store.registerWriter(`w${index}`);
             expect(record).toMatchObject({ epoch: 1n, lastBatchSeq: 0n, fenced: false });
             for (let batch = 1n; batch <= BigInt(CONCURRENT_BATCHES); batch += 1n) {
-              const commit = request(`w${index}`, record.epoch, batch, randomTables(random));
+              const commit = stagedBatch(`w${index}`, record.epoch, batch, randomTables(random));
               const result = await store.commit(commit);
               expect(result.replayed).toBe(false);
               expectResultMatches(result, commit);
@@ -229,7 +230,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
         await withStore(backend, async (store) => {
           await initialized(store);
           const { epoch } = await store.registerWriter('w');
-          const first = request('w', epoch, 1n, [
+          const first = stagedBatch('w', epoch, 1n, [
             ['trades', 3],
             ['quotes', 2],
           ]);
@@ -241,15 +242,24 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
           expect(retried.entries).toEqual(original.entries);
           expect(await headsOf(store)).toEqual(headsAfter);
 
-          await expectCode(store.commit(request('w', epoch, 3n, [['trades', 1]])), 'SEQUENCER_BATCH_ORDER');
-          await store.commit(request('w', epoch, 2n, [['trades', 1]]));
-          const third = await store.commit(request('w', epoch, 3n, [['orders', 4]]));
+          await expectCode(
+            store.commit(stagedBatch('w', epoch, 3n, [['trades', 1]])),
+            'SEQUENCER_BATCH_ORDER',
+          );
+          await store.commit(stagedBatch('w', epoch, 2n, [['trades', 1]]));
+          const third = await store.commit(stagedBatch('w', epoch, 3n, [['orders', 4]]));
           const headsThen = await headsOf(store);
-          await expectCode(store.commit(request('w', epoch, 1n, [['trades', 1]])), 'SEQUENCER_BATCH_ORDER');
-          await expectCode(store.commit(request('w', epoch, 5n, [['trades', 1]])), 'SEQUENCER_BATCH_ORDER');
+          await expectCode(
+            store.commit(stagedBatch('w', epoch, 1n, [['trades', 1]])),
+            'SEQUENCER_BATCH_ORDER',
+          );
+          await expectCode(
+            store.commit(stagedBatch('w', epoch, 5n, [['trades', 1]])),
+            'SEQUENCER_BATCH_ORDER',
+          );
           expect(await headsOf(store)).toEqual(headsThen);
           // The last batch is still the one a retry replays.
-          const again = await store.commit(request('w', epoch, 3n, [['orders', 4]]));
+          const again = await store.commit(stagedBatch('w', epoch, 3n, [['orders', 4]]));
           expect(again).toEqual({ entries: third.entries, replayed: true });
           expect((await store.writers())[0]?.lastBatchSeq).toBe(3n);
         });
@@ -263,7 +273,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
           await initialized(store);
           const one = await store.registerWriter('w');
           expect(one).toEqual({ writer: 'w', epoch: 1n, lastBatchSeq: 0n, fenced: false, closed: [] });
-          await store.commit(request('w', 1n, 1n, [['trades', 2]]));
+          await store.commit(stagedBatch('w', 1n, 1n, [['trades', 2]]));
           const two = await store.registerWriter('w');
           expect(two).toEqual({
             writer: 'w',
@@ -273,15 +283,18 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
             closed: [{ epoch: 1n, lastBatchSeq: 1n }],
           });
           const before = await headsOf(store);
-          await expectCode(store.commit(request('w', 1n, 2n, [['trades', 1]])), 'SEQUENCER_FENCED');
+          await expectCode(store.commit(stagedBatch('w', 1n, 2n, [['trades', 1]])), 'SEQUENCER_FENCED');
           // Fencing is checked before idempotency: a superseded epoch cannot even replay.
-          await expectCode(store.commit(request('w', 1n, 1n, [['trades', 2]])), 'SEQUENCER_FENCED');
+          await expectCode(store.commit(stagedBatch('w', 1n, 1n, [['trades', 2]])), 'SEQUENCER_FENCED');
           // An epoch from the future and an unknown writer are fenced too.
-          await expectCode(store.commit(request('w', 3n, 1n, [['trades', 1]])), 'SEQUENCER_FENCED');
-          await expectCode(store.commit(request('stranger', 1n, 1n, [['trades', 1]])), 'SEQUENCER_FENCED');
+          await expectCode(store.commit(stagedBatch('w', 3n, 1n, [['trades', 1]])), 'SEQUENCER_FENCED');
+          await expectCode(
+            store.commit(stagedBatch('stranger', 1n, 1n, [['trades', 1]])),
+            'SEQUENCER_FENCED',
+          );
           expect(await headsOf(store)).toEqual(before);
 
-          await store.commit(request('w', 2n, 1n, [['trades', 1]]));
+          await store.commit(stagedBatch('w', 2n, 1n, [['trades', 1]]));
           // Fencing below the current epoch leaves it alone.
           const below = await store.fence('w', 1n);
           expect(below.record).toMatchObject({ epoch: 2n, fenced: false });
@@ -289,7 +302,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
           expect(fenced.record).toMatchObject({ writer: 'w', epoch: 2n, lastBatchSeq: 1n, fenced: true });
           expect(fenced.heads.tables.get('trades')).toBe(3n);
           const atFence = await headsOf(store);
-          await expectCode(store.commit(request('w', 2n, 2n, [['trades', 1]])), 'SEQUENCER_FENCED');
+          await expectCode(store.commit(stagedBatch('w', 2n, 2n, [['trades', 1]])), 'SEQUENCER_FENCED');
           expect(await headsOf(store)).toEqual(atFence);
           expect(await readWholeLog(store, 'trades', SEQUENCER_READ_LIMIT_MAX)).toHaveLength(2);
 
@@ -304,7 +317,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
               { epoch: 2n, lastBatchSeq: 1n },
             ],
           });
-          const resumed = await store.commit(request('w', 3n, 1n, [['trades', 1]]));
+          const resumed = await store.commit(stagedBatch('w', 3n, 1n, [['trades', 1]]));
           expect(resumed.entries[0]?.txnFirst).toBe(4n);
         });
       },
@@ -318,10 +331,10 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
           const { record, heads } = await store.fence('ghost', 4n);
           expect(record).toEqual({ writer: 'ghost', epoch: 0n, lastBatchSeq: 0n, fenced: true, closed: [] });
           expect(heads.tables.size).toBe(0);
-          await expectCode(store.commit(request('ghost', 1n, 1n, [['trades', 1]])), 'SEQUENCER_FENCED');
+          await expectCode(store.commit(stagedBatch('ghost', 1n, 1n, [['trades', 1]])), 'SEQUENCER_FENCED');
           const registered = await store.registerWriter('ghost');
           expect(registered).toMatchObject({ epoch: 1n, fenced: false, lastBatchSeq: 0n });
-          const result = await store.commit(request('ghost', 1n, 1n, [['trades', 1]]));
+          const result = await store.commit(stagedBatch('ghost', 1n, 1n, [['trades', 1]]));
           expect(result.entries[0]?.txnFirst).toBe(1n);
         });
       },
@@ -345,7 +358,9 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
             let batch = 1n;
             while (afterFenced < 5) {
               if (batch > 10_000n) throw new Error('the fence never took effect');
-              const sent = store.commit(request('old', epoch, batch, [['trades', 1 + Number(batch % 3n)]]));
+              const sent = store.commit(
+                stagedBatch('old', epoch, batch, [['trades', 1 + Number(batch % 3n)]]),
+              );
               // The fence races batch 20: both requests are in flight together.
               if (batch === 20n && fence === null)
                 fence = store.fence('old', epoch).finally(() => (fenceDone = true));
@@ -366,7 +381,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
             while (sentAfterFence < 3) {
               const fencedAlready = fenceDone;
               batch += 1n;
-              await store.commit(request('other', other.epoch, batch, [['trades', 1]]));
+              await store.commit(stagedBatch('other', other.epoch, batch, [['trades', 1]]));
               if (fencedAlready) sentAfterFence += 1;
             }
           };
@@ -397,7 +412,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
         const results: LogEntry[] = [];
         for (let batch = 1n; batch <= 30n; batch += 1n) {
           const result = await store.commit(
-            request('w', epoch, batch, [['trades', 1 + randomInt(random, TEST_TXNS_MAX)]]),
+            stagedBatch('w', epoch, batch, [['trades', 1 + randomInt(random, TEST_TXNS_MAX)]]),
           );
           results.push(...result.entries);
         }
@@ -439,7 +454,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
           const pending = store.watch(start.version, never).finally(() => (settled = true));
           await store.heads(); // a round trip: nothing changed, so the watch must still wait
           expect(settled).toBe(false);
-          await store.commit(request('w', epoch, 1n, [['trades', 1]]));
+          await store.commit(stagedBatch('w', epoch, 1n, [['trades', 1]]));
           const woke = await pending;
           expect(woke).toBeGreaterThan(start.version);
           expect((await store.heads()).version).toBeGreaterThanOrEqual(woke);
@@ -447,7 +462,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
           // No lost wake-up: a commit between heads() and watch() resolves the watch at once
           // (the signal never aborts, so only the commit can resolve it).
           const seen = await store.heads();
-          await store.commit(request('w', epoch, 2n, [['trades', 1]]));
+          await store.commit(stagedBatch('w', epoch, 2n, [['trades', 1]]));
           expect(await store.watch(seen.version, never)).toBeGreaterThan(seen.version);
 
           // Versions only grow.
@@ -490,7 +505,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
 
           const { epoch } = await store.registerWriter('w');
           const result = await store.commit(
-            request('w', epoch, 1n, [
+            stagedBatch('w', epoch, 1n, [
               ['trades', 2],
               ['orders', 1],
             ]),
@@ -509,7 +524,10 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
 
     it(name('a commit before initialize fails SEQUENCER_NOT_INITIALIZED'), async () => {
       await withStore(backend, async (store) => {
-        await expectCode(store.commit(request('w', 1n, 1n, [['trades', 1]])), 'SEQUENCER_NOT_INITIALIZED');
+        await expectCode(
+          store.commit(stagedBatch('w', 1n, 1n, [['trades', 1]])),
+          'SEQUENCER_NOT_INITIALIZED',
+        );
         expect((await store.heads()).tables.size).toBe(0);
       });
     });
@@ -518,7 +536,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
       await withStore(backend, async (store) => {
         await initialized(store);
         const { epoch } = await store.registerWriter('w');
-        const good = request('w', epoch, 1n, [['trades', 1]]);
+        const good = stagedBatch('w', epoch, 1n, [['trades', 1]]);
         const segment = good.segments[0] as StagedSegmentRef;
         const tooMany = Array.from({ length: SEQUENCER_BATCH_MAX + 1 }, (_, index) =>
           stagedSegment(`t${index}`, 'w', epoch, 1n, 1),
@@ -568,7 +586,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
       await expectCode(store.heads(), 'CLOSED');
       await expectCode(store.readLog('trades', 1n, 10), 'CLOSED');
       await expectCode(store.registerWriter('w'), 'CLOSED');
-      await expectCode(store.commit(request('w', 1n, 1n, [['trades', 1]])), 'CLOSED');
+      await expectCode(store.commit(stagedBatch('w', 1n, 1n, [['trades', 1]])), 'CLOSED');
       await expectCode(store.watch(0n, new AbortController().signal), 'CLOSED');
       await expectCode(store.writers(), 'CLOSED');
     });
@@ -610,7 +628,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
             const writerLoop = async (writer: string) => {
               const random = seededRandom(writer.length * 7 + Number(writer.slice(1)));
               for (let batch = 1n; batch <= 40n; batch += 1n) {
-                const commit = request(writer, epochs.get(writer) ?? 0n, batch, randomTables(random));
+                const commit = stagedBatch(writer, epochs.get(writer) ?? 0n, batch, randomTables(random));
                 const result = await commitSurvivingRestart(commit);
                 expectResultMatches(result, commit);
                 results.set(`${writer}/${batch}`, result);
@@ -658,7 +676,7 @@ export function describeSequencerContract(label: string, backend: SequencerUnder
             expect(await store.writers()).toEqual(writersBefore);
             expect((await store.heads()).version).toBeGreaterThanOrEqual(after.version);
             const { epoch } = await store.registerWriter('w1');
-            const more = await store.commit(request('w1', epoch, 1n, [['trades', 1]]));
+            const more = await store.commit(stagedBatch('w1', epoch, 1n, [['trades', 1]]));
             expect(more.entries[0]?.txnFirst).toBe((after.tables.get('trades') ?? 0n) + 1n);
             expect((await store.heads()).version).toBeGreaterThan(after.version);
           });

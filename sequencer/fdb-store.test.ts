@@ -8,6 +8,7 @@ import { pack, range, unpack } from 'fdb-tuple';
 import { describe, expect, it } from 'vitest';
 import { type Clock, seededRandom, systemClock } from '../core/index.js';
 import { tableKey } from '../table/index.js';
+import { stagedBatch } from './contract.js';
 import { FDB_ERROR_CODE, FDB_LIMITS, fdbErrorCode } from './fdb-api.js';
 import { FakeFdb } from './fdb-fake.js';
 import {
@@ -28,30 +29,6 @@ import {
 } from './sequencer-store.js';
 
 const CLUSTER = 'cluster-fdb';
-
-function segment(table: string, writer: string, batchSeq: bigint, txnCount: number) {
-  return {
-    table,
-    staged: `tables/${table}/staged/${writer}/1/${batchSeq}.seg`,
-    txnCount,
-    bytes: 1_000 + txnCount,
-    crc32: (Number(batchSeq) * 2_654_435_761) >>> 0,
-  };
-}
-
-function request(
-  writer: string,
-  writerEpoch: bigint,
-  batchSeq: bigint,
-  tables: [string, number][],
-): CommitRequest {
-  return {
-    writer,
-    writerEpoch,
-    batchSeq,
-    segments: tables.map(([table, txnCount]) => segment(table, writer, batchSeq, txnCount)),
-  };
-}
 
 async function initializedStore(fdb: FakeFdb, options: { clock?: Clock; pollIntervalMs?: number } = {}) {
   const store = createFdbSequencerOver(fdb.open(), options);
@@ -89,13 +66,13 @@ describe('FoundationDB sequencer: key layout', () => {
     await store.initialize(CLUSTER, new Map()); // a no-op: nothing new
     const { epoch } = await store.registerWriter('p1');
     await store.commit(
-      request('p1', epoch, 1n, [
+      stagedBatch('p1', epoch, 1n, [
         ['trades', 3],
         ['quotes', 1],
       ]),
     );
     await store.registerWriter('p1');
-    await store.commit(request('p1', 2n, 1n, [['trades', 2]]));
+    await store.commit(stagedBatch('p1', 2n, 1n, [['trades', 2]]));
     const tuples = await rawTuples(fdb);
     const inCluster = (...items: unknown[]) => ['walship', CLUSTER, ...items];
     expect(tuples).toEqual([
@@ -175,7 +152,7 @@ describe('FoundationDB sequencer: exactly-once under FDB faults', () => {
         const random = seededRandom(index + 1);
         for (let batch = 1n; batch <= 60n; batch++) {
           const chosen = tables.filter(() => random.next() < 0.6);
-          const commit = request(
+          const commit = stagedBatch(
             writer,
             epochs.get(writer) ?? 0n,
             batch,
@@ -215,7 +192,7 @@ describe('FoundationDB sequencer: exactly-once under FDB faults', () => {
     await Promise.all(
       writers.map(async (writer) => {
         for (let batch = 1n; batch <= 30n; batch++)
-          await store.commit(request(writer, 1n, batch, [['trades', 2]]));
+          await store.commit(stagedBatch(writer, 1n, batch, [['trades', 2]]));
       }),
     );
     expect(fdb.stats.conflicts).toBeGreaterThan(conflictsBefore);
@@ -248,7 +225,7 @@ describe('FoundationDB sequencer: exactly-once under FDB faults', () => {
       const fdb: SlowUnknownFdb = new SlowUnknownFdb({ clock, random: seededRandom(seed) });
       const store = await initializedStore(fdb);
       await store.registerWriter('p1');
-      const commit = request('p1', 1n, 1n, [['trades', 5]]);
+      const commit = stagedBatch('p1', 1n, 1n, [['trades', 5]]);
       fdb.commitUnknownRate = 1;
       const error = await store.commit(commit).then(
         () => null,
@@ -323,7 +300,7 @@ describe('FoundationDB sequencer: watch', () => {
     fdb.setWatchFailure(FDB_ERROR_CODE.transactionTooOld);
     const { version } = await store.heads();
     const woke = store.watch(version, new AbortController().signal);
-    await store.commit(request('p1', epoch, 1n, [['trades', 1]]));
+    await store.commit(stagedBatch('p1', epoch, 1n, [['trades', 1]]));
     expect(await woke).toBeGreaterThan(version);
     expect(sleeps).toBeGreaterThan(0);
     await store.close();

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { seededRandom, systemClock, type WalshipError } from '../core/index.js';
-import type { IlpLine } from '../ilp/index.js';
 import { FsStore, listAll } from '../objectstore/index.js';
 import { readRegistry } from '../primary/index.js';
+import { longLines, testSequencedWriterOptions } from '../tests/helpers/test-sequenced-writer.js';
 import { decodeSegment, stagedPrefix, txnLogKey } from '../wal/index.js';
 import {
   type CommitRequest,
@@ -52,24 +52,9 @@ async function openWriter(
   overrides: Partial<SequencedWriterOptions> = {},
 ): Promise<{ writer: SequencedWriter; queue: StagedQueue }> {
   const queue = StagedQueue.open(path.join(dir, `${nodeId}-staged.sqlite`));
-  const writer = await SequencedWriter.open({
-    store,
-    sequencer,
-    queue,
-    nodeId,
-    clock: systemClock,
-    random: seededRandom(7),
-    log,
-    schemaOf: () => undefined,
-    rolloverSizeBytes: 64 * 1024,
-    windowMs: 5,
-    codec: 'deflate',
-    compressionLevel: 1,
-    durableTimeoutMs: 20_000,
-    pendingMaxBytes: 64 * 1024 * 1024,
-    commitRetry: { baseMs: 2, maxMs: 20 },
-    ...overrides,
-  });
+  const writer = await SequencedWriter.open(
+    testSequencedWriterOptions({ store, sequencer, queue, nodeId, random: seededRandom(7), log }, overrides),
+  );
   writer.start();
   const handle = { writer, queue };
   opened.push(handle);
@@ -81,17 +66,6 @@ async function close(handle: { writer: SequencedWriter; queue: StagedQueue }): P
   opened.splice(opened.indexOf(handle), 1);
   await handle.writer.stop();
   handle.queue.close();
-}
-
-/** One line per table, each row's long column `v` = value. */
-function lines(tables: string[], value: bigint): IlpLine[] {
-  return tables.map((table, i) => ({
-    line: i + 1,
-    table,
-    symbols: [],
-    fields: [{ name: 'v', value: { type: 'long', value } }],
-    timestampUs: 1_700_000_000_000_000n,
-  }));
 }
 
 /** The whole log of `table`, paged. */
@@ -166,7 +140,7 @@ describe('SequencedWriter', () => {
         const value = BigInt(index * 1000 + i);
         const tables = [['a', 'b', 'c'], ['a', 'b'], ['b']][i % 3]!;
         const mode = i % 2 === 0 ? 'durable' : 'local';
-        const result = await w.commitLines(lines(tables, value), mode);
+        const result = await w.commitLines(longLines(tables, value), mode);
         for (const t of tables) queued.set(`${name}/${t}`, [...(queued.get(`${name}/${t}`) ?? []), value]);
         expect(result.txns.map((t) => t.table)).toEqual(tables);
         if (mode === 'local') {
@@ -205,7 +179,7 @@ describe('SequencedWriter', () => {
 
   it('exports every entry to txnlog/ byte-identical to encodeTxnLogEntry', async () => {
     const { writer } = await openWriter('p1');
-    for (let i = 0n; i < 5n; i++) await writer.commitLines(lines(['a', 'b'], i), 'durable');
+    for (let i = 0n; i < 5n; i++) await writer.commitLines(longLines(['a', 'b'], i), 'durable');
     for (const table of ['a', 'b']) {
       const entries = await readAll(table);
       expect(entries.length).toBeGreaterThan(0);
@@ -241,13 +215,13 @@ describe('SequencedWriter', () => {
     const foreign = encodeTxnLogEntry(squatter);
     await store.put(txnLogKey('x', 1n), foreign);
     const { writer } = await openWriter('p1');
-    const result = await writer.commitLines(lines(['x'], 1n), 'durable');
+    const result = await writer.commitLines(longLines(['x'], 1n), 'durable');
     expect(result.txns[0]!.txn).toBe(1n);
     await vi.waitFor(() => expect(writer.status().exportError).toMatch(/^TXNLOG_CONFLICT/), WAIT);
     const got = await store.get(txnLogKey('x', 1n));
     expect(got?.status === 'ok' && Buffer.from(got.body).equals(Buffer.from(foreign))).toBe(true);
     // Writes go on: exports are off the ack path.
-    expect((await writer.commitLines(lines(['x'], 2n), 'durable')).txns[0]!.txn).toBe(2n);
+    expect((await writer.commitLines(longLines(['x'], 2n), 'durable')).txns[0]!.txn).toBe(2n);
   });
 
   it('a crash between upload and commit: the restart commits the same batch once, no orphan', async () => {
@@ -258,7 +232,7 @@ describe('SequencedWriter', () => {
         },
       },
     });
-    await expect(first.writer.commitLines(lines(['a', 'b'], 7n), 'durable')).rejects.toThrow(
+    await expect(first.writer.commitLines(longLines(['a', 'b'], 7n), 'durable')).rejects.toThrow(
       /simulated crash/,
     );
     expect(first.writer.status().haltedBy).toMatch(/simulated crash/);
@@ -294,7 +268,7 @@ describe('SequencedWriter', () => {
         },
       },
     });
-    await expect(first.writer.commitLines(lines(['a', 'b'], 1n), 'durable')).rejects.toThrow(
+    await expect(first.writer.commitLines(longLines(['a', 'b'], 1n), 'durable')).rejects.toThrow(
       /simulated crash/,
     );
     const before = [...(await readAll('a')), ...(await readAll('b'))];
@@ -317,7 +291,7 @@ describe('SequencedWriter', () => {
     expect(headsAfter.tables).toEqual(headsBefore.tables);
     expect(second.queue.batches()).toEqual([]);
     // The next request follows: batch 2, txn 2.
-    const next = await second.writer.commitLines(lines(['a'], 2n), 'durable');
+    const next = await second.writer.commitLines(longLines(['a'], 2n), 'durable');
     expect(next.txnHeader).toBe('a=2');
     expect((await readAll('a')).map((e) => e.batchSeq)).toEqual([1n, 2n]);
   });
@@ -326,18 +300,18 @@ describe('SequencedWriter', () => {
     it(`a writer fenced by ${how}: commits rejected, waiters fail fenced, writes refused`, async () => {
       const fencedBy: WalshipError[] = [];
       const { writer } = await openWriter('p1', { onFenced: (error) => fencedBy.push(error) });
-      expect((await writer.commitLines(lines(['a'], 1n), 'durable')).txnHeader).toBe('a=1');
+      expect((await writer.commitLines(longLines(['a'], 1n), 'durable')).txnHeader).toBe('a=1');
       if (how === 'registerWriter') await sequencer.registerWriter('p1');
       else await sequencer.fence('p1', 1n);
 
-      await expect(writer.commitLines(lines(['a'], 2n), 'durable')).rejects.toMatchObject({
+      await expect(writer.commitLines(longLines(['a'], 2n), 'durable')).rejects.toMatchObject({
         code: 'SEQUENCER_FENCED',
         kind: 'fenced',
       });
       expect(writer.acceptingWrites()).toBe(false);
       expect(writer.status().fenced).toBe(true);
       expect(fencedBy.map((e) => e.code)).toEqual(['SEQUENCER_FENCED']);
-      await expect(writer.commitLines(lines(['a'], 3n), 'local')).rejects.toMatchObject({
+      await expect(writer.commitLines(longLines(['a'], 3n), 'local')).rejects.toMatchObject({
         code: 'NOT_ACCEPTING_WRITES',
       });
       const entries = await readAll('a');
@@ -354,7 +328,7 @@ describe('SequencedWriter', () => {
     it(`retries a commit while the sequencer is unavailable (${applyFirst ? 'answers lost after commit' : 'nothing committed'}), once`, async () => {
       const failing = { left: 3, applyFirst, calls: 0 };
       const { writer } = await openWriter('p1', { sequencer: flaky(sequencer, failing) });
-      const result = await writer.commitLines(lines(['a', 'b'], 5n), 'durable');
+      const result = await writer.commitLines(longLines(['a', 'b'], 5n), 'durable');
       expect(result.txnHeader).toBe('a=1,b=1');
       expect(failing.calls).toBe(4);
       for (const table of ['a', 'b']) {
@@ -374,16 +348,16 @@ describe('SequencedWriter', () => {
       durableTimeoutMs: 100,
       pendingMaxBytes: 1,
     });
-    await expect(writer.commitLines(lines(['a'], 1n), 'durable')).rejects.toMatchObject({
+    await expect(writer.commitLines(longLines(['a'], 1n), 'durable')).rejects.toMatchObject({
       code: 'DURABLE_TIMEOUT',
       kind: 'unavailable',
     });
-    await expect(writer.commitLines(lines(['a'], 2n), 'local')).rejects.toMatchObject({
+    await expect(writer.commitLines(longLines(['a'], 2n), 'local')).rejects.toMatchObject({
       code: 'PENDING_FULL',
     });
     failing.left = 0;
     await vi.waitFor(() => expect(writer.status().queuedTxns).toBe(0), WAIT);
-    const result = await writer.commitLines(lines(['a'], 3n), 'durable');
+    const result = await writer.commitLines(longLines(['a'], 3n), 'durable');
     expect(result.txnHeader).toBe('a=2');
     const values: bigint[] = [];
     for (const entry of await readAll('a')) values.push(...(await valuesOf(entry)));
@@ -398,7 +372,7 @@ describe('SequencedWriter', () => {
     for (let i = 0; i < 40; i++) {
       const tables = shapes[i % shapes.length]!;
       requests.push({ tables, value: BigInt(i) });
-      await writer.commitLines(lines(tables, BigInt(i)), i === 39 ? 'durable' : 'local');
+      await writer.commitLines(longLines(tables, BigInt(i)), i === 39 ? 'durable' : 'local');
     }
     const batchOf = new Map<string, bigint>(); // `${table}/${value}` -> batchSeq
     for (const table of ['a', 'b', 'c']) {
@@ -417,11 +391,11 @@ describe('SequencedWriter', () => {
 
   it('does not register again on restart, and refuses a queue of another writer', async () => {
     const first = await openWriter('p1');
-    await first.writer.commitLines(lines(['a'], 1n), 'durable');
+    await first.writer.commitLines(longLines(['a'], 1n), 'durable');
     await close(first);
     const second = await openWriter('p1');
     expect(second.writer.status().epoch).toBe(1n);
-    expect((await second.writer.commitLines(lines(['a'], 2n), 'durable')).txnHeader).toBe('a=2');
+    expect((await second.writer.commitLines(longLines(['a'], 2n), 'durable')).txnHeader).toBe('a=2');
     await close(second);
     const queue = StagedQueue.open(path.join(dir, 'p1-staged.sqlite'));
     try {

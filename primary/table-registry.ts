@@ -30,6 +30,20 @@ export async function readRegistry(
 }
 
 /**
+ * tables.json if it changed since `etag` (a conditional GET: an unchanged registry costs a 304 and
+ * no body), 'unchanged' otherwise, null when there is none.
+ */
+export async function readRegistryIfChanged(
+  store: ObjectStore,
+  etag: string | undefined,
+): Promise<{ registry: TableRegistry; etag: string } | 'unchanged' | null> {
+  const got = await store.get(TABLES_REGISTRY_KEY, etag === undefined ? {} : { ifNoneMatch: etag });
+  if (got === null) return null;
+  if (got.status === 'not-modified') return 'unchanged';
+  return { registry: parseRegistry(got.body), etag: got.info.etag };
+}
+
+/**
  * Registers table `key` for a primary of `epoch`. Resolves 'registered' (now or already), or
  * 'fenced' when the registry carries a newer epoch: this primary was replaced (RFC-0002 W2).
  */

@@ -187,6 +187,36 @@ describe('storeLogSource.tables and wait', () => {
     expect(counting.gets.get(TABLES_REGISTRY_KEY)).toBe(2);
   });
 
+  it('by default reads tables.json every round with a conditional GET: unchanged costs a 304, a new table shows at once', async () => {
+    const answers: string[] = [];
+    const watching: ObjectStore = {
+      get description() {
+        return store.description;
+      },
+      get: async (key, options) => {
+        const got = await store.get(key, options);
+        if (key === TABLES_REGISTRY_KEY)
+          answers.push(
+            `${options?.ifNoneMatch === undefined ? 'plain' : 'conditional'} ${got?.status ?? 'absent'}`,
+          );
+        return got;
+      },
+      put: (key, body, options) => store.put(key, body, options),
+      head: (key) => store.head(key),
+      list: (prefix, options) => store.list(prefix, options),
+      delete: (key) => store.delete(key),
+      deleteMany: (keys) => store.deleteMany(keys),
+      close: async () => {},
+    };
+    const source = storeLogSource({ store: watching, pollIntervalMs: 10 });
+    await registerTable(store, 'trades', 1n);
+    expect(await source.tables()).toEqual(['trades']);
+    expect(await source.tables()).toEqual(['trades']);
+    await registerTable(store, 'quotes', 1n);
+    expect((await source.tables()).sort()).toEqual(['quotes', 'trades']);
+    expect(answers).toEqual(['plain ok', 'conditional not-modified', 'conditional ok']);
+  });
+
   it('wait sleeps the poll interval and reports a change; an abort returns `after`', async () => {
     const source = storeLogSource({ store, pollIntervalMs: 5 });
     expect(await source.wait(7n, new AbortController().signal)).toBe(8n);

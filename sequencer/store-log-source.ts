@@ -6,7 +6,7 @@
  * Costs (RFC-0003 "Cost per commit"): an idle table costs one GET per poll (the 404 of
  * `txnlog/<applied+1>.json`); a table that is behind costs one GET, one LIST and one GET per
  * further entry of the page (then one GET per staged segment, by the follower); `tables.json`
- * is read at most once per `tablesRefreshMs`.
+ * is read with a conditional GET (304 while unchanged) at most once per `tablesRefreshMs` and round.
  *
  * Entries are keyed by their txnFirst, so this source can only start a read at an entry boundary.
  * That is all the follower needs: it applies whole entries (one SQLite transaction each) and reads
@@ -18,7 +18,7 @@ import { type Clock, systemClock, WalshipError } from '../core/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 // The module, not primary/index.js: primary/ (the writer path) imports sequencer/, and its door would
 // pull the whole primary node into this small reader and risk an import cycle.
-import { readRegistry } from '../primary/table-registry.js';
+import { readRegistryIfChanged } from '../primary/table-registry.js';
 import { txnFirstOfTxnLogKey, txnLogKey, txnLogPrefix } from '../wal/index.js';
 import { validateReadLimit, validateTable } from './commit-request.js';
 import type { LogSource } from './log-source.js';
@@ -27,8 +27,11 @@ import { decodeTxnLogEntry } from './txn-log-entry.js';
 
 /** Bounds of the store source, each with its reason (STYLE rule 7). */
 export const STORE_LOG_SOURCE_LIMITS = {
-  /** tables.json is read again at most this often by default: new tables are rare, polls are not. */
-  tablesRefreshMsDefault: 10_000,
+  /**
+   * tables.json is read again at most this often by default. Each read is a conditional GET (a 304
+   * while no table was added), so a new table is found within about a poll.
+   */
+  tablesRefreshMsDefault: 0,
   /** txnlog GETs in flight at once within one readLog page (a page is up to 1000 small objects). */
   readConcurrencyDefault: 8,
   /** Fetches of an entry object that fails to decode before the error stands (a torn read heals). */
@@ -64,15 +67,16 @@ export function storeLogSource(options: StoreLogSourceOptions): LogSource {
       'invalid',
       `readConcurrency ${concurrency} must be an integer ≥ 1`,
     );
-  let cachedTables: { keys: string[]; atMs: number } | null = null;
+  let cachedTables: { keys: string[]; etag: string | undefined; atMs: number } | null = null;
 
   return {
     name: 'store',
     async tables() {
       const now = clock.monotonicMs();
       if (cachedTables !== null && now - cachedTables.atMs < tablesRefreshMs) return cachedTables.keys;
-      const read = await readRegistry(options.store);
-      cachedTables = { keys: read?.registry.tables ?? [], atMs: now };
+      const read = await readRegistryIfChanged(options.store, cachedTables?.etag);
+      if (read === 'unchanged') cachedTables = { ...cachedTables!, atMs: now };
+      else cachedTables = { keys: read?.registry.tables ?? [], etag: read?.etag, atMs: now };
       return cachedTables.keys;
     },
     async readLog(table, fromTxn, limit) {

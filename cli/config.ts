@@ -115,6 +115,28 @@ export const CONFIG_KEYS = {
     default: 'true',
     doc: 'an empty replica restores the newest snapshot before replaying segments',
   },
+  'replication.replica.tables': {
+    kind: 'string',
+    doc: 'a replica of chosen tables: comma-separated names or patterns (* and ?, case-insensitive) of the tables it downloads and serves; unset = every table',
+  },
+  'replication.replica.tables.exclude': {
+    kind: 'string',
+    doc: 'comma-separated names or patterns of tables a replica leaves out (applied after replication.replica.tables)',
+  },
+  'router.nodes': {
+    kind: 'string',
+    doc: 'walship router: comma-separated base URLs of the nodes; unset = the nodes registered in the store (nodes/*.json)',
+  },
+  'router.read.preference': {
+    kind: { oneOf: ['primary', 'replica', 'replica_preferred'] },
+    default: 'replica_preferred',
+    doc: 'walship router: where reads go unless a request says otherwise (X-Walship-Read-Preference or read_preference=)',
+  },
+  'router.refresh.interval': {
+    kind: 'duration',
+    default: '1s',
+    doc: "walship router: how often it asks every node's /status (and the store's newest epoch) who is primary, what each serves and how fresh",
+  },
   'replication.failover.auto': {
     kind: 'bool',
     default: 'false',

@@ -132,6 +132,11 @@ export const CONFIG_KEYS = {
     default: 'replica_preferred',
     doc: 'walship router: where reads go unless a request says otherwise (X-Walship-Read-Preference or read_preference=)',
   },
+  'router.write.retry.timeout': {
+    kind: 'duration',
+    default: '30s',
+    doc: 'walship router: how long a write waits for a primary (switchover, failover) before 503',
+  },
   'router.refresh.interval': {
     kind: 'duration',
     default: '1s',

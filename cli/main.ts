@@ -23,6 +23,7 @@ Commands:
   demo          a local primary and two replicas, live, through a switchover and a crash: 'demo'
   verify        audit a store ('verify --store CONNSTRING') or compare nodes ('verify --nodes URL,URL')
   sequencer     the ordering service of several primaries: 'sequencer serve', 'sequencer init', 'sequencer status --sequencer CONNSTRING'
+  router        one HTTP address for a cluster: writes to the primary, reads by preference ('router --replication.object.store=…')
   gc            WAL retention: delete old segments and snapshots ('gc --store CONNSTRING [--dry-run]')
   restore       point-in-time recovery into a new data dir: 'restore --store CONNSTRING --to TIME|TXN --data-dir DIR'
   store check   check that an object store honours what replication and fencing need
@@ -53,6 +54,7 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
     if (command === 'verify') return await (await import('./verify.js')).verifyCommand(argv.slice(1), io);
     if (command === 'sequencer')
       return await (await import('./sequencer.js')).runSequencerCommand(argv.slice(1), io);
+    if (command === 'router') return await (await import('./router.js')).runRouterCommand(argv.slice(1), io);
     if (command === 'gc') return await (await import('./gc.js')).gcCommand(argv.slice(1), io);
     if (command === 'restore') return await (await import('./restore.js')).restoreCommand(argv.slice(1), io);
     if (command === 'demo')

@@ -1,4 +1,4 @@
-import type { ReplicaSettings } from '../replica/index.js';
+import { type ReplicaSettings, TableFilter } from '../replica/index.js';
 import type { NodeConfig } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { runNode } from './node.js';
@@ -7,7 +7,8 @@ import { httpAuth, httpListener, openNodeStore, packageVersion, tokenAuth } from
 export const REPLICA_USAGE = `walship replica [--config server.conf] [--key=value …]
 
 Runs a replica: follows replication.object.store (never the primary), applies every table's
-segments to SQLite under node.data.dir, and serves reads on http.bind.to (/exec, /exp, /status);
+segments to SQLite under node.data.dir (only those of replication.replica.tables, minus
+replication.replica.tables.exclude, when set), and serves reads on http.bind.to (/exec, /exp, /status);
 writes are answered 421 so multi-URL ILP clients move on. An empty data dir starts from the
 newest snapshot. Every key can also come from server.conf or WALSHIP_<KEY> variables.
 Example:
@@ -36,6 +37,7 @@ export async function replicaSettings(
     sweepIntervalMs: Math.max(1, config.number('replication.replica.sweep.interval')),
     downloadConcurrency: Math.max(1, config.number('replication.requests.max.concurrent')),
     bootstrapFromSnapshot: config.bool('replication.replica.bootstrap.snapshot'),
+    tables: servedTables(config),
     snapshotIntervalMs: config.number('replication.snapshot.interval'),
     readWaitMaxMs: config.number('replication.replica.read.wait.max'),
     synchronous: config.get('cairo.commit.mode') === 'async' ? 'NORMAL' : 'FULL',
@@ -49,4 +51,11 @@ export async function replicaSettings(
     queryWorkers: Math.max(1, config.number('query.workers')),
     version: await packageVersion(),
   };
+}
+
+/** `replication.replica.tables` / `.exclude` (INVALID_CONFIG naming the key); undefined when neither is set: every table. */
+function servedTables(config: NodeConfig): TableFilter | undefined {
+  const include = config.string('replication.replica.tables');
+  const exclude = config.string('replication.replica.tables.exclude');
+  return include === undefined && exclude === undefined ? undefined : TableFilter.parse(include, exclude);
 }

@@ -75,8 +75,12 @@ export interface SequencedFollowerParts {
 export function sequencedFollowerFactory(
   parts: SequencedFollowerParts,
   writer?: { own: OwnSegments; follower: (follower: SequencedFollower) => void },
-): (tables: TableStore, onApplied: (key: string, txn: bigint) => void) => TableFollower {
-  return (tables, onApplied) => {
+): (
+  tables: TableStore,
+  onApplied: (key: string, txn: bigint) => void,
+  admits: (key: string) => boolean,
+) => TableFollower {
+  return (tables, onApplied, admits) => {
     tables.setMeta('cluster.id', parts.clusterId);
     const source =
       parts.sequenced.sequencer === undefined
@@ -94,6 +98,7 @@ export function sequencedFollowerFactory(
       log: parts.log.child({ part: 'follower' }),
       downloadConcurrency: parts.downloadConcurrency,
       onApplied,
+      admits,
       ...(writer === undefined
         ? {}
         : {
@@ -131,6 +136,7 @@ function asTableFollower(follower: SequencedFollower): TableFollower {
     probeNow: () => {},
     refresh: async () => {},
     resume: (table) => follower.resume(table),
+    tablesChanged: () => follower.tablesChanged(),
     status: () => {
       const status = follower.status();
       return {

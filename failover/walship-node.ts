@@ -254,6 +254,7 @@ export class WalshipNode {
       if (!(replica instanceof ReplicaNode) || this.#writer !== undefined)
         throw notRole('promote', 'replica', this.#role);
       const nodeId = replica.nodeId;
+      refuseFilteredReplica(replica);
       if (this.#sequenced) return this.#promoteToWriter(replica, reason);
       this.#enterSwitching();
       await replica.close();
@@ -468,9 +469,9 @@ export class WalshipNode {
       { ...this.#settings.replica, nodeId },
       {
         ...this.#roleDeps(),
-        follower: (store, onApplied) => {
+        follower: (store, onApplied, admits) => {
           tables = store;
-          return factory(store, onApplied);
+          return factory(store, onApplied, admits);
         },
         ...(slot === undefined ? {} : { writer: slot }),
       },
@@ -983,4 +984,22 @@ function parseTimeoutMs(text: string): number {
       'timeout_ms must be a whole number of milliseconds',
     );
   return Number(text);
+}
+
+/**
+ * A replica of chosen tables (RFC-0008) holds only those tables: as primary or writer it would
+ * drop every other table's later writes, so it is never promoted, by hand or by the lease.
+ */
+function refuseFilteredReplica(replica: ReplicaNode): void {
+  const served = (replica.status() as { servedTables?: { include: string[]; exclude: string[] } })
+    .servedTables;
+  if (served === undefined) return;
+  const all = served.include.length === 1 && served.include[0] === '*' && served.exclude.length === 0;
+  if (all) return;
+  throw new WalshipError(
+    'PROMOTION_REFUSED',
+    'invalid',
+    `this replica serves only some tables (include ${served.include.join(',')}, exclude ${served.exclude.join(',') || 'none'}): ` +
+      'promote a replica of every table',
+  );
 }

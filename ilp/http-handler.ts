@@ -37,6 +37,11 @@ export interface IlpHttpOptions {
   /** Bytes of one request body; past it the answer is 413 and reading stops. Default 100 MiB. */
   maxRequestBytes?: number;
   limits?: Partial<IlpLimits>;
+  /**
+   * Extra `config` fields of `/settings` (a replica's `replication.replica.tables`), added after
+   * QuestDB's: a field QuestDB's body has is never replaced. Default: none.
+   */
+  settingsExtra?: () => Record<string, unknown>;
   /** Called for every 5xx answer (with the errorId the client saw), for logging. Default: nothing. */
   onError?: (error: unknown, context: { errorId: string; status: number }) => void;
 }
@@ -120,19 +125,18 @@ function writeTransports(options: IlpHttpOptions): string[] {
 /** The body QuestDB serves; the Node client reads `config["line.proto.support.versions"]`. */
 function settingsBody(context: WriteContext): string {
   const { releaseType, releaseVersion } = context.options;
-  return JSON.stringify({
-    config: {
-      'release.type': releaseType ?? 'OSS',
-      'release.version': releaseVersion,
-      // The Java client keeps a node only if this contains "http": a replica answers [].
-      'accepting.writes': context.options.acceptingWrites() ? writeTransports(context.options) : [],
-      'line.proto.support.versions': [1, 2, 3],
-      'ilp.proto.transports': context.options.tcpEnabled === false ? ['http'] : ['tcp', 'http'],
-      'cairo.max.file.name.length': context.limits.maxNameBytes,
-    },
-    'preferences.version': 0,
-    preferences: {},
-  });
+  const config: Record<string, unknown> = {
+    'release.type': releaseType ?? 'OSS',
+    'release.version': releaseVersion,
+    // The Java client keeps a node only if this contains "http": a replica answers [].
+    'accepting.writes': context.options.acceptingWrites() ? writeTransports(context.options) : [],
+    'line.proto.support.versions': [1, 2, 3],
+    'ilp.proto.transports': context.options.tcpEnabled === false ? ['http'] : ['tcp', 'http'],
+    'cairo.max.file.name.length': context.limits.maxNameBytes,
+  };
+  for (const [key, value] of Object.entries(context.options.settingsExtra?.() ?? {}))
+    if (!Object.hasOwn(config, key)) config[key] = value;
+  return JSON.stringify({ config, 'preferences.version': 0, preferences: {} });
 }
 
 function answerSettings(req: IncomingMessage, res: ServerResponse, context: WriteContext): void {

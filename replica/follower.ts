@@ -61,6 +61,13 @@ export interface FollowerOptions {
   awaitedTables?: () => Iterable<string>;
   /** Called after each applied segment (the read path's waiters). */
   onApplied?: (tableKey: string, appliedTxn: bigint) => void;
+  /**
+   * The tables this follower serves (issue 9, replica/table-filter.ts), by store key; default all.
+   * Consulted live: a table it does not admit is never probed, listed or downloaded (the skip-scan
+   * discovery LIST of `tables/` is the one request that sees its objects), and no apply of it starts.
+   * After a change, call tablesChanged().
+   */
+  admits?: (tableKey: string) => boolean;
   /** Called once when the store's cluster is first seen (the node records it). */
   onCluster?: (clusterId: string) => void;
   /** Called after each applied segment, with its size and the apply's duration (for `/metrics`). */
@@ -124,6 +131,8 @@ interface FollowedTable {
   transient?: boolean;
   /** The first txn of a segment applied only in part (a restore cut inside it): finish it first. */
   partialFirst?: bigint;
+  /** No longer admitted (tablesChanged): an apply in flight for it is abandoned. */
+  dropped?: boolean;
 }
 
 /** Per-table view for /status. */
@@ -179,15 +188,49 @@ export class Follower {
     this.#options = options;
     this.#clusterId = options.clusterId;
     for (const schema of options.tables.schemas()) {
-      const epochText = options.tables.getMeta(`${TABLE_EPOCH_META_PREFIX}${schema.key}`);
-      const partialText = options.tables.getMeta(`${TABLE_PARTIAL_META_PREFIX}${schema.key}`);
-      this.#tables.set(schema.key, {
-        ...freshTable(schema.key, schema.name),
-        appliedTxn: options.tables.lastTxn(schema.name),
-        epoch: epochText === undefined ? 0n : BigInt(epochText),
-        ...(partialText === undefined || partialText === '' ? {} : { partialFirst: BigInt(partialText) }),
-      });
+      if (this.#admits(schema.key)) this.#tables.set(schema.key, this.#load(schema.key, schema.name));
     }
+  }
+
+  /** A table as this node's database holds it (watermark, epoch, partial segment); fresh when it holds none. */
+  #load(key: string, name: string): FollowedTable {
+    const { tables } = this.#options;
+    const schema = tables.schema(name);
+    if (schema === undefined) return freshTable(key, name);
+    const epochText = tables.getMeta(`${TABLE_EPOCH_META_PREFIX}${key}`);
+    const partialText = tables.getMeta(`${TABLE_PARTIAL_META_PREFIX}${key}`);
+    return {
+      ...freshTable(key, schema.name),
+      appliedTxn: tables.lastTxn(schema.name),
+      epoch: epochText === undefined ? 0n : BigInt(epochText),
+      ...(partialText === undefined || partialText === '' ? {} : { partialFirst: BigInt(partialText) }),
+    };
+  }
+
+  #admits(key: string): boolean {
+    return this.#options.admits?.(key) ?? true;
+  }
+
+  /** True once `t` is no longer followed: whatever was fetched for it is not applied. */
+  #gone(t: FollowedTable): boolean {
+    return t.dropped === true || !this.#admits(t.key);
+  }
+
+  /**
+   * The `admits` filter changed: tables it no longer admits are forgotten at once (no apply of
+   * theirs starts after this returns, so their data may be dropped), and a sweep looks for the
+   * ones it admits now (adopted at the watermark this node's database holds for them).
+   */
+  tablesChanged(): void {
+    for (const t of [...this.#tables.values()]) {
+      if (this.#admits(t.key)) continue;
+      t.dropped = true;
+      this.#tables.delete(t.key);
+      this.#options.log.info({ table: t.name }, 'table no longer followed');
+    }
+    if (this.#stopped || this.#fatal !== null) return;
+    this.#sweepRequested = true;
+    this.#wake?.();
   }
 
   /** Start polling. */
@@ -423,7 +466,7 @@ export class Follower {
   #awaitedKeys(): string[] {
     const keys: string[] = [];
     for (const key of this.#options.awaitedTables?.() ?? []) {
-      if (this.#tables.get(key)?.suspended == null) keys.push(key);
+      if (this.#tables.get(key)?.suspended == null && this.#admits(key)) keys.push(key);
     }
     return keys;
   }
@@ -490,6 +533,7 @@ export class Follower {
       return;
     }
     for (const [key, { name, txn }] of hint.tables) {
+      if (!this.#admits(key)) continue;
       const table = this.#tables.get(key) ?? this.#adopt(key, name);
       if (table !== undefined && txn > table.headTxn) table.headTxn = txn;
     }
@@ -497,7 +541,7 @@ export class Follower {
 
   async #discover(): Promise<void> {
     const { keys, ignored } = await discoverTableKeys(this.#options.store);
-    for (const key of keys) if (!this.#tables.has(key)) this.#adopt(key, undefined);
+    for (const key of keys) if (!this.#tables.has(key) && this.#admits(key)) this.#adopt(key, undefined);
     if (ignored.length > 0) {
       this.#options.log.warn(
         { keys: ignored.slice(0, 10) },
@@ -514,7 +558,8 @@ export class Follower {
     } catch {
       return undefined;
     }
-    const table = freshTable(key, name ?? folded);
+    // A table added at runtime may be in the database already (bootstrapped from a snapshot).
+    const table = this.#load(key, name ?? folded);
     this.#tables.set(key, table);
     return table;
   }
@@ -546,6 +591,7 @@ export class Follower {
       const requestAtMs = this.#options.clock.monotonicMs();
       const key = segmentKey(t.key, t.appliedTxn + 1n);
       const segment = await this.#fetch(t, key, t.appliedTxn + 1n);
+      if (this.#gone(t)) return;
       if (segment === null) {
         if (t.headTxn > t.appliedTxn) await this.#followListed(t);
         else t.confirmedAtMs = requestAtMs;
@@ -561,7 +607,7 @@ export class Follower {
 
   /** LIST after the watermark and apply what is there, batch by batch, until a LIST comes back empty. */
   async #followListed(t: FollowedTable): Promise<void> {
-    while (!this.#stopped && t.suspended === null) {
+    while (!this.#stopped && t.suspended === null && !this.#gone(t)) {
       const requestAtMs = this.#options.clock.monotonicMs();
       const listed = await segmentsAfter(
         this.#options.store,
@@ -569,6 +615,7 @@ export class Follower {
         t.appliedTxn,
         FOLLOWER_LIMITS.listBatchKeys,
       );
+      if (this.#gone(t)) return;
       if (listed.length === 0) {
         t.confirmedAtMs = requestAtMs;
         if (t.headTxn > t.appliedTxn) t.headTxn = t.appliedTxn; // the hint was ahead of the store
@@ -594,6 +641,7 @@ export class Follower {
         }
         startUpTo(index);
         const decoded = await downloads[index]!;
+        if (this.#stopped || this.#gone(t)) return;
         if (decoded === null) throw missingSegment(t, txnFirst);
         this.#apply(t, key, decoded);
       }
@@ -618,6 +666,7 @@ export class Follower {
   async #finishPartial(t: FollowedTable, txnFirst: bigint): Promise<void> {
     const key = segmentKey(t.key, txnFirst);
     const segment = await this.#fetch(t, key, txnFirst);
+    if (this.#gone(t)) return;
     if (segment === null)
       throw new WalshipError(
         'SEGMENT_MISSING',
@@ -687,6 +736,13 @@ export class Follower {
   /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */
   #apply(t: FollowedTable, key: string, segment: FetchedSegment, alsoInTransaction?: () => void): void {
     const { header, txns } = segment;
+    // Every caller re-checks after its await: a table dropped meanwhile must never be applied again.
+    if (this.#gone(t))
+      throw new WalshipError(
+        'ASSERTION_FAILED',
+        'internal',
+        `apply of ${t.key}, which is no longer followed`,
+      );
     if (header.txnFirst !== t.appliedTxn + 1n) throw missingSegment(t, header.txnFirst);
     checkEpochOrder(key, header.epoch, t.epoch);
     const { tables, clock } = this.#options;

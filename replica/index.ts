@@ -22,13 +22,16 @@ export {
   type FollowerOptions,
   type Suspension,
   TABLE_EPOCH_META_PREFIX,
+  TABLE_PARTIAL_META_PREFIX,
 } from './follower.js';
 export {
+  type AddedTable,
   type NodeWriter,
   type ReplicaDeps,
   ReplicaNode,
   type ReplicaSettings,
   type TableFollower,
+  type TablesChanged,
 } from './replica-node.js';
 export {
   RESTORED_DATABASE_FILE,
@@ -72,3 +75,15 @@ export {
   type StoreAuditReport,
   type TableAuditReport,
 } from './store-audit.js';
+export {
+  bootstrapTableFromSnapshot,
+  dropLocalTable,
+  SERVED_TABLES_META_KEY,
+  TABLE_FILTER_LIMITS,
+  TABLES_EXCLUDE_KEY,
+  TABLES_INCLUDE_KEY,
+  type TableChanges,
+  TableFilter,
+  type TableFilterSpec,
+  tableChangesOf,
+} from './table-filter.js';

@@ -9,6 +9,7 @@ import {
   createAdminHttpHandler,
   createHttpAuthenticator,
   type HttpAuth,
+  type HttpHandler,
   type HttpListenerOptions,
   type RunningHttpServer,
   sendJson,
@@ -18,10 +19,28 @@ import {
 import { createIlpHttpHandler, type IlpCommit } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
-import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
+import { CLUSTER_KEY, parseClusterRecord, segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
 import { type FollowedTableStatus, Follower, type FollowerOptions } from './follower.js';
-import { newestSnapshot, publishSnapshot, restoreSnapshot, type SnapshotManifest } from './snapshots.js';
+import {
+  listSnapshots,
+  newestSnapshot,
+  publishSnapshot,
+  restoreSnapshot,
+  type SnapshotManifest,
+} from './snapshots.js';
+import {
+  bootstrapTableFromSnapshot,
+  dropLocalTable,
+  resolveServedTables,
+  servedTableKey,
+  servedTablesMeta,
+  TABLE_FILTER_LIMITS,
+  type TableChanges,
+  TableFilter,
+  type TableFilterSpec,
+  tableChangesOf,
+} from './table-filter.js';
 
 /** Everything a replica needs, already parsed and validated (cli/ builds it from the config surface). */
 export interface ReplicaSettings {
@@ -33,6 +52,12 @@ export interface ReplicaSettings {
   downloadConcurrency: number;
   /** Restore the newest snapshot into an empty data dir before replaying segments. */
   bootstrapFromSnapshot: boolean;
+  /**
+   * `replication.replica.tables` / `.exclude`, parsed (TableFilter.parse); undefined = every table.
+   * Changes made at runtime (`POST /admin/tables`) persist until this configuration changes
+   * (replica/table-filter.ts).
+   */
+  tables?: TableFilter;
   /** Upload a snapshot this often (0 = never): set on the one replica designated to take them. */
   snapshotIntervalMs: number;
   /** The bound of a read's wait for a commit token or for freshness (`replication.replica.read.wait.max`). */
@@ -73,9 +98,14 @@ export interface ReplicaDeps {
   onSegmentsCollected?: FollowerOptions['onSegmentsCollected'];
   /**
    * A sequenced cluster (RFC-0003): what follows the txn log instead of the `wal/` chains, built
-   * on this node's database; `onApplied` must be called for every applied txn (read-your-writes).
+   * on this node's database; `onApplied` must be called for every applied txn (read-your-writes);
+   * `admits` says which tables this node serves (SequencedFollowerOptions.admits), live.
    */
-  follower?: (tables: TableStore, onApplied: (key: string, txn: bigint) => void) => TableFollower;
+  follower?: (
+    tables: TableStore,
+    onApplied: (key: string, txn: bigint) => void,
+    admits: (tableKey: string) => boolean,
+  ) => TableFollower;
   /** A writer of a sequenced cluster: the write path, beside the reads (RFC-0003). */
   writer?: NodeWriter;
 }
@@ -92,7 +122,8 @@ export type TableFollower = Pick<
   | 'refresh'
   | 'resume'
   | 'status'
->;
+> &
+  Partial<Pick<Follower, 'tablesChanged'>>;
 
 /** The write path of a sequenced writer, served on a node that applies like a replica (RFC-0003). */
 export interface NodeWriter {
@@ -134,6 +165,10 @@ export class ReplicaNode {
   readonly #follower: TableFollower;
   readonly #queries: QueryPool;
   readonly #http: RunningHttpServer;
+  /** The tables served now, and the configuration they started from (replica/table-filter.ts). */
+  readonly #served: ServedTables;
+  /** Admin changes of the served tables, one at a time. */
+  #tablesChanging: Promise<unknown> = Promise.resolve();
   #snapshotTimer: NodeJS.Timeout | undefined;
   #snapshotting: Promise<SnapshotManifest> | undefined;
   #lastSnapshot: { id: string; agoMs: () => number } | { error: string } | null = null;
@@ -153,6 +188,7 @@ export class ReplicaNode {
     follower: TableFollower;
     queries: QueryPool;
     http: RunningHttpServer;
+    served: ServedTables;
   }) {
     this.#settings = init.settings;
     this.#deps = init.deps;
@@ -162,6 +198,7 @@ export class ReplicaNode {
     this.#follower = init.follower;
     this.#queries = init.queries;
     this.#http = init.http;
+    this.#served = init.served;
     this.httpPort = init.http.port;
   }
 
@@ -178,11 +215,13 @@ export class ReplicaNode {
       const nodeId = resolveNodeId(tables, settings.nodeId);
       refusePrimaryDataDir(tables);
       const log = deps.log.child({ nodeId, role: 'replica', epoch: null });
+      const served = serveTables(tables, settings, databaseFile, log);
+      const admits = (key: string) => served.filter.admitsKey(key);
       const waiters = new AppliedWaiters({ clock: deps.clock });
       const clusterId = tables.getMeta('cluster.id');
       const onApplied = (key: string, txn: bigint) => waiters.notify(key, txn);
       const follower =
-        deps.follower?.(tables, onApplied) ??
+        deps.follower?.(tables, onApplied, admits) ??
         new Follower({
           store: settings.store,
           tables,
@@ -193,6 +232,7 @@ export class ReplicaNode {
           downloadConcurrency: settings.downloadConcurrency,
           clusterId,
           onApplied,
+          admits,
           awaitedTables: () => waiters.tables(),
           onCluster: (id) => tables.setMeta('cluster.id', id),
           ...(deps.onApply === undefined ? {} : { onApply: deps.onApply }),
@@ -208,7 +248,7 @@ export class ReplicaNode {
       });
       cleanup.push(() => queries.close());
       let node: ReplicaNode | undefined;
-      const routes = handlers(settings, follower, waiters, queries, deps, () => node);
+      const routes = handlers(settings, follower, waiters, queries, deps, served, () => node);
       const http = deps.http ?? (await startHttpServer(routes, settings.http, log));
       http.setHandlers(routes);
       if (deps.http === undefined) cleanup.push(() => http.close());
@@ -221,6 +261,7 @@ export class ReplicaNode {
         follower,
         queries,
         http,
+        served,
       });
       node.#caughtUp = { atMs: deps.clock.monotonicMs(), appliedTxns: appliedOf(follower.status().tables) };
       follower.start();
@@ -256,21 +297,24 @@ export class ReplicaNode {
             : { lastId: last.id, agoMs: last.agoMs() },
       queries: this.#queries.stats(),
       operation: this.#catchUpOperation(follow.tables),
-      tables: follow.tables.map((t) => ({
-        name: t.name,
-        key: t.key,
-        appliedTxn: t.appliedTxn.toString(),
-        epoch: t.epoch.toString(),
-        txnsBehind: t.txnsBehind.toString(),
-        sinceCaughtUpMs: t.sinceCaughtUpMs,
-        lastAppliedAgoMs: t.lastAppliedAgoMs,
-        segmentsApplied: t.segmentsApplied,
-        rowsApplied: t.rowsApplied,
-        suspended:
-          t.suspended === null
-            ? null
-            : { code: t.suspended.code, message: t.suspended.message, key: t.suspended.objectKey },
-      })),
+      servedTables: this.#served.filter.toJSON(),
+      tables: follow.tables
+        .filter((t) => this.#served.filter.admitsKey(t.key))
+        .map((t) => ({
+          name: t.name,
+          key: t.key,
+          appliedTxn: t.appliedTxn.toString(),
+          epoch: t.epoch.toString(),
+          txnsBehind: t.txnsBehind.toString(),
+          sinceCaughtUpMs: t.sinceCaughtUpMs,
+          lastAppliedAgoMs: t.lastAppliedAgoMs,
+          segmentsApplied: t.segmentsApplied,
+          rowsApplied: t.rowsApplied,
+          suspended:
+            t.suspended === null
+              ? null
+              : { code: t.suspended.code, message: t.suspended.message, key: t.suspended.objectKey },
+        })),
     };
   }
 
@@ -310,6 +354,141 @@ export class ReplicaNode {
     return this.#follower.resume(table);
   }
 
+  /** The tables this node serves now (`servedTables` in `/status`). */
+  servedTables(): TableFilterSpec {
+    return this.#served.filter.toJSON();
+  }
+
+  /**
+   * `POST /admin/tables`: drops, then adds, served tables, one request at a time. A dropped table
+   * is no longer followed, then dropped from the database with its metadata (one transaction); a
+   * read of it answers that it does not exist. An added table is followed from the watermark this
+   * node's database holds (none: from txn 1); when the database lacks it and the store's chain of
+   * it no longer starts at txn 1 (WAL retention), it is first copied in from the newest snapshot
+   * that holds it (one transaction), and followed from the snapshot's watermark. The new lists
+   * persist (replica/table-filter.ts). Nodes of a sequenced cluster follow an added table from the
+   * start of its txn log (no snapshot bootstrap).
+   */
+  changeTables(changes: TableChanges): Promise<TablesChanged> {
+    const run = this.#tablesChanging.then(() => this.#changeTables(changes));
+    this.#tablesChanging = run.catch(() => {});
+    return run;
+  }
+
+  async #changeTables(changes: TableChanges): Promise<TablesChanged> {
+    for (const name of [...changes.add, ...changes.drop]) servedTableKey(name); // INVALID_NAME before any change
+    const both = changes.add.find((name) => changes.drop.some((d) => d.toLowerCase() === name.toLowerCase()));
+    if (both !== undefined)
+      throw new WalshipError(
+        'INVALID_ARGUMENT',
+        'invalid',
+        `table ${JSON.stringify(both)} is both added and dropped`,
+      );
+    const result: TablesChanged = { added: [], dropped: [], servedTables: this.servedTables() };
+    for (const name of changes.drop) if (this.#dropTable(name)) result.dropped.push(name);
+    for (const name of changes.add) {
+      this.#checkOpen();
+      const added = await this.#addTable(name);
+      if (added !== null) result.added.push(added);
+    }
+    result.servedTables = this.servedTables();
+    return result;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new WalshipError('CLOSED', 'closed', 'the replica is closing');
+  }
+
+  /** Stop serving `name` and drop it locally; false when it was neither served nor held. */
+  #dropTable(name: string): boolean {
+    this.#checkOpen();
+    const before = this.#served.filter;
+    const next = before.dropping(name);
+    const held = this.#tables.schema(name) !== undefined;
+    if (next.equals(before) && !held) return false;
+    // Synchronous from here to the drop's commit: no apply of the table can start in between.
+    this.#served.filter = next;
+    this.#follower.tablesChanged?.();
+    try {
+      dropLocalTable(servedTableKey(name), {
+        databaseFile: this.#tables.file,
+        synchronous: this.#settings.synchronous,
+        meta: servedTablesMeta(next, this.#served.configured),
+      });
+    } catch (error) {
+      this.#served.filter = before;
+      this.#follower.tablesChanged?.();
+      throw error;
+    }
+    this.#deps.log.info({ table: name, held }, 'table dropped: no longer served');
+    return true;
+  }
+
+  /** Serve `name` (bootstrapping it from a snapshot when its chain was collected); null when it was served already. */
+  async #addTable(name: string): Promise<AddedTable | null> {
+    const before = this.#served.filter;
+    const next = before.adding(name);
+    if (next.equals(before)) return null;
+    const meta = servedTablesMeta(next, this.#served.configured);
+    const key = servedTableKey(name);
+    const snapshot =
+      this.#tables.schema(name) === undefined && this.#deps.follower === undefined
+        ? await this.#bootstrapTable(key, meta)
+        : null;
+    this.#checkOpen();
+    if (snapshot === null) this.#tables.setMeta(...meta);
+    this.#served.filter = next;
+    if (this.#follower.tablesChanged !== undefined) this.#follower.tablesChanged();
+    else void this.#follower.refresh();
+    this.#deps.log.info({ table: name, snapshot: snapshot?.id ?? null }, 'table added: now served');
+    return { table: name, snapshot };
+  }
+
+  /**
+   * When the store's chain of table `key` no longer starts at txn 1, copies the table in from the
+   * newest snapshot that holds it up to the chain's start (one LIST of one key, then the manifests
+   * of the newest snapshots and one image). Null when the chain starts at txn 1 or the table has no
+   * segments and no snapshot holds it (it is followed from the start). SNAPSHOT_MISSING
+   * (unavailable) when no snapshot covers the gap.
+   */
+  async #bootstrapTable(key: string, meta: [string, string]): Promise<AddedTable['snapshot']> {
+    const { store } = this.#settings;
+    const page = await store.list(segmentPrefix(key), { limit: 1 });
+    const first = page.objects[0];
+    const chainStart = first === undefined ? undefined : txnFirstOfSegmentKey(first.key);
+    if (chainStart === 1n) return null;
+    const clusterId = this.#tables.getMeta('cluster.id');
+    const { manifests } = await listSnapshots(store, { limit: TABLE_BOOTSTRAP_SNAPSHOTS_MAX });
+    const manifest = manifests.find((m) => {
+      const lastTxn = m.tables.find((t) => t.key === key)?.lastTxn;
+      return m.clusterId === clusterId && lastTxn !== undefined && lastTxn + 1n >= (chainStart ?? 0n);
+    });
+    if (manifest === undefined) {
+      if (chainStart === undefined) return null;
+      throw new WalshipError(
+        'SNAPSHOT_MISSING',
+        'unavailable',
+        `the store's chain of table key ${key} starts at txn ${chainStart} (WAL retention removed the txns before it) ` +
+          `and none of the newest ${TABLE_BOOTSTRAP_SNAPSHOTS_MAX} snapshots holds the table up to there: ` +
+          'take a snapshot on a replica that serves it (POST /admin/snapshot), then add the table again',
+      );
+    }
+    this.#deps.log.info(
+      { key, snapshot: manifest.id, chainStart: chainStart?.toString() ?? null },
+      'bootstrapping a table from a snapshot',
+    );
+    const lastTxn = await bootstrapTableFromSnapshot({
+      store,
+      manifest,
+      key,
+      tmpDir: this.#settings.dataDir,
+      databaseFile: this.#tables.file,
+      synchronous: this.#settings.synchronous,
+      meta,
+    });
+    return { id: manifest.id, lastTxn: lastTxn.toString() };
+  }
+
   /** Upload a snapshot of this replica's tables now (one at a time: a second call joins the first). */
   snapshot(): Promise<SnapshotManifest> {
     this.#snapshotting ??= this.#takeSnapshot().finally(() => {
@@ -325,6 +504,15 @@ export class ReplicaNode {
         'NOTHING_TO_SNAPSHOT',
         'unavailable',
         'this replica has not seen a cluster in the store yet',
+      );
+    }
+    if (!this.#served.filter.servesAll()) {
+      // A snapshot lacking tables would bootstrap other replicas without them (and mislead GC).
+      throw new WalshipError(
+        'SNAPSHOT_REFUSED',
+        'invalid',
+        `this replica serves only some tables (${JSON.stringify(this.servedTables())}): ` +
+          'take snapshots on a replica that serves every table',
       );
     }
     const { clock } = this.#deps;
@@ -379,6 +567,7 @@ function handlers(
   waiters: AppliedWaiters,
   queries: QueryPool,
   deps: ReplicaDeps,
+  served: ServedTables,
   node: () => ReplicaNode | undefined,
 ) {
   const ilpAuth = settings.ilpAuth ?? settings.httpAuth;
@@ -391,6 +580,7 @@ function handlers(
     maxRequestBytes: settings.maxRequestBytes,
     releaseVersion: settings.version,
     tcpEnabled: false,
+    settingsExtra: () => ({ [TABLES_SETTING]: served.filter.toJSON() }),
     ...(ilpAuth === undefined ? {} : { auth: ilpAuth }),
   });
   const queryAuth = settings.queryAuth ?? settings.httpAuth;
@@ -428,8 +618,110 @@ function handlers(
       const manifest = await node()?.snapshot();
       return manifest === undefined ? {} : { id: manifest.id, tables: manifest.tables };
     },
+    tables: async (params) => {
+      const body = params.get(ADMIN_BODY_PARAM) ?? '';
+      params.delete(ADMIN_BODY_PARAM);
+      const changes = tableChangesOf(params, body);
+      const replica = node();
+      if (replica === undefined)
+        throw new WalshipError('NOT_READY', 'unavailable', 'the replica is starting');
+      return replica.changeTables(changes);
+    },
   });
-  return [ilp.handle, (req: IncomingMessage, res: ServerResponse) => query.handle(req, res), status, admin];
+  return [
+    ilp.handle,
+    (req: IncomingMessage, res: ServerResponse) => query.handle(req, res),
+    status,
+    withTablesBody(admin),
+  ];
+}
+
+/** `/settings` field naming the tables a replica serves (beside QuestDB's fields). */
+const TABLES_SETTING = 'replication.replica.tables';
+/** Snapshots (newest first) searched for one that can bootstrap an added table: each costs a GET. */
+const TABLE_BOOTSTRAP_SNAPSHOTS_MAX = 20;
+/** The query parameter that hands the body of `POST /admin/tables` to its action (actions see only the URL). */
+const ADMIN_BODY_PARAM = 'walship.body';
+
+/** The tables a node serves now and the configuration they started from (replica/table-filter.ts). */
+interface ServedTables {
+  filter: TableFilter;
+  configured: TableFilter;
+}
+
+/** One table `POST /admin/tables` added, and the snapshot it was bootstrapped from (null: none). */
+export interface AddedTable {
+  table: string;
+  snapshot: { id: string; lastTxn: string } | null;
+}
+
+/** The answer of `POST /admin/tables`. */
+export interface TablesChanged {
+  added: AddedTable[];
+  dropped: string[];
+  servedTables: TableFilterSpec;
+}
+
+/**
+ * The served tables at start: the configuration or the recorded lists (resolveServedTables), and
+ * every table of the database they do not admit dropped (a replica answers only for what it follows).
+ */
+function serveTables(
+  tables: TableStore,
+  settings: ReplicaSettings,
+  databaseFile: string,
+  log: Logger,
+): ServedTables {
+  const configured = settings.tables ?? TableFilter.ALL;
+  const filter = resolveServedTables(tables, configured);
+  for (const schema of tables.schemas()) {
+    if (filter.admits(schema.name)) continue;
+    dropLocalTable(schema.key, {
+      databaseFile,
+      synchronous: settings.synchronous,
+      meta: servedTablesMeta(filter, configured),
+    });
+    log.info({ table: schema.name }, 'dropped a table this replica does not serve');
+  }
+  return { filter, configured };
+}
+
+/**
+ * `POST /admin/tables` may name its tables in the body (`add=a&drop=b` or JSON): the body, at most
+ * TABLE_FILTER_LIMITS.adminBodyBytesMax bytes, is read and handed to the action in ADMIN_BODY_PARAM
+ * (the admin handler checks the token before the action runs). Other requests pass through.
+ */
+function withTablesBody(admin: HttpHandler): HttpHandler {
+  return async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/admin/tables' || req.method !== 'POST') return admin(req, res);
+    const body = await readSmallBody(req, TABLE_FILTER_LIMITS.adminBodyBytesMax);
+    if (body === null) {
+      sendJson(res, 413, {
+        code: 'payload too large',
+        message: `the body of /admin/tables is limited to ${TABLE_FILTER_LIMITS.adminBodyBytesMax} bytes`,
+      });
+      return true;
+    }
+    url.searchParams.delete(ADMIN_BODY_PARAM);
+    if (body.trim() !== '') url.searchParams.set(ADMIN_BODY_PARAM, body);
+    req.url = `${url.pathname}${url.search}`;
+    return admin(req, res);
+  };
+}
+
+/** The body as UTF-8, or null past `maxBytes` (the rest is drained, not kept). */
+function readSmallBody(req: IncomingMessage, maxBytes: number): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes <= maxBytes) chunks.push(chunk);
+    });
+    req.on('end', () => resolve(bytes > maxBytes ? null : Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
 }
 
 /**

@@ -72,6 +72,12 @@ export interface SequencedFollowerOptions {
   onApplied?: (tableKey: string, appliedTxn: bigint) => void;
   /** Writers only: write missing txnlog objects of entries applied more than `graceMs` ago. */
   exportCatchUp?: { graceMs: number };
+  /**
+   * The tables this node serves (issue 9, replica/table-filter.ts), by store key; default all.
+   * Consulted live: a table it does not admit is never read from the source nor downloaded, and no
+   * apply of it starts. After a change, call tablesChanged().
+   */
+  admits?: (tableKey: string) => boolean;
 }
 
 export interface SequencedSuspension {
@@ -243,6 +249,24 @@ export class SequencedFollower {
     return true;
   }
 
+  /**
+   * The `admits` filter changed: tables it no longer admits are forgotten at once (no apply of
+   * theirs starts after this returns, so their data may be dropped), and the wait for the source
+   * is cut short so the next round discovers the tables it admits now.
+   */
+  tablesChanged(): void {
+    this.#forgetUnadmitted();
+    this.#waitController?.abort();
+  }
+
+  #admits(key: string): boolean {
+    return this.#options.admits?.(key) ?? true;
+  }
+
+  #forgetUnadmitted(): void {
+    for (const key of [...this.#tables.keys()]) if (!this.#admits(key)) this.#tables.delete(key);
+  }
+
   /** Per-table state, the source, the last failure and the export catch-up, for /status. */
   status(): SequencedFollowerStatus {
     const now = this.#options.clock.monotonicMs();
@@ -351,7 +375,9 @@ export class SequencedFollower {
   /** Adds the tables the source has a log for and this follower does not follow yet. */
   async #discover(): Promise<void> {
     const keys = await this.#options.source.tables();
-    for (const key of keys) if (!this.#tables.has(key)) this.#tables.set(key, this.#loadTable(key));
+    this.#forgetUnadmitted();
+    for (const key of keys)
+      if (!this.#tables.has(key) && this.#admits(key)) this.#tables.set(key, this.#loadTable(key));
   }
 
   #loadTable(key: string): SequencedTable {
@@ -410,13 +436,14 @@ export class SequencedFollower {
       return false;
     }
     for (let page = 0; page < SEQUENCED_FOLLOWER_LIMITS.pagesPerTablePerRound; page++) {
-      if (this.#stopped || t.suspended !== null) return false;
+      if (this.#stopped || t.suspended !== null || !this.#admits(t.key)) return false;
       const from = t.partialFirst ?? t.appliedTxn + 1n;
       const entries = await this.#options.source.readLog(
         t.key,
         from,
         SEQUENCED_FOLLOWER_LIMITS.readPageEntries,
       );
+      if (!this.#admits(t.key)) return false;
       if (entries.length === 0) {
         t.confirmedAtMs = this.#options.clock.monotonicMs();
         return false;
@@ -459,7 +486,8 @@ export class SequencedFollower {
       for (let i = 0; i < Math.min(this.#downloadConcurrency, todo.length); i++) start(i);
       for (let i = 0; i < todo.length; i++) {
         const fetched = await fetches[i]!;
-        if (this.#stopped) return;
+        // Re-checked after the await: a table dropped meanwhile must never be applied again.
+        if (this.#stopped || !this.#admits(t.key)) return;
         if (i + this.#downloadConcurrency < todo.length) start(i + this.#downloadConcurrency);
         this.#apply(t, todo[i]!, fetched.segment);
         if (fetched.own) this.#options.dropOwnSegment?.(todo[i]!.staged, todo[i]!);

@@ -22,6 +22,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   replicate: benchReplicate,
   failover: async () => (await import('./failover.js')).benchFailover(),
   sequencer: async () => (await import('./sequencer.js')).benchSequencer(),
+  router: async () => (await import('./router.js')).benchRouter(),
 };
 
 async function run(): Promise<number> {

@@ -87,7 +87,7 @@ describe('orderReplicas', () => {
   const stale = node('http://r3', {
     role: 'replica',
     nodeId: 'r3',
-    stalenessMs: 5_000,
+    stalenessMs: 60_000,
     tables: [table('t'), table('u')],
   });
   const onlyT = node('http://r4', {
@@ -105,6 +105,14 @@ describe('orderReplicas', () => {
       );
     expect(order(0)).toEqual(['r1', 'r2', 'r3']);
     expect(order(1)).toEqual(['r2', 'r1', 'r3']);
+    // Idle replicas between sweeps (12 s and 22 s stale, both caught up) still take turns.
+    const idle = [
+      node('http://r1', { role: 'replica', nodeId: 'r1', stalenessMs: 12_000, tables: [table('t')] }),
+      node('http://r2', { role: 'replica', nodeId: 'r2', stalenessMs: 22_000, tables: [table('t')] }),
+    ];
+    const first = (turn: number) =>
+      orderReplicas(idle, tablesOfQuery('select * from t'), 0, turn).replicas[0]!.nodeId;
+    expect([first(0), first(1)]).toEqual(['r1', 'r2']);
   });
 
   it('takes only replicas that serve every table of the query', () => {

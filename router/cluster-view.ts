@@ -36,8 +36,13 @@ export const STATUS_TIMEOUT_MS = 2_000;
 const STATUS_BODY_MAX_BYTES = 8 * 1024 * 1024;
 /** Registrations are listed again at most this often (they change at a node's start and role changes). */
 export const REGISTRATIONS_REFRESH_MS = 10_000;
-/** Replicas whose staleness falls in the same bucket of this many ms count as equally fresh. */
-export const STALENESS_TIE_MS = 1_000;
+/**
+ * Replicas within this many ms of the least stale one count as equally fresh and take turns. An
+ * idle replica's staleness grows until its next sweep (`replication.replica.sweep.interval`, 30 s
+ * by default) although it holds everything: a finer tie would send every read to whichever
+ * replica swept last. A read's own `max_staleness_ms` is enforced by the replica (503 → next).
+ */
+export const STALENESS_TIE_MS = 30_000;
 
 export type ViewRole = 'primary' | 'replica' | 'switching' | 'unreachable' | 'unknown';
 
@@ -505,18 +510,18 @@ export function orderReplicas(
       node.stalenessMs === null || node.seenAtMs === null ? null : node.stalenessMs + (nowMs - node.seenAtMs);
     fit.push({ url: node.url, nodeId: node.nodeId, role: 'replica', stalenessMs });
   }
-  const bucket = (c: ReadCandidate) =>
-    c.stalenessMs === null ? Number.POSITIVE_INFINITY : Math.floor(c.stalenessMs / STALENESS_TIE_MS);
-  const buckets = new Map<number, ReadCandidate[]>();
-  for (const candidate of fit)
-    buckets.set(bucket(candidate), [...(buckets.get(bucket(candidate)) ?? []), candidate]);
-  const replicas = [...buckets.keys()]
-    .sort((a, b) => a - b)
-    .flatMap((key) => {
-      const same = buckets.get(key)!.sort((a, b) => (a.url < b.url ? -1 : 1));
-      const start = turn % same.length;
-      return [...same.slice(start), ...same.slice(0, start)];
-    });
+  const known = fit.filter((c) => c.stalenessMs !== null).sort((a, b) => a.stalenessMs! - b.stalenessMs!);
+  const freshest = known[0]?.stalenessMs ?? 0;
+  const tied = known
+    .filter((c) => c.stalenessMs! - freshest <= STALENESS_TIE_MS)
+    .sort((a, b) => (a.url < b.url ? -1 : 1));
+  const start = tied.length === 0 ? 0 : turn % tied.length;
+  const replicas = [
+    ...tied.slice(start),
+    ...tied.slice(0, start),
+    ...known.filter((c) => !tied.includes(c)),
+    ...fit.filter((c) => c.stalenessMs === null),
+  ];
   return { replicas, excluded };
 }
 

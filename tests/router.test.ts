@@ -27,6 +27,7 @@ import { switchoverCommand } from '../cli/failover-commands.js';
 import { runRouterCommand } from '../cli/router.js';
 import type { WalshipNode } from '../failover/index.js';
 import { type FaultyStore, FsStore, withFaults } from '../objectstore/index.js';
+import { TableFilter } from '../replica/index.js';
 import { type RunningRouter, startRouter } from '../router/index.js';
 import { startTestNode } from './helpers/test-node.js';
 import { TEST_ADMIN_TOKEN } from './helpers/test-replica.js';
@@ -366,6 +367,53 @@ describe('walship router in front of a primary and two replicas', () => {
       role: 'router',
       primary: { nodeId: 'b' },
     });
+  });
+
+  it('a real replica of one table (replication.replica.tables) gets only queries on that table', async () => {
+    const primary = Object.values(nodes).find((n) => n.role === 'primary')!;
+    const restricted = await startTestNode('replica', store, path.join(base, 'only-here'), {
+      replica: { nodeId: 'only-here', tables: TableFilter.parse('only_here', undefined), pollIntervalMs: 20 },
+    });
+    let third: RunningRouter | undefined;
+    try {
+      for (const table of ['only_here', 'elsewhere']) {
+        const written = await fetch(`${urlOf(primary)}/write`, {
+          method: 'POST',
+          body: `${table},k=a v=1i 1700000000000000000\n`,
+        });
+        expect(written.status).toBe(204);
+      }
+      const deadline = Date.now() + WAIT_MS;
+      while ((await appliedOn(restricted, 'only_here')) < 1n) {
+        if (Date.now() > deadline) throw new Error('the restricted replica did not apply only_here');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      third = await startRouter({
+        nodes: [urlOf(primary), urlOf(restricted)],
+        store,
+        refreshIntervalMs: 100,
+        readPreference: 'replica_preferred',
+        http: { host: '127.0.0.1', port: 0 },
+        maxRequestBytes: 1024 * 1024,
+        version: 'test',
+        log: SILENT,
+      });
+      const here = await exec('select count(*) from only_here', {}, '&read_preference=replica', third);
+      expect(here.status, JSON.stringify(here.body)).toBe(200);
+      expect(here.headers.get('x-walship-served-by')).toBe('only-here (replica)');
+      for (let i = 0; i < 5; i++) {
+        const other = await exec('select count(*) from elsewhere', {}, '', third);
+        expect(other.status).toBe(200);
+        expect(other.headers.get('x-walship-served-by')).toBe(`${primary.nodeId} (primary)`);
+      }
+      const strict = await exec('select count(*) from elsewhere', {}, '&read_preference=replica', third);
+      expect(strict.status).toBe(503);
+      expect(strict.body.code).toBe('NO_REPLICA');
+      expect(String(strict.body.message)).toContain('only-here');
+    } finally {
+      await third?.close();
+      await restricted.close();
+    }
   });
 
   it('answers /ping and /settings as a QuestDB node, and refuses oversized writes with 413 before forwarding', async () => {

@@ -153,23 +153,40 @@ async function init(argv: string[], io: CommandIo): Promise<number> {
   }
   const { store } = await openNodeStore(config);
   try {
-    const sequencer = await openSequencer(String(connection));
+    return await withSequencer(
+      () => openSequencer(String(connection)),
+      io,
+      async (sequencer) => {
+        const { record, created } = await initSequencedCluster({ store, sequencer, clock: systemClock });
+        io.stdout(
+          `${created ? 'initialised' : 'already initialised:'} cluster ${record.clusterId} in ${store.description}, ` +
+            'ordered by the sequencer; start writers with replication.sequencer set',
+        );
+        return EXIT.ok;
+      },
+    );
+  } finally {
+    await store.close();
+  }
+}
+
+/** Opens a client, runs `use`, closes it; a WalshipError is printed and becomes the exit code. */
+async function withSequencer<C extends { close(): Promise<void> }>(
+  open: () => Promise<C>,
+  io: CommandIo,
+  use: (client: C) => Promise<number>,
+): Promise<number> {
+  try {
+    const client = await open();
     try {
-      const { record, created } = await initSequencedCluster({ store, sequencer, clock: systemClock });
-      io.stdout(
-        `${created ? 'initialised' : 'already initialised:'} cluster ${record.clusterId} in ${store.description}, ` +
-          'ordered by the sequencer; start writers with replication.sequencer set',
-      );
-      return EXIT.ok;
+      return await use(client);
     } finally {
-      await sequencer.close();
+      await client.close();
     }
   } catch (error) {
     if (!isWalshipError(error)) throw error;
     io.stderr(`walship: ${error.message}`);
     return error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
-  } finally {
-    await store.close();
   }
 }
 
@@ -205,9 +222,10 @@ async function fence(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(`walship: ${problem}\n\n${SEQUENCER_USAGE}`);
     return EXIT.usage;
   }
-  try {
-    const client = await openSequencer(connection!);
-    try {
+  return withSequencer(
+    () => openSequencer(connection!),
+    io,
+    async (client) => {
       const current = (await client.writers()).find((w) => w.writer === writer);
       const epoch = epochText === undefined ? (current?.epoch ?? 0n) : BigInt(epochText);
       const { record, heads } = await client.fence(writer!, epoch);
@@ -230,14 +248,8 @@ async function fence(argv: string[], io: CommandIo): Promise<number> {
             ),
         );
       return EXIT.ok;
-    } finally {
-      await client.close();
-    }
-  } catch (error) {
-    if (!isWalshipError(error)) throw error;
-    io.stderr(`walship: ${error.message}`);
-    return error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
-  }
+    },
+  );
 }
 
 // --- status -------------------------------------------------------------------------------------
@@ -258,20 +270,15 @@ async function status(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(`walship: ${stray ?? 'sequencer status needs --sequencer CONNSTRING'}\n\n${SEQUENCER_USAGE}`);
     return EXIT.usage;
   }
-  try {
-    const client = await openHttpSequencer(connection);
-    try {
+  return withSequencer(
+    () => openHttpSequencer(connection),
+    io,
+    async (client) => {
       const answer = await client.status();
       io.stdout(values.json === true ? JSON.stringify(answer) : renderSequencerStatus(client.origin, answer));
       return EXIT.ok;
-    } finally {
-      await client.close();
-    }
-  } catch (error) {
-    if (!isWalshipError(error)) throw error;
-    io.stderr(`walship: ${error.message}`);
-    return error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
-  }
+    },
+  );
 }
 
 /** /status JSON (bigints as strings) as a summary and two tables: heads and writers. */

@@ -59,29 +59,16 @@ function segment(table: string, writer: string, epoch: bigint, batchSeq: bigint,
 describe('walship sequencer serve (in process)', () => {
   it('serves the file under sequencer.data.dir with tokens from flags and the environment; status renders it', async () => {
     const dir = await tempDir();
-    const serve = capture({ WALSHIP_SEQUENCER_AUTH_WRITE_TOKEN: TOKENS.write });
-    let stop: () => void = () => {};
-    const until = new Promise<void>((resolve) => {
-      stop = resolve;
-    });
-    const running = runSequencerCommand(
+    const { port, stop, running } = await serveInProcess(
       [
-        'serve',
         `--sequencer.data.dir=${dir}`,
         '--http.bind.to',
         '127.0.0.1:0',
         `--sequencer.auth.read.token=${TOKENS.read}`,
         `--sequencer.auth.admin.token=${TOKENS.admin}`,
-        '--log.level=silent',
       ],
-      serve.io,
-      { until },
+      { WALSHIP_SEQUENCER_AUTH_WRITE_TOKEN: TOKENS.write },
     );
-    cleanups.push(async () => {
-      stop();
-      await running.catch(() => {});
-    });
-    const port = await waitForListening(serve.out);
     const admin = client(port, TOKENS.admin);
     await admin.initialize('cluster-serve', new Map([['trades', 10n]]));
     // The write token came from WALSHIP_SEQUENCER_AUTH_WRITE_TOKEN.
@@ -126,29 +113,13 @@ describe('walship sequencer serve (in process)', () => {
 
   it('sequencer fence: the writer epoch is refused from then on; a read token may not fence', async () => {
     const dir = await tempDir();
-    const serve = capture();
-    let stop: () => void = () => {};
-    const until = new Promise<void>((resolve) => {
-      stop = resolve;
-    });
-    const running = runSequencerCommand(
-      [
-        'serve',
-        `--sequencer.data.dir=${dir}`,
-        '--http.bind.to=127.0.0.1:0',
-        `--sequencer.auth.read.token=${TOKENS.read}`,
-        `--sequencer.auth.write.token=${TOKENS.write}`,
-        `--sequencer.auth.admin.token=${TOKENS.admin}`,
-        '--log.level=silent',
-      ],
-      serve.io,
-      { until },
-    );
-    cleanups.push(async () => {
-      stop();
-      await running.catch(() => {});
-    });
-    const port = await waitForListening(serve.out);
+    const { port } = await serveInProcess([
+      `--sequencer.data.dir=${dir}`,
+      '--http.bind.to=127.0.0.1:0',
+      `--sequencer.auth.read.token=${TOKENS.read}`,
+      `--sequencer.auth.write.token=${TOKENS.write}`,
+      `--sequencer.auth.admin.token=${TOKENS.admin}`,
+    ]);
     await client(port, TOKENS.admin).initialize('cluster-fence', new Map());
     const writer = client(port, TOKENS.write);
     const { epoch } = await writer.registerWriter('p1');
@@ -202,6 +173,21 @@ describe('walship sequencer serve (in process)', () => {
     expect(await runSequencerCommand(['--help'], status.io)).toBe(0);
   });
 });
+
+/** `walship sequencer serve` in this process until `stop()` (or the test's cleanup); its port. */
+async function serveInProcess(args: string[], env: Record<string, string> = {}) {
+  const serve = capture(env);
+  let stop: () => void = () => {};
+  const until = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  const running = runSequencerCommand(['serve', ...args, '--log.level=silent'], serve.io, { until });
+  cleanups.push(async () => {
+    stop();
+    await running.catch(() => {});
+  });
+  return { port: await waitForListening(serve.out), stop, running };
+}
 
 async function waitForListening(lines: string[]): Promise<number> {
   for (;;) {

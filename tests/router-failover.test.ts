@@ -15,10 +15,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Sender } from '@questdb/nodejs-client';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from '../objectstore/index.js';
-import { type RunningRouter, startRouter } from '../router/index.js';
+import type { RunningRouter } from '../router/index.js';
+import { startTestRouter } from './helpers/test-router.js';
 import { spawnWalship, type WalshipProcess } from './helpers/walship-process.js';
 
 const WAIT_MS = 30_000;
@@ -74,14 +74,8 @@ describe('walship router through a crash failover', () => {
   it('the official single-address client keeps writing through SIGKILL of the primary; every acked row once', async () => {
     const a = await spawnNode('primary', 'crash-a');
     const b = await spawnNode('replica', 'crash-b');
-    router = await startRouter({
+    router = await startTestRouter({
       store,
-      refreshIntervalMs: 100,
-      readPreference: 'replica_preferred',
-      http: { host: '127.0.0.1', port: 0 },
-      maxRequestBytes: 1024 * 1024,
-      version: 'test',
-      log: pino({ level: process.env.WALSHIP_TEST_LOG ?? 'silent' }),
     });
     const routerUrl = `http://127.0.0.1:${router.port}`;
     expect((await json(`${routerUrl}/cluster`)).primary).toMatchObject({ nodeId: 'crash-a', epoch: '1' });

@@ -21,19 +21,18 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Sender } from '@questdb/nodejs-client';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { switchoverCommand } from '../cli/failover-commands.js';
 import { runRouterCommand } from '../cli/router.js';
 import type { WalshipNode } from '../failover/index.js';
 import { type FaultyStore, FsStore, withFaults } from '../objectstore/index.js';
 import { TableFilter } from '../replica/index.js';
-import { type RunningRouter, startRouter } from '../router/index.js';
+import type { RunningRouter } from '../router/index.js';
 import { startTestNode } from './helpers/test-node.js';
 import { TEST_ADMIN_TOKEN } from './helpers/test-replica.js';
+import { startTestRouter } from './helpers/test-router.js';
 
 const WAIT_MS = 20_000;
-const SILENT = pino({ level: process.env.WALSHIP_TEST_LOG ?? 'silent' });
 
 let base = '';
 let store: FsStore;
@@ -62,15 +61,9 @@ beforeAll(async () => {
     primary: { ...durable, nodeId: 'c' },
     replica: { nodeId: 'c' },
   });
-  router = await startRouter({
+  router = await startTestRouter({
     nodes: [urlOf(nodes.a), urlOf(nodes.b), urlOf(nodes.c)],
     store,
-    refreshIntervalMs: 100,
-    readPreference: 'replica_preferred',
-    http: { host: '127.0.0.1', port: 0 },
-    maxRequestBytes: 1024 * 1024,
-    version: 'test',
-    log: SILENT,
   });
 }, 60_000);
 
@@ -322,16 +315,10 @@ describe('walship router in front of a primary and two replicas', () => {
     });
     await new Promise<void>((resolve) => scripted!.listen(0, '127.0.0.1', resolve));
     const scriptedUrl = `http://127.0.0.1:${(scripted.address() as AddressInfo).port}`;
-    second = await startRouter({
+    second = await startTestRouter({
       nodes: [urlOf(nodes.b), scriptedUrl],
       store,
       clusterAuth: { bearer: ['query-token'] },
-      refreshIntervalMs: 100,
-      readPreference: 'replica_preferred',
-      http: { host: '127.0.0.1', port: 0 },
-      maxRequestBytes: 1024 * 1024,
-      version: 'test',
-      log: SILENT,
     });
     const onT1 = await exec('select * from t1', {}, '&read_preference=replica', second);
     expect(onT1.status).toBe(200);
@@ -388,15 +375,9 @@ describe('walship router in front of a primary and two replicas', () => {
         if (Date.now() > deadline) throw new Error('the restricted replica did not apply only_here');
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      third = await startRouter({
+      third = await startTestRouter({
         nodes: [urlOf(primary), urlOf(restricted)],
         store,
-        refreshIntervalMs: 100,
-        readPreference: 'replica_preferred',
-        http: { host: '127.0.0.1', port: 0 },
-        maxRequestBytes: 1024 * 1024,
-        version: 'test',
-        log: SILENT,
       });
       const here = await exec('select count(*) from only_here', {}, '&read_preference=replica', third);
       expect(here.status, JSON.stringify(here.body)).toBe(200);

@@ -991,11 +991,8 @@ function parseTimeoutMs(text: string): number {
  * drop every other table's later writes, so it is never promoted, by hand or by the lease.
  */
 function refuseFilteredReplica(replica: ReplicaNode): void {
-  const served = (replica.status() as { servedTables?: { include: string[]; exclude: string[] } })
-    .servedTables;
-  if (served === undefined) return;
-  const all = served.include.length === 1 && served.include[0] === '*' && served.exclude.length === 0;
-  if (all) return;
+  if (replica.servesAllTables()) return;
+  const served = replica.servedTables();
   throw new WalshipError(
     'PROMOTION_REFUSED',
     'invalid',

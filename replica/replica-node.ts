@@ -359,6 +359,11 @@ export class ReplicaNode {
     return this.#served.filter.toJSON();
   }
 
+  /** True when this replica serves every table (no include or exclude narrows it). */
+  servesAllTables(): boolean {
+    return this.#served.filter.servesAll();
+  }
+
   /**
    * `POST /admin/tables`: drops, then adds, served tables, one request at a time. A dropped table
    * is no longer followed, then dropped from the database with its metadata (one transaction); a

@@ -1,6 +1,7 @@
 import { InvalidConfigError } from '../core/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
+import { SWITCHOVER_MAX_LAG_TXNS_DEFAULT, switchoverReadiness } from './switchover-check.js';
 
 export const PROMOTE_USAGE = `walship promote --node URL [--reason TEXT] [--config server.conf] [--admin.token=…]
 
@@ -8,14 +9,22 @@ Unplanned failover (RFC-0002): the replica at URL catches up with the store, tak
 fences every table and starts taking writes. The old primary, if it still runs, is fenced at its
 next upload. Two replicas promoted at once: one wins, the other answers 409 and stays a replica.`;
 
-export const SWITCHOVER_USAGE = `walship switchover --from URL --to URL [--timeout 30s] [--config server.conf] [--admin.token=…]
+export const SWITCHOVER_USAGE = `walship switchover --from URL --to URL [--timeout 30s] [--max-lag-txns N] [--config server.conf] [--admin.token=…]
 
 Planned switchover without loss or restarts (RFC-0002): demote the primary at --from (writes stop
 with 421, everything is uploaded, each table's last txn reported), wait until the replica at --to
 has applied those txns, promote it; the old primary follows as a replica. If the replica does not
-catch up in time, the old primary is promoted back and the command fails.`;
+catch up in time, the old primary is promoted back and the command fails.
+
+Before anything is demoted, both nodes' /status are read: the command refuses (exit 1, the primary
+untouched) unless --from is an accepting primary and --to a replica of the same cluster that answers,
+follows every table, is not bootstrapping, has no suspended table and is at most --max-lag-txns
+txns behind (summed over tables; default ${SWITCHOVER_MAX_LAG_TXNS_DEFAULT}).`;
 
 type Fetch = typeof fetch;
+
+/** How long the pre-check waits for a node's `/status` (a node that answers slower is not ready). */
+const STATUS_TIMEOUT_MS = 5_000;
 
 /** `walship promote --node URL`. */
 export async function promoteCommand(
@@ -45,11 +54,23 @@ export async function switchoverCommand(
     io.stdout(SWITCHOVER_USAGE);
     return EXIT.ok;
   }
-  const { own, token } = await parse(argv, io, ['from', 'to', 'timeout']);
+  const { own, token } = await parse(argv, io, ['from', 'to', 'timeout', 'max-lag-txns']);
   const from = requireFlag(own, 'from');
   const to = requireFlag(own, 'to');
   const timeoutMs = own.timeout === undefined ? 30_000 : parseDurationMs(own.timeout);
   if (timeoutMs === undefined) throw new InvalidConfigError('--timeout: expected a duration such as 30s');
+  const maxLagTxns = parseMaxLag(own['max-lag-txns']);
+  const readiness = switchoverReadiness(await getStatus(fetchImpl, from), await getStatus(fetchImpl, to), {
+    fromUrl: from,
+    toUrl: to,
+    maxLagTxns,
+  });
+  if (!readiness.ready) {
+    io.stderr(
+      `walship: switchover refused, nothing was demoted:\n${readiness.reasons.map((r) => `  - ${r}`).join('\n')}`,
+    );
+    return EXIT.failed;
+  }
   const startedAt = performance.now();
   const demoted = await post(fetchImpl, from, '/admin/demote', token);
   if (!demoted.ok) {
@@ -127,12 +148,34 @@ async function waitApplied(
   return 'timeout';
 }
 
+/** `--max-lag-txns N`: a non-negative integer. */
+function parseMaxLag(text: string | undefined): bigint {
+  if (text === undefined) return SWITCHOVER_MAX_LAG_TXNS_DEFAULT;
+  if (!/^\d{1,18}$/.test(text))
+    throw new InvalidConfigError('--max-lag-txns: expected a whole number of txns');
+  return BigInt(text);
+}
+
+/** GET `/status` of a node: its JSON, or an Error saying why there is none (bounded by 5 s). */
+async function getStatus(fetchImpl: Fetch, base: string): Promise<unknown> {
+  try {
+    const response = await fetchImpl(new URL('/status', base), {
+      signal: AbortSignal.timeout(STATUS_TIMEOUT_MS),
+    });
+    const text = await response.text();
+    if (!response.ok) return new Error(`HTTP ${response.status}`);
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    return new Error((error as Error).message);
+  }
+}
+
 async function parse(argv: string[], io: CommandIo, names: string[]) {
   const own: Record<string, string> = {};
   const others: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    const match = /^--([a-z]+)(?:=(.*))?$/.exec(arg);
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
     if (match === null || !names.includes(match[1]!)) {
       others.push(arg);
       continue;

@@ -79,6 +79,7 @@ export {
   bootstrapTableFromSnapshot,
   dropLocalTable,
   SERVED_TABLES_META_KEY,
+  servesAllTablesSpec,
   TABLE_FILTER_LIMITS,
   TABLES_EXCLUDE_KEY,
   TABLES_INCLUDE_KEY,

@@ -163,6 +163,17 @@ export class TableFilter {
   }
 }
 
+/**
+ * True when `served` — a node's `/status` `servedTables`, absent on nodes without table filters —
+ * is every table (`{include: ['*'], exclude: []}`): such a replica can be promoted.
+ */
+export function servesAllTablesSpec(served: unknown): boolean {
+  if (served === undefined || served === null) return true;
+  if (typeof served !== 'object') return false;
+  const { include, exclude } = served as { include?: unknown; exclude?: unknown };
+  return Array.isArray(include) && include.includes('*') && (!Array.isArray(exclude) || exclude.length === 0);
+}
+
 // --- persistence ---
 
 interface PersistedServedTables extends TableFilterSpec {

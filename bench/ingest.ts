@@ -25,16 +25,15 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
-import { FsStore, listAll, type ObjectStore, S3Store } from '../objectstore/index.js';
+import { FsStore, listAll, type ObjectStore } from '../objectstore/index.js';
 import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
-import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { TABLES_PREFIX } from '../wal/index.js';
 import { evenTxnRows, putLatencies, rawInsertMs } from './baselines.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
+import { withBenchRgw } from './rgw.js';
 import {
   encodeTradeRow,
   generateTrades,
@@ -331,43 +330,16 @@ async function fsDurableRows(space: Workspace, t: Trades): Promise<BenchRow[]> {
 }
 
 async function rgwDurableRows(space: Workspace, t: Trades, context: BenchSuiteResult['context']) {
-  const ceph = cephRgwAvailable();
-  if (!ceph.ok) {
-    context.rgw = `skipped: ${ceph.reason}`;
-    return [];
-  }
-  log('booting a Ceph RGW');
-  let rgw: CephRgw;
-  try {
-    rgw = await startCephRgw();
-  } catch (error) {
-    // The fs figures stand on their own; a machine that cannot boot RGW says so instead.
-    context.rgw = `skipped: ${(error as Error).message.split('\n')[0]}`;
-    return [];
-  }
-  try {
-    const bucket = 'bench-ingest';
-    const credentials = { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey };
-    const admin = new S3Client({
-      endpoint: rgw.endpoint,
-      region: rgw.region,
-      forcePathStyle: true,
-      credentials,
-    });
-    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
-    admin.destroy();
-    const store = new S3Store({ bucket, root: 'bench', endpoint: rgw.endpoint, ...credentials });
+  const rows = await withBenchRgw('bench-ingest', context, log, async (rgw) => {
+    const store = rgw.open('bench');
     try {
       log('rgw: durable ack latency');
-      const rows = await durableRows(space, 'rgw', store, t);
-      context.rgw = 'Ceph RGW 16 memstore on 127.0.0.1, sharing the cores';
-      return rows;
+      return await durableRows(space, 'rgw', store, t);
     } finally {
       await store.close();
     }
-  } finally {
-    await rgw.stop();
-  }
+  });
+  return rows ?? [];
 }
 
 const rowsPerSecond = (rows: number, ms: number) => (rows / ms) * 1000;

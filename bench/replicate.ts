@@ -38,26 +38,24 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
 import {
   FsStore,
   listAll,
   type ObjectStore,
-  S3Store,
   type StoreRequestEvent,
   withMetrics,
 } from '../objectstore/index.js';
 import type { PrimaryNode } from '../primary/index.js';
 import type { ReplicaNode, ReplicaSettings } from '../replica/index.js';
 import { tableKey } from '../table/index.js';
-import { type CephRgw, cephRgwAvailable, startCephRgw } from '../tests/helpers/ceph-rgw.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
 import { segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { rawInsertMs } from './baselines.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
+import { withBenchRgw } from './rgw.js';
 import {
   encodeTradeRow,
   generateTrades,
@@ -495,7 +493,7 @@ async function lagBodies(port: number, count: number): Promise<Buffer[]> {
 /** The txn this request committed to the trades table, from its X-Walship-Txn (`key=txn,…`). */
 function committedTxnOf(header: string | null): bigint {
   for (const part of (header ?? '').split(',')) {
-    const [key, txn] = part.split('=');
+    const [key, txn] = part.split('@')[0]!.split('=');
     if (key === TABLE_KEY && txn !== undefined) return BigInt(txn);
   }
   throw new Error(`the 204 names no txn of ${TABLE_KEY} (X-Walship-Txn: ${header})`);
@@ -811,42 +809,10 @@ function lagRows(m: LagMeasured, aimP99Ms: number): BenchRow[] {
 
 /** Boots a throwaway Ceph RGW and measures the lag on it; [] with the reason in `context` when it cannot. */
 async function rgwLagRows(dir: string, context: BenchSuiteResult['context']): Promise<BenchRow[]> {
-  const ceph = cephRgwAvailable();
-  if (!ceph.ok) {
-    context.rgw = `skipped: ${ceph.reason}`;
-    log(`rgw skipped: ${ceph.reason}`);
-    return [];
-  }
-  log('booting a Ceph RGW');
-  let rgw: CephRgw;
-  try {
-    rgw = await startCephRgw();
-  } catch (error) {
-    context.rgw = `skipped: ${(error as Error).message.split('\n')[0]}`;
-    log(`rgw skipped: ${context.rgw}`);
-    return [];
-  }
-  try {
-    const bucket = 'bench-replicate';
-    const credentials = { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey };
-    const admin = new S3Client({
-      endpoint: rgw.endpoint,
-      region: rgw.region,
-      forcePathStyle: true,
-      credentials,
-    });
-    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
-    admin.destroy();
-    const open = async () => new S3Store({ bucket, root: 'bench', endpoint: rgw.endpoint, ...credentials });
-    const connection =
-      `s3::bucket=${bucket};root=bench;region=${rgw.region};endpoint=${rgw.endpoint};` +
-      `access_key_id=${rgw.accessKeyId};secret_access_key=${rgw.secretAccessKey};`;
-    const measured = await measureLag(dir, 'rgw', connection, open);
-    context.rgw = 'Ceph RGW 16 memstore on 127.0.0.1, sharing the cores';
-    return lagRows(measured, 250);
-  } finally {
-    await rgw.stop();
-  }
+  const rows = await withBenchRgw('bench-replicate', context, log, async (rgw) =>
+    lagRows(await measureLag(dir, 'rgw', rgw.connectionString('bench'), async () => rgw.open('bench')), 250),
+  );
+  return rows ?? [];
 }
 
 export async function benchReplicate(): Promise<BenchSuiteResult> {

@@ -1,4 +1,7 @@
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAdminHttpHandler, type RunningHttpServer, startHttpServer } from '../core/index.js';
@@ -207,5 +210,58 @@ describe('walship admin', () => {
     expect(JSON.parse(bad.err[0]!)).toMatchObject({ code: 'unauthorized' });
     expect(resumed).toEqual(['Trades']);
     for (const text of [...good.out, ...good.err, ...bad.out, ...bad.err]) expect(text).not.toContain(TOKEN);
+  });
+});
+
+describe('walship admin as the docs write it (issue 13 item 10)', () => {
+  it('--node URL names the node, as in `walship promote --node`; --node=URL too', async () => {
+    for (const flags of [['--node', 'http://h:4'], ['--node=http://h:4']]) {
+      const { io, err } = capture();
+      const { fetchImpl, sent } = fakeFetch();
+      const code = await main(['admin', 'resume', '--table', 'T', ...flags, '--admin.token=x'], io, {
+        fetch: fetchImpl,
+      });
+      expect([code, err]).toEqual([EXIT.ok, []]);
+      expect(sent.map((s) => s.url)).toEqual(['http://h:4/admin/resume?table=T']);
+    }
+  });
+
+  it('--node and --url naming different nodes is a usage error, and nothing is sent', async () => {
+    const { io, err } = capture();
+    const { fetchImpl, sent } = fakeFetch();
+    const argv = ['admin', 'snapshot', '--node', 'http://a:1', '--url', 'http://b:1', '--admin.token=x'];
+    expect(await main(argv, io, { fetch: fetchImpl })).toBe(EXIT.usage);
+    expect(err.join('\n')).toContain('--node and --url both name the node');
+    expect(sent).toEqual([]);
+  });
+
+  it('every `walship admin …` example in README.md and docs/ parses and runs', async () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const files = [
+      'README.md',
+      ...(await readdir(path.join(root, 'docs'), { recursive: true }))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => path.join('docs', f)),
+    ];
+    const examples: { file: string; argv: string[] }[] = [];
+    for (const file of files) {
+      const text = await readFile(path.join(root, file), 'utf8');
+      for (const match of text.matchAll(/`walship (admin [^`]*)`/g)) {
+        // Placeholders as the docs write them: T a table, URL a node, … a token.
+        const argv = match[1]!
+          .split(/\s+/)
+          .map((word) => (word === 'URL' ? 'http://h:5' : word.replace('…', 'x')));
+        if (!argv.some((word) => word.startsWith('--admin.token'))) argv.push('--admin.token=x');
+        examples.push({ file, argv });
+      }
+    }
+    expect(examples.length).toBeGreaterThanOrEqual(3);
+    for (const { file, argv } of examples) {
+      const { io, err } = capture();
+      const { fetchImpl, sent } = fakeFetch();
+      const code = await main(argv, io, { fetch: fetchImpl });
+      expect({ file, argv, code, err }).toEqual({ file, argv, code: EXIT.ok, err: [] });
+      expect(sent).toHaveLength(1);
+    }
   });
 });

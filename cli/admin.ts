@@ -2,12 +2,12 @@ import { InvalidConfigError } from '../core/index.js';
 import { loadConfig, parseHostPort } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 
-export const ADMIN_USAGE = `walship admin <action> [--url http://host:port] [--table NAME] [--config server.conf] [--key=value …]
+export const ADMIN_USAGE = `walship admin <action> [--node http://host:port] [--table NAME] [--config server.conf] [--key=value …]
 
 Asks a running node to act, with admin.token (from server.conf, WALSHIP_ADMIN_TOKEN or --admin.token):
   resume --table NAME   resume a table a replica suspended (after the bad object was repaired)
   snapshot              upload a snapshot of a replica's tables now
-The node is --url, else node.url, else http://<http.bind.to> (0.0.0.0 as 127.0.0.1).`;
+The node is --node (or --url), else node.url, else http://<http.bind.to> (0.0.0.0 as 127.0.0.1).`;
 
 const ACTIONS = new Set(['resume', 'snapshot']);
 
@@ -46,19 +46,28 @@ export async function adminCommand(
   return response.status >= 500 ? EXIT.unavailable : EXIT.failed;
 }
 
+/**
+ * `--node URL` (as `walship promote --node`), `--url URL` (its older name) and `--table NAME`, in
+ * `--flag value` or `--flag=value` form; everything else is configuration for loadConfig.
+ */
 function takeOwnFlags(argv: string[]): { url?: string; table?: string; others: string[] } {
   const own: { url?: string; table?: string } = {};
   const others: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    const match = /^--(url|table)(?:=(.*))?$/.exec(arg);
+    const match = /^--(url|node|table)(?:=(.*))?$/.exec(arg);
     if (match === null) {
       others.push(arg);
       continue;
     }
     const value = match[2] ?? argv[++i];
     if (value === undefined) throw new InvalidConfigError(`--${match[1]} needs a value`);
-    own[match[1] as 'url' | 'table'] = value;
+    const field = match[1] === 'table' ? 'table' : 'url';
+    if (own[field] !== undefined && own[field] !== value)
+      throw new InvalidConfigError(
+        field === 'table' ? '--table given twice' : '--node and --url both name the node: give one',
+      );
+    own[field] = value;
   }
   return { ...own, others };
 }

@@ -18,6 +18,19 @@ async function conf(text: string): Promise<string> {
 }
 
 describe('node configuration', () => {
+  it('publishes snapshots hourly by default when automatic failover is on, unless the interval is set', async () => {
+    const off = await loadConfig({ argv: [], env: {} });
+    expect(off.number('replication.snapshot.interval')).toBe(0);
+    const auto = await loadConfig({ argv: ['--replication.failover.auto=true'], env: {} });
+    expect(auto.number('replication.snapshot.interval')).toBe(3_600_000);
+    expect(auto.sourceOf('replication.snapshot.interval')).toBe('default (replication.failover.auto=true)');
+    const set = await loadConfig({
+      argv: ['--replication.failover.auto=true', '--replication.snapshot.interval=0'],
+      env: {},
+    });
+    expect(set.number('replication.snapshot.interval')).toBe(0);
+  });
+
   it('fills defaults with their units', async () => {
     const config = await loadConfig({ argv: [], env: {} });
     expect(config.number('cairo.wal.segment.rollover.size')).toBe(2 * 1024 * 1024);
@@ -68,7 +81,7 @@ describe('node configuration', () => {
     [{ argv: ['--cairo.wal.segment.rollover.size=lots'] }, 'expected a size in bytes'],
     [{ argv: ['--replication.replica.poll.interval=fast'] }, 'expected a duration'],
     [{ argv: ['--node.id'] }, 'flag --node.id needs a value'],
-    [{ argv: ['stray'] }, 'unexpected argument "stray"'],
+    [{ argv: ['stray'] }, 'unexpected argument (not a --flag; values go in --key=value)'],
     [{ argv: ['--replication.object.store=s3::bucket=b;'] }, 'required key root is missing'],
   ])('refuses %j naming the key', async (sources, message) => {
     const error = await loadConfig({ argv: [], env: {}, ...sources }).catch((e: unknown) => e);

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidConfigError } from '../core/index.js';
 import { parseConnectionString, redactConnectionString } from '../objectstore/index.js';
+import { describeArgument } from './io.js';
 
 /**
  * The node configuration surface, shared by `walship primary`, `walship replica` and every later
@@ -11,7 +12,7 @@ import { parseConnectionString, redactConnectionString } from '../objectstore/in
  *   3. as a flag `--key=value` or `--key value`;
  * flags win over the environment, the environment over the file. Unknown keys and bad values
  * stop start-up with a message naming the key and where it came from. Secret values never
- * appear in messages or in `describeConfig`.
+ * appear in messages or in `describe()`.
  */
 type Kind =
   | 'string'
@@ -160,7 +161,7 @@ export const CONFIG_KEYS = {
   'replication.snapshot.interval': {
     kind: 'duration',
     default: '0',
-    doc: 'upload a snapshot this often (0 = never); set it on the one replica designated to take snapshots',
+    doc: 'a replica uploads a snapshot this often (0 = never); 1h when replication.failover.auto=true and this is unset; one designated replica is enough (set 0 on the others)',
   },
   'replication.retention.duration': {
     kind: 'duration',
@@ -234,6 +235,10 @@ export const CONFIG_KEYS = {
     default: '30',
     doc: 'failed authentications (401) one client IP may make per minute; more get 429',
   },
+  'http.trusted.proxies': {
+    kind: 'string',
+    doc: 'comma-separated IPs or CIDR blocks of proxies (walship router, load balancers) whose X-Forwarded-For names the client that http.auth.failures.max counts; unset = the TCP peer is the client',
+  },
   'http.net.connection.limit': { kind: 'int', default: '1024', doc: 'open HTTP connections at most' },
   'line.http.max.request.size': {
     kind: 'bytes',
@@ -241,7 +246,11 @@ export const CONFIG_KEYS = {
     doc: 'ILP HTTP requests above this get 413',
   },
   'line.tcp.enabled': { kind: 'bool', default: 'true', doc: 'listen for ILP over TCP' },
-  'line.tcp.net.bind.to': { kind: 'string', default: '0.0.0.0:9009', doc: 'ILP TCP listener' },
+  'line.tcp.net.bind.to': {
+    kind: 'string',
+    default: '0.0.0.0:9009',
+    doc: 'ILP TCP listener; when not set, port 9009 on the host of http.bind.to (a loopback node stays on loopback)',
+  },
   'line.tcp.tls.cert.path': {
     kind: 'string',
     doc: 'PEM certificate chain for ILP over TCP (tcps::); default http.tls.cert.path',
@@ -262,6 +271,21 @@ export const CONFIG_KEYS = {
   },
   'query.timeout': { kind: 'duration', default: '60s', doc: 'a query running longer is cancelled' },
   'query.workers': { kind: 'int', default: '2', doc: 'query host processes serving /exec and /exp' },
+  'query.queue.max': {
+    kind: 'int',
+    default: '256',
+    doc: 'queries waiting for a free query host at most; one more is answered 503 with Retry-After',
+  },
+  'query.queue.wait.max': {
+    kind: 'duration',
+    default: '5s',
+    doc: 'a query that waits longer for a free query host is answered 503 with Retry-After',
+  },
+  'query.memory.limit': {
+    kind: 'bytes',
+    default: '1g',
+    doc: 'resident memory of one query host (SQLite values, temporary tables and sorts, JavaScript), at least 128m; a query taking its host past it is answered 400 and the host replaced',
+  },
   'admin.token': { kind: 'secret', doc: 'token required by admin endpoints and commands' },
   'log.level': {
     kind: { oneOf: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] },
@@ -321,7 +345,27 @@ export async function loadConfig(sources: ConfigSources): Promise<NodeConfig> {
     else if (spec.default !== undefined)
       values.set(key, { value: parseValue(key, spec.default, 'default'), source: 'default' });
   }
+  applyDerivedDefaults(values);
   return makeConfig(values);
+}
+
+/**
+ * `replication.snapshot.interval` when `replication.failover.auto=true` and the interval is not set:
+ * failovers are then expected, and a node that cannot keep its database when it rejoins (RFC-0002
+ * "Fenced means") or whose segments GC collected starts from a recent snapshot instead of replaying
+ * every table from txn 1. An hour: one image upload an hour per replica is cheap beside a replay.
+ */
+export const SNAPSHOT_INTERVAL_WITH_FAILOVER = '1h';
+
+/** Defaults that depend on another key's value; the source says so. */
+function applyDerivedDefaults(values: Map<ConfigKey, { value: Value; source: string }>): void {
+  const snapshot = 'replication.snapshot.interval';
+  if (values.get(snapshot)?.source === 'default' && values.get('replication.failover.auto')?.value === true) {
+    values.set(snapshot, {
+      value: parseValue(snapshot, SNAPSHOT_INTERVAL_WITH_FAILOVER, 'default'),
+      source: 'default (replication.failover.auto=true)',
+    });
+  }
 }
 
 function makeConfig(values: Map<ConfigKey, { value: Value; source: string }>): NodeConfig {
@@ -374,7 +418,8 @@ function parseFlags(argv: string[]): {
   let configFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (!arg.startsWith('--')) throw new InvalidConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    // Never the argument itself: it may be a secret that missed its flag (issue 13 item 10).
+    if (!arg.startsWith('--')) throw new InvalidConfigError(`unexpected argument (${describeArgument(arg)})`);
     const equals = arg.indexOf('=');
     const name = equals < 0 ? arg.slice(2) : arg.slice(2, equals);
     let text = equals < 0 ? undefined : arg.slice(equals + 1);
@@ -523,4 +568,12 @@ export function renderConfigReference(): string {
   }
   lines.push('', 'Sizes take k, m, g suffixes (binary); durations ms, s, m, h (a bare number is ms).');
   return lines.join('\n');
+}
+
+/** A comma-separated key (`http.trusted.proxies`) as its trimmed, non-empty entries; unset = none. */
+export function listOf(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
 }

@@ -21,7 +21,7 @@ import {
 } from './demo-report.js';
 import { LiveView, type NodeLine, renderWatermarks } from './demo-view.js';
 import { switchoverCommand } from './failover-commands.js';
-import { type CommandIo, EXIT } from './io.js';
+import { type CommandIo, describeArgument, EXIT } from './io.js';
 import { LocalCluster, type LocalNodeInfo } from './local-cluster.js';
 import { type NodeStatus, sleep, waitFor, waitForPrimary, waitForStatus } from './node-http.js';
 import { fetchNodeViews, renderNodeTable } from './status.js';
@@ -95,7 +95,7 @@ export function parseDemoArgs(argv: string[], cwd: string): DemoOptions {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const match = /^--([a-z-]+)(?:=(.*))?$/s.exec(arg);
-    if (match === null) throw new InvalidConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    if (match === null) throw new InvalidConfigError(`unexpected argument (${describeArgument(arg)})`);
     const name = match[1]!;
     if (!(FLAGS as readonly string[]).includes(name))
       throw new InvalidConfigError(`unknown flag --${name}; see 'walship demo --help'`);

@@ -37,7 +37,7 @@ describe('walship drill arguments', () => {
     [['--mode', 'kill', '--duration', '10 parsecs'], /--duration: expected a duration/],
     [['--mode', 'kill', '--ack', 'eventually'], /--ack: expected local or durable/],
     [['--mode', 'kill', '--colour', 'red'], /unknown flag --colour/],
-    [['--mode', 'kill', 'now'], /unexpected argument "now"/],
+    [['--mode', 'kill', 'now'], /unexpected argument \(not a --flag; values go in --key=value\)/],
     [['--mode', 'kill', '--mode', 'zombie'], /--mode is given twice/],
     [['--mode', 'switchover', '--nodes', 'http://127.0.0.1:9000'], /at least two different node URLs/],
     [['--mode', 'switchover', '--nodes', 'http://a:1,not a url'], /is not a URL/],

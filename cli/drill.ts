@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { InvalidConfigError, WalshipError } from '../core/index.js';
 import { parseConnectionString } from '../objectstore/index.js';
 import { ClusterWriter, senderConf } from './cluster-writer.js';
 import { parseDurationMs } from './config.js';
 import { switchoverCommand } from './failover-commands.js';
-import { type CommandIo, EXIT } from './io.js';
+import { type CommandIo, describeArgument, EXIT } from './io.js';
 import { type AckMode, LocalCluster } from './local-cluster.js';
 import {
   type DivergenceInfo,
@@ -121,7 +122,7 @@ export function parseDrillArgs(argv: string[], env: Record<string, string | unde
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const match = /^--([a-z.-]+)(?:=(.*))?$/s.exec(arg);
-    if (match === null) throw new InvalidConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    if (match === null) throw new InvalidConfigError(`unexpected argument (${describeArgument(arg)})`);
     const name = match[1]!;
     if (!(OWN_FLAGS as readonly string[]).includes(name))
       throw new InvalidConfigError(`unknown flag --${name}; see 'walship drill --help'`);
@@ -533,6 +534,7 @@ async function switchover(ctx: DrillContext): Promise<EventOutcome> {
       epoch: answer.epoch ?? null,
       lastTxns: answer.lastTxns ?? {},
       switchoverMs: answer.writePauseMs,
+      phasesMs: answer.phasesMs ?? null,
     },
     error: null,
   };
@@ -676,7 +678,9 @@ async function checkDrill(
           },
         ];
   });
-  const diverged = await divergenceIds(events.map((e) => e.divergence));
+  // `/status` names divergence files relative to the node's data dir (issue 13 item 10).
+  const dataDirOf = (url: string) => ctx.cluster?.nodes.find((node) => node.url === url)?.dataDir ?? '.';
+  const diverged = await divergenceIds(events.map((e) => ({ ...e.divergence, dataDir: dataDirOf(e.url) })));
   const oldPrimaryKnown = ctx.cluster !== undefined || events.some((e) => e.url === ctx.primary);
   const missingDiverged = countIn(comparison.missing, diverged);
   const zombie = run.zombie === null ? null : zombieChecks(run.zombie, run.zombieAcked, found, diverged);
@@ -925,11 +929,13 @@ function listed(ids: Map<string, number[]>): Record<string, number[]> {
   return Object.fromEntries([...ids].map(([table, list]) => [table, list.slice(0, IDS_LISTED_MAX)]));
 }
 
-async function divergenceIds(divergences: DivergenceInfo[]): Promise<Map<string, number[]>> {
+async function divergenceIds(
+  divergences: (DivergenceInfo & { dataDir: string })[],
+): Promise<Map<string, number[]>> {
   const all = new Map<string, number[]>();
   for (const divergence of divergences)
     for (const file of divergence.files) {
-      const text = await readFile(file.file, 'utf8').catch(() => '');
+      const text = await readFile(path.resolve(divergence.dataDir, file.file), 'utf8').catch(() => '');
       for (const [table, ids] of parseDivergenceIds(text))
         all.set(table, [...(all.get(table) ?? []), ...ids]);
     }

@@ -73,6 +73,7 @@ export async function switchoverCommand(
   }
   const startedAt = performance.now();
   const demoted = await post(fetchImpl, from, '/admin/demote', token);
+  const demotedAt = performance.now();
   if (!demoted.ok) {
     io.stderr(`walship: ${from} refused to demote: ${JSON.stringify(demoted.body)}`);
     return exitOf(demoted.status);
@@ -85,6 +86,7 @@ export async function switchoverCommand(
   // failover, another operator): the switchover must never fence a primary that took over.
   const onlyAfter = demotedEpoch === undefined ? '' : `&only_after_epoch=${encodeURIComponent(demotedEpoch)}`;
   const caughtUp = await waitApplied(fetchImpl, to, lastTxns, timeoutMs);
+  const appliedAt = performance.now();
   if (caughtUp === 'promoted') {
     // Promotion catches up with the store first, and the demoted primary had uploaded everything.
     const pauseMs = Math.round(performance.now() - startedAt);
@@ -111,9 +113,21 @@ export async function switchoverCommand(
     return exitOf(promoted.status);
   }
   const epoch = (promoted.body as { epoch?: string }).epoch;
-  io.stdout(JSON.stringify({ from, to, epoch, lastTxns, writePauseMs: pauseMs }));
+  // Where the pause went: demote (stop, upload everything), wait (the target applies it), promote.
+  const phasesMs = {
+    demote: Math.round(demotedAt - startedAt),
+    waitApplied: Math.round(appliedAt - demotedAt),
+    promote: Math.round(performance.now() - appliedAt),
+  };
+  // The old primary answered the demotion once everything was uploaded and changes role meanwhile
+  // (outside the write pause); the command ends once it follows as a replica.
+  const oldPrimary = (await waitRole(fetchImpl, from, 'replica', timeoutMs))
+    ? 'replica'
+    : 'not yet a replica';
+  io.stdout(JSON.stringify({ from, to, epoch, lastTxns, writePauseMs: pauseMs, phasesMs, oldPrimary }));
   io.stderr(
-    `switchover done: ${to} is the primary at epoch ${epoch}; writes paused ${pauseMs} ms; nothing lost`,
+    `switchover done: ${to} is the primary at epoch ${epoch}; writes paused ${pauseMs} ms; nothing lost; ` +
+      `${from} is ${oldPrimary}`,
   );
   return EXIT.ok;
 }
@@ -168,6 +182,17 @@ async function getStatus(fetchImpl: Fetch, base: string): Promise<unknown> {
   } catch (error) {
     return new Error((error as Error).message);
   }
+}
+
+/** Polls `base`'s /status until its role is `role` (true) or `timeoutMs` pass (false). */
+async function waitRole(fetchImpl: Fetch, base: string, role: string, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const status = await getStatus(fetchImpl, base);
+    if (!(status instanceof Error) && (status as { role?: unknown }).role === role) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
 }
 
 async function parse(argv: string[], io: CommandIo, names: string[]) {

@@ -58,8 +58,78 @@ export function strayArgument(
 ): string | undefined {
   for (const token of tokens) {
     if (token.kind === 'option' && 'name' in token && !known.has(token.name))
-      return `unknown option --${token.name}`;
-    if (token.kind === 'positional' && 'value' in token) return `unexpected ${JSON.stringify(token.value)}`;
+      return `unknown option ${describeArgument(`--${token.name}`)}`;
+    if (token.kind === 'positional' && 'value' in token)
+      return `unexpected argument (${describeArgument(token.value)})`;
   }
   return undefined;
+}
+
+/** Characters of a flag's name shown in a message at most (a name is never a secret, but may be junk). */
+const SHOWN_NAME_CHARS_MAX = 64;
+
+/**
+ * A command-line argument as an error message may show it: a flag by its name only (`--key`, never
+ * the `=value`), anything else not at all — it may be a token that missed its flag
+ * (`--admin.token= s3cret`), and messages are read over shoulders, pasted into tickets and kept in
+ * CI logs (issue 13 item 10).
+ */
+export function describeArgument(arg: string): string {
+  const flag = /^(--?[A-Za-z0-9][A-Za-z0-9._-]*)/.exec(arg);
+  if (flag === null) return 'not a --flag; values go in --key=value';
+  return flag[1]!.slice(0, SHOWN_NAME_CHARS_MAX);
+}
+
+/** A command word as a message may show it: quoted when it looks like one, else as describeArgument does. */
+export function describeCommandWord(word: string): string {
+  if (word.startsWith('-')) return describeArgument(word);
+  // Command words are short, lower case and digit-free; a token rarely is.
+  return /^[a-z][a-z-]{0,19}$/.test(word) ? JSON.stringify(word) : '(not shown: not a command word)';
+}
+
+/** Secrets shorter than this are not scrubbed by redactArgvValues: they would mangle every message. */
+const SCRUBBED_VALUE_CHARS_MIN = 8;
+/**
+ * Flag names whose values are taken for secrets: the secret keys and typos of them (`--admin.tokn`),
+ * and the sequencer's connection string (it carries a token). Store connection strings are not
+ * here: messages show them through redactConnectionString, and an fs root is worth reading.
+ */
+const SECRET_FLAG_NAME = /tok|pass|secret|pwd|credential|sequencer/i;
+
+/**
+ * `message` with every value of a secret-looking flag of `argv` (`--admin.token=…`, `--http.password …`,
+ * a connection string) replaced by `****`: a net under every error main() prints, whichever parser
+ * wrote it. Values under SCRUBBED_VALUE_CHARS_MIN characters are left alone.
+ */
+export function redactArgvValues(message: string, argv: readonly string[]): string {
+  let out = message;
+  for (const value of secretValuesOf(argv)) out = out.replaceAll(value, '****');
+  return out;
+}
+
+function secretValuesOf(argv: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = /^--?([^=]+)(?:=(.*))?$/s.exec(argv[i]!);
+    if (flag === null || !SECRET_FLAG_NAME.test(flag[1]!)) continue;
+    // `--key=value`, `--key value`, and `--key= value` (a value after an empty one).
+    if (flag[2] !== undefined && flag[2] !== '') values.push(flag[2]);
+    const next = argv[i + 1];
+    if ((flag[2] === undefined || flag[2] === '') && next !== undefined && !next.startsWith('--'))
+      values.push(next);
+  }
+  return values.filter((value) => value.length >= SCRUBBED_VALUE_CHARS_MIN);
+}
+
+/**
+ * Node's parseArgs messages quote the offending argument whole (`Unexpected argument 's3cret'`):
+ * they are rewritten to name an option by its name only and a positional not at all.
+ */
+export function parseArgsMessage(error: Error & { code: string }): string {
+  if (error.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
+    return `unexpected argument (${describeArgument('')}); see --help`;
+  const option = /'(--?[^'\s=<]+)/.exec(error.message)?.[1];
+  const name = option === undefined ? 'an option' : describeArgument(option);
+  if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${name}; see --help`;
+  return `${name}: a value is missing, or given to an option that takes none; see --help`;
 }

@@ -3,7 +3,15 @@ import { adminCommand } from './admin.js';
 import { renderConfigReference } from './config.js';
 import type { DemoDeps } from './demo.js';
 import { promoteCommand, switchoverCommand } from './failover-commands.js';
-import { type CommandIo, EXIT, processIo } from './io.js';
+import {
+  type CommandIo,
+  describeArgument,
+  describeCommandWord,
+  EXIT,
+  parseArgsMessage,
+  processIo,
+  redactArgvValues,
+} from './io.js';
 import { primaryCommand } from './primary.js';
 import { replicaCommand } from './replica.js';
 import { type StoreCheckDeps, storeCheck } from './store-check.js';
@@ -40,6 +48,8 @@ export interface MainDeps {
 
 /** Run the walship command line; resolves to the process exit code. */
 export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): Promise<number> {
+  // Every error main prints goes through this: no secret typed on the command line is echoed back.
+  const fail = (message: string) => io.stderr(redactArgvValues(message, argv));
   const [command, sub, ...rest] = argv;
   try {
     if (command === 'store' && sub === 'check') return await storeCheck(rest, io, deps.storeCheck);
@@ -71,34 +81,47 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
       io.stdout(USAGE);
       return EXIT.ok;
     }
-    io.stderr(
-      `walship: unknown command ${JSON.stringify([command, sub].filter(Boolean).join(' '))}\n\n${USAGE}`,
-    );
+    fail(`walship: ${unknownCommand(command)}\n\n${USAGE}`);
     return EXIT.usage;
   } catch (error) {
     if (isWalshipError(error) && (error.kind === 'invalid' || error.code === 'PRIMARY_REFUSED')) {
-      io.stderr(`walship: ${error.message}`);
+      fail(`walship: ${error.message}`);
       return EXIT.usage;
     }
     if (isWalshipError(error) && error.kind === 'unavailable') {
-      io.stderr(`walship: ${error.message}`);
+      fail(`walship: ${error.message}`);
       return EXIT.unavailable;
+    }
+    // Corrupt store data, a lost race, a fence: operating errors, said in one line (a stack trace
+    // is for bugs: kind internal, and errors that are not WalshipErrors, still crash).
+    if (isWalshipError(error) && error.kind !== 'internal') {
+      fail(`walship: ${error.message}`);
+      return EXIT.failed;
     }
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
       const { address, port } = error as { address?: string; port?: number };
-      io.stderr(
+      fail(
         `walship: cannot listen on ${address ?? '?'}:${port ?? '?'} (${code}); check http.bind.to and line.tcp.net.bind.to`,
       );
       return EXIT.usage;
     }
     // parseArgs reports unknown or malformed options with a TypeError carrying a code.
     if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
-      io.stderr(`walship: ${(error as Error).message}`);
+      fail(`walship: ${parseArgsMessage(error as Error & { code: string })}`);
       return EXIT.usage;
     }
     throw error;
   }
+}
+
+/**
+ * The unknown-command error names the command word only, and only when it looks like one: argv may
+ * carry a secret (`walship --admin.token=…`), which must not be echoed (issue 13 item 10).
+ */
+function unknownCommand(command: string): string {
+  if (command.startsWith('-')) return `expected a command before ${describeArgument(command)}`;
+  return `unknown command ${describeCommandWord(command)}`;
 }
 
 /** Terminal facts and the exit on Ctrl-C, only when the command line runs as this process. */

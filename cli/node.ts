@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { systemClock, systemRandom } from '../core/index.js';
+import { isWalshipError, systemClock, systemRandom } from '../core/index.js';
 import { NodeMetrics, type NodeSettings, WalshipNode } from '../failover/index.js';
 import { openSequencer } from '../sequencer/index.js';
 import { loadConfig, type NodeConfig } from './config.js';
@@ -52,23 +52,36 @@ export async function runNode(role: 'primary' | 'replica', argv: string[], io: C
   // One registry per process, made before the store is opened so its retry hook feeds it too.
   const metrics = new NodeMetrics({ processMetrics: true });
   const settings = await nodeSettings(config, metrics);
-  const node = await WalshipNode.start(role, settings, {
+  // Listening before the role is known: the node answers 503 meanwhile, and a node that waits for
+  // its cluster to choose a primary (issue 13 item 4) waits here — a signal ends the wait cleanly.
+  const node = await WalshipNode.open(role, settings, {
     clock: systemClock,
     random: systemRandom,
     log,
     metrics,
   });
-  const primary = node.current;
-  const tcp =
-    primary !== undefined && 'tcpPort' in primary && primary.tcpPort ? `, tcp ${primary.tcpPort}` : '';
-  io.stdout(`walship ${role} ${node.nodeId} listening: http ${node.httpPort}${tcp}`);
+  io.stdout(`walship ${role} starting: http ${node.httpPort}`);
   const sequencer = settings.sequenced?.sequencer;
   const store = settings.primary.store;
-  await runUntilSignal(
-    node,
-    { close: async () => Promise.all([store.close(), sequencer?.close()]).then(() => {}) },
-    node.log,
-  );
+  const closeStore = { close: async () => Promise.all([store.close(), sequencer?.close()]).then(() => {}) };
+  const stopped = runUntilSignal(node, closeStore, node.log);
+  try {
+    await node.started;
+  } catch (error) {
+    if (isWalshipError(error, 'CLOSED')) {
+      await stopped; // a signal ended the start (a wait for the cluster): a clean shutdown
+      return EXIT.ok;
+    }
+    await node.close();
+    throw error;
+  }
+  const current = node.current;
+  const tcp =
+    current !== undefined && 'tcpPort' in current && current.tcpPort ? `, tcp ${current.tcpPort}` : '';
+  // The role it runs in: a primary replaced while it was down joined as a replica (issue 13 item 4).
+  const running = node.role === 'switching' ? role : node.role;
+  io.stdout(`walship ${running} ${node.nodeId} listening: http ${node.httpPort}${tcp}`);
+  await stopped;
   return EXIT.ok;
 }
 

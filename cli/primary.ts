@@ -2,15 +2,17 @@ import { readFile } from 'node:fs/promises';
 import { type HttpAuth, InvalidConfigError, loadTlsCredentials, type TlsCredentials } from '../core/index.js';
 import { type OpenStoreOptions, openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
 import type { PrimarySettings } from '../primary/index.js';
-import { type NodeConfig, parseHostPort } from './config.js';
+import { listOf, type NodeConfig, parseHostPort } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { runNode } from './node.js';
+import { queryLimitsOf } from './query-limits.js';
 
 export const PRIMARY_USAGE = `walship primary [--config server.conf] [--key=value …]
 
 Runs a primary: ILP over HTTP (http.bind.to, default 0.0.0.0:9000) and TCP (line.tcp.net.bind.to,
-default 0.0.0.0:9009), tables in SQLite under node.data.dir, WAL segments shipped to
-replication.object.store. Every key can also come from server.conf or WALSHIP_<KEY> variables.
+default port 9009 on http.bind.to's host), tables in SQLite under node.data.dir, WAL segments shipped to
+replication.object.store. A data dir whose epoch a newer primary replaced while it was down joins
+as a replica instead. Every key can also come from server.conf or WALSHIP_<KEY> variables.
 Example:
   walship primary --replication.object.store='fs::root=/var/lib/walship/store;' --node.data.dir=./primary`;
 
@@ -55,7 +57,7 @@ export async function primarySettings(
     http,
     tcp: config.bool('line.tcp.enabled')
       ? {
-          ...parseHostPort(config, 'line.tcp.net.bind.to'),
+          ...tcpBindAddress(config, http.host),
           authKeys: await tcpAuthKeys(config),
           tls: await tcpTls(config),
           maxConnections: positive(config, 'line.tcp.net.connection.limit'),
@@ -68,6 +70,7 @@ export async function primarySettings(
     adminToken: config.string('admin.token'),
     queryTimeoutMs: config.number('query.timeout'),
     queryWorkers: Math.max(1, config.number('query.workers')),
+    queryLimits: queryLimitsOf(config),
     version: await packageVersion(),
   };
 }
@@ -87,8 +90,18 @@ export async function httpListener(config: NodeConfig): Promise<PrimarySettings[
     ...parseHostPort(config, 'http.bind.to'),
     tls: await tlsPair(config, 'http.tls.cert.path', 'http.tls.key.path'),
     authFailuresPerMinute: positive(config, 'http.auth.failures.max'),
+    trustedProxies: listOf(config.string('http.trusted.proxies')),
     maxConnections: positive(config, 'http.net.connection.limit'),
   };
+}
+
+/**
+ * `line.tcp.net.bind.to`; when it is not set, port 9009 on the HTTP listener's host: a node whose
+ * HTTP is bound to loopback must not open ILP/TCP on every interface when it is promoted.
+ */
+function tcpBindAddress(config: NodeConfig, httpHost: string): { host: string; port: number } {
+  const given = parseHostPort(config, 'line.tcp.net.bind.to');
+  return config.sourceOf('line.tcp.net.bind.to') === 'default' ? { ...given, host: httpHost } : given;
 }
 
 /** ILP/TCP's TLS: `line.tcp.tls.*`, else the HTTP listener's certificate (one certificate for the host). */

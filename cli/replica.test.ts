@@ -79,6 +79,7 @@ describe('replicaSettings', () => {
         port: 9123,
         tls: undefined,
         authFailuresPerMinute: 30,
+        trustedProxies: [],
         maxConnections: 1024,
       },
       httpAuth: { basic: [{ username: 'reader', password: 'pw' }], bearer: ['bearer-tok'] },
@@ -88,6 +89,7 @@ describe('replicaSettings', () => {
       maxRequestBytes: 1024 * 1024,
       queryTimeoutMs: 3_000,
       queryWorkers: 4,
+      queryLimits: { maxQueueLength: 256, maxQueueWaitMs: 5_000, memoryLimitBytes: 1024 * 1024 * 1024 },
       version: await packageJsonVersion(),
     });
     // The store really is the configured root.
@@ -109,7 +111,14 @@ describe('replicaSettings', () => {
       snapshotIntervalMs: 0,
       readWaitMaxMs: 5_000,
       synchronous: 'FULL',
-      http: { host: '0.0.0.0', port: 9000, tls: undefined, authFailuresPerMinute: 30, maxConnections: 1024 },
+      http: {
+        host: '0.0.0.0',
+        port: 9000,
+        tls: undefined,
+        authFailuresPerMinute: 30,
+        trustedProxies: [],
+        maxConnections: 1024,
+      },
       httpAuth: undefined,
       ilpAuth: undefined,
       queryAuth: undefined,
@@ -117,6 +126,7 @@ describe('replicaSettings', () => {
       maxRequestBytes: 100 * 1024 * 1024,
       queryTimeoutMs: 60_000,
       queryWorkers: 2,
+      queryLimits: { maxQueueLength: 256, maxQueueWaitMs: 5_000, memoryLimitBytes: 1024 * 1024 * 1024 },
     });
   });
 

@@ -3,6 +3,7 @@ import type { NodeConfig } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { runNode } from './node.js';
 import { httpAuth, httpListener, openNodeStore, packageVersion, tokenAuth } from './primary.js';
+import { queryLimitsOf } from './query-limits.js';
 
 export const REPLICA_USAGE = `walship replica [--config server.conf] [--key=value …]
 
@@ -10,7 +11,9 @@ Runs a replica: follows replication.object.store (never the primary), applies ev
 segments to SQLite under node.data.dir (only those of replication.replica.tables, minus
 replication.replica.tables.exclude, when set), and serves reads on http.bind.to (/exec, /exp, /status);
 writes are answered 421 so multi-URL ILP clients move on. An empty data dir starts from the
-newest snapshot. Every key can also come from server.conf or WALSHIP_<KEY> variables.
+newest snapshot. On the data dir of a crashed primary whose txns never reached the store it
+waits (\`waiting\` in /status) until another node is promoted, then rejoins; it never exits for
+it. Every key can also come from server.conf or WALSHIP_<KEY> variables.
 Example:
   walship replica --replication.object.store='fs::root=/var/lib/walship/store;' \\
     --node.data.dir=./replica --http.bind.to=127.0.0.1:9100 --replication.replica.poll.interval=100ms`;
@@ -49,6 +52,7 @@ export async function replicaSettings(
     maxRequestBytes: config.number('line.http.max.request.size'),
     queryTimeoutMs: config.number('query.timeout'),
     queryWorkers: Math.max(1, config.number('query.workers')),
+    queryLimits: queryLimitsOf(config),
     version: await packageVersion(),
   };
 }

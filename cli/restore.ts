@@ -8,7 +8,7 @@ import {
   type RestoreTarget,
   restoreToPoint,
 } from '../replica/index.js';
-import { type CommandIo, EXIT, processIo } from './io.js';
+import { type CommandIo, EXIT, parseArgsMessage, processIo } from './io.js';
 import { formatMs, renderProgress } from './status.js';
 
 export const RESTORE_USAGE = `walship restore --store CONNSTRING --to POINT --data-dir DIR [options]
@@ -67,9 +67,11 @@ export async function restoreCommand(argv: string[], io: CommandIo, deps: Restor
   try {
     args = parseRestoreArgs(argv, io);
   } catch (error) {
-    const message = isWalshipError(error) || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    if (!message) throw error;
-    io.stderr(`walship restore: ${(error as Error).message}\n\n${RESTORE_USAGE}`);
+    const parse = (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    if (!isWalshipError(error) && !parse) throw error;
+    // parseArgs quotes a stray argument whole, which may be a secret: parseArgsMessage does not.
+    const message = parse ? parseArgsMessage(error as Error & { code: string }) : (error as Error).message;
+    io.stderr(`walship restore: ${message}\n\n${RESTORE_USAGE}`);
     return EXIT.usage;
   }
   if (args === 'help') {

@@ -14,7 +14,7 @@ import { type SequencerAuthTokens, startSequencerServer } from '../sequencer/htt
 import { openSequencer } from '../sequencer/index.js';
 import { SQLITE_GROUP_MAX_DEFAULT, SqliteSequencerStore } from '../sequencer/sqlite-store.js';
 import { type ConfigKey, loadConfig } from './config.js';
-import { type CommandIo, EXIT, runUntilSignal, strayArgument } from './io.js';
+import { type CommandIo, describeCommandWord, EXIT, runUntilSignal, strayArgument } from './io.js';
 import { nodeLogger } from './node.js';
 import { httpListener, openNodeStore } from './primary.js';
 
@@ -91,7 +91,7 @@ export async function runSequencerCommand(
     io.stdout(SEQUENCER_USAGE);
     return EXIT.ok;
   }
-  io.stderr(`walship: unknown command "sequencer ${sub.slice(0, 32)}"\n\n${SEQUENCER_USAGE}`);
+  io.stderr(`walship: unknown sequencer command ${describeCommandWord(sub)}\n\n${SEQUENCER_USAGE}`);
   return EXIT.usage;
 }
 

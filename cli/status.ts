@@ -4,7 +4,7 @@ import { type ObjectStore, type OpenedStore, openStore } from '../objectstore/in
 import { newestEpoch } from '../primary/index.js';
 import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
-import { type CommandIo, EXIT, processIo } from './io.js';
+import { type CommandIo, describeArgument, EXIT, processIo } from './io.js';
 
 export const STATUS_USAGE = `walship status --nodes URL,URL,… | --store CONNSTRING [options]
 
@@ -520,7 +520,7 @@ async function parseStatusArgs(argv: string[], io: CommandIo): Promise<StatusOpt
   if (timeoutMs <= 0) throw usage('--timeout must be more than 0');
   if (own.nodes !== undefined && own.store !== undefined) throw usage('give --nodes or --store, not both');
   if (own.nodes !== undefined) {
-    if (others.length > 0) throw usage(`unexpected ${JSON.stringify(others[0])}`);
+    if (others.length > 0) throw usage(`unexpected argument (${describeArgument(others[0]!)})`);
     const nodes = own.nodes
       .split(',')
       .map((url) => url.trim())

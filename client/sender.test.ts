@@ -333,6 +333,24 @@ describe('Sender buffer, tokens, auth and auto-flush', () => {
     ]);
   });
 
+  it('keeps the txn of the newest epoch per table: a lost txn of an older epoch never wins by its number', async () => {
+    const tokens = ['trades=45@1,quotes=5@1', 'trades=42@2', 'quotes=7@1', 'trades=43@2'];
+    const primary = await server((_, i) => committed(tokens[i]));
+    const s = sender(`addr=${primary.address};`);
+    const seen: (string | undefined)[] = [];
+    for (let i = 0; i < tokens.length; i++) {
+      await addRows(s, 1, i);
+      await s.flush();
+      seen.push(s.lastCommitToken);
+    }
+    expect(seen).toEqual([
+      'quotes=5@1,trades=45@1',
+      'quotes=5@1,trades=42@2',
+      'quotes=7@1,trades=42@2',
+      'quotes=7@1,trades=43@2',
+    ]);
+  });
+
   it('refuses a row past max_buf_size and keeps the rows before it', async () => {
     const primary = await server(() => committed());
     const s = sender(`addr=${primary.address};init_buf_size=16;max_buf_size=100;`);

@@ -2,7 +2,12 @@ import { readFileSync } from 'node:fs';
 import type { Agent } from 'undici';
 import { BatchPoster } from './batch-poster.js';
 import { type ClientClock, type ClientRandom, systemClientClock, systemClientRandom } from './clock.js';
-import { formatCommitToken, mergeCommitToken, parseCommitToken } from './commit-token.js';
+import {
+  type CommitTokenEntry,
+  formatCommitToken,
+  mergeCommitToken,
+  parseCommitToken,
+} from './commit-token.js';
 import { parseConfigString, type SenderConfig } from './config-string.js';
 import { WalshipClientError } from './errors.js';
 import { createAgent } from './http-exchange.js';
@@ -38,7 +43,7 @@ export class Sender {
   readonly #poster: BatchPoster;
   readonly #encoder: IlpRowEncoder;
   readonly #buffer: RowBuffer;
-  readonly #token = new Map<string, bigint>();
+  readonly #token = new Map<string, CommitTokenEntry>();
   /** When the oldest buffered row was added (for auto_flush_interval); undefined when empty. */
   #oldestRowMs: number | undefined;
   /** Bumped by reset(): a flush in flight then must not drop rows from the new buffer content. */
@@ -90,8 +95,8 @@ export class Sender {
   }
 
   /**
-   * The commit token of every committed flush so far, merged (per table the largest txn):
-   * `quotes=17,trades=42`, or undefined before the first commit that named one.
+   * The commit token of every committed flush so far, merged (per table the latest txn, by epoch
+   * then txn): `quotes=17@2,trades=42@2`, or undefined before the first commit that named one.
    */
   get lastCommitToken(): string | undefined {
     return formatCommitToken(this.#token);

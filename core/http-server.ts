@@ -1,9 +1,11 @@
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
+import { clientAddressOf, TrustedProxies } from './client-address.js';
 import { AuthFailureLimiter } from './http-auth.js';
 import { InvalidConfigError } from './walship-error.js';
 
@@ -54,6 +56,11 @@ export interface HttpListenerOptions {
    * always sets `http.auth.failures.max`, default 30).
    */
   authFailuresPerMinute?: number | undefined;
+  /**
+   * `http.trusted.proxies`: peers (IPs, CIDR blocks) whose `X-Forwarded-For` names the client the
+   * failure limit counts (client-address.ts); empty or undefined = every peer is its own client.
+   */
+  trustedProxies?: readonly string[] | undefined;
   /** Open connections at most (default 1024). */
   maxConnections?: number | undefined;
 }
@@ -94,7 +101,11 @@ export async function startHttpServer(
   const limiter =
     address.authFailuresPerMinute === undefined
       ? undefined
-      : new AuthFailureLimiter({ failuresPerMinute: address.authFailuresPerMinute });
+      : {
+          failures: new AuthFailureLimiter({ failuresPerMinute: address.authFailuresPerMinute }),
+          // Checked before listening: a bad entry stops the node at start (InvalidConfigError).
+          trusted: new TrustedProxies(address.trustedProxies ?? []),
+        };
   let routes = handlers;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     void serve(routes, limiter, req, res).catch((error: unknown) => {
@@ -125,13 +136,18 @@ export async function startHttpServer(
   };
 }
 
+/** The listener's failed-authentication limit: the buckets, and whose X-Forwarded-For names the client. */
+interface ListenerLimiter {
+  failures: AuthFailureLimiter;
+  trusted: TrustedProxies;
+}
+
 async function serve(
   handlers: HttpHandler[],
-  limiter: AuthFailureLimiter | undefined,
+  limiter: ListenerLimiter | undefined,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
-  const client = req.socket.remoteAddress ?? 'unknown';
   if ((req.url ?? '').length > MAX_URL_CHARS) {
     sendJson(res, 414, {
       code: 'uri too long',
@@ -139,23 +155,34 @@ async function serve(
     });
     return;
   }
-  const retryAfterS = limiter?.blockedForS(client) ?? 0;
+  if (limiter !== undefined && refusedForFailures(limiter, req, res)) return;
+  for (const handler of handlers) if (await handler(req, res)) return;
+  sendJson(res, 404, { code: 'not found', message: `no route for ${req.method} ${req.url?.split('?')[0]}` });
+}
+
+/**
+ * Answers 429 when the request's client is over its failed-authentication budget and the request
+ * presents credentials; otherwise arranges for a 401 answer to count against the client. The client
+ * is the real one behind trusted proxies (client-address.ts), so a router's clients do not share
+ * one budget. A request without an `Authorization` header guesses nothing and is never refused:
+ * a monitor's or the router's own `/status` probes keep working whoever failed from their address.
+ */
+function refusedForFailures(limiter: ListenerLimiter, req: IncomingMessage, res: ServerResponse): boolean {
+  const client = clientAddressOf(req.socket.remoteAddress, req.headers['x-forwarded-for'], limiter.trusted);
+  const retryAfterS = req.headers.authorization === undefined ? 0 : limiter.failures.blockedForS(client);
   if (retryAfterS > 0) {
     res.setHeader('retry-after', String(retryAfterS));
     sendJson(res, 429, {
       code: 'too many failed authentications',
       message: `too many failed authentications from this address; retry in ${retryAfterS} s`,
     });
-    return;
+    return true;
   }
   // Counted when the answer is sent, whichever route refused the credentials.
-  if (limiter !== undefined) {
-    res.once('finish', () => {
-      if (res.statusCode === 401) limiter.recordFailure(client);
-    });
-  }
-  for (const handler of handlers) if (await handler(req, res)) return;
-  sendJson(res, 404, { code: 'not found', message: `no route for ${req.method} ${req.url?.split('?')[0]}` });
+  res.once('finish', () => {
+    if (res.statusCode === 401) limiter.failures.recordFailure(client);
+  });
+  return false;
 }
 
 /**
@@ -184,7 +211,51 @@ export async function loadTlsCredentials(
       { cause },
     );
   }
+  assertKeyOfCertificate(cert, key, { certPath, keyPath, keys });
   return { cert, key };
+}
+
+/**
+ * OpenSSL checks a key against the certificate of its own type only: an EC key beside an RSA
+ * certificate loads without complaint, and then every handshake fails (issue 13 item 10). So the
+ * public half of the key is compared with the leaf certificate's public key (SPKI DER, which is
+ * the same bytes for the same key whatever the PEM flavour).
+ */
+function assertKeyOfCertificate(
+  cert: Buffer,
+  key: Buffer,
+  where: { certPath: string; keyPath: string; keys: { cert: string; key: string } },
+): void {
+  let fromCert: Buffer;
+  let fromKey: Buffer;
+  try {
+    fromCert = new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' });
+    fromKey = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  } catch (cause) {
+    throw new InvalidConfigError(
+      `${where.keys.cert} / ${where.keys.key}: cannot read the public key of ${where.certPath} or ` +
+        `${where.keyPath} (${(cause as Error).message})`,
+      { cause },
+    );
+  }
+  if (fromCert.equals(fromKey)) return;
+  throw new InvalidConfigError(
+    `${where.keys.key} (${where.keyPath}) is not the private key of the certificate in ${where.keys.cert} ` +
+      `(${where.certPath}): the key is ${describeKey(fromKey)}, the certificate's ${describeKey(fromCert)}; ` +
+      'every TLS handshake would fail',
+  );
+}
+
+function describeKey(spki: Buffer): string {
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  const details = key.asymmetricKeyDetails;
+  const size =
+    details?.modulusLength !== undefined
+      ? ` ${details.modulusLength}-bit`
+      : details?.namedCurve !== undefined
+        ? ` ${details.namedCurve}`
+        : '';
+  return `${key.asymmetricKeyType ?? 'unknown'}${size}`;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

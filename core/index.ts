@@ -20,6 +20,7 @@ export {
   STATUS_PAGE_HTML,
   STATUS_PAGE_LINE_COLOUR,
 } from './status-page.js';
+export { type StatusPathOptions, statusPathHider } from './status-paths.js';
 export {
   assert,
   ClosedError,

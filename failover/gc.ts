@@ -1,11 +1,17 @@
-import { type Clock, InvalidArgumentError } from '../core/index.js';
+import { assert, type Clock, InvalidArgumentError } from '../core/index.js';
 import { DELETE_MANY_KEYS_MAX, listAll, type ObjectStore } from '../objectstore/index.js';
 import { listSnapshots, type SnapshotManifest } from '../replica/index.js';
 import { discoverTableKeys } from '../replica/store-scan.js';
 import type { SequencerStore } from '../sequencer/sequencer-store.js';
 import { SequencerClusterMismatchError } from '../sequencer/sequencer-store.js';
 import { decodeTableKey, tableKey as tableKeyOf } from '../table/index.js';
-import { CLUSTER_KEY, parseClusterRecord, SNAPSHOTS_PREFIX, snapshotIdOfManifestKey } from '../wal/index.js';
+import {
+  CLUSTER_KEY,
+  parseClusterRecord,
+  SNAPSHOTS_PREFIX,
+  snapshotIdOfManifestKey,
+  TABLES_PREFIX,
+} from '../wal/index.js';
 import { listChain, SEGMENT_CHAIN } from './list-chain.js';
 import { listNodeRegistrations } from './node-registry.js';
 import { readSequencerRecord } from './sequenced-cluster.js';
@@ -437,6 +443,7 @@ export async function runGc(
     ...(options.signal === undefined ? {} : { signal: options.signal }),
     ...(options.sequencer === undefined ? {} : { sequencer: options.sequencer }),
   });
+  for (const deletion of plan.delete) assertCollectable(deletion);
   const result: GcResult = { plan, dryRun: options.dryRun === true, deleted: [], deletedBytes: 0 };
   if (result.dryRun) return result;
   // Consecutive deletions of one kind (and one table) go in one batch, in plan order.
@@ -464,6 +471,21 @@ export async function runGc(
   }
   await flush();
   return result;
+}
+
+/**
+ * GC deletes only chain objects under `tables/` and snapshot objects under `snapshots/`. Above all
+ * it never touches `epochs/`: an epoch record is the evidence a replaced primary's uploader checks
+ * before it acknowledges anything (RFC-0002 W5), the one fence GC cannot collect, whatever it does to
+ * fence segments (RFC-0007 "Zombies and reopened slots"). Nor `nodes/`, `tables.json`, `lease.json`,
+ * `cluster.json`. A plan naming anything else is a bug.
+ */
+function assertCollectable(deletion: GcDeletion): void {
+  const prefix = deletion.kind.startsWith('snapshot-') ? SNAPSHOTS_PREFIX : TABLES_PREFIX;
+  assert(
+    deletion.key.startsWith(prefix),
+    `GC planned to delete ${deletion.key} (${deletion.kind}), which is not under ${prefix}`,
+  );
 }
 
 async function listSnapshotObjects(

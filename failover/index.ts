@@ -42,4 +42,10 @@ export {
 } from './sequenced-cluster.js';
 export type { SequencedSettings } from './sequenced-roles.js';
 export { recordUploadsFound } from './uploads-found.js';
-export { type NodeDeps, type NodeRole, type NodeSettings, WalshipNode } from './walship-node.js';
+export {
+  type NodeDeps,
+  type NodeRole,
+  type NodeSettings,
+  type PrimaryStartRetry,
+  WalshipNode,
+} from './walship-node.js';

@@ -164,11 +164,17 @@ export interface LeaseWatcherOptions {
   random: Random;
   log: Logger;
   /**
-   * The lease has not changed for the timeout (plus this candidate's jitter): promote — only past
-   * the expired lease's epoch (undefined when no lease was ever read), so that of two candidates
-   * whose timers run out together, the slower one does not replace the one just elected.
+   * The newest epoch in `epochs/` (null on a root without any); read only when the lease has
+   * expired, to see whether a promotion claimed an epoch after the lease was last written.
    */
-  onExpired: (leaseEpoch: bigint | undefined) => Promise<void>;
+  newestEpoch: () => Promise<bigint | null>;
+  /**
+   * The lease has not changed for the timeout (plus this candidate's jitter): promote — only past
+   * the epoch this watcher is armed with (the expired lease's, or a newer claimed epoch whose
+   * holder never renewed the lease), so that of two candidates whose timers run out together, the
+   * slower one does not replace the one just elected.
+   */
+  onExpired: (afterEpoch: bigint | undefined) => Promise<void>;
 }
 
 /**
@@ -176,6 +182,14 @@ export interface LeaseWatcherOptions {
  * `timeoutMs` plus a random 0–25 % (so candidates rarely race; a race is settled by the epoch
  * claim anyway), call `onExpired`. A missing lease counts from when this watcher started: a
  * cluster whose primary never wrote one fails over too, after the same wait.
+ *
+ * A promotion that claimed epoch E but never started its primary (issue 13 item 6: its ILP/TCP
+ * port was taken) leaves the lease at an older epoch, and every promotion past that older epoch
+ * loses to E. So at expiry the watcher reads the newest epoch: when it is newer than the one it is
+ * armed with, E's holder has not renewed the lease since this watcher last saw it change — the
+ * watcher re-arms with E and waits one more whole timeout (a healthy new primary takes the lease
+ * well within it), then promotes past E. A holder that starts after all is fenced by E+1 as any
+ * old primary is (RFC-0002 P4, W4).
  */
 export class LeaseWatcher {
   readonly #options: LeaseWatcherOptions;
@@ -232,12 +246,33 @@ export class LeaseWatcher {
       return;
     }
     if (this.#stopped || startedAtMs - this.#changedAtMs < this.#timeoutMs) return;
+    let newest: bigint | null;
+    try {
+      newest = await this.#options.newestEpoch();
+    } catch (error) {
+      this.#options.log.warn({ err: (error as Error).message }, 'cannot read the epochs');
+      this.#changedAtMs = Math.max(this.#changedAtMs, startedAtMs - this.#timeoutMs / 2);
+      return;
+    }
+    if (this.#stopped) return;
+    const unchangedForMs = Math.round(startedAtMs - this.#changedAtMs);
+    this.#changedAtMs = startedAtMs; // a re-armed, failed or lost promotion waits a whole timeout again
+    if (newest !== null && this.#leaseEpoch !== undefined && newest > this.#leaseEpoch) {
+      this.#options.log.warn(
+        { unchangedForMs, leaseEpoch: this.#leaseEpoch.toString(), newestEpoch: newest.toString() },
+        `epoch ${newest} was claimed, but its holder has not renewed the lease: promoting past it if it does not within the lease timeout`,
+      );
+      this.#leaseEpoch = newest;
+      return;
+    }
+    // No lease was ever read (its primary runs without automatic failover): promote past the
+    // newest epoch, so a candidate elected a moment ago is not replaced.
+    const afterEpoch = this.#leaseEpoch ?? newest ?? undefined;
     this.#options.log.warn(
-      { unchangedForMs: Math.round(startedAtMs - this.#changedAtMs) },
+      { unchangedForMs },
       'the primary has not renewed its lease: promoting this replica',
     );
-    this.#changedAtMs = startedAtMs; // a failed or lost promotion waits a whole timeout again
-    await this.#options.onExpired(this.#leaseEpoch).catch((error: unknown) => {
+    await this.#options.onExpired(afterEpoch).catch((error: unknown) => {
       this.#options.log.warn({ err: (error as Error).message }, 'automatic promotion did not happen');
     });
   }

@@ -44,7 +44,9 @@ export type ActivityEventKind =
   | 'divergence'
   | 'suspended'
   | 'resumed'
-  | 'role';
+  | 'role'
+  /** Started, but waiting for the cluster to choose its primary before joining (issue 13 item 4). */
+  | 'waiting';
 
 export interface ActivityEvent {
   /** Wall-clock ms since the Unix epoch. */

@@ -9,7 +9,7 @@ import {
   newestEpoch,
   readEpoch,
 } from '../primary/index.js';
-import { Follower, TABLE_EPOCH_META_PREFIX } from '../replica/index.js';
+import { Follower, recordEpochStart, TABLE_EPOCH_META_PREFIX } from '../replica/index.js';
 import { decodeTableKey, TableStore } from '../table/index.js';
 import {
   type Codec,
@@ -18,6 +18,7 @@ import {
   epochKey,
   sealSegment,
   segmentKey,
+  segmentPrefix,
   type TxnRecord,
 } from '../wal/index.js';
 
@@ -53,6 +54,14 @@ export interface Promotion {
 const FENCE_ROUNDS_MAX = 1_000;
 
 /**
+ * Tables fenced at once in P4's first round: each fence is a LIST and a PUT, so with many tables
+ * on S3 the write pause of a switchover is mostly these round trips one after another.
+ */
+const FENCE_CONCURRENCY = 8;
+
+type Fenced = Promotion['fenced'][number];
+
+/**
  * Promotes the replica whose database is `databaseFile` to the next epoch (RFC-0002 P1–P4):
  * catch up with the store, claim `epochs/<E+1>.json` create-only, close table registration in
  * `tables.json`, and fence every table with a create-only fence segment at the slot after its
@@ -68,6 +77,9 @@ export async function promote(options: PromoteOptions): Promise<Promotion> {
     clock: options.clock,
   });
   try {
+    // A candidate that already lost learns it from one LIST (and one GET) of epochs/, before a
+    // catch-up that may download the whole WAL; P2 checks again, since the race goes on meanwhile.
+    await refuseIfAlreadyLost(options);
     const follower = followerOf(tables, options);
     await follower.catchUp(); // P1
     const clusterId = tables.getMeta('cluster.id');
@@ -81,8 +93,7 @@ export async function promote(options: PromoteOptions): Promise<Promotion> {
     const epoch = await claimNextEpoch(tables, options); // P2
     const registered = await closeRegistration(options.store, epoch); // P3
     const keys = new Set([...registered, ...follower.tableWatermarks().map((t) => t.key)]);
-    const fenced: Promotion['fenced'] = [];
-    for (const key of [...keys].sort()) fenced.push(await fenceTable(tables, key, epoch, options)); // P4
+    const fenced = await fenceAll(tables, [...keys].sort(), epoch, options); // P4
     tables.transaction(() => {
       tables.setMeta('cluster.id', clusterId);
       tables.setMeta('epoch', epoch.toString());
@@ -92,6 +103,31 @@ export async function promote(options: PromoteOptions): Promise<Promotion> {
   } finally {
     tables.close();
   }
+}
+
+/**
+ * With `onlyAfterEpoch` set: throws PROMOTION_LOST when the newest epoch in the store is another
+ * one (a promotion already replaced that primary). Costs one LIST of `epochs/` and one GET.
+ */
+async function refuseIfAlreadyLost(options: PromoteOptions): Promise<void> {
+  if (options.onlyAfterEpoch === undefined) return;
+  const newest = await newestEpoch(options.store);
+  if (newest !== null) refuseIfReplaced(newest, options.onlyAfterEpoch);
+}
+
+/** PROMOTION_LOST when `newest` is not the epoch this promotion was to follow (another won). */
+function refuseIfReplaced(
+  newest: { epoch: bigint; nodeId: string },
+  onlyAfterEpoch: bigint | undefined,
+): void {
+  if (onlyAfterEpoch === undefined || newest.epoch === onlyAfterEpoch) return;
+  throw new WalshipError(
+    'PROMOTION_LOST',
+    'conflict',
+    `epoch ${newest.epoch} (node ${newest.nodeId}) already replaced the primary of epoch ${onlyAfterEpoch}: ` +
+      'this node stays a replica',
+    { details: { epoch: newest.epoch, winner: newest.nodeId } },
+  );
 }
 
 function followerOf(tables: TableStore, options: PromoteOptions): Follower {
@@ -118,15 +154,7 @@ async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Prom
       'the store holds no epoch yet: start a primary instead',
     );
   }
-  if (options.onlyAfterEpoch !== undefined && newest.epoch !== options.onlyAfterEpoch) {
-    throw new WalshipError(
-      'PROMOTION_LOST',
-      'conflict',
-      `epoch ${newest.epoch} (node ${newest.nodeId}) already replaced the primary of epoch ${options.onlyAfterEpoch}: ` +
-        'this node stays a replica',
-      { details: { epoch: newest.epoch, winner: newest.nodeId } },
-    );
-  }
+  refuseIfReplaced(newest, options.onlyAfterEpoch);
   const epoch = newest.epoch + 1n;
   const claimId = randomUUID();
   const record: EpochRecord = {
@@ -153,6 +181,38 @@ async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Prom
 }
 
 /**
+ * P4 for every table: a first round for all of them at once (FENCE_CONCURRENCY at a time), which
+ * fences every table whose slot the old primary did not take; then the others one at a time with
+ * catch-ups (fenceTable). No catch-up runs during the first round, so nothing but the fences
+ * themselves is applied to the database meanwhile. Throws the first error, after every request of
+ * the round has settled (nothing touches the database after this returns or throws).
+ */
+async function fenceAll(
+  tables: TableStore,
+  keys: string[],
+  epoch: bigint,
+  options: PromoteOptions,
+): Promise<Fenced[]> {
+  const done = new Map<string, Fenced>();
+  let next = 0;
+  const worker = async () => {
+    while (next < keys.length) {
+      const key = keys[next++]!;
+      const outcome = await fenceOnce(tables, key, epoch, options);
+      if ('fenced' in outcome) done.set(key, outcome.fenced);
+    }
+  };
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(FENCE_CONCURRENCY, keys.length) }, worker),
+  );
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  const fenced: Fenced[] = [];
+  for (const key of keys) fenced.push(done.get(key) ?? (await fenceTable(tables, key, epoch, options)));
+  return fenced;
+}
+
+/**
  * P4 for one table: a fence segment at the slot after the last txn in the store. On 412 the slot
  * was taken: ours (a lost answer) → done; else the old primary's → apply it and everything after
  * (catch up), then try the next slot.
@@ -162,46 +222,23 @@ async function fenceTable(
   key: string,
   epoch: bigint,
   options: PromoteOptions,
-): Promise<Promotion['fenced'][number]> {
+): Promise<Fenced> {
   for (let round = 0; round < FENCE_ROUNDS_MAX; round++) {
-    const name = tables.schemas().find((s) => s.key === key)?.name ?? decodeTableKey(key);
-    const fenceTxn = tables.lastTxn(name) + 1n;
-    const record: TxnRecord = {
-      txn: fenceTxn,
-      commitTimeUs: BigInt(Math.floor(options.clock.wallMs() * 1000)),
-      kind: 'fence',
-      rowCount: 0,
-      columns: [],
-    };
-    const segment = await sealSegment({
-      tableName: name,
-      epoch,
-      writerNodeId: options.nodeId,
-      records: [encodeTxnRecord(record)],
-      codec: options.codec,
-      compressionLevel: options.compressionLevel,
-    });
-    const objectKey = segmentKey(key, fenceTxn);
-    const writeId = `${options.nodeId}.${epoch}.${fenceTxn}`;
-    const put = await options.store.put(objectKey, segment, { condition: { type: 'absent' }, writeId });
-    if (put.status === 'written' || (await isOurs(options.store, objectKey, options.nodeId, epoch))) {
-      tables.transaction(() => {
-        tables.applyTxn(name, record);
-        tables.setUploadedTxn(name, fenceTxn);
-        tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${key}`, epoch.toString());
-      });
-      return { key, name: tables.schemas().find((s) => s.key === key)?.name ?? name, fenceTxn };
-    }
-    const holder = await slotHeader(options.store, objectKey);
-    if (holder !== null && holder.epoch > epoch) {
+    const outcome = await fenceOnce(tables, key, epoch, options);
+    if ('fenced' in outcome) return outcome.fenced;
+    if ('later' in outcome) {
+      await followerOf(tables, options).catchUp();
+      if (tables.lastTxn(outcome.name) >= outcome.fenceTxn) continue;
       throw new WalshipError(
-        'FENCED',
-        'fenced',
-        `${objectKey} holds a fence of epoch ${holder.epoch} by ${holder.writerNodeId}: a newer promotion overtook this one (epoch ${epoch})`,
+        'FENCE_BELOW_CHAIN',
+        'data',
+        `table ${key}: the store holds ${outcome.later} past txn ${outcome.fenceTxn - 1n}, this node's last, and catching up ` +
+          `did not reach it: a fence at ${segmentKey(key, outcome.fenceTxn)} would land below the chain and fence nothing`,
+        { details: { key: segmentKey(key, outcome.fenceTxn), table: key, later: outcome.later } },
       );
     }
     options.log.info(
-      { table: name, slot: fenceTxn.toString() },
+      { table: outcome.name, slot: outcome.fenceTxn.toString() },
       'the old primary took the fence slot first; applying it',
     );
     // A fresh follower: it reads the watermarks (our fences included) from the database.
@@ -212,6 +249,73 @@ async function fenceTable(
     'unavailable',
     `table ${key}: lost the fence slot ${FENCE_ROUNDS_MAX} times in a row to the old primary; retry the promotion`,
   );
+}
+
+/**
+ * One attempt at a table's fence: `fenced` (written, or ours from a lost answer; applied), `later`
+ * (the store holds a segment past the slot: this node's watermark lies below the chain) or `taken`
+ * (the old primary's segment is in the slot). Throws FENCED when a newer promotion's fence is there.
+ */
+async function fenceOnce(
+  tables: TableStore,
+  key: string,
+  epoch: bigint,
+  options: PromoteOptions,
+): Promise<
+  | { fenced: Fenced }
+  | { later: string; name: string; fenceTxn: bigint }
+  | { taken: true; name: string; fenceTxn: bigint }
+> {
+  const name = tables.schemas().find((s) => s.key === key)?.name ?? decodeTableKey(key);
+  const fenceTxn = tables.lastTxn(name) + 1n;
+  const record: TxnRecord = {
+    txn: fenceTxn,
+    commitTimeUs: BigInt(Math.floor(options.clock.wallMs() * 1000)),
+    kind: 'fence',
+    rowCount: 0,
+    columns: [],
+  };
+  const segment = await sealSegment({
+    tableName: name,
+    epoch,
+    writerNodeId: options.nodeId,
+    records: [encodeTxnRecord(record)],
+    codec: options.codec,
+    compressionLevel: options.compressionLevel,
+  });
+  const objectKey = segmentKey(key, fenceTxn);
+  // A fence lands above every GC and restore boundary (RFC-0002 P4): the store must hold nothing
+  // past its slot. Something there means this node's watermark lies below the chain — a listing
+  // that hid it from the catch-up, or a chain GC collected past the watermark, whose slot the
+  // create-only PUT would find free — and a fence there would fence nothing. Catch up again.
+  const later = await segmentAfter(options.store, key, fenceTxn);
+  if (later !== undefined) return { later, name, fenceTxn };
+  const writeId = `${options.nodeId}.${epoch}.${fenceTxn}`;
+  const put = await options.store.put(objectKey, segment, { condition: { type: 'absent' }, writeId });
+  if (put.status === 'written' || (await isOurs(options.store, objectKey, options.nodeId, epoch))) {
+    tables.transaction(() => {
+      tables.applyTxn(name, record);
+      tables.setUploadedTxn(name, fenceTxn);
+      tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${key}`, epoch.toString());
+      recordEpochStart(tables, key, epoch, fenceTxn);
+    });
+    return { fenced: { key, name: tables.schemas().find((s) => s.key === key)?.name ?? name, fenceTxn } };
+  }
+  const holder = await slotHeader(options.store, objectKey);
+  if (holder !== null && holder.epoch > epoch) {
+    throw new WalshipError(
+      'FENCED',
+      'fenced',
+      `${objectKey} holds a fence of epoch ${holder.epoch} by ${holder.writerNodeId}: a newer promotion overtook this one (epoch ${epoch})`,
+    );
+  }
+  return { taken: true, name, fenceTxn };
+}
+
+/** The first segment key of table `key` after the slot of `txn`, or undefined (one LIST of one key). */
+async function segmentAfter(store: ObjectStore, key: string, txn: bigint): Promise<string | undefined> {
+  const page = await store.list(segmentPrefix(key), { startAfter: segmentKey(key, txn), limit: 1 });
+  return page.objects[0]?.key;
 }
 
 async function isOurs(store: ObjectStore, key: string, nodeId: string, epoch: bigint): Promise<boolean> {

@@ -131,8 +131,12 @@ describe.each(root.stores)('GC of a sequenced cluster on %s', (_name, skipReason
       await waitApplied(snapshotter, await writeRequests(writer.httpPort, 5));
       const snap = await snapshot(snapshotter);
       expect(snap.lastTxn).toBeGreaterThan(laggedAt);
-      await writeRequests(writer.httpPort, 3);
+      const written = await writeRequests(writer.httpPort, 3);
       await waitExportedPast(store, laggedAt);
+      // Every txn written is exported before `before` is listed: an entry exported later would be
+      // in `after` but not in `before` (a race in this test, seen on a loaded machine).
+      while (!(await txnLog(store)).some(({ entry }) => entry.txnLast >= written))
+        await new Promise((resolve) => setTimeout(resolve, 20));
       await waitRegistered(store, 'p1', laggedAt);
       await waitRegistered(store, 'snap', laggedAt);
       const before = await txnLog(store);

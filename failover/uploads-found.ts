@@ -1,5 +1,5 @@
 import type { ObjectStore } from '../objectstore/index.js';
-import { pendingSourceOf } from '../primary/index.js';
+import { pendingSourceOf, segmentInChain } from '../primary/index.js';
 import type { TableStore } from '../table/index.js';
 import { decodeSegment, encodeTxnRecord, segmentKey } from '../wal/index.js';
 
@@ -33,6 +33,14 @@ export async function recordUploadsFound(options: {
         return bytes !== undefined && Buffer.from(encodeTxnRecord(txn)).equals(bytes);
       });
       if (!same) break;
+      // Ours, but in a slot GC reopened after a newer epoch's fence (RFC-0002 W5): in no node's future.
+      const chain = await segmentInChain(store, {
+        tableKey: key,
+        txnFirst: header.txnFirst,
+        txnLast: header.txnLast,
+        epoch,
+      });
+      if (!chain.inChain) break;
       pendingSourceOf(tables).markUploaded(table, header.txnLast);
       found += txns.length;
     }

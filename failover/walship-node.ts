@@ -9,19 +9,25 @@ import {
   type Clock,
   createStatusPageHandler,
   type HttpHandler,
+  isWalshipError,
   type Random,
   type RunningHttpServer,
   sendJson,
   startHttpServer,
+  statusPathHider,
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler } from '../ilp/index.js';
 import { type ObjectStore, runConformanceProbe, withMetrics } from '../objectstore/index.js';
 import {
+  ACK_MODE_META_KEY,
   type DivergenceSummary,
+  type EpochRecord,
   newestEpoch,
   PrimaryNode,
   type PrimarySettings,
+  readCluster,
+  recordedAckMode,
   writeDivergenceFiles,
 } from '../primary/index.js';
 import { newestSnapshot, type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
@@ -67,6 +73,18 @@ export interface NodeSettings {
   registerIntervalMs?: number;
   /** `replication.sequencer`: this node belongs to a cluster of several primaries (RFC-0003). */
   sequenced?: SequencedSettings;
+  /**
+   * How a promoted node retries starting its primary role (default PRIMARY_START_RETRY_DEFAULT);
+   * tests lengthen it to free a held port at their own pace.
+   */
+  primaryStartRetry?: PrimaryStartRetry;
+}
+
+/** Attempts (the first included) and the waits between them, doubling from `firstWaitMs` up to `maxWaitMs`. */
+export interface PrimaryStartRetry {
+  attemptsMax: number;
+  firstWaitMs: number;
+  maxWaitMs: number;
 }
 
 /** The bootstrap's progress as a replica reports it while starting (replica/replica-node.ts). */
@@ -105,6 +123,46 @@ const HANDOVER_LEASE_MS = 30_000;
 const DATABASE_FILE = 'tables.sqlite';
 
 /**
+ * A promoted node whose primary role cannot start (its ILP/TCP port still taken, the store briefly
+ * unreachable) tries 5 times in all, waiting 0.25 + 0.5 + 1 + 2 s between them, then steps down
+ * to a replica: candidates then promote past its epoch (failover/lease.ts), so a failed promotion
+ * never leaves the cluster without a primary (issue 13 item 6).
+ */
+const PRIMARY_START_RETRY_DEFAULT: PrimaryStartRetry = { attemptsMax: 5, firstWaitMs: 250, maxWaitMs: 4_000 };
+
+/**
+ * How often a node waiting for its cluster to choose a primary lists `epochs/` (one LIST and one
+ * GET each time): a waiting node costs at most 2 requests a second.
+ */
+const WAIT_POLL_MS = 1_000;
+
+/** How often a waiting node says again in its log what it waits for (the first line comes at once). */
+const WAIT_LOG_INTERVAL_MS = 60_000;
+
+/** `Retry-After`, in seconds, while no role runs: a start or a role change takes about that long. */
+const RETRY_AFTER_S = 1;
+
+/**
+ * What the listener answers while no role runs, by where the node is heading: `unknown` (starting
+ * as primary; it may yet rejoin as a replica) and `primary` (being promoted) answer writes 503 with
+ * Retry-After — QuestDB's clients retry that on the same address, which is about to take writes;
+ * `replica` (starting as one, waiting, demoted, fenced) answers writes 421, so multi-URL clients
+ * move on to the primary at once.
+ */
+type Heading = 'unknown' | 'primary' | 'replica';
+
+/** What `/status` says while a node waits for its cluster to choose a primary (issue 13 item 4). */
+interface Waiting {
+  for: string;
+  /** When the wait began (ISO 8601, wall clock). */
+  since: string;
+  sinceMonotonicMs: number;
+  hint: string;
+  epoch: string;
+  pendingTxns: number;
+  lastError: string | null;
+}
+/**
  * One walship process: a primary or a replica that can change role without a restart (RFC-0002).
  * It owns the HTTP listener (clients keep their connections; during a switch writes get 421 and
  * reads 503) and serves `POST /admin/promote` and `POST /admin/demote` beside the role's own
@@ -137,9 +195,20 @@ export class WalshipNode {
    * does not wait for it inside the write pause; true when the store can fence.
    */
   #storeCheck: Promise<boolean> | undefined;
+  /**
+   * Set when this node's own promotion could not start its primary role (its port taken, say): its
+   * next lease watcher waits twice the lease timeout, so that another candidate goes first.
+   */
+  #deferCandidacy = false;
   #divergence: { epoch: string; files: DivergenceSummary[]; movedTo: string | null } | null = null;
   /** The last re-bootstrap after WAL retention collected segments this replica needed (RFC-0007). */
   #rebootstrap: Record<string, unknown> | null = null;
+  /** Set while the node waits for its cluster to choose a primary before joining (`/status` `waiting`). */
+  #waiting: Waiting | null = null;
+  /** The start of the role asked for (see `open`); settled once a role runs or the start failed. */
+  #started: Promise<void> = Promise.resolve();
+  /** Aborted by `close`: ends a wait for the cluster and a wait between primary start attempts. */
+  readonly #closing = new AbortController();
   #rebootstrapping = false;
   /** The status page's history (lag samples, events): kept across role changes. */
   readonly #activity: NodeActivity;
@@ -174,7 +243,7 @@ export class WalshipNode {
     const history: HttpHandler = async (req, res) => {
       if (req.url?.split('?')[0] !== '/status/history' || req.method !== 'GET') return false;
       res.setHeader('cache-control', 'no-store');
-      sendJson(res, 200, this.#activity.history());
+      sendJson(res, 200, this.#publicPaths(this.#activity.history()));
       return true;
     };
     const metrics = createMetricsHandler({
@@ -186,7 +255,38 @@ export class WalshipNode {
     this.#activityRoutes = [createStatusPageHandler(), history, metrics];
   }
 
+  /**
+   * Starts a node in `role` and resolves once a role runs — after waiting for the cluster when it
+   * must (see `open`). Rejects as the role's start does, the listener closed.
+   */
   static async start(
+    role: 'primary' | 'replica',
+    settings: NodeSettings,
+    deps: NodeDeps,
+  ): Promise<WalshipNode> {
+    const node = await WalshipNode.open(role, settings, deps);
+    try {
+      await node.started;
+    } catch (error) {
+      await node.close();
+      throw error;
+    }
+    return node;
+  }
+
+  /**
+   * Listens at once and starts `role` in the background (`started`). Until a role runs the node
+   * says it is starting: `/ping` answers 503 with Retry-After, and so do writes when the node may
+   * become the primary (421 when it is heading for a replica); ILP/TCP does not listen yet
+   * (issue 13 item 8). A node that must wait for its cluster before joining waits here, listening
+   * and saying so in its log and `/status` (`waiting`), instead of exiting (issue 13 item 4):
+   * - started as a replica on the data dir of the newest epoch's primary that holds txns which
+   *   never reached the store: it waits until another node is promoted (then it rejoins, keeping
+   *   those txns in divergence files) or those txns turn out to be in the store after all;
+   * - started as the primary of an epoch that a newer one replaced while it was down: it rejoins
+   *   as a replica at once (RFC-0002 W3), logging why.
+   */
+  static async open(
     role: 'primary' | 'replica',
     settings: NodeSettings,
     deps: NodeDeps,
@@ -201,23 +301,30 @@ export class WalshipNode {
     );
     const http = await startHttpServer([], settings.primary.http, liveLog);
     node = new WalshipNode(measuredStore(settings, metrics, deps.clock), { ...deps, metrics }, http, liveLog);
-    http.setHandlers(node.#switchingRoutes());
-    try {
-      if (role === 'primary') await node.#startPrimary(settings.primary.nodeId);
-      else await node.#rejoinThenStartReplica();
-    } catch (error) {
-      await http.close();
-      throw error;
-    }
-    node.#record(
-      'started',
-      node.#node instanceof PrimaryNode
-        ? `started as primary at epoch ${node.#node.epoch}`
-        : 'started as replica',
-    );
-    node.#activity.start();
-    node.#startRegistration();
-    return node;
+    const opened = node;
+    http.setHandlers(opened.#switchingRoutes(role === 'primary' ? 'unknown' : 'replica'));
+    opened.#started = opened.#serialised(async () => {
+      await opened.#startRole(role);
+      if (opened.#closed) return;
+      opened.#record(
+        'started',
+        opened.#node instanceof PrimaryNode
+          ? `started as primary at epoch ${opened.#node.epoch}`
+          : 'started as replica',
+      );
+      opened.#activity.start();
+      opened.#startRegistration();
+    });
+    opened.#started.catch(() => {}); // observed by `start` and by the command line
+    return opened;
+  }
+
+  /**
+   * Settles once the role asked for at `open` runs (or the node joined as a replica instead);
+   * rejects when it could not start, with CLOSED when the node was closed first (a wait cut short).
+   */
+  get started(): Promise<void> {
+    return this.#started;
   }
 
   get role(): NodeRole {
@@ -256,7 +363,7 @@ export class WalshipNode {
       const nodeId = replica.nodeId;
       refuseFilteredReplica(replica);
       if (this.#sequenced) return this.#promoteToWriter(replica, reason);
-      this.#enterSwitching();
+      this.#enterSwitching('primary');
       await replica.close();
       let promotion: Promotion;
       try {
@@ -274,35 +381,52 @@ export class WalshipNode {
           ...(onlyAfterEpoch === undefined ? {} : { onlyAfterEpoch }),
         });
       } catch (error) {
+        this.#http.setHandlers(this.#switchingRoutes('replica'));
+        if (this.#closed) throw error;
         await this.#startReplica(nodeId);
         this.#record('role', `promotion failed, still a replica: ${(error as Error).message}`);
         throw error;
       }
       try {
-        await this.#startPrimary(nodeId);
+        await this.#startPrimaryRetrying(nodeId, promotion.epoch);
         this.#record('promoted', `promoted to primary at epoch ${promotion.epoch} (${reason})`);
       } catch (error) {
-        // Overtaken between the fences and the start (a newer epoch exists): follow it instead.
-        this.#log().error(
-          { err: (error as Error).message },
-          'promoted, but the primary role could not start; following',
-        );
+        // Overtaken between the fences and the start (a newer epoch exists), or the role would
+        // not start: step down and follow. The epoch stays claimed by this node; candidates
+        // promote past it once it has gone a lease timeout without a renewal (failover/lease.ts).
+        this.#http.setHandlers(this.#switchingRoutes('replica'));
+        if (this.#closed) throw error;
+        const overtaken = isWalshipError(error) && error.kind === 'fenced';
+        const message = overtaken
+          ? `promoted to epoch ${promotion.epoch}, but overtaken before taking writes; following as a replica: ${(error as Error).message}`
+          : `promoted to epoch ${promotion.epoch}, but the primary role could not start (${(error as Error).message}); ` +
+            'stepped down: following as a replica (automatic failover promotes a candidate past this epoch once its lease timeout passes)';
+        this.#log().error({ err: (error as Error).message, epoch: promotion.epoch.toString() }, message);
+        this.#deferCandidacy = !overtaken;
         await this.#startReplica(nodeId);
-        this.#record(
-          'role',
-          `promoted to epoch ${promotion.epoch}, but overtaken before taking writes; following as a replica: ${(error as Error).message}`,
-        );
+        this.#record('role', message);
         throw error;
       }
       return promotion;
     });
   }
 
-  /** Primary → replica after uploading everything (planned switchover, step 1); resolves each table's last txn. */
+  /**
+   * Primary → replica after uploading everything (planned switchover, step 1); resolves each
+   * table's last txn. With `answerOnceUploaded` it resolves as soon as every txn is in the store and
+   * writes are refused (421), while the role change (closing the primary, starting the replica,
+   * seconds on a loaded machine) goes on in the node's transition: the switchover promotes its
+   * target meanwhile, and any later transition (a promotion back) waits for this one.
+   */
   demote(
     timeoutMs = this.#settings.demoteTimeoutMs,
+    options: { answerOnceUploaded?: boolean } = {},
   ): Promise<{ lastTxns: Record<string, string>; epoch: bigint }> {
-    return this.#serialised(async () => {
+    let answer: ((value: { lastTxns: Record<string, string>; epoch: bigint }) => void) | undefined;
+    const answered = new Promise<{ lastTxns: Record<string, string>; epoch: bigint }>((resolve) => {
+      answer = resolve;
+    });
+    const transition = this.#serialised(async () => {
       const primary = this.#node;
       if (this.#writer !== undefined) {
         throw new WalshipError(
@@ -314,7 +438,8 @@ export class WalshipNode {
       if (!(primary instanceof PrimaryNode)) throw notRole('demote', 'primary', this.#role);
       const lastTxns = await primary.demote(timeoutMs);
       const nodeId = primary.nodeId;
-      this.#enterSwitching({ handOverLease: true });
+      this.#enterSwitching('replica', { handOverLease: true });
+      answer?.({ lastTxns, epoch: primary.epoch });
       await primary.close();
       await this.#startReplica(nodeId);
       this.#record(
@@ -323,6 +448,12 @@ export class WalshipNode {
       );
       return { lastTxns, epoch: primary.epoch };
     });
+    if (options.answerOnceUploaded !== true) return transition;
+    transition.catch((error: unknown) =>
+      this.#log().error({ err: (error as Error).message }, 'demoted, but the replica role did not start'),
+    );
+    // Whichever comes first: the early answer, or the transition's own outcome (a refusal).
+    return Promise.race([answered, transition]);
   }
 
   status(): Record<string, unknown> {
@@ -332,6 +463,7 @@ export class WalshipNode {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.abort(new WalshipError('CLOSED', 'closed', 'the node is shutting down'));
     await this.#registration?.stop();
     this.#activity.stop();
     await this.#transition.catch(() => {});
@@ -345,6 +477,165 @@ export class WalshipNode {
   }
 
   // --- roles ---
+
+  /**
+   * The role asked for at start. A primary whose epoch a newer one replaced while it was down
+   * rejoins as a replica instead of refusing (RFC-0002 W3): exiting would only have its supervisor
+   * start it again, refused again. A replica on a primary's data dir first waits for the cluster.
+   */
+  async #startRole(role: 'primary' | 'replica'): Promise<void> {
+    if (role === 'primary') {
+      try {
+        return await this.#startPrimary(this.#settings.primary.nodeId);
+      } catch (error) {
+        // A failed start may have set its routes on the shared listener: take them back.
+        this.#http.setHandlers(this.#switchingRoutes('unknown'));
+        if (!isWalshipError(error, 'PRIMARY_REFUSED')) throw error;
+        const replaced = await this.#replacedWhileDown();
+        if (replaced === null) throw error;
+        const { newest } = replaced;
+        const message =
+          `started as primary, but epoch ${newest.epoch} (node ${newest.nodeId}, ${newest.reason} at ${newest.at}) ` +
+          `replaced this data dir's epoch ${replaced.localEpoch} while it was down: joining as a replica`;
+        this.#log().warn(
+          { localEpoch: replaced.localEpoch.toString(), newestEpoch: newest.epoch.toString() },
+          message,
+        );
+        this.#record('role', message);
+        this.#http.setHandlers(this.#switchingRoutes('replica'));
+      }
+    }
+    await this.#waitForTheCluster();
+    await this.#rejoinThenStartReplica();
+  }
+
+  /** The newest epoch, when it replaced the epoch this data dir was the primary of (same cluster); else null. */
+  async #replacedWhileDown(): Promise<{ localEpoch: bigint; newest: EpochRecord } | null> {
+    const local = this.#localPrimaryState();
+    if (local === null) return null;
+    const store = this.#settings.primary.store;
+    const cluster = await readCluster(store);
+    if (cluster === null || cluster.clusterId !== local.clusterId) return null;
+    const newest = await newestEpoch(store);
+    return newest !== null && newest.epoch > local.epoch ? { localEpoch: local.epoch, newest } : null;
+  }
+
+  /**
+   * What this data dir holds of the primary it was: its epoch and cluster, its node id, and how
+   * many txns never reached the store; null when it never was a primary (no epoch of its own).
+   */
+  #localPrimaryState(): {
+    epoch: bigint;
+    clusterId: string;
+    nodeId: string | undefined;
+    pendingTxns: number;
+  } | null {
+    const file = this.#databaseFile();
+    if (!existsSync(file)) return null;
+    const tables = TableStore.open(file, { synchronous: this.#settings.primary.synchronous });
+    try {
+      const epoch = tables.getMeta('epoch');
+      const clusterId = tables.getMeta('cluster.id');
+      if (epoch === undefined || clusterId === undefined) return null;
+      return {
+        epoch: BigInt(epoch),
+        clusterId,
+        nodeId: this.#settings.replica.nodeId ?? tables.getMeta('node.id'),
+        pendingTxns: tables.pendingSummary().reduce((sum, p) => sum + p.count, 0),
+      };
+    } finally {
+      tables.close();
+    }
+  }
+
+  /**
+   * Issue 13 item 4. This data dir was the primary of the newest epoch and holds txns that never
+   * reached the store (it crashed, and was restarted as a replica before anyone was promoted): a
+   * replica cannot follow on it (it would mix them with the store's, replica/replica-node.ts) nor
+   * drop them, and only this node, as the primary, can upload them. So it waits, listening and
+   * saying what for in its log and `/status` (`waiting`), polling `epochs/` every WAIT_POLL_MS,
+   * until the cluster decides: a newer epoch (another node promoted, by hand or by its lease) →
+   * return, and the rejoin keeps those txns in divergence files; every one of them found in the
+   * store after all (a crash hid its upload's answer) → return, following loses nothing. It never
+   * gives up by itself: exiting would only have a supervisor start it again into the same state.
+   */
+  async #waitForTheCluster(): Promise<void> {
+    // A sequenced cluster has no epochs to wait for (RFC-0003): its replica refuses such a dir as before.
+    if (this.#settings.sequenced !== undefined) return;
+    const local = this.#localPrimaryState();
+    if (local === null || local.pendingTxns === 0) return;
+    this.#nodeId ??= local.nodeId;
+    let pendingTxns = local.pendingTxns;
+    let uploadsChecked = false;
+    let loggedAtMs: number | undefined;
+    for (;;) {
+      try {
+        const newest = await newestEpoch(this.#settings.primary.store);
+        if (newest !== null && newest.epoch > local.epoch) {
+          if (this.#waiting !== null) {
+            const message = `epoch ${newest.epoch} (node ${newest.nodeId}) replaced epoch ${local.epoch}: joining as a replica`;
+            this.#log().warn({ newestEpoch: newest.epoch.toString() }, message);
+            this.#record('waiting', message);
+          }
+          this.#waiting = null;
+          return;
+        }
+        if (!uploadsChecked) {
+          pendingTxns = await this.#recordWhatReachedTheStore(local.epoch, local.nodeId);
+          uploadsChecked = true;
+          if (pendingTxns === 0) return;
+        }
+        if (this.#waiting !== null) this.#waiting.lastError = null;
+      } catch (error) {
+        // An unreachable or unreadable store decides nothing: keep waiting, and say why in /status.
+        const message = (error as Error).message;
+        if (this.#waiting !== null && this.#waiting.lastError !== message)
+          this.#log().warn({ err: message }, 'waiting: cannot read the epochs');
+        if (this.#waiting !== null) this.#waiting.lastError = message;
+      }
+      if (this.#waiting === null) {
+        this.#waiting = waitingFor(local.epoch, local.nodeId, pendingTxns, this.#deps.clock);
+        this.#record('waiting', `${this.#waiting.for}; ${this.#waiting.hint}`);
+      }
+      const nowMs = this.#deps.clock.monotonicMs();
+      if (loggedAtMs === undefined || nowMs - loggedAtMs >= WAIT_LOG_INTERVAL_MS) {
+        loggedAtMs = nowMs;
+        this.#log().warn(
+          { waiting: this.#waitingStatus() },
+          `waiting: ${this.#waiting.for}; ${this.#waiting.hint}`,
+        );
+      }
+      await this.#deps.clock.sleep(WAIT_POLL_MS, this.#closing.signal);
+    }
+  }
+
+  /**
+   * P5 after a promotion to `epoch`: start the primary role, again with backoff while the failure
+   * may pass (mayPass); a failure that will not, or the last one, is thrown and the caller steps down.
+   */
+  async #startPrimaryRetrying(nodeId: string, epoch: bigint): Promise<void> {
+    const retry = this.#settings.primaryStartRetry ?? PRIMARY_START_RETRY_DEFAULT;
+    assert(
+      Number.isSafeInteger(retry.attemptsMax) && retry.attemptsMax >= 1 && retry.firstWaitMs >= 0,
+      'primaryStartRetry: at least one attempt, waits not negative',
+    );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#startPrimary(nodeId);
+      } catch (error) {
+        // A failed start may have set its routes on the shared listener: take them back.
+        this.#http.setHandlers(this.#switchingRoutes('primary'));
+        if (this.#closed || attempt >= retry.attemptsMax || !mayPass(error)) throw error;
+        const waitMs = Math.min(retry.maxWaitMs, retry.firstWaitMs * 2 ** (attempt - 1));
+        const message =
+          `promoted to epoch ${epoch}, but the primary role could not start (${(error as Error).message}): ` +
+          `trying again in ${waitMs} ms (attempt ${attempt + 1} of ${retry.attemptsMax})`;
+        this.#log().warn({ err: (error as Error).message, attempt }, message);
+        this.#record('role', message);
+        await this.#deps.clock.sleep(waitMs, this.#closing.signal);
+      }
+    }
+  }
 
   async #startPrimary(nodeId: string | undefined): Promise<void> {
     if (this.#settings.sequenced?.sequencer !== undefined) return this.#startWriter(nodeId);
@@ -419,15 +710,18 @@ export class WalshipNode {
     this.#role = 'replica';
     this.#registration?.writeNow();
     if (this.#settings.autoFailover.enabled) {
+      const deferred = this.#deferCandidacy;
+      this.#deferCandidacy = false;
       const watcher = new LeaseWatcher({
         store: this.#settings.replica.store,
-        timeoutMs: this.#settings.autoFailover.leaseTimeoutMs,
+        timeoutMs: this.#settings.autoFailover.leaseTimeoutMs * (deferred ? 2 : 1),
         pollIntervalMs: this.#settings.replica.pollIntervalMs,
         clock: this.#deps.clock,
         random: this.#deps.random,
         log: this.#log().child({ part: 'lease' }),
-        onExpired: async (leaseEpoch) => {
-          await this.promote('automatic: the primary stopped renewing its lease', leaseEpoch);
+        newestEpoch: async () => (await newestEpoch(this.#settings.replica.store))?.epoch ?? null,
+        onExpired: async (afterEpoch) => {
+          await this.promote('automatic: the primary stopped renewing its lease', afterEpoch);
         },
       });
       this.#lease = watcher;
@@ -528,7 +822,7 @@ export class WalshipNode {
       );
     }
     const nodeId = replica.nodeId;
-    this.#enterSwitching();
+    this.#enterSwitching('primary');
     await replica.close();
     try {
       await this.#startWriter(nodeId);
@@ -559,7 +853,7 @@ export class WalshipNode {
       if (!(primary instanceof PrimaryNode) || this.#closed) return;
       const nodeId = primary.nodeId;
       const epoch = primary.epoch;
-      this.#enterSwitching();
+      this.#enterSwitching('replica');
       await primary.close();
       // An upload whose answer was lost may be in the store (and applied by others): not divergence.
       // Best effort: with the store unreachable, the divergence may list such txns (the log says so).
@@ -570,7 +864,7 @@ export class WalshipNode {
         ),
       );
       const files = await this.#writeDivergence(epoch);
-      const movedTo = files.length === 0 ? null : await this.#moveDatabaseAside(epoch);
+      const movedTo = files.length === 0 ? null : await this.#rollBackOrMoveAside(epoch);
       this.#divergence = { epoch: epoch.toString(), files, movedTo };
       if (files.length > 0) this.#recordDivergence(epoch, files, movedTo);
       this.#log().error(
@@ -587,7 +881,7 @@ export class WalshipNode {
   /**
    * Started as a replica on the data dir of a primary that was replaced while it still held txns
    * that never reached the store (it crashed or was killed, RFC-0002 W3 "rejoin"): keep those txns
-   * in divergence files, move the database aside, then follow. A data dir that is still the newest
+   * in divergence files, undo them in the database (or move it aside when that is not safe), then follow. A data dir that is still the newest
    * epoch's primary is left alone (the replica refuses it: it must upload first, as a primary).
    */
   async #rejoinThenStartReplica(): Promise<void> {
@@ -611,7 +905,7 @@ export class WalshipNode {
           // A crash between an upload and its being recorded: those txns are in the store, not lost.
           if ((await this.#recordWhatReachedTheStore(epoch, nodeId)) > 0) {
             const files = await this.#writeDivergence(epoch);
-            const movedTo = await this.#moveDatabaseAside(epoch);
+            const movedTo = await this.#rollBackOrMoveAside(epoch);
             this.#divergence = { epoch: localEpoch, files, movedTo };
             this.#recordDivergence(epoch, files, movedTo);
             this.#log().error(
@@ -663,7 +957,7 @@ export class WalshipNode {
       }
       const message = `segments after txn ${event.appliedTxn} of ${event.table} were garbage-collected (this replica's registration expired); re-bootstrapping from snapshot ${snapshot.id}`;
       const nodeId = replica.nodeId;
-      this.#enterSwitching();
+      this.#enterSwitching('replica');
       await replica.close();
       const movedTo = `${this.#databaseFile()}.gc-${Math.floor(this.#deps.clock.wallMs())}`;
       await moveDatabaseFiles(this.#databaseFile(), movedTo);
@@ -721,7 +1015,47 @@ export class WalshipNode {
         dir: path.join(this.#settings.primary.dataDir, 'divergence'),
         epoch,
         tables,
+        ackMode: recordedAckMode(tables.getMeta(ACK_MODE_META_KEY), this.#settings.primary.ackMode),
       });
+    } finally {
+      tables.close();
+    }
+  }
+
+  /**
+   * Once the divergence files hold the txns that never reached the store: undo those txns in the
+   * database (TableStore.rollBackPending), so it holds exactly what the cluster holds up to each
+   * table's last uploaded txn and the replica follows from there — moving it aside had the replica
+   * replay every table from txn 1 (or a snapshot), seconds to minutes inside a failover (issue 13
+   * item 3). Returns null; or, when the database does not hold what its queue says
+   * (ROLLBACK_UNSAFE) or SQLite fails, moves it aside as before and returns where to.
+   */
+  async #rollBackOrMoveAside(epoch: bigint): Promise<string | null> {
+    try {
+      const undone = this.#rollBackPending();
+      this.#log().info(
+        { undone },
+        'rolled the database back to the last uploaded txn of every table: following the new primary from there',
+      );
+      return null;
+    } catch (error) {
+      this.#log().warn(
+        { err: (error as Error).message },
+        'could not roll the database back to the last uploaded txns; moving it aside (the replica starts from a snapshot, or from txn 1)',
+      );
+      return this.#moveDatabaseAside(epoch);
+    }
+  }
+
+  /** rollBackPending for every table with pending txns, in one transaction (all or none). */
+  #rollBackPending(): Record<string, ReturnType<TableStore['rollBackPending']>> {
+    const tables = TableStore.open(this.#databaseFile(), { synchronous: this.#settings.primary.synchronous });
+    try {
+      return tables.transaction(() =>
+        Object.fromEntries(
+          tables.pendingSummary().map(({ table }) => [table, tables.rollBackPending(table)]),
+        ),
+      );
     } finally {
       tables.close();
     }
@@ -805,15 +1139,30 @@ export class WalshipNode {
     return path.join(this.#settings.primary.dataDir, DATABASE_FILE);
   }
 
+  /** Public answers (`/status`, `/status/history`) name files relative to the data dir (core/status-paths.ts). */
+  #publicPaths<T>(value: T): T {
+    const { dataDir, store } = this.#settings.primary;
+    return statusPathHider({ dataDir, storeDescription: store.description })(value);
+  }
+
   #statusExtra(): Record<string, unknown> {
     const events = this.#activity.events(STATUS_EVENTS_MAX);
     const operation = this.#operationStatus();
     return {
       ...(this.#divergence === null ? {} : { divergence: this.#divergence }),
       ...(this.#rebootstrap === null ? {} : { rebootstrap: this.#rebootstrap }),
+      ...(this.#waiting === null ? {} : { waiting: this.#waitingStatus() }),
       events,
       operation,
     };
+  }
+
+  /** `waiting` in `/status`: what for, since when and for how long, what a person can do. */
+  #waitingStatus(): Record<string, unknown> | null {
+    const waiting = this.#waiting;
+    if (waiting === null) return null;
+    const { sinceMonotonicMs, ...rest } = waiting;
+    return { ...rest, waitedMs: Math.round(this.#deps.clock.monotonicMs() - sinceMonotonicMs) };
   }
 
   #recordDivergence(epoch: bigint, files: DivergenceSummary[], movedTo: string | null): void {
@@ -855,14 +1204,19 @@ export class WalshipNode {
       },
       demote: async (params) => {
         const timeout = params.get('timeout_ms');
-        const { lastTxns, epoch } = await this.demote(timeout === null ? undefined : parseTimeoutMs(timeout));
+        const { lastTxns, epoch } = await this.demote(
+          timeout === null ? undefined : parseTimeoutMs(timeout),
+          {
+            answerOnceUploaded: true,
+          },
+        );
         return { role: 'replica', epoch: epoch.toString(), lastTxns };
       },
     };
   }
 
-  /** While switching: writes 421 (clients move to the next address), everything else 503. */
-  #enterSwitching(options: { handOverLease?: boolean } = {}): void {
+  /** While switching: see Heading for writes; everything else but `/status` and the status page 503. */
+  #enterSwitching(heading: Heading, options: { handOverLease?: boolean } = {}): void {
     const lease = this.#lease;
     this.#lease = undefined;
     if (options.handOverLease === true && lease instanceof LeaseKeeper) {
@@ -873,7 +1227,7 @@ export class WalshipNode {
     } else void lease?.stop();
     this.#role = 'switching';
     this.#node = undefined;
-    this.#http.setHandlers(this.#switchingRoutes());
+    this.#http.setHandlers(this.#switchingRoutes(heading));
   }
 
   async #endHandover(): Promise<void> {
@@ -884,23 +1238,52 @@ export class WalshipNode {
     await handover.keeper.stop();
   }
 
-  #switchingRoutes() {
+  /**
+   * The routes while no role runs (starting, waiting, changing role): `/ping` answers 503 with
+   * Retry-After (the node serves neither reads nor writes yet, and says so to load balancers and
+   * clients alike); writes and `/settings` as `heading` says (Heading); `/status` and the status
+   * page answer; everything else 503.
+   */
+  #switchingRoutes(heading: Heading) {
     const ilp = createIlpHttpHandler({
       commit: () => Promise.reject(new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'changing role')),
       acceptingWrites: () => false,
       releaseVersion: this.#settings.primary.version,
       tcpEnabled: false,
     });
+    const notReady = async (req: IncomingMessage, res: ServerResponse) => {
+      const route = req.url?.split('?')[0] ?? '/';
+      const takesWritesSoon = heading !== 'replica';
+      if (route !== '/ping' && !(takesWritesSoon && WRITES_AND_SETTINGS.has(route))) return false;
+      const message =
+        heading === 'unknown'
+          ? 'this node is starting and does not know its role yet; retry shortly'
+          : heading === 'primary'
+            ? 'this node is becoming the primary; retry shortly'
+            : this.#waiting === null
+              ? 'this node is starting or changing role; retry shortly'
+              : `this node is waiting before it joins as a replica: ${this.#waiting.for}`;
+      res.setHeader('retry-after', String(RETRY_AFTER_S));
+      if (req.method === 'HEAD') {
+        res.writeHead(503);
+        res.end();
+      } else sendJson(res, 503, { code: 'not ready', message });
+      return true;
+    };
     const busy = async (req: IncomingMessage, res: ServerResponse) => {
       if (req.url?.split('?')[0] === '/status') {
-        sendJson(res, 200, { role: 'switching', nodeId: this.#nodeId ?? null, ...this.#statusExtra() });
+        sendJson(
+          res,
+          200,
+          this.#publicPaths({ role: 'switching', nodeId: this.#nodeId ?? null, ...this.#statusExtra() }),
+        );
       } else {
         res.setHeader('retry-after', '1');
         sendJson(res, 503, { code: 'switching role', message: 'this node is changing role; retry shortly' });
       }
       return true;
     };
-    return [ilp.handle, ...this.#activityRoutes, busy];
+    return [notReady, ilp.handle, ...this.#activityRoutes, busy];
   }
 
   #serialised<T>(step: () => Promise<T>): Promise<T> {
@@ -960,6 +1343,38 @@ function advertisedUrl(url: string, port: number): string {
   } catch {
     return url;
   }
+}
+
+/** What a replica on the data dir of the newest epoch's primary waits for, and what a person can do. */
+function waitingFor(epoch: bigint, nodeId: string | undefined, pendingTxns: number, clock: Clock): Waiting {
+  return {
+    for:
+      `the cluster to choose its primary: this data dir holds ${pendingTxns} txns of the primary of epoch ${epoch} ` +
+      `(node ${nodeId ?? 'unknown'}, the newest epoch) that never reached the object store`,
+    since: new Date(clock.wallMs()).toISOString(),
+    sinceMonotonicMs: clock.monotonicMs(),
+    hint:
+      'start this node as primary (walship primary on this node.data.dir) to upload them, or promote another node ' +
+      '(walship promote --node URL, or automatic failover once the lease times out); this node then joins as a ' +
+      'replica and keeps those txns in divergence files',
+    epoch: epoch.toString(),
+    pendingTxns,
+    lastError: null,
+  };
+}
+
+/** The ILP paths that answer 503 while a node heading for the primary role starts (see Heading). */
+const WRITES_AND_SETTINGS: ReadonlySet<string> = new Set(['/write', '/api/v2/write', '/settings']);
+
+/**
+ * A primary start that failed for a reason that may pass by itself: a listener's address taken (a
+ * process not yet gone) or not there yet, the store unreachable. A newer epoch (`fenced`) or a bad
+ * configuration (`invalid`) will not pass: those step down at once.
+ */
+function mayPass(error: unknown): boolean {
+  if (isWalshipError(error)) return error.kind === 'unavailable';
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL';
 }
 
 function notRole(action: string, wanted: string, actual: NodeRole): WalshipError {

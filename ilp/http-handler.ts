@@ -6,24 +6,32 @@ import {
   InvalidArgumentError,
   isWalshipError,
 } from '../core/index.js';
-import type { IlpCommit } from './ilp-commit.js';
+import type { IlpCommit, IlpLineSource, IlpSliceCommit } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
-import { parseIlp } from './line-parser.js';
+import { parseIlpInSlices } from './line-parser.js';
 import { type Precision, parsePrecision } from './precision.js';
 
 /**
  * The ILP HTTP surface, byte-compatible with QuestDB (docs: shared/reference/ilp-http.md):
  * `POST /write` and `POST /api/v2/write` (query `precision`), `GET|HEAD /ping`, `GET /settings`.
  * Success is exactly 204 without a body; every error is `application/json` with exactly the keys
- * `code`, `message`, `line`, `errorId`. A request is parsed completely before `commit` is called,
- * so a parse error commits nothing.
+ * `code`, `message`, `line`, `errorId`. A parse error anywhere commits nothing: the body is parsed
+ * completely before `commit` is called, or, with `commitSlices`, while it is committed (a parse
+ * error rejects that commit). Either way the body is parsed in slices with the event loop free in
+ * between (parseIlpInSlices), so `/ping`, `/status` and a lease renewal never wait long behind a
+ * large request.
  */
 
 export interface IlpHttpOptions {
   /** The write path; see IlpCommit for how its rejections map to statuses. */
   commit: IlpCommit;
+  /**
+   * The write path for a body parsed while it is committed (no array of every line is built, so a
+   * request costs a small multiple of its body). Used instead of `commit` when set.
+   */
+  commitSlices?: IlpSliceCommit;
   /** False on replicas and demoted primaries: writes get 421 before their body is read. */
   acceptingWrites: () => boolean;
   /** `release.version` in `/settings` (walship's version). */
@@ -211,25 +219,41 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
     });
     return;
   }
-  let lines: IlpLine[];
-  try {
-    lines = parseIlp(body, { precision, limits: context.limits });
-  } catch (error) {
-    if (!(error instanceof IlpParseError)) throw error;
-    if (error.tooLarge) errors.send(res, 413, 'request too large', error.message, error.line);
-    else errors.send(res, 400, 'invalid', error.message, error.line);
-    return;
-  }
-  // An empty request (or only comments) commits nothing, as QuestDB answers 204 to it.
-  if (lines.length === 0) return answerNoContent(res, undefined);
+  const parse = { precision, limits: context.limits };
+  const source: IlpLineSource = {
+    forEachSlice: (sink) => parseIlpInSlices(body, parse, sink),
+  };
   let txnHeader: string | undefined;
   try {
-    txnHeader = (await context.options.commit(lines, { protocol: 'http' }))?.txnHeader;
+    txnHeader = (await commitBody(source, context.options))?.txnHeader;
   } catch (error) {
+    if (error instanceof IlpParseError) {
+      if (error.tooLarge) errors.send(res, 413, 'request too large', error.message, error.line);
+      else errors.send(res, 400, 'invalid', error.message, error.line);
+      return;
+    }
     answerCommitError(res, errors, error);
     return;
   }
   answerNoContent(res, txnHeader);
+}
+
+/**
+ * Commits one request's lines: through `commitSlices` as they are parsed, or parsed whole first and
+ * then through `commit`. An empty request (or only comments) commits nothing, as QuestDB answers
+ * 204 to it.
+ */
+async function commitBody(
+  source: IlpLineSource,
+  options: IlpHttpOptions,
+): Promise<{ txnHeader?: string | undefined } | undefined> {
+  if (options.commitSlices !== undefined) return options.commitSlices(source, { protocol: 'http' });
+  const lines: IlpLine[] = [];
+  await source.forEachSlice((slice) => {
+    for (const line of slice) lines.push(line);
+  });
+  if (lines.length === 0) return undefined;
+  return options.commit(lines, { protocol: 'http' });
 }
 
 function answerNoContent(res: ServerResponse, txnHeader: string | undefined): void {

@@ -19,3 +19,23 @@ export interface IlpCommitResult {
  * closes the connection.
  */
 export type IlpCommit = (lines: IlpLine[], request: IlpRequestInfo) => Promise<IlpCommitResult>;
+
+/**
+ * The lines of one request, parsed while they are consumed (`parseIlpInSlices`), so a large request
+ * neither holds the event loop nor keeps one object per line alive.
+ */
+export interface IlpLineSource {
+  /**
+   * Hands every line to `sink`, in request order, a slice at a time, yielding the event loop
+   * between slices; resolves with the number of lines. Rejects with IlpParseError for the first
+   * bad line, possibly after earlier slices went to `sink` (whoever consumed them must then drop
+   * what it built). Call at most once.
+   */
+  forEachSlice(sink: (lines: IlpLine[]) => void): Promise<number>;
+}
+
+/**
+ * `IlpCommit` for a request parsed while it is committed. Same contract: a rejection commits
+ * nothing; an IlpParseError rejection is the request's parse error (400, or 413 when `tooLarge`).
+ */
+export type IlpSliceCommit = (source: IlpLineSource, request: IlpRequestInfo) => Promise<IlpCommitResult>;

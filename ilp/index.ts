@@ -10,15 +10,25 @@ export {
   type IlpHttpHandler,
   type IlpHttpOptions,
 } from './http-handler.js';
-export type { IlpCommit, IlpCommitResult, IlpRequestInfo } from './ilp-commit.js';
+export type {
+  IlpCommit,
+  IlpCommitResult,
+  IlpLineSource,
+  IlpRequestInfo,
+  IlpSliceCommit,
+} from './ilp-commit.js';
 export type { IlpField, IlpFieldValue, IlpLine, IlpSymbol } from './ilp-line.js';
 export { IlpParseError } from './ilp-parse-error.js';
 export { DEFAULT_ILP_LIMITS, type IlpLimits, resolveIlpLimits } from './limits.js';
 export {
   type CompleteIlpLines,
+  PARSE_SLICE_BYTES,
+  PARSE_SLICE_LINES,
+  type ParseIlpInSlicesOptions,
   type ParseIlpOptions,
   parseCompleteIlpLines,
   parseIlp,
+  parseIlpInSlices,
 } from './line-parser.js';
 export { type Precision, parsePrecision } from './precision.js';
 export type { IlpTcpAuthKey } from './tcp-auth.js';

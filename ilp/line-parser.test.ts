@@ -4,7 +4,7 @@ import { isWalshipError } from '../core/index.js';
 import type { IlpFieldValue, IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
 import type { IlpLimits } from './limits.js';
-import { parseCompleteIlpLines, parseIlp } from './line-parser.js';
+import { parseCompleteIlpLines, parseIlp, parseIlpInSlices } from './line-parser.js';
 import { type Precision, parsePrecision } from './precision.js';
 import { binaryArray, binaryDecimal, binaryDouble, binaryNullArray, bytes } from './testing/request-bytes.js';
 
@@ -616,5 +616,96 @@ describe('parsePrecision', () => {
     expect(() => parseIlp(Buffer.from('t a=1'), { precision: 'x' as Precision })).toThrow(
       /unsupported precision/,
     );
+  });
+});
+
+describe('parseIlpInSlices', () => {
+  /** The lines parseIlpInSlices hands over, slices flattened, with the number of slices. */
+  async function sliced(
+    body: string,
+    options: { sliceLines?: number; sliceBytes?: number; limits?: Partial<IlpLimits> } = {},
+  ) {
+    const lines: IlpLine[] = [];
+    let slices = 0;
+    let pauses = 0;
+    const count = await parseIlpInSlices(
+      Buffer.from(body),
+      {
+        precision: 'n',
+        ...options,
+        pause: async () => {
+          pauses++;
+        },
+      },
+      (slice) => {
+        slices++;
+        lines.push(...slice);
+      },
+    );
+    return { lines, count, slices, pauses };
+  }
+
+  const body = [
+    '# a comment',
+    't,a=b x=1i,y="two\\" words" 1700000000000000000',
+    '',
+    'u z=1.5,w=t',
+    '  ',
+    'T,a=c x=2i 1700000000000000001\r',
+    'v,k=v\\ w s="\\\\" 5',
+    'w n=',
+  ]
+    .join('\n')
+    .concat('\nlast x=1i');
+
+  it('hands over the lines of parseIlp, in order, a slice at a time, pausing between slices', async () => {
+    const whole = parse(body);
+    for (const sliceLines of [1, 2, 3, 100]) {
+      const { lines, count, slices, pauses } = await sliced(body, { sliceLines });
+      expect(lines).toStrictEqual(whole);
+      expect(count).toBe(whole.length);
+      expect(slices).toBe(Math.ceil(whole.length / sliceLines));
+      expect(pauses).toBe(slices - 1);
+    }
+    expect((await sliced(body, { sliceBytes: 1 })).slices).toBe(whole.length);
+  });
+
+  it('throws the error parseIlp throws, naming the same line, after handing over the lines before it', async () => {
+    const bad = `${body}\nt x=1i\nt x=oops\nt x=2i\n`;
+    const expected = parseError(bad);
+    const seen: IlpLine[] = [];
+    const error = await parseIlpInSlices(Buffer.from(bad), { precision: 'n', sliceLines: 2 }, (slice) =>
+      seen.push(...slice),
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IlpParseError);
+    expect((error as IlpParseError).message).toBe(expected.message);
+    expect(seen.every((l) => l.line < expected.line)).toBe(true);
+  });
+
+  it('gives the same lines across its 4 MiB windows, a line cut by a window edge included', async () => {
+    const text = Array.from(
+      { length: 200_000 },
+      (_, i) => `tbl,s=x${i % 9} v=${i}i,d="${'.'.repeat(i % 13)}"`,
+    ).join('\n');
+    expect(text.length).toBeGreaterThan(4 * 1024 * 1024);
+    // A digest per line: comparing 200 000 line objects deeply takes seconds.
+    const digest = (lines: IlpLine[]) =>
+      lines.map(
+        (l) =>
+          `${l.line}|${l.table}|${l.symbols[0]?.value}|${String(l.fields[0]?.value.value)}|${l.fields[1]?.value.value}`,
+      );
+    const { lines, count } = await sliced(text);
+    expect(count).toBe(200_000);
+    expect(digest(lines)).toEqual(digest(parse(text)));
+  });
+
+  it('counts maxLinesPerRequest over the whole request, not per slice', async () => {
+    const text = 't x=1i\n'.repeat(7);
+    const error = await sliced(text, { sliceLines: 2, limits: { maxLinesPerRequest: 6 } }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(IlpParseError);
+    expect((error as IlpParseError).tooLarge).toBe(true);
+    expect((await sliced(text, { sliceLines: 2, limits: { maxLinesPerRequest: 7 } })).count).toBe(7);
   });
 });

@@ -57,6 +57,8 @@ for (const c of [LF, CR, SPACE, COMMA, EQUALS, BACKSLASH, NUL]) SPECIAL[c] = 1;
 
 /** Bytes of the request decoded to one latin1 string at a time: bounds that string's size. */
 const WINDOW_BYTES = 16 * 1024 * 1024;
+/** The window of parseIlpInSlices: decoding it is one synchronous step, so it is kept small. */
+const SLICED_WINDOW_BYTES = 4 * 1024 * 1024;
 /** Characters of a name or value quoted in an error message. */
 const MESSAGE_VALUE_CHARS = 64;
 
@@ -118,7 +120,15 @@ export function parseIlpInWindows(
     const windowEnd = Math.min(bytes.length, offset + window);
     const last = windowEnd === bytes.length;
     const mode = last ? WHOLE : WINDOW;
-    const parser = new IlpParser(bytes.subarray(offset, windowEnd), limits, unit, mode, lineNumber, lines);
+    const parser = new IlpParser(
+      bytes.subarray(offset, windowEnd),
+      limits,
+      unit,
+      mode,
+      lineNumber,
+      lines.length,
+    );
+    parser.lines = lines;
     parser.run();
     if (last) break;
     assert(parser.consumedBytes > 0, 'an ILP window longer than any line must end with a complete line');
@@ -148,10 +158,85 @@ export function parseCompleteIlpLines(
 ): CompleteIlpLines {
   const limits = resolveIlpLimits(options.limits);
   const unit = unitOfPrecision(parsePrecision(options.precision));
-  const lines: IlpLine[] = [];
-  const parser = new IlpParser(asBuffer(bytes), limits, unit, STREAM, options.firstLineNumber ?? 1, lines);
+  const parser = new IlpParser(asBuffer(bytes), limits, unit, STREAM, options.firstLineNumber ?? 1, 0);
   parser.run();
-  return { lines, consumedBytes: parser.consumedBytes, nextLineNumber: parser.consumedLineNumber };
+  return {
+    lines: parser.lines,
+    consumedBytes: parser.consumedBytes,
+    nextLineNumber: parser.consumedLineNumber,
+  };
+}
+
+/**
+ * How much one synchronous slice of `parseIlpInSlices` parses before it hands its lines over and
+ * yields the event loop: whichever bound comes first. ~2 k lines of ~100 bytes parse (and are built
+ * into columns by the usual sink) in a few ms, so lease renewals, `/ping` and `/status` wait at most
+ * that long behind a maximum-size request.
+ */
+export const PARSE_SLICE_LINES = 2048;
+export const PARSE_SLICE_BYTES = 256 * 1024;
+
+export interface ParseIlpInSlicesOptions extends ParseIlpOptions {
+  /** Awaited between slices. Default: one turn of the event loop (setImmediate). */
+  pause?: () => Promise<void>;
+  /** Overrides of PARSE_SLICE_LINES / PARSE_SLICE_BYTES (tests use small slices). */
+  sliceLines?: number;
+  sliceBytes?: number;
+}
+
+/**
+ * `parseIlp` that never holds the event loop for long: it parses a slice of lines (see
+ * PARSE_SLICE_LINES), hands them to `sink`, awaits `pause`, and goes on, so no array of every line
+ * of the request is ever kept (the sink turns each slice into columns and drops it). Same lines,
+ * same errors as `parseIlp`; a rejection (IlpParseError for the first bad line) may come after
+ * earlier slices went to the sink, so the consumer must discard what it built then. Resolves with
+ * the number of lines.
+ */
+export async function parseIlpInSlices(
+  body: Uint8Array,
+  options: ParseIlpInSlicesOptions,
+  sink: (lines: IlpLine[]) => void,
+): Promise<number> {
+  const limits = resolveIlpLimits(options.limits);
+  const unit = unitOfPrecision(parsePrecision(options.precision));
+  const pause = options.pause ?? nextTurn;
+  const sliceLines = options.sliceLines ?? PARSE_SLICE_LINES;
+  const sliceBytes = options.sliceBytes ?? PARSE_SLICE_BYTES;
+  const bytes = asBuffer(body);
+  const window = Math.max(SLICED_WINDOW_BYTES, 2 * limits.maxLineBytes + 2);
+  let offset = 0;
+  let lineNumber = 1;
+  let count = 0;
+  while (offset < bytes.length) {
+    if (offset > 0) await pause();
+    const windowEnd = Math.min(bytes.length, offset + window);
+    const last = windowEnd === bytes.length;
+    const parser = new IlpParser(
+      bytes.subarray(offset, windowEnd),
+      limits,
+      unit,
+      last ? WHOLE : WINDOW,
+      lineNumber,
+      count,
+    );
+    for (;;) {
+      const more = parser.run(sliceLines, sliceBytes);
+      count = parser.lineCount;
+      if (parser.lines.length > 0) sink(parser.lines);
+      parser.lines = [];
+      if (!more) break;
+      await pause();
+    }
+    if (last) break;
+    assert(parser.consumedBytes > 0, 'an ILP window longer than any line must end with a complete line');
+    offset += parser.consumedBytes;
+    lineNumber = parser.consumedLineNumber;
+  }
+  return count;
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {
@@ -174,7 +259,10 @@ class IlpParser implements BinaryCursor {
   private readonly partial: boolean;
   /** True: stop, without an error, once maxLinesPerRequest lines are parsed (STREAM). */
   private readonly stopAtMaxLines: boolean;
-  private readonly lines: IlpLine[];
+  /** The lines parsed since the caller last took them (it may swap in a fresh array). */
+  lines: IlpLine[] = [];
+  /** Lines of the whole request so far, earlier windows included: what maxLinesPerRequest bounds. */
+  lineCount: number;
 
   private lineNumber: number;
   /** Scans stop here: the end of the input, or one byte past the longest allowed line. */
@@ -199,7 +287,7 @@ class IlpParser implements BinaryCursor {
     unit: TimestampUnit,
     mode: ParseMode,
     firstLineNumber: number,
-    lines: IlpLine[],
+    linesBefore: number,
   ) {
     this.buf = buf;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -209,15 +297,23 @@ class IlpParser implements BinaryCursor {
     this.unit = unit;
     this.partial = mode !== WHOLE;
     this.stopAtMaxLines = mode === STREAM;
-    this.lines = lines;
+    this.lineCount = linesBefore;
     this.lineNumber = firstLineNumber - 1;
     this.consumedLineNumber = firstLineNumber;
   }
 
-  run(): void {
+  /**
+   * Parses lines until the end of the bytes (or, partial, the last complete line), or until this
+   * call added `maxLines` lines or consumed `maxBytes` bytes; true when stopped by those bounds with
+   * bytes left, so another call goes on from the next line.
+   */
+  run(maxLines = Number.POSITIVE_INFINITY, maxBytes = Number.POSITIVE_INFINITY): boolean {
+    const startCount = this.lineCount;
+    const startPos = this.pos;
     try {
       while (this.pos < this.end) {
-        if (this.stopAtMaxLines && this.lines.length >= this.limits.maxLinesPerRequest) return;
+        if (this.stopAtMaxLines && this.lineCount >= this.limits.maxLinesPerRequest) return false;
+        if (this.lineCount - startCount >= maxLines || this.pos - startPos >= maxBytes) return true;
         this.startLine();
         this.parseLine();
         this.consumedBytes = this.pos;
@@ -226,6 +322,7 @@ class IlpParser implements BinaryCursor {
     } catch (e) {
       if (e !== INCOMPLETE) throw e;
     }
+    return false;
   }
 
   /** BinaryCursor: returns when `byteCount` bytes follow `pos` within the line. */
@@ -332,13 +429,14 @@ class IlpParser implements BinaryCursor {
     }
     if (this.seenCount === 0) this.fail('No fields were provided');
     this.finishLine();
-    if (this.lines.length >= this.limits.maxLinesPerRequest) {
+    if (this.lineCount >= this.limits.maxLinesPerRequest) {
       throw new IlpParseError(
         lineNumber,
         `too many lines in one request: more than ${this.limits.maxLinesPerRequest}`,
         { tooLarge: true },
       );
     }
+    this.lineCount++;
     this.lines.push({ line: lineNumber, table: this.table, symbols, fields, timestampUs: this.timestampUs });
   }
 

@@ -347,3 +347,32 @@ describe('ILP over TCP: batches, errors and backpressure', () => {
     expect(committed).toBe(true);
   });
 });
+
+describe('ILP over TCP, a connection sending many lines at once', () => {
+  it('commits them in batches of at most 4096 lines, freeing the event loop between batches', async () => {
+    const commits: number[] = [];
+    /** Per batch after the first: did a callback queued (setImmediate) during the one before run? */
+    const loopFreed: boolean[] = [];
+    let queued: { ran: boolean } | null = null;
+    const commit: IlpCommit = async (lines) => {
+      if (queued !== null) loopFreed.push(queued.ran);
+      const mark = { ran: false };
+      setImmediate(() => {
+        mark.ran = true;
+      });
+      queued = mark;
+      commits.push(lines.length);
+      return {};
+    };
+    const harness = await start({ commit, maxBatchBytes: 16 * 1024 * 1024 });
+    const { socket } = await rawClient(harness.server.port);
+    const rows = 10_000;
+    const body = Buffer.from(Array.from({ length: rows }, (_, i) => `t v=${i}i\n`).join(''));
+    // One chunk: the server sees every line at once.
+    socket.write(body);
+    await eventually(() => commits.reduce((a, b) => a + b, 0) === rows);
+    expect(Math.max(...commits)).toBeLessThanOrEqual(4096);
+    expect(commits.length).toBeGreaterThanOrEqual(3);
+    expect(loopFreed.every((freed) => freed)).toBe(true);
+  });
+});

@@ -55,6 +55,12 @@ export interface IlpTcpServer {
 }
 
 const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Lines of one TCP batch (one commit) at most. TCP promises nothing about where batches end, so a
+ * batch is kept small enough to parse and commit in one short step (a few ms; the committer's
+ * one-step limit is about the same), and the event loop is freed between batches.
+ */
+const TCP_BATCH_LINES = 4096;
 const DEFAULT_AUTH_TIMEOUT_MS = 15_000;
 /** Each connection may buffer up to maxBatchBytes while a batch commits: this bounds the sum. */
 const DEFAULT_MAX_CONNECTIONS = 1024;
@@ -106,6 +112,8 @@ interface TcpConfig {
   acceptingWrites: () => boolean;
   keys: Map<string, KeyObject> | null;
   limits: IlpLimits;
+  /** `limits` with maxLinesPerRequest at most TCP_BATCH_LINES: where a batch ends. */
+  batchLimits: IlpLimits;
   precision: Precision;
   maxBatchBytes: number;
   authTimeoutMs: number;
@@ -127,6 +135,7 @@ function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
     acceptingWrites: options.acceptingWrites,
     keys: options.auth === undefined ? null : loadTcpAuthKeys(options.auth.keys),
     limits,
+    batchLimits: { ...limits, maxLinesPerRequest: Math.min(limits.maxLinesPerRequest, TCP_BATCH_LINES) },
     // Checked here so a bad setting fails at start, not as a parse error on every connection.
     precision: parsePrecision(options.precision ?? null),
     maxBatchBytes,
@@ -255,15 +264,26 @@ class IlpTcpConnection {
     if (this.authTimer !== null) clearTimeout(this.authTimer);
   }
 
-  /** Parses and commits complete lines until none is left; the socket is paused during commits. */
+  /**
+   * Parses and commits complete lines until none is left; the socket is paused during commits.
+   * A batch is at most TCP_BATCH_LINES lines and the event loop is freed between batches, so a
+   * connection sending fast never holds the loop for long (issue 13 item 5).
+   */
   private async pump(): Promise<void> {
-    while (this.state === 'lines') {
+    for (let first = true; this.state === 'lines'; first = false) {
+      if (!first) {
+        // Paused while the loop is free, so the buffered bytes stay bounded as during a commit.
+        this.socket.pause();
+        await new Promise((resolve) => setImmediate(resolve));
+        if (this.state !== 'lines') return;
+        this.socket.resume();
+      }
       const window = this.pending.subarray(0, Math.min(this.pending.length, this.config.maxBatchBytes));
       let batch: ReturnType<typeof parseCompleteIlpLines>;
       try {
         batch = parseCompleteIlpLines(window, {
           precision: this.config.precision,
-          limits: this.config.limits,
+          limits: this.config.batchLimits,
           firstLineNumber: this.nextLineNumber,
         });
       } catch (error) {

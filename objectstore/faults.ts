@@ -37,6 +37,11 @@ export type Fault =
   | { type: 'truncate-list'; keys: number }
   /** List pages silently lose their last `drop` entries and claim to be complete (a lying listing). */
   | { type: 'stale-list'; drop: number }
+  /**
+   * List pages silently lose the entry at position `index` (0-based) when a later entry follows it:
+   * a torn listing, as one readdir() of a directory being written can be (issue 13 item 1).
+   */
+  | { type: 'skip-list'; index: number }
   /** Puts ignore their condition and always overwrite (a store like s3rver, unsafe for fencing). */
   | { type: 'ignore-conditions' }
   /** Bodies returned by get have one byte flipped (a store, disk or network that corrupts data). */
@@ -81,6 +86,7 @@ export function withFaults(
     'lost-response': 0,
     'truncate-list': 0,
     'stale-list': 0,
+    'skip-list': 0,
     'ignore-conditions': 0,
     'corrupt-read': 0,
   } satisfies Record<Fault['type'], number>;
@@ -174,6 +180,10 @@ export function withFaults(
         }
         if (fault.type === 'stale-list') {
           page = { objects: page.objects.slice(0, Math.max(0, page.objects.length - fault.drop)) };
+        }
+        if (fault.type === 'skip-list' && page.objects.length > fault.index + 1) {
+          const objects = page.objects.filter((_, i) => i !== fault.index);
+          page = page.nextToken === undefined ? { objects } : { objects, nextToken: page.nextToken };
         }
       }
       return page;

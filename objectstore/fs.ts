@@ -198,21 +198,18 @@ export class FsStore implements ObjectStore {
     // Walk the deepest directory the prefix names completely; filter the rest by string.
     const slash = prefix.lastIndexOf('/');
     const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
-    const keys: string[] = [];
-    await this.#walk(dirKey, prefix, keys);
-    const selected = keys
-      .filter((key) => after === undefined || compareKeys(key, after) > 0)
-      .sort(compareKeys);
     const objects: ObjectInfo[] = [];
-    for (const key of selected) {
-      if (objects.length === limit) break;
+    let more = false;
+    for await (const key of this.#keysUnder(dirKey, prefix, after)) {
+      if (objects.length === limit) {
+        more = true;
+        break;
+      }
       const stats = await statOrNull(this.#pathOf(key));
       if (stats?.isFile()) objects.push(infoOf(key, stats)); // deleted meanwhile: skip, as S3 would
     }
     const last = objects.at(-1);
-    return selected.length > objects.length && last !== undefined
-      ? { objects, nextToken: last.key }
-      : { objects };
+    return more && last !== undefined ? { objects, nextToken: last.key } : { objects };
   }
 
   async delete(key: string): Promise<void> {
@@ -377,24 +374,71 @@ export class FsStore implements ObjectStore {
     }
   }
 
-  async #walk(dirKey: string, prefix: string, out: string[]): Promise<void> {
+  /**
+   * The keys under directory `dirKey` that start with `prefix` and sort after `after`, in key order
+   * (a depth-first walk of directories read by #readDirSettled). A subdirectory whose every key
+   * sorts before `after` is not read at all.
+   */
+  async *#keysUnder(dirKey: string, prefix: string, after: string | undefined): AsyncGenerator<string> {
+    for (const entry of await this.#readDirSettled(dirKey)) {
+      if (dirKey === '' && entry.name === RESERVED_FIRST_SEGMENT) continue;
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+      if (entry.isDirectory) {
+        const asPrefix = `${key}/`;
+        if (!asPrefix.startsWith(prefix) && !prefix.startsWith(asPrefix)) continue;
+        // Every key below differs from `after` within `asPrefix`, as `asPrefix` itself does.
+        if (after !== undefined && !after.startsWith(asPrefix) && compareKeys(asPrefix, after) < 0) continue;
+        yield* this.#keysUnder(key, prefix, after);
+      } else if (key.startsWith(prefix) && (after === undefined || compareKeys(key, after) > 0)) {
+        yield key;
+      }
+    }
+  }
+
+  /**
+   * The entries of one directory in key order (a subdirectory sorts as `name/`, as its keys do).
+   * One readdir() is not a snapshot: POSIX leaves open whether an entry added during the scan is
+   * returned, and on ext4 (hashed directories, from ~1 200 entries) a file linked during the scan
+   * is missed while one linked after it is returned, so a listing showed segment k+1 without k
+   * (issue 13). So the directory is read twice and the second read is kept, cut at the last entry
+   * (in key order) that the first read saw:
+   * - everything in the first read was published before the second began, and so was everything
+   *   published before any of it: the second read holds all of that (unless deleted meanwhile);
+   * - an entry of the second read past the first read's last may have been published during the
+   *   second read, after others it missed: it is left for the next listing.
+   * Hence a listing holds every object whose put completed before list() was called, and, for
+   * keys written in ascending order within a directory (a table's segments, its txn log), never
+   * one without those written before it. Cost: two readdirs per directory walked, no retry loop
+   * (a directory written to without pause never has two reads that agree).
+   */
+  async #readDirSettled(dirKey: string): Promise<DirEntry[]> {
+    const first = await this.#readDirOnce(dirKey);
+    if (first.length === 0) return first;
+    const cut = first.reduce(
+      (max, e) => (compareKeys(e.sortKey, max) > 0 ? e.sortKey : max),
+      first[0]!.sortKey,
+    );
+    const second = await this.#readDirOnce(dirKey);
+    return second
+      .filter((e) => compareKeys(e.sortKey, cut) <= 0)
+      .sort((a, b) => compareKeys(a.sortKey, b.sortKey));
+  }
+
+  /** One readdir() of `dirKey`: its files and subdirectories (a missing directory has none). */
+  async #readDirOnce(dirKey: string): Promise<DirEntry[]> {
     let entries: Dirent[];
     try {
       entries = await readdir(dirKey === '' ? this.#root : this.#pathOf(dirKey), { withFileTypes: true });
     } catch (error) {
-      if (isMissing(error)) return;
+      if (isMissing(error)) return [];
       throw this.#ioError('list', dirKey, error);
     }
+    const found: DirEntry[] = [];
     for (const entry of entries) {
-      if (dirKey === '' && entry.name === RESERVED_FIRST_SEGMENT) continue;
-      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
-      if (entry.isDirectory()) {
-        const asPrefix = `${key}/`;
-        if (asPrefix.startsWith(prefix) || prefix.startsWith(asPrefix)) await this.#walk(key, prefix, out);
-      } else if (entry.isFile() && key.startsWith(prefix)) {
-        out.push(key);
-      }
+      if (entry.isDirectory()) found.push({ name: entry.name, isDirectory: true, sortKey: `${entry.name}/` });
+      else if (entry.isFile()) found.push({ name: entry.name, isDirectory: false, sortKey: entry.name });
     }
+    return found;
   }
 
   async #checkSameFilesystem(): Promise<void> {
@@ -440,6 +484,13 @@ export class FsStore implements ObjectStore {
 }
 
 type BigStats = BigIntStats;
+
+/** A directory entry as a listing walks it; `sortKey` orders it among its siblings as its keys sort. */
+interface DirEntry {
+  name: string;
+  isDirectory: boolean;
+  sortKey: string;
+}
 
 function etagOf(stats: BigStats): string {
   return `${stats.ino.toString(36)}-${stats.size.toString(36)}-${stats.mtimeNs.toString(36)}`;

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { systemClock } from '../core/index.js';
 import { MemoryStore, withFaults } from '../objectstore/index.js';
 import { CLUSTER_KEY, epochKey } from '../wal/index.js';
-import { claimPrimary, encodeEpoch, type NodeMeta, newestEpoch } from './cluster-bootstrap.js';
+import {
+  claimPrimary,
+  type EpochRecord,
+  encodeEpoch,
+  type NodeMeta,
+  newestEpoch,
+  parseEpochRecord,
+} from './cluster-bootstrap.js';
 
 function memoryMeta(initial: Record<string, string> = {}): NodeMeta & { values: Record<string, string> } {
   const values = { ...initial };
@@ -108,5 +115,51 @@ describe('claiming the primary role', () => {
   it('store outages surface as unavailable errors, not as a refusal', async () => {
     const store = withFaults(new MemoryStore(), [{ fault: { type: 'error' } }]);
     await expect(claim(store, memoryMeta(), 'a')).rejects.toMatchObject({ kind: 'unavailable' });
+  });
+});
+
+describe('the epoch record codec (issue 13 item 10)', () => {
+  const good = {
+    epoch: 3n,
+    nodeId: 'a',
+    url: 'http://a:9000',
+    reason: 'promote',
+    at: '2026-01-01T00:00:00Z',
+  };
+  const source = { key: epochKey(3n), epoch: 3n, where: 'memory' };
+  const bytes = (text: string) => new TextEncoder().encode(text);
+
+  it('decodes what encodeEpoch wrote, claimId and later fields included', () => {
+    expect(parseEpochRecord(encodeEpoch(good), source)).toEqual(good);
+    const withMore = { ...good, claimId: 'c1', extra: 'kept' } as EpochRecord;
+    expect(parseEpochRecord(encodeEpoch(withMore), source)).toEqual(withMore);
+  });
+
+  it.each([
+    ['garbage{', 'not valid JSON'],
+    ['\u00ff', 'not valid JSON'],
+    ['null', 'not a JSON object'],
+    ['[1]', 'not a JSON object'],
+    ['{"epoch":"3","nodeId":"a","url":"u","reason":"r"}', 'at is missing or not a string'],
+    ['{"epoch":3,"nodeId":"a","url":"u","reason":"r","at":"t"}', 'epoch is missing or not a string'],
+    ['{"epoch":"3x","nodeId":"a","url":"u","reason":"r","at":"t"}', 'epoch is not a whole number'],
+    ['{"epoch":"4","nodeId":"a","url":"u","reason":"r","at":"t"}', "epoch differs from the key's 3"],
+    ['{"epoch":"3","nodeId":"a","url":"u","reason":"r","at":"t","claimId":7}', 'claimId is not a string'],
+  ])('%j is CORRUPT_EPOCH_RECORD (data) naming the key: %s', (text, why) => {
+    const raw = text === '\u00ff' ? new Uint8Array([0xff]) : bytes(text);
+    let error: unknown;
+    try {
+      parseEpochRecord(raw, source);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toMatchObject({ code: 'CORRUPT_EPOCH_RECORD', kind: 'data', details: { key: source.key } });
+    expect((error as Error).message).toContain(`${source.key} in memory is not an epoch record (${why})`);
+  });
+
+  it('newestEpoch on a store with a garbage record rejects with the typed error, not a SyntaxError', async () => {
+    const store = new MemoryStore();
+    await store.put(epochKey(1n), bytes('garbage{'));
+    await expect(newestEpoch(store)).rejects.toMatchObject({ code: 'CORRUPT_EPOCH_RECORD', kind: 'data' });
   });
 });

@@ -148,9 +148,58 @@ export async function newestEpoch(store: ObjectStore): Promise<EpochRecord | nul
   return newest === undefined ? null : readEpoch(store, newest);
 }
 
+/**
+ * `epochs/<epoch>.json`, or null when absent. Throws CORRUPT_EPOCH_RECORD (kind `data`) naming
+ * the key when the object is not an epoch record: who holds the primary role is never guessed.
+ */
 export async function readEpoch(store: ObjectStore, epoch: bigint): Promise<EpochRecord | null> {
-  const raw = await readJson<Omit<EpochRecord, 'epoch'> & { epoch: string }>(store, epochKey(epoch));
-  return raw === null ? null : { ...raw, epoch: BigInt(raw.epoch) };
+  const key = epochKey(epoch);
+  const result = await store.get(key);
+  if (result === null || result.status !== 'ok') return null;
+  return parseEpochRecord(result.body, { key, epoch, where: store.description });
+}
+
+/** Bytes of an epoch record parsed at most (a real one is ~200 bytes). */
+const EPOCH_RECORD_MAX_BYTES = 64 * 1024;
+
+/**
+ * The epoch record codec's decoder, the inverse of encodeEpoch: JSON with `epoch` (decimal text,
+ * equal to the key's), `nodeId`, `url`, `reason`, `at` and an optional `claimId`, all strings.
+ * Anything else — not JSON, another shape, another epoch — is CORRUPT_EPOCH_RECORD (kind `data`),
+ * naming `key`; the message quotes no field value (a record is not trusted text).
+ */
+export function parseEpochRecord(
+  body: Uint8Array,
+  source: { key: string; epoch: bigint; where: string },
+): EpochRecord {
+  const corrupt = (why: string, cause?: unknown) =>
+    new WalshipError(
+      'CORRUPT_EPOCH_RECORD',
+      'data',
+      `${source.key} in ${source.where} is not an epoch record (${why}); epoch records decide who may be ` +
+        'the primary, so walship will not guess: inspect that object (it should be JSON with epoch, nodeId, ' +
+        'url, reason and at) and restore it from where it came from',
+      { cause, details: { key: source.key } },
+    );
+  if (body.byteLength > EPOCH_RECORD_MAX_BYTES) throw corrupt(`more than ${EPOCH_RECORD_MAX_BYTES} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch (error) {
+    throw corrupt('not valid JSON', error);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw corrupt('not a JSON object');
+  const record = raw as Record<string, unknown>;
+  for (const field of ['epoch', 'nodeId', 'url', 'reason', 'at'] as const) {
+    if (typeof record[field] !== 'string') throw corrupt(`${field} is missing or not a string`);
+  }
+  if (record.claimId !== undefined && typeof record.claimId !== 'string')
+    throw corrupt('claimId is not a string');
+  if (!/^\d{1,20}$/.test(record.epoch as string)) throw corrupt('epoch is not a whole number');
+  if (BigInt(record.epoch as string) !== source.epoch)
+    throw corrupt(`epoch differs from the key's ${source.epoch}`);
+  // Fields beyond the checked ones are kept, as before: a newer writer may add some.
+  return { ...record, epoch: source.epoch } as EpochRecord;
 }
 
 export function encodeEpoch(record: EpochRecord): Uint8Array {
@@ -198,18 +247,6 @@ export async function readCluster(store: ObjectStore): Promise<ClusterRecord | n
     } catch (error) {
       if (attempt >= 2) throw error;
     }
-  }
-}
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<T | null> {
-  const result = await store.get(key);
-  if (result === null || result.status !== 'ok') return null;
-  try {
-    return JSON.parse(new TextDecoder().decode(result.body)) as T;
-  } catch (error) {
-    throw new WalshipError('STORE_INCONSISTENT', 'data', `${key} in ${store.description} is not valid JSON`, {
-      cause: error,
-    });
   }
 }
 

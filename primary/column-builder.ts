@@ -4,8 +4,8 @@ import type { ColumnData, ColumnType, ColumnValues, DecimalValue, DoubleArrayVal
 
 /**
  * One column of one txn under construction: a typed array (or a plain array for the boxed types)
- * of exactly rowCount slots, filled row by row in increasing row order, and a null bitmap made only
- * when a row is null. Rows never written are null.
+ * that grows as rows arrive, filled row by row in increasing row order, and a null bitmap made only
+ * when a row is null; `finish` cuts both to the txn's row count. Rows never written are null.
  *
  * Casts (the ones QuestDB's ILP applies that keep every value exact; any other type difference is
  * a conflict):
@@ -21,6 +21,9 @@ import type { ColumnData, ColumnType, ColumnValues, DecimalValue, DoubleArrayVal
 /** What a cell is set to: the values of IlpFieldValue plus symbols (strings). */
 export type CellValue = IlpFieldValue['value'] | string;
 
+/** Value slots a column starts with; it doubles as rows arrive (a request's row count is not known up front). */
+export const INITIAL_ROWS = 64;
+
 export class ColumnBuilder {
   readonly name: string;
   readonly type: ColumnType;
@@ -28,29 +31,23 @@ export class ColumnBuilder {
   readonly isNew: boolean;
   /** Position in the existing schema, or schema length + order of creation for new columns. */
   readonly position: number;
-  private readonly rowCount: number;
-  private readonly data: ColumnValues;
+  private data: ColumnValues;
+  /** Bit per row slot, made at the first null row; grows with the values. */
   private nulls: Uint8Array | null = null;
   /** Rows below this are set (value or null). Rows arrive in increasing order. */
   nextRow = 0;
 
-  constructor(options: {
-    name: string;
-    type: ColumnType;
-    isNew: boolean;
-    position: number;
-    rowCount: number;
-  }) {
+  constructor(options: { name: string; type: ColumnType; isNew: boolean; position: number }) {
     this.name = options.name;
     this.type = options.type;
     this.isNew = options.isNew;
     this.position = options.position;
-    this.rowCount = options.rowCount;
-    this.data = emptyValues(options.type, options.rowCount);
+    this.data = emptyValues(options.type, INITIAL_ROWS);
   }
 
   /** Sets row `row` (>= nextRow) to `value`, already of this column's type (see castCell); null → a null row. */
   set(row: number, value: CellValue): void {
+    if (row >= this.data.values.length) this.grow(row + 1);
     if (row > this.nextRow) this.markNull(this.nextRow, row);
     this.nextRow = row + 1;
     const data = this.data;
@@ -80,18 +77,58 @@ export class ColumnBuilder {
     }
   }
 
-  /** The finished column: rows after the last set one are null. */
-  finish(): ColumnData {
-    if (this.nextRow < this.rowCount) this.markNull(this.nextRow, this.rowCount);
-    this.nextRow = this.rowCount;
-    return { name: this.name, addedInTxn: this.isNew, nulls: this.nulls, data: this.data };
+  /** The finished column of exactly `rowCount` rows: rows after the last set one are null. */
+  finish(rowCount: number): ColumnData {
+    if (rowCount > this.data.values.length) this.grow(rowCount);
+    if (this.nextRow < rowCount) this.markNull(this.nextRow, rowCount);
+    this.nextRow = rowCount;
+    const nulls = this.nulls === null ? null : trimmed(this.nulls, (rowCount + 7) >>> 3);
+    const data = { type: this.data.type, values: trimmed(this.data.values, rowCount) } as ColumnValues;
+    return { name: this.name, addedInTxn: this.isNew, nulls, data };
+  }
+
+  /** Room for at least `rows` slots: doubles the capacity (amortised O(1) per row). */
+  private grow(rows: number): void {
+    const capacity = Math.max(rows, this.data.values.length * 2);
+    this.data = { type: this.data.type, values: grown(this.data.values, capacity) } as ColumnValues;
+    if (this.nulls !== null) this.nulls = grown(this.nulls, (capacity + 7) >>> 3);
   }
 
   private markNull(from: number, to: number): void {
-    this.nulls ??= new Uint8Array((this.rowCount + 7) >>> 3);
+    this.nulls ??= new Uint8Array((this.data.values.length + 7) >>> 3);
     const nulls = this.nulls;
     for (let row = from; row < to; row++) nulls[row >>> 3] = nulls[row >>> 3]! | (1 << (row & 7));
   }
+}
+
+type Slots = BigInt64Array | Float64Array | Uint8Array | unknown[];
+
+/** `values` with at least `capacity` slots, the old ones copied; new plain-array slots are null. */
+export function grown<T extends Slots>(values: T, capacity: number): T {
+  const size = Math.max(capacity, values.length * 2);
+  if (Array.isArray(values)) {
+    for (let i = values.length; i < size; i++) values.push(null);
+    return values;
+  }
+  const typed = values as Exclude<Slots, unknown[]>;
+  const bigger = new (typed.constructor as new (n: number) => typeof typed)(size);
+  bigger.set(typed as never);
+  return bigger as T;
+}
+
+/**
+ * `values` cut to `length` slots. Typed arrays are copied when much of the buffer would be wasted,
+ * so a finished txn keeps no more than a quarter of slack; plain arrays are cut in place.
+ */
+export function trimmed<T extends Slots>(values: T, length: number): T {
+  if (values.length === length) return values;
+  if (Array.isArray(values)) {
+    values.length = length;
+    return values;
+  }
+  const typed = values as Exclude<Slots, unknown[]>;
+  const view = typed.subarray(0, length);
+  return (typed.length - length > length / 4 ? view.slice() : view) as T;
 }
 
 function emptyValues(type: ColumnType, rowCount: number): ColumnValues {

@@ -1,9 +1,10 @@
 import { type Clock, WalshipError } from '../core/index.js';
-import type { IlpLine } from '../ilp/index.js';
+import type { IlpLine, IlpLineSource } from '../ilp/index.js';
 import type { TableStore } from '../table/index.js';
-import { encodeTxnRecord } from '../wal/index.js';
-import { buildTxns } from './txn-builder.js';
+import { encodeTxnRecord, encodeTxnRecordInSlices } from '../wal/index.js';
+import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
 import type { Uploader } from './uploader.js';
+import { WriteWindow } from './write-window.js';
 
 export type AckMode = 'local' | 'durable';
 
@@ -18,6 +19,13 @@ export interface CommitterOptions {
   pendingMaxBytes: number;
   /** False once the node was fenced or demoted; writes are then answered 421. */
   acceptingWrites: () => boolean;
+  /**
+   * Open while a large request's SQLite transaction spans several event-loop turns; whoever else
+   * writes through `tables` (the uploader's watermarks) defers to it. Default: a private one.
+   */
+  writeWindow?: WriteWindow;
+  /** Awaited between the slices of a large request. Default: one event-loop turn (setImmediate). */
+  pause?: () => Promise<void>;
 }
 
 export interface CommitResult {
@@ -27,27 +35,115 @@ export interface CommitResult {
 }
 
 /**
+ * Rows above which a request is committed in slices rather than in one synchronous step. Every
+ * step of a commit costs time in proportion to its rows (about 1–5 µs a row each for building,
+ * encoding and inserting), so a slice of this many rows holds the event loop for a few ms, and a
+ * request of up to this many rows (the official clients' default flush is 75 000 rows over HTTP,
+ * 600 over TCP) keeps the one-step path, which has no per-slice overhead.
+ */
+export const COMMIT_SLICE_ROWS = 4096;
+
+/**
  * The write path of one ILP request (DESIGN §5): build one txn per table, then ONE SQLite
  * transaction that inserts the rows, queues the encoded txn records for upload and advances the
  * committed watermarks — so a request is all or nothing across its tables — then, in `durable`
  * mode, wait until the uploader has put the segments holding those txns in the store.
+ *
+ * No step holds the event loop for long, whatever the request's size (a blocked loop stops lease
+ * renewals, so one big write could make a replica promote itself): a large request is built,
+ * encoded and applied COMMIT_SLICE_ROWS rows at a time, with the loop free in between, under the
+ * committer's write lock (other writes wait for it; reads, `/ping`, `/status` and the lease go on)
+ * and inside one SQLite transaction held open across the slices. A small request with the lock
+ * free is committed in one synchronous step, as before.
  */
 export class Committer {
   readonly #options: CommitterOptions;
+  readonly #window: WriteWindow;
+  readonly #pause: () => Promise<void>;
+  /** Settles when the last holder of the write lock (or waiter for it) is done. */
+  #lockTail: Promise<void> = Promise.resolve();
+  /** Holders of and waiters for the write lock. */
+  #lockUsers = 0;
 
   constructor(options: CommitterOptions) {
     this.#options = options;
+    this.#window = options.writeWindow ?? new WriteWindow();
+    this.#pause = options.pause ?? nextTurn;
   }
 
-  async commit(lines: IlpLine[]): Promise<CommitResult> {
-    const { tables, uploader, clock } = this.#options;
-    if (!this.#options.acceptingWrites()) {
-      throw new WalshipError(
-        'NOT_ACCEPTING_WRITES',
-        'fenced',
-        'this node is not accepting writes (not the primary)',
-      );
+  /**
+   * Commits lines already parsed (TCP batches, tests). A request of at most COMMIT_SLICE_ROWS lines
+   * arriving while no other commit runs is committed synchronously up to its durable wait (its
+   * local commit has happened, or failed, when this returns); a larger one goes in slices.
+   */
+  commit(lines: IlpLine[]): Promise<CommitResult> {
+    if (this.#lockUsers > 0 || lines.length > COMMIT_SLICE_ROWS) {
+      return this.commitSlices({
+        forEachSlice: async (sink) => {
+          for (let at = 0; at < lines.length; at += COMMIT_SLICE_ROWS) {
+            if (at > 0) await this.#pause();
+            sink(lines.slice(at, at + COMMIT_SLICE_ROWS));
+          }
+          return lines.length;
+        },
+      });
     }
+    let result: CommitResult;
+    try {
+      this.#checkAccepting();
+      if (lines.length === 0) return Promise.resolve({ txnHeader: '', txns: [] });
+      const built = buildTxns(lines, this.#buildOptions());
+      result = this.#applyNow(built.map((b) => ({ ...b, bytes: encodeTxnRecord(b.record) })));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#acknowledge(result);
+  }
+
+  /**
+   * Commits the lines of `source` as they are parsed (the HTTP path: no array of every line is
+   * built). A parse error (the source's rejection) commits nothing. Waits for the write lock first.
+   */
+  async commitSlices(source: IlpLineSource): Promise<CommitResult> {
+    const release = await this.#lock();
+    let result: CommitResult;
+    try {
+      result = await this.#commitInSlices(source);
+    } finally {
+      release();
+    }
+    return this.#acknowledge(result);
+  }
+
+  /** Resolves once no commit holds or waits for the write lock (a shutdown waits for this). */
+  async idle(): Promise<void> {
+    while (this.#lockUsers > 0) await this.#lockTail;
+  }
+
+  async #commitInSlices(source: IlpLineSource): Promise<CommitResult> {
+    this.#checkAccepting();
+    const options = this.#buildOptions();
+    const builder = new TxnBuilder(options);
+    await source.forEachSlice((lines) => builder.addLines(lines));
+    if (builder.rowCount === 0) return { txnHeader: '', txns: [] };
+    // The parse took turns of the event loop: the node may have been fenced meanwhile.
+    this.#checkAccepting();
+    const built = builder.finish(options.nextTxn);
+    if (builder.rowCount <= COMMIT_SLICE_ROWS) {
+      return this.#applyNow(built.map((b) => ({ ...b, bytes: encodeTxnRecord(b.record) })));
+    }
+    const encoded: EncodedTxn[] = [];
+    for (const b of built) {
+      encoded.push({ ...b, bytes: await encodeTxnRecordInSlices(b.record, { pause: this.#pause }) });
+    }
+    this.#checkAccepting();
+    return this.#applyInSlices(encoded);
+  }
+
+  /** Refuses the write when the node does not take writes or the pending queue is full. */
+  #checkAccepting(): void {
+    const { uploader } = this.#options;
+    this.#checkPrimary();
     const pendingBytes = uploader.pendingBytes;
     if (pendingBytes > this.#options.pendingMaxBytes) {
       throw new WalshipError(
@@ -57,31 +153,102 @@ export class Committer {
           'unavailable for a while; writes resume when uploads catch up',
       );
     }
-    if (lines.length === 0) return { txnHeader: '', txns: [] };
-    const built = buildTxns(lines, {
-      schemaOf: (table) => tables.schema(table),
+  }
+
+  /** Refuses the write when the node does not take writes (fenced, demoted, closing). */
+  #checkPrimary(): void {
+    if (!this.#options.acceptingWrites()) {
+      throw new WalshipError(
+        'NOT_ACCEPTING_WRITES',
+        'fenced',
+        'this node is not accepting writes (not the primary)',
+      );
+    }
+  }
+
+  #buildOptions() {
+    const { tables, clock } = this.#options;
+    return {
+      schemaOf: (table: string) => tables.schema(table),
       commitTimeUs: BigInt(Math.floor(clock.wallMs() * 1000)),
-      nextTxn: (table) => tables.lastTxn(table) + 1n,
-    });
-    const encoded = built.map((b) => ({ ...b, bytes: encodeTxnRecord(b.record) }));
+      nextTxn: (table: string) => tables.lastTxn(table) + 1n,
+    };
+  }
+
+  /** The local commit in one synchronous step. */
+  #applyNow(encoded: EncodedTxn[]): CommitResult {
+    const { tables } = this.#options;
     tables.transaction(() => {
       for (const { table, record, bytes } of encoded) {
         tables.applyTxn(table, record);
         tables.enqueuePending(table, record.txn, bytes);
       }
     });
-    for (const { table, bytes } of encoded) uploader.committed(table, bytes.byteLength);
-    const result: CommitResult = {
+    return this.#committed(encoded);
+  }
+
+  /**
+   * The local commit with the rows inserted in slices, in one SQLite transaction held open across
+   * them (the write window defers the uploader's writes on the same connection meanwhile). The
+   * records are queued in the last step, right before COMMIT, so the uploader never sees them
+   * uncommitted; that step first checks again that the node takes writes, so nothing commits
+   * after a demotion or a fence closed the gate (both rely on no commit following it).
+   */
+  async #applyInSlices(encoded: EncodedTxn[]): Promise<CommitResult> {
+    const { tables } = this.#options;
+    await this.#window.during(() =>
+      tables.transactionInSlices(async () => {
+        for (const { table, record } of encoded) {
+          await tables.applyTxnInSlices(table, record, {
+            rowsPerSlice: COMMIT_SLICE_ROWS,
+            pause: this.#pause,
+          });
+        }
+        this.#checkPrimary();
+        for (const { table, record, bytes } of encoded) tables.enqueuePending(table, record.txn, bytes);
+      }),
+    );
+    return this.#committed(encoded);
+  }
+
+  /** Tells the uploader of the committed txns; the result for the client. */
+  #committed(encoded: EncodedTxn[]): CommitResult {
+    for (const { table, bytes } of encoded) this.#options.uploader.committed(table, bytes.byteLength);
+    return {
       txnHeader: encoded.map(({ schemaAfter, record }) => `${schemaAfter.key}=${record.txn}`).join(','),
       txns: encoded.map(({ table, record }) => ({ table, txn: record.txn, rows: record.rowCount })),
     };
+  }
+
+  /** Resolves when the ack mode is satisfied: at once (`local`), or once uploaded (`durable`). */
+  async #acknowledge(result: CommitResult): Promise<CommitResult> {
     if (this.#options.ackMode === 'durable') {
+      const { uploader, durableTimeoutMs } = this.#options;
       await Promise.all(
-        encoded.map(({ table, record }) =>
-          uploader.waitUploaded(table, record.txn, this.#options.durableTimeoutMs),
-        ),
+        result.txns.map(({ table, txn }) => uploader.waitUploaded(table, txn, durableTimeoutMs)),
       );
     }
     return result;
   }
+
+  /** Takes the write lock: resolves with its release once every earlier holder released it. */
+  async #lock(): Promise<() => void> {
+    this.#lockUsers++;
+    const before = this.#lockTail;
+    let release!: () => void;
+    this.#lockTail = new Promise<void>((resolve) => {
+      release = () => {
+        this.#lockUsers--;
+        resolve();
+      };
+    });
+    await before;
+    return release;
+  }
+}
+
+type EncodedTxn = BuiltTxn & { bytes: Uint8Array };
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -20,7 +20,12 @@ import {
   type TxnRecord,
 } from '../wal/index.js';
 import { randomTxns } from '../wal/testing/random-txns.js';
-import { type DivergenceSummary, renderTxnAsIlp, writeDivergenceFiles } from './divergence.js';
+import {
+  type DivergenceSummary,
+  recordedAckMode,
+  renderTxnAsIlp,
+  writeDivergenceFiles,
+} from './divergence.js';
 import { buildTxns } from './txn-builder.js';
 
 const INT64_MIN = -(2n ** 63n);
@@ -399,6 +404,15 @@ describe('renderTxnAsIlp property', () => {
 // ---------------------------------------------------------------------------------------------
 // Files
 
+describe('recordedAckMode', () => {
+  it('prefers the mode the primary ran with over the configuration the node restarted with', () => {
+    expect(recordedAckMode('durable', 'local')).toBe('durable');
+    expect(recordedAckMode('local', 'durable')).toBe('local');
+    expect(recordedAckMode(undefined, 'durable')).toBe('durable');
+    expect(recordedAckMode('garbage', 'local')).toBe('local');
+  });
+});
+
 describe('writeDivergenceFiles', () => {
   let dir = '';
   let store: TableStore;
@@ -492,6 +506,43 @@ describe('writeDivergenceFiles', () => {
     expect(trades).toContain('the cluster does not have them');
     expect(trades).toMatch(/\n# txns 2\.\.3: 2 txns, 3 rows {2,}\n/);
     expect(trades).toContain('trades,sym=ETH price=-0,qty=9007199254740993i 1700000000000001000\n');
+  });
+
+  it('says in its header whether the rows were acknowledged: in durable mode they never were, and must not be replayed blindly', async () => {
+    commit('trades,sym=BTC price=1.5 1\n');
+    const [local] = await writeDivergenceFiles({
+      dir: join(dir, 'l'),
+      epoch: 2n,
+      tables: store,
+      ackMode: 'local',
+    });
+    const [durable] = await writeDivergenceFiles({
+      dir: join(dir, 'd'),
+      epoch: 2n,
+      tables: store,
+      ackMode: 'durable',
+    });
+    const header = (file: string) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('# '))
+        .join(' ');
+    const localHeader = header(local!.file);
+    expect(localHeader).toContain('replication.ack.mode=local');
+    expect(localHeader).toContain('answered their writes (204)');
+    expect(localHeader).toContain('the cluster does not have');
+    const durableHeader = header(durable!.file);
+    expect(durableHeader).toContain('replication.ack.mode=durable');
+    expect(durableHeader).toContain('NEVER acknowledged');
+    expect(durableHeader).toContain('the cluster probably holds most of them already');
+    expect(durableHeader).toContain('Do NOT replay this file as it is');
+    expect(durableHeader).not.toMatch(
+      /answered their writes|the cluster does not have|committed and acknowledged/,
+    );
+    // Either way the rows are the same and the file still parses as ILP.
+    expect(parse(readFileSync(durable!.file, 'utf8')).map(rowOfLine)).toEqual(
+      parse(readFileSync(local!.file, 'utf8')).map(rowOfLine),
+    );
   });
 
   it('never overwrites an existing file: the next name gets a suffix', async () => {

@@ -15,11 +15,12 @@ import {
   MAX_DECIMAL_SCALE,
   type TxnRecord,
 } from '../wal/index.js';
+import type { AckMode } from './committer.js';
 
 /**
  * Divergence files (RFC-0002 "Fenced means"): when a primary learns it was fenced, the txns it
- * committed and acknowledged but never uploaded are written as ILP text, one file per table, for
- * a person to review and replay. Everything is ILP text v1 that walship's parser (and QuestDB)
+ * committed but never uploaded (acknowledged in local ack mode, never in durable mode) are written
+ * as ILP text, one file per table, for a person to review and replay. Everything is ILP text v1 that walship's parser (and QuestDB)
  * accepts, except double arrays, which only the binary protocol carries: those go into `#`
  * comment lines as JSON, so the file still parses.
  */
@@ -262,6 +263,17 @@ function isoMicros(micros: bigint): string {
 /** What writeDivergenceFiles needs from the node's database (TableStore implements it). */
 export type DivergenceSource = Pick<TableStore, 'pendingSummary' | 'pending'>;
 
+/**
+ * Meta key of the ack mode this data dir's primary last ran with: a node restarted as a replica
+ * (perhaps with another configuration) still writes the header its writes were answered under.
+ */
+export const ACK_MODE_META_KEY = 'ack.mode';
+
+/** The ack mode recorded in `meta` (ACK_MODE_META_KEY), or `fallback` when none or another value. */
+export function recordedAckMode(meta: string | undefined, fallback: AckMode): AckMode {
+  return meta === 'local' || meta === 'durable' ? meta : fallback;
+}
+
 export interface DivergenceSummary {
   /** The table, as the store spells it. */
   table: string;
@@ -289,6 +301,12 @@ export interface WriteDivergenceOptions {
   log?: (summary: DivergenceSummary) => void;
   /** Encoded bytes read from the pending queue at a time (default PENDING_CHUNK_BYTES). */
   chunkBytes?: number;
+  /**
+   * The node's `replication.ack.mode` (default 'local', the key's default): the header says whether
+   * clients were told these rows were written (local) or not (durable), which decides whether
+   * replaying the file restores lost rows or duplicates rows the clients sent again.
+   */
+  ackMode?: AckMode;
 }
 
 /**
@@ -366,7 +384,7 @@ async function writeBody(
   key: string,
   chunkBytes: number,
 ): Promise<Tally> {
-  output.append(headerText(table, key, options.epoch));
+  output.append(headerText(table, key, options.epoch, options.ackMode ?? 'local'));
   const tallyAt = output.bytesAppended();
   output.append(`${' '.repeat(TALLY_LINE_CHARS)}\n`);
   const tally: Tally = { txnFirst: 0n, txnLast: 0n, txns: 0, rows: 0, undecodableTxns: 0 };
@@ -410,17 +428,42 @@ function decodePending(txn: bigint, bytes: Uint8Array): TxnRecord | string {
   return record.txn === txn ? record : `the record says txn ${record.txn}`;
 }
 
-function headerText(table: string, key: string, epoch: bigint): string {
+function headerText(table: string, key: string, epoch: bigint, ackMode: AckMode): string {
   return [
     `# walship divergence file: table ${JSON.stringify(table)} (store key ${key}), epoch ${epoch}.`,
-    '# This node committed and acknowledged these rows but they never reached the object store before',
-    '# it was fenced (RFC-0002), so the cluster does not have them. Review them, then replay what should',
-    '# be kept with any ILP client, e.g. curl --data-binary @<file> "http://<primary>:9000/write?precision=n"',
+    ...(ackMode === 'durable' ? DURABLE_HEADER : LOCAL_HEADER),
     '# Designated timestamps are in nanoseconds (precision=n, the ILP default), or in µs where marked `t`.',
     '# Values ILP text cannot carry (double arrays) are in "# row N column" comments as JSON.',
     '',
   ].join('\n');
 }
+
+/**
+ * `replication.ack.mode=local`: a write was answered once committed here, so these rows were
+ * acknowledged; only a request the crash cut before its answer may have been sent again.
+ */
+const LOCAL_HEADER = [
+  '# replication.ack.mode=local: this node committed these rows and answered their writes (204), but',
+  '# they never reached the object store before it was replaced (RFC-0002),',
+  '# so the cluster does not have them, except rows of a request whose answer a crash cut off: its client',
+  '# may have sent it again to the new primary. Review them (look for rows the cluster already holds, by',
+  '# designated timestamp), then replay what should be kept with any ILP client,',
+  '# e.g. curl --data-binary @<file> "http://<primary>:9000/write?precision=n"',
+];
+
+/**
+ * `replication.ack.mode=durable`: a write is answered only once it is in the store, so none of these
+ * was acknowledged; a client that retries has sent them again, most likely to the new primary.
+ */
+const DURABLE_HEADER = [
+  '# replication.ack.mode=durable: this node committed these rows locally but NEVER acknowledged them: a',
+  '# write is answered only once it is in the object store, and these never got there before the node was',
+  '# replaced (RFC-0002). Their clients got an error or no answer; a client that retries has sent them',
+  '# again, most likely to the new primary, so the cluster probably holds most of them already.',
+  '# Do NOT replay this file as it is: that duplicates every row the clients re-sent. Keep only the rows',
+  '# the cluster lacks (compare by designated timestamp and values, e.g. on this node once it follows),',
+  '# then replay those with any ILP client, e.g. curl --data-binary @<file> "http://<primary>:9000/write?precision=n"',
+];
 
 function tallyLine(tally: Tally): string {
   const undecodable = tally.undecodableTxns === 0 ? '' : `, ${tally.undecodableTxns} could not be decoded`;

@@ -9,9 +9,16 @@ export {
   readEpoch,
 } from './cluster-bootstrap.js';
 export { type AckMode, type CommitResult, Committer } from './committer.js';
-export { type DivergenceSummary, renderTxnAsIlp, writeDivergenceFiles } from './divergence.js';
+export {
+  ACK_MODE_META_KEY,
+  type DivergenceSummary,
+  recordedAckMode,
+  renderTxnAsIlp,
+  writeDivergenceFiles,
+} from './divergence.js';
 export { pendingSourceOf } from './pending-source.js';
 export { type PrimaryDeps, PrimaryNode, type PrimarySettings } from './primary-node.js';
+export { type ChainVerdict, type OwnSegment, segmentInChain } from './segment-in-chain.js';
 export { closeRegistration, readRegistry, registerTable, type TableRegistry } from './table-registry.js';
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
 export type { PendingSource } from './uploader.js';

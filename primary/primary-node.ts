@@ -14,17 +14,31 @@ import {
   StoreUnavailableError,
   sendJson,
   startHttpServer,
+  statusPathHider,
   type TlsCredentials,
   WalshipError,
 } from '../core/index.js';
-import { createIlpHttpHandler, type IlpTcpAuthKey, startIlpTcpServer } from '../ilp/index.js';
+import {
+  createIlpHttpHandler,
+  type IlpLineSource,
+  type IlpTcpAuthKey,
+  startIlpTcpServer,
+} from '../ilp/index.js';
 import { type ObjectStore, renderProbeReport, runConformanceProbe } from '../objectstore/index.js';
-import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
+import {
+  createQueryHttpHandler,
+  QueryPool,
+  type QueryPoolLimits,
+  resolveNodeId,
+  TableStore,
+} from '../table/index.js';
 import type { Codec } from '../wal/index.js';
 import { claimPrimary } from './cluster-bootstrap.js';
-import { type AckMode, Committer } from './committer.js';
+import { type AckMode, type CommitResult, Committer } from './committer.js';
+import { ACK_MODE_META_KEY } from './divergence.js';
 import { pendingSourceOf } from './pending-source.js';
 import { Uploader, type UploaderOptions } from './uploader.js';
+import { deferWritesDuring, WriteWindow } from './write-window.js';
 
 /** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
 export interface PrimarySettings {
@@ -72,6 +86,8 @@ export interface PrimarySettings {
   adminToken?: string | undefined;
   queryTimeoutMs: number;
   queryWorkers: number;
+  /** `query.queue.max`, `query.queue.wait.max`, `query.memory.limit`; unset = the pool's defaults. */
+  queryLimits?: QueryPoolLimits | undefined;
   version: string;
 }
 
@@ -112,6 +128,7 @@ export class PrimaryNode {
   readonly #queries: QueryPool;
   readonly #http: RunningHttpServer;
   readonly #tcp: { close(): Promise<void> } | undefined;
+  readonly #committer: Committer;
   /** Shared with the write path: false once the node is fenced or shutting down. */
   readonly #gate: WriteGate;
   #closed = false;
@@ -128,7 +145,9 @@ export class PrimaryNode {
     http: RunningHttpServer;
     tcp: { port: number; close(): Promise<void> } | undefined;
     gate: WriteGate;
+    committer: Committer;
   }) {
+    this.#committer = init.committer;
     this.#gate = init.gate;
     this.#settings = init.settings;
     this.#deps = init.deps;
@@ -166,12 +185,19 @@ export class PrimaryNode {
       });
       const epochLog = log.child({ nodeId, role: 'primary', epoch: claim.epoch.toString() });
       epochLog.info({ clusterId: claim.clusterId, created: claim.created }, 'primary role claimed');
+      // What a divergence file written later (after a restart in any role) tells of these txns.
+      tables.setMeta(ACK_MODE_META_KEY, settings.ackMode);
 
       let node: PrimaryNode | undefined;
       const gate: WriteGate = { accepting: true, fencedBy: null };
+      // A large request's SQLite transaction spans event-loop turns; the uploader's watermark
+      // writes on the same connection wait for it (write-window.ts).
+      const writeWindow = new WriteWindow((error) =>
+        epochLog.warn({ err: (error as Error).message }, 'a deferred uploaded-watermark write failed'),
+      );
       const uploader = new Uploader({
         store: settings.store,
-        source: pendingSourceOf(tables),
+        source: deferWritesDuring(pendingSourceOf(tables), writeWindow),
         nodeId,
         epoch: () => claim.epoch,
         clock: deps.clock,
@@ -199,21 +225,26 @@ export class PrimaryNode {
         durableTimeoutMs: settings.durableTimeoutMs,
         pendingMaxBytes: settings.pendingMaxBytes,
         acceptingWrites: () => gate.accepting,
+        writeWindow,
       });
       const queries = await QueryPool.start({
         databaseFile,
         workers: settings.queryWorkers,
         queryTimeoutMs: settings.queryTimeoutMs,
+        ...settings.queryLimits,
       });
       cleanup.push(() => queries.close());
       const accepting = () => gate.accepting;
-      const commit = async (lines: Parameters<Committer['commit']>[0]) => {
-        const result = await committer.commit(lines);
-        return { txnHeader: result.txnHeader };
-      };
+      // An empty request commits nothing and gets no X-Walship-Txn.
+      const answer = (result: CommitResult) =>
+        result.txnHeader === '' ? {} : { txnHeader: withEpoch(result.txnHeader, claim.epoch) };
+      const commit = async (lines: Parameters<Committer['commit']>[0]) =>
+        answer(await committer.commit(lines));
+      const commitSlices = async (source: IlpLineSource) => answer(await committer.commitSlices(source));
       const ilpAuth = settings.ilpAuth ?? settings.httpAuth;
       const ilp = createIlpHttpHandler({
         commit,
+        commitSlices,
         acceptingWrites: accepting,
         maxRequestBytes: settings.maxRequestBytes,
         releaseVersion: settings.version,
@@ -233,9 +264,14 @@ export class PrimaryNode {
         readAuth === undefined ? {} : { auth: (req) => readAuth(req.headers.authorization) },
       );
       const query = (req: IncomingMessage, res: ServerResponse) => queryHandler.handle(req, res);
+      // Public: paths relative to the data dir, never absolute (core/status-paths.ts).
+      const hidePaths = statusPathHider({
+        dataDir: settings.dataDir,
+        storeDescription: settings.store.description,
+      });
       const status = async (req: IncomingMessage, res: ServerResponse) => {
         if (req.url?.split('?')[0] !== '/status' || req.method !== 'GET') return false;
-        sendJson(res, 200, node?.status() ?? {});
+        sendJson(res, 200, hidePaths(node?.status() ?? {}));
         return true;
       };
       const admin = createAdminHttpHandler(settings.adminToken, deps.adminActions ?? {});
@@ -270,6 +306,7 @@ export class PrimaryNode {
         http,
         tcp,
         gate,
+        committer,
       });
       uploader.start();
       epochLog.info(
@@ -366,6 +403,9 @@ export class PrimaryNode {
     this.#closed = true;
     this.#gate.accepting = false;
     await this.#tcp?.close();
+    // A large request may be mid-way through its slices: let it end (committed or not) before the
+    // database closes under it.
+    await this.#committer.idle();
     const flushed = await this.#uploader.flush(SHUTDOWN_FLUSH_MS);
     if (!flushed)
       this.#deps.log.warn('shutting down with txns not yet uploaded; they are uploaded at the next start');
@@ -415,4 +455,17 @@ async function checkStore(settings: PrimarySettings, log: Logger): Promise<void>
   }
   if (!report.ok)
     log.warn({ failed: report.checks.filter((c) => !c.passed) }, 'object store check found problems');
+}
+
+/**
+ * `trades=42,quotes=17` → `trades=42@3,quotes=17@3`: a commit token names the epoch that committed
+ * its txns, so it stays unambiguous after a failover that lost them (RFC-0005).
+ */
+function withEpoch(txnHeader: string, epoch: bigint): string {
+  return txnHeader === ''
+    ? ''
+    : txnHeader
+        .split(',')
+        .map((part) => `${part}@${epoch}`)
+        .join(',');
 }

@@ -7,7 +7,13 @@ import { isWalshipError } from '../core/index.js';
 import type { IlpField, IlpFieldValue, IlpLine } from '../ilp/index.js';
 import { type TableSchema, TableStore } from '../table/index.js';
 import { decodeTxnRecord, encodeTxnRecord, isNull, type TxnRecord } from '../wal/index.js';
-import { type BuildTxnsOptions, type BuiltTxn, buildTxns, MAX_TABLE_COLUMNS } from './txn-builder.js';
+import {
+  type BuildTxnsOptions,
+  type BuiltTxn,
+  buildTxns,
+  MAX_TABLE_COLUMNS,
+  TxnBuilder,
+} from './txn-builder.js';
 
 const COMMIT_US = 1_700_000_000_000_000n;
 
@@ -520,5 +526,35 @@ describe('buildTxns: property', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('TxnBuilder, a slice of lines at a time', () => {
+  /** Rows past the builder's initial capacity, a column that appears late, nulls, two tables. */
+  function manyLines(count: number): IlpLine[] {
+    const out: IlpLine[] = [];
+    for (let i = 0; i < count; i++) {
+      const fields: [string, IlpFieldValue][] = [['v', { type: 'long', value: BigInt(i) }]];
+      if (i % 3 === 0) fields.push(['s', { type: 'string', value: `s${i}` }]);
+      if (i > count / 2) fields.push(['late', { type: 'double', value: i / 2 }]);
+      if (i % 5 === 0) fields.push(['b', { type: 'boolean', value: i % 2 === 0 }]);
+      out.push(line(i % 4 === 0 ? 'other' : 'main', { symbols: { k: `k${i % 7}` }, fields, ts: BigInt(i) }));
+    }
+    return out;
+  }
+
+  it('builds what buildTxns builds from the same lines, whatever the slices', () => {
+    const lines = manyLines(1000);
+    const whole = buildTxns(lines, options());
+    for (const size of [1, 7, 64, 65, 999]) {
+      const builder = new TxnBuilder(options());
+      for (let at = 0; at < lines.length; at += size) builder.addLines(lines.slice(at, at + size));
+      expect(builder.rowCount).toBe(lines.length);
+      const sliced = builder.finish(options().nextTxn);
+      expect(sliced.map((b) => b.record)).toStrictEqual(whole.map((b) => b.record));
+      expect(sliced.map((b) => encodeTxnRecord(b.record))).toStrictEqual(
+        whole.map((b) => encodeTxnRecord(b.record)),
+      );
+    }
   });
 });

@@ -13,7 +13,16 @@ import {
   DESIGNATED_TIMESTAMP_COLUMN,
   type TxnRecord,
 } from '../wal/index.js';
-import { type CellValue, ColumnBuilder, castCell, castProblem, typeConflict } from './column-builder.js';
+import {
+  type CellValue,
+  ColumnBuilder,
+  castCell,
+  castProblem,
+  grown,
+  INITIAL_ROWS,
+  trimmed,
+  typeConflict,
+} from './column-builder.js';
 
 /**
  * Turns the parsed lines of one ILP request into one txn record per table (DESIGN §5 step 1):
@@ -65,36 +74,62 @@ export interface BuildTxnsOptions {
  * invalid with `details.line`) for the first bad line and builds nothing then.
  */
 export function buildTxns(lines: readonly IlpLine[], options: BuildTxnsOptions): BuiltTxn[] {
-  const { builders, lineBuilders } = groupLines(lines, options);
-  for (let i = 0; i < lines.length; i++) lineBuilders[i]!.addLine(lines[i]!);
-  return builders.map((builder) => builder.finish(options.nextTxn(builder.table)));
+  const builder = new TxnBuilder(options);
+  builder.addLines(lines);
+  return builder.finish(options.nextTxn);
 }
 
-/** Assigns every line to its table's builder (sized to its line count); validates table names. */
-function groupLines(lines: readonly IlpLine[], options: BuildTxnsOptions) {
-  const bySpelling = new Map<string, TableBuilder>();
-  const byFolded = new Map<string, TableBuilder>();
-  const builders: TableBuilder[] = [];
-  const lineBuilders: TableBuilder[] = new Array(lines.length);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!;
-    let builder = bySpelling.get(line.table);
-    if (builder === undefined) {
-      withLine(line.line, () => validateTableName(line.table));
-      const folded = line.table.toLowerCase();
-      builder = byFolded.get(folded);
-      if (builder === undefined) {
-        builder = new TableBuilder(line.table, options.schemaOf(line.table), options.commitTimeUs);
-        byFolded.set(folded, builder);
-        builders.push(builder);
-      }
-      bySpelling.set(line.table, builder);
-    }
-    lineBuilders[i] = builder;
+/**
+ * `buildTxns` a slice of lines at a time, for requests parsed while they are committed: each slice
+ * becomes rows of the per-table columns at once and can be dropped, so a request never costs one
+ * object per line. `schemaOf` is asked when a table first appears: the caller keeps schemas still
+ * (the committer's write lock) from the first slice to `finish`. After a throw the builder is
+ * spoilt: drop it.
+ */
+export class TxnBuilder {
+  readonly #options: Omit<BuildTxnsOptions, 'nextTxn'>;
+  readonly #bySpelling = new Map<string, TableBuilder>();
+  readonly #byFolded = new Map<string, TableBuilder>();
+  readonly #builders: TableBuilder[] = [];
+  #rowCount = 0;
+
+  constructor(options: Omit<BuildTxnsOptions, 'nextTxn'>) {
+    this.#options = options;
   }
-  for (const builder of lineBuilders) builder.rowCount++;
-  for (const builder of builders) builder.allocate();
-  return { builders, lineBuilders };
+
+  /** Rows added so far, over all tables. */
+  get rowCount(): number {
+    return this.#rowCount;
+  }
+
+  /** Adds `lines` as the next rows of their tables; throws for the first bad line (see buildTxns). */
+  addLines(lines: readonly IlpLine[]): void {
+    for (const line of lines) {
+      this.#tableOf(line).addLine(line);
+      this.#rowCount++;
+    }
+  }
+
+  /** One BuiltTxn per table, in the order tables first appeared; `nextTxn` is called once per table. */
+  finish(nextTxn: BuildTxnsOptions['nextTxn']): BuiltTxn[] {
+    return this.#builders.map((builder) => builder.finish(nextTxn(builder.table)));
+  }
+
+  /** The builder of `line`'s table (a new table's name is validated once, on its first line). */
+  #tableOf(line: IlpLine): TableBuilder {
+    let builder = this.#bySpelling.get(line.table);
+    if (builder !== undefined) return builder;
+    withLine(line.line, () => validateTableName(line.table));
+    const folded = line.table.toLowerCase();
+    builder = this.#byFolded.get(folded);
+    if (builder === undefined) {
+      builder = new TableBuilder(line.table, this.#options.schemaOf(line.table), this.#options.commitTimeUs);
+      this.#byFolded.set(folded, builder);
+      this.#builders.push(builder);
+    }
+    this.#bySpelling.set(line.table, builder);
+    return builder;
+  }
 }
 
 /** Runs `fn`; a WalshipError it throws gets the line number in its message and details. */
@@ -118,9 +153,10 @@ class TableBuilder {
   private readonly schema: TableSchema | undefined;
   private readonly existing: ReadonlyMap<string, number>;
   private readonly commitTimeUs: bigint;
-  rowCount = 0;
+  /** Rows added so far. */
   private row = 0;
-  private timestamps = new BigInt64Array(0);
+  /** Designated timestamps; grows by doubling (trimmed to the row count by finish). */
+  private timestamps = new BigInt64Array(INITIAL_ROWS);
   /** The row whose timestamp a `timestamp` field set (first one wins). */
   private timestampFieldRow = -1;
   /** Columns touched, by spelling as sent and by folded name. */
@@ -137,13 +173,10 @@ class TableBuilder {
     this.byFolded.set(DESIGNATED, DESIGNATED);
   }
 
-  allocate(): void {
-    this.timestamps = new BigInt64Array(this.rowCount);
-  }
-
   /** Adds `line` as the next row. */
   addLine(line: IlpLine): void {
     const row = this.row++;
+    if (row === this.timestamps.length) this.timestamps = grown(this.timestamps, row + 1);
     this.timestamps[row] = line.timestampUs ?? this.commitTimeUs;
     for (const symbol of line.symbols) this.setCell(line, row, symbol.name, 'symbol', symbol.value);
     for (const field of line.fields) this.setCell(line, row, field.name, field.value.type, field.value.value);
@@ -188,7 +221,7 @@ class TableBuilder {
 
   private touchColumn(position: number): ColumnBuilder {
     const existing = this.schema!.columns[position]!;
-    const column = new ColumnBuilder({ ...existing, isNew: false, position, rowCount: this.rowCount });
+    const column = new ColumnBuilder({ ...existing, isNew: false, position });
     this.touched.push(column);
     return column;
   }
@@ -204,7 +237,7 @@ class TableBuilder {
         { details: { line: line.line, table: this.table, column: name } },
       );
     }
-    const column = new ColumnBuilder({ name, type, isNew: true, position, rowCount: this.rowCount });
+    const column = new ColumnBuilder({ name, type, isNew: true, position });
     this.added.push(column);
     return column;
   }
@@ -212,19 +245,24 @@ class TableBuilder {
   /** The txn record (number `txn`) and the schema after it. */
   finish(txn: bigint): BuiltTxn {
     const isNewTable = this.schema === undefined;
+    const rowCount = this.row;
     const timestamp: ColumnData = {
       name: DESIGNATED,
       addedInTxn: isNewTable,
       nulls: null,
-      data: { type: 'timestamp', values: this.timestamps },
+      data: { type: 'timestamp', values: trimmed(this.timestamps, rowCount) },
     };
     const existing = this.touched.sort((a, b) => a.position - b.position);
-    const columns = [timestamp, ...existing.map((c) => c.finish()), ...this.added.map((c) => c.finish())];
+    const columns = [
+      timestamp,
+      ...existing.map((c) => c.finish(rowCount)),
+      ...this.added.map((c) => c.finish(rowCount)),
+    ];
     const record: TxnRecord = {
       txn,
       commitTimeUs: this.commitTimeUs,
       kind: 'data',
-      rowCount: this.rowCount,
+      rowCount,
       columns,
     };
     const before = this.schema?.columns ?? [{ name: DESIGNATED, type: 'timestamp' as const }];

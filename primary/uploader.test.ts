@@ -2,7 +2,15 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
-import { decodeSegment, encodeTxnRecord, sealSegment, segmentKey, type TxnRecord } from '../wal/index.js';
+import {
+  decodeSegment,
+  encodeTxnRecord,
+  epochKey,
+  sealSegment,
+  segmentKey,
+  type TxnRecord,
+} from '../wal/index.js';
+import { encodeEpoch } from './cluster-bootstrap.js';
 import { type PendingSource, Uploader, type UploaderOptions } from './uploader.js';
 
 const log = pino({ level: 'silent' });
@@ -259,5 +267,97 @@ describe('uploader', () => {
     await Promise.all(['a', 'b', 'c'].map((t) => instance.waitUploaded(t, 3n, 5_000)));
     for (const t of ['a', 'b', 'c']) expect(source.uploadedTxn(t)).toBe(3n);
     instance.stop();
+  });
+
+  describe('confirms its epoch before it acknowledges (RFC-0002 W5)', () => {
+    /** `epochs/2.json`: node-b took over epoch 1's primary (node-a). */
+    async function promoted(store: ObjectStore): Promise<void> {
+      const record = {
+        epoch: 2n,
+        nodeId: 'node-b',
+        url: 'http://b',
+        reason: 'test',
+        at: '2026-01-01T00:00:00Z',
+        claimId: 'c',
+      };
+      await store.put(epochKey(2n), encodeEpoch(record), { condition: { type: 'absent' } });
+    }
+
+    /** A segment of epoch 2 by node-b at slot `txn` (the new primary's chain). */
+    async function newEpochSegment(store: ObjectStore, table: string, txn: bigint, kind: 'fence' | 'data') {
+      const fence: TxnRecord = { txn, commitTimeUs: 1n, kind: 'fence', rowCount: 0, columns: [] };
+      const segment = await sealSegment({
+        tableName: table,
+        epoch: 2n,
+        writerNodeId: 'node-b',
+        records: [encodeTxnRecord(kind === 'fence' ? fence : record(txn))],
+      });
+      await store.put(segmentKey(table, txn), segment, { condition: { type: 'absent' } });
+    }
+
+    it('a write into a slot GC reopened after the fence is not acknowledged, and the node is fenced (regression: issue 13 item 11)', async () => {
+      // Epoch 2 fenced at slot 1 and wrote on; GC then collected slots 1–4 (the fence too): only 5 is left.
+      const store = new MemoryStore();
+      await promoted(store);
+      await newEpochSegment(store, 't', 5n, 'data');
+      const source = memorySource();
+      const { instance, fenced } = uploader(store, source);
+      for (const txn of [1n, 2n]) instance.committed('t', source.add('t', txn));
+      await expect(instance.waitUploaded('t', 2n, 5_000)).rejects.toMatchObject({ code: 'FENCED' });
+      expect(source.uploadedTxn('t')).toBe(0n); // stays pending: the divergence file gets it
+      expect(fenced).toEqual([{ table: 't', txnFirst: 1n, writerNodeId: epochKey(2n), epoch: 2n }]);
+      await instance.stop();
+    });
+
+    it('a segment that raced the promotion (the newest of its table, or fenced right after) is acknowledged', async () => {
+      const store = new MemoryStore();
+      await promoted(store);
+      await newEpochSegment(store, 'b', 3n, 'fence'); // slot 3: the fence right after txns 1–2
+      const source = memorySource();
+      const { instance, fenced } = uploader(store, source);
+      for (const txn of [1n, 2n]) for (const t of ['a', 'b']) instance.committed(t, source.add(t, txn));
+      await Promise.all(['a', 'b'].map((t) => instance.waitUploaded(t, 2n, 5_000)));
+      expect([source.uploadedTxn('a'), source.uploadedTxn('b')]).toEqual([2n, 2n]);
+      expect(fenced).toHaveLength(1);
+      await instance.stop();
+    });
+
+    it('one HEAD covers every upload that completed before it started', async () => {
+      const tables = ['a', 'b', 'c', 'd', 'e', 'f'];
+      const inner = new MemoryStore();
+      let puts = 0;
+      let allPut: () => void = () => {};
+      const everyPutDone = new Promise<void>((resolve) => {
+        allPut = resolve;
+      });
+      const heads: string[] = [];
+      // The first HEAD is held until every table's PUT completed: those uploads must share one more.
+      const store: ObjectStore = {
+        description: inner.description,
+        put: async (key, body, options) => {
+          const result = await inner.put(key, body, options);
+          if (key.includes('/wal/') && ++puts === tables.length) allPut();
+          return result;
+        },
+        get: (key, options) => inner.get(key, options),
+        head: async (key) => {
+          heads.push(key);
+          if (heads.length === 1) await everyPutDone;
+          return inner.head(key);
+        },
+        list: (prefix, options) => inner.list(prefix, options),
+        delete: (key) => inner.delete(key),
+        deleteMany: (keys) => inner.deleteMany(keys),
+        close: async () => {},
+      };
+      const source = memorySource();
+      const { instance, fenced } = uploader(store, source, { maxConcurrentTables: tables.length });
+      for (const t of tables) instance.committed(t, source.add(t, 1n));
+      await Promise.all(tables.map((t) => instance.waitUploaded(t, 1n, 5_000)));
+      expect(heads).toEqual([epochKey(2n), epochKey(2n)]);
+      expect(instance.epochChecks).toBe(2);
+      expect(fenced).toEqual([]);
+      await instance.stop();
+    });
   });
 });

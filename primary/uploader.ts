@@ -5,11 +5,13 @@ import {
   type Codec,
   decodeSegment,
   encodeTxnRecord,
+  epochKey,
   HEAD_KEY,
   sealSegment,
   segmentKey,
   TABLES_REGISTRY_KEY,
 } from '../wal/index.js';
+import { segmentInChain } from './segment-in-chain.js';
 import { registerTable } from './table-registry.js';
 
 /** What the uploader needs from the node's database (implemented by TableStore). */
@@ -114,6 +116,14 @@ export class Uploader {
   #lastStoreError: { message: string; atMs: number } | null = null;
   /** Table keys known to be in tables.json: registered once before their first upload (RFC-0002 W2). */
   readonly #registered = new Set<string>();
+  /** The HEAD of `epochs/<E+1>.json` in flight (RFC-0002 W5), or null. */
+  #epochCheck: Promise<boolean> | null = null;
+  /** The check queued behind it, shared by every upload that completed while it ran. */
+  #epochCheckNext: Promise<boolean> | null = null;
+  /** Epoch checks sent so far (one per batch of completed uploads, not one per upload). */
+  #epochChecks = 0;
+  /** A check found `epochs/<E+1>.json`: this node was replaced, for good. */
+  #replaced = false;
 
   constructor(options: UploaderOptions) {
     this.#options = options;
@@ -385,6 +395,18 @@ export class Uploader {
         report('fenced');
         return;
       }
+      // RFC-0002 W5: a create-only PUT proves nothing once GC may have collected the slot (a fence
+      // included), so no txn counts as uploaded until the epoch is confirmed the newest.
+      if (!(await this.#confirmEpoch(epoch))) {
+        await this.#replacedAfterUpload(
+          table,
+          state,
+          { tableKey, key, txnFirst, txnLast: uploadedThrough, epoch },
+          records,
+        );
+        report('fenced');
+        return;
+      }
       this.#uploaded(table, state, uploadedThrough, records, clock.monotonicMs());
       report(result.status === 'written' ? 'ok' : 'ours');
     } catch (error) {
@@ -437,6 +459,83 @@ export class Uploader {
       ourEpoch: epoch,
     });
     return null;
+  }
+
+  /** Epoch checks sent so far (RFC-0002 W5): one per batch of uploads that completed while the previous one ran. */
+  get epochChecks(): number {
+    return this.#epochChecks;
+  }
+
+  /**
+   * RFC-0002 W5: resolves true when `epochs/<epoch + 1>.json` is absent, by a HEAD that started after
+   * the caller's upload completed. Amortised: a check in flight may have started before that upload
+   * completed, so the caller waits for the next one, which every upload completing meanwhile
+   * shares — at most one HEAD in flight and one queued, whatever the number of tables. Epoch
+   * records are never garbage-collected (RFC-0007), and a slot can be reopened only after a fence
+   * was written there, which is after its epoch's record: so a write into a reopened slot is always
+   * followed by a check that finds the newer epoch. A failed HEAD rejects (the upload is retried:
+   * its PUT then finds its own segment, and checks again).
+   */
+  #confirmEpoch(epoch: bigint): Promise<boolean> {
+    if (this.#replaced) return Promise.resolve(false);
+    if (this.#epochCheck === null) return this.#startEpochCheck(epoch);
+    if (this.#epochCheckNext === null) {
+      this.#epochCheckNext = this.#epochCheck
+        .catch(() => undefined)
+        .then(() => {
+          this.#epochCheckNext = null;
+          return this.#replaced ? false : this.#startEpochCheck(epoch);
+        });
+    }
+    return this.#epochCheckNext;
+  }
+
+  #startEpochCheck(epoch: bigint): Promise<boolean> {
+    this.#epochChecks++;
+    const check = this.#options.store.head(epochKey(epoch + 1n)).then((info) => {
+      if (info !== null) this.#replaced = true;
+      return info === null;
+    });
+    this.#epochCheck = check;
+    const clear = () => {
+      if (this.#epochCheck === check) this.#epochCheck = null;
+    };
+    check.then(clear, clear);
+    return check;
+  }
+
+  /**
+   * An upload landed, but a newer epoch exists (RFC-0002 W5). Its txns count as uploaded — and
+   * their durable writers are answered — only if the segment is in the chain the new primary
+   * continues (it raced the promotion and the fence lies above it); a segment in a slot GC had
+   * reopened is in no node's future, so they stay pending and go to the divergence file. Either
+   * way the node is fenced.
+   */
+  async #replacedAfterUpload(
+    table: string,
+    state: TableState,
+    segment: { tableKey: string; key: string; txnFirst: bigint; txnLast: bigint; epoch: bigint },
+    records: { txn: bigint; bytes: Uint8Array }[],
+  ): Promise<void> {
+    const verdict = await segmentInChain(this.#options.store, segment);
+    const { key, txnFirst, txnLast, epoch } = segment;
+    this.#options.log.error(
+      { table, key, txnFirst: txnFirst.toString(), txnLast: txnLast.toString(), inChain: verdict.inChain },
+      verdict.inChain
+        ? `segment written, then epoch ${epoch + 1n} was found to have taken over; it is in the cluster's chain (${verdict.reason})`
+        : `segment written, but epoch ${epoch + 1n} took over and ${verdict.reason}: its txns are not acknowledged`,
+    );
+    this.#fence({
+      table,
+      key: epochKey(epoch + 1n),
+      txnFirst,
+      writerNodeId: epochKey(epoch + 1n),
+      epoch: epoch + 1n,
+      ourEpoch: epoch,
+    });
+    // After the fence, in the same turn: its writers are answered, and head.json (a hint written
+    // by the epoch's primary only) is not rewritten by a replaced node.
+    if (verdict.inChain) this.#uploaded(table, state, txnLast, records, this.#options.clock.monotonicMs());
   }
 
   /** This node was replaced (RFC-0002 "fenced"): stop uploading, fail every durable waiter, tell the node. */

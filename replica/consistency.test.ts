@@ -16,6 +16,7 @@ import {
   createReadConsistency,
   formatCommitToken,
   parseCommitToken,
+  parseCommitTokenEntries,
   type ReadConsistencyOptions,
   TXN_MAX,
 } from './consistency.js';
@@ -121,6 +122,19 @@ describe('parseCommitToken', () => {
     expect(parseCommitToken('t=5,t=9,t=7')).toEqual(new Map([['t', 9n]]));
   });
 
+  test('reads the committing epoch after @; a table named twice keeps the newer epoch, whatever its txn', () => {
+    expect(parseCommitTokenEntries('trades=42@3,quotes=17')).toEqual(
+      new Map([
+        ['trades', { txn: 42n, epoch: 3n }],
+        ['quotes', { txn: 17n, epoch: undefined }],
+      ]),
+    );
+    // txn 45 of epoch 1 was lost in the failover to epoch 2: 42@2 is the later write.
+    expect(parseCommitTokenEntries('t=45@1,t=42@2')).toEqual(new Map([['t', { txn: 42n, epoch: 2n }]]));
+    expect(parseCommitTokenEntries('t=7@2,t=9@2')).toEqual(new Map([['t', { txn: 9n, epoch: 2n }]]));
+    expect(parseCommitToken('t=45@1,t=42@2')).toEqual(new Map([['t', 42n]]));
+  });
+
   test.each([
     ['', /part 1 is empty/],
     ['  ', /part 1 is empty/],
@@ -143,6 +157,11 @@ describe('parseCommitToken', () => {
     ['trades=0x10', /txn "0x10"/],
     ['trades=9223372036854775808', /txn "9223372036854775808"/],
     ['trades=1=2', /txn "1=2"/],
+    ['trades=1@0', /epoch "0"/],
+    ['trades=1@', /epoch ""/],
+    ['trades=1@2@3', /epoch "2@3"/],
+    ['trades=1@x', /epoch "x"/],
+    ['trades=@2', /txn ""/],
   ])('refuses %j', (value, message) => {
     const error = expectThrowsCode(() => parseCommitToken(value), 'INVALID_COMMIT_TOKEN');
     expect(error.kind).toBe('invalid');
@@ -632,6 +651,8 @@ describe('with the read endpoints', () => {
         onBehind: () => {
           if (arriveWhenAsked) setImmediate(() => tables.apply('trades', 2n));
         },
+        // Txn 2 here was written at epoch 2: the txn 2 that epoch 1 answered never reached the store.
+        txnIsOfEpoch: (_key, txn, epoch) => (txn === 2n ? epoch === 2n : undefined),
         waitMaxMs: 100,
         clock: systemClock,
       }),
@@ -653,6 +674,13 @@ describe('with the read endpoints', () => {
       expect(res.headers.get('x-walship-applied-txn')).toBe('trades=2');
       expect(res.headers.get('x-walship-staleness-ms')).toBe('25');
       expect(await res.text()).toBe('{"dataset":[[0]],"count":1}');
+
+      expect((await fetch(url, { headers: { 'x-walship-min-txn': 'trades=2@2' } })).status).toBe(200);
+      const lost = await fetch(url, { headers: { 'x-walship-min-txn': 'trades=2@1' } });
+      expect(lost.status).toBe(409);
+      expect(((await lost.json()) as { error: string }).error).toMatch(
+        /^trades txn 2 of epoch 1 never reached the cluster: a newer primary took over/,
+      );
     } finally {
       await new Promise((resolve) => server.close(resolve));
       await pool.close();

@@ -1,8 +1,9 @@
 /**
  * Read consistency on a replica (DESIGN §6 "Consistency controls"):
  * - a **commit token** (`X-Walship-Min-Txn`, the value of the primary's `X-Walship-Txn`, e.g.
- *   `trades=42,quotes=17`) makes a read wait until this replica has applied those txns, up to a
- *   bound, then fail with `MIN_TXN_TIMEOUT`;
+ *   `trades=42@2,quotes=17@2`) makes a read wait until this replica has applied those txns, up to a
+ *   bound, then fail with `MIN_TXN_TIMEOUT`; a txn whose `@epoch` is not the epoch that wrote that
+ *   txn here was lost in a failover (local ack) and fails with `TXN_NOT_IN_CLUSTER`;
  * - **bounded staleness** (`max_staleness_ms`) refuses a read with `STALE_REPLICA` when the replica
  *   has not confirmed, within that many ms of its own monotonic clock, that it was caught up with
  *   the object store (it asks the store once more before refusing);
@@ -12,7 +13,7 @@
  * token names txn numbers, never times.
  *
  * Error codes (WalshipError): INVALID_COMMIT_TOKEN, INVALID_ARGUMENT (invalid); MIN_TXN_TIMEOUT,
- * STALE_REPLICA, READ_BUSY (unavailable); QUERY_ABORTED (closed).
+ * STALE_REPLICA, READ_BUSY (unavailable); TXN_NOT_IN_CLUSTER (conflict); QUERY_ABORTED (closed).
  */
 import type { IncomingMessage } from 'node:http';
 import { assert, type Clock, InvalidArgumentError, isWalshipError, WalshipError } from '../core/index.js';
@@ -65,15 +66,22 @@ function invalidToken(reason: string, details: Record<string, unknown> = {}, cau
   );
 }
 
+/** One table's part of a commit token: the txn, and the epoch that committed it when the token says. */
+export interface CommitTokenEntry {
+  txn: bigint;
+  epoch: bigint | undefined;
+}
+
 /**
- * Parses a commit token: comma-separated `key=txn` parts, where `key` is a table's store key
- * (`decodeTableKey` accepts it) and `txn` a decimal in 1..TXN_MAX without sign or leading zeros.
- * Whitespace around parts is ignored; a table named twice keeps its larger txn. Throws
+ * Parses a commit token: comma-separated `key=txn` or `key=txn@epoch` parts, where `key` is a
+ * table's store key (`decodeTableKey` accepts it) and `txn` and `epoch` decimals in 1..TXN_MAX
+ * without sign or leading zeros. Whitespace around parts is ignored; a table named twice keeps its
+ * later entry (the newer epoch when both name one, else the larger txn). Throws
  * INVALID_COMMIT_TOKEN (kind invalid) for anything else, including an empty token, an empty part,
  * more than COMMIT_TOKEN_MAX_ENTRIES parts or more than COMMIT_TOKEN_MAX_CHARS characters; the
  * message names the problem and repeats at most ~100 characters of the input. Pure.
  */
-export function parseCommitToken(value: string): Map<string, bigint> {
+export function parseCommitTokenEntries(value: string): Map<string, CommitTokenEntry> {
   if (value.length > COMMIT_TOKEN_MAX_CHARS) {
     throw invalidToken(`${value.length} characters, above the limit of ${COMMIT_TOKEN_MAX_CHARS}`);
   }
@@ -81,22 +89,35 @@ export function parseCommitToken(value: string): Map<string, bigint> {
   if (parts.length > COMMIT_TOKEN_MAX_ENTRIES) {
     throw invalidToken(`${parts.length} tables, above the limit of ${COMMIT_TOKEN_MAX_ENTRIES}`);
   }
-  const token = new Map<string, bigint>();
+  const token = new Map<string, CommitTokenEntry>();
   for (const [index, raw] of parts.entries()) {
-    const [key, txn] = parseTokenPart(raw.trim(), index);
-    const previous = token.get(key);
-    if (previous === undefined || txn > previous) token.set(key, txn);
+    const [key, entry] = parseTokenPart(raw.trim(), index);
+    token.set(key, laterEntry(token.get(key), entry));
   }
   return token;
 }
 
-function parseTokenPart(part: string, index: number): [string, bigint] {
+/** The txns of a commit token by table key (parseCommitTokenEntries without the epochs). Pure. */
+export function parseCommitToken(value: string): Map<string, bigint> {
+  return new Map([...parseCommitTokenEntries(value)].map(([key, entry]) => [key, entry.txn]));
+}
+
+/** The later of two entries of one table: by epoch when both name one (and differ), else by txn. */
+function laterEntry(a: CommitTokenEntry | undefined, b: CommitTokenEntry): CommitTokenEntry {
+  if (a === undefined) return b;
+  if (a.epoch !== undefined && b.epoch !== undefined && a.epoch !== b.epoch) return a.epoch > b.epoch ? a : b;
+  return b.txn > a.txn ? b : a;
+}
+
+function parseTokenPart(part: string, index: number): [string, CommitTokenEntry] {
   const where = `part ${index + 1}`;
   if (part === '') throw invalidToken(`${where} is empty`, { part: index + 1 });
   const equals = part.indexOf('=');
   if (equals < 0) throw invalidToken(`${where} ${shown(part)} is not key=txn`, { part: index + 1 });
   const key = part.slice(0, equals);
-  const txnText = part.slice(equals + 1);
+  const at = part.indexOf('@', equals);
+  const txnText = part.slice(equals + 1, at < 0 ? undefined : at);
+  const epochText = at < 0 ? undefined : part.slice(at + 1);
   if (key.length > MAX_TABLE_KEY_CHARS) {
     throw invalidToken(`${where}: ${shown(key)} is longer than a table key`, { part: index + 1 });
   }
@@ -106,13 +127,25 @@ function parseTokenPart(part: string, index: number): [string, bigint] {
     const why = isWalshipError(error) && typeof error.details.reason === 'string' ? error.details.reason : '';
     throw invalidToken(`${where}: ${shown(key)} is not a table key (${why})`, { part: index + 1 }, error);
   }
-  const txn = /^[1-9][0-9]{0,18}$/.test(txnText) ? BigInt(txnText) : undefined;
-  if (txn === undefined || txn > TXN_MAX) {
+  const txn = positive64(txnText);
+  if (txn === undefined) {
     throw invalidToken(`${where}: txn ${shown(txnText)} is not an integer in 1..${TXN_MAX}`, {
       part: index + 1,
     });
   }
-  return [key, txn];
+  const epoch = epochText === undefined ? undefined : positive64(epochText);
+  if (epochText !== undefined && epoch === undefined) {
+    throw invalidToken(`${where}: epoch ${shown(epochText)} is not an integer in 1..${TXN_MAX}`, {
+      part: index + 1,
+    });
+  }
+  return [key, { txn, epoch }];
+}
+
+/** A decimal in 1..TXN_MAX without sign or leading zeros, else undefined. */
+function positive64(text: string): bigint | undefined {
+  const value = /^[1-9][0-9]{0,18}$/.test(text) ? BigInt(text) : undefined;
+  return value === undefined || value > TXN_MAX ? undefined : value;
 }
 
 /** The token of `token`'s entries sorted by key (`quotes=17,trades=42`); '' for an empty map. Pure. */
@@ -327,6 +360,11 @@ export interface ReadConsistencyOptions {
   refresh(): Promise<void>;
   /** Tables a read waits for: the node polls them at once instead of at the next poll tick. */
   onBehind(keys: string[]): void;
+  /**
+   * Whether txn `txn` of table `tableKey`, applied here, was written at `epoch` (replica/epoch-history.ts);
+   * undefined when this node cannot tell. Without it, tokens' epochs are not checked.
+   */
+  txnIsOfEpoch?(tableKey: string, txn: bigint, epoch: bigint): boolean | undefined;
   /** The most a read waits, commit token and freshness check together, in ms. */
   waitMaxMs: number;
   clock: Clock;
@@ -342,6 +380,8 @@ export type ReadConsistencyHook = (
 /** What one read asked for. */
 interface ReadRequirements {
   token: Map<string, bigint> | undefined;
+  /** The epoch of each table of `token` that named one. */
+  epochs: Map<string, bigint>;
   waitMs: number;
   maxStalenessMs: number | undefined;
 }
@@ -376,6 +416,7 @@ export function createReadConsistency(options: ReadConsistencyOptions): ReadCons
         applied: options.applied,
         onBehind: options.onBehind,
       });
+      checkEpochs(options, wanted.token, wanted.epochs);
     }
     if (wanted.maxStalenessMs !== undefined) {
       const leftMs = Math.max(0, wanted.waitMs - (options.clock.monotonicMs() - startedMs));
@@ -393,8 +434,11 @@ export function createReadConsistency(options: ReadConsistencyOptions): ReadCons
 function requirementsOf(req: IncomingMessage, params: URLSearchParams, waitMaxMs: number): ReadRequirements {
   const tokens = [headerOf(req, 'x-walship-min-txn'), params.get('min_txn')]
     .filter((value): value is string => value !== null && value.trim() !== '')
-    .map(parseCommitToken);
-  const token = tokens.length === 0 ? undefined : mergeTokens(tokens);
+    .map(parseCommitTokenEntries);
+  const merged = tokens.length === 0 ? undefined : mergeTokens(tokens);
+  const token = merged === undefined ? undefined : new Map([...merged].map(([key, e]) => [key, e.txn]));
+  const epochs = new Map<string, bigint>();
+  for (const [key, entry] of merged ?? []) if (entry.epoch !== undefined) epochs.set(key, entry.epoch);
   const waitMs = minOfDefined([
     waitMaxMs,
     integerParam('x-walship-wait-ms', headerOf(req, 'x-walship-wait-ms')),
@@ -404,7 +448,7 @@ function requirementsOf(req: IncomingMessage, params: URLSearchParams, waitMaxMs
     integerParam('max_staleness_ms', params.get('max_staleness_ms')),
     integerParam('x-walship-max-staleness-ms', headerOf(req, 'x-walship-max-staleness-ms')),
   ]);
-  return { token, waitMs: waitMs ?? waitMaxMs, maxStalenessMs };
+  return { token, epochs, waitMs: waitMs ?? waitMaxMs, maxStalenessMs };
 }
 
 /** A header's value, or null. Node joins repeated custom headers with ', ', which tokens accept. */
@@ -414,15 +458,39 @@ function headerOf(req: IncomingMessage, name: string): string | null {
   return Array.isArray(value) ? value.join(',') : value;
 }
 
-function mergeTokens(tokens: Map<string, bigint>[]): Map<string, bigint> {
-  const merged = new Map<string, bigint>();
+function mergeTokens(tokens: Map<string, CommitTokenEntry>[]): Map<string, CommitTokenEntry> {
+  const merged = new Map<string, CommitTokenEntry>();
   for (const token of tokens) {
-    for (const [key, txn] of token) {
-      const previous = merged.get(key);
-      if (previous === undefined || txn > previous) merged.set(key, txn);
-    }
+    for (const [key, entry] of token) merged.set(key, laterEntry(merged.get(key), entry));
   }
   return merged;
+}
+
+/**
+ * Throws TXN_NOT_IN_CLUSTER when a txn of the token, now applied, was written by another epoch
+ * than the token's: the write the token stands for was lost in a failover (a `local`-ack primary
+ * answered it, then was replaced before uploading it), and this node's txn of that number is
+ * another write. Unknown (no history) counts as held, as before epochs were recorded.
+ */
+function checkEpochs(
+  options: ReadConsistencyOptions,
+  token: ReadonlyMap<string, bigint>,
+  epochs: ReadonlyMap<string, bigint>,
+): void {
+  if (options.txnIsOfEpoch === undefined) return;
+  for (const [key, epoch] of [...epochs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const txn = token.get(key)!;
+    if (options.txnIsOfEpoch(key, txn, epoch) !== false) continue;
+    throw new WalshipError(
+      'TXN_NOT_IN_CLUSTER',
+      'conflict',
+      `${key} txn ${txn} of epoch ${epoch} never reached the cluster: a newer primary took over before it was ` +
+        'uploaded, and txn ' +
+        `${txn} here is another write (the old primary's divergence files hold the lost rows; see the README, ` +
+        '"Recovering a divergence file")',
+      { details: { table: key, txn, epoch } },
+    );
+  }
 }
 
 /** A non-negative integer parameter in ms, or undefined when absent; else INVALID_ARGUMENT. */

@@ -829,3 +829,149 @@ describe('Follower', () => {
     expect(polls).toBeLessThanOrEqual(Math.ceil(elapsedMs / pollIntervalMs) + 2);
   });
 });
+
+// Issue 13 item 1: one readdir() of an ext4 directory being written is not a snapshot, so a listing
+// showed segment k+1 without k and the replica suspended the table for good. A gap or overlap that
+// one listing shows is confirmed (GET of the next key, a fresh LIST) before anything is suspended.
+describe('Follower: a gap one listing shows is confirmed before a table is suspended', () => {
+  /** Six one-txn segments of `t`, head.json at txn 6. */
+  async function sixSegments(store: ObjectStore): Promise<void> {
+    await putCluster(store);
+    for (let txn = 1n; txn <= 6n; txn++) await putSegment(store, 't', txns(txn, 1));
+    await putHead(store, { t: 6n });
+  }
+
+  /** A store whose listings of `t`'s segments hold `phantom` too, an object no GET or HEAD finds. */
+  function withPhantom(inner: ObjectStore, phantom: string): ObjectStore {
+    return {
+      ...inner,
+      description: inner.description,
+      get: (key, options) => inner.get(key, options),
+      head: (key) => inner.head(key),
+      put: (key, body, options) => inner.put(key, body, options),
+      delete: (key) => inner.delete(key),
+      deleteMany: (keys) => inner.deleteMany(keys),
+      close: () => inner.close(),
+      async list(prefix, options) {
+        const page = await inner.list(prefix, options);
+        const after = options?.startAfter ?? '';
+        if (!phantom.startsWith(prefix) || phantom <= after) return page;
+        const keys = page.objects.filter((o) => o.key !== phantom);
+        const objects = [...keys, { key: phantom, sizeBytes: 1, etag: 'phantom', modifiedAtMs: 0 }].sort(
+          (a, b) => (a.key < b.key ? -1 : 1),
+        );
+        return { objects: objects.slice(0, options?.limit ?? 1000) };
+      },
+    };
+  }
+
+  it.each([0, 1])(
+    'listings that skip the entry at position %i (torn) never suspend: every segment is applied',
+    async (index) => {
+      const inner = new MemoryStore();
+      await sixSegments(inner);
+      // Every listing of t's segments loses one entry while a later one is kept.
+      const faulty = withFaults(inner, [
+        { fault: { type: 'skip-list', index }, operations: ['list'], keyPrefix: 'tables/t/wal/' },
+      ]);
+      const store = recording(faulty);
+      const tables = openTables();
+      const { follower } = follow(store, tables);
+      await waitFor(() => follower.appliedTxn('t') === 6n, 't applied through txn 6');
+      expect(faulty.injected['skip-list']).toBeGreaterThan(0);
+      expect(follower.listingAnomaliesUnconfirmed()).toBeGreaterThan(0);
+      expect(statusOf(follower, 't').suspended).toBeNull();
+      expect(columnValues(tables, 't')).toEqual(valuesThrough(6));
+    },
+  );
+
+  it('catchUp() applies everything through listings that skip entries', async () => {
+    const inner = new MemoryStore();
+    await sixSegments(inner);
+    const faulty = withFaults(inner, [
+      { fault: { type: 'skip-list', index: 1 }, operations: ['list'], keyPrefix: 'tables/t/wal/' },
+    ]);
+    const tables = openTables();
+    const follower = new Follower({
+      store: faulty,
+      tables,
+      clock: systemClock,
+      log,
+      pollIntervalMs: 10,
+      sweepIntervalMs: 3_600_000,
+      downloadConcurrency: 4,
+      clusterId: undefined,
+    });
+    await follower.catchUp();
+    expect(faulty.injected['skip-list']).toBeGreaterThan(0);
+    expect(follower.appliedTxn('t')).toBe(6n);
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(6));
+  });
+
+  it('a segment that is really gone still suspends, once a GET of it and a fresh listing confirmed the gap', async () => {
+    const inner = new MemoryStore();
+    await sixSegments(inner);
+    await inner.delete(segmentKey('t', 3n));
+    const store = recording(inner);
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+    const suspension = statusOf(follower, 't').suspended!;
+    expect(suspension.code).toBe('SEGMENT_MISSING');
+    expect(suspension.objectKey).toBe(segmentKey('t', 3n));
+    expect(suspension.message).toContain('from txn 4');
+    expect(follower.appliedTxn('t')).toBe(2n);
+    // The confirmation: a GET of the missing key found nothing, then a LIST after the watermark.
+    const missingGet = store.requests.findIndex(
+      (r) => r.op === 'get' && r.key === segmentKey('t', 3n) && r.outcome === 'absent',
+    );
+    expect(missingGet).toBeGreaterThanOrEqual(0);
+    expect(
+      store.requests.slice(missingGet + 1).some((r) => r.op === 'list' && r.key === 'tables/t/wal/'),
+    ).toBe(true);
+    expect(follower.listingAnomaliesUnconfirmed()).toBe(0);
+  });
+
+  it('a listed segment that no GET finds (a stale listing) is not suspended; catchUp() refuses to call it caught up', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 't', txns(1n, 2));
+    await putHead(inner, { t: 2n });
+    const store = withPhantom(inner, segmentKey('t', 3n));
+    const tables = openTables();
+    const { follower } = follow(store, tables, { sweepIntervalMs: 20 });
+    await waitFor(() => follower.listingAnomaliesUnconfirmed() >= 3, 'the phantom looked at three times');
+    expect(statusOf(follower, 't').suspended).toBeNull();
+    expect(follower.appliedTxn('t')).toBe(2n);
+    await stopFollower(follower);
+
+    const promoting = new Follower({
+      store,
+      tables,
+      clock: systemClock,
+      log,
+      pollIntervalMs: 10,
+      sweepIntervalMs: 3_600_000,
+      downloadConcurrency: 4,
+      clusterId: CLUSTER,
+    });
+    const failure = await promoting.catchUp().then(
+      () => null,
+      (error: unknown) => error,
+    );
+    expect(failure).toMatchObject({ code: 'STORE_INCONSISTENT', kind: 'unavailable' });
+  });
+
+  it('a segment that overlaps the one before it (both there) is SEGMENT_OVERLAP', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 3)); // txns 1..3
+    await putSegment(store, 't', txns(3n, 2)); // from txn 3 again
+    await putHead(store, { t: 4n });
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+    expect(statusOf(follower, 't').suspended!.code).toBe('SEGMENT_OVERLAP');
+    expect(follower.appliedTxn('t')).toBe(3n);
+  });
+});

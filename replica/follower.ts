@@ -11,6 +11,7 @@ import {
   segmentPrefix,
   txnFirstOfSegmentKey,
 } from '../wal/index.js';
+import { recordEpochStart, TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
 import { checkEpochOrder, verifySegment } from './segment-verifier.js';
 import { discoverTableKeys, parseHeadHint, segmentsAfter } from './store-scan.js';
 
@@ -29,10 +30,16 @@ export const FOLLOWER_LIMITS = {
   fetchAttemptsPerSegment: 2,
   /** Backoff after a store failure, doubling, so an outage costs few requests. */
   storeBackoffMs: { base: 250, max: 10_000 },
+  /**
+   * catchUp() follows a table again at most this often while its listings show a gap or overlap
+   * that a GET/HEAD then contradicts (a torn or stale listing); beyond it the catch-up fails as
+   * unavailable (the promotion is retried) rather than stop short of what the store holds.
+   */
+  catchUpListingAttempts: 5,
 } as const;
 
-/** The key/value prefix of the newest epoch applied per table: kept with the data, so snapshots carry it. */
-export const TABLE_EPOCH_META_PREFIX = 'table.epoch.';
+/** The key/value prefix of the newest epoch applied per table (replica/epoch-history.ts): kept with the data, so snapshots carry it. */
+export { TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
 /**
  * `table.partial.<key>` = the first txn of the segment a point-in-time restore (RFC-0006) applied
  * only in part; the follower finishes that segment before it looks for the next one. An empty
@@ -133,6 +140,8 @@ interface FollowedTable {
   partialFirst?: bigint;
   /** No longer admitted (tablesChanged): an apply in flight for it is abandoned. */
   dropped?: boolean;
+  /** A listing showed a gap that did not hold up (#confirmGap): probe the table again at the next poll. */
+  recheck?: boolean;
 }
 
 /** Per-table view for /status. */
@@ -160,7 +169,9 @@ export interface FollowedTableStatus {
  * that table to LIST batches with parallel downloads applied strictly in order. Every
  * `sweepIntervalMs` (and when a reader asks for freshness) a sweep discovers tables with a skip-scan
  * LIST and LISTs each table after its watermark, so a stale or missing head.json delays a replica
- * by at most a sweep and a missing segment is noticed. A table whose object stays corrupt, sits in
+ * by at most a sweep and a missing segment is noticed. A gap or overlap that one listing shows is
+ * confirmed before anything is suspended (a GET of the next key, then a fresh LIST: #confirmGap),
+ * since a listing can be torn or stale on any store. A table whose object stays corrupt, sits in
  * the wrong slot, goes back an epoch or cannot be applied is suspended with a message naming the
  * resume command; the other tables go on. Store failures are retried with backoff, never suspend.
  */
@@ -183,6 +194,8 @@ export class Follower {
   #downloadsInFlight = 0;
   #downloadSlots: (() => void)[] = [];
   #polls = 0;
+  /** Listings that showed a gap (or overlap) the follower's confirmation then found not to be there. */
+  #listingAnomaliesUnconfirmed = 0;
 
   constructor(options: FollowerOptions) {
     this.#options = options;
@@ -307,7 +320,7 @@ export class Follower {
     }
     if (!(await this.#checkCluster())) return;
     await this.#discover();
-    for (const t of this.#tables.values()) if (t.suspended === null) await this.#follow(t, true);
+    for (const t of this.#tables.values()) await this.#catchUpTable(t);
     const suspended = [...this.#tables.values()].filter((t) => t.suspended !== null);
     if (suspended.length > 0) {
       throw new WalshipError(
@@ -316,6 +329,41 @@ export class Follower {
         `cannot catch up: ${suspended.map((t) => t.suspended!.message).join('; ')}`,
       );
     }
+  }
+
+  /**
+   * Follows `t` until a listing after its watermark holds up. A listing anomaly that did not (a torn
+   * or stale listing, #confirmGap) is looked at again, at most FOLLOWER_LIMITS.catchUpListingAttempts
+   * times: a promotion must not take "the listing disagreed" for "caught up".
+   */
+  async #catchUpTable(t: FollowedTable): Promise<void> {
+    for (let attempt = 1; t.suspended === null; attempt++) {
+      t.recheck = false;
+      await this.#follow(t, true);
+      if (!this.#rechecking(t)) return;
+      if (attempt >= FOLLOWER_LIMITS.catchUpListingAttempts) {
+        throw new WalshipError(
+          'STORE_INCONSISTENT',
+          'unavailable',
+          `cannot catch up table ${JSON.stringify(t.name)}: ${attempt} listings after txn ${t.appliedTxn} ` +
+            'disagreed with the objects they named; try again',
+          { details: { table: t.key, appliedTxn: t.appliedTxn.toString() } },
+        );
+      }
+    }
+  }
+
+  /** Read through a method: after `t.recheck = false` and an await, TypeScript would narrow it to false. */
+  #rechecking(t: FollowedTable): boolean {
+    return t.recheck === true;
+  }
+
+  /**
+   * Listings (of any table) that showed a gap or overlap the follower's confirmation then did not
+   * find: a torn or stale listing, retried at the next poll and never suspended. For logs and tests.
+   */
+  listingAnomaliesUnconfirmed(): number {
+    return this.#listingAnomaliesUnconfirmed;
   }
 
   /** The followed tables' keys and applied txns (after catchUp: the last txn of each in the store). */
@@ -452,6 +500,7 @@ export class Follower {
     await Promise.all(
       due.map((t) => {
         t.wanted = false;
+        t.recheck = false;
         return this.#follow(t, sweep).catch((error: unknown) => {
           failures.push(error);
         });
@@ -493,7 +542,7 @@ export class Follower {
   }
 
   #isDue(t: FollowedTable, nowMs: number): boolean {
-    if (t.wanted || t.headTxn > t.appliedTxn) return true;
+    if (t.wanted || t.recheck === true || t.headTxn > t.appliedTxn) return true;
     return t.lastAppliedAtMs !== null && nowMs - t.lastAppliedAtMs < FOLLOWER_LIMITS.hotTableMs;
   }
 
@@ -634,18 +683,93 @@ export class Follower {
       };
       for (const [index, { key, txnFirst }] of listed.entries()) {
         if (this.#stopped) return;
-        if (txnFirst !== t.appliedTxn + 1n) {
-          if (index === 0 && txnFirst > t.appliedTxn + 1n && (await this.#chainStartsAt(t, txnFirst)))
-            throw segmentsCollected(t, txnFirst);
-          throw missingSegment(t, txnFirst);
+        // A listing that skips or overlaps the next slot is a claim, not evidence: confirm it first.
+        if (txnFirst < t.appliedTxn + 1n) {
+          await this.#confirmOverlap(t, key, txnFirst);
+          return;
+        }
+        if (txnFirst > t.appliedTxn + 1n) {
+          if (!(await this.#bridgeGap(t, txnFirst))) return;
+          break; // the next segment was there: list again from the new watermark
         }
         startUpTo(index);
         const decoded = await downloads[index]!;
         if (this.#stopped || this.#gone(t)) return;
-        if (decoded === null) throw missingSegment(t, txnFirst);
+        if (decoded === null) {
+          // Listed, yet the GET found nothing: retention deleted it meanwhile, or the listing was stale.
+          if (!(await this.#bridgeGap(t, txnFirst))) return;
+          break;
+        }
         this.#apply(t, key, decoded);
       }
     }
+  }
+
+  /**
+   * Applies the segment a listing did not show at the watermark (#confirmGap), if it is there.
+   * True when it was applied; false when there is nothing to apply now (the next poll looks again).
+   * Throws when the gap is confirmed.
+   */
+  async #bridgeGap(t: FollowedTable, seenTxn: bigint): Promise<boolean> {
+    const next = await this.#confirmGap(t, seenTxn);
+    if (next === null || this.#stopped || this.#gone(t)) return false;
+    this.#apply(t, segmentKey(t.key, t.appliedTxn + 1n), next);
+    return true;
+  }
+
+  /**
+   * A listing of `t` showed a segment from `seenTxn` but not the next one, `applied + 1` (or listed
+   * that one and its GET found nothing). One listing is not evidence of a gap: a listing can be torn
+   * (one readdir() of a directory being written: issue 13) or stale, whatever the store. So the
+   * next key is read first: when it is there it is returned, to be applied. When the GET finds
+   * nothing, a fresh LIST decides: a later segment still comes first → the gap is confirmed
+   * (SEGMENTS_COLLECTED where the store's chain now starts, else SEGMENT_MISSING); otherwise there
+   * was no gap (null) and the next poll looks again. A GET that finds nothing after a listing
+   * showed a later segment is conclusive on its own on a store that reads its writes, since a
+   * primary uploads a table's segments one at a time, in order; the fresh LIST guards against a
+   * listing that showed a segment that is not there, and names where the chain goes on.
+   */
+  async #confirmGap(t: FollowedTable, seenTxn: bigint): Promise<FetchedSegment | null> {
+    const expected = t.appliedTxn + 1n;
+    const segment = await this.#fetch(t, segmentKey(t.key, expected), expected);
+    if (this.#gone(t)) return null;
+    if (segment !== null) {
+      // Applied by the caller, which lists again at once: nothing is left for the next poll.
+      this.#unconfirmed(t, seenTxn, 'the next segment is there: the listing had skipped it', false);
+      return segment;
+    }
+    const [first] = await segmentsAfter(this.#options.store, t.key, t.appliedTxn, 1);
+    if (this.#gone(t)) return null;
+    if (first === undefined || first.txnFirst <= expected) {
+      this.#unconfirmed(t, seenTxn, 'a fresh listing does not show the gap', true);
+      return null;
+    }
+    if (await this.#chainStartsAt(t, first.txnFirst)) throw segmentsCollected(t, first.txnFirst);
+    throw missingSegment(t, first.txnFirst);
+  }
+
+  /**
+   * A listing showed `key` (from `txnFirst`) inside the txns `t` already applied: an overlap, real
+   * only when the object exists (a stale listing can show an object that is gone). One HEAD.
+   */
+  async #confirmOverlap(t: FollowedTable, key: string, txnFirst: bigint): Promise<void> {
+    const info = await this.#options.store.head(key);
+    if (this.#gone(t)) return;
+    if (info !== null) throw missingSegment(t, txnFirst);
+    this.#unconfirmed(t, txnFirst, `a listing showed ${key}, which is not there`, true);
+  }
+
+  /**
+   * Counts and logs a listing anomaly that did not hold up; with `recheck` (nothing was applied in
+   * its place) the table is probed again at the next poll.
+   */
+  #unconfirmed(t: FollowedTable, seenTxn: bigint, why: string, recheck: boolean): void {
+    this.#listingAnomaliesUnconfirmed++;
+    if (recheck) t.recheck = true;
+    this.#options.log.info(
+      { table: t.name, appliedTxn: t.appliedTxn, listedTxn: seenTxn },
+      `a listing of ${t.name} did not match the chain after txn ${t.appliedTxn}, but ${why}; not suspended`,
+    );
   }
 
   /**
@@ -751,8 +875,10 @@ export class Follower {
       for (const record of txns) tables.applyTxn(header.tableName, record);
       // Everything a replica holds came from the store: uploaded = applied, ready for a promotion.
       tables.setUploadedTxn(header.tableName, header.txnLast);
-      if (header.epoch !== t.epoch)
+      if (header.epoch !== t.epoch) {
         tables.setMeta(`${TABLE_EPOCH_META_PREFIX}${t.key}`, header.epoch.toString());
+        recordEpochStart(tables, t.key, header.epoch, header.txnFirst);
+      }
       alsoInTransaction?.();
     });
     if (t.transient === true) {

@@ -15,6 +15,7 @@ export {
   WAITERS_MAX,
   type WaitOptions,
 } from './consistency.js';
+export { recordEpochStart, txnIsOfEpoch } from './epoch-history.js';
 export {
   FOLLOWER_LIMITS,
   type FollowedTableStatus,

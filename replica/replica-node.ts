@@ -14,13 +14,21 @@ import {
   type RunningHttpServer,
   sendJson,
   startHttpServer,
+  statusPathHider,
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler, type IlpCommit } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import { createQueryHttpHandler, QueryPool, resolveNodeId, TableStore } from '../table/index.js';
+import {
+  createQueryHttpHandler,
+  QueryPool,
+  type QueryPoolLimits,
+  resolveNodeId,
+  TableStore,
+} from '../table/index.js';
 import { CLUSTER_KEY, parseClusterRecord, segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
+import { txnIsOfEpoch } from './epoch-history.js';
 import { type FollowedTableStatus, Follower, type FollowerOptions } from './follower.js';
 import {
   listSnapshots,
@@ -75,6 +83,8 @@ export interface ReplicaSettings {
   maxRequestBytes: number;
   queryTimeoutMs: number;
   queryWorkers: number;
+  /** `query.queue.max`, `query.queue.wait.max`, `query.memory.limit`; unset = the pool's defaults. */
+  queryLimits?: QueryPoolLimits | undefined;
   version: string;
 }
 
@@ -245,6 +255,7 @@ export class ReplicaNode {
         databaseFile,
         workers: settings.queryWorkers,
         queryTimeoutMs: settings.queryTimeoutMs,
+        ...settings.queryLimits,
       });
       cleanup.push(() => queries.close());
       let node: ReplicaNode | undefined;
@@ -272,6 +283,11 @@ export class ReplicaNode {
       for (const step of cleanup.reverse()) await Promise.resolve(step()).catch(() => {});
       throw error;
     }
+  }
+
+  /** Whether txn `txn` of table `key`, applied here, was written at `epoch`; undefined when unknown (replica/epoch-history.ts). */
+  txnIsOfEpoch(key: string, txn: bigint, epoch: bigint): boolean | undefined {
+    return txnIsOfEpoch(this.#tables, key, txn, epoch);
   }
 
   /** Role, per-table watermarks, lag and suspensions: `GET /status`. */
@@ -597,6 +613,7 @@ function handlers(
     stalenessMs: () => follower.stalenessMs(),
     refresh: () => follower.refresh(),
     onBehind: (keys) => follower.probeNow(keys),
+    txnIsOfEpoch: (key, txn, epoch) => node()?.txnIsOfEpoch(key, txn, epoch),
     waitMaxMs: settings.readWaitMaxMs,
     clock: deps.clock,
   });
@@ -606,9 +623,14 @@ function handlers(
       ? {}
       : { auth: (req: IncomingMessage) => readAuth(req.headers.authorization) }),
   });
+  // Public: paths relative to the data dir, never absolute (core/status-paths.ts).
+  const hidePaths = statusPathHider({
+    dataDir: settings.dataDir,
+    storeDescription: settings.store.description,
+  });
   const status = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.url?.split('?')[0] !== '/status' || req.method !== 'GET') return false;
-    sendJson(res, 200, node()?.status() ?? {});
+    sendJson(res, 200, hidePaths(node()?.status() ?? {}));
     return true;
   };
   const admin = createAdminHttpHandler(settings.adminToken, {

@@ -54,7 +54,7 @@ async function write(port: number, body: string): Promise<Map<string, bigint>> {
   expect(response.status, await response.clone().text()).toBe(204);
   const token = new Map<string, bigint>();
   for (const part of (response.headers.get('x-walship-txn') ?? '').split(',')) {
-    const [key, txn] = part.split('=');
+    const [key, txn] = part.split('@')[0]!.split('=');
     token.set(key!, BigInt(txn!));
   }
   return token;

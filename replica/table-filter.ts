@@ -319,8 +319,10 @@ export function dropLocalTable(key: string, options: DatabaseChangeOptions): boo
       db.prepare('DELETE FROM _walship_tables WHERE key = ?').run(key);
       const deleteKey = db.prepare('DELETE FROM _walship_kv WHERE key = ?');
       for (const prefix of EXACT_META_PREFIXES) deleteKey.run(`${prefix}${key}`);
-      const rejected = `${REJECTED_META_PREFIX}${key}.`;
-      db.prepare('DELETE FROM _walship_kv WHERE substr(key, 1, ?) = ?').run(rejected.length, rejected);
+      const deletePrefix = db.prepare('DELETE FROM _walship_kv WHERE substr(key, 1, ?) = ?');
+      // `table.epoch.<key>@<epoch>`: where each epoch began (replica/epoch-history.ts).
+      for (const prefix of [`${REJECTED_META_PREFIX}${key}.`, `${TABLE_EPOCH_META_PREFIX}${key}@`])
+        deletePrefix.run(prefix.length, prefix);
       return true;
     })();
   });

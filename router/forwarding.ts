@@ -24,17 +24,29 @@ const NOT_FORWARDED = new Set([
 /**
  * The client's request headers as sent on to a node, minus hop-by-hop ones and minus `drop`.
  * `Authorization` crosses unchanged: the node checks the client's credentials itself.
+ * `X-Forwarded-For` gets the client's address appended, so a node that trusts this router
+ * (`http.trusted.proxies`) counts failed authentications per real client, not per router
+ * (core/client-address.ts; issue 13 item 9).
  */
 export function requestHeadersFor(
-  headers: IncomingHttpHeaders,
+  req: IncomingMessage,
   drop: ReadonlySet<string> = new Set(),
 ): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || NOT_FORWARDED.has(name) || drop.has(name)) continue;
     out[name] = Array.isArray(value) ? value.join(', ') : value;
   }
+  out['x-forwarded-for'] = forwardedFor(req.headers, req.socket.remoteAddress);
   return out;
+}
+
+/** The request's `X-Forwarded-For` with `peer` (the router's own client) appended. */
+export function forwardedFor(headers: IncomingHttpHeaders, peer: string | undefined): string {
+  const before = headers['x-forwarded-for'];
+  const chain = Array.isArray(before) ? before.join(', ') : before;
+  const self = peer ?? 'unknown';
+  return chain === undefined || chain.trim() === '' ? self : `${chain}, ${self}`;
 }
 
 /** A node's response headers as sent back to the client, minus hop-by-hop ones. */

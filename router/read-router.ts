@@ -154,10 +154,7 @@ async function tryCandidate(
   const { candidate } = attempt;
   const params = new URLSearchParams(attempt.params);
   if (candidate.role === 'primary') for (const name of REPLICA_PARAMS) params.delete(name);
-  const headers = requestHeadersFor(
-    req.headers,
-    candidate.role === 'primary' ? REPLICA_HEADERS : ROUTER_HEADERS,
-  );
+  const headers = requestHeadersFor(req, candidate.role === 'primary' ? REPLICA_HEADERS : ROUTER_HEADERS);
   let response: Awaited<ReturnType<typeof request>>;
   try {
     response = await request(`${candidate.url}${attempt.path}?${params}`, {

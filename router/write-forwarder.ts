@@ -106,7 +106,7 @@ async function forward(
   const random = options.random ?? systemRandom;
   const retryTimeoutMs = options.retryTimeoutMs ?? WRITE_RETRY_TIMEOUT_MS;
   const gone = clientGone(res);
-  const headers = requestHeadersFor(req.headers);
+  const headers = requestHeadersFor(req);
   const target = `${pathOf(req.url)}${queryOf(req.url) === '' ? '' : `?${queryOf(req.url)}`}`;
   const startedMs = clock.monotonicMs();
   let backoffMs = WRITE_BACKOFF_INITIAL_MS;

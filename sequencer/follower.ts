@@ -39,6 +39,11 @@ export const SEQUENCED_FOLLOWER_LIMITS = {
   exportMarksMax: 64,
   /** Own exports remembered per table (noteExported) until a check passes them; beyond it they are forgotten. */
   exportNotesMax: 10_000,
+  /**
+   * Staged keys remembered as found absent once (#download), waiting for the read after a backoff
+   * that confirms it; beyond it they are forgotten (each then waits one more backoff).
+   */
+  absentOnceKeysMax: 10_000,
 } as const;
 
 /** `sequencer.rejected.<tableKey>.<txn>` = why a txn was applied as an empty fence (TYPE_CONFLICT). */
@@ -175,6 +180,8 @@ export class SequencedFollower {
   #lastError: { message: string; atMs: number } | null = null;
   #exportsWritten = 0;
   #exportConflict: { code: string; message: string } | null = null;
+  /** Staged keys a GET found absent once: a second absence, a backoff later, confirms SEGMENT_MISSING. */
+  readonly #absentOnce = new Set<string>();
 
   constructor(options: SequencedFollowerOptions) {
     const concurrency = options.downloadConcurrency ?? SEQUENCED_FOLLOWER_LIMITS.downloadConcurrencyDefault;
@@ -506,7 +513,7 @@ export class SequencedFollower {
   /**
    * The entry's staged segment (the writer's own bytes when it holds them, else a GET), verified
    * against the entry and renumbered. A verification failure is fetched once more from the store
-   * before it counts; an absent object is SEGMENT_MISSING (data).
+   * before it counts; an object absent at two reads a backoff apart is SEGMENT_MISSING (data).
    */
   async #fetch(entry: LogEntry, signal: AbortSignal): Promise<FetchedSegment> {
     const own = this.#options.ownSegment?.(entry.staged);
@@ -533,17 +540,39 @@ export class SequencedFollower {
     }
   }
 
+  /**
+   * GET the entry's staged object. An absence is not final at first sight (issue 13: one look at a
+   * store is not evidence that an object is gone; a store may lag behind its writes): the first
+   * fails the round as unavailable, so the object is read again after a backoff, and only a
+   * second absence is SEGMENT_MISSING (data), which suspends the table.
+   */
   async #download(entry: LogEntry, signal: AbortSignal): Promise<Uint8Array> {
     const got = await this.#options.store.get(entry.staged, { signal });
-    if (got === null)
+    const numbered =
+      `${entry.staged}, numbered txns ${entry.txnFirst}..${entry.txnLast} by the sequencer ` +
+      `(writer ${entry.writer}, writer epoch ${entry.writerEpoch}, batch ${entry.batchSeq})`;
+    const details = { key: entry.staged, table: entry.table, txnFirst: entry.txnFirst };
+    if (got === null) {
+      if (!this.#absentOnce.has(entry.staged)) {
+        if (this.#absentOnce.size >= SEQUENCED_FOLLOWER_LIMITS.absentOnceKeysMax) this.#absentOnce.clear();
+        this.#absentOnce.add(entry.staged);
+        throw new WalshipError(
+          'STORE_INCONSISTENT',
+          'unavailable',
+          `${numbered}, was not found; it is read again after a backoff before its table is suspended`,
+          { details },
+        );
+      }
+      this.#absentOnce.delete(entry.staged);
       throw new WalshipError(
         'SEGMENT_MISSING',
         'data',
-        `${entry.staged}, numbered txns ${entry.txnFirst}..${entry.txnLast} by the sequencer ` +
-          `(writer ${entry.writer}, writer epoch ${entry.writerEpoch}, batch ${entry.batchSeq}), is gone from the store: ` +
+        `${numbered}, is gone from the store (not found twice, a backoff apart): ` +
           'those txns cannot be applied here (if WAL retention removed it, bootstrap this node again from a snapshot)',
-        { details: { key: entry.staged, table: entry.table, txnFirst: entry.txnFirst } },
+        { details },
       );
+    }
+    this.#absentOnce.delete(entry.staged);
     if (got.status !== 'ok')
       throw new WalshipError(
         'STORE_INCONSISTENT',

@@ -14,7 +14,12 @@ export {
 } from './names.js';
 export { resolveNodeId } from './node-identity.js';
 export { createQueryHttpHandler, parseQuestDbLimit } from './query-http.js';
-export { QUERY_POOL_DEFAULTS, QueryPool, type QueryPoolOptions } from './query-pool.js';
+export {
+  QUERY_POOL_DEFAULTS,
+  QueryPool,
+  type QueryPoolLimits,
+  type QueryPoolOptions,
+} from './query-pool.js';
 export {
   createSnapshotImage,
   restoreSnapshotImage,

@@ -16,6 +16,8 @@ export interface QueryHostOptions {
   databaseFile: string;
   /** V8 old-space bound of the host, in MB (`--max-old-space-size`). */
   heapMb: number;
+  /** Resident memory of the host at most, in bytes; past it the host kills itself (query-host.ts). */
+  memoryLimitBytes: number;
   /** Longest the host may take to open the database, in ms, before `started` rejects. */
   startTimeoutMs: number;
   /** Receives the host's answers (`result` and `error`), in the order the host sent them. */
@@ -34,6 +36,8 @@ export interface QueryHostExit {
   signal: NodeJS.Signals | null;
   /** V8 reported that the host's heap (`heapMb`) ran out. */
   outOfMemory: boolean;
+  /** The host's watchdog stopped it for using more than `memoryLimitBytes` of resident memory. */
+  memoryLimitExceeded: boolean;
   /** The end of what the host wrote to stderr, at most STDERR_TAIL_CHARS characters. */
   stderrTail: string;
 }
@@ -45,6 +49,8 @@ export interface QueryHostExit {
 const STDERR_TAIL_CHARS = 2_048;
 /** V8's message when a heap bound is reached (printed before it aborts the process). */
 const OUT_OF_MEMORY_TEXT = 'JavaScript heap out of memory';
+/** What a host's watchdog writes to stderr before it kills the host for exceeding `memoryLimitBytes`. */
+export const MEMORY_LIMIT_TEXT = 'walship query host: resident memory limit exceeded';
 
 /**
  * One host process. Lifecycle: start() → `started` resolves (or rejects, and the host is killed) →
@@ -66,6 +72,7 @@ export class QueryHostProcess {
   private killed = false;
   private stderrTail = '';
   private outOfMemory = false;
+  private memoryLimitExceeded = false;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -80,7 +87,10 @@ export class QueryHostProcess {
   /** Forks a host for `options.databaseFile`. Never throws; a failed fork rejects `started`. */
   static start(options: QueryHostOptions): QueryHostProcess {
     const { entry, execArgv } = hostEntry();
-    const args: QueryHostArgs = { databaseFile: options.databaseFile };
+    const args: QueryHostArgs = {
+      databaseFile: options.databaseFile,
+      memoryLimitBytes: options.memoryLimitBytes,
+    };
     const child = fork(entry, [JSON.stringify(args)], {
       // 'advanced' is V8's structured clone: BigInt and typed arrays cross the channel as they are.
       serialization: 'advanced',
@@ -154,6 +164,7 @@ export class QueryHostProcess {
       const text = this.stderrTail + chunk;
       // Searched across the chunk boundary too, before the tail is cut.
       if (text.includes(OUT_OF_MEMORY_TEXT)) this.outOfMemory = true;
+      if (text.includes(MEMORY_LIMIT_TEXT)) this.memoryLimitExceeded = true;
       this.stderrTail = text.slice(-STDERR_TAIL_CHARS);
     });
     const done = (code: number | null, signal: NodeJS.Signals | null) => {
@@ -163,6 +174,7 @@ export class QueryHostProcess {
         code,
         signal,
         outOfMemory: this.outOfMemory,
+        memoryLimitExceeded: this.memoryLimitExceeded,
         stderrTail: this.stderrTail.trim(),
       };
       this.options.onExit(exit);

@@ -1,6 +1,14 @@
 import { Worker } from 'node:worker_threads';
 import type { ErrorKind } from '../core/index.js';
-import { openReadOnly, type QueryOutput, type QueryRequest, runQuery } from './query-runner.js';
+import { MEMORY_LIMIT_TEXT } from './query-host-process.js';
+import {
+  connectionSettings,
+  isConnectionChangedError,
+  openReadOnly,
+  type QueryOutput,
+  type QueryRequest,
+  runIsolatedQuery,
+} from './query-runner.js';
 
 /**
  * The query host: a child process of the node (RFC-0004) with one read-only connection, running one
@@ -12,11 +20,19 @@ import { openReadOnly, type QueryOutput, type QueryRequest, runQuery } from './q
  * parent died), a watchdog thread kills it when the parent is gone while the main thread is stuck in
  * SQLite, and it ignores SIGINT and SIGTERM, which a terminal or a service manager sends to the
  * whole process group, so that the parent shuts down in its own order.
+ *
+ * Nothing a query does may outlive it (RFC-0004 §6): after every query the host compares its
+ * connection's settings with those it opened with, and when they differ it withholds the answer and
+ * asks to be replaced (`recycle`), since a fresh process is the one state known to be clean. The same
+ * watchdog thread bounds the host's resident memory (§7): past `memoryLimitBytes` it writes
+ * MEMORY_LIMIT_TEXT to stderr and SIGKILLs the host, and the pool answers QUERY_TOO_LARGE.
  */
 
 /** The one command-line argument of a query host, as JSON. */
 export interface QueryHostArgs {
   databaseFile: string;
+  /** Resident memory of the whole host (SQLite, JavaScript and buffers) at most, in bytes. */
+  memoryLimitBytes: number;
 }
 
 /** Pool → host. */
@@ -38,7 +54,7 @@ export type QueryHostMessage =
   | { type: 'ready' }
   | { type: 'failed'; message: string }
   | { type: 'result'; id: number; output: QueryOutput }
-  | { type: 'error'; id: number; error: SerializedQueryError };
+  | { type: 'error'; id: number; error: SerializedQueryError; recycle?: boolean };
 
 /**
  * How often the watchdog thread checks that the parent is still alive, in ms. It matters only when
@@ -46,6 +62,12 @@ export type QueryHostMessage =
  * IPC channel ends the host at once), so it is a trade of an orphan's CPU against idle wake-ups.
  */
 const ORPHAN_CHECK_INTERVAL_MS = 1_000;
+/**
+ * How often the watchdog reads the host's resident memory, in ms. A query can overshoot the limit by
+ * what it allocates in one interval before it is stopped; reading RSS costs a few µs, so 40 reads a
+ * second per host is noise.
+ */
+const MEMORY_CHECK_INTERVAL_MS = 25;
 
 /**
  * The watchdog, a worker thread in plain JavaScript (eval), so it runs the same from dist/ and from
@@ -54,9 +76,22 @@ const ORPHAN_CHECK_INTERVAL_MS = 1_000;
  */
 const WATCHDOG_SOURCE = `
 const { workerData } = require('node:worker_threads');
+const { writeSync } = require('node:fs');
 setInterval(() => {
   if (process.ppid !== workerData.parentPid) process.kill(process.pid, 'SIGKILL');
 }, workerData.intervalMs);
+// RSS is the whole process: SQLite's heap (its own hard_heap_limit is inert in better-sqlite3's build,
+// which turns memory statistics off), V8's heap and the Buffers in between. writeSync, because the
+// main thread, which would flush an ordinary stderr write, is busy in SQLite.
+if (workerData.memoryLimitBytes > 0) setInterval(() => {
+  const rss = process.memoryUsage.rss();
+  if (rss <= workerData.memoryLimitBytes) return;
+  try {
+    writeSync(2, workerData.memoryLimitText + ': ' + rss + ' > ' + workerData.memoryLimitBytes + ' bytes\\n');
+  } finally {
+    process.kill(process.pid, 'SIGKILL');
+  }
+}, workerData.memoryIntervalMs);
 `;
 
 function serializeError(error: unknown): SerializedQueryError {
@@ -70,10 +105,16 @@ function serializeError(error: unknown): SerializedQueryError {
   };
 }
 
-function startWatchdog(): void {
+function startWatchdog(memoryLimitBytes: number): void {
   const watchdog = new Worker(WATCHDOG_SOURCE, {
     eval: true,
-    workerData: { parentPid: process.ppid, intervalMs: ORPHAN_CHECK_INTERVAL_MS },
+    workerData: {
+      parentPid: process.ppid,
+      intervalMs: ORPHAN_CHECK_INTERVAL_MS,
+      memoryLimitBytes,
+      memoryIntervalMs: MEMORY_CHECK_INTERVAL_MS,
+      memoryLimitText: MEMORY_LIMIT_TEXT,
+    },
     // A few MB are plenty for one timer; the host's own heap bound is for query results.
     resourceLimits: { maxOldGenerationSizeMb: 8 },
   });
@@ -90,24 +131,30 @@ function main(): void {
   process.on('disconnect', () => process.exit(0));
   process.on('SIGINT', () => {});
   process.on('SIGTERM', () => {});
-  const { databaseFile } = JSON.parse(process.argv[2] ?? '{}') as QueryHostArgs;
+  const { databaseFile, memoryLimitBytes } = JSON.parse(process.argv[2] ?? '{}') as QueryHostArgs;
   let db: ReturnType<typeof openReadOnly>;
+  let settings: string;
   try {
     db = openReadOnly(databaseFile);
+    settings = connectionSettings(db);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     post({ type: 'failed', message }, () => process.exit(1));
     return;
   }
+  let spoiled = false;
   process.on('message', ({ id, request }: QueryJobMessage) => {
+    // A host that asked to be replaced answers nothing more; the pool kills it on that answer.
+    if (spoiled) return;
     try {
-      post({ type: 'result', id, output: runQuery(db, request) });
+      post({ type: 'result', id, output: runIsolatedQuery(db, request, settings) });
     } catch (error) {
-      post({ type: 'error', id, error: serializeError(error) });
+      spoiled = isConnectionChangedError(error);
+      post({ type: 'error', id, error: serializeError(error), recycle: spoiled });
     }
   });
   post({ type: 'ready' });
-  startWatchdog();
+  startWatchdog(memoryLimitBytes);
 }
 
 main();

@@ -23,7 +23,8 @@ export interface QueryHttpOptions {
    * Runs after `auth` and the empty-query check, before the query is dispatched, on `/exec` and
    * `/exp`; `signal` aborts when the client goes away. Resolves headers to add to the success
    * answer. A WalshipError it throws becomes QuestDB's error body: 400 for kind `invalid`, 504 for
-   * `MIN_TXN_TIMEOUT`, 503 with `Retry-After: 1` for kinds `unavailable` and `closed`; nothing is
+   * `MIN_TXN_TIMEOUT`, 503 with `Retry-After: 1` for kinds `unavailable` and `closed`, 409 for
+   * `conflict` (a commit token's txn lost in a failover, `TXN_NOT_IN_CLUSTER`); nothing is
    * answered when the client went away. Default: none (no wait, no extra headers).
    */
   consistency?: (
@@ -246,6 +247,7 @@ function sendConsistencyError(
   if (error.kind === 'invalid') status = 400;
   else if (error.code === 'MIN_TXN_TIMEOUT') status = 504;
   else if (error.kind === 'unavailable' || error.kind === 'closed') status = 503;
+  else if (error.kind === 'conflict') status = 409;
   const extra: Record<string, string> = status === 503 ? { 'retry-after': '1' } : {};
   sendJson(res, status, formatExecError(query, error.message, 0), extra);
 }

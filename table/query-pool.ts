@@ -21,6 +21,13 @@ import type { QueryOutput, QueryRequest } from './query-runner.js';
  * than 2 × `workers` processes. A host that dies on its own fails its running query and is replaced;
  * replacements are rate-limited (RespawnBudget) so a crash loop cannot spin.
  *
+ * Bounds per query (RFC-0004 §6–§8): the statement is judged before it runs and no query can leave a
+ * setting behind (a host whose connection changed is replaced); a host's resident memory is bounded
+ * by `memoryLimitBytes` (past it the host is killed and the query fails with QUERY_TOO_LARGE); a
+ * query waits for a free host at most `maxQueueWaitMs` and only behind `maxQueueLength` others, then
+ * fails with QUERY_BUSY, so endless queries on every host cost other readers a quick refusal rather
+ * than a hang.
+ *
  * Error codes (WalshipError): QUERY_TIMEOUT, QUERY_BUSY, QUERY_ABORTED, QUERY_WORKER_FAILED
  * (unavailable: retry may help); QUERY_INVALID, QUERY_READ_ONLY, QUERY_TOO_LARGE (invalid: change
  * the query; `details.position` is QuestDB's error position); CLOSED; INVALID_ARGUMENT.
@@ -38,6 +45,17 @@ export interface QueryPoolOptions {
   maxResultRows?: number;
   /** Queries waiting for a host; one more is refused with QUERY_BUSY. Default 256. */
   maxQueueLength?: number;
+  /**
+   * Longest a query waits for a free host, in ms; then it fails with QUERY_BUSY (`query.queue.wait.max`).
+   * Default 5 000.
+   */
+  maxQueueWaitMs?: number;
+  /**
+   * Resident memory of one host (SQLite's heap, its temp tables and sorts, the JavaScript heap and
+   * buffers), in bytes; a query that takes its host past it fails with QUERY_TOO_LARGE and the host is
+   * replaced (`query.memory.limit`). At least 128 MiB (an idle host holds ~60 MiB). Default 1 GiB.
+   */
+  memoryLimitBytes?: number;
   /** Bound on one rendered result, in UTF-8 bytes. Default 128 MiB. */
   maxResultBytes?: number;
   /**
@@ -116,9 +134,17 @@ export const QUERY_POOL_DEFAULTS = Object.freeze({
   queryTimeoutMs: 30_000,
   maxResultRows: 1_000_000,
   maxQueueLength: 256,
+  maxQueueWaitMs: 5_000,
   maxResultBytes: 128 * 1024 * 1024,
   workerHeapMb: 512,
+  memoryLimitBytes: 1024 * 1024 * 1024,
 });
+
+/** The limits a node's configuration sets beside `workers` and `queryTimeoutMs` (cli/config.ts). */
+export type QueryPoolLimits = Pick<
+  QueryPoolOptions,
+  'maxQueueLength' | 'maxQueueWaitMs' | 'memoryLimitBytes'
+>;
 
 /** Longest a new host may take to open the database before it counts as failed, in ms. */
 const HOST_START_TIMEOUT_MS = 10_000;
@@ -132,6 +158,8 @@ const HOST_RESTART_DELAY_MS = 1_000;
 const HOST_RESPAWN_BURST = 8;
 const HOST_RESPAWN_INTERVAL_MS = 250;
 const MAX_WORKERS = 64;
+/** The smallest memoryLimitBytes: an idle host holds ~60 MiB, so less would kill hosts at rest. */
+const MIN_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024;
 /** The longest time limit setTimeout can hold, in ms. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -151,6 +179,8 @@ interface Job {
   reject: (error: unknown) => void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Fires after maxQueueWaitMs while the job waits in the queue. */
+  queueTimer: NodeJS.Timeout | undefined;
   settled: boolean;
 }
 
@@ -300,6 +330,7 @@ export class QueryPool {
         reject,
         signal: options.signal,
         onAbort: undefined,
+        queueTimer: undefined,
         settled: false,
       };
       this.enqueue(job);
@@ -322,14 +353,28 @@ export class QueryPool {
       job.onAbort = () => this.abort(job, abortedError(signal));
       signal.addEventListener('abort', job.onAbort, { once: true });
     }
-    if (idle !== undefined) this.dispatch(idle, job);
-    else this.queue.push(job);
+    if (idle !== undefined) {
+      this.dispatch(idle, job);
+      return;
+    }
+    this.queue.push(job);
+    job.queueTimer = setTimeout(() => this.onQueueWait(job), this.config.maxQueueWaitMs);
+  }
+
+  /** A job waited maxQueueWaitMs for a host: it leaves the queue with QUERY_BUSY. */
+  private onQueueWait(job: Job): void {
+    const queued = this.queue.indexOf(job);
+    if (queued < 0) return;
+    this.queue.splice(queued, 1);
+    this.settle(job, queueWaitError(this.config, this.slots.filter((s) => s.state === 'busy').length));
   }
 
   private dispatch(slot: Slot, job: Job): void {
     const host = slot.host;
     if (host === null || !host.usable)
       throw new WalshipError('ASSERTION_FAILED', 'internal', 'dispatch to a slot without a usable host');
+    if (job.queueTimer !== undefined) clearTimeout(job.queueTimer);
+    job.queueTimer = undefined;
     slot.state = 'busy';
     slot.job = job;
     slot.timer = setTimeout(() => this.onTimeout(slot, job), job.timeoutMs);
@@ -350,10 +395,16 @@ export class QueryPool {
     // Answers are matched by host and id: a job that was abandoned (timeout, abort) left with its host.
     if (slot.host !== host || job === null || job.id !== message.id) return;
     this.clearJob(slot);
-    slot.state = 'idle';
     this.completed++;
     if (message.type === 'result') this.settle(job, null, message.output);
     else this.settle(job, deserializeError(message.error));
+    if (message.type === 'error' && message.recycle === true) {
+      // The query changed its connection (RFC-0004 §6): the host must not serve another query.
+      this.retire(slot, host);
+      this.replace(slot);
+      return;
+    }
+    slot.state = 'idle';
     this.pump();
   }
 
@@ -457,6 +508,7 @@ export class QueryPool {
     const host: QueryHostProcess = QueryHostProcess.start({
       databaseFile: this.config.databaseFile,
       heapMb: this.config.workerHeapMb,
+      memoryLimitBytes: this.config.memoryLimitBytes,
       startTimeoutMs: HOST_START_TIMEOUT_MS,
       onAnswer: (message) => this.onAnswer(slot, host, message),
       onExit: (exit) => this.onExit(slot, host, exit),
@@ -491,7 +543,7 @@ export class QueryPool {
       slot.host = null;
       const job = slot.job;
       this.clearJob(slot);
-      if (job !== null) this.settle(job, crashError(exit, this.config.workerHeapMb));
+      if (job !== null) this.settle(job, crashError(exit, this.config));
       this.replace(slot);
     }
     this.releaseWaiting();
@@ -513,6 +565,7 @@ export class QueryPool {
     if (job.settled) return;
     job.settled = true;
     if (job.onAbort !== undefined) job.signal?.removeEventListener('abort', job.onAbort);
+    if (job.queueTimer !== undefined) clearTimeout(job.queueTimer);
     if (error !== null) job.reject(error);
     else if (output !== undefined) job.resolve(output);
   }
@@ -533,6 +586,13 @@ function resolveConfig(options: QueryPoolOptions): Config {
   requireInteger('queryTimeoutMs', config.queryTimeoutMs, 1, MAX_TIMEOUT_MS);
   requireInteger('maxResultRows', config.maxResultRows, 1, Number.MAX_SAFE_INTEGER);
   requireInteger('maxQueueLength', config.maxQueueLength, 0, Number.MAX_SAFE_INTEGER);
+  requireInteger('maxQueueWaitMs', config.maxQueueWaitMs, 1, MAX_TIMEOUT_MS);
+  requireInteger(
+    'memoryLimitBytes',
+    config.memoryLimitBytes,
+    MIN_MEMORY_LIMIT_BYTES,
+    Number.MAX_SAFE_INTEGER,
+  );
   requireInteger('maxResultBytes', config.maxResultBytes, 1, Number.MAX_SAFE_INTEGER);
   requireInteger('workerHeapMb', config.workerHeapMb, 16, 1 << 20);
   return config;
@@ -588,8 +648,19 @@ function busyError(config: Config): WalshipError {
     'QUERY_BUSY',
     'unavailable',
     `all ${config.workers} query hosts are busy and ${config.maxQueueLength} queries are waiting ` +
-      '(maxQueueLength); retry shortly',
+      '(the queue limit, query.queue.max); retry shortly',
     { details: { workers: config.workers, maxQueueLength: config.maxQueueLength, position: 0 } },
+  );
+}
+
+function queueWaitError(config: Config, busy: number): WalshipError {
+  return new WalshipError(
+    'QUERY_BUSY',
+    'unavailable',
+    `no query host became free within ${config.maxQueueWaitMs} ms (the queue wait limit, ` +
+      `query.queue.wait.max): ${busy} of ${config.workers} hosts are running queries that may take up to ` +
+      'their time limit (query.timeout); retry shortly',
+    { details: { workers: config.workers, maxQueueWaitMs: config.maxQueueWaitMs, position: 0 } },
   );
 }
 
@@ -600,12 +671,23 @@ function abortedError(signal: AbortSignal): WalshipError {
   });
 }
 
-function crashError(exit: QueryHostExit, workerHeapMb: number): WalshipError {
+function crashError(exit: QueryHostExit, config: Config): WalshipError {
+  if (exit.memoryLimitExceeded) {
+    const limitMiB = Math.round(config.memoryLimitBytes / (1024 * 1024));
+    return new WalshipError(
+      'QUERY_TOO_LARGE',
+      'invalid',
+      `the query took its query host past its memory limit of ${limitMiB} MiB (query.memory.limit; ` +
+        'SQLite values, temporary tables and sorts count in it) and was stopped; the host is replaced. ' +
+        'Ask for less: fewer rows, smaller values, a narrower DISTINCT, GROUP BY or ORDER BY',
+      { details: { position: 0, memoryLimitBytes: config.memoryLimitBytes } },
+    );
+  }
   if (exit.outOfMemory) {
     return new WalshipError(
       'QUERY_TOO_LARGE',
       'invalid',
-      `the query needed more than the host's ${workerHeapMb} MB heap (workerHeapMb); ask for fewer rows or columns`,
+      `the query needed more than the host's ${config.workerHeapMb} MB heap (workerHeapMb); ask for fewer rows or columns`,
       { details: { position: 0 } },
     );
   }

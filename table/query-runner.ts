@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { WalshipError } from '../core/index.js';
+import { isWalshipError, WalshipError } from '../core/index.js';
 import {
   describeColumn,
   formatCsvHeader,
@@ -9,6 +9,7 @@ import {
   type RenderKind,
   type ResultColumn,
 } from './query-format.js';
+import { judgeReadStatement } from './read-statement.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 
 /**
@@ -18,7 +19,8 @@ import { columnTypeOfDeclared } from './sql-types.js';
  *
  * Error codes thrown (all WalshipError):
  * - `QUERY_INVALID` (invalid): SQLite rejected the SQL; `details.position` is QuestDB's `position`.
- * - `QUERY_READ_ONLY` (invalid): the statement would write or change the connection.
+ * - `QUERY_READ_ONLY` (invalid): the statement would write or change the connection (judged before it is
+ *   prepared: read-statement.ts).
  * - `QUERY_TOO_LARGE` (invalid): more than `maxRows` rows without a limit, or more than `maxBytes`.
  * - `QUERY_DATABASE_BUSY` (unavailable): SQLite stayed busy past the connection's busy timeout.
  */
@@ -66,7 +68,9 @@ export const QUERY_BUSY_TIMEOUT_MS = 5_000;
 /**
  * Opens `databaseFile` so that no statement can write through it: SQLITE_OPEN_READONLY (which also
  * applies to ATTACHed files), the file must exist, and `query_only` as a second lock. Integers come
- * back as bigint so int64 values stay exact.
+ * back as bigint so int64 values stay exact. Temporary tables, indexes and sorts stay in memory
+ * (`temp_store = MEMORY`, under which SQLite's sorter never spills to a file either): a query's
+ * scratch space then counts in the host's memory limit (RFC-0004 §7) instead of filling the disk.
  */
 export function openReadOnly(databaseFile: string): Database.Database {
   const db = new Database(databaseFile, {
@@ -76,6 +80,7 @@ export function openReadOnly(databaseFile: string): Database.Database {
   });
   try {
     db.pragma('query_only = ON');
+    db.pragma('temp_store = MEMORY');
     db.defaultSafeIntegers(true);
     return db;
   } catch (error) {
@@ -86,6 +91,8 @@ export function openReadOnly(databaseFile: string): Database.Database {
 
 /** Runs `request` on `db` (opened with openReadOnly) and renders its page. Throws the codes above. */
 export function runQuery(db: Database.Database, request: QueryRequest): QueryOutput {
+  // Before anything is prepared: SQLite applies a setting PRAGMA while compiling it.
+  judgeReadStatement(request.sql);
   // The connection caches the schema, and a statement prepared from a stale cache describes the
   // columns as they were until its first step re-prepares it: after ILP added a column, /exec would
   // name fewer columns than its rows hold. So read the schema first, inside one read transaction
@@ -102,6 +109,107 @@ export function runQuery(db: Database.Database, request: QueryRequest): QueryOut
     db.exec('COMMIT');
   }
 }
+
+/**
+ * runQuery, then a check that the connection's settings are still `settingsAtOpen`
+ * (connectionSettings). When they are not, the answer is withheld, whatever it was, and this throws
+ * QUERY_READ_ONLY with `details.connectionChanged`: the connection must not serve another query
+ * (the host asks to be replaced). No statement that passes judgeReadStatement is known to change a
+ * setting; this is the defence should one ever do so.
+ */
+export function runIsolatedQuery(
+  db: Database.Database,
+  request: QueryRequest,
+  settingsAtOpen: string,
+): QueryOutput {
+  let output: QueryOutput | undefined;
+  let failure: unknown;
+  try {
+    output = runQuery(db, request);
+  } catch (error) {
+    failure = error;
+  }
+  let settingsNow: string;
+  try {
+    settingsNow = connectionSettings(db);
+  } catch (error) {
+    // Unverifiable is treated as changed, but it is not the query's fault: retrying may help.
+    throw new WalshipError(
+      'QUERY_WORKER_FAILED',
+      'unavailable',
+      `the query host could not check its connection after the query (${String(error)}); its answer is ` +
+        'withheld and the host is replaced, retry may help',
+      { cause: error, details: { position: 0, connectionChanged: true } },
+    );
+  }
+  if (settingsNow !== settingsAtOpen) {
+    throw new WalshipError(
+      'QUERY_READ_ONLY',
+      'invalid',
+      'only read-only queries are served, and this statement changed a setting of the query ' +
+        'connection; its answer is withheld and the query host is replaced, so no other query sees the change',
+      { details: { position: 0, connectionChanged: true } },
+    );
+  }
+  if (output === undefined) throw failure;
+  return output;
+}
+
+/** True for the errors runIsolatedQuery throws when the connection must not serve another query. */
+export function isConnectionChangedError(error: unknown): boolean {
+  return isWalshipError(error) && error.details.connectionChanged === true;
+}
+
+/**
+ * The connection's settings that a statement could change, as one comparable text: SETTING_PRAGMAS
+ * through their pragma functions, `mmap_size` (it has none), and LIKE's case rule
+ * (`case_sensitive_like` cannot be read back). A query host compares it after every query with the
+ * value it had when it opened the connection (RFC-0004 §6, the defence behind judgeReadStatement).
+ * A probe of twice as many settings measured 25 µs (plus ~7 µs for mmap_size), a fraction of one
+ * IPC round trip.
+ */
+export function connectionSettings(db: Database.Database): string {
+  let probe = settingsProbes.get(db);
+  if (probe === undefined) {
+    probe = db.prepare(SETTINGS_PROBE_SQL).raw(true);
+    settingsProbes.set(db, probe);
+  }
+  const values = probe.get() as unknown[];
+  const mmapSize = db.pragma('mmap_size', { simple: true }) as unknown;
+  return JSON.stringify([...values, mmapSize], (_key, value) =>
+    typeof value === 'bigint' ? value.toString() : value,
+  );
+}
+
+/**
+ * The settings a PRAGMA could change that matter to the next query on a read-only connection: its
+ * answer (column names, row order, LIKE), its safety (query_only, writable_schema, trusted_schema,
+ * locking_mode EXCLUSIVE would block the writer's checkpoints) and its cost (memory, threads, temp
+ * storage, busy wait; the heap limits are process-wide). Settings that act only on writes (fsync,
+ * journal, foreign keys, triggers…) are left out: each costs a few µs per query and none of them can
+ * change what this connection reads.
+ */
+const SETTING_PRAGMAS = [
+  'automatic_index',
+  'busy_timeout',
+  'cache_size',
+  'cell_size_check',
+  'full_column_names',
+  'hard_heap_limit',
+  'locking_mode',
+  'query_only',
+  'reverse_unordered_selects',
+  'short_column_names',
+  'soft_heap_limit',
+  'temp_store',
+  'threads',
+  'trusted_schema',
+  'writable_schema',
+] as const;
+
+const SETTINGS_PROBE_SQL = `SELECT ${SETTING_PRAGMAS.map((name) => `(SELECT * FROM pragma_${name})`).join(', ')}, 'a' LIKE 'A'`;
+
+const settingsProbes = new WeakMap<Database.Database, Database.Statement>();
 
 /** Reads sqlite_schema, which makes SQLite check its schema cookie and reload a stale cache. */
 const SCHEMA_PROBE_SQL = 'SELECT 1 FROM sqlite_schema LIMIT 1';
@@ -140,8 +248,9 @@ function prepareRead(db: Database.Database, sql: string): Database.Statement<unk
   } catch (error) {
     throw toQueryError(error, sql);
   }
-  // `reader` (returns rows) and `readonly` (sqlite3_stmt_readonly) together refuse DML, DDL, ATTACH,
-  // BEGIN and setting PRAGMAs before they run; the read-only connection is the second wall.
+  // The second wall behind judgeReadStatement: `reader` (returns rows) and `readonly`
+  // (sqlite3_stmt_readonly) together refuse DML, DDL, ATTACH and BEGIN, say a `WITH … DELETE`; the
+  // read-only connection is the third.
   if (!statement.reader || !statement.readonly) {
     throw new WalshipError(
       'QUERY_READ_ONLY',

@@ -29,17 +29,23 @@ function readerOf(column: ColumnData): Reader {
 }
 
 /**
- * Runs `insert` once per row of the record, binding `columns[c]` to the c-th parameter. The caller
- * checked that every column has `rowCount` value slots and a bitmap of at least
- * nullBitmapBytes(rowCount) bytes (or none), and runs this inside a transaction.
+ * Runs `insert` once per row of the record from `fromRow` (default 0) up to `rowCount`, binding
+ * `columns[c]` to the c-th parameter. The caller checked that every column has at least `rowCount`
+ * value slots and a bitmap of at least nullBitmapBytes(rowCount) bytes (or none), and runs this
+ * inside a transaction.
  */
-export function insertRows(insert: Statement, columns: readonly ColumnData[], rowCount: number): void {
+export function insertRows(
+  insert: Statement,
+  columns: readonly ColumnData[],
+  rowCount: number,
+  fromRow = 0,
+): void {
   const width = columns.length;
   const readers = columns.map(readerOf);
   const values = columns.map((column) => column.data.values as ArrayLike<unknown>);
   const nulls = columns.map((column) => column.nulls);
   const args: unknown[] = new Array(width).fill(null);
-  for (let row = 0; row < rowCount; row++) {
+  for (let row = fromRow; row < rowCount; row++) {
     const byte = row >>> 3;
     const bit = 1 << (row & 7);
     for (let c = 0; c < width; c++) {

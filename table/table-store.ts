@@ -3,6 +3,13 @@ import { type Clock, ClosedError, systemClock, WalshipError } from '../core/inde
 import { DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
 import { applyPlan, type ColumnPlan, planColumns } from './apply-plan.js';
 import { tableKey, validateTableName } from './names.js';
+import {
+  designatedTimestamps,
+  pendingRecords,
+  planRollback,
+  ROLLBACK_CHUNK_BYTES,
+  unsafe as rollbackUnsafe,
+} from './pending-rollback.js';
 import { insertRows } from './row-inserter.js';
 import {
   columnDefinition,
@@ -181,6 +188,79 @@ export class TableStore {
     } finally {
       this.inTransaction = false;
     }
+  }
+
+  /**
+   * `transaction` for a write too large for one synchronous step: `fn` may await between its steps
+   * (applyTxnInSlices), so the event loop keeps serving while ONE SQLite transaction stays open;
+   * commits when `fn` resolves, rolls back (as `transaction`) when it rejects. The caller makes sure
+   * nothing else writes through this store until it settles (the primary's committer holds its
+   * write lock and defers the uploader's watermark writes): a `transaction` call meanwhile would
+   * join this one. Reads on this connection meanwhile see the uncommitted changes. Throws
+   * `NESTED_TRANSACTION` (internal) inside another transaction, `READ_ONLY` on a read-only store.
+   */
+  async transactionInSlices<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkWritable('start a transaction');
+    if (this.inTransaction) {
+      throw new WalshipError('NESTED_TRANSACTION', 'internal', 'a sliced transaction cannot be nested');
+    }
+    this.guard('begin a transaction', () => this.sql.begin.run());
+    this.inTransaction = true;
+    try {
+      this.refreshCacheIfChanged(true);
+      const result = await fn();
+      this.checkOpen();
+      this.guard('commit', () => this.sql.commit.run());
+      this.dirty.clear();
+      return result;
+    } catch (error) {
+      if (!this.closed) this.rollback();
+      throw error;
+    } finally {
+      this.inTransaction = false;
+    }
+  }
+
+  /**
+   * `applyTxn` inside `transactionInSlices`: the same checks and effects, but the rows go in
+   * `rowsPerSlice` at a time with `pause()` awaited between slices. lastTxn advances after the last
+   * row, so until then the table's watermark does not show the txn.
+   */
+  async applyTxnInSlices(
+    table: string,
+    record: TxnRecord,
+    options: { rowsPerSlice: number; pause: () => Promise<void> },
+  ): Promise<void> {
+    if (!this.inTransaction || !this.db.inTransaction) {
+      throw new WalshipError('NOT_IN_TRANSACTION', 'internal', 'applyTxnInSlices needs transactionInSlices');
+    }
+    const state = this.state(table);
+    checkTxnFollows(table, state, record);
+    const plan = planColumns(table, state, record);
+    const ready = this.ensureColumns(table, state, plan);
+    this.markDirty(ready);
+    const name = JSON.stringify(ready.schema.name);
+    if (record.rowCount > 0) {
+      const insert = this.insertStatement(
+        `${ready.schema.key}\u0000${plan.names.join('\u0000')}`,
+        ready.schema.name,
+        plan.names,
+      );
+      const step = Math.max(1, options.rowsPerSlice);
+      for (let from = 0; from < record.rowCount; from += step) {
+        const to = Math.min(record.rowCount, from + step);
+        this.checkOpen();
+        this.guard(`insert rows ${from}..${to - 1} of txn ${record.txn} into table ${name}`, () =>
+          insertRows(insert, record.columns, to, from),
+        );
+        if (to < record.rowCount) await options.pause();
+      }
+    }
+    this.checkOpen();
+    this.guard(`advance table ${name} to txn ${record.txn}`, () =>
+      this.sql.setLastTxn.run(record.txn, ready.schema.key),
+    );
+    ready.lastTxn = record.txn;
   }
 
   /**
@@ -400,6 +480,118 @@ export class TableStore {
     });
   }
 
+  /**
+   * Undoes the txns of `table` that never reached the object store — its pending queue, txns
+   * uploadedTxn+1..lastTxn — so the table holds exactly its history up to its uploaded watermark,
+   * which is what the cluster holds: a replaced primary then follows the new one from there instead
+   * of replaying the whole WAL (RFC-0002 "Fenced means"). Deletes those txns' rows (the rows with
+   * the largest rowids, pending-rollback.ts), drops the columns they created, or the whole table
+   * when they created it (nothing of it was uploaded), sets lastTxn to uploadedTxn and empties the
+   * queue; all in one transaction (or the caller's). Each record is checked against the rows first
+   * (count and designated timestamps, in order). Throws ROLLBACK_UNSAFE (kind data) when the queue
+   * or the rows do not match what the records say, TABLE_UNKNOWN for an unknown table; the table
+   * is then unchanged. Whoever calls it has written the pending rows elsewhere first (divergence).
+   */
+  rollBackPending(table: string): {
+    txns: number;
+    rows: number;
+    droppedColumns: string[];
+    droppedTable: boolean;
+  } {
+    return this.transaction(() => {
+      const state = this.knownState(table, 'roll back pending txns');
+      const { name } = state.schema;
+      const read = (afterTxn: bigint) => this.pending(name, { afterTxn, limitBytes: ROLLBACK_CHUNK_BYTES });
+      const plan = planRollback(name, state, read);
+      const quoted = quoteIdentifier(name);
+      const firstRowid = this.guard(`check the pending rows of table ${JSON.stringify(name)}`, () =>
+        this.checkPendingRows(name, state.uploadedTxn + 1n, plan.rows, read),
+      );
+      const droppedTable = state.uploadedTxn === 0n;
+      if (droppedTable && this.hasRowBelow(name, firstRowid))
+        throw rollbackUnsafe(
+          name,
+          `no txn of it was uploaded, yet it holds more rows than its ${plan.rows} pending ones`,
+        );
+      const kept = droppedTable ? [] : keptColumns(name, state.schema.columns, plan.addedColumns);
+      this.guard(`roll back table ${JSON.stringify(name)} to txn ${state.uploadedTxn}`, () => {
+        if (droppedTable) {
+          this.db.exec(`DROP TABLE ${quoted}`);
+          this.db.prepare('DELETE FROM _walship_columns WHERE "table" = ?').run(name);
+          this.db.prepare('DELETE FROM _walship_tables WHERE key = ?').run(state.schema.key);
+        } else {
+          if (firstRowid !== undefined)
+            this.db.prepare(`DELETE FROM ${quoted} WHERE rowid >= ?`).run(firstRowid);
+          for (const column of state.schema.columns.slice(kept.length).reverse())
+            this.db.exec(`ALTER TABLE ${quoted} DROP COLUMN ${quoteIdentifier(column.name)}`);
+          this.db
+            .prepare('DELETE FROM _walship_columns WHERE "table" = ? AND position >= ?')
+            .run(name, kept.length);
+          this.sql.setLastTxn.run(state.uploadedTxn, state.schema.key);
+        }
+        this.db.prepare('DELETE FROM _walship_pending WHERE "table" = ?').run(name);
+      });
+      // Reloaded from the database at the next use (and evicted again should the transaction roll back).
+      this.markDirty(state);
+      this.cache.evict(name.toLowerCase());
+      this.inserts.clear();
+      const droppedColumns = state.schema.columns.slice(kept.length).map((c) => c.name);
+      return { txns: plan.txns, rows: plan.rows, droppedColumns, droppedTable };
+    });
+  }
+
+  /**
+   * Checks that the last `rows` rows of `table` (by rowid) are the rows of the pending records from
+   * txn `firstTxn` on, in order, by designated timestamp; returns the first of those rows' rowid
+   * (undefined when there are none). Reads one record's rows at a time.
+   */
+  private checkPendingRows(
+    table: string,
+    firstTxn: bigint,
+    rows: number,
+    read: (afterTxn: bigint) => PendingTxn[],
+  ): bigint | undefined {
+    if (rows === 0) return undefined;
+    const quoted = quoteIdentifier(table);
+    const firstRowid = this.db
+      .prepare(`SELECT rowid FROM ${quoted} ORDER BY rowid DESC LIMIT 1 OFFSET ?`)
+      .pluck()
+      .safeIntegers(true)
+      .get(rows - 1) as bigint | undefined;
+    if (firstRowid === undefined)
+      throw rollbackUnsafe(table, `its pending txns hold ${rows} rows, the table fewer`);
+    const page = this.db
+      .prepare(
+        `SELECT rowid AS id, ${quoteIdentifier(DESIGNATED_TIMESTAMP_COLUMN)} AS ts FROM ${quoted} WHERE rowid >= ? ORDER BY rowid LIMIT ?`,
+      )
+      .safeIntegers(true);
+    let next = firstRowid;
+    for (const record of pendingRecords(table, firstTxn, read)) {
+      if (record.kind !== 'data' || record.rowCount === 0) continue;
+      const expected = designatedTimestamps(table, record);
+      const got = page.all(next, record.rowCount) as { id: bigint; ts: bigint | null }[];
+      for (let row = 0; row < record.rowCount; row++) {
+        if (got[row]?.ts !== expected[row])
+          throw rollbackUnsafe(
+            table,
+            `row ${row} of pending txn ${record.txn} is not the table's row ${got[row]?.id ?? 'none'} (designated timestamp ${expected[row]} vs ${got[row]?.ts ?? 'none'})`,
+          );
+      }
+      next = got[record.rowCount - 1]!.id + 1n;
+    }
+    return firstRowid;
+  }
+
+  /** Whether `table` has a row below rowid `rowid` (any row when `rowid` is undefined). */
+  private hasRowBelow(table: string, rowid: bigint | undefined): boolean {
+    const quoted = quoteIdentifier(table);
+    return this.guard(`read table ${JSON.stringify(table)}`, () =>
+      rowid === undefined
+        ? this.db.prepare(`SELECT 1 FROM ${quoted} LIMIT 1`).get() !== undefined
+        : this.db.prepare(`SELECT 1 FROM ${quoted} WHERE rowid < ? LIMIT 1`).get(rowid) !== undefined,
+    );
+  }
+
   /** Per table with queued records: how many, their bytes, and the oldest txn; ordered by table. */
   pendingSummary(): PendingSummary[] {
     this.checkOpen();
@@ -579,6 +771,22 @@ function checkTxnFollows(table: string, state: TableState | undefined, record: T
     `table ${JSON.stringify(name)}: txn ${record.txn} does not follow the last applied txn ${lastTxn} (expected ${lastTxn + 1n})`,
     { details: { table: name, txn: record.txn, lastTxn } },
   );
+}
+
+/**
+ * The columns that stay when the pending txns' own columns go: those txns created the last columns
+ * (a new column is appended), so the ones they created must be exactly the schema's tail, and never
+ * the designated timestamp; otherwise ROLLBACK_UNSAFE.
+ */
+function keptColumns(table: string, columns: readonly ColumnSchema[], added: Set<string>): ColumnSchema[] {
+  const kept = columns.slice(0, columns.length - added.size);
+  const tail = columns.slice(kept.length).map((c) => c.name.toLowerCase());
+  if (kept.length === 0 || !tail.every((name) => added.has(name)))
+    throw rollbackUnsafe(
+      table,
+      `its pending txns created columns ${[...added].join(', ')}, which are not its last ${added.size} columns`,
+    );
+  return kept;
 }
 
 function asDataError(error: unknown): unknown {

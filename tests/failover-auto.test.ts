@@ -282,7 +282,8 @@ describe.each(STORES)('automatic failover on %s', (storeName, skipReason, makeSt
       const diverged: number[] = [];
       for (const file of divergence?.files ?? []) {
         expect(file.table).toBe('paused');
-        const lines = (await readFile(file.file, 'utf8'))
+        // `/status` names it relative to the data dir (issue 13 item 10).
+        const lines = (await readFile(path.resolve(a.dir, file.file), 'utf8'))
           .split('\n')
           .filter((l) => l !== '' && !l.startsWith('#'));
         expect(lines.length).toBe(file.rows);

@@ -488,7 +488,7 @@ function checkError(answer: Answer, fuzz: FuzzCase, context: string): void {
   else if (line !== 0) expect(line, `${context}\n${answer.body}`).toBeGreaterThan(fuzz.prefixLines);
 }
 
-/** The txns a 204 committed, from its X-Walship-Txn (`key=txn,key=txn`). */
+/** The txns a 204 committed, from its X-Walship-Txn (`key=txn@epoch,…`). */
 function committedBy(answer: Answer): Map<string, bigint> {
   const header = answer.headers['x-walship-txn'];
   if (header === undefined || header === '') return new Map();
@@ -496,7 +496,7 @@ function committedBy(answer: Answer): Map<string, bigint> {
     String(header)
       .split(',')
       .map((entry) => {
-        const [key, txn] = entry.split('=');
+        const [key, txn] = entry.split('@')[0]!.split('=');
         return [key!, BigInt(txn!)] as const;
       }),
   );

@@ -487,9 +487,9 @@ describe('int64 extremes, which the client cannot send (raw HTTP)', () => {
     const first = await post(body);
     expect(first.status).toBe(204);
     expect(await first.text()).toBe('');
-    expect(first.headers.get('x-walship-txn')).toBe('int64_extremes=1');
+    expect(first.headers.get('x-walship-txn')).toBe('int64_extremes=1@1');
     const second = await post('int64_extremes v=-1i 5000\nother_table v=1i\n');
-    expect(second.headers.get('x-walship-txn')).toBe('int64_extremes=2,other_table=1');
+    expect(second.headers.get('x-walship-txn')).toBe('int64_extremes=2@1,other_table=1@1');
 
     const sql = 'SELECT * FROM int64_extremes ORDER BY timestamp';
     expect(datasetText(await getText(open, '/exec', sql))).toBe(

@@ -152,7 +152,7 @@ describe.each(stores)('primary on %s', (_name, skipReason, openStore) => {
     for (let i = 1; i <= 5; i++) {
       const response = await post(node, `m,host=h${i} v=${i}i\n`);
       expect(response.status).toBe(204);
-      expect(response.txn).toBe(`m=${i}`);
+      expect(response.txn).toBe(`m=${i}@1`);
       // No waiting: the 204 itself promises the txn is in the store.
       expect((await storedTxns(store, 'm')).map((t) => t.txn)).toEqual(
         Array.from({ length: i }, (_, k) => BigInt(k + 1)),
@@ -172,7 +172,7 @@ describe('primary write path', () => {
     expect((await exec(node, 'SELECT count(*) AS n FROM a')).dataset).toEqual([[1]]);
     expect((await exec(node, 'SELECT count(*) AS n FROM b')).dataset).toEqual([[1]]);
     const ok = await post(node, 'a v=3i\nB v=3i\n');
-    expect(ok.txn).toBe('a=2,b=2');
+    expect(ok.txn).toBe('a=2@1,b=2@1');
   });
 
   it('keeps its identity, epoch and data across a restart, and numbers txns on', async () => {
@@ -185,7 +185,7 @@ describe('primary write path', () => {
     const second = await start(store, {}, dataDir);
     expect(second.nodeId).toBe(nodeId);
     expect(second.epoch).toBe(1n);
-    expect((await post(second, 't v=2i\n')).txn).toBe('t=2');
+    expect((await post(second, 't v=2i\n')).txn).toBe('t=2@1');
     await expect
       .poll(async () => (await storedTxns(store, 't')).map((t) => t.txn), { timeout: 10_000 })
       .toEqual([1n, 2n]);

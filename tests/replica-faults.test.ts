@@ -81,7 +81,7 @@ async function write(primary: PrimaryNode, k: number): Promise<void> {
     body: batch(k),
   });
   expect(response.status, await response.text()).toBe(204);
-  expect(response.headers.get('x-walship-txn')).toBe(`a=${k},b=${k},c=${k}`);
+  expect(response.headers.get('x-walship-txn')).toBe(`a=${k}@1,b=${k}@1,c=${k}@1`);
 }
 
 async function query(port: number, sql: string): Promise<unknown[][]> {

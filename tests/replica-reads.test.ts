@@ -84,11 +84,14 @@ async function exec(
   };
 }
 
-/** `a=1,b=22` → Map{a→1n, b→22n}: the shape of X-Walship-Txn and X-Walship-Applied-Txn. */
+/**
+ * `a=1@2,b=22@2` or `a=1,b=22` → Map{a→1n, b→22n}: the shapes of X-Walship-Txn (txn@epoch) and
+ * X-Walship-Applied-Txn (txn).
+ */
 function parseToken(value: string): Map<string, bigint> {
   const token = new Map<string, bigint>();
   for (const part of value.split(',')) {
-    const [key, txn] = part.split('=');
+    const [key, txn] = part.replace(/@[1-9][0-9]*$/, '').split('=');
     expect(key, `token part ${JSON.stringify(part)}`).toMatch(/^[a-z0-9_%.-]+$/);
     expect(txn, `token part ${JSON.stringify(part)}`).toMatch(/^[1-9][0-9]*$/);
     token.set(key!, BigInt(txn!));
@@ -138,7 +141,7 @@ describe.each(stores)('read-your-writes on %s', (_name, skipReason, openStore, r
       for (let round = 1; round <= rounds; round++) {
         const written = await write(primary.httpPort, `rw,round=r${round} id=${round}i,v=${round * 2}i\n`);
         expect(written.status, written.text).toBe(204);
-        expect(written.token).toBe(`rw=${round}`);
+        expect(written.token).toBe(`rw=${round}@1`);
         const read = await exec(replica.httpPort, `SELECT id, v, round FROM rw WHERE id = ${round}`, {
           headers: { 'X-Walship-Min-Txn': written.token! },
         });
@@ -169,7 +172,7 @@ describe('replica reads (fs)', () => {
     const primary = await primaryOn(store);
     const replica = await replicaOn(store, { readWaitMaxMs: 300 });
     const written = await write(primary.httpPort, 'late v=1i\n');
-    expect(written.token).toBe('late=1');
+    expect(written.token).toBe('late=1@1');
     const ok = await exec(replica.httpPort, 'SELECT v FROM late', {
       headers: { 'X-Walship-Min-Txn': 'late=1' },
     });
@@ -210,7 +213,8 @@ describe('replica reads (fs)', () => {
       });
       expect(read.status, `max_staleness_ms=${bound}: ${JSON.stringify(read.body)}`).toBe(200);
       expect(read.body.dataset).toEqual([[1]]);
-      expect(read.headers.get('x-walship-applied-txn')).toBe(written.token);
+      // What the answer reflects names txns only (`idle=1`); the write's token also its epoch (`idle=1@1`).
+      expect(`${read.headers.get('x-walship-applied-txn')}@1`).toBe(written.token);
     }
   });
 
@@ -225,7 +229,7 @@ describe('replica reads (fs)', () => {
     const served = await exec(replica.httpPort, sql, { params: '&max_staleness_ms=600000' });
     expect(served.status).toBe(200);
     expect(Number(served.headers.get('x-walship-staleness-ms'))).toBeLessThanOrEqual(600_000);
-    expect(served.headers.get('x-walship-applied-txn')).toBe(written.token);
+    expect(`${served.headers.get('x-walship-applied-txn')}@1`).toBe(written.token);
 
     // The store goes away: the follower notices, and staleness grows from the last confirmation.
     // Each failing request takes a timer tick (latency), as a real unreachable store would.
@@ -291,7 +295,7 @@ describe('replica reads (fs)', () => {
     const primary = await primaryOn(store);
     const replica = await replicaOn(store, { queryWorkers: 1, queryTimeoutMs: 600_000 });
     const first = await write(primary.httpPort, 'ticks n=0i\n');
-    expect(first.token).toBe('ticks=1');
+    expect(first.token).toBe('ticks=1@1');
     await expect.poll(() => appliedOnReplica(replica, 'ticks'), { timeout: 10_000 }).toBe(1n);
 
     // Counts to 10^10 in one SQLite statement: far longer than this test; it is aborted at the end.
@@ -312,7 +316,7 @@ describe('replica reads (fs)', () => {
       expect(written.status).toBe(204);
       token = written.token!;
     }
-    expect(token).toBe('ticks=6');
+    expect(token).toBe('ticks=6@1');
     await expect.poll(() => appliedOnReplica(replica, 'ticks'), { timeout: 20_000 }).toBe(6n);
     expect(slowSettled, 'the slow query was still running when the txns were applied').toBe(false);
     expect((await replicaStatus(replica)).queries.busy).toBe(1);

@@ -102,7 +102,7 @@ async function write(port: number, tables: readonly string[], rows = 5): Promise
   expect(response.status, await response.clone().text()).toBe(204);
   const txns = new Map<string, bigint>();
   for (const part of (response.headers.get('x-walship-txn') ?? '').split(',')) {
-    const [key, txn] = part.split('=');
+    const [key, txn] = part.split('@')[0]!.split('=');
     if (key !== undefined && txn !== undefined) txns.set(key, BigInt(txn));
   }
   return txns;

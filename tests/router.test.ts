@@ -16,7 +16,7 @@
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -158,7 +158,7 @@ describe('walship router in front of a primary and two replicas', () => {
     const response = await fetch(`${routerUrl()}/write`, { method: 'POST', body: 'through_router id=-1i\n' });
     expect(response.status).toBe(204);
     expect(response.headers.get('x-walship-served-by')).toBe('b (primary)');
-    expect(response.headers.get('x-walship-txn')).toMatch(/^through_router=\d+$/);
+    expect(response.headers.get('x-walship-txn')).toMatch(/^through_router=\d+(@\d+)?$/);
   }, 90_000);
 
   it('GET /cluster shows every node, its role, epoch, tables with txns and lag, and why the primary is', async () => {
@@ -438,3 +438,105 @@ describe('walship router command line', () => {
     );
   });
 });
+
+/**
+ * Issue 13 item 9: failed-login lockout behind the router. Every request reaches the node from the
+ * router's address, so counting failures per TCP peer let one client's 31 bad tokens refuse every
+ * client's valid writes (429), and the router's own /status probes too ("primary unreachable").
+ * Clients here are told apart by their loopback source address (127.0.0.2, 127.0.0.3: Linux
+ * routes all of 127/8 to lo); the router and the node talk over 127.0.0.1, which the node trusts.
+ */
+describe('failed-authentication lockout behind the router (issue 13 item 9)', () => {
+  const ILP_TOKEN = 'router-lockout-ilp-token';
+  const FAILURES_PER_MINUTE = 30;
+  let lockoutBase = '';
+  let lockoutStore: FsStore;
+  let primary: WalshipNode;
+  let front: RunningRouter;
+
+  beforeAll(async () => {
+    lockoutBase = await mkdtemp(path.join(tmpdir(), 'walship-router-lockout-'));
+    lockoutStore = await FsStore.open({ root: path.join(lockoutBase, 'store') });
+    primary = await startTestNode('primary', lockoutStore, path.join(lockoutBase, 'p'), {
+      primary: {
+        nodeId: 'p',
+        http: {
+          host: '127.0.0.1',
+          port: 0,
+          authFailuresPerMinute: FAILURES_PER_MINUTE,
+          trustedProxies: ['127.0.0.1'],
+        },
+        ilpAuth: { bearer: [ILP_TOKEN] },
+      },
+    });
+    front = await startTestRouter({
+      nodes: [urlOf(primary)],
+      http: { host: '127.0.0.1', port: 0, authFailuresPerMinute: FAILURES_PER_MINUTE },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await front?.close();
+    await primary?.close();
+    await lockoutStore?.close();
+    await rm(lockoutBase, { recursive: true, force: true });
+  });
+
+  it('31+ bad-token writes from one client lock out that client only; others write, the router sees the primary', async () => {
+    const attacker: number[] = [];
+    for (let i = 0; i < FAILURES_PER_MINUTE + 5; i++)
+      attacker.push(await writeFrom('127.0.0.2', front.port, 'Bearer wrong-token', `lock v=${i}i`));
+    expect(attacker.slice(0, FAILURES_PER_MINUTE)).toEqual(Array(FAILURES_PER_MINUTE).fill(401));
+    expect(attacker.slice(FAILURES_PER_MINUTE)).toEqual(Array(5).fill(429));
+
+    const honest: number[] = [];
+    for (let i = 0; i < 5; i++)
+      honest.push(await writeFrom('127.0.0.3', front.port, `Bearer ${ILP_TOKEN}`, `lock v=${100 + i}i`));
+    expect(honest).toEqual(Array(5).fill(204));
+
+    await front.view.refresh();
+    const seen = front.view.snapshot;
+    expect(seen.primary.url).toBe(urlOf(primary));
+    expect(seen.nodes.map((n) => [n.url, n.role, n.error])).toEqual([[urlOf(primary), 'primary', null]]);
+  });
+
+  it('the node does not believe X-Forwarded-For from a peer it does not trust', async () => {
+    // A client talking to the node directly cannot pick a fresh address for each guess.
+    const statuses: number[] = [];
+    for (let i = 0; i < FAILURES_PER_MINUTE + 1; i++)
+      statuses.push(
+        await writeFrom('127.0.0.4', primary.httpPort, 'Bearer wrong-token', `lock v=${i}i`, {
+          'x-forwarded-for': `10.9.0.${i}`,
+        }),
+      );
+    expect(statuses.at(-1)).toBe(429);
+  });
+});
+
+/** `POST /write` of `line` from the local address `localAddress`; resolves the status. */
+function writeFrom(
+  localAddress: string,
+  port: number,
+  authorization: string,
+  line: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/write',
+        localAddress,
+        headers: { authorization, 'content-type': 'text/plain', ...headers },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(`${line}\n`);
+  });
+}

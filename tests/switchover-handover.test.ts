@@ -124,11 +124,14 @@ describe('promotion with only_after_epoch', () => {
     const urlB = `http://127.0.0.1:${b.httpPort}`;
     expect(await write(a, 't id=1i\n')).toBe(204);
     // The target is promoted by someone else while the command waits for it to catch up: the
-    // command's first /status of the target answers as a primary.
+    // command's first /status of the target after the demotion answers as a primary (the one
+    // before it, the pre-check's, still sees a replica).
     const realFetch = globalThis.fetch;
+    let demoted = false;
     const fetchImpl = (async (input: string | URL | Request, init?: RequestInit) => {
       const url = new URL(String(input));
-      if (url.origin === urlB && url.pathname === '/status' && b.role === 'replica')
+      if (url.origin === urlA && url.pathname === '/admin/demote') demoted = true;
+      if (demoted && url.origin === urlB && url.pathname === '/status' && b.role === 'replica')
         await b.promote('someone else', 1n);
       return realFetch(input, init);
     }) as typeof fetch;

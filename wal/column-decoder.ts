@@ -36,27 +36,52 @@ export function decodeColumnChunk(
   type: ColumnType,
   hasNulls: boolean,
 ): { nulls: Uint8Array | null; data: ColumnValues } {
-  const nulls = hasNulls ? readBitmap(ctx, 'null bitmap') : null;
-  return { nulls, data: decodeValues(ctx, type, nulls) };
+  const steps = decodeColumnChunkSteps(ctx, type, hasNulls);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
 }
 
-function decodeValues(ctx: ChunkDecodeContext, type: ColumnType, nulls: Uint8Array | null): ColumnValues {
+/**
+ * Rows between two pauses of decodeColumnChunkSteps (a power of two: the loops test a mask). A row
+ * decodes in well under a microsecond, so a slice holds the event loop for a few ms.
+ */
+export const DECODE_SLICE_ROWS = 8192;
+const SLICE_MASK = DECODE_SLICE_ROWS - 1;
+
+/**
+ * `decodeColumnChunk` as steps: it pauses (yields) every DECODE_SLICE_ROWS rows, so a caller can
+ * free the event loop while a long column is decoded (sealing a large txn). The caller runs it to
+ * the end before using `ctx.reader` again.
+ */
+export function* decodeColumnChunkSteps(
+  ctx: ChunkDecodeContext,
+  type: ColumnType,
+  hasNulls: boolean,
+): Generator<void, { nulls: Uint8Array | null; data: ColumnValues }, void> {
+  const nulls = hasNulls ? readBitmap(ctx, 'null bitmap') : null;
+  return { nulls, data: yield* decodeValues(ctx, type, nulls) };
+}
+
+function* decodeValues(
+  ctx: ChunkDecodeContext,
+  type: ColumnType,
+  nulls: Uint8Array | null,
+): Generator<void, ColumnValues, void> {
   switch (type) {
     case 'boolean':
-      return { type, values: decodeBooleans(ctx, nulls) };
+      return { type, values: yield* decodeBooleans(ctx, nulls) };
     case 'long':
     case 'timestamp':
-      return { type, values: zeroNullSlots(new BigInt64Array(...copyFixed64(ctx)), nulls, 0n) };
+      return { type, values: yield* zeroNullSlots(new BigInt64Array(...copyFixed64(ctx)), nulls, 0n) };
     case 'double':
-      return { type, values: zeroNullSlots(new Float64Array(...copyFixed64(ctx)), nulls, 0) };
+      return { type, values: yield* zeroNullSlots(new Float64Array(...copyFixed64(ctx)), nulls, 0) };
     case 'string':
-      return { type, values: decodeStrings(ctx, nulls) };
+      return { type, values: yield* readStrings(ctx, ctx.rowCount, 'string', nulls) };
     case 'symbol':
-      return { type, values: decodeSymbols(ctx, nulls) };
+      return { type, values: yield* decodeSymbols(ctx, nulls) };
     case 'double_array':
-      return { type, values: decodeRows(ctx, nulls, MIN_ARRAY_BYTES, decodeDoubleArray) };
+      return { type, values: yield* decodeRows(ctx, nulls, MIN_ARRAY_BYTES, decodeDoubleArray) };
     case 'decimal':
-      return { type, values: decodeRows(ctx, nulls, MIN_DECIMAL_BYTES, decodeDecimal) };
+      return { type, values: yield* decodeRows(ctx, nulls, MIN_DECIMAL_BYTES, decodeDecimal) };
   }
 }
 
@@ -80,7 +105,10 @@ function readBitmap(ctx: ChunkDecodeContext, what: string): Uint8Array {
   return bitmap;
 }
 
-function decodeBooleans(ctx: ChunkDecodeContext, nulls: Uint8Array | null): Uint8Array {
+function* decodeBooleans(
+  ctx: ChunkDecodeContext,
+  nulls: Uint8Array | null,
+): Generator<void, Uint8Array, void> {
   const at = ctx.reader.offset;
   const bits = ctx.reader.view8(nullBitmapBytes(ctx.rowCount), `${ctx.where} boolean values`);
   if (paddingBitsSet(bits, ctx.rowCount)) {
@@ -88,6 +116,7 @@ function decodeBooleans(ctx: ChunkDecodeContext, nulls: Uint8Array | null): Uint
   }
   const values = new Uint8Array(...ctx.arena.allocate(ctx.rowCount), ctx.rowCount);
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     values[row] = !isNullRow(nulls, row) && isBitSet(bits, row) ? 1 : 0;
   }
   return values;
@@ -100,13 +129,14 @@ function copyFixed64(ctx: ChunkDecodeContext): [ArrayBuffer, number, number] {
 }
 
 /** Null rows' slots carry nothing: whatever the bytes say, they decode as zero. */
-function zeroNullSlots<T extends BigInt64Array | Float64Array>(
+function* zeroNullSlots<T extends BigInt64Array | Float64Array>(
   values: T,
   nulls: Uint8Array | null,
   zero: T[number],
-): T {
+): Generator<void, T, void> {
   if (nulls === null) return values;
   for (let row = 0; row < values.length; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     if (isBitSet(nulls, row)) values[row] = zero;
   }
   return values;
@@ -118,13 +148,19 @@ function zeroNullSlots<T extends BigInt64Array | Float64Array>(
  * only then are the strings decoded. Entries whose bit is set in `absent` must have length 0 and
  * decode as null.
  */
-function readStrings(ctx: ChunkDecodeContext, count: number, what: string, absent: Uint8Array | null) {
+function* readStrings(
+  ctx: ChunkDecodeContext,
+  count: number,
+  what: string,
+  absent: Uint8Array | null,
+): Generator<void, (string | null)[], void> {
   const { reader } = ctx;
   const lengthsAt = reader.offset;
   reader.need(count * 4, `${ctx.where} ${what} lengths`);
   reader.offset += count * 4;
   let totalBytes = 0;
   for (let i = 0; i < count; i++) {
+    if ((i & SLICE_MASK) === SLICE_MASK) yield;
     const length = reader.view.getUint32(lengthsAt + i * 4, true);
     if (length > ctx.limits.maxStringBytes) {
       throw corruptField(
@@ -145,6 +181,7 @@ function readStrings(ctx: ChunkDecodeContext, count: number, what: string, absen
   let at = reader.offset;
   reader.offset += totalBytes;
   for (let i = 0; i < count; i++) {
+    if ((i & SLICE_MASK) === SLICE_MASK) yield;
     const length = reader.view.getUint32(lengthsAt + i * 4, true);
     strings[i] = isNullRow(absent, i) ? null : decodeText(ctx, at, length, `${what} ${i}`);
     at += length;
@@ -183,11 +220,10 @@ function corruptField(ctx: ChunkDecodeContext, offset: number, message: string) 
   return corruptAt(ctx.reader.region, offset, `${ctx.where}: ${message}`);
 }
 
-function decodeStrings(ctx: ChunkDecodeContext, nulls: Uint8Array | null): (string | null)[] {
-  return readStrings(ctx, ctx.rowCount, 'string', nulls);
-}
-
-function decodeSymbols(ctx: ChunkDecodeContext, nulls: Uint8Array | null): (string | null)[] {
+function* decodeSymbols(
+  ctx: ChunkDecodeContext,
+  nulls: Uint8Array | null,
+): Generator<void, (string | null)[], void> {
   const { reader } = ctx;
   const entriesAt = reader.offset;
   const entries = reader.u32(`${ctx.where} symbol dictionary size`);
@@ -202,11 +238,12 @@ function decodeSymbols(ctx: ChunkDecodeContext, nulls: Uint8Array | null): (stri
       `symbol index width ${width} is not ${symbolIndexWidth(entries)} for ${entries} entries`,
     );
   }
-  const dictionary = readStrings(ctx, entries, 'symbol entry', null) as string[];
+  const dictionary = (yield* readStrings(ctx, entries, 'symbol entry', null)) as string[];
   const indicesAt = reader.offset;
   reader.view8(ctx.rowCount * width, `${ctx.where} symbol indices`);
   const values: (string | null)[] = new Array(ctx.rowCount);
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     if (isNullRow(nulls, row)) {
       values[row] = null;
       continue;
@@ -237,17 +274,18 @@ const MIN_DECIMAL_BYTES = 3;
  * Variable-width types: a value for each non-null row, each counted against the boxed-value limit
  * first. The non-null rows must fit in the bytes left before the row array is allocated.
  */
-function decodeRows<T>(
+function* decodeRows<T>(
   ctx: ChunkDecodeContext,
   nulls: Uint8Array | null,
   minBytesPerValue: number,
   decodeOne: (ctx: ChunkDecodeContext, row: number) => T,
-): (T | null)[] {
+): Generator<void, (T | null)[], void> {
   let nonNullRows = ctx.rowCount;
   if (nulls !== null) for (let row = 0; row < ctx.rowCount; row++) if (isBitSet(nulls, row)) nonNullRows -= 1;
   ctx.reader.need(nonNullRows * minBytesPerValue, `${ctx.where} ${nonNullRows} non-null values`);
   const values: (T | null)[] = new Array(ctx.rowCount);
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     if (isNullRow(nulls, row)) {
       values[row] = null;
       continue;

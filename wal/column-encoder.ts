@@ -25,35 +25,45 @@ export interface ChunkContext {
 }
 
 /**
+ * Rows between two pauses of encodeColumnChunkSteps (a power of two: the loops test a mask). A
+ * row costs well under a microsecond to encode, so a slice holds the event loop for a few ms.
+ */
+export const ENCODE_SLICE_ROWS = 8192;
+const SLICE_MASK = ENCODE_SLICE_ROWS - 1;
+
+/**
  * Appends one column chunk's values (RFC-0001 §3) after its null bitmap, validating them: one
  * slot per row, the right JS types, non-null rows non-null, every per-value limit. Throws
  * InvalidArgumentError naming the txn, column and row of the first problem.
  */
 export function encodeColumnChunk(ctx: ChunkContext, data: ColumnValues): void {
+  const steps = encodeColumnChunkSteps(ctx, data);
+  while (steps.next().done !== true);
+}
+
+/**
+ * `encodeColumnChunk` as steps: it pauses (yields) every ENCODE_SLICE_ROWS rows so a caller can
+ * free the event loop while a long column is encoded. The caller runs it to the end before using
+ * `ctx.writer` again.
+ */
+export function* encodeColumnChunkSteps(ctx: ChunkContext, data: ColumnValues): Generator<void, void, void> {
   if (ctx.nulls !== null) writeBytes(ctx, ctx.nulls);
   switch (data.type) {
     case 'boolean':
-      encodeBooleans(ctx, expectTyped(ctx, data.values, Uint8Array, 'Uint8Array'));
-      return;
+      return yield* encodeBooleans(ctx, expectTyped(ctx, data.values, Uint8Array, 'Uint8Array'));
     case 'long':
     case 'timestamp':
-      encodeFixed64(ctx, expectTyped(ctx, data.values, BigInt64Array, 'BigInt64Array'));
-      return;
+      return yield* encodeFixed64(ctx, expectTyped(ctx, data.values, BigInt64Array, 'BigInt64Array'));
     case 'double':
-      encodeFixed64(ctx, expectTyped(ctx, data.values, Float64Array, 'Float64Array'));
-      return;
+      return yield* encodeFixed64(ctx, expectTyped(ctx, data.values, Float64Array, 'Float64Array'));
     case 'string':
-      encodeStrings(ctx, expectArray(ctx, data.values));
-      return;
+      return yield* encodeStrings(ctx, expectArray(ctx, data.values));
     case 'symbol':
-      encodeSymbols(ctx, expectArray(ctx, data.values));
-      return;
+      return yield* encodeSymbols(ctx, expectArray(ctx, data.values));
     case 'double_array':
-      encodeRows(ctx, expectArray(ctx, data.values), encodeDoubleArray);
-      return;
+      return yield* encodeRows(ctx, expectArray(ctx, data.values), encodeDoubleArray);
     case 'decimal':
-      encodeRows(ctx, expectArray(ctx, data.values), encodeDecimal);
-      return;
+      return yield* encodeRows(ctx, expectArray(ctx, data.values), encodeDecimal);
     default:
       throw invalid(ctx, `unknown column type '${(data as { type: unknown }).type}'`);
   }
@@ -99,12 +109,13 @@ function expectArray<T>(ctx: ChunkContext, values: readonly T[]): readonly T[] {
   return values;
 }
 
-function encodeBooleans(ctx: ChunkContext, values: Uint8Array): void {
+function* encodeBooleans(ctx: ChunkContext, values: Uint8Array): Generator<void, void, void> {
   const bytes = nullBitmapBytes(ctx.rowCount);
   reserve(ctx, bytes);
   const at = ctx.writer.zeros(bytes);
   const out = ctx.writer.bytesView;
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     const value = values[row]!;
     if (isNullRow(ctx, row)) continue;
     if (value > 1) throw invalid(ctx, `row ${row}: boolean value ${value} is not 0 or 1`);
@@ -113,13 +124,17 @@ function encodeBooleans(ctx: ChunkContext, values: Uint8Array): void {
 }
 
 /** One copy of the raw little-endian slots; null slots are zeroed so they carry nothing. */
-function encodeFixed64(ctx: ChunkContext, values: BigInt64Array | Float64Array): void {
+function* encodeFixed64(
+  ctx: ChunkContext,
+  values: BigInt64Array | Float64Array,
+): Generator<void, void, void> {
   const source = new Uint8Array(values.buffer, values.byteOffset, ctx.rowCount * 8);
   writeBytes(ctx, source);
   if (ctx.nulls === null) return;
   const out = ctx.writer.bytesView;
   const at = out.length - source.length;
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     if (isNullRow(ctx, row)) out.fill(0, at + row * 8, at + row * 8 + 8);
   }
 }
@@ -155,10 +170,11 @@ function writeUtf8(ctx: ChunkContext, row: number, text: string): number {
   return written;
 }
 
-function encodeStrings(ctx: ChunkContext, values: readonly (string | null)[]): void {
+function* encodeStrings(ctx: ChunkContext, values: readonly (string | null)[]): Generator<void, void, void> {
   reserve(ctx, ctx.rowCount * 4);
   const lengthsAt = ctx.writer.zeros(ctx.rowCount * 4);
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     if (isNullRow(ctx, row)) continue;
     const written = writeUtf8(ctx, row, checkString(ctx, row, values[row]));
     ctx.writer.patchU32(lengthsAt + row * 4, written);
@@ -168,21 +184,20 @@ function encodeStrings(ctx: ChunkContext, values: readonly (string | null)[]): v
 /** A per-record dictionary in first-appearance order, then one index per row of the minimal width. */
 /**
  * Scratch for symbol indices, reused across columns: a fresh typed array per column costs about
- * a microsecond (an ArrayBuffer allocation), which dominated encoding. Safe because encoding a
- * chunk is synchronous. Grows to the largest record's row count.
+ * a microsecond (an ArrayBuffer allocation), which dominated encoding. Safe because a chunk of at
+ * most ENCODE_SLICE_ROWS rows is encoded without a pause; a longer one, which may pause while
+ * another encoding runs, gets its own array (its allocation is small beside its rows).
  */
-let symbolScratch = new Uint32Array(1024);
+const symbolScratch = new Uint32Array(ENCODE_SLICE_ROWS);
 
-function encodeSymbols(ctx: ChunkContext, values: readonly (string | null)[]): void {
+function* encodeSymbols(ctx: ChunkContext, values: readonly (string | null)[]): Generator<void, void, void> {
   const { rowCount } = ctx;
-  if (symbolScratch.length < rowCount) {
-    symbolScratch = new Uint32Array(Math.max(rowCount, symbolScratch.length * 2));
-  }
-  const indices = symbolScratch;
+  const indices = rowCount < symbolScratch.length ? symbolScratch : new Uint32Array(rowCount);
   // A null-prototype object looks up string keys ~1.6x faster than a Map here; `entries` keeps the order.
   const dictionary: Record<string, number> = Object.create(null);
   const entries: string[] = [];
   for (let row = 0; row < rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     indices[row] = 0;
     if (isNullRow(ctx, row)) continue;
     const value = values[row];
@@ -200,23 +215,35 @@ function encodeSymbols(ctx: ChunkContext, values: readonly (string | null)[]): v
   ctx.writer.u32(entries.length);
   ctx.writer.u8(width);
   const lengthsAt = ctx.writer.zeros(entries.length * 4);
-  entries.forEach((entry, index) => {
-    ctx.writer.patchU32(lengthsAt + index * 4, writeUtf8(ctx, index, entry));
-  });
+  for (let index = 0; index < entries.length; index++) {
+    if ((index & SLICE_MASK) === SLICE_MASK) yield;
+    ctx.writer.patchU32(lengthsAt + index * 4, writeUtf8(ctx, index, entries[index]!));
+  }
   reserve(ctx, rowCount * width);
   const at = ctx.writer.zeros(rowCount * width);
-  writeIndices(ctx.writer.bytesView, at, indices, rowCount, width);
+  for (let from = 0; from < rowCount; from += ENCODE_SLICE_ROWS) {
+    if (from > 0) yield;
+    writeIndices(
+      ctx.writer.bytesView,
+      at,
+      indices,
+      from,
+      Math.min(rowCount, from + ENCODE_SLICE_ROWS),
+      width,
+    );
+  }
 }
 
-/** Little-endian indices of `width` bytes into `out` at `at`. */
+/** Little-endian indices of rows [fromRow, toRow) of `width` bytes into `out` at `at`. */
 function writeIndices(
   out: Uint8Array,
   at: number,
   indices: Uint32Array,
-  rowCount: number,
+  fromRow: number,
+  toRow: number,
   width: 1 | 2 | 4,
 ): void {
-  for (let row = 0; row < rowCount; row++) {
+  for (let row = fromRow; row < toRow; row++) {
     const index = indices[row]!;
     const to = at + row * width;
     out[to] = index & 0xff;
@@ -229,12 +256,13 @@ function writeIndices(
 }
 
 /** Variable-width types: non-null rows only, each validated and counted as a boxed value. */
-function encodeRows<T>(
+function* encodeRows<T>(
   ctx: ChunkContext,
   values: readonly (T | null)[],
   encodeOne: (ctx: ChunkContext, row: number, value: T) => void,
-): void {
+): Generator<void, void, void> {
   for (let row = 0; row < ctx.rowCount; row++) {
+    if ((row & SLICE_MASK) === SLICE_MASK) yield;
     if (isNullRow(ctx, row)) continue;
     const value = values[row];
     if (value === null || typeof value !== 'object') {

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../core/index.js';
 import { ByteReader, corruptAt } from './byte-reader.js';
 import { checksum } from './checksum.js';
-import { type ChunkDecodeContext, decodeColumnChunk } from './column-decoder.js';
+import { type ChunkDecodeContext, decodeColumnChunkSteps } from './column-decoder.js';
 import { type ColumnType, columnTypeOfId } from './column-types.js';
 import { resolveLimits, type SegmentLimits } from './limits.js';
 import { hex } from './segment-header.js';
@@ -55,6 +55,20 @@ export function readTxnRecord(
   state: RecordDecodeState,
   expectedTxn?: bigint,
 ): DecodedRecord {
+  const steps = readTxnRecordSteps(reader, state, expectedTxn);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
+}
+
+/**
+ * `readTxnRecord` as steps: it pauses (yields) inside long column chunks (DECODE_SLICE_ROWS), so
+ * a caller can free the event loop while a large record is verified. The caller runs it to the end
+ * before using `reader` or `state` again.
+ */
+export function* readTxnRecordSteps(
+  reader: ByteReader,
+  state: RecordDecodeState,
+  expectedTxn?: bigint,
+): Generator<void, DecodedRecord, void> {
   const start = reader.offset;
   reader.need(MIN_RECORD_BYTES, 'txn record (truncated)');
   const payloadBytes = reader.u32('record length');
@@ -74,7 +88,7 @@ export function readTxnRecord(
     );
   }
   const outerEnd = reader.limitTo(end);
-  const record = readRecordPayload(reader, state, expectedTxn);
+  const record = yield* readRecordPayload(reader, state, expectedTxn);
   if (reader.remaining !== 0) {
     throw reader.corrupt(`txn ${record.txn.txn}: record has ${reader.remaining} trailing bytes`);
   }
@@ -83,11 +97,11 @@ export function readTxnRecord(
   return record;
 }
 
-function readRecordPayload(
+function* readRecordPayload(
   reader: ByteReader,
   state: RecordDecodeState,
   expectedTxn: bigint | undefined,
-): DecodedRecord {
+): Generator<void, DecodedRecord, void> {
   const { limits, tally, arena } = state;
   const txnAt = reader.offset;
   const txnNumber = reader.u64('txn number');
@@ -109,7 +123,8 @@ function readRecordPayload(
   const overLimit = tally.addRecord(columnCount, rowCount);
   if (overLimit !== undefined) throw reader.corrupt(`${where}: ${overLimit}`);
   const descriptors = readDescriptors(reader, where, columnCount, limits);
-  const columns: ColumnData[] = descriptors.map((descriptor) => {
+  const columns: ColumnData[] = [];
+  for (const descriptor of descriptors) {
     const ctx: ChunkDecodeContext = {
       reader,
       limits,
@@ -118,9 +133,9 @@ function readRecordPayload(
       where: `${where} column '${descriptor.name}'`,
       arena,
     };
-    const { nulls, data } = decodeColumnChunk(ctx, descriptor.type, descriptor.hasNulls);
-    return { name: descriptor.name, addedInTxn: descriptor.addedInTxn, nulls, data };
-  });
+    const { nulls, data } = yield* decodeColumnChunkSteps(ctx, descriptor.type, descriptor.hasNulls);
+    columns.push({ name: descriptor.name, addedInTxn: descriptor.addedInTxn, nulls, data });
+  }
   const txn: TxnRecord = { txn: txnNumber, commitTimeUs, kind, rowCount, columns };
   return { txn, tsRange: designatedTimestampRange(txn) };
 }

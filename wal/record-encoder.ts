@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../core/index.js';
 import { ByteWriter } from './byte-writer.js';
 import { checksum } from './checksum.js';
-import { type ChunkContext, encodeColumnChunk } from './column-encoder.js';
+import { type ChunkContext, encodeColumnChunkSteps } from './column-encoder.js';
 import { COLUMN_TYPE_IDS } from './column-types.js';
 import { resolveLimits, type SegmentLimits } from './limits.js';
 import { anyBitSet, nullBitmapBytes, paddingBitsSet } from './null-bitmap.js';
@@ -42,6 +42,21 @@ export function appendTxnRecord(
   txn: TxnRecord,
   state: RecordEncodeState,
 ): TimestampRange | null {
+  const steps = appendTxnRecordSteps(writer, txn, state);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
+}
+
+/**
+ * `appendTxnRecord` as steps: the generator pauses (yields) after each column chunk and inside
+ * long ones (column-encoder.ts ENCODE_SLICE_ROWS), so a caller can free the event loop between
+ * steps while a large record is encoded; it returns what appendTxnRecord returns. The caller runs it
+ * to the end before touching `writer` or `state` again.
+ */
+export function* appendTxnRecordSteps(
+  writer: ByteWriter,
+  txn: TxnRecord,
+  state: RecordEncodeState,
+): Generator<void, TimestampRange | null, void> {
   const { limits, tally } = state;
   const where = checkTxnFields(txn, limits);
   const overLimit = tally.addRecord(txn.columns.length, txn.rowCount);
@@ -68,7 +83,8 @@ export function appendTxnRecord(
     const flags = (column.addedInTxn ? COLUMN_FLAG_ADDED_IN_TXN : 0) | (nulls[i] ? COLUMN_FLAG_HAS_NULLS : 0);
     writer.u8(flags);
   });
-  txn.columns.forEach((column, i) => {
+  for (let i = 0; i < txn.columns.length; i++) {
+    const column = txn.columns[i]!;
     const ctx: ChunkContext = {
       writer,
       limits,
@@ -77,8 +93,9 @@ export function appendTxnRecord(
       nulls: nulls[i] ?? null,
       where: `${where} column '${column.name}'`,
     };
-    encodeColumnChunk(ctx, column.data);
-  });
+    yield* encodeColumnChunkSteps(ctx, column.data);
+    yield;
+  }
   if (!writer.reserve(4)) throw bodyTooLarge(where, limits);
   writer.patchU32(start, writer.offset - start - 4);
   writer.u32(checksum(writer.bytesView, start, writer.offset));
@@ -94,6 +111,22 @@ export function encodeTxnRecord(txn: TxnRecord, limits?: Partial<SegmentLimits>)
   const resolved = resolveLimits(limits);
   const writer = new ByteWriter(resolved.maxRawBodyBytes, 4096);
   appendTxnRecord(writer, txn, recordEncodeState(resolved));
+  return writer.toBytes();
+}
+
+/**
+ * `encodeTxnRecord` that frees the event loop while it works: `pause` is awaited between steps of
+ * appendTxnRecordSteps, so a record of a million rows never holds the loop for more than one
+ * column slice. Same bytes, same errors as encodeTxnRecord.
+ */
+export async function encodeTxnRecordInSlices(
+  txn: TxnRecord,
+  options: { pause: () => Promise<void>; limits?: Partial<SegmentLimits> },
+): Promise<Uint8Array> {
+  const resolved = resolveLimits(options.limits);
+  const writer = new ByteWriter(resolved.maxRawBodyBytes, 4096);
+  const steps = appendTxnRecordSteps(writer, txn, recordEncodeState(resolved));
+  for (let step = steps.next(); step.done !== true; step = steps.next()) await options.pause();
   return writer.toBytes();
 }
 

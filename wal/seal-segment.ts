@@ -1,7 +1,7 @@
 import { CorruptSegmentError, InvalidArgumentError } from '../core/index.js';
 import { ByteReader, corruptAt } from './byte-reader.js';
 import { resolveLimits, type SegmentLimits } from './limits.js';
-import { readTxnRecord, recordDecodeState } from './record-decoder.js';
+import { readTxnRecordSteps, recordDecodeState } from './record-decoder.js';
 import {
   assembleSegment,
   type BodySummary,
@@ -34,7 +34,19 @@ export async function sealSegment(input: SealSegmentInput): Promise<Uint8Array> 
   const limits = resolveLimits(input.limits);
   const compression = checkIdentity(input, limits);
   const raw = concatRecords(input.records, limits);
-  return assembleSegment(input, compression, raw, summarise(raw, input.records, limits), limits);
+  const summary = await summarise(raw, input.records, limits);
+  return assembleSegment(input, compression, raw, summary, limits);
+}
+
+/**
+ * Bytes of records verified between two pauses of the event loop (the verification decodes every
+ * value, ~10 ms per 256 KiB): a segment of one huge txn never holds the loop for its whole decode.
+ * Long column chunks pause inside as well (DECODE_SLICE_ROWS).
+ */
+const SEAL_SLICE_BYTES = 256 * 1024;
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function concatRecords(records: unknown, limits: SegmentLimits): Uint8Array {
@@ -80,18 +92,37 @@ function checkTxnNumbers(records: Uint8Array[]): void {
   });
 }
 
-/** Decodes every record (verifying it) and returns what the header needs. */
-function summarise(raw: Uint8Array, records: Uint8Array[], limits: SegmentLimits): BodySummary {
+/**
+ * Decodes every record (verifying it) and returns what the header needs; frees the event loop
+ * every SEAL_SLICE_BYTES of records and inside long column chunks.
+ */
+async function summarise(
+  raw: Uint8Array,
+  records: Uint8Array[],
+  limits: SegmentLimits,
+): Promise<BodySummary> {
   const reader = new ByteReader(raw, 'body');
   const state = recordDecodeState(limits);
   let rowCount = 0;
   let tsRange: TimestampRange | null = null;
   let txnFirst = 0n;
   let recordEnd = 0;
-  records.forEach((record, i) => {
+  let pausedAt = 0;
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!;
     recordEnd += record.length;
+    if (recordEnd - pausedAt > SEAL_SLICE_BYTES) {
+      await nextTurn();
+      pausedAt = recordEnd;
+    }
     try {
-      const decoded = readTxnRecord(reader, state, i === 0 ? undefined : txnFirst + BigInt(i));
+      const steps = readTxnRecordSteps(reader, state, i === 0 ? undefined : txnFirst + BigInt(i));
+      let step = steps.next();
+      while (step.done !== true) {
+        await nextTurn();
+        step = steps.next();
+      }
+      const decoded = step.value;
       if (i === 0) txnFirst = decoded.txn.txn;
       rowCount += decoded.txn.rowCount;
       tsRange = mergeTimestampRanges(tsRange, decoded.tsRange);
@@ -110,7 +141,7 @@ function summarise(raw: Uint8Array, records: Uint8Array[], limits: SegmentLimits
         `record ${i} is ${record.length} bytes but holds a record of ${holds}`,
       );
     }
-  });
+  }
   const txnLast = txnFirst + BigInt(records.length - 1);
   if (txnLast > MAX_I64) throw new InvalidArgumentError(`txn numbers run past 2^63-1`);
   return { txnFirst, txnLast, txnCount: records.length, rowCount, tsRange };

@@ -7,6 +7,7 @@ import {
   type EncodeSegmentInput,
   encodeSegment,
   encodeTxnRecord,
+  encodeTxnRecordInSlices,
   type SegmentLimits,
   sealSegment,
   type TxnRecord,
@@ -382,3 +383,52 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
+
+describe('encodeTxnRecordInSlices', () => {
+  test('writes the bytes encodeTxnRecord writes, pausing inside long columns', async () => {
+    const rows = 3 * 8192 + 5;
+    const nulls = new Uint8Array(Math.ceil(rows / 8));
+    for (let row = 0; row < rows; row += 3) nulls[row >>> 3]! |= 1 << (row & 7);
+    const record = txn(1n, [
+      longColumn(
+        'timestamp',
+        Array.from({ length: rows }, (_, i) => BigInt(i)),
+      ),
+      longColumn(
+        'n',
+        Array.from({ length: rows }, (_, i) => BigInt(i * 7)),
+        nulls,
+      ),
+      {
+        name: 's',
+        addedInTxn: true,
+        nulls,
+        data: {
+          type: 'string',
+          values: Array.from({ length: rows }, (_, i) => (i % 3 === 0 ? null : `v${i}`)),
+        },
+      },
+      {
+        name: 'sym',
+        addedInTxn: true,
+        nulls: null,
+        data: { type: 'symbol', values: Array.from({ length: rows }, (_, i) => `k${i % 300}`) },
+      },
+    ]);
+    expect(record.rowCount).toBe(rows);
+    let pauses = 0;
+    const sliced = await encodeTxnRecordInSlices(record, {
+      pause: async () => {
+        pauses++;
+      },
+    });
+    expect(sliced).toStrictEqual(encodeTxnRecord(record));
+    // At least one pause per column and more inside the long ones.
+    expect(pauses).toBeGreaterThan(record.columns.length);
+    // Sealing verifies it in slices too, and writes what encodeSegment writes.
+    const identity = { tableName: 't', epoch: 1n, writerNodeId: 'n' };
+    expect(await sealSegment({ ...identity, records: [sliced] })).toStrictEqual(
+      await encodeSegment({ ...identity, txns: [record] }),
+    );
+  });
+});

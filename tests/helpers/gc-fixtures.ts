@@ -88,7 +88,7 @@ export function gcFixtures(options: { table: string; rowsPerWrite: number }): Gc
     });
     expect(response.status, await response.clone().text()).toBe(204);
     const token = response.headers.get('x-walship-txn') ?? '';
-    return BigInt(token.split('=')[1]!);
+    return BigInt(token.split('=')[1]!.split('@')[0]!);
   }
 
   async function writeRequests(port: number, requests: number): Promise<bigint> {

@@ -121,7 +121,8 @@ export async function missingFromStore(
 ): Promise<string[]> {
   const txnOf = new Map<string, bigint>();
   for (const part of txnHeader.split(',')) {
-    const [table, txn] = part.split('=');
+    // `table=txn@epoch` from a primary, `table=txn` from a sequenced writer.
+    const [table, txn] = part.split('@')[0]!.split('=');
     if (table !== undefined && txn !== undefined && /^\d+$/.test(txn)) txnOf.set(table, BigInt(txn));
   }
   const problems: string[] = [];

@@ -1,0 +1,244 @@
+/**
+ * The committer's sliced path (issue 13 item 5): a request larger than COMMIT_SLICE_ROWS is
+ * parsed, built, encoded and applied a slice at a time with the event loop free in between, under
+ * the write lock and in ONE SQLite transaction, so it stays all or nothing; writes arriving
+ * meanwhile wait for the lock; the uploader's watermark writes wait for the transaction.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { seededRandom, systemClock } from '../core/index.js';
+import { type IlpLineSource, IlpParseError, parseIlp, parseIlpInSlices } from '../ilp/index.js';
+import { MemoryStore } from '../objectstore/index.js';
+import { TableStore } from '../table/index.js';
+import { decodeTxnRecord } from '../wal/index.js';
+import { COMMIT_SLICE_ROWS, Committer } from './committer.js';
+import { pendingSourceOf } from './pending-source.js';
+import { type PendingSource, Uploader } from './uploader.js';
+import { deferWritesDuring, WriteWindow } from './write-window.js';
+
+let dir = '';
+let tables: TableStore;
+let uploader: Uploader;
+let store: MemoryStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'walship-committer-'));
+  tables = TableStore.open(path.join(dir, 'tables.sqlite'));
+  store = new MemoryStore();
+  uploader = new Uploader({
+    store,
+    source: pendingSourceOf(tables),
+    nodeId: 'node-a',
+    epoch: () => 1n,
+    clock: systemClock,
+    random: seededRandom(1),
+    log: pino({ level: 'silent' }),
+    // Never due during a test: nothing is uploaded, the pending queue keeps every record.
+    rolloverSizeBytes: 1024 * 1024 * 1024,
+    windowMs: 3_600_000,
+    maxConcurrentTables: 1,
+    headIntervalMs: 3_600_000,
+    codec: 'deflate',
+    compressionLevel: 1,
+    onFenced: () => {},
+  });
+});
+afterEach(async () => {
+  await uploader.stop();
+  tables.close();
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A committer whose pauses are counted (each is one real event-loop turn). */
+function committer(pauses = { count: 0 }) {
+  return new Committer({
+    tables,
+    uploader,
+    clock: systemClock,
+    ackMode: 'local',
+    durableTimeoutMs: 1_000,
+    pendingMaxBytes: 1024 * 1024 * 1024,
+    acceptingWrites: () => true,
+    pause: () => {
+      pauses.count++;
+      return new Promise((resolve) => setImmediate(resolve));
+    },
+  });
+}
+
+function lines(table: string, first: number, count: number): string {
+  let text = '';
+  for (let id = first; id < first + count; id++)
+    text += `${table},s=S${id % 7} id=${id}i,v=${id}.5,n="x${id}" ${id}\n`;
+  return text;
+}
+
+function sourceOf(text: string, sliceLines = 500): IlpLineSource {
+  return {
+    forEachSlice: (sink) => parseIlpInSlices(Buffer.from(text), { precision: 'n', sliceLines }, sink),
+  };
+}
+
+/** The rows of `table`'s pending record of txn `txn`. */
+function pendingRows(table: string, txn: bigint): number {
+  const record = tables.pending(table).find((p) => p.txn === txn);
+  return record === undefined ? 0 : decodeTxnRecord(record.bytes).rowCount;
+}
+
+describe('Committer, a request larger than a slice', () => {
+  const rows = 3 * COMMIT_SLICE_ROWS + 17;
+
+  it('commits in slices with the event loop free between them, as one txn per table', async () => {
+    const pauses = { count: 0 };
+    let timerRan = false;
+    const committing = committer(pauses).commitSlices(sourceOf(lines('t', 1, rows)));
+    // A timer set now runs before the commit ends: the commit left the loop free at least once.
+    setTimeout(() => {
+      timerRan = true;
+    }, 0);
+    const result = await committing;
+    expect(timerRan).toBe(true);
+    expect(pauses.count).toBeGreaterThanOrEqual(3);
+    expect(result.txns).toEqual([{ table: 't', txn: 1n, rows }]);
+    expect(tables.lastTxn('t')).toBe(1n);
+    expect(pendingRows('t', 1n)).toBe(rows);
+  });
+
+  it('commits nothing when a line in a later slice is bad (400 for the whole request)', async () => {
+    const text = `${lines('t', 1, 2 * COMMIT_SLICE_ROWS)}t id=oops\n`;
+    const error = await committer()
+      .commitSlices(sourceOf(text))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IlpParseError);
+    expect((error as IlpParseError).line).toBe(2 * COMMIT_SLICE_ROWS + 1);
+    expect(tables.schema('t')).toBeUndefined();
+    expect(tables.pendingSummary()).toEqual([]);
+  });
+
+  it('rolls back every row when the apply fails after some slices went in', async () => {
+    // A failure inside the sliced SQLite transaction after every row went in (a full disk at the
+    // end, injected): the whole transaction rolls back.
+    const c = committer();
+    await c.commit(parseIlp(Buffer.from(lines('t', 0, 1)), { precision: 'n' }));
+    const original = tables.applyTxnInSlices.bind(tables);
+    let calls = 0;
+    tables.applyTxnInSlices = async (table, record, options) => {
+      calls++;
+      await original(table, record, options);
+      throw new Error('disk full (injected after every row went in)');
+    };
+    await expect(c.commitSlices(sourceOf(lines('t', 1, rows)))).rejects.toThrow(/disk full/);
+    tables.applyTxnInSlices = original;
+    expect(calls).toBe(1);
+    expect(tables.lastTxn('t')).toBe(1n);
+    expect(tables.pending('t').map((p) => p.txn)).toEqual([1n]);
+    // The next request takes txn 2: nothing of the failed one is left behind.
+    const next = await c.commit(parseIlp(Buffer.from(lines('t', 5, 3)), { precision: 'n' }));
+    expect(next.txns).toEqual([{ table: 't', txn: 2n, rows: 3 }]);
+  });
+
+  it('commits nothing when the node stops taking writes while the rows go in (a fence, a demotion)', async () => {
+    const accepting = { value: true };
+    const c = new Committer({
+      tables,
+      uploader,
+      clock: systemClock,
+      ackMode: 'local',
+      durableTimeoutMs: 1_000,
+      pendingMaxBytes: 1024 * 1024 * 1024,
+      acceptingWrites: () => accepting.value,
+    });
+    const original = tables.applyTxnInSlices.bind(tables);
+    tables.applyTxnInSlices = async (table, record, options) => {
+      await original(table, record, options);
+      accepting.value = false; // the gate closes after every row went in, before COMMIT
+    };
+    const error = await c.commitSlices(sourceOf(lines('t', 1, rows))).catch((e: unknown) => e);
+    tables.applyTxnInSlices = original;
+    expect((error as { code?: string }).code).toBe('NOT_ACCEPTING_WRITES');
+    expect(tables.lastTxn('t')).toBe(0n);
+    expect(tables.pendingSummary()).toEqual([]);
+  });
+
+  it('makes a write arriving meanwhile wait for the lock, then commit as the next txn', async () => {
+    const c = committer();
+    const big = c.commitSlices(sourceOf(lines('t', 1, rows)));
+    // Parsed already, small: it would commit synchronously if the lock were free.
+    const small = c.commit(parseIlp(Buffer.from(lines('t', rows + 1, 2)), { precision: 'n' }));
+    expect(tables.lastTxn('t')).toBe(0n);
+    const [bigResult, smallResult] = await Promise.all([big, small]);
+    expect(bigResult.txns[0]!.txn).toBe(1n);
+    expect(smallResult.txns).toEqual([{ table: 't', txn: 2n, rows: 2 }]);
+    await c.idle();
+  });
+
+  it('commits a small request synchronously when the lock is free', () => {
+    const c = committer();
+    void c.commit(parseIlp(Buffer.from(lines('t', 1, 3)), { precision: 'n' }));
+    expect(tables.lastTxn('t')).toBe(1n);
+  });
+});
+
+describe('deferWritesDuring', () => {
+  function fakeSource(): PendingSource & { marked: [string, bigint][] } {
+    const marked: [string, bigint][] = [];
+    return {
+      marked,
+      pendingSummary: () => [],
+      pending: () => [],
+      markUploaded: (table, txn) => {
+        marked.push([table, txn]);
+      },
+      uploadedTxn: () => 1n,
+      uploadedAll: () => [],
+      tableKey: (table) => table,
+    };
+  }
+
+  it('holds watermark writes while the window is open, reporting them at once, and runs them after', async () => {
+    const source = fakeSource();
+    const window = new WriteWindow();
+    const deferred = deferWritesDuring(source, window);
+    await window.during(async () => {
+      deferred.markUploaded('t', 3n);
+      expect(source.marked).toEqual([]);
+      expect(deferred.uploadedTxn('t')).toBe(3n);
+      await new Promise((resolve) => setImmediate(resolve));
+    });
+    expect(source.marked).toEqual([['t', 3n]]);
+    deferred.markUploaded('t', 4n);
+    expect(source.marked).toEqual([
+      ['t', 3n],
+      ['t', 4n],
+    ]);
+  });
+
+  it('runs the deferred writes when the window ends with an error too; a failing one is reported', async () => {
+    const source = fakeSource();
+    const failures: unknown[] = [];
+    const window = new WriteWindow((error) => failures.push(error));
+    const failing = deferWritesDuring(
+      {
+        ...source,
+        markUploaded: () => {
+          throw new Error('the table store is closed');
+        },
+      },
+      window,
+    );
+    const plain = deferWritesDuring(source, window);
+    await expect(
+      window.during(async () => {
+        failing.markUploaded('u', 1n);
+        plain.markUploaded('t', 2n);
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    expect(source.marked).toEqual([['t', 2n]]);
+    expect(failures).toHaveLength(1);
+  });
+});

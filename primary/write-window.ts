@@ -1,0 +1,76 @@
+import type { PendingSource } from './uploader.js';
+
+/**
+ * The span during which the committer holds one SQLite transaction open across event-loop turns
+ * (a large request applied in slices, TableStore.transactionInSlices). Anything else that writes
+ * through the same connection meanwhile would join that transaction — and be undone if it rolls
+ * back — so such writes wait here and run right after it ends, in the same synchronous step.
+ */
+export class WriteWindow {
+  #open = false;
+  #deferred: (() => void)[] = [];
+  readonly #onError: (error: unknown) => void;
+
+  /** `onError` hears of a deferred write that failed (it is not retried here). */
+  constructor(onError: (error: unknown) => void = () => {}) {
+    this.#onError = onError;
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+
+  /** Runs `fn` with the window open; the deferred writes run once it settles, whatever the outcome. */
+  async during<T>(fn: () => Promise<T>): Promise<T> {
+    this.#open = true;
+    try {
+      return await fn();
+    } finally {
+      this.#open = false;
+      const deferred = this.#deferred;
+      this.#deferred = [];
+      for (const write of deferred) {
+        // A deferred write that fails must not turn the committed request into an error: the one
+        // kind deferred (an uploaded watermark) heals itself — the next upload of those txns finds
+        // its own segment in the slot and records them uploaded then.
+        try {
+          write();
+        } catch (error) {
+          this.#onError(error);
+        }
+      }
+    }
+  }
+
+  /** Runs `write` now, or right after the window closes when it is open. */
+  run(write: () => void): void {
+    if (this.#open) this.#deferred.push(write);
+    else write();
+  }
+}
+
+/**
+ * `source` whose uploaded-watermark writes wait for `window` to close. The watermark it reports
+ * includes a deferred write at once, so a durable writer asking after such an upload is not left
+ * waiting for an upload that already happened. Deferring is safe: the uploader's in-memory state
+ * moves on at once, and the rows it marks uploaded were committed before the window opened (the
+ * committer's own pending records are queued in the window's last, synchronous step).
+ */
+export function deferWritesDuring(source: PendingSource, window: WriteWindow): PendingSource {
+  const deferredUploaded = new Map<string, bigint>();
+  return {
+    ...source,
+    markUploaded: (table, txn) => {
+      if (window.open) deferredUploaded.set(table, txn);
+      window.run(() => {
+        if (deferredUploaded.get(table) === txn) deferredUploaded.delete(table);
+        source.markUploaded(table, txn);
+      });
+    },
+    uploadedTxn: (table) => {
+      const deferred = deferredUploaded.get(table);
+      const stored = source.uploadedTxn(table);
+      return deferred !== undefined && deferred > stored ? deferred : stored;
+    },
+  };
+}

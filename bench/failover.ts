@@ -56,11 +56,18 @@ function log(text: string): void {
   process.stderr.write(`bench failover: ${text}\n`);
 }
 
-async function drillRuns(args: string[]): Promise<DrillReport[]> {
+/** RUNS drills; `args` may depend on the run (a store of its own for each, say). */
+async function drillRuns(args: string[] | ((run: number) => string[])): Promise<DrillReport[]> {
   const reports: DrillReport[] = [];
   for (let run = 1; run <= RUNS; run++) {
     const options = parseDrillArgs(
-      [...args, '--duration', DURATION, '--request-timeout', `${REQUEST_TIMEOUT_MS}ms`],
+      [
+        ...(typeof args === 'function' ? args(run) : args),
+        '--duration',
+        DURATION,
+        '--request-timeout',
+        `${REQUEST_TIMEOUT_MS}ms`,
+      ],
       {},
     );
     const report = await runDrill(options);
@@ -192,12 +199,13 @@ function rgwSwitchovers(
   return withBenchRgw('bench-failover', context, log, async (rgw) => {
     const putMs = await putP50Ms(rgw.open('put-baseline'));
     log(`switchover on Ceph RGW, ${SWITCHOVER_TABLES} tables at ${RATE_ROWS_PER_S} rows/s`);
-    const reports = await drillRuns([
+    // Each run a cluster of its own: a root under which no cluster was started yet.
+    const reports = await drillRuns((run) => [
       '--mode=switchover',
       `--tables=${SWITCHOVER_TABLES}`,
       `--rate=${RATE_ROWS_PER_S}`,
       '--store',
-      rgw.connectionString('switchover'),
+      rgw.connectionString(`switchover-${run}`),
     ]);
     return { reports, putMs };
   });

@@ -6,7 +6,8 @@
  * segment that was there (3 of 10 runs of 150 s in the audit). Asserted: no table is ever
  * suspended on either replica, and both converge to the primary's exact content.
  *
- * The full soak (≥ 5 000 segments) takes minutes on a loaded machine: it runs with WALSHIP_SOAK=1.
+ * The full soak (≥ 5 000 segments) takes minutes on a loaded machine: it runs with WALSHIP_SOAK=1
+ * (`npm run soak`).
  * Always on: the same test with 1 500 segments (still a hashed directory).
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';

@@ -21,7 +21,13 @@ import {
   segmentKey,
   type TxnRecord,
 } from '../wal/index.js';
-import { FOLLOWER_LIMITS, Follower, type FollowerOptions, TABLE_EPOCH_META_PREFIX } from './follower.js';
+import {
+  FOLLOWER_LIMITS,
+  Follower,
+  type FollowerOptions,
+  type SegmentsCollectedEvent,
+  TABLE_EPOCH_META_PREFIX,
+} from './follower.js';
 
 const log = pino({ level: 'silent' });
 const T0 = 1_700_000_000_000_000n;
@@ -973,5 +979,145 @@ describe('Follower: a gap one listing shows is confirmed before a table is suspe
     await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
     expect(statusOf(follower, 't').suspended!.code).toBe('SEGMENT_OVERLAP');
     expect(follower.appliedTxn('t')).toBe(3n);
+  });
+});
+
+describe('Follower: a segment followed by a confirmed hole is never applied (issue 13 item 11)', () => {
+  /**
+   * What a replica frozen together with a zombie primary finds when both wake: the cluster's chain
+   * was txns 1..3 (epoch 1, applied by the replica); epoch 2 fenced the table at slot 4 and wrote
+   * on; GC collected slots 1..9, the fence included, leaving epoch 2's chain from slot 10; then the
+   * zombie's create-only PUT of txns 4..5 (epoch 1) landed in the reopened slot 4.
+   */
+  async function zombieWokeUp(store: ObjectStore): Promise<void> {
+    await putSegment(store, 't', txns(10n, 3), 2n);
+    await store.delete(segmentKey('t', 1n)); // the fence at slot 4 is long gone too
+    await putSegment(store, 't', txns(4n, 2), 1n); // the stray, last: a probe of slot 4 finds it whole
+  }
+
+  it.each([
+    'a restarted replica (its first poll lists)',
+    'a reader waiting on the table (a probe of the next key)',
+  ])(
+    'the stray segment of a zombie in a slot GC collected is not applied: SEGMENTS_COLLECTED (%s)',
+    async (how) => {
+      const store = recording(new MemoryStore());
+      await putCluster(store);
+      await putSegment(store, 't', txns(1n, 3));
+      await putHead(store, { t: 3n });
+      const file = path.join(dir, 'frozen.sqlite');
+      let tables = openTables(file);
+      const collected: { appliedTxn: bigint; chainStartTxn: bigint }[] = [];
+      const onSegmentsCollected = ({ appliedTxn, chainStartTxn }: SegmentsCollectedEvent) =>
+        collected.push({ appliedTxn, chainStartTxn });
+      let follower: Follower;
+      if (how.startsWith('a restarted')) {
+        const first = follow(store, tables, { clusterId: CLUSTER });
+        await waitFor(() => first.follower.appliedTxn('t') === 3n, 't applied through txn 3');
+        await stopFollower(first.follower);
+        closeTables(tables);
+        await zombieWokeUp(store);
+        tables = openTables(file);
+        follower = follow(store, tables, { clusterId: CLUSTER, onSegmentsCollected }).follower;
+      } else {
+        // head.json still says 3 (the new primary's hint is not needed to get this right).
+        follower = follow(store, tables, {
+          clusterId: CLUSTER,
+          awaitedTables: () => ['t'],
+          onSegmentsCollected,
+        }).follower;
+        await waitFor(() => follower.appliedTxn('t') === 3n, 't applied through txn 3');
+        await zombieWokeUp(store);
+      }
+      await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
+      const suspension = statusOf(follower, 't').suspended!;
+      expect(suspension.code, suspension.message).toBe('SEGMENTS_COLLECTED');
+      expect(suspension.objectKey).toBe(segmentKey('t', 4n));
+      expect(collected).toEqual([{ appliedTxn: 3n, chainStartTxn: 10n }]);
+      // None of the stray's rows: the watermark, the rows and the epoch are the chain's through txn 3.
+      expect(follower.appliedTxn('t')).toBe(3n);
+      expect(tables.lastTxn('t')).toBe(3n);
+      expect(columnValues(tables, 't')).toEqual(valuesThrough(3));
+      expect(statusOf(follower, 't').epoch).toBe(1n);
+      // The hole after it was confirmed first: a GET of txn 6's key found nothing.
+      expect(
+        store.requests.some((r) => r.op === 'get' && r.key === segmentKey('t', 6n) && r.outcome === 'absent'),
+      ).toBe(true);
+    },
+  );
+
+  it('a hole that one listing shows after a segment but that is not there (torn) does not stop it being applied', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 't', txns(1n, 3));
+    await putSegment(inner, 't', txns(4n, 2));
+    await putSegment(inner, 't', txns(6n, 2));
+    await putSegment(inner, 't', txns(8n, 2));
+    await putHead(inner, { t: 9n });
+    // One listing loses the entry after the first (wal/4): it shows segment 1..3 followed by a hole.
+    const faulty = withFaults(inner, [
+      { fault: { type: 'skip-list', index: 1 }, operations: ['list'], keyPrefix: 'tables/t/wal/', times: 1 },
+    ]);
+    const store = recording(faulty);
+    const tables = openTables();
+    const appliedAt: { txn: bigint; requests: number }[] = [];
+    const { follower } = follow(store, tables, {
+      onApplied: (_, txn) => appliedAt.push({ txn, requests: store.requests.length }),
+    });
+    await waitFor(() => follower.appliedTxn('t') === 9n, 't applied through txn 9');
+    expect(faulty.injected['skip-list']).toBe(1);
+    expect(follower.listingAnomaliesUnconfirmed()).toBe(1);
+    expect(statusOf(follower, 't').suspended).toBeNull();
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(9));
+    expect(appliedAt.map((a) => a.txn)).toEqual([3n, 5n, 7n, 9n]);
+    // Segment 1..3 was applied only after the hole the torn listing showed was looked at (the GET of wal/4).
+    const holeGet = store.requests.findIndex((r) => r.op === 'get' && r.key === segmentKey('t', 4n));
+    expect(holeGet).toBeGreaterThanOrEqual(0);
+    expect(appliedAt[0]!.requests).toBeGreaterThan(holeGet);
+  });
+
+  it('a hole that a fresh listing does not show (a stale listing) is looked at again at the next poll, then the segment is applied', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 't', txns(1n, 3));
+    await putHead(inner, { t: 3n });
+    // The first listing of t's segments also shows wal/9, which is not there: 1..3 seems followed by a hole.
+    const phantom = { key: segmentKey('t', 9n), sizeBytes: 1, etag: 'phantom', modifiedAtMs: 0 };
+    let phantomShown = false;
+    const store = recording({
+      ...inner,
+      description: inner.description,
+      get: (key, options) => inner.get(key, options),
+      head: (key) => inner.head(key),
+      put: (key, body, options) => inner.put(key, body, options),
+      delete: (key) => inner.delete(key),
+      deleteMany: (keys) => inner.deleteMany(keys),
+      close: () => inner.close(),
+      async list(prefix, options) {
+        const page = await inner.list(prefix, options);
+        if (phantomShown || prefix !== 'tables/t/wal/') return page;
+        phantomShown = true;
+        return { objects: [...page.objects, phantom] };
+      },
+    });
+    const tables = openTables();
+    const appliedAt: { txn: bigint; requests: number }[] = [];
+    const { follower } = follow(store, tables, {
+      onApplied: (_, txn) => appliedAt.push({ txn, requests: store.requests.length }),
+    });
+    await waitFor(() => follower.appliedTxn('t') === 3n, 't applied through txn 3');
+    expect(follower.listingAnomaliesUnconfirmed()).toBe(1);
+    expect(statusOf(follower, 't').suspended).toBeNull();
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(3));
+    // The GET of wal/4 found nothing, a fresh listing showed no hole; a later poll listed again and applied.
+    const holeGet = store.requests.findIndex(
+      (r) => r.op === 'get' && r.key === segmentKey('t', 4n) && r.outcome === 'absent',
+    );
+    expect(holeGet).toBeGreaterThanOrEqual(0);
+    const lists = store.requests.filter(
+      (r, i) => i > holeGet && i < appliedAt[0]!.requests && r.op === 'list',
+    );
+    expect(lists.length).toBeGreaterThanOrEqual(2); // the fresh listing, then the next poll's
+    expect(store.requests[appliedAt[0]!.requests - 1]!.poll).toBeGreaterThan(store.requests[holeGet]!.poll);
   });
 });

@@ -110,6 +110,21 @@ export interface SegmentApplyEvent {
 /** A verified segment with the size of the object it came from. */
 type FetchedSegment = DecodedSegment & { objectBytes: number };
 
+/** One LIST of a table's segment keys after a txn, with the time it was sent (monotonic ms). */
+interface Listing {
+  requestAtMs: number;
+  listed: { key: string; txnFirst: bigint }[];
+}
+
+/** What the confirmation of a gap after a txn found (#checkGap). */
+type GapCheck =
+  /** The next segment is there after all: the listing had skipped it. */
+  | { found: 'next'; segment: FetchedSegment }
+  /** A fresh listing does not show the gap either: look again at the next poll. */
+  | { found: 'no-gap' }
+  /** Confirmed: nothing at the next key, and the store's next segment after it starts at `txnFirst`. */
+  | { found: 'gap'; txnFirst: bigint };
+
 export interface Suspension {
   code: string;
   message: string;
@@ -646,24 +661,29 @@ export class Follower {
         else t.confirmedAtMs = requestAtMs;
         return;
       }
+      // The LIST the batches start with, sent before the apply instead of after it (no extra
+      // request): it shows whether a hole follows this segment (#checkHoleAfter).
+      const listing = await this.#listAfter(t, segment.header.txnLast);
+      if (this.#gone(t)) return;
+      const hole = await this.#checkHoleAfter(t, segment, listing.listed[0]?.txnFirst);
+      if (hole === 'unconfirmed' || this.#stopped || this.#gone(t)) return;
       this.#apply(t, key, segment);
-      await this.#followListed(t);
+      await this.#followListed(t, hole === 'none' ? listing : undefined);
     } catch (error) {
       if (!isWalshipError(error) || error.kind !== 'data') throw error;
       this.#suspend(t, error);
     }
   }
 
-  /** LIST after the watermark and apply what is there, batch by batch, until a LIST comes back empty. */
-  async #followListed(t: FollowedTable): Promise<void> {
+  /**
+   * LIST after the watermark and apply what is there, batch by batch, until a LIST comes back empty.
+   * `first`: a LIST after the watermark already sent (#follow's probe), used instead of a new one.
+   */
+  async #followListed(t: FollowedTable, first?: Listing): Promise<void> {
+    let prefetched = first;
     while (!this.#stopped && t.suspended === null && !this.#gone(t)) {
-      const requestAtMs = this.#options.clock.monotonicMs();
-      const listed = await segmentsAfter(
-        this.#options.store,
-        t.key,
-        t.appliedTxn,
-        FOLLOWER_LIMITS.listBatchKeys,
-      );
+      const { requestAtMs, listed } = prefetched ?? (await this.#listAfter(t, t.appliedTxn));
+      prefetched = undefined;
       if (this.#gone(t)) return;
       if (listed.length === 0) {
         t.confirmedAtMs = requestAtMs;
@@ -689,30 +709,74 @@ export class Follower {
           return;
         }
         if (txnFirst > t.appliedTxn + 1n) {
-          if (!(await this.#bridgeGap(t, txnFirst))) return;
+          if (!(await this.#bridgeGap(t, txnFirst, txnFirst))) return;
           break; // the next segment was there: list again from the new watermark
         }
         startUpTo(index);
         const decoded = await downloads[index]!;
         if (this.#stopped || this.#gone(t)) return;
+        const nextListed = listed[index + 1]?.txnFirst;
         if (decoded === null) {
           // Listed, yet the GET found nothing: retention deleted it meanwhile, or the listing was stale.
-          if (!(await this.#bridgeGap(t, txnFirst))) return;
+          if (!(await this.#bridgeGap(t, txnFirst, nextListed))) return;
           break;
         }
+        const hole = await this.#checkHoleAfter(t, decoded, nextListed);
+        if (hole === 'unconfirmed' || this.#stopped || this.#gone(t)) return;
         this.#apply(t, key, decoded);
+        if (hole === 'torn') break; // the listing was torn: list again from the new watermark
       }
     }
   }
 
+  /** One LIST of a batch of `t`'s segment keys after txn `afterTxn`. */
+  async #listAfter(t: FollowedTable, afterTxn: bigint): Promise<Listing> {
+    const requestAtMs = this.#options.clock.monotonicMs();
+    const listed = await segmentsAfter(this.#options.store, t.key, afterTxn, FOLLOWER_LIMITS.listBatchKeys);
+    return { requestAtMs, listed };
+  }
+
   /**
-   * Applies the segment a listing did not show at the watermark (#confirmGap), if it is there.
-   * True when it was applied; false when there is nothing to apply now (the next poll looks again).
-   * Throws when the gap is confirmed.
+   * Issue 13 item 11: `segment` (at the watermark's next slot) must not be applied when a hole
+   * follows it, since it may be a replaced primary's upload into a slot WAL retention had collected
+   * (RFC-0002 W5), beyond which the store's chain starts later. `nextListedTxn` is the first txn of
+   * the segment the listing in hand shows after it (undefined: none, the segment is the newest).
+   * 'none': no hole listed, no request made; 'torn': the next key is there (the listing was torn);
+   * 'unconfirmed': a fresh listing does not show the hole either, so nothing is applied and the
+   * next poll looks again. A confirmed hole after a segment with nothing before it in the store
+   * that does not start at txn 1 (retention collected the txns before it, so its slot too: where a
+   * zombie's upload can land) throws SEGMENTS_COLLECTED, the chain starting after the hole; any
+   * other segment followed by a hole is no stray ('none': applied, and the gap after it is then
+   * confirmed and suspends as before). Three requests, only when a listing shows such a hole.
    */
-  async #bridgeGap(t: FollowedTable, seenTxn: bigint): Promise<boolean> {
+  async #checkHoleAfter(
+    t: FollowedTable,
+    segment: FetchedSegment,
+    nextListedTxn: bigint | undefined,
+  ): Promise<'none' | 'torn' | 'unconfirmed'> {
+    const { txnFirst, txnLast } = segment.header;
+    if (nextListedTxn === undefined || nextListedTxn <= txnLast + 1n) return 'none';
+    const check = await this.#checkGap(t, txnLast, nextListedTxn);
+    if (check === null || check.found === 'no-gap') return 'unconfirmed';
+    if (check.found === 'next') return 'torn';
+    // Nothing before it in the store, yet txns before it: retention collected them, and its slot.
+    if (txnFirst > 1n && (await this.#chainStartsAt(t, txnFirst))) throw segmentsCollected(t, check.txnFirst);
+    // Older segments are left (or it starts at txn 1): no slot before it was collected, so it is
+    // no stray; apply it, and the gap after it is found and confirmed next, as before.
+    return 'none';
+  }
+
+  /**
+   * Applies the segment a listing did not show at the watermark (#confirmGap), if it is there and
+   * no hole follows it (#checkHoleAfter; `nextListedTxn`: the first txn the listing shows after it).
+   * True when it was applied; false when there is nothing to apply now (the next poll looks again).
+   * Throws when the gap, or a hole after the segment, is confirmed.
+   */
+  async #bridgeGap(t: FollowedTable, seenTxn: bigint, nextListedTxn: bigint | undefined): Promise<boolean> {
     const next = await this.#confirmGap(t, seenTxn);
     if (next === null || this.#stopped || this.#gone(t)) return false;
+    const hole = await this.#checkHoleAfter(t, next, nextListedTxn);
+    if (hole === 'unconfirmed' || this.#stopped || this.#gone(t)) return false;
     this.#apply(t, segmentKey(t.key, t.appliedTxn + 1n), next);
     return true;
   }
@@ -730,22 +794,34 @@ export class Follower {
    * listing that showed a segment that is not there, and names where the chain goes on.
    */
   async #confirmGap(t: FollowedTable, seenTxn: bigint): Promise<FetchedSegment | null> {
-    const expected = t.appliedTxn + 1n;
+    const check = await this.#checkGap(t, t.appliedTxn, seenTxn);
+    if (check === null || check.found === 'no-gap') return null;
+    if (check.found === 'next') return check.segment;
+    if (await this.#chainStartsAt(t, check.txnFirst)) throw segmentsCollected(t, check.txnFirst);
+    throw missingSegment(t, check.txnFirst);
+  }
+
+  /**
+   * The two requests that confirm a gap a listing of `t` showed after txn `afterTxn` (the next
+   * listed segment starting at `seenTxn`): a GET of the next key, then, when it finds nothing, a
+   * LIST of one key after `afterTxn` (#confirmGap). null when `t` stopped being followed meanwhile.
+   */
+  async #checkGap(t: FollowedTable, afterTxn: bigint, seenTxn: bigint): Promise<GapCheck | null> {
+    const expected = afterTxn + 1n;
     const segment = await this.#fetch(t, segmentKey(t.key, expected), expected);
     if (this.#gone(t)) return null;
     if (segment !== null) {
-      // Applied by the caller, which lists again at once: nothing is left for the next poll.
-      this.#unconfirmed(t, seenTxn, 'the next segment is there: the listing had skipped it', false);
-      return segment;
+      // Used by the caller, which lists again at once: nothing is left for the next poll.
+      this.#unconfirmed(t, afterTxn, seenTxn, 'the next segment is there: the listing had skipped it', false);
+      return { found: 'next', segment };
     }
-    const [first] = await segmentsAfter(this.#options.store, t.key, t.appliedTxn, 1);
+    const [first] = await segmentsAfter(this.#options.store, t.key, afterTxn, 1);
     if (this.#gone(t)) return null;
     if (first === undefined || first.txnFirst <= expected) {
-      this.#unconfirmed(t, seenTxn, 'a fresh listing does not show the gap', true);
-      return null;
+      this.#unconfirmed(t, afterTxn, seenTxn, 'a fresh listing does not show the gap', true);
+      return { found: 'no-gap' };
     }
-    if (await this.#chainStartsAt(t, first.txnFirst)) throw segmentsCollected(t, first.txnFirst);
-    throw missingSegment(t, first.txnFirst);
+    return { found: 'gap', txnFirst: first.txnFirst };
   }
 
   /**
@@ -756,19 +832,19 @@ export class Follower {
     const info = await this.#options.store.head(key);
     if (this.#gone(t)) return;
     if (info !== null) throw missingSegment(t, txnFirst);
-    this.#unconfirmed(t, txnFirst, `a listing showed ${key}, which is not there`, true);
+    this.#unconfirmed(t, t.appliedTxn, txnFirst, `a listing showed ${key}, which is not there`, true);
   }
 
   /**
-   * Counts and logs a listing anomaly that did not hold up; with `recheck` (nothing was applied in
-   * its place) the table is probed again at the next poll.
+   * Counts and logs a listing anomaly (after txn `afterTxn`) that did not hold up; with `recheck`
+   * (nothing was applied in its place) the table is probed again at the next poll.
    */
-  #unconfirmed(t: FollowedTable, seenTxn: bigint, why: string, recheck: boolean): void {
+  #unconfirmed(t: FollowedTable, afterTxn: bigint, seenTxn: bigint, why: string, recheck: boolean): void {
     this.#listingAnomaliesUnconfirmed++;
     if (recheck) t.recheck = true;
     this.#options.log.info(
       { table: t.name, appliedTxn: t.appliedTxn, listedTxn: seenTxn },
-      `a listing of ${t.name} did not match the chain after txn ${t.appliedTxn}, but ${why}; not suspended`,
+      `a listing of ${t.name} did not match the chain after txn ${afterTxn}, but ${why}; not suspended`,
     );
   }
 

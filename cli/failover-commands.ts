@@ -90,9 +90,21 @@ export async function switchoverCommand(
   if (caughtUp === 'promoted') {
     // Promotion catches up with the store first, and the demoted primary had uploaded everything.
     const pauseMs = Math.round(performance.now() - startedAt);
-    io.stdout(JSON.stringify({ from, to, lastTxns, writePauseMs: pauseMs, promotedBy: 'another promotion' }));
+    const oldPrimary = (await waitRole(fetchImpl, from, 'replica', timeoutMs))
+      ? 'replica'
+      : 'not yet a replica';
+    io.stdout(
+      JSON.stringify({
+        from,
+        to,
+        lastTxns,
+        writePauseMs: pauseMs,
+        promotedBy: 'another promotion',
+        oldPrimary,
+      }),
+    );
     io.stderr(
-      `switchover done: ${to} was promoted by something else meanwhile (automatic failover?); ${from} follows it; nothing lost`,
+      `switchover done: ${to} was promoted by something else meanwhile (automatic failover?); ${from} is ${oldPrimary} following it; nothing lost`,
     );
     return EXIT.ok;
   }

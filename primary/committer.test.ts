@@ -217,6 +217,20 @@ describe('deferWritesDuring', () => {
     ]);
   });
 
+  it('hides records through a deferred watermark: the next upload does not seal them again', async () => {
+    // Found by `npm run bench -- ingest`: a re-sealed upload found our own segment in its slot, with
+    // records no longer comparable, and the primary fenced itself.
+    const records = [1n, 2n, 3n, 4n].map((txn) => ({ txn, bytes: new Uint8Array([Number(txn)]) }));
+    const source = { ...fakeSource(), pending: () => records };
+    const window = new WriteWindow();
+    const deferred = deferWritesDuring(source, window);
+    await window.during(async () => {
+      deferred.markUploaded('t', 2n);
+      expect(deferred.pending('t', { limitBytes: 100 }).map((r) => r.txn)).toEqual([3n, 4n]);
+    });
+    expect(deferred.pending('t', { limitBytes: 100 }).map((r) => r.txn)).toEqual([1n, 2n, 3n, 4n]);
+  });
+
   it('runs the deferred writes when the window ends with an error too; a failing one is reported', async () => {
     const source = fakeSource();
     const failures: unknown[] = [];

@@ -67,6 +67,13 @@ export function deferWritesDuring(source: PendingSource, window: WriteWindow): P
         source.markUploaded(table, txn);
       });
     },
+    // Records through a deferred watermark are uploaded: the next upload must not seal them again
+    // (its create-only PUT would find our own segment in the slot with records no longer pending).
+    pending: (table, options) => {
+      const deferred = deferredUploaded.get(table);
+      const records = source.pending(table, options);
+      return deferred === undefined ? records : records.filter((r) => r.txn > deferred);
+    },
     uploadedTxn: (table) => {
       const deferred = deferredUploaded.get(table);
       const stored = source.uploadedTxn(table);

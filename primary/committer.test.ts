@@ -221,12 +221,20 @@ describe('deferWritesDuring', () => {
     // Found by `npm run bench -- ingest`: a re-sealed upload found our own segment in its slot, with
     // records no longer comparable, and the primary fenced itself.
     const records = [1n, 2n, 3n, 4n].map((txn) => ({ txn, bytes: new Uint8Array([Number(txn)]) }));
-    const source = { ...fakeSource(), pending: () => records };
+    // Like TableStore.pending: records from the oldest, about limitBytes worth (at least one).
+    const pending = (_table: string, { limitBytes }: { limitBytes: number }) =>
+      records.slice(0, Math.max(1, limitBytes));
+    const source = { ...fakeSource(), pending };
     const window = new WriteWindow();
     const deferred = deferWritesDuring(source, window);
     await window.during(async () => {
       deferred.markUploaded('t', 2n);
       expect(deferred.pending('t', { limitBytes: 100 }).map((r) => r.txn)).toEqual([3n, 4n]);
+      // Within the limit every record is through the watermark: it asks for more, never answers empty
+      // while txns are pending (the uploader would forget the table: found by the replicate bench).
+      expect(deferred.pending('t', { limitBytes: 1 }).map((r) => r.txn)).toEqual([3n, 4n]);
+      deferred.markUploaded('t', 4n);
+      expect(deferred.pending('t', { limitBytes: 1 })).toEqual([]);
     });
     expect(deferred.pending('t', { limitBytes: 100 }).map((r) => r.txn)).toEqual([1n, 2n, 3n, 4n]);
   });

@@ -69,10 +69,20 @@ export function deferWritesDuring(source: PendingSource, window: WriteWindow): P
     },
     // Records through a deferred watermark are uploaded: the next upload must not seal them again
     // (its create-only PUT would find our own segment in the slot with records no longer pending).
+    // An empty answer tells the uploader nothing is pending: when every record within the limit is
+    // through the watermark, ask for more (the limit doubles) until one is not, or none is left.
     pending: (table, options) => {
       const deferred = deferredUploaded.get(table);
-      const records = source.pending(table, options);
-      return deferred === undefined ? records : records.filter((r) => r.txn > deferred);
+      if (deferred === undefined) return source.pending(table, options);
+      let limitBytes = options.limitBytes;
+      let seen = -1;
+      for (;;) {
+        const records = source.pending(table, { limitBytes });
+        const after = records.filter((r) => r.txn > deferred);
+        if (after.length > 0 || records.length === seen) return after;
+        seen = records.length;
+        limitBytes *= 2;
+      }
     },
     uploadedTxn: (table) => {
       const deferred = deferredUploaded.get(table);

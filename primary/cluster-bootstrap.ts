@@ -138,6 +138,17 @@ export async function claimPrimary(options: {
   );
 }
 
+/**
+ * PRIMARY_REFUSED (kind `fenced`) when `epochs/<epoch + 1>.json` exists: a candidate promoted past
+ * `epoch` after it was claimed. One HEAD; a claim after it is still fenced by the store (RFC-0002).
+ */
+export async function refuseIfOvertaken(store: ObjectStore, epoch: bigint): Promise<void> {
+  if ((await store.head(epochKey(epoch + 1n))) === null) return;
+  throw refused(
+    `epoch ${epoch + 1n} was claimed while this node was starting as the primary of epoch ${epoch}`,
+  );
+}
+
 /** The epoch record with the highest number, or null on a root without any. */
 export async function newestEpoch(store: ObjectStore): Promise<EpochRecord | null> {
   let newest: bigint | undefined;

@@ -33,7 +33,7 @@ import {
   TableStore,
 } from '../table/index.js';
 import type { Codec } from '../wal/index.js';
-import { claimPrimary } from './cluster-bootstrap.js';
+import { claimPrimary, refuseIfOvertaken } from './cluster-bootstrap.js';
 import { type AckMode, type CommitResult, Committer } from './committer.js';
 import { ACK_MODE_META_KEY } from './divergence.js';
 import { pendingSourceOf } from './pending-source.js';
@@ -294,6 +294,10 @@ export class PrimaryNode {
                 ? {}
                 : { maxConnections: settings.tcp.maxConnections }),
             });
+      if (tcp !== undefined) cleanup.push(() => tcp.close());
+      // Opening the query hosts and binding the ports took time: a candidate may have promoted
+      // past this epoch meanwhile. Refuse now rather than take writes that the store will fence.
+      await refuseIfOvertaken(settings.store, claim.epoch);
       node = new PrimaryNode({
         settings,
         deps: { ...deps, log: epochLog },

@@ -1,7 +1,10 @@
 import { renderMarkdownTable } from '../core/index.js';
 import { CONFIG_KEYS, type ConfigKey, envNameOf } from './config.js';
 
-/** Markers around the generated configuration reference in README.md. */
+/** The page that holds the generated configuration reference, from the repository root. */
+export const CONFIG_DOC = 'docs/configuration.md';
+
+/** Markers around the generated configuration reference in docs/configuration.md. */
 export const CONFIG_BEGIN =
   '<!-- config:begin (generated from cli/config.ts; cli/config-reference.test.ts checks it) -->';
 export const CONFIG_END = '<!-- config:end -->';
@@ -31,10 +34,11 @@ export function renderConfigMarkdown(): string {
   return renderMarkdownTable(['key', 'environment variable', 'default', 'type / unit', 'meaning'], rows);
 }
 
-/** `readme` with the block between the config markers replaced by the generated reference. */
-export function withConfigReference(readme: string): string {
-  const begin = readme.indexOf(CONFIG_BEGIN);
-  const end = readme.indexOf(CONFIG_END);
-  if (begin < 0 || end < begin) throw new Error(`README.md has no '${CONFIG_BEGIN}' … '${CONFIG_END}' block`);
-  return `${readme.slice(0, begin + CONFIG_BEGIN.length)}\n${renderConfigMarkdown()}\n${readme.slice(end)}`;
+/** `doc` (docs/configuration.md's text) with the block between the config markers replaced by the generated reference. */
+export function withConfigReference(doc: string): string {
+  const begin = doc.indexOf(CONFIG_BEGIN);
+  const end = doc.indexOf(CONFIG_END);
+  if (begin < 0 || end < begin)
+    throw new Error(`${CONFIG_DOC} has no '${CONFIG_BEGIN}' … '${CONFIG_END}' block`);
+  return `${doc.slice(0, begin + CONFIG_BEGIN.length)}\n${renderConfigMarkdown()}\n${doc.slice(end)}`;
 }

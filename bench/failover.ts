@@ -11,7 +11,7 @@
  *    documents ~30 s for its own).
  * 1b. the same switchover on Ceph RGW (a private gateway booted for the suite, memstore, sharing the
  *    cores): the pause and the command's phases, beside RGW's own create-only PUT p50 (issue 13
- *    item 2: the README's "about a second" was measured on fs only).
+ *    item 2: the "about a second" of docs/benchmarks.md was measured on fs only).
  * 2. SIGKILL of the primary with automatic failover (lease timeout 2 s): the pause, and the pause
  *    minus the lease timeout. Aim ≤ lease timeout + 1 s. The client backs off up to 1 s between
  *    rounds of refusals, so up to 1 s of the pause is the client's.

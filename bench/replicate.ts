@@ -39,6 +39,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { createBuffer, Sender, SenderOptions } from '@questdb/nodejs-client';
+import { segmentPrefix, txnFirstOfSegmentKey } from '../layout/index.js';
 import {
   FsStore,
   listAll,
@@ -51,7 +52,6 @@ import type { ReplicaNode, ReplicaSettings } from '../replica/index.js';
 import { tableKey } from '../table/index.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
-import { segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { rawInsertMs } from './baselines.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';

@@ -27,7 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import { seededRandom, systemClock } from '../core/index.js';
-import { type NodeSettings, WalshipNode } from '../failover/index.js';
+import { type NodeSettings, WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
 import type { PrimarySettings } from '../primary/index.js';
 import type { ReplicaSettings } from '../replica/index.js';

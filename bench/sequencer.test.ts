@@ -4,9 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseIlp } from '../ilp/line-parser.js';
+import { parseStagedKey } from '../layout/index.js';
 import { validateCommitRequest } from '../sequencer/index.js';
 import { tableKey } from '../table/index.js';
-import { parseStagedKey } from '../wal/index.js';
 import { closedLoop, commitRequest, ilpBodies, pooledLoops } from './sequencer.js';
 import { generateTrades, timestampUsOf } from './trades.js';
 

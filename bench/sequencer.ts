@@ -27,7 +27,9 @@ import path from 'node:path';
 import { createBuffer, SenderOptions } from '@questdb/nodejs-client';
 import { pino } from 'pino';
 import { seededRandom, systemClock } from '../core/index.js';
-import { initSequencedCluster, type NodeSettings, WalshipNode } from '../failover/index.js';
+import { initSequencedCluster } from '../failover/index.js';
+import { stagedKey } from '../layout/index.js';
+import { type NodeSettings, WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
 import type { PrimarySettings } from '../primary/index.js';
 import { startSequencerServer } from '../sequencer/http-service.js';
@@ -39,7 +41,6 @@ import {
 } from '../sequencer/index.js';
 import { tableKey } from '../table/index.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
-import { stagedKey } from '../wal/index.js';
 import { evenTxnRows, openRawDb, putLatencies, rawInsertMs } from './baselines.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';

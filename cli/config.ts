@@ -31,7 +31,7 @@ interface KeySpec {
   doc: string;
 }
 
-/** Every key, its type, default (with unit) and meaning. The README's reference is generated from this. */
+/** Every key, its type, default (with unit) and meaning. docs/configuration.md is generated from this. */
 export const CONFIG_KEYS = {
   'replication.role': {
     kind: { oneOf: ['none', 'primary', 'replica'] },

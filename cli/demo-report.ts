@@ -5,7 +5,6 @@
  */
 import path from 'node:path';
 import type { ClusterWriter } from './cluster-writer.js';
-import type { DemoOptions } from './demo.js';
 import { epochOf } from './demo-view.js';
 import { compareRows, writePause } from './drill.js';
 import type { LocalNodeInfo } from './local-cluster.js';
@@ -18,6 +17,16 @@ import {
   waitForPrimary,
 } from './node-http.js';
 import { type TableDigest, tableDigest } from './table-digest.js';
+
+/** `walship demo`'s options (parsed by demo.ts). */
+export interface DemoOptions {
+  durationMs: number;
+  rateRowsPerS: number;
+  /** Absolute. */
+  dataDir: string;
+  json: boolean;
+  keepRunning: boolean;
+}
 
 export interface DemoReport {
   ok: boolean;

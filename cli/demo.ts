@@ -12,6 +12,7 @@ import { InvalidConfigError, type Random, seededRandom, WalshipError } from '../
 import { ClusterWriter, type RowColumns, senderConf } from './cluster-writer.js';
 import { parseDurationMs } from './config.js';
 import { sensorColumns, tradeColumns } from './demo-data.js';
+import type { DemoOptions } from './demo-report.js';
 import {
   type CrashEvent,
   checkAndReport,
@@ -20,6 +21,9 @@ import {
   type SwitchoverEvent,
 } from './demo-report.js';
 import { LiveView, type NodeLine, renderWatermarks } from './demo-view.js';
+
+export type { DemoOptions } from './demo-report.js';
+
 import { switchoverCommand } from './failover-commands.js';
 import { type CommandIo, describeArgument, EXIT } from './io.js';
 import { LocalCluster, type LocalNodeInfo } from './local-cluster.js';
@@ -76,15 +80,6 @@ const MARKER_FILE = '.walship-demo';
 const TABLES = ['trades', 'sensors'] as const;
 
 // --- Options ------------------------------------------------------------------------------------
-
-export interface DemoOptions {
-  durationMs: number;
-  rateRowsPerS: number;
-  /** Absolute. */
-  dataDir: string;
-  json: boolean;
-  keepRunning: boolean;
-}
 
 const FLAGS = ['duration', 'rate', 'data-dir', 'json', 'keep-running'] as const;
 const SWITCHES = new Set(['json', 'keep-running']);

@@ -8,10 +8,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../core/index.js';
 import { initSequencedCluster } from '../failover/sequenced-cluster.js';
+import { CLUSTER_KEY, encodeClusterRecord, segmentKey, stagedKey, txnLogKey } from '../layout/index.js';
+import { encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, listAll } from '../objectstore/index.js';
 import { SqliteSequencerStore } from '../sequencer/sqlite-store.js';
-import { encodeTxnLogEntry } from '../sequencer/txn-log-entry.js';
-import { CLUSTER_KEY, encodeClusterRecord, segmentKey, stagedKey, txnLogKey } from '../wal/index.js';
 import { gcCommand } from './gc.js';
 import type { CommandIo } from './io.js';
 

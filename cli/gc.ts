@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { isWalshipError, systemClock } from '../core/index.js';
 import {
   formatDuration,
+  GC_ORPHAN_AGE_MS,
   GC_TABLE_KINDS,
   type GcDeletion,
   type GcObjectKind,
@@ -9,10 +10,9 @@ import {
   type GcResult,
   type GcSequencer,
   runGc,
-} from '../failover/gc.js';
-import { GC_ORPHAN_AGE_MS } from '../failover/staged-gc.js';
+} from '../maintenance/index.js';
 import { type OpenedStore, openStore } from '../objectstore/index.js';
-import { openHttpSequencer } from '../sequencer/http-client.js';
+import { openHttpSequencer } from '../sequencer/index.js';
 import { loadConfig, type NodeConfig, parseDurationMs } from './config.js';
 import { type CommandIo, EXIT, strayArgument } from './io.js';
 

@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { epochKey } from '../layout/index.js';
 import { FsStore } from '../objectstore/index.js';
-import { epochKey } from '../wal/index.js';
 import { describeArgument, EXIT, redactArgvValues } from './io.js';
 import { main } from './main.js';
 

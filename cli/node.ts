@@ -1,11 +1,9 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import { isWalshipError, systemClock, systemRandom } from '../core/index.js';
-import { NodeMetrics, type NodeSettings, WalshipNode } from '../failover/index.js';
-import { openSequencer } from '../sequencer/index.js';
+import { NodeMetrics, WalshipNode } from '../node/index.js';
 import { loadConfig, type NodeConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal } from './io.js';
-import { openNodeStore, primarySettings } from './primary.js';
-import { replicaSettings } from './replica.js';
+import { nodeSettings } from './node-settings.js';
 
 /**
  * Field paths whose values pino replaces with `****` on every line, whatever logs them: HTTP
@@ -83,36 +81,4 @@ export async function runNode(role: 'primary' | 'replica', argv: string[], io: C
   io.stdout(`walship ${running} ${node.nodeId} listening: http ${node.httpPort}${tcp}`);
   await stopped;
   return EXIT.ok;
-}
-
-/** Both roles' settings over ONE opened store (a node changes role without reopening it). */
-export async function nodeSettings(config: NodeConfig, metrics?: NodeMetrics): Promise<NodeSettings> {
-  const opened = await openNodeStore(
-    config,
-    metrics === undefined ? {} : { onRetry: (event) => metrics.onRetry(event) },
-  );
-  const primary = await primarySettings(config, opened);
-  const replica = await replicaSettings(config, opened);
-  const sequencerConnection = config.get('replication.sequencer');
-  return {
-    ...(sequencerConnection === undefined
-      ? {}
-      : {
-          sequenced: {
-            sequencer: await openSequencer(String(sequencerConnection)),
-            exportGraceMs: config.number('replication.sequencer.export.grace'),
-          },
-        }),
-    primary,
-    replica,
-    url:
-      primary.nodeUrl ??
-      `${primary.http.tls === undefined ? 'http' : 'https'}://${primary.http.host === '0.0.0.0' ? '127.0.0.1' : primary.http.host}:${primary.http.port}`,
-    demoteTimeoutMs: config.number('replication.ack.durable.timeout'),
-    registerIntervalMs: config.number('replication.node.register.interval'),
-    autoFailover: {
-      enabled: config.bool('replication.failover.auto'),
-      leaseTimeoutMs: Math.max(100, config.number('replication.failover.lease.timeout')),
-    },
-  };
 }

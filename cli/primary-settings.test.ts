@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from './config.js';
-import { openNodeStore, primarySettings } from './primary.js';
+import { openNodeStore, primarySettings } from './node-settings.js';
 
 let dir = '';
 beforeEach(async () => {

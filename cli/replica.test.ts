@@ -7,7 +7,8 @@ import type { ObjectStore } from '../objectstore/index.js';
 import { loadConfig } from './config.js';
 import { EXIT } from './io.js';
 import { main } from './main.js';
-import { REPLICA_USAGE, replicaSettings } from './replica.js';
+import { replicaSettings } from './node-settings.js';
+import { REPLICA_USAGE } from './replica.js';
 
 let dir = '';
 const stores: ObjectStore[] = [];

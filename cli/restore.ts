@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util';
 import { type Logger, pino } from 'pino';
 import { type Clock, isWalshipError, systemClock, WalshipError } from '../core/index.js';
-import { type OpenedStore, openStore } from '../objectstore/index.js';
 import {
   type RestoreProgress,
   type RestoreResult,
   type RestoreTarget,
   restoreToPoint,
-} from '../replica/index.js';
+} from '../maintenance/index.js';
+import { type OpenedStore, openStore } from '../objectstore/index.js';
 import { type CommandIo, EXIT, parseArgsMessage, processIo } from './io.js';
 import { formatMs, renderProgress } from './status.js';
 

@@ -4,7 +4,7 @@ import { startRouter } from '../router/index.js';
 import { loadConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 import { nodeLogger } from './node.js';
-import { httpAuth, httpListener, openNodeStore, packageVersion, tokenAuth } from './primary.js';
+import { httpAuth, httpListener, openNodeStore, packageVersion, tokenAuth } from './node-settings.js';
 
 export const ROUTER_USAGE = `walship router --replication.object.store=CONNSTRING [--router.nodes=URL,URL] [--key=value …]
 

@@ -9,14 +9,18 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InvalidConfigError, isWalshipError, renderMarkdownTable, systemClock } from '../core/index.js';
 import { initSequencedCluster } from '../failover/index.js';
-import { openHttpSequencer } from '../sequencer/http-client.js';
-import { type SequencerAuthTokens, startSequencerServer } from '../sequencer/http-service.js';
-import { openSequencer } from '../sequencer/index.js';
-import { SQLITE_GROUP_MAX_DEFAULT, SqliteSequencerStore } from '../sequencer/sqlite-store.js';
+import {
+  openHttpSequencer,
+  openSequencer,
+  type SequencerAuthTokens,
+  SQLITE_GROUP_MAX_DEFAULT,
+  SqliteSequencerStore,
+  startSequencerServer,
+} from '../sequencer/index.js';
 import { type ConfigKey, loadConfig } from './config.js';
 import { type CommandIo, describeCommandWord, EXIT, runUntilSignal, strayArgument } from './io.js';
 import { nodeLogger } from './node.js';
-import { httpListener, openNodeStore } from './primary.js';
+import { httpListener, openNodeStore } from './node-settings.js';
 
 export const SEQUENCER_USAGE = `walship sequencer serve [--config server.conf] [--key=value …]
 walship sequencer status --sequencer CONNSTRING [--json]

@@ -6,9 +6,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
-import { WalshipNode } from '../failover/index.js';
+import type { SnapshotManifest } from '../layout/index.js';
+import { WalshipNode } from '../node/index.js';
 import { FsStore, type GetOptions, MemoryStore, type ObjectStore } from '../objectstore/index.js';
-import { type ReplicaNode, restoreSnapshot, type SnapshotManifest } from '../replica/index.js';
+import { type ReplicaNode, restoreSnapshot } from '../replica/index.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
 import type { CommandIo } from './io.js';
 import {

@@ -1,8 +1,12 @@
 import { type Clock, InvalidConfigError, isWalshipError, systemClock } from '../core/index.js';
-import { type ListedNodeRegistration, listNodeRegistrations } from '../failover/index.js';
+import {
+  CLUSTER_KEY,
+  type ListedNodeRegistration,
+  listNodeRegistrations,
+  newestEpoch,
+  parseClusterRecord,
+} from '../layout/index.js';
 import { type ObjectStore, type OpenedStore, openStore } from '../objectstore/index.js';
-import { newestEpoch } from '../primary/index.js';
-import { CLUSTER_KEY, parseClusterRecord } from '../wal/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
 import { type CommandIo, describeArgument, EXIT, processIo } from './io.js';
 

@@ -11,11 +11,11 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { StoreUnavailableError } from '../core/index.js';
-import type { WalshipNode } from '../failover/index.js';
+import { txnFirstOfSegmentKey } from '../layout/index.js';
+import type { StoreAuditReport } from '../maintenance/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
-import type { StoreAuditReport } from '../replica/index.js';
 import { startTestNode } from '../tests/helpers/test-node.js';
-import { txnFirstOfSegmentKey } from '../wal/index.js';
 import { type NodesReport, renderNodesReport, renderStoreAudit, verifyCommand } from './verify.js';
 
 /** A generous bound for waits (a replica to catch up): never a performance check. */

@@ -1,14 +1,14 @@
 import { parseArgs } from 'node:util';
 import { isWalshipError } from '../core/index.js';
-import { listNodeRegistrations } from '../failover/index.js';
-import { type ObjectStore, type OpenedStore, openStore } from '../objectstore/index.js';
+import { listNodeRegistrations } from '../layout/index.js';
 import {
   type AuditFinding,
   type AuditProgress,
   auditStore,
   type StoreAuditReport,
   type TableAuditReport,
-} from '../replica/index.js';
+} from '../maintenance/index.js';
+import { type ObjectStore, type OpenedStore, openStore } from '../objectstore/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
 import { type CommandIo, EXIT, strayArgument } from './io.js';
 import { type NodeStatus, STATUS_POLL_MS, sleep, statusOf } from './node-http.js';

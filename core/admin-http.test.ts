@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type AdminAction, createAdminHttpHandler } from './admin-http.js';
+import type { ErrorCode } from './error-codes.js';
 import { type RunningHttpServer, sendJson, startHttpServer } from './http-server.js';
 import { type ErrorKind, WalshipError } from './walship-error.js';
 
@@ -183,25 +184,25 @@ describe('admin HTTP routes', () => {
   });
 
   it.each([
-    ['invalid', 400],
-    ['conflict', 409],
-    ['fenced', 409],
-    ['unavailable', 503],
-    ['closed', 503],
-    ['data', 500],
-    ['internal', 500],
-  ] as [ErrorKind, number][])(
+    ['invalid', 400, 'INVALID_ARGUMENT'],
+    ['conflict', 409, 'WRONG_ROLE'],
+    ['fenced', 409, 'FENCED'],
+    ['unavailable', 503, 'STORE_UNAVAILABLE'],
+    ['closed', 503, 'CLOSED'],
+    ['data', 500, 'CORRUPT_SEGMENT'],
+    ['internal', 500, 'ASSERTION_FAILED'],
+  ] as [ErrorKind, number, ErrorCode][])(
     'a WalshipError of kind %s answers %i with its code and message',
-    async (kind, status) => {
+    async (kind, status, code) => {
       const base = await serve(TOKEN, {
         resume: async () => {
-          throw new WalshipError(`CODE_${kind.toUpperCase()}`, kind, `the ${kind} thing happened`);
+          throw new WalshipError(code, kind, `the ${kind} thing happened`);
         },
       });
       const answer = await call(`${base}/admin/resume?table=t`, { authorization: bearer });
       expect(answer.status).toBe(status);
       expect(answer.body).toEqual({
-        code: `CODE_${kind.toUpperCase()}`,
+        code,
         message: `the ${kind} thing happened`,
       });
     },

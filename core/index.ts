@@ -1,5 +1,15 @@
 export { type AdminAction, createAdminHttpHandler } from './admin-http.js';
 export { type Clock, systemClock } from './clock.js';
+export {
+  ERROR_CODES,
+  ERROR_KINDS,
+  type ErrorCode,
+  type ErrorCodeSpec,
+  HTTP_ANSWER_CODES,
+  type HttpAnswerCode,
+  type HttpAnswerCodeSpec,
+  isErrorCode,
+} from './error-codes.js';
 export { AuthFailureLimiter, createHttpAuthenticator, type HttpAuth } from './http-auth.js';
 export {
   type HttpHandler,
@@ -13,6 +23,7 @@ export {
   type TlsCredentials,
 } from './http-server.js';
 export { renderMarkdownTable } from './markdown-table.js';
+export { nodeUrl } from './node-url.js';
 export { type Random, randomInt, seededRandom, systemRandom } from './random.js';
 export {
   createStatusPageHandler,

@@ -1,6 +1,6 @@
 /**
  * A Markdown table laid out the way the formatter (biome) lays it out: every cell padded to its
- * column's width and the separator as wide, so a generated table in README.md stays as written.
+ * column's width and the separator as wide, so a generated table in docs/ stays as written.
  * Cells must already escape `|` (as `\|`).
  */
 export function renderMarkdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {

@@ -1,16 +1,6 @@
-/**
- * What a caller should do about an error. Callers branch on `kind` to decide *how* to react
- * and on `code` to decide *what* happened; messages are for people.
- *
- * - `invalid`:     the request or configuration is wrong; retrying the same thing fails again.
- * - `unavailable`: a dependency (the object store, the network) failed; retrying may succeed.
- * - `data`:        stored bytes are wrong (corrupt, truncated, not ours); do not apply them.
- * - `conflict`:    a conditional operation lost to another writer; re-read and decide.
- * - `fenced`:      this node lost its role to a newer epoch; stop writing.
- * - `closed`:      the component was closed; the operation was not performed.
- * - `internal`:    a bug or a broken invariant.
- */
-export type ErrorKind = 'invalid' | 'unavailable' | 'data' | 'conflict' | 'fenced' | 'closed' | 'internal';
+import type { ErrorCode, ErrorKind } from './error-codes.js';
+
+export type { ErrorKind } from './error-codes.js';
 
 export interface WalshipErrorOptions {
   cause?: unknown;
@@ -18,13 +8,16 @@ export interface WalshipErrorOptions {
   details?: Record<string, unknown>;
 }
 
-/** The one error class of walship. `code` is stable and documented; match on it, never on messages. */
+/**
+ * The one error class of walship. `code` is stable and documented (core/error-codes.ts, generated
+ * into docs/errors.md); match on it, never on messages.
+ */
 export class WalshipError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly kind: ErrorKind;
   readonly details: Record<string, unknown>;
 
-  constructor(code: string, kind: ErrorKind, message: string, options: WalshipErrorOptions = {}) {
+  constructor(code: ErrorCode, kind: ErrorKind, message: string, options: WalshipErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'WalshipError';
     this.code = code;
@@ -34,7 +27,7 @@ export class WalshipError extends Error {
 }
 
 /** True when `error` is a WalshipError, optionally with the given code. */
-export function isWalshipError(error: unknown, code?: string): error is WalshipError {
+export function isWalshipError(error: unknown, code?: ErrorCode): error is WalshipError {
   return error instanceof WalshipError && (code === undefined || error.code === code);
 }
 

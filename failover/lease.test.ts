@@ -8,10 +8,9 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Clock, systemClock } from '../core/index.js';
+import { encodeEpoch, encodeLease, epochKey, LEASE_KEY, newestEpoch } from '../layout/index.js';
 import { MemoryStore, type ObjectStore } from '../objectstore/index.js';
-import { encodeEpoch, newestEpoch } from '../primary/index.js';
-import { epochKey, LEASE_KEY } from '../wal/index.js';
-import { encodeLease, LeaseWatcher } from './lease.js';
+import { LeaseWatcher } from './lease.js';
 
 const TIMEOUT_MS = 1_000;
 /** More than the timeout plus the largest jitter (25 %): one step always expires a lease. */

@@ -10,10 +10,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { systemClock } from '../core/index.js';
+import { segmentKey, segmentPrefix } from '../layout/index.js';
 import { MemoryStore, withFaults } from '../objectstore/index.js';
 import { tableKey } from '../table/index.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
-import { segmentKey, segmentPrefix } from '../wal/index.js';
 import { promote } from './promote.js';
 
 let base = '';

@@ -9,10 +9,9 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { systemClock } from '../core/index.js';
+import { encodeEpoch, epochKey } from '../layout/index.js';
 import { MemoryStore, type ObjectStore } from '../objectstore/index.js';
-import { encodeEpoch } from '../primary/index.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
-import { epochKey } from '../wal/index.js';
 import { promote } from './promote.js';
 
 let base = '';

@@ -1,24 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type Clock, WalshipError } from '../core/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
 import {
   closeRegistration,
   type EpochRecord,
   encodeEpoch,
+  epochKey,
   newestEpoch,
   readEpoch,
-} from '../primary/index.js';
+  segmentKey,
+  segmentPrefix,
+} from '../layout/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
 import { Follower, recordEpochStart, TABLE_EPOCH_META_PREFIX } from '../replica/index.js';
 import { decodeTableKey, TableStore } from '../table/index.js';
 import {
   type Codec,
   decodeSegmentHeader,
   encodeTxnRecord,
-  epochKey,
   sealSegment,
-  segmentKey,
-  segmentPrefix,
   type TxnRecord,
 } from '../wal/index.js';
 

@@ -4,15 +4,20 @@
  * and every sequenced node checks that the sequencer it was given is that cluster's.
  */
 import { type Clock, WalshipError } from '../core/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
-import { createCluster, encodeEpoch, newestEpoch, readCluster } from '../primary/index.js';
 import {
   decodeSequencerRecord,
+  encodeEpoch,
   encodeSequencerRecord,
+  epochKey,
+  newestEpoch,
+  readCluster,
+  SEQUENCER_RECORD_KEY,
   type SequencerRecord,
-  type SequencerStore,
-} from '../sequencer/index.js';
-import { epochKey, SEQUENCER_RECORD_KEY, TABLES_PREFIX } from '../wal/index.js';
+  TABLES_PREFIX,
+} from '../layout/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { createCluster } from '../primary/index.js';
+import type { SequencerStore } from '../sequencer/index.js';
 
 /** The node id the sequencer's epoch record names: no node may use it (node ids are checked on start). */
 export const SEQUENCER_EPOCH_HOLDER = 'sequencer';

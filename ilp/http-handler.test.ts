@@ -452,7 +452,7 @@ describe('ILP over HTTP: the exact protocol', () => {
   it('maps commit rejections by kind and never leaks internals', async () => {
     const failures: Record<string, () => never> = {
       invalid: () => {
-        throw new WalshipError('SCHEMA_CONFLICT', 'invalid', 'table: invalid, column: a; cast error', {
+        throw new WalshipError('TYPE_CONFLICT', 'invalid', 'table: invalid, column: a; cast error', {
           details: { line: 1 },
         });
       },

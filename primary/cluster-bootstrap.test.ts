@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../core/index.js';
-import { MemoryStore, withFaults } from '../objectstore/index.js';
-import { CLUSTER_KEY, epochKey } from '../wal/index.js';
 import {
-  claimPrimary,
+  CLUSTER_KEY,
   type EpochRecord,
   encodeEpoch,
-  type NodeMeta,
+  epochKey,
   newestEpoch,
   parseEpochRecord,
-} from './cluster-bootstrap.js';
+} from '../layout/index.js';
+import { MemoryStore, withFaults } from '../objectstore/index.js';
+import { claimPrimary, type NodeMeta } from './cluster-bootstrap.js';
 
 function memoryMeta(initial: Record<string, string> = {}): NodeMeta & { values: Record<string, string> } {
   const values = { ...initial };

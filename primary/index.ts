@@ -1,13 +1,4 @@
-export {
-  type ClusterRecord,
-  claimPrimary,
-  createCluster,
-  type EpochRecord,
-  encodeEpoch,
-  newestEpoch,
-  readCluster,
-  readEpoch,
-} from './cluster-bootstrap.js';
+export { claimPrimary, createCluster } from './cluster-bootstrap.js';
 export { type AckMode, type CommitResult, Committer } from './committer.js';
 export {
   ACK_MODE_META_KEY,
@@ -19,7 +10,7 @@ export {
 export { pendingSourceOf } from './pending-source.js';
 export { type PrimaryDeps, PrimaryNode, type PrimarySettings } from './primary-node.js';
 export { type ChainVerdict, type OwnSegment, segmentInChain } from './segment-in-chain.js';
-export { closeRegistration, readRegistry, registerTable, type TableRegistry } from './table-registry.js';
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
 export type { PendingSource } from './uploader.js';
 export { Uploader, type UploaderOptions } from './uploader.js';
+export { recordUploadsFound } from './uploads-found.js';

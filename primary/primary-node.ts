@@ -9,6 +9,7 @@ import {
   createHttpAuthenticator,
   type HttpAuth,
   type HttpListenerOptions,
+  nodeUrl,
   type Random,
   type RunningHttpServer,
   StoreUnavailableError,
@@ -174,8 +175,7 @@ export class PrimaryNode {
       // Every line carries nodeId, role and epoch (null until the epoch is claimed).
       const nodeLog = log.child({ nodeId, role: 'primary', epoch: null });
       await checkStore(settings, nodeLog);
-      const scheme = settings.http.tls === undefined ? 'http' : 'https';
-      const url = settings.nodeUrl ?? `${scheme}://${settings.http.host}:${settings.http.port}`;
+      const url = nodeUrl(settings.http, settings.nodeUrl);
       const claim = await claimPrimary({
         store: settings.store,
         meta: { get: (k) => tables.getMeta(k), set: (k, v) => tables.setMeta(k, v) },

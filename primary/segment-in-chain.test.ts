@@ -3,8 +3,9 @@
  * slot GC reopened below it? Every verdict, from a MemoryStore laid out by hand.
  */
 import { describe, expect, it } from 'vitest';
+import { segmentKey, segmentPrefix } from '../layout/index.js';
 import { MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
-import { encodeTxnRecord, sealSegment, segmentKey, segmentPrefix, type TxnRecord } from '../wal/index.js';
+import { encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
 import { segmentInChain } from './segment-in-chain.js';
 
 const TABLE = 't';

@@ -1,11 +1,6 @@
+import { segmentKey, segmentPrefix, txnFirstOfSegmentKey } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import {
-  decodeSegment,
-  decodeSegmentHeader,
-  segmentKey,
-  segmentPrefix,
-  txnFirstOfSegmentKey,
-} from '../wal/index.js';
+import { decodeSegment, decodeSegmentHeader } from '../wal/index.js';
 
 /** A segment this node wrote (or found of its own) at `tables/<tableKey>/wal/<txnFirst>.seg`. */
 export interface OwnSegment {

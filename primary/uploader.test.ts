@@ -1,16 +1,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
+import { encodeEpoch, epochKey, segmentKey } from '../layout/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
-import {
-  decodeSegment,
-  encodeTxnRecord,
-  epochKey,
-  sealSegment,
-  segmentKey,
-  type TxnRecord,
-} from '../wal/index.js';
-import { encodeEpoch } from './cluster-bootstrap.js';
+import { decodeSegment, encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
 import { type PendingSource, Uploader, type UploaderOptions } from './uploader.js';
 
 const log = pino({ level: 'silent' });

@@ -1,18 +1,16 @@
 import type { Logger } from 'pino';
 import { type Clock, isWalshipError, type Random, WalshipError } from '../core/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
 import {
-  type Codec,
-  decodeSegment,
-  encodeTxnRecord,
+  encodeHead,
   epochKey,
   HEAD_KEY,
-  sealSegment,
+  registerTable,
   segmentKey,
   TABLES_REGISTRY_KEY,
-} from '../wal/index.js';
+} from '../layout/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { type Codec, decodeSegment, encodeTxnRecord, sealSegment } from '../wal/index.js';
 import { segmentInChain } from './segment-in-chain.js';
-import { registerTable } from './table-registry.js';
 
 /** What the uploader needs from the node's database (implemented by TableStore). */
 export interface PendingSource {
@@ -367,7 +365,7 @@ export class Uploader {
             table,
             key: TABLES_REGISTRY_KEY,
             txnFirst,
-            writerNodeId: 'tables.json',
+            writerNodeId: TABLES_REGISTRY_KEY,
             epoch: null,
             ourEpoch: epoch,
           });
@@ -648,17 +646,16 @@ export class Uploader {
   }
 
   async #putHead(): Promise<void> {
-    const tables: Record<string, string> = {};
-    for (const { table, uploadedTxn } of this.#options.source.uploadedAll())
-      if (uploadedTxn > 0n) tables[table] = uploadedTxn.toString();
-    const head = {
-      epoch: this.#options.epoch().toString(),
+    const tables = new Map<string, bigint>();
+    for (const { table, uploadedTxn } of this.#options.source.uploadedAll()) tables.set(table, uploadedTxn);
+    const head = encodeHead({
+      epoch: this.#options.epoch(),
       nodeId: this.#options.nodeId,
       tables,
       at: new Date(this.#options.clock.wallMs()).toISOString(),
-    };
+    });
     try {
-      await this.#options.store.put(HEAD_KEY, new TextEncoder().encode(`${JSON.stringify(head)}\n`));
+      await this.#options.store.put(HEAD_KEY, head);
     } catch (error) {
       this.#headDirty = true;
       this.#options.log.warn(

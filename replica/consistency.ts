@@ -486,7 +486,7 @@ function checkEpochs(
       'conflict',
       `${key} txn ${txn} of epoch ${epoch} never reached the cluster: a newer primary took over before it was ` +
         'uploaded, and txn ' +
-        `${txn} here is another write (the old primary's divergence files hold the lost rows; see the README, ` +
+        `${txn} here is another write (the old primary's divergence files hold the lost rows; see docs/operations.md, ` +
         '"Recovering a divergence file")',
       { details: { table: key, txn, epoch } },
     );

@@ -12,9 +12,9 @@
  * treats them alike.
  */
 import type { TableStore } from '../table/index.js';
+import { TABLE_EPOCH_META_PREFIX } from '../table/index.js';
 
-/** The meta key of a table's current epoch; its history keys follow it with `@<epoch>`. */
-export const TABLE_EPOCH_META_PREFIX = 'table.epoch.';
+export { TABLE_EPOCH_META_PREFIX } from '../table/index.js';
 
 /**
  * Epochs looked at above a token's epoch before giving up as "unknown": a cluster has one epoch per

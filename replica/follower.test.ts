@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
+import { CLUSTER_KEY, encodeClusterRecord, HEAD_KEY, segmentKey } from '../layout/index.js';
 import {
   type GetOptions,
   type ListOptions,
@@ -13,14 +14,7 @@ import {
   withFaults,
 } from '../objectstore/index.js';
 import { TableStore, tableKey } from '../table/index.js';
-import {
-  CLUSTER_KEY,
-  encodeClusterRecord,
-  encodeSegment,
-  HEAD_KEY,
-  segmentKey,
-  type TxnRecord,
-} from '../wal/index.js';
+import { encodeSegment, type TxnRecord } from '../wal/index.js';
 import {
   FOLLOWER_LIMITS,
   Follower,

@@ -1,19 +1,21 @@
 import type { Logger } from 'pino';
 import { type Clock, isWalshipError, WalshipError } from '../core/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
-import { decodeTableKey, type TableStore, tableKey } from '../table/index.js';
 import {
   CLUSTER_KEY,
-  type DecodedSegment,
+  discoverTableKeys,
   HEAD_KEY,
   parseClusterRecord,
+  parseHeadHint,
   segmentKey,
   segmentPrefix,
+  segmentsAfter,
   txnFirstOfSegmentKey,
-} from '../wal/index.js';
+} from '../layout/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { decodeTableKey, TABLE_PARTIAL_META_PREFIX, type TableStore, tableKey } from '../table/index.js';
+import type { DecodedSegment } from '../wal/index.js';
 import { recordEpochStart, TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
 import { checkEpochOrder, verifySegment } from './segment-verifier.js';
-import { discoverTableKeys, parseHeadHint, segmentsAfter } from './store-scan.js';
 
 /** Bounds of the follower, each with its reason (STYLE rule 7). */
 export const FOLLOWER_LIMITS = {
@@ -38,14 +40,9 @@ export const FOLLOWER_LIMITS = {
   catchUpListingAttempts: 5,
 } as const;
 
+export { TABLE_PARTIAL_META_PREFIX } from '../table/index.js';
 /** The key/value prefix of the newest epoch applied per table (replica/epoch-history.ts): kept with the data, so snapshots carry it. */
 export { TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
-/**
- * `table.partial.<key>` = the first txn of the segment a point-in-time restore (RFC-0006) applied
- * only in part; the follower finishes that segment before it looks for the next one. An empty
- * value means none.
- */
-export const TABLE_PARTIAL_META_PREFIX = 'table.partial.';
 
 export interface FollowerOptions {
   store: ObjectStore;

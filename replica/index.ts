@@ -35,47 +35,17 @@ export {
   type TablesChanged,
 } from './replica-node.js';
 export {
-  RESTORED_DATABASE_FILE,
-  type RestoredTable,
-  type RestoreOptions,
-  type RestoreProgress,
-  type RestoreResult,
-  type RestoreTarget,
-  restoreToPoint,
-} from './restore.js';
+  checkEpochOrder,
+  type VerifiedStagedSegment,
+  verifySegment,
+  verifyStagedSegment,
+} from './segment-verifier.js';
 export {
-  encodeSnapshotManifest,
-  listSnapshots,
-  newestSnapshot,
   type PublishSnapshotOptions,
-  parseSnapshotManifest,
   publishSnapshot,
   type RestoreSnapshotOptions,
-  readSnapshotManifest,
   restoreSnapshot,
-  SNAPSHOT_CODEC,
-  SNAPSHOT_IMAGE_BYTES_MAX,
-  SNAPSHOT_LIST_MAX,
-  SNAPSHOT_MANIFEST_FORMAT,
-  type SnapshotImageRef,
-  type SnapshotListing,
-  type SnapshotManifest,
-  type UnreadableSnapshot,
 } from './snapshots.js';
-export {
-  AUDIT_CONCURRENCY_DEFAULT,
-  AUDIT_CONCURRENCY_MAX,
-  AUDIT_FINDINGS_MAX,
-  type AuditFinding,
-  type AuditProgress,
-  type AuditSeverity,
-  auditStore,
-  type EpochAuditRecord,
-  type SnapshotAuditRecord,
-  type StoreAuditOptions,
-  type StoreAuditReport,
-  type TableAuditReport,
-} from './store-audit.js';
 export {
   bootstrapTableFromSnapshot,
   dropLocalTable,

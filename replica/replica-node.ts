@@ -18,6 +18,15 @@ import {
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler, type IlpCommit } from '../ilp/index.js';
+import {
+  CLUSTER_KEY,
+  listSnapshots,
+  newestSnapshot,
+  parseClusterRecord,
+  type SnapshotManifest,
+  segmentPrefix,
+  txnFirstOfSegmentKey,
+} from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import {
   createQueryHttpHandler,
@@ -26,17 +35,10 @@ import {
   resolveNodeId,
   TableStore,
 } from '../table/index.js';
-import { CLUSTER_KEY, parseClusterRecord, segmentPrefix, txnFirstOfSegmentKey } from '../wal/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
 import { txnIsOfEpoch } from './epoch-history.js';
 import { type FollowedTableStatus, Follower, type FollowerOptions } from './follower.js';
-import {
-  listSnapshots,
-  newestSnapshot,
-  publishSnapshot,
-  restoreSnapshot,
-  type SnapshotManifest,
-} from './snapshots.js';
+import { publishSnapshot, restoreSnapshot } from './snapshots.js';
 import {
   bootstrapTableFromSnapshot,
   dropLocalTable,

@@ -1,9 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isWalshipError, seededRandom, type WalshipError } from '../core/index.js';
+import { segmentKey, stagedKey } from '../layout/index.js';
 import type { LogEntry } from '../sequencer/sequencer-store.js';
 import { tableKey } from '../table/index.js';
-import { decodeSegmentHeader, encodeSegment, segmentKey, stagedKey, type TxnRecord } from '../wal/index.js';
+import { decodeSegmentHeader, encodeSegment, type TxnRecord } from '../wal/index.js';
 import { randomTxns } from '../wal/testing/random-txns.js';
 import {
   checkEpochOrder,

@@ -1,4 +1,4 @@
-import { isWalshipError, WalshipError } from '../core/index.js';
+import { type ErrorCode, isWalshipError, WalshipError } from '../core/index.js';
 import { tableKey } from '../table/index.js';
 import { type DecodedSegment, decodeSegment } from '../wal/index.js';
 
@@ -111,7 +111,7 @@ export async function verifyStagedSegment(
   expect: StagedSegmentExpectation,
 ): Promise<VerifiedStagedSegment> {
   const { entry, objectKey } = expect;
-  const fail = (code: string, problem: string) =>
+  const fail = (code: ErrorCode, problem: string) =>
     new WalshipError(code, 'data', `${objectKey} ${problem}`, {
       details: { key: objectKey, table: entry.table, txnFirst: entry.txnFirst },
     });
@@ -159,7 +159,7 @@ export async function verifyStagedSegment(
 function renumber(
   segment: DecodedSegment,
   entry: StagedEntry,
-  fail: (code: string, problem: string) => WalshipError,
+  fail: (code: ErrorCode, problem: string) => WalshipError,
 ): DecodedSegment {
   const { header, txns } = segment;
   const renumbered = txns.map((txn, i) => {
@@ -201,7 +201,7 @@ async function decodeOrCorrupt(bytes: Uint8Array, objectKey: string): Promise<De
   }
 }
 
-function verifyError(code: string, expect: SegmentExpectation, problem: string): WalshipError {
+function verifyError(code: ErrorCode, expect: SegmentExpectation, problem: string): WalshipError {
   return new WalshipError(code, 'data', `${expect.objectKey} ${problem}`, {
     details: { key: expect.objectKey, table: expect.tableKey },
   });

@@ -7,29 +7,24 @@ import { gunzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Clock, isWalshipError, seededRandom, systemClock, type WalshipError } from '../core/index.js';
-import { FsStore, MemoryStore, type ObjectStore, S3Store, withFaults } from '../objectstore/index.js';
-import { TableStore } from '../table/index.js';
-import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
-import {
-  type ColumnData,
-  DESIGNATED_TIMESTAMP_COLUMN,
-  snapshotId,
-  snapshotIdOfManifestKey,
-  snapshotImageKey,
-  snapshotManifestKey,
-  type TxnRecord,
-} from '../wal/index.js';
-import { randomTxns } from '../wal/testing/random-txns.js';
 import {
   encodeSnapshotManifest,
   listSnapshots,
   newestSnapshot,
-  publishSnapshot,
   readSnapshotManifest,
-  restoreSnapshot,
   type SnapshotManifest,
+  snapshotId,
+  snapshotIdOfManifestKey,
+  snapshotImageKey,
+  snapshotManifestKey,
   type UnreadableSnapshot,
-} from './snapshots.js';
+} from '../layout/index.js';
+import { FsStore, MemoryStore, type ObjectStore, S3Store, withFaults } from '../objectstore/index.js';
+import { TableStore } from '../table/index.js';
+import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
+import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import { randomTxns } from '../wal/testing/random-txns.js';
+import { publishSnapshot, restoreSnapshot } from './snapshots.js';
 
 const s3 = s3TestEnvOrSkipReason();
 const T0 = 1_700_000_000_000_000n;

@@ -14,17 +14,19 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { InvalidConfigError, WalshipError } from '../core/index.js';
+import type { SnapshotManifest } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-// The module, not sequencer/index.js: these are the meta keys a dropped table must not leave behind.
 import {
-  EXPORTED_META_PREFIX,
-  PARTIAL_ENTRY_META_PREFIX,
-  REJECTED_COUNT_META_PREFIX,
-  REJECTED_META_PREFIX,
-} from '../sequencer/follower.js';
-import { decodeTableKey, type TableStore, tableKey, validateTableName } from '../table/index.js';
-import { TABLE_EPOCH_META_PREFIX, TABLE_PARTIAL_META_PREFIX } from './follower.js';
-import { restoreSnapshot, type SnapshotManifest } from './snapshots.js';
+  decodeTableKey,
+  dropTable,
+  quoteIdentifier,
+  TABLE_EPOCH_META_PREFIX,
+  TABLE_PARTIAL_META_PREFIX,
+  type TableStore,
+  tableKey,
+  validateTableName,
+} from '../table/index.js';
+import { restoreSnapshot } from './snapshots.js';
 
 /** Bounds of the filter, each with its reason (STYLE rule 7). */
 export const TABLE_FILTER_LIMITS = {
@@ -298,44 +300,12 @@ export interface DatabaseChangeOptions {
  */
 export function dropLocalTable(key: string, options: DatabaseChangeOptions): boolean {
   return withConnection(options, (db) => {
-    const row = db.prepare('SELECT name FROM _walship_tables WHERE key = ?').get(key) as
-      | { name: string }
-      | undefined;
     return db.transaction(() => {
       writeMeta(db, options.meta);
-      if (row === undefined) return false;
-      const pending = db
-        .prepare('SELECT count(*) FROM _walship_pending WHERE "table" = ?')
-        .pluck()
-        .get(row.name);
-      if ((pending as number) > 0)
-        throw new WalshipError(
-          'TABLE_HAS_PENDING',
-          'invalid',
-          `table ${JSON.stringify(row.name)} holds ${pending} txns that never reached the store: it is not dropped`,
-        );
-      db.exec(`DROP TABLE IF EXISTS ${quote(row.name)}`);
-      db.prepare('DELETE FROM _walship_columns WHERE "table" = ?').run(row.name);
-      db.prepare('DELETE FROM _walship_tables WHERE key = ?').run(key);
-      const deleteKey = db.prepare('DELETE FROM _walship_kv WHERE key = ?');
-      for (const prefix of EXACT_META_PREFIXES) deleteKey.run(`${prefix}${key}`);
-      const deletePrefix = db.prepare('DELETE FROM _walship_kv WHERE substr(key, 1, ?) = ?');
-      // `table.epoch.<key>@<epoch>`: where each epoch began (replica/epoch-history.ts).
-      for (const prefix of [`${REJECTED_META_PREFIX}${key}.`, `${TABLE_EPOCH_META_PREFIX}${key}@`])
-        deletePrefix.run(prefix.length, prefix);
-      return true;
+      return dropTable(db, key);
     })();
   });
 }
-
-/** `<prefix><tableKey>` meta keys that belong to one table. */
-const EXACT_META_PREFIXES = [
-  TABLE_EPOCH_META_PREFIX,
-  TABLE_PARTIAL_META_PREFIX,
-  PARTIAL_ENTRY_META_PREFIX,
-  EXPORTED_META_PREFIX,
-  REJECTED_COUNT_META_PREFIX,
-];
 
 export interface TableBootstrapOptions extends DatabaseChangeOptions {
   store: ObjectStore;
@@ -399,7 +369,9 @@ function copyTableFromImage(imageFile: string, options: TableBootstrapOptions): 
           .all(row.name) as { type: string; sql: string }[];
         // 'table' > 'index': the table is created first, then its indexes.
         for (const { sql } of ddl) db.exec(sql);
-        db.exec(`INSERT INTO main.${quote(row.name)} SELECT * FROM snap.${quote(row.name)}`);
+        db.exec(
+          `INSERT INTO main.${quoteIdentifier(row.name)} SELECT * FROM snap.${quoteIdentifier(row.name)}`,
+        );
         db.prepare('INSERT INTO main._walship_tables SELECT * FROM snap._walship_tables WHERE key = ?').run(
           key,
         );
@@ -445,10 +417,6 @@ function writeMeta(db: Database.Database, [key, value]: [string, string]): void 
   db.prepare(
     'INSERT INTO _walship_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
   ).run(key, value);
-}
-
-function quote(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
 }
 
 // --- lists and patterns ---

@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { type Clock, systemClock } from '../core/index.js';
-import { listNodeRegistrations } from '../failover/index.js';
+import { listNodeRegistrations, newestEpoch } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import { newestEpoch } from '../primary/index.js';
 import type { QueryTables } from './sql-tables.js';
 
 /**

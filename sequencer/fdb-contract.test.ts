@@ -5,10 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { it } from 'vitest';
-import { describeSequencerContract } from './contract.js';
-import { FakeFdb } from './fdb-fake.js';
 import { createFdbSequencerOver, FdbSequencerStore, loadFdbModule } from './fdb-store.js';
 import type { SequencerStore } from './sequencer-store.js';
+import { describeSequencerContract } from './testing/contract.js';
+import { FakeFdb } from './testing/fdb-fake.js';
 
 /** The fake behind each store, so reopen opens the same in-memory cluster again. */
 const fakes = new WeakMap<SequencerStore, FakeFdb>();

@@ -8,9 +8,7 @@ import { pack, range, unpack } from 'fdb-tuple';
 import { describe, expect, it } from 'vitest';
 import { type Clock, seededRandom, systemClock } from '../core/index.js';
 import { tableKey } from '../table/index.js';
-import { stagedBatch } from './contract.js';
 import { FDB_ERROR_CODE, FDB_LIMITS, fdbErrorCode } from './fdb-api.js';
-import { FakeFdb } from './fdb-fake.js';
 import {
   createFdbSequencerOver,
   FdbKeyspace,
@@ -27,6 +25,8 @@ import {
   SEQUENCER_READ_LIMIT_MAX,
   SEQUENCER_SEGMENT_TXNS_MAX,
 } from './sequencer-store.js';
+import { stagedBatch } from './testing/contract.js';
+import { FakeFdb } from './testing/fdb-fake.js';
 
 const CLUSTER = 'cluster-fdb';
 

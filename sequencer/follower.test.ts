@@ -5,31 +5,30 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type Clock, systemClock } from '../core/index.js';
+import { stagedKey, txnLogKey } from '../layout/index.js';
+import { registerTable } from '../layout/tables-registry.js';
+import { encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, type GetOptions, type ObjectStore } from '../objectstore/index.js';
-import { registerTable } from '../primary/table-registry.js';
 import { verifyStagedSegment } from '../replica/segment-verifier.js';
-import { TableStore, tableKey } from '../table/index.js';
+import {
+  PARTIAL_ENTRY_META_PREFIX,
+  REJECTED_COUNT_META_PREFIX,
+  REJECTED_META_PREFIX,
+  TableStore,
+  tableKey,
+} from '../table/index.js';
 import {
   decodeSegment,
   decodeSegmentHeader,
   encodeTxnRecord,
   sealSegment,
-  stagedKey,
   type TxnRecord,
-  txnLogKey,
 } from '../wal/index.js';
-import {
-  PARTIAL_ENTRY_META_PREFIX,
-  REJECTED_COUNT_META_PREFIX,
-  REJECTED_META_PREFIX,
-  SequencedFollower,
-  type SequencedFollowerOptions,
-} from './follower.js';
+import { SequencedFollower, type SequencedFollowerOptions } from './follower.js';
 import { type LogSource, sequencerLogSource } from './log-source.js';
 import type { LogEntry, SequencerStore } from './sequencer-store.js';
 import { SqliteSequencerStore } from './sqlite-store.js';
 import { storeLogSource } from './store-log-source.js';
-import { encodeTxnLogEntry } from './txn-log-entry.js';
 
 const log = pino({ level: 'silent' });
 const T0 = 1_700_000_000_000_000n;

@@ -7,15 +7,23 @@
  */
 import type { Logger } from 'pino';
 import { type Clock, isWalshipError, WalshipError } from '../core/index.js';
+import { encodeTxnLogEntry, txnLogKey, txnLogPrefix } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 // The module, not replica/index.js: replica/ (the node) will import this follower, and its door
 // would pull the whole replica node into this file and risk an import cycle.
-import { type VerifiedStagedSegment, verifyStagedSegment } from '../replica/segment-verifier.js';
-import { decodeTableKey, type TableStore, tableKey } from '../table/index.js';
-import { type TxnRecord, txnLogKey, txnLogPrefix } from '../wal/index.js';
+import { type VerifiedStagedSegment, verifyStagedSegment } from '../replica/index.js';
+import {
+  decodeTableKey,
+  EXPORTED_META_PREFIX,
+  PARTIAL_ENTRY_META_PREFIX,
+  REJECTED_COUNT_META_PREFIX,
+  REJECTED_META_PREFIX,
+  type TableStore,
+  tableKey,
+} from '../table/index.js';
+import type { TxnRecord } from '../wal/index.js';
 import type { LogSource } from './log-source.js';
 import type { LogEntry } from './sequencer-store.js';
-import { encodeTxnLogEntry } from './txn-log-entry.js';
 
 /** Bounds of the follower, each with its reason (STYLE rule 7). */
 export const SEQUENCED_FOLLOWER_LIMITS = {
@@ -45,19 +53,6 @@ export const SEQUENCED_FOLLOWER_LIMITS = {
    */
   absentOnceKeysMax: 10_000,
 } as const;
-
-/** `sequencer.rejected.<tableKey>.<txn>` = why a txn was applied as an empty fence (TYPE_CONFLICT). */
-export const REJECTED_META_PREFIX = 'sequencer.rejected.';
-/** `sequencer.rejectedCount.<tableKey>` = how many txns of the table were rejected so far. */
-export const REJECTED_COUNT_META_PREFIX = 'sequencer.rejectedCount.';
-/**
- * `sequencer.partial.<tableKey>` = the txnFirst of a log entry the table holds only in part (a
- * restore cut inside it); the follower reads from that entry and applies the rest. '' means none.
- * The follower itself never leaves one: it applies whole entries.
- */
-export const PARTIAL_ENTRY_META_PREFIX = 'sequencer.partial.';
-/** `sequencer.exported.<tableKey>` = every txnlog object of txns up to this one is known present. */
-export const EXPORTED_META_PREFIX = 'sequencer.exported.';
 
 export interface SequencedFollowerOptions {
   /** The node's table store (table/): where entries are applied. */

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
 import {
   ClosedError,
+  type ErrorCode,
   type ErrorKind,
   InvalidArgumentError,
   InvalidConfigError,
@@ -336,7 +337,8 @@ export function errorFromWire(status: number, text: string, what: string): Walsh
   const known = code === undefined ? undefined : ERROR_CLASSES[code];
   if (known !== undefined) return new known(message);
   if (code !== undefined && typeof body.kind === 'string' && KINDS.has(body.kind))
-    return new WalshipError(code, body.kind as ErrorKind, message);
+    // The service's own code, passed on as is: a newer service may send one this version does not register.
+    return new WalshipError(code as ErrorCode, body.kind as ErrorKind, message);
   if (status === 413) return new InvalidArgumentError(message);
   if (status >= 500) return new SequencerUnavailableError(message, { details: { status } });
   return new WalshipError('SEQUENCER_PROTOCOL', 'invalid', message, { details: { status } });

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
-import { describeSequencerContract } from './contract.js';
 import { HttpSequencerClient } from './http-client.js';
 import { type RunningSequencerServer, startSequencerServer } from './http-service.js';
 import type { SequencerStore } from './sequencer-store.js';
 import { SqliteSequencerStore } from './sqlite-store.js';
+import { describeSequencerContract } from './testing/contract.js';
 
 const TOKEN = 'contract-admin-token';
 

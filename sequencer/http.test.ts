@@ -422,8 +422,8 @@ describe('sequencer errors over HTTP', () => {
         status: 400,
         type: WalshipError,
       },
-      { error: new WalshipError('SOME_CONFLICT', 'conflict', 'lost'), status: 409, type: WalshipError },
-      { error: new WalshipError('CORRUPT_ROW', 'data', 'bad row'), status: 500, type: WalshipError },
+      { error: new WalshipError('PROMOTION_LOST', 'conflict', 'lost'), status: 409, type: WalshipError },
+      { error: new WalshipError('TXN_INVALID', 'data', 'bad row'), status: 500, type: WalshipError },
       // The service's store closing is, for its clients, the service going away: retryable.
       { error: new ClosedError('store closed'), status: 503, type: SequencerUnavailableError },
     ];

@@ -17,13 +17,9 @@ export {
   type SequencedFollowerStatus,
 } from './follower.js';
 export { HttpSequencerClient, openHttpSequencer } from './http-client.js';
+export { type SequencerAuthTokens, startSequencerServer } from './http-service.js';
 export { type LogSource, sequencerLogSource } from './log-source.js';
 export { openSequencer } from './open-sequencer.js';
-export {
-  decodeSequencerRecord,
-  encodeSequencerRecord,
-  type SequencerRecord,
-} from './sequencer-record.js';
 export {
   type CommitRequest,
   type CommitResult,
@@ -41,10 +37,9 @@ export {
   type StagedSegmentRef,
   type WriterRecord,
 } from './sequencer-store.js';
-export { SqliteSequencerStore } from './sqlite-store.js';
+export { SQLITE_GROUP_MAX_DEFAULT, SqliteSequencerStore } from './sqlite-store.js';
 export { StagedQueue } from './staged-queue.js';
 export { storeLogSource } from './store-log-source.js';
-export { decodeTxnLogEntry, encodeTxnLogEntry } from './txn-log-entry.js';
 export {
   SequencedWriter,
   type SequencedWriterFaults,

@@ -8,15 +8,15 @@
  * already, un-numbered) into gap-free per-table txn ranges and records them in the table's log.
  */
 import { WalshipError, type WalshipErrorOptions } from '../core/index.js';
+import type { LogEntry } from '../layout/index.js';
+
+// The txnlog/ record and its bounds belong to the bucket's vocabulary (layout/txn-log-entry.ts).
+export { type LogEntry, SEQUENCER_SEGMENT_TXNS_MAX, WRITER_ID_PATTERN } from '../layout/index.js';
 
 /** Segments in one commit: one per table, so a batch is at most this many tables (RFC-0003 limits). */
 export const SEQUENCER_BATCH_MAX = 100;
 /** Entries one readLog call returns at most (≤ ~600 kB; one short FDB transaction per page). */
 export const SEQUENCER_READ_LIMIT_MAX = 1000;
-/** Txns in one staged segment at most: the segment format's own bound (wal/limits.ts). */
-export const SEQUENCER_SEGMENT_TXNS_MAX = 1_000_000;
-/** A writer id is a node id: what fits in a store key segment. */
-export const WRITER_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** A segment uploaded under its staged key, not numbered yet. */
 export interface StagedSegmentRef {
@@ -38,21 +38,6 @@ export interface CommitRequest {
   batchSeq: bigint;
   /** 1..SEQUENCER_BATCH_MAX segments, each of a different table. */
   segments: StagedSegmentRef[];
-}
-
-/** One numbered segment in a table's txn log. */
-export interface LogEntry {
-  table: string;
-  txnFirst: bigint;
-  txnLast: bigint;
-  staged: string;
-  bytes: number;
-  crc32: number;
-  writer: string;
-  writerEpoch: bigint;
-  batchSeq: bigint;
-  /** The sequencer's wall clock at commit: informational only, never used to order. */
-  committedAtMs: number;
 }
 
 export interface CommitResult {

@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../core/index.js';
-import { stagedSegment } from './contract.js';
 import type { CommitRequest, CommitResult } from './sequencer-store.js';
 import { SQLITE_QUEUE_COMMITS_MAX, SqliteSequencerStore } from './sqlite-store.js';
+import { stagedSegment } from './testing/contract.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 

@@ -4,23 +4,16 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isWalshipError, systemClock } from '../core/index.js';
+import { stagedKey, TABLES_REGISTRY_KEY, txnLogKey, txnLogPrefix } from '../layout/index.js';
+import { registerTable } from '../layout/tables-registry.js';
+import { encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
-import { registerTable } from '../primary/table-registry.js';
 import { TableStore, tableKey } from '../table/index.js';
-import {
-  decodeSegmentHeader,
-  encodeTxnRecord,
-  sealSegment,
-  stagedKey,
-  TABLES_REGISTRY_KEY,
-  txnLogKey,
-  txnLogPrefix,
-} from '../wal/index.js';
+import { decodeSegmentHeader, encodeTxnRecord, sealSegment } from '../wal/index.js';
 import { SequencedFollower } from './follower.js';
 import type { LogSource } from './log-source.js';
 import type { LogEntry } from './sequencer-store.js';
 import { storeLogSource } from './store-log-source.js';
-import { encodeTxnLogEntry } from './txn-log-entry.js';
 
 const log = pino({ level: 'silent' });
 const T0 = 1_700_000_000_000_000n;

@@ -15,15 +15,19 @@
  * `sequencer.partial.<key>` meta, and the follower then reads from that entry's txnFirst.
  */
 import { type Clock, systemClock, WalshipError } from '../core/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
 // The module, not primary/index.js: primary/ (the writer path) imports sequencer/, and its door would
 // pull the whole primary node into this small reader and risk an import cycle.
-import { readRegistryIfChanged } from '../primary/table-registry.js';
-import { txnFirstOfTxnLogKey, txnLogKey, txnLogPrefix } from '../wal/index.js';
+import {
+  decodeTxnLogEntry,
+  readRegistryIfChanged,
+  txnFirstOfTxnLogKey,
+  txnLogKey,
+  txnLogPrefix,
+} from '../layout/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
 import { validateReadLimit, validateTable } from './commit-request.js';
 import type { LogSource } from './log-source.js';
 import type { LogEntry } from './sequencer-store.js';
-import { decodeTxnLogEntry } from './txn-log-entry.js';
 
 /** Bounds of the store source, each with its reason (STYLE rule 7). */
 export const STORE_LOG_SOURCE_LIMITS = {

@@ -7,10 +7,9 @@
 import { Buffer } from 'node:buffer';
 import type { Logger } from 'pino';
 import { isWalshipError, WalshipError } from '../core/index.js';
+import { encodeTxnLogEntry, txnLogKey } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import { txnLogKey } from '../wal/index.js';
 import type { LogEntry } from './sequencer-store.js';
-import { encodeTxnLogEntry } from './txn-log-entry.js';
 
 /** Txn-log objects being written at once. */
 const EXPORTS_IN_FLIGHT_MAX = 16;

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { seededRandom, systemClock, type WalshipError } from '../core/index.js';
+import { readRegistry, stagedPrefix, txnLogKey } from '../layout/index.js';
+import { decodeTxnLogEntry, encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, listAll } from '../objectstore/index.js';
-import { readRegistry } from '../primary/index.js';
 import { longLines, testSequencedWriterOptions } from '../tests/helpers/test-sequenced-writer.js';
-import { decodeSegment, stagedPrefix, txnLogKey } from '../wal/index.js';
+import { decodeSegment } from '../wal/index.js';
 import {
   type CommitRequest,
   type LogEntry,
@@ -16,7 +17,6 @@ import {
 } from './sequencer-store.js';
 import { SqliteSequencerStore } from './sqlite-store.js';
 import { StagedQueue } from './staged-queue.js';
-import { decodeTxnLogEntry, encodeTxnLogEntry } from './txn-log-entry.js';
 import { SequencedWriter, type SequencedWriterOptions } from './writer.js';
 
 const log = pino({ level: 'silent' });

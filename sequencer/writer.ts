@@ -21,11 +21,11 @@ import {
   WalshipError,
 } from '../core/index.js';
 import type { IlpLine } from '../ilp/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
 // The files themselves, not primary/index.ts: the primary node will import this module, and its
 // index pulls in primary-node.ts (an import cycle through the folder door).
-import { readRegistry, registerTable } from '../primary/table-registry.js';
-import { buildTxns } from '../primary/txn-builder.js';
+import { readRegistry, registerTable, stagedKey } from '../layout/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { buildTxns } from '../primary/index.js';
 import { type TableSchema, tableKey } from '../table/index.js';
 import {
   type Codec,
@@ -33,7 +33,6 @@ import {
   decodeSegmentHeader,
   encodeTxnRecord,
   sealSegment,
-  stagedKey,
 } from '../wal/index.js';
 import {
   type CommitRequest,

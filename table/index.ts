@@ -27,6 +27,16 @@ export {
   type SnapshotTable,
 } from './snapshot-image.js';
 export { columnTypeOfDeclared, QUESTDB_TYPE_NAMES, SQL_DECLARED_TYPES } from './sql-types.js';
+export { quoteIdentifier } from './store-sql.js';
+export {
+  dropTable,
+  EXPORTED_META_PREFIX,
+  PARTIAL_ENTRY_META_PREFIX,
+  REJECTED_COUNT_META_PREFIX,
+  REJECTED_META_PREFIX,
+  TABLE_EPOCH_META_PREFIX,
+  TABLE_PARTIAL_META_PREFIX,
+} from './table-meta-keys.js';
 export { type ColumnSchema, columnIndexOf, type TableSchema } from './table-schema.js';
 export {
   type PendingSummary,

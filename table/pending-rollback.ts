@@ -1,6 +1,6 @@
 import { WalshipError } from '../core/index.js';
 import { DESIGNATED_TIMESTAMP_COLUMN, decodeTxnRecord, type TxnRecord } from '../wal/index.js';
-import type { PendingTxn } from './table-store.js';
+import type { PendingTxn } from './table-state.js';
 
 /**
  * Undoing a table's pending txns (TableStore.rollBackPending): what they did, read from their

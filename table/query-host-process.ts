@@ -1,7 +1,15 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WalshipError } from '../core/index.js';
-import type { QueryHostArgs, QueryHostMessage, QueryJobMessage } from './query-host.js';
+import {
+  MEMORY_LIMIT_TEXT,
+  type QueryHostArgs,
+  type QueryHostMessage,
+  type QueryJobMessage,
+} from './query-host-protocol.js';
+
+export { MEMORY_LIMIT_TEXT } from './query-host-protocol.js';
+
 import type { QueryRequest } from './query-runner.js';
 
 /**
@@ -49,8 +57,6 @@ export interface QueryHostExit {
 const STDERR_TAIL_CHARS = 2_048;
 /** V8's message when a heap bound is reached (printed before it aborts the process). */
 const OUT_OF_MEMORY_TEXT = 'JavaScript heap out of memory';
-/** What a host's watchdog writes to stderr before it kills the host for exceeding `memoryLimitBytes`. */
-export const MEMORY_LIMIT_TEXT = 'walship query host: resident memory limit exceeded';
 
 /**
  * One host process. Lifecycle: start() → `started` resolves (or rejects, and the host is killed) →

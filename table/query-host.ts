@@ -1,12 +1,16 @@
 import { Worker } from 'node:worker_threads';
-import type { ErrorKind } from '../core/index.js';
-import { MEMORY_LIMIT_TEXT } from './query-host-process.js';
+import type { ErrorCode, ErrorKind } from '../core/index.js';
+import {
+  MEMORY_LIMIT_TEXT,
+  type QueryHostArgs,
+  type QueryHostMessage,
+  type QueryJobMessage,
+  type SerializedQueryError,
+} from './query-host-protocol.js';
 import {
   connectionSettings,
   isConnectionChangedError,
   openReadOnly,
-  type QueryOutput,
-  type QueryRequest,
   runIsolatedQuery,
 } from './query-runner.js';
 
@@ -27,34 +31,6 @@ import {
  * watchdog thread bounds the host's resident memory (§7): past `memoryLimitBytes` it writes
  * MEMORY_LIMIT_TEXT to stderr and SIGKILLs the host, and the pool answers QUERY_TOO_LARGE.
  */
-
-/** The one command-line argument of a query host, as JSON. */
-export interface QueryHostArgs {
-  databaseFile: string;
-  /** Resident memory of the whole host (SQLite, JavaScript and buffers) at most, in bytes. */
-  memoryLimitBytes: number;
-}
-
-/** Pool → host. */
-export interface QueryJobMessage {
-  id: number;
-  request: QueryRequest;
-}
-
-/** A WalshipError flattened for IPC (class identity does not cross processes). */
-export interface SerializedQueryError {
-  code: string;
-  kind: ErrorKind;
-  message: string;
-  details: Record<string, unknown>;
-}
-
-/** Host → pool. */
-export type QueryHostMessage =
-  | { type: 'ready' }
-  | { type: 'failed'; message: string }
-  | { type: 'result'; id: number; output: QueryOutput }
-  | { type: 'error'; id: number; error: SerializedQueryError; recycle?: boolean };
 
 /**
  * How often the watchdog thread checks that the parent is still alive, in ms. It matters only when
@@ -98,7 +74,7 @@ function serializeError(error: unknown): SerializedQueryError {
   const e = error as { code?: unknown; kind?: unknown; message?: unknown; details?: unknown };
   const isWalship = typeof e?.code === 'string' && typeof e.kind === 'string';
   return {
-    code: isWalship ? (e.code as string) : 'QUERY_INTERNAL',
+    code: isWalship ? (e.code as ErrorCode) : 'QUERY_INTERNAL',
     kind: isWalship ? (e.kind as ErrorKind) : 'internal',
     message: typeof e?.message === 'string' ? e.message : String(error),
     details: isWalship && typeof e.details === 'object' && e.details !== null ? { ...e.details } : {},

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { isWalshipError, type WalshipError } from '../core/index.js';
+import { type ErrorCode, isWalshipError, type WalshipError } from '../core/index.js';
 import { createQueryHttpHandler } from './query-http.js';
 import { QueryPool } from './query-pool.js';
 import {
@@ -71,7 +71,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function expectCode(error: unknown, code: string): WalshipError {
+function expectCode(error: unknown, code: ErrorCode): WalshipError {
   expect(isWalshipError(error, code), `expected ${code}, got ${String(error)}`).toBe(true);
   return error as WalshipError;
 }

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { isWalshipError, type WalshipError } from '../core/index.js';
+import { type ErrorCode, isWalshipError, type WalshipError } from '../core/index.js';
 import { formatExecJson } from './query-format.js';
 import { type QueryHostPids, QueryPool } from './query-pool.js';
 import { openReadOnly } from './query-runner.js';
@@ -56,7 +56,7 @@ function createDatabase(path: string): Database.Database {
   return db;
 }
 
-function expectCode(error: unknown, code: string): WalshipError {
+function expectCode(error: unknown, code: ErrorCode): WalshipError {
   expect(isWalshipError(error, code), `expected ${code}, got ${String(error)}`).toBe(true);
   return error as WalshipError;
 }

@@ -1,7 +1,7 @@
 import { ClosedError, InvalidArgumentError, InvalidConfigError, WalshipError } from '../core/index.js';
 import type { ResultColumn } from './query-format.js';
-import type { QueryHostMessage, SerializedQueryError } from './query-host.js';
 import { describeExit, type QueryHostExit, QueryHostProcess } from './query-host-process.js';
+import type { QueryHostMessage, SerializedQueryError } from './query-host-protocol.js';
 import { RespawnBudget } from './query-respawn-budget.js';
 import type { QueryOutput, QueryRequest } from './query-runner.js';
 

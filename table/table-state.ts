@@ -1,5 +1,11 @@
 import type { TableSchema } from './table-schema.js';
 
+/** One encoded txn record in the pending queue. */
+export interface PendingTxn {
+  txn: bigint;
+  bytes: Uint8Array;
+}
+
 /** What the store keeps in memory per table: the schema snapshot and the watermarks. */
 export interface TableState {
   schema: TableSchema;

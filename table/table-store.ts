@@ -20,7 +20,9 @@ import {
   storageError,
 } from './store-sql.js';
 import { type ColumnSchema, freezeSchema, type TableSchema } from './table-schema.js';
-import { type TableState, TableStateCache } from './table-state.js';
+import { type PendingTxn, type TableState, TableStateCache } from './table-state.js';
+
+export type { PendingTxn } from './table-state.js';
 
 /**
  * All of a node's tables in ONE SQLite database file (better-sqlite3, synchronous), so one SQLite
@@ -51,12 +53,6 @@ export interface TableStoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** Wall clock for `created_at` (default the system clock). */
   clock?: Clock;
-}
-
-/** One encoded txn record in the pending queue. */
-export interface PendingTxn {
-  txn: bigint;
-  bytes: Uint8Array;
 }
 
 /** The pending queue of one table, summed. */

@@ -20,7 +20,7 @@ import {
   sendJson,
   startHttpServer,
 } from '../core/index.js';
-import type { WalshipNode } from '../failover/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore } from '../objectstore/index.js';
 import { startTestNode } from './helpers/test-node.js';
 import { TEST_ADMIN_TOKEN } from './helpers/test-replica.js';

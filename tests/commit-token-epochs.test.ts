@@ -10,9 +10,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { WalshipNode } from '../failover/index.js';
+import { segmentPrefix } from '../layout/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
-import { segmentPrefix } from '../wal/index.js';
 import { withPutHook } from './helpers/gated-store.js';
 import { startTestNode } from './helpers/test-node.js';
 

@@ -17,10 +17,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Random, systemClock } from '../core/index.js';
-import { type PrimaryStartRetry, WalshipNode } from '../failover/index.js';
+import { EPOCHS_PREFIX, readEpoch } from '../layout/index.js';
+import { type PrimaryStartRetry, WalshipNode } from '../node/index.js';
 import { FsStore, listAll, type ObjectStore } from '../objectstore/index.js';
-import { PrimaryNode, readEpoch } from '../primary/index.js';
-import { EPOCHS_PREFIX } from '../wal/index.js';
+import { PrimaryNode } from '../primary/index.js';
 import { testNodeSettings } from './helpers/test-node.js';
 
 /** A generous bound for waits (a failover, a catch-up): never a performance check. */

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tableDigest } from '../cli/table-digest.js';
-import type { WalshipNode } from '../failover/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
 import { startTestNode } from './helpers/test-node.js';
 import { spawnWalship, type WalshipProcess } from './helpers/walship-process.js';

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
-import { WalshipNode } from '../failover/index.js';
+import { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
 import { freePorts } from './helpers/ceph-rgw.js';
 import { gatedStore } from './helpers/gated-store.js';

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Random, seededRandom, systemClock } from '../core/index.js';
+import { CLUSTER_KEY, segmentKey } from '../layout/index.js';
 import {
   type FaultRule,
   FsStore,
@@ -22,7 +23,6 @@ import {
 } from '../objectstore/index.js';
 import type { PrimaryNode } from '../primary/index.js';
 import { ReplicaNode } from '../replica/index.js';
-import { CLUSTER_KEY, segmentKey } from '../wal/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
 import { getJson, startTestPrimary } from './helpers/test-primary.js';
 import { postAdmin, startTestReplica, testReplicaSettings } from './helpers/test-replica.js';

@@ -24,7 +24,7 @@ import { Sender } from '@questdb/nodejs-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { switchoverCommand } from '../cli/failover-commands.js';
 import { runRouterCommand } from '../cli/router.js';
-import type { WalshipNode } from '../failover/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { type FaultyStore, FsStore, withFaults } from '../objectstore/index.js';
 import { TableFilter } from '../replica/index.js';
 import type { RunningRouter } from '../router/index.js';

@@ -35,9 +35,9 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STATUS_PAGE_CSP, STATUS_PAGE_HTML, STATUS_PAGE_LINE_COLOUR } from '../core/index.js';
-import type { WalshipNode } from '../failover/index.js';
+import { EPOCHS_PREFIX } from '../layout/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
-import { EPOCHS_PREFIX } from '../wal/index.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { startTestNode } from './helpers/test-node.js';
 

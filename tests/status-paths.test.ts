@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WalshipNode } from '../failover/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore } from '../objectstore/index.js';
 import { startTestNode } from './helpers/test-node.js';
 

@@ -9,10 +9,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../cli/main.js';
-import type { WalshipNode } from '../failover/index.js';
-import { parseLease } from '../failover/lease.js';
+import { EPOCHS_PREFIX, LEASE_KEY, parseLease } from '../layout/index.js';
+import type { WalshipNode } from '../node/index.js';
 import { FsStore, listAll, type ObjectStore } from '../objectstore/index.js';
-import { EPOCHS_PREFIX, LEASE_KEY } from '../wal/index.js';
 import { startTestNode } from './helpers/test-node.js';
 import { postAdmin, TEST_ADMIN_TOKEN } from './helpers/test-replica.js';
 

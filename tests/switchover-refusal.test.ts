@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../cli/main.js';
-import type { WalshipNode } from '../failover/index.js';
+import type { WalshipNode } from '../node/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { TableFilter } from '../replica/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';

@@ -15,8 +15,8 @@ import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Sender } from '../client/index.js';
 import { InvalidConfigError, loadTlsCredentials } from '../core/index.js';
+import { EPOCHS_PREFIX } from '../layout/index.js';
 import { FsStore, listAll } from '../objectstore/index.js';
-import { EPOCHS_PREFIX } from '../wal/index.js';
 import { spawnWalship, type WalshipProcess } from './helpers/walship-process.js';
 
 const ILP_TOKEN = 'tls-ilp-token';

@@ -4,7 +4,6 @@
  */
 
 export { checksum } from './checksum.js';
-export { type ClusterRecord, encodeClusterRecord, parseClusterRecord } from './cluster-record.js';
 export { availableCodecs, type Codec } from './codecs.js';
 export {
   COLUMN_TYPES,
@@ -24,37 +23,4 @@ export { type DecodedSegment, decodeSegment } from './segment-decoder.js';
 export { type EncodeSegmentInput, encodeSegment } from './segment-encoder.js';
 export { decodeSegmentHeader, type SegmentHeader } from './segment-header.js';
 export { FORMAT_VERSION as SEGMENT_FORMAT_VERSION } from './segment-layout.js';
-export {
-  CLUSTER_KEY,
-  EPOCHS_PREFIX,
-  epochKey,
-  epochOfKey,
-  HEAD_KEY,
-  isSnapshotId,
-  LEASE_KEY,
-  NODES_PREFIX,
-  nodeIdOfRegistrationKey,
-  nodeRegistrationKey,
-  padNumber,
-  parseStagedKey,
-  parseTxnLogKey,
-  SEQUENCER_RECORD_KEY,
-  SNAPSHOT_ID_CHARS_MAX,
-  SNAPSHOTS_PREFIX,
-  type StagedKeyParts,
-  segmentKey,
-  segmentPrefix,
-  snapshotId,
-  snapshotIdOfManifestKey,
-  snapshotImageKey,
-  snapshotManifestKey,
-  stagedKey,
-  stagedPrefix,
-  TABLES_PREFIX,
-  TABLES_REGISTRY_KEY,
-  txnFirstOfSegmentKey,
-  txnFirstOfTxnLogKey,
-  txnLogKey,
-  txnLogPrefix,
-} from './store-layout.js';
 export { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnKind, type TxnRecord } from './txn-record.js';

@@ -4,14 +4,10 @@
  * txns 1..N, each exactly once, in order, with no gap or overlap between segments — and which row
  * ids (a `long` column the test writes) they carry.
  */
+
+import { segmentPrefix, txnFirstOfSegmentKey } from '../../layout/index.js';
 import { listAll, type ObjectStore } from '../../objectstore/index.js';
-import {
-  decodeSegment,
-  isNull,
-  segmentPrefix,
-  type TxnRecord,
-  txnFirstOfSegmentKey,
-} from '../../wal/index.js';
+import { decodeSegment, isNull, type TxnRecord } from '../../wal/index.js';
 
 export interface StoredSegment {
   key: string;

@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino';
 import { seededRandom, systemClock } from '../../core/index.js';
-import { type NodeSettings, WalshipNode } from '../../failover/index.js';
+import { type NodeSettings, WalshipNode } from '../../node/index.js';
 import type { ObjectStore } from '../../objectstore/index.js';
 import type { PrimarySettings } from '../../primary/index.js';
 import type { ReplicaSettings } from '../../replica/index.js';

@@ -61,8 +61,16 @@ import {
   randomInt,
   seededRandom,
 } from '../../core/index.js';
-import { promote, recordUploadsFound } from '../../failover/index.js';
+import { promote } from '../../failover/index.js';
 import { parseIlp } from '../../ilp/index.js';
+import {
+  EPOCHS_PREFIX,
+  epochOfKey,
+  newestEpoch,
+  segmentKey,
+  TABLES_PREFIX,
+  txnFirstOfSegmentKey,
+} from '../../layout/index.js';
 import {
   type FaultRule,
   type FaultyStore,
@@ -75,8 +83,8 @@ import {
 import {
   Committer,
   claimPrimary,
-  newestEpoch,
   pendingSourceOf,
+  recordUploadsFound,
   Uploader,
   writeDivergenceFiles,
 } from '../../primary/index.js';
@@ -85,15 +93,10 @@ import { resolveNodeId, TableStore, tableKey } from '../../table/index.js';
 import {
   decodeSegment,
   decodeTxnRecord,
-  EPOCHS_PREFIX,
   encodeTxnRecord,
-  epochOfKey,
   isNull,
   sealSegment,
-  segmentKey,
-  TABLES_PREFIX,
   type TxnRecord,
-  txnFirstOfSegmentKey,
 } from '../../wal/index.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
  * failover's write pause (RTO) and its lost or duplicated rows (RPO) are computed from.
  */
 import { type ClientClock, FlushGaveUpError, IlpRequestError, Sender } from '../client/index.js';
+import { systemClock } from '../core/index.js';
 import { sleep } from './node-http.js';
 
 // --- Bounds -------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ export class ClusterWriter {
     this.#pending.push(id);
     const row = this.#sender.table(this.table);
     this.#columns(row, id);
-    await row.intColumn('id', id).at(BigInt(Date.now()) * 1000n, 'us');
+    await row.intColumn('id', id).at(BigInt(Math.floor(systemClock.wallMs())) * 1000n, 'us');
   }
 
   async #flush(): Promise<void> {
@@ -147,22 +148,7 @@ export class ClusterWriter {
 /** The system clock, but a wait ends (rejecting) once `signal` is aborted: retries stop at once. */
 function abortableClock(signal: AbortSignal): ClientClock {
   return {
-    monotonicMs: () => performance.now(),
-    sleep: (durationMs) =>
-      new Promise<void>((resolve, reject) => {
-        if (signal.aborted) {
-          reject(signal.reason);
-          return;
-        }
-        const onAbort = () => {
-          clearTimeout(timer);
-          reject(signal.reason);
-        };
-        const timer = setTimeout(() => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        }, durationMs);
-        signal.addEventListener('abort', onAbort, { once: true });
-      }),
+    monotonicMs: () => systemClock.monotonicMs(),
+    sleep: (durationMs) => systemClock.sleep(durationMs, signal),
   };
 }

@@ -4,6 +4,7 @@
  * its human summary, and commands to look at the data afterwards.
  */
 import path from 'node:path';
+import { systemClock } from '../core/index.js';
 import type { ClusterWriter } from './cluster-writer.js';
 import { epochOf } from './demo-view.js';
 import { compareRows, writePause } from './drill.js';
@@ -237,12 +238,12 @@ async function waitConverged(
   tables: readonly string[],
   signal: AbortSignal,
 ): Promise<{ converged: boolean; afterMs: number | null; statuses: (NodeStatus | null)[] }> {
-  const startedAt = performance.now();
+  const startedAt = systemClock.monotonicMs();
   for (;;) {
     const statuses = await Promise.all(urls.map((url) => statusOf(url)));
     if (caughtUp(urls, statuses, primary, tables))
-      return { converged: true, afterMs: Math.round(performance.now() - startedAt), statuses };
-    if (performance.now() - startedAt > CONVERGE_WAIT_MS || signal.aborted)
+      return { converged: true, afterMs: Math.round(systemClock.monotonicMs() - startedAt), statuses };
+    if (systemClock.monotonicMs() - startedAt > CONVERGE_WAIT_MS || signal.aborted)
       return { converged: false, afterMs: null, statuses };
     await sleep(CONVERGE_POLL_MS, signal);
   }

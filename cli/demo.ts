@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidConfigError, type Random, seededRandom, WalshipError } from '../core/index.js';
+import { InvalidConfigError, type Random, seededRandom, systemClock, WalshipError } from '../core/index.js';
 import { ClusterWriter, type RowColumns, senderConf } from './cluster-writer.js';
 import { parseDurationMs } from './config.js';
 import { sensorColumns, tradeColumns } from './demo-data.js';
@@ -173,7 +173,7 @@ export async function demoCommand(argv: string[], io: CommandIo, deps: DemoDeps 
     const report = await runDemo(options, {
       view,
       interrupt: interrupt.signal,
-      random: deps.random ?? seededRandom(Date.now()),
+      random: deps.random ?? seededRandom(systemClock.wallMs()),
       onReport: (done) => {
         if (options.json) io.stdout(JSON.stringify(done));
         progress(renderDemoSummary(done));
@@ -264,14 +264,14 @@ export async function runDemo(options: DemoOptions, ctx: DemoContext): Promise<D
       nodesFile = nodesFile.then(() => writeNodesFile(options.dataDir, nodes, pids));
     },
   });
-  const startedAt = performance.now();
+  const startedAt = systemClock.monotonicMs();
   const run: DemoRun = {
     options,
     view: ctx.view,
     cluster,
     token,
     signal,
-    now: () => performance.now() - startedAt,
+    now: () => systemClock.monotonicMs() - startedAt,
     writers: [],
     nodes,
     urlsByName,

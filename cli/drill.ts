@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidConfigError, WalshipError } from '../core/index.js';
+import { InvalidConfigError, systemClock, WalshipError } from '../core/index.js';
 import { parseConnectionString } from '../objectstore/index.js';
 import { ClusterWriter, senderConf } from './cluster-writer.js';
 import { parseDurationMs } from './config.js';
@@ -383,11 +383,11 @@ export async function runDrill(options: DrillOptions, deps: DrillDeps = {}): Pro
     const runId = randomBytes(3).toString('hex');
     const tables = Array.from({ length: options.tables }, (_, i) => `drill_${runId}_${i}`);
     const ids = { next: 1 };
-    const startedAt = performance.now();
+    const startedAt = systemClock.monotonicMs();
     const ctx: DrillContext = {
       options,
       progress,
-      now: () => performance.now() - startedAt,
+      now: () => systemClock.monotonicMs() - startedAt,
       token,
       urls,
       primary,
@@ -596,13 +596,13 @@ async function resumeZombie(
 ): Promise<{ report: ZombieReport; acked: Map<string, number[]> }> {
   const acked: number[] = [];
   let refused = 0;
-  const resumedAt = performance.now();
+  const resumedAt = systemClock.monotonicMs();
   signalPrimary(ctx, 'SIGCONT');
   let fencedAfterResumeMs: number | null = null;
-  while (performance.now() - resumedAt < FENCE_WAIT_MS) {
+  while (systemClock.monotonicMs() - resumedAt < FENCE_WAIT_MS) {
     const status = await statusOf(zombieUrl);
     if (status !== null && !isAcceptingPrimary(status)) {
-      fencedAfterResumeMs = performance.now() - resumedAt;
+      fencedAfterResumeMs = systemClock.monotonicMs() - resumedAt;
       break;
     }
     const id = ctx.ids.next++;

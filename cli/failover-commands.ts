@@ -1,4 +1,4 @@
-import { InvalidConfigError } from '../core/index.js';
+import { InvalidConfigError, systemClock } from '../core/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { SWITCHOVER_MAX_LAG_TXNS_DEFAULT, switchoverReadiness } from './switchover-check.js';
@@ -71,9 +71,9 @@ export async function switchoverCommand(
     );
     return EXIT.failed;
   }
-  const startedAt = performance.now();
+  const startedAt = systemClock.monotonicMs();
   const demoted = await post(fetchImpl, from, '/admin/demote', token);
-  const demotedAt = performance.now();
+  const demotedAt = systemClock.monotonicMs();
   if (!demoted.ok) {
     io.stderr(`walship: ${from} refused to demote: ${JSON.stringify(demoted.body)}`);
     return exitOf(demoted.status);
@@ -86,10 +86,10 @@ export async function switchoverCommand(
   // failover, another operator): the switchover must never fence a primary that took over.
   const onlyAfter = demotedEpoch === undefined ? '' : `&only_after_epoch=${encodeURIComponent(demotedEpoch)}`;
   const caughtUp = await waitApplied(fetchImpl, to, lastTxns, timeoutMs);
-  const appliedAt = performance.now();
+  const appliedAt = systemClock.monotonicMs();
   if (caughtUp === 'promoted') {
     // Promotion catches up with the store first, and the demoted primary had uploaded everything.
-    const pauseMs = Math.round(performance.now() - startedAt);
+    const pauseMs = Math.round(systemClock.monotonicMs() - startedAt);
     const oldPrimary = (await waitRole(fetchImpl, from, 'replica', timeoutMs))
       ? 'replica'
       : 'not yet a replica';
@@ -117,7 +117,7 @@ export async function switchoverCommand(
     return EXIT.failed;
   }
   const promoted = await post(fetchImpl, to, `/admin/promote?reason=switchover${onlyAfter}`, token);
-  const pauseMs = Math.round(performance.now() - startedAt);
+  const pauseMs = Math.round(systemClock.monotonicMs() - startedAt);
   if (!promoted.ok) {
     io.stderr(
       `walship: ${to} refused the promotion: ${JSON.stringify(promoted.body)}; ${from} is a replica now`,
@@ -129,7 +129,7 @@ export async function switchoverCommand(
   const phasesMs = {
     demote: Math.round(demotedAt - startedAt),
     waitApplied: Math.round(appliedAt - demotedAt),
-    promote: Math.round(performance.now() - appliedAt),
+    promote: Math.round(systemClock.monotonicMs() - appliedAt),
   };
   // The old primary answered the demotion once everything was uploaded and changes role meanwhile
   // (outside the write pause); the command ends once it follows as a replica.
@@ -154,8 +154,8 @@ async function waitApplied(
   lastTxns: Record<string, string>,
   timeoutMs: number,
 ): Promise<'applied' | 'promoted' | 'timeout'> {
-  const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
+  const deadline = systemClock.monotonicMs() + timeoutMs;
+  while (systemClock.monotonicMs() < deadline) {
     try {
       const response = await fetchImpl(new URL('/status', to));
       const status = (await response.json()) as {
@@ -169,7 +169,7 @@ async function waitApplied(
     } catch {
       // the replica may be busy or restarting its role: ask again
     }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await systemClock.sleep(20);
   }
   return 'timeout';
 }
@@ -198,11 +198,11 @@ async function getStatus(fetchImpl: Fetch, base: string): Promise<unknown> {
 
 /** Polls `base`'s /status until its role is `role` (true) or `timeoutMs` pass (false). */
 async function waitRole(fetchImpl: Fetch, base: string, role: string, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
+  const deadline = systemClock.monotonicMs() + timeoutMs;
+  while (systemClock.monotonicMs() < deadline) {
     const status = await getStatus(fetchImpl, base);
     if (!(status instanceof Error) && (status as { role?: unknown }).role === role) return true;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await systemClock.sleep(20);
   }
   return false;
 }

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { WalshipError } from '../core/index.js';
+import { systemClock, type Timer, WalshipError } from '../core/index.js';
 
 // --- Bounds -------------------------------------------------------------------------------------
 
@@ -265,10 +265,9 @@ export function exitOf(child: ChildProcess): Promise<void> {
 
 /** A wait that does not keep the process alive and can be cancelled. */
 function sleepUnref(ms: number): { done: Promise<void>; cancel: () => void } {
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Timer | undefined;
   const done = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    timer.unref();
+    timer = systemClock.setTimer(ms, resolve, { unref: true });
   });
-  return { done, cancel: () => clearTimeout(timer) };
+  return { done, cancel: () => timer?.cancel() };
 }

@@ -1,4 +1,4 @@
-import { isWalshipError } from '../core/index.js';
+import { isWalshipError, systemClock } from '../core/index.js';
 import { adminCommand } from './admin.js';
 import { renderConfigReference } from './config.js';
 import type { DemoDeps } from './demo.js';
@@ -136,7 +136,9 @@ function demoDeps(io: CommandIo): DemoDeps {
         : { columns: process.stdout.columns ?? process.stderr.columns }),
     },
     // Every node is stopped by then; an in-process wait still pending must not hold the exit up.
-    onInterrupted: (exitCode) => setTimeout(() => process.exit(exitCode), INTERRUPTED_EXIT_MS).unref(),
+    onInterrupted: (exitCode) => {
+      systemClock.setTimer(INTERRUPTED_EXIT_MS, () => process.exit(exitCode), { unref: true });
+    },
   };
 }
 

@@ -4,7 +4,7 @@
  * of a table through `/exec`. A node that does not answer in time is "unreachable", never an
  * exception: a killed or stopped node is part of what these commands do.
  */
-import { WalshipError } from '../core/index.js';
+import { systemClock, WalshipError } from '../core/index.js';
 
 // --- Bounds -------------------------------------------------------------------------------------
 
@@ -80,11 +80,11 @@ export async function waitForStatus(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<NodeStatus | null> {
-  const deadline = performance.now() + timeoutMs;
+  const deadline = systemClock.monotonicMs() + timeoutMs;
   for (;;) {
     const status = await statusOf(url);
     if (status !== null && accept(status)) return status;
-    if (performance.now() > deadline || signal?.aborted === true) return status;
+    if (systemClock.monotonicMs() > deadline || signal?.aborted === true) return status;
     await sleep(STATUS_POLL_MS);
   }
 }
@@ -95,13 +95,13 @@ export async function waitForPrimary(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<string | undefined> {
-  const deadline = performance.now() + timeoutMs;
+  const deadline = systemClock.monotonicMs() + timeoutMs;
   do {
     const statuses = await Promise.all(urls.map((url) => statusOf(url)));
     const index = statuses.findIndex(isAcceptingPrimary);
     if (index >= 0) return urls[index];
     await sleep(STATUS_POLL_MS);
-  } while (performance.now() < deadline && signal?.aborted !== true);
+  } while (systemClock.monotonicMs() < deadline && signal?.aborted !== true);
   return undefined;
 }
 
@@ -137,7 +137,7 @@ export async function writeOne(url: string, table: string, id: number, timeoutMs
   try {
     const response = await fetch(new URL('/write', url), {
       method: 'POST',
-      body: `${table} id=${id}i,v=${id / 2} ${BigInt(Date.now()) * 1_000_000n}\n`,
+      body: `${table} id=${id}i,v=${id / 2} ${BigInt(Math.floor(systemClock.wallMs())) * 1_000_000n}\n`,
       signal: AbortSignal.timeout(timeoutMs),
     });
     await response.arrayBuffer();
@@ -199,11 +199,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       return;
     }
     const done = () => {
-      clearTimeout(timer);
+      timer.cancel();
       signal?.removeEventListener('abort', done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const timer = systemClock.setTimer(ms, done);
     signal?.addEventListener('abort', done, { once: true });
   });
 }
@@ -217,9 +217,9 @@ export async function waitFor(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
+  const deadline = systemClock.monotonicMs() + timeoutMs;
   while (!done()) {
-    if (performance.now() > deadline || signal?.aborted === true) return false;
+    if (systemClock.monotonicMs() > deadline || signal?.aborted === true) return false;
     await sleep(STATUS_POLL_MS);
   }
   return true;

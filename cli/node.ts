@@ -1,7 +1,7 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import { isWalshipError, systemClock, systemRandom } from '../core/index.js';
 import { NodeMetrics, WalshipNode } from '../node/index.js';
-import { loadConfig, type NodeConfig } from './config.js';
+import { loadConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 import { nodeSettings } from './node-settings.js';
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type Logger, pino } from 'pino';
-import { type Clock, isWalshipError, systemClock, WalshipError } from '../core/index.js';
+import { type Clock, isWalshipError, parseTimeMs, systemClock, WalshipError } from '../core/index.js';
 import {
   type RestoreProgress,
   type RestoreResult,
@@ -161,7 +161,7 @@ export function parseRestorePoint(text: string): RestoreTarget {
     }
     return { txn: txns };
   }
-  const atMs = /^\d{4}-\d{2}-\d{2}/.test(trimmed) ? Date.parse(trimmed) : Number.NaN;
+  const atMs = /^\d{4}-\d{2}-\d{2}/.test(trimmed) ? parseTimeMs(trimmed) : Number.NaN;
   if (Number.isNaN(atMs)) {
     throw usage(
       `--to ${JSON.stringify(text)} is neither a txn (42, trades=42) nor an ISO-8601 time (2024-05-01T12:00:00Z)`,

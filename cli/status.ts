@@ -1,4 +1,11 @@
-import { type Clock, InvalidConfigError, isWalshipError, systemClock } from '../core/index.js';
+import {
+  type Clock,
+  InvalidConfigError,
+  isoTime,
+  isWalshipError,
+  parseTimeMs,
+  systemClock,
+} from '../core/index.js';
 import {
   CLUSTER_KEY,
   type ListedNodeRegistration,
@@ -616,7 +623,7 @@ async function readClusterId(store: ObjectStore): Promise<string | null> {
 /** A view with what the node's registration says; an unreachable node also gets its id and the registration's age. */
 function withRegistration(view: NodeView, listed: ListedNodeRegistration, nowMs: number): NodeView {
   const { record } = listed;
-  const atMs = Date.parse(record.at);
+  const atMs = parseTimeMs(record.at);
   const ageMs = Number.isFinite(atMs) ? Math.max(0, nowMs - atMs) : null;
   const registration = { role: record.role, epoch: record.epoch, at: record.at, ageMs };
   if (view.reachable) return { ...view, registration };
@@ -688,7 +695,7 @@ function print(
   }
   const lines: string[] = [];
   if (watching !== undefined) {
-    const at = new Date(watching.atMs).toISOString().replace('T', ' ').slice(0, 19);
+    const at = isoTime(watching.atMs).replace('T', ' ').slice(0, 19);
     lines.push(`walship status · every ${formatMs(watching.intervalMs)} · ${at} UTC · Ctrl-C to stop`, '');
   }
   const { cluster } = snapshot;

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { isWalshipError } from '../core/index.js';
+import { isWalshipError, systemClock } from '../core/index.js';
 import { listNodeRegistrations } from '../layout/index.js';
 import {
   type AuditFinding,
@@ -287,7 +287,7 @@ async function verifyNodesCommand(
  * shared watermark: a cluster that keeps writing is "not comparable".
  */
 export async function compareNodes(urls: string[], tables: string[], waitMs: number): Promise<NodesReport> {
-  const deadline = performance.now() + waitMs;
+  const deadline = systemClock.monotonicMs() + waitMs;
   const first = await Promise.all(urls.map((url) => statusOf(url)));
   const unreachable = urls.filter((_, i) => first[i] === null);
   if (unreachable.length > 0) return { ok: false, unreachable, tables: [] };
@@ -324,7 +324,7 @@ async function compareTable(
       if (urls.every((url) => after[url] === before[url]))
         return judge(table, values[0]!, before, digests, primaryUrl);
     }
-    if (performance.now() >= deadline) {
+    if (systemClock.monotonicMs() >= deadline) {
       const shown = urls.map((url) => `${url}: ${before[url]}`).join(', ');
       return {
         table,

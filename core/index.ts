@@ -1,5 +1,5 @@
 export { type AdminAction, createAdminHttpHandler } from './admin-http.js';
-export { type Clock, systemClock } from './clock.js';
+export { type Clock, isoTime, parseTimeMs, systemClock, type Timer, WALL_MS_MAX } from './clock.js';
 export {
   ERROR_CODES,
   ERROR_KINDS,

@@ -7,7 +7,6 @@ export { LeaseKeeper, LeaseWatcher } from './lease.js';
 export { type PromoteOptions, type Promotion, promote } from './promote.js';
 export {
   initSequencedCluster,
-  readSequencerRecord,
   SEQUENCER_EPOCH_HOLDER,
   sequencedCluster,
 } from './sequenced-cluster.js';

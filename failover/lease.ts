@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { type Clock, isWalshipError, type Random } from '../core/index.js';
+import { type Clock, isoTime, isWalshipError, type Random, type Timer } from '../core/index.js';
 import { encodeLease, LEASE_KEY, type LeaseRecord, parseLease } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 
@@ -22,7 +22,7 @@ export class LeaseKeeper {
   readonly #options: LeaseKeeperOptions;
   #etag: string | undefined;
   #renewal = 0;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #stopped = false;
   #handingOver = false;
   #running: Promise<void> = Promise.resolve();
@@ -45,7 +45,7 @@ export class LeaseKeeper {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     await this.#running;
   }
 
@@ -60,8 +60,11 @@ export class LeaseKeeper {
       })
       .then(() => {
         if (this.#stopped) return;
-        this.#timer = setTimeout(() => this.#tick(), this.#options.timeoutMs / RENEWALS_PER_TIMEOUT);
-        this.#timer.unref();
+        this.#timer = this.#options.clock.setTimer(
+          this.#options.timeoutMs / RENEWALS_PER_TIMEOUT,
+          () => this.#tick(),
+          { unref: true },
+        );
       });
   }
 
@@ -71,7 +74,7 @@ export class LeaseKeeper {
       epoch,
       nodeId,
       renewal: ++this.#renewal,
-      at: new Date(this.#options.clock.wallMs()).toISOString(),
+      at: isoTime(this.#options.clock.wallMs()),
     };
     if (this.#etag === undefined) {
       const current = await store.get(LEASE_KEY);
@@ -159,7 +162,7 @@ export class LeaseWatcher {
   #etag: string | undefined;
   #leaseEpoch: bigint | undefined;
   #changedAtMs: number;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #stopped = false;
   #running: Promise<void> = Promise.resolve();
 
@@ -175,17 +178,20 @@ export class LeaseWatcher {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     await this.#running;
   }
 
   #schedule(): void {
     if (this.#stopped) return;
     const intervalMs = Math.min(this.#options.pollIntervalMs, this.#options.timeoutMs / RENEWALS_PER_TIMEOUT);
-    this.#timer = setTimeout(() => {
-      this.#running = this.#look().finally(() => this.#schedule());
-    }, intervalMs);
-    this.#timer.unref();
+    this.#timer = this.#options.clock.setTimer(
+      intervalMs,
+      () => {
+        this.#running = this.#look().finally(() => this.#schedule());
+      },
+      { unref: true },
+    );
   }
 
   async #look(): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type Clock, WalshipError } from '../core/index.js';
+import { assert, type Clock, isoTime, WalshipError } from '../core/index.js';
 import {
   closeRegistration,
   type EpochRecord,
@@ -94,6 +94,7 @@ export async function promote(options: PromoteOptions): Promise<Promotion> {
     const registered = await closeRegistration(options.store, epoch); // P3
     const keys = new Set([...registered, ...follower.tableWatermarks().map((t) => t.key)]);
     const fenced = await fenceAll(tables, [...keys].sort(), epoch, options); // P4
+    assert(fenced.length === keys.size, `fenced ${fenced.length} of ${keys.size} tables`);
     tables.transaction(() => {
       tables.setMeta('cluster.id', clusterId);
       tables.setMeta('epoch', epoch.toString());
@@ -156,13 +157,19 @@ async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Prom
   }
   refuseIfReplaced(newest, options.onlyAfterEpoch);
   const epoch = newest.epoch + 1n;
+  // The claim is the next epoch after the newest read, and after the one this promotion was to follow.
+  assert(epoch > newest.epoch && epoch >= 1n, `epoch ${epoch} is not above the newest one ${newest.epoch}`);
+  assert(
+    options.onlyAfterEpoch === undefined || epoch === options.onlyAfterEpoch + 1n,
+    `epoch ${epoch} does not follow epoch ${options.onlyAfterEpoch} (the one to replace)`,
+  );
   const claimId = randomUUID();
   const record: EpochRecord = {
     epoch,
     nodeId: options.nodeId,
     url: options.url,
     reason: options.reason,
-    at: new Date(options.clock.wallMs()).toISOString(),
+    at: isoTime(options.clock.wallMs()),
     claimId,
   };
   tables.setMeta('claim.id', claimId);
@@ -293,6 +300,12 @@ async function fenceOnce(
   const writeId = `${options.nodeId}.${epoch}.${fenceTxn}`;
   const put = await options.store.put(objectKey, segment, { condition: { type: 'absent' }, writeId });
   if (put.status === 'written' || (await isOurs(options.store, objectKey, options.nodeId, epoch))) {
+    // The fence sits right above the table's last txn: nothing applied to this table across the
+    // awaits above (no catch-up runs during one attempt, one attempt per table at a time).
+    assert(
+      tables.lastTxn(name) + 1n === fenceTxn,
+      `fence txn ${fenceTxn} of table ${key} does not follow its last txn ${tables.lastTxn(name)}`,
+    );
     tables.transaction(() => {
       tables.applyTxn(name, record);
       tables.setUploadedTxn(name, fenceTxn);

@@ -3,14 +3,14 @@
  * (`cluster.json`, an epoch record that fences single primaries, `initialize`, `sequencer.json`),
  * and every sequenced node checks that the sequencer it was given is that cluster's.
  */
-import { type Clock, WalshipError } from '../core/index.js';
+import { type Clock, isoTime, WalshipError } from '../core/index.js';
 import {
-  decodeSequencerRecord,
   encodeEpoch,
   encodeSequencerRecord,
   epochKey,
   newestEpoch,
   readCluster,
+  readSequencerRecord,
   SEQUENCER_RECORD_KEY,
   type SequencerRecord,
   TABLES_PREFIX,
@@ -21,13 +21,6 @@ import type { SequencerStore } from '../sequencer/index.js';
 
 /** The node id the sequencer's epoch record names: no node may use it (node ids are checked on start). */
 export const SEQUENCER_EPOCH_HOLDER = 'sequencer';
-
-/** The store's `sequencer.json`, or null when this cluster has no sequencer. */
-export async function readSequencerRecord(store: ObjectStore): Promise<SequencerRecord | null> {
-  const object = await store.get(SEQUENCER_RECORD_KEY);
-  if (object === null || object.status !== 'ok') return null;
-  return decodeSequencerRecord(object.body);
-}
 
 /**
  * The cluster's sequencer record, checked against the sequencer this node was given: a writer
@@ -86,7 +79,7 @@ export async function initSequencedCluster(options: {
     );
   }
   const { clusterId } = cluster ?? (await createCluster(store, SEQUENCER_EPOCH_HOLDER, clock));
-  const at = new Date(clock.wallMs()).toISOString();
+  const at = isoTime(clock.wallMs());
   if (newest === null) {
     // Fences single primaries: claimPrimary refuses a root whose newest epoch another node holds.
     const epoch = await store.put(

@@ -1,7 +1,14 @@
 import type { KeyObject } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { InvalidArgumentError, isWalshipError, type TlsCredentials } from '../core/index.js';
+import {
+  type Clock,
+  InvalidArgumentError,
+  isWalshipError,
+  systemClock,
+  type Timer,
+  type TlsCredentials,
+} from '../core/index.js';
 import type { IlpCommit } from './ilp-commit.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
 import { parseCompleteIlpLines } from './line-parser.js';
@@ -45,6 +52,8 @@ export interface IlpTcpServerOptions {
   maxConnections?: number;
   /** Connection-level events (never data, keys or signatures). Default: nothing. */
   log?: (message: string) => void;
+  /** Times the authentication deadline. Default systemClock. */
+  clock?: Clock;
 }
 
 export interface IlpTcpServer {
@@ -118,6 +127,7 @@ interface TcpConfig {
   maxBatchBytes: number;
   authTimeoutMs: number;
   log: (message: string) => void;
+  clock: Clock;
 }
 
 function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
@@ -141,6 +151,7 @@ function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
     maxBatchBytes,
     authTimeoutMs: options.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
     log: options.log ?? (() => {}),
+    clock: options.clock ?? systemClock,
   };
 }
 
@@ -157,7 +168,7 @@ class IlpTcpConnection {
   private pumpAgain = false;
   private key: KeyObject | null = null;
   private challenge: Buffer | null = null;
-  private authTimer: NodeJS.Timeout | null = null;
+  private authTimer: Timer | null = null;
   private readonly peer: string;
 
   constructor(
@@ -167,8 +178,11 @@ class IlpTcpConnection {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.state = config.keys === null ? 'lines' : 'key-id';
     if (this.state === 'key-id') {
-      this.authTimer = setTimeout(() => this.close('authentication timed out'), config.authTimeoutMs);
-      this.authTimer.unref();
+      this.authTimer = config.clock.setTimer(
+        config.authTimeoutMs,
+        () => this.close('authentication timed out'),
+        { unref: true },
+      );
     }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => this.destroy());
@@ -179,7 +193,7 @@ class IlpTcpConnection {
   destroy(): Promise<void> {
     if (this.state !== 'closed') {
       this.state = 'closed';
-      if (this.authTimer !== null) clearTimeout(this.authTimer);
+      this.authTimer?.cancel();
       this.pending = Buffer.alloc(0);
       this.socket.destroy();
     }
@@ -261,7 +275,7 @@ class IlpTcpConnection {
     this.state = 'lines';
     this.key = null;
     this.challenge = null;
-    if (this.authTimer !== null) clearTimeout(this.authTimer);
+    this.authTimer?.cancel();
   }
 
   /**

@@ -69,6 +69,7 @@ export {
 export {
   decodeSequencerRecord,
   encodeSequencerRecord,
+  readSequencerRecord,
   SEQUENCER_RECORD_BYTES_MAX,
   SEQUENCER_RECORD_TABLES_MAX,
   SEQUENCER_RECORD_VERSION,

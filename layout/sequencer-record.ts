@@ -15,7 +15,8 @@
  * - `crc32`: CRC-32 (wal `checksum`) of the JSON array `[version, clusterId, epoch, [[key, txn], …]
  *   sorted by key, at]`, so a torn or corrupted read is refused instead of adopted.
  */
-import { InvalidArgumentError, WalshipError } from '../core/index.js';
+import { InvalidArgumentError, isoTime, parseTimeMs, WalshipError } from '../core/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
 import { decodeTableKey } from '../table/index.js';
 import { checksum } from '../wal/index.js';
 import { SEQUENCER_RECORD_KEY } from './keys.js';
@@ -144,8 +145,8 @@ function recordProblem(record: SequencerRecord): string | undefined {
 }
 
 function isIsoTime(at: string): boolean {
-  const ms = Date.parse(at);
-  return Number.isFinite(ms) && new Date(ms).toISOString() === at;
+  const ms = parseTimeMs(at);
+  return Number.isFinite(ms) && isoTime(ms) === at;
 }
 
 function sortedTables(startAfter: Map<string, bigint>): [string, bigint][] {
@@ -162,4 +163,11 @@ function crcOf(record: SequencerRecord): number {
     record.at,
   ]);
   return checksum(new TextEncoder().encode(canonical));
+}
+
+/** The store's `sequencer.json`, or null when this cluster has no sequencer. */
+export async function readSequencerRecord(store: ObjectStore): Promise<SequencerRecord | null> {
+  const object = await store.get(SEQUENCER_RECORD_KEY);
+  if (object === null || object.status !== 'ok') return null;
+  return decodeSequencerRecord(object.body);
 }

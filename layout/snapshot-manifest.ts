@@ -1,4 +1,4 @@
-import { assert, isWalshipError, WalshipError } from '../core/index.js';
+import { assert, isWalshipError, parseTimeMs, WalshipError } from '../core/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
 import { type SnapshotTable, tableKey } from '../table/index.js';
 import {
@@ -220,7 +220,7 @@ function checkManifest(key: string, value: unknown): SnapshotManifest {
   if (typeof nodeId !== 'string' || `${id.slice(0, 21)}${nodeId}` !== id) {
     throw bad(`its nodeId ${JSON.stringify(nodeId)} is not the node of id ${id}`);
   }
-  if (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt))) {
+  if (typeof createdAt !== 'string' || Number.isNaN(parseTimeMs(createdAt))) {
     throw bad(`its createdAt ${JSON.stringify(createdAt)} is not a date`);
   }
   return {

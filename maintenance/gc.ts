@@ -1,5 +1,4 @@
 import { assert, type Clock, InvalidArgumentError } from '../core/index.js';
-import { readSequencerRecord } from '../failover/index.js';
 import {
   CLUSTER_KEY,
   discoverTableKeys,
@@ -7,6 +6,7 @@ import {
   listNodeRegistrations,
   listSnapshots,
   parseClusterRecord,
+  readSequencerRecord,
   SEGMENT_CHAIN,
   SNAPSHOTS_PREFIX,
   type SnapshotManifest,

@@ -6,6 +6,7 @@ import {
   type Clock,
   InvalidArgumentError,
   isWalshipError,
+  parseTimeMs,
   systemClock,
   WalshipError,
 } from '../core/index.js';
@@ -273,7 +274,7 @@ async function pickSnapshot(
   for (const manifest of manifests) {
     if (manifest.clusterId !== clusterId) continue;
     if (options.to.atMs !== undefined) {
-      if (Date.parse(manifest.createdAt) <= options.to.atMs) return manifest;
+      if (parseTimeMs(manifest.createdAt) <= options.to.atMs) return manifest;
       continue;
     }
     const fits = keys.every((key) => {

@@ -5,7 +5,7 @@
  * in tests/status-page.test.ts.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Clock } from '../core/index.js';
+import { type Clock, systemClock } from '../core/index.js';
 import {
   ACTIVITY_EVENTS_MAX,
   ACTIVITY_SAMPLES_MAX,
@@ -20,6 +20,8 @@ function fakeClock(startMs = 1_700_000_000_000): Clock & { advance(ms: number): 
     wallMs: () => nowMs,
     monotonicMs: () => nowMs - startMs,
     sleep: () => Promise.reject(new Error('the fake clock does not sleep')),
+    // Real timers, which the timer test fakes with vi.useFakeTimers.
+    setTimer: (ms, callback, options) => systemClock.setTimer(ms, callback, options),
     advance(ms) {
       nowMs += ms;
     },

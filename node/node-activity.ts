@@ -5,7 +5,7 @@
  *
  * Both histories are rings: memory is bounded whatever the node does (STYLE rule 7).
  */
-import { assert, type Clock } from '../core/index.js';
+import { assert, type Clock, type Timer } from '../core/index.js';
 
 /** How far back samples are kept: the status page's chart window. */
 export const ACTIVITY_HISTORY_MS = 10 * 60_000;
@@ -120,7 +120,7 @@ export class NodeActivity {
   readonly #events = new Ring<ActivityEvent>(ACTIVITY_EVENTS_MAX);
   /** Suspended replica tables at the last sample: name → what `suspended` said. */
   #suspended = new Map<string, string>();
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #stopped = false;
 
   constructor(options: NodeActivityOptions) {
@@ -144,15 +144,27 @@ export class NodeActivity {
   /** Sample every interval until stop(); the first sample comes one interval after the start. */
   start(): void {
     if (this.#timer !== undefined || this.#stopped) return;
-    this.#timer = setInterval(() => this.sample(), this.#options.sampleIntervalMs);
-    this.#timer.unref();
+    this.#arm();
   }
 
   /** No more samples (events can still be recorded). Idempotent. */
   stop(): void {
     this.#stopped = true;
-    clearInterval(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
+  }
+
+  /** An interval as a timer re-armed each time it fires (before sampling, so a failing sample does not end it). */
+  #arm(): void {
+    this.#timer = this.#options.clock.setTimer(
+      this.#options.sampleIntervalMs,
+      () => {
+        if (this.#stopped) return;
+        this.#arm();
+        this.sample();
+      },
+      { unref: true },
+    );
   }
 
   /** Take one sample now; undefined when the status could not be read (a role closing). */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { assert, type Clock } from '../core/index.js';
+import { assert, type Clock, isoTime, type Timer } from '../core/index.js';
 import {
   encodeNodeRegistration,
   NODE_REGISTRATION_VERSION,
@@ -43,7 +43,7 @@ export interface NodeRegistrationOptions {
 export class NodeRegistration {
   readonly #options: NodeRegistrationOptions;
   readonly #startedAt: string;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #chain: Promise<void> = Promise.resolve();
   #queued = false;
   #stopped = false;
@@ -53,7 +53,7 @@ export class NodeRegistration {
   constructor(options: NodeRegistrationOptions) {
     assert(options.intervalMs > 0, 'a node registration needs an interval > 0 (0 means: do not create one)');
     this.#options = options;
-    this.#startedAt = new Date(options.clock.wallMs()).toISOString();
+    this.#startedAt = isoTime(options.clock.wallMs());
   }
 
   /** Records written so far. */
@@ -94,7 +94,7 @@ export class NodeRegistration {
    */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#timer = undefined;
     const waited = new AbortController();
     const ended = await Promise.race([
@@ -115,11 +115,14 @@ export class NodeRegistration {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.writeNow();
-      this.#schedule();
-    }, this.#options.intervalMs);
-    this.#timer.unref();
+    this.#timer = this.#options.clock.setTimer(
+      this.#options.intervalMs,
+      () => {
+        this.writeNow();
+        this.#schedule();
+      },
+      { unref: true },
+    );
   }
 
   async #write(): Promise<void> {
@@ -133,7 +136,7 @@ export class NodeRegistration {
       return;
     }
     if (facts === null) return;
-    const record = this.#record(facts, new Date(clock.wallMs()).toISOString());
+    const record = this.#record(facts, isoTime(clock.wallMs()));
     try {
       await store.put(nodeRegistrationKey(record.nodeId), encodeNodeRegistration(record));
       this.#writes++;

@@ -9,6 +9,7 @@ import {
   type Clock,
   createStatusPageHandler,
   type HttpHandler,
+  isoTime,
   isWalshipError,
   nodeUrl,
   type Random,
@@ -16,16 +17,10 @@ import {
   sendJson,
   startHttpServer,
   statusPathHider,
+  type Timer,
   WalshipError,
 } from '../core/index.js';
-import {
-  LeaseKeeper,
-  LeaseWatcher,
-  type Promotion,
-  promote,
-  readSequencerRecord,
-  sequencedCluster,
-} from '../failover/index.js';
+import { LeaseKeeper, LeaseWatcher, type Promotion, promote, sequencedCluster } from '../failover/index.js';
 import { createIlpHttpHandler } from '../ilp/index.js';
 import {
   type EpochRecord,
@@ -34,6 +29,7 @@ import {
   newestEpoch,
   newestSnapshot,
   readCluster,
+  readSequencerRecord,
 } from '../layout/index.js';
 import { type ObjectStore, runConformanceProbe, withMetrics } from '../objectstore/index.js';
 import {
@@ -200,7 +196,7 @@ export class WalshipNode {
    * stops) or HANDOVER_LEASE_MS pass: otherwise a candidate could promote itself by timeout while
    * the switchover's target is still catching up.
    */
-  #handover: { keeper: LeaseKeeper; timer: NodeJS.Timeout } | undefined;
+  #handover: { keeper: LeaseKeeper; timer: Timer } | undefined;
   /**
    * The conformance probe, run in the background once this process is a replica, so a promotion
    * does not wait for it inside the write pause; true when the store can fence.
@@ -984,7 +980,7 @@ export class WalshipNode {
         chainStartTxn: event.chainStartTxn.toString(),
         snapshot: snapshot.id,
         movedTo,
-        at: new Date(this.#deps.clock.wallMs()).toISOString(),
+        at: isoTime(this.#deps.clock.wallMs()),
       };
       this.#log().warn({ table: event.table, snapshot: snapshot.id, movedTo }, message);
       this.#record('role', `${message}; database moved to ${movedTo}`);
@@ -1237,8 +1233,9 @@ export class WalshipNode {
     this.#lease = undefined;
     if (options.handOverLease === true && lease instanceof LeaseKeeper) {
       lease.handOver();
-      const timer = setTimeout(() => void this.#endHandover(), HANDOVER_LEASE_MS);
-      timer.unref();
+      const timer = this.#deps.clock.setTimer(HANDOVER_LEASE_MS, () => void this.#endHandover(), {
+        unref: true,
+      });
       this.#handover = { keeper: lease, timer };
     } else void lease?.stop();
     this.#role = 'switching';
@@ -1250,7 +1247,7 @@ export class WalshipNode {
     const handover = this.#handover;
     this.#handover = undefined;
     if (handover === undefined) return;
-    clearTimeout(handover.timer);
+    handover.timer.cancel();
     await handover.keeper.stop();
   }
 
@@ -1355,7 +1352,7 @@ function waitingFor(epoch: bigint, nodeId: string | undefined, pendingTxns: numb
     for:
       `the cluster to choose its primary: this data dir holds ${pendingTxns} txns of the primary of epoch ${epoch} ` +
       `(node ${nodeId ?? 'unknown'}, the newest epoch) that never reached the object store`,
-    since: new Date(clock.wallMs()).toISOString(),
+    since: isoTime(clock.wallMs()),
     sinceMonotonicMs: clock.monotonicMs(),
     hint:
       'start this node as primary (walship primary on this node.data.dir) to upload them, or promote another node ' +

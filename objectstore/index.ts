@@ -44,3 +44,4 @@ export {
   withRetries,
 } from './retries.js';
 export { S3Store, type S3StoreOptions } from './s3.js';
+export { Semaphore } from './semaphore.js';

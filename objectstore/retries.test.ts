@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Clock, StoreUnavailableError, seededRandom } from '../core/index.js';
+import { type Clock, StoreUnavailableError, seededRandom, systemClock } from '../core/index.js';
 import { type FaultRule, withFaults } from './faults.js';
 import { FsStore } from './fs.js';
 import { MemoryStore } from './memory.js';
@@ -21,6 +21,8 @@ function fakeClock(): Clock & { slept: number[] } {
       slept.push(ms);
       nowMs += ms;
     },
+    // Retries arm no timers; a real one is enough should that change.
+    setTimer: (ms, callback, options) => systemClock.setTimer(ms, callback, options),
   };
 }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, WalshipError } from '../core/index.js';
+import { type Clock, isoTime, WalshipError } from '../core/index.js';
 import {
   CLUSTER_KEY,
   type ClusterRecord,
@@ -175,5 +175,5 @@ function refused(message: string): WalshipError {
 }
 
 function iso(clock: Clock): string {
-  return new Date(clock.wallMs()).toISOString();
+  return isoTime(clock.wallMs());
 }

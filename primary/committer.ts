@@ -1,4 +1,4 @@
-import { type Clock, WalshipError } from '../core/index.js';
+import { assert, type Clock, WalshipError } from '../core/index.js';
 import type { IlpLine, IlpLineSource } from '../ilp/index.js';
 import type { TableStore } from '../table/index.js';
 import { encodeTxnRecord, encodeTxnRecordInSlices } from '../wal/index.js';
@@ -179,6 +179,7 @@ export class Committer {
   #applyNow(encoded: EncodedTxn[]): CommitResult {
     const { tables } = this.#options;
     tables.transaction(() => {
+      this.#assertNextTxns(encoded);
       for (const { table, record, bytes } of encoded) {
         tables.applyTxn(table, record);
         tables.enqueuePending(table, record.txn, bytes);
@@ -196,6 +197,8 @@ export class Committer {
    */
   async #applyInSlices(encoded: EncodedTxn[]): Promise<CommitResult> {
     const { tables } = this.#options;
+    // The build and the encoding took turns of the event loop; the write lock kept other commits out.
+    this.#assertNextTxns(encoded);
     await this.#window.during(() =>
       tables.transactionInSlices(async () => {
         for (const { table, record } of encoded) {
@@ -209,6 +212,26 @@ export class Committer {
       }),
     );
     return this.#committed(encoded);
+  }
+
+  /**
+   * What a commit relies on before it applies: one txn per table, each the table's next (its last
+   * txn + 1; the txns were numbered before the slices' awaits, and the write lock kept every other
+   * commit out since), and none empty. A failure here is a bug (the lock, the builder), not bad input.
+   */
+  #assertNextTxns(encoded: EncodedTxn[]): void {
+    const { tables } = this.#options;
+    const seen = new Set<string>();
+    for (const { table, record } of encoded) {
+      assert(!seen.has(table), `one request built two txns for table ${JSON.stringify(table)}`);
+      seen.add(table);
+      const lastTxn = tables.lastTxn(table);
+      assert(
+        record.txn === lastTxn + 1n,
+        `txn ${record.txn} of table ${JSON.stringify(table)} does not follow its last txn ${lastTxn}`,
+      );
+      assert(record.rowCount > 0, `txn ${record.txn} of table ${JSON.stringify(table)} has no rows`);
+    }
   }
 
   /** Tells the uploader of the committed txns; the result for the client. */
@@ -238,6 +261,7 @@ export class Committer {
     let release!: () => void;
     this.#lockTail = new Promise<void>((resolve) => {
       release = () => {
+        assert(this.#lockUsers > 0, 'the write lock was released more often than it was taken');
         this.#lockUsers--;
         resolve();
       };

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { type FileHandle, link, mkdir, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assert, isWalshipError, WalshipError } from '../core/index.js';
+import { assert, isoTime, isWalshipError, WALL_MS_MAX, WalshipError } from '../core/index.js';
 import { DEFAULT_ILP_LIMITS } from '../ilp/index.js';
 import { type TableStore, tableKey } from '../table/index.js';
 import {
@@ -251,10 +251,9 @@ function isWellFormed(text: string): boolean {
 /** µs since the epoch as ISO 8601 with six fractional digits, or as a number outside Date's range. */
 function isoMicros(micros: bigint): string {
   const millis = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
-  const date = new Date(Number(millis));
-  if (Number.isNaN(date.getTime())) return `${micros} µs since the epoch`;
+  if (millis > BigInt(WALL_MS_MAX) || millis < -BigInt(WALL_MS_MAX)) return `${micros} µs since the epoch`;
   const subMillis = String(micros - millis * 1000n).padStart(3, '0');
-  return `${date.toISOString().slice(0, -1)}${subMillis}Z`;
+  return `${isoTime(Number(millis)).slice(0, -1)}${subMillis}Z`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,14 @@ export {
 } from './divergence.js';
 export { pendingSourceOf } from './pending-source.js';
 export { type PrimaryDeps, PrimaryNode, type PrimarySettings } from './primary-node.js';
+export {
+  overdueAtMs,
+  type SealPolicy,
+  type SealReason,
+  sealDueAtMs,
+  sealReason,
+  type Unsealed,
+} from './seal-policy.js';
 export { type ChainVerdict, type OwnSegment, segmentInChain } from './segment-in-chain.js';
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
 export type { PendingSource } from './uploader.js';

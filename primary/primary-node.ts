@@ -232,6 +232,7 @@ export class PrimaryNode {
         workers: settings.queryWorkers,
         queryTimeoutMs: settings.queryTimeoutMs,
         ...settings.queryLimits,
+        clock: deps.clock,
       });
       cleanup.push(() => queries.close());
       const accepting = () => gate.accepting;
@@ -288,6 +289,7 @@ export class PrimaryNode {
               commit: (lines) => commit(lines),
               acceptingWrites: accepting,
               log: (message) => epochLog.warn({ surface: 'ilp-tcp' }, message),
+              clock: deps.clock,
               ...(settings.tcp.authKeys === undefined ? {} : { auth: { keys: settings.tcp.authKeys } }),
               ...(settings.tcp.tls === undefined ? {} : { tls: settings.tcp.tls }),
               ...(settings.tcp.maxConnections === undefined

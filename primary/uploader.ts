@@ -1,5 +1,13 @@
 import type { Logger } from 'pino';
-import { type Clock, isWalshipError, type Random, WalshipError } from '../core/index.js';
+import {
+  assert,
+  type Clock,
+  isoTime,
+  isWalshipError,
+  type Random,
+  type Timer,
+  WalshipError,
+} from '../core/index.js';
 import {
   encodeHead,
   epochKey,
@@ -10,6 +18,7 @@ import {
 } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { type Codec, decodeSegment, encodeTxnRecord, sealSegment } from '../wal/index.js';
+import { overdueAtMs, sealDueAtMs, sealReason, type Unsealed } from './seal-policy.js';
 import { segmentInChain } from './segment-in-chain.js';
 
 /** What the uploader needs from the node's database (implemented by TableStore). */
@@ -101,7 +110,7 @@ const FAILURE_BACKOFF_MS = { base: 250, max: 10_000 };
 export class Uploader {
   readonly #options: UploaderOptions;
   readonly #tables = new Map<string, TableState>();
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #running = 0;
   #stopped = false;
   #fenced = false;
@@ -132,7 +141,7 @@ export class Uploader {
     for (const { table, bytes, count } of this.#options.source.pendingSummary()) {
       const state = this.#state(table);
       state.pendingBytes = bytes;
-      const dueAtMs = this.#options.clock.monotonicMs() - this.#options.windowMs;
+      const dueAtMs = overdueAtMs(this.#options, this.#options.clock.monotonicMs());
       state.pendingCommitsAtMs = Array.from({ length: count }, () => dueAtMs);
     }
     this.#pump();
@@ -142,8 +151,11 @@ export class Uploader {
   committed(table: string, bytes: number): void {
     const state = this.#state(table);
     state.pendingBytes += bytes;
-    state.pendingCommitsAtMs.push(this.#options.clock.monotonicMs());
-    if (state.pendingBytes >= this.#options.rolloverSizeBytes) this.#pump();
+    const nowMs = this.#options.clock.monotonicMs();
+    state.pendingCommitsAtMs.push(nowMs);
+    // A commit starts an upload itself only on size: the window has the timer, and a durable
+    // waiter pumps as it starts waiting.
+    if (sealReason(this.#options, unsealedOf(state), nowMs) === 'size') this.#pump();
     else this.#schedule();
   }
 
@@ -157,15 +169,15 @@ export class Uploader {
       const waiter = {
         txn,
         resolve: () => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve();
         },
         reject: (error: Error) => {
-          clearTimeout(timer);
+          timer.cancel();
           reject(error);
         },
       };
-      const timer = setTimeout(() => {
+      const timer = this.#options.clock.setTimer(timeoutMs, () => {
         state.waiters = state.waiters.filter((w) => w !== waiter);
         const cause = state.lastError ?? 'the upload is still in progress';
         const committed = `committed locally as ${table} txn ${txn} but not in the object store after ${timeoutMs} ms`;
@@ -177,7 +189,7 @@ export class Uploader {
             details: { clientMessage: `${committed}; ${next}` },
           }),
         );
-      }, timeoutMs);
+      });
       state.waiters.push(waiter);
       this.#pump();
     });
@@ -259,7 +271,7 @@ export class Uploader {
   /** Start no more uploads, fail waiters, and wait (bounded) for uploads in flight to settle. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     // A waiter whose upload is in flight learns that upload's outcome (#settleAfterUpload); the
     // others can never be satisfied now.
     this.#rejectIdleWaiters(() => closedError());
@@ -294,10 +306,9 @@ export class Uploader {
 
   #isDue(state: TableState, nowMs: number): boolean {
     if (state.uploading || state.pendingBytes === 0 || nowMs < state.retryAtMs) return false;
-    if (this.#flushing > 0 || state.waiters.length > 0) return true;
-    if (state.pendingBytes >= this.#options.rolloverSizeBytes) return true;
-    const oldestAtMs = state.pendingCommitsAtMs[0];
-    return oldestAtMs !== undefined && nowMs - oldestAtMs >= this.#options.windowMs;
+    // flush() uploads whatever is pending, whatever the seal rule says.
+    if (this.#flushing > 0) return true;
+    return sealReason(this.#options, unsealedOf(state), nowMs) !== null;
   }
 
   /** Start uploads for due tables, up to the cap; then arm the timer for the next one. */
@@ -309,6 +320,7 @@ export class Uploader {
       if (!this.#isDue(state, nowMs)) continue;
       state.uploading = true;
       this.#running++;
+      assert(this.#running <= this.#options.maxConcurrentTables, `${this.#running} uploads in flight`);
       void this.#uploadOne(table, state).finally(() => {
         state.uploading = false;
         this.#running--;
@@ -326,19 +338,19 @@ export class Uploader {
     for (const s of this.#tables.values()) {
       const oldestAtMs = s.pendingCommitsAtMs[0];
       if (s.pendingBytes === 0 || s.uploading || oldestAtMs === undefined) continue;
-      nextMs = Math.min(nextMs, Math.max(oldestAtMs + this.#options.windowMs, s.retryAtMs));
+      nextMs = Math.min(nextMs, Math.max(sealDueAtMs(this.#options, oldestAtMs), s.retryAtMs));
     }
     if (this.#headDirty) nextMs = Math.min(nextMs, this.#headWrittenAtMs + this.#options.headIntervalMs);
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     if (nextMs === Number.POSITIVE_INFINITY) return;
-    this.#timer = setTimeout(
+    this.#timer = this.#options.clock.setTimer(
+      Math.max(0, nextMs - nowMs),
       () => {
         void this.#writeHead(false);
         this.#pump();
       },
-      Math.max(0, nextMs - nowMs),
+      { unref: true },
     );
-    this.#timer.unref();
   }
 
   async #uploadOne(table: string, state: TableState): Promise<void> {
@@ -351,6 +363,13 @@ export class Uploader {
     }
     const txnFirst = records[0]!.txn;
     const txnLast = records.at(-1)!.txn;
+    // A segment's slot is named by its first txn: one starting anywhere but right after the
+    // watermark would leave a gap (or an overlap) in the chain replicas follow.
+    const uploaded = source.uploadedTxn(table);
+    assert(
+      txnFirst === uploaded + 1n,
+      `${table}: pending txns start at ${txnFirst}, uploaded through ${uploaded}`,
+    );
     const epoch = this.#options.epoch();
     const startedMs = clock.monotonicMs();
     let bytes = 0;
@@ -409,6 +428,8 @@ export class Uploader {
       report(result.status === 'written' ? 'ok' : 'ours');
     } catch (error) {
       report('error');
+      // A broken invariant is a bug, not an outage: a retry cannot mend it, so it crashes the node.
+      if (isWalshipError(error, 'ASSERTION_FAILED')) throw error;
       this.#failed(table, state, error);
     }
   }
@@ -595,6 +616,13 @@ export class Uploader {
     records: { txn: bigint; bytes: Uint8Array }[],
     nowMs: number,
   ): void {
+    // Only this table's one upload in flight moves its watermark: still where the upload began,
+    // and it only moves forward.
+    const watermark = this.#options.source.uploadedTxn(table);
+    assert(
+      records[0]?.txn === watermark + 1n && txnLast > watermark,
+      `${table}: upload of txns ${records[0]?.txn}..${txnLast} does not continue the uploaded watermark ${watermark}`,
+    );
     this.#options.source.markUploaded(table, txnLast);
     const sent = records.filter((r) => r.txn <= txnLast);
     state.pendingBytes = Math.max(
@@ -652,7 +680,7 @@ export class Uploader {
       epoch: this.#options.epoch(),
       nodeId: this.#options.nodeId,
       tables,
-      at: new Date(this.#options.clock.wallMs()).toISOString(),
+      at: isoTime(this.#options.clock.wallMs()),
     });
     try {
       await this.#options.store.put(HEAD_KEY, head);
@@ -664,6 +692,16 @@ export class Uploader {
       );
     }
   }
+}
+
+/** What the seal rule looks at for one table. */
+function unsealedOf(state: TableState): Unsealed {
+  return {
+    bytes: state.pendingBytes,
+    oldestAtMs: state.pendingCommitsAtMs[0],
+    // A waiter's txn is not uploaded yet, so it is in the records the next upload seals.
+    writerWaiting: state.waiters.length > 0,
+  };
 }
 
 function closedError(): WalshipError {

@@ -21,7 +21,7 @@ import {
   TXN_MAX,
 } from './consistency.js';
 
-/** A clock that only moves when told; its sleeps are observable and cancellable. */
+/** A clock that only moves when told; its sleeps and timers are observable and cancellable. */
 function manualClock(): Clock & { advance(ms: number): Promise<void>; readonly pendingSleeps: number } {
   let nowMs = 0;
   const sleeps = new Set<{ dueMs: number; resolve: () => void }>();
@@ -45,6 +45,11 @@ function manualClock(): Clock & { advance(ms: number): Promise<void>; readonly p
           { once: true },
         );
       });
+    },
+    setTimer(durationMs, callback) {
+      const entry = { dueMs: nowMs + durationMs, resolve: callback };
+      sleeps.add(entry);
+      return { cancel: () => sleeps.delete(entry) };
     },
     async advance(ms) {
       nowMs += ms;

@@ -11,7 +11,7 @@ import {
   segmentsAfter,
   txnFirstOfSegmentKey,
 } from '../layout/index.js';
-import type { ObjectStore } from '../objectstore/index.js';
+import { type ObjectStore, Semaphore } from '../objectstore/index.js';
 import { decodeTableKey, TABLE_PARTIAL_META_PREFIX, type TableStore, tableKey } from '../table/index.js';
 import type { DecodedSegment } from '../wal/index.js';
 import { recordEpochStart, TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
@@ -203,14 +203,15 @@ export class Follower {
   #emptyConfirmedAtMs: number | null = null;
   #storeFailures = 0;
   #lastStoreError: { message: string; atMs: number } | null = null;
-  #downloadsInFlight = 0;
-  #downloadSlots: (() => void)[] = [];
+  /** Segment downloads in flight, at most `downloadConcurrency`; the others wait their turn in order. */
+  readonly #downloads: Semaphore;
   #polls = 0;
   /** Listings that showed a gap (or overlap) the follower's confirmation then found not to be there. */
   #listingAnomaliesUnconfirmed = 0;
 
   constructor(options: FollowerOptions) {
     this.#options = options;
+    this.#downloads = new Semaphore(options.downloadConcurrency);
     this.#clusterId = options.clusterId;
     for (const schema of options.tables.schemas()) {
       if (this.#admits(schema.key)) this.#tables.set(schema.key, this.#load(schema.key, schema.name));
@@ -457,15 +458,14 @@ export class Follower {
     for (const resolve of this.#sweepWaiters.splice(0)) resolve();
   }
 
-  /** Sleeps `ms`, or less when probeNow/refresh/stop wakes the loop. */
   /** Sleeps `ms`; a wake-up (probeNow, refresh) cuts it short — except after a failed poll: the backoff holds. */
   async #sleep(ms: number, backingOff: boolean): Promise<void> {
     const wanted = [...this.#tables.values()].some((t) => t.wanted && t.suspended === null);
     if (this.#stopped || (!backingOff && (this.#sweepRequested || wanted))) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
+      const timer = this.#options.clock.setTimer(ms, done);
       function done() {
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       }
       this.#wake = backingOff ? () => this.#stopped && done() : done;
@@ -887,9 +887,8 @@ export class Follower {
   }
 
   /** GET and verify `key`; a verification failure is fetched once more before it counts. null = absent. */
-  async #fetch(t: FollowedTable, key: string, txnFirst: bigint): Promise<FetchedSegment | null> {
-    await this.#downloadSlot();
-    try {
+  #fetch(t: FollowedTable, key: string, txnFirst: bigint): Promise<FetchedSegment | null> {
+    return this.#downloads.run(async () => {
       for (let attempt = 1; ; attempt++) {
         const got = await this.#options.store.get(key);
         if (got === null) return null;
@@ -911,23 +910,7 @@ export class Follower {
           );
         }
       }
-    } finally {
-      this.#releaseDownloadSlot();
-    }
-  }
-
-  async #downloadSlot(): Promise<void> {
-    if (this.#downloadsInFlight < this.#options.downloadConcurrency) {
-      this.#downloadsInFlight++;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#downloadSlots.push(resolve));
-  }
-
-  #releaseDownloadSlot(): void {
-    const next = this.#downloadSlots.shift();
-    if (next !== undefined) next();
-    else this.#downloadsInFlight--;
+    });
   }
 
   /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import {
   type AdminAction,
+  assert,
   type Clock,
   createAdminHttpHandler,
   createHttpAuthenticator,
@@ -15,6 +16,7 @@ import {
   sendJson,
   startHttpServer,
   statusPathHider,
+  type Timer,
   WalshipError,
 } from '../core/index.js';
 import { createIlpHttpHandler, type IlpCommit } from '../ilp/index.js';
@@ -181,7 +183,7 @@ export class ReplicaNode {
   readonly #served: ServedTables;
   /** Admin changes of the served tables, one at a time. */
   #tablesChanging: Promise<unknown> = Promise.resolve();
-  #snapshotTimer: NodeJS.Timeout | undefined;
+  #snapshotTimer: Timer | undefined;
   #snapshotting: Promise<SnapshotManifest> | undefined;
   #lastSnapshot: { id: string; agoMs: () => number } | { error: string } | null = null;
   /**
@@ -231,7 +233,7 @@ export class ReplicaNode {
       const admits = (key: string) => served.filter.admitsKey(key);
       const waiters = new AppliedWaiters({ clock: deps.clock });
       const clusterId = tables.getMeta('cluster.id');
-      const onApplied = (key: string, txn: bigint) => waiters.notify(key, txn);
+      const onApplied = appliedNotifier(waiters);
       const follower =
         deps.follower?.(tables, onApplied, admits) ??
         new Follower({
@@ -258,6 +260,7 @@ export class ReplicaNode {
         workers: settings.queryWorkers,
         queryTimeoutMs: settings.queryTimeoutMs,
         ...settings.queryLimits,
+        clock: deps.clock,
       });
       cleanup.push(() => queries.close());
       let node: ReplicaNode | undefined;
@@ -561,21 +564,27 @@ export class ReplicaNode {
   #scheduleSnapshots(): void {
     const intervalMs = this.#settings.snapshotIntervalMs;
     if (intervalMs <= 0 || this.#closed) return;
-    this.#snapshotTimer = setTimeout(() => {
-      void this.snapshot()
-        .catch((error: unknown) =>
-          this.#deps.log.warn({ err: (error as Error).message }, 'scheduled snapshot failed; will try again'),
-        )
-        .finally(() => this.#scheduleSnapshots());
-    }, intervalMs);
-    this.#snapshotTimer.unref();
+    this.#snapshotTimer = this.#deps.clock.setTimer(
+      intervalMs,
+      () => {
+        void this.snapshot()
+          .catch((error: unknown) =>
+            this.#deps.log.warn(
+              { err: (error as Error).message },
+              'scheduled snapshot failed; will try again',
+            ),
+          )
+          .finally(() => this.#scheduleSnapshots());
+      },
+      { unref: true },
+    );
   }
 
   /** Stop following and serving; close all but the store (its opener's). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#snapshotTimer);
+    this.#snapshotTimer?.cancel();
     await this.#snapshotting?.catch(() => {});
     await this.#follower.stop();
     if (this.#deps.http === undefined) await this.#http.close();
@@ -802,6 +811,21 @@ async function bootstrapFromSnapshot(
     restored.close();
   }
   return manifest;
+}
+
+/**
+ * Passes each applied watermark on to the read waiters. The follower reports a table's watermark
+ * after every segment it applied (the segment's last txn, each segment following the one before),
+ * so per table it only goes up: readers waiting for a txn rely on that.
+ */
+function appliedNotifier(waiters: AppliedWaiters): (key: string, txn: bigint) => void {
+  const lastByKey = new Map<string, bigint>();
+  return (key, txn) => {
+    const last = lastByKey.get(key);
+    assert(last === undefined || txn > last, `table ${key}: applied txn ${txn} is not above ${last}`);
+    lastByKey.set(key, txn);
+    waiters.notify(key, txn);
+  };
 }
 
 /** Txns applied over `tables` (the sum of their watermarks). */

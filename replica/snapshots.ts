@@ -5,31 +5,29 @@ import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { assert, type Clock, InvalidArgumentError, isWalshipError, WalshipError } from '../core/index.js';
+import {
+  assert,
+  type Clock,
+  InvalidArgumentError,
+  isoTime,
+  isWalshipError,
+  WalshipError,
+} from '../core/index.js';
 // The manifest and its codec are the bucket's vocabulary: layout/snapshot-manifest.ts.
 import {
   encodeSnapshotManifest,
-  isSnapshotId,
   recheckManifest,
   SNAPSHOT_CLUSTER_ID_CHARS_MAX,
   SNAPSHOT_CODEC,
   SNAPSHOT_IMAGE_BYTES_MAX,
   SNAPSHOT_MANIFEST_FORMAT,
-  SNAPSHOTS_PREFIX,
   type SnapshotManifest,
   snapshotId,
-  snapshotIdOfManifestKey,
   snapshotImageKey,
   snapshotManifestKey,
 } from '../layout/index.js';
-import { listAll, type ObjectStore } from '../objectstore/index.js';
-import {
-  createSnapshotImage,
-  restoreSnapshotImage,
-  type SnapshotTable,
-  type TableStore,
-  tableKey,
-} from '../table/index.js';
+import type { ObjectStore } from '../objectstore/index.js';
+import { createSnapshotImage, restoreSnapshotImage, type TableStore } from '../table/index.js';
 
 /**
  * Snapshots in the object store (DESIGN §3, §8): publishing a node's table store as a compressed
@@ -106,7 +104,7 @@ export async function publishSnapshot(options: PublishSnapshotOptions): Promise<
       id,
       clusterId: options.clusterId,
       nodeId: options.nodeId,
-      createdAt: new Date(createdAtMs).toISOString(),
+      createdAt: isoTime(createdAtMs),
       tables: image.tables,
       image: {
         key: imageKey,

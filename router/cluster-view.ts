@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
-import { type Clock, systemClock } from '../core/index.js';
+import { type Clock, isoTime, systemClock, type Timer } from '../core/index.js';
 import { listNodeRegistrations, newestEpoch } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import type { QueryTables } from './sql-tables.js';
@@ -152,7 +152,7 @@ export class ClusterView {
   #registeredAtMs: number | undefined;
   #snapshot: ClusterSnapshot;
   #refreshing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #readTurn = 0;
   #writeTurn = 0;
   readonly #suspects = new Set<string>();
@@ -238,17 +238,18 @@ export class ClusterView {
 
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     await this.#refreshing;
     await this.#agent.close();
   }
 
   #schedule(): void {
     if (this.#closed) return;
-    this.#timer = setTimeout(() => {
-      void this.refresh().finally(() => this.#schedule());
-    }, this.#options.refreshIntervalMs);
-    this.#timer.unref();
+    this.#timer = this.#clock.setTimer(
+      this.#options.refreshIntervalMs,
+      () => void this.refresh().finally(() => this.#schedule()),
+      { unref: true },
+    );
   }
 
   async #refreshOnce(): Promise<void> {
@@ -343,7 +344,7 @@ export class ClusterView {
     }
     Object.assign(node, parseNodeStatus(node.url, body), {
       seenAtMs: this.#clock.monotonicMs(),
-      lastSeenAt: new Date(this.#clock.wallMs()).toISOString(),
+      lastSeenAt: isoTime(this.#clock.wallMs()),
       error: null,
     });
   }

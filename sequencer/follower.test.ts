@@ -652,6 +652,7 @@ function manualClock() {
     wallMs: () => Date.now(),
     monotonicMs: () => nowMs,
     sleep: (ms, signal) => systemClock.sleep(ms, signal),
+    setTimer: (ms, callback, options) => systemClock.setTimer(ms, callback, options),
   };
   return {
     clock,

@@ -23,6 +23,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
+  type Clock,
   createHttpAuthenticator,
   type HttpHandler,
   type HttpListenerOptions,
@@ -31,6 +32,7 @@ import {
   type RunningHttpServer,
   sendJson,
   startHttpServer,
+  systemClock,
 } from '../core/index.js';
 import {
   bigintFromWire,
@@ -72,6 +74,8 @@ export interface SequencerHttpOptions {
   log: Logger;
   /** Request body limit in bytes (default REQUEST_BODY_BYTES_MAX). */
   bodyMaxBytes?: number;
+  /** Times long polls and commit latency. Default systemClock. */
+  clock?: Clock;
 }
 
 export interface SequencerHttpService {
@@ -95,7 +99,8 @@ export function createSequencerHttpHandler(
   const metrics = createMetrics(store);
   const closing = new AbortController();
   const bodyMaxBytes = options.bodyMaxBytes ?? REQUEST_BODY_BYTES_MAX;
-  const context: RouteContext = { store, metrics, closing: closing.signal, bodyMaxBytes };
+  const clock = options.clock ?? systemClock;
+  const context: RouteContext = { store, metrics, closing: closing.signal, bodyMaxBytes, clock };
 
   const handler: HttpHandler = async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -203,6 +208,7 @@ interface RouteContext {
   metrics: ServiceMetrics;
   closing: AbortSignal;
   bodyMaxBytes: number;
+  clock: Clock;
 }
 
 interface Route {
@@ -304,15 +310,15 @@ const ROUTES: Record<string, Route> = {
   '/v1/commit': {
     method: 'POST',
     scope: 'write',
-    run: async (req, res, _query, { store, metrics, bodyMaxBytes }) => {
+    run: async (req, res, _query, { store, metrics, bodyMaxBytes, clock }) => {
       const body = await readJsonBody(req, res, bodyMaxBytes);
       if (body === undefined) return;
       const request = commitRequestFromWire(body);
-      const started = performance.now();
+      const started = clock.monotonicMs();
       try {
         const result = await store.commit(request);
         metrics.commits.inc({ outcome: result.replayed ? 'replayed' : 'committed' });
-        metrics.commitSeconds.observe((performance.now() - started) / 1000);
+        metrics.commitSeconds.observe((clock.monotonicMs() - started) / 1000);
         answer(res, result);
       } catch (error) {
         metrics.commits.inc({ outcome: isWalshipError(error) ? error.code : 'error' });
@@ -327,7 +333,7 @@ async function watchRoute(
   req: IncomingMessage,
   res: ServerResponse,
   query: URLSearchParams,
-  { store, metrics, closing }: RouteContext,
+  { store, metrics, closing, clock }: RouteContext,
 ): Promise<void> {
   const after = bigintFromWire(query.get('after'), 'after');
   const waitText = query.get('waitMs');
@@ -339,7 +345,7 @@ async function watchRoute(
       `${WATCHERS_MAX} long polls are open already; poll /v1/heads instead`,
     );
   const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), Math.min(waitMs, WATCH_WAIT_MS_MAX));
+  const timer = clock.setTimer(Math.min(waitMs, WATCH_WAIT_MS_MAX), () => stop.abort());
   const onGone = () => stop.abort();
   // The response's `close` fires when the client goes away before the answer (or the server drops it).
   res.once('close', onGone);
@@ -351,7 +357,7 @@ async function watchRoute(
     if (!res.destroyed) answer(res, { version });
   } finally {
     metrics.watching--;
-    clearTimeout(timer);
+    timer.cancel();
     res.off('close', onGone);
     closing.removeEventListener('abort', onGone);
     req.resume();

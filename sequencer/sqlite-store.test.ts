@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Clock } from '../core/index.js';
+import { type Clock, systemClock } from '../core/index.js';
 import type { CommitRequest, CommitResult } from './sequencer-store.js';
 import { SQLITE_QUEUE_COMMITS_MAX, SqliteSequencerStore } from './sqlite-store.js';
 import { stagedSegment } from './testing/contract.js';
@@ -58,6 +58,8 @@ function manualClock(): Clock & { wall: number; monotonic: number } {
     wallMs: () => clock.wall,
     monotonicMs: () => clock.monotonic,
     sleep: async () => {},
+    setTimer: (ms: number, callback: () => void, options?: { unref?: boolean }) =>
+      systemClock.setTimer(ms, callback, options),
   };
   return clock;
 }

@@ -18,14 +18,13 @@ import {
   InvalidConfigError,
   isWalshipError,
   type Random,
+  type Timer,
   WalshipError,
 } from '../core/index.js';
 import type { IlpLine } from '../ilp/index.js';
-// The files themselves, not primary/index.ts: the primary node will import this module, and its
-// index pulls in primary-node.ts (an import cycle through the folder door).
 import { readRegistry, registerTable, stagedKey } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-import { buildTxns } from '../primary/index.js';
+import { buildTxns, overdueAtMs, sealDueAtMs, sealReason } from '../primary/index.js';
 import { type TableSchema, tableKey } from '../table/index.js';
 import {
   type Codec,
@@ -154,7 +153,7 @@ export class SequencedWriter {
   #fenced = false;
   #haltedBy: string | null = null;
   #step: Promise<void> | null = null;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #batchInFlight: bigint | null = null;
   #waiters: Waiter[] = [];
   /** Unsealed requests' local commit times (monotonic ms), oldest first: the window's clock. */
@@ -203,7 +202,7 @@ export class SequencedWriter {
     this.#started = true;
     const summary = this.#o.queue.pendingSummary();
     if (summary.unsealedTxns > 0) {
-      const dueAtMs = this.#o.clock.monotonicMs() - this.#o.windowMs;
+      const dueAtMs = overdueAtMs(this.#o, this.#o.clock.monotonicMs());
       this.#unsealedSince.push({ requestId: summary.lastRequest, atMs: dueAtMs });
     }
     this.#pump();
@@ -290,7 +289,7 @@ export class SequencedWriter {
   /** Starts nothing new, waits (bounded) for the step and exports in flight, fails the waiters left. */
   async stop(): Promise<void> {
     this.#halt(null);
-    await withTimeout(Promise.all([this.#step, this.#exporter.running]), STOP_WAIT_MS);
+    await withTimeout(Promise.all([this.#step, this.#exporter.running]), STOP_WAIT_MS, this.#o.clock);
     this.#rejectWaiters(() => new WalshipError('CLOSED', 'closed', 'the writer is shutting down'));
   }
 
@@ -303,7 +302,7 @@ export class SequencedWriter {
       this.#schedule();
       return;
     }
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#step = this.#runStep(unfinished)
       .catch((error: unknown) => this.#halt(error))
       .finally(() => {
@@ -316,19 +315,21 @@ export class SequencedWriter {
   #due(): boolean {
     const summary = this.#o.queue.pendingSummary();
     if (summary.unsealedTxns === 0) return false;
-    if (summary.unsealedBytes >= this.#o.rolloverSizeBytes) return true;
-    if (this.#waiters.some((w) => w.requestId > summary.sealedRequest)) return true;
-    const oldest = this.#unsealedSince[0];
-    return oldest !== undefined && this.#o.clock.monotonicMs() - oldest.atMs >= this.#o.windowMs;
+    const unsealed = {
+      bytes: summary.unsealedBytes,
+      oldestAtMs: this.#unsealedSince[0]?.atMs,
+      // Waiters of requests already sealed wait for the batch in flight, not for a seal.
+      writerWaiting: this.#waiters.some((w) => w.requestId > summary.sealedRequest),
+    };
+    return sealReason(this.#o, unsealed, this.#o.clock.monotonicMs()) !== null;
   }
 
   #schedule(): void {
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     const oldest = this.#unsealedSince[0];
     if (oldest === undefined || this.#stopped) return;
-    const delayMs = Math.max(0, oldest.atMs + this.#o.windowMs - this.#o.clock.monotonicMs());
-    this.#timer = setTimeout(() => this.#pump(), delayMs);
-    this.#timer.unref();
+    const delayMs = Math.max(0, sealDueAtMs(this.#o, oldest.atMs) - this.#o.clock.monotonicMs());
+    this.#timer = this.#o.clock.setTimer(delayMs, () => this.#pump(), { unref: true });
   }
 
   /** RFC-0003 steps 2–6 for one batch: the unfinished one (a restart) or a newly sealed one. */
@@ -652,18 +653,18 @@ export class SequencedWriter {
         requestId,
         tables,
         resolve: (result) => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve(result);
         },
         reject: (error) => {
-          clearTimeout(timer);
+          timer.cancel();
           reject(error);
         },
       };
-      const timer = setTimeout(() => {
+      const timer = this.#o.clock.setTimer(timeoutMs, () => {
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
         reject(this.#durableTimeout(tables, timeoutMs));
-      }, timeoutMs);
+      });
       this.#waiters.push(waiter);
     });
   }
@@ -691,7 +692,7 @@ export class SequencedWriter {
       this.#rejectWaiters(() => halted);
     }
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#timer?.cancel();
     this.#abort.abort();
   }
 
@@ -774,14 +775,14 @@ function checkOptions(o: SequencedWriterOptions): void {
     );
 }
 
-async function withTimeout(promise: Promise<unknown>, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
+async function withTimeout(promise: Promise<unknown>, timeoutMs: number, clock: Clock): Promise<void> {
+  let timer: Timer | undefined;
   const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, timeoutMs);
+    timer = clock.setTimer(timeoutMs, resolve);
   });
   try {
     await Promise.race([promise.then(() => undefined), timeout]);
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
   }
 }

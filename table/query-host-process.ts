@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { WalshipError } from '../core/index.js';
+import { type Clock, WalshipError } from '../core/index.js';
 import {
   MEMORY_LIMIT_TEXT,
   type QueryHostArgs,
@@ -28,6 +28,8 @@ export interface QueryHostOptions {
   memoryLimitBytes: number;
   /** Longest the host may take to open the database, in ms, before `started` rejects. */
   startTimeoutMs: number;
+  /** Times `startTimeoutMs`. */
+  clock: Clock;
   /** Receives the host's answers (`result` and `error`), in the order the host sent them. */
   onAnswer: (message: Extract<QueryHostMessage, { type: 'result' | 'error' }>) => void;
   /**
@@ -139,19 +141,18 @@ export class QueryHostProcess {
     const fail = (reason: string) => {
       if (this.startSettled) return;
       this.startSettled = true;
-      clearTimeout(timer);
+      timer.cancel();
       this.kill();
       reject(startError(this.options.databaseFile, reason));
     };
-    const timer = setTimeout(
-      () => fail(`no answer within ${this.options.startTimeoutMs} ms`),
-      this.options.startTimeoutMs,
+    const timer = this.options.clock.setTimer(this.options.startTimeoutMs, () =>
+      fail(`no answer within ${this.options.startTimeoutMs} ms`),
     );
     this.child.on('message', (message: QueryHostMessage) => {
       if (message.type === 'ready' && !this.startSettled) {
         this.startSettled = true;
         this.ready = true;
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       } else if (message.type === 'failed') {
         fail(message.message);

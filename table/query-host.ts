@@ -47,7 +47,8 @@ const MEMORY_CHECK_INTERVAL_MS = 25;
 
 /**
  * The watchdog, a worker thread in plain JavaScript (eval), so it runs the same from dist/ and from
- * TypeScript source. When the parent dies, the kernel re-parents this process: `process.ppid`
+ * TypeScript source (so its setInterval is text run in that thread, outside the clock seam, which it
+ * cannot import). When the parent dies, the kernel re-parents this process: `process.ppid`
  * changes. SIGKILL to itself, not process.exit: exit would wait for the main thread to leave SQLite.
  */
 const WATCHDOG_SOURCE = `

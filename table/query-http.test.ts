@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { WalshipError } from '../core/index.js';
+import { systemClock, WalshipError } from '../core/index.js';
 import { createQueryHttpHandler, parseQuestDbLimit } from './query-http.js';
 import { QueryPool } from './query-pool.js';
 
@@ -63,7 +63,7 @@ beforeAll(async () => {
   pool = await QueryPool.start({ databaseFile: file, workers: 1, maxQueueLength: 0, queryTimeoutMs: 700 });
   const handler = createQueryHttpHandler(pool, {
     auth: (req) => req.headers['x-token'] === TOKEN,
-    clock: { wallMs: () => FIXED_WALL_MS, monotonicMs: () => 0, sleep: async () => {} },
+    clock: { ...systemClock, wallMs: () => FIXED_WALL_MS, monotonicMs: () => 0, sleep: async () => {} },
   });
   server = createServer((req, res) => {
     handler.handle(req, res).then((handled) => {

@@ -1,4 +1,12 @@
-import { ClosedError, InvalidArgumentError, InvalidConfigError, WalshipError } from '../core/index.js';
+import {
+  type Clock,
+  ClosedError,
+  InvalidArgumentError,
+  InvalidConfigError,
+  systemClock,
+  type Timer,
+  WalshipError,
+} from '../core/index.js';
 import type { ResultColumn } from './query-format.js';
 import { describeExit, type QueryHostExit, QueryHostProcess } from './query-host-process.js';
 import type { QueryHostMessage, SerializedQueryError } from './query-host-protocol.js';
@@ -63,6 +71,8 @@ export interface QueryPoolOptions {
    * alone with QUERY_TOO_LARGE. Default 512.
    */
   workerHeapMb?: number;
+  /** Times queue waits, query time limits and host restarts. Default systemClock. */
+  clock?: Clock;
 }
 
 /** Per-query options. */
@@ -160,10 +170,10 @@ const HOST_RESPAWN_INTERVAL_MS = 250;
 const MAX_WORKERS = 64;
 /** The smallest memoryLimitBytes: an idle host holds ~60 MiB, so less would kill hosts at rest. */
 const MIN_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024;
-/** The longest time limit setTimeout can hold, in ms. */
+/** The longest time limit a timer (setTimeout, under systemClock) can hold, in ms. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
-type Config = Required<QueryPoolOptions>;
+type Config = Required<Omit<QueryPoolOptions, 'clock'>> & { clock: Clock };
 /**
  * starting → idle ⇄ busy; a killed or dead host's slot goes to `delayed` (waiting for the respawn
  * budget, briefly) or `waiting` (too many killed hosts have not exited) before starting again, and to
@@ -180,7 +190,7 @@ interface Job {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   /** Fires after maxQueueWaitMs while the job waits in the queue. */
-  queueTimer: NodeJS.Timeout | undefined;
+  queueTimer: Timer | undefined;
   settled: boolean;
 }
 
@@ -188,7 +198,7 @@ interface Slot {
   state: SlotState;
   host: QueryHostProcess | null;
   job: Job | null;
-  timer: NodeJS.Timeout | null;
+  timer: Timer | null;
 }
 
 export class QueryPool {
@@ -313,7 +323,7 @@ export class QueryPool {
 
   private submit(request: QueryRequest, options: QueryOptions): Promise<QueryOutput> {
     const timeoutMs = options.timeoutMs ?? this.config.queryTimeoutMs;
-    // setTimeout fires at once past 2^31 - 1 ms, so that is the longest limit there can be.
+    // A timer (setTimeout) fires at once past 2^31 - 1 ms, so that is the longest limit there can be.
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
       throw new InvalidArgumentError(
         `timeoutMs must be an integer in [1, ${MAX_TIMEOUT_MS}] ms, got ${timeoutMs}`,
@@ -358,7 +368,7 @@ export class QueryPool {
       return;
     }
     this.queue.push(job);
-    job.queueTimer = setTimeout(() => this.onQueueWait(job), this.config.maxQueueWaitMs);
+    job.queueTimer = this.config.clock.setTimer(this.config.maxQueueWaitMs, () => this.onQueueWait(job));
   }
 
   /** A job waited maxQueueWaitMs for a host: it leaves the queue with QUERY_BUSY. */
@@ -373,11 +383,11 @@ export class QueryPool {
     const host = slot.host;
     if (host === null || !host.usable)
       throw new WalshipError('ASSERTION_FAILED', 'internal', 'dispatch to a slot without a usable host');
-    if (job.queueTimer !== undefined) clearTimeout(job.queueTimer);
+    job.queueTimer?.cancel();
     job.queueTimer = undefined;
     slot.state = 'busy';
     slot.job = job;
-    slot.timer = setTimeout(() => this.onTimeout(slot, job), job.timeoutMs);
+    slot.timer = this.config.clock.setTimer(job.timeoutMs, () => this.onTimeout(slot, job));
     host.run(job.id, job.request);
   }
 
@@ -453,12 +463,16 @@ export class QueryPool {
       this.failQueueIfNoHost();
       return;
     }
-    const waitMs = this.respawns.take(performance.now());
+    const waitMs = this.respawns.take(this.config.clock.monotonicMs());
     if (waitMs > 0) {
       slot.state = 'delayed';
-      setTimeout(() => {
-        if (slot.state === 'delayed') this.replace(slot);
-      }, waitMs).unref();
+      this.config.clock.setTimer(
+        waitMs,
+        () => {
+          if (slot.state === 'delayed') this.replace(slot);
+        },
+        { unref: true },
+      );
       return;
     }
     this.spawn(slot).catch((error: unknown) => this.onStartFailed(slot, error));
@@ -468,9 +482,13 @@ export class QueryPool {
     if (this.closed) return;
     slot.state = 'failed';
     this.lastStartFailure = error instanceof Error ? error.message : String(error);
-    setTimeout(() => {
-      if (slot.state === 'failed') this.replace(slot);
-    }, HOST_RESTART_DELAY_MS).unref();
+    this.config.clock.setTimer(
+      HOST_RESTART_DELAY_MS,
+      () => {
+        if (slot.state === 'failed') this.replace(slot);
+      },
+      { unref: true },
+    );
     this.failQueueIfNoHost();
   }
 
@@ -510,6 +528,7 @@ export class QueryPool {
       heapMb: this.config.workerHeapMb,
       memoryLimitBytes: this.config.memoryLimitBytes,
       startTimeoutMs: HOST_START_TIMEOUT_MS,
+      clock: this.config.clock,
       onAnswer: (message) => this.onAnswer(slot, host, message),
       onExit: (exit) => this.onExit(slot, host, exit),
     });
@@ -555,7 +574,7 @@ export class QueryPool {
   }
 
   private clearJob(slot: Slot): void {
-    if (slot.timer !== null) clearTimeout(slot.timer);
+    slot.timer?.cancel();
     slot.timer = null;
     slot.job = null;
   }
@@ -565,7 +584,7 @@ export class QueryPool {
     if (job.settled) return;
     job.settled = true;
     if (job.onAbort !== undefined) job.signal?.removeEventListener('abort', job.onAbort);
-    if (job.queueTimer !== undefined) clearTimeout(job.queueTimer);
+    job.queueTimer?.cancel();
     if (error !== null) job.reject(error);
     else if (output !== undefined) job.resolve(output);
   }
@@ -578,6 +597,7 @@ function resolveConfig(options: QueryPoolOptions): Config {
     ...QUERY_POOL_DEFAULTS,
     ...stripUndefined(options),
     databaseFile: options.databaseFile,
+    clock: options.clock ?? systemClock,
   };
   if (typeof config.databaseFile !== 'string' || config.databaseFile === '') {
     throw new InvalidConfigError('databaseFile must name the node’s SQLite file');

@@ -1,7 +1,8 @@
 /**
  * The house rules of docs/ARCHITECTURE.md, checked on the code's own imports (product files only:
  * no tests, no testing/ folders): the top-level modules form no cycle, no import reaches past
- * another module's index.ts, and the store's keys live only in layout/. File-level cycles are
+ * another module's index.ts, the store's keys live only in layout/, and no product file outside
+ * core/ and client/ calls Math.random (the time globals are biome's noRestrictedGlobals). File-level cycles are
  * `npm run cycles` (madge), part of `npm run check`.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -102,6 +103,23 @@ describe('the house', () => {
       .flatMap((m) => productFiles(path.join(ROOT, m)))
       .filter((file) => spelled.test(readFileSync(file, 'utf8')))
       .map((file) => path.relative(ROOT, file));
+    expect(offenders).toEqual([]);
+  });
+
+  // biome's noRestrictedGlobals keeps setTimeout, Date and performance out of product code, but it
+  // cannot ban Math.random without banning Math: randomness goes through core/random.ts (STYLE rule 8).
+  it('randomness is injected: no product file outside core/ and client/ calls Math.random', () => {
+    const folders = readdirSync(ROOT, { withFileTypes: true }).filter(
+      (entry) =>
+        entry.isDirectory() &&
+        !entry.name.startsWith('.') &&
+        !['node_modules', 'dist', 'tests', 'bench', 'docs', 'core', 'client'].includes(entry.name),
+    );
+    const offenders = folders
+      .flatMap((folder) => productFiles(path.join(ROOT, folder.name)))
+      .filter((file) => /\bMath\.random\b/.test(readFileSync(file, 'utf8')))
+      .map((file) => path.relative(ROOT, file));
+    expect(folders.map((f) => f.name)).toContain('primary');
     expect(offenders).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { type Clock, seededRandom } from '../../core/index.js';
+import { type Clock, seededRandom, systemClock } from '../../core/index.js';
 import { FDB_ERROR_CODE, type FdbTransaction, fdbErrorCode } from '../fdb-api.js';
 import { addLittleEndian, FakeFdb, FakeFdbError } from './fdb-fake.js';
 
@@ -18,6 +18,7 @@ function manualClock(): Clock & { advance(ms: number): void } {
     wallMs: () => 1_700_000_000_000 + nowMs,
     monotonicMs: () => nowMs,
     sleep: () => Promise.resolve(),
+    setTimer: (ms, callback, options) => systemClock.setTimer(ms, callback, options),
     advance(ms: number) {
       nowMs += ms;
     },

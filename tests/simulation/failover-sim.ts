@@ -23,9 +23,10 @@
  * calls wait a seeded number of event-loop turns first). Time is a manual clock: sleeping advances
  * it and yields one event-loop turn, and up to 400 ms pass between steps, so nothing depends on
  * the machine's speed. Timers the parts
- * arm with `setTimeout` (the uploader's windows, a durable writer's timeout) never fire: the caller
- * fakes `setTimeout` (the test does, with vitest's fake timers), and the simulation drives uploads
- * by calling `flush` instead, as a window expiring would. Every step is awaited to the end and the
+ * arm (the uploader's windows, a durable writer's timeout) never fire: those set through the
+ * clock are parked by `SimClock.setTimer`, those still set with `setTimeout` are faked by the
+ * caller (the test does, with vitest's fake timers), and the simulation drives uploads by calling
+ * `flush` instead, as a window expiring would. Every step is awaited to the end and the
  * event loop drained before the next, so the same seed replays the same trace.
  *
  * After every step an auditor checks, from the raw store and each node's own database:
@@ -60,6 +61,7 @@ import {
   type Random,
   randomInt,
   seededRandom,
+  type Timer,
 } from '../../core/index.js';
 import { promote } from '../../failover/index.js';
 import { parseIlp } from '../../ilp/index.js';
@@ -189,6 +191,13 @@ class SimClock implements Clock {
     this.#now += Math.max(0, durationMs);
     await turn();
     if (signal?.aborted) throw signal.reason;
+  }
+  /**
+   * Parks the timer: it never fires, so no upload window or timeout runs at a moment the seed does
+   * not choose (the simulation calls `flush` instead, see the header comment).
+   */
+  setTimer(): Timer {
+    return { cancel: () => {} };
   }
 }
 

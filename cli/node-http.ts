@@ -20,7 +20,7 @@ export const STATUS_POLL_MS = 20;
 
 // --- /status ------------------------------------------------------------------------------------
 
-/** A fenced or replaced primary's txns that never reached the store (failover/walship-node.ts). */
+/** A fenced or replaced primary's txns that never reached the store (node/walship-node.ts). */
 export interface DivergenceInfo {
   epoch: string;
   files: { table: string; key: string; file: string; txns: number; rows: number }[];

@@ -1,6 +1,6 @@
 /**
  * `walship restore` in-process on a real primary's filesystem store: arguments, the summary and
- * JSON, the progress lines, and every exit code. Restored content is checked in replica/restore.test.ts.
+ * JSON, the progress lines, and every exit code. Restored content is checked in maintenance/restore.test.ts.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';

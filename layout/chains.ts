@@ -8,7 +8,7 @@ import {
   txnLogPrefix,
 } from './keys.js';
 
-/** Where a kind of chain object lives in the store (wal/store-layout.ts). */
+/** Where a kind of chain object lives in the store (layout/keys.ts). */
 export interface ChainLayout {
   prefix(tableKey: string): string;
   key(tableKey: string, txnFirst: bigint): string;

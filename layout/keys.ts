@@ -13,7 +13,7 @@ export const TABLES_REGISTRY_KEY = 'tables.json';
 export const LEASE_KEY = 'lease.json';
 export const EPOCHS_PREFIX = 'epochs/';
 export const TABLES_PREFIX = 'tables/';
-/** `nodes/`: one registration per node, rewritten by the node itself (failover/node-registry.ts). */
+/** `nodes/`: one registration per node, rewritten by the node itself (node/node-registry.ts). */
 export const NODES_PREFIX = 'nodes/';
 const NUMBER_DIGITS = 20;
 
@@ -136,7 +136,7 @@ function checkSnapshotId(id: string): void {
 
 // --- The sequencer's objects (RFC-0003 "Objects in the store") ---
 
-/** `sequencer.json`: written create-only, once, when a cluster becomes sequenced (sequencer/sequencer-record.ts). */
+/** `sequencer.json`: written create-only, once, when a cluster becomes sequenced (layout/sequencer-record.ts). */
 export const SEQUENCER_RECORD_KEY = 'sequencer.json';
 
 /** A writer id is a node id (as table/node-identity.ts accepts it): one plain key segment. */

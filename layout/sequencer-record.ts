@@ -25,7 +25,7 @@ export const SEQUENCER_RECORD_VERSION = 1;
 
 // --- Bounds (TIGER_STYLE: a limit on everything, with its reason) ---
 
-/** Tables in `startAfter`: as many as `tables.json` may register (primary/table-registry.ts). */
+/** Tables in `startAfter`: as many as `tables.json` may register (layout/tables-registry.ts). */
 export const SEQUENCER_RECORD_TABLES_MAX = 100_000;
 /** The largest record read: 100 000 tables × ≤ 410 bytes (a 381-character key and a txn) and a margin. */
 export const SEQUENCER_RECORD_BYTES_MAX = 48 * 1024 * 1024;

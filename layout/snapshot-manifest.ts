@@ -23,7 +23,7 @@ import {
  *
  * Manifest (`manifest.json`, UTF-8 JSON; unknown fields are ignored):
  * - `format`: 1, the layout of this manifest; other values are refused.
- * - `id`: the snapshot id, `<wall ms, 20 digits>-<node id>` (wal/store-layout.ts); equals the id in the key.
+ * - `id`: the snapshot id, `<wall ms, 20 digits>-<node id>` (layout/keys.ts); equals the id in the key.
  * - `clusterId`: the cluster the data belongs to (`cluster.json`); restore only your own cluster's.
  * - `nodeId`: the node that took the snapshot; equals the id's suffix.
  * - `createdAt`: when the image was taken, ISO 8601 from the publisher's wall clock (informational).

@@ -123,7 +123,7 @@ interface LiveNode {
  * What a GC run would delete now, and why it keeps the rest (RFC-0007). Reads cluster.json, the
  * registrations, the snapshot manifests and one LIST per table; writes nothing. `clock.wallMs()` is
  * compared with the store objects' lastModified. On a sequenced cluster (sequencer.json) also each
- * table's txn log (failover/staged-gc.ts), and with `sequencer` the orphans of closed or fenced
+ * table's txn log (maintenance/staged-gc.ts), and with `sequencer` the orphans of closed or fenced
  * writer epochs; a sequencer bound to another cluster is SEQUENCER_CLUSTER_MISMATCH.
  */
 export async function planGc(

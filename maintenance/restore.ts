@@ -41,7 +41,7 @@ import type { DecodedSegment, TxnRecord } from '../wal/index.js';
 const LIST_BATCH_KEYS = 100;
 /** Fetches of a segment that fails verification before the restore gives up (a torn read heals). */
 const FETCH_ATTEMPTS = 2;
-/** The database file a node uses in its data dir (failover/walship-node.ts, replica/replica-node.ts). */
+/** The database file a node uses in its data dir (node/walship-node.ts, replica/replica-node.ts). */
 export const RESTORED_DATABASE_FILE = 'tables.sqlite';
 /** The restore builds the database under this name and renames it into place only when complete. */
 const WORK_FILE = 'tables.sqlite.restoring';

@@ -16,7 +16,7 @@ import type { GcDeletion, GcKept } from './gc-types.js';
  * GC of a sequenced cluster's tables (RFC-0003 "GC of staged segments", RFC-0007 "Sequenced
  * tables"): the committed log (`txnlog/` entries and the staged objects they name) under the same
  * retention rules as a `wal/` chain, and orphans (staged objects a closed or fenced writer epoch
- * uploaded but never committed). Planning only: failover/gc.ts runs the plan.
+ * uploaded but never committed). Planning only: maintenance/gc.ts runs the plan.
  */
 
 // --- Bounds (TIGER_STYLE: a limit on everything, with its reason) ---

@@ -75,7 +75,7 @@ export interface NodeSettings {
   statusSampleMs?: number;
   /**
    * Rewrite `nodes/<nodeId>.json` this often, and at every role change (`replication.node.register.interval`);
-   * undefined or 0: never register (failover/node-registry.ts).
+   * undefined or 0: never register (node/node-registry.ts).
    */
   registerIntervalMs?: number;
   /** `replication.sequencer`: this node belongs to a cluster of several primaries (RFC-0003). */

@@ -510,7 +510,7 @@ describe('publishSnapshot', () => {
   });
 });
 
-describe('snapshot keys (wal/store-layout.ts)', () => {
+describe('snapshot keys (layout/keys.ts)', () => {
   it('ids sort by time, and only well-formed manifest keys name a snapshot', () => {
     const early = snapshotId(999, 'node-b');
     const late = snapshotId(1000, 'node-a');

@@ -22,7 +22,7 @@ export const SEQUENCER_READ_LIMIT_MAX = 1000;
 export interface StagedSegmentRef {
   /** The table key (table/names.ts tableKey). */
   table: string;
-  /** Its staged object key (wal/store-layout.ts stagedKey). */
+  /** Its staged object key (layout/keys.ts stagedKey). */
   staged: string;
   /** Txns it holds, numbered 1..txnCount inside it; 1..SEQUENCER_SEGMENT_TXNS_MAX. */
   txnCount: number;

@@ -1,5 +1,5 @@
 /**
- * How a node starts (failover/walship-node.ts `open`/`start`), in-process on the filesystem store:
+ * How a node starts (node/walship-node.ts `open`/`start`), in-process on the filesystem store:
  *
  * - Issue 13 item 8: until a node knows its role, `/ping` and writes answer 503 with Retry-After
  *   (QuestDB's clients retry that on the same address) — never `/ping` 204 beside a write 421,

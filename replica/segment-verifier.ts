@@ -1,4 +1,5 @@
 import { type ErrorCode, isWalshipError, WalshipError } from '../core/index.js';
+import type { LogEntry } from '../layout/index.js';
 import { tableKey } from '../table/index.js';
 import { type DecodedSegment, decodeSegment } from '../wal/index.js';
 
@@ -64,23 +65,13 @@ export async function verifySegment(bytes: Uint8Array, expect: SegmentExpectatio
 }
 
 /**
- * The log entry a staged segment is checked against (RFC-0003 "A log entry"): the fields of
- * sequencer/ `LogEntry` this needs, structurally, so replica/ does not depend on sequencer/.
+ * The fields of a txnlog entry (layout/txn-log-entry.ts `LogEntry`, RFC-0003 "A log entry") a
+ * staged segment is checked against.
  */
-export interface StagedEntry {
-  /** The table key. */
-  table: string;
-  txnFirst: bigint;
-  txnLast: bigint;
-  /** The staged object's key. */
-  staged: string;
-  /** The object's size in bytes. */
-  bytes: number;
-  /** The object's checksum (its trailer, `objectChecksum`). */
-  crc32: number;
-  writer: string;
-  writerEpoch: bigint;
-}
+export type StagedEntry = Pick<
+  LogEntry,
+  'table' | 'txnFirst' | 'txnLast' | 'staged' | 'bytes' | 'crc32' | 'writer' | 'writerEpoch'
+>;
 
 export interface StagedSegmentExpectation {
   /** The object's key, for messages (normally `entry.staged`). */

@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
 import { initSequencedCluster } from '../failover/sequenced-cluster.js';
-import { stagedPrefix, txnLogPrefix } from '../layout/index.js';
+import { stagedPrefix, txnFirstOfTxnLogKey, txnLogKey, txnLogPrefix } from '../layout/index.js';
 import { decodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { WalshipNode } from '../node/walship-node.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
@@ -271,10 +271,19 @@ describe.each(root.stores)('GC of a sequenced cluster on %s', (_name, skipReason
       await waitExportedPast(store, snap.lastTxn);
       const result = await runGc(store, EXPIRED, { clock: AHEAD, sequencer });
       expect(result.plan.snapshotsKept[0]).toBe(snap.id);
+      // Everything the snapshot holds went (a whole prefix); the chain is kept from right after it.
+      const keptFrom = result.plan.keep.find((k) => k.table === TABLE && k.key?.includes('/txnlog/'));
+      expect(keptFrom?.key).toBe(txnLogKey(KEY, snap.lastTxn + 1n));
+      const collected = result.deleted.filter((k) => k.includes('/txnlog/'));
+      expect(collected.length).toBeGreaterThan(0);
+      expect(collected.every((k) => txnFirstOfTxnLogKey(k)! <= snap.lastTxn)).toBe(true);
+      // Not asserted: that the store's chain still starts there. This GC runs with a clock far
+      // ahead, inside the writers' export grace of their newest commits, so a writer's export
+      // catch-up that had not passed an entry yet can put a collected one back (create-only, the
+      // same bytes); the next run collects it again. A retention shorter than the export grace
+      // meets this outside a test too (RFC-0007, "Sequenced tables").
       const after = await txnLog(store);
-      // Everything the snapshot holds went (a whole prefix); the chain starts right after it.
-      expect(after[0]!.entry.txnFirst).toBe(snap.lastTxn + 1n);
-      expect(result.deleted.some((k) => k.includes('/txnlog/'))).toBe(true);
+      expect(after.at(-1)!.entry.txnLast).toBeGreaterThan(snap.lastTxn);
 
       const fresh = await startNode('replica', `fresh-${randomUUID().slice(0, 8)}`);
       readers.push(fresh);

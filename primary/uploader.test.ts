@@ -1,6 +1,6 @@
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
-import { seededRandom, systemClock } from '../core/index.js';
+import { describe, expect, it, vi } from 'vitest';
+import { type Clock, seededRandom, systemClock } from '../core/index.js';
 import { encodeEpoch, epochKey, segmentKey } from '../layout/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
 import { decodeSegment, encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
@@ -111,6 +111,30 @@ async function segments(store: ObjectStore, table: string) {
   return out;
 }
 
+/** Time that moves only when the test says: setTimer callbacks fire as `advance` passes them. */
+function manualClock() {
+  let nowMs = 0;
+  const timers: { atMs: number; fire: () => void; cancelled: boolean }[] = [];
+  const clock: Clock = {
+    wallMs: () => 1_700_000_000_000 + nowMs,
+    monotonicMs: () => nowMs,
+    sleep: () => Promise.resolve(),
+    setTimer(durationMs, callback) {
+      const timer = { atMs: nowMs + durationMs, fire: callback, cancelled: false };
+      timers.push(timer);
+      return { cancel: () => void (timer.cancelled = true) };
+    },
+  };
+  const advance = (ms: number) => {
+    nowMs += ms;
+    for (const timer of timers.filter((t) => !t.cancelled && t.atMs <= nowMs)) {
+      timer.cancelled = true;
+      timer.fire();
+    }
+  };
+  return { clock, advance };
+}
+
 describe('uploader', () => {
   it('a durable waiter seals at once and shares one upload with its neighbours (group commit)', async () => {
     const store = new MemoryStore();
@@ -190,6 +214,35 @@ describe('uploader', () => {
     await instance.waitUploaded('t', 1n, 15_000);
     expect((await segments(inner, 't')).map((s) => s.txnLast)).toEqual([1n]);
     instance.stop();
+  });
+
+  it('a durable waiter cuts a long failure backoff to at most a second: the retry does not spend its whole time limit', async () => {
+    const inner = new MemoryStore();
+    const store = withFaults(inner, [
+      { fault: { type: 'error', message: 'store down' }, operations: ['put'] },
+    ]);
+    const source = memorySource();
+    const { clock, advance } = manualClock();
+    const { instance } = uploader(store, source, { clock, windowMs: 0 });
+    instance.committed('t', source.add('t', 1n));
+    // Six failures in a row: the backoff has grown to 4–8 s (250 ms doubling, jittered).
+    for (let failures = 1; failures <= 6; failures++) {
+      advance(10_000);
+      await vi.waitFor(() => expect(store.injected.error ?? 0).toBe(failures));
+    }
+    store.setRules([]);
+    let uploaded = false;
+    const waiting = instance.waitUploaded('t', 1n, 60_000).then(() => {
+      uploaded = true;
+    });
+    advance(999);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(uploaded).toBe(false);
+    advance(1); // a second after the last failure
+    await vi.waitFor(() => expect(uploaded).toBe(true));
+    await waiting;
+    expect((await segments(inner, 't')).map((seg) => seg.txnLast)).toEqual([1n]);
+    await instance.stop();
   });
 
   it('recognises its own segment after a lost response, or after a crash between upload and bookkeeping', async () => {

@@ -86,6 +86,8 @@ interface TableState {
   waiters: { txn: bigint; resolve: () => void; reject: (error: Error) => void }[];
   /** Monotonic ms before which a failed table is not retried. */
   retryAtMs: number;
+  /** Monotonic ms of the last failure (retryAtMs is counted from it). */
+  failedAtMs: number;
   failures: number;
   lastError: string | null;
   lastUploadAtMs: number | null;
@@ -98,6 +100,12 @@ const STOP_WAIT_MS = 30_000;
 const HEAD_STOP_WAIT_MS = 2_000;
 /** Backoff after a failed upload (after the store's own retries): doubles from 250 ms to 10 s, jittered. */
 const FAILURE_BACKOFF_MS = { base: 250, max: 10_000 };
+/**
+ * While a durable writer waits on a table, its failed uploads are retried at least this often: a
+ * 10 s backoff would spend a durable writer's whole time limit (`replication.ack.durable.timeout`,
+ * 10 s by default) on one wait, so a store failing one request in eight timed writers out.
+ */
+const WAITING_BACKOFF_MAX_MS = 1_000;
 
 /**
  * Ships each table's pending txns to the store as create-only segments (DESIGN §5 step 4):
@@ -294,6 +302,7 @@ export class Uploader {
         uploading: false,
         waiters: [],
         retryAtMs: 0,
+        failedAtMs: 0,
         failures: 0,
         lastError: null,
         lastUploadAtMs: null,
@@ -305,7 +314,7 @@ export class Uploader {
   }
 
   #isDue(state: TableState, nowMs: number): boolean {
-    if (state.uploading || state.pendingBytes === 0 || nowMs < state.retryAtMs) return false;
+    if (state.uploading || state.pendingBytes === 0 || nowMs < retryAtMs(state)) return false;
     // flush() uploads whatever is pending, whatever the seal rule says.
     if (this.#flushing > 0) return true;
     return sealReason(this.#options, unsealedOf(state), nowMs) !== null;
@@ -338,7 +347,7 @@ export class Uploader {
     for (const s of this.#tables.values()) {
       const oldestAtMs = s.pendingCommitsAtMs[0];
       if (s.pendingBytes === 0 || s.uploading || oldestAtMs === undefined) continue;
-      nextMs = Math.min(nextMs, Math.max(sealDueAtMs(this.#options, oldestAtMs), s.retryAtMs));
+      nextMs = Math.min(nextMs, Math.max(sealDueAtMs(this.#options, oldestAtMs), retryAtMs(s)));
     }
     if (this.#headDirty) nextMs = Math.min(nextMs, this.#headWrittenAtMs + this.#options.headIntervalMs);
     this.#timer?.cancel();
@@ -652,7 +661,8 @@ export class Uploader {
     state.lastError = message;
     this.#lastStoreError = { message, atMs: this.#options.clock.monotonicMs() };
     const ceiling = Math.min(FAILURE_BACKOFF_MS.max, FAILURE_BACKOFF_MS.base * 2 ** (state.failures - 1));
-    state.retryAtMs = this.#options.clock.monotonicMs() + ceiling * (0.5 + this.#options.random.next() / 2);
+    state.failedAtMs = this.#options.clock.monotonicMs();
+    state.retryAtMs = state.failedAtMs + ceiling * (0.5 + this.#options.random.next() / 2);
     const level = isWalshipError(error) && error.kind === 'unavailable' ? 'warn' : 'error';
     this.#options.log[level](
       { table, failures: state.failures, err: message },
@@ -692,6 +702,13 @@ export class Uploader {
       );
     }
   }
+}
+
+/** When a failed table is retried: its backoff, at most WAITING_BACKOFF_MAX_MS after the failure while a writer waits. */
+function retryAtMs(state: TableState): number {
+  return state.waiters.length === 0
+    ? state.retryAtMs
+    : Math.min(state.retryAtMs, state.failedAtMs + WAITING_BACKOFF_MAX_MS);
 }
 
 /** What the seal rule looks at for one table. */

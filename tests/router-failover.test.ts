@@ -4,7 +4,8 @@
  * the router in this process finding them from the store alone (registrations and epoch records,
  * no `router.nodes`). The official `@questdb/nodejs-client`, unmodified, with the router as its
  * only address, writes unique ids while the primary is SIGKILLed; it goes on writing once the
- * replica has taken over, and every acknowledged row is on the new primary exactly once. A plain
+ * replica has taken over, and every acknowledged row is on the new primary, once but for the batch
+ * in flight at the kill (at-least-once: its answer may be lost after it was stored). A plain
  * `fetch` write sent right after the kill (no retries of its own) is held by the router until the
  * replica has taken over, and answered 204 by it.
  *
@@ -71,7 +72,7 @@ async function json(url: string): Promise<Record<string, unknown>> {
 }
 
 describe('walship router through a crash failover', () => {
-  it('the official single-address client keeps writing through SIGKILL of the primary; every acked row once', async () => {
+  it('the official single-address client keeps writing through SIGKILL of the primary; every acked row, once but for the batch in flight', async () => {
     const a = await spawnNode('primary', 'crash-a');
     const b = await spawnNode('replica', 'crash-b');
     router = await startTestRouter({
@@ -137,9 +138,16 @@ describe('walship router through a crash failover', () => {
     expect(old).toMatchObject({ role: 'unreachable' });
     expect(cluster.nodesFrom).toBe('store registrations');
 
-    // Every acknowledged id is on the new primary exactly once (read from it directly).
+    // Every acknowledged id is on the new primary (read from it directly), and once — but for the
+    // one batch in flight at the kill: the dead primary may have committed and uploaded it (durable
+    // ack) and died before answering, and the client sent it again. That is at-least-once, as with
+    // every anchor; batch identities (issue 18) make it exactly once. Nothing else may repeat.
     const query = new URLSearchParams({ query: `select id from ${TABLE} order by id` });
     const onB = await json(`http://127.0.0.1:${b.port}/exec?${query}`);
-    expect((onB.dataset as [number][]).map((row) => row[0])).toEqual([...acked].sort((x, y) => x - y));
+    const ids = (onB.dataset as [number][]).map((row) => row[0]);
+    expect([...new Set(ids)]).toEqual([...acked].sort((x, y) => x - y));
+    const inFlightAtKill = new Set(Array.from({ length: 50 }, (_, i) => ackedAtKill + i));
+    const repeated = ids.filter((id, i) => i > 0 && ids[i - 1] === id);
+    expect(repeated.filter((id) => !inFlightAtKill.has(id))).toEqual([]);
   }, 120_000);
 });

@@ -122,7 +122,11 @@ function manualClock() {
     setTimer(durationMs, callback) {
       const timer = { atMs: nowMs + durationMs, fire: callback, cancelled: false };
       timers.push(timer);
-      return { cancel: () => void (timer.cancelled = true) };
+      return {
+        cancel: () => {
+          timer.cancelled = true;
+        },
+      };
     },
   };
   const advance = (ms: number) => {

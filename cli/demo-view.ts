@@ -42,7 +42,8 @@ export function renderWatermarks(nodes: readonly NodeLine[], tables: readonly st
 export function epochOf(status: NodeStatus | null): string | undefined {
   if (status === null) return undefined;
   if (status.epoch !== undefined) return status.epoch;
-  const epochs = (status.tables ?? []).map((t) => t.epoch).filter((e): e is string => e !== undefined);
+  // A sequenced node's tables have no epoch (null).
+  const epochs = (status.tables ?? []).map((t) => t.epoch).filter((e): e is string => typeof e === 'string');
   if (epochs.length === 0) return undefined;
   return epochs.reduce((a, b) => (BigInt(a) >= BigInt(b) ? a : b));
 }

@@ -47,9 +47,10 @@ export interface NodeTableStatus {
   uploadedTxn?: string;
   pendingTxns?: number;
   appliedTxn?: string;
-  /** A replica's: the epoch of the newest txn it applied. */
-  epoch?: string;
-  txnsBehind?: string;
+  /** A replica's: the epoch of the newest txn it applied; null on a sequenced node (its tables have none). */
+  epoch?: string | null;
+  /** A replica's: null when its source does not know the table's head. */
+  txnsBehind?: string | null;
   suspended?: { code: string; message: string } | null;
 }
 

@@ -16,7 +16,6 @@ import type { NodeWriter, TableFollower } from '../replica/index.js';
 import {
   type LogEntry,
   SequencedFollower,
-  type SequencedFollowerStatus,
   SequencedWriter,
   type SequencedWriterFaults,
   type SequencerStore,
@@ -108,57 +107,7 @@ export function sequencedFollowerFactory(
           }),
     });
     writer?.follower(follower);
-    return asTableFollower(follower);
-  };
-}
-
-/**
- * The SequencedFollower seen as ReplicaNode's follower: its `/status` in the store Follower's shape
- * (entries count as segments; a table's epoch is the cluster's, 0), staleness from when each table
- * last read its log to the end.
- */
-function asTableFollower(follower: SequencedFollower): TableFollower {
-  const stalenessOf = (status: SequencedFollowerStatus): number | null => {
-    let oldest = 0;
-    for (const t of status.tables) {
-      if (t.sinceCaughtUpMs === null) return null;
-      oldest = Math.max(oldest, t.sinceCaughtUpMs);
-    }
-    return status.tables.length === 0 ? null : oldest;
-  };
-  return {
-    start: () => follower.start(),
-    stop: () => follower.stop(),
-    appliedTxn: (key) => follower.appliedTxn(key),
-    appliedAll: () => new Map(follower.status().tables.map((t) => [t.key, t.appliedTxn])),
-    stalenessMs: () => stalenessOf(follower.status()),
-    // The follower reads as soon as its source reports a change: nothing to hurry.
-    probeNow: () => {},
-    refresh: async () => {},
-    resume: (table) => follower.resume(table),
-    tablesChanged: () => follower.tablesChanged(),
-    status: () => {
-      const status = follower.status();
-      return {
-        tables: status.tables.map((t) => ({
-          name: t.name,
-          key: t.key,
-          appliedTxn: t.appliedTxn,
-          epoch: 0n,
-          headTxn: t.headTxn ?? t.appliedTxn,
-          txnsBehind: t.txnsBehind ?? 0n,
-          sinceCaughtUpMs: t.sinceCaughtUpMs,
-          lastAppliedAgoMs: t.lastAppliedAgoMs,
-          segmentsApplied: t.entriesApplied,
-          rowsApplied: t.rowsApplied,
-          suspended: t.suspended,
-        })),
-        stalenessMs: stalenessOf(status),
-        polls: 0,
-        lastStoreError: status.lastError,
-        fatal: null,
-      };
-    },
+    return follower;
   };
 }
 

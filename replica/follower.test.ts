@@ -737,7 +737,7 @@ describe('Follower', () => {
     const { follower } = follow(store, tables, { pollIntervalMs: 5 });
     await waitFor(() => follower.appliedTxn('t') === 2n, 't applied after the store recovered');
     expect(statusOf(follower, 't').suspended).toBeNull();
-    expect(follower.status().lastStoreError?.message).toContain('injected fault');
+    expect(follower.status().lastError?.message).toContain('injected fault');
     const attempts = store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('t', 1n));
     expect(attempts.map((r) => r.outcome)).toEqual([...Array(failures).fill('error'), 'ok']);
     // One attempt per poll: a store error ends the poll, the table is tried again at the next.

@@ -12,10 +12,22 @@ import {
   txnFirstOfSegmentKey,
 } from '../layout/index.js';
 import { type ObjectStore, Semaphore } from '../objectstore/index.js';
-import { decodeTableKey, TABLE_PARTIAL_META_PREFIX, type TableStore, tableKey } from '../table/index.js';
+import { decodeTableKey, TABLE_PARTIAL_META_PREFIX, type TableStore } from '../table/index.js';
 import type { DecodedSegment } from '../wal/index.js';
 import { recordEpochStart, TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
+import {
+  commonTableStatus,
+  FailureBackoff,
+  type FollowedTableState,
+  findTable,
+  readVerified,
+  resumeTable,
+  sortedByKey,
+  stalenessOf,
+  suspendTable,
+} from './follower-skeleton.js';
 import { checkEpochOrder, verifySegment } from './segment-verifier.js';
+import type { FollowedTableStatus, FollowerStatus, TableFollower } from './table-follower.js';
 
 /** Bounds of the follower, each with its reason (STYLE rule 7). */
 export const FOLLOWER_LIMITS = {
@@ -122,28 +134,11 @@ type GapCheck =
   /** Confirmed: nothing at the next key, and the store's next segment after it starts at `txnFirst`. */
   | { found: 'gap'; txnFirst: bigint };
 
-export interface Suspension {
-  code: string;
-  message: string;
-  objectKey: string | null;
-  /** Monotonic ms. */
-  atMs: number;
-}
-
-/** One followed table. Txn numbers are bigint; times are this node's monotonic ms. */
-interface FollowedTable {
-  key: string;
-  name: string;
-  appliedTxn: bigint;
+/** One followed table (the common fields: FollowedTableState). Txn numbers are bigint; times are this node's monotonic ms. */
+interface FollowedTable extends FollowedTableState {
   epoch: bigint;
   /** head.json's claim for this table (a hint; 0n when it said nothing). */
   headTxn: bigint;
-  lastAppliedAtMs: number | null;
-  /** When a request that found nothing newer in the store was sent: the table was caught up then. */
-  confirmedAtMs: number | null;
-  suspended: Suspension | null;
-  segmentsApplied: number;
-  rowsApplied: number;
   /** A reader waits on this table: probe it at the next poll and wake the loop. */
   wanted: boolean;
   /** Probed for a waiting read before the table was known: kept only once a segment was applied. */
@@ -154,21 +149,6 @@ interface FollowedTable {
   dropped?: boolean;
   /** A listing showed a gap that did not hold up (#confirmGap): probe the table again at the next poll. */
   recheck?: boolean;
-}
-
-/** Per-table view for /status. */
-export interface FollowedTableStatus {
-  name: string;
-  key: string;
-  appliedTxn: bigint;
-  epoch: bigint;
-  headTxn: bigint;
-  txnsBehind: bigint;
-  sinceCaughtUpMs: number | null;
-  lastAppliedAgoMs: number | null;
-  segmentsApplied: number;
-  rowsApplied: number;
-  suspended: Suspension | null;
 }
 
 /**
@@ -187,7 +167,7 @@ export interface FollowedTableStatus {
  * the wrong slot, goes back an epoch or cannot be applied is suspended with a message naming the
  * resume command; the other tables go on. Store failures are retried with backoff, never suspend.
  */
-export class Follower {
+export class Follower implements TableFollower {
   readonly #options: FollowerOptions;
   readonly #tables = new Map<string, FollowedTable>();
   #headEtag: string | undefined;
@@ -201,8 +181,8 @@ export class Follower {
   #lastSweepAtMs = Number.NEGATIVE_INFINITY;
   /** Start of the last sweep that found no tables at all: an empty store is caught up too. */
   #emptyConfirmedAtMs: number | null = null;
-  #storeFailures = 0;
-  #lastStoreError: { message: string; atMs: number } | null = null;
+  /** Consecutive failed polls and the last error (FOLLOWER_LIMITS.storeBackoffMs). */
+  readonly #backoff = new FailureBackoff(FOLLOWER_LIMITS.storeBackoffMs);
   /** Segment downloads in flight, at most `downloadConcurrency`; the others wait their turn in order. */
   readonly #downloads: Semaphore;
   #polls = 0;
@@ -287,15 +267,7 @@ export class Follower {
    * tables (a suspended table stops confirming); null when it never has. This node's monotonic clock.
    */
   stalenessMs(): number | null {
-    const now = this.#options.clock.monotonicMs();
-    if (this.#tables.size === 0)
-      return this.#emptyConfirmedAtMs === null ? null : now - this.#emptyConfirmedAtMs;
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const t of this.#tables.values()) {
-      if (t.confirmedAtMs === null) return null;
-      oldest = Math.min(oldest, t.confirmedAtMs);
-    }
-    return now - oldest;
+    return stalenessOf(this.#tables.values(), this.#options.clock.monotonicMs(), this.#emptyConfirmedAtMs);
   }
 
   /** Probe these tables (by key) at once: a reader waits for them. */
@@ -389,45 +361,29 @@ export class Follower {
    * next poll. Returns false for a table that is not suspended or not known.
    */
   resume(nameOrKey: string): boolean {
-    const table = this.#find(nameOrKey);
-    if (table?.suspended == null) return false;
-    this.#options.log.info({ table: table.name, was: table.suspended.code }, 'table resumed');
-    table.suspended = null;
+    const table = findTable(this.#tables, nameOrKey);
+    if (table === undefined || !resumeTable(table, this.#options.log)) return false;
     table.wanted = true;
     this.#wake?.();
     return true;
   }
 
-  /** Per-table and store state for /status. */
-  status(): {
-    tables: FollowedTableStatus[];
-    stalenessMs: number | null;
-    polls: number;
-    lastStoreError: { message: string; agoMs: number } | null;
-    fatal: string | null;
-  } {
+  /** Per-table and store state for /status: every field applies, `polls` is never null. */
+  status(): FollowerStatus & { polls: number } {
     const now = this.#options.clock.monotonicMs();
-    const tables = [...this.#tables.values()]
-      .sort((a, b) => (a.key < b.key ? -1 : 1))
-      .map((t) => ({
-        name: t.name,
-        key: t.key,
-        appliedTxn: t.appliedTxn,
+    const tables = sortedByKey(this.#tables.values()).map(
+      (t): FollowedTableStatus => ({
+        ...commonTableStatus(t, now),
         epoch: t.epoch,
         headTxn: t.headTxn,
         txnsBehind: t.headTxn > t.appliedTxn ? t.headTxn - t.appliedTxn : 0n,
-        sinceCaughtUpMs: t.confirmedAtMs === null ? null : Math.round(now - t.confirmedAtMs),
-        lastAppliedAgoMs: t.lastAppliedAtMs === null ? null : Math.round(now - t.lastAppliedAtMs),
-        segmentsApplied: t.segmentsApplied,
-        rowsApplied: t.rowsApplied,
-        suspended: t.suspended,
-      }));
-    const error = this.#lastStoreError;
+      }),
+    );
     return {
       tables,
       stalenessMs: this.stalenessMs(),
       polls: this.#polls,
-      lastStoreError: error === null ? null : { message: error.message, agoMs: Math.round(now - error.atMs) },
+      lastError: this.#backoff.lastError(now),
       fatal: this.#fatal?.message ?? null,
     };
   }
@@ -441,7 +397,7 @@ export class Follower {
       let failed = false;
       try {
         await this.#poll(startedAtMs);
-        this.#storeFailures = 0;
+        this.#backoff.succeeded();
       } catch (error) {
         failed = true;
         delayMs = this.#onPollFailed(error);
@@ -480,11 +436,8 @@ export class Follower {
       this.#options.log.error({ err: message }, 'replica stopped following');
       return 0;
     }
-    this.#storeFailures++;
-    this.#lastStoreError = { message, atMs: this.#options.clock.monotonicMs() };
-    const { base, max } = FOLLOWER_LIMITS.storeBackoffMs;
-    const backoffMs = Math.min(max, base * 2 ** (this.#storeFailures - 1));
-    this.#options.log.warn({ err: message, failures: this.#storeFailures }, 'poll failed; will retry');
+    const backoffMs = this.#backoff.failed(message, this.#options.clock.monotonicMs());
+    this.#options.log.warn({ err: message, failures: this.#backoff.failures }, 'poll failed; will retry');
     return Math.max(this.#options.pollIntervalMs, backoffMs);
   }
 
@@ -623,16 +576,6 @@ export class Follower {
     const table = this.#load(key, name ?? folded);
     this.#tables.set(key, table);
     return table;
-  }
-
-  #find(nameOrKey: string): FollowedTable | undefined {
-    const direct = this.#tables.get(nameOrKey);
-    if (direct !== undefined) return direct;
-    try {
-      return this.#tables.get(tableKey(nameOrKey));
-    } catch {
-      return undefined;
-    }
   }
 
   // --- one table ---
@@ -888,29 +831,28 @@ export class Follower {
 
   /** GET and verify `key`; a verification failure is fetched once more before it counts. null = absent. */
   #fetch(t: FollowedTable, key: string, txnFirst: bigint): Promise<FetchedSegment | null> {
-    return this.#downloads.run(async () => {
-      for (let attempt = 1; ; attempt++) {
-        const got = await this.#options.store.get(key);
-        if (got === null) return null;
-        if (got.status !== 'ok')
-          throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `GET ${key} answered not-modified`);
-        try {
-          const verified = await verifySegment(got.body, { objectKey: key, tableKey: t.key, txnFirst });
-          return { ...verified, objectBytes: got.body.byteLength };
-        } catch (error) {
-          if (
-            !isWalshipError(error) ||
-            error.kind !== 'data' ||
-            attempt >= FOLLOWER_LIMITS.fetchAttemptsPerSegment
-          )
-            throw error;
+    return this.#downloads.run(() =>
+      readVerified({
+        attempts: FOLLOWER_LIMITS.fetchAttemptsPerSegment,
+        read: async () => {
+          const got = await this.#options.store.get(key);
+          if (got === null) return null;
+          if (got.status !== 'ok')
+            throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `GET ${key} answered not-modified`);
+          return got.body;
+        },
+        verify: async (body): Promise<FetchedSegment | null> => {
+          if (body === null) return null;
+          const verified = await verifySegment(body, { objectKey: key, tableKey: t.key, txnFirst });
+          return { ...verified, objectBytes: body.byteLength };
+        },
+        onRetry: (error) =>
           this.#options.log.warn(
             { key, err: error.message },
             'segment failed verification; fetching it again',
-          );
-        }
-      }
-    });
+          ),
+      }),
+    );
   }
 
   /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */
@@ -956,12 +898,13 @@ export class Follower {
     this.#options.onApplied?.(t.key, t.appliedTxn);
   }
 
+  /** A data error: `t` stops being applied until resumed (SEGMENTS_COLLECTED: until re-bootstrapped). */
   #suspend(t: FollowedTable, error: WalshipError): void {
-    const objectKey = typeof error.details.key === 'string' ? error.details.key : null;
+    const deps = { atMs: this.#options.clock.monotonicMs(), log: this.#options.log };
     if (error.code === 'SEGMENTS_COLLECTED') {
+      // Not resumable: the segments are gone, so the message names no resume command.
       const message = `table ${JSON.stringify(t.name)} is suspended at txn ${t.appliedTxn}: ${error.message}`;
-      t.suspended = { code: error.code, message, objectKey, atMs: this.#options.clock.monotonicMs() };
-      this.#options.log.error({ table: t.name, code: error.code, key: objectKey }, message);
+      suspendTable(t, error, deps, message);
       this.#options.onSegmentsCollected?.({
         table: t.name,
         key: t.key,
@@ -971,12 +914,7 @@ export class Follower {
       });
       return;
     }
-    const message =
-      `table ${JSON.stringify(t.name)} is suspended at txn ${t.appliedTxn}: ${error.message}. ` +
-      `Other tables go on. Repair or restore the object, then resume with ` +
-      `\`walship admin resume --table ${t.name}\` (POST /admin/resume?table=${encodeURIComponent(t.name)} with the admin token).`;
-    t.suspended = { code: error.code, message, objectKey, atMs: this.#options.clock.monotonicMs() };
-    this.#options.log.error({ table: t.name, code: error.code, key: objectKey }, message);
+    suspendTable(t, error, deps);
   }
 }
 

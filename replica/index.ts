@@ -18,20 +18,28 @@ export {
 export { recordEpochStart, txnIsOfEpoch } from './epoch-history.js';
 export {
   FOLLOWER_LIMITS,
-  type FollowedTableStatus,
   Follower,
   type FollowerOptions,
-  type Suspension,
   TABLE_EPOCH_META_PREFIX,
   TABLE_PARTIAL_META_PREFIX,
 } from './follower.js';
+export {
+  commonTableStatus,
+  FailureBackoff,
+  type FollowedTableState,
+  findTable,
+  readVerified,
+  resumeTable,
+  sortedByKey,
+  stalenessOf,
+  suspendTable,
+} from './follower-skeleton.js';
 export {
   type AddedTable,
   type NodeWriter,
   type ReplicaDeps,
   ReplicaNode,
   type ReplicaSettings,
-  type TableFollower,
   type TablesChanged,
 } from './replica-node.js';
 export {
@@ -59,3 +67,9 @@ export {
   type TableFilterSpec,
   tableChangesOf,
 } from './table-filter.js';
+export type {
+  FollowedTableStatus,
+  FollowerStatus,
+  Suspension,
+  TableFollower,
+} from './table-follower.js';

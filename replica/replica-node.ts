@@ -39,7 +39,7 @@ import {
 } from '../table/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
 import { txnIsOfEpoch } from './epoch-history.js';
-import { type FollowedTableStatus, Follower, type FollowerOptions } from './follower.js';
+import { Follower, type FollowerOptions } from './follower.js';
 import { publishSnapshot, restoreSnapshot } from './snapshots.js';
 import {
   bootstrapTableFromSnapshot,
@@ -53,6 +53,7 @@ import {
   type TableFilterSpec,
   tableChangesOf,
 } from './table-filter.js';
+import type { FollowedTableStatus, TableFollower } from './table-follower.js';
 
 /** Everything a replica needs, already parsed and validated (cli/ builds it from the config surface). */
 export interface ReplicaSettings {
@@ -123,21 +124,6 @@ export interface ReplicaDeps {
   /** A writer of a sequenced cluster: the write path, beside the reads (RFC-0003). */
   writer?: NodeWriter;
 }
-
-/** What a replica node needs of whatever applies txns to its tables: the store's Follower, or the sequencer's. */
-export type TableFollower = Pick<
-  Follower,
-  | 'start'
-  | 'stop'
-  | 'appliedTxn'
-  | 'appliedAll'
-  | 'stalenessMs'
-  | 'probeNow'
-  | 'refresh'
-  | 'resume'
-  | 'status'
-> &
-  Partial<Pick<Follower, 'tablesChanged'>>;
 
 /** The write path of a sequenced writer, served on a node that applies like a replica (RFC-0003). */
 export interface NodeWriter {
@@ -308,7 +294,7 @@ export class ReplicaNode {
       ...this.#deps.writer?.status(),
       stalenessMs: follow.stalenessMs === null ? null : Math.round(follow.stalenessMs),
       polls: follow.polls,
-      store: { description: this.#settings.store.description, lastError: follow.lastStoreError },
+      store: { description: this.#settings.store.description, lastError: follow.lastError },
       following: follow.fatal === null ? true : { stopped: follow.fatal },
       snapshot:
         last === null
@@ -325,8 +311,8 @@ export class ReplicaNode {
           name: t.name,
           key: t.key,
           appliedTxn: t.appliedTxn.toString(),
-          epoch: t.epoch.toString(),
-          txnsBehind: t.txnsBehind.toString(),
+          epoch: t.epoch?.toString() ?? null,
+          txnsBehind: t.txnsBehind?.toString() ?? null,
           sinceCaughtUpMs: t.sinceCaughtUpMs,
           lastAppliedAgoMs: t.lastAppliedAgoMs,
           segmentsApplied: t.segmentsApplied,
@@ -347,7 +333,8 @@ export class ReplicaNode {
   #catchUpOperation(tables: FollowedTableStatus[]): NodeOperation | null {
     const now = this.#deps.clock.monotonicMs();
     const following = tables.filter((t) => t.suspended === null);
-    const behind = following.reduce((sum, t) => sum + t.txnsBehind, 0n);
+    // A table whose head is unknown (null) counts as not behind: nothing says it is.
+    const behind = following.reduce((sum, t) => sum + (t.txnsBehind ?? 0n), 0n);
     const applied = appliedOf(following);
     const baseline = this.#caughtUp;
     if (behind === 0n || baseline === null) {
@@ -434,7 +421,7 @@ export class ReplicaNode {
     if (next.equals(before) && !held) return false;
     // Synchronous from here to the drop's commit: no apply of the table can start in between.
     this.#served.filter = next;
-    this.#follower.tablesChanged?.();
+    this.#follower.tablesChanged();
     try {
       dropLocalTable(servedTableKey(name), {
         databaseFile: this.#tables.file,
@@ -443,7 +430,7 @@ export class ReplicaNode {
       });
     } catch (error) {
       this.#served.filter = before;
-      this.#follower.tablesChanged?.();
+      this.#follower.tablesChanged();
       throw error;
     }
     this.#deps.log.info({ table: name, held }, 'table dropped: no longer served');
@@ -464,8 +451,7 @@ export class ReplicaNode {
     this.#checkOpen();
     if (snapshot === null) this.#tables.setMeta(...meta);
     this.#served.filter = next;
-    if (this.#follower.tablesChanged !== undefined) this.#follower.tablesChanged();
-    else void this.#follower.refresh();
+    this.#follower.tablesChanged();
     this.#deps.log.info({ table: name, snapshot: snapshot?.id ?? null }, 'table added: now served');
     return { table: name, snapshot };
   }

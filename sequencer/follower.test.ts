@@ -9,6 +9,7 @@ import { stagedKey, txnLogKey } from '../layout/index.js';
 import { registerTable } from '../layout/tables-registry.js';
 import { encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, type GetOptions, type ObjectStore } from '../objectstore/index.js';
+import type { TableFollower } from '../replica/index.js';
 import { verifyStagedSegment } from '../replica/segment-verifier.js';
 import {
   PARTIAL_ENTRY_META_PREFIX,
@@ -620,6 +621,44 @@ describe('SequencedFollower', () => {
     expect(f.status().export?.conflict?.message).toContain(txnLogKey('trades', e1!.txnFirst));
     // Exports stopped: the entry after the conflicting one is not written.
     expect(await store.get(txnLogKey('trades', e2!.txnFirst))).toBeNull();
+  });
+});
+
+describe('SequencedFollower as a TableFollower (issue 14 item 3)', () => {
+  it('reports the status of a followed table natively: no epoch, no polls, txnsBehind unknown without a known head', async () => {
+    const w1 = await new TestWriter('w1').register();
+    await w1.commit({ trades: [[1, 2], [3]] });
+    await w1.commit({ trades: [[4]] });
+    await exportEntries(w1.entries);
+    await registerTables('trades');
+    const fromSequencer: TableFollower = follow(openTables('a'), sequencerLogSource(seq));
+    const fromTxnLog: TableFollower = follow(openTables('b'), fromStore());
+    for (const f of [fromSequencer, fromTxnLog]) {
+      await vi.waitFor(() => expect(f.appliedTxn(tableKey('trades'))).toBe(3n), WAIT);
+      await vi.waitFor(() => expect(f.stalenessMs()).not.toBeNull(), WAIT);
+      const status = f.status();
+      expect(status).toMatchObject({ polls: null, fatal: null, lastError: null });
+      expect(status.stalenessMs).not.toBeNull();
+      const [trades] = status.tables;
+      // Two entries (3 txns, 4 rows), one staged segment each; a sequenced table has no epoch of its own.
+      expect(trades).toMatchObject({
+        name: 'trades',
+        appliedTxn: 3n,
+        epoch: null,
+        segmentsApplied: 2,
+        rowsApplied: 4,
+      });
+      expect(f.appliedAll()).toEqual(new Map([[tableKey('trades'), 3n]]));
+      // probeNow and refresh have nothing to hurry: the source reports changes as they happen.
+      f.probeNow([tableKey('trades')]);
+      await f.refresh();
+    }
+    // The sequencer knows each table's head; the store's txnlog/ does not say: unknown, not 0.
+    await vi.waitFor(
+      () => expect(fromSequencer.status().tables[0]).toMatchObject({ headTxn: 3n, txnsBehind: 0n }),
+      WAIT,
+    );
+    expect(fromTxnLog.status().tables[0]).toMatchObject({ headTxn: null, txnsBehind: null });
   });
 });
 

@@ -9,9 +9,22 @@ import type { Logger } from 'pino';
 import { type Clock, isWalshipError, WalshipError } from '../core/index.js';
 import { encodeTxnLogEntry, txnLogKey, txnLogPrefix } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
-// The module, not replica/index.js: replica/ (the node) will import this follower, and its door
-// would pull the whole replica node into this file and risk an import cycle.
-import { type VerifiedStagedSegment, verifyStagedSegment } from '../replica/index.js';
+import {
+  commonTableStatus,
+  FailureBackoff,
+  type FollowedTableState,
+  type FollowedTableStatus,
+  type FollowerStatus,
+  findTable,
+  readVerified,
+  resumeTable,
+  sortedByKey,
+  stalenessOf,
+  suspendTable,
+  type TableFollower,
+  type VerifiedStagedSegment,
+  verifyStagedSegment,
+} from '../replica/index.js';
 import {
   decodeTableKey,
   EXPORTED_META_PREFIX,
@@ -19,7 +32,6 @@ import {
   REJECTED_COUNT_META_PREFIX,
   REJECTED_META_PREFIX,
   type TableStore,
-  tableKey,
 } from '../table/index.js';
 import type { TxnRecord } from '../wal/index.js';
 import type { LogSource } from './log-source.js';
@@ -80,37 +92,23 @@ export interface SequencedFollowerOptions {
   admits?: (tableKey: string) => boolean;
 }
 
-export interface SequencedSuspension {
-  code: string;
-  message: string;
-  objectKey: string | null;
-  /** Monotonic ms. */
-  atMs: number;
-}
-
-export interface SequencedTableStatus {
-  key: string;
-  name: string;
-  appliedTxn: bigint;
-  /** The source's last known head of the table; null when the source does not say (the store). */
-  headTxn: bigint | null;
-  txnsBehind: bigint | null;
-  /** When the log was last read to its end (nothing newer): ms ago; null when never. */
-  sinceCaughtUpMs: number | null;
-  lastAppliedAgoMs: number | null;
-  entriesApplied: number;
-  rowsApplied: number;
+/**
+ * A followed table (FollowedTableStatus: `epoch` is always null, a sequenced table has none;
+ * `headTxn` is the source's known head, null when it does not say; `sinceCaughtUpMs` is since the
+ * log was last read to its end; `segmentsApplied` counts log entries, one staged segment each).
+ */
+export interface SequencedTableStatus extends FollowedTableStatus {
   /** Txns applied as empty fences because their schema conflicted (REJECTED_META_PREFIX). */
   rejected: number;
   /** The log starts after applied + 1 (the txns before come from the wal/ chain): the first txn it holds. */
   waitingBeforeTxn: bigint | null;
-  suspended: SequencedSuspension | null;
 }
 
-export interface SequencedFollowerStatus {
+/** FollowerStatus (`polls` and `fatal` always null: it waits on its source, and never stops on its own), and more. */
+export interface SequencedFollowerStatus extends FollowerStatus<SequencedTableStatus> {
+  polls: null;
+  fatal: null;
   source: 'sequencer' | 'store';
-  tables: SequencedTableStatus[];
-  lastError: { message: string; agoMs: number } | null;
   /** null when export catch-up is off. */
   export: { exportsWritten: number; conflict: { code: string; message: string } | null } | null;
 }
@@ -131,19 +129,14 @@ interface FetchedSegment {
   own: boolean;
 }
 
-/** One followed table. Txn numbers are bigint; times are this node's monotonic ms. */
-interface SequencedTable {
-  key: string;
-  name: string;
-  appliedTxn: bigint;
+/**
+ * One followed table (the common fields: FollowedTableState; `segmentsApplied` counts entries).
+ * Txn numbers are bigint; times are this node's monotonic ms.
+ */
+interface SequencedTable extends FollowedTableState {
   /** The txnFirst of an entry applied only in part (PARTIAL_ENTRY_META_PREFIX), or null. */
   partialFirst: bigint | null;
-  suspended: SequencedSuspension | null;
   rejected: number;
-  entriesApplied: number;
-  rowsApplied: number;
-  lastAppliedAtMs: number | null;
-  confirmedAtMs: number | null;
   waitingBeforeTxn: bigint | null;
   export: ExportState;
 }
@@ -157,8 +150,12 @@ interface SequencedTable {
  * schema conflicts with the table (TYPE_CONFLICT: two writers added one column with two types) is
  * applied as an empty fence under the same number on every node and recorded as rejected, so the
  * numbering stays identical everywhere. Source and store failures are retried with backoff.
+ *
+ * It is a replica node's TableFollower (replica/table-follower.ts) as it is: what it shares with the
+ * store's Follower is in replica/follower-skeleton.ts; its status leaves out nothing and invents
+ * nothing (no epoch, no polls: null).
  */
-export class SequencedFollower {
+export class SequencedFollower implements TableFollower {
   readonly #options: SequencedFollowerOptions;
   readonly #downloadConcurrency: number;
   readonly #tables = new Map<string, SequencedTable>();
@@ -171,8 +168,8 @@ export class SequencedFollower {
   #pageController: AbortController | undefined;
   #stopped = false;
   #loop: Promise<void> | undefined;
-  #failures = 0;
-  #lastError: { message: string; atMs: number } | null = null;
+  /** Consecutive failed rounds and the last error (SEQUENCED_FOLLOWER_LIMITS.backoffMs). */
+  readonly #backoff = new FailureBackoff(SEQUENCED_FOLLOWER_LIMITS.backoffMs);
   #exportsWritten = 0;
   #exportConflict: { code: string; message: string } | null = null;
   /** Staged keys a GET found absent once: a second absence, a backoff later, confirms SEGMENT_MISSING. */
@@ -243,12 +240,38 @@ export class SequencedFollower {
    * Returns false for a table that is not suspended or not known.
    */
   resume(nameOrKey: string): boolean {
-    const table = this.#find(nameOrKey);
-    if (table?.suspended == null) return false;
-    this.#options.log.info({ table: table.name, was: table.suspended.code }, 'table resumed');
-    table.suspended = null;
+    const table = findTable(this.#tables, nameOrKey);
+    if (table === undefined || !resumeTable(table, this.#options.log)) return false;
     this.#waitController?.abort();
     return true;
+  }
+
+  /** Every followed table's applied watermark, by store key. */
+  appliedAll(): Map<string, bigint> {
+    return new Map([...this.#tables.values()].map((t) => [t.key, t.appliedTxn]));
+  }
+
+  /**
+   * Milliseconds since every followed table last read its log to the end (the oldest); null when
+   * one never did, or when no table is followed yet. Whole ms.
+   */
+  stalenessMs(): number | null {
+    const ms = stalenessOf(this.#tables.values(), this.#options.clock.monotonicMs(), null);
+    return ms === null ? null : Math.round(ms);
+  }
+
+  /**
+   * Nothing to do: the follower reads a table's log as soon as its source reports a change
+   * (`source.wait()`), so a waiting reader has nothing to hurry.
+   */
+  probeNow(_keys: readonly string[]): void {}
+
+  /**
+   * Resolves at once: there is no sweep to run. New tables and entries are found by the next round,
+   * which the source's change report starts.
+   */
+  refresh(): Promise<void> {
+    return Promise.resolve();
   }
 
   /**
@@ -272,31 +295,24 @@ export class SequencedFollower {
   /** Per-table state, the source, the last failure and the export catch-up, for /status. */
   status(): SequencedFollowerStatus {
     const now = this.#options.clock.monotonicMs();
-    const ago = (atMs: number | null) => (atMs === null ? null : Math.round(now - atMs));
-    const tables = [...this.#tables.values()]
-      .sort((a, b) => (a.key < b.key ? -1 : 1))
-      .map((t): SequencedTableStatus => {
-        const head = this.#options.source.knownHead?.(t.key) ?? null;
-        return {
-          key: t.key,
-          name: t.name,
-          appliedTxn: t.appliedTxn,
-          headTxn: head,
-          txnsBehind: head === null ? null : head > t.appliedTxn ? head - t.appliedTxn : 0n,
-          sinceCaughtUpMs: ago(t.confirmedAtMs),
-          lastAppliedAgoMs: ago(t.lastAppliedAtMs),
-          entriesApplied: t.entriesApplied,
-          rowsApplied: t.rowsApplied,
-          rejected: t.rejected,
-          waitingBeforeTxn: t.waitingBeforeTxn,
-          suspended: t.suspended,
-        };
-      });
-    const error = this.#lastError;
+    const tables = sortedByKey(this.#tables.values()).map((t): SequencedTableStatus => {
+      const head = this.#options.source.knownHead?.(t.key) ?? null;
+      return {
+        ...commonTableStatus(t, now),
+        epoch: null,
+        headTxn: head,
+        txnsBehind: head === null ? null : head > t.appliedTxn ? head - t.appliedTxn : 0n,
+        rejected: t.rejected,
+        waitingBeforeTxn: t.waitingBeforeTxn,
+      };
+    });
     return {
       source: this.#options.source.name,
       tables,
-      lastError: error === null ? null : { message: error.message, agoMs: Math.round(now - error.atMs) },
+      stalenessMs: this.stalenessMs(),
+      polls: null,
+      lastError: this.#backoff.lastError(now),
+      fatal: null,
       export:
         this.#options.exportCatchUp === undefined
           ? null
@@ -314,7 +330,7 @@ export class SequencedFollower {
       try {
         await this.#discover();
         more = await this.#followAll();
-        this.#failures = 0;
+        this.#backoff.succeeded();
       } catch (error) {
         backoffMs = this.#onFailed(error);
       }
@@ -326,11 +342,8 @@ export class SequencedFollower {
   }
 
   #onFailed(error: unknown): number {
-    this.#failures++;
     const message = error instanceof Error ? error.message : String(error);
-    this.#lastError = { message, atMs: this.#options.clock.monotonicMs() };
-    const { base, max } = SEQUENCED_FOLLOWER_LIMITS.backoffMs;
-    const delayMs = Math.min(max, base * 2 ** Math.min(this.#failures - 1, 16));
+    const delayMs = this.#backoff.failed(message, this.#options.clock.monotonicMs());
     if (!this.#stopped)
       this.#options.log.warn(
         { err: message, code: isWalshipError(error) ? error.code : undefined, retryInMs: delayMs },
@@ -396,7 +409,7 @@ export class SequencedFollower {
       partialFirst: partial === undefined || partial === '' ? null : BigInt(partial),
       suspended: null,
       rejected: Number(tables.getMeta(`${REJECTED_COUNT_META_PREFIX}${key}`) ?? '0'),
-      entriesApplied: 0,
+      segmentsApplied: 0,
       rowsApplied: 0,
       lastAppliedAtMs: null,
       confirmedAtMs: null,
@@ -512,27 +525,22 @@ export class SequencedFollower {
    */
   async #fetch(entry: LogEntry, signal: AbortSignal): Promise<FetchedSegment> {
     const own = this.#options.ownSegment?.(entry.staged);
-    for (let attempt = 1; ; attempt++) {
-      const fromOwn = attempt === 1 && own !== undefined;
-      const bytes = fromOwn ? own : await this.#download(entry, signal);
-      try {
-        return {
-          segment: await verifyStagedSegment(bytes, { objectKey: entry.staged, entry }),
-          own: fromOwn,
-        };
-      } catch (error) {
-        if (
-          !isWalshipError(error) ||
-          error.kind !== 'data' ||
-          attempt >= SEQUENCED_FOLLOWER_LIMITS.fetchAttemptsPerSegment
-        )
-          throw error;
+    // The writer's own bytes are read first; a verification failure reads the store's.
+    const fromOwn = (attempt: number) => attempt === 1 && own !== undefined;
+    return readVerified({
+      attempts: SEQUENCED_FOLLOWER_LIMITS.fetchAttemptsPerSegment,
+      read: async (attempt) =>
+        attempt === 1 && own !== undefined ? own : await this.#download(entry, signal),
+      verify: async (bytes, attempt) => ({
+        segment: await verifyStagedSegment(bytes, { objectKey: entry.staged, entry }),
+        own: fromOwn(attempt),
+      }),
+      onRetry: (error) =>
         this.#options.log.warn(
           { key: entry.staged, err: error.message },
           'staged segment failed verification; fetching it again',
-        );
-      }
-    }
+        ),
+    });
   }
 
   /**
@@ -610,7 +618,7 @@ export class SequencedFollower {
     t.partialFirst = null;
     t.name = tables.schema(name)?.name ?? name;
     t.rejected += rejected.length;
-    t.entriesApplied++;
+    t.segmentsApplied++;
     t.rowsApplied += segment.header.rowCount;
     t.lastAppliedAtMs = now;
     this.#markApplied(t, entry.txnLast, now);
@@ -623,23 +631,7 @@ export class SequencedFollower {
   }
 
   #suspend(t: SequencedTable, error: WalshipError): void {
-    const objectKey = typeof error.details.key === 'string' ? error.details.key : null;
-    const message =
-      `table ${JSON.stringify(t.name)} is suspended at txn ${t.appliedTxn}: ${error.message}. ` +
-      'Other tables go on. Repair or restore the object, then resume with ' +
-      `\`walship admin resume --table ${t.name}\` (POST /admin/resume?table=${encodeURIComponent(t.name)} with the admin token).`;
-    t.suspended = { code: error.code, message, objectKey, atMs: this.#options.clock.monotonicMs() };
-    this.#options.log.error({ table: t.name, code: error.code, key: objectKey }, message);
-  }
-
-  #find(nameOrKey: string): SequencedTable | undefined {
-    const byKey = this.#tables.get(nameOrKey);
-    if (byKey !== undefined) return byKey;
-    try {
-      return this.#tables.get(tableKey(nameOrKey));
-    } catch {
-      return undefined;
-    }
+    suspendTable(t, error, { atMs: this.#options.clock.monotonicMs(), log: this.#options.log });
   }
 
   // --- export catch-up (writers) ---
@@ -671,7 +663,7 @@ export class SequencedFollower {
       } catch (error) {
         if (this.#stopped) return;
         const message = error instanceof Error ? error.message : String(error);
-        this.#lastError = { message, atMs: this.#options.clock.monotonicMs() };
+        this.#backoff.recordError(message, this.#options.clock.monotonicMs());
         this.#options.log.warn(
           { table: t.name, err: message },
           'txnlog export check failed; retrying after the grace period',

@@ -49,7 +49,7 @@ import {
 } from '../objectstore/index.js';
 import type { PrimaryNode } from '../primary/index.js';
 import type { ReplicaNode, ReplicaSettings } from '../replica/index.js';
-import { tableKey } from '../table/index.js';
+import { type TableKey, tableKey } from '../table/index.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
 import { rawInsertMs } from './baselines.js';
@@ -135,7 +135,7 @@ interface SegmentInfo {
 }
 
 /** The segments of table `key` in the store, in txn order. */
-async function segmentsOf(store: ObjectStore, key: string): Promise<SegmentInfo[]> {
+async function segmentsOf(store: ObjectStore, key: TableKey): Promise<SegmentInfo[]> {
   const out: SegmentInfo[] = [];
   for await (const info of listAll(store, segmentPrefix(key))) {
     const txnFirst = txnFirstOfSegmentKey(info.key);

@@ -12,6 +12,7 @@ import { CLUSTER_KEY, encodeClusterRecord, segmentKey, stagedKey, txnLogKey } fr
 import { encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, listAll } from '../objectstore/index.js';
 import { SqliteSequencerStore } from '../sequencer/sqlite-store.js';
+import { tableKey } from '../table/index.js';
 import { gcCommand } from './gc.js';
 import type { CommandIo } from './io.js';
 
@@ -33,7 +34,8 @@ beforeAll(async () => {
     }),
   );
   // GC judges segments by their keys and object times, never their bodies.
-  for (const txn of [1n, 5n, 9n]) await store.put(segmentKey('trades', txn), new Uint8Array([1, 2, 3]));
+  for (const txn of [1n, 5n, 9n])
+    await store.put(segmentKey(tableKey('trades'), txn), new Uint8Array([1, 2, 3]));
   await store.close();
 });
 afterAll(() => rm(base, { recursive: true, force: true }));
@@ -78,7 +80,7 @@ describe('walship gc', () => {
     const text = io.out.join('\n');
     expect(text).toContain('DRY RUN');
     expect(text).toContain(
-      `keep ${segmentKey('trades', 1n)} and the 2 after it: no snapshot of this cluster`,
+      `keep ${segmentKey(tableKey('trades'), 1n)} and the 2 after it: no snapshot of this cluster`,
     );
     expect(text).toContain('would delete 0 objects');
     expect(await keys()).toEqual(before);
@@ -122,7 +124,7 @@ describe('walship gc on a sequenced cluster', () => {
       await initSequencedCluster({ store, sequencer, clock: systemClock });
       const { epoch } = await sequencer.registerWriter('p1');
       for (const batchSeq of [1n, 2n]) {
-        const key = stagedKey('trades', 'p1', epoch, batchSeq);
+        const key = stagedKey(tableKey('trades'), 'p1', epoch, batchSeq);
         staged.push(key);
         // GC judges staged objects by keys, entries and times, never their bodies.
         await store.put(key, new Uint8Array([1, 2, 3]));
@@ -136,7 +138,7 @@ describe('walship gc on a sequenced cluster', () => {
           await store.put(txnLogKey(entry.table, entry.txnFirst), encodeTxnLogEntry(entry));
       }
       const w2 = await sequencer.registerWriter('w2');
-      orphan = stagedKey('trades', 'w2', w2.epoch, 1n);
+      orphan = stagedKey(tableKey('trades'), 'w2', w2.epoch, 1n);
       await store.put(orphan, new Uint8Array([4, 5]));
       await sequencer.fence('w2', w2.epoch);
     } finally {
@@ -157,7 +159,7 @@ describe('walship gc on a sequenced cluster', () => {
     const text = io.out.join('\n');
     expect(text).toContain('sequenced cluster, no sequencer given');
     expect(text).toContain(
-      `keep ${txnLogKey('trades', 1n)} and the 1 after it: no snapshot of this cluster: the txn log is the only copy`,
+      `keep ${txnLogKey(tableKey('trades'), 1n)} and the 1 after it: no snapshot of this cluster: the txn log is the only copy`,
     );
     expect(text).toContain('note: no sequencer access');
     expect(text).toContain('would delete 0 objects');

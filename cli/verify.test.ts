@@ -15,6 +15,7 @@ import { txnFirstOfSegmentKey } from '../layout/index.js';
 import type { StoreAuditReport } from '../maintenance/index.js';
 import type { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
+import { tableKey } from '../table/index.js';
 import { startTestNode } from '../tests/helpers/test-node.js';
 import { type NodesReport, renderNodesReport, renderStoreAudit, verifyCommand } from './verify.js';
 
@@ -60,7 +61,7 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
     tables: [
       {
         name: 'trades',
-        key: 'trades',
+        key: tableKey('trades'),
         registered: true,
         segments: 12,
         txns: { first: '1', last: '40' },
@@ -72,7 +73,7 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
       },
       {
         name: 'q',
-        key: 'q',
+        key: tableKey('q'),
         registered: true,
         segments: 0,
         txns: null,

@@ -13,7 +13,7 @@ import {
 } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { Follower, recordEpochStart, TABLE_EPOCH_META_PREFIX } from '../replica/index.js';
-import { decodeTableKey, TableStore } from '../table/index.js';
+import { decodeTableKey, type TableKey, TableStore } from '../table/index.js';
 import {
   type Codec,
   decodeSegmentHeader,
@@ -47,7 +47,7 @@ export interface Promotion {
   clusterId: string;
   epoch: bigint;
   /** Per table: the fence's txn (the last txn of the old epoch is one less). */
-  fenced: { key: string; name: string; fenceTxn: bigint }[];
+  fenced: { key: TableKey; name: string; fenceTxn: bigint }[];
 }
 
 /** Fence rounds per table before giving up: each lost round means the old primary uploaded one more segment. */
@@ -196,7 +196,7 @@ async function claimNextEpoch(tables: TableStore, options: PromoteOptions): Prom
  */
 async function fenceAll(
   tables: TableStore,
-  keys: string[],
+  keys: TableKey[],
   epoch: bigint,
   options: PromoteOptions,
 ): Promise<Fenced[]> {
@@ -226,7 +226,7 @@ async function fenceAll(
  */
 async function fenceTable(
   tables: TableStore,
-  key: string,
+  key: TableKey,
   epoch: bigint,
   options: PromoteOptions,
 ): Promise<Fenced> {
@@ -265,7 +265,7 @@ async function fenceTable(
  */
 async function fenceOnce(
   tables: TableStore,
-  key: string,
+  key: TableKey,
   epoch: bigint,
   options: PromoteOptions,
 ): Promise<
@@ -326,7 +326,7 @@ async function fenceOnce(
 }
 
 /** The first segment key of table `key` after the slot of `txn`, or undefined (one LIST of one key). */
-async function segmentAfter(store: ObjectStore, key: string, txn: bigint): Promise<string | undefined> {
+async function segmentAfter(store: ObjectStore, key: TableKey, txn: bigint): Promise<string | undefined> {
   const page = await store.list(segmentPrefix(key), { startAfter: segmentKey(key, txn), limit: 1 });
   return page.objects[0]?.key;
 }

@@ -1,4 +1,5 @@
 import { listAll, type ObjectStore } from '../objectstore/index.js';
+import type { TableKey } from '../table/index.js';
 import {
   segmentKey,
   segmentPrefix,
@@ -10,8 +11,8 @@ import {
 
 /** Where a kind of chain object lives in the store (layout/keys.ts). */
 export interface ChainLayout {
-  prefix(tableKey: string): string;
-  key(tableKey: string, txnFirst: bigint): string;
+  prefix(tableKey: TableKey): string;
+  key(tableKey: TableKey, txnFirst: bigint): string;
   /** The first txn a key names, or undefined for any other key. */
   txnFirstOf(key: string): bigint | undefined;
 }
@@ -47,7 +48,7 @@ export interface ListedChainObject {
 export async function listChain(
   store: ObjectStore,
   layout: ChainLayout,
-  tableKey: string,
+  tableKey: TableKey,
   options: { max: number; signal?: AbortSignal | undefined },
 ): Promise<ListedChainObject[]> {
   const { max, signal } = options;

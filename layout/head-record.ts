@@ -1,4 +1,4 @@
-import { tableKey } from '../table/index.js';
+import { type TableKey, tableKey } from '../table/index.js';
 
 /**
  * `head.json` (DESIGN §3): the primary's hint of how far each table is uploaded, so an idle replica
@@ -26,7 +26,7 @@ export function encodeHead(record: HeadRecord): Uint8Array {
 /** head.json as the replica reads it: a hint of each table's uploaded txn, by table key. */
 export interface HeadHint {
   epoch: bigint | null;
-  tables: Map<string, { name: string; txn: bigint }>;
+  tables: Map<TableKey, { name: string; txn: bigint }>;
 }
 
 /** Parses head.json defensively; undefined when it is not the shape the uploader writes (it is only a hint). */

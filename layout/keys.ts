@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/index.js';
+import { isTableKey, type TableKey } from '../table/index.js';
 
 /**
  * Where things live in the object store (DESIGN §3), relative to the cluster root. Numbers are
@@ -60,12 +61,12 @@ export function nodeIdOfRegistrationKey(key: string): string | undefined {
 }
 
 /** `tables/<t>/wal/`: every segment of one table, in txn order. */
-export function segmentPrefix(tableKey: string): string {
+export function segmentPrefix(tableKey: TableKey): string {
   return `${TABLES_PREFIX}${tableKey}/wal/`;
 }
 
 /** `tables/<t>/wal/<firstTxn>.seg`: the create-only segment starting at `txnFirst`. */
-export function segmentKey(tableKey: string, txnFirst: bigint): string {
+export function segmentKey(tableKey: TableKey, txnFirst: bigint): string {
   return `${segmentPrefix(tableKey)}${padNumber(txnFirst)}.seg`;
 }
 
@@ -161,7 +162,7 @@ function checkPositive(what: string, value: bigint): void {
  * what orphan GC lists (RFC-0003 "GC of staged segments"). Throws INVALID_ARGUMENT for a bad
  * writer id or an epoch below 1.
  */
-export function stagedPrefix(tableKey: string, writer?: string, writerEpoch?: bigint): string {
+export function stagedPrefix(tableKey: TableKey, writer?: string, writerEpoch?: bigint): string {
   const prefix = `${TABLES_PREFIX}${tableKey}/staged/`;
   if (writer === undefined) {
     if (writerEpoch !== undefined)
@@ -179,19 +180,22 @@ export function stagedPrefix(tableKey: string, writer?: string, writerEpoch?: bi
  * batch (RFC-0003). A batch holds at most one segment per table, so the four parts name exactly one
  * object. Throws INVALID_ARGUMENT for a bad writer id, an epoch or batchSeq below 1.
  */
-export function stagedKey(tableKey: string, writer: string, writerEpoch: bigint, batchSeq: bigint): string {
+export function stagedKey(tableKey: TableKey, writer: string, writerEpoch: bigint, batchSeq: bigint): string {
   checkPositive('batchSeq', batchSeq);
   return `${stagedPrefix(tableKey, writer, writerEpoch)}${padNumber(batchSeq)}.seg`;
 }
 
 export interface StagedKeyParts {
-  tableKey: string;
+  tableKey: TableKey;
   writer: string;
   writerEpoch: bigint;
   batchSeq: bigint;
 }
 
-/** The parts of a staged key, or undefined for any key stagedKey cannot produce. */
+/**
+ * The parts of a staged key, or undefined for any key stagedKey cannot produce (one whose table
+ * segment is not a key `tableKey` can produce included).
+ */
 export function parseStagedKey(key: string): StagedKeyParts | undefined {
   const match = /^tables\/([^/]+)\/staged\/([^/]+)\/(\d{20})\/(\d{20})\.seg$/.exec(key);
   if (match === null) return undefined;
@@ -201,23 +205,28 @@ export function parseStagedKey(key: string): StagedKeyParts | undefined {
   if (!NODE_ID.test(writer) || writer === '.' || writer === '..' || writerEpoch < 1n || batchSeq < 1n) {
     return undefined;
   }
+  if (!isTableKey(tableKey)) return undefined;
   return { tableKey, writer, writerEpoch, batchSeq };
 }
 
 /** `tables/<t>/txnlog/`: the table's exported log entries, in txn order. */
-export function txnLogPrefix(tableKey: string): string {
+export function txnLogPrefix(tableKey: TableKey): string {
   return `${TABLES_PREFIX}${tableKey}/txnlog/`;
 }
 
 /** `tables/<t>/txnlog/<txnFirst>.json`: the create-only export of the log entry starting at `txnFirst`. */
-export function txnLogKey(tableKey: string, txnFirst: bigint): string {
+export function txnLogKey(tableKey: TableKey, txnFirst: bigint): string {
   return `${txnLogPrefix(tableKey)}${padNumber(txnFirst)}.json`;
 }
 
-/** The table key and first txn of a txn-log key, or undefined for any other key. */
-export function parseTxnLogKey(key: string): { tableKey: string; txnFirst: bigint } | undefined {
+/**
+ * The table key and first txn of a txn-log key, or undefined for any other key (one whose table
+ * segment is not a key `tableKey` can produce included).
+ */
+export function parseTxnLogKey(key: string): { tableKey: TableKey; txnFirst: bigint } | undefined {
   const match = /^tables\/([^/]+)\/txnlog\/(\d{20})\.json$/.exec(key);
-  return match === null ? undefined : { tableKey: match[1]!, txnFirst: BigInt(match[2]!) };
+  if (match === null || !isTableKey(match[1]!)) return undefined;
+  return { tableKey: match[1], txnFirst: BigInt(match[2]!) };
 }
 
 /** The first txn of a txn-log key, or undefined for any other key. */

@@ -1,6 +1,6 @@
 import { assert, isWalshipError, parseTimeMs, WalshipError } from '../core/index.js';
 import { listAll, type ObjectStore } from '../objectstore/index.js';
-import { type SnapshotTable, tableKey } from '../table/index.js';
+import { type SnapshotTable, type TableKey, tableKey } from '../table/index.js';
 import {
   isSnapshotId,
   SNAPSHOTS_PREFIX,
@@ -242,7 +242,8 @@ function checkTables(value: unknown, bad: (problem: string) => WalshipError): Sn
   return value.map((entry: unknown, index) => {
     if (!isRecord(entry)) throw bad(`tables[${index}] is not an object`);
     const { name, key, lastTxn } = entry;
-    if (typeof name !== 'string' || typeof key !== 'string' || !isTableKeyOf(name, key)) {
+    const ownKey = typeof name === 'string' && typeof key === 'string' ? tableKeyOf(name, key) : undefined;
+    if (typeof name !== 'string' || ownKey === undefined) {
       throw bad(
         `tables[${index}] has name ${JSON.stringify(name)} and key ${JSON.stringify(key)}, which do not go together`,
       );
@@ -252,17 +253,19 @@ function checkTables(value: unknown, bad: (problem: string) => WalshipError): Sn
         `tables[${index}] (${name}) has lastTxn ${JSON.stringify(lastTxn)}, not an int64 as a string`,
       );
     }
-    if (keys.has(key)) throw bad(`table ${JSON.stringify(name)} is listed twice`);
-    keys.add(key);
-    return { name, key, lastTxn: BigInt(lastTxn) };
+    if (keys.has(ownKey)) throw bad(`table ${JSON.stringify(name)} is listed twice`);
+    keys.add(ownKey);
+    return { name, key: ownKey, lastTxn: BigInt(lastTxn) };
   });
 }
 
-function isTableKeyOf(name: string, key: string): boolean {
+/** `tableKey(name)` when it is `key`, else undefined (also for a name tableKey refuses). */
+function tableKeyOf(name: string, key: string): TableKey | undefined {
   try {
-    return tableKey(name) === key;
+    const own = tableKey(name);
+    return own === key ? own : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 

@@ -8,7 +8,7 @@ import {
   withFaults,
 } from '../objectstore/index.js';
 import { compareKeys } from '../objectstore/keys.js';
-import { decodeTableKey, tableKey } from '../table/index.js';
+import { asTableKey, decodeTableKey, tableKey } from '../table/index.js';
 import { encodeHead, parseHeadHint } from './head-record.js';
 import { segmentKey, segmentPrefix } from './keys.js';
 import { DISCOVERED_TABLES_MAX, discoverTableKeys, segmentsAfter } from './store-scan.js';
@@ -71,9 +71,9 @@ describe('discoverTableKeys', () => {
     for (const key of expected) {
       // Several objects per table, segments and others, so the skip has something to skip.
       await putAll(inner, [
-        segmentKey(key, 1n),
-        segmentKey(key, 2n),
-        segmentKey(key, 10n),
+        segmentKey(asTableKey(key), 1n),
+        segmentKey(asTableKey(key), 2n),
+        segmentKey(asTableKey(key), 10n),
         `tables/${key}/staged/x`,
       ]);
     }
@@ -90,7 +90,7 @@ describe('discoverTableKeys', () => {
     const store = new MemoryStore();
     const stray = ['A', 'a%2e', '%61', 'a..b', 'with space', 'x%ZZ', '.hidden', 'a%2F%'];
     for (const key of stray) await store.put(`tables/${key}/wal/00000000000000000001.seg`, bytes(key));
-    await putAll(store, [segmentKey('good', 1n), segmentKey('a', 1n)]);
+    await putAll(store, [segmentKey(tableKey('good'), 1n), segmentKey(tableKey('a'), 1n)]);
     const { keys, ignored } = await discoverTableKeys(store);
     expect(keys).toEqual(['a', 'good']);
     expect([...ignored].sort(compareKeys)).toEqual([...stray].sort(compareKeys));
@@ -117,7 +117,8 @@ describe('discoverTableKeys', () => {
     const inner = new MemoryStore();
     const expected = listOrder(['a', 'a-b', 'a.b', 'b']);
     expect(expected).toEqual(['a-b', 'a.b', 'a', 'b']);
-    for (const key of expected) await putAll(inner, [segmentKey(key, 1n), segmentKey(key, 2n)]);
+    for (const key of expected)
+      await putAll(inner, [segmentKey(asTableKey(key), 1n), segmentKey(asTableKey(key), 2n)]);
     const store = withFaults(inner, [{ fault: { type: 'truncate-list', keys: 1 }, operations: ['list'] }]);
     expect((await discoverTableKeys(store)).keys).toEqual(expected);
   });
@@ -129,7 +130,7 @@ describe('discoverTableKeys', () => {
       fc.asyncProperty(fc.uniqueArray(name, { maxLength: 12 }), async (tableNames) => {
         const store = new MemoryStore();
         const keys = listOrder(tableNames.map(tableKey));
-        for (const key of keys) await putAll(store, [segmentKey(key, 1n), `tables/${key}/other`]);
+        for (const key of keys) await putAll(store, [segmentKey(asTableKey(key), 1n), `tables/${key}/other`]);
         expect((await discoverTableKeys(store)).keys).toEqual(keys);
       }),
       { numRuns: 150 },
@@ -148,33 +149,38 @@ describe('segmentsAfter', () => {
     const txns = [1n, 3n, 7n, 8n, 12n, 100n];
     await putAll(
       inner,
-      txns.map((txn) => segmentKey('t', txn)),
+      txns.map((txn) => segmentKey(tableKey('t'), txn)),
     );
     await putAll(inner, [
-      `${segmentPrefix('t')}00000000000000000009.seg.tmp`,
-      `${segmentPrefix('t')}9.seg`,
-      `${segmentPrefix('t')}0000000000000000000x.seg`,
-      `${segmentPrefix('t')}sub/00000000000000000010.seg`,
-      segmentKey('t0', 5n),
-      segmentKey('u', 5n),
+      `${segmentPrefix(tableKey('t'))}00000000000000000009.seg.tmp`,
+      `${segmentPrefix(tableKey('t'))}9.seg`,
+      `${segmentPrefix(tableKey('t'))}0000000000000000000x.seg`,
+      `${segmentPrefix(tableKey('t'))}sub/00000000000000000010.seg`,
+      segmentKey(tableKey('t0'), 5n),
+      segmentKey(tableKey('u'), 5n),
       'tables/t/staged/00000000000000000011.seg',
     ]);
     const store = countingLists(inner);
-    expect(await segmentsAfter(store, 't', 0n, 100)).toEqual(
-      txns.map((txn) => ({ key: segmentKey('t', txn), txnFirst: txn })),
+    expect(await segmentsAfter(store, tableKey('t'), 0n, 100)).toEqual(
+      txns.map((txn) => ({ key: segmentKey(tableKey('t'), txn), txnFirst: txn })),
     );
-    expect(await segmentsAfter(store, 't', 3n, 100)).toEqual(
-      [7n, 8n, 12n, 100n].map((txn) => ({ key: segmentKey('t', txn), txnFirst: txn })),
+    expect(await segmentsAfter(store, tableKey('t'), 3n, 100)).toEqual(
+      [7n, 8n, 12n, 100n].map((txn) => ({ key: segmentKey(tableKey('t'), txn), txnFirst: txn })),
     );
     // A watermark inside a segment (txn 5 of one starting at 3) lists what starts after it.
-    expect((await segmentsAfter(store, 't', 5n, 100)).map((s) => s.txnFirst)).toEqual([7n, 8n, 12n, 100n]);
-    expect((await segmentsAfter(store, 't', 3n, 2)).map((s) => s.txnFirst)).toEqual([7n, 8n]);
-    expect(await segmentsAfter(store, 't', 100n, 100)).toEqual([]);
-    expect(await segmentsAfter(store, 'missing', 0n, 100)).toEqual([]);
+    expect((await segmentsAfter(store, tableKey('t'), 5n, 100)).map((s) => s.txnFirst)).toEqual([
+      7n,
+      8n,
+      12n,
+      100n,
+    ]);
+    expect((await segmentsAfter(store, tableKey('t'), 3n, 2)).map((s) => s.txnFirst)).toEqual([7n, 8n]);
+    expect(await segmentsAfter(store, tableKey('t'), 100n, 100)).toEqual([]);
+    expect(await segmentsAfter(store, tableKey('missing'), 0n, 100)).toEqual([]);
     expect(store.lists.length).toBe(6); // one LIST each
     expect(store.lists.map((l) => l.prefix)).toEqual([
-      ...Array.from({ length: 5 }, () => segmentPrefix('t')),
-      segmentPrefix('missing'),
+      ...Array.from({ length: 5 }, () => segmentPrefix(tableKey('t'))),
+      segmentPrefix(tableKey('missing')),
     ]);
   });
 });

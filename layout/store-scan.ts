@@ -1,5 +1,5 @@
 import type { ObjectStore } from '../objectstore/index.js';
-import { decodeTableKey, tableKey } from '../table/index.js';
+import { isTableKey, type TableKey } from '../table/index.js';
 import { segmentKey, segmentPrefix, TABLES_PREFIX, txnFirstOfSegmentKey } from './keys.js';
 
 /** Tables a discovery pass walks at most: each costs one LIST (a bound on a hostile or huge root). */
@@ -15,8 +15,8 @@ export const DISCOVERED_TABLES_MAX = 100_000;
 export async function discoverTableKeys(
   store: ObjectStore,
   signal?: AbortSignal,
-): Promise<{ keys: string[]; ignored: string[] }> {
-  const keys: string[] = [];
+): Promise<{ keys: TableKey[]; ignored: string[] }> {
+  const keys: TableKey[] = [];
   const ignored: string[] = [];
   let startAfter: string | undefined;
   while (keys.length + ignored.length < DISCOVERED_TABLES_MAX) {
@@ -35,18 +35,10 @@ export async function discoverTableKeys(
   return { keys, ignored };
 }
 
-function isTableKey(key: string): boolean {
-  try {
-    return tableKey(decodeTableKey(key)) === key;
-  } catch {
-    return false;
-  }
-}
-
 /** The segment keys of table `key` after txn `appliedTxn`, in txn order: at most `limit` (one LIST). */
 export async function segmentsAfter(
   store: ObjectStore,
-  key: string,
+  key: TableKey,
   appliedTxn: bigint,
   limit: number,
   signal?: AbortSignal,

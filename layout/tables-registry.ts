@@ -1,5 +1,6 @@
 import { WalshipError } from '../core/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
+import { asTableKey, type TableKey } from '../table/index.js';
 import { TABLES_REGISTRY_KEY } from './keys.js';
 
 /**
@@ -11,6 +12,7 @@ import { TABLES_REGISTRY_KEY } from './keys.js';
  */
 export interface TableRegistry {
   epoch: bigint;
+  /** As stored, unchecked (the audit reports bad ones one by one); closeRegistration checks them. */
   tables: string[];
 }
 
@@ -49,7 +51,7 @@ export async function readRegistryIfChanged(
  */
 export async function registerTable(
   store: ObjectStore,
-  key: string,
+  key: TableKey,
   epoch: bigint,
 ): Promise<'registered' | 'fenced'> {
   for (let attempt = 0; attempt < CAS_ATTEMPTS_MAX; attempt++) {
@@ -71,9 +73,11 @@ export async function registerTable(
 
 /**
  * Raises the registry's epoch to `epoch` (RFC-0002 P3) and returns every registered table key.
- * Throws FENCED when the registry already carries a newer epoch: a later promotion overtook this one.
+ * Throws FENCED when the registry already carries a newer epoch: a later promotion overtook this one,
+ * and INVALID_TABLE_KEY (kind invalid), before writing, when it lists a key tableKey cannot produce:
+ * the promoter would place fences under it.
  */
-export async function closeRegistration(store: ObjectStore, epoch: bigint): Promise<string[]> {
+export async function closeRegistration(store: ObjectStore, epoch: bigint): Promise<TableKey[]> {
   for (let attempt = 0; attempt < CAS_ATTEMPTS_MAX; attempt++) {
     const current = await readRegistry(store);
     if (current !== null && current.registry.epoch > epoch) {
@@ -84,8 +88,9 @@ export async function closeRegistration(store: ObjectStore, epoch: bigint): Prom
       );
     }
     const tables = current?.registry.tables ?? [];
-    if (current !== null && current.registry.epoch === epoch) return tables;
-    if (await write(store, { epoch, tables }, current?.etag)) return tables;
+    const keys = tables.map(asTableKey);
+    if (current !== null && current.registry.epoch === epoch) return keys;
+    if (await write(store, { epoch, tables }, current?.etag)) return keys;
   }
   throw contended();
 }

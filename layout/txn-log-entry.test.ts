@@ -2,13 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { isWalshipError, type WalshipError } from '../core/index.js';
 import type { LogEntry } from '../sequencer/sequencer-store.js';
-import { tableKey } from '../table/index.js';
+import { asTableKey, type TableKey, tableKey } from '../table/index.js';
 import { checksum } from '../wal/index.js';
 import { stagedKey, txnLogKey } from './keys.js';
 import { decodeTxnLogEntry, encodeTxnLogEntry, TXN_LOG_ENTRY_BYTES_MAX } from './txn-log-entry.js';
 
 const EXAMPLE: LogEntry = {
-  table: 'trades',
+  table: tableKey('trades'),
   txnFirst: 1042n,
   txnLast: 1049n,
   staged: 'tables/trades/staged/p2/00000000000000000003/00000000000000000317.seg',
@@ -60,7 +60,7 @@ describe('encodeTxnLogEntry', () => {
       '"committedAtMs":1767225600123}';
     const check = checksum(utf8(body));
     expect(text(bytes)).toBe(`${body.slice(0, -1)},"check":${check}}\n`);
-    expect(decodeTxnLogEntry(bytes, txnLogKey('trades', 1042n))).toEqual(EXAMPLE);
+    expect(decodeTxnLogEntry(bytes, txnLogKey(tableKey('trades'), 1042n))).toEqual(EXAMPLE);
   });
 
   test('byte-identical for equal entries, whoever builds them', () => {
@@ -79,7 +79,8 @@ describe('encodeTxnLogEntry', () => {
       ['a bad writer', { writer: 'a/b' }],
       ['crc32 above u32', { crc32: 2 ** 32 }],
       ['bytes 0', { bytes: 0 }],
-      ['a table that is no key', { table: 'Trades' }],
+      // A cast: the brand is what keeps such a key out of product code.
+      ['a table that is no key', { table: 'Trades' as TableKey }],
     ];
     for (const [what, change] of cases) {
       let caught: unknown;
@@ -111,23 +112,23 @@ describe('decodeTxnLogEntry', () => {
       ['a fractional committedAtMs', resealed({ ...good(), committedAtMs: 1.5 }), /committedAtMs/],
       [
         'a staged key of another table',
-        resealed({ ...good(), staged: stagedKey('quotes', 'p2', 3n, 317n) }),
+        resealed({ ...good(), staged: stagedKey(tableKey('quotes'), 'p2', 3n, 317n) }),
         /not its own table/,
       ],
       ['an unparseable staged key', resealed({ ...good(), staged: 'tables/trades/x.seg' }), /no staged key/],
       [
         'a staged key of another writer',
-        resealed({ ...good(), staged: stagedKey('trades', 'p3', 3n, 317n) }),
+        resealed({ ...good(), staged: stagedKey(tableKey('trades'), 'p3', 3n, 317n) }),
         /not its own table, writer/,
       ],
       [
         'a staged key of another epoch',
-        resealed({ ...good(), staged: stagedKey('trades', 'p2', 4n, 317n) }),
+        resealed({ ...good(), staged: stagedKey(tableKey('trades'), 'p2', 4n, 317n) }),
         /not its own/,
       ],
       [
         'a staged key of another batch',
-        resealed({ ...good(), staged: stagedKey('trades', 'p2', 3n, 316n) }),
+        resealed({ ...good(), staged: stagedKey(tableKey('trades'), 'p2', 3n, 316n) }),
         /not its own/,
       ],
       ['a check mismatch', utf8(text(encodeTxnLogEntry(EXAMPLE)).replace('"p2"', '"p3"')), /fails its check/],
@@ -148,7 +149,7 @@ describe('decodeTxnLogEntry', () => {
 
   test('the key must name the entry’s table and txnFirst', () => {
     const bytes = encodeTxnLogEntry(EXAMPLE);
-    for (const key of [txnLogKey('trades', 1043n), txnLogKey('quotes', 1042n)]) {
+    for (const key of [txnLogKey(tableKey('trades'), 1043n), txnLogKey(tableKey('quotes'), 1042n)]) {
       const error = corrupt(() => decodeTxnLogEntry(bytes, key));
       expect(error.message).toContain(`${key} holds the entry of table trades from txn 1042`);
       expect(error.details).toEqual({ key });
@@ -186,10 +187,10 @@ const entries: fc.Arbitrary<LogEntry> = fc
     committedAtMs: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
   })
   .map((r) => ({
-    table: r.table,
+    table: asTableKey(r.table),
     txnFirst: r.txnFirst,
     txnLast: r.txnFirst + BigInt(r.count) - 1n,
-    staged: stagedKey(r.table, r.writer, r.writerEpoch, r.batchSeq),
+    staged: stagedKey(asTableKey(r.table), r.writer, r.writerEpoch, r.batchSeq),
     bytes: r.bytes,
     crc32: r.crc32,
     writer: r.writer,

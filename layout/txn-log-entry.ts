@@ -10,7 +10,7 @@
  * what encodeTxnLogEntry writes for the entry they hold, so nothing unchecked rides along.
  */
 import { InvalidArgumentError, WalshipError } from '../core/index.js';
-import { decodeTableKey } from '../table/index.js';
+import { asTableKey, decodeTableKey, type TableKey } from '../table/index.js';
 import { checksum } from '../wal/index.js';
 import { parseStagedKey, parseTxnLogKey } from './keys.js';
 
@@ -24,7 +24,7 @@ export const WRITER_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** One numbered segment in a table's txn log. */
 export interface LogEntry {
-  table: string;
+  table: TableKey;
   txnFirst: bigint;
   txnLast: bigint;
   staged: string;
@@ -37,6 +37,9 @@ export interface LogEntry {
   committedAtMs: number;
 }
 
+/** An entry as decoded, before entryProblem checked it (its table then becomes a TableKey). */
+type UncheckedEntry = Omit<LogEntry, 'table'> & { table: string };
+
 const U32_MAX = 0xffff_ffff;
 /** Txns, epochs and batch numbers fit an SQLite INTEGER (and a wal u64 ≤ 2^63−1). */
 const I64_MAX = (1n << 63n) - 1n;
@@ -47,7 +50,7 @@ const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /** The entry's JSON without `check`, in the RFC's key order. */
-function bodyJson(entry: LogEntry): string {
+function bodyJson(entry: UncheckedEntry): string {
   return JSON.stringify({
     table: entry.table,
     txnFirst: entry.txnFirst.toString(),
@@ -62,7 +65,7 @@ function bodyJson(entry: LogEntry): string {
   });
 }
 
-function encodeChecked(entry: LogEntry): Uint8Array {
+function encodeChecked(entry: UncheckedEntry): Uint8Array {
   const body = bodyJson(entry);
   const check = checksum(textEncoder.encode(body));
   return textEncoder.encode(`${body.slice(0, -1)},"check":${check}}\n`);
@@ -117,7 +120,8 @@ export function decodeTxnLogEntry(bytes: Uint8Array, key?: string): LogEntry {
     throw bad(
       `holds the entry of table ${entry.table} from txn ${entry.txnFirst}, not the one its key names`,
     );
-  return entry;
+  // entryProblem checked the table key: this brands it and cannot throw.
+  return { ...entry, table: asTableKey(entry.table) };
 }
 
 function parseObject(bytes: Uint8Array): Record<string, unknown> | string {
@@ -132,7 +136,7 @@ function parseObject(bytes: Uint8Array): Record<string, unknown> | string {
 }
 
 /** The typed entry of parsed JSON, or what is missing or mistyped. */
-function entryOf(v: Record<string, unknown>): LogEntry | string {
+function entryOf(v: Record<string, unknown>): UncheckedEntry | string {
   for (const name of ['table', 'staged', 'writer'] as const)
     if (typeof v[name] !== 'string') return `lacks a string ${name}`;
   for (const name of ['bytes', 'crc32', 'committedAtMs', 'check'] as const)
@@ -159,7 +163,7 @@ function entryOf(v: Record<string, unknown>): LogEntry | string {
 }
 
 /** What makes `entry` one no sequencer writes, or undefined. */
-function entryProblem(entry: LogEntry): string | undefined {
+function entryProblem(entry: UncheckedEntry): string | undefined {
   try {
     decodeTableKey(entry.table);
   } catch {
@@ -185,7 +189,7 @@ function entryProblem(entry: LogEntry): string | undefined {
 }
 
 /** The staged key must be the one stagedKey gives for the entry's table, writer, epoch and batch. */
-function stagedProblem(entry: LogEntry): string | undefined {
+function stagedProblem(entry: UncheckedEntry): string | undefined {
   const parts = typeof entry.staged === 'string' ? parseStagedKey(entry.staged) : undefined;
   if (parts === undefined) return `has staged ${JSON.stringify(entry.staged)}, which is no staged key`;
   if (

@@ -16,7 +16,7 @@ import {
 import { DELETE_MANY_KEYS_MAX, listAll, type ObjectStore } from '../objectstore/index.js';
 import type { SequencerStore } from '../sequencer/index.js';
 import { SequencerClusterMismatchError } from '../sequencer/index.js';
-import { decodeTableKey, tableKey as tableKeyOf } from '../table/index.js';
+import { decodeTableKey, type TableKey, tableKey as tableKeyOf } from '../table/index.js';
 import type { GcDeletion, GcKept, GcObjectKind } from './gc-types.js';
 import { formatDuration, planStagedOrphans, planTxnLogRetention, type RetentionJudge } from './staged-gc.js';
 
@@ -282,7 +282,7 @@ export async function planGc(
 
   // Table by table: the longest prefix of its chain every rule allows.
   const { keys: tableKeys } = await discoverTableKeys(store, signal);
-  const tables: { key: string; name: string }[] = [];
+  const tables: { key: TableKey; name: string }[] = [];
   for (const tableKey of tableKeys) {
     const name =
       live.map((node) => node.tables.get(tableKey)?.name).find((n) => n !== undefined) ??

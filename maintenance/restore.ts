@@ -27,7 +27,7 @@ import {
   TABLE_PARTIAL_META_PREFIX,
   verifySegment,
 } from '../replica/index.js';
-import { decodeTableKey, moveDatabaseFiles, TableStore, tableKey } from '../table/index.js';
+import { decodeTableKey, moveDatabaseFiles, type TableKey, TableStore, tableKey } from '../table/index.js';
 import type { DecodedSegment, TxnRecord } from '../wal/index.js';
 
 /**
@@ -90,7 +90,7 @@ export interface RestoreOptions {
 /** One restored table. */
 export interface RestoredTable {
   name: string;
-  key: string;
+  key: TableKey;
   /** The snapshot's watermark for this table (0n without a snapshot or when it lacked the table). */
   snapshotTxn: bigint;
   /** The last txn the data dir holds. */
@@ -118,7 +118,7 @@ export interface RestoreResult {
 
 /** Per-table replay state. */
 interface Replay {
-  key: string;
+  key: TableKey;
   name: string;
   snapshotTxn: bigint;
   appliedTxn: bigint;
@@ -228,7 +228,7 @@ async function readClusterId(store: ObjectStore): Promise<string> {
 }
 
 /** The store keys of the tables to restore, in key order. */
-async function tablesToRestore(options: RestoreOptions): Promise<string[]> {
+async function tablesToRestore(options: RestoreOptions): Promise<TableKey[]> {
   const { keys: inStore } = await discoverTableKeys(options.store);
   const named =
     options.tables ??
@@ -267,7 +267,7 @@ function targetTxnOf(to: RestoreTarget, key: string): bigint | undefined {
 async function pickSnapshot(
   options: RestoreOptions,
   clusterId: string,
-  keys: string[],
+  keys: TableKey[],
 ): Promise<SnapshotManifest | null> {
   const { manifests, unreadable } = await listSnapshots(options.store);
   for (const { key, error } of unreadable) options.log.warn({ key, err: error.message }, 'snapshot skipped');
@@ -307,7 +307,7 @@ function dropTablesExcept(file: string, keep: Set<string>): void {
 
 function replaysOf(
   to: RestoreTarget,
-  keys: string[],
+  keys: TableKey[],
   tables: TableStore,
   snapshot: SnapshotManifest | null,
 ): Replay[] {

@@ -10,6 +10,7 @@ import {
 } from '../layout/index.js';
 import { DELETE_MANY_KEYS_MAX, listAll, type ObjectStore } from '../objectstore/index.js';
 import type { LogEntry, WriterRecord } from '../sequencer/index.js';
+import type { TableKey } from '../table/index.js';
 import type { GcDeletion, GcKept } from './gc-types.js';
 
 /**
@@ -63,7 +64,7 @@ export interface StagedGcPart {
  */
 export async function planTxnLogRetention(options: {
   store: ObjectStore;
-  tableKey: string;
+  tableKey: TableKey;
   /** The table's name as reported. */
   table: string;
   judge: RetentionJudge;
@@ -216,7 +217,7 @@ async function leftovers(
  */
 export async function planStagedOrphans(options: {
   store: ObjectStore;
-  tables: { key: string; name: string }[];
+  tables: { key: TableKey; name: string }[];
   writers: WriterRecord[];
   nowMs: number;
   signal?: AbortSignal;

@@ -496,9 +496,9 @@ describe.each(STORES)('the store audit of a sequenced cluster on %s', (_name, sk
       const { under, store, build } = await fresh(startAfter, ['late', 'early']);
       for (const table of tables.slice(0, 7)) for (let i = 0; i < 3; i++) await build.batch('p1', table, 2);
       // gap: the second entry (txns 3..4) is gone.
-      await store.delete(txnLogKey('gap', 3n));
+      await store.delete(txnLogKey(tableKey('gap'), 3n));
       // corrupt: one byte of the second entry flipped.
-      const corruptKey = txnLogKey('corrupt', 3n);
+      const corruptKey = txnLogKey(tableKey('corrupt'), 3n);
       const corrupt = await body(store, corruptKey);
       corrupt[corrupt.length >> 1]! ^= 0x01;
       await store.put(corruptKey, corrupt);
@@ -534,13 +534,17 @@ describe.each(STORES)('the store audit of a sequenced cluster on %s', (_name, sk
         { severity: 'error', code: 'ORPHAN', key: 'tables/clean/zz/x' },
       ]);
       expect(findingsOf(report, 'gap')).toEqual([
-        { severity: 'error', code: 'TXN_LOG_MISSING', key: txnLogKey('gap', 3n) },
+        { severity: 'error', code: 'TXN_LOG_MISSING', key: txnLogKey(tableKey('gap'), 3n) },
         // Its staged object is still there, named by nothing now.
-        { severity: 'warning', code: 'STAGED_UNCOMMITTED', key: stagedKey('gap', 'p1', 1n, 5n) },
+        { severity: 'warning', code: 'STAGED_UNCOMMITTED', key: stagedKey(tableKey('gap'), 'p1', 1n, 5n) },
       ]);
       expect(findingsOf(report, 'corrupt')).toEqual([
         { severity: 'error', code: 'TXN_LOG_ENTRY_CORRUPT', key: corruptKey },
-        { severity: 'warning', code: 'STAGED_UNCOMMITTED', key: stagedKey('corrupt', 'p1', 1n, 8n) },
+        {
+          severity: 'warning',
+          code: 'STAGED_UNCOMMITTED',
+          key: stagedKey(tableKey('corrupt'), 'p1', 1n, 8n),
+        },
       ]);
       expect(findingsOf(report, 'nostaged')).toEqual([
         { severity: 'error', code: 'STAGED_MISSING', key: nostaged.staged },
@@ -552,14 +556,14 @@ describe.each(STORES)('the store audit of a sequenced cluster on %s', (_name, sk
         { severity: 'error', code: 'SEGMENT_CORRUPT', key: flipped.staged },
       ]);
       expect(findingsOf(report, 'twice')).toEqual([
-        { severity: 'error', code: 'TXN_LOG_BATCH_ORDER', key: txnLogKey('twice', again.txnFirst) },
+        { severity: 'error', code: 'TXN_LOG_BATCH_ORDER', key: txnLogKey(tableKey('twice'), again.txnFirst) },
       ]);
       expect(again.txnFirst).toBe(9n);
       expect(findingsOf(report, 'late')).toEqual([
-        { severity: 'error', code: 'TXN_LOG_MISSING', key: txnLogKey('late', 3n) },
+        { severity: 'error', code: 'TXN_LOG_MISSING', key: txnLogKey(tableKey('late'), 3n) },
       ]);
       expect(findingsOf(report, 'early')).toEqual([
-        { severity: 'error', code: 'TXN_LOG_OVERLAP', key: txnLogKey('early', 2n) },
+        { severity: 'error', code: 'TXN_LOG_OVERLAP', key: txnLogKey(tableKey('early'), 2n) },
       ]);
       expect(report.tables.find((t) => t.name === 'twice')!.txnLog!.txns).toEqual({ first: '1', last: '10' });
 

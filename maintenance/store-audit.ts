@@ -47,7 +47,7 @@ import {
 } from '../layout/index.js';
 import { listAll, type ObjectInfo, type ObjectStore } from '../objectstore/index.js';
 import { verifySegment } from '../replica/index.js';
-import { decodeTableKey, tableKey } from '../table/index.js';
+import { decodeTableKey, isTableKey, type TableKey, tableKey } from '../table/index.js';
 import { decodeSegmentHeader } from '../wal/index.js';
 import {
   AUDIT_FINDINGS_MAX,
@@ -106,7 +106,7 @@ const STRAY_PAGE_KEYS = 100;
 export interface TableAuditReport {
   /** The table name its key decodes to. */
   name: string;
-  key: string;
+  key: TableKey;
   registered: boolean;
   segments: number;
   /** The first txn of the first segment and the last of the last; null without segments. */
@@ -369,7 +369,7 @@ async function auditRegistry(
   store: ObjectStore,
   sink: FindingSink,
   newestEpoch: bigint,
-): Promise<{ epoch: bigint; tables: string[] } | null> {
+): Promise<{ epoch: bigint; tables: TableKey[] } | null> {
   const bytes = await readRecord(store, TABLES_REGISTRY_KEY);
   if (bytes === null) return null;
   let registry: TableRegistry;
@@ -393,7 +393,7 @@ async function auditRegistry(
       message: `${TABLES_REGISTRY_KEY} names epoch ${epoch}, but the newest epoch record is ${newestEpoch}`,
     });
   }
-  const valid: string[] = [];
+  const valid: TableKey[] = [];
   for (const key of tables) {
     if (isTableKey(key)) valid.push(key);
     else
@@ -431,7 +431,7 @@ type SegmentSummary =
  */
 async function auditTable(
   context: ChainContext,
-  key: string,
+  key: TableKey,
   registered: boolean,
 ): Promise<TableAuditReport> {
   const chain = new Chain(key, context);
@@ -546,7 +546,7 @@ class Chain {
   #epochs: string[] = [];
 
   constructor(
-    readonly key: string,
+    readonly key: TableKey,
     readonly context: ChainContext,
   ) {
     this.name = decodeTableKey(key);
@@ -790,7 +790,7 @@ async function auditRoot(store: ObjectStore, sink: FindingSink): Promise<void> {
  * orphan. A skip scan: on meeting a folder it LISTs again after `<folder>0` (`0` sorts right after
  * `/`), so the folders, already walked, cost one key each (a key named exactly `<folder>0` is missed).
  */
-async function reportTableStrays(store: ObjectStore, key: string, findings: AuditFinding[]): Promise<void> {
+async function reportTableStrays(store: ObjectStore, key: TableKey, findings: AuditFinding[]): Promise<void> {
   const prefix = `${TABLES_PREFIX}${key}/`;
   const folders = [stagedPrefix(key), txnLogPrefix(key), segmentPrefix(key)];
   let startAfter: string | undefined;
@@ -834,12 +834,4 @@ function parseJson(bytes: Uint8Array | null): unknown {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isTableKey(key: string): boolean {
-  try {
-    return tableKey(decodeTableKey(key)) === key;
-  } catch {
-    return false;
-  }
 }

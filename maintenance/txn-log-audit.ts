@@ -31,7 +31,7 @@ import {
 import { listAll, type ObjectInfo, type ObjectStore } from '../objectstore/index.js';
 import { verifyStagedSegment } from '../replica/index.js';
 import type { LogEntry } from '../sequencer/index.js';
-import { decodeTableKey, tableKey } from '../table/index.js';
+import { decodeTableKey, type TableKey, tableKey } from '../table/index.js';
 import { decodeSegmentHeader, type SegmentHeader } from '../wal/index.js';
 import {
   type AuditFinding,
@@ -67,7 +67,7 @@ const WRITERS_LISTED_MAX = 100;
 export interface WalChainReport {
   /** The table name its key decodes to. */
   name: string;
-  key: string;
+  key: TableKey;
   /** The `wal/` chain's first and last txn; null without segments. */
   txns: { first: string; last: string } | null;
   findings: AuditFinding[];
@@ -372,7 +372,7 @@ class TxnLogChain {
   #uncommitted = 0;
 
   constructor(
-    readonly key: string,
+    readonly key: TableKey,
     readonly context: ChainContext,
     readonly findings: AuditFinding[],
     /** The table has a `wal/` chain: retention cannot have removed the start of its `txnlog/`. */

@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
 import { type IlpLineSource, IlpParseError, parseIlp, parseIlpInSlices } from '../ilp/index.js';
 import { MemoryStore } from '../objectstore/index.js';
-import { TableStore } from '../table/index.js';
+import { TableStore, tableKey } from '../table/index.js';
 import { decodeTxnRecord } from '../wal/index.js';
 import { COMMIT_SLICE_ROWS, Committer } from './committer.js';
 import { pendingSourceOf } from './pending-source.js';
@@ -195,7 +195,7 @@ describe('deferWritesDuring', () => {
       },
       uploadedTxn: () => 1n,
       uploadedAll: () => [],
-      tableKey: (table) => table,
+      tableKey: (table) => tableKey(table),
     };
   }
 

@@ -5,10 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { segmentKey, segmentPrefix } from '../layout/index.js';
 import { MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
+import { tableKey } from '../table/index.js';
 import { encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
 import { segmentInChain } from './segment-in-chain.js';
 
-const TABLE = 't';
+const TABLE = tableKey('t');
 /** Ours: txns 4..6 of epoch 1. */
 const OWN = { tableKey: TABLE, txnFirst: 4n, txnLast: 6n, epoch: 1n };
 

@@ -1,10 +1,11 @@
 import { segmentKey, segmentPrefix, txnFirstOfSegmentKey } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
+import type { TableKey } from '../table/index.js';
 import { decodeSegment, decodeSegmentHeader } from '../wal/index.js';
 
 /** A segment this node wrote (or found of its own) at `tables/<tableKey>/wal/<txnFirst>.seg`. */
 export interface OwnSegment {
-  tableKey: string;
+  tableKey: TableKey;
   txnFirst: bigint;
   txnLast: bigint;
   /** The epoch the segment was written in. */

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isWalshipError } from '../core/index.js';
 import type { IlpField, IlpFieldValue, IlpLine } from '../ilp/index.js';
-import { type TableSchema, TableStore } from '../table/index.js';
+import { type TableSchema, TableStore, tableKey } from '../table/index.js';
 import { decodeTxnRecord, encodeTxnRecord, isNull, type TxnRecord } from '../wal/index.js';
 import {
   type BuildTxnsOptions,
@@ -79,7 +79,7 @@ function errorOf(fn: () => unknown): {
 
 const trades: TableSchema = {
   name: 'Trades',
-  key: 'trades',
+  key: tableKey('Trades'),
   columns: [
     { name: 'timestamp', type: 'timestamp' },
     { name: 'Sym', type: 'symbol' },

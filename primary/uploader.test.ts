@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { type Clock, seededRandom, systemClock } from '../core/index.js';
 import { encodeEpoch, epochKey, segmentKey } from '../layout/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
+import { asTableKey, tableKey } from '../table/index.js';
 import { decodeSegment, encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
 import { type PendingSource, Uploader, type UploaderOptions } from './uploader.js';
 
@@ -76,7 +77,7 @@ function memorySource(): PendingSource & {
     },
     uploadedTxn: (table) => uploaded.get(table) ?? 0n,
     uploadedAll: () => [...uploaded].map(([table, uploadedTxn]) => ({ table, uploadedTxn })),
-    tableKey: (table) => table.toLowerCase(),
+    tableKey: (table) => tableKey(table),
   };
 }
 
@@ -148,7 +149,7 @@ describe('uploader', () => {
     await Promise.all([1n, 2n, 3n].map((txn) => instance.waitUploaded('Trades', txn, 5_000)));
     const segs = await segments(store, 'trades');
     expect(segs.map((s) => [s.key, s.txnFirst, s.txnLast, s.writerNodeId, s.epoch])).toEqual([
-      [segmentKey('trades', 1n), 1n, 3n, 'node-a', 1n],
+      [segmentKey(tableKey('trades'), 1n), 1n, 3n, 'node-a', 1n],
     ]);
     expect(source.uploadedTxn('Trades')).toBe(3n);
     instance.stop();
@@ -257,7 +258,7 @@ describe('uploader', () => {
     // An earlier run uploaded txns 1..2 and died before recording it.
     const bytes = source.pending('t', { limitBytes: 1 << 20 }).map((r) => r.bytes);
     await store.put(
-      segmentKey('t', 1n),
+      segmentKey(tableKey('t'), 1n),
       await sealSegment({ tableName: 't', epoch: 1n, writerNodeId: 'node-a', records: bytes }),
       {
         condition: { type: 'absent' },
@@ -278,7 +279,7 @@ describe('uploader', () => {
     for (let txn = 1n; txn <= 4n; txn++) source.add('t', txn);
     const bytes = source.pending('t', { limitBytes: 1 << 20 }).map((r) => r.bytes);
     const earlier = await sealSegment({ tableName: 't', epoch: 1n, writerNodeId: 'node-a', records: bytes });
-    await store.put(segmentKey('t', 1n), earlier, { condition: { type: 'absent' } });
+    await store.put(segmentKey(tableKey('t'), 1n), earlier, { condition: { type: 'absent' } });
     // The rollover is now smaller than that segment: a new seal takes one record.
     const { instance, fenced } = uploader(store, source, { rolloverSizeBytes: 1 });
     instance.start();
@@ -296,7 +297,7 @@ describe('uploader', () => {
       writerNodeId: 'node-b',
       records: [encodeTxnRecord(record(1n))],
     });
-    await store.put(segmentKey('t', 1n), other, { condition: { type: 'absent' } });
+    await store.put(segmentKey(tableKey('t'), 1n), other, { condition: { type: 'absent' } });
     const source = memorySource();
     const { instance, fenced } = uploader(store, source);
     instance.committed('t', source.add('t', 1n));
@@ -342,7 +343,7 @@ describe('uploader', () => {
         writerNodeId: 'node-b',
         records: [encodeTxnRecord(kind === 'fence' ? fence : record(txn))],
       });
-      await store.put(segmentKey(table, txn), segment, { condition: { type: 'absent' } });
+      await store.put(segmentKey(asTableKey(table), txn), segment, { condition: { type: 'absent' } });
     }
 
     it('a write into a slot GC reopened after the fence is not acknowledged, and the node is fenced (regression: issue 13 item 11)', async () => {

@@ -17,6 +17,7 @@ import {
   TABLES_REGISTRY_KEY,
 } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
+import type { TableKey } from '../table/index.js';
 import { type Codec, decodeSegment, encodeTxnRecord, sealSegment } from '../wal/index.js';
 import { overdueAtMs, sealDueAtMs, sealReason, type Unsealed } from './seal-policy.js';
 import { segmentInChain } from './segment-in-chain.js';
@@ -32,7 +33,7 @@ export interface PendingSource {
   uploadedTxn(table: string): bigint;
   /** Every table's uploaded watermark (for head.json, which lists every table, not only those written since start). */
   uploadedAll(): { table: string; uploadedTxn: bigint }[];
-  tableKey(table: string): string;
+  tableKey(table: string): TableKey;
 }
 
 export interface UploaderOptions {
@@ -546,7 +547,7 @@ export class Uploader {
   async #replacedAfterUpload(
     table: string,
     state: TableState,
-    segment: { tableKey: string; key: string; txnFirst: bigint; txnLast: bigint; epoch: bigint },
+    segment: { tableKey: TableKey; key: string; txnFirst: bigint; txnLast: bigint; epoch: bigint },
     records: { txn: bigint; bytes: Uint8Array }[],
   ): Promise<void> {
     const verdict = await segmentInChain(this.#options.store, segment);

@@ -12,12 +12,12 @@
  */
 import type { Logger } from 'pino';
 import { assert, isWalshipError, type WalshipError } from '../core/index.js';
-import { tableKey } from '../table/index.js';
+import { type TableKey, tableKey } from '../table/index.js';
 import type { FollowedTableStatus, Suspension } from './table-follower.js';
 
 /** What both followers keep per table. Txn numbers are bigint; times are this node's monotonic ms. */
 export interface FollowedTableState {
-  key: string;
+  key: TableKey;
   name: string;
   appliedTxn: bigint;
   lastAppliedAtMs: number | null;

@@ -386,7 +386,7 @@ describe('Follower', () => {
     expect(columnValues(tables, 'b')).toEqual(valuesThrough(4));
     const segmentGets = store.requests.filter((r) => r.op === 'get' && r.key.includes('/wal/'));
     const fetched = segmentGets.filter((r) => r.outcome === 'ok').map((r) => r.key);
-    expect(fetched.sort()).toEqual([segmentKey('a', 4n), segmentKey('b', 2n)]);
+    expect(fetched.sort()).toEqual([segmentKey(tableKey('a'), 4n), segmentKey(tableKey('b'), 2n)]);
     // Nothing at or below the old watermarks (a: 3, b: 1) was asked for again.
     const oldWatermark: Record<string, bigint> = { a: 3n, b: 1n };
     for (const r of segmentGets) {
@@ -541,7 +541,7 @@ describe('Follower', () => {
     const { follower } = follow(store, tables, { awaitedTables: () => awaited, pollIntervalMs: 3_600_000 });
     await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied');
     const probes = () =>
-      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('ghost', 1n)).length;
+      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey(tableKey('ghost'), 1n)).length;
     awaited.add('ghost');
     follower.probeNow(['ghost']);
     // Probed again and again while awaited, although the poll interval is an hour.
@@ -565,7 +565,14 @@ describe('Follower', () => {
     await putHead(inner, { t: 4n });
     const faulty = withFaults(
       inner,
-      [{ fault: { type: 'corrupt-read' }, operations: ['get'], keyPrefix: segmentKey('t', 2n), times: 1 }],
+      [
+        {
+          fault: { type: 'corrupt-read' },
+          operations: ['get'],
+          keyPrefix: segmentKey(tableKey('t'), 2n),
+          times: 1,
+        },
+      ],
       { random: seededRandom(3) },
     );
     const store = recording(faulty);
@@ -573,7 +580,9 @@ describe('Follower', () => {
     const { follower } = follow(store, tables);
     await waitFor(() => follower.appliedTxn('t') === 4n, 't applied');
     expect(faulty.injected['corrupt-read']).toBe(1);
-    expect(store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('t', 2n)).length).toBe(2);
+    expect(
+      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey(tableKey('t'), 2n)).length,
+    ).toBe(2);
     expect(statusOf(follower, 't').suspended).toBeNull();
     expect(columnValues(tables, 't')).toEqual(valuesThrough(4));
   });
@@ -586,7 +595,7 @@ describe('Follower', () => {
     const good = damaged.slice();
     const at = damaged.length >> 1;
     damaged[at] = damaged[at]! ^ 0x40;
-    await inner.put(segmentKey('bad', 2n), damaged);
+    await inner.put(segmentKey(tableKey('bad'), 2n), damaged);
     await putSegment(inner, 'good', txns(1n, 1));
     await putHead(inner, { Bad: 3n, good: 1n });
     const store = recording(inner);
@@ -595,7 +604,7 @@ describe('Follower', () => {
     await waitFor(() => suspensionOf(follower, 'bad') !== null, 'bad suspended');
     const suspension = statusOf(follower, 'bad').suspended!;
     expect(suspension.code).toBe('CORRUPT_SEGMENT');
-    expect(suspension.objectKey).toBe(segmentKey('bad', 2n));
+    expect(suspension.objectKey).toBe(segmentKey(tableKey('bad'), 2n));
     expect(suspension.message).toContain('walship admin resume --table Bad');
     expect(follower.appliedTxn('bad')).toBe(1n);
 
@@ -603,7 +612,7 @@ describe('Follower', () => {
     await putSegment(inner, 'good', txns(2n, 1));
     await waitFor(() => follower.appliedTxn('good') === 2n, 'good goes on');
     const badGets = () =>
-      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('bad', 2n)).length;
+      store.requests.filter((r) => r.op === 'get' && r.key === segmentKey(tableKey('bad'), 2n)).length;
     // Fetched twice before it counted, and not again while suspended (sweeps included).
     const sweeps = store.requests.filter((r) => r.op === 'list' && r.key === 'tables/').length;
     await waitFor(
@@ -615,7 +624,7 @@ describe('Follower', () => {
 
     expect(follower.resume('good')).toBe(false); // not suspended
     expect(follower.resume('nope')).toBe(false); // not known
-    await inner.put(segmentKey('bad', 2n), good);
+    await inner.put(segmentKey(tableKey('bad'), 2n), good);
     expect(follower.resume('BAD')).toBe(true); // by name, case-insensitively
     await waitFor(() => follower.appliedTxn('bad') === 3n, 'bad applied after resume');
     expect(statusOf(follower, 'bad').suspended).toBeNull();
@@ -634,7 +643,7 @@ describe('Follower', () => {
     await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
     const suspension = statusOf(follower, 't').suspended!;
     expect(suspension.code).toBe('SEGMENT_MISSING');
-    expect(suspension.objectKey).toBe(segmentKey('t', 3n));
+    expect(suspension.objectKey).toBe(segmentKey(tableKey('t'), 3n));
     expect(follower.appliedTxn('t')).toBe(2n);
     expect(columnValues(tables, 't')).toEqual(valuesThrough(2));
   });
@@ -651,7 +660,7 @@ describe('Follower', () => {
     await waitFor(() => suspensionOf(first.follower, 't') !== null, 't suspended');
     const suspension = statusOf(first.follower, 't').suspended!;
     expect(suspension.code).toBe('EPOCH_REGRESSION');
-    expect(suspension.objectKey).toBe(segmentKey('t', 2n));
+    expect(suspension.objectKey).toBe(segmentKey(tableKey('t'), 2n));
     expect(first.follower.appliedTxn('t')).toBe(1n);
     expect(statusOf(first.follower, 't').epoch).toBe(2n);
     expect(columnValues(tables, 't')).toEqual(valuesThrough(1));
@@ -671,7 +680,7 @@ describe('Follower', () => {
     const store = new MemoryStore();
     await putCluster(store);
     const bytes = await segmentBytes('other', txns(1n, 1));
-    await store.put(segmentKey('t', 1n), bytes);
+    await store.put(segmentKey(tableKey('t'), 1n), bytes);
     await putSegment(store, 'fine', txns(1n, 1));
     const tables = openTables();
     const { follower } = follow(store, tables);
@@ -679,7 +688,7 @@ describe('Follower', () => {
     await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
     const suspension = statusOf(follower, 't').suspended!;
     expect(suspension.code).toBe('SEGMENT_WRONG_TABLE');
-    expect(suspension.objectKey).toBe(segmentKey('t', 1n));
+    expect(suspension.objectKey).toBe(segmentKey(tableKey('t'), 1n));
     expect(tables.schema('other')).toBeUndefined();
     expect(tables.schema('t')).toBeUndefined();
   });
@@ -730,7 +739,12 @@ describe('Follower', () => {
     const failures = FOLLOWER_LIMITS.fetchAttemptsPerSegment;
     const store = recording(
       withFaults(inner, [
-        { fault: { type: 'error' }, operations: ['get'], keyPrefix: segmentKey('t', 1n), times: failures },
+        {
+          fault: { type: 'error' },
+          operations: ['get'],
+          keyPrefix: segmentKey(tableKey('t'), 1n),
+          times: failures,
+        },
       ]),
     );
     const tables = openTables();
@@ -738,7 +752,7 @@ describe('Follower', () => {
     await waitFor(() => follower.appliedTxn('t') === 2n, 't applied after the store recovered');
     expect(statusOf(follower, 't').suspended).toBeNull();
     expect(follower.status().lastError?.message).toContain('injected fault');
-    const attempts = store.requests.filter((r) => r.op === 'get' && r.key === segmentKey('t', 1n));
+    const attempts = store.requests.filter((r) => r.op === 'get' && r.key === segmentKey(tableKey('t'), 1n));
     expect(attempts.map((r) => r.outcome)).toEqual([...Array(failures).fill('error'), 'ok']);
     // One attempt per poll: a store error ends the poll, the table is tried again at the next.
     expect(new Set(attempts.map((r) => r.poll)).size).toBe(attempts.length);
@@ -812,7 +826,7 @@ describe('Follower', () => {
     const store = recording(withFaults(new MemoryStore(), [{ fault: { type: 'latency', ms: 1 } }]));
     await putCluster(store);
     const bytes = await segmentBytes('other', txns(1n, 1));
-    await store.put(segmentKey('t', 1n), bytes); // suspends t at once
+    await store.put(segmentKey(tableKey('t'), 1n), bytes); // suspends t at once
     await putHead(store, { t: 1n });
     const tables = openTables();
     const pollIntervalMs = 50;
@@ -911,19 +925,19 @@ describe('Follower: a gap one listing shows is confirmed before a table is suspe
   it('a segment that is really gone still suspends, once a GET of it and a fresh listing confirmed the gap', async () => {
     const inner = new MemoryStore();
     await sixSegments(inner);
-    await inner.delete(segmentKey('t', 3n));
+    await inner.delete(segmentKey(tableKey('t'), 3n));
     const store = recording(inner);
     const tables = openTables();
     const { follower } = follow(store, tables);
     await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
     const suspension = statusOf(follower, 't').suspended!;
     expect(suspension.code).toBe('SEGMENT_MISSING');
-    expect(suspension.objectKey).toBe(segmentKey('t', 3n));
+    expect(suspension.objectKey).toBe(segmentKey(tableKey('t'), 3n));
     expect(suspension.message).toContain('from txn 4');
     expect(follower.appliedTxn('t')).toBe(2n);
     // The confirmation: a GET of the missing key found nothing, then a LIST after the watermark.
     const missingGet = store.requests.findIndex(
-      (r) => r.op === 'get' && r.key === segmentKey('t', 3n) && r.outcome === 'absent',
+      (r) => r.op === 'get' && r.key === segmentKey(tableKey('t'), 3n) && r.outcome === 'absent',
     );
     expect(missingGet).toBeGreaterThanOrEqual(0);
     expect(
@@ -937,7 +951,7 @@ describe('Follower: a gap one listing shows is confirmed before a table is suspe
     await putCluster(inner);
     await putSegment(inner, 't', txns(1n, 2));
     await putHead(inner, { t: 2n });
-    const store = withPhantom(inner, segmentKey('t', 3n));
+    const store = withPhantom(inner, segmentKey(tableKey('t'), 3n));
     const tables = openTables();
     const { follower } = follow(store, tables, { sweepIntervalMs: 20 });
     await waitFor(() => follower.listingAnomaliesUnconfirmed() >= 3, 'the phantom looked at three times');
@@ -985,7 +999,7 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
    */
   async function zombieWokeUp(store: ObjectStore): Promise<void> {
     await putSegment(store, 't', txns(10n, 3), 2n);
-    await store.delete(segmentKey('t', 1n)); // the fence at slot 4 is long gone too
+    await store.delete(segmentKey(tableKey('t'), 1n)); // the fence at slot 4 is long gone too
     await putSegment(store, 't', txns(4n, 2), 1n); // the stray, last: a probe of slot 4 finds it whole
   }
 
@@ -1026,7 +1040,7 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
       await waitFor(() => suspensionOf(follower, 't') !== null, 't suspended');
       const suspension = statusOf(follower, 't').suspended!;
       expect(suspension.code, suspension.message).toBe('SEGMENTS_COLLECTED');
-      expect(suspension.objectKey).toBe(segmentKey('t', 4n));
+      expect(suspension.objectKey).toBe(segmentKey(tableKey('t'), 4n));
       expect(collected).toEqual([{ appliedTxn: 3n, chainStartTxn: 10n }]);
       // None of the stray's rows: the watermark, the rows and the epoch are the chain's through txn 3.
       expect(follower.appliedTxn('t')).toBe(3n);
@@ -1035,7 +1049,9 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
       expect(statusOf(follower, 't').epoch).toBe(1n);
       // The hole after it was confirmed first: a GET of txn 6's key found nothing.
       expect(
-        store.requests.some((r) => r.op === 'get' && r.key === segmentKey('t', 6n) && r.outcome === 'absent'),
+        store.requests.some(
+          (r) => r.op === 'get' && r.key === segmentKey(tableKey('t'), 6n) && r.outcome === 'absent',
+        ),
       ).toBe(true);
     },
   );
@@ -1065,7 +1081,9 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
     expect(columnValues(tables, 't')).toEqual(valuesThrough(9));
     expect(appliedAt.map((a) => a.txn)).toEqual([3n, 5n, 7n, 9n]);
     // Segment 1..3 was applied only after the hole the torn listing showed was looked at (the GET of wal/4).
-    const holeGet = store.requests.findIndex((r) => r.op === 'get' && r.key === segmentKey('t', 4n));
+    const holeGet = store.requests.findIndex(
+      (r) => r.op === 'get' && r.key === segmentKey(tableKey('t'), 4n),
+    );
     expect(holeGet).toBeGreaterThanOrEqual(0);
     expect(appliedAt[0]!.requests).toBeGreaterThan(holeGet);
   });
@@ -1076,7 +1094,7 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
     await putSegment(inner, 't', txns(1n, 3));
     await putHead(inner, { t: 3n });
     // The first listing of t's segments also shows wal/9, which is not there: 1..3 seems followed by a hole.
-    const phantom = { key: segmentKey('t', 9n), sizeBytes: 1, etag: 'phantom', modifiedAtMs: 0 };
+    const phantom = { key: segmentKey(tableKey('t'), 9n), sizeBytes: 1, etag: 'phantom', modifiedAtMs: 0 };
     let phantomShown = false;
     const store = recording({
       ...inner,
@@ -1105,7 +1123,7 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
     expect(columnValues(tables, 't')).toEqual(valuesThrough(3));
     // The GET of wal/4 found nothing, a fresh listing showed no hole; a later poll listed again and applied.
     const holeGet = store.requests.findIndex(
-      (r) => r.op === 'get' && r.key === segmentKey('t', 4n) && r.outcome === 'absent',
+      (r) => r.op === 'get' && r.key === segmentKey(tableKey('t'), 4n) && r.outcome === 'absent',
     );
     expect(holeGet).toBeGreaterThanOrEqual(0);
     const lists = store.requests.filter(

@@ -12,7 +12,13 @@ import {
   txnFirstOfSegmentKey,
 } from '../layout/index.js';
 import { type ObjectStore, Semaphore } from '../objectstore/index.js';
-import { decodeTableKey, TABLE_PARTIAL_META_PREFIX, type TableStore } from '../table/index.js';
+import {
+  decodeTableKey,
+  isTableKey,
+  TABLE_PARTIAL_META_PREFIX,
+  type TableKey,
+  type TableStore,
+} from '../table/index.js';
 import type { DecodedSegment } from '../wal/index.js';
 import { recordEpochStart, TABLE_EPOCH_META_PREFIX } from './epoch-history.js';
 import {
@@ -199,7 +205,7 @@ export class Follower implements TableFollower {
   }
 
   /** A table as this node's database holds it (watermark, epoch, partial segment); fresh when it holds none. */
-  #load(key: string, name: string): FollowedTable {
+  #load(key: TableKey, name: string): FollowedTable {
     const { tables } = this.#options;
     const schema = tables.schema(name);
     if (schema === undefined) return freshTable(key, name);
@@ -352,7 +358,7 @@ export class Follower implements TableFollower {
   }
 
   /** The followed tables' keys and applied txns (after catchUp: the last txn of each in the store). */
-  tableWatermarks(): { key: string; name: string; appliedTxn: bigint }[] {
+  tableWatermarks(): { key: TableKey; name: string; appliedTxn: bigint }[] {
     return [...this.#tables.values()].map((t) => ({ key: t.key, name: t.name, appliedTxn: t.appliedTxn }));
   }
 
@@ -490,11 +496,7 @@ export class Follower implements TableFollower {
    * is adopted once something was applied (the applier inserts it into #tables).
    */
   #probeUnknown(key: string): FollowedTable[] {
-    try {
-      decodeTableKey(key);
-    } catch {
-      return [];
-    }
+    if (!isTableKey(key)) return [];
     const table = freshTable(key, decodeTableKey(key));
     table.transient = true;
     return [table];
@@ -565,7 +567,7 @@ export class Follower implements TableFollower {
   }
 
   /** Start following table `key` (found in the store or head.json). */
-  #adopt(key: string, name: string | undefined): FollowedTable | undefined {
+  #adopt(key: TableKey, name: string | undefined): FollowedTable | undefined {
     let folded: string;
     try {
       folded = decodeTableKey(key);
@@ -918,7 +920,7 @@ export class Follower implements TableFollower {
   }
 }
 
-function freshTable(key: string, name: string): FollowedTable {
+function freshTable(key: TableKey, name: string): FollowedTable {
   return {
     key,
     name,

@@ -35,6 +35,7 @@ import {
   QueryPool,
   type QueryPoolLimits,
   resolveNodeId,
+  type TableKey,
   TableStore,
 } from '../table/index.js';
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
@@ -463,7 +464,7 @@ export class ReplicaNode {
    * segments and no snapshot holds it (it is followed from the start). SNAPSHOT_MISSING
    * (unavailable) when no snapshot covers the gap.
    */
-  async #bootstrapTable(key: string, meta: [string, string]): Promise<AddedTable['snapshot']> {
+  async #bootstrapTable(key: TableKey, meta: [string, string]): Promise<AddedTable['snapshot']> {
     const { store } = this.#settings;
     const page = await store.list(segmentPrefix(key), { limit: 1 });
     const first = page.objects[0];

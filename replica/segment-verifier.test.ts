@@ -115,7 +115,7 @@ describe('verifySegment', () => {
       verifySegment(await segment('quotes', [record(1n)]), expectation('trades', 1n)),
     );
     expect([error.code, error.kind]).toEqual(['SEGMENT_WRONG_TABLE', 'data']);
-    expect(error.details).toEqual({ key: segmentKey('trades', 1n), table: 'trades' });
+    expect(error.details).toEqual({ key: segmentKey(tableKey('trades'), 1n), table: 'trades' });
     expect(error.message).toContain('"quotes"');
     // A name whose key only looks alike is another table too.
     const lookalike = await verifyError(
@@ -130,7 +130,7 @@ describe('verifySegment', () => {
       const error = await verifyError(verifySegment(bytes, expectation('t', slot)));
       expect([error.code, error.kind]).toEqual(['SEGMENT_MISPLACED', 'data']);
       expect(error.message).toContain(`starts at txn 3 but sits in the slot of txn ${slot}`);
-      expect(error.details.key).toBe(segmentKey('t', slot));
+      expect(error.details.key).toBe(segmentKey(tableKey('t'), slot));
     }
     await expect(verifySegment(bytes, expectation('t', 3n))).resolves.toBeDefined();
   });
@@ -212,9 +212,9 @@ describe('verifySegment and staged segments (RFC-0003)', () => {
     });
     const error = await verifyError(verifySegment(bytes, expectation('t', 1n)));
     expect([error.code, error.kind]).toEqual(['SEGMENT_STAGED', 'data']);
-    expect(error.message).toContain(segmentKey('t', 1n));
+    expect(error.message).toContain(segmentKey(tableKey('t'), 1n));
     expect(error.message).toMatch(/staged segment .* sitting in the numbered chain/);
-    expect(error.details).toEqual({ key: segmentKey('t', 1n), table: 't' });
+    expect(error.details).toEqual({ key: segmentKey(tableKey('t'), 1n), table: 't' });
   });
 });
 
@@ -232,10 +232,10 @@ async function stagedSample(
     staged: overrides.staged ?? true,
   });
   const entry: LogEntry = {
-    table: 'trades',
+    table: tableKey('trades'),
     txnFirst: 1042n,
     txnLast: 1042n + BigInt(txns.length) - 1n,
-    staged: stagedKey('trades', 'p2', 3n, 317n),
+    staged: stagedKey(tableKey('trades'), 'p2', 3n, 317n),
     bytes: bytes.length,
     crc32: decodeSegmentHeader(bytes).objectChecksum,
     writer: 'p2',
@@ -354,7 +354,7 @@ describe('checkEpochOrder', () => {
   });
 
   it('EPOCH_REGRESSION (kind data) for an older epoch than the one applied', () => {
-    const key = segmentKey('t', 7n);
+    const key = segmentKey(tableKey('t'), 7n);
     let caught: unknown;
     try {
       checkEpochOrder(key, 1n, 2n);

@@ -22,6 +22,7 @@ import {
   quoteIdentifier,
   TABLE_EPOCH_META_PREFIX,
   TABLE_PARTIAL_META_PREFIX,
+  type TableKey,
   type TableStore,
   tableKey,
   validateTableName,
@@ -298,7 +299,7 @@ export interface DatabaseChangeOptions {
  * was not there (`meta` is still written). Refuses (TABLE_HAS_PENDING, invalid) a table with txns
  * waiting for upload: those exist only here.
  */
-export function dropLocalTable(key: string, options: DatabaseChangeOptions): boolean {
+export function dropLocalTable(key: TableKey, options: DatabaseChangeOptions): boolean {
   return withConnection(options, (db) => {
     return db.transaction(() => {
       writeMeta(db, options.meta);
@@ -501,7 +502,7 @@ function compileGlob(pattern: string): Glob {
 }
 
 /** The store key of `name` (INVALID_NAME for an invalid one). */
-export function servedTableKey(name: string): string {
+export function servedTableKey(name: string): TableKey {
   validateTableName(name);
   return tableKey(name);
 }

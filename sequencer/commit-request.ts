@@ -3,7 +3,7 @@
  * way (INVALID_ARGUMENT) on SQLite, over HTTP and on FoundationDB.
  */
 import { InvalidArgumentError } from '../core/index.js';
-import { decodeTableKey } from '../table/index.js';
+import { asTableKey, type TableKey } from '../table/index.js';
 import {
   type CommitRequest,
   type LogEntry,
@@ -22,9 +22,9 @@ export function validateWriter(writer: string): void {
     throw new InvalidArgumentError(`writer id ${JSON.stringify(writer)} must match ${WRITER_ID_PATTERN}`);
 }
 
-export function validateTable(table: string): void {
-  // Throws INVALID_TABLE_KEY (kind invalid) for anything tableKey cannot produce.
-  decodeTableKey(table);
+/** `table` as a TableKey; throws INVALID_TABLE_KEY (kind invalid) for anything tableKey cannot produce. */
+export function validateTable(table: string): TableKey {
+  return asTableKey(table);
 }
 
 export function validateReadLimit(limit: number): void {
@@ -83,7 +83,8 @@ export function numberBatch(
   return request.segments.map((segment) => {
     const txnFirst = heads(segment.table) + 1n;
     return {
-      table: segment.table,
+      // validateCommitRequest checked the key already: this brands it.
+      table: asTableKey(segment.table),
       txnFirst,
       txnLast: txnFirst + BigInt(segment.txnCount) - 1n,
       staged: segment.staged,

@@ -26,6 +26,7 @@ import {
   isWalshipError,
   systemClock,
 } from '../core/index.js';
+import { asTableKey } from '../table/index.js';
 import {
   numberBatch,
   validateCommitRequest,
@@ -661,7 +662,7 @@ function decodeLogEntry(keyspace: FdbKeyspace, [key, value]: [Buffer, Buffer]): 
   const [, table, txnFirst] = keyspace.itemsOf(key);
   const [txnLast, staged, bytes, crc32, writer, writerEpoch, batchSeq, committedAtMs] = unpack(value);
   return {
-    table: asString(table),
+    table: asTableKey(asString(table)),
     txnFirst: asBigint(txnFirst),
     txnLast: asBigint(txnLast),
     staged: asString(staged),

@@ -578,21 +578,21 @@ describe('SequencedFollower', () => {
     f.start();
     await caughtUp(f, 'trades');
     // Not yet past the grace period on the follower's clock: nothing exported, nothing listed.
-    expect(await store.get(txnLogKey('trades', e2!.txnFirst))).toBeNull();
+    expect(await store.get(txnLogKey(tableKey('trades'), e2!.txnFirst))).toBeNull();
     expect(counting.lists()).toBe(0);
 
     clock.advance(5_001);
     await vi.waitFor(
-      async () => expect(await store.get(txnLogKey('trades', e2!.txnFirst))).not.toBeNull(),
+      async () => expect(await store.get(txnLogKey(tableKey('trades'), e2!.txnFirst))).not.toBeNull(),
       WAIT,
     );
-    const got = await store.get(txnLogKey('trades', e2!.txnFirst));
+    const got = await store.get(txnLogKey(tableKey('trades'), e2!.txnFirst));
     expect(got?.status === 'ok' && Buffer.from(got.body).equals(Buffer.from(encodeTxnLogEntry(e2!)))).toBe(
       true,
     );
-    expect(counting.puts.get(txnLogKey('trades', e1!.txnFirst))).toBeUndefined();
-    expect(counting.puts.get(txnLogKey('trades', e3!.txnFirst))).toBeUndefined();
-    expect(counting.puts.get(txnLogKey('trades', e2!.txnFirst))).toBe(1);
+    expect(counting.puts.get(txnLogKey(tableKey('trades'), e1!.txnFirst))).toBeUndefined();
+    expect(counting.puts.get(txnLogKey(tableKey('trades'), e3!.txnFirst))).toBeUndefined();
+    expect(counting.puts.get(txnLogKey(tableKey('trades'), e2!.txnFirst))).toBe(1);
     await vi.waitFor(() => expect(f.status().export?.exportsWritten).toBe(1), WAIT);
     expect(f.status().export?.conflict).toBeNull();
 
@@ -602,14 +602,17 @@ describe('SequencedFollower', () => {
     const roundsThen = rounds;
     await vi.waitFor(() => expect(rounds).toBeGreaterThan(roundsThen + 1), WAIT);
     expect(counting.lists()).toBe(listsBefore);
-    expect(counting.puts.get(txnLogKey('trades', e2!.txnFirst))).toBe(1);
+    expect(counting.puts.get(txnLogKey(tableKey('trades'), e2!.txnFirst))).toBe(1);
   });
 
   it('export catch-up reports TXNLOG_CONFLICT when a txnlog object holds other bytes, and stops exporting', async () => {
     const w1 = await new TestWriter('w1').register();
     const [e1] = await w1.commit({ trades: [[1]] });
     const [e2] = await w1.commit({ trades: [[2]] });
-    await store.put(txnLogKey('trades', e1!.txnFirst), new TextEncoder().encode('{"not":"the entry"}\n'));
+    await store.put(
+      txnLogKey(tableKey('trades'), e1!.txnFirst),
+      new TextEncoder().encode('{"not":"the entry"}\n'),
+    );
     const clock = manualClock();
     const f = follow(openTables('w1'), sequencerLogSource(seq), {
       clock: clock.clock,
@@ -618,9 +621,9 @@ describe('SequencedFollower', () => {
     await caughtUp(f, 'trades');
     clock.advance(1_001);
     await vi.waitFor(() => expect(f.status().export?.conflict?.code).toBe('TXNLOG_CONFLICT'), WAIT);
-    expect(f.status().export?.conflict?.message).toContain(txnLogKey('trades', e1!.txnFirst));
+    expect(f.status().export?.conflict?.message).toContain(txnLogKey(tableKey('trades'), e1!.txnFirst));
     // Exports stopped: the entry after the conflicting one is not written.
-    expect(await store.get(txnLogKey('trades', e2!.txnFirst))).toBeNull();
+    expect(await store.get(txnLogKey(tableKey('trades'), e2!.txnFirst))).toBeNull();
   });
 });
 

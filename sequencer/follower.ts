@@ -31,6 +31,7 @@ import {
   PARTIAL_ENTRY_META_PREFIX,
   REJECTED_COUNT_META_PREFIX,
   REJECTED_META_PREFIX,
+  type TableKey,
   type TableStore,
 } from '../table/index.js';
 import type { TxnRecord } from '../wal/index.js';
@@ -395,7 +396,7 @@ export class SequencedFollower implements TableFollower {
       if (!this.#tables.has(key) && this.#admits(key)) this.#tables.set(key, this.#loadTable(key));
   }
 
-  #loadTable(key: string): SequencedTable {
+  #loadTable(key: TableKey): SequencedTable {
     const { tables } = this.#options;
     const folded = decodeTableKey(key);
     const name = tables.schema(folded)?.name ?? folded;

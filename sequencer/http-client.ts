@@ -19,6 +19,7 @@ import {
   InvalidConfigError,
   WalshipError,
 } from '../core/index.js';
+import { asTableKey } from '../table/index.js';
 import { validateCommitRequest, validateReadLimit, validateTable, validateWriter } from './commit-request.js';
 import {
   parseSequencerConnectionString,
@@ -419,7 +420,7 @@ export function startAfterFromWire(value: unknown): Map<string, bigint> {
 export function entryFromWire(value: unknown): LogEntry {
   const e = object(value, 'log entry');
   return {
-    table: e.table as string,
+    table: asTableKey(e.table as string),
     txnFirst: bigintFromWire(e.txnFirst, 'txnFirst'),
     txnLast: bigintFromWire(e.txnLast, 'txnLast'),
     staged: e.staged as string,

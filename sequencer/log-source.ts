@@ -5,6 +5,7 @@
  * interface, two siblings; the follower does not know which it holds beyond `name`.
  */
 import { type Clock, ClosedError, systemClock } from '../core/index.js';
+import { isTableKey, type TableKey } from '../table/index.js';
 import type { LogEntry, SequencerStore } from './sequencer-store.js';
 
 /** How often a source whose watch failed polls `heads()` instead (RFC-0003: the 1 s fallback poll). */
@@ -13,8 +14,12 @@ export const LOG_SOURCE_FALLBACK_POLL_MS = 1_000;
 export interface LogSource {
   /** 'sequencer' or 'store': shown on `/status`, so an operator sees which path a node follows. */
   readonly name: 'sequencer' | 'store';
-  /** The keys (table/names.ts tableKey) of every table this source has a log for, in no set order. */
-  tables(): Promise<string[]>;
+  /**
+   * The keys (table/names.ts tableKey) of every table this source has a log for, in no set order.
+   * A key tableKey cannot produce is left out: it names no table, and one bad entry must not stop
+   * the others (walship verify --store reports it).
+   */
+  tables(): Promise<TableKey[]>;
   /**
    * The entries of `table` from the one holding `fromTxn`, in txn order, contiguous, at most `limit`
    * (1..SEQUENCER_READ_LIMIT_MAX); [] when none holds `fromTxn` yet. The sequencer's readLog
@@ -56,7 +61,9 @@ export function sequencerLogSource(seq: SequencerStore, options: SequencerLogSou
     async tables() {
       const current = await seq.heads();
       heads = current.tables;
-      return [...current.tables.keys()];
+      // The sequencer's answer becomes store keys (txnlog/, staged/): checked here; a key tableKey
+      // cannot produce names no table and is left out.
+      return [...current.tables.keys()].filter(isTableKey);
     },
     readLog: (table, fromTxn, limit) => seq.readLog(table, fromTxn, limit),
     knownHead: (table) => heads.get(table),

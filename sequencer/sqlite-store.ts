@@ -20,6 +20,7 @@ import {
   systemClock,
   WalshipError,
 } from '../core/index.js';
+import { asTableKey } from '../table/index.js';
 import {
   numberBatch,
   validateCommitRequest,
@@ -724,7 +725,7 @@ function parseLastBatch(text: string): [string, bigint][] {
 
 function logEntryOf(row: LogRow): LogEntry {
   return {
-    table: row.table_key,
+    table: asTableKey(row.table_key),
     txnFirst: row.txn_first,
     txnLast: row.txn_last,
     staged: row.staged,

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { tableKey } from '../table/index.js';
 import { decodeTxnRecord, encodeTxnRecord, type TxnRecord } from '../wal/index.js';
 import { SEQUENCER_BATCH_MAX } from './sequencer-store.js';
 import { type SegmentPlan, StagedQueue, type StagedSegment } from './staged-queue.js';
@@ -59,7 +60,7 @@ function request(queue: StagedQueue, tables: string[], value: bigint, rows = 1) 
   return queue.enqueue(
     tables.map((t) => {
       const seq = queue.nextSeq(t);
-      return { tableKey: t, tableName: t.toUpperCase(), seq, bytes: record(seq, value, rows) };
+      return { tableKey: tableKey(t), tableName: t.toUpperCase(), seq, bytes: record(seq, value, rows) };
     }),
   );
 }
@@ -122,15 +123,15 @@ describe('StagedQueue', () => {
     const queue = openQueue();
     const before = queue.pendingSummary();
     const bad = [
-      { tableKey: 'a', tableName: 'a', seq: 1n, bytes: record(1n, 1n) },
-      { tableKey: 'b', tableName: 'b', seq: 5n, bytes: record(5n, 1n) }, // not b's next seq
+      { tableKey: tableKey('a'), tableName: 'a', seq: 1n, bytes: record(1n, 1n) },
+      { tableKey: tableKey('b'), tableName: 'b', seq: 5n, bytes: record(5n, 1n) }, // not b's next seq
     ];
     expect(() => queue.enqueue(bad)).toThrow(/expected 1/);
     expect(queue.pendingSummary()).toEqual(before);
     expect(queue.nextSeq('a')).toBe(1n);
     const twice = [
-      { tableKey: 'a', tableName: 'a', seq: 1n, bytes: record(1n, 1n) },
-      { tableKey: 'a', tableName: 'a', seq: 1n, bytes: record(1n, 1n) },
+      { tableKey: tableKey('a'), tableName: 'a', seq: 1n, bytes: record(1n, 1n) },
+      { tableKey: tableKey('a'), tableName: 'a', seq: 1n, bytes: record(1n, 1n) },
     ];
     expect(() => queue.enqueue(twice)).toThrow(/twice/);
     expect(() => queue.enqueue([])).toThrow(/1\.\.100 tables/);

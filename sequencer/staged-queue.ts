@@ -18,6 +18,7 @@
  */
 import Database from 'better-sqlite3';
 import { assert, InvalidArgumentError, WalshipError } from '../core/index.js';
+import { asTableKey, type TableKey } from '../table/index.js';
 import { SEQUENCER_BATCH_MAX, SEQUENCER_SEGMENT_TXNS_MAX } from './sequencer-store.js';
 
 /** The file layout this code reads and writes (PRAGMA user_version). */
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS batches (
 
 /** One table's txn of one request, encoded (encodeTxnRecord) with `seq` as its txn number. */
 export interface QueuedTxn {
-  tableKey: string;
+  tableKey: TableKey;
   /** The table's spelling for the segment header. */
   tableName: string;
   /** Must be `nextSeq(tableKey)`: the number the record was encoded with. */
@@ -60,7 +61,7 @@ export interface QueuedTxn {
 
 /** What sealNextBatch hands its caller for one table: the records of one staged segment. */
 export interface SegmentPlan {
-  tableKey: string;
+  tableKey: TableKey;
   tableName: string;
   seqFirst: bigint;
   seqLast: bigint;
@@ -69,7 +70,7 @@ export interface SegmentPlan {
 
 /** One sealed segment of a batch, as recorded before any upload. */
 export interface StagedSegment {
-  tableKey: string;
+  tableKey: TableKey;
   tableName: string;
   seqFirst: bigint;
   seqLast: bigint;
@@ -402,7 +403,8 @@ export class StagedQueue {
       }
       group.push({
         request: row.request,
-        tableKey: row.table_key,
+        // From this node's own queue database: a key tableKey did not produce fails here.
+        tableKey: asTableKey(row.table_key),
         tableName: row.table_name,
         seq: row.seq,
         bytes: Number(row.n),
@@ -447,14 +449,14 @@ export class StagedQueue {
 
 interface GroupRow {
   request: bigint;
-  tableKey: string;
+  tableKey: TableKey;
   tableName: string;
   seq: bigint;
   bytes: number;
 }
 
 interface PickedTable {
-  tableKey: string;
+  tableKey: TableKey;
   tableName: string;
   seqFirst: bigint;
   seqLast: bigint;
@@ -544,7 +546,7 @@ function decodeSegments(json: string): StagedSegment[] {
     seqLast: string;
   })[];
   return raw.map((s) => ({
-    tableKey: s.tableKey,
+    tableKey: asTableKey(s.tableKey),
     tableName: s.tableName,
     seqFirst: BigInt(s.seqFirst),
     seqLast: BigInt(s.seqLast),

@@ -8,7 +8,7 @@ import { stagedKey, TABLES_REGISTRY_KEY, txnLogKey, txnLogPrefix } from '../layo
 import { registerTable } from '../layout/tables-registry.js';
 import { encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
-import { TableStore, tableKey } from '../table/index.js';
+import { asTableKey, TableStore, tableKey } from '../table/index.js';
 import { decodeSegmentHeader, encodeTxnRecord, sealSegment } from '../wal/index.js';
 import { SequencedFollower } from './follower.js';
 import type { LogSource } from './log-source.js';
@@ -35,10 +35,10 @@ afterEach(async () => {
 /** A log entry as a sequencer numbers it: batch `batchSeq` of writer w1, epoch 1. */
 function entry(table: string, txnFirst: bigint, txnLast: bigint, batchSeq: bigint): LogEntry {
   return {
-    table,
+    table: asTableKey(table),
     txnFirst,
     txnLast,
-    staged: stagedKey(table, 'w1', 1n, batchSeq),
+    staged: stagedKey(asTableKey(table), 'w1', 1n, batchSeq),
     bytes: 100,
     crc32: 1234,
     writer: 'w1',
@@ -56,7 +56,7 @@ async function exportChain(table: string): Promise<LogEntry[]> {
     entry(table, 4n, 6n, 3n),
     entry(table, 7n, 7n, 4n),
   ];
-  for (const e of entries) await store.put(txnLogKey(table, e.txnFirst), encodeTxnLogEntry(e));
+  for (const e of entries) await store.put(txnLogKey(asTableKey(table), e.txnFirst), encodeTxnLogEntry(e));
   return entries;
 }
 
@@ -106,7 +106,7 @@ describe('storeLogSource.readLog', () => {
 
   it('stops at a gap in the exported entries', async () => {
     const entries = await exportChain('trades');
-    await store.delete(txnLogKey('trades', 4n));
+    await store.delete(txnLogKey(tableKey('trades'), 4n));
     const source = storeLogSource({ store, pollIntervalMs: 10 });
     expect(await source.readLog('trades', 1n, 1000)).toEqual(entries.slice(0, 2));
     expect(await source.readLog('trades', 7n, 1000)).toEqual([entries[3]]);
@@ -117,17 +117,17 @@ describe('storeLogSource.readLog', () => {
     const counting = countingStore(store);
     const source = storeLogSource({ store: counting.store, pollIntervalMs: 10 });
     expect(await source.readLog('trades', 8n, 100)).toEqual([]);
-    expect([...counting.gets]).toEqual([[txnLogKey('trades', 8n), 1]]);
+    expect([...counting.gets]).toEqual([[txnLogKey(tableKey('trades'), 8n), 1]]);
     expect(counting.lists).toEqual([]);
     counting.gets.clear();
     expect(await source.readLog('trades', 3n, 100)).toHaveLength(3);
     expect(counting.count(() => true)).toBe(3);
-    expect(counting.lists).toEqual([txnLogPrefix('trades')]);
+    expect(counting.lists).toEqual([txnLogPrefix(tableKey('trades'))]);
   });
 
   it('a corrupt entry is fetched once more, then fails with TXN_LOG_ENTRY_CORRUPT (kind data)', async () => {
     await exportChain('trades');
-    const key = txnLogKey('trades', 3n);
+    const key = txnLogKey(tableKey('trades'), 3n);
     const bytes = (await store.get(key)) as { status: 'ok'; body: Uint8Array };
     const damaged = bytes.body.slice();
     damaged[10]! ^= 0x01;
@@ -141,7 +141,7 @@ describe('storeLogSource.readLog', () => {
 
   it('a torn first read heals on the second GET', async () => {
     const entries = await exportChain('trades');
-    const key = txnLogKey('trades', 1n);
+    const key = txnLogKey(tableKey('trades'), 1n);
     const counting = countingStore(store, (k, body, nth) =>
       k === key && nth === 1 ? body.subarray(0, 20) : body,
     );
@@ -152,7 +152,7 @@ describe('storeLogSource.readLog', () => {
 
   it('an entry under the key of another txn is refused', async () => {
     const entries = await exportChain('trades');
-    await store.put(txnLogKey('trades', 8n), encodeTxnLogEntry(entries[3]!));
+    await store.put(txnLogKey(tableKey('trades'), 8n), encodeTxnLogEntry(entries[3]!));
     const source = storeLogSource({ store, pollIntervalMs: 10 });
     await expect(source.readLog('trades', 8n, 10)).rejects.toMatchObject({
       code: 'TXN_LOG_ENTRY_CORRUPT',
@@ -173,7 +173,7 @@ describe('storeLogSource.tables and wait', () => {
       tablesRefreshMs: 1_000,
     });
     expect(await source.tables()).toEqual([]);
-    await registerTable(store, 'trades', 1n);
+    await registerTable(store, tableKey('trades'), 1n);
     expect(await source.tables()).toEqual([]); // cached
     nowMs += 1_000;
     expect(await source.tables()).toEqual(['trades']);
@@ -202,10 +202,10 @@ describe('storeLogSource.tables and wait', () => {
       close: async () => {},
     };
     const source = storeLogSource({ store: watching, pollIntervalMs: 10 });
-    await registerTable(store, 'trades', 1n);
+    await registerTable(store, tableKey('trades'), 1n);
     expect(await source.tables()).toEqual(['trades']);
     expect(await source.tables()).toEqual(['trades']);
-    await registerTable(store, 'quotes', 1n);
+    await registerTable(store, tableKey('quotes'), 1n);
     expect((await source.tables()).sort()).toEqual(['quotes', 'trades']);
     expect(answers).toEqual(['plain ok', 'conditional not-modified', 'conditional ok']);
   });
@@ -296,7 +296,7 @@ describe('a follower of the store', () => {
         expect(idle[i]!.txnlogGets - idle[i - 1]!.txnlogGets).toBe(tables.length);
         expect(idle[i]!.lists - idle[i - 1]!.lists).toBe(0);
       }
-      expect(counting.gets.get(txnLogKey('trades', 4n))).toBeGreaterThan(3);
+      expect(counting.gets.get(txnLogKey(tableKey('trades'), 4n))).toBeGreaterThan(3);
     } finally {
       await follower.stop();
       tableStore.close();

@@ -25,6 +25,7 @@ import {
   txnLogPrefix,
 } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
+import { isTableKey, type TableKey } from '../table/index.js';
 import { validateReadLimit, validateTable } from './commit-request.js';
 import type { LogSource } from './log-source.js';
 import type { LogEntry } from './sequencer-store.js';
@@ -71,7 +72,7 @@ export function storeLogSource(options: StoreLogSourceOptions): LogSource {
       'invalid',
       `readConcurrency ${concurrency} must be an integer ≥ 1`,
     );
-  let cachedTables: { keys: string[]; etag: string | undefined; atMs: number } | null = null;
+  let cachedTables: { keys: TableKey[]; etag: string | undefined; atMs: number } | null = null;
 
   return {
     name: 'store',
@@ -80,13 +81,20 @@ export function storeLogSource(options: StoreLogSourceOptions): LogSource {
       if (cachedTables !== null && now - cachedTables.atMs < tablesRefreshMs) return cachedTables.keys;
       const read = await readRegistryIfChanged(options.store, cachedTables?.etag);
       if (read === 'unchanged') cachedTables = { ...cachedTables!, atMs: now };
-      else cachedTables = { keys: read?.registry.tables ?? [], etag: read?.etag, atMs: now };
+      // tables.json is read as stored: its keys become txnlog/ keys, so they are checked here. A key
+      // tableKey cannot produce names no table; it is left out (walship verify --store reports it).
+      else
+        cachedTables = {
+          keys: (read?.registry.tables ?? []).filter(isTableKey),
+          etag: read?.etag,
+          atMs: now,
+        };
       return cachedTables.keys;
     },
     async readLog(table, fromTxn, limit) {
-      validateTable(table);
+      const key = validateTable(table);
       validateReadLimit(limit);
-      const first = await getEntry(options.store, table, fromTxn);
+      const first = await getEntry(options.store, key, fromTxn);
       if (first === null) return [];
       if (limit === 1) return [first];
       return [first, ...(await nextEntries(options.store, first, limit - 1, concurrency))];
@@ -139,7 +147,7 @@ async function nextEntries(
  * includes an entry of another table or txn than its key names) is fetched once more (a torn read
  * heals) and then thrown: TXN_LOG_ENTRY_CORRUPT, kind data.
  */
-async function getEntry(store: ObjectStore, table: string, txnFirst: bigint): Promise<LogEntry | null> {
+async function getEntry(store: ObjectStore, table: TableKey, txnFirst: bigint): Promise<LogEntry | null> {
   const key = txnLogKey(table, txnFirst);
   for (let attempt = 1; ; attempt++) {
     const got = await store.get(key);

@@ -7,6 +7,7 @@ import { seededRandom, systemClock, type WalshipError } from '../core/index.js';
 import { readRegistry, stagedPrefix, txnLogKey } from '../layout/index.js';
 import { decodeTxnLogEntry, encodeTxnLogEntry } from '../layout/txn-log-entry.js';
 import { FsStore, listAll } from '../objectstore/index.js';
+import { asTableKey, tableKey } from '../table/index.js';
 import { longLines, testSequencedWriterOptions } from '../tests/helpers/test-sequenced-writer.js';
 import { decodeSegment } from '../wal/index.js';
 import {
@@ -185,10 +186,10 @@ describe('SequencedWriter', () => {
       expect(entries.length).toBeGreaterThan(0);
       await vi.waitFor(async () => {
         const keys = await keysUnder(`tables/${table}/txnlog/`);
-        expect(keys).toEqual(entries.map((e) => txnLogKey(table, e.txnFirst)));
+        expect(keys).toEqual(entries.map((e) => txnLogKey(asTableKey(table), e.txnFirst)));
       }, WAIT);
       for (const entry of entries) {
-        const key = txnLogKey(table, entry.txnFirst);
+        const key = txnLogKey(asTableKey(table), entry.txnFirst);
         const got = await store.get(key);
         expect(got?.status).toBe('ok');
         if (got?.status !== 'ok') continue;
@@ -201,7 +202,7 @@ describe('SequencedWriter', () => {
 
   it('an export slot holding another entry is TXNLOG_CONFLICT: exports stop, status says so', async () => {
     const squatter: LogEntry = {
-      table: 'x',
+      table: tableKey('x'),
       txnFirst: 1n,
       txnLast: 1n,
       staged: 'tables/x/staged/other/00000000000000000001/00000000000000000001.seg',
@@ -213,12 +214,12 @@ describe('SequencedWriter', () => {
       committedAtMs: 1,
     };
     const foreign = encodeTxnLogEntry(squatter);
-    await store.put(txnLogKey('x', 1n), foreign);
+    await store.put(txnLogKey(tableKey('x'), 1n), foreign);
     const { writer } = await openWriter('p1');
     const result = await writer.commitLines(longLines(['x'], 1n), 'durable');
     expect(result.txns[0]!.txn).toBe(1n);
     await vi.waitFor(() => expect(writer.status().exportError).toMatch(/^TXNLOG_CONFLICT/), WAIT);
-    const got = await store.get(txnLogKey('x', 1n));
+    const got = await store.get(txnLogKey(tableKey('x'), 1n));
     expect(got?.status === 'ok' && Buffer.from(got.body).equals(Buffer.from(foreign))).toBe(true);
     // Writes go on: exports are off the ack path.
     expect((await writer.commitLines(longLines(['x'], 2n), 'durable')).txns[0]!.txn).toBe(2n);
@@ -236,7 +237,10 @@ describe('SequencedWriter', () => {
       /simulated crash/,
     );
     expect(first.writer.status().haltedBy).toMatch(/simulated crash/);
-    const stagedBefore = [...(await keysUnder(stagedPrefix('a'))), ...(await keysUnder(stagedPrefix('b')))];
+    const stagedBefore = [
+      ...(await keysUnder(stagedPrefix(tableKey('a')))),
+      ...(await keysUnder(stagedPrefix(tableKey('b')))),
+    ];
     expect(stagedBefore).toHaveLength(2);
     expect(await readAll('a')).toEqual([]);
     await close(first);
@@ -251,9 +255,10 @@ describe('SequencedWriter', () => {
     expect(entries.map((e) => e.staged)).toEqual(stagedBefore);
     for (const entry of entries) expect(await valuesOf(entry)).toEqual([7n]);
     // No orphan: every staged object is in the log; and the restart did not re-register.
-    expect([...(await keysUnder(stagedPrefix('a'))), ...(await keysUnder(stagedPrefix('b')))]).toEqual(
-      stagedBefore,
-    );
+    expect([
+      ...(await keysUnder(stagedPrefix(tableKey('a')))),
+      ...(await keysUnder(stagedPrefix(tableKey('b')))),
+    ]).toEqual(stagedBefore);
     const records = await sequencer.writers();
     expect(records.map((r) => [r.writer, r.epoch, r.lastBatchSeq])).toEqual([['p1', 1n, 1n]]);
   });
@@ -318,7 +323,7 @@ describe('SequencedWriter', () => {
       expect(entries.map((e) => [e.txnFirst, e.txnLast, e.batchSeq])).toEqual([[1n, 1n, 1n]]);
       // Its own uncommitted staged object (batch 2) is deleted; the committed one stays.
       await vi.waitFor(
-        async () => expect(await keysUnder(stagedPrefix('a'))).toEqual([entries[0]!.staged]),
+        async () => expect(await keysUnder(stagedPrefix(tableKey('a')))).toEqual([entries[0]!.staged]),
         WAIT,
       );
     });

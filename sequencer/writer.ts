@@ -25,7 +25,7 @@ import type { IlpLine } from '../ilp/index.js';
 import { readRegistry, registerTable, stagedKey } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { buildTxns, overdueAtMs, sealDueAtMs, sealReason } from '../primary/index.js';
-import { type TableSchema, tableKey } from '../table/index.js';
+import { type TableKey, type TableSchema, tableKey } from '../table/index.js';
 import {
   type Codec,
   decodeSegment,
@@ -134,7 +134,7 @@ const REGISTRY_ROUNDS_MAX = 4;
 
 interface Waiter {
   requestId: bigint;
-  tables: { table: string; tableKey: string; seq: bigint; rows: number }[];
+  tables: { table: string; tableKey: TableKey; seq: bigint; rows: number }[];
   resolve: (result: SequencedCommitResult) => void;
   reject: (error: Error) => void;
 }
@@ -498,7 +498,7 @@ export class SequencedWriter {
     });
   }
 
-  async #registerOne(key: string): Promise<void> {
+  async #registerOne(key: TableKey): Promise<void> {
     for (let round = 0; round < REGISTRY_ROUNDS_MAX; round++) {
       const current = await readRegistry(this.#o.store);
       if (current?.registry.tables.includes(key)) return;

@@ -5,9 +5,12 @@
 
 export { moveDatabaseFiles } from './database-files.js';
 export {
+  asTableKey,
   decodeTableKey,
+  isTableKey,
   MAX_NAME_BYTES,
   MAX_TABLE_KEY_CHARS,
+  type TableKey,
   tableKey,
   validateColumnName,
   validateTableName,

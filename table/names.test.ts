@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isWalshipError } from '../core/index.js';
 import {
+  asTableKey,
   decodeTableKey,
+  isTableKey,
   MAX_TABLE_KEY_CHARS,
   tableKey,
   validateColumnName,
@@ -251,5 +253,32 @@ describe('decodeTableKey', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe('asTableKey', () => {
+  it.each(['trades', 'Trades', 'a.b', 'a/b', '..x', 'données', '.', '日本'])(
+    'accepts what tableKey(%j) produces, unchanged',
+    (name) => {
+      const key = tableKey(name);
+      expect(asTableKey(key)).toBe(key);
+      expect(isTableKey(key)).toBe(true);
+    },
+  );
+
+  it.each([
+    ['Trades', 'a name with an uppercase letter, given raw'],
+    ['a b', 'a name that needs escaping, given raw'],
+    ['a/b', "a key with '/'"],
+    ['tables/a', "a path with '/'"],
+    ['..', 'double dot'],
+    ['.', 'bare dot'],
+    ['', 'empty'],
+    ['a%2fb', 'a lowercase escape'],
+  ])('refuses %j (%s) with INVALID_TABLE_KEY', (key) => {
+    const error = invalidNameError(() => asTableKey(key));
+    expect(isWalshipError(error, 'INVALID_TABLE_KEY'), String(error)).toBe(true);
+    expect((error as { kind?: unknown }).kind).toBe('invalid');
+    expect(isTableKey(key)).toBe(false);
   });
 });

@@ -40,6 +40,14 @@ export const MAX_NAME_BYTES = 127;
  */
 export const MAX_TABLE_KEY_CHARS = 255;
 
+/**
+ * A table's store key: a string `tableKey` produced (or `asTableKey` / `isTableKey` checked), so it
+ * is safe as an object-store key segment and a file name. A name (user input) or any other string
+ * becomes one only through those functions; the brand exists only at compile time.
+ */
+declare const TABLE_KEY_BRAND: unique symbol;
+export type TableKey = string & { readonly [TABLE_KEY_BRAND]: true };
+
 const RESERVED_PREFIXES = ['_walship', 'sqlite_'] as const;
 
 /** Characters QuestDB forbids in both table and column names (besides control characters). */
@@ -147,7 +155,7 @@ const HEX = '0123456789ABCDEF';
  * `INVALID_NAME` for an empty string or one with a lone surrogate. Pure and deterministic:
  * `tableKey(a) === tableKey(b)` exactly when `a.toLowerCase() === b.toLowerCase()`.
  */
-export function tableKey(name: string): string {
+export function tableKey(name: string): TableKey {
   if (typeof name !== 'string' || name.length === 0) throw invalidName('table', name, 'empty');
   if (!isWellFormed(name)) throw invalidName('table', name, 'has a lone surrogate, which UTF-8 cannot carry');
   const bytes = utf8.encode(name.toLowerCase());
@@ -158,7 +166,7 @@ export function tableKey(name: string): string {
     if (keptDot || isKeptByte(byte)) key += String.fromCharCode(byte);
     else key += `%${HEX[byte >> 4]}${HEX[byte & 15]}`;
   }
-  return key;
+  return key as TableKey;
 }
 
 function invalidKey(key: unknown, reason: string): WalshipError {
@@ -216,4 +224,24 @@ export function decodeTableKey(key: string): string {
   if (name.length === 0 || tableKey(name) !== key)
     throw invalidKey(key, 'not the canonical encoding of a name');
   return name;
+}
+
+/**
+ * `key` as a TableKey, for a key that arrives as a plain string (a listing, a request, a record).
+ * Throws WalshipError `INVALID_TABLE_KEY` (kind `invalid`) for any string `tableKey` cannot
+ * produce (the checks of `decodeTableKey`). Pure.
+ */
+export function asTableKey(key: string): TableKey {
+  decodeTableKey(key);
+  return key as TableKey;
+}
+
+/** True when `key` is a string `tableKey` can produce (what `asTableKey` accepts). Pure. */
+export function isTableKey(key: string): key is TableKey {
+  try {
+    decodeTableKey(key);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isWalshipError } from '../core/index.js';
 import type { ColumnData, TxnRecord } from '../wal/index.js';
+import { tableKey } from './names.js';
 import { createSnapshotImage, restoreSnapshotImage, type SnapshotTable } from './snapshot-image.js';
 import { TableStore } from './table-store.js';
 
@@ -180,7 +181,9 @@ describe('restoreSnapshotImage', () => {
     expect(corruptionOf([quotes, { ...trades, lastTxn: 4n }])).toMatch(/watermarks check.*txn 3.*txn 4/);
     expect(corruptionOf([quotes, { ...trades, name: 'trades' }])).toMatch(/watermarks check/);
     expect(corruptionOf([trades])).toMatch(/watermarks check.*quotes/);
-    expect(corruptionOf([...tables, { name: 'x', key: 'x', lastTxn: 1n }])).toMatch(/"x" is missing/);
+    expect(corruptionOf([...tables, { name: 'x', key: tableKey('x'), lastTxn: 1n }])).toMatch(
+      /"x" is missing/,
+    );
   });
 
   it('refuses an uploaded watermark behind the last txn', () => {

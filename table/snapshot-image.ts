@@ -1,6 +1,7 @@
 import { rmSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { WalshipError } from '../core/index.js';
+import { asTableKey, type TableKey } from './names.js';
 import { STORE_FORMAT_VERSION, storageError } from './store-sql.js';
 import type { TableStore } from './table-store.js';
 
@@ -22,7 +23,7 @@ import type { TableStore } from './table-store.js';
 /** One table of a snapshot: canonical name, store key, and the last txn the image holds. */
 export interface SnapshotTable {
   name: string;
-  key: string;
+  key: TableKey;
   lastTxn: bigint;
 }
 
@@ -77,8 +78,8 @@ function readTables(db: Database.Database): SnapshotTable[] {
   const rows = db
     .prepare('SELECT name, key, last_txn AS lastTxn FROM _walship_tables ORDER BY key')
     .safeIntegers(true)
-    .all() as SnapshotTable[];
-  return rows.map((row) => ({ name: row.name, key: row.key, lastTxn: row.lastTxn }));
+    .all() as { name: string; key: string; lastTxn: bigint }[];
+  return rows.map((row) => ({ name: row.name, key: asTableKey(row.key), lastTxn: row.lastTxn }));
 }
 
 /**

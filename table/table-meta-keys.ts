@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { WalshipError } from '../core/index.js';
+import type { TableKey } from './names.js';
 import { quoteIdentifier } from './store-sql.js';
 
 /**
@@ -44,7 +45,7 @@ const EXACT_PREFIXES = [
  * `_walship_columns`, and every meta key above. Returns false when there is no such table. Refuses
  * (TABLE_HAS_PENDING, invalid) a table with txns waiting for upload: those exist only here.
  */
-export function dropTable(db: Database.Database, key: string): boolean {
+export function dropTable(db: Database.Database, key: TableKey): boolean {
   const row = db.prepare('SELECT name FROM _walship_tables WHERE key = ?').get(key) as
     | { name: string }
     | undefined;

@@ -1,4 +1,5 @@
 import type { ColumnType } from '../wal/index.js';
+import type { TableKey } from './names.js';
 
 /** One column of a table: its canonical spelling (the first one the table saw) and its type. */
 export interface ColumnSchema {
@@ -15,7 +16,7 @@ export interface TableSchema {
   /** The canonical spelling of the table name. */
   name: string;
   /** tableKey(name): the store-key and file-name-safe encoding of the folded name. */
-  key: string;
+  key: TableKey;
   /** In position order; the designated `timestamp` column (type timestamp) is always first. */
   columns: ColumnSchema[];
 }

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { type Clock, ClosedError, systemClock, WalshipError } from '../core/index.js';
 import { DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
 import { applyPlan, type ColumnPlan, planColumns } from './apply-plan.js';
-import { tableKey, validateTableName } from './names.js';
+import { asTableKey, type TableKey, tableKey, validateTableName } from './names.js';
 import {
   designatedTimestamps,
   pendingRecords,
@@ -285,7 +285,10 @@ export class TableStore {
   schemas(): TableSchema[] {
     this.checkOpen();
     this.refreshCacheIfChanged();
-    const keys = this.guard('list tables', () => this.sql.tableKeys.pluck().all() as string[]);
+    // Keys come from this node's own database; one tableKey did not produce fails here (INVALID_TABLE_KEY).
+    const keys = this.guard('list tables', () => this.sql.tableKeys.pluck().all() as string[]).map(
+      asTableKey,
+    );
     const schemas: TableSchema[] = [];
     for (const key of keys) {
       const state = this.cache.byKey(key) ?? this.loadByKey(key);
@@ -668,10 +671,10 @@ export class TableStore {
     );
   }
 
-  private loadByKey(key: string, folded?: string): TableState | undefined {
+  private loadByKey(key: TableKey, folded?: string): TableState | undefined {
     return this.guard(`read the schema of table key ${key}`, () => {
       const row = this.sql.table.get(key) as
-        | { name: string; key: string; last_txn: bigint; uploaded_txn: bigint }
+        | { name: string; last_txn: bigint; uploaded_txn: bigint }
         | undefined;
       if (row === undefined) {
         if (folded !== undefined) this.cache.putMissing(folded);
@@ -679,7 +682,7 @@ export class TableStore {
       }
       const columns = this.sql.columns.all(row.name) as ColumnSchema[];
       return this.cache.put(row.name.toLowerCase(), {
-        schema: freezeSchema({ name: row.name, key: row.key, columns }),
+        schema: freezeSchema({ name: row.name, key, columns }),
         lastTxn: row.last_txn,
         uploadedTxn: row.uploaded_txn,
       });

@@ -13,6 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { segmentPrefix } from '../layout/index.js';
 import type { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
+import { tableKey } from '../table/index.js';
 import { withPutHook } from './helpers/gated-store.js';
 import { startTestNode } from './helpers/test-node.js';
 
@@ -65,7 +66,7 @@ describe('commit tokens across a failover that lost acknowledged txns (local ack
     });
     // The old primary's uploads of table t hang once `holding` is set: it is cut off from the store.
     const oldPrimaryStore = withPutHook(store, async (key) => {
-      if (holding && key.startsWith(segmentPrefix('t'))) await held;
+      if (holding && key.startsWith(segmentPrefix(tableKey('t')))) await held;
     });
     const a = await startTestNode('primary', oldPrimaryStore, path.join(dir, 'a'));
     nodes.push(a);

@@ -23,6 +23,7 @@ import {
 } from '../objectstore/index.js';
 import type { PrimaryNode } from '../primary/index.js';
 import { ReplicaNode } from '../replica/index.js';
+import { asTableKey, tableKey } from '../table/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
 import { getJson, startTestPrimary } from './helpers/test-primary.js';
 import { postAdmin, startTestReplica, testReplicaSettings } from './helpers/test-replica.js';
@@ -186,10 +187,12 @@ describe.each(stores)('a damaged segment on %s', (_name, skipReason, openStore) 
       const primary = await primaryOn(store);
       for (let k = 1; k <= 6; k++) await write(primary, k);
       // One segment per request: txn k of A sits at wal/<k>.seg.
-      expect(await segmentKeys(store, 'a')).toEqual([1n, 2n, 3n, 4n, 5n, 6n].map((t) => segmentKey('a', t)));
+      expect(await segmentKeys(store, 'a')).toEqual(
+        [1n, 2n, 3n, 4n, 5n, 6n].map((t) => segmentKey(tableKey('a'), t)),
+      );
 
       // Damage txn 4 of A before any replica has seen it; keep the good bytes for the repair.
-      const badKey = segmentKey('a', 4n);
+      const badKey = segmentKey(tableKey('a'), 4n);
       const good = await bytesOf(store, badKey);
       await apply(store, badKey, good);
 
@@ -272,7 +275,7 @@ describe('a store that lies or fails (fs)', () => {
         txns.map((txn) => ({
           fault: { type: 'corrupt-read' as const },
           operations: ['get' as const],
-          keyPrefix: segmentKey(key, txn),
+          keyPrefix: segmentKey(asTableKey(key), txn),
           times: 1,
         })),
       );

@@ -20,6 +20,7 @@ import type { PrimaryNode } from '../primary/index.js';
 import { type ReplicaNode, type ReplicaSettings, TableFilter } from '../replica/index.js';
 import { startSequencerServer } from '../sequencer/http-service.js';
 import { openHttpSequencer, type SequencerStore, SqliteSequencerStore } from '../sequencer/index.js';
+import { tableKey } from '../table/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from './helpers/s3-test-env.js';
 import { storesUnderTest } from './helpers/store-under-test.js';
 import { tableChecksum } from './helpers/table-checksum.js';
@@ -274,7 +275,7 @@ describe.each(
         for (let i = 0; i < 3; i++) heads = await write(primary.httpPort, ['trades', 'quotes']);
         // WAL retention: the quotes segments the snapshot covers are deleted (the chain now starts later).
         const collected: string[] = [];
-        for await (const object of listAll(store, segmentPrefix('quotes'))) {
+        for await (const object of listAll(store, segmentPrefix(tableKey('quotes')))) {
           const txnFirst = txnFirstOfSegmentKey(object.key);
           if (txnFirst !== undefined && txnFirst <= snapshotQuotes) collected.push(object.key);
         }

@@ -7,6 +7,7 @@
 
 import { segmentPrefix, txnFirstOfSegmentKey } from '../../layout/index.js';
 import { listAll, type ObjectStore } from '../../objectstore/index.js';
+import { asTableKey } from '../../table/index.js';
 import { decodeSegment, isNull, type TxnRecord } from '../../wal/index.js';
 
 export interface StoredSegment {
@@ -26,7 +27,7 @@ export async function readSegments(
   cache: Map<string, StoredSegment> = new Map(),
 ): Promise<StoredSegment[]> {
   const segments: StoredSegment[] = [];
-  for await (const info of listAll(store, segmentPrefix(tableKey))) {
+  for await (const info of listAll(store, segmentPrefix(asTableKey(tableKey)))) {
     let segment = cache.get(info.key);
     if (segment === undefined) {
       const got = await store.get(info.key);

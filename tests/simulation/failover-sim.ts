@@ -91,7 +91,7 @@ import {
   writeDivergenceFiles,
 } from '../../primary/index.js';
 import { Follower } from '../../replica/index.js';
-import { resolveNodeId, TableStore, tableKey } from '../../table/index.js';
+import { asTableKey, resolveNodeId, TableStore, tableKey } from '../../table/index.js';
 import {
   decodeSegment,
   decodeTxnRecord,
@@ -1326,9 +1326,10 @@ class Simulation {
           codec: 'deflate',
           compressionLevel: 1,
         });
-        await this.mem.put(segmentKey(key, txn), segment, { condition: { type: 'absent' } });
+        const planted = segmentKey(asTableKey(key), txn);
+        await this.mem.put(planted, segment, { condition: { type: 'absent' } });
         this.planted = true;
-        this.note(`PLANT epoch-1 segment ${segmentKey(key, txn)}`);
+        this.note(`PLANT epoch-1 segment ${planted}`);
         return;
       }
     }

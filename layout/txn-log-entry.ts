@@ -9,8 +9,8 @@
  * of the same object without `check` (no newline). Decoding is strict: the bytes must be exactly
  * what encodeTxnLogEntry writes for the entry they hold, so nothing unchecked rides along.
  */
-import { InvalidArgumentError, WalshipError } from '../core/index.js';
-import { asTableKey, decodeTableKey, type TableKey } from '../table/index.js';
+import { assert, InvalidArgumentError, WalshipError } from '../core/index.js';
+import { isTableKey, type TableKey } from '../table/index.js';
 import { checksum } from '../wal/index.js';
 import { parseStagedKey, parseTxnLogKey } from './keys.js';
 
@@ -120,8 +120,9 @@ export function decodeTxnLogEntry(bytes: Uint8Array, key?: string): LogEntry {
     throw bad(
       `holds the entry of table ${entry.table} from txn ${entry.txnFirst}, not the one its key names`,
     );
-  // entryProblem checked the table key: this brands it and cannot throw.
-  return { ...entry, table: asTableKey(entry.table) };
+  const { table } = entry;
+  assert(isTableKey(table), 'entryProblem checked the table key');
+  return { ...entry, table };
 }
 
 function parseObject(bytes: Uint8Array): Record<string, unknown> | string {
@@ -164,11 +165,7 @@ function entryOf(v: Record<string, unknown>): UncheckedEntry | string {
 
 /** What makes `entry` one no sequencer writes, or undefined. */
 function entryProblem(entry: UncheckedEntry): string | undefined {
-  try {
-    decodeTableKey(entry.table);
-  } catch {
-    return `has table ${JSON.stringify(entry.table)}, which is no table key`;
-  }
+  if (!isTableKey(entry.table)) return `has table ${JSON.stringify(entry.table)}, which is no table key`;
   for (const name of ['txnFirst', 'txnLast', 'writerEpoch', 'batchSeq'] as const) {
     const value = entry[name];
     if (typeof value !== 'bigint' || value < 1n || value > I64_MAX) return `has ${name} outside 1..2^63-1`;

@@ -197,10 +197,11 @@ export class Committer {
    */
   async #applyInSlices(encoded: EncodedTxn[]): Promise<CommitResult> {
     const { tables } = this.#options;
-    // The build and the encoding took turns of the event loop; the write lock kept other commits out.
-    this.#assertNextTxns(encoded);
     await this.#window.during(() =>
       tables.transactionInSlices(async () => {
+        // The build and the encoding took turns of the event loop; the write lock kept other
+        // commits out. Checked inside the transaction, where the table cache needs no refresh.
+        this.#assertNextTxns(encoded);
         for (const { table, record } of encoded) {
           await tables.applyTxnInSlices(table, record, {
             rowsPerSlice: COMMIT_SLICE_ROWS,

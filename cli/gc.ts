@@ -11,6 +11,7 @@ import {
   type GcSequencer,
   runGc,
 } from '../maintenance/index.js';
+import { REGISTRATION_UNCHANGED_REWRITE_MS } from '../node/index.js';
 import { type OpenedStore, openStore } from '../objectstore/index.js';
 import { openHttpSequencer } from '../sequencer/index.js';
 import { loadConfig, type NodeConfig, parseDurationMs } from './config.js';
@@ -139,6 +140,14 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
   if (policy.keepSnapshots < 1) return usage(io, 'replication.retention.snapshots must be at least 1');
   if (policy.registrationExpiryMs < 1)
     return usage(io, 'replication.gc.registration.expiry must be more than 0');
+  // An idle node rewrites an unchanged registration only this often: a shorter expiry would take
+  // it for gone and collect segments it may still need.
+  const expiryMinMs = 2 * REGISTRATION_UNCHANGED_REWRITE_MS;
+  if (policy.registrationExpiryMs < expiryMinMs)
+    return usage(
+      io,
+      `replication.gc.registration.expiry must be at least ${expiryMinMs / 60_000}m: an idle node rewrites its unchanged registration every ${REGISTRATION_UNCHANGED_REWRITE_MS / 60_000}m`,
+    );
 
   const connection =
     typeof values.store === 'string' ? values.store : config.string('replication.object.store');

@@ -1,3 +1,4 @@
+import { systemClock } from '../core/index.js';
 /** What a command needs from its process, injectable so tests run commands in-process. */
 export interface CommandIo {
   stdout: (text: string) => void;
@@ -23,24 +24,71 @@ export const EXIT = {
 } as const;
 
 /**
+ * How long a process may take to stop after SIGTERM or SIGINT before it exits anyway. A node's
+ * close() aborts its store requests and waits for at most one segment's apply, a bounded upload
+ * flush (primary) and its HTTP answers in flight: well under this on a healthy store. Exiting
+ * past it loses nothing acknowledged: every acknowledged txn is committed in SQLite (which rolls
+ * back the rest at the next open) and, when durable, in the store.
+ */
+export const STOP_BOUND_MS = 10_000;
+
+export interface SignalOptions {
+  /** Where the signals come from (tests pass an emitter). Default: the process. */
+  signals?: NodeJS.EventEmitter;
+  /** Ends the process when the bound passes or a second signal arrives. Default: process.exit. */
+  exit?: (code: number) => void;
+  boundMs?: number;
+}
+
+/**
  * Keeps a started node running until SIGINT or SIGTERM, then closes it and then its store (the
- * node does not own the store it was given). Resolves once both are closed.
+ * node does not own the store it was given). Resolves once both are closed. A second signal, or
+ * STOP_BOUND_MS without the close finishing, exits at once with code 1.
  */
 export function runUntilSignal(
   node: { close(): Promise<void> },
   store: { close(): Promise<void> },
-  log: { info(fields: object, message: string): void },
+  log: { info(fields: object, message: string): void; error(fields: object, message: string): void },
+  options: SignalOptions = {},
 ): Promise<void> {
+  const signals = options.signals ?? process;
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const boundMs = options.boundMs ?? STOP_BOUND_MS;
   return new Promise<void>((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down');
+      if (stopping) {
+        log.error({ signal }, 'second signal while shutting down: exiting now');
+        exit(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal, boundMs }, 'shutting down');
+      const timer = systemClock.setTimer(
+        boundMs,
+        () => {
+          log.error(
+            { boundMs },
+            'shutdown did not finish within its bound: exiting now (nothing acknowledged is lost)',
+          );
+          exit(1);
+        },
+        { unref: true },
+      );
       void node
         .close()
         .then(() => store.close())
-        .finally(resolve);
+        .finally(() => {
+          timer.cancel();
+          signals.off('SIGINT', onInt);
+          signals.off('SIGTERM', onTerm);
+          resolve();
+        });
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
+    signals.on('SIGINT', onInt);
+    signals.on('SIGTERM', onTerm);
   });
 }
 

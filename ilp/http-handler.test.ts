@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Sender } from '@questdb/nodejs-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClosedError, StoreUnavailableError, WalshipError } from '../core/index.js';
-import { createIlpHttpHandler, type IlpHttpOptions } from './http-handler.js';
+import { COMMIT_TOKEN_HEADER_BYTES_MAX, createIlpHttpHandler, type IlpHttpOptions } from './http-handler.js';
 import type { IlpCommit } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 
@@ -358,6 +358,26 @@ describe('ILP over HTTP: the exact protocol', () => {
     expect(response.body).toBe('');
     expect(response.headers['content-type']).toBeUndefined();
     expect(response.headers['x-walship-txn']).toBe('trades=1');
+  });
+
+  it('a commit token past COMMIT_TOKEN_HEADER_BYTES_MAX is left out, its table count in X-Walship-Txn-Omitted (a client would fail on the headers)', async () => {
+    const tables = Array.from({ length: 2_000 }, (_, i) => `metric_${i}`);
+    const server = await startServer({
+      commit: async () => ({ txnHeader: tables.map((t) => `${t}=1@1`).join(',') }),
+    });
+    // fetch (undici) refuses a response whose headers pass 16 KiB: the write must still read as done.
+    const response = await fetch(`http://127.0.0.1:${server.port}/write`, {
+      method: 'POST',
+      body: 'x a=1i\n',
+    });
+    expect(response.status).toBe(204);
+    expect(response.headers.get('x-walship-txn')).toBeNull();
+    expect(response.headers.get('x-walship-txn-omitted')).toBe('2000');
+    const small = await startServer({ commit: async () => ({ txnHeader: 'a=1@1,b=2@1' }) });
+    const answer = await fetch(`http://127.0.0.1:${small.port}/write`, { method: 'POST', body: 'x a=1i\n' });
+    expect(answer.headers.get('x-walship-txn')).toBe('a=1@1,b=2@1');
+    expect(answer.headers.get('x-walship-txn-omitted')).toBeNull();
+    expect(tables.join(',').length).toBeGreaterThan(COMMIT_TOKEN_HEADER_BYTES_MAX);
   });
 
   it('/api/v2/write with precision, and int64 extremes', async () => {

@@ -256,9 +256,21 @@ async function commitBody(
   return options.commit(lines, { protocol: 'http' });
 }
 
+/**
+ * The longest X-Walship-Txn sent. HTTP clients cap a response's headers (Node's http and undici:
+ * 16 KiB in all) and fail the whole response past it, so a request that wrote to hundreds of
+ * tables (a token of ~20 bytes each) would see its committed write as a failure. Past this the
+ * token is left out and `X-Walship-Txn-Omitted` gives the number of tables it would have named: a
+ * reader then asks for freshness with `max_staleness_ms` instead (docs/write-path.md).
+ */
+export const COMMIT_TOKEN_HEADER_BYTES_MAX = 8 * 1024;
+
 function answerNoContent(res: ServerResponse, txnHeader: string | undefined): void {
   if (res.headersSent || res.destroyed) return;
-  res.writeHead(204, txnHeader === undefined ? {} : { 'X-Walship-Txn': txnHeader });
+  if (txnHeader === undefined) res.writeHead(204);
+  else if (Buffer.byteLength(txnHeader) <= COMMIT_TOKEN_HEADER_BYTES_MAX)
+    res.writeHead(204, { 'X-Walship-Txn': txnHeader });
+  else res.writeHead(204, { 'X-Walship-Txn-Omitted': String(txnHeader.split(',').length) });
   res.end();
 }
 

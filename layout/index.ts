@@ -103,6 +103,7 @@ export {
   readRegistry,
   readRegistryIfChanged,
   registerTable,
+  registerTables,
   type TableRegistry,
 } from './tables-registry.js';
 export {

@@ -46,7 +46,7 @@ async function putAll(store: ObjectStore, keys: readonly string[]): Promise<void
 }
 
 describe('discoverTableKeys', () => {
-  it('finds every table key, including keys that share prefixes, in listing order, with tables+1 LISTs', async () => {
+  it('finds every table key, including keys that share prefixes, in listing order, with one LIST', async () => {
     // Names whose keys share the prefix `a` and sort on both sides of `a/` (`%`, `-`, `.` sort before `/`).
     const names = [
       'a',
@@ -79,11 +79,54 @@ describe('discoverTableKeys', () => {
     }
     await putAll(inner, ['cluster.json', 'head.json', 'snapshots/1/manifest.json', 'tablesx/a/wal/y']);
     const store = countingLists(inner);
-    const { keys, ignored } = await discoverTableKeys(store);
+    const signal = new AbortController().signal;
+    const { keys, ignored } = await discoverTableKeys(store, signal);
     expect(keys).toEqual(expected);
     expect(ignored).toEqual([]);
-    expect(store.lists.length).toBe(expected.length + 1);
-    expect(store.lists.every((l) => l.prefix === 'tables/' && l.options.limit === 1)).toBe(true);
+    expect(store.lists).toEqual([{ prefix: 'tables/', options: { delimiter: '/', signal } }]);
+  });
+
+  it('costs one LIST per 1000 tables, following the pages', async () => {
+    const inner = new MemoryStore();
+    const names = Array.from({ length: 2_500 }, (_, i) => `t${i}`);
+    for (const name of names)
+      await putAll(inner, [segmentKey(tableKey(name), 1n), segmentKey(tableKey(name), 2n)]);
+    const store = countingLists(inner);
+    const order = listOrder(names.map(tableKey));
+    expect((await discoverTableKeys(store)).keys).toEqual(order);
+    // Each page resumes after the last prefix of the one before.
+    expect(store.lists.map((l) => l.options.token)).toEqual([
+      undefined,
+      `tables/${order[999]}/`,
+      `tables/${order[1999]}/`,
+    ]);
+  });
+
+  it('objects directly under tables/ are no tables: they are ignored and reported', async () => {
+    const store = new MemoryStore();
+    await putAll(store, [
+      'tables/a',
+      'tables/a.json',
+      segmentKey(tableKey('a'), 1n),
+      segmentKey(tableKey('b'), 1n),
+    ]);
+    expect(await discoverTableKeys(store)).toEqual({ keys: ['a', 'b'], ignored: ['a', 'a.json'] });
+  });
+
+  it('a store that does not roll keys up into prefixes still yields each table once', async () => {
+    const inner = new MemoryStore();
+    const expected = listOrder(['a', 'a-b', 'b']);
+    for (const key of expected)
+      await putAll(inner, [
+        segmentKey(asTableKey(key), 1n),
+        segmentKey(asTableKey(key), 2n),
+        `tables/${key}/x`,
+      ]);
+    const flat: ObjectStore = {
+      ...countingLists(inner),
+      list: (prefix, { delimiter: _, ...rest } = {}) => inner.list(prefix, { ...rest, limit: 2 }),
+    };
+    expect(await discoverTableKeys(flat)).toEqual({ keys: expected, ignored: [] });
   });
 
   it('skips keys that tableKey could not have produced and reports them', async () => {

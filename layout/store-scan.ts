@@ -1,16 +1,20 @@
-import type { ObjectStore } from '../objectstore/index.js';
+import { compareKeys, type ObjectStore } from '../objectstore/index.js';
 import { isTableKey, type TableKey } from '../table/index.js';
 import { segmentKey, segmentPrefix, TABLES_PREFIX, txnFirstOfSegmentKey } from './keys.js';
 
-/** Tables a discovery pass walks at most: each costs one LIST (a bound on a hostile or huge root). */
+/**
+ * Entries of `tables/` (common prefixes, or keys) a discovery pass reads at most: a bound on a
+ * hostile or huge root, 100 full pages of a listing with a delimiter.
+ */
 export const DISCOVERED_TABLES_MAX = 100_000;
 
 /**
- * The store keys of every table with at least one object under `tables/`, in key order, found by a
- * skip scan: LIST one key, then LIST after `tables/<key>0` — `0` sorts right after `/`, so that
- * skips every object of `<key>` and nothing else (a key never holds `/`). Costs one LIST per table
- * plus one; works on every store without delimiter support. Keys that `tableKey` could not have
- * produced are skipped (and returned in `ignored`): they are not ours to apply.
+ * The store keys of every table with at least one object under `tables/`, in listing order (by the
+ * UTF-8 bytes of `<key>/`), from a listing of `tables/` one level deep: each table is one common
+ * prefix `tables/<key>/`, so T tables cost max(1, ⌈T/1000⌉) LISTs, however many objects each holds
+ * (on a filesystem store, reads of the one directory `tables/`). Names that `tableKey` could not
+ * have produced, and objects directly under `tables/` (no table's folder), are skipped and
+ * returned in `ignored`: they are not ours to apply.
  */
 export async function discoverTableKeys(
   store: ObjectStore,
@@ -18,20 +22,31 @@ export async function discoverTableKeys(
 ): Promise<{ keys: TableKey[]; ignored: string[] }> {
   const keys: TableKey[] = [];
   const ignored: string[] = [];
-  let startAfter: string | undefined;
-  while (keys.length + ignored.length < DISCOVERED_TABLES_MAX) {
+  const seen = new Set<string>();
+  let token: string | undefined;
+  let entries = 0;
+  do {
     const page = await store.list(TABLES_PREFIX, {
-      limit: 1,
-      ...(startAfter === undefined ? {} : { startAfter }),
+      delimiter: '/',
+      ...(token === undefined ? {} : { token }),
       ...(signal === undefined ? {} : { signal }),
     });
-    const first = page.objects[0];
-    if (first === undefined) break;
-    const key = first.key.slice(TABLES_PREFIX.length).split('/')[0]!;
-    if (isTableKey(key)) keys.push(key);
-    else ignored.push(key);
-    startAfter = `${TABLES_PREFIX}${key}0`;
-  }
+    const names = [...(page.prefixes ?? []), ...page.objects.map((o) => o.key)].sort(compareKeys);
+    for (const name of names) {
+      if (entries++ === DISCOVERED_TABLES_MAX) return { keys, ignored };
+      // `tables/<key>/`; an object the store did not roll up, `tables/<key>/…` (counted once); or
+      // an object `tables/<name>`, which is no table's folder.
+      const rest = name.slice(TABLES_PREFIX.length);
+      const slash = rest.indexOf('/');
+      const folder = slash < 0 ? rest : rest.slice(0, slash + 1);
+      if (seen.has(folder)) continue;
+      seen.add(folder);
+      const key = slash < 0 ? rest : rest.slice(0, slash);
+      if (slash >= 0 && isTableKey(key)) keys.push(key);
+      else ignored.push(key);
+    }
+    token = page.nextToken;
+  } while (token !== undefined);
   return { keys, ignored };
 }
 

@@ -49,21 +49,35 @@ export async function readRegistryIfChanged(
  * Registers table `key` for a primary of `epoch`. Resolves 'registered' (now or already), or
  * 'fenced' when the registry carries a newer epoch: this primary was replaced (RFC-0002 W2).
  */
-export async function registerTable(
+export function registerTable(
   store: ObjectStore,
   key: TableKey,
+  epoch: bigint,
+): Promise<'registered' | 'fenced'> {
+  return registerTables(store, [key], epoch);
+}
+
+/**
+ * Registers every key of `keys` in one CAS write (registerTable for many: a request that creates a
+ * thousand tables costs one rewrite of tables.json, not a thousand, each as long as the registry).
+ */
+export async function registerTables(
+  store: ObjectStore,
+  keys: readonly TableKey[],
   epoch: bigint,
 ): Promise<'registered' | 'fenced'> {
   for (let attempt = 0; attempt < CAS_ATTEMPTS_MAX; attempt++) {
     const current = await readRegistry(store);
     if (current !== null && current.registry.epoch > epoch) return 'fenced';
-    if (current?.registry.tables.includes(key)) return 'registered';
-    const tables = [...(current?.registry.tables ?? []), key];
+    const known = new Set(current?.registry.tables);
+    const missing = [...new Set(keys)].filter((key) => !known.has(key));
+    if (missing.length === 0) return 'registered';
+    const tables = [...(current?.registry.tables ?? []), ...missing];
     if (tables.length > REGISTRY_TABLES_MAX) {
       throw new WalshipError(
         'TOO_MANY_TABLES',
         'invalid',
-        `the cluster already has ${REGISTRY_TABLES_MAX} tables`,
+        `the cluster already has ${known.size} tables; ${missing.length} more would pass ${REGISTRY_TABLES_MAX}`,
       );
     }
     if (await write(store, { epoch, tables }, current?.etag)) return 'registered';

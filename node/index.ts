@@ -12,7 +12,7 @@ export {
   type SegmentApplyEvent,
   type SegmentUploadEvent,
 } from './node-metrics.js';
-export { NodeRegistration } from './node-registry.js';
+export { NodeRegistration, REGISTRATION_UNCHANGED_REWRITE_MS } from './node-registry.js';
 export type { SequencedSettings } from './sequenced-roles.js';
 export {
   type NodeDeps,

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Clock, StoreUnavailableError, seededRandom, systemClock } from '../core/index.js';
@@ -13,7 +14,11 @@ import {
 } from '../layout/index.js';
 import { MemoryStore, type ObjectStore, type PutOptions } from '../objectstore/index.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
-import { NodeRegistration, REGISTRATION_STOP_WAIT_MS } from './node-registry.js';
+import {
+  NodeRegistration,
+  REGISTRATION_STOP_WAIT_MS,
+  REGISTRATION_UNCHANGED_REWRITE_MS,
+} from './node-registry.js';
 import { WalshipNode } from './walship-node.js';
 
 const silent = pino({ level: 'silent' });
@@ -215,17 +220,38 @@ describe('NodeRegistration', () => {
     await registration.stop();
   });
 
-  it('rewrites the record every interval', async () => {
+  it('rewrites the record every interval while its facts change', async () => {
     const store = new ControlledStore();
+    let txn = 10;
     const registration = new NodeRegistration({
       store,
       clock: systemClock,
       log: silent,
       intervalMs: 10,
-      facts: () => facts(),
+      facts: () => facts({ tables: { trades: String(txn++) } }),
     });
     registration.start();
     await expect.poll(() => registration.writes, { timeout: 5_000 }).toBeGreaterThanOrEqual(3);
+    await registration.stop();
+  });
+
+  it('an unchanged record is rewritten only every REGISTRATION_UNCHANGED_REWRITE_MS (an idle node), a changed one at the next interval', async () => {
+    const store = new ControlledStore();
+    let offsetMs = 0;
+    const clock = { ...systemClock, monotonicMs: () => systemClock.monotonicMs() + offsetMs };
+    let now = facts();
+    const registration = new NodeRegistration({ store, clock, log: silent, intervalMs: 5, facts: () => now });
+    registration.start();
+    await registration.flush();
+    await sleep(100); // about 20 intervals
+    expect(registration.writes).toBe(1);
+    offsetMs = REGISTRATION_UNCHANGED_REWRITE_MS;
+    await expect.poll(() => registration.writes, { timeout: 5_000 }).toBe(2);
+    now = facts({ tables: { trades: '11' } });
+    await expect.poll(() => registration.writes, { timeout: 5_000 }).toBe(3);
+    expect((await readRecord(store, 'node-a'))?.tables).toEqual({ trades: '11' });
+    await sleep(100);
+    expect(registration.writes).toBe(3);
     await registration.stop();
   });
 

@@ -22,6 +22,14 @@ import type { ObjectStore } from '../objectstore/index.js';
  */
 export const REGISTRATION_STOP_WAIT_MS = 2_000;
 
+/**
+ * An unchanged record is rewritten this often only (a changed one within `intervalMs`): an idle
+ * node then costs one PUT per 5 minutes instead of one per interval, whatever its number of tables
+ * (the record grows ~60 bytes a table). GC's registration expiry (default 1 h) must stay above it,
+ * or an idle node looks gone; `walship gc` refuses a shorter expiry.
+ */
+export const REGISTRATION_UNCHANGED_REWRITE_MS = 5 * 60_000;
+
 export interface NodeRegistrationOptions {
   store: ObjectStore;
   clock: Clock;
@@ -49,6 +57,8 @@ export class NodeRegistration {
   #stopped = false;
   #writes = 0;
   #lastError: string | null = null;
+  /** What the last successful write said (its facts, without `at`) and when (monotonic ms). */
+  #written: { fingerprint: string; atMs: number } | null = null;
 
   constructor(options: NodeRegistrationOptions) {
     assert(options.intervalMs > 0, 'a node registration needs an interval > 0 (0 means: do not create one)');
@@ -118,14 +128,24 @@ export class NodeRegistration {
     this.#timer = this.#options.clock.setTimer(
       this.#options.intervalMs,
       () => {
-        this.writeNow();
+        this.#writeIfChanged();
         this.#schedule();
       },
       { unref: true },
     );
   }
 
-  async #write(): Promise<void> {
+  /** The timer's write: skipped while the facts are what was written less than REGISTRATION_UNCHANGED_REWRITE_MS ago. */
+  #writeIfChanged(): void {
+    if (this.#stopped || this.#queued) return;
+    this.#queued = true;
+    this.#chain = this.#chain.then(async () => {
+      this.#queued = false;
+      if (!this.#stopped) await this.#write(true);
+    });
+  }
+
+  async #write(onlyIfChanged = false): Promise<void> {
     const { store, clock, log } = this.#options;
     let facts: NodeFacts | null;
     try {
@@ -137,10 +157,20 @@ export class NodeRegistration {
     }
     if (facts === null) return;
     const record = this.#record(facts, isoTime(clock.wallMs()));
+    const fingerprint = JSON.stringify({ ...record, at: undefined });
+    const sinceMs = clock.monotonicMs() - (this.#written?.atMs ?? Number.NEGATIVE_INFINITY);
+    if (
+      onlyIfChanged &&
+      this.#written?.fingerprint === fingerprint &&
+      sinceMs < REGISTRATION_UNCHANGED_REWRITE_MS
+    )
+      return;
     try {
+      const startedAtMs = clock.monotonicMs();
       await store.put(nodeRegistrationKey(record.nodeId), encodeNodeRegistration(record));
       this.#writes++;
       this.#lastError = null;
+      this.#written = { fingerprint, atMs: startedAtMs };
     } catch (error) {
       this.#lastError = (error as Error).message;
       if (this.#stopped) return; // abandoned by stop(): its store is closing

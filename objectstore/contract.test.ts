@@ -12,7 +12,7 @@ import { ClosedError, InvalidArgumentError } from '../core/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
 import { FsStore } from './fs.js';
 import { MemoryStore } from './memory.js';
-import { listAll, type ObjectStore } from './object-store.js';
+import { type ListPage, listAll, type ObjectStore } from './object-store.js';
 import { S3Store } from './s3.js';
 
 const s3 = s3TestEnvOrSkipReason();
@@ -258,6 +258,137 @@ describe.each(implementations)('ObjectStore contract: $name', (impl) => {
     expect((await store.list('w/01')).objects.map((o) => o.key)).toEqual(['w/0100/x']);
   });
 
+  /** A root laid out as a cluster's: tables with folders, files beside them, one level up and down. */
+  const LEVELS = [
+    'cluster.json',
+    'head.json',
+    'tables/a/meta',
+    'tables/a/staged/w/1/00000000000000000001.seg',
+    'tables/a/wal/00000000000000000001.seg',
+    'tables/a/wal/00000000000000000002.seg',
+    'tables/a-b/wal/00000000000000000001.seg',
+    'tables/a.b/x',
+    'tables/a0',
+    'tables/b/wal/00000000000000000001.seg',
+    'tables/top',
+  ];
+  /** What a delimiter listing of `tables/` holds, in order: `-` and `.` sort before `/`, `0` after. */
+  const TABLES_LEVEL = ['tables/a-b/', 'tables/a.b/', 'tables/a/', 'tables/a0', 'tables/b/', 'tables/top'];
+
+  /** A page's keys and prefixes as one sequence in UTF-8 byte order. */
+  const entriesOf = (page: ListPage) =>
+    [...page.objects.map((o) => o.key), ...(page.prefixes ?? [])].sort((a, b) =>
+      Buffer.compare(Buffer.from(a), Buffer.from(b)),
+    );
+
+  /** Every entry of a delimiter listing, page by page. */
+  async function levelPages(prefix: string, options: { limit?: number; startAfter?: string } = {}) {
+    const pages: string[][] = [];
+    let token: string | undefined;
+    do {
+      const page = await store.list(prefix, {
+        ...options,
+        delimiter: '/',
+        ...(token === undefined ? {} : { token }),
+      });
+      expect(page.prefixes, 'a delimiter listing always has prefixes').toBeDefined();
+      pages.push(entriesOf(page));
+      token = page.nextToken;
+      expect(pages.length, 'paging did not end').toBeLessThanOrEqual(LEVELS.length + 1);
+    } while (token !== undefined);
+    return pages;
+  }
+
+  test('a delimiter listing rolls keys up into common prefixes, at the root and below', async () => {
+    for (const key of LEVELS) await store.put(key, bytes(key));
+    const root = await store.list('', { delimiter: '/' });
+    expect(root.objects.map((o) => o.key)).toEqual(['cluster.json', 'head.json']);
+    expect(root.prefixes).toEqual(['tables/']);
+    expect(root.nextToken).toBeUndefined();
+
+    const tables = await store.list('tables/', { delimiter: '/' });
+    expect(tables.objects.map((o) => o.key)).toEqual(['tables/a0', 'tables/top']);
+    expect(tables.objects.map((o) => o.sizeBytes)).toEqual(['tables/a0'.length, 'tables/top'.length]);
+    expect(tables.prefixes).toEqual(['tables/a-b/', 'tables/a.b/', 'tables/a/', 'tables/b/']);
+    expect(entriesOf(tables)).toEqual(TABLES_LEVEL);
+
+    // A prefix with files of its own beside its folders; a folder of files only; mid-segment prefixes.
+    const a = await store.list('tables/a/', { delimiter: '/' });
+    expect(a.objects.map((o) => o.key)).toEqual(['tables/a/meta']);
+    expect(a.prefixes).toEqual(['tables/a/staged/', 'tables/a/wal/']);
+    const wal = await store.list('tables/a/wal/', { delimiter: '/' });
+    expect(wal.objects.map((o) => o.key)).toEqual([
+      'tables/a/wal/00000000000000000001.seg',
+      'tables/a/wal/00000000000000000002.seg',
+    ]);
+    expect(wal.prefixes).toEqual([]);
+    expect(entriesOf(await store.list('tables/a', { delimiter: '/' }))).toEqual(TABLES_LEVEL.slice(0, 4));
+    expect(entriesOf(await store.list('tables/a/s', { delimiter: '/' }))).toEqual(['tables/a/staged/']);
+    expect(entriesOf(await store.list('ta', { delimiter: '/' }))).toEqual(['tables/']);
+    expect(await store.list('nothing/', { delimiter: '/' })).toEqual({ objects: [], prefixes: [] });
+    // Without a delimiter nothing is rolled up and there are no prefixes.
+    const flat = await store.list('tables/a/');
+    expect(flat.prefixes).toBeUndefined();
+    expect(flat.objects).toHaveLength(4);
+  });
+
+  test('a delimiter listing pages keys and prefixes together', async () => {
+    for (const key of LEVELS) await store.put(key, bytes(key));
+    for (const limit of [1, 2, 4]) {
+      const pages = await levelPages('tables/', { limit });
+      expect(pages.flat(), `limit ${limit}`).toEqual(TABLES_LEVEL);
+      for (const page of pages) expect(page.length, `limit ${limit}`).toBeLessThanOrEqual(limit);
+    }
+    expect((await levelPages('tables/', { limit: 3, startAfter: 'tables/a.b/x' })).flat()).toEqual(
+      TABLES_LEVEL.slice(2),
+    );
+  });
+
+  test('start-after before, at, inside and after a common prefix', async () => {
+    for (const key of LEVELS) await store.put(key, bytes(key));
+    const listedAfter = async (startAfter: string) =>
+      entriesOf(await store.list('tables/', { delimiter: '/', startAfter }));
+    // Before: `tables/a` sorts before every entry that starts with it.
+    expect(await listedAfter('tables/a')).toEqual(TABLES_LEVEL);
+    expect(await listedAfter('tables/a-')).toEqual(TABLES_LEVEL);
+    // At a prefix: everything below it is skipped.
+    expect(await listedAfter('tables/a/')).toEqual(['tables/a0', 'tables/b/', 'tables/top']);
+    // Inside a prefix, even with keys below it still to come: the prefix sorts before start-after,
+    // so it is not listed again (S3 and Ceph RGW), and `tables/a0` right after it is.
+    expect(await listedAfter('tables/a/meta')).toEqual(['tables/a0', 'tables/b/', 'tables/top']);
+    expect(await listedAfter('tables/a/wal/00000000000000000001.seg')).toEqual([
+      'tables/a0',
+      'tables/b/',
+      'tables/top',
+    ]);
+    expect(await listedAfter('tables/a.b/x')).toEqual(TABLES_LEVEL.slice(2));
+    // After: at a key, between entries, past the end.
+    expect(await listedAfter('tables/a0')).toEqual(['tables/b/', 'tables/top']);
+    expect(await listedAfter('tables/a00')).toEqual(['tables/b/', 'tables/top']);
+    expect(await listedAfter('tables/u')).toEqual([]);
+  });
+
+  test('a common prefix whose keys are all deleted is no longer listed', async () => {
+    for (const key of ['gone/x/1', 'gone/x/deep/2', 'gone/y/1', 'stay']) await store.put(key, bytes(key));
+    await store.delete('gone/x/1');
+    expect(entriesOf(await store.list('gone/', { delimiter: '/' }))).toEqual(['gone/x/', 'gone/y/']);
+    await store.deleteMany(['gone/x/deep/2']);
+    expect(entriesOf(await store.list('gone/', { delimiter: '/' }))).toEqual(['gone/y/']);
+    await store.deleteMany(['gone/y/1', 'gone/y/never-existed']);
+    expect(entriesOf(await store.list('', { delimiter: '/' }))).toEqual(['stay']);
+    // And the folder comes back with a key.
+    await store.put('gone/x/3', bytes('x'), { condition: { type: 'absent' } });
+    expect(entriesOf(await store.list('', { delimiter: '/' }))).toEqual(['gone/', 'stay']);
+  });
+
+  test('a delimiter other than / is refused', async () => {
+    for (const delimiter of ['|', '', '//', 'a']) {
+      await expect(store.list('t/', { delimiter: delimiter as '/' }), delimiter).rejects.toBeInstanceOf(
+        InvalidArgumentError,
+      );
+    }
+  });
+
   test('delete and delete-many are idempotent', async () => {
     for (const key of ['d/1', 'd/2', 'd/3']) await store.put(key, bytes(key));
     await store.delete('d/1');
@@ -330,6 +461,44 @@ describe('fs store specifics', () => {
     expect(await readdir(path.join(root, '.walship/tmp'))).toEqual([]);
     expect(await readdir(path.join(root, '.walship/locks'))).toEqual([]);
     expect((await store.list('')).objects.map((o) => o.key)).toEqual(['head.json', 'tables/t/wal/1.seg']);
+  });
+
+  it('removes the directories a delete leaves empty, and no others', async () => {
+    const root = path.join(base, 'prune');
+    const store = await FsStore.open({ root });
+    for (const key of ['tables/t/wal/1.seg', 'tables/t/wal/2.seg', 'tables/t/meta', 'tables/u/wal/1.seg']) {
+      await store.put(key, bytes(key));
+    }
+    await store.deleteMany(['tables/t/wal/1.seg']);
+    expect(await readdir(path.join(root, 'tables/t/wal'))).toEqual(['2.seg']);
+    await store.delete('tables/t/wal/2.seg');
+    expect(await readdir(path.join(root, 'tables/t'))).toEqual(['meta']);
+    await store.deleteMany(['tables/t/meta', 'tables/u/wal/1.seg']);
+    expect(await readdir(root)).toEqual(['.walship']);
+    // A delete of a missing key prunes too: a retry after a crash between unlink and rmdir heals.
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(path.join(root, 'tables/v/wal'), { recursive: true });
+    expect((await store.list('tables/', { delimiter: '/' })).prefixes).toEqual(['tables/v/']);
+    await store.delete('tables/v/wal/1.seg');
+    expect(await readdir(root)).toEqual(['.walship']);
+  });
+
+  it('puts racing deletes that prune their directory all land (the directory is created again)', async () => {
+    const store = await FsStore.open({ root: path.join(base, 'prune-race') });
+    const WRITERS = 8;
+    const ROUNDS = 40;
+    await Promise.all(
+      Array.from({ length: WRITERS }, async (_, writer) => {
+        for (let round = 0; round < ROUNDS; round++) {
+          const key = `tables/t/staged/w/${writer}-${round}.seg`;
+          const condition = round % 2 === 0 ? { type: 'absent' as const } : { type: 'none' as const };
+          expect((await store.put(key, bytes(key), { condition })).status).toBe('written');
+          expect(await content(store, key)).toBe(key);
+          await store.delete(key);
+        }
+      }),
+    );
+    expect(await store.list('', { delimiter: '/' })).toEqual({ objects: [], prefixes: [] });
   });
 
   it('uses atomic_write_dir for temp files when given', async () => {

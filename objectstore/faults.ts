@@ -6,6 +6,7 @@ import {
   systemClock,
   systemRandom,
 } from '../core/index.js';
+import { compareKeys } from './keys.js';
 import type {
   GetOptions,
   GetResult,
@@ -33,7 +34,10 @@ export type Fault =
   | { type: 'timeout'; ms: number; afterEffect?: boolean }
   /** Perform the operation, then fail with StoreUnavailableError as if the response were lost. */
   | { type: 'lost-response' }
-  /** List pages hold at most `keys` entries and say more may follow (an honest short page). */
+  /**
+   * List pages hold at most `keys` entries and say more may follow (an honest short page). Here
+   * and below, an entry is a key or, in a delimiter listing, a common prefix.
+   */
   | { type: 'truncate-list'; keys: number }
   /** List pages silently lose their last `drop` entries and claim to be complete (a lying listing). */
   | { type: 'stale-list'; drop: number }
@@ -174,16 +178,20 @@ export function withFaults(
       const faults = draw('list', prefix);
       let page = await around('list', prefix, faults, () => store.list(prefix, options));
       for (const fault of faults) {
-        if (fault.type === 'truncate-list' && page.objects.length > fault.keys) {
-          const objects = page.objects.slice(0, Math.max(1, fault.keys));
-          page = { objects, nextToken: objects.at(-1)!.key };
+        const entries = entriesOf(page);
+        if (fault.type === 'truncate-list' && entries.length > fault.keys) {
+          const kept = entries.slice(0, Math.max(1, fault.keys));
+          page = pageOf(kept, page, kept.at(-1)!.name);
         }
         if (fault.type === 'stale-list') {
-          page = { objects: page.objects.slice(0, Math.max(0, page.objects.length - fault.drop)) };
+          page = pageOf(entries.slice(0, Math.max(0, entries.length - fault.drop)), page, undefined);
         }
-        if (fault.type === 'skip-list' && page.objects.length > fault.index + 1) {
-          const objects = page.objects.filter((_, i) => i !== fault.index);
-          page = page.nextToken === undefined ? { objects } : { objects, nextToken: page.nextToken };
+        if (fault.type === 'skip-list' && entries.length > fault.index + 1) {
+          page = pageOf(
+            entries.filter((_, i) => i !== fault.index),
+            page,
+            page.nextToken,
+          );
         }
       }
       return page;
@@ -193,5 +201,29 @@ export function withFaults(
     deleteMany: (keys: readonly string[]): Promise<void> =>
       around('deleteMany', keys[0] ?? '', draw('deleteMany', keys[0] ?? ''), () => store.deleteMany(keys)),
     close: () => store.close(),
+  };
+}
+
+/** One entry of a list page: a key (with its info) or a common prefix (without). */
+interface PageEntry {
+  name: string;
+  object?: ObjectInfo;
+}
+
+/** A page's keys and prefixes as one sequence, in listing order. */
+function entriesOf(page: ListPage): PageEntry[] {
+  const entries: PageEntry[] = page.objects.map((object) => ({ name: object.key, object }));
+  for (const name of page.prefixes ?? []) entries.push({ name });
+  return entries.sort((a, b) => compareKeys(a.name, b.name));
+}
+
+/** The page holding `entries`, with prefixes when `like` had them (a delimiter listing). */
+function pageOf(entries: PageEntry[], like: ListPage, nextToken: string | undefined): ListPage {
+  return {
+    objects: entries.flatMap((e) => (e.object === undefined ? [] : [e.object])),
+    ...(like.prefixes === undefined
+      ? {}
+      : { prefixes: entries.flatMap((e) => (e.object === undefined ? [e.name] : [])) }),
+    ...(nextToken === undefined ? {} : { nextToken }),
   };
 }

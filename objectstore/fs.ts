@@ -8,6 +8,7 @@ import {
   readdir,
   readFile,
   rename,
+  rmdir,
   stat,
   unlink,
   writeFile,
@@ -21,8 +22,10 @@ import {
   InvalidConfigError,
   StoreUnavailableError,
   systemClock,
+  WalshipError,
 } from '../core/index.js';
 import {
+  assertValidDelimiter,
   assertValidKey,
   assertValidPrefix,
   assertValidWriteId,
@@ -71,6 +74,12 @@ const TEMP_FILE_ORPHAN_MS = 60 * 60 * 1000;
 const DELETE_CONCURRENCY = 16;
 /** Each new version of a key gets an mtime at least this far past the previous one (see `etagOf`). */
 const MTIME_STEP_MS = 0.01;
+/**
+ * Tries to create a key's directory and publish into it, when a delete pruning that directory
+ * removes it in between (#pruneEmptyDirs). Each loss needs a delete to empty the directory in a
+ * window of microseconds, so more than a few in a row mean something else is wrong.
+ */
+const PUBLISH_ATTEMPTS_MAX = 8;
 
 /**
  * The embedded default store: one file per object under a root directory, usable on a local
@@ -84,6 +93,15 @@ const MTIME_STEP_MS = 0.01;
  *   key even when the filesystem reuses an inode within its timestamp granularity;
  * - NFS: a `link()` retransmitted after a lost reply answers EEXIST although it succeeded; the
  *   store recognises that case by comparing the inode of the key with its temp file's.
+ * - a directory exists exactly while some key lies below it, as a common prefix does on S3: a
+ *   delete removes the directories it leaves empty (#pruneEmptyDirs), and a put whose directory
+ *   was removed that way between its mkdir and its publish creates it again (#publish). So a
+ *   delimiter listing, which reports subdirectories as common prefixes without reading them, does
+ *   not report a table whose objects are all gone. An empty directory survives only a crash
+ *   between an unlink and its rmdir (the rmdir is not fsynced either), a failed rmdir, or a root
+ *   written before deletes pruned; it is reported as a prefix with nothing below until a delete
+ *   under it (even of a missing key, as a retry is) prunes it. Reading every subdirectory to rule
+ *   that out would cost what the delimiter listing exists to save.
  * Limitation: a key cannot also be the directory part of another key (`a` and `a/b`).
  * Write ids are not recorded (no portable place for them); `withRetries` then recognises a
  * write of its own by comparing bytes.
@@ -129,7 +147,7 @@ export class FsStore implements ObjectStore {
     const condition = options.condition ?? { type: 'none' };
     const target = this.#pathOf(key);
     await this.#ensureParentDir(key, target);
-    if (condition.type === 'absent') return this.#putAbsent(target, body);
+    if (condition.type === 'absent') return this.#putAbsent(key, target, body);
     return this.#withKeyLock(key, async () => {
       const current = await statOrNull(target);
       if (condition.type === 'match' && (current === null || etagOf(current) !== condition.etag)) {
@@ -138,12 +156,12 @@ export class FsStore implements ObjectStore {
       const minMtimeMs = current === null ? 0 : Number(current.mtimeNs / 1_000_000n) + MTIME_STEP_MS;
       const { temp, etag } = await this.#writeTemp(body, minMtimeMs);
       try {
-        await rename(temp, target);
+        await this.#publish(key, target, () => rename(temp, target));
       } catch (error) {
         await unlink(temp).catch(() => {});
-        throw this.#ioError('publish', key, error);
+        throw error instanceof WalshipError ? error : this.#ioError('publish', key, error);
       }
-      await fsyncDir(path.dirname(target));
+      await fsyncDirIfPresent(path.dirname(target));
       return { status: 'written', etag };
     });
   }
@@ -193,8 +211,10 @@ export class FsStore implements ObjectStore {
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     this.#checkOpen();
     assertValidPrefix(prefix);
+    assertValidDelimiter(options.delimiter);
     const limit = pageLimit(options.limit, LIST_PAGE_KEYS_MAX);
     const after = maxKey(options.startAfter, options.token);
+    if (options.delimiter !== undefined) return this.#listLevel(prefix, after, limit);
     // Walk the deepest directory the prefix names completely; filter the rest by string.
     const slash = prefix.lastIndexOf('/');
     const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
@@ -215,11 +235,8 @@ export class FsStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     this.#checkOpen();
     assertValidKey(key);
-    try {
-      await unlink(this.#pathOf(key));
-    } catch (error) {
-      if (!isMissing(error)) throw this.#ioError('delete', key, error);
-    }
+    await this.#unlink(key);
+    await this.#pruneEmptyDirs(path.dirname(this.#pathOf(key)));
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
@@ -231,7 +248,11 @@ export class FsStore implements ObjectStore {
     }
     for (const key of keys) assertValidKey(key);
     for (let i = 0; i < keys.length; i += DELETE_CONCURRENCY) {
-      await Promise.all(keys.slice(i, i + DELETE_CONCURRENCY).map((key) => this.delete(key)));
+      await Promise.all(keys.slice(i, i + DELETE_CONCURRENCY).map((key) => this.#unlink(key)));
+    }
+    // Each directory once, not once per key: a batch of segments shares one.
+    for (const dir of new Set(keys.map((key) => path.dirname(this.#pathOf(key))))) {
+      await this.#pruneEmptyDirs(dir);
     }
   }
 
@@ -239,14 +260,89 @@ export class FsStore implements ObjectStore {
     this.#closed = true;
   }
 
-  async #putAbsent(target: string, body: Uint8Array): Promise<PutResult> {
+  /**
+   * A delimiter listing (see ObjectStore.list): one settled read of the directory `prefix` names
+   * (`tables/ab` names `tables`, whose entries must then start with `ab`); its files are keys, its
+   * subdirectories common prefixes, reported without reading them.
+   */
+  async #listLevel(prefix: string, after: string | undefined, limit: number): Promise<ListPage> {
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash < 0 ? '' : prefix.slice(0, slash);
+    const namePrefix = prefix.slice(slash + 1);
+    const objects: ObjectInfo[] = [];
+    const prefixes: string[] = [];
+    let last: string | undefined;
+    for (const entry of await this.#readDirSettled(dirKey)) {
+      if (dirKey === '' && entry.name === RESERVED_FIRST_SEGMENT) continue;
+      if (!entry.name.startsWith(namePrefix)) continue;
+      // As reported: `dir/name` for a file, `dir/name/` for a subdirectory (its sortKey).
+      const reported = dirKey === '' ? entry.sortKey : `${dirKey}/${entry.sortKey}`;
+      if (after !== undefined && compareKeys(reported, after) <= 0) continue;
+      if (objects.length + prefixes.length === limit) return { objects, prefixes, nextToken: last! };
+      if (entry.isDirectory) {
+        prefixes.push(reported);
+      } else {
+        const stats = await statOrNull(this.#pathOf(reported)).catch((error) => {
+          throw this.#ioError('stat', reported, error);
+        });
+        if (!stats?.isFile()) continue; // deleted meanwhile: skip, as S3 would
+        objects.push(infoOf(reported, stats));
+      }
+      last = reported;
+    }
+    return { objects, prefixes };
+  }
+
+  async #unlink(key: string): Promise<void> {
+    try {
+      await unlink(this.#pathOf(key));
+    } catch (error) {
+      if (!isMissing(error)) throw this.#ioError('delete', key, error);
+    }
+  }
+
+  /**
+   * Remove `dir` and then its parents, below the root, while they are empty, so that no directory
+   * outlives the keys below it (see the class comment). Best effort: the first directory that is
+   * not empty, or cannot be removed, ends it; one already removed by a concurrent delete does not.
+   * Not fsynced: a removal lost in a crash leaves an empty directory, which a listing tolerates.
+   */
+  async #pruneEmptyDirs(dir: string): Promise<void> {
+    for (let d = dir; d.startsWith(`${this.#root}${path.sep}`); d = path.dirname(d)) {
+      try {
+        await rmdir(d);
+      } catch (error) {
+        if (!isCode(error, 'ENOENT')) return;
+      }
+    }
+  }
+
+  /**
+   * Run `publish`, a link() or rename() of a temp file to `target`. When a delete pruned the key's
+   * directory since it was created (ENOENT), create it again and retry. A directory so recreated
+   * by another put is durable once this put's directory fsync is: ext4 and XFS journal metadata
+   * operations in order, and an NFS server commits a mkdir before it replies.
+   */
+  async #publish(key: string, target: string, publish: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await publish();
+        return;
+      } catch (error) {
+        if (!isCode(error, 'ENOENT') || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
+      }
+      await this.#ensureParentDir(key, target);
+    }
+  }
+
+  async #putAbsent(key: string, target: string, body: Uint8Array): Promise<PutResult> {
     const { temp, etag } = await this.#writeTemp(body, 0);
     try {
-      await link(temp, target);
+      await this.#publish(key, target, () => link(temp, target));
     } catch (error) {
       if (!isExists(error)) {
         await unlink(temp).catch(() => {});
-        throw this.#ioError('publish', target, error);
+        throw error instanceof WalshipError ? error : this.#ioError('publish', target, error);
       }
       // NFS: a retransmitted LINK whose first reply was lost answers EEXIST although it worked.
       const [mine, theirs] = await Promise.all([stat(temp, { bigint: true }), statOrNull(target)]);
@@ -256,7 +352,7 @@ export class FsStore implements ObjectStore {
       }
     }
     await unlink(temp).catch(() => {});
-    await fsyncDir(path.dirname(target));
+    await fsyncDirIfPresent(path.dirname(target));
     return { status: 'written', etag };
   }
 
@@ -359,18 +455,25 @@ export class FsStore implements ObjectStore {
     return path.join(this.#root, ...key.split('/'));
   }
 
+  /** Create the key's directory and its missing parents, durably; again if a delete prunes it meanwhile. */
   async #ensureParentDir(key: string, target: string): Promise<void> {
     const dir = path.dirname(target);
-    try {
-      const firstCreated = await mkdir(dir, { recursive: true });
-      if (firstCreated !== undefined) await fsyncNewDirs(path.dirname(firstCreated), dir);
-    } catch (error) {
-      if (isCode(error, 'ENOTDIR') || isCode(error, 'EEXIST')) {
-        throw new InvalidArgumentError(
-          `key ${JSON.stringify(key)} cannot be stored in a filesystem store: a part of it is an existing object`,
-        );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const firstCreated = await mkdir(dir, { recursive: true });
+        if (firstCreated !== undefined) await fsyncNewDirs(path.dirname(firstCreated), dir);
+        return;
+      } catch (error) {
+        if (isCode(error, 'ENOTDIR') || isCode(error, 'EEXIST')) {
+          throw new InvalidArgumentError(
+            `key ${JSON.stringify(key)} cannot be stored in a filesystem store: a part of it is an existing object`,
+          );
+        }
+        // A directory just created, still empty, was pruned by a delete (#pruneEmptyDirs).
+        if (!isCode(error, 'ENOENT') || attempt >= PUBLISH_ATTEMPTS_MAX) {
+          throw this.#ioError('create directory for', key, error);
+        }
       }
-      throw this.#ioError('create directory for', key, error);
     }
   }
 
@@ -520,6 +623,18 @@ async function fsyncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * fsync a directory just published into, unless it is gone: a delete of the new key, after the
+ * publish, may have pruned it, and then there is nothing left to make durable.
+ */
+async function fsyncDirIfPresent(dir: string): Promise<void> {
+  try {
+    await fsyncDir(dir);
+  } catch (error) {
+    if (!isCode(error, 'ENOENT')) throw error;
   }
 }
 

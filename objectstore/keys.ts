@@ -90,6 +90,24 @@ export function pageLimit(limit: number | undefined, max: number): number {
   return limit;
 }
 
+/** Validate a list delimiter: only `/` is supported (it is the key separator). */
+export function assertValidDelimiter(delimiter: string | undefined): void {
+  if (delimiter !== undefined && delimiter !== '/') {
+    throw new InvalidArgumentError(
+      `invalid list delimiter ${JSON.stringify(delimiter)}: only "/" is supported`,
+    );
+  }
+}
+
+/**
+ * The entry under which a delimiter listing of `prefix` reports `key` (which starts with
+ * `prefix`): the key itself, or its common prefix when a `/` follows `prefix` in it.
+ */
+export function rolledUp(key: string, prefix: string): string {
+  const slash = key.indexOf('/', prefix.length);
+  return slash < 0 ? key : key.slice(0, slash + 1);
+}
+
 /** Validate a byte range; returns [start, endExclusive] clipped to `sizeBytes`. */
 export function clipRange(
   range: { offset: number; length: number } | undefined,

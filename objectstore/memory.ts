@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { type Clock, ClosedError, InvalidArgumentError, systemClock } from '../core/index.js';
 import {
+  assertValidDelimiter,
   assertValidKey,
   assertValidPrefix,
   assertValidWriteId,
   clipRange,
   compareKeys,
   pageLimit,
+  rolledUp,
 } from './keys.js';
 import {
   DELETE_MANY_KEYS_MAX,
@@ -89,14 +91,32 @@ export class MemoryStore implements ObjectStore {
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     this.#checkOpen();
     assertValidPrefix(prefix);
+    assertValidDelimiter(options.delimiter);
     const limit = pageLimit(options.limit, LIST_PAGE_KEYS_MAX);
     const after = maxKey(options.startAfter, options.token);
-    const keys = [...this.#objects.keys()]
-      .filter((key) => key.startsWith(prefix) && (after === undefined || compareKeys(key, after) > 0))
+    const delimited = options.delimiter !== undefined;
+    // Each key as the listing reports it (itself, or its common prefix), filtered after rolling up.
+    const entries = new Set<string>();
+    for (const key of this.#objects.keys()) {
+      if (key.startsWith(prefix)) entries.add(delimited ? rolledUp(key, prefix) : key);
+    }
+    const listed = [...entries]
+      .filter((entry) => after === undefined || compareKeys(entry, after) > 0)
       .sort(compareKeys);
-    const objects = keys.slice(0, limit).map((key) => ({ ...this.#objects.get(key)!.info }));
-    const last = objects.at(-1);
-    return keys.length > limit && last !== undefined ? { objects, nextToken: last.key } : { objects };
+    const page = listed.slice(0, limit);
+    const objects: ObjectInfo[] = [];
+    const prefixes: string[] = [];
+    for (const entry of page) {
+      // A key never ends with `/` (assertValidKey), a common prefix always does.
+      if (entry.endsWith('/')) prefixes.push(entry);
+      else objects.push({ ...this.#objects.get(entry)!.info });
+    }
+    const last = page.at(-1);
+    return {
+      objects,
+      ...(delimited ? { prefixes } : {}),
+      ...(listed.length > limit && last !== undefined ? { nextToken: last } : {}),
+    };
   }
 
   async delete(key: string): Promise<void> {

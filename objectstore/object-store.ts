@@ -51,6 +51,18 @@ export interface ObjectStore {
    * strictly after `startAfter` when given. A page holds at most `limit` keys (default and
    * maximum 1000) and may hold fewer even when more exist: callers must follow `nextToken`
    * until it is `undefined`. `listAll` does that.
+   *
+   * With `delimiter: '/'` the listing is one level deep, as S3's ListObjectsV2 with a delimiter:
+   * every key that holds a `/` after `prefix` is rolled up into its common prefix — `prefix`
+   * plus its part up to and including that first `/` — reported once in `prefixes`; the other
+   * keys are in `objects`. Keys and prefixes are one sequence, in UTF-8 byte order:
+   * - `limit` counts both, and `nextToken` resumes after the page's last entry of either kind;
+   * - `startAfter` and `token` apply to an entry as it is reported: a common prefix is listed
+   *   only when the prefix itself sorts after them. So a `startAfter` inside a common prefix
+   *   (`tables/a/wal/x`, below `tables/a/`) skips that whole prefix, as S3 and Ceph RGW do, and
+   *   a token that is a prefix resumes after everything below it.
+   * Cost per page: one request on S3, one directory read on a filesystem store, however many keys
+   * lie below the prefixes. Any other delimiter is an InvalidArgumentError.
    */
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
 
@@ -99,16 +111,23 @@ export interface ObjectInfo {
 
 export interface ListOptions {
   startAfter?: string;
-  /** At most this many keys in the page; 1..1000, default 1000. */
+  /** At most this many entries (keys, and prefixes with a delimiter) in the page; 1..1000, default 1000. */
   limit?: number;
   /** The `nextToken` of the previous page. */
   token?: string;
+  /** Roll keys up into common prefixes at the first `/` after the list prefix (see `list`). */
+  delimiter?: '/';
   signal?: AbortSignal;
 }
 
 export interface ListPage {
   objects: ObjectInfo[];
-  /** Present when more keys may follow; pass it as `token` to get them. */
+  /**
+   * With a delimiter, the common prefixes of this page (each ends with `/`), in order; absent
+   * without one. On a filesystem store a prefix may name an empty directory (see `fs.ts`).
+   */
+  prefixes?: string[];
+  /** Present when more entries may follow; pass it as `token` to get them. */
   nextToken?: string;
 }
 

@@ -23,7 +23,7 @@ describe('conformance probe', () => {
     const report = await runConformanceProbe(store);
     expect(report.checks.filter((c) => !c.passed)).toEqual([]);
     expect(report).toMatchObject({ ok: true, fencingSafe: true });
-    expect(report.checks).toHaveLength(10);
+    expect(report.checks).toHaveLength(11);
     expect((await store.list('')).objects).toEqual([]);
   });
 

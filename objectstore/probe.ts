@@ -199,6 +199,26 @@ export async function runConformanceProbe(
       );
       return `${expected.length} keys in byte order over ${pages} pages; start-after honoured`;
     });
+    await check('delimiter listing', async () => {
+      // Table discovery lists `tables/` one level deep (layout/store-scan.ts).
+      const dir = `${base}/list/`;
+      const page = await store.list(dir, { delimiter: '/' });
+      const objects = page.objects.map((o) => o.key.slice(dir.length)).join(' ');
+      const prefixes = (page.prefixes ?? []).map((p) => p.slice(dir.length)).join(' ');
+      expect(
+        objects === 'k-0 k.1 k0 k_3' && prefixes === 'k/',
+        `a listing with delimiter / held keys [${objects}] and prefixes [${prefixes}]; expected [k-0 k.1 k0 k_3] and [k/]`,
+      );
+      const after = await store.list(dir, { delimiter: '/', startAfter: `${dir}k/2` });
+      const rest = [...after.objects.map((o) => o.key), ...(after.prefixes ?? [])].map((k) =>
+        k.slice(dir.length),
+      );
+      expect(
+        rest.join(' ') === 'k0 k_3',
+        `start-after inside the common prefix k/ listed [${rest.join(' ')}]; expected [k0 k_3]`,
+      );
+      return 'keys below a / rolled up into one common prefix; start-after inside it skips it';
+    });
     await check('delete-many', async () => {
       await store.deleteMany([...listKeys, `${base}/list/never-existed`]);
       const left = await store.list(`${base}/list/`);

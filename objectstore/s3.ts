@@ -16,7 +16,13 @@ import {
   StoreUnavailableError,
   WalshipError,
 } from '../core/index.js';
-import { assertValidKey, assertValidPrefix, assertValidWriteId, pageLimit } from './keys.js';
+import {
+  assertValidDelimiter,
+  assertValidKey,
+  assertValidPrefix,
+  assertValidWriteId,
+  pageLimit,
+} from './keys.js';
 import { maxKey } from './memory.js';
 import {
   DELETE_MANY_KEYS_MAX,
@@ -242,8 +248,11 @@ export class S3Store implements ObjectStore {
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     this.#checkOpen();
     assertValidPrefix(prefix);
+    assertValidDelimiter(options.delimiter);
     const limit = pageLimit(options.limit, LIST_PAGE_KEYS_MAX);
     const after = maxKey(options.startAfter, options.token);
+    // A token is the last entry of the previous page, a key or a common prefix: as StartAfter it
+    // skips everything below such a prefix too (Ceph RGW fast-forwards a marker inside one).
     const response = await this.#send('LIST', prefix, options.signal, (abortSignal) =>
       this.#client.send(
         new ListObjectsV2Command({
@@ -251,6 +260,7 @@ export class S3Store implements ObjectStore {
           Prefix: this.#fullKey(prefix),
           MaxKeys: limit,
           ...(after === undefined ? {} : { StartAfter: this.#fullKey(after) }),
+          ...(options.delimiter === undefined ? {} : { Delimiter: options.delimiter }),
         }),
         { abortSignal },
       ),
@@ -262,10 +272,13 @@ export class S3Store implements ObjectStore {
       etag: unquote(entry.ETag ?? ''),
       modifiedAtMs: entry.LastModified?.getTime() ?? 0,
     }));
-    const last = objects.at(-1);
-    return response.IsTruncated === true && last !== undefined
-      ? { objects, nextToken: last.key }
-      : { objects };
+    const prefixes = (response.CommonPrefixes ?? []).map((entry) => (entry.Prefix ?? '').slice(rootLength));
+    const last = maxKey(objects.at(-1)?.key, prefixes.at(-1));
+    return {
+      objects,
+      ...(options.delimiter === undefined ? {} : { prefixes }),
+      ...(response.IsTruncated === true && last !== undefined ? { nextToken: last } : {}),
+    };
   }
 
   async delete(key: string): Promise<void> {

@@ -950,10 +950,11 @@ describe('Follower: a gap one listing shows is confirmed before a table is suspe
     const inner = new MemoryStore();
     await putCluster(inner);
     await putSegment(inner, 't', txns(1n, 2));
-    await putHead(inner, { t: 2n });
+    // head.json too claims txn 3: every poll lists t's segments (a sweep only GETs the next key).
+    await putHead(inner, { t: 3n });
     const store = withPhantom(inner, segmentKey(tableKey('t'), 3n));
     const tables = openTables();
-    const { follower } = follow(store, tables, { sweepIntervalMs: 20 });
+    const { follower } = follow(store, tables);
     await waitFor(() => follower.listingAnomaliesUnconfirmed() >= 3, 'the phantom looked at three times');
     expect(statusOf(follower, 't').suspended).toBeNull();
     expect(follower.appliedTxn('t')).toBe(2n);
@@ -1131,5 +1132,135 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
     );
     expect(lists.length).toBeGreaterThanOrEqual(2); // the fresh listing, then the next poll's
     expect(store.requests[appliedAt[0]!.requests - 1]!.poll).toBeGreaterThan(store.requests[holeGet]!.poll);
+  });
+});
+
+describe('Follower: the cost of many tables does not grow with the polls (issue 15)', () => {
+  /** `count` tables `m000`… of one segment (txn 1) each, all in head.json. */
+  async function manyTables(store: ObjectStore, count: number): Promise<string[]> {
+    await putCluster(store);
+    const names = Array.from({ length: count }, (_, i) => `m${String(i).padStart(3, '0')}`);
+    const bytes = await Promise.all(names.map((name) => segmentBytes(name, txns(1n, 1))));
+    await Promise.all(names.map((name, i) => store.put(segmentKey(tableKey(name), 1n), bytes[i]!)));
+    await putHead(store, Object.fromEntries(names.map((name) => [name, 1n])));
+    return names;
+  }
+
+  it('idle and caught up over 300 tables: one request per poll; a sweep is one probe per table and one discovery LIST', async () => {
+    const store = recording(new MemoryStore());
+    const names = await manyTables(store, 300);
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => names.every((name) => follower.appliedTxn(name) === 1n), 'catch-up', 30_000);
+    // Past the hot-table span: then every poll is head.json's 304 alone.
+    await sleep(FOLLOWER_LIMITS.hotTableMs + 100);
+    const idleFrom = follower.status().polls + 1;
+    await waitFor(() => follower.status().polls >= idleFrom + 20, '20 idle polls');
+    const idlePolls = follower.status().polls - 1 - idleFrom + 1;
+    const idle = store.requests.filter((r) => r.poll >= idleFrom && r.poll < idleFrom + idlePolls);
+    expect(idle.length).toBe(idlePolls);
+    expect(idle.every((r) => r.key === HEAD_KEY && r.outcome === 'not-modified')).toBe(true);
+
+    const before = store.requests.length;
+    await follower.refresh();
+    const sweep = store.requests.slice(before).filter((r) => r.key !== HEAD_KEY);
+    expect(sweep.filter((r) => r.op === 'list' && r.key === 'tables/')).toHaveLength(1);
+    const probes = sweep.filter((r) => r.op === 'get' && r.outcome === 'absent');
+    expect(new Set(probes.map((r) => r.key)).size).toBe(names.length);
+    expect(sweep.length).toBe(names.length + 1);
+  });
+
+  it('a sweep held up by the store does not hold up applying', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 'a', txns(1n, 1));
+    await putHead(inner, { a: 1n });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let discoveries = 0;
+    const store: ObjectStore = {
+      ...inner,
+      description: inner.description,
+      get: (key, options) => inner.get(key, options),
+      head: (key) => inner.head(key),
+      put: (key, body, options) => inner.put(key, body, options),
+      delete: (key) => inner.delete(key),
+      deleteMany: (keys) => inner.deleteMany(keys),
+      close: () => inner.close(),
+      async list(prefix, options) {
+        if (prefix === 'tables/' && options?.startAfter === undefined && options?.token === undefined) {
+          discoveries++;
+          await released; // the sweep's discovery, stuck
+        }
+        return inner.list(prefix, options);
+      },
+    };
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied while the sweep waits');
+    await putSegment(inner, 'a', txns(2n, 2));
+    await putHead(inner, { a: 3n });
+    await waitFor(() => follower.appliedTxn('a') === 3n, 'later txns of a applied while the sweep waits');
+    expect(discoveries).toBe(1);
+    expect(follower.status().polls).toBeGreaterThan(1);
+    release();
+    await follower.refresh(); // the stuck sweep, then the one asked for, end
+    expect(discoveries).toBe(2);
+  });
+
+  it('a new epoch in head.json starts a sweep, which finds what the old primary uploaded after its last head.json', async () => {
+    const store = recording(new MemoryStore());
+    await putCluster(store);
+    await putSegment(store, 'a', txns(1n, 1));
+    await putHead(store, { a: 1n });
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied');
+    await follower.refresh();
+    // The old primary uploaded b and died before telling head.json; the new one has not written yet to b.
+    await putSegment(store, 'b', txns(1n, 2));
+    await sleep(100);
+    expect(follower.appliedTxn('b')).toBe(0n); // head.json unchanged, no sweep due for an hour
+    await putHead(store, { a: 1n }, 2n);
+    await waitFor(() => follower.appliedTxn('b') === 2n, 'b found by the sweep the new epoch started');
+    expect(columnValues(tables, 'b')).toEqual(valuesThrough(2));
+  });
+
+  it('stop() aborts the store request in flight instead of waiting it out', async () => {
+    const inner = new MemoryStore();
+    await putCluster(inner);
+    await putSegment(inner, 'a', txns(1n, 1));
+    await putHead(inner, { a: 1n });
+    const aborted: string[] = [];
+    let hanging = 0;
+    const store: ObjectStore = {
+      ...inner,
+      description: inner.description,
+      head: (key) => inner.head(key),
+      put: (key, body, options) => inner.put(key, body, options),
+      list: (prefix, options) => inner.list(prefix, options),
+      delete: (key) => inner.delete(key),
+      deleteMany: (keys) => inner.deleteMany(keys),
+      close: () => inner.close(),
+      get(key, options?: GetOptions) {
+        if (!key.endsWith('.seg')) return inner.get(key, options);
+        hanging++;
+        // A store that never answers: only the signal ends the request.
+        return new Promise((_, reject) => {
+          options?.signal?.addEventListener('abort', () => {
+            aborted.push(key);
+            reject(new Error('aborted'));
+          });
+        });
+      },
+    };
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => hanging > 0, 'a segment GET in flight');
+    await stopFollower(follower);
+    expect(aborted).toContain(segmentKey(tableKey('a'), 1n));
+    expect(follower.appliedTxn('a')).toBe(0n);
   });
 });

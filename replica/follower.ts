@@ -39,6 +39,12 @@ import type { FollowedTableStatus, FollowerStatus, TableFollower } from './table
 export const FOLLOWER_LIMITS = {
   /** Segment keys one LIST asks for when far behind: one request covers many downloads. */
   listBatchKeys: 100,
+  /**
+   * Tables a sweep probes at once: enough that a sweep of 1 000 idle tables at ~5 ms a request
+   * takes under a second, few enough that a sweep of 10 000 never floods the store, the download
+   * semaphore or the event loop (the poll's applies go on beside it).
+   */
+  sweepConcurrency: 8,
   /** A table that applied a segment this recently is probed every poll even if head.json is silent. */
   hotTableMs: 2_000,
   /**
@@ -69,7 +75,11 @@ export interface FollowerOptions {
   log: Logger;
   /** `replication.replica.poll.interval`. */
   pollIntervalMs: number;
-  /** Probe every table (LIST discovery + one request per table) at least this often: the bound on trusting head.json. */
+  /**
+   * Sweep at least this often: discover tables (a delimiter LIST of `tables/`, one request per 1 000
+   * tables) and probe each table not confirmed since the sweep began (one request each), in the
+   * background. The bound on trusting head.json (docs/configuration.md says when that matters).
+   */
   sweepIntervalMs: number;
   /** Segment downloads in flight at once (over all tables). */
   downloadConcurrency: number;
@@ -155,6 +165,10 @@ interface FollowedTable extends FollowedTableState {
   dropped?: boolean;
   /** A listing showed a gap that did not hold up (#confirmGap): probe the table again at the next poll. */
   recheck?: boolean;
+  /** The follow of this table in progress (by the poll or by the sweep): one at a time per table. */
+  busy?: Promise<void>;
+  /** When the last follow of it began: a sweep leaves a table alone that a poll looked at since it began. */
+  followedAtMs?: number;
 }
 
 /**
@@ -162,16 +176,20 @@ interface FollowedTable extends FollowedTableState {
  * txn order, one SQLite transaction per segment together with the applied watermark.
  *
  * Each poll: a conditional GET of head.json (304 when nothing changed: the only request of an idle
- * poll); then each table that head.json says is ahead, that applied something in the last
- * `hotTableMs`, or that a reader waits on, GETs its next key `wal/<applied+1>.seg`; a hit switches
- * that table to LIST batches with parallel downloads applied strictly in order. Every
- * `sweepIntervalMs` (and when a reader asks for freshness) a sweep discovers tables with a skip-scan
- * LIST and LISTs each table after its watermark, so a stale or missing head.json delays a replica
- * by at most a sweep and a missing segment is noticed. A gap or overlap that one listing shows is
+ * poll, whatever the number of tables); then each table that head.json says is ahead, that applied
+ * something in the last `hotTableMs`, or that a reader waits on, GETs its next key
+ * `wal/<applied+1>.seg`; a hit switches that table to LIST batches with parallel downloads applied
+ * strictly in order. A sweep runs beside the polls, never holding them up: at start, every
+ * `sweepIntervalMs`, when head.json names a new epoch (a promotion) and when a reader asks for
+ * freshness, it discovers tables (a delimiter LIST of `tables/`) and probes each table no poll
+ * looked at since the sweep began, `sweepConcurrency` at a time, so a stale or missing head.json
+ * delays a replica by at most a sweep. One follow per table at a time: a poll skips a table the
+ * sweep is following, the sweep waits for the poll's. A gap or overlap that one listing shows is
  * confirmed before anything is suspended (a GET of the next key, then a fresh LIST: #confirmGap),
  * since a listing can be torn or stale on any store. A table whose object stays corrupt, sits in
  * the wrong slot, goes back an epoch or cannot be applied is suspended with a message naming the
  * resume command; the other tables go on. Store failures are retried with backoff, never suspend.
+ * stop() aborts the store requests in flight, so it returns within one segment's apply.
  */
 export class Follower implements TableFollower {
   readonly #options: FollowerOptions;
@@ -185,6 +203,19 @@ export class Follower implements TableFollower {
   #sweepRequested = false;
   #sweepWaiters: (() => void)[] = [];
   #lastSweepAtMs = Number.NEGATIVE_INFINITY;
+  /** The sweep in progress (#startSweep); undefined between sweeps. */
+  #sweep: Promise<void> | undefined;
+  /** Consecutive failed sweeps: the next one waits out this backoff (polls go on meanwhile). */
+  readonly #sweepBackoff = new FailureBackoff(FOLLOWER_LIMITS.storeBackoffMs);
+  #sweepRetryAtMs = Number.NEGATIVE_INFINITY;
+  /** cluster.json was read and matched: it is not read again. */
+  #clusterChecked = false;
+  /** head.json's epoch when last read: a new one (a promotion) asks for a sweep. */
+  #headEpoch: bigint | null | undefined;
+  /** Tables a reader waits on that this replica does not follow yet, probed at txn 1 (#probeUnknown). */
+  readonly #transients = new Map<string, FollowedTable>();
+  /** Aborted by stop(): the store requests in flight end at once. */
+  readonly #stopController = new AbortController();
   /** Start of the last sweep that found no tables at all: an empty store is caught up too. */
   #emptyConfirmedAtMs: number | null = null;
   /** Consecutive failed polls and the last error (FOLLOWER_LIMITS.storeBackoffMs). */
@@ -253,8 +284,10 @@ export class Follower implements TableFollower {
   /** Stop polling and wait for the poll in progress (its apply finishes; none starts). */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopController.abort();
     this.#wake?.();
     await this.#loop;
+    await this.#sweep;
     for (const resolve of this.#sweepWaiters.splice(0)) resolve();
   }
 
@@ -422,8 +455,12 @@ export class Follower implements TableFollower {
 
   /** Sleeps `ms`; a wake-up (probeNow, refresh) cuts it short — except after a failed poll: the backoff holds. */
   async #sleep(ms: number, backingOff: boolean): Promise<void> {
-    const wanted = [...this.#tables.values()].some((t) => t.wanted && t.suspended === null);
-    if (this.#stopped || (!backingOff && (this.#sweepRequested || wanted))) return;
+    // A wanted table the sweep is following wakes the loop when that follow ends (#followExclusive).
+    const wanted = [...this.#tables.values()].some(
+      (t) => t.wanted && t.suspended === null && t.busy === undefined,
+    );
+    const sweepDue = this.#sweepRequested && this.#sweep === undefined;
+    if (this.#stopped || (!backingOff && (sweepDue || wanted))) return;
     await new Promise<void>((resolve) => {
       const timer = this.#options.clock.setTimer(ms, done);
       function done() {
@@ -436,6 +473,7 @@ export class Follower implements TableFollower {
   }
 
   #onPollFailed(error: unknown): number {
+    if (this.#stopped) return 0; // the requests stop() aborted
     const message = (error as Error).message ?? String(error);
     if (isWalshipError(error) && error.code === 'CLUSTER_MISMATCH') {
       this.#fatal = error;
@@ -455,16 +493,11 @@ export class Follower implements TableFollower {
       return;
     }
     await this.#readHead();
-    const sweep = this.#sweepRequested || startedAtMs - this.#lastSweepAtMs >= this.#options.sweepIntervalMs;
-    if (sweep) {
-      this.#sweepRequested = false;
-      await this.#discover();
-      if (this.#tables.size === 0) this.#emptyConfirmedAtMs = startedAtMs;
-    }
-    const waiters = sweep ? this.#sweepWaiters.splice(0) : [];
+    this.#startSweepIfDue(startedAtMs);
     const awaited = new Set(this.#awaitedKeys());
     const due = [...this.#tables.values()].filter(
-      (t) => t.suspended === null && (sweep || awaited.has(t.key) || this.#isDue(t, startedAtMs)),
+      (t) =>
+        t.suspended === null && t.busy === undefined && (awaited.has(t.key) || this.#isDue(t, startedAtMs)),
     );
     for (const key of awaited) if (!this.#tables.has(key)) due.push(...this.#probeUnknown(key));
     const failures: unknown[] = [];
@@ -472,14 +505,92 @@ export class Follower implements TableFollower {
       due.map((t) => {
         t.wanted = false;
         t.recheck = false;
-        return this.#follow(t, sweep).catch((error: unknown) => {
+        return this.#followExclusive(t, false).catch((error: unknown) => {
           failures.push(error);
         });
       }),
     );
-    if (sweep && failures.length === 0) this.#lastSweepAtMs = startedAtMs;
-    for (const resolve of waiters) resolve();
     if (failures.length > 0) throw failures[0];
+  }
+
+  /**
+   * Starts a sweep in the background when one is due (the interval passed, or one was asked for)
+   * and none runs; a failed sweep is tried again after its backoff. The waiters of refresh()
+   * registered by now learn when this sweep ended; later ones, when the next did.
+   */
+  #startSweepIfDue(nowMs: number): void {
+    if (this.#sweep !== undefined || this.#stopped || nowMs < this.#sweepRetryAtMs) return;
+    if (!this.#sweepRequested && nowMs - this.#lastSweepAtMs < this.#options.sweepIntervalMs) return;
+    this.#sweepRequested = false;
+    const waiters = this.#sweepWaiters.splice(0);
+    this.#sweep = this.#runSweep(nowMs)
+      .then(
+        () => {
+          this.#lastSweepAtMs = nowMs;
+          this.#sweepRetryAtMs = Number.NEGATIVE_INFINITY;
+          this.#sweepBackoff.succeeded();
+        },
+        (error: unknown) => {
+          if (this.#stopped) return;
+          const message = (error as Error).message ?? String(error);
+          const atMs = this.#options.clock.monotonicMs();
+          this.#sweepRetryAtMs = atMs + this.#sweepBackoff.failed(message, atMs);
+          this.#backoff.recordError(message, atMs);
+          this.#options.log.warn(
+            { err: message, failures: this.#sweepBackoff.failures },
+            'sweep failed; will retry',
+          );
+        },
+      )
+      .finally(() => {
+        this.#sweep = undefined;
+        for (const resolve of waiters) resolve();
+        // A refresh() that arrived during this sweep waits for the next: start it now.
+        if (this.#sweepRequested) this.#wake?.();
+      });
+  }
+
+  /**
+   * One sweep (started at `startedAtMs`): discovery, then every table no poll looked at since the
+   * sweep began (a poll's failure is the poll's to retry, with its backoff), `sweepConcurrency` at a time. Throws the first store error after every table
+   * was tried.
+   */
+  async #runSweep(startedAtMs: number): Promise<void> {
+    await this.#discover();
+    if (this.#tables.size === 0) this.#emptyConfirmedAtMs = startedAtMs;
+    const queue = [...this.#tables.values()];
+    const failures: unknown[] = [];
+    const worker = async () => {
+      for (let t = queue.shift(); t !== undefined && !this.#stopped; t = queue.shift()) {
+        await t.busy; // the poll's follow of it; it never rejects (#followExclusive)
+        if (t.suspended !== null || this.#gone(t) || (t.followedAtMs ?? -1) >= startedAtMs) continue;
+        await this.#followExclusive(t, false).catch((error: unknown) => {
+          failures.push(error);
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: FOLLOWER_LIMITS.sweepConcurrency }, worker));
+    if (failures.length > 0) throw failures[0];
+  }
+
+  /**
+   * Follows `t` unless a follow of it is in progress (then resolves at once: that follow goes on
+   * until it finds nothing newer). `t.busy` never rejects; the returned promise does.
+   */
+  #followExclusive(t: FollowedTable, sweep: boolean): Promise<void> {
+    if (t.busy !== undefined) return Promise.resolve();
+    t.followedAtMs = this.#options.clock.monotonicMs();
+    const run = this.#follow(t, sweep);
+    t.busy = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    void t.busy.then(() => {
+      t.busy = undefined;
+      if (t.transient === true) this.#transients.delete(t.key);
+      if (t.wanted) this.#wake?.(); // a reader asked for it while this follow ran
+    });
+    return run;
   }
 
   /** Keys reads wait on that are not suspended (the suspended ones wait for resume()). */
@@ -496,9 +607,10 @@ export class Follower implements TableFollower {
    * is adopted once something was applied (the applier inserts it into #tables).
    */
   #probeUnknown(key: string): FollowedTable[] {
-    if (!isTableKey(key)) return [];
+    if (!isTableKey(key) || this.#transients.has(key)) return [];
     const table = freshTable(key, decodeTableKey(key));
     table.transient = true;
+    this.#transients.set(key, table);
     return [table];
   }
 
@@ -515,8 +627,8 @@ export class Follower implements TableFollower {
 
   /** False while the store holds no cluster yet (nothing to follow); CLUSTER_MISMATCH for another cluster's root. */
   async #checkCluster(): Promise<boolean> {
-    if (this.#clusterId !== undefined && this.#lastSweepAtMs > Number.NEGATIVE_INFINITY) return true;
-    const got = await this.#options.store.get(CLUSTER_KEY);
+    if (this.#clusterChecked) return true;
+    const got = await this.#options.store.get(CLUSTER_KEY, { signal: this.#stopController.signal });
     if (got === null || got.status !== 'ok') return false;
     // A corrupt read throws STORE_CORRUPT (unavailable): the poll backs off and reads it again.
     const { clusterId } = parseClusterRecord(got.body);
@@ -532,15 +644,16 @@ export class Follower implements TableFollower {
       this.#clusterId = clusterId;
       this.#options.onCluster?.(clusterId);
     }
+    this.#clusterChecked = true;
     return true;
   }
 
   /** Conditional GET of head.json: one request, 304 when nothing changed. A bad hint is ignored. */
   async #readHead(): Promise<void> {
-    const got = await this.#options.store.get(
-      HEAD_KEY,
-      this.#headEtag === undefined ? {} : { ifNoneMatch: this.#headEtag },
-    );
+    const got = await this.#options.store.get(HEAD_KEY, {
+      signal: this.#stopController.signal,
+      ...(this.#headEtag === undefined ? {} : { ifNoneMatch: this.#headEtag }),
+    });
     if (got === null || got.status === 'not-modified') return;
     this.#headEtag = got.info.etag;
     const hint = parseHeadHint(got.body);
@@ -548,6 +661,9 @@ export class Follower implements TableFollower {
       this.#options.log.warn('head.json is not in the expected shape; ignoring the hint');
       return;
     }
+    // A new epoch: a promotion. The old primary may have uploaded after its last head.json: sweep.
+    if (this.#headEpoch !== undefined && hint.epoch !== this.#headEpoch) this.#sweepRequested = true;
+    this.#headEpoch = hint.epoch;
     for (const [key, { name, txn }] of hint.tables) {
       if (!this.#admits(key)) continue;
       const table = this.#tables.get(key) ?? this.#adopt(key, name);
@@ -556,7 +672,7 @@ export class Follower implements TableFollower {
   }
 
   async #discover(): Promise<void> {
-    const { keys, ignored } = await discoverTableKeys(this.#options.store);
+    const { keys, ignored } = await discoverTableKeys(this.#options.store, this.#stopController.signal);
     for (const key of keys) if (!this.#tables.has(key) && this.#admits(key)) this.#adopt(key, undefined);
     if (ignored.length > 0) {
       this.#options.log.warn(
@@ -573,6 +689,14 @@ export class Follower implements TableFollower {
       folded = decodeTableKey(key);
     } catch {
       return undefined;
+    }
+    // A table a reader probed meanwhile is that one: one object per table, so one follow at a time.
+    const probed = this.#transients.get(key);
+    if (probed !== undefined) {
+      probed.transient = false;
+      this.#transients.delete(key);
+      this.#tables.set(key, probed);
+      return probed;
     }
     // A table added at runtime may be in the database already (bootstrapped from a snapshot).
     const table = this.#load(key, name ?? folded);
@@ -674,7 +798,13 @@ export class Follower implements TableFollower {
   /** One LIST of a batch of `t`'s segment keys after txn `afterTxn`. */
   async #listAfter(t: FollowedTable, afterTxn: bigint): Promise<Listing> {
     const requestAtMs = this.#options.clock.monotonicMs();
-    const listed = await segmentsAfter(this.#options.store, t.key, afterTxn, FOLLOWER_LIMITS.listBatchKeys);
+    const listed = await segmentsAfter(
+      this.#options.store,
+      t.key,
+      afterTxn,
+      FOLLOWER_LIMITS.listBatchKeys,
+      this.#stopController.signal,
+    );
     return { requestAtMs, listed };
   }
 
@@ -757,7 +887,7 @@ export class Follower implements TableFollower {
       this.#unconfirmed(t, afterTxn, seenTxn, 'the next segment is there: the listing had skipped it', false);
       return { found: 'next', segment };
     }
-    const [first] = await segmentsAfter(this.#options.store, t.key, afterTxn, 1);
+    const [first] = await segmentsAfter(this.#options.store, t.key, afterTxn, 1, this.#stopController.signal);
     if (this.#gone(t)) return null;
     if (first === undefined || first.txnFirst <= expected) {
       this.#unconfirmed(t, afterTxn, seenTxn, 'a fresh listing does not show the gap', true);
@@ -796,7 +926,10 @@ export class Follower implements TableFollower {
    * hole in the middle of it (RFC-0007). One LIST of one key.
    */
   async #chainStartsAt(t: FollowedTable, txnFirst: bigint): Promise<boolean> {
-    const page = await this.#options.store.list(segmentPrefix(t.key), { limit: 1 });
+    const page = await this.#options.store.list(segmentPrefix(t.key), {
+      limit: 1,
+      signal: this.#stopController.signal,
+    });
     const first = page.objects[0];
     return first !== undefined && txnFirstOfSegmentKey(first.key) === txnFirst;
   }
@@ -837,7 +970,7 @@ export class Follower implements TableFollower {
       readVerified({
         attempts: FOLLOWER_LIMITS.fetchAttemptsPerSegment,
         read: async () => {
-          const got = await this.#options.store.get(key);
+          const got = await this.#options.store.get(key, { signal: this.#stopController.signal });
           if (got === null) return null;
           if (got.status !== 'ok')
             throw new WalshipError('STORE_INCONSISTENT', 'unavailable', `GET ${key} answered not-modified`);
@@ -883,6 +1016,7 @@ export class Follower implements TableFollower {
     });
     if (t.transient === true) {
       t.transient = false;
+      this.#transients.delete(t.key);
       if (!this.#tables.has(t.key)) this.#tables.set(t.key, t);
     }
     t.appliedTxn = header.txnLast;

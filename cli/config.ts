@@ -103,8 +103,8 @@ export const CONFIG_KEYS = {
   },
   'replication.replica.sweep.interval': {
     kind: 'duration',
-    default: '30s',
-    doc: 'a replica also checks every table directly this often (LIST per table), so a stale head.json delays it at most this long',
+    default: '5m',
+    doc: 'a replica also checks every table directly this often (a delimiter LIST per 1 000 tables, then one GET per table, in the background), so a head.json left stale by a primary that died with no successor delays it at most this long (docs/operations.md: request costs)',
   },
   'replication.replica.read.wait.max': {
     kind: 'duration',
@@ -160,8 +160,8 @@ export const CONFIG_KEYS = {
   },
   'replication.snapshot.interval': {
     kind: 'duration',
-    default: '0',
-    doc: 'a replica uploads a snapshot this often (0 = never); 1h when replication.failover.auto=true and this is unset; one designated replica is enough (set 0 on the others)',
+    default: '1h',
+    doc: 'a replica checks this often (jittered) and uploads a snapshot only if the newest in the store is at least this old and lacks txns it applied: about one per interval for all replicas together (RFC-0005); 0 = never',
   },
   'replication.retention.duration': {
     kind: 'duration',
@@ -345,27 +345,7 @@ export async function loadConfig(sources: ConfigSources): Promise<NodeConfig> {
     else if (spec.default !== undefined)
       values.set(key, { value: parseValue(key, spec.default, 'default'), source: 'default' });
   }
-  applyDerivedDefaults(values);
   return makeConfig(values);
-}
-
-/**
- * `replication.snapshot.interval` when `replication.failover.auto=true` and the interval is not set:
- * failovers are then expected, and a node that cannot keep its database when it rejoins (RFC-0002
- * "Fenced means") or whose segments GC collected starts from a recent snapshot instead of replaying
- * every table from txn 1. An hour: one image upload an hour per replica is cheap beside a replay.
- */
-export const SNAPSHOT_INTERVAL_WITH_FAILOVER = '1h';
-
-/** Defaults that depend on another key's value; the source says so. */
-function applyDerivedDefaults(values: Map<ConfigKey, { value: Value; source: string }>): void {
-  const snapshot = 'replication.snapshot.interval';
-  if (values.get(snapshot)?.source === 'default' && values.get('replication.failover.auto')?.value === true) {
-    values.set(snapshot, {
-      value: parseValue(snapshot, SNAPSHOT_INTERVAL_WITH_FAILOVER, 'default'),
-      source: 'default (replication.failover.auto=true)',
-    });
-  }
 }
 
 function makeConfig(values: Map<ConfigKey, { value: Value; source: string }>): NodeConfig {

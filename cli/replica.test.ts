@@ -106,10 +106,10 @@ describe('replicaSettings', () => {
       dataDir: './walship-data',
       nodeId: undefined,
       pollIntervalMs: 1_000,
-      sweepIntervalMs: 30_000,
+      sweepIntervalMs: 300_000,
       downloadConcurrency: 8,
       bootstrapFromSnapshot: true,
-      snapshotIntervalMs: 0,
+      snapshotIntervalMs: 3_600_000,
       readWaitMaxMs: 5_000,
       synchronous: 'FULL',
       http: {

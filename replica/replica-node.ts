@@ -12,10 +12,12 @@ import {
   type HttpAuth,
   type HttpHandler,
   type HttpListenerOptions,
+  type Random,
   type RunningHttpServer,
   sendJson,
   startHttpServer,
   statusPathHider,
+  systemRandom,
   type Timer,
   WalshipError,
 } from '../core/index.js';
@@ -41,6 +43,12 @@ import {
 import { AppliedWaiters, createReadConsistency } from './consistency.js';
 import { txnIsOfEpoch } from './epoch-history.js';
 import { Follower, type FollowerOptions } from './follower.js';
+import {
+  checkScheduledSnapshot,
+  firstSnapshotCheckMs,
+  nextSnapshotCheckMs,
+  type SnapshotDecision,
+} from './snapshot-schedule.js';
 import { publishSnapshot, restoreSnapshot } from './snapshots.js';
 import {
   bootstrapTableFromSnapshot,
@@ -72,7 +80,11 @@ export interface ReplicaSettings {
    * (replica/table-filter.ts).
    */
   tables?: TableFilter;
-  /** Upload a snapshot this often (0 = never): set on the one replica designated to take them. */
+  /**
+   * Check this often whether to upload a snapshot (0 = never): published only when the newest
+   * snapshot of the cluster is at least this old and lacks something this replica applied, so many
+   * replicas on the same interval publish about one snapshot per interval (replica/snapshot-schedule.ts).
+   */
   snapshotIntervalMs: number;
   /** The bound of a read's wait for a commit token or for freshness (`replication.replica.read.wait.max`). */
   readWaitMaxMs: number;
@@ -97,6 +109,8 @@ export interface ReplicaSettings {
 export interface ReplicaDeps {
   clock: Clock;
   log: Logger;
+  /** The jitter of the snapshot schedule (replica/snapshot-schedule.ts); systemRandom when unset. */
+  random?: Random;
   /** A listener the node shares with other roles (failover/): routes are set on it, it is not closed. */
   http?: RunningHttpServer;
   /** Admin actions of the process around this node (promote, demote …), served beside resume and snapshot. */
@@ -171,7 +185,11 @@ export class ReplicaNode {
   /** Admin changes of the served tables, one at a time. */
   #tablesChanging: Promise<unknown> = Promise.resolve();
   #snapshotTimer: Timer | undefined;
+  /** A scheduled check in progress (it may be publishing). */
+  #snapshotCheck: Promise<void> | undefined;
   #snapshotting: Promise<SnapshotManifest> | undefined;
+  /** Aborted by close(): ends a snapshot in progress (its copy process is killed) and a check. */
+  readonly #snapshotAbort = new AbortController();
   #lastSnapshot: { id: string; agoMs: () => number } | { error: string } | null = null;
   /**
    * The catch-up baseline: when this replica was last known caught up (at start, or at a `/status`
@@ -268,7 +286,7 @@ export class ReplicaNode {
       });
       node.#caughtUp = { atMs: deps.clock.monotonicMs(), appliedTxns: appliedOf(follower.status().tables) };
       follower.start();
-      node.#scheduleSnapshots();
+      node.#startSnapshotSchedule();
       log.info({ http: http.port, snapshot: restoredSnapshot?.id ?? null }, 'replica following');
       return node;
     } catch (error) {
@@ -502,7 +520,10 @@ export class ReplicaNode {
     return { id: manifest.id, lastTxn: lastTxn.toString() };
   }
 
-  /** Upload a snapshot of this replica's tables now (one at a time: a second call joins the first). */
+  /**
+   * Upload a snapshot of this replica's tables now, whatever the schedule would decide (one at a
+   * time: a second call joins the first). close() aborts it: it then rejects with CLOSED.
+   */
   snapshot(): Promise<SnapshotManifest> {
     this.#snapshotting ??= this.#takeSnapshot().finally(() => {
       this.#snapshotting = undefined;
@@ -537,6 +558,7 @@ export class ReplicaNode {
         nodeId: this.nodeId,
         clock,
         tmpDir: this.#settings.dataDir,
+        signal: this.#snapshotAbort.signal,
       });
       const atMs = clock.monotonicMs();
       this.#lastSnapshot = { id: manifest.id, agoMs: () => Math.round(clock.monotonicMs() - atMs) };
@@ -548,23 +570,70 @@ export class ReplicaNode {
     }
   }
 
-  #scheduleSnapshots(): void {
+  #startSnapshotSchedule(): void {
     const intervalMs = this.#settings.snapshotIntervalMs;
-    if (intervalMs <= 0 || this.#closed) return;
+    if (intervalMs <= 0) return;
+    this.#armSnapshotCheck(firstSnapshotCheckMs(intervalMs, this.#deps.random ?? systemRandom));
+  }
+
+  #armSnapshotCheck(delayMs: number): void {
+    if (this.#closed) return;
     this.#snapshotTimer = this.#deps.clock.setTimer(
-      intervalMs,
+      delayMs,
       () => {
-        void this.snapshot()
-          .catch((error: unknown) =>
-            this.#deps.log.warn(
-              { err: (error as Error).message },
-              'scheduled snapshot failed; will try again',
-            ),
-          )
-          .finally(() => this.#scheduleSnapshots());
+        this.#snapshotCheck = this.#scheduledSnapshot().finally(() => {
+          this.#snapshotCheck = undefined;
+        });
       },
       { unref: true },
     );
+  }
+
+  /** One check of the schedule (replica/snapshot-schedule.ts): publish when due, then arm the next. Never rejects. */
+  async #scheduledSnapshot(): Promise<void> {
+    const intervalMs = this.#settings.snapshotIntervalMs;
+    const { log } = this.#deps;
+    let decision: SnapshotDecision | undefined;
+    try {
+      decision = await this.#checkSnapshot(intervalMs);
+      // Re-checked after the await: close() may have come meanwhile.
+      if (decision?.publish === true && !this.#closed) await this.snapshot();
+    } catch (error) {
+      if (!this.#closed) {
+        log.warn({ err: (error as Error).message }, 'scheduled snapshot failed; will try again');
+      }
+    }
+    this.#armSnapshotCheck(nextSnapshotCheckMs(intervalMs, this.#deps.random ?? systemRandom, decision));
+  }
+
+  /** The schedule's decision; undefined when this replica cannot publish (no cluster seen yet, or only some tables served). */
+  async #checkSnapshot(intervalMs: number): Promise<SnapshotDecision | undefined> {
+    const clusterId = this.#tables.getMeta('cluster.id');
+    if (clusterId === undefined || !this.#served.filter.servesAll()) {
+      this.#deps.log.debug(
+        { cluster: clusterId ?? null },
+        'scheduled snapshot skipped: no cluster seen yet, or only some tables served',
+      );
+      return undefined;
+    }
+    const applied = this.#tables
+      .schemas()
+      .map((schema) => ({ key: schema.key, lastTxn: this.#tables.lastTxn(schema.name) }));
+    const decision = await checkScheduledSnapshot({
+      store: this.#settings.store,
+      clusterId,
+      intervalMs,
+      nowWallMs: this.#deps.clock.wallMs(),
+      applied,
+      signal: this.#snapshotAbort.signal,
+    });
+    if (!decision.publish) {
+      this.#deps.log.info(
+        { reason: decision.reason, newest: decision.newest?.id ?? null },
+        'scheduled snapshot skipped',
+      );
+    }
+    return decision;
   }
 
   /** Stop following and serving; close all but the store (its opener's). Idempotent. */
@@ -572,6 +641,10 @@ export class ReplicaNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#snapshotTimer?.cancel();
+    // A snapshot in progress ends at once (its copy process is killed): a node stops promptly on
+    // SIGTERM whatever the size of its database.
+    this.#snapshotAbort.abort(new WalshipError('CLOSED', 'closed', 'the replica closed during the snapshot'));
+    await this.#snapshotCheck;
     await this.#snapshotting?.catch(() => {});
     await this.#follower.stop();
     if (this.#deps.http === undefined) await this.#http.close();

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { type FileHandle, link, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -51,7 +51,10 @@ const GZIP_LEVEL = 1;
 
 export interface PublishSnapshotOptions {
   store: ObjectStore;
-  /** The node's table store; must not be inside a transaction. The copy blocks the caller while it runs. */
+  /**
+   * The node's table store, open. Its file is copied by another process with its own connection
+   * (table/snapshot-image.ts): the caller's thread stays free, and the image holds the last commit.
+   */
   tables: TableStore;
   clusterId: string;
   /** Becomes part of the snapshot id: only `[A-Za-z0-9._-]`. */
@@ -60,15 +63,20 @@ export interface PublishSnapshotOptions {
   clock: Clock;
   /** Directory for the image while it is made: needs room for it twice (raw and compressed). */
   tmpDir: string;
+  /**
+   * Ends the snapshot at whatever step it is: the copy's process is killed, the gzip and the upload
+   * stopped; rejects with the signal's reason once the temp files are gone. No manifest is written
+   * after an abort (an image may be, which nothing uses: retention collects it).
+   */
   signal?: AbortSignal;
   /** Refuse compressed images above this many bytes (`SNAPSHOT_TOO_LARGE`). Default and most SNAPSHOT_IMAGE_BYTES_MAX. */
   imageBytesMax?: number;
 }
 
 /**
- * Takes a snapshot of `tables` and publishes it: image to a temp file, gzip, SHA-256, plain put of
- * the image, then the manifest create-only. Returns the manifest. Temp files are removed whatever
- * happens. Throws `SNAPSHOT_EXISTS` (conflict) when the snapshot id is taken (the same node id at
+ * Takes a snapshot of `tables` and publishes it: image to a temp file (in another process), gzip and
+ * SHA-256 (streamed), plain put of the image, then the manifest create-only. Returns the manifest.
+ * Temp files are removed whatever happens. Throws `SNAPSHOT_EXISTS` (conflict) when the snapshot id is taken (the same node id at
  * the same millisecond), `SNAPSHOT_TOO_LARGE` (invalid) above `imageBytesMax`, `INVALID_ARGUMENT`
  * for a bad node or cluster id, and store errors as they come. After a failure an image without a
  * manifest may remain: it is never used (and is garbage for retention to collect).
@@ -94,10 +102,14 @@ export async function publishSnapshot(options: PublishSnapshotOptions): Promise<
   const work = await mkdtemp(path.join(options.tmpDir, 'snapshot-'));
   try {
     const rawFile = path.join(work, 'db.sqlite');
-    const image = createSnapshotImage(options.tables, rawFile);
+    const image = await createSnapshotImage(
+      options.tables.file,
+      rawFile,
+      signal === undefined ? {} : { signal },
+    );
     signal?.throwIfAborted();
     const gzipFile = path.join(work, `db.sqlite.${SNAPSHOT_CODEC}`);
-    await compress(rawFile, gzipFile, imageBytesMax, id, signal);
+    const sha256 = await compress(rawFile, gzipFile, imageBytesMax, id, signal);
     const body = await readWholeFile(gzipFile, imageBytesMax);
     const manifest: SnapshotManifest = {
       format: SNAPSHOT_MANIFEST_FORMAT,
@@ -111,7 +123,7 @@ export async function publishSnapshot(options: PublishSnapshotOptions): Promise<
         codec: SNAPSHOT_CODEC,
         bytes: body.byteLength,
         rawBytes: image.rawBytes,
-        sha256: sha256Hex(body),
+        sha256,
       },
     };
     signal?.throwIfAborted();
@@ -334,14 +346,18 @@ async function linkNew(from: string, to: string): Promise<void> {
 
 // --- publish steps ---
 
-/** Gzips `from` into the new file `to`, refusing output above `bytesMax`. */
+/**
+ * Gzips `from` into the new file `to`, refusing output above `bytesMax`; returns the lowercase hex
+ * SHA-256 of what it wrote. zlib works on libuv's thread pool and the hash chunk by chunk, so the
+ * event loop stays free however large the image.
+ */
 async function compress(
   from: string,
   to: string,
   bytesMax: number,
   id: string,
   signal: AbortSignal | undefined,
-): Promise<void> {
+): Promise<string> {
   const tooLarge = () =>
     new WalshipError(
       'SNAPSHOT_TOO_LARGE',
@@ -349,13 +365,16 @@ async function compress(
       `snapshot ${id}: the compressed image passes ${bytesMax} bytes, the most one upload may carry`,
       { details: { id, bytesMax } },
     );
+  const hash = createHash('sha256');
   await pipeline(
     createReadStream(from),
     createGzip({ level: GZIP_LEVEL }),
     byteLimit(bytesMax, tooLarge),
+    hashing(hash),
     createWriteStream(to, { flags: 'wx' }),
     signal === undefined ? {} : { signal },
   );
+  return hash.digest('hex');
 }
 
 /** The whole of `file` in one buffer (fs.readFile stops at 2 GiB; this reads in a loop). */
@@ -399,8 +418,14 @@ function isZlibError(error: unknown): error is Error {
   return typeof code === 'string' && code.startsWith('Z_');
 }
 
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+/** A pass-through that feeds every chunk to `hash`. */
+function hashing(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
 }
 
 /** A pass-through that fails with `makeError()` once more than `bytesMax` bytes went by. */

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -99,10 +100,10 @@ describe('TableStore.vacuumInto', () => {
 });
 
 describe('createSnapshotImage', () => {
-  it('copies tables and rows, and scrubs the pending queue, uploaded watermarks and node facts', () => {
+  it('copies tables and rows, and scrubs the pending queue, uploaded watermarks and node facts', async () => {
     const store = primaryStore();
     const image = join(dir, 'image.sqlite');
-    const info = createSnapshotImage(store, image);
+    const info = await createSnapshotImage(store.file, image);
     expect(info.tables).toEqual([
       { name: 'quotes', key: 'quotes', lastTxn: 1n },
       { name: 'Trades', key: 'trades', lastTxn: 3n },
@@ -136,9 +137,9 @@ describe('createSnapshotImage', () => {
     expect(store.getMeta('claim.id')).toBe(CLAIM_ID);
   });
 
-  it('leaves no byte of the scrubbed state in the file (secure_delete), and one file only', () => {
+  it('leaves no byte of the scrubbed state in the file (secure_delete), and one file only', async () => {
     const image = join(dir, 'image.sqlite');
-    createSnapshotImage(primaryStore(), image);
+    await createSnapshotImage(primaryStore().file, image);
     const bytes = readFileSync(image).toString('latin1');
     expect(bytes).not.toContain(CLAIM_ID);
     expect(bytes).not.toContain('pending record');
@@ -148,12 +149,132 @@ describe('createSnapshotImage', () => {
   });
 });
 
+/**
+ * A table store of about `megabytes` MB of incompressible text: big enough that copying it takes
+ * many times the 2 ms between two looks of the tests below (VACUUM INTO copies ~0.5 GB/s).
+ */
+function sizeableStore(megabytes: number): TableStore {
+  const store = open('big.sqlite');
+  const notes = Array.from({ length: megabytes }, () => randomBytes(768 * 1024).toString('base64'));
+  const columns: ColumnData[] = [
+    {
+      name: 'timestamp',
+      addedInTxn: false,
+      nulls: null,
+      data: { type: 'timestamp', values: BigInt64Array.from(notes, (_, i) => T0 + BigInt(i)) },
+    },
+    { name: 'note', addedInTxn: false, nulls: null, data: { type: 'string', values: notes } },
+  ];
+  store.applyTxn('blobs', { txn: 1n, commitTimeUs: T0, kind: 'data', rowCount: notes.length, columns });
+  store.setMeta('node.id', 'node-a');
+  return store;
+}
+
+/** Pids of this process's children that run the snapshot image host (Linux /proc). */
+function imageHosts(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // stat: "pid (comm) state ppid …"; comm may hold spaces, so split after its closing parenthesis.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== process.pid) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('snapshot-image-host'))
+        pids.push(Number(entry));
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return pids;
+}
+
+/** Calls `look` every 2 ms until it returns true; a timer, so it runs only while the event loop is free. */
+function whenever(look: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (!look()) return;
+      clearInterval(timer);
+      resolve();
+    }, 2);
+  });
+}
+
+describe.skipIf(process.platform !== 'linux')('createSnapshotImage off the main thread', () => {
+  it('leaves the event loop free while the copy runs: a timer set at the start fires before it ends', async () => {
+    const store = sizeableStore(40);
+    const image = join(dir, 'image.sqlite');
+    let settled = false;
+    let copyingSeen = false;
+    // The synchronous VACUUM INTO of before held the thread for the whole copy: no timer could fire
+    // until the image was complete. Here a timer sees the host copying, the call still pending.
+    const seen = whenever(() => {
+      copyingSeen = !settled && existsSync(image) && imageHosts().length === 1;
+      return copyingSeen || settled;
+    });
+    const info = await createSnapshotImage(store.file, image).finally(() => {
+      settled = true;
+    });
+    await seen;
+    expect(copyingSeen).toBe(true);
+    expect(info.tables).toEqual([{ name: 'blobs', key: 'blobs', lastTxn: 1n }]);
+    expect(imageHosts()).toEqual([]);
+  });
+
+  it('copies the last commit while another connection holds a write transaction open', async () => {
+    const store = primaryStore();
+    const image = join(dir, 'image.sqlite');
+    const writer = new Database(store.file);
+    try {
+      writer.exec(`BEGIN IMMEDIATE; UPDATE _walship_tables SET last_txn = 99 WHERE key = 'trades'`);
+      const info = await createSnapshotImage(store.file, image);
+      expect(info.tables.find((t) => t.key === 'trades')?.lastTxn).toBe(3n);
+      writer.exec('ROLLBACK');
+    } finally {
+      writer.close();
+    }
+  });
+
+  it('an abort kills the host at once, removes the copy and rejects with the reason', async () => {
+    const store = sizeableStore(40);
+    const image = join(dir, 'image.sqlite');
+    const abort = new AbortController();
+    const copy = createSnapshotImage(store.file, image, { signal: abort.signal });
+    let hosts: number[] = [];
+    await whenever(() => {
+      hosts = imageHosts();
+      return existsSync(image) && hosts.length === 1;
+    });
+    abort.abort(new Error('node closing'));
+    await expect(copy).rejects.toThrow('node closing');
+    // Rejected only once the host is gone (reaped), before it could finish the copy.
+    expect(imageHosts()).toEqual([]);
+    expect(() => process.kill(hosts[0]!, 0)).toThrow(/ESRCH/);
+    expect(readdirSync(dir).filter((name) => name.startsWith('image'))).toEqual([]);
+  });
+
+  it('refuses an existing destination and leaves it alone; a missing database is STORAGE_FAILED', async () => {
+    const store = primaryStore();
+    writeFileSync(join(dir, 'taken.sqlite'), 'something');
+    await expect(createSnapshotImage(store.file, join(dir, 'taken.sqlite'))).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    expect(readFileSync(join(dir, 'taken.sqlite'), 'utf8')).toBe('something');
+    await expect(
+      createSnapshotImage(join(dir, 'none.sqlite'), join(dir, 'copy.sqlite')),
+    ).rejects.toMatchObject({
+      code: 'STORAGE_FAILED',
+    });
+    expect(existsSync(join(dir, 'copy.sqlite'))).toBe(false);
+  });
+});
+
 describe('restoreSnapshotImage', () => {
   let image: string;
   let tables: SnapshotTable[];
-  beforeEach(() => {
+  beforeEach(async () => {
     image = join(dir, 'image.sqlite');
-    tables = createSnapshotImage(primaryStore(), image).tables;
+    tables = (await createSnapshotImage(primaryStore().file, image)).tables;
   });
 
   function corruptionOf(expected: readonly SnapshotTable[] = tables) {

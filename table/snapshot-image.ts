@@ -1,9 +1,11 @@
+import { fork } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { WalshipError } from '../core/index.js';
+import { type ErrorKind, isErrorCode, isWalshipError, WalshipError } from '../core/index.js';
 import { asTableKey, type TableKey } from './names.js';
 import { STORE_FORMAT_VERSION, storageError } from './store-sql.js';
-import type { TableStore } from './table-store.js';
 
 /**
  * The image of a snapshot (DESIGN §8): one self-contained SQLite file holding a consistent copy of
@@ -18,6 +20,17 @@ import type { TableStore } from './table-store.js';
  *   about a table, such as `table.epoch.<tableKey>`) survive.
  * The scrub runs with `secure_delete` on, so the deleted bytes do not linger in free pages either.
  * The image is in rollback (DELETE) journal mode: no `-wal` file belongs to it.
+ *
+ * The copy runs in a child process (snapshot-image-host.ts), never on the node's thread: `VACUUM
+ * INTO` is one native call that takes as long as the database is big (~0.6 s for 280 MB), and on
+ * the main thread it would stall the event loop — `/ping`, `/status`, lease renewal, apply — for
+ * all of it. A process rather than a worker thread for the same reason query hosts are processes
+ * (RFC-0004): `Worker.terminate()` waits until the native call returns (measured: 0.56 s of a
+ * 0.6 s copy), and so does process exit, which joins worker threads; SIGKILL ends a process at
+ * once, so aborting a snapshot (a node closing on SIGTERM) takes milliseconds whatever the size.
+ * The host opens the database file with its own read-only connection: in WAL mode its read
+ * transaction sees the last commit, consistent, while the node goes on writing (the WAL grows
+ * meanwhile: a checkpoint cannot pass a reader).
  */
 
 /** One table of a snapshot: canonical name, store key, and the last txn the image holds. */
@@ -42,21 +55,191 @@ UPDATE _walship_tables SET uploaded_txn = last_txn WHERE uploaded_txn <> last_tx
 DELETE FROM _walship_kv WHERE substr(key, 1, ${TABLE_FACT_PREFIX.length}) <> '${TABLE_FACT_PREFIX}';
 `;
 
+/** What the host answers the parent over IPC (`serialization: 'advanced'`: bigints cross as they are). */
+export type ImageHostMessage =
+  | { type: 'done'; info: SnapshotImageInfo }
+  | {
+      type: 'failed';
+      error: { code: string; kind: string; message: string; details: Record<string, unknown> };
+    };
+
+/** The host's one argument (argv[2], JSON). */
+export interface ImageHostArgs {
+  databaseFile: string;
+  destFile: string;
+}
+
+// --- Bounds (TIGER_STYLE: a limit on everything, with its reason) ---
+
 /**
- * Copies `tables` into the new file `destFile` (TableStore.vacuumInto) and scrubs the copy (see the
- * header). Must not be called inside a transaction of `tables`. On failure `destFile` is removed.
- * Throws `STORAGE_FAILED` when SQLite fails. No second VACUUM: it would rewrite the whole file to
- * drop free pages that secure_delete has already zeroed, and zeros cost next to nothing compressed.
+ * How long the host's connection waits for a lock, in ms. A read-only connection in WAL mode waits
+ * only while the WAL index is being rebuilt or restarted, which takes milliseconds; 5 s is the
+ * table store's own bound (table-store.ts).
  */
-export function createSnapshotImage(tables: TableStore, destFile: string): SnapshotImageInfo {
-  tables.vacuumInto(destFile);
+const COPY_BUSY_TIMEOUT_MS = 5_000;
+/** What the host wrote to stderr is kept for the error message, up to this many characters (the end). */
+const STDERR_TAIL_CHARS = 2_048;
+
+export interface CreateSnapshotImageOptions {
+  /**
+   * Ends the copy: the host is killed (SIGKILL), `destFile` removed, and the promise rejects with the
+   * signal's reason once the host is gone.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Copies the table store `databaseFile` (`VACUUM INTO`: one read transaction, so a consistent copy
+ * of its last commit) into the new file `destFile` and scrubs the copy (see the header), in a child
+ * process: the caller's thread stays free. The node's own connection may be open, writing, even
+ * inside a transaction (the copy holds only what was committed). On failure `destFile` is removed.
+ * Rejects with `INVALID_ARGUMENT` when `destFile` exists (it is left alone), `STORAGE_FAILED` when
+ * SQLite fails (`databaseFile` missing or no table store …) or the host dies, and with the signal's
+ * reason when aborted. No second VACUUM: it would rewrite the whole file to drop free pages that
+ * secure_delete has already zeroed, and zeros cost next to nothing compressed.
+ */
+export async function createSnapshotImage(
+  databaseFile: string,
+  destFile: string,
+  options: CreateSnapshotImageOptions = {},
+): Promise<SnapshotImageInfo> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  // Refused here, not only by SQLite: the cleanup below must never remove a file it did not make.
+  if (await exists(destFile)) {
+    throw new WalshipError(
+      'INVALID_ARGUMENT',
+      'invalid',
+      `cannot make a snapshot image at ${JSON.stringify(destFile)}: the file exists`,
+    );
+  }
   try {
-    const info = scrub(destFile);
-    return { tables: info, rawBytes: statSync(destFile).size };
+    const outcome = await runImageHost({ databaseFile, destFile }, signal);
+    signal?.throwIfAborted();
+    if (outcome.message?.type === 'done') return outcome.message.info;
+    if (outcome.message?.type === 'failed') throw hostError(outcome.message.error);
+    throw new WalshipError(
+      'STORAGE_FAILED',
+      'internal',
+      `could not copy the table store into ${JSON.stringify(destFile)}: the snapshot copy process ${outcome.how}`,
+      { details: { databaseFile, destFile } },
+    );
+  } catch (error) {
+    // A host killed while it scrubbed may leave the copy's journal files too.
+    for (const suffix of ['', '-journal', '-wal', '-shm']) await rm(`${destFile}${suffix}`, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * The copy and the scrub, on the calling thread: what the host process runs (snapshot-image-host.ts).
+ * Throws `STORAGE_FAILED`; on failure `destFile` is removed.
+ */
+export function copyAndScrub(databaseFile: string, destFile: string): SnapshotImageInfo {
+  copyInto(databaseFile, destFile);
+  try {
+    const tables = scrub(destFile);
+    return { tables, rawBytes: statSync(destFile).size };
   } catch (error) {
     rmSync(destFile, { force: true });
     throw storageError(error, `scrub the snapshot image ${JSON.stringify(destFile)}`);
   }
+}
+
+function copyInto(databaseFile: string, destFile: string): void {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(databaseFile, { readonly: true, fileMustExist: true, timeout: COPY_BUSY_TIMEOUT_MS });
+    db.prepare('VACUUM INTO ?').run(destFile);
+  } catch (error) {
+    throw storageError(
+      error,
+      `copy the table store ${JSON.stringify(databaseFile)} into ${JSON.stringify(destFile)}`,
+    );
+  } finally {
+    db?.close();
+  }
+}
+
+// --- the host process ---
+
+interface HostOutcome {
+  /** The host's answer, or undefined when it died without one. */
+  message: ImageHostMessage | undefined;
+  /** How it ended, for error messages. */
+  how: string;
+}
+
+/** Forks the host, and resolves once it is gone (reaped), with its answer. Never rejects. */
+function runImageHost(args: ImageHostArgs, signal: AbortSignal | undefined): Promise<HostOutcome> {
+  const { entry, execArgv } = imageHostEntry();
+  const child = fork(entry, [JSON.stringify(args)], {
+    serialization: 'advanced',
+    // Not the parent's execArgv: an inspector port or a loader of the parent has no place here.
+    execArgv,
+    // stdout ignored: a stray write must not interleave with the node's log lines.
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  const kill = () => child.kill('SIGKILL');
+  signal?.addEventListener('abort', kill, { once: true });
+  let message: ImageHostMessage | undefined;
+  let stderrTail = '';
+  child.on('message', (received: ImageHostMessage) => {
+    message ??= received;
+  });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+  });
+  return new Promise((resolve) => {
+    const done = (how: string) => {
+      signal?.removeEventListener('abort', kill);
+      resolve({ message, how });
+    };
+    // 'close' comes after the exit and after stderr ended, so the tail is complete.
+    child.on('close', (code, killedBy) => {
+      const how = killedBy !== null ? `was killed by ${killedBy}` : `exited with code ${code}`;
+      const reason = stderrTail.trim().split('\n').at(-1) ?? '';
+      done(reason === '' ? how : `${how} (stderr: ${reason.slice(0, 300)})`);
+    });
+    // A fork that failed (no pid) may never emit 'close'.
+    child.on('error', (error) => {
+      if (child.pid === undefined) done(`could not start: ${error.message}`);
+    });
+  });
+}
+
+/**
+ * What to fork. Compiled (dist/table/): snapshot-image-host.js beside this file. From TypeScript
+ * source (vitest): snapshot-image-host.ts with `--import` of the query hosts' module hooks, which
+ * compile .ts on load (query-host-process.ts explains them).
+ */
+function imageHostEntry(): { entry: string; execArgv: string[] } {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    return {
+      entry: fileURLToPath(new URL('./snapshot-image-host.ts', here)),
+      execArgv: ['--import', new URL('./query-host-ts-register.mjs', here).href],
+    };
+  }
+  return { entry: fileURLToPath(new URL('./snapshot-image-host.js', here)), execArgv: [] };
+}
+
+/** The host's error as a WalshipError again (its code, kind, message and details). */
+function hostError(error: Extract<ImageHostMessage, { type: 'failed' }>['error']): WalshipError {
+  const code = isErrorCode(error.code) ? error.code : 'STORAGE_FAILED';
+  return new WalshipError(code, error.kind as ErrorKind, error.message, { details: error.details });
+}
+
+/** An error of the host, for the parent: a WalshipError keeps its code, anything else is STORAGE_FAILED. */
+export function serializeImageHostError(
+  error: unknown,
+): Extract<ImageHostMessage, { type: 'failed' }>['error'] {
+  if (isWalshipError(error)) {
+    return { code: error.code, kind: error.kind, message: error.message, details: { ...error.details } };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'STORAGE_FAILED', kind: 'internal', message, details: {} };
 }
 
 function scrub(file: string): SnapshotTable[] {
@@ -157,4 +340,14 @@ function fail(file: string, check: string, problem: string, cause?: unknown): ne
     `the snapshot image ${JSON.stringify(file)} failed the ${check} check: ${problem}; do not use it (restore another snapshot)`,
     { cause, details: { file, check } },
   );
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }

@@ -201,6 +201,24 @@ describe('uploader', () => {
     instance.stop();
   });
 
+  it('writes head.json as it starts when tables were uploaded before (a promoted node corrects a stale one); not on an empty node', async () => {
+    const store = new MemoryStore();
+    const empty = uploader(store, memorySource()).instance;
+    empty.start();
+    await empty.stop();
+    expect(await store.head('head.json')).toBeNull();
+
+    const source = memorySource();
+    source.markUploaded('t', 7n); // caught up from the store before this node was promoted
+    const { instance } = uploader(store, source, { epoch: () => 2n, headIntervalMs: 3_600_000 });
+    instance.start();
+    await expect.poll(async () => (await store.head('head.json')) !== null).toBe(true);
+    const got = await store.get('head.json');
+    const head = JSON.parse(new TextDecoder().decode(got?.status === 'ok' ? got.body : undefined));
+    expect(head).toMatchObject({ epoch: '2', nodeId: 'node-a', tables: { t: '7' } });
+    await instance.stop();
+  });
+
   it('keeps retrying through a store outage; a durable waiter gets DURABLE_TIMEOUT meanwhile', async () => {
     const inner = new MemoryStore();
     const store = withFaults(inner, [

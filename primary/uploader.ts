@@ -12,7 +12,7 @@ import {
   encodeHead,
   epochKey,
   HEAD_KEY,
-  registerTable,
+  registerTables,
   segmentKey,
   TABLES_REGISTRY_KEY,
 } from '../layout/index.js';
@@ -120,6 +120,8 @@ export class Uploader {
   readonly #options: UploaderOptions;
   readonly #tables = new Map<string, TableState>();
   #timer: Timer | undefined;
+  /** Monotonic ms the armed #timer fires at; +∞ when none is armed. */
+  #timerAtMs = Number.POSITIVE_INFINITY;
   #running = 0;
   #stopped = false;
   #fenced = false;
@@ -132,6 +134,8 @@ export class Uploader {
   #lastStoreError: { message: string; atMs: number } | null = null;
   /** Table keys known to be in tables.json: registered once before their first upload (RFC-0002 W2). */
   readonly #registered = new Set<string>();
+  /** The tables.json write in flight (#register): every upload that needs one waits for it. */
+  #registering: Promise<'registered' | 'fenced'> | null = null;
   /** The HEAD of `epochs/<E+1>.json` in flight (RFC-0002 W5), or null. */
   #epochCheck: Promise<boolean> | null = null;
   /** The check queued behind it, shared by every upload that completed while it ran. */
@@ -153,6 +157,12 @@ export class Uploader {
       const dueAtMs = overdueAtMs(this.#options, this.#options.clock.monotonicMs());
       state.pendingCommitsAtMs = Array.from({ length: count }, () => dueAtMs);
     }
+    // A promoted node writes head.json at once: the one in the store may be stale (a primary can
+    // die between an upload and its head.json), and replicas trust it between sweeps.
+    if (this.#options.source.uploadedAll().some((t) => t.uploadedTxn > 0n)) {
+      this.#headDirty = true;
+      void this.#writeHead(true);
+    }
     this.#pump();
   }
 
@@ -165,7 +175,21 @@ export class Uploader {
     // A commit starts an upload itself only on size: the window has the timer, and a durable
     // waiter pumps as it starts waiting.
     if (sealReason(this.#options, unsealedOf(state), nowMs) === 'size') this.#pump();
-    else this.#schedule();
+    else if (!this.#timerCovers(state)) this.#schedule();
+  }
+
+  /**
+   * Whether the armed timer fires no later than `state` needs it: then `#schedule` would arm the
+   * same timer again, and skipping it keeps a request that commits to a thousand tables from
+   * scanning every table once per table (issue 15). The timer's own run reschedules from scratch.
+   */
+  #timerCovers(state: TableState): boolean {
+    // A failed head.json write marks it dirty again without rescheduling.
+    if (this.#headDirty && this.#headWrittenAtMs + this.#options.headIntervalMs < this.#timerAtMs)
+      return false;
+    const oldestAtMs = state.pendingCommitsAtMs[0];
+    if (state.uploading || oldestAtMs === undefined) return true;
+    return this.#timerAtMs <= Math.max(sealDueAtMs(this.#options, oldestAtMs), retryAtMs(state));
   }
 
   /** Resolves once `table`'s txn `txn` is in the store; rejects with DURABLE_TIMEOUT after `timeoutMs`. */
@@ -281,6 +305,7 @@ export class Uploader {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#timer?.cancel();
+    this.#timerAtMs = Number.POSITIVE_INFINITY;
     // A waiter whose upload is in flight learns that upload's outcome (#settleAfterUpload); the
     // others can never be satisfied now.
     this.#rejectIdleWaiters(() => closedError());
@@ -352,10 +377,12 @@ export class Uploader {
     }
     if (this.#headDirty) nextMs = Math.min(nextMs, this.#headWrittenAtMs + this.#options.headIntervalMs);
     this.#timer?.cancel();
+    this.#timerAtMs = nextMs;
     if (nextMs === Number.POSITIVE_INFINITY) return;
     this.#timer = this.#options.clock.setTimer(
       Math.max(0, nextMs - nowMs),
       () => {
+        this.#timerAtMs = Number.POSITIVE_INFINITY;
         void this.#writeHead(false);
         this.#pump();
       },
@@ -388,7 +415,7 @@ export class Uploader {
     try {
       const tableKey = source.tableKey(table);
       if (!this.#registered.has(tableKey)) {
-        if ((await registerTable(store, tableKey, epoch)) === 'fenced') {
+        if ((await this.#register(tableKey, epoch)) === 'fenced') {
           report('fenced');
           this.#fence({
             table,
@@ -669,6 +696,39 @@ export class Uploader {
       { table, failures: state.failures, err: message },
       'segment upload failed; will retry',
     );
+  }
+
+  /**
+   * Registers `key` in tables.json before its first segment (RFC-0002 W2), together with every
+   * other table that has txns waiting and is not registered yet: one CAS write for all the tables
+   * a request created, instead of one per table, each rewriting the whole registry (at 10 000 new
+   * tables that was O(T²) bytes, serialized by the CAS). Uploads that need a registration while a
+   * write is in flight wait for it, then start the next batch together.
+   */
+  async #register(key: TableKey, epoch: bigint): Promise<'registered' | 'fenced'> {
+    while (!this.#registered.has(key)) {
+      if (this.#registering !== null) {
+        if ((await this.#registering) === 'fenced') return 'fenced';
+        continue;
+      }
+      const batch = new Set<TableKey>([key]);
+      for (const [table, state] of this.#tables) {
+        if (state.pendingBytes === 0) continue;
+        const other = this.#options.source.tableKey(table);
+        if (!this.#registered.has(other)) batch.add(other);
+      }
+      const write = registerTables(this.#options.store, [...batch], epoch).then((outcome) => {
+        if (outcome === 'registered') for (const registered of batch) this.#registered.add(registered);
+        return outcome;
+      });
+      this.#registering = write;
+      void write.then(
+        () => (this.#registering = null),
+        () => (this.#registering = null),
+      );
+      if ((await write) === 'fenced') return 'fenced';
+    }
+    return 'registered';
   }
 
   /** head.json is a hint for idle replicas (DESIGN §3); rate-limited, never required for correctness. */

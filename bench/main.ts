@@ -31,6 +31,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   failover: async () => (await import('./failover.js')).benchFailover(),
   sequencer: async () => (await import('./sequencer.js')).benchSequencer(),
   router: async () => (await import('./router.js')).benchRouter(),
+  scale: async () => (await import('./scale.js')).benchScale(),
 };
 
 async function run(): Promise<number> {

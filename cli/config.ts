@@ -267,7 +267,7 @@ export const CONFIG_KEYS = {
   'cairo.commit.mode': {
     kind: { oneOf: ['sync', 'async'] },
     default: 'sync',
-    doc: 'sync = SQLite synchronous=FULL (a commit survives power loss), async = NORMAL',
+    doc: "sync = SQLite synchronous=FULL (a commit survives power loss), async = NORMAL; a primary's and a sequenced writer's commits (a replica applies with NORMAL: all it applies is in the store)",
   },
   'query.timeout': { kind: 'duration', default: '60s', doc: 'a query running longer is cancelled' },
   'query.workers': { kind: 'int', default: '2', doc: 'query host processes serving /exec and /exp' },

@@ -37,8 +37,8 @@ import type { DecodedSegment, TxnRecord } from '../wal/index.js';
  * as the follower (one SQLite transaction per segment with the watermark and the table's epoch).
  */
 
-/** Segment keys one LIST asks for while replaying (as the follower: one request covers many downloads). */
-const LIST_BATCH_KEYS = 100;
+/** Segment keys one LIST asks for while replaying (as the follower, FOLLOWER_LIMITS.listBatchKeys: S3's page maximum). */
+const LIST_BATCH_KEYS = 1_000;
 /** Fetches of a segment that fails verification before the restore gives up (a torn read heals). */
 const FETCH_ATTEMPTS = 2;
 /** The database file a node uses in its data dir (node/walship-node.ts, replica/replica-node.ts). */

@@ -18,7 +18,7 @@ const FILES = 6000;
  * Back-to-back link()s rarely land inside a scan; paced ones do, as a primary's uploads do.
  */
 const LINK_PAUSE_MS = 0.2;
-/** Keys one listing asks for, as a replica far behind does (FOLLOWER_LIMITS.listBatchKeys). */
+/** Keys one listing asks for: pages smaller than a far-behind replica's (FOLLOWER_LIMITS.listBatchKeys), so more scans race the linker. */
 const PAGE_KEYS = 100;
 /** Listers running at once, each following the directory as a replica does. */
 const LISTERS = 3;

@@ -515,6 +515,9 @@ describe('Follower', () => {
     );
     expect(gets.length).toBe(segments); // each downloaded once
     expect(new Set(gets.map((r) => r.key)).size).toBe(segments);
+    // Paged with start-after: one LIST per batch and the empty one that confirms, never the whole table again.
+    const lists = store.requests.filter((r) => r.op === 'list' && r.key === 'tables/many/wal/');
+    expect(lists.length).toBeLessThanOrEqual(Math.ceil(segments / FOLLOWER_LIMITS.listBatchKeys) + 2);
   });
 
   it('refresh() resolves after a sweep that found and applied a new table', async () => {

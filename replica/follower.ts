@@ -37,8 +37,13 @@ import type { FollowedTableStatus, FollowerStatus, TableFollower } from './table
 
 /** Bounds of the follower, each with its reason (STYLE rule 7). */
 export const FOLLOWER_LIMITS = {
-  /** Segment keys one LIST asks for when far behind: one request covers many downloads. */
-  listBatchKeys: 100,
+  /**
+   * Segment keys one LIST asks for when far behind: one request covers many downloads, and a table
+   * of 100 000 segments is listed in 100 pages (S3's page maximum), not 1 000. On a filesystem store
+   * each LIST reads the table's directory whole (readdir has no start-after), so the page size is
+   * what keeps a long catch-up's listing linear in practice (issue 15).
+   */
+  listBatchKeys: 1_000,
   /**
    * Tables a sweep probes at once: enough that a sweep of 1 000 idle tables at ~5 ms a request
    * takes under a second, few enough that a sweep of 10 000 never floods the store, the download

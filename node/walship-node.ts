@@ -39,6 +39,7 @@ import {
   type PrimarySettings,
   recordedAckMode,
   recordUploadsFound,
+  recordUploadsFoundRetrying,
   writeDivergenceFiles,
 } from '../primary/index.js';
 import { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
@@ -868,8 +869,9 @@ export class WalshipNode {
       this.#enterSwitching('replica');
       await primary.close();
       // An upload whose answer was lost may be in the store (and applied by others): not divergence.
-      // Best effort: with the store unreachable, the divergence may list such txns (the log says so).
-      await this.#recordWhatReachedTheStore(epoch, nodeId).catch((error: unknown) =>
+      // Retried (UPLOADS_FOUND_ATTEMPTS); with the store still unreachable after that, the divergence
+      // may list such txns (the log says so).
+      await this.#recordWhatReachedTheStore(epoch, nodeId, true).catch((error: unknown) =>
         this.#log().warn(
           { err: (error as Error).message },
           'could not check the store for uploads whose answer was lost; the divergence files may list some',
@@ -999,16 +1001,22 @@ export class WalshipNode {
   }
 
   /** recordUploadsFound on this data dir's database; returns the txns still pending. */
-  async #recordWhatReachedTheStore(epoch: bigint, nodeId: string | undefined): Promise<number> {
+  async #recordWhatReachedTheStore(epoch: bigint, nodeId: string | undefined, retry = false): Promise<number> {
     const tables = TableStore.open(this.#databaseFile(), { synchronous: this.#settings.primary.synchronous });
     try {
       if (nodeId === undefined) return tables.pendingSummary().reduce((sum, p) => sum + p.count, 0);
-      const { found, pending } = await recordUploadsFound({
-        store: this.#settings.primary.store,
-        tables,
-        nodeId,
-        epoch,
-      });
+      const options = { store: this.#settings.primary.store, tables, nodeId, epoch };
+      const { found, pending } = retry
+        ? await recordUploadsFoundRetrying({
+            ...options,
+            sleep: (ms) => this.#deps.clock.sleep(ms, this.#closing.signal),
+            onRetry: (error, attempt) =>
+              this.#log().warn(
+                { err: (error as Error).message, attempt },
+                'checking the store for uploads whose answer was lost failed; trying again',
+              ),
+          })
+        : await recordUploadsFound(options);
       if (found > 0)
         this.#log().info(
           { found },

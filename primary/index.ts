@@ -21,4 +21,8 @@ export { type ChainVerdict, type OwnSegment, segmentInChain } from './segment-in
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
 export type { PendingSource } from './uploader.js';
 export { Uploader, type UploaderOptions } from './uploader.js';
-export { recordUploadsFound } from './uploads-found.js';
+export {
+  recordUploadsFound,
+  recordUploadsFoundRetrying,
+  UPLOADS_FOUND_ATTEMPTS,
+} from './uploads-found.js';

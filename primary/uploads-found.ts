@@ -49,3 +49,35 @@ export async function recordUploadsFound(options: {
   }
   return { found, pending: tables.pendingSummary().reduce((sum, p) => sum + p.count, 0) };
 }
+
+/**
+ * Tries of recordUploadsFound when a fenced primary gives up its role (WalshipNode, RFC-0002
+ * "Fenced means"), and the backoff before the first retry (doubling): ~8 s in all. A store error
+ * there would write txns that are in the store into divergence files too, where an operator
+ * replaying them would double them; the fence itself was a store answer, so the store is most
+ * likely there, and a flaky request heals on a retry.
+ */
+export const UPLOADS_FOUND_ATTEMPTS = 6;
+export const UPLOADS_FOUND_RETRY_BASE_MS = 250;
+
+/**
+ * recordUploadsFound, tried again after a store error up to UPLOADS_FOUND_ATTEMPTS times with a
+ * doubling backoff (`sleep`); throws the last error. Each try picks up where the last left off.
+ */
+export async function recordUploadsFoundRetrying(
+  options: Parameters<typeof recordUploadsFound>[0] & {
+    sleep: (ms: number) => Promise<void>;
+    onRetry?: (error: unknown, attempt: number) => void;
+  },
+): Promise<{ found: number; pending: number }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // `found` counts the last try's finds only: an earlier try's stay recorded, uncounted.
+      return await recordUploadsFound(options);
+    } catch (error) {
+      if (attempt >= UPLOADS_FOUND_ATTEMPTS) throw error;
+      options.onRetry?.(error, attempt);
+      await options.sleep(UPLOADS_FOUND_RETRY_BASE_MS * 2 ** (attempt - 1));
+    }
+  }
+}

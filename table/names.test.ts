@@ -162,6 +162,12 @@ describe('tableKey', () => {
     expectInvalidName(() => tableKey('a\uD800'));
   });
 
+  it('round-trips a name that starts with a byte order mark (a default TextDecoder drops it)', () => {
+    const name = '\uFEFF\u0000';
+    expect(decodeTableKey(tableKey(name))).toBe(name);
+    expect(isTableKey(tableKey(name))).toBe(true);
+  });
+
   it('round-trips every well-formed name to its case-folded form (property)', () => {
     fc.assert(
       fc.property(anyName, (name) => {

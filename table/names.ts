@@ -71,7 +71,7 @@ const FORBIDDEN_IN_ALL = new Set([
 const FORBIDDEN_IN_COLUMNS = new Set(['.', '-']);
 
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** String.prototype.isWellFormed (Node 20) is ES2024, above this project's lib setting. */
 function isWellFormed(text: string): boolean {

@@ -87,6 +87,7 @@ import {
   claimPrimary,
   pendingSourceOf,
   recordUploadsFound,
+  recordUploadsFoundRetrying,
   Uploader,
   writeDivergenceFiles,
 } from '../../primary/index.js';
@@ -588,8 +589,9 @@ class Simulation {
     const p = node.primary!;
     const epoch = p.epoch;
     await this.closePrimary(node);
-    // As WalshipNode#onFenced: an upload whose answer was lost may be in the store after all.
-    await this.recordWhatReachedTheStore(node, p.inc.store, epoch).catch(() => 0); // as WalshipNode: best effort
+    // As WalshipNode#onFenced: an upload whose answer was lost may be in the store after all;
+    // retried as WalshipNode does (UPLOADS_FOUND_ATTEMPTS), then best effort.
+    await this.recordWhatReachedTheStore(node, p.inc.store, epoch, true).catch(() => 0);
     await this.divergeAndRejoin(node, epoch, `fenced by ${p.gate.fencedBy}`);
     this.stats.fencedPrimaries++;
   }
@@ -645,10 +647,13 @@ class Simulation {
    * node, this epoch, the same records: an upload whose success the crash hid) are marked uploaded
    * before the rest goes to divergence files. Returns how many txns it found.
    */
-  async recordWhatReachedTheStore(node: SimNode, store: ObjectStore, epoch: bigint): Promise<number> {
+  async recordWhatReachedTheStore(node: SimNode, store: ObjectStore, epoch: bigint, retry = false): Promise<number> {
     const tables = TableStore.open(node.dbFile, { synchronous: 'NORMAL' });
     try {
-      return (await recordUploadsFound({ store, tables, nodeId: node.id, epoch })).found;
+      const options = { store, tables, nodeId: node.id, epoch };
+      if (retry)
+        return (await recordUploadsFoundRetrying({ ...options, sleep: (ms) => this.clock.sleep(ms) })).found;
+      return (await recordUploadsFound(options)).found;
     } finally {
       tables.close();
     }

@@ -1001,7 +1001,11 @@ export class WalshipNode {
   }
 
   /** recordUploadsFound on this data dir's database; returns the txns still pending. */
-  async #recordWhatReachedTheStore(epoch: bigint, nodeId: string | undefined, retry = false): Promise<number> {
+  async #recordWhatReachedTheStore(
+    epoch: bigint,
+    nodeId: string | undefined,
+    retry = false,
+  ): Promise<number> {
     const tables = TableStore.open(this.#databaseFile(), { synchronous: this.#settings.primary.synchronous });
     try {
       if (nodeId === undefined) return tables.pendingSummary().reduce((sum, p) => sum + p.count, 0);

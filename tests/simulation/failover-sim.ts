@@ -647,7 +647,12 @@ class Simulation {
    * node, this epoch, the same records: an upload whose success the crash hid) are marked uploaded
    * before the rest goes to divergence files. Returns how many txns it found.
    */
-  async recordWhatReachedTheStore(node: SimNode, store: ObjectStore, epoch: bigint, retry = false): Promise<number> {
+  async recordWhatReachedTheStore(
+    node: SimNode,
+    store: ObjectStore,
+    epoch: bigint,
+    retry = false,
+  ): Promise<number> {
     const tables = TableStore.open(node.dbFile, { synchronous: 'NORMAL' });
     try {
       const options = { store, tables, nodeId: node.id, epoch };

@@ -21,8 +21,12 @@ import type { ColumnData, ColumnType, ColumnValues, DecimalValue, DoubleArrayVal
 /** What a cell is set to: the values of IlpFieldValue plus symbols (strings). */
 export type CellValue = IlpFieldValue['value'] | string;
 
-/** Value slots a column starts with; it doubles as rows arrive (a request's row count is not known up front). */
-export const INITIAL_ROWS = 64;
+/**
+ * Value slots a column starts with; it doubles as rows arrive (a request's row count is not known
+ * up front). Small, because a request spread over a thousand tables holds a few rows per table:
+ * the doublings a big table goes through instead cost little beside its rows.
+ */
+export const INITIAL_ROWS = 16;
 
 export class ColumnBuilder {
   readonly name: string;
@@ -118,7 +122,9 @@ export function grown<T extends Slots>(values: T, capacity: number): T {
 
 /**
  * `values` cut to `length` slots. Typed arrays are copied when much of the buffer would be wasted,
- * so a finished txn keeps no more than a quarter of slack; plain arrays are cut in place.
+ * so a finished txn keeps no more than a quarter of slack, or INITIAL_ROWS slots (copying a few
+ * bytes' worth costs an allocation per column of each of a thousand small tables); plain arrays
+ * are cut in place.
  */
 export function trimmed<T extends Slots>(values: T, length: number): T {
   if (values.length === length) return values;
@@ -127,8 +133,10 @@ export function trimmed<T extends Slots>(values: T, length: number): T {
     return values;
   }
   const typed = values as Exclude<Slots, unknown[]>;
-  const view = typed.subarray(0, length);
-  return (typed.length - length > length / 4 ? view.slice() : view) as T;
+  const slack = typed.length - length;
+  return (
+    slack > length / 4 && slack > INITIAL_ROWS ? typed.slice(0, length) : typed.subarray(0, length)
+  ) as T;
 }
 
 function emptyValues(type: ColumnType, rowCount: number): ColumnValues {

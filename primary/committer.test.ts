@@ -7,6 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { seededRandom, systemClock } from '../core/index.js';
@@ -180,6 +181,113 @@ describe('Committer, a request larger than a slice', () => {
     const c = committer();
     void c.commit(parseIlp(Buffer.from(lines('t', 1, 3)), { precision: 'n' }));
     expect(tables.lastTxn('t')).toBe(1n);
+  });
+});
+
+describe('Committer, a request spread over many tables (issue 15)', () => {
+  const tableCount = 300;
+  const rowsPerTable = 20;
+
+  /** `rowsPerTable` rows for each of `tableCount` tables, round-robin, as a client batching them sends. */
+  function spread(first: number, extraColumn = ''): string {
+    let text = '';
+    for (let row = first; row < first + tableCount * rowsPerTable; row++)
+      text += `m${row % tableCount},s=S${row % 7} id=${row}i,v=${row}.5${extraColumn} ${row}\n`;
+    return text;
+  }
+
+  it('commits one txn per table, frees the loop every slice of rows and not for every table', async () => {
+    expect(tableCount * rowsPerTable).toBeGreaterThan(COMMIT_SLICE_ROWS);
+    const pauses = { count: 0 };
+    const c = committer(pauses);
+    const result = await c.commitSlices(sourceOf(spread(0)));
+    expect(result.txns).toHaveLength(tableCount);
+    expect(result.txns.every(({ txn, rows }) => txn === 1n && rows === rowsPerTable)).toBe(true);
+    const slices = Math.ceil((tableCount * rowsPerTable) / COMMIT_SLICE_ROWS);
+    // Encoding and applying free the loop about once a slice each; a pause per table (or per column
+    // of each table) would be hundreds.
+    expect(pauses.count).toBeGreaterThanOrEqual(2);
+    expect(pauses.count).toBeLessThanOrEqual(4 * slices);
+    for (const table of ['m0', `m${tableCount - 1}`]) {
+      expect(tables.schema(table)!.columns).toEqual([
+        { name: 'timestamp', type: 'timestamp' },
+        { name: 's', type: 'symbol' },
+        { name: 'id', type: 'long' },
+        { name: 'v', type: 'double' },
+      ]);
+      expect(pendingRows(table, 1n)).toBe(rowsPerTable);
+    }
+    // The next request adds a column to every table: the tables exist, the column is altered in.
+    const next = await c.commitSlices(sourceOf(spread(tableCount * rowsPerTable, ',n="x"')));
+    expect(next.txns.every(({ txn }) => txn === 2n)).toBe(true);
+    expect(tables.schema('m7')!.columns.map((column) => column.name)).toEqual([
+      'timestamp',
+      's',
+      'id',
+      'v',
+      'n',
+    ]);
+    expect(pendingRows('m7', 2n)).toBe(rowsPerTable);
+  });
+
+  it('leaves nothing of the request when a table late in it fails, after the loop was freed', async () => {
+    const c = committer();
+    await c.commitSlices(sourceOf(spread(0)));
+    const before = tables.pendingSummary();
+    const original = tables.applyTxn.bind(tables);
+    let applied = 0;
+    tables.applyTxn = (table, record) => {
+      // Two thirds in: earlier tables' rows (and columns) went in, some slices ago.
+      if (++applied === Math.floor((2 * tableCount) / 3)) throw new Error('disk full (injected)');
+      original(table, record);
+    };
+    const failing = c.commitSlices(sourceOf(`${spread(tableCount * rowsPerTable, ',n="x"')}fresh v=1 1\n`));
+    await expect(failing).rejects.toThrow(/disk full/);
+    tables.applyTxn = original;
+    expect(applied).toBe(Math.floor((2 * tableCount) / 3));
+    expect(tables.pendingSummary()).toEqual(before);
+    expect(tables.schema('fresh')).toBeUndefined();
+    for (let t = 0; t < tableCount; t++) {
+      expect(tables.lastTxn(`m${t}`)).toBe(1n);
+      expect(tables.schema(`m${t}`)!.columns.map((column) => column.name)).toEqual([
+        'timestamp',
+        's',
+        'id',
+        'v',
+      ]);
+    }
+    const db = new Database(path.join(dir, 'tables.sqlite'), { readonly: true });
+    expect(db.prepare('SELECT count(*) AS n FROM m0').get()).toEqual({ n: rowsPerTable });
+    db.close();
+    // The same request then commits as each table's txn 2.
+    const retried = await c.commitSlices(
+      sourceOf(`${spread(tableCount * rowsPerTable, ',n="x"')}fresh v=1 1\n`),
+    );
+    expect(retried.txns).toHaveLength(tableCount + 1);
+    expect(tables.lastTxn('m0')).toBe(2n);
+    expect(tables.lastTxn('fresh')).toBe(1n);
+  });
+
+  it('leaves nothing of a small request over several tables when one of them fails', async () => {
+    const c = committer();
+    const text = 'a v=1 1\nb v=2 2\nc v=3 3\n';
+    await c.commit(parseIlp(Buffer.from(text), { precision: 'n' }));
+    const original = tables.applyTxn.bind(tables);
+    tables.applyTxn = (table, record) => {
+      if (table === 'c') throw new Error('disk full (injected)');
+      original(table, record);
+    };
+    const adding = 'a w=1,v=1 1\nb w=1,v=2 2\nc w=1,v=3 3\nd w=1,v=4 4\n';
+    const failing = c.commit(parseIlp(Buffer.from(adding), { precision: 'n' }));
+    await expect(failing).rejects.toThrow(/disk full/);
+    tables.applyTxn = original;
+    expect(['a', 'b', 'c', 'd'].map((t) => tables.lastTxn(t))).toEqual([1n, 1n, 1n, 0n]);
+    expect(tables.schema('a')!.columns.map((column) => column.name)).toEqual(['timestamp', 'v']);
+    expect(tables.pendingSummary().map((p) => [p.table, p.count])).toEqual([
+      ['a', 1],
+      ['b', 1],
+      ['c', 1],
+    ]);
   });
 });
 

@@ -147,6 +147,17 @@ function withLine(line: number, fn: () => void): void {
 
 const DESIGNATED = DESIGNATED_TIMESTAMP_COLUMN;
 
+/**
+ * `columns` sorted by schema position, in place. Lines name their columns in the same order as a
+ * rule, so the check that they already are spares most of a thousand small tables a sort each.
+ */
+function inPositionOrder(columns: ColumnBuilder[]): ColumnBuilder[] {
+  for (let i = 1; i < columns.length; i++)
+    if (columns[i - 1]!.position > columns[i]!.position)
+      return columns.sort((a, b) => a.position - b.position);
+  return columns;
+}
+
 /** One table's txn under construction. */
 class TableBuilder {
   readonly table: string;
@@ -221,7 +232,7 @@ class TableBuilder {
 
   private touchColumn(position: number): ColumnBuilder {
     const existing = this.schema!.columns[position]!;
-    const column = new ColumnBuilder({ ...existing, isNew: false, position });
+    const column = new ColumnBuilder({ name: existing.name, type: existing.type, isNew: false, position });
     this.touched.push(column);
     return column;
   }
@@ -252,7 +263,7 @@ class TableBuilder {
       nulls: null,
       data: { type: 'timestamp', values: trimmed(this.timestamps, rowCount) },
     };
-    const existing = this.touched.sort((a, b) => a.position - b.position);
+    const existing = inPositionOrder(this.touched);
     const columns = [
       timestamp,
       ...existing.map((c) => c.finish(rowCount)),

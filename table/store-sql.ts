@@ -62,11 +62,15 @@ export function columnDefinition(column: ColumnSchema): string {
 
 /**
  * The DDL creating a user table: a rowid table named as the user spelled it (so `SELECT * FROM
- * trades` works) with only the designated timestamp column; other columns are added by ALTER.
+ * trades` works) with the designated timestamp column first, then `columns` (nullable), in one
+ * statement. Columns a later txn brings are added by ALTER TABLE ADD COLUMN, which stores the very
+ * DDL text this function writes for the same columns (SQLite splices the definition in before the
+ * closing parenthesis), so a table reads the same however its columns came.
  */
-export function createTableSql(name: string): string {
+export function createTableSql(name: string, columns: readonly ColumnSchema[] = []): string {
   const timestamp = `${quoteIdentifier(DESIGNATED_TIMESTAMP_COLUMN)} ${SQL_DECLARED_TYPES.timestamp} NOT NULL`;
-  return `CREATE TABLE ${quoteIdentifier(name)} (${timestamp})`;
+  const definitions = [timestamp, ...columns.map(columnDefinition)];
+  return `CREATE TABLE ${quoteIdentifier(name)} (${definitions.join(', ')})`;
 }
 
 /** What a caller should do about an SQLite result code (SQLite's codes: https://sqlite.org/rescode.html). */

@@ -327,6 +327,67 @@ describe('applyTxn: schema evolution and checks', () => {
     ]);
   });
 
+  it('creates a new table with all its first columns at once, as if they had been added one by one', () => {
+    // Issue 15: a table is created with every column of its first txn in one CREATE TABLE (an
+    // ALTER TABLE re-reads the whole schema); the result must not differ from adding them later.
+    const store = open();
+    const extra = (rows: number): ColumnData[] => [
+      column('S', { type: 'symbol', values: Array.from({ length: rows }, (_, i) => `s${i}`) }),
+      column('n', { type: 'long', values: BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)) }),
+      column('ok', { type: 'boolean', values: Uint8Array.from({ length: rows }, (_, i) => i % 2) }),
+    ];
+    store.applyTxn('at_once', simple(1n, 2, extra(2)));
+    store.applyTxn('one_by_one', record(1n, [timestamps(T0)]));
+    store.applyTxn('one_by_one', simple(2n, 2));
+    const [symbol, long, boolean] = extra(2);
+    store.applyTxn('one_by_one', simple(3n, 2, [symbol!]));
+    store.applyTxn('one_by_one', simple(4n, 2, [symbol!, long!]));
+    store.applyTxn('one_by_one', simple(5n, 2, [symbol!, long!, boolean!]));
+    const expected = [
+      { name: 'timestamp', type: 'timestamp' },
+      { name: 'v', type: 'double' },
+      { name: 'S', type: 'symbol' },
+      { name: 'n', type: 'long' },
+      { name: 'ok', type: 'boolean' },
+    ];
+    expect(store.schema('at_once')!.columns).toEqual(expected);
+    expect(store.schema('one_by_one')!.columns).toEqual(expected);
+    const ddl = (table: string) =>
+      (query(`SELECT sql FROM sqlite_master WHERE name = '${table}'`)[0]!.sql as string).replace(table, 'T');
+    expect(ddl('at_once')).toBe(ddl('one_by_one'));
+    const info = (table: string) => query(`SELECT * FROM pragma_table_xinfo('${table}')`);
+    expect(info('at_once')).toEqual(info('one_by_one'));
+    const metadata = (table: string) =>
+      query(
+        `SELECT "column", type, position FROM _walship_columns WHERE "table" = '${table}' ORDER BY position`,
+      );
+    expect(metadata('at_once')).toEqual(metadata('one_by_one'));
+    expect(query('SELECT S, n, ok FROM at_once ORDER BY rowid')).toEqual([
+      { S: 's0', n: 0n, ok: 0n },
+      { S: 's1', n: 1n, ok: 1n },
+    ]);
+    // The same store, reopened, reads the same schema from its metadata.
+    store.close();
+    expect(open().schema('at_once')!.columns).toEqual(expected);
+  });
+
+  it('adds columns to a table a txn created with several, in a later txn', () => {
+    const store = open();
+    store.applyTxn('t', simple(1n, 1, [column('a', { type: 'string', values: ['x'] })]));
+    store.applyTxn(
+      't',
+      simple(2n, 1, [
+        column('b', { type: 'long', values: BigInt64Array.from([5n]) }),
+        column('a', { type: 'string', values: ['y'] }),
+      ]),
+    );
+    expect(store.schema('t')!.columns.map((c) => c.name)).toEqual(['timestamp', 'v', 'a', 'b']);
+    expect(query('SELECT a, b FROM t ORDER BY rowid')).toEqual([
+      { a: 'x', b: null },
+      { a: 'y', b: 5n },
+    ]);
+  });
+
   it('refuses a column of another type with TYPE_CONFLICT (kind data) and writes nothing', () => {
     const store = open();
     store.applyTxn('t', simple(1n));
@@ -585,6 +646,29 @@ describe('persistence and other connections', () => {
       expect(errorOf(write)).toMatchObject({ code: 'READ_ONLY', kind: 'invalid' });
     }
     expect(writer.lastTxn('t')).toBe(2n);
+  });
+
+  it('batchReads checks for other connections’ commits once, at its start', () => {
+    const writer = open();
+    writer.applyTxn('t', simple(1n));
+    const reader = open();
+    expect(reader.lastTxn('t')).toBe(1n);
+    const seen = reader.batchReads(() => {
+      const before = reader.lastTxn('t');
+      writer.applyTxn('t', simple(2n));
+      // Inside the batch the cache is not checked again: the other connection's commit is unseen…
+      return [before, reader.lastTxn('t'), reader.batchReads(() => reader.lastTxn('t'))];
+    });
+    expect(seen).toEqual([1n, 1n, 1n]);
+    // …and seen again once it returns, as is a commit from before a batch starts.
+    expect(reader.lastTxn('t')).toBe(2n);
+    writer.applyTxn('t', simple(3n));
+    expect(reader.batchReads(() => reader.lastTxn('t'))).toBe(3n);
+    // A transaction inside a batch checks at its start, as always.
+    reader.batchReads(() => {
+      writer.applyTxn('t', simple(4n));
+      reader.transaction(() => expect(reader.lastTxn('t')).toBe(4n));
+    });
   });
 
   it('a second writable store sees the first one’s commits through its cache', () => {

@@ -43,8 +43,23 @@ export type { PendingTxn } from './table-state.js';
 /** How long a statement waits for another connection's lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5_000;
 
-/** Prepared INSERTs kept per store (one per table and column set); the oldest goes beyond this. */
-const MAX_CACHED_INSERTS = 512;
+/**
+ * WAL pages (4 KiB) past which a commit checkpoints them into the database file (SQLite's
+ * `wal_autocheckpoint`; its default is 1 000, ~4 MiB). Each table a commit writes to dirties at
+ * least a page of its own, so with SQLite's default a request over a thousand tables checkpointed
+ * at every commit, writing and syncing every page twice (issue 15: the COMMIT took 2–3× as long).
+ * 8 192 (~32 MiB) checkpoints such writes every few requests, a page written by several of them
+ * once. What a commit makes durable is unchanged: the WAL is synced at every commit
+ * (`synchronous=FULL`); the WAL file grows to about this size plus one commit and is reused.
+ */
+const WAL_AUTOCHECKPOINT_PAGES = 8_192;
+
+/**
+ * Prepared INSERTs kept per store (one per table and column set), the least recently used going
+ * beyond this. Preparing one costs several µs and each holds ~2 KiB, so 4096 (~8 MiB) keeps a
+ * request that writes a few columns to each of a thousand tables from preparing anything.
+ */
+const MAX_CACHED_INSERTS = 4096;
 
 export interface TableStoreOptions {
   /** Open an existing store without write access (default false). */
@@ -113,6 +128,8 @@ export class TableStore {
   /** Folded names of the tables the current transaction changed: evicted if it rolls back. */
   private readonly dirty = new Set<string>();
   private inTransaction = false;
+  /** Inside `batchReads`: the cache was checked against other connections at its start. */
+  private inReadBatch = false;
   private dataVersion = -1;
   private closed = false;
 
@@ -235,7 +252,7 @@ export class TableStore {
     const plan = planColumns(table, state, record);
     const ready = this.ensureColumns(table, state, plan);
     this.markDirty(ready);
-    const name = JSON.stringify(ready.schema.name);
+    const name = ready.schema.name;
     if (record.rowCount > 0) {
       const insert = this.insertStatement(
         `${ready.schema.key}\u0000${plan.names.join('\u0000')}`,
@@ -246,15 +263,17 @@ export class TableStore {
       for (let from = 0; from < record.rowCount; from += step) {
         const to = Math.min(record.rowCount, from + step);
         this.checkOpen();
-        this.guard(`insert rows ${from}..${to - 1} of txn ${record.txn} into table ${name}`, () =>
-          insertRows(insert, record.columns, to, from),
+        this.guard(
+          () => `insert rows ${from}..${to - 1} of txn ${record.txn} into table ${JSON.stringify(name)}`,
+          () => insertRows(insert, record.columns, to, from),
         );
         if (to < record.rowCount) await options.pause();
       }
     }
     this.checkOpen();
-    this.guard(`advance table ${name} to txn ${record.txn}`, () =>
-      this.sql.setLastTxn.run(record.txn, ready.schema.key),
+    this.guard(
+      () => `advance table ${JSON.stringify(name)} to txn ${record.txn}`,
+      () => this.sql.setLastTxn.run(record.txn, ready.schema.key),
     );
     ready.lastTxn = record.txn;
   }
@@ -274,6 +293,27 @@ export class TableStore {
     for (const folded of this.dirty) this.cache.evict(folded);
     if (this.dirty.size > 0) this.inserts.clear();
     this.dirty.clear();
+  }
+
+  /**
+   * Runs the synchronous `fn`, whose reads of schemas and watermarks (`schema`, `lastTxn`,
+   * `uploadedTxn`, …) use the cache as checked against other connections' commits once, when it
+   * starts, rather than at every read: a caller that reads a thousand tables' schemas in one step
+   * (the committer building a request) checks once, not a thousand times (each check is a
+   * `PRAGMA data_version`, a few µs). A commit by another connection while `fn` runs may then go
+   * unseen until `fn` returns; a transaction inside `fn` still checks at its start. Nested calls
+   * join the outer one.
+   */
+  batchReads<T>(fn: () => T): T {
+    if (this.inReadBatch) return fn();
+    this.checkOpen();
+    this.refreshCacheIfChanged();
+    this.inReadBatch = true;
+    try {
+      return fn();
+    } finally {
+      this.inReadBatch = false;
+    }
   }
 
   /** The schema of `table` (case-insensitive), or undefined for an unknown table. */
@@ -352,46 +392,56 @@ export class TableStore {
       const plan = planColumns(table, state, record);
       const ready = this.ensureColumns(table, state, plan);
       this.insertRecord(ready, plan, record);
-      this.guard(`advance table ${JSON.stringify(ready.schema.name)} to txn ${record.txn}`, () =>
-        this.sql.setLastTxn.run(record.txn, ready.schema.key),
+      this.guard(
+        () => `advance table ${JSON.stringify(ready.schema.name)} to txn ${record.txn}`,
+        () => this.sql.setLastTxn.run(record.txn, ready.schema.key),
       );
       this.markDirty(ready);
       ready.lastTxn = record.txn;
     });
   }
 
-  /** Creates the table if needed and adds the plan's new columns, keeping cache and metadata in step. */
+  /**
+   * Creates the table if needed and adds the plan's new columns, keeping cache and metadata in step.
+   * A new table gets all of them in its CREATE TABLE: each ALTER TABLE makes SQLite re-read the
+   * whole database schema, so adding a new table's columns one by one cost time in proportion to
+   * every table's columns (issue 15: 54 % of the primary's time while 1 000 tables were created).
+   */
   private ensureColumns(table: string, state: TableState | undefined, plan: ColumnPlan): TableState {
-    let current = state;
-    if (current === undefined) current = this.createTable(table);
-    if (plan.added.length === 0) return current;
-    const name = current.schema.name;
+    if (state === undefined) return this.createTable(table, plan.added);
+    if (plan.added.length === 0) return state;
+    const name = state.schema.name;
     this.guard(`add columns to table ${JSON.stringify(name)}`, () => {
-      let position = current.schema.columns.length;
+      let position = state.schema.columns.length;
       for (const column of plan.added) {
         this.db.exec(`ALTER TABLE ${quoteIdentifier(name)} ADD COLUMN ${columnDefinition(column)}`);
         this.sql.insertColumn.run(name, column.name, column.type, position++);
       }
     });
-    this.markDirty(current);
-    return this.cache.replaceSchema(current, applyPlan(current.schema, plan));
+    this.markDirty(state);
+    return this.cache.replaceSchema(state, applyPlan(state.schema, plan));
   }
 
-  private createTable(table: string): TableState {
+  /** Creates `table` with the designated timestamp, then `added` (a plan's new columns, in order). */
+  private createTable(table: string, added: readonly ColumnSchema[]): TableState {
     try {
       validateTableName(table);
     } catch (error) {
       throw asDataError(error);
     }
     const key = tableKey(table);
-    this.guard(`create table ${JSON.stringify(table)}`, () => {
-      this.db.exec(createTableSql(table));
-      this.sql.insertTable.run(table, key, Math.floor(this.clock.wallMs()));
-      this.sql.insertColumn.run(table, DESIGNATED_TIMESTAMP_COLUMN, 'timestamp', 0);
-    });
     const designated: ColumnSchema = { name: DESIGNATED_TIMESTAMP_COLUMN, type: 'timestamp' };
+    const columns = [designated, ...added];
+    this.guard(`create table ${JSON.stringify(table)}`, () => {
+      this.db.exec(createTableSql(table, added));
+      this.sql.insertTable.run(table, key, Math.floor(this.clock.wallMs()));
+      for (let position = 0; position < columns.length; position++) {
+        const column = columns[position]!;
+        this.sql.insertColumn.run(table, column.name, column.type, position);
+      }
+    });
     const state = this.cache.put(table.toLowerCase(), {
-      schema: freezeSchema({ name: table, key, columns: [designated] }),
+      schema: freezeSchema({ name: table, key, columns }),
       lastTxn: 0n,
       uploadedTxn: 0n,
     });
@@ -403,7 +453,8 @@ export class TableStore {
     if (record.rowCount === 0) return;
     const names = plan.names;
     const cacheKey = `${state.schema.key}\u0000${names.join('\u0000')}`;
-    const doing = `insert ${record.rowCount} rows of txn ${record.txn} into table ${JSON.stringify(state.schema.name)}`;
+    const doing = () =>
+      `insert ${record.rowCount} rows of txn ${record.txn} into table ${JSON.stringify(state.schema.name)}`;
     this.guard(doing, () =>
       insertRows(this.insertStatement(cacheKey, state.schema.name, names), record.columns, record.rowCount),
     );
@@ -411,7 +462,12 @@ export class TableStore {
 
   private insertStatement(cacheKey: string, table: string, names: readonly string[]): Database.Statement {
     let statement = this.inserts.get(cacheKey);
-    if (statement !== undefined) return statement;
+    if (statement !== undefined) {
+      // Moved to the end of the Map's order: the eviction below takes the least recently used.
+      this.inserts.delete(cacheKey);
+      this.inserts.set(cacheKey, statement);
+      return statement;
+    }
     const columns = names.map(quoteIdentifier).join(', ');
     const params = names.map(() => '?').join(', ');
     statement = this.db.prepare(`INSERT INTO ${quoteIdentifier(table)} (${columns}) VALUES (${params})`);
@@ -436,8 +492,9 @@ export class TableStore {
           { details: { table: state.schema.name, txn, lastTxn: state.lastTxn } },
         );
       }
-      this.guard(`queue txn ${txn} of table ${JSON.stringify(state.schema.name)}`, () =>
-        this.sql.enqueue.run(state.schema.name, txn, bytes),
+      this.guard(
+        () => `queue txn ${txn} of table ${JSON.stringify(state.schema.name)}`,
+        () => this.sql.enqueue.run(state.schema.name, txn, bytes),
       );
     });
   }
@@ -691,10 +748,11 @@ export class TableStore {
 
   /**
    * Another connection may have committed since we last looked: then forget everything. Inside our
-   * own transaction nobody else can (BEGIN IMMEDIATE holds the write lock), so only its start checks.
+   * own transaction nobody else can (BEGIN IMMEDIATE holds the write lock), so only its start
+   * checks; inside `batchReads` only its start checks, as its caller asked.
    */
   private refreshCacheIfChanged(atBegin = false): void {
-    if (this.inTransaction && !atBegin) return;
+    if ((this.inTransaction || this.inReadBatch) && !atBegin) return;
     const version = this.guard('read the data version', () => this.sql.dataVersion.get() as number);
     if (version !== this.dataVersion) {
       this.cache.clear();
@@ -720,12 +778,16 @@ export class TableStore {
     }
   }
 
-  /** Runs `fn`, turning an SQLite error into a WalshipError that says what was being done. */
-  private guard<T>(doing: string, fn: () => T): T {
+  /**
+   * Runs `fn`, turning an SQLite error into a WalshipError that says what was being done. `doing`
+   * may be a function, called only on failure: the per-txn steps of a request over a thousand
+   * tables would otherwise format thousands of messages that are never read.
+   */
+  private guard<T>(doing: string | (() => string), fn: () => T): T {
     try {
       return fn();
     } catch (error) {
-      throw storageError(error, doing);
+      throw storageError(error, typeof doing === 'string' ? doing : doing());
     }
   }
 }
@@ -740,6 +802,7 @@ function configure(db: Database.Database, readonly: boolean, synchronous: 'FULL'
     return;
   }
   const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
   if (mode !== 'wal' && mode !== 'memory') {
     throw new WalshipError(
       'STORAGE_FAILED',

@@ -42,7 +42,8 @@ export class ByteWriter {
   }
 
   private claim(bytes: number): number {
-    assert(this.reserve(bytes), `ByteWriter: ${bytes} more bytes would pass ${this.maxBytes}`);
+    // The message is made only for a failure: this runs for every field written.
+    if (!this.reserve(bytes)) assert(false, `ByteWriter: ${bytes} more bytes would pass ${this.maxBytes}`);
     const at = this.length;
     this.length += bytes;
     return at;
@@ -101,6 +102,16 @@ export class ByteWriter {
   /** Direct access to the bytes written so far, for in-place fills (bit packing, zeroing slots). */
   get bytesView(): Uint8Array {
     return this.buffer.subarray(0, this.length);
+  }
+
+  /** The bytes the buffer holds before it has to grow. */
+  get capacityBytes(): number {
+    return this.buffer.length;
+  }
+
+  /** Forgets everything written, keeping the buffer: the next byte goes at offset 0. */
+  reset(): void {
+    this.length = 0;
   }
 
   /** A copy of the bytes written so far, in a buffer of exactly that length. */

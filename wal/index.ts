@@ -16,7 +16,7 @@ export {
 export { DEFAULT_SEGMENT_LIMITS, type SegmentLimits } from './limits.js';
 export { isNull, nullBitmapBytes, setBit as setNull } from './null-bitmap.js';
 export { decodeTxnRecord } from './record-decoder.js';
-export { encodeTxnRecord, encodeTxnRecordInSlices } from './record-encoder.js';
+export { encodeTxnRecord, encodeTxnRecordInSlices, TxnRecordEncoder } from './record-encoder.js';
 export { type SealSegmentInput, sealSegment } from './seal-segment.js';
 export type { SegmentIdentity } from './segment-assembler.js';
 export { type DecodedSegment, decodeSegment } from './segment-decoder.js';

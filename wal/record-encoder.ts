@@ -114,6 +114,45 @@ export function encodeTxnRecord(txn: TxnRecord, limits?: Partial<SegmentLimits>)
   return writer.toBytes();
 }
 
+/** A TxnRecordEncoder keeps its scratch buffer between records up to this size, 1 MiB. */
+const SCRATCH_KEPT_BYTES = 1024 * 1024;
+
+/**
+ * `encodeTxnRecord` for many records in a row (one per table of a request spread over many
+ * tables): the same bytes and errors, each record on its own under the limits, but the records are
+ * written in one reused scratch buffer and column names are encoded once, so a small record costs
+ * one allocation (its copy) instead of a 4 KiB buffer, its copy and a name per column (issue 15:
+ * half of the encoding time of a thousand 10-row records). A buffer grown past SCRATCH_KEPT_BYTES
+ * by a large record is dropped after it.
+ */
+export class TxnRecordEncoder {
+  readonly #limits: SegmentLimits;
+  readonly #nameBytes = new Map<string, Uint8Array>();
+  #writer: ByteWriter;
+
+  constructor(limits?: Partial<SegmentLimits>) {
+    this.#limits = resolveLimits(limits);
+    this.#writer = new ByteWriter(this.#limits.maxRawBodyBytes, 4096);
+  }
+
+  /** The bytes encodeTxnRecord(txn) returns, in a buffer of their own; throws as it does. */
+  encode(txn: TxnRecord): Uint8Array {
+    const writer = this.#writer;
+    writer.reset();
+    try {
+      appendTxnRecord(writer, txn, {
+        limits: this.#limits,
+        tally: new SegmentTally(this.#limits),
+        nameBytes: this.#nameBytes,
+      });
+      return writer.toBytes();
+    } finally {
+      if (writer.capacityBytes > SCRATCH_KEPT_BYTES)
+        this.#writer = new ByteWriter(this.#limits.maxRawBodyBytes, 4096);
+    }
+  }
+}
+
 /**
  * `encodeTxnRecord` that frees the event loop while it works: `pause` is awaited between steps of
  * appendTxnRecordSteps, so a record of a million rows never holds the loop for more than one

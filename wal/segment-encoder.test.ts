@@ -11,6 +11,7 @@ import {
   type SegmentLimits,
   sealSegment,
   type TxnRecord,
+  TxnRecordEncoder,
 } from './index.js';
 import { resolveLimits } from './limits.js';
 
@@ -383,6 +384,43 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
+
+describe('TxnRecordEncoder', () => {
+  test('writes the bytes encodeTxnRecord writes, record after record, in buffers of their own', () => {
+    const big = 200_000; // 1.6 MiB of longs: grows the scratch buffer past what it keeps
+    const records = [
+      txn(1n, [longColumn('timestamp', [1n, 2n]), longColumn('a', [3n, 4n])]),
+      txn(2n, [longColumn('timestamp', [5n]), longColumn('é', [6n]), longColumn('a', [7n])]),
+      txn(3n, [
+        longColumn(
+          'timestamp',
+          Array.from({ length: big }, (_, i) => BigInt(i)),
+        ),
+      ]),
+      txn(4n, [longColumn('timestamp', [8n, 9n, 10n])]),
+      { txn: 5n, commitTimeUs: 0n, kind: 'fence' as const, rowCount: 0, columns: [] },
+    ];
+    const encoder = new TxnRecordEncoder();
+    const encoded = records.map((record) => encoder.encode(record));
+    expect(encoded).toEqual(records.map((record) => encodeTxnRecord(record)));
+    // Later records did not overwrite earlier ones: each owns its buffer.
+    expect(encoded[0]).toEqual(encodeTxnRecord(records[0]!));
+    expect(new Set(encoded.map((bytes) => bytes.buffer)).size).toBe(records.length);
+  });
+
+  test('applies the limits to each record on its own and goes on after a refused one', () => {
+    const limits = { maxRowsPerRecord: 2 };
+    const encoder = new TxnRecordEncoder(limits);
+    const ok = txn(1n, [longColumn('timestamp', [1n, 2n])]);
+    const encode = (record: TxnRecord) => () => encoder.encode(record);
+    // Two records of two rows each: within a per-record limit of 2 rows, whatever came before.
+    expect(encoder.encode(ok)).toEqual(encodeTxnRecord(ok, limits));
+    expect(encode(txn(2n, [longColumn('timestamp', [1n, 2n, 3n])]))).toThrow(
+      /rowCount 3 is not an integer in 0\.\.2/,
+    );
+    expect(encoder.encode(ok)).toEqual(encodeTxnRecord(ok, limits));
+  });
+});
 
 describe('encodeTxnRecordInSlices', () => {
   test('writes the bytes encodeTxnRecord writes, pausing inside long columns', async () => {

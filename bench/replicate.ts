@@ -54,7 +54,7 @@ import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
 import { rawInsertMs } from './baselines.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
-import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
+import { type BenchRow, type BenchSuiteResult, percentile, scaleFromEnv } from './report.js';
 import { withBenchRgw } from './rgw.js';
 import {
   encodeTradeRow,
@@ -64,17 +64,6 @@ import {
   type Trades,
   timestampUsOf,
 } from './trades.js';
-
-/**
- * `WALSHIP_BENCH_SCALE`: a fraction in (0, 1] that scales rows and durations down for a quick run;
- * NaN when it is not one (benchReplicate refuses to run then; other suites are not concerned).
- */
-function scaleFromEnv(): number {
-  const text = process.env.WALSHIP_BENCH_SCALE;
-  if (text === undefined || text === '') return 1;
-  const value = Number(text);
-  return value > 0 && value <= 1 ? value : Number.NaN;
-}
 
 const SCALE = scaleFromEnv();
 const ROWS_PER_REQUEST = 10_000;

@@ -160,3 +160,14 @@ function cellsOf(line: string): string[] {
     .split(/(?<!\\)\|/)
     .map((cell) => cell.trim());
 }
+
+/**
+ * `WALSHIP_BENCH_SCALE`: a fraction in (0, 1] scaling rows and durations down for a quick run; 1
+ * when unset; NaN when it is not one (a suite that uses it refuses to run then).
+ */
+export function scaleFromEnv(): number {
+  const text = process.env.WALSHIP_BENCH_SCALE;
+  if (text === undefined || text === '') return 1;
+  const value = Number(text);
+  return value > 0 && value <= 1 ? value : Number.NaN;
+}

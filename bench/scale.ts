@@ -49,17 +49,9 @@ import { FOLLOWER_LIMITS, type ReplicaNode, type ReplicaSettings } from '../repl
 import { SQL_DECLARED_TYPES, type TableKey, tableKey } from '../table/index.js';
 import { startTestReplica } from '../tests/helpers/test-replica.js';
 import { openRawDb } from './baselines.js';
-import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
+import { type BenchRow, type BenchSuiteResult, percentile, scaleFromEnv } from './report.js';
 import { withBenchRgw } from './rgw.js';
 import { generateTrades, TRADE_SYMBOLS, type Trades, timestampUsOf } from './trades.js';
-
-/** A fraction in (0, 1] scaling rows and the idle window down for a quick run; NaN when it is not one. */
-function scaleFromEnv(): number {
-  const text = process.env.WALSHIP_BENCH_SCALE;
-  if (text === undefined || text === '') return 1;
-  const value = Number(text);
-  return value > 0 && value <= 1 ? value : Number.NaN;
-}
 
 const SCALE = scaleFromEnv();
 const ROWS_PER_REQUEST = 10_000;

@@ -10,6 +10,7 @@ export {
   type HttpAnswerCodeSpec,
   isErrorCode,
 } from './error-codes.js';
+export { fileExists } from './files.js';
 export { AuthFailureLimiter, createHttpAuthenticator, type HttpAuth } from './http-auth.js';
 export {
   type HttpHandler,

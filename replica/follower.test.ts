@@ -214,6 +214,24 @@ function recording(inner: ObjectStore): ObjectStore & { requests: Request[]; fol
   return wrapper;
 }
 
+/**
+ * `inner` with `overrides` in place of some of its methods. Each method is bound: a MemoryStore's
+ * live on its prototype, which a spread would drop.
+ */
+function overriding(inner: ObjectStore, overrides: Partial<ObjectStore>): ObjectStore {
+  return {
+    description: inner.description,
+    get: (key, options) => inner.get(key, options),
+    head: (key) => inner.head(key),
+    put: (key, body, options) => inner.put(key, body, options),
+    list: (prefix, options) => inner.list(prefix, options),
+    delete: (key) => inner.delete(key),
+    deleteMany: (keys) => inner.deleteMany(keys),
+    close: () => inner.close(),
+    ...overrides,
+  };
+}
+
 function follow(
   store: ObjectStore & { follower?: Follower },
   tables: TableStore,
@@ -860,15 +878,7 @@ describe('Follower: a gap one listing shows is confirmed before a table is suspe
 
   /** A store whose listings of `t`'s segments hold `phantom` too, an object no GET or HEAD finds. */
   function withPhantom(inner: ObjectStore, phantom: string): ObjectStore {
-    return {
-      ...inner,
-      description: inner.description,
-      get: (key, options) => inner.get(key, options),
-      head: (key) => inner.head(key),
-      put: (key, body, options) => inner.put(key, body, options),
-      delete: (key) => inner.delete(key),
-      deleteMany: (keys) => inner.deleteMany(keys),
-      close: () => inner.close(),
+    return overriding(inner, {
       async list(prefix, options) {
         const page = await inner.list(prefix, options);
         const after = options?.startAfter ?? '';
@@ -879,7 +889,7 @@ describe('Follower: a gap one listing shows is confirmed before a table is suspe
         );
         return { objects: objects.slice(0, options?.limit ?? 1000) };
       },
-    };
+    });
   }
 
   it.each([0, 1])(
@@ -1100,22 +1110,16 @@ describe('Follower: a segment followed by a confirmed hole is never applied (iss
     // The first listing of t's segments also shows wal/9, which is not there: 1..3 seems followed by a hole.
     const phantom = { key: segmentKey(tableKey('t'), 9n), sizeBytes: 1, etag: 'phantom', modifiedAtMs: 0 };
     let phantomShown = false;
-    const store = recording({
-      ...inner,
-      description: inner.description,
-      get: (key, options) => inner.get(key, options),
-      head: (key) => inner.head(key),
-      put: (key, body, options) => inner.put(key, body, options),
-      delete: (key) => inner.delete(key),
-      deleteMany: (keys) => inner.deleteMany(keys),
-      close: () => inner.close(),
-      async list(prefix, options) {
-        const page = await inner.list(prefix, options);
-        if (phantomShown || prefix !== 'tables/t/wal/') return page;
-        phantomShown = true;
-        return { objects: [...page.objects, phantom] };
-      },
-    });
+    const store = recording(
+      overriding(inner, {
+        async list(prefix, options) {
+          const page = await inner.list(prefix, options);
+          if (phantomShown || prefix !== 'tables/t/wal/') return page;
+          phantomShown = true;
+          return { objects: [...page.objects, phantom] };
+        },
+      }),
+    );
     const tables = openTables();
     const appliedAt: { txn: bigint; requests: number }[] = [];
     const { follower } = follow(store, tables, {
@@ -1183,15 +1187,7 @@ describe('Follower: the cost of many tables does not grow with the polls (issue 
       release = resolve;
     });
     let discoveries = 0;
-    const store: ObjectStore = {
-      ...inner,
-      description: inner.description,
-      get: (key, options) => inner.get(key, options),
-      head: (key) => inner.head(key),
-      put: (key, body, options) => inner.put(key, body, options),
-      delete: (key) => inner.delete(key),
-      deleteMany: (keys) => inner.deleteMany(keys),
-      close: () => inner.close(),
+    const store = overriding(inner, {
       async list(prefix, options) {
         if (prefix === 'tables/' && options?.startAfter === undefined && options?.token === undefined) {
           discoveries++;
@@ -1199,7 +1195,7 @@ describe('Follower: the cost of many tables does not grow with the polls (issue 
         }
         return inner.list(prefix, options);
       },
-    };
+    });
     const tables = openTables();
     const { follower } = follow(store, tables);
     await waitFor(() => follower.appliedTxn('a') === 1n, 'a applied while the sweep waits');
@@ -1238,15 +1234,7 @@ describe('Follower: the cost of many tables does not grow with the polls (issue 
     await putHead(inner, { a: 1n });
     const aborted: string[] = [];
     let hanging = 0;
-    const store: ObjectStore = {
-      ...inner,
-      description: inner.description,
-      head: (key) => inner.head(key),
-      put: (key, body, options) => inner.put(key, body, options),
-      list: (prefix, options) => inner.list(prefix, options),
-      delete: (key) => inner.delete(key),
-      deleteMany: (keys) => inner.deleteMany(keys),
-      close: () => inner.close(),
+    const store = overriding(inner, {
       get(key, options?: GetOptions) {
         if (!key.endsWith('.seg')) return inner.get(key, options);
         hanging++;
@@ -1258,7 +1246,7 @@ describe('Follower: the cost of many tables does not grow with the polls (issue 
           });
         });
       },
-    };
+    });
     const tables = openTables();
     const { follower } = follow(store, tables);
     await waitFor(() => hanging > 0, 'a segment GET in flight');

@@ -8,6 +8,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import {
   assert,
   type Clock,
+  fileExists,
   InvalidArgumentError,
   isoTime,
   isWalshipError,
@@ -319,7 +320,7 @@ async function decompress(
 
 async function refuseExistingTarget(destFile: string): Promise<void> {
   for (const file of [destFile, `${destFile}-wal`, `${destFile}-shm`, `${destFile}-journal`]) {
-    if (await exists(file)) {
+    if (await fileExists(file)) {
       throw new InvalidArgumentError(
         `cannot restore a snapshot into ${JSON.stringify(destFile)}: ${JSON.stringify(file)} exists (restore only into an empty data dir)`,
       );
@@ -445,16 +446,6 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   while (written < bytes.byteLength) {
     const result = await handle.write(bytes, written, bytes.byteLength - written);
     written += result.bytesWritten;
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
   }
 }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isWalshipError } from '../core/index.js';
+import { childProcesses } from '../tests/helpers/child-processes.js';
 import type { ColumnData, TxnRecord } from '../wal/index.js';
 import { tableKey } from './names.js';
 import { createSnapshotImage, restoreSnapshotImage, type SnapshotTable } from './snapshot-image.js';
@@ -171,23 +172,7 @@ function sizeableStore(megabytes: number): TableStore {
 }
 
 /** Pids of this process's children that run the snapshot image host (Linux /proc). */
-function imageHosts(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // stat: "pid (comm) state ppid …"; comm may hold spaces, so split after its closing parenthesis.
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== process.pid) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('snapshot-image-host'))
-        pids.push(Number(entry));
-    } catch {
-      // The process ended between the listing and the read.
-    }
-  }
-  return pids;
-}
+const imageHosts = () => childProcesses('snapshot-image-host');
 
 /** Calls `look` every 2 ms until it returns true; a timer, so it runs only while the event loop is free. */
 function whenever(look: () => boolean): Promise<void> {

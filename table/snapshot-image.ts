@@ -1,9 +1,9 @@
 import { fork } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { type ErrorKind, isErrorCode, isWalshipError, WalshipError } from '../core/index.js';
+import { type ErrorKind, fileExists, isErrorCode, isWalshipError, WalshipError } from '../core/index.js';
 import { asTableKey, type TableKey } from './names.js';
 import { STORE_FORMAT_VERSION, storageError } from './store-sql.js';
 
@@ -106,7 +106,7 @@ export async function createSnapshotImage(
   const { signal } = options;
   signal?.throwIfAborted();
   // Refused here, not only by SQLite: the cleanup below must never remove a file it did not make.
-  if (await exists(destFile)) {
+  if (await fileExists(destFile)) {
     throw new WalshipError(
       'INVALID_ARGUMENT',
       'invalid',
@@ -340,14 +340,4 @@ function fail(file: string, check: string, problem: string, cause?: unknown): ne
     `the snapshot image ${JSON.stringify(file)} failed the ${check} check: ${problem}; do not use it (restore another snapshot)`,
     { cause, details: { file, check } },
   );
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
 }

@@ -5,7 +5,7 @@
  * snapshot of a sizeable database ends it: the copy's process is killed, no manifest is written.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,7 @@ import { listAll, MemoryStore, type ObjectStore } from '../objectstore/index.js'
 import type { PrimaryNode } from '../primary/index.js';
 import { ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { TableStore } from '../table/index.js';
+import { childProcesses } from './helpers/child-processes.js';
 import { getJson, startTestPrimary } from './helpers/test-primary.js';
 import { testReplicaSettings } from './helpers/test-replica.js';
 
@@ -196,19 +197,4 @@ function copyInProgress(dataDir: string): boolean {
 }
 
 /** Pids of this process's children that run the snapshot image host (Linux /proc). */
-function imageHosts(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== process.pid) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('snapshot-image-host'))
-        pids.push(Number(entry));
-    } catch {
-      // The process ended between the listing and the read.
-    }
-  }
-  return pids;
-}
+const imageHosts = () => childProcesses('snapshot-image-host');

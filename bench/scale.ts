@@ -545,6 +545,8 @@ async function measureIdle(
   const windowMs = performance.now() - started;
   counter.counting = false;
   const polls = pollsOf() - pollsBefore;
+  // The window's counts, before the sweep below adds its own.
+  const windowCount: IdleCount = { ...counter.count, byKind: new Map(counter.count.byKind) };
   // One sweep, asked for by a read that will not take the idle replica's staleness.
   const tableRequestsBefore = counter.count.tableRequests;
   const sweepCpuBefore = process.cpuUsage();
@@ -557,7 +559,7 @@ async function measureIdle(
   counter.counting = false;
   const sweepCpu = process.cpuUsage(sweepCpuBefore);
   return {
-    count: counter.count,
+    count: windowCount,
     windowMs,
     polls,
     cpuUserMs: cpu.user / 1000,

@@ -95,6 +95,7 @@ export {
 export {
   DISCOVERED_TABLES_MAX,
   discoverTableKeys,
+  segmentPageAfter,
   segmentsAfter,
 } from './store-scan.js';
 export {

@@ -58,17 +58,31 @@ export async function segmentsAfter(
   limit: number,
   signal?: AbortSignal,
 ): Promise<{ key: string; txnFirst: bigint }[]> {
+  return (await segmentPageAfter(store, key, appliedTxn, limit, signal)).segments;
+}
+
+/**
+ * segmentsAfter with whether the page was the last (`complete`: the store gave no next token), so
+ * it names every segment after `appliedTxn` the store held when the LIST was sent.
+ */
+export async function segmentPageAfter(
+  store: ObjectStore,
+  key: TableKey,
+  appliedTxn: bigint,
+  limit: number,
+  signal?: AbortSignal,
+): Promise<{ segments: { key: string; txnFirst: bigint }[]; complete: boolean }> {
   const page = await store.list(segmentPrefix(key), {
     startAfter: segmentKey(key, appliedTxn),
     limit,
     ...(signal === undefined ? {} : { signal }),
   });
-  const found: { key: string; txnFirst: bigint }[] = [];
+  const segments: { key: string; txnFirst: bigint }[] = [];
   for (const object of page.objects) {
     const txnFirst = txnFirstOfSegmentKey(object.key);
     // Only `<20 digits>.seg` keys are segments; anything else under wal/ is ignored.
     if (txnFirst !== undefined && object.key === segmentKey(key, txnFirst))
-      found.push({ key: object.key, txnFirst });
+      segments.push({ key: object.key, txnFirst });
   }
-  return found;
+  return { segments, complete: page.nextToken === undefined };
 }

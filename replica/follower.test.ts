@@ -1177,6 +1177,20 @@ describe('Follower: the cost of many tables does not grow with the polls (issue 
     expect(sweep.length).toBe(names.length + 1);
   });
 
+  it('a table caught up from one last page costs that LIST alone: no empty LIST to confirm it', async () => {
+    const store = recording(new MemoryStore());
+    await putCluster(store);
+    for (let txn = 1n; txn <= 5n; txn++) await putSegment(store, 't', txns(txn, 1));
+    await putHead(store, { t: 5n });
+    const tables = openTables();
+    const { follower } = follow(store, tables);
+    await waitFor(() => follower.appliedTxn('t') === 5n, 't caught up');
+    await waitFor(() => statusOf(follower, 't').sinceCaughtUpMs !== null, 't confirmed');
+    const lists = store.requests.filter((r) => r.op === 'list' && r.key === 'tables/t/wal/');
+    expect(lists).toHaveLength(1);
+    expect(columnValues(tables, 't')).toEqual(valuesThrough(5));
+  });
+
   it('a sweep held up by the store does not hold up applying', async () => {
     const inner = new MemoryStore();
     await putCluster(inner);

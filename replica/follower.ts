@@ -7,6 +7,7 @@ import {
   parseClusterRecord,
   parseHeadHint,
   segmentKey,
+  segmentPageAfter,
   segmentPrefix,
   segmentsAfter,
   txnFirstOfSegmentKey,
@@ -144,6 +145,8 @@ type FetchedSegment = DecodedSegment & { objectBytes: number };
 interface Listing {
   requestAtMs: number;
   listed: { key: string; txnFirst: bigint }[];
+  /** The store gave no next page: `listed` is every segment the store held then. */
+  complete: boolean;
 }
 
 /** What the confirmation of a gap after a txn found (#checkGap). */
@@ -753,14 +756,18 @@ export class Follower implements TableFollower {
   async #followListed(t: FollowedTable, first?: Listing): Promise<void> {
     let prefetched = first;
     while (!this.#stopped && t.suspended === null && !this.#gone(t)) {
-      const { requestAtMs, listed } = prefetched ?? (await this.#listAfter(t, t.appliedTxn));
+      const { requestAtMs, listed, complete } = prefetched ?? (await this.#listAfter(t, t.appliedTxn));
       prefetched = undefined;
       if (this.#gone(t)) return;
-      if (listed.length === 0) {
+      const caughtUp = () => {
         t.confirmedAtMs = requestAtMs;
         if (t.headTxn > t.appliedTxn) t.headTxn = t.appliedTxn; // the hint was ahead of the store
+      };
+      if (listed.length === 0) {
+        caughtUp();
         return;
       }
+      let appliedAll = true;
       // Downloads run at most `downloadConcurrency` segments ahead of the apply, which is strictly in order.
       const ahead = Math.max(1, this.#options.downloadConcurrency);
       const downloads: Promise<FetchedSegment | null>[] = [];
@@ -780,6 +787,7 @@ export class Follower implements TableFollower {
           return;
         }
         if (txnFirst > t.appliedTxn + 1n) {
+          appliedAll = false;
           if (!(await this.#bridgeGap(t, txnFirst, txnFirst))) return;
           break; // the next segment was there: list again from the new watermark
         }
@@ -788,6 +796,7 @@ export class Follower implements TableFollower {
         if (this.#stopped || this.#gone(t)) return;
         const nextListed = listed[index + 1]?.txnFirst;
         if (decoded === null) {
+          appliedAll = false;
           // Listed, yet the GET found nothing: retention deleted it meanwhile, or the listing was stale.
           if (!(await this.#bridgeGap(t, txnFirst, nextListed))) return;
           break;
@@ -795,7 +804,16 @@ export class Follower implements TableFollower {
         const hole = await this.#checkHoleAfter(t, decoded, nextListed);
         if (hole === 'unconfirmed' || this.#stopped || this.#gone(t)) return;
         this.#apply(t, key, decoded);
-        if (hole === 'torn') break; // the listing was torn: list again from the new watermark
+        if (hole === 'torn') {
+          appliedAll = false;
+          break; // the listing was torn: list again from the new watermark
+        }
+      }
+      // Every segment of a last page applied: the store held nothing newer when it was listed, as
+      // an empty LIST would say (one request fewer per catch-up and per streamed segment).
+      if (appliedAll && complete) {
+        caughtUp();
+        return;
       }
     }
   }
@@ -803,14 +821,14 @@ export class Follower implements TableFollower {
   /** One LIST of a batch of `t`'s segment keys after txn `afterTxn`. */
   async #listAfter(t: FollowedTable, afterTxn: bigint): Promise<Listing> {
     const requestAtMs = this.#options.clock.monotonicMs();
-    const listed = await segmentsAfter(
+    const { segments, complete } = await segmentPageAfter(
       this.#options.store,
       t.key,
       afterTxn,
       FOLLOWER_LIMITS.listBatchKeys,
       this.#stopController.signal,
     );
-    return { requestAtMs, listed };
+    return { requestAtMs, listed: segments, complete };
   }
 
   /**

@@ -23,6 +23,7 @@ import { FsStore, MemoryStore, type ObjectStore, S3Store, withFaults } from '../
 import { TableStore } from '../table/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
 import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import { notesTxn } from '../wal/testing/notes-txn.js';
 import { randomTxns } from '../wal/testing/random-txns.js';
 import { publishSnapshot, restoreSnapshot } from './snapshots.js';
 
@@ -342,16 +343,7 @@ describe('a large image', () => {
     const tables = openTables(path.join(dir, 'primary.sqlite'));
     // 12 MB of base64 text compresses to ~9 MB: more than one 8 MiB range.
     const notes = Array.from({ length: 96 }, () => randomBytes(96 * 1024).toString('base64'));
-    const columns: ColumnData[] = [
-      {
-        name: 'timestamp',
-        addedInTxn: false,
-        nulls: null,
-        data: { type: 'timestamp', values: BigInt64Array.from(notes, (_, i) => T0 + BigInt(i)) },
-      },
-      { name: 'note', addedInTxn: false, nulls: null, data: { type: 'string', values: notes } },
-    ];
-    tables.applyTxn('blobs', { txn: 1n, commitTimeUs: T0, kind: 'data', rowCount: notes.length, columns });
+    tables.applyTxn('blobs', notesTxn(1n, notes, T0));
     const store = new MemoryStore();
     const manifest = await publish(store, tables);
     expect(manifest.image.bytes).toBeGreaterThan(8 * 1024 * 1024);

@@ -6,7 +6,8 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isWalshipError } from '../core/index.js';
 import { childProcesses } from '../tests/helpers/child-processes.js';
-import type { ColumnData, TxnRecord } from '../wal/index.js';
+import type { TxnRecord } from '../wal/index.js';
+import { notesTxn } from '../wal/testing/notes-txn.js';
 import { tableKey } from './names.js';
 import { createSnapshotImage, restoreSnapshotImage, type SnapshotTable } from './snapshot-image.js';
 import { TableStore } from './table-store.js';
@@ -34,19 +35,11 @@ function open(file: string, options: Parameters<typeof TableStore.open>[1] = {})
 }
 
 function record(txn: bigint, rows: number, note: string): TxnRecord {
-  const timestamps: ColumnData = {
-    name: 'timestamp',
-    addedInTxn: false,
-    nulls: null,
-    data: { type: 'timestamp', values: BigInt64Array.from({ length: rows }, (_, i) => T0 + BigInt(i)) },
-  };
-  const notes: ColumnData = {
-    name: 'note',
-    addedInTxn: false,
-    nulls: null,
-    data: { type: 'string', values: Array.from({ length: rows }, (_, i) => `${note}-${i}`) },
-  };
-  return { txn, commitTimeUs: T0, kind: 'data', rowCount: rows, columns: [timestamps, notes] };
+  return notesTxn(
+    txn,
+    Array.from({ length: rows }, (_, i) => `${note}-${i}`),
+    T0,
+  );
 }
 
 /** A primary's store: two tables, un-uploaded txns in the pending queue, node facts and a table fact. */
@@ -157,16 +150,7 @@ describe('createSnapshotImage', () => {
 function sizeableStore(megabytes: number): TableStore {
   const store = open('big.sqlite');
   const notes = Array.from({ length: megabytes }, () => randomBytes(768 * 1024).toString('base64'));
-  const columns: ColumnData[] = [
-    {
-      name: 'timestamp',
-      addedInTxn: false,
-      nulls: null,
-      data: { type: 'timestamp', values: BigInt64Array.from(notes, (_, i) => T0 + BigInt(i)) },
-    },
-    { name: 'note', addedInTxn: false, nulls: null, data: { type: 'string', values: notes } },
-  ];
-  store.applyTxn('blobs', { txn: 1n, commitTimeUs: T0, kind: 'data', rowCount: notes.length, columns });
+  store.applyTxn('blobs', notesTxn(1n, notes, T0));
   store.setMeta('node.id', 'node-a');
   return store;
 }

@@ -455,6 +455,15 @@ export class FsStore implements ObjectStore {
     return path.join(this.#root, ...key.split('/'));
   }
 
+  /** True when `dir` or one of its parents below the root is something other than a directory. */
+  async #fileOnPath(dir: string): Promise<boolean> {
+    for (let d = dir; d.startsWith(`${this.#root}${path.sep}`); d = path.dirname(d)) {
+      const stats = await statOrNull(d).catch(() => null);
+      if (stats !== null && !stats.isDirectory()) return true;
+    }
+    return false;
+  }
+
   /** Create the key's directory and its missing parents, durably; again if a delete prunes it meanwhile. */
   async #ensureParentDir(key: string, target: string): Promise<void> {
     const dir = path.dirname(target);
@@ -464,13 +473,16 @@ export class FsStore implements ObjectStore {
         if (firstCreated !== undefined) await fsyncNewDirs(path.dirname(firstCreated), dir);
         return;
       } catch (error) {
-        if (isCode(error, 'ENOTDIR') || isCode(error, 'EEXIST')) {
+        // EEXIST also comes from a race: mkdir found the directory, a delete pruned it
+        // (#pruneEmptyDirs) before mkdir's own check of it. Only a file in the path is the key's fault.
+        if ((isCode(error, 'ENOTDIR') || isCode(error, 'EEXIST')) && (await this.#fileOnPath(dir))) {
           throw new InvalidArgumentError(
             `key ${JSON.stringify(key)} cannot be stored in a filesystem store: a part of it is an existing object`,
           );
         }
         // A directory just created, still empty, was pruned by a delete (#pruneEmptyDirs).
-        if (!isCode(error, 'ENOENT') || attempt >= PUBLISH_ATTEMPTS_MAX) {
+        const raced = isCode(error, 'ENOENT') || isCode(error, 'EEXIST') || isCode(error, 'ENOTDIR');
+        if (!raced || attempt >= PUBLISH_ATTEMPTS_MAX) {
           throw this.#ioError('create directory for', key, error);
         }
       }

@@ -155,7 +155,12 @@ describe('status page over HTTP', () => {
     expect(events[0]?.message).toBe('promoted to primary at epoch 2 (status page test)');
     expect(events[0]!.at).toBeGreaterThanOrEqual(events[1]!.at);
 
-    await waitFor('B has three samples', async () => (await getHistory(b.httpPort)).samples.length >= 3);
+    // Three samples, the newest taken after B's uploads were seen done (one taken just before can
+    // still hold them as pending: samples and /status are read at different moments).
+    await waitFor('B has three samples, the newest with nothing pending', async () => {
+      const { samples } = await getHistory(b.httpPort);
+      return samples.length >= 3 && samples.at(-1)?.pendingTxns === 0;
+    });
     const history = await getHistory(b.httpPort);
     expect(history.intervalMs).toBe(SAMPLE_MS);
     expect(history.events).toEqual(events);

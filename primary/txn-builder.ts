@@ -276,12 +276,17 @@ class TableBuilder {
       rowCount,
       columns,
     };
+    return { table: this.table, record, schemaAfter: this.schemaAfter() };
+  }
+
+  /** The schema after this txn: the table's own (frozen) one when the txn adds no column. */
+  private schemaAfter(): TableSchema {
+    if (this.schema !== undefined && this.added.length === 0) return this.schema;
     const before = this.schema?.columns ?? [{ name: DESIGNATED, type: 'timestamp' as const }];
-    const schemaAfter: TableSchema = {
+    return {
       name: this.table,
       key: this.schema?.key ?? tableKey(this.table),
       columns: [...before, ...this.added.map((c) => ({ name: c.name, type: c.type }))],
     };
-    return { table: this.table, record, schemaAfter };
   }
 }

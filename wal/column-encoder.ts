@@ -20,8 +20,10 @@ export interface ChunkContext {
   rowCount: number;
   /** The effective null bitmap: null when no row is null. */
   nulls: Uint8Array | null;
-  /** "txn 7 column 'price'", prefixed to every message. */
-  where: string;
+  /** Makes "txn 7", which starts every message: called only when one is made. */
+  where: () => string;
+  /** The column's name, in every message after the txn. */
+  column: string;
 }
 
 /**
@@ -70,7 +72,7 @@ export function* encodeColumnChunkSteps(ctx: ChunkContext, data: ColumnValues): 
 }
 
 function invalid(ctx: ChunkContext, message: string): InvalidArgumentError {
-  return new InvalidArgumentError(`${ctx.where}: ${message}`);
+  return new InvalidArgumentError(`${ctx.where()} column '${ctx.column}': ${message}`);
 }
 
 function reserve(ctx: ChunkContext, bytes: number): void {

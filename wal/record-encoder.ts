@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../core/index.js';
 import { ByteWriter } from './byte-writer.js';
 import { checksum } from './checksum.js';
@@ -13,10 +14,12 @@ import {
   RECORD_FIXED_PAYLOAD_BYTES,
 } from './segment-layout.js';
 import { SegmentTally } from './segment-tally.js';
-import { designatedTimestampRange, type TimestampRange } from './timestamp-range.js';
 import { type ColumnData, TXN_KIND_IDS, type TxnRecord } from './txn-record.js';
 
 const textEncoder = new TextEncoder();
+
+/** Makes the "txn N" that starts an error message (see checkTxnFields). */
+type Where = () => string;
 
 /** What encoding one segment's records shares: its limits, running totals, and encoded names. */
 export interface RecordEncodeState {
@@ -33,34 +36,31 @@ export function recordEncodeState(limits: SegmentLimits): RecordEncodeState {
 
 /**
  * Appends one txn record (RFC-0001 §2.4) to `writer`, validating it completely first where that is
- * cheap and value by value otherwise. Returns the record's designated timestamp range. Throws
- * InvalidArgumentError naming the txn (and column and row) of the first problem; `writer` then
- * holds a partial record and must be discarded.
+ * cheap and value by value otherwise. Throws InvalidArgumentError naming the txn (and column and
+ * row) of the first problem; `writer` then holds a partial record and must be discarded. The
+ * record's designated timestamp range is the caller's to compute (designatedTimestampRange), when
+ * it needs it: a segment's header does, a pending record does not.
  */
-export function appendTxnRecord(
-  writer: ByteWriter,
-  txn: TxnRecord,
-  state: RecordEncodeState,
-): TimestampRange | null {
+export function appendTxnRecord(writer: ByteWriter, txn: TxnRecord, state: RecordEncodeState): void {
   const steps = appendTxnRecordSteps(writer, txn, state);
-  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
+  while (steps.next().done !== true);
 }
 
 /**
  * `appendTxnRecord` as steps: the generator pauses (yields) after each column chunk and inside
  * long ones (column-encoder.ts ENCODE_SLICE_ROWS), so a caller can free the event loop between
- * steps while a large record is encoded; it returns what appendTxnRecord returns. The caller runs it
- * to the end before touching `writer` or `state` again.
+ * steps while a large record is encoded. The caller runs it to the end before touching `writer` or
+ * `state` again.
  */
 export function* appendTxnRecordSteps(
   writer: ByteWriter,
   txn: TxnRecord,
   state: RecordEncodeState,
-): Generator<void, TimestampRange | null, void> {
+): Generator<void, void, void> {
   const { limits, tally } = state;
   const where = checkTxnFields(txn, limits);
   const overLimit = tally.addRecord(txn.columns.length, txn.rowCount);
-  if (overLimit !== undefined) throw new InvalidArgumentError(`${where}: ${overLimit}`);
+  if (overLimit !== undefined) throw new InvalidArgumentError(`${where()}: ${overLimit}`);
   const names = txn.columns.map((column, i) => checkColumn(column, i, txn.rowCount, where, state));
   checkUniqueNames(txn.columns, where);
   const nulls = txn.columns.map((column) => effectiveNulls(column, txn.rowCount));
@@ -83,23 +83,17 @@ export function* appendTxnRecordSteps(
     const flags = (column.addedInTxn ? COLUMN_FLAG_ADDED_IN_TXN : 0) | (nulls[i] ? COLUMN_FLAG_HAS_NULLS : 0);
     writer.u8(flags);
   });
+  const ctx: ChunkContext = { writer, limits, tally, rowCount: txn.rowCount, nulls: null, where, column: '' };
   for (let i = 0; i < txn.columns.length; i++) {
     const column = txn.columns[i]!;
-    const ctx: ChunkContext = {
-      writer,
-      limits,
-      tally,
-      rowCount: txn.rowCount,
-      nulls: nulls[i] ?? null,
-      where: `${where} column '${column.name}'`,
-    };
+    ctx.nulls = nulls[i] ?? null;
+    ctx.column = column.name;
     yield* encodeColumnChunkSteps(ctx, column.data);
     yield;
   }
   if (!writer.reserve(4)) throw bodyTooLarge(where, limits);
   writer.patchU32(start, writer.offset - start - 4);
   writer.u32(checksum(writer.bytesView, start, writer.offset));
-  return designatedTimestampRange(txn);
 }
 
 /**
@@ -135,7 +129,7 @@ export class TxnRecordEncoder {
     this.#writer = new ByteWriter(this.#limits.maxRawBodyBytes, 4096);
   }
 
-  /** The bytes encodeTxnRecord(txn) returns, in a buffer of their own; throws as it does. */
+  /** The bytes encodeTxnRecord(txn) returns, a copy no later call touches (see copyOut); throws as it does. */
   encode(txn: TxnRecord): Uint8Array {
     const writer = this.#writer;
     writer.reset();
@@ -145,12 +139,23 @@ export class TxnRecordEncoder {
         tally: new SegmentTally(this.#limits),
         nameBytes: this.#nameBytes,
       });
-      return writer.toBytes();
+      return copyOut(writer.bytesView);
     } finally {
       if (writer.capacityBytes > SCRATCH_KEPT_BYTES)
         this.#writer = new ByteWriter(this.#limits.maxRawBodyBytes, 4096);
     }
   }
+}
+
+/**
+ * A copy of `bytes`, for a small record in Node's shared pool of small buffers (Buffer.allocUnsafe,
+ * filled at once): a fresh ArrayBuffer per record cost a fifth of encoding a 10-row record. The
+ * copy is a plain Uint8Array over its own bytes; its `buffer` may hold other records' bytes too.
+ */
+function copyOut(bytes: Uint8Array): Uint8Array {
+  const pooled = Buffer.allocUnsafe(bytes.length);
+  pooled.set(bytes);
+  return new Uint8Array(pooled.buffer, pooled.byteOffset, pooled.length);
 }
 
 /**
@@ -169,42 +174,47 @@ export async function encodeTxnRecordInSlices(
   return writer.toBytes();
 }
 
-function bodyTooLarge(where: string, limits: SegmentLimits): InvalidArgumentError {
+function bodyTooLarge(where: Where, limits: SegmentLimits): InvalidArgumentError {
   return new InvalidArgumentError(
-    `${where}: segment body would exceed maxRawBodyBytes ${limits.maxRawBodyBytes}`,
+    `${where()}: segment body would exceed maxRawBodyBytes ${limits.maxRawBodyBytes}`,
   );
 }
 
-/** Checks a txn's own fields; returns "txn N" for messages. */
-function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): string {
+/**
+ * Checks a txn's own fields; returns what makes "txn N" for messages. A function, called only when
+ * a message is made: a request spread over a thousand tables encodes a thousand records, and the
+ * number's text would be built for each of them and every column.
+ */
+function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): Where {
   if (txn === null || typeof txn !== 'object') {
     throw new InvalidArgumentError('a txn must be a TxnRecord object');
   }
   if (typeof txn.txn !== 'bigint' || txn.txn < 1n || txn.txn > MAX_I64) {
     throw new InvalidArgumentError(`txn number ${String(txn.txn)} must be a bigint in 1..2^63-1`);
   }
-  const where = `txn ${txn.txn}`;
+  const number = txn.txn;
+  const where = () => `txn ${number}`;
   if (typeof txn.commitTimeUs !== 'bigint' || txn.commitTimeUs < MIN_I64 || txn.commitTimeUs > MAX_I64) {
-    throw new InvalidArgumentError(`${where}: commitTimeUs must be a bigint within int64`);
+    throw new InvalidArgumentError(`${where()}: commitTimeUs must be a bigint within int64`);
   }
   if (txn.kind !== 'data' && txn.kind !== 'fence') {
-    throw new InvalidArgumentError(`${where}: unknown kind '${txn.kind}'`);
+    throw new InvalidArgumentError(`${where()}: unknown kind '${txn.kind}'`);
   }
   if (!Number.isInteger(txn.rowCount) || txn.rowCount < 0 || txn.rowCount > limits.maxRowsPerRecord) {
     throw new InvalidArgumentError(
-      `${where}: rowCount ${txn.rowCount} is not an integer in 0..${limits.maxRowsPerRecord}`,
+      `${where()}: rowCount ${txn.rowCount} is not an integer in 0..${limits.maxRowsPerRecord}`,
     );
   }
   if (!Array.isArray(txn.columns) || txn.columns.length > limits.maxColumnsPerRecord) {
     throw new InvalidArgumentError(
-      `${where}: columns must be an array of at most ${limits.maxColumnsPerRecord}`,
+      `${where()}: columns must be an array of at most ${limits.maxColumnsPerRecord}`,
     );
   }
   if (txn.kind === 'fence' && (txn.rowCount !== 0 || txn.columns.length !== 0)) {
-    throw new InvalidArgumentError(`${where}: a fence has no rows and no columns`);
+    throw new InvalidArgumentError(`${where()}: a fence has no rows and no columns`);
   }
   if (txn.rowCount > 0 && txn.columns.length === 0) {
-    throw new InvalidArgumentError(`${where}: ${txn.rowCount} rows but no columns`);
+    throw new InvalidArgumentError(`${where()}: ${txn.rowCount} rows but no columns`);
   }
   return where;
 }
@@ -214,16 +224,16 @@ function checkColumn(
   column: ColumnData,
   index: number,
   rowCount: number,
-  where: string,
+  where: Where,
   state: RecordEncodeState,
 ) {
   const { limits } = state;
   if (column === null || typeof column !== 'object') {
-    throw new InvalidArgumentError(`${where}: column ${index} is not an object`);
+    throw new InvalidArgumentError(`${where()}: column ${index} is not an object`);
   }
   const { name } = column;
   if (typeof name !== 'string' || !(name as unknown as { isWellFormed(): boolean }).isWellFormed()) {
-    throw new InvalidArgumentError(`${where}: column ${index} name must be a well-formed string`);
+    throw new InvalidArgumentError(`${where()}: column ${index} name must be a well-formed string`);
   }
   let nameBytes = state.nameBytes.get(name);
   if (nameBytes === undefined) {
@@ -232,39 +242,39 @@ function checkColumn(
   }
   if (nameBytes.length < 1 || nameBytes.length > limits.maxNameBytes) {
     throw new InvalidArgumentError(
-      `${where}: column '${name}' name is ${nameBytes.length} UTF-8 bytes, not 1..${limits.maxNameBytes}`,
+      `${where()}: column '${name}' name is ${nameBytes.length} UTF-8 bytes, not 1..${limits.maxNameBytes}`,
     );
   }
   if (typeof column.addedInTxn !== 'boolean') {
-    throw new InvalidArgumentError(`${where}: column '${name}' addedInTxn must be a boolean`);
+    throw new InvalidArgumentError(`${where()}: column '${name}' addedInTxn must be a boolean`);
   }
   if (
     column.data === null ||
     typeof column.data !== 'object' ||
     !Object.hasOwn(COLUMN_TYPE_IDS, column.data.type)
   ) {
-    throw new InvalidArgumentError(`${where}: column '${name}' has an unknown type`);
+    throw new InvalidArgumentError(`${where()}: column '${name}' has an unknown type`);
   }
   const { nulls } = column;
   if (nulls !== null) {
     if (!(nulls instanceof Uint8Array) || nulls.length !== nullBitmapBytes(rowCount)) {
       throw new InvalidArgumentError(
-        `${where}: column '${name}' nulls must be null or a Uint8Array of ${nullBitmapBytes(rowCount)} bytes`,
+        `${where()}: column '${name}' nulls must be null or a Uint8Array of ${nullBitmapBytes(rowCount)} bytes`,
       );
     }
     if (paddingBitsSet(nulls, rowCount)) {
       throw new InvalidArgumentError(
-        `${where}: column '${name}' nulls has bits set past row ${rowCount - 1}`,
+        `${where()}: column '${name}' nulls has bits set past row ${rowCount - 1}`,
       );
     }
   }
   return nameBytes;
 }
 
-function checkUniqueNames(columns: readonly ColumnData[], where: string): void {
+function checkUniqueNames(columns: readonly ColumnData[], where: Where): void {
   const seen = new Set<string>();
   for (const { name } of columns) {
-    if (seen.has(name)) throw new InvalidArgumentError(`${where}: duplicate column '${name}'`);
+    if (seen.has(name)) throw new InvalidArgumentError(`${where()}: duplicate column '${name}'`);
     seen.add(name);
   }
 }

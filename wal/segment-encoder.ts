@@ -8,7 +8,7 @@ import {
   checkIdentity,
   type SegmentIdentity,
 } from './segment-assembler.js';
-import { mergeTimestampRanges, type TimestampRange } from './timestamp-range.js';
+import { designatedTimestampRange, mergeTimestampRanges, type TimestampRange } from './timestamp-range.js';
 import type { TxnRecord } from './txn-record.js';
 
 export interface EncodeSegmentInput extends SegmentIdentity {
@@ -61,7 +61,8 @@ function encodeBody(txns: TxnRecord[], limits: SegmentLimits): { raw: Uint8Array
   let rowCount = 0;
   let tsRange: TimestampRange | null = null;
   for (const txn of txns) {
-    tsRange = mergeTimestampRanges(tsRange, appendTxnRecord(writer, txn, state));
+    appendTxnRecord(writer, txn, state);
+    tsRange = mergeTimestampRanges(tsRange, designatedTimestampRange(txn));
     rowCount += txn.rowCount;
   }
   const txnFirst = txns[0]!.txn;

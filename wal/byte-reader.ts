@@ -14,9 +14,24 @@ export function corruptAt(region: SegmentRegion, offset: number, message: string
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
+ * What a field belongs to ("txn 7 column 'price'"), prefixed to its name in an error message.
+ * Readers read `where` only when a read fails: decoding a segment of many small records must not
+ * format a name (a bigint and a column name) for every field it reads without error.
+ */
+export interface FieldContext {
+  readonly where: string;
+}
+
+/** The field's name in a message: `what`, after its context's `where` when there is one. */
+function fieldName(what: string, context: FieldContext | undefined): string {
+  return context === undefined ? what : `${context.where} ${what}`;
+}
+
+/**
  * A little-endian reader over `bytes[start, end)` that checks every read against the bytes left
  * and throws CorruptSegmentError naming the field and its offset. Callers check counts with
- * `need` before allocating anything sized by them.
+ * `need` before allocating anything sized by them. Every read takes the field's name as `what`
+ * and an optional `context` that prefixes it (see FieldContext).
  */
 export class ByteReader {
   readonly bytes: Uint8Array;
@@ -56,49 +71,65 @@ export class ByteReader {
     return corruptAt(this.region, this.offset, message, cause);
   }
 
-  /** Throws unless `bytes` more bytes remain; `what` names the field for the message. */
-  need(bytes: number, what: string): void {
+  /** Throws unless `bytes` more bytes remain; `what` (after `context`) names the field for the message. */
+  need(bytes: number, what: string, context?: FieldContext): void {
     if (bytes > this.remaining) {
-      throw this.corrupt(`${what} needs ${bytes} bytes but only ${this.remaining} remain`);
+      throw this.corrupt(
+        `${fieldName(what, context)} needs ${bytes} bytes but only ${this.remaining} remain`,
+      );
     }
   }
 
-  u8(what: string): number {
-    this.need(1, what);
+  u8(what: string, context?: FieldContext): number {
+    this.need(1, what, context);
     return this.bytes[this.offset++]!;
   }
 
-  u16(what: string): number {
-    this.need(2, what);
+  u16(what: string, context?: FieldContext): number {
+    this.need(2, what, context);
     const value = this.view.getUint16(this.offset, true);
     this.offset += 2;
     return value;
   }
 
-  u32(what: string): number {
-    this.need(4, what);
+  u32(what: string, context?: FieldContext): number {
+    this.need(4, what, context);
     const value = this.view.getUint32(this.offset, true);
     this.offset += 4;
     return value;
   }
 
-  u64(what: string): bigint {
-    this.need(8, what);
+  u64(what: string, context?: FieldContext): bigint {
+    this.need(8, what, context);
     const value = this.view.getBigUint64(this.offset, true);
     this.offset += 8;
     return value;
   }
 
-  i64(what: string): bigint {
-    this.need(8, what);
+  i64(what: string, context?: FieldContext): bigint {
+    this.need(8, what, context);
     const value = this.view.getBigInt64(this.offset, true);
     this.offset += 8;
     return value;
   }
 
+  /** Whether the next bytes (before the reader's end) equal `expected`; reads nothing. */
+  startsWith(expected: Uint8Array): boolean {
+    if (expected.length > this.remaining) return false;
+    const { bytes, offset } = this;
+    for (let i = 0; i < expected.length; i++) if (bytes[offset + i] !== expected[i]) return false;
+    return true;
+  }
+
+  /** Moves past the next `length` bytes (read later at known offsets through `view` or `bytes`). */
+  skip(length: number, what: string, context?: FieldContext): void {
+    this.need(length, what, context);
+    this.offset += length;
+  }
+
   /** A view (not a copy) of the next `length` bytes. */
-  view8(length: number, what: string): Uint8Array {
-    this.need(length, what);
+  view8(length: number, what: string, context?: FieldContext): Uint8Array {
+    this.need(length, what, context);
     const slice = this.bytes.subarray(this.offset, this.offset + length);
     this.offset += length;
     return slice;
@@ -113,11 +144,17 @@ export class ByteReader {
 }
 
 /** Strict UTF-8 decoding: invalid sequences throw CorruptSegmentError at `offset`. */
-export function decodeUtf8(slice: Uint8Array, region: SegmentRegion, offset: number, what: string): string {
+export function decodeUtf8(
+  slice: Uint8Array,
+  region: SegmentRegion,
+  offset: number,
+  what: string,
+  context?: FieldContext,
+): string {
   if (slice.length === 0) return '';
   try {
     return fatalUtf8.decode(slice);
   } catch (error) {
-    throw corruptAt(region, offset, `${what} is not valid UTF-8`, error);
+    throw corruptAt(region, offset, `${fieldName(what, context)} is not valid UTF-8`, error);
   }
 }

@@ -1,4 +1,4 @@
-import { type ByteReader, corruptAt, decodeUtf8 } from './byte-reader.js';
+import { type ByteReader, corruptAt, decodeUtf8, type FieldContext } from './byte-reader.js';
 import {
   type ColumnType,
   type ColumnValues,
@@ -13,16 +13,38 @@ import { symbolIndexWidth } from './segment-layout.js';
 import type { SegmentTally } from './segment-tally.js';
 import type { ValueArena } from './value-arena.js';
 
-/** What a column chunk decoder needs besides the bytes. */
-export interface ChunkDecodeContext {
-  reader: ByteReader;
-  limits: SegmentLimits;
-  tally: SegmentTally;
-  rowCount: number;
-  /** "txn 7 column 'price'", prefixed to every message. */
-  where: string;
+/**
+ * What a column chunk decoder needs besides the bytes. One context serves every column of a
+ * record (the record decoder sets `column` before each chunk), so that decoding a column
+ * allocates no context and formats no name unless it fails.
+ */
+export class ChunkDecodeContext implements FieldContext {
+  readonly reader: ByteReader;
+  readonly limits: SegmentLimits;
+  readonly tally: SegmentTally;
   /** Where the decoded typed arrays live (aligned, shared, never the input). */
-  arena: ValueArena;
+  readonly arena: ValueArena;
+  rowCount = 0;
+  txn = 0n;
+  column = '';
+
+  constructor(reader: ByteReader, limits: SegmentLimits, tally: SegmentTally, arena: ValueArena) {
+    this.reader = reader;
+    this.limits = limits;
+    this.tally = tally;
+    this.arena = arena;
+  }
+
+  /** "txn 7 column 'price'", prefixed to every message; formatted only for a message. */
+  get where(): string {
+    return `txn ${this.txn} column '${this.column}'`;
+  }
+}
+
+/** A decoded column chunk: its null bitmap (null when no row is null) and its values. */
+export interface ColumnChunk {
+  nulls: Uint8Array | null;
+  data: ColumnValues;
 }
 
 /**
@@ -31,57 +53,103 @@ export interface ChunkDecodeContext {
  * is allocated. Decoded values never alias the input (typed arrays live in `ctx.arena`).
  * Throws CorruptSegmentError.
  */
-export function decodeColumnChunk(
-  ctx: ChunkDecodeContext,
-  type: ColumnType,
-  hasNulls: boolean,
-): { nulls: Uint8Array | null; data: ColumnValues } {
-  const steps = decodeColumnChunkSteps(ctx, type, hasNulls);
-  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
+export function decodeColumnChunk(ctx: ChunkDecodeContext, type: ColumnType, hasNulls: boolean): ColumnChunk {
+  const nulls = hasNulls ? readBitmap(ctx, 'null bitmap') : null;
+  return { nulls, data: decodeValues(ctx, type, nulls) };
 }
 
 /**
- * Rows between two pauses of decodeColumnChunkSteps (a power of two: the loops test a mask). A row
- * decodes in well under a microsecond, so a slice holds the event loop for a few ms.
+ * Rows between two pauses of decodeColumnChunkSteps. A row decodes in well under a microsecond,
+ * so a slice holds the event loop for a few ms.
  */
 export const DECODE_SLICE_ROWS = 8192;
-const SLICE_MASK = DECODE_SLICE_ROWS - 1;
 
 /**
  * `decodeColumnChunk` as steps: it pauses (yields) every DECODE_SLICE_ROWS rows, so a caller can
  * free the event loop while a long column is decoded (sealing a large txn). The caller runs it to
- * the end before using `ctx.reader` again.
+ * the end before using `ctx.reader` again. It reads and checks exactly what decodeColumnChunk
+ * does, in the same order: each type's plain decoder below has a `...Steps` twin that runs the
+ * same row passes (the functions taking `from, to`) through `inSlices`. The twins exist because a
+ * generator per column costs ~100 ns, which the many small chunks of a segment cannot afford.
  */
 export function* decodeColumnChunkSteps(
   ctx: ChunkDecodeContext,
   type: ColumnType,
   hasNulls: boolean,
-): Generator<void, { nulls: Uint8Array | null; data: ColumnValues }, void> {
+): Generator<void, ColumnChunk, void> {
   const nulls = hasNulls ? readBitmap(ctx, 'null bitmap') : null;
-  return { nulls, data: yield* decodeValues(ctx, type, nulls) };
+  return { nulls, data: yield* decodeValuesSteps(ctx, type, nulls) };
 }
 
-function* decodeValues(
+/**
+ * Runs a row pass over rows [0, count), pausing before every row whose index ends in
+ * DECODE_SLICE_ROWS - 1 (rows 8191, 16383, ...).
+ */
+function* inSlices(count: number, pass: (from: number, to: number) => void): Generator<void, void, void> {
+  let from = 0;
+  for (let pauseAt = DECODE_SLICE_ROWS - 1; pauseAt < count; pauseAt += DECODE_SLICE_ROWS) {
+    pass(from, pauseAt);
+    yield;
+    from = pauseAt;
+  }
+  pass(from, count);
+}
+
+function decodeValues(ctx: ChunkDecodeContext, type: ColumnType, nulls: Uint8Array | null): ColumnValues {
+  switch (type) {
+    case 'boolean':
+      return { type, values: decodeBooleans(ctx, nulls) };
+    case 'long':
+    case 'timestamp': {
+      const values = ctx.arena.copyBigInt64s(fixed64Bytes(ctx));
+      if (nulls !== null) zeroNullRows(values, nulls, 0n, 0, values.length);
+      return { type, values };
+    }
+    case 'double': {
+      const values = ctx.arena.copyFloat64s(fixed64Bytes(ctx));
+      if (nulls !== null) zeroNullRows(values, nulls, 0, 0, values.length);
+      return { type, values };
+    }
+    case 'string':
+      return { type, values: readStrings(ctx, ctx.rowCount, 'string', nulls) };
+    case 'symbol':
+      return { type, values: decodeSymbols(ctx, nulls) };
+    case 'double_array':
+      return { type, values: decodeRows(ctx, nulls, MIN_ARRAY_BYTES, decodeDoubleArray) };
+    case 'decimal':
+      return { type, values: decodeRows(ctx, nulls, MIN_DECIMAL_BYTES, decodeDecimal) };
+  }
+}
+
+function* decodeValuesSteps(
   ctx: ChunkDecodeContext,
   type: ColumnType,
   nulls: Uint8Array | null,
 ): Generator<void, ColumnValues, void> {
   switch (type) {
     case 'boolean':
-      return { type, values: yield* decodeBooleans(ctx, nulls) };
+      return { type, values: yield* decodeBooleansSteps(ctx, nulls) };
     case 'long':
-    case 'timestamp':
-      return { type, values: yield* zeroNullSlots(new BigInt64Array(...copyFixed64(ctx)), nulls, 0n) };
-    case 'double':
-      return { type, values: yield* zeroNullSlots(new Float64Array(...copyFixed64(ctx)), nulls, 0) };
+    case 'timestamp': {
+      const values = ctx.arena.copyBigInt64s(fixed64Bytes(ctx));
+      if (nulls !== null)
+        yield* inSlices(values.length, (from, to) => zeroNullRows(values, nulls, 0n, from, to));
+      return { type, values };
+    }
+    case 'double': {
+      const values = ctx.arena.copyFloat64s(fixed64Bytes(ctx));
+      if (nulls !== null)
+        yield* inSlices(values.length, (from, to) => zeroNullRows(values, nulls, 0, from, to));
+      return { type, values };
+    }
     case 'string':
-      return { type, values: yield* readStrings(ctx, ctx.rowCount, 'string', nulls) };
+      return { type, values: yield* readStringsSteps(ctx, ctx.rowCount, 'string', nulls) };
     case 'symbol':
-      return { type, values: yield* decodeSymbols(ctx, nulls) };
+      return { type, values: yield* decodeSymbolsSteps(ctx, nulls) };
     case 'double_array':
-      return { type, values: yield* decodeRows(ctx, nulls, MIN_ARRAY_BYTES, decodeDoubleArray) };
+      return { type, values: yield* decodeRowsSteps(ctx, nulls, MIN_ARRAY_BYTES, decodeDoubleArray) };
     case 'decimal':
-      return { type, values: yield* decodeRows(ctx, nulls, MIN_DECIMAL_BYTES, decodeDecimal) };
+      return { type, values: yield* decodeRowsSteps(ctx, nulls, MIN_DECIMAL_BYTES, decodeDecimal) };
   }
 }
 
@@ -96,50 +164,64 @@ function isNullRow(nulls: Uint8Array | null, row: number): boolean {
 /** A copied bitmap of rowCount bits whose padding bits must be zero (so no byte is meaningless). */
 function readBitmap(ctx: ChunkDecodeContext, what: string): Uint8Array {
   const at = ctx.reader.offset;
-  const bytes = nullBitmapBytes(ctx.rowCount);
-  const [buffer, byteOffset] = ctx.arena.copy(ctx.reader.view8(bytes, `${ctx.where} ${what}`));
-  const bitmap = new Uint8Array(buffer, byteOffset, bytes);
+  const bitmap = ctx.arena.copyBytes(ctx.reader.view8(nullBitmapBytes(ctx.rowCount), what, ctx));
   if (paddingBitsSet(bitmap, ctx.rowCount)) {
     throw corruptField(ctx, at, `${what} has bits set past row ${ctx.rowCount - 1}`);
   }
   return bitmap;
 }
 
-function* decodeBooleans(
+function decodeBooleans(ctx: ChunkDecodeContext, nulls: Uint8Array | null): Uint8Array {
+  const bits = readBooleanBits(ctx);
+  const values = ctx.arena.bytes(ctx.rowCount);
+  booleanRows(values, bits, nulls, 0, ctx.rowCount);
+  return values;
+}
+
+function* decodeBooleansSteps(
   ctx: ChunkDecodeContext,
   nulls: Uint8Array | null,
 ): Generator<void, Uint8Array, void> {
+  const bits = readBooleanBits(ctx);
+  const values = ctx.arena.bytes(ctx.rowCount);
+  yield* inSlices(ctx.rowCount, (from, to) => booleanRows(values, bits, nulls, from, to));
+  return values;
+}
+
+/** The values' bitmap (a view of the input), whose padding bits must be zero. */
+function readBooleanBits(ctx: ChunkDecodeContext): Uint8Array {
   const at = ctx.reader.offset;
-  const bits = ctx.reader.view8(nullBitmapBytes(ctx.rowCount), `${ctx.where} boolean values`);
+  const bits = ctx.reader.view8(nullBitmapBytes(ctx.rowCount), 'boolean values', ctx);
   if (paddingBitsSet(bits, ctx.rowCount)) {
     throw corruptField(ctx, at, `boolean values has bits set past row ${ctx.rowCount - 1}`);
   }
-  const values = new Uint8Array(...ctx.arena.allocate(ctx.rowCount), ctx.rowCount);
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
-    values[row] = !isNullRow(nulls, row) && isBitSet(bits, row) ? 1 : 0;
-  }
-  return values;
+  return bits;
 }
 
-/** The value slots copied into the arena: [buffer, byteOffset, length in slots]. */
-function copyFixed64(ctx: ChunkDecodeContext): [ArrayBuffer, number, number] {
-  const [buffer, byteOffset] = ctx.arena.copy(ctx.reader.view8(ctx.rowCount * 8, `${ctx.where} values`));
-  return [buffer, byteOffset, ctx.rowCount];
+function booleanRows(
+  values: Uint8Array,
+  bits: Uint8Array,
+  nulls: Uint8Array | null,
+  from: number,
+  to: number,
+): void {
+  for (let row = from; row < to; row++) values[row] = !isNullRow(nulls, row) && isBitSet(bits, row) ? 1 : 0;
+}
+
+/** The bytes of the value slots (8 per row), to be copied into the arena. */
+function fixed64Bytes(ctx: ChunkDecodeContext): Uint8Array {
+  return ctx.reader.view8(ctx.rowCount * 8, 'values', ctx);
 }
 
 /** Null rows' slots carry nothing: whatever the bytes say, they decode as zero. */
-function* zeroNullSlots<T extends BigInt64Array | Float64Array>(
+function zeroNullRows<T extends BigInt64Array | Float64Array>(
   values: T,
-  nulls: Uint8Array | null,
+  nulls: Uint8Array,
   zero: T[number],
-): Generator<void, T, void> {
-  if (nulls === null) return values;
-  for (let row = 0; row < values.length; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
-    if (isBitSet(nulls, row)) values[row] = zero;
-  }
-  return values;
+  from: number,
+  to: number,
+): void {
+  for (let row = from; row < to; row++) if (isBitSet(nulls, row)) values[row] = zero;
 }
 
 /**
@@ -148,19 +230,64 @@ function* zeroNullSlots<T extends BigInt64Array | Float64Array>(
  * only then are the strings decoded. Entries whose bit is set in `absent` must have length 0 and
  * decode as null.
  */
-function* readStrings(
+function readStrings(
   ctx: ChunkDecodeContext,
   count: number,
-  what: string,
+  what: StringField,
+  absent: Uint8Array | null,
+): (string | null)[] {
+  const lengthsAt = skipLengths(ctx, count, what);
+  const totalBytes = checkLengths(ctx, lengthsAt, what, absent, 0, count, 0);
+  const strings: (string | null)[] = new Array(count);
+  decodeStrings(ctx, lengthsAt, what, absent, strings, 0, count, takeBytes(ctx.reader, totalBytes));
+  return strings;
+}
+
+function* readStringsSteps(
+  ctx: ChunkDecodeContext,
+  count: number,
+  what: StringField,
   absent: Uint8Array | null,
 ): Generator<void, (string | null)[], void> {
-  const { reader } = ctx;
-  const lengthsAt = reader.offset;
-  reader.need(count * 4, `${ctx.where} ${what} lengths`);
-  reader.offset += count * 4;
+  const lengthsAt = skipLengths(ctx, count, what);
   let totalBytes = 0;
-  for (let i = 0; i < count; i++) {
-    if ((i & SLICE_MASK) === SLICE_MASK) yield;
+  yield* inSlices(count, (from, to) => {
+    totalBytes = checkLengths(ctx, lengthsAt, what, absent, from, to, totalBytes);
+  });
+  const strings: (string | null)[] = new Array(count);
+  let at = takeBytes(ctx.reader, totalBytes);
+  yield* inSlices(count, (from, to) => {
+    at = decodeStrings(ctx, lengthsAt, what, absent, strings, from, to, at);
+  });
+  return strings;
+}
+
+/** Moves past the `count` lengths; returns where they start. */
+function skipLengths(ctx: ChunkDecodeContext, count: number, what: StringField): number {
+  const lengthsAt = ctx.reader.offset;
+  ctx.reader.skip(count * 4, LENGTHS_FIELD[what], ctx);
+  return lengthsAt;
+}
+
+/** Moves past `bytes` bytes already checked to fit; returns where they start. */
+function takeBytes(reader: ByteReader, bytes: number): number {
+  const at = reader.offset;
+  reader.offset += bytes;
+  return at;
+}
+
+/** Checks lengths [from, to) (see readStrings); returns `totalBytes` plus their sum. */
+function checkLengths(
+  ctx: ChunkDecodeContext,
+  lengthsAt: number,
+  what: StringField,
+  absent: Uint8Array | null,
+  from: number,
+  to: number,
+  totalBytes: number,
+): number {
+  const { reader } = ctx;
+  for (let i = from; i < to; i++) {
     const length = reader.view.getUint32(lengthsAt + i * 4, true);
     if (length > ctx.limits.maxStringBytes) {
       throw corruptField(
@@ -177,40 +304,68 @@ function* readStrings(
       throw corruptField(ctx, lengthsAt + i * 4, `${what} lengths add up past the end of the record`);
     }
   }
-  const strings: (string | null)[] = new Array(count);
-  let at = reader.offset;
-  reader.offset += totalBytes;
-  for (let i = 0; i < count; i++) {
-    if ((i & SLICE_MASK) === SLICE_MASK) yield;
-    const length = reader.view.getUint32(lengthsAt + i * 4, true);
-    strings[i] = isNullRow(absent, i) ? null : decodeText(ctx, at, length, `${what} ${i}`);
-    at += length;
-  }
-  return strings;
+  return totalBytes;
 }
 
-/** Short ASCII strings are built directly (about 2x faster than a TextDecoder call); the rest go through strict UTF-8. */
-function decodeText(ctx: ChunkDecodeContext, at: number, length: number, what: string): string {
+/** Decodes strings [from, to), the first of them at `at`; returns where the next one starts. */
+function decodeStrings(
+  ctx: ChunkDecodeContext,
+  lengthsAt: number,
+  what: StringField,
+  absent: Uint8Array | null,
+  strings: (string | null)[],
+  from: number,
+  to: number,
+  at: number,
+): number {
+  for (let i = from; i < to; i++) {
+    const length = ctx.reader.view.getUint32(lengthsAt + i * 4, true);
+    strings[i] = isNullRow(absent, i) ? null : decodeText(ctx, at, length, what, i);
+    at += length;
+  }
+  return at;
+}
+
+/** The strings of a chunk are column values or symbol dictionary entries. */
+type StringField = 'string' | 'symbol entry';
+const LENGTHS_FIELD: Readonly<Record<StringField, string>> = {
+  string: 'string lengths',
+  'symbol entry': 'symbol entry lengths',
+};
+
+/**
+ * Short ASCII strings are built directly (about 2x faster than a TextDecoder call); the rest go
+ * through strict UTF-8. `what` and `index` name the string in an error message.
+ */
+function decodeText(
+  ctx: ChunkDecodeContext,
+  at: number,
+  length: number,
+  what: string,
+  index: number,
+): string {
   const bytes = ctx.reader.bytes;
   if (length <= SHORT_ASCII_BYTES) {
     let text = '';
     for (let i = at; i < at + length; i++) {
       const byte = bytes[i]!;
-      if (byte >= 0x80) return decodeStrictUtf8(ctx, at, length, what);
+      if (byte >= 0x80) return decodeStrictUtf8(ctx, at, length, what, index);
       text += String.fromCharCode(byte);
     }
     return text;
   }
-  return decodeStrictUtf8(ctx, at, length, what);
+  return decodeStrictUtf8(ctx, at, length, what, index);
 }
 
-function decodeStrictUtf8(ctx: ChunkDecodeContext, at: number, length: number, what: string): string {
-  return decodeUtf8(
-    ctx.reader.bytes.subarray(at, at + length),
-    ctx.reader.region,
-    at,
-    `${ctx.where} ${what}`,
-  );
+function decodeStrictUtf8(
+  ctx: ChunkDecodeContext,
+  at: number,
+  length: number,
+  what: string,
+  index: number,
+): string {
+  const slice = ctx.reader.bytes.subarray(at, at + length);
+  return decodeUtf8(slice, ctx.reader.region, at, `${what} ${index}`, ctx);
 }
 
 const SHORT_ASCII_BYTES = 16;
@@ -220,17 +375,38 @@ function corruptField(ctx: ChunkDecodeContext, offset: number, message: string) 
   return corruptAt(ctx.reader.region, offset, `${ctx.where}: ${message}`);
 }
 
-function* decodeSymbols(
+function decodeSymbols(ctx: ChunkDecodeContext, nulls: Uint8Array | null): (string | null)[] {
+  const entries = readSymbolHeader(ctx);
+  const dictionary = readStrings(ctx, entries, 'symbol entry', null) as string[];
+  const indicesAt = skipSymbolIndices(ctx, entries);
+  const values: (string | null)[] = new Array(ctx.rowCount);
+  symbolRows(ctx, nulls, dictionary, indicesAt, values, 0, ctx.rowCount);
+  return values;
+}
+
+function* decodeSymbolsSteps(
   ctx: ChunkDecodeContext,
   nulls: Uint8Array | null,
 ): Generator<void, (string | null)[], void> {
+  const entries = readSymbolHeader(ctx);
+  const dictionary = (yield* readStringsSteps(ctx, entries, 'symbol entry', null)) as string[];
+  const indicesAt = skipSymbolIndices(ctx, entries);
+  const values: (string | null)[] = new Array(ctx.rowCount);
+  yield* inSlices(ctx.rowCount, (from, to) =>
+    symbolRows(ctx, nulls, dictionary, indicesAt, values, from, to),
+  );
+  return values;
+}
+
+/** The dictionary size and index width, checked; returns the number of dictionary entries. */
+function readSymbolHeader(ctx: ChunkDecodeContext): number {
   const { reader } = ctx;
   const entriesAt = reader.offset;
-  const entries = reader.u32(`${ctx.where} symbol dictionary size`);
+  const entries = reader.u32('symbol dictionary size', ctx);
   if (entries > ctx.rowCount) {
     throw corruptField(ctx, entriesAt, `symbol dictionary has ${entries} entries for ${ctx.rowCount} rows`);
   }
-  const width = reader.u8(`${ctx.where} symbol index width`);
+  const width = reader.u8('symbol index width', ctx);
   if (width !== symbolIndexWidth(entries)) {
     throw corruptField(
       ctx,
@@ -238,17 +414,34 @@ function* decodeSymbols(
       `symbol index width ${width} is not ${symbolIndexWidth(entries)} for ${entries} entries`,
     );
   }
-  const dictionary = (yield* readStrings(ctx, entries, 'symbol entry', null)) as string[];
-  const indicesAt = reader.offset;
-  reader.view8(ctx.rowCount * width, `${ctx.where} symbol indices`);
-  const values: (string | null)[] = new Array(ctx.rowCount);
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
+  return entries;
+}
+
+/** Moves past the row indices into a dictionary of `entries` entries; returns where they start. */
+function skipSymbolIndices(ctx: ChunkDecodeContext, entries: number): number {
+  const indicesAt = ctx.reader.offset;
+  ctx.reader.skip(ctx.rowCount * symbolIndexWidth(entries), 'symbol indices', ctx);
+  return indicesAt;
+}
+
+/** Rows [from, to) of a symbol column: each non-null row's index must be inside the dictionary. */
+function symbolRows(
+  ctx: ChunkDecodeContext,
+  nulls: Uint8Array | null,
+  dictionary: string[],
+  indicesAt: number,
+  values: (string | null)[],
+  from: number,
+  to: number,
+): void {
+  const entries = dictionary.length;
+  const width = symbolIndexWidth(entries);
+  for (let row = from; row < to; row++) {
     if (isNullRow(nulls, row)) {
       values[row] = null;
       continue;
     }
-    const index = readIndex(reader, indicesAt + row * width, width);
+    const index = readIndex(ctx.reader, indicesAt + row * width, width);
     if (index >= entries) {
       throw corruptField(
         ctx,
@@ -258,7 +451,6 @@ function* decodeSymbols(
     }
     values[row] = dictionary[index]!;
   }
-  return values;
 }
 
 function readIndex(reader: ByteReader, at: number, width: number): number {
@@ -274,42 +466,94 @@ const MIN_DECIMAL_BYTES = 3;
  * Variable-width types: a value for each non-null row, each counted against the boxed-value limit
  * first. The non-null rows must fit in the bytes left before the row array is allocated.
  */
-function* decodeRows<T>(
+function decodeRows<T>(
   ctx: ChunkDecodeContext,
   nulls: Uint8Array | null,
   minBytesPerValue: number,
-  decodeOne: (ctx: ChunkDecodeContext, row: number) => T,
+  decodeOne: DecodeOne<T>,
+): (T | null)[] {
+  const values = startRows<T>(ctx, nulls, minBytesPerValue);
+  boxedRows(ctx, nulls, decodeOne, values, new RowContext(ctx), 0, ctx.rowCount);
+  return values;
+}
+
+function* decodeRowsSteps<T>(
+  ctx: ChunkDecodeContext,
+  nulls: Uint8Array | null,
+  minBytesPerValue: number,
+  decodeOne: DecodeOne<T>,
 ): Generator<void, (T | null)[], void> {
+  const values = startRows<T>(ctx, nulls, minBytesPerValue);
+  const rowContext = new RowContext(ctx);
+  yield* inSlices(ctx.rowCount, (from, to) => boxedRows(ctx, nulls, decodeOne, values, rowContext, from, to));
+  return values;
+}
+
+type DecodeOne<T> = (ctx: ChunkDecodeContext, row: RowContext) => T;
+
+/** Checks that the non-null rows can fit in the bytes left; returns the (empty) row array. */
+function startRows<T>(
+  ctx: ChunkDecodeContext,
+  nulls: Uint8Array | null,
+  minBytesPerValue: number,
+): (T | null)[] {
   let nonNullRows = ctx.rowCount;
   if (nulls !== null) for (let row = 0; row < ctx.rowCount; row++) if (isBitSet(nulls, row)) nonNullRows -= 1;
-  ctx.reader.need(nonNullRows * minBytesPerValue, `${ctx.where} ${nonNullRows} non-null values`);
-  const values: (T | null)[] = new Array(ctx.rowCount);
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
+  if (nonNullRows * minBytesPerValue > ctx.reader.remaining) {
+    ctx.reader.need(nonNullRows * minBytesPerValue, `${nonNullRows} non-null values`, ctx);
+  }
+  return new Array(ctx.rowCount);
+}
+
+function boxedRows<T>(
+  ctx: ChunkDecodeContext,
+  nulls: Uint8Array | null,
+  decodeOne: DecodeOne<T>,
+  values: (T | null)[],
+  rowContext: RowContext,
+  from: number,
+  to: number,
+): void {
+  for (let row = from; row < to; row++) {
     if (isNullRow(nulls, row)) {
       values[row] = null;
       continue;
     }
     const overLimit = ctx.tally.addBoxedValue();
     if (overLimit !== undefined) throw corrupt(ctx, `row ${row}: ${overLimit}`);
-    values[row] = decodeOne(ctx, row);
+    rowContext.row = row;
+    values[row] = decodeOne(ctx, rowContext);
   }
-  return values;
 }
 
-function decodeDoubleArray(ctx: ChunkDecodeContext, row: number): DoubleArrayValue {
+/** "txn 7 column 'price' row 3", the context of a variable-width value's fields. */
+class RowContext implements FieldContext {
+  private readonly chunk: ChunkDecodeContext;
+  row = 0;
+
+  constructor(chunk: ChunkDecodeContext) {
+    this.chunk = chunk;
+  }
+
+  get where(): string {
+    return `${this.chunk.where} row ${this.row}`;
+  }
+}
+
+function decodeDoubleArray(ctx: ChunkDecodeContext, rowContext: RowContext): DoubleArrayValue {
   const { reader } = ctx;
+  const { row } = rowContext;
   const { maxArrayDims, maxArrayElements } = ctx.limits;
   const dimsAt = reader.offset;
-  const ndims = reader.u8(`${ctx.where} row ${row} array dimensions`);
+  const ndims = reader.u8('array dimensions', rowContext);
   if (ndims < 1 || ndims > maxArrayDims) {
     throw corruptField(ctx, dimsAt, `row ${row}: array has ${ndims} dimensions, not 1..${maxArrayDims}`);
   }
-  reader.need(ndims * 4, `${ctx.where} row ${row} array shape`);
+  reader.need(ndims * 4, 'array shape', rowContext);
   const shape: number[] = [];
   let elements = 1;
   for (let d = 0; d < ndims; d++) {
-    const dim = reader.u32(`${ctx.where} row ${row} array shape`);
+    const dim = reader.u32('array shape', rowContext);
     elements *= dim;
     if (dim > maxArrayElements || elements > maxArrayElements) {
       throw corruptField(
@@ -320,21 +564,19 @@ function decodeDoubleArray(ctx: ChunkDecodeContext, row: number): DoubleArrayVal
     }
     shape.push(dim);
   }
-  const [buffer, byteOffset] = ctx.arena.copy(
-    reader.view8(elements * 8, `${ctx.where} row ${row} array values`),
-  );
-  const values = new Float64Array(buffer, byteOffset, elements);
+  const values = ctx.arena.copyFloat64s(reader.view8(elements * 8, 'array values', rowContext));
   return { shape, values };
 }
 
-function decodeDecimal(ctx: ChunkDecodeContext, row: number): DecimalValue {
+function decodeDecimal(ctx: ChunkDecodeContext, rowContext: RowContext): DecimalValue {
   const { reader } = ctx;
+  const { row } = rowContext;
   const at = reader.offset;
-  const scale = reader.u8(`${ctx.where} row ${row} decimal scale`);
+  const scale = reader.u8('decimal scale', rowContext);
   if (scale > MAX_DECIMAL_SCALE) {
     throw corruptField(ctx, at, `row ${row}: decimal scale ${scale} is above ${MAX_DECIMAL_SCALE}`);
   }
-  const length = reader.u8(`${ctx.where} row ${row} decimal length`);
+  const length = reader.u8('decimal length', rowContext);
   if (length < 1 || length > ctx.limits.maxDecimalBytes) {
     throw corruptField(
       ctx,
@@ -342,6 +584,6 @@ function decodeDecimal(ctx: ChunkDecodeContext, row: number): DecimalValue {
       `row ${row}: decimal length ${length} is outside 1..${ctx.limits.maxDecimalBytes}`,
     );
   }
-  const unscaled = decodeDecimalBytes(reader.view8(length, `${ctx.where} row ${row} decimal value`));
+  const unscaled = decodeDecimalBytes(reader.view8(length, 'decimal value', rowContext));
   return { unscaled, scale };
 }

@@ -1,7 +1,12 @@
 import { InvalidArgumentError } from '../core/index.js';
 import { ByteReader, corruptAt } from './byte-reader.js';
 import { checksum } from './checksum.js';
-import { type ChunkDecodeContext, decodeColumnChunkSteps } from './column-decoder.js';
+import {
+  ChunkDecodeContext,
+  DECODE_SLICE_ROWS,
+  decodeColumnChunk,
+  decodeColumnChunkSteps,
+} from './column-decoder.js';
 import { type ColumnType, columnTypeOfId } from './column-types.js';
 import { resolveLimits, type SegmentLimits } from './limits.js';
 import { hex } from './segment-header.js';
@@ -15,7 +20,7 @@ import {
 } from './segment-layout.js';
 import { SegmentTally } from './segment-tally.js';
 import { designatedTimestampRange, type TimestampRange } from './timestamp-range.js';
-import type { ColumnData, TxnRecord } from './txn-record.js';
+import type { TxnRecord } from './txn-record.js';
 import { txnKindOfId } from './txn-record.js';
 import { ValueArena } from './value-arena.js';
 
@@ -30,11 +35,13 @@ export interface RecordDecodeState {
   limits: SegmentLimits;
   tally: SegmentTally;
   arena: ValueArena;
+  /** The last record's column descriptors, reused while the next records' bytes repeat them. */
+  schema: Schema | null;
 }
 
 /** Fresh state for decoding one segment (or one stand-alone record). */
 export function recordDecodeState(limits: SegmentLimits): RecordDecodeState {
-  return { limits, tally: new SegmentTally(limits), arena: new ValueArena() };
+  return { limits, tally: new SegmentTally(limits), arena: new ValueArena(), schema: null };
 }
 
 interface Descriptor {
@@ -42,6 +49,12 @@ interface Descriptor {
   type: ColumnType;
   addedInTxn: boolean;
   hasNulls: boolean;
+}
+
+/** Validated column descriptors and the bytes they were read from. */
+interface Schema {
+  bytes: Uint8Array;
+  descriptors: readonly Descriptor[];
 }
 
 /**
@@ -55,8 +68,18 @@ export function readTxnRecord(
   state: RecordDecodeState,
   expectedTxn?: bigint,
 ): DecodedRecord {
-  const steps = readTxnRecordSteps(reader, state, expectedTxn);
-  for (let step = steps.next(); ; step = steps.next()) if (step.done === true) return step.value;
+  // readTxnRecordSteps without the generators, reading and checking the same bytes in the same
+  // order: a generator per record and column would cost a segment of small records more than
+  // decoding them does.
+  const outerEnd = openRecord(reader);
+  const { txn, descriptors } = readRecordHead(reader, state, expectedTxn);
+  const chunk = chunkContext(reader, state, txn);
+  for (const descriptor of descriptors) {
+    chunk.column = descriptor.name;
+    const { nulls, data } = decodeColumnChunk(chunk, descriptor.type, descriptor.hasNulls);
+    txn.columns.push({ name: descriptor.name, addedInTxn: descriptor.addedInTxn, nulls, data });
+  }
+  return closeRecord(reader, txn, outerEnd);
 }
 
 /**
@@ -69,6 +92,26 @@ export function* readTxnRecordSteps(
   state: RecordDecodeState,
   expectedTxn?: bigint,
 ): Generator<void, DecodedRecord, void> {
+  const outerEnd = openRecord(reader);
+  const { txn, descriptors } = readRecordHead(reader, state, expectedTxn);
+  const chunk = chunkContext(reader, state, txn);
+  // A chunk of fewer rows than a slice never pauses: decode it without a generator.
+  const pauses = txn.rowCount >= DECODE_SLICE_ROWS;
+  for (const descriptor of descriptors) {
+    chunk.column = descriptor.name;
+    const { nulls, data } = pauses
+      ? yield* decodeColumnChunkSteps(chunk, descriptor.type, descriptor.hasNulls)
+      : decodeColumnChunk(chunk, descriptor.type, descriptor.hasNulls);
+    txn.columns.push({ name: descriptor.name, addedInTxn: descriptor.addedInTxn, nulls, data });
+  }
+  return closeRecord(reader, txn, outerEnd);
+}
+
+/**
+ * Checks the record's frame and checksum, then limits the reader to the record's payload; returns
+ * the reader's previous end for closeRecord.
+ */
+function openRecord(reader: ByteReader): number {
   const start = reader.offset;
   reader.need(MIN_RECORD_BYTES, 'txn record (truncated)');
   const payloadBytes = reader.u32('record length');
@@ -79,7 +122,7 @@ export function* readTxnRecordSteps(
     );
   }
   const end = start + 4 + payloadBytes;
-  const stored = new DataView(reader.bytes.buffer, reader.bytes.byteOffset + end, 4).getUint32(0, true);
+  const stored = reader.view.getUint32(end, true);
   const computed = checksum(reader.bytes, start, end);
   if (stored !== computed) {
     reader.offset = end;
@@ -87,22 +130,26 @@ export function* readTxnRecordSteps(
       `record checksum mismatch: stored ${hex(stored)}, computed ${hex(computed)} (record at ${start})`,
     );
   }
-  const outerEnd = reader.limitTo(end);
-  const record = yield* readRecordPayload(reader, state, expectedTxn);
-  if (reader.remaining !== 0) {
-    throw reader.corrupt(`txn ${record.txn.txn}: record has ${reader.remaining} trailing bytes`);
-  }
-  reader.restoreEnd(outerEnd);
-  reader.offset = end + CHECKSUM_BYTES;
-  return record;
+  return reader.limitTo(end);
 }
 
-function* readRecordPayload(
+/** Checks that the payload was consumed exactly and moves the reader past the record's checksum. */
+function closeRecord(reader: ByteReader, txn: TxnRecord, outerEnd: number): DecodedRecord {
+  if (reader.remaining !== 0) {
+    throw reader.corrupt(`txn ${txn.txn}: record has ${reader.remaining} trailing bytes`);
+  }
+  reader.restoreEnd(outerEnd);
+  reader.offset += CHECKSUM_BYTES;
+  return { txn, tsRange: designatedTimestampRange(txn) };
+}
+
+/** The record's fixed fields and its column descriptors, checked; `txn.columns` is left empty to fill. */
+function readRecordHead(
   reader: ByteReader,
   state: RecordDecodeState,
   expectedTxn: bigint | undefined,
-): Generator<void, DecodedRecord, void> {
-  const { limits, tally, arena } = state;
+): { txn: TxnRecord; descriptors: readonly Descriptor[] } {
+  const { limits, tally } = state;
   const txnAt = reader.offset;
   const txnNumber = reader.u64('txn number');
   if (expectedTxn !== undefined ? txnNumber !== expectedTxn : txnNumber < 1n || txnNumber > MAX_I64) {
@@ -111,33 +158,31 @@ function* readRecordPayload(
       `txn number ${txnNumber} where ${expectedTxn ?? 'a number in 1..2^63-1'} was expected`,
     );
   }
-  const where = `txn ${txnNumber}`;
+  // Messages name the txn as `txn ${txnNumber}`, formatted only when one is thrown.
   const commitTimeUs = reader.i64('commit time');
   const kindId = reader.u8('txn kind');
   const kind = txnKindOfId(kindId);
-  if (kind === undefined) throw backOne(reader, `${where}: unknown txn kind ${kindId}`);
-  if (reader.u8('record flags') !== 0) throw backOne(reader, `${where}: reserved record flags set`);
+  if (kind === undefined) throw backOne(reader, `txn ${txnNumber}: unknown txn kind ${kindId}`);
+  if (reader.u8('record flags') !== 0) throw backOne(reader, `txn ${txnNumber}: reserved record flags set`);
   const columnCount = reader.u16('column count');
   const rowCount = reader.u32('row count');
-  checkCounts(reader, where, kind, columnCount, rowCount, limits);
-  const overLimit = tally.addRecord(columnCount, rowCount);
-  if (overLimit !== undefined) throw reader.corrupt(`${where}: ${overLimit}`);
-  const descriptors = readDescriptors(reader, where, columnCount, limits);
-  const columns: ColumnData[] = [];
-  for (const descriptor of descriptors) {
-    const ctx: ChunkDecodeContext = {
-      reader,
-      limits,
-      tally,
-      rowCount,
-      where: `${where} column '${descriptor.name}'`,
-      arena,
-    };
-    const { nulls, data } = yield* decodeColumnChunkSteps(ctx, descriptor.type, descriptor.hasNulls);
-    columns.push({ name: descriptor.name, addedInTxn: descriptor.addedInTxn, nulls, data });
+  const problem = countsProblem(kind, columnCount, rowCount, limits, reader.remaining);
+  if (problem !== undefined) {
+    reader.offset -= 6;
+    throw reader.corrupt(`txn ${txnNumber}: ${problem}`);
   }
-  const txn: TxnRecord = { txn: txnNumber, commitTimeUs, kind, rowCount, columns };
-  return { txn, tsRange: designatedTimestampRange(txn) };
+  const overLimit = tally.addRecord(columnCount, rowCount);
+  if (overLimit !== undefined) throw reader.corrupt(`txn ${txnNumber}: ${overLimit}`);
+  const descriptors = readDescriptors(reader, state, txnNumber, columnCount);
+  return { txn: { txn: txnNumber, commitTimeUs, kind, rowCount, columns: [] }, descriptors };
+}
+
+/** The context the record's column chunks are decoded in; the caller sets `column` for each. */
+function chunkContext(reader: ByteReader, state: RecordDecodeState, txn: TxnRecord): ChunkDecodeContext {
+  const chunk = new ChunkDecodeContext(reader, state.limits, state.tally, state.arena);
+  chunk.txn = txn.txn;
+  chunk.rowCount = txn.rowCount;
+  return chunk;
 }
 
 function backOne(reader: ByteReader, message: string) {
@@ -145,36 +190,55 @@ function backOne(reader: ByteReader, message: string) {
   return reader.corrupt(message);
 }
 
-function checkCounts(
-  reader: ByteReader,
-  where: string,
+/** What is wrong with a record's column and row counts, or undefined; `bytesLeft` follow them. */
+function countsProblem(
   kind: TxnRecord['kind'],
   columnCount: number,
   rowCount: number,
   limits: SegmentLimits,
-): void {
-  const countsAt = reader.offset - 6;
-  const fail = (message: string) => {
-    reader.offset = countsAt;
-    return reader.corrupt(`${where}: ${message}`);
-  };
+  bytesLeft: number,
+): string | undefined {
   if (columnCount > limits.maxColumnsPerRecord) {
-    throw fail(`${columnCount} columns, above maxColumnsPerRecord ${limits.maxColumnsPerRecord}`);
+    return `${columnCount} columns, above maxColumnsPerRecord ${limits.maxColumnsPerRecord}`;
   }
   if (rowCount > limits.maxRowsPerRecord) {
-    throw fail(`${rowCount} rows, above maxRowsPerRecord ${limits.maxRowsPerRecord}`);
+    return `${rowCount} rows, above maxRowsPerRecord ${limits.maxRowsPerRecord}`;
   }
   if (kind === 'fence' && (rowCount !== 0 || columnCount !== 0)) {
-    throw fail(`a fence with ${rowCount} rows and ${columnCount} columns (a fence has none)`);
+    return `a fence with ${rowCount} rows and ${columnCount} columns (a fence has none)`;
   }
-  if (rowCount > 0 && columnCount === 0) throw fail(`${rowCount} rows but no columns`);
+  if (rowCount > 0 && columnCount === 0) return `${rowCount} rows but no columns`;
   // Each descriptor takes at least 4 bytes: check before building the descriptors array.
-  if (columnCount * 4 > reader.remaining) {
-    throw fail(`${columnCount} column descriptors cannot fit in the ${reader.remaining} bytes left`);
+  if (columnCount * 4 > bytesLeft) {
+    return `${columnCount} column descriptors cannot fit in the ${bytesLeft} bytes left`;
   }
+  return undefined;
 }
 
+/**
+ * The record's column descriptors. Consecutive records of a segment usually share a schema, so
+ * when the descriptor bytes repeat the previous record's, its descriptors are reused: their checks
+ * depend only on those bytes and the segment's limits, so the same bytes pass them again and
+ * decode to the same descriptors. Otherwise every name is validated as it is first seen.
+ */
 function readDescriptors(
+  reader: ByteReader,
+  state: RecordDecodeState,
+  txnNumber: bigint,
+  columnCount: number,
+): readonly Descriptor[] {
+  const last = state.schema;
+  if (last !== null && last.descriptors.length === columnCount && reader.startsWith(last.bytes)) {
+    reader.offset += last.bytes.length;
+    return last.descriptors;
+  }
+  const at = reader.offset;
+  const descriptors = parseDescriptors(reader, `txn ${txnNumber}`, columnCount, state.limits);
+  state.schema = { bytes: reader.bytes.slice(at, reader.offset), descriptors };
+  return descriptors;
+}
+
+function parseDescriptors(
   reader: ByteReader,
   where: string,
   columnCount: number,

@@ -1013,7 +1013,7 @@ export class Follower implements TableFollower {
     );
   }
 
-  /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxn) the watermark. */
+  /** One segment, one SQLite transaction: its txns, the table's epoch and (by applyTxns) the watermark. */
   #apply(t: FollowedTable, key: string, segment: FetchedSegment, alsoInTransaction?: () => void): void {
     const { header, txns } = segment;
     // Every caller re-checks after its await: a table dropped meanwhile must never be applied again.
@@ -1028,7 +1028,7 @@ export class Follower implements TableFollower {
     const { tables, clock } = this.#options;
     const startedMs = clock.monotonicMs();
     tables.transaction(() => {
-      for (const record of txns) tables.applyTxn(header.tableName, record);
+      tables.applyTxns(header.tableName, txns);
       // Everything a replica holds came from the store: uploaded = applied, ready for a promotion.
       tables.setUploadedTxn(header.tableName, header.txnLast);
       if (header.epoch !== t.epoch) {

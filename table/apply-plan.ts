@@ -1,5 +1,10 @@
 import { WalshipError } from '../core/index.js';
-import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import {
+  type ColumnData,
+  type ColumnType,
+  DESIGNATED_TIMESTAMP_COLUMN,
+  type TxnRecord,
+} from '../wal/index.js';
 import { validateColumnName } from './names.js';
 import { type ColumnSchema, columnIndexOf, freezeSchema, type TableSchema } from './table-schema.js';
 import type { TableState } from './table-state.js';
@@ -13,6 +18,30 @@ export interface ColumnPlan {
   names: string[];
   /** Columns the table lacks, in record order: added by ALTER TABLE, appended to the schema. */
   added: ColumnSchema[];
+}
+
+/**
+ * The plan of the last record with rows applied to a table, kept on its TableState (`lastPlan`).
+ * A record of the very same columns (names spelled the same, in the same order, of the same types)
+ * against the same schema snapshot plans the same, so planColumns then skips folding, the
+ * duplicate check and the lookups, and runs only the checks that depend on the record's values.
+ * It serves only while the table's schema is the very snapshot it was made for: a schema change
+ * makes a new snapshot (schemas are immutable), and a rollback that undoes one, or another
+ * connection's commit, drops the cached TableState and its memo with it.
+ */
+export interface PlanMemo {
+  /** The schema snapshot the memo holds for: the table's schema once the record was applied. */
+  readonly schema: TableSchema;
+  /** The record's column names as it spelled them, in record order. */
+  readonly names: readonly string[];
+  /** The record's column types, in record order. */
+  readonly types: readonly ColumnType[];
+  /** The plan against `schema`: its canonical names, nothing to add. Shared by every record it serves. */
+  readonly plan: ColumnPlan;
+  /** The position of the designated timestamp among the record's columns, -1 when it has none. */
+  readonly timestampAt: number;
+  /** What the store caches the plan's prepared INSERT under, so no record builds the key again. */
+  readonly insertKey: string;
 }
 
 /** The schema a table that does not exist yet starts with (the store creates it that way). */
@@ -45,6 +74,10 @@ export function planColumns(table: string, state: TableState | undefined, record
       throw invalidTxn(name, record, 'a fence carries rows');
     return { names: [], added: [] };
   }
+  const memo = state?.lastPlan;
+  if (memo !== undefined && memo.schema === state?.schema && sameColumns(memo, record.columns)) {
+    return replan(name, record, memo);
+  }
   const columns = state?.schema.columns ?? NEW_TABLE_COLUMNS;
   const index = state === undefined ? undefined : columnIndexOf(state.schema);
   const seen = new Set<string>();
@@ -68,15 +101,48 @@ export function planColumns(table: string, state: TableState | undefined, record
     }
     if (folded === DESIGNATED_TIMESTAMP_COLUMN) hasTimestamp = !hasNullRow(column, record.rowCount);
   }
-  if (record.rowCount > 0 && !hasTimestamp) {
-    throw new WalshipError(
-      'TIMESTAMP_MISSING',
-      'data',
-      `table ${JSON.stringify(name)} txn ${record.txn}: rows without a designated timestamp (column '${DESIGNATED_TIMESTAMP_COLUMN}' missing or null)`,
-      { details: { table: name, txn: record.txn } },
-    );
-  }
+  if (record.rowCount > 0 && !hasTimestamp) throw timestampMissing(name, record);
   return plan;
+}
+
+/**
+ * The memo of applying `record` with `plan` to the table `state` now holds (its schema with the
+ * plan's columns added), for the next record to reuse; `insertKey` is the store's key of the
+ * plan's INSERT. A data record only: a fence has no columns to plan.
+ */
+export function memoOf(state: TableState, record: TxnRecord, plan: ColumnPlan, insertKey: string): PlanMemo {
+  const names = record.columns.map((column) => column.name);
+  return {
+    schema: state.schema,
+    names,
+    types: record.columns.map((column) => column.data.type),
+    plan: plan.added.length === 0 ? plan : { names: plan.names, added: [] },
+    timestampAt: names.findIndex((column) => column.toLowerCase() === DESIGNATED_TIMESTAMP_COLUMN),
+    insertKey,
+  };
+}
+
+function sameColumns(memo: PlanMemo, columns: readonly ColumnData[]): boolean {
+  if (columns.length !== memo.names.length) return false;
+  for (let c = 0; c < columns.length; c++) {
+    const column = columns[c]!;
+    if (column.name !== memo.names[c] || column.data.type !== memo.types[c]) return false;
+  }
+  return true;
+}
+
+/**
+ * planColumns for a record of the memo's columns: the checks on the record's values, in the order
+ * planColumns runs them (no other check can fail for these columns against this schema).
+ */
+function replan(table: string, record: TxnRecord, memo: PlanMemo): ColumnPlan {
+  for (const column of record.columns) checkShape(table, record, column);
+  if (record.rowCount > 0) {
+    const timestamp = record.columns[memo.timestampAt];
+    if (timestamp === undefined || hasNullRow(timestamp, record.rowCount))
+      throw timestampMissing(table, record);
+  }
+  return memo.plan;
 }
 
 /** `schema` with the plan's new columns appended, frozen. */
@@ -100,6 +166,15 @@ function checkShape(table: string, record: TxnRecord, column: ColumnData): void 
       `column ${JSON.stringify(column.name)} has a null bitmap shorter than its rows`,
     );
   }
+}
+
+function timestampMissing(table: string, record: TxnRecord): WalshipError {
+  return new WalshipError(
+    'TIMESTAMP_MISSING',
+    'data',
+    `table ${JSON.stringify(table)} txn ${record.txn}: rows without a designated timestamp (column '${DESIGNATED_TIMESTAMP_COLUMN}' missing or null)`,
+    { details: { table, txn: record.txn } },
+  );
 }
 
 function newColumn(column: ColumnData): ColumnSchema {

@@ -10,22 +10,17 @@ import { decimalText, doubleArrayJson } from './sql-values.js';
  * as text, double_array as JSON text (doubleArrayJson), decimal as exact text (decimalText), and
  * rows set in a column's null bitmap as NULL.
  *
- * Why this shape: one reused argument array per txn and a small integer switch per cell keep the
- * per-row cost close to a hand-written `stmt.run(a, b, …)` loop; values are read from the record's
- * typed arrays directly, with no per-row objects besides what the binding itself needs.
+ * Why this shape: one argument array per call, filled in place for every row, and a plain indexed
+ * read per cell (a record without double_array or decimal columns, the common case, never asks a
+ * column its type per cell) keep the per-row cost close to a hand-written `stmt.run(a, b, …)` loop;
+ * values are read from the record's typed arrays directly, with no per-row objects besides what
+ * the binding itself needs, and a call builds no per-column arrays, since a replica's records may
+ * hold only a few rows each.
  */
 
-/** Values bound as they are read: BigInt64Array, Float64Array, Uint8Array and string arrays. */
-const PLAIN = 0;
-const DOUBLE_ARRAY = 1;
-const DECIMAL = 2;
-
-type Reader = typeof PLAIN | typeof DOUBLE_ARRAY | typeof DECIMAL;
-
-function readerOf(column: ColumnData): Reader {
-  if (column.data.type === 'double_array') return DOUBLE_ARRAY;
-  if (column.data.type === 'decimal') return DECIMAL;
-  return PLAIN;
+/** Whether `column`'s values need converting before they bind (the others bind as they are read). */
+function isBoxed(column: ColumnData): boolean {
+  return column.data.type === 'double_array' || column.data.type === 'decimal';
 }
 
 /**
@@ -41,26 +36,27 @@ export function insertRows(
   fromRow = 0,
 ): void {
   const width = columns.length;
-  const readers = columns.map(readerOf);
-  const values = columns.map((column) => column.data.values as ArrayLike<unknown>);
-  const nulls = columns.map((column) => column.nulls);
-  const args: unknown[] = new Array(width).fill(null);
+  const args: unknown[] = new Array(width);
+  let boxed = false;
+  for (let c = 0; c < width; c++) if (isBoxed(columns[c]!)) boxed = true;
   for (let row = fromRow; row < rowCount; row++) {
     const byte = row >>> 3;
     const bit = 1 << (row & 7);
     for (let c = 0; c < width; c++) {
-      const bitmap = nulls[c]!;
-      if (bitmap !== null && (bitmap[byte]! & bit) !== 0) {
-        args[c] = null;
-        continue;
-      }
-      const value = values[c]![row];
-      const reader = readers[c];
-      if (reader === PLAIN) args[c] = value;
-      else if (reader === DOUBLE_ARRAY)
-        args[c] = doubleArrayJson(value as Parameters<typeof doubleArrayJson>[0]);
-      else args[c] = decimalText(value as Parameters<typeof decimalText>[0]);
+      const column = columns[c]!;
+      const bitmap = column.nulls;
+      if (bitmap !== null && (bitmap[byte]! & bit) !== 0) args[c] = null;
+      else if (!boxed) args[c] = column.data.values[row];
+      else args[c] = boxedValue(column, row);
     }
     insert.run(args);
   }
+}
+
+/** The value of a non-null `row` of `column` as bound, for a record that has a boxed column. */
+function boxedValue(column: ColumnData, row: number): unknown {
+  const { data } = column;
+  if (data.type === 'double_array') return doubleArrayJson(data.values[row]!);
+  if (data.type === 'decimal') return decimalText(data.values[row]!);
+  return data.values[row];
 }

@@ -1,3 +1,4 @@
+import type { PlanMemo } from './apply-plan.js';
 import type { TableSchema } from './table-schema.js';
 
 /** One encoded txn record in the pending queue. */
@@ -6,11 +7,16 @@ export interface PendingTxn {
   bytes: Uint8Array;
 }
 
-/** What the store keeps in memory per table: the schema snapshot and the watermarks. */
+/**
+ * What the store keeps in memory per table: the schema snapshot, the watermarks, and the plan of
+ * the last record with rows applied (apply-plan.ts PlanMemo), which the next record of the same
+ * columns reuses.
+ */
 export interface TableState {
   schema: TableSchema;
   lastTxn: bigint;
   uploadedTxn: bigint;
+  lastPlan?: PlanMemo;
 }
 
 /** Unknown names remembered as unknown, at most; beyond it they are all forgotten (they are cheap to re-check). */
@@ -50,9 +56,10 @@ export class TableStateCache {
     this.missing.add(folded);
   }
 
-  /** Swaps in a new schema snapshot (same table); returns the state. */
+  /** Swaps in a new schema snapshot (same table), dropping the plan made for the old one; returns the state. */
   replaceSchema(state: TableState, schema: TableSchema): TableState {
     state.schema = schema;
+    state.lastPlan = undefined;
     return state;
   }
 

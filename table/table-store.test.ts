@@ -682,6 +682,155 @@ describe('persistence and other connections', () => {
   });
 });
 
+describe('applyTxns: a segment of one table', () => {
+  /** Counts the store's writes of a last_txn, by a trigger another connection installs. */
+  function countWatermarkWrites(): () => number {
+    const db = new Database(file);
+    db.exec(`CREATE TABLE watermark_writes (n INTEGER NOT NULL);
+      INSERT INTO watermark_writes VALUES (0);
+      CREATE TRIGGER count_watermark_writes AFTER UPDATE OF last_txn ON _walship_tables
+      BEGIN UPDATE watermark_writes SET n = n + 1; END;`);
+    db.close();
+    return () => Number(query('SELECT n FROM watermark_writes')[0]!.n);
+  }
+
+  it('applies consecutive records, creating the table, and writes lastTxn once, after the last', () => {
+    const store = open();
+    store.applyTxn('other', simple(1n));
+    const writes = countWatermarkWrites();
+    const wide = (txn: bigint) => simple(txn, 2, [column('s', { type: 'symbol', values: ['a', 'b'] })]);
+    store.applyTxns('T', [simple(1n), simple(2n, 3), wide(3n), wide(4n), simple(5n, 1)]);
+    expect(store.lastTxn('t')).toBe(5n);
+    expect(writes()).toBe(1);
+    expect(store.schema('t')!.columns.map((c) => c.name)).toEqual(['timestamp', 'v', 's']);
+    expect(query('SELECT count(*) AS n, count(s) AS s FROM T')[0]).toEqual({ n: 10n, s: 4n });
+    // In an outer transaction too, with a fence among the records.
+    const fence: TxnRecord = { txn: 7n, commitTimeUs: T0, kind: 'fence', rowCount: 0, columns: [] };
+    store.transaction(() => store.applyTxns('t', [simple(6n), fence, simple(8n)]));
+    expect([store.lastTxn('t'), BigInt(writes())]).toEqual([8n, 2n]);
+    expect(query("SELECT last_txn FROM _walship_tables WHERE name = 'T'")[0]!.last_txn).toBe(8n);
+    store.applyTxns('t', []);
+    expect([store.lastTxn('t'), writes()]).toEqual([8n, 2]);
+  });
+
+  it('checks every record as applyTxn does, and a failing record undoes the whole batch', () => {
+    const store = open();
+    store.applyTxn('t', simple(1n));
+    const schemaBefore = store.schema('t');
+    const grown = simple(3n, 2, [column('w', { type: 'string', values: ['x', 'y'] })]);
+    const failures: [string, TxnRecord][] = [
+      ['TXN_GAP', simple(5n)],
+      ['TXN_GAP', simple(3n)],
+      [
+        'TYPE_CONFLICT',
+        record(4n, [timestamps(T0), column('v', { type: 'long', values: BigInt64Array.from([1n]) })]),
+      ],
+      ['TIMESTAMP_MISSING', record(4n, [column('v', { type: 'double', values: Float64Array.from([1]) })])],
+    ];
+    for (const [code, bad] of failures) {
+      expect(errorOf(() => store.applyTxns('t', [simple(2n), grown, bad, simple(5n)])).code).toBe(code);
+      expect(store.lastTxn('t')).toBe(1n);
+      expect(store.schema('t')).toEqual(schemaBefore);
+      expect(query('SELECT count(*) AS n FROM t')[0]!.n).toBe(2n);
+      expect(Object.keys(declaredTypes('t'))).toEqual(['timestamp', 'v']);
+    }
+    expect(errorOf(() => store.applyTxns('new', [simple(1n), simple(3n)])).code).toBe('TXN_GAP');
+    expect(store.schema('new')).toBeUndefined();
+    // A batch inside an outer transaction that fails later is undone with it.
+    const failing = () =>
+      store.transaction(() => {
+        store.applyTxns('t', [simple(2n), grown]);
+        expect(store.lastTxn('t')).toBe(3n);
+        throw new Error('later step failed');
+      });
+    expect(failing).toThrow('later step failed');
+    expect([store.lastTxn('t'), store.schema('t')]).toEqual([1n, schemaBefore]);
+    store.applyTxns('t', [simple(2n), grown, simple(4n)]);
+    expect(store.lastTxn('t')).toBe(4n);
+    expect(query('SELECT count(*) AS n, count(w) AS w FROM t')[0]).toEqual({ n: 8n, w: 2n });
+  });
+});
+
+describe('the plan a table keeps for its next record', () => {
+  it('still checks what depends on each record’s values', () => {
+    const store = open();
+    /** A table whose last two records carried timestamp and v: the next such record reuses their plan. */
+    let tables = 0;
+    const primed = () => {
+      const name = `t${++tables}`;
+      store.applyTxns(name, [simple(1n, 3), simple(2n, 3)]);
+      return name;
+    };
+    const nullTs = record(3n, [
+      column('timestamp', { type: 'timestamp', values: BigInt64Array.from([T0, 0n]) }, [1]),
+      column('v', { type: 'double', values: Float64Array.from([1, 2]) }),
+    ]);
+    expect(errorOf(() => store.applyTxn(primed(), nullTs)).code).toBe('TIMESTAMP_MISSING');
+    const short = record(3n, [
+      timestamps(T0, T0),
+      column('v', { type: 'double', values: Float64Array.from([1]) }),
+    ]);
+    expect(errorOf(() => store.applyTxn(primed(), short)).code).toBe('TXN_INVALID');
+    const shortBitmap = simple(3n, 9);
+    shortBitmap.columns[1] = { ...shortBitmap.columns[1]!, nulls: new Uint8Array(1) };
+    expect(errorOf(() => store.applyTxn(primed(), shortBitmap)).message).toContain('null bitmap shorter');
+    const fenceWithRows: TxnRecord = { ...simple(3n), kind: 'fence' };
+    expect(errorOf(() => store.applyTxn(primed(), fenceWithRows)).code).toBe('TXN_INVALID');
+    // Nor does a plan for other spellings or types of the same columns skip the checks of a new one.
+    const twice = simple(3n, 2, [column('V', { type: 'double', values: Float64Array.from([1, 2]) })]);
+    expect(errorOf(() => store.applyTxn(primed(), twice)).code).toBe('TXN_INVALID');
+    const retyped = record(3n, [timestamps(T0), column('v', { type: 'string', values: ['x'] })]);
+    expect(errorOf(() => store.applyTxn(primed(), retyped)).code).toBe('TYPE_CONFLICT');
+    for (let t = 1; t <= tables; t++) expect(store.lastTxn(`t${t}`)).toBe(2n);
+    // A plan made for a record without rows (and without a timestamp) lets no rows in without one.
+    const vOnly = (txn: bigint, rows: number) =>
+      record(txn, [column('v', { type: 'double', values: new Float64Array(rows) })]);
+    store.applyTxns('u', [vOnly(1n, 0), vOnly(2n, 0)]);
+    expect(errorOf(() => store.applyTxn('u', vOnly(3n, 2))).code).toBe('TIMESTAMP_MISSING');
+    // The record after a refused one is planned as usual.
+    store.applyTxn('t1', simple(3n));
+    expect(query('SELECT count(*) AS n FROM t1')[0]!.n).toBe(8n);
+  });
+
+  it('is dropped when the schema changes: a new column, a rollback, another connection', () => {
+    const store = open();
+    const withW = (txn: bigint) => simple(txn, 2, [column('w', { type: 'string', values: ['x', 'y'] })]);
+    store.applyTxns('t', [simple(1n), simple(2n)]);
+    // A column added by a record makes a new schema: the plan for (timestamp, v) is remade for it.
+    store.applyTxns('t', [withW(3n), simple(4n), withW(5n)]);
+    expect(query('SELECT count(w) AS w FROM t')[0]!.w).toBe(4n);
+    // A rolled-back transaction added column z and planned for it; the next record must add it again.
+    const withZ = (txn: bigint) =>
+      simple(txn, 2, [column('z', { type: 'long', values: BigInt64Array.from([1n, 2n]) })]);
+    expect(() =>
+      store.transaction(() => {
+        store.applyTxns('t', [withZ(6n), withZ(7n)]);
+        throw new Error('abort');
+      }),
+    ).toThrow('abort');
+    expect(Object.keys(declaredTypes('t'))).toEqual(['timestamp', 'v', 'w']);
+    store.applyTxn('t', withZ(6n));
+    expect(Object.keys(declaredTypes('t'))).toEqual(['timestamp', 'v', 'w', 'z']);
+    // Another connection drops the table and makes it again with v a long: a record with v a double
+    // is then a type conflict, not an insert through the plan this store kept.
+    const other = open();
+    const db = new Database(file);
+    db.exec(
+      `DROP TABLE t; DELETE FROM _walship_columns WHERE "table" = 't'; DELETE FROM _walship_tables WHERE name = 't';`,
+    );
+    db.close();
+    other.applyTxn(
+      't',
+      record(1n, [timestamps(T0), column('v', { type: 'long', values: BigInt64Array.from([1n]) })]),
+    );
+    expect(errorOf(() => store.applyTxn('t', simple(2n))).code).toBe('TYPE_CONFLICT');
+    expect(store.schema('t')!.columns).toEqual([
+      { name: 'timestamp', type: 'timestamp' },
+      { name: 'v', type: 'long' },
+    ]);
+  });
+});
+
 describe('applyTxn: property', () => {
   const cell = {
     long: fc.bigInt({ min: MIN_I64, max: MAX_I64 }),

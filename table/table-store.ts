@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { type Clock, ClosedError, systemClock, WalshipError } from '../core/index.js';
 import { DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
-import { applyPlan, type ColumnPlan, planColumns } from './apply-plan.js';
+import { applyPlan, type ColumnPlan, memoOf, planColumns } from './apply-plan.js';
 import { asTableKey, type TableKey, tableKey, validateTableName } from './names.js';
 import {
   designatedTimestamps,
@@ -32,9 +32,9 @@ export type { PendingTxn } from './table-state.js';
  * key/value table of node facts. The metadata layout is in store-sql.ts.
  *
  * Durability: WAL journal mode with `synchronous=FULL` unless told otherwise, so a commit that
- * returned survives power loss. Schemas and watermarks are cached in memory; the cache drops
- * whatever a rolled-back transaction touched, and everything when another connection committed
- * (`PRAGMA data_version`), so it never shows what the database does not hold.
+ * returned survives power loss. Schemas, watermarks and each table's last apply plan are cached in
+ * memory; the cache drops whatever a rolled-back transaction touched, and everything when another
+ * connection committed (`PRAGMA data_version`), so it never shows what the database does not hold.
  *
  * One writer per file: a node opens one writable store; read-only stores (query workers) may
  * sit beside it. Not safe to share across threads (better-sqlite3 connections are not).
@@ -248,17 +248,13 @@ export class TableStore {
       throw new WalshipError('NOT_IN_TRANSACTION', 'internal', 'applyTxnInSlices needs transactionInSlices');
     }
     const state = this.state(table);
-    checkTxnFollows(table, state, record);
+    checkTxnFollows(table, state, state?.lastTxn ?? 0n, record);
     const plan = planColumns(table, state, record);
     const ready = this.ensureColumns(table, state, plan);
     this.markDirty(ready);
     const name = ready.schema.name;
     if (record.rowCount > 0) {
-      const insert = this.insertStatement(
-        `${ready.schema.key}\u0000${plan.names.join('\u0000')}`,
-        ready.schema.name,
-        plan.names,
-      );
+      const insert = this.insertStatement(ready, plan, record);
       const step = Math.max(1, options.rowsPerSlice);
       for (let from = 0; from < record.rowCount; from += step) {
         const to = Math.min(record.rowCount, from + step);
@@ -386,18 +382,36 @@ export class TableStore {
    * the first write; after one, only a storage failure (`STORAGE_FAILED`) can stop it half way.
    */
   applyTxn(table: string, record: TxnRecord): void {
+    this.applyTxns(table, [record]);
+  }
+
+  /**
+   * Applies `records`, consecutive txns of `table`, each as `applyTxn` does (the same checks, per
+   * record, before that record's first write), in the current transaction or a new one, but writes
+   * the table's lastTxn once, after the last record: a replica applies a segment this way. When a
+   * record fails, what the records before it wrote is still in the transaction: in a new one it is
+   * rolled back with them, and a caller whose transaction this joined must not commit (see
+   * `transaction`). lastTxn(table) shows the last record only once they all went in.
+   */
+  applyTxns(table: string, records: readonly TxnRecord[]): void {
     this.transaction(() => {
-      const state = this.state(table);
-      checkTxnFollows(table, state, record);
-      const plan = planColumns(table, state, record);
-      const ready = this.ensureColumns(table, state, plan);
-      this.insertRecord(ready, plan, record);
+      let state = this.state(table);
+      let lastTxn = state?.lastTxn ?? 0n;
+      for (const record of records) {
+        checkTxnFollows(table, state, lastTxn, record);
+        const plan = planColumns(table, state, record);
+        state = this.ensureColumns(table, state, plan);
+        this.insertRecord(state, plan, record);
+        lastTxn = record.txn;
+      }
+      if (state === undefined || lastTxn === state.lastTxn) return;
+      const ready = state;
       this.guard(
-        () => `advance table ${JSON.stringify(ready.schema.name)} to txn ${record.txn}`,
-        () => this.sql.setLastTxn.run(record.txn, ready.schema.key),
+        () => `advance table ${JSON.stringify(ready.schema.name)} to txn ${lastTxn}`,
+        () => this.sql.setLastTxn.run(lastTxn, ready.schema.key),
       );
       this.markDirty(ready);
-      ready.lastTxn = record.txn;
+      ready.lastTxn = lastTxn;
     });
   }
 
@@ -451,16 +465,26 @@ export class TableStore {
 
   private insertRecord(state: TableState, plan: ColumnPlan, record: TxnRecord): void {
     if (record.rowCount === 0) return;
-    const names = plan.names;
-    const cacheKey = `${state.schema.key}\u0000${names.join('\u0000')}`;
     const doing = () =>
       `insert ${record.rowCount} rows of txn ${record.txn} into table ${JSON.stringify(state.schema.name)}`;
     this.guard(doing, () =>
-      insertRows(this.insertStatement(cacheKey, state.schema.name, names), record.columns, record.rowCount),
+      insertRows(this.insertStatement(state, plan, record), record.columns, record.rowCount),
     );
   }
 
-  private insertStatement(cacheKey: string, table: string, names: readonly string[]): Database.Statement {
+  /**
+   * The prepared INSERT of `plan` (planned for `record`) into the table of `state`, which already
+   * has the plan's columns. Remembers the plan on `state` (unless it came from there), so the next
+   * record of the same columns reuses it and its cache key.
+   */
+  private insertStatement(state: TableState, plan: ColumnPlan, record: TxnRecord): Database.Statement {
+    let memo = state.lastPlan;
+    if (memo?.plan !== plan || memo.schema !== state.schema) {
+      memo = memoOf(state, record, plan, `${state.schema.key}\u0000${plan.names.join('\u0000')}`);
+      state.lastPlan = memo;
+    }
+    const cacheKey = memo.insertKey;
+    const names = plan.names;
     let statement = this.inserts.get(cacheKey);
     if (statement !== undefined) {
       // Moved to the end of the Map's order: the eviction below takes the least recently used.
@@ -470,7 +494,9 @@ export class TableStore {
     }
     const columns = names.map(quoteIdentifier).join(', ');
     const params = names.map(() => '?').join(', ');
-    statement = this.db.prepare(`INSERT INTO ${quoteIdentifier(table)} (${columns}) VALUES (${params})`);
+    statement = this.db.prepare(
+      `INSERT INTO ${quoteIdentifier(state.schema.name)} (${columns}) VALUES (${params})`,
+    );
     if (this.inserts.size >= MAX_CACHED_INSERTS) this.inserts.delete(this.inserts.keys().next().value!);
     this.inserts.set(cacheKey, statement);
     return statement;
@@ -823,8 +849,13 @@ function unsupportedFormat(version: number): WalshipError {
   );
 }
 
-function checkTxnFollows(table: string, state: TableState | undefined, record: TxnRecord): void {
-  const lastTxn = state?.lastTxn ?? 0n;
+/** `record` must be the txn after `lastTxn`, the last one applied to `table` (whose state is `state`). */
+function checkTxnFollows(
+  table: string,
+  state: TableState | undefined,
+  lastTxn: bigint,
+  record: TxnRecord,
+): void {
   if (record.txn === lastTxn + 1n) return;
   const name = state?.schema.name ?? table;
   throw new WalshipError(

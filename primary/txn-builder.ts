@@ -22,6 +22,7 @@ import {
   INITIAL_ROWS,
   trimmed,
   typeConflict,
+  typedArray,
 } from './column-builder.js';
 
 /**
@@ -167,7 +168,7 @@ class TableBuilder {
   /** Rows added so far. */
   private row = 0;
   /** Designated timestamps; grows by doubling (trimmed to the row count by finish). */
-  private timestamps = new BigInt64Array(INITIAL_ROWS);
+  private timestamps = typedArray(BigInt64Array, INITIAL_ROWS);
   /** The row whose timestamp a `timestamp` field set (first one wins). */
   private timestampFieldRow = -1;
   /** Columns touched, by spelling as sent and by folded name. */

@@ -116,17 +116,24 @@ export class TxnBuilder {
     return this.#builders.map((builder) => builder.finish(nextTxn(builder.table)));
   }
 
-  /** The builder of `line`'s table (a new table's name is validated once, on its first line). */
+  /**
+   * The builder of `line`'s table. Each spelling is validated on its first line, except the
+   * existing table's own, validated when the table was created: a request over a thousand tables
+   * would otherwise validate (and encode) a thousand known names.
+   */
   #tableOf(line: IlpLine): TableBuilder {
     let builder = this.#bySpelling.get(line.table);
     if (builder !== undefined) return builder;
-    withLine(line.line, () => validateTableName(line.table));
     const folded = line.table.toLowerCase();
     builder = this.#byFolded.get(folded);
     if (builder === undefined) {
-      builder = new TableBuilder(line.table, this.#options.schemaOf(line.table), this.#options.commitTimeUs);
+      const schema = this.#options.schemaOf(line.table);
+      if (schema?.name !== line.table) withLine(line.line, () => validateTableName(line.table));
+      builder = new TableBuilder(line.table, schema, this.#options.commitTimeUs);
       this.#byFolded.set(folded, builder);
       this.#builders.push(builder);
+    } else {
+      withLine(line.line, () => validateTableName(line.table));
     }
     this.#bySpelling.set(line.table, builder);
     return builder;

@@ -3,6 +3,9 @@ import { assert } from '../core/index.js';
 
 const INITIAL_CAPACITY_BYTES = 64 * 1024;
 
+/** Strings up to this many UTF-16 units are checked for ASCII and copied by hand (see utf8). */
+const SHORT_ASCII_CHARS = 16;
+
 /**
  * An append-only little-endian byte buffer that grows by doubling. The encoder's limits bound
  * how far it can grow; `maxBytes` makes the writer assert that bound instead of trusting it.
@@ -94,9 +97,24 @@ export class ByteWriter {
   utf8(text: string): number {
     // A UTF-16 code unit never takes more than 3 UTF-8 bytes; measure exactly only near the limit.
     if (!this.reserve(text.length * 3) && !this.reserve(Buffer.byteLength(text, 'utf8'))) return -1;
+    if (text.length <= SHORT_ASCII_CHARS && this.asciiInPlace(text)) return text.length;
     const { written } = textEncoder.encodeInto(text, this.buffer.subarray(this.length));
     this.length += written;
     return written;
+  }
+
+  /**
+   * Writes `text` byte per char when it is all ASCII (its UTF-8 encoding then) and returns true;
+   * otherwise writes nothing and returns false. Room is reserved. For short strings (symbols, tags)
+   * this is several times faster than a TextEncoder call.
+   */
+  private asciiInPlace(text: string): boolean {
+    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
+    const buffer = this.buffer;
+    const at = this.length;
+    for (let i = 0; i < text.length; i++) buffer[at + i] = text.charCodeAt(i);
+    this.length += text.length;
+    return true;
   }
 
   /** Direct access to the bytes written so far, for in-place fills (bit packing, zeroing slots). */

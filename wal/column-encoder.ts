@@ -31,7 +31,6 @@ export interface ChunkContext {
  * row costs well under a microsecond to encode, so a slice holds the event loop for a few ms.
  */
 export const ENCODE_SLICE_ROWS = 8192;
-const SLICE_MASK = ENCODE_SLICE_ROWS - 1;
 
 /**
  * Appends one column chunk's values (RFC-0001 §3) after its null bitmap, validating them: one
@@ -39,36 +38,90 @@ const SLICE_MASK = ENCODE_SLICE_ROWS - 1;
  * InvalidArgumentError naming the txn, column and row of the first problem.
  */
 export function encodeColumnChunk(ctx: ChunkContext, data: ColumnValues): void {
-  const steps = encodeColumnChunkSteps(ctx, data);
-  while (steps.next().done !== true);
+  if (ctx.nulls !== null) writeBytes(ctx, ctx.nulls);
+  switch (data.type) {
+    case 'boolean':
+      encodeBooleans(ctx, expectTyped(ctx, data.values, Uint8Array, 'Uint8Array'));
+      return;
+    case 'long':
+    case 'timestamp':
+      encodeFixed64(ctx, expectTyped(ctx, data.values, BigInt64Array, 'BigInt64Array'));
+      return;
+    case 'double':
+      encodeFixed64(ctx, expectTyped(ctx, data.values, Float64Array, 'Float64Array'));
+      return;
+    case 'string':
+      encodeStrings(ctx, expectArray(ctx, data.values));
+      return;
+    case 'symbol':
+      encodeSymbols(ctx, expectArray(ctx, data.values));
+      return;
+    case 'double_array':
+      encodeRows(ctx, expectArray(ctx, data.values), encodeDoubleArray);
+      return;
+    case 'decimal':
+      encodeRows(ctx, expectArray(ctx, data.values), encodeDecimal);
+      return;
+    default:
+      throw unknownType(ctx, data);
+  }
 }
 
 /**
  * `encodeColumnChunk` as steps: it pauses (yields) every ENCODE_SLICE_ROWS rows so a caller can
  * free the event loop while a long column is encoded. The caller runs it to the end before using
- * `ctx.writer` again.
+ * `ctx.writer` again. It writes and checks exactly what encodeColumnChunk does, in the same order:
+ * each type's plain encoder below has a `...Steps` twin that runs the same row passes (the
+ * functions taking `from, to`) through `inSlices`. The twins exist because a generator per column
+ * costs more than encoding a small chunk does.
  */
 export function* encodeColumnChunkSteps(ctx: ChunkContext, data: ColumnValues): Generator<void, void, void> {
   if (ctx.nulls !== null) writeBytes(ctx, ctx.nulls);
   switch (data.type) {
     case 'boolean':
-      return yield* encodeBooleans(ctx, expectTyped(ctx, data.values, Uint8Array, 'Uint8Array'));
+      return yield* encodeBooleansSteps(ctx, expectTyped(ctx, data.values, Uint8Array, 'Uint8Array'));
     case 'long':
     case 'timestamp':
-      return yield* encodeFixed64(ctx, expectTyped(ctx, data.values, BigInt64Array, 'BigInt64Array'));
+      return yield* encodeFixed64Steps(ctx, expectTyped(ctx, data.values, BigInt64Array, 'BigInt64Array'));
     case 'double':
-      return yield* encodeFixed64(ctx, expectTyped(ctx, data.values, Float64Array, 'Float64Array'));
+      return yield* encodeFixed64Steps(ctx, expectTyped(ctx, data.values, Float64Array, 'Float64Array'));
     case 'string':
-      return yield* encodeStrings(ctx, expectArray(ctx, data.values));
+      return yield* encodeStringsSteps(ctx, expectArray(ctx, data.values));
     case 'symbol':
-      return yield* encodeSymbols(ctx, expectArray(ctx, data.values));
+      return yield* encodeSymbolsSteps(ctx, expectArray(ctx, data.values));
     case 'double_array':
-      return yield* encodeRows(ctx, expectArray(ctx, data.values), encodeDoubleArray);
+      return yield* encodeRowsSteps(ctx, expectArray(ctx, data.values), encodeDoubleArray);
     case 'decimal':
-      return yield* encodeRows(ctx, expectArray(ctx, data.values), encodeDecimal);
+      return yield* encodeRowsSteps(ctx, expectArray(ctx, data.values), encodeDecimal);
     default:
-      throw invalid(ctx, `unknown column type '${(data as { type: unknown }).type}'`);
+      throw unknownType(ctx, data);
   }
+}
+
+/** A row pass: encodes (or checks) rows [from, to) of a chunk. */
+type RowPass = (from: number, to: number) => void;
+
+/**
+ * Runs a row pass over rows [0, count), pausing before row `firstPause` and every
+ * ENCODE_SLICE_ROWS rows after it. Most passes pause before every row whose index ends in
+ * ENCODE_SLICE_ROWS - 1 (rows 8191, 16383, ...), as they always have.
+ */
+function* inSlices(
+  count: number,
+  pass: RowPass,
+  firstPause = ENCODE_SLICE_ROWS - 1,
+): Generator<void, void, void> {
+  let from = 0;
+  for (let pauseAt = firstPause; pauseAt < count; pauseAt += ENCODE_SLICE_ROWS) {
+    pass(from, pauseAt);
+    yield;
+    from = pauseAt;
+  }
+  pass(from, count);
+}
+
+function unknownType(ctx: ChunkContext, data: never): InvalidArgumentError {
+  return invalid(ctx, `unknown column type '${(data as { type: unknown }).type}'`);
 }
 
 function invalid(ctx: ChunkContext, message: string): InvalidArgumentError {
@@ -111,34 +164,56 @@ function expectArray<T>(ctx: ChunkContext, values: readonly T[]): readonly T[] {
   return values;
 }
 
-function* encodeBooleans(ctx: ChunkContext, values: Uint8Array): Generator<void, void, void> {
+function encodeBooleans(ctx: ChunkContext, values: Uint8Array): void {
+  booleanPass(ctx, values)(0, ctx.rowCount);
+}
+
+function* encodeBooleansSteps(ctx: ChunkContext, values: Uint8Array): Generator<void, void, void> {
+  yield* inSlices(ctx.rowCount, booleanPass(ctx, values));
+}
+
+/** Writes the values' zeroed bitmap; returns the pass that sets the bits of non-null 1 rows. */
+function booleanPass(ctx: ChunkContext, values: Uint8Array): RowPass {
   const bytes = nullBitmapBytes(ctx.rowCount);
   reserve(ctx, bytes);
   const at = ctx.writer.zeros(bytes);
   const out = ctx.writer.bytesView;
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
-    const value = values[row]!;
-    if (isNullRow(ctx, row)) continue;
-    if (value > 1) throw invalid(ctx, `row ${row}: boolean value ${value} is not 0 or 1`);
-    if (value === 1) out[at + (row >>> 3)] = out[at + (row >>> 3)]! | (1 << (row & 7));
-  }
+  return (from, to) => {
+    for (let row = from; row < to; row++) {
+      const value = values[row]!;
+      if (isNullRow(ctx, row)) continue;
+      if (value > 1) throw invalid(ctx, `row ${row}: boolean value ${value} is not 0 or 1`);
+      if (value === 1) out[at + (row >>> 3)] = out[at + (row >>> 3)]! | (1 << (row & 7));
+    }
+  };
 }
 
 /** One copy of the raw little-endian slots; null slots are zeroed so they carry nothing. */
-function* encodeFixed64(
+function encodeFixed64(ctx: ChunkContext, values: BigInt64Array | Float64Array): void {
+  const at = writeFixed64(ctx, values);
+  if (ctx.nulls !== null) zeroNullSlots(ctx.writer.bytesView, at, ctx.nulls, 0, ctx.rowCount);
+}
+
+function* encodeFixed64Steps(
   ctx: ChunkContext,
   values: BigInt64Array | Float64Array,
 ): Generator<void, void, void> {
+  const at = writeFixed64(ctx, values);
+  const { nulls } = ctx;
+  if (nulls === null) return;
+  const out = ctx.writer.bytesView;
+  yield* inSlices(ctx.rowCount, (from, to) => zeroNullSlots(out, at, nulls, from, to));
+}
+
+/** Copies the slots; returns where they start. */
+function writeFixed64(ctx: ChunkContext, values: BigInt64Array | Float64Array): number {
   const source = new Uint8Array(values.buffer, values.byteOffset, ctx.rowCount * 8);
   writeBytes(ctx, source);
-  if (ctx.nulls === null) return;
-  const out = ctx.writer.bytesView;
-  const at = out.length - source.length;
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
-    if (isNullRow(ctx, row)) out.fill(0, at + row * 8, at + row * 8 + 8);
-  }
+  return ctx.writer.offset - source.length;
+}
+
+function zeroNullSlots(out: Uint8Array, at: number, nulls: Uint8Array, from: number, to: number): void {
+  for (let row = from; row < to; row++) if (isBitSet(nulls, row)) out.fill(0, at + row * 8, at + row * 8 + 8);
 }
 
 function checkString(ctx: ChunkContext, row: number, value: unknown): string {
@@ -172,18 +247,30 @@ function writeUtf8(ctx: ChunkContext, row: number, text: string): number {
   return written;
 }
 
-function* encodeStrings(ctx: ChunkContext, values: readonly (string | null)[]): Generator<void, void, void> {
-  reserve(ctx, ctx.rowCount * 4);
-  const lengthsAt = ctx.writer.zeros(ctx.rowCount * 4);
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
-    if (isNullRow(ctx, row)) continue;
-    const written = writeUtf8(ctx, row, checkString(ctx, row, values[row]));
-    ctx.writer.patchU32(lengthsAt + row * 4, written);
-  }
+function encodeStrings(ctx: ChunkContext, values: readonly (string | null)[]): void {
+  stringPass(ctx, values)(0, ctx.rowCount);
 }
 
-/** A per-record dictionary in first-appearance order, then one index per row of the minimal width. */
+function* encodeStringsSteps(
+  ctx: ChunkContext,
+  values: readonly (string | null)[],
+): Generator<void, void, void> {
+  yield* inSlices(ctx.rowCount, stringPass(ctx, values));
+}
+
+/** Writes zeroed lengths; returns the pass that writes non-null rows' text and patches their lengths. */
+function stringPass(ctx: ChunkContext, values: readonly (string | null)[]): RowPass {
+  reserve(ctx, ctx.rowCount * 4);
+  const lengthsAt = ctx.writer.zeros(ctx.rowCount * 4);
+  return (from, to) => {
+    for (let row = from; row < to; row++) {
+      if (isNullRow(ctx, row)) continue;
+      const written = writeUtf8(ctx, row, checkString(ctx, row, values[row]));
+      ctx.writer.patchU32(lengthsAt + row * 4, written);
+    }
+  };
+}
+
 /**
  * Scratch for symbol indices, reused across columns: a fresh typed array per column costs about
  * a microsecond (an ArrayBuffer allocation), which dominated encoding. Safe because a chunk of at
@@ -192,47 +279,100 @@ function* encodeStrings(ctx: ChunkContext, values: readonly (string | null)[]): 
  */
 const symbolScratch = new Uint32Array(ENCODE_SLICE_ROWS);
 
-function* encodeSymbols(ctx: ChunkContext, values: readonly (string | null)[]): Generator<void, void, void> {
-  const { rowCount } = ctx;
-  const indices = rowCount < symbolScratch.length ? symbolScratch : new Uint32Array(rowCount);
+/** A per-record dictionary in first-appearance order, then one index per row of the minimal width. */
+function encodeSymbols(ctx: ChunkContext, values: readonly (string | null)[]): void {
+  const symbols = new SymbolChunk(ctx, values);
+  symbols.indexRows(0, ctx.rowCount);
+  symbols.writeHeader();
+  symbols.writeEntries(0, symbols.entries.length);
+  symbols.startIndices();
+  symbols.writeIndices(0, ctx.rowCount);
+}
+
+function* encodeSymbolsSteps(
+  ctx: ChunkContext,
+  values: readonly (string | null)[],
+): Generator<void, void, void> {
+  const symbols = new SymbolChunk(ctx, values);
+  yield* inSlices(ctx.rowCount, (from, to) => symbols.indexRows(from, to));
+  symbols.writeHeader();
+  yield* inSlices(symbols.entries.length, (from, to) => symbols.writeEntries(from, to));
+  symbols.startIndices();
+  // The index pass has always paused on slice boundaries (rows 8192, 16384, ...), not a row before.
+  yield* inSlices(ctx.rowCount, (from, to) => symbols.writeIndices(from, to), ENCODE_SLICE_ROWS);
+}
+
+/**
+ * A symbol chunk being encoded, in three passes: rows to dictionary indices, the dictionary's
+ * entries, then the indices at the dictionary's width.
+ */
+class SymbolChunk {
+  readonly #ctx: ChunkContext;
+  readonly #values: readonly (string | null)[];
+  readonly #indices: Uint32Array;
   // A null-prototype object looks up string keys ~1.6x faster than a Map here; `entries` keeps the order.
-  const dictionary: Record<string, number> = Object.create(null);
-  const entries: string[] = [];
-  for (let row = 0; row < rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
-    indices[row] = 0;
-    if (isNullRow(ctx, row)) continue;
-    const value = values[row];
-    let index = typeof value === 'string' ? dictionary[value] : undefined;
-    if (index === undefined) {
-      index = entries.length;
-      const entry = checkString(ctx, row, value);
-      dictionary[entry] = index;
-      entries.push(entry);
+  readonly #dictionary: Record<string, number> = Object.create(null);
+  readonly entries: string[] = [];
+  #width: 1 | 2 | 4 = 1;
+  #lengthsAt = 0;
+  #indicesAt = 0;
+
+  constructor(ctx: ChunkContext, values: readonly (string | null)[]) {
+    this.#ctx = ctx;
+    this.#values = values;
+    this.#indices = ctx.rowCount < symbolScratch.length ? symbolScratch : new Uint32Array(ctx.rowCount);
+  }
+
+  /** Rows [from, to): each non-null row's index, adding new values to the dictionary. */
+  indexRows(from: number, to: number): void {
+    const ctx = this.#ctx;
+    const indices = this.#indices;
+    const dictionary = this.#dictionary;
+    const { entries } = this;
+    for (let row = from; row < to; row++) {
+      indices[row] = 0;
+      if (isNullRow(ctx, row)) continue;
+      const value = this.#values[row];
+      let index = typeof value === 'string' ? dictionary[value] : undefined;
+      if (index === undefined) {
+        index = entries.length;
+        const entry = checkString(ctx, row, value);
+        dictionary[entry] = index;
+        entries.push(entry);
+      }
+      indices[row] = index;
     }
-    indices[row] = index;
   }
-  const width = symbolIndexWidth(entries.length);
-  reserve(ctx, 5 + entries.length * 4);
-  ctx.writer.u32(entries.length);
-  ctx.writer.u8(width);
-  const lengthsAt = ctx.writer.zeros(entries.length * 4);
-  for (let index = 0; index < entries.length; index++) {
-    if ((index & SLICE_MASK) === SLICE_MASK) yield;
-    ctx.writer.patchU32(lengthsAt + index * 4, writeUtf8(ctx, index, entries[index]!));
+
+  /** The dictionary size and index width, then zeroed entry lengths. */
+  writeHeader(): void {
+    const { writer } = this.#ctx;
+    const count = this.entries.length;
+    this.#width = symbolIndexWidth(count);
+    reserve(this.#ctx, 5 + count * 4);
+    writer.u32(count);
+    writer.u8(this.#width);
+    this.#lengthsAt = writer.zeros(count * 4);
   }
-  reserve(ctx, rowCount * width);
-  const at = ctx.writer.zeros(rowCount * width);
-  for (let from = 0; from < rowCount; from += ENCODE_SLICE_ROWS) {
-    if (from > 0) yield;
-    writeIndices(
-      ctx.writer.bytesView,
-      at,
-      indices,
-      from,
-      Math.min(rowCount, from + ENCODE_SLICE_ROWS),
-      width,
-    );
+
+  /** Entries [from, to): their text, patching their lengths. */
+  writeEntries(from: number, to: number): void {
+    for (let index = from; index < to; index++) {
+      const written = writeUtf8(this.#ctx, index, this.entries[index]!);
+      this.#ctx.writer.patchU32(this.#lengthsAt + index * 4, written);
+    }
+  }
+
+  /** Zeroed room for every row's index. */
+  startIndices(): void {
+    const { rowCount } = this.#ctx;
+    reserve(this.#ctx, rowCount * this.#width);
+    this.#indicesAt = this.#ctx.writer.zeros(rowCount * this.#width);
+  }
+
+  /** Rows [from, to) of the indices. */
+  writeIndices(from: number, to: number): void {
+    writeIndices(this.#ctx.writer.bytesView, this.#indicesAt, this.#indices, from, to, this.#width);
   }
 }
 
@@ -258,13 +398,28 @@ function writeIndices(
 }
 
 /** Variable-width types: non-null rows only, each validated and counted as a boxed value. */
-function* encodeRows<T>(
+function encodeRows<T>(ctx: ChunkContext, values: readonly (T | null)[], encodeOne: EncodeOne<T>): void {
+  boxedRows(ctx, values, encodeOne, 0, ctx.rowCount);
+}
+
+function* encodeRowsSteps<T>(
   ctx: ChunkContext,
   values: readonly (T | null)[],
-  encodeOne: (ctx: ChunkContext, row: number, value: T) => void,
+  encodeOne: EncodeOne<T>,
 ): Generator<void, void, void> {
-  for (let row = 0; row < ctx.rowCount; row++) {
-    if ((row & SLICE_MASK) === SLICE_MASK) yield;
+  yield* inSlices(ctx.rowCount, (from, to) => boxedRows(ctx, values, encodeOne, from, to));
+}
+
+type EncodeOne<T> = (ctx: ChunkContext, row: number, value: T) => void;
+
+function boxedRows<T>(
+  ctx: ChunkContext,
+  values: readonly (T | null)[],
+  encodeOne: EncodeOne<T>,
+  from: number,
+  to: number,
+): void {
+  for (let row = from; row < to; row++) {
     if (isNullRow(ctx, row)) continue;
     const value = values[row];
     if (value === null || typeof value !== 'object') {

@@ -2,7 +2,12 @@ import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../core/index.js';
 import { ByteWriter } from './byte-writer.js';
 import { checksum } from './checksum.js';
-import { type ChunkContext, encodeColumnChunkSteps } from './column-encoder.js';
+import {
+  type ChunkContext,
+  ENCODE_SLICE_ROWS,
+  encodeColumnChunk,
+  encodeColumnChunkSteps,
+} from './column-encoder.js';
 import { COLUMN_TYPE_IDS } from './column-types.js';
 import { resolveLimits, type SegmentLimits } from './limits.js';
 import { anyBitSet, nullBitmapBytes, paddingBitsSet } from './null-bitmap.js';
@@ -42,8 +47,14 @@ export function recordEncodeState(limits: SegmentLimits): RecordEncodeState {
  * it needs it: a segment's header does, a pending record does not.
  */
 export function appendTxnRecord(writer: ByteWriter, txn: TxnRecord, state: RecordEncodeState): void {
-  const steps = appendTxnRecordSteps(writer, txn, state);
-  while (steps.next().done !== true);
+  // appendTxnRecordSteps without the generators, writing and checking the same bytes in the same
+  // order: a generator per record and column would cost a thousand small records more than
+  // encoding them does.
+  const record = beginRecord(writer, txn, state);
+  for (let i = 0; i < txn.columns.length; i++) {
+    encodeColumnChunk(chunkContext(record, i), txn.columns[i]!.data);
+  }
+  finishRecord(record);
 }
 
 /**
@@ -57,6 +68,31 @@ export function* appendTxnRecordSteps(
   txn: TxnRecord,
   state: RecordEncodeState,
 ): Generator<void, void, void> {
+  const record = beginRecord(writer, txn, state);
+  // A chunk of fewer rows than a slice never pauses inside: encode it without a generator.
+  const pauses = txn.rowCount >= ENCODE_SLICE_ROWS;
+  for (let i = 0; i < txn.columns.length; i++) {
+    const ctx = chunkContext(record, i);
+    const { data } = txn.columns[i]!;
+    if (pauses) yield* encodeColumnChunkSteps(ctx, data);
+    else encodeColumnChunk(ctx, data);
+    yield;
+  }
+  finishRecord(record);
+}
+
+/** A record whose head and column descriptors are written, and its chunks' shared context. */
+interface OpenRecord {
+  txn: TxnRecord;
+  /** Where the record starts: its length is patched there, its checksum covers from there. */
+  start: number;
+  /** Each column's effective null bitmap (see effectiveNulls). */
+  nulls: (Uint8Array | null)[];
+  ctx: ChunkContext;
+}
+
+/** Validates the record and its columns, counts it in the tally, writes its head and descriptors. */
+function beginRecord(writer: ByteWriter, txn: TxnRecord, state: RecordEncodeState): OpenRecord {
   const { limits, tally } = state;
   const where = checkTxnFields(txn, limits);
   const overLimit = tally.addRecord(txn.columns.length, txn.rowCount);
@@ -66,7 +102,7 @@ export function* appendTxnRecordSteps(
   const nulls = txn.columns.map((column) => effectiveNulls(column, txn.rowCount));
   const start = writer.offset;
   if (!writer.reserve(4 + RECORD_FIXED_PAYLOAD_BYTES)) throw bodyTooLarge(where, limits);
-  writer.u32(0); // payloadBytes, patched below
+  writer.u32(0); // payloadBytes, patched by finishRecord
   writer.u64(txn.txn);
   writer.i64(txn.commitTimeUs);
   writer.u8(TXN_KIND_IDS[txn.kind]);
@@ -74,7 +110,8 @@ export function* appendTxnRecordSteps(
   writer.u16(txn.columns.length);
   writer.u32(txn.rowCount);
   // Every descriptor before any row: the applier learns the whole schema, changes included, first.
-  txn.columns.forEach((column, i) => {
+  for (let i = 0; i < txn.columns.length; i++) {
+    const column = txn.columns[i]!;
     const name = names[i]!;
     if (!writer.reserve(3 + name.length)) throw bodyTooLarge(where, limits);
     writer.u8(name.length);
@@ -82,15 +119,23 @@ export function* appendTxnRecordSteps(
     writer.u8(COLUMN_TYPE_IDS[column.data.type]);
     const flags = (column.addedInTxn ? COLUMN_FLAG_ADDED_IN_TXN : 0) | (nulls[i] ? COLUMN_FLAG_HAS_NULLS : 0);
     writer.u8(flags);
-  });
-  const ctx: ChunkContext = { writer, limits, tally, rowCount: txn.rowCount, nulls: null, where, column: '' };
-  for (let i = 0; i < txn.columns.length; i++) {
-    const column = txn.columns[i]!;
-    ctx.nulls = nulls[i] ?? null;
-    ctx.column = column.name;
-    yield* encodeColumnChunkSteps(ctx, column.data);
-    yield;
   }
+  const ctx: ChunkContext = { writer, limits, tally, rowCount: txn.rowCount, nulls: null, where, column: '' };
+  return { txn, start, nulls, ctx };
+}
+
+/** The record's chunk context, pointed at column `index`. */
+function chunkContext(record: OpenRecord, index: number): ChunkContext {
+  const { ctx } = record;
+  ctx.nulls = record.nulls[index] ?? null;
+  ctx.column = record.txn.columns[index]!.name;
+  return ctx;
+}
+
+/** Patches the record's length and appends its checksum. */
+function finishRecord(record: OpenRecord): void {
+  const { writer, where, limits } = record.ctx;
+  const { start } = record;
   if (!writer.reserve(4)) throw bodyTooLarge(where, limits);
   writer.patchU32(start, writer.offset - start - 4);
   writer.u32(checksum(writer.bytesView, start, writer.offset));
@@ -120,29 +165,26 @@ const SCRATCH_KEPT_BYTES = 1024 * 1024;
  * by a large record is dropped after it.
  */
 export class TxnRecordEncoder {
-  readonly #limits: SegmentLimits;
-  readonly #nameBytes = new Map<string, Uint8Array>();
+  readonly #state: RecordEncodeState;
   #writer: ByteWriter;
 
   constructor(limits?: Partial<SegmentLimits>) {
-    this.#limits = resolveLimits(limits);
-    this.#writer = new ByteWriter(this.#limits.maxRawBodyBytes, 4096);
+    this.#state = recordEncodeState(resolveLimits(limits));
+    this.#writer = new ByteWriter(this.#state.limits.maxRawBodyBytes, 4096);
   }
 
   /** The bytes encodeTxnRecord(txn) returns, a copy no later call touches (see copyOut); throws as it does. */
   encode(txn: TxnRecord): Uint8Array {
     const writer = this.#writer;
     writer.reset();
+    // Each record is alone under the limits: its tally starts from zero, as a new one would.
+    this.#state.tally.reset();
     try {
-      appendTxnRecord(writer, txn, {
-        limits: this.#limits,
-        tally: new SegmentTally(this.#limits),
-        nameBytes: this.#nameBytes,
-      });
+      appendTxnRecord(writer, txn, this.#state);
       return copyOut(writer.bytesView);
     } finally {
       if (writer.capacityBytes > SCRATCH_KEPT_BYTES)
-        this.#writer = new ByteWriter(this.#limits.maxRawBodyBytes, 4096);
+        this.#writer = new ByteWriter(this.#state.limits.maxRawBodyBytes, 4096);
     }
   }
 }
@@ -271,12 +313,27 @@ function checkColumn(
   return nameBytes;
 }
 
+/** Up to this many columns, comparing every pair costs less than building a Set. */
+const PAIRWISE_NAME_CHECK_COLUMNS = 16;
+
+/** Throws for the first column whose name an earlier column has. */
 function checkUniqueNames(columns: readonly ColumnData[], where: Where): void {
+  if (columns.length <= PAIRWISE_NAME_CHECK_COLUMNS) {
+    for (let j = 1; j < columns.length; j++) {
+      const { name } = columns[j]!;
+      for (let i = 0; i < j; i++) if (columns[i]!.name === name) throw duplicateColumn(where, name);
+    }
+    return;
+  }
   const seen = new Set<string>();
   for (const { name } of columns) {
-    if (seen.has(name)) throw new InvalidArgumentError(`${where()}: duplicate column '${name}'`);
+    if (seen.has(name)) throw duplicateColumn(where, name);
     seen.add(name);
   }
+}
+
+function duplicateColumn(where: Where, name: string): InvalidArgumentError {
+  return new InvalidArgumentError(`${where()}: duplicate column '${name}'`);
 }
 
 /** The bitmap to write: null when no row is null, so the decoder's `nulls` is null exactly then. */

@@ -15,6 +15,13 @@ export class SegmentTally {
     this.limits = limits;
   }
 
+  /** Forgets every count, as a fresh tally: for an encoder that checks records one at a time. */
+  reset(): void {
+    this.cells = 0;
+    this.columns = 0;
+    this.boxedValues = 0;
+  }
+
   /**
    * Counts a record's columns and cells. Returns a description of the limit it breaks, or
    * undefined when it fits. Call before allocating anything for the record's rows.

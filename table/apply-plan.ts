@@ -1,48 +1,8 @@
 import { WalshipError } from '../core/index.js';
-import {
-  type ColumnData,
-  type ColumnType,
-  DESIGNATED_TIMESTAMP_COLUMN,
-  type TxnRecord,
-} from '../wal/index.js';
+import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
 import { validateColumnName } from './names.js';
 import { type ColumnSchema, columnIndexOf, freezeSchema, type TableSchema } from './table-schema.js';
-import type { TableState } from './table-state.js';
-
-/**
- * What applying one txn record does to its table's schema, decided before anything is written, so
- * that every check of TableStore.applyTxn fails before its first write.
- */
-export interface ColumnPlan {
-  /** The canonical name of each record column, in record order: the INSERT's column list. */
-  names: string[];
-  /** Columns the table lacks, in record order: added by ALTER TABLE, appended to the schema. */
-  added: ColumnSchema[];
-}
-
-/**
- * The plan of the last record with rows applied to a table, kept on its TableState (`lastPlan`).
- * A record of the very same columns (names spelled the same, in the same order, of the same types)
- * against the same schema snapshot plans the same, so planColumns then skips folding, the
- * duplicate check and the lookups, and runs only the checks that depend on the record's values.
- * It serves only while the table's schema is the very snapshot it was made for: a schema change
- * makes a new snapshot (schemas are immutable), and a rollback that undoes one, or another
- * connection's commit, drops the cached TableState and its memo with it.
- */
-export interface PlanMemo {
-  /** The schema snapshot the memo holds for: the table's schema once the record was applied. */
-  readonly schema: TableSchema;
-  /** The record's column names as it spelled them, in record order. */
-  readonly names: readonly string[];
-  /** The record's column types, in record order. */
-  readonly types: readonly ColumnType[];
-  /** The plan against `schema`: its canonical names, nothing to add. Shared by every record it serves. */
-  readonly plan: ColumnPlan;
-  /** The position of the designated timestamp among the record's columns, -1 when it has none. */
-  readonly timestampAt: number;
-  /** What the store caches the plan's prepared INSERT under, so no record builds the key again. */
-  readonly insertKey: string;
-}
+import type { ColumnPlan, PlanMemo, TableState } from './table-state.js';
 
 /** The schema a table that does not exist yet starts with (the store creates it that way). */
 const NEW_TABLE_COLUMNS: readonly ColumnSchema[] = Object.freeze([

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { type Clock, ClosedError, systemClock, WalshipError } from '../core/index.js';
 import { DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
-import { applyPlan, type ColumnPlan, memoOf, planColumns } from './apply-plan.js';
+import { applyPlan, memoOf, planColumns } from './apply-plan.js';
 import { asTableKey, type TableKey, tableKey, validateTableName } from './names.js';
 import {
   designatedTimestamps,
@@ -20,7 +20,7 @@ import {
   storageError,
 } from './store-sql.js';
 import { type ColumnSchema, freezeSchema, type TableSchema } from './table-schema.js';
-import { type PendingTxn, type TableState, TableStateCache } from './table-state.js';
+import { type ColumnPlan, type PendingTxn, type TableState, TableStateCache } from './table-state.js';
 
 export type { PendingTxn } from './table-state.js';
 

@@ -448,6 +448,8 @@ interface RunMeasured {
   ingest?: IngestMeasured;
   catchUp?: { ms: number; startMs: number; segments: number };
   idle?: IdleMeasured;
+  /** The idle replica published a snapshot (publishMs); a second fresh replica bootstrapped from it. */
+  fromSnapshot?: { ms: number; publishMs: number; imageBytes: number };
   /** Why the run stopped short: over budget, or failed. */
   notMeasured?: string;
   /** Set when the primary's exit on SIGTERM was not clean (code 0). */
@@ -520,13 +522,18 @@ async function checkRows(replica: ReplicaNode, tables: number): Promise<number> 
   const rows = status.tables.reduce((sum, table) => sum + table.rowsApplied, 0);
   if (status.tables.length !== tables || rows !== ROWS)
     throw new Error(`replica holds ${rows} rows in ${status.tables.length} tables, not ${ROWS} in ${tables}`);
+  await checkCounts(replica, tables);
+  return status.tables.reduce((sum, table) => sum + table.segmentsApplied, 0);
+}
+
+/** The first and the last table hold their rows, counted by the replica's query API. */
+async function checkCounts(replica: ReplicaNode, tables: number): Promise<void> {
   for (const index of new Set([0, tables - 1])) {
     const count = await countRows(replica.httpPort, tableNameOf(index));
     const expected = rowsOfTable(ROWS, tables, index);
     if (count !== expected)
       throw new Error(`replica /exec counts ${count} rows in ${tableNameOf(index)}, not ${expected}`);
   }
-  return status.tables.reduce((sum, table) => sum + table.segmentsApplied, 0);
 }
 
 /** Requests by kind and CPU of the caught-up replica over IDLE_WINDOW_MS, nothing else running here. */
@@ -595,11 +602,44 @@ async function replicaPhase(
       m.catchUp = { ms, startMs, segments };
       log(`${label}: caught up in ${ms.toFixed(0)} ms; idle for ${(IDLE_WINDOW_MS / 1000).toFixed(0)} s`);
       m.idle = await measureIdle(replica, counter);
+      const publishStarted = performance.now();
+      const manifest = await replica.snapshot();
+      const publishMs = performance.now() - publishStarted;
+      m.fromSnapshot = { ms: Number.NaN, publishMs, imageBytes: manifest.image.bytes };
     } finally {
       await replica.close();
     }
+    m.fromSnapshot.ms = await catchUpFromSnapshot(store, space, m, targets, deadlineMs);
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * A second fresh replica with the product's snapshot bootstrap on (the default): it restores the
+ * snapshot the first one published and follows from there. Timed from start() to every table at the
+ * primary's committed txn; the first and last tables' rows are counted through /exec.
+ */
+async function catchUpFromSnapshot(
+  store: ObjectStore,
+  space: RunSpace,
+  m: RunMeasured,
+  targets: Map<TableKey, bigint>,
+  deadlineMs: number,
+): Promise<number> {
+  log(`${space.label} ${m.tables} tables: fresh replica from the snapshot`);
+  const started = performance.now();
+  const replica = await startTestReplica(store, path.join(space.dir, 'replica-from-snapshot'), {
+    ...REPLICA_DEFAULTS,
+    bootstrapFromSnapshot: true,
+  });
+  try {
+    await waitApplied(replica, targets, deadlineMs);
+    const ms = performance.now() - started;
+    await checkCounts(replica, m.tables);
+    return ms;
+  } finally {
+    await replica.close();
   }
 }
 
@@ -701,6 +741,29 @@ function catchUpRows(m: RunMeasured, one: RunMeasured | undefined, prefix: strin
             reference: CATCH_UP_REFERENCE,
           }),
       note: `${ratioToOne(seconds, oneSeconds)}; start() to every table at the primary's committed txn (start() itself ${m.catchUp.startMs.toFixed(0)} ms), ${m.catchUp.segments} segments, snapshot bootstrap off`,
+    },
+    ...fromSnapshotRows(m, one, prefix),
+  ];
+}
+
+function fromSnapshotRows(m: RunMeasured, one: RunMeasured | undefined, prefix: string): BenchRow[] {
+  const name = `${prefix}: fresh-replica catch-up from a snapshot`;
+  const snapshot = m.fromSnapshot;
+  if (snapshot === undefined || Number.isNaN(snapshot.ms)) return [notMeasuredRow(name, 's', m)];
+  const seconds = snapshot.ms / 1000;
+  const oneSnapshot = one?.fromSnapshot;
+  const oneSeconds =
+    oneSnapshot === undefined || Number.isNaN(oneSnapshot.ms) ? undefined : oneSnapshot.ms / 1000;
+  return [
+    {
+      name,
+      value: seconds,
+      unit: 's',
+      better: 'lower',
+      ...(m.tables === 1 || oneSeconds === undefined
+        ? {}
+        : { baselineName: `${m.label} 1 table: catch-up from a snapshot`, baseline: oneSeconds }),
+      note: `${ratioToOne(seconds, oneSeconds)}; the product default (snapshot bootstrap on): a second fresh replica restores the snapshot the first published (image ${(snapshot.imageBytes / 1e6).toFixed(1)} MB, published in ${(snapshot.publishMs / 1000).toFixed(1)} s), then follows; start() to every table at the primary's committed txn`,
     },
   ];
 }

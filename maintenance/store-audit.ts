@@ -95,7 +95,7 @@ export type { SequencerAuditRecord, TxnLogAuditReport } from './txn-log-audit.js
 export const AUDIT_CONCURRENCY_DEFAULT = 8;
 /** The most GETs in flight: each holds a whole segment (up to 257 MiB at the format's limit). */
 export const AUDIT_CONCURRENCY_MAX = 64;
-/** Top-level names walked by the skip scan of the root (each costs one LIST). */
+/** Top-level names walked by the skip scan of the root (each costs one LIST of one key). */
 const ROOT_NAMES_MAX = 1_000;
 /** Keys per LIST page of the scan for strays beside a table's folders (usually one page). */
 const STRAY_PAGE_KEYS = 100;
@@ -765,7 +765,10 @@ const ROOT_NAMES = new Set([
   ...[EPOCHS_PREFIX, TABLES_PREFIX, NODES_PREFIX, SNAPSHOTS_PREFIX].map((p) => p.slice(0, -1)),
 ]);
 
-/** A skip scan of the root's top-level names (one LIST each), as discoverTableKeys does for tables/. */
+/**
+ * A skip scan of the root's top-level names, one LIST of one key each: a root holds a handful of
+ * names (DESIGN §3), and a wrong one is found whatever its objects are called.
+ */
 async function auditRoot(store: ObjectStore, sink: FindingSink): Promise<void> {
   let startAfter: string | undefined;
   for (let seen = 0; seen < ROOT_NAMES_MAX; seen++) {

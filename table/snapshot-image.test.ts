@@ -74,25 +74,6 @@ function rows(db: Database.Database, sql: string): unknown[] {
   return db.prepare(sql).safeIntegers(true).all();
 }
 
-describe('TableStore.vacuumInto', () => {
-  it('copies the committed state, also from a read-only store', () => {
-    primaryStore();
-    const reader = open('tables.sqlite', { readonly: true });
-    reader.vacuumInto(join(dir, 'copy.sqlite'));
-    const copy = open('copy.sqlite', { readonly: true });
-    expect(copy.schemas()).toEqual(reader.schemas());
-    expect(copy.lastTxn('trades')).toBe(3n);
-  });
-
-  it('refuses to run inside a transaction, and onto an existing file', () => {
-    const store = primaryStore();
-    const inside = errorOf(() => store.transaction(() => store.vacuumInto(join(dir, 'copy.sqlite'))));
-    expect(inside).toMatchObject({ code: 'INVALID_ARGUMENT', kind: 'internal' });
-    writeFileSync(join(dir, 'taken.sqlite'), 'something');
-    expect(errorOf(() => store.vacuumInto(join(dir, 'taken.sqlite'))).code).toBe('STORAGE_FAILED');
-  });
-});
-
 describe('createSnapshotImage', () => {
   it('copies tables and rows, and scrubs the pending queue, uploaded watermarks and node facts', async () => {
     const store = primaryStore();

@@ -707,29 +707,6 @@ export class TableStore {
     );
   }
 
-  /**
-   * Writes a consistent copy of the whole database into the new file `file` (`VACUUM INTO`: one
-   * read transaction, so the copy holds exactly the commits before it began while other connections
-   * go on writing). Synchronous: it blocks the caller for as long as the copy takes. Works on
-   * read-only stores too (SQLite writes the copy through a separate pager); only a connection with
-   * `PRAGMA query_only` is refused. SQLite refuses an existing non-empty `file` (`STORAGE_FAILED`).
-   * Throws `INVALID_ARGUMENT` (kind internal: a caller bug) inside a transaction, where SQLite
-   * cannot vacuum and the copy would not be a committed state anyway.
-   */
-  vacuumInto(file: string): void {
-    this.checkOpen();
-    if (this.inTransaction || this.db.inTransaction) {
-      throw new WalshipError(
-        'INVALID_ARGUMENT',
-        'internal',
-        'cannot copy the table store inside a transaction',
-      );
-    }
-    this.guard(`copy the table store into ${JSON.stringify(file)}`, () =>
-      this.db.prepare('VACUUM INTO ?').run(file),
-    );
-  }
-
   // --- cache ---
 
   private state(table: string): TableState | undefined {

@@ -9,6 +9,7 @@ import {
 import { decodeDecimalBytes } from './decimal-bytes.js';
 import type { SegmentLimits } from './limits.js';
 import { isBitSet, nullBitmapBytes, paddingBitsSet } from './null-bitmap.js';
+import { inSlices } from './row-slices.js';
 import { symbolIndexWidth } from './segment-layout.js';
 import type { SegmentTally } from './segment-tally.js';
 import type { ValueArena } from './value-arena.js';
@@ -81,20 +82,6 @@ export function* decodeColumnChunkSteps(
   return { nulls, data: yield* decodeValuesSteps(ctx, type, nulls) };
 }
 
-/**
- * Runs a row pass over rows [0, count), pausing before every row whose index ends in
- * DECODE_SLICE_ROWS - 1 (rows 8191, 16383, ...).
- */
-function* inSlices(count: number, pass: (from: number, to: number) => void): Generator<void, void, void> {
-  let from = 0;
-  for (let pauseAt = DECODE_SLICE_ROWS - 1; pauseAt < count; pauseAt += DECODE_SLICE_ROWS) {
-    pass(from, pauseAt);
-    yield;
-    from = pauseAt;
-  }
-  pass(from, count);
-}
-
 function decodeValues(ctx: ChunkDecodeContext, type: ColumnType, nulls: Uint8Array | null): ColumnValues {
   switch (type) {
     case 'boolean':
@@ -133,13 +120,17 @@ function* decodeValuesSteps(
     case 'timestamp': {
       const values = ctx.arena.copyBigInt64s(fixed64Bytes(ctx));
       if (nulls !== null)
-        yield* inSlices(values.length, (from, to) => zeroNullRows(values, nulls, 0n, from, to));
+        yield* inSlices(values.length, DECODE_SLICE_ROWS, (from, to) =>
+          zeroNullRows(values, nulls, 0n, from, to),
+        );
       return { type, values };
     }
     case 'double': {
       const values = ctx.arena.copyFloat64s(fixed64Bytes(ctx));
       if (nulls !== null)
-        yield* inSlices(values.length, (from, to) => zeroNullRows(values, nulls, 0, from, to));
+        yield* inSlices(values.length, DECODE_SLICE_ROWS, (from, to) =>
+          zeroNullRows(values, nulls, 0, from, to),
+        );
       return { type, values };
     }
     case 'string':
@@ -184,7 +175,7 @@ function* decodeBooleansSteps(
 ): Generator<void, Uint8Array, void> {
   const bits = readBooleanBits(ctx);
   const values = ctx.arena.bytes(ctx.rowCount);
-  yield* inSlices(ctx.rowCount, (from, to) => booleanRows(values, bits, nulls, from, to));
+  yield* inSlices(ctx.rowCount, DECODE_SLICE_ROWS, (from, to) => booleanRows(values, bits, nulls, from, to));
   return values;
 }
 
@@ -251,12 +242,12 @@ function* readStringsSteps(
 ): Generator<void, (string | null)[], void> {
   const lengthsAt = skipLengths(ctx, count, what);
   let totalBytes = 0;
-  yield* inSlices(count, (from, to) => {
+  yield* inSlices(count, DECODE_SLICE_ROWS, (from, to) => {
     totalBytes = checkLengths(ctx, lengthsAt, what, absent, from, to, totalBytes);
   });
   const strings: (string | null)[] = new Array(count);
   let at = takeBytes(ctx.reader, totalBytes);
-  yield* inSlices(count, (from, to) => {
+  yield* inSlices(count, DECODE_SLICE_ROWS, (from, to) => {
     at = decodeStrings(ctx, lengthsAt, what, absent, strings, from, to, at);
   });
   return strings;
@@ -392,7 +383,7 @@ function* decodeSymbolsSteps(
   const dictionary = (yield* readStringsSteps(ctx, entries, 'symbol entry', null)) as string[];
   const indicesAt = skipSymbolIndices(ctx, entries);
   const values: (string | null)[] = new Array(ctx.rowCount);
-  yield* inSlices(ctx.rowCount, (from, to) =>
+  yield* inSlices(ctx.rowCount, DECODE_SLICE_ROWS, (from, to) =>
     symbolRows(ctx, nulls, dictionary, indicesAt, values, from, to),
   );
   return values;
@@ -485,7 +476,9 @@ function* decodeRowsSteps<T>(
 ): Generator<void, (T | null)[], void> {
   const values = startRows<T>(ctx, nulls, minBytesPerValue);
   const rowContext = new RowContext(ctx);
-  yield* inSlices(ctx.rowCount, (from, to) => boxedRows(ctx, nulls, decodeOne, values, rowContext, from, to));
+  yield* inSlices(ctx.rowCount, DECODE_SLICE_ROWS, (from, to) =>
+    boxedRows(ctx, nulls, decodeOne, values, rowContext, from, to),
+  );
   return values;
 }
 

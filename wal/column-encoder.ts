@@ -9,6 +9,7 @@ import {
 import { decimalByteLength, encodeDecimalBytes } from './decimal-bytes.js';
 import type { SegmentLimits } from './limits.js';
 import { isBitSet, nullBitmapBytes } from './null-bitmap.js';
+import { inSlices, type RowPass } from './row-slices.js';
 import { symbolIndexWidth } from './segment-layout.js';
 import type { SegmentTally } from './segment-tally.js';
 
@@ -98,28 +99,6 @@ export function* encodeColumnChunkSteps(ctx: ChunkContext, data: ColumnValues): 
   }
 }
 
-/** A row pass: encodes (or checks) rows [from, to) of a chunk. */
-type RowPass = (from: number, to: number) => void;
-
-/**
- * Runs a row pass over rows [0, count), pausing before row `firstPause` and every
- * ENCODE_SLICE_ROWS rows after it. Most passes pause before every row whose index ends in
- * ENCODE_SLICE_ROWS - 1 (rows 8191, 16383, ...), as they always have.
- */
-function* inSlices(
-  count: number,
-  pass: RowPass,
-  firstPause = ENCODE_SLICE_ROWS - 1,
-): Generator<void, void, void> {
-  let from = 0;
-  for (let pauseAt = firstPause; pauseAt < count; pauseAt += ENCODE_SLICE_ROWS) {
-    pass(from, pauseAt);
-    yield;
-    from = pauseAt;
-  }
-  pass(from, count);
-}
-
 function unknownType(ctx: ChunkContext, data: never): InvalidArgumentError {
   return invalid(ctx, `unknown column type '${(data as { type: unknown }).type}'`);
 }
@@ -169,7 +148,7 @@ function encodeBooleans(ctx: ChunkContext, values: Uint8Array): void {
 }
 
 function* encodeBooleansSteps(ctx: ChunkContext, values: Uint8Array): Generator<void, void, void> {
-  yield* inSlices(ctx.rowCount, booleanPass(ctx, values));
+  yield* inSlices(ctx.rowCount, ENCODE_SLICE_ROWS, booleanPass(ctx, values));
 }
 
 /** Writes the values' zeroed bitmap; returns the pass that sets the bits of non-null 1 rows. */
@@ -202,7 +181,7 @@ function* encodeFixed64Steps(
   const { nulls } = ctx;
   if (nulls === null) return;
   const out = ctx.writer.bytesView;
-  yield* inSlices(ctx.rowCount, (from, to) => zeroNullSlots(out, at, nulls, from, to));
+  yield* inSlices(ctx.rowCount, ENCODE_SLICE_ROWS, (from, to) => zeroNullSlots(out, at, nulls, from, to));
 }
 
 /** Copies the slots; returns where they start. */
@@ -255,7 +234,7 @@ function* encodeStringsSteps(
   ctx: ChunkContext,
   values: readonly (string | null)[],
 ): Generator<void, void, void> {
-  yield* inSlices(ctx.rowCount, stringPass(ctx, values));
+  yield* inSlices(ctx.rowCount, ENCODE_SLICE_ROWS, stringPass(ctx, values));
 }
 
 /** Writes zeroed lengths; returns the pass that writes non-null rows' text and patches their lengths. */
@@ -294,12 +273,17 @@ function* encodeSymbolsSteps(
   values: readonly (string | null)[],
 ): Generator<void, void, void> {
   const symbols = new SymbolChunk(ctx, values);
-  yield* inSlices(ctx.rowCount, (from, to) => symbols.indexRows(from, to));
+  yield* inSlices(ctx.rowCount, ENCODE_SLICE_ROWS, (from, to) => symbols.indexRows(from, to));
   symbols.writeHeader();
-  yield* inSlices(symbols.entries.length, (from, to) => symbols.writeEntries(from, to));
+  yield* inSlices(symbols.entries.length, ENCODE_SLICE_ROWS, (from, to) => symbols.writeEntries(from, to));
   symbols.startIndices();
   // The index pass has always paused on slice boundaries (rows 8192, 16384, ...), not a row before.
-  yield* inSlices(ctx.rowCount, (from, to) => symbols.writeIndices(from, to), ENCODE_SLICE_ROWS);
+  yield* inSlices(
+    ctx.rowCount,
+    ENCODE_SLICE_ROWS,
+    (from, to) => symbols.writeIndices(from, to),
+    ENCODE_SLICE_ROWS,
+  );
 }
 
 /**
@@ -407,7 +391,7 @@ function* encodeRowsSteps<T>(
   values: readonly (T | null)[],
   encodeOne: EncodeOne<T>,
 ): Generator<void, void, void> {
-  yield* inSlices(ctx.rowCount, (from, to) => boxedRows(ctx, values, encodeOne, from, to));
+  yield* inSlices(ctx.rowCount, ENCODE_SLICE_ROWS, (from, to) => boxedRows(ctx, values, encodeOne, from, to));
 }
 
 type EncodeOne<T> = (ctx: ChunkContext, row: number, value: T) => void;

@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { ColumnType } from '../wal/index.js';
 import type { ColumnSchema, TableSchema } from './table-schema.js';
 
@@ -32,8 +33,16 @@ export interface PlanMemo {
   readonly plan: ColumnPlan;
   /** The position of the designated timestamp among the record's columns, -1 when it has none. */
   readonly timestampAt: number;
-  /** What the store caches the plan's prepared INSERT under, so no record builds the key again. */
+  /** What the store caches the plan's prepared INSERTs under, so no record builds the key again. */
   readonly insertKey: string;
+  /** The plan's prepared INSERTs by rows per statement, once a record used them (table-store.ts). */
+  inserts?: InsertsBySize;
+}
+
+/** Prepared INSERTs of one table and column list, by rows per statement (row-inserter.ts). */
+export interface InsertsBySize {
+  /** The INSERT of `rows` rows, prepared (or found in the store's cache) on first use. */
+  of(rows: number): Statement;
 }
 
 /** One encoded txn record in the pending queue. */

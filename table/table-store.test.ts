@@ -831,6 +831,107 @@ describe('the plan a table keeps for its next record', () => {
   });
 });
 
+describe('rows bound in blocks (row-inserter.ts)', () => {
+  /** A record of `rows` rows of every scalar type, with nulls on and beside the block edges. */
+  function mixed(txn: bigint, rows: number, first: number): { rec: TxnRecord; expected: unknown[] } {
+    const at = Array.from({ length: rows }, (_, i) => first + i);
+    const nullRows = at.flatMap((n, i) => (n % 8 === 7 || n % 64 === 0 || n % 13 === 5 ? [i] : []));
+    const isNull = (i: number) => nullRows.includes(i);
+    const rec = record(txn, [
+      timestamps(...at.map((n) => T0 + BigInt(n))),
+      column('l', { type: 'long', values: BigInt64Array.from(at, (n) => BigInt(n) * 3n - 7n) }, nullRows),
+      column('d', { type: 'double', values: Float64Array.from(at, (n) => n / 4) }, nullRows),
+      column('s', { type: 'string', values: at.map((n, i) => (isNull(i) ? null : `s${n}`)) }, nullRows),
+      column('b', { type: 'boolean', values: Uint8Array.from(at, (n) => n & 1) }),
+      column('dec', {
+        type: 'decimal',
+        values: at.map((n) => ({ unscaled: BigInt(n), scale: 1 })),
+      }),
+    ]);
+    const expected = at.map((n, i) => ({
+      timestamp: T0 + BigInt(n),
+      l: isNull(i) ? null : BigInt(n) * 3n - 7n,
+      d: isNull(i) ? null : n / 4,
+      s: isNull(i) ? null : `s${n}`,
+      b: BigInt(n & 1),
+      dec: (BigInt(n) / 10n).toString() + '.' + (BigInt(n) % 10n).toString(),
+    }));
+    return { rec, expected };
+  }
+
+  it('writes every row once, in order, whatever the row count around the 64- and 8-row blocks', () => {
+    const store = open();
+    const expected: unknown[] = [];
+    let first = 0;
+    const counts = [1, 7, 8, 9, 63, 64, 65, 71, 72, 73, 128, 137, 200];
+    counts.forEach((rows, i) => {
+      const { rec, expected: rowsOut } = mixed(BigInt(i + 1), rows, first);
+      store.applyTxn('blocks', rec);
+      expected.push(...rowsOut);
+      first += rows;
+    });
+    expect(query('SELECT timestamp, l, d, s, b, dec FROM blocks ORDER BY rowid')).toEqual(expected);
+  });
+
+  it('writes a sliced txn whole when its slices do not end on a block edge', async () => {
+    const store = open();
+    const { rec, expected } = mixed(1n, 300, 0);
+    await store.transactionInSlices(() =>
+      store.applyTxnInSlices('sliced', rec, { rowsPerSlice: 100, pause: async () => {} }),
+    );
+    expect(query('SELECT timestamp, l, d, s, b, dec FROM sliced ORDER BY rowid')).toEqual(expected);
+  });
+
+  it('binds a wide table in smaller blocks, and NULLs the columns a record lacks', () => {
+    const store = open();
+    const width = 200;
+    const rows = 13;
+    const wide = (txn: bigint, from: number) =>
+      record(txn, [
+        timestamps(...Array.from({ length: rows }, (_, i) => T0 + BigInt(from + i))),
+        ...Array.from({ length: width }, (_, c) =>
+          column(`c${c}`, {
+            type: 'double',
+            values: Float64Array.from({ length: rows }, (_, i) => (from + i) * 1000 + c),
+          }),
+        ),
+      ]);
+    store.applyTxn('wide', wide(1n, 0));
+    store.applyTxn('wide', record(2n, [timestamps(T0 + 100n, T0 + 101n)]));
+    store.applyTxn('wide', wide(3n, rows));
+    const out = query('SELECT * FROM wide ORDER BY rowid');
+    expect(out).toHaveLength(rows * 2 + 2);
+    for (const [r, row] of out.entries()) {
+      const n = r < rows ? r : r - 2;
+      for (let c = 0; c < width; c += 37) {
+        expect(row[`c${c}`]).toBe(r === rows || r === rows + 1 ? null : n * 1000 + c);
+      }
+    }
+  });
+
+  it('keeps inserting correctly once its cache of prepared INSERTs evicts some', () => {
+    const store = open();
+    // 10 columns: blocks of 51, 8 and 1 rows, 600 parameters a table; 600 tables pass the cache's bound.
+    const tables = 600;
+    const extra = (rows: number) =>
+      Array.from({ length: 8 }, (_, c) =>
+        column(`x${c}`, {
+          type: 'double',
+          values: Float64Array.from({ length: rows }, (_, i) => i * 10 + c),
+        }),
+      );
+    for (let round = 1; round <= 2; round++) {
+      store.transaction(() => {
+        for (let t = 0; t < tables; t++) store.applyTxn(`t${t}`, simple(BigInt(round), 73, extra(73)));
+      });
+    }
+    const once = Array.from({ length: 73 }, (_, i) => ({ v: i + 0.5, x7: i * 10 + 7 }));
+    for (const t of [0, 1, 299, 599]) {
+      expect(query(`SELECT v, x7 FROM t${t} ORDER BY rowid`)).toEqual([...once, ...once]);
+    }
+  });
+});
+
 describe('applyTxn: property', () => {
   const cell = {
     long: fc.bigInt({ min: MIN_I64, max: MAX_I64 }),

@@ -10,7 +10,7 @@ import {
   ROLLBACK_CHUNK_BYTES,
   unsafe as rollbackUnsafe,
 } from './pending-rollback.js';
-import { insertRows } from './row-inserter.js';
+import { blockSizes, insertRows, valuesList } from './row-inserter.js';
 import {
   columnDefinition,
   createTableSql,
@@ -20,7 +20,13 @@ import {
   storageError,
 } from './store-sql.js';
 import { type ColumnSchema, freezeSchema, type TableSchema } from './table-schema.js';
-import { type ColumnPlan, type PendingTxn, type TableState, TableStateCache } from './table-state.js';
+import {
+  type ColumnPlan,
+  type InsertsBySize,
+  type PendingTxn,
+  type TableState,
+  TableStateCache,
+} from './table-state.js';
 
 export type { PendingTxn } from './table-state.js';
 
@@ -55,11 +61,22 @@ const BUSY_TIMEOUT_MS = 5_000;
 const WAL_AUTOCHECKPOINT_PAGES = 8_192;
 
 /**
- * Prepared INSERTs kept per store (one per table and column set), the least recently used going
- * beyond this. Preparing one costs several µs and each holds ~2 KiB, so 4096 (~8 MiB) keeps a
- * request that writes a few columns to each of a thousand tables from preparing anything.
+ * Prepared INSERTs kept per store (up to three per table and column set, by rows per statement:
+ * row-inserter.ts), the least recently used going beyond either bound. Preparing one costs several
+ * µs and each holds ~2 KiB plus ~0.1 KiB per parameter, so 4096 statements and 262 144 parameters
+ * (~35 MiB at most) keep a request that writes a few columns to each of a thousand tables from
+ * preparing anything.
  */
 const MAX_CACHED_INSERTS = 4096;
+const MAX_CACHED_INSERT_PARAMETERS = 262_144;
+
+/** A prepared INSERT in the store's cache, and the plan's statements by rows that hold it too. */
+interface CachedInsert {
+  statement: Database.Statement;
+  parameters: number;
+  rows: number;
+  holder: Map<number, Database.Statement>;
+}
 
 export interface TableStoreOptions {
   /** Open an existing store without write access (default false). */
@@ -124,7 +141,9 @@ export class TableStore {
   /** The `synchronous` setting in force, as SQLite reports it after open. */
   readonly synchronous: 'FULL' | 'NORMAL';
   private readonly cache = new TableStateCache();
-  private readonly inserts = new Map<string, Database.Statement>();
+  private readonly inserts = new Map<string, CachedInsert>();
+  /** The parameters of the statements in `inserts`, summed. */
+  private insertParameters = 0;
   /** Folded names of the tables the current transaction changed: evicted if it rolls back. */
   private readonly dirty = new Set<string>();
   private inTransaction = false;
@@ -169,7 +188,7 @@ export class TableStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.inserts.clear();
+    this.clearInserts();
     this.db.close();
   }
 
@@ -254,14 +273,15 @@ export class TableStore {
     this.markDirty(ready);
     const name = ready.schema.name;
     if (record.rowCount > 0) {
-      const insert = this.insertStatement(ready, plan, record);
+      const insertOf = this.insertStatements(ready, plan, record);
+      const sizes = blockSizes(record.columns.length);
       const step = Math.max(1, options.rowsPerSlice);
       for (let from = 0; from < record.rowCount; from += step) {
         const to = Math.min(record.rowCount, from + step);
         this.checkOpen();
         this.guard(
           () => `insert rows ${from}..${to - 1} of txn ${record.txn} into table ${JSON.stringify(name)}`,
-          () => insertRows(insert, record.columns, to, from),
+          () => insertRows(insertOf, sizes, record.columns, to, from),
         );
         if (to < record.rowCount) await options.pause();
       }
@@ -287,7 +307,7 @@ export class TableStore {
     }
     if (!rolledBack || this.db.inTransaction) this.cache.clear();
     for (const folded of this.dirty) this.cache.evict(folded);
-    if (this.dirty.size > 0) this.inserts.clear();
+    if (this.dirty.size > 0) this.clearInserts();
     this.dirty.clear();
   }
 
@@ -467,39 +487,83 @@ export class TableStore {
     if (record.rowCount === 0) return;
     const doing = () =>
       `insert ${record.rowCount} rows of txn ${record.txn} into table ${JSON.stringify(state.schema.name)}`;
+    const insertOf = this.insertStatements(state, plan, record);
     this.guard(doing, () =>
-      insertRows(this.insertStatement(state, plan, record), record.columns, record.rowCount),
+      insertRows(insertOf, blockSizes(record.columns.length), record.columns, record.rowCount),
     );
   }
 
   /**
-   * The prepared INSERT of `plan` (planned for `record`) into the table of `state`, which already
-   * has the plan's columns. Remembers the plan on `state` (unless it came from there), so the next
-   * record of the same columns reuses it and its cache key.
+   * The prepared INSERTs of `plan` (planned for `record`) into the table of `state`, which already
+   * has the plan's columns, by rows per statement (row-inserter.ts). Remembers the plan on `state`
+   * (unless it came from there), so the next record of the same columns reuses it, its cache key
+   * and the statements it found (for as long as the cache keeps them: see insertStatement).
    */
-  private insertStatement(state: TableState, plan: ColumnPlan, record: TxnRecord): Database.Statement {
+  private insertStatements(state: TableState, plan: ColumnPlan, record: TxnRecord): InsertsBySize {
     let memo = state.lastPlan;
     if (memo?.plan !== plan || memo.schema !== state.schema) {
       memo = memoOf(state, record, plan, `${state.schema.key}\u0000${plan.names.join('\u0000')}`);
       state.lastPlan = memo;
     }
-    const cacheKey = memo.insertKey;
-    const names = plan.names;
-    let statement = this.inserts.get(cacheKey);
-    if (statement !== undefined) {
-      // Moved to the end of the Map's order: the eviction below takes the least recently used.
-      this.inserts.delete(cacheKey);
-      this.inserts.set(cacheKey, statement);
-      return statement;
+    if (memo.inserts === undefined) {
+      const { insertKey, plan: memoPlan } = memo;
+      const table = state.schema.name;
+      const found = new Map<number, Database.Statement>();
+      memo.inserts = {
+        of: (rows) => found.get(rows) ?? this.insertStatement(insertKey, table, memoPlan.names, rows, found),
+      };
     }
-    const columns = names.map(quoteIdentifier).join(', ');
-    const params = names.map(() => '?').join(', ');
-    statement = this.db.prepare(
-      `INSERT INTO ${quoteIdentifier(state.schema.name)} (${columns}) VALUES (${params})`,
-    );
-    if (this.inserts.size >= MAX_CACHED_INSERTS) this.inserts.delete(this.inserts.keys().next().value!);
-    this.inserts.set(cacheKey, statement);
-    return statement;
+    return memo.inserts;
+  }
+
+  /** Forgets every prepared INSERT (a schema changed, or a rollback may have undone one). */
+  private clearInserts(): void {
+    for (const cached of this.inserts.values()) cached.holder.delete(cached.rows);
+    this.inserts.clear();
+    this.insertParameters = 0;
+  }
+
+  /**
+   * The prepared INSERT of `rows` rows of columns `names` into `table`, cached under `insertKey`
+   * and `rows`; `holder` (a plan's statements by rows) keeps it too until the cache drops it, so
+   * the plan's next record finds it without a lookup, and nothing keeps a statement past the cache.
+   */
+  private insertStatement(
+    insertKey: string,
+    table: string,
+    names: readonly string[],
+    rows: number,
+    holder: Map<number, Database.Statement>,
+  ): Database.Statement {
+    const cacheKey = rows === 1 ? insertKey : `${insertKey}\u0000${rows}`;
+    let cached = this.inserts.get(cacheKey);
+    if (cached !== undefined) {
+      // Moved to the end of the Map's order: the eviction below takes the least recently looked up.
+      this.inserts.delete(cacheKey);
+    } else {
+      const columns = names.map(quoteIdentifier).join(', ');
+      const statement = this.db.prepare(
+        `INSERT INTO ${quoteIdentifier(table)} (${columns}) VALUES ${valuesList(names.length, rows)}`,
+      );
+      const parameters = names.length * rows;
+      while (
+        this.inserts.size > 0 &&
+        (this.inserts.size >= MAX_CACHED_INSERTS ||
+          this.insertParameters + parameters > MAX_CACHED_INSERT_PARAMETERS)
+      ) {
+        const [oldest, evicted] = this.inserts.entries().next().value!;
+        this.inserts.delete(oldest);
+        this.insertParameters -= evicted.parameters;
+        if (evicted.holder.get(evicted.rows) === evicted.statement) evicted.holder.delete(evicted.rows);
+      }
+      this.insertParameters += parameters;
+      cached = { statement, parameters, rows, holder };
+    }
+    if (cached.holder !== holder && cached.holder.get(rows) === cached.statement) cached.holder.delete(rows);
+    cached.holder = holder;
+    holder.set(rows, cached.statement);
+    this.inserts.set(cacheKey, cached);
+    return cached.statement;
   }
 
   /**
@@ -616,7 +680,7 @@ export class TableStore {
       // Reloaded from the database at the next use (and evicted again should the transaction roll back).
       this.markDirty(state);
       this.cache.evict(name.toLowerCase());
-      this.inserts.clear();
+      this.clearInserts();
       const droppedColumns = state.schema.columns.slice(kept.length).map((c) => c.name);
       return { txns: plan.txns, rows: plan.rows, droppedColumns, droppedTable };
     });
@@ -759,7 +823,7 @@ export class TableStore {
     const version = this.guard('read the data version', () => this.sql.dataVersion.get() as number);
     if (version !== this.dataVersion) {
       this.cache.clear();
-      this.inserts.clear();
+      this.clearInserts();
       this.dataVersion = version;
     }
   }

@@ -1,7 +1,8 @@
 import type { Buffer } from 'node:buffer';
 import type { DecimalValue, DoubleArrayValue } from '../wal/index.js';
-import type { IlpFieldValue } from './ilp-line.js';
 import type { IlpLimits } from './limits.js';
+import { CELL_DECIMAL, CELL_DOUBLE, CELL_DOUBLE_ARRAY, type IlpLineBatch } from './line-batch.js';
+import type { NameEntry } from './names.js';
 import { fitsInt256, MAX_DECIMAL_SCALE } from './text-numbers.js';
 
 /**
@@ -33,23 +34,33 @@ export interface BinaryCursor {
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
- * Decodes the binary value at `cursor.pos` (just past `==`) of field `name` and leaves `pos` after
- * it. Every count is checked against the limits and the bytes present before anything is allocated.
+ * Decodes the binary value at `cursor.pos` (just past `==`) of field `column` into a cell of
+ * `batch` and leaves `pos` after it. Every count is checked against the limits and the bytes
+ * present before anything is allocated.
  */
-export function readBinaryValue(cursor: BinaryCursor, limits: IlpLimits, name: string): IlpFieldValue {
+export function readBinaryValue(
+  cursor: BinaryCursor,
+  limits: IlpLimits,
+  column: NameEntry,
+  batch: IlpLineBatch,
+): void {
+  const name = column.name;
   cursor.require(1);
   const type = cursor.buf[cursor.pos++]!;
   switch (type) {
     case BINARY_DOUBLE:
       cursor.require(8);
       cursor.pos += 8;
-      return { type: 'double', value: cursor.view.getFloat64(cursor.pos - 8, true) };
+      batch.addNumber(column, CELL_DOUBLE, cursor.view.getFloat64(cursor.pos - 8, true));
+      return;
     case BINARY_ARRAY:
-      return { type: 'double_array', value: readArray(cursor, limits, name) };
+      batch.addRef(column, CELL_DOUBLE_ARRAY, readArray(cursor, limits, name));
+      return;
     case BINARY_DECIMAL:
-      return { type: 'decimal', value: readDecimal(cursor, name) };
+      batch.addRef(column, CELL_DECIMAL, readDecimal(cursor, name));
+      return;
     default:
-      return cursor.fail(`unsupported binary format type ${type}. Field: ${name}`);
+      cursor.fail(`unsupported binary format type ${type}. Field: ${name}`);
   }
 }
 

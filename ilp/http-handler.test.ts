@@ -7,6 +7,7 @@ import { ClosedError, StoreUnavailableError, WalshipError } from '../core/index.
 import { COMMIT_TOKEN_HEADER_BYTES_MAX, createIlpHttpHandler, type IlpHttpOptions } from './http-handler.js';
 import type { IlpCommit } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
+import { linesOf } from './line-batch.js';
 
 /** A real node:http server on port 0 around the handler, recording commits, headers and statuses. */
 interface TestServer {
@@ -33,7 +34,8 @@ async function startServer(options: Partial<IlpHttpOptions> = {}): Promise<TestS
     accepting: true,
     close: async () => {},
   };
-  const commit: IlpCommit = async (lines) => {
+  const commit: IlpCommit = async (batch) => {
+    const lines = [...linesOf(batch)];
     state.commits.push(lines);
     return { txnHeader: `${lines[0]!.table}=${state.commits.length}` };
   };
@@ -489,7 +491,7 @@ describe('ILP over HTTP: the exact protocol', () => {
         throw new Error('secret internals at /srv/data');
       },
     };
-    const server = await startServer({ commit: async (lines) => failures[lines[0]!.table]!() });
+    const server = await startServer({ commit: async (lines) => failures[linesOf(lines)[0]!.table]!() });
     const invalid = expectJsonError(await raw(server.port, { body: 'invalid a=1\n' }), 400, 'invalid', 1);
     expect(invalid.message).toBe('table: invalid, column: a; cast error');
     expectJsonError(await raw(server.port, { body: 'fenced a=1\n' }), 421, 'not accepting writes');

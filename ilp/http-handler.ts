@@ -250,7 +250,7 @@ async function commitBody(
   if (options.commitSlices !== undefined) return options.commitSlices(source, { protocol: 'http' });
   const lines: IlpLine[] = [];
   await source.forEachSlice((slice) => {
-    for (const line of slice) lines.push(line);
+    for (const line of slice.toLines()) lines.push(line);
   });
   if (lines.length === 0) return undefined;
   return options.commit(lines, { protocol: 'http' });

@@ -1,4 +1,4 @@
-import type { IlpLine } from './ilp-line.js';
+import type { IlpLineBatch, IlpLines } from './line-batch.js';
 
 /** Which surface a batch of lines arrived on. */
 export interface IlpRequestInfo {
@@ -18,7 +18,7 @@ export interface IlpCommitResult {
  * `details.clientMessage` as the message when present), anything else → 500; the TCP surface
  * closes the connection.
  */
-export type IlpCommit = (lines: IlpLine[], request: IlpRequestInfo) => Promise<IlpCommitResult>;
+export type IlpCommit = (lines: IlpLines, request: IlpRequestInfo) => Promise<IlpCommitResult>;
 
 /**
  * The lines of one request, parsed while they are consumed (`parseIlpInSlices`), so a large request
@@ -26,12 +26,13 @@ export type IlpCommit = (lines: IlpLine[], request: IlpRequestInfo) => Promise<I
  */
 export interface IlpLineSource {
   /**
-   * Hands every line to `sink`, in request order, a slice at a time, yielding the event loop
-   * between slices; resolves with the number of lines. Rejects with IlpParseError for the first
+   * Hands every line to `sink`, in request order, a slice at a time (a batch, or lines [from, to)
+   * of one, that the sink must take what it needs from before it returns), yielding the event loop between slices; resolves with
+   * the number of lines. Rejects with IlpParseError for the first
    * bad line, possibly after earlier slices went to `sink` (whoever consumed them must then drop
    * what it built). Call at most once.
    */
-  forEachSlice(sink: (lines: IlpLine[]) => void): Promise<number>;
+  forEachSlice(sink: (batch: IlpLineBatch, from?: number, to?: number) => void): Promise<number>;
 }
 
 /**

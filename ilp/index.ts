@@ -21,13 +21,36 @@ export type { IlpField, IlpFieldValue, IlpLine, IlpSymbol } from './ilp-line.js'
 export { IlpParseError } from './ilp-parse-error.js';
 export { DEFAULT_ILP_LIMITS, type IlpLimits, resolveIlpLimits } from './limits.js';
 export {
+  asBatch,
+  CELL_BOOLEAN,
+  CELL_DECIMAL,
+  CELL_DOUBLE,
+  CELL_DOUBLE_ARRAY,
+  CELL_LONG,
+  CELL_LONG_BIG,
+  CELL_STRING,
+  CELL_SYMBOL,
+  CELL_TIMESTAMP,
+  CELL_TIMESTAMP_BIG,
+  CELL_TYPE_NAMES,
+  IlpLineBatch,
+  type IlpLines,
+  lineCountOf,
+  linesOf,
+  TS_BIG,
+  TS_NONE,
+  TS_NUMBER,
+} from './line-batch.js';
+export {
   type CompleteIlpLines,
   PARSE_SLICE_BYTES,
   PARSE_SLICE_LINES,
   type ParseIlpInSlicesOptions,
   type ParseIlpOptions,
+  parseCompleteIlpBatch,
   parseCompleteIlpLines,
   parseIlp,
+  parseIlpBatch,
   parseIlpInSlices,
 } from './line-parser.js';
 export { type Precision, parsePrecision } from './precision.js';

@@ -639,7 +639,7 @@ describe('parseIlpInSlices', () => {
       },
       (slice) => {
         slices++;
-        lines.push(...slice);
+        lines.push(...slice.toLines());
       },
     );
     return { lines, count, slices, pauses };
@@ -675,7 +675,7 @@ describe('parseIlpInSlices', () => {
     const expected = parseError(bad);
     const seen: IlpLine[] = [];
     const error = await parseIlpInSlices(Buffer.from(bad), { precision: 'n', sliceLines: 2 }, (slice) =>
-      seen.push(...slice),
+      seen.push(...slice.toLines()),
     ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IlpParseError);
     expect((error as IlpParseError).message).toBe(expected.message);

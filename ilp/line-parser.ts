@@ -1,9 +1,25 @@
 import { Buffer, isUtf8 } from 'node:buffer';
 import { assert } from '../core/index.js';
+import type { DecimalValue } from '../wal/index.js';
 import { type BinaryCursor, readBinaryValue } from './binary-field.js';
-import type { IlpField, IlpFieldValue, IlpLine, IlpSymbol } from './ilp-line.js';
+import type { IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
+import {
+  CELL_BOOLEAN,
+  CELL_DECIMAL,
+  CELL_DOUBLE,
+  CELL_LONG,
+  CELL_LONG_BIG,
+  CELL_STRING,
+  CELL_SYMBOL,
+  CELL_TIMESTAMP,
+  CELL_TIMESTAMP_BIG,
+  IlpLineBatch,
+  TS_BIG,
+  TS_NONE,
+  TS_NUMBER,
+} from './line-batch.js';
 import { isValidColumnName, isValidTableName, type NameEntry, TokenCache } from './names.js';
 import {
   type Precision,
@@ -18,14 +34,15 @@ import {
   isIntegerText,
   parseDecimalText,
   parseDouble,
-  parseInt64,
-  parseTimestampMicros,
+  parseInt64Number,
+  parseTimestampMicrosNumber,
 } from './text-numbers.js';
 
 /**
  * The ILP parser: text v1 plus the binary fields of v2/v3, on the bytes of a request.
  *
- * It works on a latin1 view of the bytes (char i is byte i, one C++ call per window), so scanning
+ * It writes the lines into an IlpLineBatch (line-batch.ts: columns of lines and cells, no object per
+ * line, field or cell). It works on a latin1 view of the bytes (char i is byte i, one C++ call per window), so scanning
  * is `charCodeAt` and an ASCII token is a cheap `slice`; only tokens with non-ASCII bytes are
  * validated and decoded as UTF-8, and only tokens with escapes are copied. Names are decoded,
  * validated and folded once and then shared through a cache. Binary values are read from the bytes
@@ -99,6 +116,11 @@ export function parseIlp(body: Uint8Array, options: ParseIlpOptions): IlpLine[] 
   return parseIlpInWindows(body, options, WINDOW_BYTES);
 }
 
+/** `parseIlp` into one IlpLineBatch: the same lines and errors, without an object per line. */
+export function parseIlpBatch(body: Uint8Array, options: ParseIlpOptions): IlpLineBatch {
+  return parseBatchInWindows(body, options, WINDOW_BYTES);
+}
+
 /**
  * `parseIlp` decoding at most `windowBytes` at a time (raised to 2 × maxLineBytes + 2, so that a
  * window always ends with a complete line). Same result as `parseIlp` for any window size; tests
@@ -109,10 +131,14 @@ export function parseIlpInWindows(
   options: ParseIlpOptions,
   windowBytes: number,
 ): IlpLine[] {
+  return parseBatchInWindows(body, options, windowBytes).toLines();
+}
+
+function parseBatchInWindows(body: Uint8Array, options: ParseIlpOptions, windowBytes: number): IlpLineBatch {
   const limits = resolveIlpLimits(options.limits);
   const unit = unitOfPrecision(parsePrecision(options.precision));
   const bytes = asBuffer(body);
-  const lines: IlpLine[] = [];
+  const batch = new IlpLineBatch();
   const window = Math.max(windowBytes, 2 * limits.maxLineBytes + 2);
   let offset = 0;
   let lineNumber = 1;
@@ -126,16 +152,16 @@ export function parseIlpInWindows(
       unit,
       mode,
       lineNumber,
-      lines.length,
+      batch.lineCount,
+      batch,
     );
-    parser.lines = lines;
     parser.run();
     if (last) break;
     assert(parser.consumedBytes > 0, 'an ILP window longer than any line must end with a complete line');
     offset += parser.consumedBytes;
     lineNumber = parser.consumedLineNumber;
   }
-  return lines;
+  return batch;
 }
 
 export interface CompleteIlpLines {
@@ -156,15 +182,21 @@ export function parseCompleteIlpLines(
   bytes: Uint8Array,
   options: ParseIlpOptions & { firstLineNumber?: number },
 ): CompleteIlpLines {
+  const { batch, consumedBytes, nextLineNumber } = parseCompleteIlpBatch(bytes, options);
+  return { lines: batch.toLines(), consumedBytes, nextLineNumber };
+}
+
+/** `parseCompleteIlpLines` into an IlpLineBatch (the TCP surface's parse). */
+export function parseCompleteIlpBatch(
+  bytes: Uint8Array,
+  options: ParseIlpOptions & { firstLineNumber?: number },
+): { batch: IlpLineBatch; consumedBytes: number; nextLineNumber: number } {
   const limits = resolveIlpLimits(options.limits);
   const unit = unitOfPrecision(parsePrecision(options.precision));
-  const parser = new IlpParser(asBuffer(bytes), limits, unit, STREAM, options.firstLineNumber ?? 1, 0);
+  const batch = new IlpLineBatch();
+  const parser = new IlpParser(asBuffer(bytes), limits, unit, STREAM, options.firstLineNumber ?? 1, 0, batch);
   parser.run();
-  return {
-    lines: parser.lines,
-    consumedBytes: parser.consumedBytes,
-    nextLineNumber: parser.consumedLineNumber,
-  };
+  return { batch, consumedBytes: parser.consumedBytes, nextLineNumber: parser.consumedLineNumber };
 }
 
 /**
@@ -186,8 +218,9 @@ export interface ParseIlpInSlicesOptions extends ParseIlpOptions {
 
 /**
  * `parseIlp` that never holds the event loop for long: it parses a slice of lines (see
- * PARSE_SLICE_LINES), hands them to `sink`, awaits `pause`, and goes on, so no array of every line
- * of the request is ever kept (the sink turns each slice into columns and drops it). Same lines,
+ * PARSE_SLICE_LINES), hands them to `sink` as a batch, awaits `pause`, and goes on, so no line of
+ * an earlier slice is kept: the sink must take what it needs before it returns (the same batch is
+ * cleared and refilled for the next slice). Same lines,
  * same errors as `parseIlp`; a rejection (IlpParseError for the first bad line) may come after
  * earlier slices went to the sink, so the consumer must discard what it built then. Resolves with
  * the number of lines.
@@ -195,7 +228,7 @@ export interface ParseIlpInSlicesOptions extends ParseIlpOptions {
 export async function parseIlpInSlices(
   body: Uint8Array,
   options: ParseIlpInSlicesOptions,
-  sink: (lines: IlpLine[]) => void,
+  sink: (batch: IlpLineBatch) => void,
 ): Promise<number> {
   const limits = resolveIlpLimits(options.limits);
   const unit = unitOfPrecision(parsePrecision(options.precision));
@@ -207,6 +240,7 @@ export async function parseIlpInSlices(
   let offset = 0;
   let lineNumber = 1;
   let count = 0;
+  const batch = new IlpLineBatch();
   while (offset < bytes.length) {
     if (offset > 0) await pause();
     const windowEnd = Math.min(bytes.length, offset + window);
@@ -218,12 +252,13 @@ export async function parseIlpInSlices(
       last ? WHOLE : WINDOW,
       lineNumber,
       count,
+      batch,
     );
     for (;;) {
       const more = parser.run(sliceLines, sliceBytes);
       count = parser.lineCount;
-      if (parser.lines.length > 0) sink(parser.lines);
-      parser.lines = [];
+      if (batch.lineCount > 0) sink(batch);
+      batch.clear();
       if (!more) break;
       await pause();
     }
@@ -259,8 +294,8 @@ class IlpParser implements BinaryCursor {
   private readonly partial: boolean;
   /** True: stop, without an error, once maxLinesPerRequest lines are parsed (STREAM). */
   private readonly stopAtMaxLines: boolean;
-  /** The lines parsed since the caller last took them (it may swap in a fresh array). */
-  lines: IlpLine[] = [];
+  /** Where the lines go; the caller takes them between runs. */
+  private readonly batch: IlpLineBatch;
   /** Lines of the whole request so far, earlier windows included: what maxLinesPerRequest bounds. */
   lineCount: number;
 
@@ -274,12 +309,15 @@ class IlpParser implements BinaryCursor {
   private tokenHash = 0;
   private tokenEscaped = false;
   private table = '';
+  private tableEntry: NameEntry | undefined;
   /** Folded names of the current line's columns, for duplicate detection. */
   private readonly seen: string[] = [];
   private seenCount = 0;
   private seenSet: Set<string> | null = null;
-  /** The designated timestamp of the line being parsed. */
-  private timestampUs: bigint | null = null;
+  /** The designated timestamp of the line being parsed: TS_NONE, TS_NUMBER or TS_BIG. */
+  private timestampKind = TS_NONE;
+  private timestampNum = 0;
+  private timestampBig: bigint | undefined;
 
   constructor(
     buf: Buffer,
@@ -288,8 +326,10 @@ class IlpParser implements BinaryCursor {
     mode: ParseMode,
     firstLineNumber: number,
     linesBefore: number,
+    batch: IlpLineBatch,
   ) {
     this.buf = buf;
+    this.batch = batch;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.text = buf.toString('latin1');
     this.end = buf.length;
@@ -320,6 +360,7 @@ class IlpParser implements BinaryCursor {
         this.consumedLineNumber = this.lineNumber + 1;
       }
     } catch (e) {
+      this.batch.abortLine();
       if (e !== INCOMPLETE) throw e;
     }
     return false;
@@ -412,18 +453,21 @@ class IlpParser implements BinaryCursor {
 
   private parseMeasurement(): void {
     const lineNumber = this.lineNumber;
-    this.table = this.readName(true).name;
+    const table = this.readName(true);
+    this.table = table.name;
+    this.tableEntry = table;
+    this.batch.startLine(lineNumber, table);
     this.seenCount = 0;
     this.seenSet = null;
-    this.timestampUs = null;
-    const symbols: IlpSymbol[] = [];
-    const fields: IlpField[] = [];
+    this.timestampKind = TS_NONE;
+    this.timestampBig = undefined;
     let c = this.delimiter();
-    if (c === COMMA) c = this.readSymbols(symbols);
+    const hasSymbols = c === COMMA;
+    if (hasSymbols) c = this.readSymbols();
     if (c === SPACE) {
       this.pos++;
       c = this.delimiter();
-      if (c !== LF && c !== CR && c !== END) this.readFieldsAndTimestamp(fields, symbols.length > 0);
+      if (c !== LF && c !== CR && c !== END) this.readFieldsAndTimestamp(hasSymbols);
     } else if (c === EQUALS) {
       this.fail(`unexpected '=' after table name: ${clip(this.table)}`);
     }
@@ -437,11 +481,11 @@ class IlpParser implements BinaryCursor {
       );
     }
     this.lineCount++;
-    this.lines.push({ line: lineNumber, table: this.table, symbols, fields, timestampUs: this.timestampUs });
+    this.batch.endLine(this.timestampKind, this.timestampNum, this.timestampBig);
   }
 
   /** Reads `,name=value` pairs from `pos` (at a comma); returns the delimiter after the last one. */
-  private readSymbols(symbols: IlpSymbol[]): number {
+  private readSymbols(): number {
     let c = COMMA;
     while (c === COMMA) {
       this.pos++;
@@ -451,7 +495,7 @@ class IlpParser implements BinaryCursor {
       }
       this.pos++;
       this.addColumn(entry);
-      symbols.push({ name: entry.name, value: this.readSymbolValue(entry.name) });
+      this.batch.addRef(entry, CELL_SYMBOL, this.readSymbolValue(entry.name));
       c = this.delimiter();
     }
     return c;
@@ -478,11 +522,11 @@ class IlpParser implements BinaryCursor {
   }
 
   /**
-   * Reads the field set (from `pos`, just past the space) into `fields` and the optional
-   * timestamp into `this.timestampUs`. A lone token right after the symbols, with no `=`, is the
+   * Reads the field set (from `pos`, just past the space) into the batch and the optional
+   * timestamp into `this.timestamp…`. A lone token right after the symbols, with no `=`, is the
    * timestamp of a line without fields.
    */
-  private readFieldsAndTimestamp(fields: IlpField[], hasSymbols: boolean): void {
+  private readFieldsAndTimestamp(hasSymbols: boolean): void {
     for (let first = true; ; first = false) {
       const nameStart = this.pos;
       this.scanToken();
@@ -491,7 +535,7 @@ class IlpParser implements BinaryCursor {
         if (this.pos === nameStart) this.fail(`table: ${clip(this.table)}; column name is missing`);
         if (first && hasSymbols && (c === LF || c === CR || c === END)) {
           this.pos = nameStart;
-          this.timestampUs = this.readTimestamp();
+          this.readTimestamp();
           return;
         }
         this.fail(
@@ -501,14 +545,13 @@ class IlpParser implements BinaryCursor {
       const entry = this.resolveName(nameStart, this.pos, false);
       this.pos++;
       this.addColumn(entry);
-      const value = this.readFieldValue(entry.name);
-      if (value !== null) fields.push({ name: entry.name, value });
+      this.readFieldValue(entry);
       const next = this.delimiter();
       if (next === COMMA) {
         this.pos++;
       } else if (next === SPACE) {
         this.pos++;
-        this.timestampUs = this.readTimestamp();
+        this.readTimestamp();
         return;
       } else if (next === LF || next === CR || next === END) {
         return;
@@ -654,72 +697,119 @@ class IlpParser implements BinaryCursor {
     return { name, folded: name.toLowerCase(), byteLength };
   }
 
-  /** A field's value at `pos` (just past `=`); null for an empty value (a null field, as QuestDB). */
-  private readFieldValue(name: string): IlpFieldValue | null {
+  /** A field's value at `pos` (just past `=`), as a cell; none for an empty value (a null field, as QuestDB). */
+  private readFieldValue(column: NameEntry): void {
+    const name = column.name;
     const c = this.delimiter();
-    if (c === QUOTE) return { type: 'string', value: this.readString(name) };
+    if (c === QUOTE) {
+      this.batch.addRef(column, CELL_STRING, this.readString(name));
+      return;
+    }
     if (c === EQUALS) {
       this.pos++;
-      return readBinaryValue(this, this.limits, name);
+      readBinaryValue(this, this.limits, column, this.batch);
+      return;
     }
     const start = this.pos;
     this.scanToken();
     const end = this.pos;
     if (this.delimiter() === EQUALS) this.failValue(name, start, end, "unexpected '='");
-    if (end === start) return null;
+    if (end === start) return;
     if (this.tokenBits >= 0x80) this.failValue(name, start, end);
-    if (!this.tokenEscaped) return this.classify(this.text, start, end, name);
+    if (!this.tokenEscaped) {
+      this.classify(this.text, start, end, column);
+      return;
+    }
     const unescaped = this.decodeToken(start, end)!;
-    return this.classify(unescaped, 0, unescaped.length, name);
+    this.classify(unescaped, 0, unescaped.length, column);
   }
 
-  /** Types an unquoted field value by its last char, as QuestDB's ProtoEntity.parse. */
-  private classify(text: string, start: number, end: number, name: string): IlpFieldValue {
+  /** Types an unquoted field value by its last char, as QuestDB's ProtoEntity.parse, and adds it as a cell. */
+  private classify(text: string, start: number, end: number, column: NameEntry): void {
+    const name = column.name;
     const last = text.charCodeAt(end - 1);
     const length = end - start;
-    let value: IlpFieldValue | undefined;
+    const batch = this.batch;
     switch (last) {
-      case 105: // i: 42i
-        value = long(parseInt64(text, start, end - 1));
-        if (value === undefined && isIntegerText(text, start, end - 1)) {
+      case 105: {
+        // i: 42i
+        const value = parseInt64Number(text, start, end - 1);
+        if (typeof value === 'number') {
+          batch.addNumber(column, CELL_LONG, value);
+          return;
+        }
+        if (value !== undefined) {
+          batch.addRef(column, CELL_LONG_BIG, value);
+          return;
+        }
+        if (isIntegerText(text, start, end - 1)) {
           this.failValue(name, start, end, 'out of the int64 range', text);
         }
         break;
+      }
       case 116: // t: boolean t, or a µs timestamp 1700000000123456t
-        value = length === 1 ? TRUE : timestamp(parseTimestampMicros(text, start, end - 1, UNIT_US));
+        if (length === 1) {
+          batch.addNumber(column, CELL_BOOLEAN, 1);
+          return;
+        }
+        if (this.timestampCell(column, parseTimestampMicrosNumber(text, start, end - 1, UNIT_US))) return;
         break;
       case 110: // n: ns timestamp
-        value = length === 1 ? undefined : timestamp(parseTimestampMicros(text, start, end - 1, UNIT_NS));
+        if (
+          length > 1 &&
+          this.timestampCell(column, parseTimestampMicrosNumber(text, start, end - 1, UNIT_NS))
+        )
+          return;
         break;
       case 109: // m: ms timestamp (QuestDB)
-        value = length === 1 ? undefined : timestamp(parseTimestampMicros(text, start, end - 1, UNIT_MS));
+        if (
+          length > 1 &&
+          this.timestampCell(column, parseTimestampMicrosNumber(text, start, end - 1, UNIT_MS))
+        )
+          return;
         break;
       case 100: // d: decimal
-        value = this.decimal(text, start, end, name);
-        break;
+        batch.addRef(column, CELL_DECIMAL, this.decimal(text, start, end, name));
+        return;
       case 84: // T
       case 102: // f
       case 70: // F
       case 101: // e: true, false, any case
-      case 69: // E
-        value = parseBoolean(text, start, end);
+      case 69: {
+        // E
+        const value = parseBoolean(text, start, end);
+        if (value !== undefined) {
+          batch.addNumber(column, CELL_BOOLEAN, value);
+          return;
+        }
         break;
+      }
       default: {
         const double = parseDouble(text, start, end);
-        value = double === undefined ? undefined : { type: 'double', value: double };
+        if (double !== undefined) {
+          batch.addNumber(column, CELL_DOUBLE, double);
+          return;
+        }
       }
     }
-    if (value === undefined) this.failValue(name, start, end, undefined, text);
-    return value;
+    this.failValue(name, start, end, undefined, text);
   }
 
-  private decimal(text: string, start: number, end: number, name: string): IlpFieldValue {
+  /** Adds a timestamp cell of `value` µs; false when there is no value (the text was not one). */
+  private timestampCell(column: NameEntry, value: number | bigint | undefined): boolean {
+    if (value === undefined) return false;
+    if (typeof value === 'number') this.batch.addNumber(column, CELL_TIMESTAMP, value);
+    else this.batch.addRef(column, CELL_TIMESTAMP_BIG, value);
+    return true;
+  }
+
+  private decimal(text: string, start: number, end: number, name: string): DecimalValue | null {
     const decimal = parseDecimalText(text, start, end - 1);
     if (decimal === 'scale') this.failValue(name, start, end, 'decimal scale is out of range 0..76', text);
     if (decimal === 'overflow')
       this.failValue(name, start, end, 'decimal value does not fit in 256 bits', text);
     if (decimal === 'syntax') this.failValue(name, start, end, undefined, text);
-    return { type: 'decimal', value: decimal };
+    return decimal;
   }
 
   private failValue(name: string, start: number, end: number, why?: string, text?: string): never {
@@ -764,10 +854,10 @@ class IlpParser implements BinaryCursor {
     return value;
   }
 
-  /** The designated timestamp at `pos` (or null when the line ends there), in µs. */
-  private readTimestamp(): bigint | null {
+  /** The designated timestamp at `pos` (none when the line ends there), in µs, into `this.timestamp…`. */
+  private readTimestamp(): void {
     const first = this.delimiter();
-    if (first === LF || first === CR || first === END) return null;
+    if (first === LF || first === CR || first === END) return;
     const start = this.pos;
     this.scanToken();
     const end = this.pos;
@@ -775,20 +865,26 @@ class IlpParser implements BinaryCursor {
     if (c !== LF && c !== CR && c !== END) this.fail(`Could not parse timestamp: ${this.restOfLine(start)}`);
     const value = this.tokenEscaped || this.tokenBits >= 0x80 ? undefined : this.timestampOf(start, end);
     if (value === undefined) this.fail(`Could not parse timestamp: ${this.showBytes(start, end)}`);
-    return value;
+    if (typeof value === 'number') {
+      this.timestampKind = TS_NUMBER;
+      this.timestampNum = value;
+    } else {
+      this.timestampKind = TS_BIG;
+      this.timestampBig = value;
+    }
   }
 
-  private timestampOf(start: number, end: number): bigint | undefined {
+  private timestampOf(start: number, end: number): number | bigint | undefined {
     if (end === start) return undefined;
     switch (this.text.charCodeAt(end - 1)) {
       case 110: // n
-        return parseTimestampMicros(this.text, start, end - 1, UNIT_NS);
+        return parseTimestampMicrosNumber(this.text, start, end - 1, UNIT_NS);
       case 116: // t
-        return parseTimestampMicros(this.text, start, end - 1, UNIT_US);
+        return parseTimestampMicrosNumber(this.text, start, end - 1, UNIT_US);
       case 109: // m
-        return parseTimestampMicros(this.text, start, end - 1, UNIT_MS);
+        return parseTimestampMicrosNumber(this.text, start, end - 1, UNIT_MS);
       default:
-        return parseTimestampMicros(this.text, start, end, this.unit);
+        return parseTimestampMicrosNumber(this.text, start, end, this.unit);
     }
   }
 
@@ -810,26 +906,16 @@ class IlpParser implements BinaryCursor {
   }
 }
 
-const TRUE: IlpFieldValue = Object.freeze({ type: 'boolean', value: true });
-const FALSE: IlpFieldValue = Object.freeze({ type: 'boolean', value: false });
-
-function long(value: bigint | undefined): IlpFieldValue | undefined {
-  return value === undefined ? undefined : { type: 'long', value };
-}
-
-function timestamp(value: bigint | undefined): IlpFieldValue | undefined {
-  return value === undefined ? undefined : { type: 'timestamp', value };
-}
-
 /** `t`, `T`, `f`, `F`, and `true` / `false` in any case (QuestDB's SqlKeywords). */
-function parseBoolean(text: string, start: number, end: number): IlpFieldValue | undefined {
+/** 1 for true, 0 for false, undefined for neither. */
+function parseBoolean(text: string, start: number, end: number): number | undefined {
   const length = end - start;
   if (length === 1) {
     const c = text.charCodeAt(start) | 32;
-    return c === 116 ? TRUE : c === 102 ? FALSE : undefined;
+    return c === 116 ? 1 : c === 102 ? 0 : undefined;
   }
-  if (length === 4 && equalsIgnoreCase(text, start, 'true')) return TRUE;
-  if (length === 5 && equalsIgnoreCase(text, start, 'false')) return FALSE;
+  if (length === 4 && equalsIgnoreCase(text, start, 'true')) return 1;
+  if (length === 5 && equalsIgnoreCase(text, start, 'false')) return 0;
   return undefined;
 }
 

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WalshipError } from '../core/index.js';
 import type { IlpCommit } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
+import { lineCountOf, linesOf } from './line-batch.js';
 import { type IlpTcpServer, type IlpTcpServerOptions, startIlpTcpServer } from './tcp-server.js';
 import { binaryDouble } from './testing/request-bytes.js';
 
@@ -29,7 +30,7 @@ async function start(options: Partial<IlpTcpServerOptions> = {}): Promise<Harnes
   const logs: string[] = [];
   const accepting = { value: true };
   const commit: IlpCommit = async (lines) => {
-    commits.push(lines);
+    commits.push([...linesOf(lines)]);
     return {};
   };
   const server = await startIlpTcpServer({
@@ -307,7 +308,7 @@ describe('ILP over TCP: batches, errors and backpressure', () => {
       commit: async (lines) => {
         inFlight++;
         maxInFlight = Math.max(maxInFlight, inFlight);
-        batches.push(lines.length);
+        batches.push(lineCountOf(lines));
         await sleep(5);
         inFlight--;
         return {};
@@ -361,7 +362,7 @@ describe('ILP over TCP, a connection sending many lines at once', () => {
         mark.ran = true;
       });
       queued = mark;
-      commits.push(lines.length);
+      commits.push(lineCountOf(lines));
       return {};
     };
     const harness = await start({ commit, maxBatchBytes: 16 * 1024 * 1024 });

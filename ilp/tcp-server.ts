@@ -11,7 +11,7 @@ import {
 } from '../core/index.js';
 import type { IlpCommit } from './ilp-commit.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
-import { parseCompleteIlpLines } from './line-parser.js';
+import { parseCompleteIlpBatch } from './line-parser.js';
 import { type Precision, parsePrecision } from './precision.js';
 import {
   createChallenge,
@@ -293,9 +293,9 @@ class IlpTcpConnection {
         this.socket.resume();
       }
       const window = this.pending.subarray(0, Math.min(this.pending.length, this.config.maxBatchBytes));
-      let batch: ReturnType<typeof parseCompleteIlpLines>;
+      let batch: ReturnType<typeof parseCompleteIlpBatch>;
       try {
-        batch = parseCompleteIlpLines(window, {
+        batch = parseCompleteIlpBatch(window, {
           precision: this.config.precision,
           limits: this.config.batchLimits,
           firstLineNumber: this.nextLineNumber,
@@ -306,11 +306,11 @@ class IlpTcpConnection {
       if (batch.consumedBytes === 0) return;
       this.pending = this.pending.subarray(batch.consumedBytes);
       this.nextLineNumber = batch.nextLineNumber;
-      if (batch.lines.length === 0) continue;
+      if (batch.batch.lineCount === 0) continue;
       if (!this.config.acceptingWrites()) return this.close('not accepting writes');
       this.socket.pause();
       try {
-        await this.config.commit(batch.lines, { protocol: 'tcp' });
+        await this.config.commit(batch.batch, { protocol: 'tcp' });
       } catch (error) {
         return this.close(`commit refused (${describe(error)})`);
       }

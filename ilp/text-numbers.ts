@@ -66,12 +66,24 @@ function bigInt64(text: string, negative: boolean, digitsStart: number, end: num
 
 /** `[+-]?digits` in [start, end) as an exact int64, or undefined (not an integer, or out of range). */
 export function parseInt64(text: string, start: number, end: number): bigint | undefined {
+  return asBigInt(parseInt64Number(text, start, end));
+}
+
+/**
+ * `parseInt64`, but a value within ±(2^53 − 1) comes back as a number (no BigInt is made): the
+ * parser keeps such values as numbers until they are bound.
+ */
+export function parseInt64Number(text: string, start: number, end: number): number | bigint | undefined {
   const digitsStart = integerDigitsStart(text, start, end);
   if (digitsStart < 0) return undefined;
   const negative = integerNegative;
   const fast = safeDigits(text, digitsStart, end);
-  if (fast >= 0) return BigInt(negative ? -fast : fast);
+  if (fast >= 0) return negative ? -fast : fast;
   return bigInt64(text, negative, digitsStart, end);
+}
+
+function asBigInt(value: number | bigint | undefined): bigint | undefined {
+  return typeof value === 'number' ? BigInt(value) : value;
 }
 
 /** True for `[+-]?digits`, whatever the value's size. */
@@ -97,6 +109,19 @@ export function parseTimestampMicros(
   end: number,
   unit: TimestampUnit,
 ): bigint | undefined {
+  return asBigInt(parseTimestampMicrosNumber(text, start, end, unit));
+}
+
+/**
+ * `parseTimestampMicros`, but a result within ±2^53 comes back as a number (no BigInt is made):
+ * every µs timestamp before the year 2255 does.
+ */
+export function parseTimestampMicrosNumber(
+  text: string,
+  start: number,
+  end: number,
+  unit: TimestampUnit,
+): number | bigint | undefined {
   const digitsStart = integerDigitsStart(text, start, end);
   if (digitsStart < 0) return undefined;
   const negative = integerNegative;
@@ -106,9 +131,9 @@ export function parseTimestampMicros(
     const split = Math.max(digitsStart, end - 3);
     const micros = safeDigits(text, digitsStart, split);
     if (micros >= 0) {
-      if (!negative) return BigInt(micros);
+      if (!negative) return micros;
       const nanos = safeDigits(text, split, end);
-      return BigInt(-micros - (nanos > 0 ? 1 : 0));
+      return -micros - (nanos > 0 ? 1 : 0);
     }
     const value = bigInt64(text, negative, digitsStart, end);
     return value === undefined ? undefined : floorDiv1000(value);
@@ -116,7 +141,7 @@ export function parseTimestampMicros(
   const fast = safeDigits(text, digitsStart, end);
   if (fast >= 0) {
     const micros = fast * MICROS_PER_UNIT[unit]!;
-    if (micros <= Number.MAX_SAFE_INTEGER) return BigInt(negative ? -micros : micros);
+    if (micros <= Number.MAX_SAFE_INTEGER) return negative ? -micros : micros;
   }
   const value = bigInt64(text, negative, digitsStart, end);
   if (value === undefined) return undefined;

@@ -9,7 +9,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, type Random, WalshipError } from '../core/index.js';
-import type { IlpLine } from '../ilp/index.js';
+import type { IlpLines } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import type { PrimarySettings } from '../primary/index.js';
 import type { NodeWriter, TableFollower } from '../replica/index.js';
@@ -148,7 +148,7 @@ export class WriterSlot implements NodeWriter {
     this.#queue = undefined;
   }
 
-  commit = async (lines: IlpLine[]): Promise<{ txnHeader?: string }> => {
+  commit = async (lines: IlpLines): Promise<{ txnHeader?: string }> => {
     const writer = this.#writer;
     if (writer === undefined)
       throw new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'this writer is not started yet');

@@ -36,6 +36,8 @@ export class ColumnBuilder {
   /** Position in the existing schema, or schema length + order of creation for new columns. */
   readonly position: number;
   private data: ColumnValues;
+  /** For long and timestamp columns: the values' Int32Array view, which setNumber writes (int64Halves). */
+  private halves: Int32Array | null = null;
   /** Bit per row slot, made at the first null row; grows with the values. */
   private nulls: Uint8Array | null = null;
   /** Rows below this are set (value or null). Rows arrive in increasing order. */
@@ -47,6 +49,20 @@ export class ColumnBuilder {
     this.isNew = options.isNew;
     this.position = options.position;
     this.data = emptyValues(options.type, INITIAL_ROWS);
+    this.halves = int64Halves(this.data);
+  }
+
+  /**
+   * Sets row `row` (>= nextRow) of a long, timestamp, double or boolean column to the number
+   * `value` (an integer within ±2^53 for long and timestamp, 1 or 0 for boolean): no BigInt is made.
+   */
+  setNumber(row: number, value: number): void {
+    if (row >= this.data.values.length) this.grow(row + 1);
+    if (row > this.nextRow) this.markNull(this.nextRow, row);
+    this.nextRow = row + 1;
+    const halves = this.halves;
+    if (halves !== null) setInt64(halves, row, value);
+    else (this.data.values as Float64Array | Uint8Array)[row] = value;
   }
 
   /** Sets row `row` (>= nextRow) to `value`, already of this column's type (see castCell); null → a null row. */
@@ -95,6 +111,7 @@ export class ColumnBuilder {
   private grow(rows: number): void {
     const capacity = Math.max(rows, this.data.values.length * 2);
     this.data = { type: this.data.type, values: grown(this.data.values, capacity) } as ColumnValues;
+    this.halves = int64Halves(this.data);
     if (this.nulls !== null) this.nulls = grown(this.nulls, (capacity + 7) >>> 3);
   }
 
@@ -103,6 +120,32 @@ export class ColumnBuilder {
     const nulls = this.nulls;
     for (let row = from; row < to; row++) nulls[row >>> 3] = nulls[row >>> 3]! | (1 << (row & 7));
   }
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const LOW_HALF = LITTLE_ENDIAN ? 0 : 1;
+const HIGH_HALF = 1 - LOW_HALF;
+const TWO_TO_32 = 4_294_967_296;
+
+/** The Int32Array view of a long or timestamp column's values (two halves per slot); null for other types. */
+function int64Halves(data: ColumnValues): Int32Array | null {
+  if (data.type !== 'long' && data.type !== 'timestamp') return null;
+  return int32View(data.values);
+}
+
+/** An Int32Array over the same bytes as `values`. */
+export function int32View(values: BigInt64Array): Int32Array {
+  return new Int32Array(values.buffer, values.byteOffset, values.length * 2);
+}
+
+/**
+ * Writes the integer `value` (|value| ≤ 2^53) into slot `index` of the BigInt64Array whose
+ * Int32Array view is `halves`, as two 32-bit halves: a parsed long or timestamp becomes a BigInt
+ * only when it is bound to SQLite.
+ */
+export function setInt64(halves: Int32Array, index: number, value: number): void {
+  halves[2 * index + LOW_HALF] = value; // ToInt32: the low 32 bits, two's complement
+  halves[2 * index + HIGH_HALF] = Math.floor(value / TWO_TO_32);
 }
 
 type Slots = BigInt64Array | Float64Array | Uint8Array | unknown[];

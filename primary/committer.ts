@@ -1,5 +1,5 @@
 import { assert, type Clock, WalshipError } from '../core/index.js';
-import type { IlpLine, IlpLineSource } from '../ilp/index.js';
+import { asBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
 import type { TableStore } from '../table/index.js';
 import { encodeTxnRecordInSlices, TxnRecordEncoder } from '../wal/index.js';
 import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
@@ -76,24 +76,26 @@ export class Committer {
    * arriving while no other commit runs is committed synchronously up to its durable wait (its
    * local commit has happened, or failed, when this returns); a larger one goes in slices.
    */
-  commit(lines: IlpLine[]): Promise<CommitResult> {
-    if (this.#lockUsers > 0 || lines.length > COMMIT_SLICE_ROWS) {
+  commit(lines: IlpLines): Promise<CommitResult> {
+    const batch = asBatch(lines);
+    const count = batch.lineCount;
+    if (this.#lockUsers > 0 || count > COMMIT_SLICE_ROWS) {
       return this.commitSlices({
         forEachSlice: async (sink) => {
-          for (let at = 0; at < lines.length; at += COMMIT_SLICE_ROWS) {
+          for (let at = 0; at < count; at += COMMIT_SLICE_ROWS) {
             if (at > 0) await this.#pause();
-            sink(lines.slice(at, at + COMMIT_SLICE_ROWS));
+            sink(batch, at, Math.min(count, at + COMMIT_SLICE_ROWS));
           }
-          return lines.length;
+          return count;
         },
       });
     }
     let result: CommitResult;
     try {
       this.#checkAccepting();
-      if (lines.length === 0) return Promise.resolve({ txnHeader: '', txns: [] });
+      if (count === 0) return Promise.resolve({ txnHeader: '', txns: [] });
       const { tables } = this.#options;
-      const built = tables.batchReads(() => buildTxns(lines, this.#buildOptions()));
+      const built = tables.batchReads(() => buildTxns(batch, this.#buildOptions()));
       result = this.#applyNow(encodeAll(built));
     } catch (error) {
       return Promise.reject(error);
@@ -127,7 +129,9 @@ export class Committer {
     const options = this.#buildOptions();
     const builder = new TxnBuilder(options);
     // The builder reads the schema of each table as it first appears: one cache check per slice.
-    await source.forEachSlice((lines) => tables.batchReads(() => builder.addLines(lines)));
+    await source.forEachSlice((batch, from, to) =>
+      tables.batchReads(() => builder.addLines(batch, from, to)),
+    );
     if (builder.rowCount === 0) return { txnHeader: '', txns: [] };
     // The parse took turns of the event loop: the node may have been fenced meanwhile.
     this.#checkAccepting();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isWalshipError } from '../core/index.js';
-import type { IlpField, IlpFieldValue, IlpLine } from '../ilp/index.js';
+import { type IlpField, type IlpFieldValue, type IlpLine, parseIlpBatch } from '../ilp/index.js';
 import { type TableSchema, TableStore, tableKey } from '../table/index.js';
 import { decodeTxnRecord, encodeTxnRecord, isNull, type TxnRecord } from '../wal/index.js';
 import {
@@ -556,5 +556,60 @@ describe('TxnBuilder, a slice of lines at a time', () => {
         whole.map((b) => encodeTxnRecord(b.record)),
       );
     }
+  });
+});
+
+describe('buildTxns from parsed text: integers kept as numbers until they are bound', () => {
+  const EDGES = [
+    0n,
+    1n,
+    -1n,
+    2n ** 31n - 1n,
+    -(2n ** 31n),
+    2n ** 32n,
+    -(2n ** 32n),
+    2n ** 32n - 1n,
+    2n ** 53n - 1n,
+    -(2n ** 53n - 1n),
+    2n ** 53n,
+    -(2n ** 53n),
+    2n ** 53n + 1n,
+    2n ** 63n - 1n,
+    -(2n ** 63n),
+  ];
+  const int64 = fc.oneof(
+    fc.constantFrom(...EDGES),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+    fc.bigInt({ min: -(2n ** 54n), max: 2n ** 54n }),
+  );
+  /** A designated timestamp as sent (with its unit suffix) and the µs it means (floor for ns). */
+  const stamp = fc.oneof(
+    fc.bigInt({ min: -(2n ** 62n), max: 2n ** 62n }).map((ns) => ({
+      text: `${ns}n`,
+      us: ns / 1000n - (ns % 1000n < 0n ? 1n : 0n),
+    })),
+    fc.bigInt({ min: -(2n ** 60n), max: 2n ** 60n }).map((us) => ({ text: `${us}t`, us })),
+    fc.bigInt({ min: -(2n ** 40n), max: 2n ** 40n }).map((ms) => ({ text: `${ms}m`, us: ms * 1000n })),
+  );
+
+  it('writes every long and timestamp exactly, whether it fits in 2^53 or not', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ l: int64, f: stamp, ts: stamp }), { minLength: 1, maxLength: 20 }),
+        (rows) => {
+          // The designated timestamp takes the same unit suffixes as a timestamp field.
+          const text = rows.map((r) => `t l=${r.l}i,f=${r.f.text} ${r.ts.text}`).join('\n');
+          const [built] = buildTxns(
+            parseIlpBatch(new TextEncoder().encode(text), { precision: 'n' }),
+            options(),
+          );
+          const record = built!.record;
+          expect(values(record, 'l')).toEqual(rows.map((r) => r.l));
+          expect(values(record, 'f')).toEqual(rows.map((r) => r.f.us));
+          expect(values(record, 'timestamp')).toEqual(rows.map((r) => r.ts.us));
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });

@@ -1,5 +1,16 @@
 import { WalshipError } from '../core/index.js';
-import type { IlpLine } from '../ilp/index.js';
+import {
+  asBatch,
+  CELL_BOOLEAN,
+  CELL_DOUBLE,
+  CELL_LONG,
+  CELL_TIMESTAMP,
+  CELL_TYPE_NAMES,
+  type IlpLineBatch,
+  type IlpLines,
+  TS_BIG,
+  TS_NUMBER,
+} from '../ilp/index.js';
 import {
   columnIndexOf,
   type TableSchema,
@@ -20,6 +31,8 @@ import {
   castProblem,
   grown,
   INITIAL_ROWS,
+  int32View,
+  setInt64,
   trimmed,
   typeConflict,
   typedArray,
@@ -74,7 +87,7 @@ export interface BuildTxnsOptions {
  * two callbacks; throws WalshipError (`INVALID_NAME`, `TYPE_CONFLICT`, `TOO_MANY_COLUMNS`, all kind
  * invalid with `details.line`) for the first bad line and builds nothing then.
  */
-export function buildTxns(lines: readonly IlpLine[], options: BuildTxnsOptions): BuiltTxn[] {
+export function buildTxns(lines: IlpLines, options: BuildTxnsOptions): BuiltTxn[] {
   const builder = new TxnBuilder(options);
   builder.addLines(lines);
   return builder.finish(options.nextTxn);
@@ -93,6 +106,9 @@ export class TxnBuilder {
   readonly #byFolded = new Map<string, TableBuilder>();
   readonly #builders: TableBuilder[] = [];
   #rowCount = 0;
+  /** The table name of the last line and its builder: consecutive lines of one table skip the lookup. */
+  #lastName: unknown;
+  #lastBuilder: TableBuilder | undefined;
 
   constructor(options: Omit<BuildTxnsOptions, 'nextTxn'>) {
     this.#options = options;
@@ -103,10 +119,19 @@ export class TxnBuilder {
     return this.#rowCount;
   }
 
-  /** Adds `lines` as the next rows of their tables; throws for the first bad line (see buildTxns). */
-  addLines(lines: readonly IlpLine[]): void {
-    for (const line of lines) {
-      this.#tableOf(line).addLine(line);
+  /**
+   * Adds `lines` (or lines [from, to) of a batch) as the next rows of their tables; throws for the
+   * first bad line (see buildTxns). Takes what it needs from a batch before it returns.
+   */
+  addLines(lines: IlpLines, from = 0, to?: number): void {
+    const batch = asBatch(lines);
+    const end = to ?? batch.lineCount;
+    for (let line = from; line < end; line++) {
+      const name = batch.tables[line]!;
+      const builder = name === this.#lastName ? this.#lastBuilder! : this.#tableOf(batch, line);
+      this.#lastName = name;
+      this.#lastBuilder = builder;
+      builder.addLine(batch, line);
       this.#rowCount++;
     }
   }
@@ -121,21 +146,22 @@ export class TxnBuilder {
    * existing table's own, validated when the table was created: a request over a thousand tables
    * would otherwise validate (and encode) a thousand known names.
    */
-  #tableOf(line: IlpLine): TableBuilder {
-    let builder = this.#bySpelling.get(line.table);
+  #tableOf(batch: IlpLineBatch, line: number): TableBuilder {
+    const { name: table, folded } = batch.tables[line]!;
+    let builder = this.#bySpelling.get(table);
     if (builder !== undefined) return builder;
-    const folded = line.table.toLowerCase();
+    const lineNumber = batch.lineNumbers[line]!;
     builder = this.#byFolded.get(folded);
     if (builder === undefined) {
-      const schema = this.#options.schemaOf(line.table);
-      if (schema?.name !== line.table) withLine(line.line, () => validateTableName(line.table));
-      builder = new TableBuilder(line.table, schema, this.#options.commitTimeUs);
+      const schema = this.#options.schemaOf(table);
+      if (schema?.name !== table) withLine(lineNumber, () => validateTableName(table));
+      builder = new TableBuilder(table, schema, this.#options.commitTimeUs);
       this.#byFolded.set(folded, builder);
       this.#builders.push(builder);
     } else {
-      withLine(line.line, () => validateTableName(line.table));
+      withLine(lineNumber, () => validateTableName(table));
     }
-    this.#bySpelling.set(line.table, builder);
+    this.#bySpelling.set(table, builder);
     return builder;
   }
 }
@@ -176,6 +202,8 @@ class TableBuilder {
   private row = 0;
   /** Designated timestamps; grows by doubling (trimmed to the row count by finish). */
   private timestamps = typedArray(BigInt64Array, INITIAL_ROWS);
+  /** `timestamps` as Int32 halves, which a timestamp held as a number is written to (setInt64). */
+  private timestampHalves = int32View(this.timestamps);
   /** The row whose timestamp a `timestamp` field set (first one wins). */
   private timestampFieldRow = -1;
   /** Columns touched, by spelling as sent and by folded name. */
@@ -192,46 +220,77 @@ class TableBuilder {
     this.byFolded.set(DESIGNATED, DESIGNATED);
   }
 
-  /** Adds `line` as the next row. */
-  addLine(line: IlpLine): void {
+  /** Adds line `line` of `batch` as the next row. */
+  addLine(batch: IlpLineBatch, line: number): void {
     const row = this.row++;
-    if (row === this.timestamps.length) this.timestamps = grown(this.timestamps, row + 1);
-    this.timestamps[row] = line.timestampUs ?? this.commitTimeUs;
-    for (const symbol of line.symbols) this.setCell(line, row, symbol.name, 'symbol', symbol.value);
-    for (const field of line.fields) this.setCell(line, row, field.name, field.value.type, field.value.value);
+    if (row === this.timestamps.length) {
+      this.timestamps = grown(this.timestamps, row + 1);
+      this.timestampHalves = int32View(this.timestamps);
+    }
+    const kind = batch.timestampKinds[line];
+    if (kind === TS_NUMBER) setInt64(this.timestampHalves, row, batch.timestampNums[line]!);
+    else this.timestamps[row] = kind === TS_BIG ? batch.timestampRefs[line]! : this.commitTimeUs;
+    const end = batch.cellEnds[line]!;
+    for (let cell = batch.cellStart(line); cell < end; cell++) this.setCell(batch, line, row, cell);
   }
 
-  private setCell(line: IlpLine, row: number, name: string, type: ColumnType, value: CellValue): void {
-    const column = this.bySpelling.get(name) ?? this.resolve(line, name, type);
+  private setCell(batch: IlpLineBatch, line: number, row: number, cell: number): void {
+    const name = batch.names[cell]!.name;
+    const code = batch.types[cell]!;
+    const type = CELL_TYPE_NAMES[code]!;
+    const column = this.bySpelling.get(name) ?? this.resolve(batch, line, cell, type);
     if (column === DESIGNATED) {
-      this.setTimestampField(line, row, type, value);
+      this.setTimestampField(batch, line, row, cell, type);
       return;
     }
     if (column.nextRow > row) return; // named twice in this line: the first value stays
     if (type === column.type) {
-      column.set(row, value);
+      if (isNumberCell(code)) column.setNumber(row, batch.nums[cell]!);
+      else column.set(row, batch.refs[cell] as CellValue);
       return;
     }
+    // A long within ±2^53 is exactly a double: the common cast needs no BigInt.
+    if (code === CELL_LONG && column.type === 'double') {
+      column.setNumber(row, batch.nums[cell]!);
+      return;
+    }
+    const value = cellValue(batch, cell);
     const problem = castProblem(column.type, type, value);
     if (problem !== undefined)
-      throw typeConflict(line.line, this.table, column.name, column.type, type, problem);
+      throw typeConflict(batch.lineNumbers[line]!, this.table, column.name, column.type, type, problem);
     column.set(row, castCell(column.type, value));
   }
 
-  private setTimestampField(line: IlpLine, row: number, type: ColumnType, value: CellValue): void {
-    if (type !== 'timestamp') throw typeConflict(line.line, this.table, DESIGNATED, 'timestamp', type, '');
+  private setTimestampField(
+    batch: IlpLineBatch,
+    line: number,
+    row: number,
+    cell: number,
+    type: ColumnType,
+  ): void {
+    if (type !== 'timestamp')
+      throw typeConflict(batch.lineNumbers[line]!, this.table, DESIGNATED, 'timestamp', type, '');
     if (this.timestampFieldRow === row) return;
     this.timestampFieldRow = row;
-    this.timestamps[row] = value as bigint;
+    if (isNumberCell(batch.types[cell]!)) setInt64(this.timestampHalves, row, batch.nums[cell]!);
+    else this.timestamps[row] = batch.refs[cell] as bigint;
   }
 
   /** The column a spelling not seen yet names: touched before under another spelling, existing, or new. */
-  private resolve(line: IlpLine, name: string, type: ColumnType): ColumnBuilder | typeof DESIGNATED {
-    const folded = name.toLowerCase();
+  private resolve(
+    batch: IlpLineBatch,
+    line: number,
+    cell: number,
+    type: ColumnType,
+  ): ColumnBuilder | typeof DESIGNATED {
+    const { name, folded } = batch.names[cell]!;
     let column = this.byFolded.get(folded);
     if (column === undefined) {
       const position = this.existing.get(folded);
-      column = position === undefined ? this.createColumn(line, name, type) : this.touchColumn(position);
+      column =
+        position === undefined
+          ? this.createColumn(batch.lineNumbers[line]!, name, type)
+          : this.touchColumn(position);
       this.byFolded.set(folded, column);
     }
     this.bySpelling.set(name, column);
@@ -245,15 +304,15 @@ class TableBuilder {
     return column;
   }
 
-  private createColumn(line: IlpLine, name: string, type: ColumnType): ColumnBuilder {
-    withLine(line.line, () => validateColumnName(name));
+  private createColumn(line: number, name: string, type: ColumnType): ColumnBuilder {
+    withLine(line, () => validateColumnName(name));
     const position = (this.schema?.columns.length ?? 1) + this.added.length;
     if (position >= MAX_TABLE_COLUMNS) {
       throw new WalshipError(
         'TOO_MANY_COLUMNS',
         'invalid',
-        `line ${line.line}: table ${JSON.stringify(this.table)} would have more than ${MAX_TABLE_COLUMNS} columns`,
-        { details: { line: line.line, table: this.table, column: name } },
+        `line ${line}: table ${JSON.stringify(this.table)} would have more than ${MAX_TABLE_COLUMNS} columns`,
+        { details: { line, table: this.table, column: name } },
       );
     }
     const column = new ColumnBuilder({ name, type, isNew: true, position });
@@ -297,4 +356,19 @@ class TableBuilder {
       columns: [...before, ...this.added.map((c) => ({ name: c.name, type: c.type }))],
     };
   }
+}
+
+/** Whether a cell of this code holds its value in `nums` (CELL_LONG, CELL_DOUBLE, CELL_BOOLEAN, CELL_TIMESTAMP). */
+function isNumberCell(code: number): boolean {
+  return code === CELL_LONG || code === CELL_DOUBLE || code === CELL_BOOLEAN || code === CELL_TIMESTAMP;
+}
+
+/** A cell's value as a CellValue (BigInt for integers): only for the rare casts and conflicts. */
+function cellValue(batch: IlpLineBatch, cell: number): CellValue {
+  const code = batch.types[cell]!;
+  const num = batch.nums[cell]!;
+  if (code === CELL_LONG || code === CELL_TIMESTAMP) return BigInt(num);
+  if (code === CELL_DOUBLE) return num;
+  if (code === CELL_BOOLEAN) return num === 1;
+  return batch.refs[cell] as CellValue;
 }

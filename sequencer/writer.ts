@@ -21,7 +21,7 @@ import {
   type Timer,
   WalshipError,
 } from '../core/index.js';
-import type { IlpLine } from '../ilp/index.js';
+import { type IlpLines, lineCountOf } from '../ilp/index.js';
 import { readRegistry, registerTable, stagedKey } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { buildTxns, overdueAtMs, sealDueAtMs, sealReason } from '../primary/index.js';
@@ -217,7 +217,7 @@ export class SequencedWriter {
    * answers at once; `durable` once the batch holding it is committed, with the sequencer's
    * numbers, or DURABLE_TIMEOUT after durableTimeoutMs (the request stays queued).
    */
-  async commitLines(lines: IlpLine[], ackMode: SequencedAckMode): Promise<SequencedCommitResult> {
+  async commitLines(lines: IlpLines, ackMode: SequencedAckMode): Promise<SequencedCommitResult> {
     const { queue, clock } = this.#o;
     if (!this.acceptingWrites()) {
       throw new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', this.#refusal());
@@ -231,7 +231,7 @@ export class SequencedWriter {
           'sequencer has been unavailable for a while; writes resume when commits catch up',
       );
     }
-    if (lines.length === 0) return { txnHeader: '', txns: [] };
+    if (lineCountOf(lines) === 0) return { txnHeader: '', txns: [] };
     const built = buildTxns(lines, {
       schemaOf: this.#o.schemaOf,
       commitTimeUs: BigInt(Math.floor(clock.wallMs() * 1000)),

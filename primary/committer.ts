@@ -1,7 +1,7 @@
 import { assert, type Clock, WalshipError } from '../core/index.js';
 import { asBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
 import type { TableStore } from '../table/index.js';
-import { encodeTxnRecordInSlices, TxnRecordEncoder } from '../wal/index.js';
+import { designatedTimestampRange, encodeTxnRecordInSlices, TxnRecordEncoder } from '../wal/index.js';
 import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
 import type { Uploader } from './uploader.js';
 import { WriteWindow } from './write-window.js';
@@ -279,7 +279,10 @@ export class Committer {
 
   /** Tells the uploader of the committed txns; the result for the client. */
   #committed(encoded: EncodedTxn[]): CommitResult {
-    for (const { table, bytes } of encoded) this.#options.uploader.committed(table, bytes.byteLength);
+    for (const { table, bytes, record } of encoded) {
+      const facts = { txn: record.txn, rowCount: record.rowCount, tsRange: designatedTimestampRange(record) };
+      this.#options.uploader.committed(table, bytes.byteLength, facts);
+    }
     return {
       txnHeader: encoded.map(({ schemaAfter, record }) => `${schemaAfter.key}=${record.txn}`).join(','),
       txns: encoded.map(({ table, record }) => ({ table, txn: record.txn, rows: record.rowCount })),

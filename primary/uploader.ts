@@ -18,7 +18,7 @@ import {
 } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import type { TableKey } from '../table/index.js';
-import { type Codec, decodeSegment, encodeTxnRecord, sealSegment } from '../wal/index.js';
+import { type Codec, decodeSegment, encodeTxnRecord, type RecordFacts, sealSegment } from '../wal/index.js';
 import { overdueAtMs, sealDueAtMs, sealReason, type Unsealed } from './seal-policy.js';
 import { segmentInChain } from './segment-in-chain.js';
 
@@ -93,6 +93,12 @@ interface TableState {
   lastError: string | null;
   lastUploadAtMs: number | null;
   segmentsUploaded: number;
+  /**
+   * What the committer knew of each pending txn it committed since this uploader started (row
+   * count, timestamp range), by txn: a segment of txns all found here is sealed without decoding
+   * them again (sealSegment's `known`). Txns committed before a restart are decoded.
+   */
+  facts: Map<bigint, RecordFacts>;
 }
 
 /** How long stop() waits for uploads in flight (each is bounded by the store's own time limits). */
@@ -166,10 +172,14 @@ export class Uploader {
     this.#pump();
   }
 
-  /** A txn of `bytes` encoded bytes was committed to `table`'s pending queue. */
-  committed(table: string, bytes: number): void {
+  /**
+   * A txn of `bytes` encoded bytes was committed to `table`'s pending queue; `facts` (its number,
+   * row count and timestamp range, as the committer built it) lets the seal skip decoding it.
+   */
+  committed(table: string, bytes: number, facts?: RecordFacts & { txn: bigint }): void {
     const state = this.#state(table);
     state.pendingBytes += bytes;
+    if (facts !== undefined) state.facts.set(facts.txn, facts);
     const nowMs = this.#options.clock.monotonicMs();
     state.pendingCommitsAtMs.push(nowMs);
     // A commit starts an upload itself only on size: the window has the timer, and a durable
@@ -324,6 +334,7 @@ export class Uploader {
     if (state === undefined) {
       state = {
         pendingBytes: 0,
+        facts: new Map(),
         pendingCommitsAtMs: [],
         uploading: false,
         waiters: [],
@@ -434,6 +445,7 @@ export class Uploader {
         epoch,
         writerNodeId: this.#options.nodeId,
         records: records.map((r) => r.bytes),
+        ...knownFacts(state.facts, records),
         codec: this.#options.codec,
         compressionLevel: this.#options.compressionLevel,
       });
@@ -667,6 +679,7 @@ export class Uploader {
       state.pendingBytes - sent.reduce((sum, r) => sum + r.bytes.byteLength, 0),
     );
     state.pendingCommitsAtMs.splice(0, sent.length);
+    for (const r of sent) state.facts.delete(r.txn);
     if (state.pendingBytes === 0) state.pendingCommitsAtMs = [];
     state.failures = 0;
     state.retryAtMs = 0;
@@ -792,4 +805,18 @@ function fencedError(): WalshipError {
     'fenced',
     'this node was replaced by a newer primary and no longer accepts writes',
   );
+}
+
+/** `known` for sealSegment when the committer's facts cover every record, else nothing (decode them). */
+function knownFacts(
+  facts: ReadonlyMap<bigint, RecordFacts>,
+  records: readonly { txn: bigint }[],
+): { known?: RecordFacts[] } {
+  const known: RecordFacts[] = [];
+  for (const { txn } of records) {
+    const fact = facts.get(txn);
+    if (fact === undefined) return {};
+    known.push(fact);
+  }
+  return { known };
 }

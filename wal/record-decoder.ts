@@ -108,6 +108,48 @@ export function* readTxnRecordSteps(
 }
 
 /**
+ * Checks the txn record at the reader's offset without decoding its columns: its frame, its
+ * checksum (so its bytes are the ones that were encoded), its txn number (must equal
+ * `expectedTxn` when given) and its fixed fields, counted against the segment's limits. Leaves
+ * the reader after the record. For records this process encoded itself from checked columns
+ * (sealSegment's `known`); anything read from elsewhere goes through readTxnRecord. Throws
+ * CorruptSegmentError.
+ */
+export function checkTxnRecordFrame(
+  reader: ByteReader,
+  state: RecordDecodeState,
+  expectedTxn?: bigint,
+): { txn: bigint; rowCount: number } {
+  const payloadStart = reader.offset + 4;
+  const outerEnd = openRecord(reader);
+  const payloadEnd = payloadStart + reader.view.getUint32(payloadStart - 4, true);
+  const txnAt = reader.offset;
+  const txn = reader.u64('txn number');
+  if (expectedTxn !== undefined ? txn !== expectedTxn : txn < 1n || txn > MAX_I64) {
+    reader.offset = txnAt;
+    throw reader.corrupt(`txn number ${txn} where ${expectedTxn ?? 'a number in 1..2^63-1'} was expected`);
+  }
+  reader.i64('commit time');
+  const kindId = reader.u8('txn kind');
+  const kind = txnKindOfId(kindId);
+  if (kind === undefined) throw backOne(reader, `txn ${txn}: unknown txn kind ${kindId}`);
+  if (reader.u8('record flags') !== 0) throw backOne(reader, `txn ${txn}: reserved record flags set`);
+  const columnCount = reader.u16('column count');
+  const rowCount = reader.u32('row count');
+  const problem = countsProblem(kind, columnCount, rowCount, state.limits, reader.remaining);
+  if (problem !== undefined) {
+    reader.offset -= 6;
+    throw reader.corrupt(`txn ${txn}: ${problem}`);
+  }
+  const overLimit = state.tally.addRecord(columnCount, rowCount);
+  if (overLimit !== undefined) throw reader.corrupt(`txn ${txn}: ${overLimit}`);
+  reader.offset = payloadEnd;
+  reader.restoreEnd(outerEnd);
+  reader.offset += CHECKSUM_BYTES;
+  return { txn, rowCount };
+}
+
+/**
  * Checks the record's frame and checksum, then limits the reader to the record's payload; returns
  * the reader's previous end for closeRecord.
  */

@@ -1,7 +1,7 @@
 import { CorruptSegmentError, InvalidArgumentError } from '../core/index.js';
 import { ByteReader, corruptAt } from './byte-reader.js';
 import { resolveLimits, type SegmentLimits } from './limits.js';
-import { readTxnRecordSteps, recordDecodeState } from './record-decoder.js';
+import { checkTxnRecordFrame, readTxnRecordSteps, recordDecodeState } from './record-decoder.js';
 import {
   assembleSegment,
   type BodySummary,
@@ -16,14 +16,27 @@ export interface SealSegmentInput extends SegmentIdentity {
   records: Uint8Array[];
   /** Overrides of DEFAULT_SEGMENT_LIMITS, as for encodeSegment. */
   limits?: Partial<SegmentLimits>;
+  /**
+   * What the writer knew of each record when it encoded it, one per record: given, a record's
+   * frame, checksum and fixed fields are checked and its values are not decoded again.
+   */
+  known?: readonly RecordFacts[];
+}
+
+/** A record's row count and designated timestamp range, as its writer built them. */
+export interface RecordFacts {
+  rowCount: number;
+  tsRange: TimestampRange | null;
 }
 
 /**
  * Builds a segment from txn records encoded earlier with encodeTxnRecord — e.g. kept in a pending
  * queue — without re-encoding their values. The body is the records back to back, so the result
- * is byte-identical to encodeSegment on the same txns. Every record is verified (checksum and a
- * full decode, which also yields the row count and timestamp range for the header) before its
- * bytes go out (STYLE rule 5). Throws InvalidArgumentError for bad input (no records,
+ * is byte-identical to encodeSegment on the same txns. Every record is verified before its bytes
+ * go out (STYLE rule 5): by a full decode, which also yields the row count and timestamp range for
+ * the header; or, with `known` (records this process encoded from checked columns, kept since in
+ * its pending queue), by its frame, checksum and fixed fields, the header taking its facts from
+ * `known` (docs/write-path.md: what sealing checks). Throws InvalidArgumentError for bad input (no records,
  * non-consecutive txn numbers, limits), CorruptSegmentError when a record's bytes are damaged
  * (the message names the record's index), CODEC_UNAVAILABLE for a codec this runtime lacks.
  *
@@ -34,7 +47,11 @@ export async function sealSegment(input: SealSegmentInput): Promise<Uint8Array> 
   const limits = resolveLimits(input.limits);
   const compression = checkIdentity(input, limits);
   const raw = concatRecords(input.records, limits);
-  const summary = await summarise(raw, input.records, limits);
+  const known = input.known;
+  const summary =
+    known !== undefined && known.length === input.records.length
+      ? summariseKnown(raw, input.records, known, limits)
+      : await summarise(raw, input.records, limits);
   return assembleSegment(input, compression, raw, summary, limits);
 }
 
@@ -90,6 +107,59 @@ function checkTxnNumbers(records: Uint8Array[]): void {
     }
     previous = txn;
   });
+}
+
+/**
+ * What the header needs, from the writer's facts: each record's frame, checksum and fixed fields
+ * are checked (a row count that differs from the writer's is corrupt), its values are not decoded.
+ */
+function summariseKnown(
+  raw: Uint8Array,
+  records: Uint8Array[],
+  known: readonly RecordFacts[],
+  limits: SegmentLimits,
+): BodySummary {
+  const reader = new ByteReader(raw, 'body');
+  const state = recordDecodeState(limits);
+  let rowCount = 0;
+  let tsRange: TimestampRange | null = null;
+  let txnFirst = 0n;
+  let recordEnd = 0;
+  for (let i = 0; i < records.length; i++) {
+    recordEnd += records[i]!.length;
+    const start = reader.offset;
+    let frame: { txn: bigint; rowCount: number };
+    try {
+      frame = checkTxnRecordFrame(reader, state, i === 0 ? undefined : txnFirst + BigInt(i));
+    } catch (error) {
+      if (!(error instanceof CorruptSegmentError)) throw error;
+      throw new CorruptSegmentError(`record ${i}: ${error.message}`, {
+        cause: error,
+        details: error.details,
+      });
+    }
+    if (reader.offset !== recordEnd) {
+      throw corruptAt(
+        'body',
+        start,
+        `record ${i} is ${records[i]!.length} bytes but holds a record of ${reader.offset - start}`,
+      );
+    }
+    const facts = known[i]!;
+    if (frame.rowCount !== facts.rowCount) {
+      throw corruptAt(
+        'body',
+        start,
+        `record ${i} holds ${frame.rowCount} rows; its writer built ${facts.rowCount}`,
+      );
+    }
+    if (i === 0) txnFirst = frame.txn;
+    rowCount += frame.rowCount;
+    tsRange = mergeTimestampRanges(tsRange, facts.tsRange);
+  }
+  const txnLast = txnFirst + BigInt(records.length - 1);
+  if (txnLast > MAX_I64) throw new InvalidArgumentError(`txn numbers run past 2^63-1`);
+  return { txnFirst, txnLast, txnCount: records.length, rowCount, tsRange };
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   TxnRecordEncoder,
 } from './index.js';
 import { resolveLimits } from './limits.js';
+import { designatedTimestampRange } from './timestamp-range.js';
 
 function longColumn(name: string, values: bigint[], nulls: Uint8Array | null = null): ColumnData {
   return { name, addedInTxn: false, nulls, data: { type: 'long', values: BigInt64Array.from(values) } };
@@ -375,6 +376,53 @@ describe('sealSegment builds a segment from encoded records', () => {
     await corrupt([records[0]!, flipped, records[2]!], /^record 1: record checksum mismatch/);
     await corrupt([concat(records[0]!, records[1]!)], /record 0 is \d+ bytes but holds a record of \d+/);
     await corrupt([records[0]!, records[1]!.subarray(0, 20), records[2]!], /record 1: /);
+  });
+
+  describe("with the writer's facts (`known`): no decode", () => {
+    /** Records whose designated timestamp spans the int64 range, so the header's range is exact. */
+    const stamped = [
+      txn(7n, [longColumn('timestamp', [5n, -(2n ** 63n), 2n ** 53n + 1n])]),
+      txn(8n, []),
+      txn(9n, [longColumn('timestamp', [2n ** 63n - 1n, 0n])]),
+    ].map((t) => ({
+      ...t,
+      columns: t.columns.map((c) => ({
+        ...c,
+        data: { type: 'timestamp' as const, values: c.data.values as BigInt64Array },
+      })),
+    }));
+    const known = stamped.map((t) => ({ rowCount: t.rowCount, tsRange: designatedTimestampRange(t) }));
+
+    test('byte-identical to the decoding seal and to encodeSegment', async () => {
+      const records = stamped.map((t) => encodeTxnRecord(t));
+      const withKnown = await sealSegment({ ...identity, records, known });
+      expect(Buffer.compare(withKnown, await sealSegment({ ...identity, records }))).toBe(0);
+      expect(Buffer.compare(withKnown, await encodeSegment({ ...identity, txns: stamped }))).toBe(0);
+      expect(known[0]!.tsRange).toEqual({ minUs: -(2n ** 63n), maxUs: 2n ** 53n + 1n });
+    });
+
+    test('still refuses damaged records, gaps and a row count its writer did not build', async () => {
+      const records = stamped.map((t) => encodeTxnRecord(t));
+      const refused = async (bad: Uint8Array[], facts: typeof known, message: RegExp) => {
+        const error = await sealSegment({ ...identity, records: bad, known: facts }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error, String(error)).toBeInstanceOf(Error);
+        expect((error as Error).message).toMatch(message);
+      };
+      const flipped = records[2]!.slice();
+      flipped[records[2]!.length - 9] = flipped[records[2]!.length - 9]! ^ 1;
+      await refused([records[0]!, records[1]!, flipped], known, /^record 2: record checksum mismatch/);
+      await refused([records[0]!, records[2]!], [known[0]!, known[2]!], /record 1 holds txn 9 after txn 7/);
+      const lying = [known[0]!, { ...known[1]!, rowCount: 1 }, known[2]!];
+      await refused(records, lying, /record 1 holds 0 rows; its writer built 1/);
+      await refused(
+        [concat(records[0]!, records[1]!)],
+        [known[0]!],
+        /record 0 is \d+ bytes but holds a record of \d+/,
+      );
+    });
   });
 });
 

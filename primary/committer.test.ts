@@ -177,10 +177,11 @@ describe('Committer, a request larger than a slice', () => {
     await c.idle();
   });
 
-  it('commits a small request synchronously when the lock is free', () => {
+  it('commits a small request synchronously when the lock is free', async () => {
     const c = committer();
-    void c.commit(parseIlp(Buffer.from(lines('t', 1, 3)), { precision: 'n' }));
+    const answered = c.commit(parseIlp(Buffer.from(lines('t', 1, 3)), { precision: 'n' }));
     expect(tables.lastTxn('t')).toBe(1n);
+    await answered;
   });
 });
 
@@ -370,5 +371,81 @@ describe('deferWritesDuring', () => {
     ).rejects.toThrow('rolled back');
     expect(source.marked).toEqual([['t', 2n]]);
     expect(failures).toHaveLength(1);
+  });
+});
+
+describe('group commit: the fsync runs off the event loop, shared, before anything is reported', () => {
+  /** Holds every syncWal call until released; counts them. */
+  function holdSyncs() {
+    const held: (() => void)[] = [];
+    const real = tables.syncWal.bind(tables);
+    let calls = 0;
+    tables.syncWal = () => {
+      calls++;
+      return new Promise<void>((resolve, reject) => {
+        held.push(() => real().then(resolve, reject));
+      });
+    };
+    return {
+      calls: () => calls,
+      releaseAll: () => {
+        for (const release of held.splice(0)) release();
+      },
+    };
+  }
+
+  it('answers only after the WAL fsync, and keeps the txns from the uploader until then', async () => {
+    const syncs = holdSyncs();
+    const window = new WriteWindow();
+    const source = deferWritesDuring(pendingSourceOf(tables), window);
+    const c = new Committer({
+      tables,
+      uploader,
+      clock: systemClock,
+      ackMode: 'local',
+      durableTimeoutMs: 1_000,
+      pendingMaxBytes: 1024 * 1024 * 1024,
+      acceptingWrites: () => true,
+      writeWindow: window,
+    });
+    let answered = false;
+    const first = c.commit(parseIlp(Buffer.from(lines('g', 1, 3)), { precision: 'n' })).then((r) => {
+      answered = true;
+      return r;
+    });
+    const second = c.commit(parseIlp(Buffer.from(lines('g', 4, 2)), { precision: 'n' }));
+    // Both committed in SQLite (another connection sees them), neither answered nor uploadable.
+    const other = new Database(path.join(dir, 'tables.sqlite'), { readonly: true });
+    try {
+      expect(other.prepare('SELECT count(*) FROM g').pluck().get()).toBe(5);
+    } finally {
+      other.close();
+    }
+    expect(tables.synchronous).toBe('FULL');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(answered).toBe(false);
+    expect(source.pending('g', { limitBytes: 1 << 30 })).toEqual([]);
+    expect(uploader.pendingBytes).toBe(0);
+    syncs.releaseAll();
+    const [a, b] = await Promise.all([first, second]);
+    expect(a.txns).toEqual([{ table: 'g', txn: 1n, rows: 3 }]);
+    expect(b.txns).toEqual([{ table: 'g', txn: 2n, rows: 2 }]);
+    expect(source.pending('g', { limitBytes: 1 << 30 }).map((r) => r.txn)).toEqual([1n, 2n]);
+    expect(syncs.calls()).toBe(2);
+  });
+
+  it('shares one fsync among the commits that wait for it', async () => {
+    const c = committer();
+    const before = tables.walSyncs;
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        c.commit(parseIlp(Buffer.from(lines('s', i * 10, 10)), { precision: 'n' })),
+      ),
+    );
+    const rounds = tables.walSyncs - before;
+    // The first commit's fsync starts at once; the seven committed meanwhile share the next.
+    expect(rounds).toBeGreaterThanOrEqual(1);
+    expect(rounds).toBeLessThan(8);
+    expect(tables.lastTxn('s')).toBe(8n);
   });
 });

@@ -90,17 +90,17 @@ export class Committer {
         },
       });
     }
-    let result: CommitResult;
+    let encoded: EncodedTxn[];
     try {
       this.#checkAccepting();
       if (count === 0) return Promise.resolve({ txnHeader: '', txns: [] });
       const { tables } = this.#options;
       const built = tables.batchReads(() => buildTxns(batch, this.#buildOptions()));
-      result = this.#applyNow(encodeAll(built));
+      encoded = this.#applyNow(encodeAll(built));
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#acknowledge(result);
+    return this.#acknowledge(encoded);
   }
 
   /**
@@ -109,13 +109,14 @@ export class Committer {
    */
   async commitSlices(source: IlpLineSource): Promise<CommitResult> {
     const release = await this.#lock();
-    let result: CommitResult;
+    let encoded: EncodedTxn[];
     try {
-      result = await this.#commitInSlices(source);
+      encoded = await this.#commitInSlices(source);
     } finally {
       release();
     }
-    return this.#acknowledge(result);
+    // The next request may go on while this one's fsync runs (and shares it).
+    return this.#acknowledge(encoded);
   }
 
   /** Resolves once no commit holds or waits for the write lock (a shutdown waits for this). */
@@ -123,7 +124,7 @@ export class Committer {
     while (this.#lockUsers > 0) await this.#lockTail;
   }
 
-  async #commitInSlices(source: IlpLineSource): Promise<CommitResult> {
+  async #commitInSlices(source: IlpLineSource): Promise<EncodedTxn[]> {
     this.#checkAccepting();
     const { tables } = this.#options;
     const options = this.#buildOptions();
@@ -132,7 +133,7 @@ export class Committer {
     await source.forEachSlice((batch, from, to) =>
       tables.batchReads(() => builder.addLines(batch, from, to)),
     );
-    if (builder.rowCount === 0) return { txnHeader: '', txns: [] };
+    if (builder.rowCount === 0) return [];
     // The parse took turns of the event loop: the node may have been fenced meanwhile.
     this.#checkAccepting();
     const built = tables.batchReads(() => builder.finish(options.nextTxn));
@@ -203,17 +204,19 @@ export class Committer {
     };
   }
 
-  /** The local commit in one synchronous step. */
-  #applyNow(encoded: EncodedTxn[]): CommitResult {
+  /** The local commit in one synchronous step (its fsync comes after: #acknowledge). */
+  #applyNow(encoded: EncodedTxn[]): EncodedTxn[] {
     const { tables } = this.#options;
-    tables.transaction(() => {
-      this.#assertNextTxns(encoded);
-      for (const { table, record, bytes } of encoded) {
-        tables.applyTxn(table, record);
-        tables.enqueuePending(table, record.txn, bytes);
-      }
-    });
-    return this.#committed(encoded);
+    tables.deferringSync(() =>
+      tables.transaction(() => {
+        this.#assertNextTxns(encoded);
+        for (const { table, record, bytes } of encoded) {
+          tables.applyTxn(table, record);
+          tables.enqueuePending(table, record.txn, bytes);
+        }
+      }),
+    );
+    return this.#committedUnsynced(encoded);
   }
 
   /**
@@ -223,34 +226,36 @@ export class Committer {
    * uncommitted; that step first checks again that the node takes writes, so nothing commits
    * after a demotion or a fence closed the gate (both rely on no commit following it).
    */
-  async #applyInSlices(encoded: EncodedTxn[]): Promise<CommitResult> {
+  async #applyInSlices(encoded: EncodedTxn[]): Promise<EncodedTxn[]> {
     const { tables } = this.#options;
     await this.#window.during(() =>
-      tables.transactionInSlices(async () => {
-        // The build and the encoding took turns of the event loop; the write lock kept other
-        // commits out. Checked inside the transaction, where the table cache needs no refresh.
-        this.#assertNextTxns(encoded);
-        // A record of many rows pauses between its own slices; small ones (one per table of a
-        // request spread over many tables) are applied whole, joining this transaction, until
-        // their rows reach a slice.
-        const slices = new SliceBudget(this.#pause);
-        for (const { table, record } of encoded) {
-          if (record.rowCount > COMMIT_SLICE_ROWS) {
-            await tables.applyTxnInSlices(table, record, {
-              rowsPerSlice: COMMIT_SLICE_ROWS,
-              pause: this.#pause,
-            });
-            slices.reset();
-          } else {
-            tables.applyTxn(table, record);
-            await slices.spend(record.rowCount);
+      tables.deferringSync(() =>
+        tables.transactionInSlices(async () => {
+          // The build and the encoding took turns of the event loop; the write lock kept other
+          // commits out. Checked inside the transaction, where the table cache needs no refresh.
+          this.#assertNextTxns(encoded);
+          // A record of many rows pauses between its own slices; small ones (one per table of a
+          // request spread over many tables) are applied whole, joining this transaction, until
+          // their rows reach a slice.
+          const slices = new SliceBudget(this.#pause);
+          for (const { table, record } of encoded) {
+            if (record.rowCount > COMMIT_SLICE_ROWS) {
+              await tables.applyTxnInSlices(table, record, {
+                rowsPerSlice: COMMIT_SLICE_ROWS,
+                pause: this.#pause,
+              });
+              slices.reset();
+            } else {
+              tables.applyTxn(table, record);
+              await slices.spend(record.rowCount);
+            }
           }
-        }
-        this.#checkPrimary();
-        for (const { table, record, bytes } of encoded) tables.enqueuePending(table, record.txn, bytes);
-      }),
+          this.#checkPrimary();
+          for (const { table, record, bytes } of encoded) tables.enqueuePending(table, record.txn, bytes);
+        }),
+      ),
     );
-    return this.#committed(encoded);
+    return this.#committedUnsynced(encoded);
   }
 
   /**
@@ -277,22 +282,33 @@ export class Committer {
     }
   }
 
-  /** Tells the uploader of the committed txns; the result for the client. */
-  #committed(encoded: EncodedTxn[]): CommitResult {
+  /** The txns just committed, kept from the uploader until their fsync (#acknowledge). */
+  #committedUnsynced(encoded: EncodedTxn[]): EncodedTxn[] {
+    for (const { table, record } of encoded) this.#window.unsynced.add(table, record.txn);
+    return encoded;
+  }
+
+  /**
+   * Waits for the WAL fsync that makes `encoded` durable (shared with the commits made meanwhile:
+   * TableStore.syncWal), tells the uploader of the txns, and resolves when the ack mode is
+   * satisfied: then (`local`), or once uploaded (`durable`). A failed fsync rejects with
+   * STORAGE_FAILED and leaves the txns unsynced: they are never uploaded from this run.
+   */
+  async #acknowledge(encoded: EncodedTxn[]): Promise<CommitResult> {
+    const { tables, uploader } = this.#options;
+    if (encoded.length === 0) return { txnHeader: '', txns: [] };
+    await tables.syncWal();
     for (const { table, bytes, record } of encoded) {
+      this.#window.unsynced.remove(table, record.txn);
       const facts = { txn: record.txn, rowCount: record.rowCount, tsRange: designatedTimestampRange(record) };
-      this.#options.uploader.committed(table, bytes.byteLength, facts);
+      uploader.committed(table, bytes.byteLength, facts);
     }
-    return {
+    const result = {
       txnHeader: encoded.map(({ schemaAfter, record }) => `${schemaAfter.key}=${record.txn}`).join(','),
       txns: encoded.map(({ table, record }) => ({ table, txn: record.txn, rows: record.rowCount })),
     };
-  }
-
-  /** Resolves when the ack mode is satisfied: at once (`local`), or once uploaded (`durable`). */
-  async #acknowledge(result: CommitResult): Promise<CommitResult> {
     if (this.#options.ackMode === 'durable') {
-      const { uploader, durableTimeoutMs } = this.#options;
+      const { durableTimeoutMs } = this.#options;
       await Promise.all(
         result.txns.map(({ table, txn }) => uploader.waitUploaded(table, txn, durableTimeoutMs)),
       );

@@ -7,6 +7,8 @@ import type { PendingSource } from './uploader.js';
  * back — so such writes wait here and run right after it ends, in the same synchronous step.
  */
 export class WriteWindow {
+  /** Txns committed whose fsync is still to come (the committer's group commit): not for upload yet. */
+  readonly unsynced = new UnsyncedTxns();
   #open = false;
   #deferred: (() => void)[] = [];
   readonly #onError: (error: unknown) => void;
@@ -50,7 +52,41 @@ export class WriteWindow {
 }
 
 /**
- * `source` whose uploaded-watermark writes wait for `window` to close. The watermark it reports
+ * Per table, the txns the committer committed with SQLite's fsync deferred (TableStore.deferringSync)
+ * and not yet made durable by its WAL fsync. A segment holding one could reach the store and then
+ * vanish from this node on power loss, so the uploader sees pending records only below them.
+ */
+export class UnsyncedTxns {
+  readonly #byTable = new Map<string, bigint[]>();
+
+  add(table: string, txn: bigint): void {
+    const txns = this.#byTable.get(table);
+    if (txns === undefined) this.#byTable.set(table, [txn]);
+    else txns.push(txn);
+  }
+
+  /** `txn` of `table` is durable now. */
+  remove(table: string, txn: bigint): void {
+    const txns = this.#byTable.get(table);
+    if (txns === undefined) return;
+    const at = txns.indexOf(txn);
+    if (at >= 0) txns.splice(at, 1);
+    if (txns.length === 0) this.#byTable.delete(table);
+  }
+
+  /** The oldest txn of `table` not durable yet, if any. */
+  oldest(table: string): bigint | undefined {
+    const txns = this.#byTable.get(table);
+    if (txns === undefined) return undefined;
+    let oldest = txns[0]!;
+    for (const txn of txns) if (txn < oldest) oldest = txn;
+    return oldest;
+  }
+}
+
+/**
+ * `source` whose uploaded-watermark writes wait for `window` to close, and whose pending records
+ * stop below the first txn not yet durable (`window.unsynced`). The watermark it reports
  * includes a deferred write at once, so a durable writer asking after such an upload is not left
  * waiting for an upload that already happened. Deferring is safe: the uploader's in-memory state
  * moves on at once, and the rows it marks uploaded were committed before the window opened (the
@@ -72,17 +108,9 @@ export function deferWritesDuring(source: PendingSource, window: WriteWindow): P
     // An empty answer tells the uploader nothing is pending: when every record within the limit is
     // through the watermark, ask for more (the limit doubles) until one is not, or none is left.
     pending: (table, options) => {
-      const deferred = deferredUploaded.get(table);
-      if (deferred === undefined) return source.pending(table, options);
-      let limitBytes = options.limitBytes;
-      let seen = -1;
-      for (;;) {
-        const records = source.pending(table, { limitBytes });
-        const after = records.filter((r) => r.txn > deferred);
-        if (after.length > 0 || records.length === seen) return after;
-        seen = records.length;
-        limitBytes *= 2;
-      }
+      const records = pendingThroughDeferred(table, options);
+      const unsynced = window.unsynced.oldest(table);
+      return unsynced === undefined ? records : records.filter((r) => r.txn < unsynced);
     },
     uploadedTxn: (table) => {
       const deferred = deferredUploaded.get(table);
@@ -90,4 +118,18 @@ export function deferWritesDuring(source: PendingSource, window: WriteWindow): P
       return deferred !== undefined && deferred > stored ? deferred : stored;
     },
   };
+
+  function pendingThroughDeferred(table: string, options: { limitBytes: number }) {
+    const deferred = deferredUploaded.get(table);
+    if (deferred === undefined) return source.pending(table, options);
+    let limitBytes = options.limitBytes;
+    let seen = -1;
+    for (;;) {
+      const records = source.pending(table, { limitBytes });
+      const after = records.filter((r) => r.txn > deferred);
+      if (after.length > 0 || records.length === seen) return after;
+      seen = records.length;
+      limitBytes *= 2;
+    }
+  }
 }

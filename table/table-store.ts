@@ -27,6 +27,7 @@ import {
   type TableState,
   TableStateCache,
 } from './table-state.js';
+import { WalSync } from './wal-sync.js';
 
 export type { PendingTxn } from './table-state.js';
 
@@ -140,6 +141,10 @@ export class TableStore {
   readonly readonly: boolean;
   /** The `synchronous` setting in force, as SQLite reports it after open. */
   readonly synchronous: 'FULL' | 'NORMAL';
+  /** fsyncs the WAL for commits made by deferringSync (group commit off the event loop). */
+  private readonly walSync: WalSync;
+  /** Inside deferringSync: commits skip SQLite's own fsync. */
+  private syncDeferred = false;
   private readonly cache = new TableStateCache();
   private readonly inserts = new Map<string, CachedInsert>();
   /** The parameters of the statements in `inserts`, summed. */
@@ -159,6 +164,7 @@ export class TableStore {
     this.clock = options.clock ?? systemClock;
     this.synchronous = db.pragma('synchronous', { simple: true }) === 2 ? 'FULL' : 'NORMAL';
     this.sql = prepareStatements(db);
+    this.walSync = new WalSync(`${file}-wal`);
   }
 
   /**
@@ -188,8 +194,60 @@ export class TableStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.walSync.close();
     this.clearInserts();
     this.db.close();
+  }
+
+  /**
+   * Runs `fn` — the caller's commits through this store, synchronous or not — with SQLite's fsync
+   * at commit off (`synchronous=NORMAL`) when the store syncs every commit (`synchronous=FULL`);
+   * the caller then makes them durable with `syncWal()` before it reports any of them. A commit
+   * stays atomic and consistent across a crash either way (WAL mode; checkpoints still fsync);
+   * what waits for syncWal is only the power-loss durability of the last commits, and that wait
+   * runs in the thread pool, shared by every commit made meanwhile (group commit). A store opened
+   * with `synchronous=NORMAL` runs `fn` as it is.
+   */
+  deferringSync<T>(fn: () => T): T {
+    if (this.synchronous !== 'FULL' || this.syncDeferred || this.inTransaction) return fn();
+    this.setSynchronous('NORMAL');
+    let result: T;
+    try {
+      result = fn();
+    } catch (error) {
+      this.setSynchronous('FULL');
+      throw error;
+    }
+    if (!(result instanceof Promise)) {
+      this.setSynchronous('FULL');
+      return result;
+    }
+    return result.finally(() => this.setSynchronous('FULL')) as T;
+  }
+
+  /**
+   * Resolves once every commit made so far is on disk (one fsync of the WAL in the thread pool,
+   * shared with the other callers waiting then). At once for a store opened with
+   * `synchronous=NORMAL`, which promises no more. Rejects with STORAGE_FAILED when the fsync fails.
+   */
+  async syncWal(): Promise<void> {
+    if (this.synchronous !== 'FULL') return;
+    try {
+      await this.walSync.sync();
+    } catch (error) {
+      throw storageError(error, "sync the table store's WAL");
+    }
+  }
+
+  /** fsync rounds of syncWal so far. */
+  get walSyncs(): number {
+    return this.walSync.rounds;
+  }
+
+  private setSynchronous(mode: 'FULL' | 'NORMAL'): void {
+    this.syncDeferred = mode === 'NORMAL';
+    if (this.closed) return;
+    this.db.pragma(`synchronous = ${mode}`);
   }
 
   /**

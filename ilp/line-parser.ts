@@ -309,7 +309,6 @@ class IlpParser implements BinaryCursor {
   private tokenHash = 0;
   private tokenEscaped = false;
   private table = '';
-  private tableEntry: NameEntry | undefined;
   /** Folded names of the current line's columns, for duplicate detection. */
   private readonly seen: string[] = [];
   private seenCount = 0;
@@ -455,7 +454,6 @@ class IlpParser implements BinaryCursor {
     const lineNumber = this.lineNumber;
     const table = this.readName(true);
     this.table = table.name;
-    this.tableEntry = table;
     this.batch.startLine(lineNumber, table);
     this.seenCount = 0;
     this.seenSet = null;

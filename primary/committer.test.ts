@@ -434,6 +434,24 @@ describe('group commit: the fsync runs off the event loop, shared, before anythi
     expect(syncs.calls()).toBe(2);
   });
 
+  it('idle() waits for commits whose fsync is still to come, so a demotion flushes every txn', async () => {
+    const syncs = holdSyncs();
+    const c = committer();
+    const answered = c.commit(parseIlp(Buffer.from(lines('d', 1, 2)), { precision: 'n' }));
+    let idle = false;
+    const idled = c.idle().then(() => {
+      idle = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(idle).toBe(false);
+    expect(uploader.pendingBytes).toBe(0);
+    syncs.releaseAll();
+    await idled;
+    // The uploader heard of the txn before idle() resolved: a flush now uploads it.
+    expect(uploader.pendingBytes).toBeGreaterThan(0);
+    await answered;
+  });
+
   it('shares one fsync among the commits that wait for it', async () => {
     const c = committer();
     const before = tables.walSyncs;

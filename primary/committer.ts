@@ -60,6 +60,8 @@ export class Committer {
   readonly #options: CommitterOptions;
   readonly #window: WriteWindow;
   readonly #pause: () => Promise<void>;
+  /** The fsyncs (with their uploader notice) of commits made and not yet reported: idle() waits for them. */
+  readonly #syncing = new Set<Promise<void>>();
   /** Settles when the last holder of the write lock (or waiter for it) is done. */
   #lockTail: Promise<void> = Promise.resolve();
   /** Holders of and waiters for the write lock. */
@@ -119,9 +121,16 @@ export class Committer {
     return this.#acknowledge(encoded);
   }
 
-  /** Resolves once no commit holds or waits for the write lock (a shutdown waits for this). */
+  /**
+   * Resolves once no commit holds or waits for the write lock and every commit made has had its
+   * fsync and told the uploader of its txns (a demotion and a shutdown wait for this before they
+   * flush the uploader: a committed txn it has not heard of would be left behind).
+   */
   async idle(): Promise<void> {
-    while (this.#lockUsers > 0) await this.#lockTail;
+    while (this.#lockUsers > 0 || this.#syncing.size > 0) {
+      await this.#lockTail;
+      await Promise.allSettled([...this.#syncing]);
+    }
   }
 
   async #commitInSlices(source: IlpLineSource): Promise<EncodedTxn[]> {
@@ -297,11 +306,22 @@ export class Committer {
   async #acknowledge(encoded: EncodedTxn[]): Promise<CommitResult> {
     const { tables, uploader } = this.#options;
     if (encoded.length === 0) return { txnHeader: '', txns: [] };
-    await tables.syncWal();
-    for (const { table, bytes, record } of encoded) {
-      this.#window.unsynced.remove(table, record.txn);
-      const facts = { txn: record.txn, rowCount: record.rowCount, tsRange: designatedTimestampRange(record) };
-      uploader.committed(table, bytes.byteLength, facts);
+    const synced = tables.syncWal().then(() => {
+      for (const { table, bytes, record } of encoded) {
+        this.#window.unsynced.remove(table, record.txn);
+        const facts = {
+          txn: record.txn,
+          rowCount: record.rowCount,
+          tsRange: designatedTimestampRange(record),
+        };
+        uploader.committed(table, bytes.byteLength, facts);
+      }
+    });
+    this.#syncing.add(synced);
+    try {
+      await synced;
+    } finally {
+      this.#syncing.delete(synced);
     }
     const result = {
       txnHeader: encoded.map(({ schemaAfter, record }) => `${schemaAfter.key}=${record.txn}`).join(','),

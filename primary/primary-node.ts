@@ -383,6 +383,8 @@ export class PrimaryNode {
     if (this.#gate.fencedBy !== null)
       throw new WalshipError('FENCED', 'fenced', `already replaced by ${this.#gate.fencedBy}`);
     this.#gate.accepting = false;
+    // Commits made before the gate closed: their fsync ends before the uploader is flushed.
+    await this.#committer.idle();
     const flushed = await this.#uploader.flush(timeoutMs);
     if (this.#gate.fencedBy !== null)
       throw new WalshipError('FENCED', 'fenced', `replaced by ${this.#gate.fencedBy}`);

@@ -854,7 +854,7 @@ describe('rows bound in blocks (row-inserter.ts)', () => {
       d: isNull(i) ? null : n / 4,
       s: isNull(i) ? null : `s${n}`,
       b: BigInt(n & 1),
-      dec: (BigInt(n) / 10n).toString() + '.' + (BigInt(n) % 10n).toString(),
+      dec: `${BigInt(n) / 10n}.${BigInt(n) % 10n}`,
     }));
     return { rec, expected };
   }

@@ -30,7 +30,9 @@ describe('int64Range', () => {
           kept.length === 0
             ? null
             : {
+                // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.min does not take
                 minUs: kept.reduce((a, b) => (b < a ? b : a)),
+                // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.max does not take
                 maxUs: kept.reduce((a, b) => (b > a ? b : a)),
               };
         expect(int64Range(values, nulls, cells.length)).toEqual(expected);

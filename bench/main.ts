@@ -32,6 +32,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   sequencer: async () => (await import('./sequencer.js')).benchSequencer(),
   router: async () => (await import('./router.js')).benchRouter(),
   scale: async () => (await import('./scale.js')).benchScale(),
+  peer: async () => (await import('./peer.js')).benchPeer(),
 };
 
 async function run(): Promise<number> {

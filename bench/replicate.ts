@@ -28,6 +28,16 @@
  *    read every ~10 ms) is shown beside it. Baseline in the same run: a create-only PUT then a GET
  *    of a segment-sized object (the run's mean segment size) through the same store, timed as one
  *    pair: the store round trips that any lag includes.
+ * 5. the same lag under load (issue 16), on fs and RGW: a fresh primary (as in 4, on a store root of
+ *    its own) with a replica following (as in 4), fed 10 000-row requests (32 bodies the official
+ *    client encoded, cycled). First its maximum sustained rate: 4 closed loops, each a keep-alive
+ *    connection of fetch's pool sending its next request when the previous one answered, 1.5 s
+ *    unmeasured then 8 s measured, as rows/s beside figure 1's raw INSERT baseline (the lag at that
+ *    rate, and how long the replica took to apply the rest after the last 204, in its note). Once
+ *    the replica has applied all of it: requests open loop at 80 % of that rate (at most 8 in
+ *    flight), 1 s unmeasured then 15 s measured, with the lag and its commit→uploaded share as in
+ *    4, the rate achieved and the request latency; the store baseline is a PUT+GET of the mean
+ *    size of this run's segments (its paced part only). Issue 16's aim: p99 ≤ 200 ms on fs.
  *
  * Client, nodes, SQLite and the store share this process (but the lag's primary) and the machine's
  * cores (with RGW's daemons, when booted). `WALSHIP_BENCH_SCALE=0.1` (a fraction in (0, 1])
@@ -57,6 +67,7 @@ import { rawInsertMs } from './baselines.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile, scaleFromEnv } from './report.js';
 import { withBenchRgw } from './rgw.js';
+import { closedLoop } from './sequencer.js';
 import {
   encodeTradeRow,
   generateTrades,
@@ -85,6 +96,28 @@ const LAG_DRAIN_MS = 10_000;
 /** The fs and RGW settings the lag is asked for. */
 const LAG_WINDOW_MS = 20;
 const LAG_POLL_MS = 20;
+/**
+ * The loaded lag run (issue 16): requests of LOADED_ROWS_PER_REQUEST rows, first in
+ * LOADED_CONNECTIONS closed loops (the maximum sustained rate), then open loop at
+ * LOADED_RATE_FRACTION of that rate. Issue 16 asks p99 ≤ LOADED_AIM_P99_MS_FS on fs.
+ */
+const LOADED_ROWS_PER_REQUEST = 10_000;
+/** Closed loops of the max-rate probe: each one request in flight, one keep-alive connection of fetch's pool. */
+const LOADED_CONNECTIONS = 4;
+/** Distinct pre-encoded bodies the loaded run cycles through: 320 000 rows, ~40 MB of ILP held at once. */
+const LOADED_BODIES = 32;
+/** The probe's unmeasured warm-up (connections, statements, the replica discovering the table), then its window. */
+const MAX_RATE_WARMUP_MS = 1_500;
+const MAX_RATE_MEASURE_MS = Math.max(2_000, Math.round(8_000 * SCALE));
+const LOADED_RATE_FRACTION = 0.8;
+/** The paced run's unmeasured start (the replica already follows the table), then its window. */
+const LOADED_WARMUP_MS = 1_000;
+const LOADED_MEASURE_MS = Math.max(3_000, Math.round(15_000 * SCALE));
+/** Paced requests in flight at most: twice the probe's loops, so one slow commit does not close the loop. */
+const LOADED_IN_FLIGHT_MAX = 2 * LOADED_CONNECTIONS;
+/** How long the replica may take to apply what the probe committed before the paced run starts. */
+const LOADED_CATCH_UP_MS = 30_000;
+const LOADED_AIM_P99_MS_FS = 200;
 /** PUT+GET pairs of the store baseline. */
 const STORE_SAMPLES = 200;
 /**
@@ -320,11 +353,23 @@ async function measureApply(dir: string, store: FsStore, t: Trades): Promise<App
   }
 }
 
+/** The suite's raw SQLite baseline (figure 1): the faster of its runs, as rows/s, with its name. */
+interface RawBaseline {
+  name: string;
+  rowsPerSecond: number;
+}
+
+function rawBaselineOf(m: ApplyMeasured): RawBaseline {
+  return {
+    name: `raw prepared INSERT, synchronous=FULL, txn per segment's rows (mean ${Math.round(ROWS / m.segments.length)})`,
+    rowsPerSecond: perSecond(ROWS, Math.min(...m.rawMs)),
+  };
+}
+
 function applyRows(m: ApplyMeasured): BenchRow[] {
-  const raw = perSecond(ROWS, Math.min(...m.rawMs));
+  const { name: rawName, rowsPerSecond: raw } = rawBaselineOf(m);
   const storeBytes = m.segments.reduce((sum, s) => sum + s.bytes, 0);
   const rawRuns = `raw runs ${m.rawMs.map((ms) => ms.toFixed(0)).join(' / ')} ms, the faster counts`;
-  const rawName = `raw prepared INSERT, synchronous=FULL, txn per segment's rows (mean ${Math.round(ROWS / m.segments.length)})`;
   return [
     {
       name: 'replica apply from an empty data dir (fs, defaults)',
@@ -467,15 +512,15 @@ interface LagMeasured {
   getMs: number[];
 }
 
-/** The ILP bodies of the lag run, encoded by the official client (no encoding in the timed loop). */
-async function lagBodies(port: number, count: number): Promise<Buffer[]> {
+/** The ILP bodies of a lag run, `rowsPerRequest` rows each, encoded by the official client (no encoding in the timed loop). */
+async function lagBodies(port: number, count: number, rowsPerRequest: number): Promise<Buffer[]> {
   const options = await SenderOptions.fromConfig(`http::addr=127.0.0.1:${port};`);
   const buffer = createBuffer(options);
-  const t = generateTrades(count * LAG_ROWS_PER_REQUEST, 7);
+  const t = generateTrades(count * rowsPerRequest, 7);
   const bodies: Buffer[] = [];
   for (let i = 0; i < count; i++) {
-    for (let j = 0; j < LAG_ROWS_PER_REQUEST; j++) {
-      const row = i * LAG_ROWS_PER_REQUEST + j;
+    for (let j = 0; j < rowsPerRequest; j++) {
+      const row = i * rowsPerRequest + j;
       encodeTradeRow(buffer, t, row, TRADES_TABLE, row + 1).at(timestampUsOf(row), 'us');
     }
     bodies.push(buffer.toBufferNew()!);
@@ -571,42 +616,72 @@ function lagProbes(replica: ReplicaNode, primaryPort: number) {
   };
 }
 
+/** Called with each 204's txn, the time it was read, and whether its request is past the warm-up. */
+type OnAnswer = (txn: bigint, atMs: number, measured: boolean) => void;
+
+/** POSTs one ILP body; the txn its 204 names and when the 204 was read. */
+async function postWrite(url: string, body: Buffer): Promise<{ txn: bigint; atMs: number }> {
+  const response = await fetch(url, { method: 'POST', body });
+  const atMs = performance.now();
+  if (response.status !== 204) throw new Error(`POST /write: ${response.status} ${await response.text()}`);
+  return { txn: committedTxnOf(response.headers.get('x-walship-txn')), atMs };
+}
+
+/** An open-loop schedule: a request every `everyMs`, at most `inFlightMax` unanswered. */
+interface Pace {
+  everyMs: number;
+  inFlightMax: number;
+  rowsPerRequest: number;
+  /** Requests due before this are sent but not measured. */
+  warmupMs: number;
+}
+
+/** The steady lag load (figure 4): 200 rows every 10 ms. */
+const LAG_PACE: Pace = {
+  everyMs: LAG_REQUEST_EVERY_MS,
+  inFlightMax: LAG_IN_FLIGHT_MAX,
+  rowsPerRequest: LAG_ROWS_PER_REQUEST,
+  warmupMs: LAG_WARMUP_MS,
+};
+
 interface SteadySend {
   rowsPerSecond: number;
   maxInFlight: number;
   /** The furthest a request was sent after its slot (a busy loop, or the in-flight cap reached). */
   behindMaxMs: number;
+  /** POST → 204 of each measured request. */
+  requestMs: number[];
 }
 
 /**
- * Sends `bodies` open loop: request i at `i × LAG_REQUEST_EVERY_MS` from the start whatever the
- * earlier answers (a commit may take longer than the interval), at most LAG_IN_FLIGHT_MAX at once.
- * Each 204's txn goes to `onAnswer` with the time it was read and whether it is past the warm-up.
+ * Sends `bodies` open loop: request i at `i × pace.everyMs` from the start whatever the earlier
+ * answers (a commit may take longer than the interval), at most `pace.inFlightMax` at once.
  */
 async function sendSteady(
   url: string,
   bodies: readonly Buffer[],
-  onAnswer: (txn: bigint, atMs: number, measured: boolean) => void,
+  pace: Pace,
+  onAnswer: OnAnswer,
 ): Promise<SteadySend> {
   const inFlight = new Set<Promise<void>>();
+  const requestMs: number[] = [];
   let maxInFlight = 0;
   let behindMaxMs = 0;
   let failure: Error | undefined;
   const started = performance.now();
   for (const [i, body] of bodies.entries()) {
-    const due = started + i * LAG_REQUEST_EVERY_MS;
+    const due = started + i * pace.everyMs;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
-    while (inFlight.size >= LAG_IN_FLIGHT_MAX) await Promise.race(inFlight);
+    while (inFlight.size >= pace.inFlightMax) await Promise.race(inFlight);
     if (failure !== undefined) throw failure;
-    behindMaxMs = Math.max(behindMaxMs, performance.now() - due);
-    const measured = due - started >= LAG_WARMUP_MS;
+    const sentAt = performance.now();
+    behindMaxMs = Math.max(behindMaxMs, sentAt - due);
+    const measured = due - started >= pace.warmupMs;
     const request = (async () => {
-      const response = await fetch(url, { method: 'POST', body });
-      const atMs = performance.now();
-      if (response.status !== 204)
-        throw new Error(`POST /write: ${response.status} ${await response.text()}`);
-      onAnswer(committedTxnOf(response.headers.get('x-walship-txn')), atMs, measured);
+      const { txn, atMs } = await postWrite(url, body);
+      if (measured) requestMs.push(atMs - sentAt);
+      onAnswer(txn, atMs, measured);
     })()
       .catch((error: unknown) => {
         failure ??= error as Error;
@@ -618,7 +693,19 @@ async function sendSteady(
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure;
   const ms = performance.now() - started;
-  return { rowsPerSecond: perSecond(bodies.length * LAG_ROWS_PER_REQUEST, ms), maxInFlight, behindMaxMs };
+  return {
+    rowsPerSecond: perSecond(bodies.length * pace.rowsPerRequest, ms),
+    maxInFlight,
+    behindMaxMs,
+    requestMs,
+  };
+}
+
+/** Waits (up to `timeoutMs`) until no registered txn is pending on `lag`; the ms it waited. */
+async function waitDrained(lag: WatermarkLag, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  while (lag.pending > 0 && performance.now() - started < timeoutMs) await sleep(10);
+  return performance.now() - started;
 }
 
 /** PUT (create-only, as the uploader does) then GET of an object of `bytes`, timed per op and per pair. */
@@ -692,6 +779,38 @@ async function spawnPrimary(args: string[]): Promise<ChildPrimary> {
   };
 }
 
+/** The lag runs' primary: `walship primary` as a child, the lag's throttle window, on `storeArg`. */
+function spawnLagPrimary(dataDir: string, storeArg: string): Promise<ChildPrimary> {
+  return spawnPrimary([
+    `--replication.object.store=${storeArg}`,
+    `--node.data.dir=${dataDir}`,
+    '--http.bind.to=127.0.0.1:0',
+    '--line.tcp.enabled=false',
+    `--replication.primary.throttle.window.duration=${LAG_WINDOW_MS}ms`,
+    '--log.level=warn',
+  ]);
+}
+
+/** What the lag probes saw of the measured requests. */
+type LagSeen = Pick<LagMeasured, 'lagMs' | 'visibleBefore204' | 'lost' | 'uploadMs'>;
+
+function seenBy(probe: ReturnType<typeof lagProbes>): LagSeen {
+  return {
+    lagMs: probe.visible.lagMs,
+    visibleBefore204: probe.visible.reachedBefore204,
+    lost: probe.visible.lost,
+    uploadMs: probe.uploaded.lagMs,
+  };
+}
+
+/** Mean size of `segments` (bytes) and the store round trips of that size: the lag's baseline. */
+async function segmentBaseline(label: string, store: ObjectStore, segments: SegmentInfo[]) {
+  const segmentBytes = Math.round(segments.reduce((sum, s) => sum + s.bytes, 0) / segments.length);
+  log(`${label}: store round trips of ${segmentBytes} bytes`);
+  const trips = await storeRoundTrips(store, segmentBytes);
+  return { segmentBytes, segments: segments.length, ...trips };
+}
+
 async function measureLag(
   dir: string,
   label: string,
@@ -700,19 +819,12 @@ async function measureLag(
 ): Promise<LagMeasured> {
   const replicaStore = await openStore();
   try {
-    const primary = await spawnPrimary([
-      `--replication.object.store=${storeArg}`,
-      `--node.data.dir=${path.join(dir, `lag-${label}-primary`)}`,
-      '--http.bind.to=127.0.0.1:0',
-      '--line.tcp.enabled=false',
-      `--replication.primary.throttle.window.duration=${LAG_WINDOW_MS}ms`,
-      '--log.level=warn',
-    ]);
+    const primary = await spawnLagPrimary(path.join(dir, `lag-${label}-primary`), storeArg);
     let sent: SteadySend;
-    let seen: Pick<LagMeasured, 'lagMs' | 'visibleBefore204' | 'lost' | 'uploadMs'>;
+    let seen: LagSeen;
     try {
       const requests = Math.ceil((LAG_WARMUP_MS + LAG_MEASURE_MS) / LAG_REQUEST_EVERY_MS);
-      const bodies = await lagBodies(primary.httpPort, requests);
+      const bodies = await lagBodies(primary.httpPort, requests, LAG_ROWS_PER_REQUEST);
       const replica = await startTestReplica(replicaStore, path.join(dir, `lag-${label}-replica`), {
         ...REPLICA_DEFAULTS,
         pollIntervalMs: LAG_POLL_MS,
@@ -723,16 +835,12 @@ async function measureLag(
           `${label}: ${requests} requests of ${LAG_ROWS_PER_REQUEST} rows every ${LAG_REQUEST_EVERY_MS} ms`,
         );
         const url = `http://127.0.0.1:${primary.httpPort}/write`;
-        sent = await sendSteady(url, bodies, (txn, atMs, measured) => probe.register(txn, atMs, measured));
-        const drainDeadline = performance.now() + LAG_DRAIN_MS;
-        while (probe.visible.pending > 0 && performance.now() < drainDeadline) await sleep(10);
+        sent = await sendSteady(url, bodies, LAG_PACE, (txn, atMs, measured) =>
+          probe.register(txn, atMs, measured),
+        );
+        await waitDrained(probe.visible, LAG_DRAIN_MS);
         await probe.stop();
-        seen = {
-          lagMs: probe.visible.lagMs,
-          visibleBefore204: probe.visible.reachedBefore204,
-          lost: probe.visible.lost,
-          uploadMs: probe.uploaded.lagMs,
-        };
+        seen = seenBy(probe);
       } finally {
         await replica.close();
       }
@@ -740,17 +848,7 @@ async function measureLag(
       await primary.stop();
     }
     const segments = await segmentsOf(replicaStore, TABLE_KEY);
-    const segmentBytes = Math.round(segments.reduce((sum, s) => sum + s.bytes, 0) / segments.length);
-    log(`${label}: store round trips of ${segmentBytes} bytes`);
-    const trips = await storeRoundTrips(replicaStore, segmentBytes);
-    return {
-      label,
-      ...seen,
-      sent,
-      segmentBytes,
-      segments: segments.length,
-      ...trips,
-    };
+    return { label, ...seen, sent, ...(await segmentBaseline(label, replicaStore, segments)) };
   } finally {
     await replicaStore.close();
   }
@@ -800,11 +898,211 @@ function lagRows(m: LagMeasured, aimP99Ms: number): BenchRow[] {
   return rows;
 }
 
-/** Boots a throwaway Ceph RGW and measures the lag on it; [] with the reason in `context` when it cannot. */
-async function rgwLagRows(dir: string, context: BenchSuiteResult['context']): Promise<BenchRow[]> {
-  const rows = await withBenchRgw('bench-replicate', context, log, async (rgw) =>
-    lagRows(await measureLag(dir, 'rgw', rgw.connectionString('bench'), async () => rgw.open('bench')), 250),
+// --- 5: commit-to-visible lag at 80 % of the maximum sustained rate ---
+
+interface MaxRate {
+  rowsPerSecond: number;
+  requests: number;
+  /** POST → 204 of each measured request. */
+  requestMs: number[];
+}
+
+interface LoadedLagMeasured extends LagMeasured {
+  maxRate: MaxRate;
+  /** The lag (figure 4's probes) of the probe's measured requests: at the maximum rate. */
+  atMax: LagSeen;
+  /** From the probe's last 204 until the replica had applied every txn the probe committed. */
+  catchUpMs: number;
+  /** The paced run's schedule: LOADED_RATE_FRACTION of the maximum rate. */
+  targetRowsPerSecond: number;
+  everyMs: number;
+}
+
+/**
+ * LOADED_CONNECTIONS closed loops POSTing `bodies` in turn, each its next request when the previous
+ * one answered: unmeasured for MAX_RATE_WARMUP_MS, then measured for MAX_RATE_MEASURE_MS.
+ */
+async function probeMaxRate(url: string, bodies: readonly Buffer[], onAnswer: OnAnswer): Promise<MaxRate> {
+  let next = 0;
+  const loop = (measured: boolean) => async () => {
+    const { txn, atMs } = await postWrite(url, bodies[next++ % bodies.length]!);
+    onAnswer(txn, atMs, measured);
+  };
+  await closedLoop(LOADED_CONNECTIONS, MAX_RATE_WARMUP_MS, loop(false));
+  const measured = await closedLoop(LOADED_CONNECTIONS, MAX_RATE_MEASURE_MS, loop(true));
+  return {
+    rowsPerSecond: perSecond(measured.ops * LOADED_ROWS_PER_REQUEST, measured.elapsedMs),
+    requests: measured.ops,
+    requestMs: measured.latenciesMs,
+  };
+}
+
+/**
+ * On one primary with one replica following: the max-rate probe, a wait until the replica has
+ * applied all of it, then the paced run at LOADED_RATE_FRACTION of the probe's rate. The txn
+ * the replica had applied before the paced run tells its segments from the probe's.
+ */
+async function loadedRuns(label: string, replica: ReplicaNode, primaryPort: number, bodies: Buffer[]) {
+  const url = `http://127.0.0.1:${primaryPort}/write`;
+  log(
+    `${label}: max rate, ${LOADED_CONNECTIONS} closed loops of ${LOADED_ROWS_PER_REQUEST}-row requests, ${MAX_RATE_WARMUP_MS} + ${MAX_RATE_MEASURE_MS} ms`,
   );
+  const atMax = lagProbes(replica, primaryPort);
+  const maxRate = await probeMaxRate(url, bodies, (txn, atMs, measured) =>
+    atMax.register(txn, atMs, measured),
+  );
+  const catchUpMs = await waitDrained(atMax.visible, LOADED_CATCH_UP_MS);
+  await atMax.stop();
+  if (atMax.visible.pending > 0)
+    throw new Error(
+      `${label}: the replica did not apply the max-rate probe's txns in ${LOADED_CATCH_UP_MS} ms`,
+    );
+  const txnBefore = replica.appliedTxn(TABLE_KEY);
+
+  const targetRowsPerSecond = maxRate.rowsPerSecond * LOADED_RATE_FRACTION;
+  const pace: Pace = {
+    everyMs: (LOADED_ROWS_PER_REQUEST / targetRowsPerSecond) * 1000,
+    inFlightMax: LOADED_IN_FLIGHT_MAX,
+    rowsPerRequest: LOADED_ROWS_PER_REQUEST,
+    warmupMs: LOADED_WARMUP_MS,
+  };
+  const requests = Math.ceil((LOADED_WARMUP_MS + LOADED_MEASURE_MS) / pace.everyMs);
+  log(
+    `${label}: max ${maxRate.rowsPerSecond.toFixed(0)} rows/s, caught up in ${catchUpMs.toFixed(0)} ms; ` +
+      `${requests} requests every ${pace.everyMs.toFixed(1)} ms`,
+  );
+  const probe = lagProbes(replica, primaryPort);
+  const scheduled = Array.from({ length: requests }, (_, i) => bodies[i % bodies.length]!);
+  const sent = await sendSteady(url, scheduled, pace, (txn, atMs, measured) =>
+    probe.register(txn, atMs, measured),
+  );
+  await waitDrained(probe.visible, LAG_DRAIN_MS);
+  await probe.stop();
+  return {
+    maxRate,
+    atMax: seenBy(atMax),
+    catchUpMs,
+    targetRowsPerSecond,
+    everyMs: pace.everyMs,
+    txnBefore,
+    sent,
+    seen: seenBy(probe),
+  };
+}
+
+/** Figure 5 on a fresh primary and store root (figure 4's settings); its store baseline is of the paced run's segments. */
+async function measureLoadedLag(
+  dir: string,
+  label: string,
+  storeArg: string,
+  openStore: () => Promise<ObjectStore>,
+): Promise<LoadedLagMeasured> {
+  const replicaStore = await openStore();
+  try {
+    const primary = await spawnLagPrimary(path.join(dir, `loaded-${label}-primary`), storeArg);
+    let run: Awaited<ReturnType<typeof loadedRuns>>;
+    try {
+      const bodies = await lagBodies(primary.httpPort, LOADED_BODIES, LOADED_ROWS_PER_REQUEST);
+      const replica = await startTestReplica(replicaStore, path.join(dir, `loaded-${label}-replica`), {
+        ...REPLICA_DEFAULTS,
+        pollIntervalMs: LAG_POLL_MS,
+      });
+      try {
+        run = await loadedRuns(label, replica, primary.httpPort, bodies);
+      } finally {
+        await replica.close();
+      }
+    } finally {
+      await primary.stop();
+    }
+    const { seen, txnBefore, ...figures } = run;
+    const segments = (await segmentsOf(replicaStore, TABLE_KEY)).filter((s) => s.txnFirst > txnBefore);
+    return { label, ...seen, ...figures, ...(await segmentBaseline(label, replicaStore, segments)) };
+  } finally {
+    await replicaStore.close();
+  }
+}
+
+/** Percentile `p` of `samples` (ms) for a note, whole ms. */
+const wholeMsAt = (samples: readonly number[], p: number) => percentile(samples, p).toFixed(0);
+
+function loadedLagRows(m: LoadedLagMeasured, raw: RawBaseline, aimP99Ms: number | undefined): BenchRow[] {
+  const kib = `${(m.segmentBytes / 1024).toFixed(1)} KiB`;
+  const fraction = `${LOADED_RATE_FRACTION * 100} %`;
+  const at = `at ${fraction} of max rate (${m.targetRowsPerSecond.toFixed(0)} rows/s)`;
+  const max = `max rate ${m.maxRate.rowsPerSecond.toFixed(0)} rows/s`;
+  const load =
+    `${m.lagMs.length} samples; ${m.sent.rowsPerSecond.toFixed(0)} rows/s sent (${LOADED_ROWS_PER_REQUEST}-row requests every ${m.everyMs.toFixed(1)} ms, ` +
+    `open loop, ≤ ${m.sent.maxInFlight} in flight, at most ${m.sent.behindMaxMs.toFixed(0)} ms behind schedule), ` +
+    `request p50 ${wholeMsAt(m.sent.requestMs, 50)} ms, p99 ${wholeMsAt(m.sent.requestMs, 99)} ms; window ${LAG_WINDOW_MS} ms, poll ${LAG_POLL_MS} ms`;
+  const rows: BenchRow[] = [
+    {
+      name: `${m.label} primary max sustained ingest (${LOADED_ROWS_PER_REQUEST}-row requests, ${LOADED_CONNECTIONS} connections, window ${LAG_WINDOW_MS} ms)`,
+      value: m.maxRate.rowsPerSecond,
+      unit: 'rows/s',
+      better: 'higher',
+      baselineName: raw.name,
+      baseline: raw.rowsPerSecond,
+      note:
+        `${m.maxRate.requests} requests in ${MAX_RATE_MEASURE_MS} ms after ${MAX_RATE_WARMUP_MS} ms warm-up, closed loops, a replica following; ` +
+        `request p50 ${wholeMsAt(m.maxRate.requestMs, 50)} ms, p99 ${wholeMsAt(m.maxRate.requestMs, 99)} ms; ` +
+        `lag at this rate p50 ${wholeMsAt(m.atMax.lagMs, 50)} ms, p99 ${wholeMsAt(m.atMax.lagMs, 99)} ms, replica done ${m.catchUpMs.toFixed(0)} ms after the last 204`,
+    },
+  ];
+  rows.push(
+    ...[50, 99].map((p) => ({
+      name: `${m.label} commit→visible lag p${p} ${at}`,
+      value: percentile(m.lagMs, p),
+      unit: 'ms',
+      better: 'lower' as const,
+      baselineName: `${m.label} create-only PUT + GET of ${kib} p${p}`,
+      baseline: percentile(m.pairMs, p),
+      note:
+        p === 99
+          ? `${aimP99Ms === undefined ? 'no aim set' : `aim ≤ ${aimP99Ms} ms (issue 16)`}; ${max}; PUT alone p99 ${percentile(m.putMs, 99).toFixed(2)} ms, GET alone p99 ${percentile(m.getMs, 99).toFixed(2)} ms`
+          : `${max}; ${load}; PUT alone p50 ${percentile(m.putMs, 50).toFixed(2)} ms, GET alone p50 ${percentile(m.getMs, 50).toFixed(2)} ms, ${STORE_SAMPLES} pairs`,
+    })),
+  );
+  rows.push(
+    {
+      name: `${m.label} commit→visible lag max ${at}`,
+      value: Math.max(...m.lagMs),
+      unit: 'ms',
+      better: 'lower',
+      note:
+        `${max}; ${m.segments} segments of ${kib} mean; ${m.visibleBefore204} requests visible before their 204 was read (0 ms); ` +
+        `${m.lost} not visible within ${LAG_DRAIN_MS} ms of the last request`,
+    },
+    {
+      name: `${m.label} of which commit→uploaded (primary /status) p99 ${at}`,
+      value: percentile(m.uploadMs, 99),
+      unit: 'ms',
+      better: 'lower',
+      note: `${max}; p50 ${percentile(m.uploadMs, 50).toFixed(2)} ms; ${m.uploadMs.length} samples, read over HTTP every ~${UPLOAD_STATUS_POLL_MS} ms`,
+    },
+  );
+  return rows;
+}
+
+/** Boots a throwaway Ceph RGW and measures the lags on it; [] with the reason in `context` when it cannot. */
+async function rgwLagRows(
+  dir: string,
+  context: BenchSuiteResult['context'],
+  raw: RawBaseline,
+): Promise<BenchRow[]> {
+  const rows = await withBenchRgw('bench-replicate', context, log, async (rgw) => [
+    ...lagRows(
+      await measureLag(dir, 'rgw', rgw.connectionString('bench'), async () => rgw.open('bench')),
+      250,
+    ),
+    ...loadedLagRows(
+      await measureLoadedLag(dir, 'rgw', rgw.connectionString('bench-loaded'), async () =>
+        rgw.open('bench-loaded'),
+      ),
+      raw,
+      undefined,
+    ),
+  ]);
   return rows ?? [];
 }
 
@@ -831,11 +1129,13 @@ export async function benchReplicate(): Promise<BenchSuiteResult> {
   try {
     const store = await FsStore.open({ root: path.join(dir, 'store') });
     const rows: BenchRow[] = [];
+    let raw: RawBaseline;
     try {
       log(`generating ${ROWS} rows`);
       const t = generateTrades(ROWS, 7);
       const applied = await measureApply(dir, store, t);
       rows.push(...applyRows(applied));
+      raw = rawBaselineOf(applied);
       const targets = new Map([[TRADES_TABLE, BigInt(ROWS / ROWS_PER_REQUEST)]]);
       const idle = await measureIdle(dir, store, targets);
       rows.push(...idleRows(idle, targets.size));
@@ -845,7 +1145,12 @@ export async function benchReplicate(): Promise<BenchSuiteResult> {
     const fsRoot = path.join(dir, 'store-lag');
     const fsLag = await measureLag(dir, 'fs', `fs::root=${fsRoot};`, () => FsStore.open({ root: fsRoot }));
     rows.push(...lagRows(fsLag, 100));
-    rows.push(...(await rgwLagRows(dir, context)));
+    const loadedRoot = path.join(dir, 'store-loaded');
+    const fsLoaded = await measureLoadedLag(dir, 'fs', `fs::root=${loadedRoot};`, () =>
+      FsStore.open({ root: loadedRoot }),
+    );
+    rows.push(...loadedLagRows(fsLoaded, raw, LOADED_AIM_P99_MS_FS));
+    rows.push(...(await rgwLagRows(dir, context, raw)));
     context.loadAverage1m = `${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end (other work on the machine skews every figure)`;
     return { suite: 'replicate', context, rows };
   } finally {

@@ -54,8 +54,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A committer whose pauses are counted (each is one real event-loop turn). */
-function committer(pauses = { count: 0 }) {
+/** A committer whose pauses are counted (each is one real event-loop turn); `overrides` replace its options. */
+function committer(
+  pauses = { count: 0 },
+  overrides: Partial<ConstructorParameters<typeof Committer>[0]> = {},
+) {
   return new Committer({
     tables,
     uploader,
@@ -68,6 +71,7 @@ function committer(pauses = { count: 0 }) {
       pauses.count++;
       return new Promise((resolve) => setImmediate(resolve));
     },
+    ...overrides,
   });
 }
 
@@ -144,15 +148,7 @@ describe('Committer, a request larger than a slice', () => {
 
   it('commits nothing when the node stops taking writes while the rows go in (a fence, a demotion)', async () => {
     const accepting = { value: true };
-    const c = new Committer({
-      tables,
-      uploader,
-      clock: systemClock,
-      ackMode: 'local',
-      durableTimeoutMs: 1_000,
-      pendingMaxBytes: 1024 * 1024 * 1024,
-      acceptingWrites: () => accepting.value,
-    });
+    const c = committer({ count: 0 }, { acceptingWrites: () => accepting.value });
     const original = tables.applyTxnInSlices.bind(tables);
     tables.applyTxnInSlices = async (table, record, options) => {
       await original(table, record, options);
@@ -398,16 +394,7 @@ describe('group commit: the fsync runs off the event loop, shared, before anythi
     const syncs = holdSyncs();
     const window = new WriteWindow();
     const source = deferWritesDuring(pendingSourceOf(tables), window);
-    const c = new Committer({
-      tables,
-      uploader,
-      clock: systemClock,
-      ackMode: 'local',
-      durableTimeoutMs: 1_000,
-      pendingMaxBytes: 1024 * 1024 * 1024,
-      acceptingWrites: () => true,
-      writeWindow: window,
-    });
+    const c = committer({ count: 0 }, { writeWindow: window });
     let answered = false;
     const first = c.commit(parseIlp(Buffer.from(lines('g', 1, 3)), { precision: 'n' })).then((r) => {
       answered = true;

@@ -123,30 +123,11 @@ export function checkTxnRecordFrame(
   const payloadStart = reader.offset + 4;
   const outerEnd = openRecord(reader);
   const payloadEnd = payloadStart + reader.view.getUint32(payloadStart - 4, true);
-  const txnAt = reader.offset;
-  const txn = reader.u64('txn number');
-  if (expectedTxn !== undefined ? txn !== expectedTxn : txn < 1n || txn > MAX_I64) {
-    reader.offset = txnAt;
-    throw reader.corrupt(`txn number ${txn} where ${expectedTxn ?? 'a number in 1..2^63-1'} was expected`);
-  }
-  reader.i64('commit time');
-  const kindId = reader.u8('txn kind');
-  const kind = txnKindOfId(kindId);
-  if (kind === undefined) throw backOne(reader, `txn ${txn}: unknown txn kind ${kindId}`);
-  if (reader.u8('record flags') !== 0) throw backOne(reader, `txn ${txn}: reserved record flags set`);
-  const columnCount = reader.u16('column count');
-  const rowCount = reader.u32('row count');
-  const problem = countsProblem(kind, columnCount, rowCount, state.limits, reader.remaining);
-  if (problem !== undefined) {
-    reader.offset -= 6;
-    throw reader.corrupt(`txn ${txn}: ${problem}`);
-  }
-  const overLimit = state.tally.addRecord(columnCount, rowCount);
-  if (overLimit !== undefined) throw reader.corrupt(`txn ${txn}: ${overLimit}`);
+  const { txn, rowCount } = readFixedFields(reader, state, expectedTxn);
   reader.offset = payloadEnd;
   reader.restoreEnd(outerEnd);
   reader.offset += CHECKSUM_BYTES;
-  return { txn, rowCount };
+  return { txn: txn.txn, rowCount };
 }
 
 /**
@@ -191,6 +172,20 @@ function readRecordHead(
   state: RecordDecodeState,
   expectedTxn: bigint | undefined,
 ): { txn: TxnRecord; descriptors: readonly Descriptor[] } {
+  const { txn, columnCount } = readFixedFields(reader, state, expectedTxn);
+  const descriptors = readDescriptors(reader, state, txn.txn, columnCount);
+  return { txn, descriptors };
+}
+
+/**
+ * The record's fixed fields (txn number, commit time, kind, flags, column and row counts), checked
+ * and counted against the segment's limits; the reader is left at the column descriptors.
+ */
+function readFixedFields(
+  reader: ByteReader,
+  state: RecordDecodeState,
+  expectedTxn: bigint | undefined,
+): { txn: TxnRecord; columnCount: number; rowCount: number } {
   const { limits, tally } = state;
   const txnAt = reader.offset;
   const txnNumber = reader.u64('txn number');
@@ -215,8 +210,8 @@ function readRecordHead(
   }
   const overLimit = tally.addRecord(columnCount, rowCount);
   if (overLimit !== undefined) throw reader.corrupt(`txn ${txnNumber}: ${overLimit}`);
-  const descriptors = readDescriptors(reader, state, txnNumber, columnCount);
-  return { txn: { txn: txnNumber, commitTimeUs, kind, rowCount, columns: [] }, descriptors };
+  const txn: TxnRecord = { txn: txnNumber, commitTimeUs, kind, rowCount, columns: [] };
+  return { txn, columnCount, rowCount };
 }
 
 /** The context the record's column chunks are decoded in; the caller sets `column` for each. */

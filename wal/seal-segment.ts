@@ -132,19 +132,9 @@ function summariseKnown(
     try {
       frame = checkTxnRecordFrame(reader, state, i === 0 ? undefined : txnFirst + BigInt(i));
     } catch (error) {
-      if (!(error instanceof CorruptSegmentError)) throw error;
-      throw new CorruptSegmentError(`record ${i}: ${error.message}`, {
-        cause: error,
-        details: error.details,
-      });
+      throw namingRecord(i, error);
     }
-    if (reader.offset !== recordEnd) {
-      throw corruptAt(
-        'body',
-        start,
-        `record ${i} is ${records[i]!.length} bytes but holds a record of ${reader.offset - start}`,
-      );
-    }
+    checkRecordEnd(reader, i, records[i]!.length, recordEnd);
     const facts = known[i]!;
     if (frame.rowCount !== facts.rowCount) {
       throw corruptAt(
@@ -197,22 +187,28 @@ async function summarise(
       rowCount += decoded.txn.rowCount;
       tsRange = mergeTimestampRanges(tsRange, decoded.tsRange);
     } catch (error) {
-      if (!(error instanceof CorruptSegmentError)) throw error;
-      throw new CorruptSegmentError(`record ${i}: ${error.message}`, {
-        cause: error,
-        details: error.details,
-      });
+      throw namingRecord(i, error);
     }
-    if (reader.offset !== recordEnd) {
-      const holds = reader.offset - (recordEnd - record.length);
-      throw corruptAt(
-        'body',
-        recordEnd - record.length,
-        `record ${i} is ${record.length} bytes but holds a record of ${holds}`,
-      );
-    }
+    checkRecordEnd(reader, i, record.length, recordEnd);
   }
   const txnLast = txnFirst + BigInt(records.length - 1);
   if (txnLast > MAX_I64) throw new InvalidArgumentError(`txn numbers run past 2^63-1`);
   return { txnFirst, txnLast, txnCount: records.length, rowCount, tsRange };
+}
+
+/** `error` with the index of the record it is about, when it is a CorruptSegmentError. */
+function namingRecord(i: number, error: unknown): unknown {
+  if (!(error instanceof CorruptSegmentError)) return error;
+  return new CorruptSegmentError(`record ${i}: ${error.message}`, { cause: error, details: error.details });
+}
+
+/** Record `i`, `length` bytes ending at `recordEnd`, must hold exactly one record: the reader stands at its end. */
+function checkRecordEnd(reader: ByteReader, i: number, length: number, recordEnd: number): void {
+  if (reader.offset === recordEnd) return;
+  const start = recordEnd - length;
+  throw corruptAt(
+    'body',
+    start,
+    `record ${i} is ${length} bytes but holds a record of ${reader.offset - start}`,
+  );
 }

@@ -53,6 +53,7 @@ export {
   parseIlpBatch,
   parseIlpInSlices,
 } from './line-parser.js';
+export type { NameEntry } from './names.js';
 export { type Precision, parsePrecision } from './precision.js';
 export type { IlpTcpAuthKey } from './tcp-auth.js';
 export { type IlpTcpServer, type IlpTcpServerOptions, startIlpTcpServer } from './tcp-server.js';

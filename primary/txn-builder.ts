@@ -8,6 +8,7 @@ import {
   CELL_TYPE_NAMES,
   type IlpLineBatch,
   type IlpLines,
+  type NameEntry,
   TS_BIG,
   TS_NUMBER,
 } from '../ilp/index.js';
@@ -107,7 +108,7 @@ export class TxnBuilder {
   readonly #builders: TableBuilder[] = [];
   #rowCount = 0;
   /** The table name of the last line and its builder: consecutive lines of one table skip the lookup. */
-  #lastName: unknown;
+  #lastName: NameEntry | undefined;
   #lastBuilder: TableBuilder | undefined;
 
   constructor(options: Omit<BuildTxnsOptions, 'nextTxn'>) {

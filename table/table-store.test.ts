@@ -476,6 +476,41 @@ describe('applyTxn: schema evolution and checks', () => {
   });
 });
 
+describe('deferringSync (group commit)', () => {
+  /** The `synchronous` setting of the store's own connection (1 NORMAL, 2 FULL). */
+  function synchronousOf(store: TableStore): number {
+    return (store['db'] as Database.Database).pragma('synchronous', { simple: true }) as number;
+  }
+
+  it('turns the fsync at commit off for what runs inside, and back on after, whatever fn does', async () => {
+    const store = open();
+    expect(synchronousOf(store)).toBe(2);
+    expect(store.deferringSync(() => synchronousOf(store))).toBe(1);
+    expect(synchronousOf(store)).toBe(2);
+    expect(() =>
+      store.deferringSync(() => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(synchronousOf(store)).toBe(2);
+    const inside = await store.deferringSync(async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      return synchronousOf(store);
+    });
+    expect(inside).toBe(1);
+    expect(synchronousOf(store)).toBe(2);
+    store.deferringSync(() => store.applyTxn('d', simple(1n)));
+    await store.syncWal();
+    expect(store.lastTxn('d')).toBe(1n);
+  });
+
+  it('leaves a store opened with synchronous=NORMAL as it is', () => {
+    const store = open({ synchronous: 'NORMAL' });
+    expect(store.deferringSync(() => synchronousOf(store))).toBe(1);
+    expect(synchronousOf(store)).toBe(1);
+  });
+});
+
 describe('transactions', () => {
   it('commits several tables at once and joins nested calls', () => {
     const store = open();

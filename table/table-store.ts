@@ -247,6 +247,8 @@ export class TableStore {
   private setSynchronous(mode: 'FULL' | 'NORMAL'): void {
     this.syncDeferred = mode === 'NORMAL';
     if (this.closed) return;
+    // Not a prepared statement: SQLite applies `PRAGMA synchronous = …` when it compiles it, so a
+    // prepared one run again changes nothing (checked: it stays at FULL).
     this.db.pragma(`synchronous = ${mode}`);
   }
 

@@ -660,6 +660,12 @@ export const ERROR_CODES = {
     meaning: 'A table’s uploaded or committed txn watermark would move out of order: a bug.',
     action: 'Report it with the message and the log.',
   },
+  WRITE_ABORTED: {
+    kinds: ['unavailable'],
+    meaning:
+      'A write was refused because one committed just before it on this primary failed (its txns were numbered after that one).',
+    action: 'Retry the write; the primary takes writes again at once.',
+  },
   WRONG_ROLE: {
     kinds: ['conflict'],
     meaning: 'An admin action needs another role than this node has now (or the node is changing role).',

@@ -1,10 +1,12 @@
 import { assert, type Clock, WalshipError } from '../core/index.js';
-import { asBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
-import type { TableStore } from '../table/index.js';
+import { asBatch, type IlpLineBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
+import type { TableSchema, TableStore } from '../table/index.js';
 import { designatedTimestampRange, encodeTxnRecordInSlices, TxnRecordEncoder } from '../wal/index.js';
+import { applyRequest, assertNextTxns } from './apply-request.js';
 import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
 import type { Uploader } from './uploader.js';
-import { WriteWindow } from './write-window.js';
+import { type UnsyncedTxns, WriteWindow } from './write-window.js';
+import type { WriteWorker } from './write-worker.js';
 
 export type AckMode = 'local' | 'durable';
 
@@ -26,6 +28,12 @@ export interface CommitterOptions {
   writeWindow?: WriteWindow;
   /** Awaited between the slices of a large request. Default: one event-loop turn (setImmediate). */
   pause?: () => Promise<void>;
+  /**
+   * The thread that makes every write to `tables` (RFC-0009 §4): a request's SQLite work runs there
+   * and the next request is built meanwhile. Without one, requests are applied on the event loop
+   * (tests and the simulation, which need one thread).
+   */
+  worker?: WriteWorker;
 }
 
 export interface CommitResult {
@@ -60,6 +68,10 @@ export class Committer {
   readonly #options: CommitterOptions;
   readonly #window: WriteWindow;
   readonly #pause: () => Promise<void>;
+  /** The requests with the write worker, not yet answered (worker mode): what the next is built on. */
+  readonly #queued = new QueuedTxns();
+  /** Requests handed to the worker whose fsync has not started yet: idle() waits for them. */
+  readonly #writing = new Set<Promise<unknown>>();
   /** The fsyncs (with their uploader notice) of commits made and not yet reported: idle() waits for them. */
   readonly #syncing = new Set<Promise<void>>();
   /** Settles when the last holder of the write lock (or waiter for it) is done. */
@@ -74,23 +86,16 @@ export class Committer {
   }
 
   /**
-   * Commits lines already parsed (TCP batches, tests). A request of at most COMMIT_SLICE_ROWS lines
-   * arriving while no other commit runs is committed synchronously up to its durable wait (its
-   * local commit has happened, or failed, when this returns); a larger one goes in slices.
+   * Commits lines already parsed (TCP batches, tests). Without a write worker, a request of at most
+   * COMMIT_SLICE_ROWS lines arriving while no other commit runs is committed synchronously up to its
+   * durable wait (its local commit has happened, or failed, when this returns); a larger one goes
+   * in slices.
    */
   commit(lines: IlpLines): Promise<CommitResult> {
     const batch = asBatch(lines);
     const count = batch.lineCount;
-    if (this.#lockUsers > 0 || count > COMMIT_SLICE_ROWS) {
-      return this.commitSlices({
-        forEachSlice: async (sink) => {
-          for (let at = 0; at < count; at += COMMIT_SLICE_ROWS) {
-            if (at > 0) await this.#pause();
-            sink(batch, at, Math.min(count, at + COMMIT_SLICE_ROWS));
-          }
-          return count;
-        },
-      });
+    if (this.#options.worker !== undefined || this.#lockUsers > 0 || count > COMMIT_SLICE_ROWS) {
+      return this.commitSlices(slicesOf(batch, this.#pause));
     }
     let encoded: EncodedTxn[];
     try {
@@ -110,10 +115,18 @@ export class Committer {
    * built). A parse error (the source's rejection) commits nothing. Waits for the write lock first.
    */
   async commitSlices(source: IlpLineSource): Promise<CommitResult> {
+    const { worker } = this.#options;
+    if (worker !== undefined) return this.#commitThroughWorker(source, worker);
     const release = await this.#lock();
     let encoded: EncodedTxn[];
     try {
-      encoded = await this.#commitInSlices(source);
+      encoded = await this.#buildAndEncode(source);
+      if (encoded.length > 0) {
+        encoded =
+          encoded.length > 0 && rowsOf(encoded) <= COMMIT_SLICE_ROWS
+            ? this.#applyNow(encoded)
+            : await this.#applyInSlices(encoded);
+      }
     } finally {
       release();
     }
@@ -127,13 +140,57 @@ export class Committer {
    * flush the uploader: a committed txn it has not heard of would be left behind).
    */
   async idle(): Promise<void> {
-    while (this.#lockUsers > 0 || this.#syncing.size > 0) {
+    while (this.#lockUsers > 0 || this.#writing.size > 0 || this.#syncing.size > 0) {
       await this.#lockTail;
+      await Promise.allSettled([...this.#writing]);
       await Promise.allSettled([...this.#syncing]);
     }
   }
 
-  async #commitInSlices(source: IlpLineSource): Promise<EncodedTxn[]> {
+  /**
+   * The write path with a write worker: the request is built and encoded under the write lock, on
+   * the txns and schemas of the requests still with the worker (#queued), handed to the worker, and
+   * the lock is released, so the next request is parsed and built while the worker applies this
+   * one. The worker commits in the order it was handed requests; a failed one makes it refuse the
+   * ones behind it (WRITE_ABORTED, retryable) until the next request renumbers from the store.
+   */
+  async #commitThroughWorker(source: IlpLineSource, worker: WriteWorker): Promise<CommitResult> {
+    const release = await this.#lock();
+    let encoded: EncodedTxn[];
+    let written: Promise<void>;
+    try {
+      await this.#recoverFromFailedWrite(worker);
+      encoded = await this.#buildAndEncode(source);
+      if (encoded.length === 0) return { txnHeader: '', txns: [] };
+      this.#checkAccepting();
+      written = this.#queued.add(encoded, this.#window.unsynced, worker);
+    } finally {
+      release();
+    }
+    const writing = written.catch(() => {});
+    this.#writing.add(writing);
+    try {
+      await written;
+      // #acknowledge registers its fsync with #syncing before this request leaves #writing.
+      return this.#acknowledge(encoded);
+    } finally {
+      this.#writing.delete(writing);
+    }
+  }
+
+  /**
+   * After a failed write, the requests handed to the worker behind it fail too (WRITE_ABORTED):
+   * waits until they all have, forgets their txns, and lets the worker take commits again.
+   */
+  async #recoverFromFailedWrite(worker: WriteWorker): Promise<void> {
+    if (!this.#queued.failed) return;
+    while (this.#queued.size > 0) await this.#queued.settled();
+    this.#queued.failed = false;
+    await worker.resume();
+  }
+
+  /** Builds and encodes the request's txns (none for a request without lines). */
+  async #buildAndEncode(source: IlpLineSource): Promise<EncodedTxn[]> {
     this.#checkAccepting();
     const { tables } = this.#options;
     const options = this.#buildOptions();
@@ -146,12 +203,10 @@ export class Committer {
     // The parse took turns of the event loop: the node may have been fenced meanwhile.
     this.#checkAccepting();
     const built = tables.batchReads(() => builder.finish(options.nextTxn));
-    if (builder.rowCount <= COMMIT_SLICE_ROWS) {
-      return this.#applyNow(encodeAll(built));
-    }
+    if (builder.rowCount <= COMMIT_SLICE_ROWS) return encodeAll(built);
     const encoded = await this.#encodeInSlices(built);
     this.#checkAccepting();
-    return this.#applyInSlices(encoded);
+    return encoded;
   }
 
   /**
@@ -168,10 +223,10 @@ export class Committer {
     for (const b of built) {
       const { record } = b;
       if (record.rowCount > COMMIT_SLICE_ROWS) {
-        encoded.push({ ...b, bytes: await encodeTxnRecordInSlices(record, { pause: this.#pause }) });
+        encoded.push(withBytes(b, await encodeTxnRecordInSlices(record, { pause: this.#pause })));
         slices.reset();
       } else {
-        encoded.push({ ...b, bytes: encoder.encode(record) });
+        encoded.push(withBytes(b, encoder.encode(record)));
         await slices.spend(record.rowCount);
       }
     }
@@ -204,27 +259,20 @@ export class Committer {
     }
   }
 
+  /** Schemas and next txns: the store's, or those of the requests still with the worker. */
   #buildOptions() {
     const { tables, clock } = this.#options;
+    const queued = this.#queued;
     return {
-      schemaOf: (table: string) => tables.schema(table),
+      schemaOf: (table: string) => queued.schema(table) ?? tables.schema(table),
       commitTimeUs: BigInt(Math.floor(clock.wallMs() * 1000)),
-      nextTxn: (table: string) => tables.lastTxn(table) + 1n,
+      nextTxn: (table: string) => (queued.lastTxn(table) ?? tables.lastTxn(table)) + 1n,
     };
   }
 
   /** The local commit in one synchronous step (its fsync comes after: #acknowledge). */
   #applyNow(encoded: EncodedTxn[]): EncodedTxn[] {
-    const { tables } = this.#options;
-    tables.deferringSync(() =>
-      tables.transaction(() => {
-        this.#assertNextTxns(encoded);
-        for (const { table, record, bytes } of encoded) {
-          tables.applyTxn(table, record);
-          tables.enqueuePending(table, record.txn, bytes);
-        }
-      }),
-    );
+    applyRequest(this.#options.tables, encoded);
     return this.#committedUnsynced(encoded);
   }
 
@@ -242,7 +290,7 @@ export class Committer {
         tables.transactionInSlices(async () => {
           // The build and the encoding took turns of the event loop; the write lock kept other
           // commits out. Checked inside the transaction, where the table cache needs no refresh.
-          this.#assertNextTxns(encoded);
+          assertNextTxns(tables, encoded);
           // A record of many rows pauses between its own slices; small ones (one per table of a
           // request spread over many tables) are applied whole, joining this transaction, until
           // their rows reach a slice.
@@ -267,30 +315,6 @@ export class Committer {
     return this.#committedUnsynced(encoded);
   }
 
-  /**
-   * What a commit relies on before it applies: one txn per table, each the table's next (its last
-   * txn + 1; the txns were numbered before the slices' awaits, and the write lock kept every other
-   * commit out since), and none empty. A failure here is a bug (the lock, the builder), not bad input.
-   */
-  #assertNextTxns(encoded: EncodedTxn[]): void {
-    const { tables } = this.#options;
-    const seen = new Set<string>();
-    for (const { table, record } of encoded) {
-      const lastTxn = tables.lastTxn(table);
-      // Messages are made only for a failure: this runs for each of a request's thousand tables.
-      if (!seen.has(table) && record.txn === lastTxn + 1n && record.rowCount > 0) {
-        seen.add(table);
-        continue;
-      }
-      assert(!seen.has(table), `one request built two txns for table ${JSON.stringify(table)}`);
-      assert(
-        record.txn === lastTxn + 1n,
-        `txn ${record.txn} of table ${JSON.stringify(table)} does not follow its last txn ${lastTxn}`,
-      );
-      assert(record.rowCount > 0, `txn ${record.txn} of table ${JSON.stringify(table)} has no rows`);
-    }
-  }
-
   /** The txns just committed, kept from the uploader until their fsync (#acknowledge). */
   #committedUnsynced(encoded: EncodedTxn[]): EncodedTxn[] {
     for (const { table, record } of encoded) this.#window.unsynced.add(table, record.txn);
@@ -307,14 +331,14 @@ export class Committer {
     const { tables, uploader } = this.#options;
     if (encoded.length === 0) return { txnHeader: '', txns: [] };
     const synced = tables.syncWal().then(() => {
-      for (const { table, bytes, record } of encoded) {
+      for (const { table, size, record } of encoded) {
         this.#window.unsynced.remove(table, record.txn);
         const facts = {
           txn: record.txn,
           rowCount: record.rowCount,
           tsRange: designatedTimestampRange(record),
         };
-        uploader.committed(table, bytes.byteLength, facts);
+        uploader.committed(table, size, facts);
       }
     });
     this.#syncing.add(synced);
@@ -353,12 +377,101 @@ export class Committer {
   }
 }
 
-type EncodedTxn = BuiltTxn & { bytes: Uint8Array };
+/**
+ * The requests handed to the write worker and not yet answered: per table (case-insensitively), the
+ * last txn and schema they leave it with, which the next request is built on. A table's entry goes
+ * when the request that last touched it is answered: the main thread's cache then has the same
+ * (WriteWorker.commit told it), or the request failed and so did every later one touching the table.
+ */
+class QueuedTxns {
+  readonly #byTable = new Map<string, { txn: bigint; schema: TableSchema }>();
+  readonly #requests = new Set<Promise<void>>();
+  /** A request failed: the ones after it fail too, and the next is built once they all have. */
+  failed = false;
+
+  get size(): number {
+    return this.#requests.size;
+  }
+
+  lastTxn(table: string): bigint | undefined {
+    return this.#byTable.get(table.toLowerCase())?.txn;
+  }
+
+  schema(table: string): TableSchema | undefined {
+    return this.#byTable.get(table.toLowerCase())?.schema;
+  }
+
+  /**
+   * Hands `encoded` to the worker: its txns are unsynced (kept from the uploader) from now until
+   * their fsync, or until the worker refuses them. Resolves when committed.
+   */
+  add(encoded: EncodedTxn[], unsynced: UnsyncedTxns, worker: WriteWorker): Promise<void> {
+    for (const { table, record, schemaAfter } of encoded) {
+      this.#byTable.set(table.toLowerCase(), { txn: record.txn, schema: schemaAfter });
+      unsynced.add(table, record.txn);
+    }
+    const request = worker
+      .commit(
+        encoded.map(({ table, record, bytes, schemaAfter }) => ({
+          table,
+          txn: record.txn,
+          bytes,
+          schemaAfter,
+        })),
+      )
+      .catch((error: unknown) => {
+        this.failed = true;
+        for (const { table, record } of encoded) unsynced.remove(table, record.txn);
+        throw error;
+      })
+      .finally(() => {
+        this.#requests.delete(request);
+        for (const { table, record } of encoded) {
+          const folded = table.toLowerCase();
+          if (this.#byTable.get(folded)?.txn === record.txn) this.#byTable.delete(folded);
+        }
+      });
+    this.#requests.add(request);
+    return request;
+  }
+
+  /** Resolves when the requests handed over so far have all been answered. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#requests]);
+  }
+}
+
+/** A built txn with its encoded record, and the record's size (the bytes go to the worker). */
+type EncodedTxn = BuiltTxn & { bytes: Uint8Array; size: number };
+
+function withBytes(built: BuiltTxn, bytes: Uint8Array): EncodedTxn {
+  return { ...built, bytes, size: bytes.byteLength };
+}
 
 /** Each txn with its encoded record, in one synchronous step. */
 function encodeAll(built: BuiltTxn[]): EncodedTxn[] {
   const encoder = new TxnRecordEncoder();
-  return built.map((b) => ({ ...b, bytes: encoder.encode(b.record) }));
+  return built.map((b) => withBytes(b, encoder.encode(b.record)));
+}
+
+function rowsOf(encoded: readonly EncodedTxn[]): number {
+  let rows = 0;
+  for (const { record } of encoded) rows += record.rowCount;
+  return rows;
+}
+
+/** Lines already parsed, as a source of slices of COMMIT_SLICE_ROWS lines with `pause` between. */
+function slicesOf(batch: IlpLineBatch, pause: () => Promise<void>): IlpLineSource {
+  const count = batch.lineCount;
+  return {
+    forEachSlice: async (sink) => {
+      for (let at = 0; at < count; at += COMMIT_SLICE_ROWS) {
+        if (at > 0) await pause();
+        sink(batch, at, Math.min(count, at + COMMIT_SLICE_ROWS));
+      }
+      return count;
+    },
+  };
 }
 
 /** Counts rows of work done since the event loop was last freed; frees it every COMMIT_SLICE_ROWS. */

@@ -39,7 +39,9 @@ import { type AckMode, type CommitResult, Committer } from './committer.js';
 import { ACK_MODE_META_KEY } from './divergence.js';
 import { pendingSourceOf } from './pending-source.js';
 import { Uploader, type UploaderOptions } from './uploader.js';
-import { deferWritesDuring, WriteWindow } from './write-window.js';
+import { WriteGate } from './write-gate.js';
+import { WriteWindow, withLaterWatermarks } from './write-window.js';
+import { WriteWorker } from './write-worker.js';
 
 /** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
 export interface PrimarySettings {
@@ -130,6 +132,7 @@ export class PrimaryNode {
   readonly #http: RunningHttpServer;
   readonly #tcp: { close(): Promise<void> } | undefined;
   readonly #committer: Committer;
+  readonly #worker: WriteWorker;
   /** Shared with the write path: false once the node is fenced or shutting down. */
   readonly #gate: WriteGate;
   #closed = false;
@@ -146,9 +149,11 @@ export class PrimaryNode {
     http: RunningHttpServer;
     tcp: { port: number; close(): Promise<void> } | undefined;
     gate: WriteGate;
+    worker: WriteWorker;
     committer: Committer;
   }) {
     this.#committer = init.committer;
+    this.#worker = init.worker;
     this.#gate = init.gate;
     this.#settings = init.settings;
     this.#deps = init.deps;
@@ -189,15 +194,21 @@ export class PrimaryNode {
       tables.setMeta(ACK_MODE_META_KEY, settings.ackMode);
 
       let node: PrimaryNode | undefined;
-      const gate: WriteGate = { accepting: true, fencedBy: null };
-      // A large request's SQLite transaction spans event-loop turns; the uploader's watermark
-      // writes on the same connection wait for it (write-window.ts).
-      const writeWindow = new WriteWindow((error) =>
-        epochLog.warn({ err: (error as Error).message }, 'a deferred uploaded-watermark write failed'),
-      );
+      const gate = new WriteGate();
+      // From here on the write worker makes every write to the table store (RFC-0009 §4).
+      const worker = await WriteWorker.start(tables, gate);
+      cleanup.push(() => worker.close());
+      const writeWindow = new WriteWindow();
       const uploader = new Uploader({
         store: settings.store,
-        source: deferWritesDuring(pendingSourceOf(tables), writeWindow),
+        source: withLaterWatermarks(pendingSourceOf(tables), writeWindow.unsynced, (table, txn, forget) => {
+          worker
+            .markUploaded(table, txn)
+            .catch((error: unknown) =>
+              epochLog.warn({ err: (error as Error).message }, 'an uploaded-watermark write failed'),
+            )
+            .finally(forget);
+        }),
         nodeId,
         epoch: () => claim.epoch,
         clock: deps.clock,
@@ -226,6 +237,7 @@ export class PrimaryNode {
         pendingMaxBytes: settings.pendingMaxBytes,
         acceptingWrites: () => gate.accepting,
         writeWindow,
+        worker,
       });
       const queries = await QueryPool.start({
         databaseFile,
@@ -312,6 +324,7 @@ export class PrimaryNode {
         http,
         tcp,
         gate,
+        worker,
         committer,
       });
       uploader.start();
@@ -386,6 +399,8 @@ export class PrimaryNode {
     // Commits made before the gate closed: their fsync ends before the uploader is flushed.
     await this.#committer.idle();
     const flushed = await this.#uploader.flush(timeoutMs);
+    // The uploaded watermarks (and the pending records they drop) are the worker's writes.
+    await this.#worker.idle();
     if (this.#gate.fencedBy !== null)
       throw new WalshipError('FENCED', 'fenced', `replaced by ${this.#gate.fencedBy}`);
     const pending = this.#tables.pendingSummary();
@@ -418,15 +433,11 @@ export class PrimaryNode {
     if (!flushed)
       this.#deps.log.warn('shutting down with txns not yet uploaded; they are uploaded at the next start');
     await this.#uploader.stop();
+    await this.#worker.close();
     if (this.#deps.http === undefined) await this.#http.close();
     await this.#queries.close();
     this.#tables.close();
   }
-}
-
-interface WriteGate {
-  accepting: boolean;
-  fencedBy: string | null;
 }
 
 async function checkStore(settings: PrimarySettings, log: Logger): Promise<void> {

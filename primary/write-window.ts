@@ -93,14 +93,32 @@ export class UnsyncedTxns {
  * committer's own pending records are queued in the window's last, synchronous step).
  */
 export function deferWritesDuring(source: PendingSource, window: WriteWindow): PendingSource {
+  return withLaterWatermarks(source, window.unsynced, (table, txn, forget) =>
+    window.run(() => {
+      forget();
+      source.markUploaded(table, txn);
+    }),
+  );
+}
+
+/**
+ * `source` whose uploaded-watermark writes are made by `write`, now or later: until `write` calls
+ * `forget` (when it has written, or given up), the watermark this reports and the pending records
+ * it lists take the write as made. Its pending records stop below the first txn not yet durable
+ * (`unsynced`).
+ */
+export function withLaterWatermarks(
+  source: PendingSource,
+  unsynced: UnsyncedTxns,
+  write: (table: string, txn: bigint, forget: () => void) => void,
+): PendingSource {
   const deferredUploaded = new Map<string, bigint>();
   return {
     ...source,
     markUploaded: (table, txn) => {
-      if (window.open) deferredUploaded.set(table, txn);
-      window.run(() => {
+      deferredUploaded.set(table, txn);
+      write(table, txn, () => {
         if (deferredUploaded.get(table) === txn) deferredUploaded.delete(table);
-        source.markUploaded(table, txn);
       });
     },
     // Records through a deferred watermark are uploaded: the next upload must not seal them again
@@ -109,14 +127,17 @@ export function deferWritesDuring(source: PendingSource, window: WriteWindow): P
     // through the watermark, ask for more (the limit doubles) until one is not, or none is left.
     pending: (table, options) => {
       const records = pendingThroughDeferred(table, options);
-      const unsynced = window.unsynced.oldest(table);
-      return unsynced === undefined ? records : records.filter((r) => r.txn < unsynced);
+      const oldest = unsynced.oldest(table);
+      return oldest === undefined ? records : records.filter((r) => r.txn < oldest);
     },
-    uploadedTxn: (table) => {
-      const deferred = deferredUploaded.get(table);
-      const stored = source.uploadedTxn(table);
-      return deferred !== undefined && deferred > stored ? deferred : stored;
-    },
+    uploadedTxn: (table) => laterOf(deferredUploaded.get(table), source.uploadedTxn(table)),
+    // head.json is written from this: a watermark it missed would not be published until the next
+    // upload of the table, and a replica would not fetch the segment meanwhile.
+    uploadedAll: () =>
+      source.uploadedAll().map(({ table, uploadedTxn }) => ({
+        table,
+        uploadedTxn: laterOf(deferredUploaded.get(table), uploadedTxn),
+      })),
   };
 
   function pendingThroughDeferred(table: string, options: { limitBytes: number }) {
@@ -132,4 +153,8 @@ export function deferWritesDuring(source: PendingSource, window: WriteWindow): P
       limitBytes *= 2;
     }
   }
+}
+
+function laterOf(deferred: bigint | undefined, stored: bigint): bigint {
+  return deferred !== undefined && deferred > stored ? deferred : stored;
 }

@@ -42,6 +42,7 @@ export {
 } from './table-meta-keys.js';
 export { type ColumnSchema, columnIndexOf, type TableSchema } from './table-schema.js';
 export {
+  type CommittedElsewhere,
   type PendingSummary,
   type PendingTxn,
   TableStore,

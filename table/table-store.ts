@@ -88,6 +88,15 @@ export interface TableStoreOptions {
   clock?: Clock;
 }
 
+/** What another connection committed to one table (TableStore.noteCommitted). */
+export interface CommittedElsewhere {
+  table: string;
+  lastTxn?: bigint;
+  uploadedTxn?: bigint;
+  /** The table's schema after the commit. */
+  schema?: TableSchema;
+}
+
 /** The pending queue of one table, summed. */
 export interface PendingSummary {
   table: string;
@@ -258,9 +267,10 @@ export class TableStore {
    * transaction changed from the caches, and rethrows. A nested call joins the outer transaction
    * (no savepoint): its error aborts the whole outer transaction unless the caller catches it, and
    * a caller that catches must not commit, since the failed step may be half done. `fn` must be
-   * synchronous. Throws `READ_ONLY` on a read-only store.
+   * synchronous. Throws `READ_ONLY` on a read-only store. `aroundCommit`, if given, runs the COMMIT
+   * (the write worker passes it through its write gate: write-gate.ts); ignored when joining.
    */
-  transaction<T>(fn: () => T): T {
+  transaction<T>(fn: () => T, aroundCommit?: (commit: () => void) => void): T {
     this.checkWritable('start a transaction');
     if (this.inTransaction) return fn();
     this.guard('begin a transaction', () => this.sql.begin.run());
@@ -271,7 +281,9 @@ export class TableStore {
       if (result instanceof Promise) {
         throw new WalshipError('ASYNC_TRANSACTION', 'internal', 'a transaction function must be synchronous');
       }
-      this.guard('commit', () => this.sql.commit.run());
+      const commit = () => this.guard('commit', () => this.sql.commit.run());
+      if (aroundCommit === undefined) commit();
+      else aroundCommit(commit);
       this.dirty.clear();
       return result;
     } catch (error) {
@@ -829,6 +841,31 @@ export class TableStore {
     this.transaction(() =>
       this.guard(`write meta ${JSON.stringify(key)}`, () => this.sql.setMeta.run(key, value)),
     );
+  }
+
+  /**
+   * Tells the cache what another connection of this node committed (the primary's write worker,
+   * RFC-0009 §4), so it is kept instead of dropped whole at the next read: each table's lastTxn and
+   * uploadedTxn rise to the values given, and a table whose schema grew is read again. Correct only
+   * while every commit of any other connection is told here, in order (the worker's, when its
+   * answers arrive): the data version it then records covers commits told or about to be told.
+   */
+  noteCommitted(changes: readonly CommittedElsewhere[]): void {
+    this.checkOpen();
+    for (const { table, lastTxn, uploadedTxn, schema } of changes) {
+      const folded = table.toLowerCase();
+      const state = this.cache.get(folded);
+      if (state === undefined) continue;
+      if (state === null || (schema !== undefined && schema.columns.length > state.schema.columns.length)) {
+        this.cache.evict(folded);
+        continue;
+      }
+      if (lastTxn !== undefined && lastTxn > state.lastTxn) state.lastTxn = lastTxn;
+      if (uploadedTxn !== undefined && uploadedTxn > state.uploadedTxn) state.uploadedTxn = uploadedTxn;
+    }
+    if (!this.inTransaction && !this.inReadBatch) {
+      this.dataVersion = this.guard('read the data version', () => this.sql.dataVersion.get() as number);
+    }
   }
 
   // --- cache ---

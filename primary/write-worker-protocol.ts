@@ -1,0 +1,45 @@
+import { type ErrorCode, type ErrorKind, isWalshipError, WalshipError } from '../core/index.js';
+
+/** What the write worker is started with (its workerData). */
+export interface WriteWorkerData {
+  /** The table store's file. */
+  file: string;
+  synchronous: 'FULL' | 'NORMAL';
+  /** The word of the node's WriteGate. */
+  gate: SharedArrayBuffer;
+}
+
+/** A job for the write worker; `id` names its reply. */
+export type WriteJob = { id: number } & (
+  | { type: 'commit'; txns: { table: string; bytes: Uint8Array }[] }
+  | { type: 'uploaded'; table: string; txn: bigint }
+  | { type: 'resume' }
+  /** Does nothing: its answer comes after every earlier job's. */
+  | { type: 'flush' }
+  | { type: 'close' }
+);
+
+/** The worker's answer to job `id` (id 0: the worker is ready). */
+export interface WriteReply {
+  id: number;
+  error?: SerializedWriteError;
+}
+
+export interface SerializedWriteError {
+  code: ErrorCode;
+  kind: ErrorKind;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+export function serializeWriteError(error: unknown): SerializedWriteError {
+  if (isWalshipError(error)) {
+    return { code: error.code, kind: error.kind, message: error.message, details: { ...error.details } };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'STORAGE_FAILED', kind: 'internal', message, details: {} };
+}
+
+export function deserializeWriteError(error: SerializedWriteError): WalshipError {
+  return new WalshipError(error.code, error.kind, error.message, { details: error.details });
+}

@@ -1,0 +1,81 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { WalshipError } from '../core/index.js';
+import { TableStore } from '../table/index.js';
+import { decodeTxnRecord } from '../wal/index.js';
+import { applyRequest } from './apply-request.js';
+import { WorkerGate } from './write-gate.js';
+import {
+  serializeWriteError,
+  type WriteJob,
+  type WriteReply,
+  type WriteWorkerData,
+} from './write-worker-protocol.js';
+
+/**
+ * The primary's write worker (RFC-0009 §4, write-worker.ts): a thread that owns every write to the
+ * table store while the node is primary. Jobs arrive in order and run one at a time, each to its
+ * end, so commits happen in the order they were sent. After a failed commit every later commit is
+ * refused (WRITE_ABORTED) until the main thread, having seen the failure and renumbered its txns,
+ * sends `resume`.
+ */
+function main(): void {
+  const port = parentPort;
+  if (port === null) throw new Error('write-worker-thread must run in a worker thread');
+  const data = workerData as WriteWorkerData;
+  const tables = TableStore.open(data.file, { synchronous: data.synchronous });
+  const gate = new WorkerGate(data.gate);
+  const aroundCommit = (commit: () => void) => gate.commitThrough(commit);
+  /** Why later commits are refused: a commit failed and the main thread has not resumed. */
+  let aborted: string | undefined;
+
+  const run = (job: WriteJob): void => {
+    switch (job.type) {
+      case 'commit': {
+        if (aborted !== undefined) {
+          throw new WalshipError(
+            'WRITE_ABORTED',
+            'unavailable',
+            `an earlier write of this request stream failed (${aborted}); retry`,
+          );
+        }
+        try {
+          const txns = job.txns.map(({ table, bytes }) => ({ table, bytes, record: decodeTxnRecord(bytes) }));
+          applyRequest(tables, txns, aroundCommit);
+        } catch (error) {
+          aborted = error instanceof Error ? error.message : String(error);
+          throw error;
+        }
+        return;
+      }
+      case 'uploaded':
+        tables.transaction(() => {
+          tables.setUploadedTxn(job.table, job.txn);
+          tables.dropPendingThrough(job.table, job.txn);
+        });
+        return;
+      case 'resume':
+        aborted = undefined;
+        return;
+      case 'flush':
+        return;
+      case 'close':
+        tables.close();
+        return;
+    }
+  };
+
+  port.on('message', (job: WriteJob) => {
+    let reply: WriteReply;
+    try {
+      run(job);
+      reply = { id: job.id };
+    } catch (error) {
+      reply = { id: job.id, error: serializeWriteError(error) };
+    }
+    port.postMessage(reply);
+    if (job.type === 'close') port.close();
+  });
+  port.postMessage({ id: 0 } satisfies WriteReply);
+}
+
+main();

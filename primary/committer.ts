@@ -123,9 +123,7 @@ export class Committer {
       encoded = await this.#buildAndEncode(source);
       if (encoded.length > 0) {
         encoded =
-          encoded.length > 0 && rowsOf(encoded) <= COMMIT_SLICE_ROWS
-            ? this.#applyNow(encoded)
-            : await this.#applyInSlices(encoded);
+          rowsOf(encoded) <= COMMIT_SLICE_ROWS ? this.#applyNow(encoded) : await this.#applyInSlices(encoded);
       }
     } finally {
       release();

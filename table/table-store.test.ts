@@ -717,6 +717,32 @@ describe('persistence and other connections', () => {
   });
 });
 
+describe('noteCommitted: the write worker tells the cache of its commits', () => {
+  it('takes what it is told, only ever raising watermarks, and reads a grown schema or a new table again', () => {
+    const worker = open();
+    const main = open();
+    worker.applyTxn('t', simple(1n));
+    expect(main.lastTxn('t')).toBe(1n);
+    expect(main.schema('u')).toBeUndefined();
+    worker.applyTxn('t', simple(2n, 1, [column('n', { type: 'long', values: BigInt64Array.from([1n]) })]));
+    worker.applyTxn('u', simple(1n));
+    worker.setUploadedTxn('t', 1n);
+    main.noteCommitted([
+      { table: 'T', lastTxn: 2n, schema: worker.schema('t')! },
+      { table: 'u', lastTxn: 1n, schema: worker.schema('u')! },
+      { table: 't', uploadedTxn: 1n },
+    ]);
+    expect(main.schema('t')!.columns.map((c) => c.name)).toEqual(['timestamp', 'v', 'n']);
+    expect([main.lastTxn('t'), main.uploadedTxn('t'), main.lastTxn('u')]).toEqual([2n, 1n, 1n]);
+    // An answer that arrives late for an earlier commit does not take a value back.
+    main.noteCommitted([{ table: 't', lastTxn: 1n, uploadedTxn: 0n }]);
+    expect([main.lastTxn('t'), main.uploadedTxn('t')]).toEqual([2n, 1n]);
+    // What it is not told it still finds through the data version.
+    worker.applyTxn('t', simple(3n));
+    expect(main.lastTxn('t')).toBe(3n);
+  });
+});
+
 describe('applyTxns: a segment of one table', () => {
   /** Counts the store's writes of a last_txn, by a trigger another connection installs. */
   function countWatermarkWrites(): () => number {

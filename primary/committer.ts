@@ -1,7 +1,12 @@
 import { assert, type Clock, WalshipError } from '../core/index.js';
 import { asBatch, type IlpLineBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
 import type { TableSchema, TableStore } from '../table/index.js';
-import { designatedTimestampRange, encodeTxnRecordInSlices, TxnRecordEncoder } from '../wal/index.js';
+import {
+  designatedTimestampRange,
+  encodeTxnRecordInSlices,
+  type RecordFacts,
+  TxnRecordEncoder,
+} from '../wal/index.js';
 import { applyRequest, assertNextTxns } from './apply-request.js';
 import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
 import type { Uploader } from './uploader.js';
@@ -97,17 +102,17 @@ export class Committer {
     if (this.#options.worker !== undefined || this.#lockUsers > 0 || count > COMMIT_SLICE_ROWS) {
       return this.commitSlices(slicesOf(batch, this.#pause));
     }
-    let encoded: EncodedTxn[];
+    let committed: CommittedTxn[];
     try {
       this.#checkAccepting();
       if (count === 0) return Promise.resolve({ txnHeader: '', txns: [] });
       const { tables } = this.#options;
       const built = tables.batchReads(() => buildTxns(batch, this.#buildOptions()));
-      encoded = this.#applyNow(encodeAll(built));
+      committed = this.#applyNow(encodeAll(built));
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#acknowledge(encoded);
+    return this.#acknowledge(committed);
   }
 
   /**
@@ -118,18 +123,18 @@ export class Committer {
     const { worker } = this.#options;
     if (worker !== undefined) return this.#commitThroughWorker(source, worker);
     const release = await this.#lock();
-    let encoded: EncodedTxn[];
+    let committed: CommittedTxn[] = [];
     try {
-      encoded = await this.#buildAndEncode(source);
+      const encoded = await this.#buildAndEncode(source);
       if (encoded.length > 0) {
-        encoded =
+        committed =
           rowsOf(encoded) <= COMMIT_SLICE_ROWS ? this.#applyNow(encoded) : await this.#applyInSlices(encoded);
       }
     } finally {
       release();
     }
     // The next request may go on while this one's fsync runs (and shares it).
-    return this.#acknowledge(encoded);
+    return this.#acknowledge(committed);
   }
 
   /**
@@ -154,13 +159,15 @@ export class Committer {
    */
   async #commitThroughWorker(source: IlpLineSource, worker: WriteWorker): Promise<CommitResult> {
     const release = await this.#lock();
-    let encoded: EncodedTxn[];
+    let committed: CommittedTxn[];
     let written: Promise<void>;
     try {
       await this.#recoverFromFailedWrite(worker);
-      encoded = await this.#buildAndEncode(source);
+      const encoded = await this.#buildAndEncode(source);
       if (encoded.length === 0) return { txnHeader: '', txns: [] };
       this.#checkAccepting();
+      // Only what the answer needs is kept: the request's columns can go while the worker applies.
+      committed = committedOf(encoded);
       written = this.#queued.add(encoded, this.#window.unsynced, worker);
     } finally {
       release();
@@ -170,7 +177,7 @@ export class Committer {
     try {
       await written;
       // #acknowledge registers its fsync with #syncing before this request leaves #writing.
-      return this.#acknowledge(encoded);
+      return this.#acknowledge(committed);
     } finally {
       this.#writing.delete(writing);
     }
@@ -269,7 +276,7 @@ export class Committer {
   }
 
   /** The local commit in one synchronous step (its fsync comes after: #acknowledge). */
-  #applyNow(encoded: EncodedTxn[]): EncodedTxn[] {
+  #applyNow(encoded: EncodedTxn[]): CommittedTxn[] {
     applyRequest(this.#options.tables, encoded);
     return this.#committedUnsynced(encoded);
   }
@@ -281,7 +288,7 @@ export class Committer {
    * uncommitted; that step first checks again that the node takes writes, so nothing commits
    * after a demotion or a fence closed the gate (both rely on no commit following it).
    */
-  async #applyInSlices(encoded: EncodedTxn[]): Promise<EncodedTxn[]> {
+  async #applyInSlices(encoded: EncodedTxn[]): Promise<CommittedTxn[]> {
     const { tables } = this.#options;
     await this.#window.during(() =>
       tables.deferringSync(() =>
@@ -314,9 +321,9 @@ export class Committer {
   }
 
   /** The txns just committed, kept from the uploader until their fsync (#acknowledge). */
-  #committedUnsynced(encoded: EncodedTxn[]): EncodedTxn[] {
+  #committedUnsynced(encoded: EncodedTxn[]): CommittedTxn[] {
     for (const { table, record } of encoded) this.#window.unsynced.add(table, record.txn);
-    return encoded;
+    return committedOf(encoded);
   }
 
   /**
@@ -325,17 +332,12 @@ export class Committer {
    * satisfied: then (`local`), or once uploaded (`durable`). A failed fsync rejects with
    * STORAGE_FAILED and leaves the txns unsynced: they are never uploaded from this run.
    */
-  async #acknowledge(encoded: EncodedTxn[]): Promise<CommitResult> {
+  async #acknowledge(committed: CommittedTxn[]): Promise<CommitResult> {
     const { tables, uploader } = this.#options;
-    if (encoded.length === 0) return { txnHeader: '', txns: [] };
+    if (committed.length === 0) return { txnHeader: '', txns: [] };
     const synced = tables.syncWal().then(() => {
-      for (const { table, size, record } of encoded) {
-        this.#window.unsynced.remove(table, record.txn);
-        const facts = {
-          txn: record.txn,
-          rowCount: record.rowCount,
-          tsRange: designatedTimestampRange(record),
-        };
+      for (const { table, size, facts } of committed) {
+        this.#window.unsynced.remove(table, facts.txn);
         uploader.committed(table, size, facts);
       }
     });
@@ -346,8 +348,8 @@ export class Committer {
       this.#syncing.delete(synced);
     }
     const result = {
-      txnHeader: encoded.map(({ schemaAfter, record }) => `${schemaAfter.key}=${record.txn}`).join(','),
-      txns: encoded.map(({ table, record }) => ({ table, txn: record.txn, rows: record.rowCount })),
+      txnHeader: committed.map(({ key, facts }) => `${key}=${facts.txn}`).join(','),
+      txns: committed.map(({ table, facts }) => ({ table, txn: facts.txn, rows: facts.rowCount })),
     };
     if (this.#options.ackMode === 'durable') {
       const { durableTimeoutMs } = this.#options;
@@ -403,30 +405,29 @@ class QueuedTxns {
    * Hands `encoded` to the worker: its txns are unsynced (kept from the uploader) from now until
    * their fsync, or until the worker refuses them. Resolves when committed.
    */
-  add(encoded: EncodedTxn[], unsynced: UnsyncedTxns, worker: WriteWorker): Promise<void> {
-    for (const { table, record, schemaAfter } of encoded) {
-      this.#byTable.set(table.toLowerCase(), { txn: record.txn, schema: schemaAfter });
-      unsynced.add(table, record.txn);
+  add(encoded: readonly EncodedTxn[], unsynced: UnsyncedTxns, worker: WriteWorker): Promise<void> {
+    const txns = encoded.map(({ table, record, bytes, schemaAfter }) => ({
+      table,
+      txn: record.txn,
+      bytes,
+      schemaAfter,
+    }));
+    for (const { table, txn, schemaAfter } of txns) {
+      this.#byTable.set(table.toLowerCase(), { txn, schema: schemaAfter });
+      unsynced.add(table, txn);
     }
     const request = worker
-      .commit(
-        encoded.map(({ table, record, bytes, schemaAfter }) => ({
-          table,
-          txn: record.txn,
-          bytes,
-          schemaAfter,
-        })),
-      )
+      .commit(txns)
       .catch((error: unknown) => {
         this.failed = true;
-        for (const { table, record } of encoded) unsynced.remove(table, record.txn);
+        for (const { table, txn } of txns) unsynced.remove(table, txn);
         throw error;
       })
       .finally(() => {
         this.#requests.delete(request);
-        for (const { table, record } of encoded) {
+        for (const { table, txn } of txns) {
           const folded = table.toLowerCase();
-          if (this.#byTable.get(folded)?.txn === record.txn) this.#byTable.delete(folded);
+          if (this.#byTable.get(folded)?.txn === txn) this.#byTable.delete(folded);
         }
       });
     this.#requests.add(request);
@@ -441,6 +442,25 @@ class QueuedTxns {
 
 /** A built txn with its encoded record, and the record's size (the bytes go to the worker). */
 type EncodedTxn = BuiltTxn & { bytes: Uint8Array; size: number };
+
+/** What answering a committed txn takes: no rows, so a large request's columns can go meanwhile. */
+interface CommittedTxn {
+  table: string;
+  /** The table's store key (X-Walship-Txn names tables by it). */
+  key: string;
+  /** The size of the encoded record. */
+  size: number;
+  facts: RecordFacts & { txn: bigint };
+}
+
+function committedOf(encoded: readonly EncodedTxn[]): CommittedTxn[] {
+  return encoded.map(({ table, schemaAfter, size, record }) => ({
+    table,
+    key: schemaAfter.key,
+    size,
+    facts: { txn: record.txn, rowCount: record.rowCount, tsRange: designatedTimestampRange(record) },
+  }));
+}
 
 function withBytes(built: BuiltTxn, bytes: Uint8Array): EncodedTxn {
   return { ...built, bytes, size: bytes.byteLength };

@@ -334,14 +334,14 @@ describe('deferWritesDuring', () => {
     const deferred = deferWritesDuring(source, window);
     await window.during(async () => {
       deferred.markUploaded('t', 2n);
-      expect(deferred.pending('t', { limitBytes: 100 }).map((r) => r.txn)).toEqual([3n, 4n]);
+      expect((await deferred.pending('t', { limitBytes: 100 })).map((r) => r.txn)).toEqual([3n, 4n]);
       // Within the limit every record is through the watermark: it asks for more, never answers empty
       // while txns are pending (the uploader would forget the table: found by the replicate bench).
-      expect(deferred.pending('t', { limitBytes: 1 }).map((r) => r.txn)).toEqual([3n, 4n]);
+      expect((await deferred.pending('t', { limitBytes: 1 })).map((r) => r.txn)).toEqual([3n, 4n]);
       deferred.markUploaded('t', 4n);
-      expect(deferred.pending('t', { limitBytes: 1 })).toEqual([]);
+      expect(await deferred.pending('t', { limitBytes: 1 })).toEqual([]);
     });
-    expect(deferred.pending('t', { limitBytes: 100 }).map((r) => r.txn)).toEqual([1n, 2n, 3n, 4n]);
+    expect((await deferred.pending('t', { limitBytes: 100 })).map((r) => r.txn)).toEqual([1n, 2n, 3n, 4n]);
   });
 
   it('runs the deferred writes when the window ends with an error too; a failing one is reported', async () => {
@@ -411,13 +411,13 @@ describe('group commit: the fsync runs off the event loop, shared, before anythi
     expect(tables.synchronous).toBe('FULL');
     await new Promise((resolve) => setImmediate(resolve));
     expect(answered).toBe(false);
-    expect(source.pending('g', { limitBytes: 1 << 30 })).toEqual([]);
+    expect(await source.pending('g', { limitBytes: 1 << 30 })).toEqual([]);
     expect(uploader.pendingBytes).toBe(0);
     syncs.releaseAll();
     const [a, b] = await Promise.all([first, second]);
     expect(a.txns).toEqual([{ table: 'g', txn: 1n, rows: 3 }]);
     expect(b.txns).toEqual([{ table: 'g', txn: 2n, rows: 2 }]);
-    expect(source.pending('g', { limitBytes: 1 << 30 }).map((r) => r.txn)).toEqual([1n, 2n]);
+    expect((await source.pending('g', { limitBytes: 1 << 30 })).map((r) => r.txn)).toEqual([1n, 2n]);
     expect(syncs.calls()).toBe(2);
   });
 

@@ -201,14 +201,22 @@ export class PrimaryNode {
       const writeWindow = new WriteWindow();
       const uploader = new Uploader({
         store: settings.store,
-        source: withLaterWatermarks(pendingSourceOf(tables), writeWindow.unsynced, (table, txn, forget) => {
-          worker
-            .markUploaded(table, txn)
-            .catch((error: unknown) =>
-              epochLog.warn({ err: (error as Error).message }, 'an uploaded-watermark write failed'),
-            )
-            .finally(forget);
-        }),
+        source: withLaterWatermarks(
+          // Read on the worker's connection: a large record would hold the event loop.
+          {
+            ...pendingSourceOf(tables),
+            pending: (table, { limitBytes }) => worker.pending(table, limitBytes),
+          },
+          writeWindow.unsynced,
+          (table, txn, forget) => {
+            worker
+              .markUploaded(table, txn)
+              .catch((error: unknown) =>
+                epochLog.warn({ err: (error as Error).message }, 'an uploaded-watermark write failed'),
+              )
+              .finally(forget);
+          },
+        ),
         nodeId,
         epoch: () => claim.epoch,
         clock: deps.clock,

@@ -274,7 +274,7 @@ describe('uploader', () => {
     source.add('t', 1n);
     source.add('t', 2n);
     // An earlier run uploaded txns 1..2 and died before recording it.
-    const bytes = source.pending('t', { limitBytes: 1 << 20 }).map((r) => r.bytes);
+    const bytes = (await source.pending('t', { limitBytes: 1 << 20 })).map((r) => r.bytes);
     await store.put(
       segmentKey(tableKey('t'), 1n),
       await sealSegment({ tableName: 't', epoch: 1n, writerNodeId: 'node-a', records: bytes }),
@@ -295,7 +295,7 @@ describe('uploader', () => {
     const store = new MemoryStore();
     const source = memorySource();
     for (let txn = 1n; txn <= 4n; txn++) source.add('t', txn);
-    const bytes = source.pending('t', { limitBytes: 1 << 20 }).map((r) => r.bytes);
+    const bytes = (await source.pending('t', { limitBytes: 1 << 20 })).map((r) => r.bytes);
     const earlier = await sealSegment({ tableName: 't', epoch: 1n, writerNodeId: 'node-a', records: bytes });
     await store.put(segmentKey(tableKey('t'), 1n), earlier, { condition: { type: 'absent' } });
     // The rollover is now smaller than that segment: a new seal takes one record.

@@ -26,8 +26,15 @@ import { segmentInChain } from './segment-in-chain.js';
 export interface PendingSource {
   /** Tables with pending txns. */
   pendingSummary(): { table: string; count: number; bytes: number; oldestTxn: bigint }[];
-  /** Pending encoded txn records of a table in txn order, about `limitBytes` worth (at least one). */
-  pending(table: string, options: { limitBytes: number }): { txn: bigint; bytes: Uint8Array }[];
+  /**
+   * Pending encoded txn records of a table in txn order, about `limitBytes` worth (at least one).
+   * A primary reads them in its write worker (a large record would hold the event loop), so the
+   * answer may come later.
+   */
+  pending(
+    table: string,
+    options: { limitBytes: number },
+  ): { txn: bigint; bytes: Uint8Array }[] | Promise<{ txn: bigint; bytes: Uint8Array }[]>;
   /** In one local transaction: uploaded watermark := txn, and drop pending records through it. */
   markUploaded(table: string, txn: bigint): void;
   uploadedTxn(table: string): bigint;
@@ -403,7 +410,7 @@ export class Uploader {
 
   async #uploadOne(table: string, state: TableState): Promise<void> {
     const { source, store, clock } = this.#options;
-    const records = source.pending(table, { limitBytes: this.#options.rolloverSizeBytes });
+    const records = await source.pending(table, { limitBytes: this.#options.rolloverSizeBytes });
     if (records.length === 0) {
       state.pendingBytes = 0;
       state.pendingCommitsAtMs = [];
@@ -500,9 +507,8 @@ export class Uploader {
     }
     const { header, txns } = await decodeSegment(existing.body);
     // The records a segment of ours would hold take at most its raw body size: ask for that much.
-    const mine = new Map(
-      this.#options.source.pending(table, { limitBytes: header.bodyBytesRaw }).map((r) => [r.txn, r.bytes]),
-    );
+    const pending = await this.#options.source.pending(table, { limitBytes: header.bodyBytesRaw });
+    const mine = new Map(pending.map((r) => [r.txn, r.bytes]));
     // Txns already recorded uploaded (a watermark write deferred by a large commit, say) are ours
     // without a byte comparison: their records are no longer pending to compare with.
     const uploaded = this.#options.source.uploadedTxn(table);

@@ -125,8 +125,8 @@ export function withLaterWatermarks(
     // (its create-only PUT would find our own segment in the slot with records no longer pending).
     // An empty answer tells the uploader nothing is pending: when every record within the limit is
     // through the watermark, ask for more (the limit doubles) until one is not, or none is left.
-    pending: (table, options) => {
-      const records = pendingThroughDeferred(table, options);
+    pending: async (table, options) => {
+      const records = await pendingThroughDeferred(table, options);
       const oldest = unsynced.oldest(table);
       return oldest === undefined ? records : records.filter((r) => r.txn < oldest);
     },
@@ -140,13 +140,13 @@ export function withLaterWatermarks(
       })),
   };
 
-  function pendingThroughDeferred(table: string, options: { limitBytes: number }) {
+  async function pendingThroughDeferred(table: string, options: { limitBytes: number }) {
     const deferred = deferredUploaded.get(table);
     if (deferred === undefined) return source.pending(table, options);
     let limitBytes = options.limitBytes;
     let seen = -1;
     for (;;) {
-      const records = source.pending(table, { limitBytes });
+      const records = await source.pending(table, { limitBytes });
       const after = records.filter((r) => r.txn > deferred);
       if (after.length > 0 || records.length === seen) return after;
       seen = records.length;

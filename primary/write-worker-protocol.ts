@@ -13,6 +13,8 @@ export interface WriteWorkerData {
 export type WriteJob = { id: number } & (
   | { type: 'commit'; txns: { table: string; bytes: Uint8Array }[] }
   | { type: 'uploaded'; table: string; txn: bigint }
+  /** A read, not a write: answered before the writes waiting (PendingSource.pending). */
+  | { type: 'pending'; table: string; limitBytes: number }
   | { type: 'resume' }
   /** Does nothing: its answer comes after every earlier job's. */
   | { type: 'flush' }
@@ -23,6 +25,15 @@ export type WriteJob = { id: number } & (
 export interface WriteReply {
   id: number;
   error?: SerializedWriteError;
+  /** The answer to a `pending` job. */
+  records?: { txn: bigint; bytes: Uint8Array }[];
+}
+
+/** `bytes` in a buffer of its own, which can be transferred without taking anything else along. */
+export function ownBuffer(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes instanceof Buffer)
+    ? bytes
+    : new Uint8Array(bytes);
 }
 
 export interface SerializedWriteError {

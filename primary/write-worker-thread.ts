@@ -5,6 +5,7 @@ import { decodeTxnRecord } from '../wal/index.js';
 import { applyRequest } from './apply-request.js';
 import { WorkerGate } from './write-gate.js';
 import {
+  ownBuffer,
   serializeWriteError,
   type WriteJob,
   type WriteReply,
@@ -28,7 +29,7 @@ function main(): void {
   /** Why later commits are refused: a commit failed and the main thread has not resumed. */
   let aborted: string | undefined;
 
-  const run = (job: WriteJob): void => {
+  const run = (job: WriteJob): WriteReply['records'] => {
     switch (job.type) {
       case 'commit': {
         if (aborted !== undefined) {
@@ -53,6 +54,10 @@ function main(): void {
           tables.dropPendingThrough(job.table, job.txn);
         });
         return;
+      case 'pending':
+        return tables
+          .pending(job.table, { limitBytes: job.limitBytes })
+          .map(({ txn, bytes }) => ({ txn, bytes: ownBuffer(bytes) }));
       case 'resume':
         aborted = undefined;
         return;
@@ -64,16 +69,39 @@ function main(): void {
     }
   };
 
-  port.on('message', (job: WriteJob) => {
+  // Jobs are taken one per turn of this thread's event loop, so a read that arrived while a
+  // commit ran is answered before the writes queued behind it: an upload does not wait for them.
+  const queue: WriteJob[] = [];
+  let scheduled = false;
+  const next = (): void => {
+    scheduled = false;
+    const read = queue.findIndex((job) => job.type === 'pending');
+    const job = read >= 0 ? queue.splice(read, 1)[0] : queue.shift();
+    if (job === undefined) return;
     let reply: WriteReply;
+    const transfer: ArrayBuffer[] = [];
     try {
-      run(job);
-      reply = { id: job.id };
+      const records = run(job);
+      reply = records === undefined ? { id: job.id } : { id: job.id, records };
+      for (const { bytes } of records ?? []) transfer.push(bytes.buffer as ArrayBuffer);
     } catch (error) {
       reply = { id: job.id, error: serializeWriteError(error) };
     }
-    port.postMessage(reply);
-    if (job.type === 'close') port.close();
+    port.postMessage(reply, transfer);
+    if (job.type === 'close') {
+      port.close();
+      return;
+    }
+    if (queue.length > 0) schedule();
+  };
+  const schedule = (): void => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(next);
+  };
+  port.on('message', (job: WriteJob) => {
+    queue.push(job);
+    schedule();
   });
   port.postMessage({ id: 0 } satisfies WriteReply);
 }

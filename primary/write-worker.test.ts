@@ -187,6 +187,24 @@ describe('WriteWorker', () => {
     expect(onDisk('a')).toEqual({ count: 3, lastTxn: 1, pending: 1 });
   });
 
+  it('reads pending records on its own connection, before the writes queued behind the job under way', async () => {
+    const first = requestTxns(rows('a', 0, 3));
+    const queued = first[0]!.bytes.slice();
+    await worker.commit(first);
+    const order: string[] = [];
+    const big = worker.commit(requestTxns(rows('b', 0, 50_000))).then(() => order.push('big commit'));
+    const small = worker.commit(requestTxns(rows('c', 0, 3))).then(() => order.push('small commit'));
+    const read = worker.pending('a', 1 << 20).then((records) => {
+      order.push('read');
+      return records;
+    });
+    const [records] = await Promise.all([read, big, small]);
+    expect(order.indexOf('read')).toBeLessThan(order.indexOf('small commit'));
+    expect(order.indexOf('big commit')).toBeLessThan(order.indexOf('small commit'));
+    expect(records.map((r) => r.txn)).toEqual([1n]);
+    expect(Buffer.from(records[0]!.bytes).equals(Buffer.from(queued))).toBe(true);
+  });
+
   it('after close, every job fails with a closed error', async () => {
     await worker.close();
     await expect(worker.commit(requestTxns(rows('a', 0, 3)))).rejects.toMatchObject({

@@ -4,6 +4,7 @@ import type { TableSchema, TableStore } from '../table/index.js';
 import type { WriteGate } from './write-gate.js';
 import {
   deserializeWriteError,
+  ownBuffer,
   type WriteJob,
   type WriteReply,
   type WriteWorkerData,
@@ -35,7 +36,10 @@ type JobBody = WriteJob extends infer J ? (J extends WriteJob ? Omit<J, 'id'> : 
 export class WriteWorker {
   readonly #worker: Worker;
   readonly #tables: TableStore;
-  readonly #waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  readonly #waiting = new Map<
+    number,
+    { resolve: (reply: WriteReply) => void; reject: (error: Error) => void }
+  >();
   #nextId = 1;
   #dead: string | undefined;
   #closing: Promise<void> | undefined;
@@ -88,8 +92,7 @@ export class WriteWorker {
   async commit(txns: readonly WorkerTxn[]): Promise<void> {
     const transfer: ArrayBuffer[] = [];
     const sent = txns.map(({ table, bytes }) => {
-      const owned =
-        bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+      const owned = ownBuffer(bytes);
       transfer.push(owned.buffer as ArrayBuffer);
       return { table, bytes: owned };
     });
@@ -105,9 +108,18 @@ export class WriteWorker {
     this.#tables.noteCommitted([{ table, uploadedTxn: txn }]);
   }
 
+  /**
+   * The pending records of `table`, about `limitBytes` worth (TableStore.pending), read on the
+   * worker's connection: a large record is read off the event loop. Answered before the writes
+   * queued when it arrives, after the job under way.
+   */
+  async pending(table: string, limitBytes: number): Promise<{ txn: bigint; bytes: Uint8Array }[]> {
+    return (await this.#send({ type: 'pending', table, limitBytes })).records ?? [];
+  }
+
   /** Commits are taken again after a failed one (the caller has renumbered what it builds next). */
-  resume(): Promise<void> {
-    return this.#send({ type: 'resume' });
+  async resume(): Promise<void> {
+    await this.#send({ type: 'resume' });
   }
 
   /** Resolves once every job sent so far has been answered. */
@@ -126,10 +138,10 @@ export class WriteWorker {
     return this.#closing;
   }
 
-  #send(job: JobBody, transfer: ArrayBuffer[] = []): Promise<void> {
+  #send(job: JobBody, transfer: ArrayBuffer[] = []): Promise<WriteReply> {
     if (this.#dead !== undefined) return Promise.reject(this.#deadError());
     const id = this.#nextId++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<WriteReply>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#worker.postMessage({ ...job, id }, transfer);
     });
@@ -139,7 +151,7 @@ export class WriteWorker {
     const waiting = this.#waiting.get(reply.id);
     if (waiting === undefined) return;
     this.#waiting.delete(reply.id);
-    if (reply.error === undefined) waiting.resolve();
+    if (reply.error === undefined) waiting.resolve(reply);
     else waiting.reject(deserializeWriteError(reply.error));
   }
 

@@ -327,21 +327,51 @@ describe('deferWritesDuring', () => {
     // records no longer comparable, and the primary fenced itself.
     const records = [1n, 2n, 3n, 4n].map((txn) => ({ txn, bytes: new Uint8Array([Number(txn)]) }));
     // Like TableStore.pending: records from the oldest, about limitBytes worth (at least one).
-    const pending = (_table: string, { limitBytes }: { limitBytes: number }) =>
-      records.slice(0, Math.max(1, limitBytes));
+    const pending = (
+      _table: string,
+      { limitBytes, afterTxn = 0n }: { limitBytes: number; afterTxn?: bigint },
+    ) => records.filter((r) => r.txn > afterTxn).slice(0, Math.max(1, limitBytes));
     const source = { ...fakeSource(), pending };
     const window = new WriteWindow();
     const deferred = deferWritesDuring(source, window);
     await window.during(async () => {
       deferred.markUploaded('t', 2n);
       expect((await deferred.pending('t', { limitBytes: 100 })).map((r) => r.txn)).toEqual([3n, 4n]);
-      // Within the limit every record is through the watermark: it asks for more, never answers empty
-      // while txns are pending (the uploader would forget the table: found by the replicate bench).
-      expect((await deferred.pending('t', { limitBytes: 1 })).map((r) => r.txn)).toEqual([3n, 4n]);
+      // Within the limit every record is through the watermark: it asks for those after it, never
+      // answers empty while txns are pending (the uploader would forget the table: found by the
+      // replicate bench).
+      expect((await deferred.pending('t', { limitBytes: 1 })).map((r) => r.txn)).toEqual([3n]);
       deferred.markUploaded('t', 4n);
       expect(await deferred.pending('t', { limitBytes: 1 })).toEqual([]);
     });
     expect((await deferred.pending('t', { limitBytes: 100 })).map((r) => r.txn)).toEqual([1n, 2n, 3n, 4n]);
+  });
+
+  it('finds the records after a deferred watermark however large the ones through it are', async () => {
+    // Found by big-write-failover with the write worker: the uploader asked for more from the
+    // oldest record until one past the watermark showed up, and stopped at a record larger than
+    // the doubled limit, answering "nothing pending" while txn 3 was: it was never uploaded.
+    const records = [1n, 2n, 3n].map((txn) => ({ txn, bytes: new Uint8Array(txn === 3n ? 1 : 1000) }));
+    // Like TableStore.pending: after afterTxn, from the oldest, while within limitBytes (at least one).
+    const pending = (
+      _table: string,
+      { limitBytes, afterTxn = 0n }: { limitBytes: number; afterTxn?: bigint },
+    ) => {
+      const out: typeof records = [];
+      let bytes = 0;
+      for (const r of records.filter((p) => p.txn > afterTxn)) {
+        if (out.length > 0 && bytes + r.bytes.length > limitBytes) break;
+        out.push(r);
+        bytes += r.bytes.length;
+      }
+      return out;
+    };
+    const window = new WriteWindow();
+    const deferred = deferWritesDuring({ ...fakeSource(), pending }, window);
+    await window.during(async () => {
+      deferred.markUploaded('t', 2n);
+      expect((await deferred.pending('t', { limitBytes: 10 })).map((r) => r.txn)).toEqual([3n]);
+    });
   });
 
   it('runs the deferred writes when the window ends with an error too; a failing one is reported', async () => {

@@ -6,7 +6,8 @@ import type { PendingSource } from './uploader.js';
 export function pendingSourceOf(tables: TableStore): PendingSource {
   return {
     pendingSummary: () => tables.pendingSummary(),
-    pending: (table: string, options: { limitBytes: number }) => tables.pending(table, options),
+    pending: (table: string, options: { limitBytes: number; afterTxn?: bigint }) =>
+      tables.pending(table, options),
     markUploaded: (table: string, txn: bigint) =>
       tables.transaction(() => {
         tables.setUploadedTxn(table, txn);

@@ -205,7 +205,7 @@ export class PrimaryNode {
           // Read on the worker's connection: a large record would hold the event loop.
           {
             ...pendingSourceOf(tables),
-            pending: (table, { limitBytes }) => worker.pending(table, limitBytes),
+            pending: (table, options) => worker.pending(table, options),
           },
           writeWindow.unsynced,
           (table, txn, forget) => {

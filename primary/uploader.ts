@@ -27,13 +27,14 @@ export interface PendingSource {
   /** Tables with pending txns. */
   pendingSummary(): { table: string; count: number; bytes: number; oldestTxn: bigint }[];
   /**
-   * Pending encoded txn records of a table in txn order, about `limitBytes` worth (at least one).
+   * Pending encoded txn records of a table in txn order, after `afterTxn` if given, about
+   * `limitBytes` worth (at least one).
    * A primary reads them in its write worker (a large record would hold the event loop), so the
    * answer may come later.
    */
   pending(
     table: string,
-    options: { limitBytes: number },
+    options: { limitBytes: number; afterTxn?: bigint },
   ): { txn: bigint; bytes: Uint8Array }[] | Promise<{ txn: bigint; bytes: Uint8Array }[]>;
   /** In one local transaction: uploaded watermark := txn, and drop pending records through it. */
   markUploaded(table: string, txn: bigint): void;

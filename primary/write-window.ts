@@ -123,8 +123,9 @@ export function withLaterWatermarks(
     },
     // Records through a deferred watermark are uploaded: the next upload must not seal them again
     // (its create-only PUT would find our own segment in the slot with records no longer pending).
-    // An empty answer tells the uploader nothing is pending: when every record within the limit is
-    // through the watermark, ask for more (the limit doubles) until one is not, or none is left.
+    // So the records asked for start after it. (Asking for more from the oldest until one is past
+    // it stopped at a record larger than the doubled limit, and answered "nothing pending" while a
+    // later txn was: found by big-write-failover with the write worker.)
     pending: async (table, options) => {
       const records = await pendingThroughDeferred(table, options);
       const oldest = unsynced.oldest(table);
@@ -140,18 +141,13 @@ export function withLaterWatermarks(
       })),
   };
 
-  async function pendingThroughDeferred(table: string, options: { limitBytes: number }) {
+  async function pendingThroughDeferred(table: string, options: { limitBytes: number; afterTxn?: bigint }) {
     const deferred = deferredUploaded.get(table);
     if (deferred === undefined) return source.pending(table, options);
-    let limitBytes = options.limitBytes;
-    let seen = -1;
-    for (;;) {
-      const records = await source.pending(table, { limitBytes });
-      const after = records.filter((r) => r.txn > deferred);
-      if (after.length > 0 || records.length === seen) return after;
-      seen = records.length;
-      limitBytes *= 2;
-    }
+    const afterTxn =
+      options.afterTxn !== undefined && options.afterTxn > deferred ? options.afterTxn : deferred;
+    const records = await source.pending(table, { ...options, afterTxn });
+    return records.filter((r) => r.txn > afterTxn);
   }
 }
 

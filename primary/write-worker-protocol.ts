@@ -14,7 +14,7 @@ export type WriteJob = { id: number } & (
   | { type: 'commit'; txns: { table: string; bytes: Uint8Array }[] }
   | { type: 'uploaded'; table: string; txn: bigint }
   /** A read, not a write: answered before the writes waiting (PendingSource.pending). */
-  | { type: 'pending'; table: string; limitBytes: number }
+  | { type: 'pending'; table: string; limitBytes: number; afterTxn?: bigint }
   | { type: 'resume' }
   /** Does nothing: its answer comes after every earlier job's. */
   | { type: 'flush' }

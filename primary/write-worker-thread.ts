@@ -56,7 +56,10 @@ function main(): void {
         return;
       case 'pending':
         return tables
-          .pending(job.table, { limitBytes: job.limitBytes })
+          .pending(job.table, {
+            limitBytes: job.limitBytes,
+            ...(job.afterTxn === undefined ? {} : { afterTxn: job.afterTxn }),
+          })
           .map(({ txn, bytes }) => ({ txn, bytes: ownBuffer(bytes) }));
       case 'resume':
         aborted = undefined;

@@ -194,7 +194,7 @@ describe('WriteWorker', () => {
     const order: string[] = [];
     const big = worker.commit(requestTxns(rows('b', 0, 50_000))).then(() => order.push('big commit'));
     const small = worker.commit(requestTxns(rows('c', 0, 3))).then(() => order.push('small commit'));
-    const read = worker.pending('a', 1 << 20).then((records) => {
+    const read = worker.pending('a', { limitBytes: 1 << 20 }).then((records) => {
       order.push('read');
       return records;
     });

@@ -109,12 +109,15 @@ export class WriteWorker {
   }
 
   /**
-   * The pending records of `table`, about `limitBytes` worth (TableStore.pending), read on the
+   * The pending records of `table` (TableStore.pending), read on the
    * worker's connection: a large record is read off the event loop. Answered before the writes
    * queued when it arrives, after the job under way.
    */
-  async pending(table: string, limitBytes: number): Promise<{ txn: bigint; bytes: Uint8Array }[]> {
-    return (await this.#send({ type: 'pending', table, limitBytes })).records ?? [];
+  async pending(
+    table: string,
+    options: { limitBytes: number; afterTxn?: bigint },
+  ): Promise<{ txn: bigint; bytes: Uint8Array }[]> {
+    return (await this.#send({ type: 'pending', table, ...options })).records ?? [];
   }
 
   /** Commits are taken again after a failed one (the caller has renumbered what it builds next). */

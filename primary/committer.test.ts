@@ -15,9 +15,10 @@ import { type IlpLineSource, IlpParseError, parseIlp, parseIlpInSlices } from '.
 import { MemoryStore } from '../objectstore/index.js';
 import { TableStore, tableKey } from '../table/index.js';
 import { decodeTxnRecord } from '../wal/index.js';
-import { COMMIT_SLICE_ROWS, Committer } from './committer.js';
+import { COMMIT_SLICE_ROWS, type CommitterOptions } from './committer.js';
 import { pendingSourceOf } from './pending-source.js';
-import { type PendingSource, Uploader } from './uploader.js';
+import { testCommitter, testUploader } from './testing/test-parts.js';
+import type { PendingSource, Uploader } from './uploader.js';
 import { deferWritesDuring, WriteWindow } from './write-window.js';
 
 let dir = '';
@@ -29,23 +30,7 @@ beforeEach(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'walship-committer-'));
   tables = TableStore.open(path.join(dir, 'tables.sqlite'));
   store = new MemoryStore();
-  uploader = new Uploader({
-    store,
-    source: pendingSourceOf(tables),
-    nodeId: 'node-a',
-    epoch: () => 1n,
-    clock: systemClock,
-    random: seededRandom(1),
-    log: pino({ level: 'silent' }),
-    // Never due during a test: nothing is uploaded, the pending queue keeps every record.
-    rolloverSizeBytes: 1024 * 1024 * 1024,
-    windowMs: 3_600_000,
-    maxConcurrentTables: 1,
-    headIntervalMs: 3_600_000,
-    codec: 'deflate',
-    compressionLevel: 1,
-    onFenced: () => {},
-  });
+  uploader = testUploader(store, pendingSourceOf(tables));
 });
 afterEach(async () => {
   await uploader.stop();
@@ -55,18 +40,8 @@ afterEach(async () => {
 });
 
 /** A committer whose pauses are counted (each is one real event-loop turn); `overrides` replace its options. */
-function committer(
-  pauses = { count: 0 },
-  overrides: Partial<ConstructorParameters<typeof Committer>[0]> = {},
-) {
-  return new Committer({
-    tables,
-    uploader,
-    clock: systemClock,
-    ackMode: 'local',
-    durableTimeoutMs: 1_000,
-    pendingMaxBytes: 1024 * 1024 * 1024,
-    acceptingWrites: () => true,
+function committer(pauses = { count: 0 }, overrides: Partial<CommitterOptions> = {}) {
+  return testCommitter(tables, uploader, {
     pause: () => {
       pauses.count++;
       return new Promise((resolve) => setImmediate(resolve));

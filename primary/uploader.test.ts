@@ -5,7 +5,8 @@ import { encodeEpoch, epochKey, segmentKey } from '../layout/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
 import { asTableKey, tableKey } from '../table/index.js';
 import { decodeSegment, encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
-import { type PendingSource, Uploader, type UploaderOptions } from './uploader.js';
+import { testUploader } from './testing/test-parts.js';
+import type { PendingSource, UploaderOptions } from './uploader.js';
 
 const log = pino({ level: 'silent' });
 
@@ -83,20 +84,12 @@ function memorySource(): PendingSource & {
 
 function uploader(store: ObjectStore, source: PendingSource, overrides: Partial<UploaderOptions> = {}) {
   const fenced: unknown[] = [];
-  const instance = new Uploader({
-    store,
-    source,
-    nodeId: 'node-a',
-    epoch: () => 1n,
-    clock: systemClock,
-    random: seededRandom(1),
+  const instance = testUploader(store, source, {
     log,
     rolloverSizeBytes: 1 << 20,
     windowMs: 60_000,
     maxConcurrentTables: 4,
     headIntervalMs: 10,
-    codec: 'deflate',
-    compressionLevel: 1,
     onFenced: (detail) => fenced.push(detail),
     ...overrides,
   });

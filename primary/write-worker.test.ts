@@ -14,10 +14,10 @@ import { type IlpLineSource, parseIlp, parseIlpInSlices } from '../ilp/index.js'
 import { MemoryStore } from '../objectstore/index.js';
 import { TableStore } from '../table/index.js';
 import { decodeTxnRecord, encodeTxnRecord } from '../wal/index.js';
-import { Committer } from './committer.js';
 import { pendingSourceOf } from './pending-source.js';
+import { testCommitter, testUploader } from './testing/test-parts.js';
 import { buildTxns } from './txn-builder.js';
-import { Uploader } from './uploader.js';
+import type { Uploader } from './uploader.js';
 import { WriteGate } from './write-gate.js';
 import { WriteWindow, withLaterWatermarks } from './write-window.js';
 import { WriteWorker } from './write-worker.js';
@@ -39,25 +39,13 @@ beforeEach(async () => {
   window = new WriteWindow();
   worker = await WriteWorker.start(tables, gate);
   store = new MemoryStore();
-  uploader = new Uploader({
+  const source = { ...pendingSourceOf(tables), pending: worker.pending.bind(worker) };
+  uploader = testUploader(
     store,
-    source: withLaterWatermarks(pendingSourceOf(tables), window.unsynced, (table, txn, forget) => {
+    withLaterWatermarks(source, window.unsynced, (table, txn, forget) => {
       void worker.markUploaded(table, txn).finally(forget);
     }),
-    nodeId: 'node-a',
-    epoch: () => 1n,
-    clock: systemClock,
-    random: seededRandom(1),
-    log: pino({ level: 'silent' }),
-    // Never due on its own: a test uploads with flush().
-    rolloverSizeBytes: 1024 * 1024 * 1024,
-    windowMs: 3_600_000,
-    maxConcurrentTables: 1,
-    headIntervalMs: 3_600_000,
-    codec: 'deflate',
-    compressionLevel: 1,
-    onFenced: () => {},
-  });
+  );
 });
 afterEach(async () => {
   await uploader.stop();
@@ -67,18 +55,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function committer(accepting = () => true) {
-  return new Committer({
-    tables,
-    uploader,
-    clock: systemClock,
-    ackMode: 'local',
-    durableTimeoutMs: 1_000,
-    pendingMaxBytes: 1024 * 1024 * 1024,
-    acceptingWrites: accepting,
-    writeWindow: window,
-    worker,
-  });
+function committer() {
+  return testCommitter(tables, uploader, { writeWindow: window, worker });
 }
 
 function sourceOf(text: string): IlpLineSource {

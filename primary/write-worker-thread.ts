@@ -14,10 +14,10 @@ import {
 
 /**
  * The primary's write worker (RFC-0009 §4, write-worker.ts): a thread that owns every write to the
- * table store while the node is primary. Jobs arrive in order and run one at a time, each to its
- * end, so commits happen in the order they were sent. After a failed commit every later commit is
- * refused (WRITE_ABORTED) until the main thread, having seen the failure and renumbered its txns,
- * sends `resume`.
+ * table store while the node is primary. Jobs run one at a time, each to its end, writes in the
+ * order they were sent, so commits happen in that order; a read of pending records goes before the
+ * writes waiting. After a failed commit every later commit is refused (WRITE_ABORTED) until the
+ * main thread, having seen the failure and renumbered its txns, sends `resume`.
  */
 function main(): void {
   const port = parentPort;

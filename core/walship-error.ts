@@ -31,6 +31,31 @@ export function isWalshipError(error: unknown, code?: ErrorCode): error is Walsh
   return error instanceof WalshipError && (code === undefined || error.code === code);
 }
 
+/** A WalshipError flattened to cross a thread or process boundary (class identity does not). */
+export interface SerializedWalshipError {
+  code: ErrorCode;
+  kind: ErrorKind;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+/** `error` flattened: a WalshipError keeps its code, kind and details; anything else is `fallback`, internal. */
+export function serializeWalshipError(
+  error: unknown,
+  fallback: ErrorCode = 'STORAGE_FAILED',
+): SerializedWalshipError {
+  if (isWalshipError(error)) {
+    return { code: error.code, kind: error.kind, message: error.message, details: { ...error.details } };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: fallback, kind: 'internal', message, details: {} };
+}
+
+/** A flattened error as a WalshipError again. */
+export function deserializeWalshipError(error: SerializedWalshipError): WalshipError {
+  return new WalshipError(error.code, error.kind, error.message, { details: error.details });
+}
+
 /** Bytes that claim to be a WAL segment are not a valid one. Never apply anything from it. */
 export class CorruptSegmentError extends WalshipError {
   constructor(message: string, options: WalshipErrorOptions = {}) {

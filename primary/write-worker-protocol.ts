@@ -1,4 +1,4 @@
-import { type ErrorCode, type ErrorKind, isWalshipError, WalshipError } from '../core/index.js';
+import type { SerializedWalshipError } from '../core/index.js';
 
 /** What the write worker is started with (its workerData). */
 export interface WriteWorkerData {
@@ -24,7 +24,7 @@ export type WriteJob = { id: number } & (
 /** The worker's answer to job `id` (id 0: the worker is ready). */
 export interface WriteReply {
   id: number;
-  error?: SerializedWriteError;
+  error?: SerializedWalshipError;
   /** The answer to a `pending` job. */
   records?: { txn: bigint; bytes: Uint8Array }[];
 }
@@ -34,23 +34,4 @@ export function ownBuffer(bytes: Uint8Array): Uint8Array {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes instanceof Buffer)
     ? bytes
     : new Uint8Array(bytes);
-}
-
-export interface SerializedWriteError {
-  code: ErrorCode;
-  kind: ErrorKind;
-  message: string;
-  details: Record<string, unknown>;
-}
-
-export function serializeWriteError(error: unknown): SerializedWriteError {
-  if (isWalshipError(error)) {
-    return { code: error.code, kind: error.kind, message: error.message, details: { ...error.details } };
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return { code: 'STORAGE_FAILED', kind: 'internal', message, details: {} };
-}
-
-export function deserializeWriteError(error: SerializedWriteError): WalshipError {
-  return new WalshipError(error.code, error.kind, error.message, { details: error.details });
 }

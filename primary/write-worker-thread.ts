@@ -1,16 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { WalshipError } from '../core/index.js';
+import { serializeWalshipError, WalshipError } from '../core/index.js';
 import { TableStore } from '../table/index.js';
 import { decodeTxnRecord } from '../wal/index.js';
 import { applyRequest } from './apply-request.js';
 import { WorkerGate } from './write-gate.js';
-import {
-  ownBuffer,
-  serializeWriteError,
-  type WriteJob,
-  type WriteReply,
-  type WriteWorkerData,
-} from './write-worker-protocol.js';
+import { ownBuffer, type WriteJob, type WriteReply, type WriteWorkerData } from './write-worker-protocol.js';
 
 /**
  * The primary's write worker (RFC-0009 §4, write-worker.ts): a thread that owns every write to the
@@ -88,7 +82,7 @@ function main(): void {
       reply = records === undefined ? { id: job.id } : { id: job.id, records };
       for (const { bytes } of records ?? []) transfer.push(bytes.buffer as ArrayBuffer);
     } catch (error) {
-      reply = { id: job.id, error: serializeWriteError(error) };
+      reply = { id: job.id, error: serializeWalshipError(error) };
     }
     port.postMessage(reply, transfer);
     if (job.type === 'close') {

@@ -1,14 +1,8 @@
 import { Worker } from 'node:worker_threads';
-import { WalshipError } from '../core/index.js';
+import { deserializeWalshipError, WalshipError } from '../core/index.js';
 import type { TableSchema, TableStore } from '../table/index.js';
 import type { WriteGate } from './write-gate.js';
-import {
-  deserializeWriteError,
-  ownBuffer,
-  type WriteJob,
-  type WriteReply,
-  type WriteWorkerData,
-} from './write-worker-protocol.js';
+import { ownBuffer, type WriteJob, type WriteReply, type WriteWorkerData } from './write-worker-protocol.js';
 
 /** A txn handed to the worker: its table, encoded record, txn and the table's schema after it. */
 export interface WorkerTxn {
@@ -155,7 +149,7 @@ export class WriteWorker {
     if (waiting === undefined) return;
     this.#waiting.delete(reply.id);
     if (reply.error === undefined) waiting.resolve(reply);
-    else waiting.reject(deserializeWriteError(reply.error));
+    else waiting.reject(deserializeWalshipError(reply.error));
   }
 
   #die(why: string): void {

@@ -1,6 +1,7 @@
 import {
   type Clock,
   ClosedError,
+  deserializeWalshipError,
   InvalidArgumentError,
   InvalidConfigError,
   systemClock,
@@ -9,7 +10,7 @@ import {
 } from '../core/index.js';
 import type { ResultColumn } from './query-format.js';
 import { describeExit, type QueryHostExit, QueryHostProcess } from './query-host-process.js';
-import type { QueryHostMessage, SerializedQueryError } from './query-host-protocol.js';
+import type { QueryHostMessage } from './query-host-protocol.js';
 import { RespawnBudget } from './query-respawn-budget.js';
 import type { QueryOutput, QueryRequest } from './query-runner.js';
 
@@ -407,7 +408,7 @@ export class QueryPool {
     this.clearJob(slot);
     this.completed++;
     if (message.type === 'result') this.settle(job, null, message.output);
-    else this.settle(job, deserializeError(message.error));
+    else this.settle(job, deserializeWalshipError(message.error));
     if (message.type === 'error' && message.recycle === true) {
       // The query changed its connection (RFC-0004 §6): the host must not serve another query.
       this.retire(slot, host);
@@ -717,8 +718,4 @@ function crashError(exit: QueryHostExit, config: Config): WalshipError {
     `the query host running this query died: ${describeExit(exit)}; a new host is started, retry may help`,
     { details: { position: 0, exitCode: exit.code, signal: exit.signal } },
   );
-}
-
-function deserializeError(error: SerializedQueryError): WalshipError {
-  return new WalshipError(error.code, error.kind, error.message, { details: error.details });
 }

@@ -3,7 +3,14 @@ import { rmSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { type ErrorKind, fileExists, isErrorCode, isWalshipError, WalshipError } from '../core/index.js';
+import {
+  type ErrorKind,
+  fileExists,
+  isErrorCode,
+  isWalshipError,
+  serializeWalshipError,
+  WalshipError,
+} from '../core/index.js';
 import { asTableKey, type TableKey } from './names.js';
 import { STORE_FORMAT_VERSION, storageError } from './store-sql.js';
 
@@ -235,11 +242,7 @@ function hostError(error: Extract<ImageHostMessage, { type: 'failed' }>['error']
 export function serializeImageHostError(
   error: unknown,
 ): Extract<ImageHostMessage, { type: 'failed' }>['error'] {
-  if (isWalshipError(error)) {
-    return { code: error.code, kind: error.kind, message: error.message, details: { ...error.details } };
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return { code: 'STORAGE_FAILED', kind: 'internal', message, details: {} };
+  return serializeWalshipError(error);
 }
 
 function scrub(file: string): SnapshotTable[] {

@@ -245,6 +245,16 @@ export const CONFIG_KEYS = {
     default: '100m',
     doc: 'ILP HTTP requests above this get 413',
   },
+  'line.http.max.inflight.size': {
+    kind: 'bytes',
+    default: '256m',
+    doc: 'bytes of ILP HTTP request bodies a primary holds at once (a chunked body counts as line.http.max.request.size until read); a request that does not fit waits unread, then gets 503; at least line.http.max.request.size (left at its default, it grows to it)',
+  },
+  'line.http.inflight.wait.timeout': {
+    kind: 'duration',
+    default: '5s',
+    doc: 'how long an ILP HTTP request waits for room among line.http.max.inflight.size before a 503 (clients retry it)',
+  },
   'line.tcp.enabled': { kind: 'bool', default: 'true', doc: 'listen for ILP over TCP' },
   'line.tcp.net.bind.to': {
     kind: 'string',

@@ -92,6 +92,8 @@ export async function primarySettings(
     ilpAuth: tokenAuth(config, 'ilp.auth.token'),
     queryAuth: tokenAuth(config, 'query.auth.token'),
     maxRequestBytes: config.number('line.http.max.request.size'),
+    maxInflightBytes: inflightBytes(config),
+    inflightWaitMs: config.number('line.http.inflight.wait.timeout'),
     adminToken: config.string('admin.token'),
     queryTimeoutMs: config.number('query.timeout'),
     queryWorkers: Math.max(1, config.number('query.workers')),
@@ -152,6 +154,20 @@ async function tlsPair(
     throw new InvalidConfigError(`${certKey} and ${keyKey} go together: set both or neither`);
   }
   return loadTlsCredentials(cert, key, { cert: certKey, key: keyKey });
+}
+
+/**
+ * `line.http.max.inflight.size`: at least one largest request. Left at its default, it grows to
+ * `line.http.max.request.size` when that is larger; set lower by hand, it is refused.
+ */
+function inflightBytes(config: NodeConfig): number {
+  const inflight = config.number('line.http.max.inflight.size');
+  const request = config.number('line.http.max.request.size');
+  if (inflight >= request) return inflight;
+  if (config.sourceOf('line.http.max.inflight.size') === 'default') return request;
+  throw new InvalidConfigError(
+    `line.http.max.inflight.size (${inflight}) must be at least line.http.max.request.size (${request})`,
+  );
 }
 
 function positive(

@@ -11,6 +11,23 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
+async function settingsOf(...flags: string[]) {
+  const config = await loadConfig({
+    argv: [
+      `--replication.object.store=fs::root=${path.join(dir, 'store')};`,
+      `--node.data.dir=${dir}`,
+      ...flags,
+    ],
+    env: {},
+  });
+  const opened = await openNodeStore(config);
+  try {
+    return await primarySettings(config, opened);
+  } finally {
+    await opened.store.close();
+  }
+}
+
 async function tcpOf(...flags: string[]) {
   const config = await loadConfig({
     argv: [
@@ -40,5 +57,22 @@ describe('the ILP/TCP listener address', () => {
       host: '0.0.0.0',
       port: 9109,
     });
+  });
+});
+
+describe('the ILP HTTP in-flight budget', () => {
+  it('is 256 MiB by default, and grows to line.http.max.request.size when that is larger', async () => {
+    expect((await settingsOf()).maxInflightBytes).toBe(256 * 1024 * 1024);
+    expect((await settingsOf('--line.http.max.request.size=1g')).maxInflightBytes).toBe(1024 ** 3);
+    expect(
+      (await settingsOf('--line.http.max.inflight.size=64m', '--line.http.max.request.size=10m'))
+        .maxInflightBytes,
+    ).toBe(64 * 1024 * 1024);
+  });
+
+  it('set by hand below line.http.max.request.size, is refused naming both keys', async () => {
+    await expect(
+      settingsOf('--line.http.max.inflight.size=10m', '--line.http.max.request.size=20m'),
+    ).rejects.toThrow(/line\.http\.max\.inflight\.size .* line\.http\.max\.request\.size/);
   });
 });

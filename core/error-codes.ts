@@ -285,6 +285,13 @@ export const ERROR_CODES = {
     meaning: 'The replica is still starting.',
     action: 'Retry shortly.',
   },
+  INFLIGHT_FULL: {
+    kinds: ['unavailable'],
+    meaning:
+      'An ILP HTTP request waited longer than line.http.inflight.wait.timeout for room among line.http.max.inflight.size bytes of request bodies in flight; its body was not read (HTTP 503, Retry-After).',
+    action:
+      'Retry (the official clients do); if it is frequent, send smaller requests, use fewer concurrent senders, or raise line.http.max.inflight.size where the node has the memory.',
+  },
   NOT_SUPPORTED: {
     kinds: ['invalid'],
     meaning: 'A writer of a sequenced cluster was asked to demote, which it does not do.',

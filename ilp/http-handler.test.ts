@@ -124,6 +124,10 @@ function raw(
   });
 }
 
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
 function expectJsonError(
   response: RawResponse,
   status: number,
@@ -452,6 +456,89 @@ describe('ILP over HTTP: the exact protocol', () => {
     expectJsonError(chunked, 413, 'request too large');
     expect((await raw(server.port, { chunks: Array(9).fill(line) })).status).toBe(204);
     expect(server.commits).toHaveLength(1);
+  });
+
+  it('bodies beyond maxInflightBytes wait unread, and get 503 (retryable) when no room comes in time', async () => {
+    let letFirstGo!: () => void;
+    const firstHeld = new Promise<void>((resolve) => {
+      letFirstGo = resolve;
+    });
+    const committed: string[] = [];
+    const logged: unknown[] = [];
+    const server = await startServer({
+      maxRequestBytes: 1000,
+      maxInflightBytes: 1000,
+      inflightWaitMs: 300,
+      onError: (error) => logged.push(error),
+      commit: async (lines) => {
+        const table = linesOf(lines)[0]!.table;
+        committed.push(table);
+        if (table === 'first') await firstHeld;
+        return { txnHeader: `${table}=1` };
+      },
+    });
+    const body = (table: string) => `${table} s="${'x'.repeat(600)}"\n`;
+    const first = raw(server.port, { body: body('first') });
+    await until(() => committed.length === 1);
+    // 600 + 600 bytes do not fit in 1000: the second waits unread, then is refused.
+    const refused = await raw(server.port, { body: body('second') });
+    const error = expectJsonError(refused, 503, 'internal error');
+    expect(error.message).toContain('line.http.max.inflight.size');
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(committed).toEqual(['first']);
+    // A chunked body counts as maxRequestBytes until read: 12 bytes that would fit wait too.
+    expectJsonError(
+      await raw(server.port, { chunks: [Buffer.from('chunked a=1\n')] }),
+      503,
+      'internal error',
+    );
+    letFirstGo();
+    expect((await first).status).toBe(204);
+    expect((await raw(server.port, { chunks: [Buffer.from('third a=1\n')] })).status).toBe(204);
+    expect(committed).toEqual(['first', 'third']);
+    // The operator hears of each refusal with its code.
+    expect(logged.map((error) => (error as WalshipError).code)).toEqual(['INFLIGHT_FULL', 'INFLIGHT_FULL']);
+  });
+
+  it('a request waiting for room is let in when room comes', async () => {
+    let letFirstGo!: () => void;
+    const firstHeld = new Promise<void>((resolve) => {
+      letFirstGo = resolve;
+    });
+    const committed: string[] = [];
+    const server = await startServer({
+      maxRequestBytes: 1000,
+      maxInflightBytes: 1000,
+      inflightWaitMs: 60_000,
+      commit: async (lines) => {
+        const table = linesOf(lines)[0]!.table;
+        committed.push(table);
+        if (table === 'first') await firstHeld;
+        return { txnHeader: `${table}=1` };
+      },
+    });
+    const first = raw(server.port, { body: `first s="${'x'.repeat(600)}"\n` });
+    await until(() => committed.length === 1);
+    const second = raw(server.port, { body: `second s="${'x'.repeat(600)}"\n` });
+    // Give the second request time to arrive and queue; it must not be read or committed.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(committed).toEqual(['first']);
+    letFirstGo();
+    expect((await first).status).toBe(204);
+    expect((await second).status).toBe(204);
+    expect(committed).toEqual(['first', 'second']);
+  });
+
+  it('maxInflightBytes below maxRequestBytes is refused', () => {
+    expect(() =>
+      createIlpHttpHandler({
+        commit: async () => ({}),
+        acceptingWrites: () => true,
+        releaseVersion: 'x',
+        maxRequestBytes: 2048,
+        maxInflightBytes: 1024,
+      }),
+    ).toThrow(/maxInflightBytes/);
   });
 
   it('a line over maxLineBytes is 413 with its line number', async () => {

@@ -5,12 +5,14 @@ import {
   type HttpAuth,
   InvalidArgumentError,
   isWalshipError,
+  WalshipError,
 } from '../core/index.js';
+import { BodyBudget, type Reservation } from './body-budget.js';
 import type { IlpCommit, IlpLineSource, IlpSliceCommit } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
-import { parseIlpInSlices } from './line-parser.js';
+import { type ParseIlpInSlicesOptions, parseIlpInSlices } from './line-parser.js';
 import { type Precision, parsePrecision } from './precision.js';
 
 /**
@@ -44,6 +46,15 @@ export interface IlpHttpOptions {
   auth?: HttpAuth;
   /** Bytes of one request body; past it the answer is 413 and reading stops. Default 100 MiB. */
   maxRequestBytes?: number;
+  /**
+   * Bytes of the request bodies held at once (BodyBudget): a request that does not fit waits
+   * unread, then is answered 503 after `inflightWaitMs`. A body of unknown length (chunked) counts
+   * as `maxRequestBytes` until it is read. At least maxRequestBytes; default the larger of 256 MiB
+   * and maxRequestBytes.
+   */
+  maxInflightBytes?: number;
+  /** How long a request waits for room among `maxInflightBytes`. Default 5 s. */
+  inflightWaitMs?: number;
   limits?: Partial<IlpLimits>;
   /**
    * Extra `config` fields of `/settings` (a replica's `replication.replica.tables`), added after
@@ -66,6 +77,10 @@ export interface IlpHttpHandler {
 
 /** Bytes of one request body by default: the official clients' largest buffer (max_buf_size) is 100 MiB. */
 export const DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024;
+/** Bytes of request bodies held at once by default. */
+export const DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024;
+/** How long a request waits for room among them by default. */
+export const DEFAULT_INFLIGHT_WAIT_MS = 5_000;
 /** What InfluxDB v2 clients look for on /ping. */
 const INFLUXDB_VERSION = 'v2.7.4';
 const WRITE_PATHS: ReadonlySet<string> = new Set(['/write', '/api/v2/write']);
@@ -77,9 +92,28 @@ export function createIlpHttpHandler(options: IlpHttpOptions): IlpHttpHandler {
   if (!Number.isSafeInteger(maxRequestBytes) || maxRequestBytes < 1) {
     throw new InvalidArgumentError(`maxRequestBytes must be a positive integer, got ${maxRequestBytes}`);
   }
+  const maxInflightBytes = options.maxInflightBytes ?? Math.max(DEFAULT_MAX_INFLIGHT_BYTES, maxRequestBytes);
+  if (!Number.isSafeInteger(maxInflightBytes) || maxInflightBytes < maxRequestBytes) {
+    throw new InvalidArgumentError(
+      `maxInflightBytes must be an integer of at least maxRequestBytes (${maxRequestBytes}), got ${maxInflightBytes}`,
+    );
+  }
+  const inflightWaitMs = options.inflightWaitMs ?? DEFAULT_INFLIGHT_WAIT_MS;
+  if (!Number.isSafeInteger(inflightWaitMs) || inflightWaitMs < 0) {
+    throw new InvalidArgumentError(`inflightWaitMs must be a non-negative integer, got ${inflightWaitMs}`);
+  }
+  const budget = new BodyBudget(maxInflightBytes);
   const authenticate = options.auth === undefined ? undefined : createHttpAuthenticator(options.auth);
   const errors = new ErrorResponder(options.onError);
-  const context: WriteContext = { options, limits, maxRequestBytes, authenticate, errors };
+  const context: WriteContext = {
+    options,
+    limits,
+    maxRequestBytes,
+    budget,
+    inflightWaitMs,
+    authenticate,
+    errors,
+  };
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = pathOf(req.url);
     if (!WRITE_PATHS.has(path) && path !== '/ping' && path !== '/settings') return false;
@@ -100,6 +134,8 @@ interface WriteContext {
   options: IlpHttpOptions;
   limits: IlpLimits;
   maxRequestBytes: number;
+  budget: BodyBudget;
+  inflightWaitMs: number;
   authenticate: ((authorization: string | undefined) => boolean) | undefined;
   errors: ErrorResponder;
 }
@@ -204,25 +240,88 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
   if (precision === null) return;
   const { errors, maxRequestBytes } = context;
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
+  if (declared > maxRequestBytes) {
+    answerTooLarge(res, context);
+    return;
+  }
+  const room = await reserveRoom(req, declared, context);
+  if (room === null) {
+    if (!res.destroyed) {
+      const message =
+        'server busy: the request bodies in flight fill line.http.max.inflight.size ' +
+        `(${context.budget.maxBytes} bytes); retry`;
+      errors.send(res, 503, 'internal error', `internal error: ${message}`, 0, {
+        headers: { Connection: 'close', 'Retry-After': '1' },
+        error: new WalshipError('INFLIGHT_FULL', 'unavailable', message),
+      });
+    }
+    return;
+  }
+  try {
+    await readAndCommit(req, res, precision, declared, room, context);
+  } finally {
+    room.release();
+  }
+}
+
+/**
+ * Room among the bodies in flight for this one (its declared length, or the most a body may be),
+ * or null if none came in time or the client left while waiting.
+ */
+async function reserveRoom(
+  req: IncomingMessage,
+  declared: number,
+  context: WriteContext,
+): Promise<Reservation | null> {
+  const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : context.maxRequestBytes;
+  const left = new AbortController();
+  const leave = () => left.abort();
+  req.once('close', leave);
+  try {
+    return await context.budget.reserve(bytes, context.inflightWaitMs, left.signal);
+  } finally {
+    req.off('close', leave);
+  }
+}
+
+function answerTooLarge(res: ServerResponse, context: WriteContext): void {
+  // Stop reading: the connection closes after the answer instead of draining a huge body.
+  context.errors.send(
+    res,
+    413,
+    'request too large',
+    `request too large: more than ${context.maxRequestBytes} bytes`,
+    0,
+    { headers: { Connection: 'close' } },
+  );
+}
+
+async function readAndCommit(
+  req: IncomingMessage,
+  res: ServerResponse,
+  precision: Precision,
+  declared: number,
+  room: Reservation,
+  context: WriteContext,
+): Promise<void> {
+  const { errors, maxRequestBytes } = context;
   let body: Buffer | null;
   try {
-    body = declared > maxRequestBytes ? null : await readBody(req, maxRequestBytes);
+    body = await readBody(req, maxRequestBytes, declared);
   } catch {
     // The client went away mid-body: nobody is left to answer, and nothing was parsed.
     res.destroy();
     return;
   }
   if (body === null) {
-    // Stop reading: the connection closes after the answer instead of draining a huge body.
-    errors.send(res, 413, 'request too large', `request too large: more than ${maxRequestBytes} bytes`, 0, {
-      headers: { Connection: 'close' },
-    });
+    answerTooLarge(res, context);
     return;
   }
-  const parse = { precision, limits: context.limits };
-  const source: IlpLineSource = {
-    forEachSlice: (sink) => parseIlpInSlices(body, parse, sink),
-  };
+  room.shrinkTo(body.length);
+  const source = bodySource(body, { precision, limits: context.limits });
+  // The source holds the body now, and lets go of it once parsed (a large request's body is as
+  // big as its encoded records, which the commit goes on to make).
+  body = null;
   let txnHeader: string | undefined;
   try {
     txnHeader = (await commitBody(source, context.options))?.txnHeader;
@@ -236,6 +335,19 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
     return;
   }
   answerNoContent(res, txnHeader);
+}
+
+/** The lines of `body`, parsed in slices; the body is let go of as the parse starts (call once). */
+function bodySource(body: Buffer, options: ParseIlpInSlicesOptions): IlpLineSource {
+  let held: Buffer | null = body;
+  return {
+    forEachSlice: (sink) => {
+      const bytes = held;
+      held = null;
+      if (bytes === null) return Promise.reject(new Error('an ILP request body can be parsed only once'));
+      return parseIlpInSlices(bytes, options, sink);
+    },
+  };
 }
 
 /**
@@ -308,10 +420,13 @@ function answerCommitError(res: ServerResponse, errors: ErrorResponder, error: u
 
 /**
  * The request body, or null as soon as it grows past `maxBytes` (the request is then paused and
- * left unread). Rejects if the client goes away before the end.
+ * left unread). Rejects if the client goes away before the end. With a `declared` length (HTTP
+ * framing guarantees the body has exactly that many bytes) the chunks are copied into one buffer
+ * as they arrive, so the body is held once, not twice at its end.
  */
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | null> {
+function readBody(req: IncomingMessage, maxBytes: number, declared: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
+    const whole = Number.isSafeInteger(declared) && declared >= 0 ? Buffer.allocUnsafe(declared) : null;
     const chunks: Buffer[] = [];
     let total = 0;
     const cleanup = () => {
@@ -321,18 +436,25 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer | null
       req.off('close', onClose);
     };
     const onData = (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > maxBytes) {
+      if (total + chunk.length > maxBytes) {
         cleanup();
         req.pause();
         resolve(null);
         return;
       }
-      chunks.push(chunk);
+      if (whole === null) chunks.push(chunk);
+      else if (total + chunk.length <= whole.length) chunk.copy(whole, total);
+      else {
+        onError(new Error('the request body is longer than its Content-Length'));
+        return;
+      }
+      total += chunk.length;
     };
     const onEnd = () => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+      if (whole === null) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+      else if (total === whole.length) resolve(whole);
+      else reject(new Error('the request body is shorter than its Content-Length'));
     };
     const onError = (error: Error) => {
       cleanup();

@@ -85,6 +85,10 @@ export interface PrimarySettings {
   /** `query.auth.token`: what `/exec`, `/exp` and `/metrics` accept instead of `httpAuth`. */
   queryAuth?: HttpAuth | undefined;
   maxRequestBytes: number;
+  /** `line.http.max.inflight.size`: bytes of ILP request bodies held at once; unset = the handler's default. */
+  maxInflightBytes?: number | undefined;
+  /** `line.http.inflight.wait.timeout`: how long a request waits for room among them; unset = default. */
+  inflightWaitMs?: number | undefined;
   /** `admin.token`: `POST /admin/*` needs it; none = admin routes answer 403. */
   adminToken?: string | undefined;
   queryTimeoutMs: number;
@@ -268,11 +272,13 @@ export class PrimaryNode {
         commitSlices,
         acceptingWrites: accepting,
         maxRequestBytes: settings.maxRequestBytes,
+        ...(settings.maxInflightBytes === undefined ? {} : { maxInflightBytes: settings.maxInflightBytes }),
+        ...(settings.inflightWaitMs === undefined ? {} : { inflightWaitMs: settings.inflightWaitMs }),
         releaseVersion: settings.version,
         tcpEnabled: settings.tcp !== undefined,
         onError: (error, context) =>
           epochLog.error(
-            { err: (error as Error).message, ...context },
+            { err: error instanceof Error ? error.message : String(error), ...context },
             'ILP request answered with a server error',
           ),
         ...(ilpAuth === undefined ? {} : { auth: ilpAuth }),

@@ -166,8 +166,9 @@ export class Committer {
       const encoded = await this.#buildAndEncode(source);
       if (encoded.length === 0) return { txnHeader: '', txns: [] };
       this.#checkAccepting();
-      // Only what the answer needs is kept: the request's columns can go while the worker applies.
-      committed = committedOf(encoded);
+      // Only what the answer needs is kept: the request's columns can go while the worker applies,
+      // and a copy of each record for the uploader (the records themselves go to the worker).
+      committed = committedOf(encoded, true);
       written = this.#queued.add(encoded, this.#window.unsynced, worker);
     } finally {
       release();
@@ -336,9 +337,9 @@ export class Committer {
     const { tables, uploader } = this.#options;
     if (committed.length === 0) return { txnHeader: '', txns: [] };
     const synced = tables.syncWal().then(() => {
-      for (const { table, size, facts } of committed) {
+      for (const { table, size, facts, record } of committed) {
         this.#window.unsynced.remove(table, facts.txn);
-        uploader.committed(table, size, facts);
+        uploader.committed(table, size, facts, record);
       }
     });
     this.#syncing.add(synced);
@@ -451,14 +452,28 @@ interface CommittedTxn {
   /** The size of the encoded record. */
   size: number;
   facts: RecordFacts & { txn: bigint };
+  /**
+   * The encoded record, for the uploader to seal without reading it back (Uploader.committed);
+   * none for a record over RECENT_RECORD_COPY_MAX_BYTES handed to the write worker.
+   */
+  record: Uint8Array | undefined;
 }
 
-function committedOf(encoded: readonly EncodedTxn[]): CommittedTxn[] {
-  return encoded.map(({ table, schemaAfter, size, record }) => ({
+/**
+ * The largest record the committer copies for the uploader when the record itself goes to the
+ * write worker: two default rollovers. A larger one (a request of 100 MB) would double what the
+ * request holds; the uploader reads it back from the pending queue instead.
+ */
+export const RECENT_RECORD_COPY_MAX_BYTES = 4 * 1024 * 1024;
+
+/** What answering `encoded` takes; `copy` when its records are handed to the write worker. */
+function committedOf(encoded: readonly EncodedTxn[], copy = false): CommittedTxn[] {
+  return encoded.map(({ table, schemaAfter, size, record, bytes }) => ({
     table,
     key: schemaAfter.key,
     size,
     facts: { txn: record.txn, rowCount: record.rowCount, tsRange: designatedTimestampRange(record) },
+    record: !copy ? bytes : size <= RECENT_RECORD_COPY_MAX_BYTES ? bytes.slice() : undefined,
   }));
 }
 

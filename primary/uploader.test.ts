@@ -4,7 +4,13 @@ import { type Clock, seededRandom, systemClock } from '../core/index.js';
 import { encodeEpoch, epochKey, segmentKey } from '../layout/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
 import { asTableKey, tableKey } from '../table/index.js';
-import { decodeSegment, encodeTxnRecord, sealSegment, type TxnRecord } from '../wal/index.js';
+import {
+  decodeSegment,
+  designatedTimestampRange,
+  encodeTxnRecord,
+  sealSegment,
+  type TxnRecord,
+} from '../wal/index.js';
 import { testUploader } from './testing/test-parts.js';
 import type { PendingSource, UploaderOptions } from './uploader.js';
 
@@ -133,6 +139,20 @@ function manualClock() {
   return { clock, advance };
 }
 
+/** `source` with its pending reads counted. */
+function countingReads(source: ReturnType<typeof memorySource>) {
+  const reads: bigint[] = [];
+  const counted: PendingSource = {
+    ...source,
+    pending: (table, options) => {
+      const records = source.pending(table, options) as { txn: bigint }[];
+      reads.push(records[0]?.txn ?? 0n);
+      return source.pending(table, options);
+    },
+  };
+  return { counted, reads };
+}
+
 describe('uploader', () => {
   it('a durable waiter seals at once and shares one upload with its neighbours (group commit)', async () => {
     const store = new MemoryStore();
@@ -145,6 +165,38 @@ describe('uploader', () => {
       [segmentKey(tableKey('trades'), 1n), 1n, 3n, 'node-a', 1n],
     ]);
     expect(source.uploadedTxn('Trades')).toBe(3n);
+    instance.stop();
+  });
+
+  it('seals the records the committer handed over without reading the pending queue; reads it from the first txn it lacks', async () => {
+    const store = new MemoryStore();
+    const source = memorySource();
+    const { counted, reads } = countingReads(source);
+    const one = encodeTxnRecord(record(1n)).byteLength;
+    // Room for three records: the fourth is not kept, and neither is anything after it.
+    const { instance } = uploader(store, counted, { rolloverSizeBytes: one * 2, recentMaxBytes: one * 3 });
+    const commit = (txn: bigint, handOver: boolean) => {
+      const size = source.add('t', txn);
+      const bytes = encodeTxnRecord(record(txn));
+      const facts = { txn, rowCount: 10, tsRange: designatedTimestampRange(record(txn)) };
+      instance.committed('t', size, facts, handOver ? bytes : undefined);
+    };
+    for (let txn = 1n; txn <= 5n; txn++) commit(txn, true);
+    await Promise.all([2n, 4n, 5n].map((txn) => instance.waitUploaded('t', txn, 5_000)));
+    // 1-2 and 3 came from memory; 4 was over the cap, so 4-5 was read from the pending queue.
+    expect(reads).toEqual([4n]);
+    // Uploaded records leave memory: 6 and 7 fit again.
+    for (let txn = 6n; txn <= 7n; txn++) commit(txn, true);
+    commit(8n, false);
+    await instance.waitUploaded('t', 8n, 5_000);
+    expect(reads).toEqual([4n, 8n]);
+    const segs = await segments(store, 't');
+    expect(segs.map((s) => `${s.txnFirst}-${s.txnLast}`)).toEqual(['1-2', '3-3', '4-5', '6-7', '8-8']);
+    for (const seg of segs) {
+      const got = await store.get(seg.key);
+      const { txns } = await decodeSegment((got as { body: Uint8Array }).body);
+      for (const txn of txns) expect(txn).toEqual(record(txn.txn));
+    }
     instance.stop();
   });
 

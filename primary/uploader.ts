@@ -67,6 +67,8 @@ export interface UploaderOptions {
   onFenced: (detail: { table: string; txnFirst: bigint; writerNodeId: string; epoch: bigint }) => void;
   /** Called once per segment upload attempt, however it ends (for `/metrics`). */
   onUpload?: (event: SegmentUploadEvent) => void;
+  /** Bytes of recent records kept for all tables (TableState.recent). Default RECENT_RECORDS_MAX_BYTES. */
+  recentMaxBytes?: number;
 }
 
 /** One segment upload attempt, as `onUpload` reports it. */
@@ -107,7 +109,20 @@ interface TableState {
    * them again (sealSegment's `known`). Txns committed before a restart are decoded.
    */
   facts: Map<bigint, RecordFacts>;
+  /**
+   * The encoded records the committer handed over with their commit (`committed`), by txn, while
+   * they fit in RECENT_RECORDS_MAX_BYTES: an upload of txns all found here, from the watermark on,
+   * is sealed from them without reading the pending queue (a read that waits for the write
+   * worker's job under way). The pending queue stays the record; these are a copy of it.
+   */
+  recent: Map<bigint, Uint8Array>;
 }
+
+/**
+ * Bytes of recent records the uploader keeps for all tables at most: a few rollovers' worth. Past
+ * it, records are read back from the pending queue as before (a store outage, a slow store).
+ */
+export const RECENT_RECORDS_MAX_BYTES = 32 * 1024 * 1024;
 
 /** How long stop() waits for uploads in flight (each is bounded by the store's own time limits). */
 const STOP_WAIT_MS = 30_000;
@@ -137,6 +152,8 @@ export class Uploader {
   /** Monotonic ms the armed #timer fires at; +∞ when none is armed. */
   #timerAtMs = Number.POSITIVE_INFINITY;
   #running = 0;
+  /** Bytes of every table's `recent` records. */
+  #recentBytes = 0;
   #stopped = false;
   #fenced = false;
   #headDirty = false;
@@ -184,10 +201,17 @@ export class Uploader {
    * A txn of `bytes` encoded bytes was committed to `table`'s pending queue; `facts` (its number,
    * row count and timestamp range, as the committer built it) lets the seal skip decoding it.
    */
-  committed(table: string, bytes: number, facts?: RecordFacts & { txn: bigint }): void {
+  committed(table: string, bytes: number, facts?: RecordFacts & { txn: bigint }, record?: Uint8Array): void {
     const state = this.#state(table);
     state.pendingBytes += bytes;
-    if (facts !== undefined) state.facts.set(facts.txn, facts);
+    if (facts !== undefined) {
+      state.facts.set(facts.txn, facts);
+      const max = this.#options.recentMaxBytes ?? RECENT_RECORDS_MAX_BYTES;
+      if (record !== undefined && this.#recentBytes + record.byteLength <= max) {
+        state.recent.set(facts.txn, record);
+        this.#recentBytes += record.byteLength;
+      }
+    }
     const nowMs = this.#options.clock.monotonicMs();
     state.pendingCommitsAtMs.push(nowMs);
     // A commit starts an upload itself only on size: the window has the timer, and a durable
@@ -337,12 +361,37 @@ export class Uploader {
     if (headWrite !== null) await Promise.race([headWrite, this.#options.clock.sleep(HEAD_STOP_WAIT_MS)]);
   }
 
+  /**
+   * The recent records that follow `watermark` without a gap, up to a rollover's bytes (at least
+   * one, as the pending queue's read), or undefined when the next one is not among them.
+   */
+  #recentFrom(watermark: bigint, state: TableState): { txn: bigint; bytes: Uint8Array }[] | undefined {
+    const records: { txn: bigint; bytes: Uint8Array }[] = [];
+    let total = 0;
+    for (let txn = watermark + 1n; ; txn++) {
+      const bytes = state.recent.get(txn);
+      if (bytes === undefined) break;
+      if (records.length > 0 && total + bytes.byteLength > this.#options.rolloverSizeBytes) break;
+      records.push({ txn, bytes });
+      total += bytes.byteLength;
+    }
+    return records.length === 0 ? undefined : records;
+  }
+
+  #forgetRecent(state: TableState, txn: bigint): void {
+    const bytes = state.recent.get(txn);
+    if (bytes === undefined) return;
+    state.recent.delete(txn);
+    this.#recentBytes -= bytes.byteLength;
+  }
+
   #state(table: string): TableState {
     let state = this.#tables.get(table);
     if (state === undefined) {
       state = {
         pendingBytes: 0,
         facts: new Map(),
+        recent: new Map(),
         pendingCommitsAtMs: [],
         uploading: false,
         waiters: [],
@@ -411,7 +460,9 @@ export class Uploader {
 
   async #uploadOne(table: string, state: TableState): Promise<void> {
     const { source, store, clock } = this.#options;
-    const records = await source.pending(table, { limitBytes: this.#options.rolloverSizeBytes });
+    const records =
+      this.#recentFrom(source.uploadedTxn(table), state) ??
+      (await source.pending(table, { limitBytes: this.#options.rolloverSizeBytes }));
     if (records.length === 0) {
       state.pendingBytes = 0;
       state.pendingCommitsAtMs = [];
@@ -686,7 +737,10 @@ export class Uploader {
       state.pendingBytes - sent.reduce((sum, r) => sum + r.bytes.byteLength, 0),
     );
     state.pendingCommitsAtMs.splice(0, sent.length);
-    for (const r of sent) state.facts.delete(r.txn);
+    for (const r of sent) {
+      state.facts.delete(r.txn);
+      this.#forgetRecent(state, r.txn);
+    }
     if (state.pendingBytes === 0) state.pendingCommitsAtMs = [];
     state.failures = 0;
     state.retryAtMs = 0;

@@ -40,6 +40,8 @@ describe('BodyBudget', () => {
     // 10 would fit beside 70, but the 80 before it waits.
     expect([large.outcome, small.outcome]).toEqual(['waiting', 'waiting']);
     expect(budget.waiting).toBe(2);
+    // Nor does a reservation without waiting.
+    expect(budget.tryReserve(10)).toBeNull();
     first.release();
     await settle();
     expect([large.outcome, small.outcome]).toEqual(['granted', 'granted']);

@@ -42,10 +42,8 @@ export class BodyBudget {
    * as `signal` aborts. A reservation of 0 bytes is given at once.
    */
   reserve(bytes: number, waitMs: number, signal?: AbortSignal): Promise<Reservation | null> {
-    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > this.#maxBytes)
-      throw new RangeError(`cannot reserve ${bytes} bytes of a budget of ${this.#maxBytes}`);
-    if (this.#waiting.length === 0 && this.#heldBytes + bytes <= this.#maxBytes)
-      return Promise.resolve(this.#take(bytes));
+    const now = this.tryReserve(bytes);
+    if (now !== null) return Promise.resolve(now);
     if (signal?.aborted === true) return Promise.resolve(null);
     return new Promise((resolve) => {
       const waiter: Waiter = {
@@ -69,6 +67,17 @@ export class BodyBudget {
       signal?.addEventListener('abort', giveUp, { once: true });
       this.#waiting.push(waiter);
     });
+  }
+
+  /**
+   * `reserve` without waiting: the reservation if nobody waits and `bytes` fits now, else null.
+   * Synchronous, so a caller can start reading a body in the same turn it was offered.
+   */
+  tryReserve(bytes: number): Reservation | null {
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > this.#maxBytes)
+      throw new RangeError(`cannot reserve ${bytes} bytes of a budget of ${this.#maxBytes}`);
+    if (this.#waiting.length === 0 && this.#heldBytes + bytes <= this.#maxBytes) return this.#take(bytes);
+    return null;
   }
 
   #take(bytes: number): Reservation {

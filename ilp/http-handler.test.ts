@@ -529,6 +529,56 @@ describe('ILP over HTTP: the exact protocol', () => {
     expect(committed).toEqual(['first', 'second']);
   });
 
+  it('reads every chunk of a body that something else listens to already, with room at once or after a wait', async () => {
+    // As a diagnostics_channel subscriber that captures bodies would (bench/ingest.ts does): the
+    // request flows from its 'request' event on, before the handler reads it.
+    let letFirstGo!: () => void;
+    const firstHeld = new Promise<void>((resolve) => {
+      letFirstGo = resolve;
+    });
+    const committed: number[] = [];
+    const handler = createIlpHttpHandler({
+      commit: async (lines) => {
+        const count = linesOf(lines).length;
+        committed.push(count);
+        if (committed.length === 1) await firstHeld;
+        return {};
+      },
+      acceptingWrites: () => true,
+      releaseVersion: 'x',
+      maxRequestBytes: 600_000,
+      maxInflightBytes: 1_000_000,
+      inflightWaitMs: 60_000,
+    });
+    const seen: number[] = [];
+    const server = createServer((req, res) => {
+      let bytes = 0;
+      req.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      req.on('end', () => seen.push(bytes));
+      void handler(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const body = Buffer.from('t a=1i\n'.repeat(70_000)); // 490 000 bytes: many chunks
+      const first = raw(port, { body });
+      await until(() => committed.length === 1);
+      // 490 000 + 490 000 do not fit in 1 000 000 bytes: the second waits for the first.
+      const second = raw(port, { body });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      letFirstGo();
+      expect((await first).status).toBe(204);
+      expect((await second).status).toBe(204);
+      expect(committed).toEqual([70_000, 70_000]);
+      expect(seen).toEqual([body.length, body.length]);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('maxInflightBytes below maxRequestBytes is refused', () => {
     expect(() =>
       createIlpHttpHandler({

@@ -244,7 +244,10 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
     answerTooLarge(res, context);
     return;
   }
-  const room = await reserveRoom(req, declared, context);
+  const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : maxRequestBytes;
+  // Taken in this turn when there is room, so the body is read from its first chunk on even when
+  // something else listens to the request already; otherwise the request is paused while it waits.
+  const room = context.budget.tryReserve(bytes) ?? (await waitForRoom(req, bytes, context));
   if (room === null) {
     if (!res.destroyed) {
       const message =
@@ -265,15 +268,16 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
 }
 
 /**
- * Room among the bodies in flight for this one (its declared length, or the most a body may be),
- * or null if none came in time or the client left while waiting.
+ * Room for `bytes` among the bodies in flight, once earlier waiters got theirs; null if none came
+ * in time or the client left while waiting. The request is paused meanwhile (readBody resumes
+ * it): no chunk of its body goes by unread, whoever else listens to it.
  */
-async function reserveRoom(
+async function waitForRoom(
   req: IncomingMessage,
-  declared: number,
+  bytes: number,
   context: WriteContext,
 ): Promise<Reservation | null> {
-  const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : context.maxRequestBytes;
+  req.pause();
   const left = new AbortController();
   const leave = () => left.abort();
   req.once('close', leave);
@@ -468,6 +472,8 @@ function readBody(req: IncomingMessage, maxBytes: number, declared: number): Pro
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+    // A request paused while it waited for room (waitForRoom) does not flow by itself again.
+    req.resume();
   });
 }
 

@@ -29,21 +29,8 @@ async function settingsOf(...flags: string[]) {
 }
 
 async function tcpOf(...flags: string[]) {
-  const config = await loadConfig({
-    argv: [
-      `--replication.object.store=fs::root=${path.join(dir, 'store')};`,
-      `--node.data.dir=${dir}`,
-      ...flags,
-    ],
-    env: {},
-  });
-  const opened = await openNodeStore(config);
-  try {
-    const settings = await primarySettings(config, opened);
-    return settings.tcp === undefined ? undefined : { host: settings.tcp.host, port: settings.tcp.port };
-  } finally {
-    await opened.store.close();
-  }
+  const settings = await settingsOf(...flags);
+  return settings.tcp === undefined ? undefined : { host: settings.tcp.host, port: settings.tcp.port };
 }
 
 describe('the ILP/TCP listener address', () => {

@@ -12,6 +12,7 @@ import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
 import type { Uploader } from './uploader.js';
 import { type UnsyncedTxns, WriteWindow } from './write-window.js';
 import type { WriteWorker } from './write-worker.js';
+import { isOwnBuffer } from './write-worker-protocol.js';
 
 export type AckMode = 'local' | 'durable';
 
@@ -464,16 +465,21 @@ interface CommittedTxn {
  * write worker: two default rollovers. A larger one (a request of 100 MB) would double what the
  * request holds; the uploader reads it back from the pending queue instead.
  */
-export const RECENT_RECORD_COPY_MAX_BYTES = 4 * 1024 * 1024;
+const RECENT_RECORD_COPY_MAX_BYTES = 4 * 1024 * 1024;
 
-/** What answering `encoded` takes; `copy` when its records are handed to the write worker. */
+/**
+ * What answering `encoded` takes. `copy` when its records are handed to the write worker: a record
+ * the worker takes itself (isOwnBuffer) is copied for the uploader; one it copies (the small records
+ * of the encoder's shared buffers) stays usable here as it is.
+ */
 function committedOf(encoded: readonly EncodedTxn[], copy = false): CommittedTxn[] {
   return encoded.map(({ table, schemaAfter, size, record, bytes }) => ({
     table,
     key: schemaAfter.key,
     size,
     facts: { txn: record.txn, rowCount: record.rowCount, tsRange: designatedTimestampRange(record) },
-    record: !copy ? bytes : size <= RECENT_RECORD_COPY_MAX_BYTES ? bytes.slice() : undefined,
+    record:
+      !copy || !isOwnBuffer(bytes) ? bytes : size <= RECENT_RECORD_COPY_MAX_BYTES ? bytes.slice() : undefined,
   }));
 }
 

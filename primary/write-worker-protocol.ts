@@ -31,7 +31,13 @@ export interface WriteReply {
 
 /** `bytes` in a buffer of its own, which can be transferred without taking anything else along. */
 export function ownBuffer(bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes instanceof Buffer)
-    ? bytes
-    : new Uint8Array(bytes);
+  return isOwnBuffer(bytes) ? bytes : new Uint8Array(bytes);
+}
+
+/**
+ * Whether `bytes` is transferred itself when handed to a thread (ownBuffer), and so is unusable
+ * here afterwards; otherwise a copy goes and `bytes` stays as it is.
+ */
+export function isOwnBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes instanceof Buffer);
 }

@@ -13,6 +13,8 @@ import { ownBuffer, type WriteJob, type WriteReply, type WriteWorkerData } from 
  * writes waiting. After a failed commit every later commit is refused (WRITE_ABORTED) until the
  * main thread, having seen the failure and renumbered its txns, sends `resume`.
  */
+type UploadedJob = Extract<WriteJob, { type: 'uploaded' }>;
+
 function main(): void {
   const port = parentPort;
   if (port === null) throw new Error('write-worker-thread must run in a worker thread');
@@ -22,6 +24,25 @@ function main(): void {
   const aroundCommit = (commit: () => void) => gate.commitThrough(commit);
   /** Why later commits are refused: a commit failed and the main thread has not resumed. */
   let aborted: string | undefined;
+
+  /**
+   * Uploaded watermarks, and the pending records through them dropped, in one transaction: an
+   * upload round over a thousand tables marks a thousand, and a transaction (and an fsync) each
+   * held the commits queued behind them for most of a second (issue 15). Their commit is not
+   * synced: a mark lost to a power cut leaves its records pending, and the uploader then finds
+   * its own segment in the store and records it again (uploader.ts, as after a crash between the
+   * PUT and this write); the next synced commit makes the marks durable anyway.
+   */
+  const markUploaded = (marks: readonly { table: string; txn: bigint }[]): void => {
+    tables.deferringSync(() =>
+      tables.transaction(() => {
+        for (const { table, txn } of marks) {
+          tables.setUploadedTxn(table, txn);
+          tables.dropPendingThrough(table, txn);
+        }
+      }),
+    );
+  };
 
   const run = (job: WriteJob): WriteReply['records'] => {
     switch (job.type) {
@@ -43,10 +64,7 @@ function main(): void {
         return;
       }
       case 'uploaded':
-        tables.transaction(() => {
-          tables.setUploadedTxn(job.table, job.txn);
-          tables.dropPendingThrough(job.table, job.txn);
-        });
+        markUploaded([job]);
         return;
       case 'pending':
         return tables
@@ -75,6 +93,11 @@ function main(): void {
     const read = queue.findIndex((job) => job.type === 'pending');
     const job = read >= 0 ? queue.splice(read, 1)[0] : queue.shift();
     if (job === undefined) return;
+    if (job.type === 'uploaded' && queue.some((other) => other.type === 'uploaded')) {
+      markUploadedTogether(job);
+      if (queue.length > 0) schedule();
+      return;
+    }
     let reply: WriteReply;
     const transfer: ArrayBuffer[] = [];
     try {
@@ -90,6 +113,30 @@ function main(): void {
       return;
     }
     if (queue.length > 0) schedule();
+  };
+  /**
+   * `first` and every other uploaded mark waiting, in one transaction. A mark is for txns already
+   * committed, so it may go before the commits queued ahead of it. If the batch fails, each mark
+   * is made alone, so that only a failing one is refused.
+   */
+  const markUploadedTogether = (first: UploadedJob): void => {
+    const marks = [first, ...queue.filter((job): job is UploadedJob => job.type === 'uploaded')];
+    const others = queue.filter((job) => job.type !== 'uploaded');
+    queue.splice(0, queue.length, ...others);
+    try {
+      markUploaded(marks);
+      for (const { id } of marks) port.postMessage({ id } satisfies WriteReply);
+    } catch {
+      for (const mark of marks) {
+        let reply: WriteReply = { id: mark.id };
+        try {
+          markUploaded([mark]);
+        } catch (error) {
+          reply = { id: mark.id, error: serializeWalshipError(error) };
+        }
+        port.postMessage(reply);
+      }
+    }
   };
   const schedule = (): void => {
     if (scheduled) return;

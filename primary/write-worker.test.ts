@@ -3,6 +3,7 @@
  * with requests built on the main thread while earlier ones are applied, and the write gate shared
  * across the two threads.
  */
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -181,6 +182,41 @@ describe('WriteWorker', () => {
     expect(order.indexOf('big commit')).toBeLessThan(order.indexOf('small commit'));
     expect(records.map((r) => r.txn)).toEqual([1n]);
     expect(Buffer.from(records[0]!.bytes).equals(Buffer.from(queued))).toBe(true);
+  });
+
+  it('makes the uploaded marks that wait together in one transaction, and refuses a bad one alone', async () => {
+    const names = Array.from({ length: 200 }, (_, i) => `t${i}`);
+    await worker.commit(requestTxns(names.map((name) => rows(name, 0, 2)).join('')));
+    /** WAL frames written by `work`, from an emptied WAL (4 KiB pages, 24-byte frame headers). */
+    const framesOf = async (work: () => Promise<unknown>) => {
+      const db = new Database(file);
+      try {
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        await work();
+        return statSync(`${file}-wal`).size / (4096 + 24);
+      } finally {
+        db.close();
+      }
+    };
+    // A large commit holds the worker while the marks queue up behind it.
+    const alone = await framesOf(() => worker.commit(requestTxns(rows('big1', 0, 20_000))));
+    const withMarks = await framesOf(() => {
+      const big = worker.commit(requestTxns(rows('big2', 0, 20_000)));
+      return Promise.all([big, ...names.map((name) => worker.markUploaded(name, 1n))]);
+    });
+    // One transaction per mark would write at least 200 frames more than the commit alone.
+    expect(withMarks - alone).toBeLessThan(50);
+    for (const name of names) {
+      expect(tables.uploadedTxn(name)).toBe(1n);
+      expect(onDisk(name).pending).toBe(0);
+    }
+    // A bad mark among good ones is refused; the good ones are made.
+    await worker.commit(requestTxns(names.map((name) => rows(name, 2, 2)).join('')));
+    const big = worker.commit(requestTxns(rows('big3', 0, 20_000)));
+    const good = names.map((name) => worker.markUploaded(name, 2n));
+    await expect(worker.markUploaded('t0', 7n)).rejects.toMatchObject({ code: 'WATERMARK_INVALID' });
+    await Promise.all([big, ...good]);
+    for (const name of names) expect(onDisk(name)).toEqual({ count: 4, lastTxn: 2, pending: 0 });
   });
 
   it('after close, every job fails with a closed error', async () => {

@@ -279,6 +279,32 @@ export const CONFIG_KEYS = {
     default: 'sync',
     doc: "sync = SQLite synchronous=FULL (a commit survives power loss), async = NORMAL; a primary's and a sequenced writer's commits (a replica applies with NORMAL: all it applies is in the store)",
   },
+  'pg.enabled': {
+    kind: 'bool',
+    default: 'true',
+    doc: 'listen for the PostgreSQL wire protocol (psql, Grafana, JDBC)',
+  },
+  'pg.net.bind.to': {
+    kind: 'string',
+    default: '0.0.0.0:8812',
+    doc: 'PostgreSQL listener; when not set, port 8812 on the host of http.bind.to (port 0 when http.bind.to asks for port 0)',
+  },
+  'pg.user': {
+    kind: 'string',
+    default: 'admin',
+    doc: 'PostgreSQL user (QuestDB default admin); with pg.password',
+  },
+  'pg.password': {
+    kind: 'secret',
+    default: 'quest',
+    doc: "PostgreSQL user's password (QuestDB default quest: change it; the node warns while it is the default on a non-loopback address)",
+  },
+  'pg.recv.buffer.size': {
+    kind: 'bytes',
+    default: '1m',
+    doc: 'largest PostgreSQL message a client may send; a longer one closes the connection (SQLSTATE 54000)',
+  },
+  'pg.net.connection.limit': { kind: 'int', default: '64', doc: 'open PostgreSQL connections at most' },
   'query.timeout': { kind: 'duration', default: '60s', doc: 'a query running longer is cancelled' },
   'query.workers': { kind: 'int', default: '2', doc: 'query host processes serving /exec and /exp' },
   'query.queue.max': {

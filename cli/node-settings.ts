@@ -8,7 +8,7 @@ import {
 } from '../core/index.js';
 import type { NodeMetrics, NodeSettings } from '../node/index.js';
 import { type OpenStoreOptions, openStore, parseConnectionString, S3Store } from '../objectstore/index.js';
-import type { PrimarySettings } from '../primary/index.js';
+import type { PgListenerOptions, PrimarySettings } from '../primary/index.js';
 import { type ReplicaSettings, TableFilter } from '../replica/index.js';
 import { openSequencer } from '../sequencer/index.js';
 import { listOf, type NodeConfig, parseHostPort } from './config.js';
@@ -88,6 +88,7 @@ export async function primarySettings(
           maxConnections: positive(config, 'line.tcp.net.connection.limit'),
         }
       : undefined,
+    pg: config.bool('pg.enabled') ? pgListener(config, http) : undefined,
     httpAuth: httpAuth(config),
     ilpAuth: tokenAuth(config, 'ilp.auth.token'),
     queryAuth: tokenAuth(config, 'query.auth.token'),
@@ -119,6 +120,27 @@ export async function httpListener(config: NodeConfig): Promise<PrimarySettings[
     authFailuresPerMinute: positive(config, 'http.auth.failures.max'),
     trustedProxies: listOf(config.string('http.trusted.proxies')),
     maxConnections: positive(config, 'http.net.connection.limit'),
+  };
+}
+
+/**
+ * `pg.*`: the PostgreSQL door. When `pg.net.bind.to` is not set it listens on the HTTP listener's
+ * host, port 8812 — or a free port when HTTP asked for one (port 0), so nodes started side by side
+ * on ephemeral ports (tests, local clusters) do not fight over 8812.
+ */
+function pgListener(config: NodeConfig, http: { host: string; port: number }): PgListenerOptions {
+  const given = parseHostPort(config, 'pg.net.bind.to');
+  const address =
+    config.sourceOf('pg.net.bind.to') === 'default'
+      ? { host: http.host, port: http.port === 0 ? 0 : given.port }
+      : given;
+  return {
+    ...address,
+    credentials: [
+      { user: String(config.require('pg.user')), password: String(config.require('pg.password')) },
+    ],
+    maxMessageBytes: positive(config, 'pg.recv.buffer.size'),
+    maxConnections: positive(config, 'pg.net.connection.limit'),
   };
 }
 
@@ -172,7 +194,12 @@ function inflightBytes(config: NodeConfig): number {
 
 function positive(
   config: NodeConfig,
-  key: 'http.auth.failures.max' | 'http.net.connection.limit' | 'line.tcp.net.connection.limit',
+  key:
+    | 'http.auth.failures.max'
+    | 'http.net.connection.limit'
+    | 'line.tcp.net.connection.limit'
+    | 'pg.net.connection.limit'
+    | 'pg.recv.buffer.size',
 ): number {
   const value = config.number(key);
   if (!Number.isSafeInteger(value) || value < 1)

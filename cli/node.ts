@@ -78,7 +78,8 @@ export async function runNode(role: 'primary' | 'replica', argv: string[], io: C
     current !== undefined && 'tcpPort' in current && current.tcpPort ? `, tcp ${current.tcpPort}` : '';
   // The role it runs in: a primary replaced while it was down joined as a replica (issue 13 item 4).
   const running = node.role === 'switching' ? role : node.role;
-  io.stdout(`walship ${running} ${node.nodeId} listening: http ${node.httpPort}${tcp}`);
+  const pg = node.pgPort === undefined ? '' : `, pg ${node.pgPort}`;
+  io.stdout(`walship ${running} ${node.nodeId} listening: http ${node.httpPort}${tcp}${pg}`);
   await stopped;
   return EXIT.ok;
 }

@@ -32,9 +32,11 @@ import {
   readSequencerRecord,
 } from '../layout/index.js';
 import { type ObjectStore, runConformanceProbe, withMetrics } from '../objectstore/index.js';
+import { PG_SERVER_VERSION, type PgServer, startPgServer } from '../pg/index.js';
 import {
   ACK_MODE_META_KEY,
   type DivergenceSummary,
+  type PgListenerOptions,
   PrimaryNode,
   type PrimarySettings,
   recordedAckMode,
@@ -181,6 +183,8 @@ export class WalshipNode {
   readonly #settings: NodeSettings;
   readonly #deps: NodeDeps;
   readonly #http: RunningHttpServer;
+  /** The PostgreSQL door: like the HTTP listener it lives across roles and asks the current one. */
+  readonly #pg: PgServer | undefined;
   #node: PrimaryNode | ReplicaNode | undefined;
   #role: NodeRole = 'switching';
   /** The write path while this node is a writer of a sequenced cluster (its #node is then a ReplicaNode). */
@@ -237,10 +241,12 @@ export class WalshipNode {
     deps: NodeDeps & { metrics: NodeMetrics },
     http: RunningHttpServer,
     liveLog: Logger,
+    pg: PgServer | undefined,
   ) {
     this.#settings = settings;
     this.#deps = deps;
     this.#http = http;
+    this.#pg = pg;
     this.#metrics = deps.metrics;
     this.#liveLog = liveLog;
     this.#activity = new NodeActivity({
@@ -308,7 +314,20 @@ export class WalshipNode {
         : node.#log(),
     );
     const http = await startHttpServer([], settings.primary.http, liveLog);
-    node = new WalshipNode(measuredStore(settings, metrics, deps.clock), { ...deps, metrics }, http, liveLog);
+    let pg: PgServer | undefined;
+    try {
+      pg = await startPgDoor(settings.primary.pg, () => node?.current, liveLog);
+    } catch (error) {
+      await http.close();
+      throw error;
+    }
+    node = new WalshipNode(
+      measuredStore(settings, metrics, deps.clock),
+      { ...deps, metrics },
+      http,
+      liveLog,
+      pg,
+    );
     const opened = node;
     http.setHandlers(opened.#switchingRoutes(role === 'primary' ? 'unknown' : 'replica'));
     opened.#started = opened.#serialised(async () => {
@@ -337,6 +356,11 @@ export class WalshipNode {
 
   get role(): NodeRole {
     return this.#role;
+  }
+
+  /** The PostgreSQL door's port, or undefined when it is off (`pg.enabled=false`). */
+  get pgPort(): number | undefined {
+    return this.#pg?.port;
   }
 
   get httpPort(): number {
@@ -481,6 +505,7 @@ export class WalshipNode {
     this.#writer = undefined;
     await this.#node?.close();
     this.#node = undefined;
+    await this.#pg?.close();
     await this.#http.close();
   }
 
@@ -1428,3 +1453,41 @@ function refuseFilteredReplica(replica: ReplicaNode): void {
       'promote a replica of every table',
   );
 }
+
+/**
+ * Starts the PostgreSQL door when `options` says so. Queries go to the role that runs when they
+ * arrive; between roles they fail with SQLSTATE 57P03 (cannot connect now), as reads get 503.
+ */
+async function startPgDoor(
+  options: PgListenerOptions | undefined,
+  current: () => PrimaryNode | ReplicaNode | undefined,
+  log: Logger,
+): Promise<PgServer | undefined> {
+  if (options === undefined) return undefined;
+  if (
+    options.credentials.some((c) => c.password === DEFAULT_PG_PASSWORD) &&
+    !['127.0.0.1', '::1', 'localhost'].includes(options.host)
+  ) {
+    log.warn(
+      { host: options.host },
+      "pg.password is QuestDB's default and the PostgreSQL door listens beyond loopback: set pg.password",
+    );
+  }
+  return startPgServer({
+    ...options,
+    serverVersion: PG_SERVER_VERSION,
+    runQuery: (sql, query) => {
+      const role = current();
+      if (role === undefined) {
+        return Promise.reject(
+          new WalshipError('NOT_READY', 'unavailable', 'the node is switching roles; retry'),
+        );
+      }
+      return role.queryPg(sql, query);
+    },
+    log: (message) => log.info(message),
+  });
+}
+
+/** QuestDB's default `pg.password`, which the node warns about beyond loopback. */
+const DEFAULT_PG_PASSWORD = 'quest';

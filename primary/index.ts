@@ -8,7 +8,12 @@ export {
   writeDivergenceFiles,
 } from './divergence.js';
 export { pendingSourceOf } from './pending-source.js';
-export { type PrimaryDeps, PrimaryNode, type PrimarySettings } from './primary-node.js';
+export {
+  type PgListenerOptions,
+  type PrimaryDeps,
+  PrimaryNode,
+  type PrimarySettings,
+} from './primary-node.js';
 export {
   overdueAtMs,
   type SealPolicy,

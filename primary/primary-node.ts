@@ -26,8 +26,10 @@ import {
   startIlpTcpServer,
 } from '../ilp/index.js';
 import { type ObjectStore, renderProbeReport, runConformanceProbe } from '../objectstore/index.js';
+import type { PgQueryOptions } from '../pg/index.js';
 import {
   createQueryHttpHandler,
+  type PgPage,
   QueryPool,
   type QueryPoolLimits,
   resolveNodeId,
@@ -44,6 +46,16 @@ import { WriteWindow, withLaterWatermarks } from './write-window.js';
 import { WriteWorker } from './write-worker.js';
 
 /** Everything a primary needs, already parsed and validated (cli/ builds it from the config surface). */
+/** Where and how the PostgreSQL door listens (`pg.*` keys). */
+export interface PgListenerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  credentials: { user: string; password: string }[];
+  maxMessageBytes: number;
+  maxConnections: number;
+}
+
 export interface PrimarySettings {
   dataDir: string;
   /** Fixed identity, or undefined to use (or generate and persist) the data dir's. */
@@ -68,6 +80,8 @@ export interface PrimarySettings {
   synchronous: 'FULL' | 'NORMAL';
   /** The HTTP listener: address, TLS (`http.tls.*`) and its limits. */
   http: HttpListenerOptions;
+  /** The PostgreSQL door (pg/), shared by the node's roles like `http`; undefined when off (`pg.enabled`). */
+  pg?: PgListenerOptions | undefined;
   tcp:
     | {
         host: string;
@@ -435,6 +449,11 @@ export class PrimaryNode {
   }
 
   /** Stop taking writes, upload what is pending (bounded), close all but the store (its opener's). Idempotent. */
+  /** A read for the PostgreSQL door: the primary's query hosts (it holds every committed row). */
+  queryPg(sql: string, options: PgQueryOptions): Promise<PgPage> {
+    return this.#queries.queryPg(sql, options);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -372,7 +372,7 @@ export interface ReadConsistencyOptions {
 
 /** The hook `createQueryHttpHandler` runs before dispatching a read (QueryHttpOptions.consistency). */
 export type ReadConsistencyHook = (
-  req: IncomingMessage,
+  req: Pick<IncomingMessage, 'headers'>,
   params: URLSearchParams,
   signal: AbortSignal,
 ) => Promise<Record<string, string>>;
@@ -431,7 +431,11 @@ export function createReadConsistency(options: ReadConsistencyOptions): ReadCons
   };
 }
 
-function requirementsOf(req: IncomingMessage, params: URLSearchParams, waitMaxMs: number): ReadRequirements {
+function requirementsOf(
+  req: Pick<IncomingMessage, 'headers'>,
+  params: URLSearchParams,
+  waitMaxMs: number,
+): ReadRequirements {
   const tokens = [headerOf(req, 'x-walship-min-txn'), params.get('min_txn')]
     .filter((value): value is string => value !== null && value.trim() !== '')
     .map(parseCommitTokenEntries);
@@ -452,7 +456,7 @@ function requirementsOf(req: IncomingMessage, params: URLSearchParams, waitMaxMs
 }
 
 /** A header's value, or null. Node joins repeated custom headers with ', ', which tokens accept. */
-function headerOf(req: IncomingMessage, name: string): string | null {
+function headerOf(req: Pick<IncomingMessage, 'headers'>, name: string): string | null {
   const value = req.headers[name];
   if (value === undefined) return null;
   return Array.isArray(value) ? value.join(',') : value;

@@ -32,15 +32,17 @@ import {
   txnFirstOfSegmentKey,
 } from '../layout/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
+import { consistencyParams, type PgQueryOptions } from '../pg/index.js';
 import {
   createQueryHttpHandler,
+  type PgPage,
   QueryPool,
   type QueryPoolLimits,
   resolveNodeId,
   type TableKey,
   TableStore,
 } from '../table/index.js';
-import { AppliedWaiters, createReadConsistency } from './consistency.js';
+import { AppliedWaiters, createReadConsistency, type ReadConsistencyHook } from './consistency.js';
 import { txnIsOfEpoch } from './epoch-history.js';
 import { Follower, type FollowerOptions } from './follower.js';
 import {
@@ -179,6 +181,8 @@ export class ReplicaNode {
   readonly #tables: TableStore;
   readonly #follower: TableFollower;
   readonly #queries: QueryPool;
+  /** The read consistency of `/exec` (commit tokens, staleness bounds), for the PostgreSQL door too. */
+  readonly #consistency: ReadConsistencyHook;
   readonly #http: RunningHttpServer;
   /** The tables served now, and the configuration they started from (replica/table-filter.ts). */
   readonly #served: ServedTables;
@@ -206,6 +210,7 @@ export class ReplicaNode {
     tables: TableStore;
     follower: TableFollower;
     queries: QueryPool;
+    consistency: ReadConsistencyHook;
     http: RunningHttpServer;
     served: ServedTables;
   }) {
@@ -216,6 +221,7 @@ export class ReplicaNode {
     this.#tables = init.tables;
     this.#follower = init.follower;
     this.#queries = init.queries;
+    this.#consistency = init.consistency;
     this.#http = init.http;
     this.#served = init.served;
     this.httpPort = init.http.port;
@@ -274,7 +280,15 @@ export class ReplicaNode {
       });
       cleanup.push(() => queries.close());
       let node: ReplicaNode | undefined;
-      const routes = handlers(settings, follower, waiters, queries, deps, served, () => node);
+      const { routes, consistency } = handlers(
+        settings,
+        follower,
+        waiters,
+        queries,
+        deps,
+        served,
+        () => node,
+      );
       const http = deps.http ?? (await startHttpServer(routes, settings.http, log));
       http.setHandlers(routes);
       if (deps.http === undefined) cleanup.push(() => http.close());
@@ -286,6 +300,7 @@ export class ReplicaNode {
         tables,
         follower,
         queries,
+        consistency,
         http,
         served,
       });
@@ -642,6 +657,16 @@ export class ReplicaNode {
   }
 
   /** Stop following and serving; close all but the store (its opener's). Idempotent. */
+  /**
+   * A read for the PostgreSQL door: this replica's read consistency first (the session's
+   * `walship.min_txn`, `walship.wait_ms`, `walship.max_staleness_ms`, as `/exec`'s parameters),
+   * then its query hosts.
+   */
+  async queryPg(sql: string, options: PgQueryOptions): Promise<PgPage> {
+    await this.#consistency({ headers: {} }, consistencyParams(options.session), options.signal);
+    return this.#queries.queryPg(sql, options);
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -731,12 +756,13 @@ function handlers(
       return replica.changeTables(changes);
     },
   });
-  return [
+  const routes = [
     ilp.handle,
     (req: IncomingMessage, res: ServerResponse) => query.handle(req, res),
     status,
     withTablesBody(admin),
   ];
+  return { routes, consistency };
 }
 
 /** `/settings` field naming the tables a replica serves (beside QuestDB's fields). */

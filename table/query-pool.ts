@@ -11,6 +11,7 @@ import {
 import type { ResultColumn } from './query-format.js';
 import { describeExit, type QueryHostExit, QueryHostProcess } from './query-host-process.js';
 import type { QueryHostMessage } from './query-host-protocol.js';
+import type { PgPage } from './query-pg.js';
 import { RespawnBudget } from './query-respawn-budget.js';
 import type { QueryOutput, QueryRequest } from './query-runner.js';
 
@@ -256,6 +257,26 @@ export class QueryPool {
     };
   }
 
+  /**
+   * Runs one read-only statement for the PostgreSQL door (pg/): every row up to the pool's row and
+   * byte bounds, as a PostgreSQL type per column and canonical text per value (query-pg.ts).
+   * `params` binds `$1`… (key `1`…). With `describeOnly` the statement is prepared, not run: its
+   * columns come back with no rows. Same errors as query().
+   */
+  async queryPg(
+    sql: string,
+    options: QueryOptions & { params?: Record<string, unknown>; describeOnly?: boolean } = {},
+  ): Promise<PgPage> {
+    const request = this.requestOf(sql, 'pg', options);
+    if (options.params !== undefined) request.params = options.params;
+    if (options.describeOnly === true) request.describeOnly = true;
+    const output = await this.submit(request, options);
+    if (output.pg === undefined) {
+      throw new WalshipError('QUERY_WORKER_FAILED', 'unavailable', 'the query host answered without a page');
+    }
+    return output.pg;
+  }
+
   /** Runs one read-only statement and renders it as CSV, QuestDB's `/exp` format. Same errors as query(). */
   async exportCsv(sql: string, options: CsvExportOptions = {}): Promise<string> {
     const output = await this.submit(this.requestOf(sql, 'csv', options), options);
@@ -304,7 +325,7 @@ export class QueryPool {
     await Promise.all([...this.hosts].map((host) => host.exited));
   }
 
-  private requestOf(sql: string, format: 'json' | 'csv', options: CsvExportOptions): QueryRequest {
+  private requestOf(sql: string, format: QueryRequest['format'], options: CsvExportOptions): QueryRequest {
     if (typeof sql !== 'string' || sql.trim() === '') {
       throw new WalshipError('QUERY_INVALID', 'invalid', 'No query text', { details: { position: 0 } });
     }

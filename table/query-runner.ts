@@ -9,6 +9,7 @@ import {
   type RenderKind,
   type ResultColumn,
 } from './query-format.js';
+import { describePgColumns, type PgPage, PgPageBuilder } from './query-pg.js';
 import { judgeReadStatement } from './read-statement.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 
@@ -28,7 +29,12 @@ import { columnTypeOfDeclared } from './sql-types.js';
 /** What a host is asked to do. Rows are numbered from 0; the page is rows [skip, stop). */
 export interface QueryRequest {
   sql: string;
-  format: 'json' | 'csv';
+  /** `pg`: the PostgreSQL door's page (query-pg.ts) in `pg`, the body empty. */
+  format: 'json' | 'csv' | 'pg';
+  /** Values of the statement's named parameters (`$1` → key `1`), as better-sqlite3 binds them. */
+  params?: Record<string, unknown>;
+  /** `pg` only: describe the columns without running the statement (no rows, `pg.rows` empty). */
+  describeOnly?: boolean;
   /** Rows to skip before the page starts. */
   skip: number;
   /** The row index the page ends before, or null for "to the end" (then `maxRows` is an error bound). */
@@ -60,6 +66,8 @@ export interface QueryOutput {
    * was past the end (as QuestDB answers).
    */
   count: number;
+  /** The page for the PostgreSQL door, with format `pg`. */
+  pg?: PgPage;
 }
 
 /** How long a host's connection waits on a locked database before SQLITE_BUSY, in ms. */
@@ -218,9 +226,10 @@ function runInSnapshot(db: Database.Database, request: QueryRequest): QueryOutpu
   const statement = prepareRead(db, request.sql);
   const definitions = statement.columns();
   const kinds = definitions.map((d) => columnTypeOfDeclared(d.type));
+  if (request.format === 'pg') return runPgPage(statement, definitions, kinds, request);
   const page = new PageBuilder(request, kinds);
   try {
-    readRows(statement.iterate() as IterableIterator<unknown[]>, request, page);
+    readRows(iterate(statement, request), request, page);
   } catch (error) {
     throw toQueryError(error, request.sql);
   }
@@ -238,6 +247,44 @@ function runInSnapshot(db: Database.Database, request: QueryRequest): QueryOutpu
     body: header + page.body(),
     rowCount: page.rowCount,
     count: page.count,
+  };
+}
+
+function iterate(
+  statement: Database.Statement<unknown[]>,
+  request: QueryRequest,
+): IterableIterator<unknown[]> {
+  const rows = request.params === undefined ? statement.iterate() : statement.iterate(request.params);
+  return rows as IterableIterator<unknown[]>;
+}
+
+/** The PostgreSQL door's page: every row up to `maxRows` (the door pages with its portals). */
+function runPgPage(
+  statement: Database.Statement<unknown[]>,
+  definitions: readonly Database.ColumnDefinition[],
+  kinds: readonly RenderKind[],
+  request: QueryRequest,
+): QueryOutput {
+  const names = definitions.map((d) => d.name);
+  const columns = definitions.map((d, i) => describeColumn(d.name, kinds[i], null, undefined));
+  const timestampIndex = designatedTimestampIndex(definitions);
+  if (request.describeOnly === true) {
+    const pg = { ...describePgColumns(names, kinds), rows: [] };
+    return { columns, timestampIndex, body: '', rowCount: 0, count: 0, pg };
+  }
+  const page = new PgPageBuilder(names, kinds, request.maxRows, request.maxBytes);
+  try {
+    for (const row of iterate(statement, request)) page.add(row);
+  } catch (error) {
+    throw toQueryError(error, request.sql);
+  }
+  return {
+    columns,
+    timestampIndex,
+    body: '',
+    rowCount: page.rowCount,
+    count: page.rowCount,
+    pg: page.page(),
   };
 }
 

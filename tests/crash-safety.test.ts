@@ -179,6 +179,7 @@ async function crashRun(options: CrashRunOptions): Promise<CrashRun> {
     `--node.data.dir=${path.join(dir, 'data')}`,
     `--http.bind.to=127.0.0.1:${port}`,
     '--line.tcp.enabled=false',
+    '--pg.enabled=false',
     `--replication.ack.mode=${options.ackMode}`,
     `--replication.primary.throttle.window.duration=${WINDOW}`,
     `--cairo.wal.segment.rollover.size=${ROLLOVER}`,

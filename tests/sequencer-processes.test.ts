@@ -99,6 +99,7 @@ describe('several primaries as processes on s3 (Ceph RGW)', () => {
           `--node.id=${id}`,
           `--http.bind.to=127.0.0.1:${port}`,
           '--line.tcp.enabled=false',
+          '--pg.enabled=false',
           '--replication.ack.mode=durable',
           '--replication.primary.throttle.window.duration=20ms',
           '--replication.sequencer.export.grace=500ms',

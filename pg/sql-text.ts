@@ -1,0 +1,310 @@
+/**
+ * What the PostgreSQL door reads of SQL text before SQLite sees it: where one statement of a
+ * simple query ends, whether a query is only comments (Grafana pings with `-- ping`), how many
+ * `$n` parameters a statement takes, and the session commands it answers itself.
+ */
+
+/**
+ * The statements of a simple query, split at `;` outside quotes and comments, without the ones
+ * that hold nothing but whitespace and comments.
+ */
+export function splitStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let start = 0;
+  scan(sql, (index) => {
+    statements.push(sql.slice(start, index));
+    start = index + 1;
+  });
+  statements.push(sql.slice(start));
+  return statements.filter((statement) => !isEmptyQuery(statement));
+}
+
+/** True when `sql` holds only whitespace, `;` and comments. */
+export function isEmptyQuery(sql: string): boolean {
+  let empty = true;
+  scan(
+    sql,
+    () => {},
+    () => {
+      empty = false;
+    },
+  );
+  return empty;
+}
+
+/** The highest `$n` outside quotes and comments (the statement's parameter count), 0 for none. */
+export function parameterCount(sql: string): number {
+  let count = 0;
+  const pattern = /\$(\d+)/y;
+  scan(
+    sql,
+    () => {},
+    (index) => {
+      if (sql[index] !== '$') return;
+      pattern.lastIndex = index;
+      const m = pattern.exec(sql);
+      if (m !== null) count = Math.max(count, Number(m[1]));
+    },
+  );
+  return count;
+}
+
+/**
+ * Walks `sql`, calling `onSemicolon` at each `;` and `onCode` at each other character of code
+ * (not whitespace, not inside a quote or a comment). Quotes: '…' (with '' inside), "…", $tag$…$tag$.
+ * Comments: -- to the end of the line, /* … *\/ (nested, as PostgreSQL reads them).
+ */
+function scan(sql: string, onSemicolon: (index: number) => void, onCode?: (index: number) => void): void {
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    if (c === "'" || c === '"') {
+      onCode?.(i);
+      const end = sql.indexOf(c, i + 1);
+      i = end < 0 ? sql.length : end + 1;
+      continue;
+    }
+    if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end + 1;
+      continue;
+    }
+    if (c === '/' && sql[i + 1] === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < sql.length && depth > 0) {
+        if (sql[i] === '/' && sql[i + 1] === '*') {
+          depth++;
+          i += 2;
+        } else if (sql[i] === '*' && sql[i + 1] === '/') {
+          depth--;
+          i += 2;
+        } else i++;
+      }
+      continue;
+    }
+    if (c === '$') {
+      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 64));
+      if (tag !== null) {
+        onCode?.(i);
+        const end = sql.indexOf(tag[0], i + tag[0].length);
+        i = end < 0 ? sql.length : end + tag[0].length;
+        continue;
+      }
+    }
+    if (c === ';') onSemicolon(i);
+    else if (!/\s/.test(c)) onCode?.(i);
+    i++;
+  }
+}
+
+/** A statement the door answers itself, without the query hosts. */
+export type SessionCommand =
+  | { kind: 'set'; tag: string; name?: string; value?: string }
+  | { kind: 'show'; name: string }
+  | { kind: 'transaction'; tag: 'BEGIN' | 'COMMIT' | 'ROLLBACK' }
+  | { kind: 'ignored'; tag: string };
+
+/**
+ * The session command `sql` is, or undefined for a query for the hosts. Settings are kept per
+ * session and shown back; transactions are accepted and mean nothing more than SQLite's snapshot
+ * per statement (reads only); DISCARD, DEALLOCATE, RESET and the like are accepted.
+ */
+export function sessionCommandOf(sql: string): SessionCommand | undefined {
+  const text = stripComments(sql)
+    .trim()
+    .replace(/;+\s*$/, '');
+  const word = /^[A-Za-z]+/.exec(text)?.[0]?.toUpperCase();
+  switch (word) {
+    case 'SET': {
+      const m = /^SET\s+(?:SESSION\s+|LOCAL\s+)?([A-Za-z_][\w.]*)\s*(?:=|\s+TO\s+)\s*(.+)$/is.exec(text);
+      if (m === null) return { kind: 'set', tag: 'SET' };
+      return { kind: 'set', tag: 'SET', name: m[1]!.toLowerCase(), value: unquote(m[2]!.trim()) };
+    }
+    case 'SHOW': {
+      const m = /^SHOW\s+([A-Za-z_][\w.]*)$/is.exec(text);
+      return m === null ? undefined : { kind: 'show', name: m[1]!.toLowerCase() };
+    }
+    case 'BEGIN':
+    case 'START':
+      return { kind: 'transaction', tag: 'BEGIN' };
+    case 'COMMIT':
+    case 'END':
+      return { kind: 'transaction', tag: 'COMMIT' };
+    case 'ROLLBACK':
+    case 'ABORT':
+      return { kind: 'transaction', tag: 'ROLLBACK' };
+    case 'DISCARD':
+    case 'DEALLOCATE':
+    case 'RESET':
+    case 'CLOSE':
+    case 'UNLISTEN':
+      return {
+        kind: 'ignored',
+        tag: text
+          .split(/\s+/)
+          .slice(0, word === 'DISCARD' ? 2 : 1)
+          .join(' ')
+          .toUpperCase(),
+      };
+    default:
+      return undefined;
+  }
+}
+
+function stripComments(sql: string): string {
+  return sql.replace(/--[^\n]*\n?/g, ' ').replace(/\/\*[\s\S]*?\*\//g, ' ');
+}
+
+function unquote(value: string): string {
+  const m = /^'((?:[^']|'')*)'$/.exec(value);
+  return m === null ? value : m[1]!.replaceAll("''", "'");
+}
+
+/** SQLite's type for each PostgreSQL type a `::` cast may name. */
+const CAST_TYPES: Readonly<Record<string, string>> = Object.freeze({
+  int2: 'INTEGER',
+  int4: 'INTEGER',
+  int8: 'INTEGER',
+  int: 'INTEGER',
+  integer: 'INTEGER',
+  smallint: 'INTEGER',
+  bigint: 'INTEGER',
+  oid: 'INTEGER',
+  float4: 'REAL',
+  float8: 'REAL',
+  real: 'REAL',
+  'double precision': 'REAL',
+  numeric: 'REAL',
+  decimal: 'REAL',
+  text: 'TEXT',
+  varchar: 'TEXT',
+  'character varying': 'TEXT',
+  char: 'TEXT',
+  character: 'TEXT',
+  bpchar: 'TEXT',
+  name: 'TEXT',
+  unknown: 'TEXT',
+});
+
+/** A `::type` cast SQLite cannot be given: SQLSTATE 0A000. */
+export class UnsupportedCastError extends Error {
+  readonly sqlState = '0A000';
+}
+
+interface Token {
+  start: number;
+  end: number;
+  /** w word, number or parameter; s string; p punctuation; x whitespace or comment. */
+  kind: 'w' | 's' | 'p' | 'x';
+}
+
+/**
+ * PostgreSQL's `expr::type` casts as SQLite's `CAST(expr AS type)`, for the types in CAST_TYPES
+ * (`$1::text`, `count(*)::int`, `current_setting('x')::int / 100`); the expression is the word,
+ * literal, parameter, dotted name or parenthesised group (with its function name) before `::`.
+ * Other types throw UnsupportedCastError. SQL without `::` comes back as it is.
+ */
+export function rewriteCasts(sql: string): string {
+  if (!sql.includes('::')) return sql;
+  let tokens = tokenize(sql);
+  let text = sql;
+  for (;;) {
+    const at = tokens.findIndex(
+      (t, i) =>
+        t.kind === 'p' &&
+        text[t.start] === ':' &&
+        text[tokens[i + 1]?.start ?? -1] === ':' &&
+        tokens[i + 1]?.kind === 'p',
+    );
+    if (at < 0) return text;
+    const first = operandStart(text, tokens, at - 1);
+    if (first < 0) throw new UnsupportedCastError('a :: cast without an expression before it');
+    let next = at + 2;
+    while (tokens[next]?.kind === 'x') next++;
+    const typeStart = tokens[next]?.start ?? text.length;
+    const m =
+      /^([A-Za-z_][A-Za-z0-9_]*(?:\s+(?:precision|varying))?)(\s*\(\s*\d+(?:\s*,\s*\d+)?\s*\))?(\[\])?/.exec(
+        text.slice(typeStart),
+      );
+    if (m === null) throw new UnsupportedCastError('a :: cast without a type after it');
+    const pgType = m[1]!.toLowerCase().replace(/\s+/g, ' ');
+    const sqliteType = m[3] === undefined ? CAST_TYPES[pgType] : undefined;
+    if (sqliteType === undefined) throw new UnsupportedCastError(`casts to ${m[0]} are not supported`);
+    const operand = text.slice(tokens[first]!.start, tokens[at]!.start).trimEnd();
+    text = `${text.slice(0, tokens[first]!.start)}CAST(${operand} AS ${sqliteType})${text.slice(typeStart + m[0].length)}`;
+    tokens = tokenize(text);
+  }
+}
+
+/** The index of the first token of the operand ending at token `last` (whitespace skipped), or -1. */
+function operandStart(text: string, tokens: readonly Token[], last: number): number {
+  let i = last;
+  while (i >= 0 && tokens[i]!.kind === 'x') i--;
+  if (i < 0) return -1;
+  const token = tokens[i]!;
+  if (token.kind === 'p' && text[token.start] === ')') {
+    let depth = 0;
+    for (; i >= 0; i--) {
+      const t = tokens[i]!;
+      if (t.kind !== 'p') continue;
+      if (text[t.start] === ')') depth++;
+      else if (text[t.start] === '(' && --depth === 0) break;
+    }
+    if (i < 0) return -1;
+    // A function call: its name belongs to the operand.
+    if (i > 0 && tokens[i - 1]!.kind === 'w') i--;
+    return i;
+  }
+  if (token.kind === 'p') return -1;
+  // A dotted name: a.b.c
+  while (
+    i >= 2 &&
+    text[tokens[i - 1]!.start] === '.' &&
+    tokens[i - 1]!.kind === 'p' &&
+    tokens[i - 2]!.kind === 'w'
+  )
+    i -= 2;
+  return i;
+}
+
+function tokenize(sql: string): Token[] {
+  const tokens: Token[] = [];
+  let i = 0;
+  while (i < sql.length) {
+    const start = i;
+    const c = sql[i]!;
+    let kind: Token['kind'];
+    if (c === "'" || c === '"') {
+      do {
+        const end = sql.indexOf(c, i + 1);
+        i = end < 0 ? sql.length : end + 1;
+      } while (sql[i] === c);
+      kind = c === '"' ? 'w' : 's';
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end + 1;
+      kind = 'x';
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end < 0 ? sql.length : end + 2;
+      kind = 'x';
+    } else if (/\s/.test(c)) {
+      while (i < sql.length && /\s/.test(sql[i]!)) i++;
+      kind = 'x';
+    } else if (/[A-Za-z0-9_$]/.test(c)) {
+      while (
+        i < sql.length &&
+        /[A-Za-z0-9_$.]/.test(sql[i]!) &&
+        !(sql[i] === '.' && !/[0-9]/.test(sql[i + 1] ?? ''))
+      )
+        i++;
+      kind = 'w';
+    } else {
+      i++;
+      kind = 'p';
+    }
+    tokens.push({ start, end: i, kind });
+  }
+  return tokens;
+}

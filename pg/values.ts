@@ -1,0 +1,175 @@
+import { formatTimestampUs, PG_OID } from '../table/index.js';
+import { PgProtocolError } from './wire.js';
+
+/**
+ * Values between PostgreSQL's wire formats and walship's: results from the query host's canonical
+ * text (table/query-pg.ts) to the text or binary format a client asked for, and parameters from the
+ * client's format to what SQLite binds.
+ */
+
+/** µs from the Unix epoch to PostgreSQL's (2000-01-01), where binary timestamps count from. */
+const PG_EPOCH_US = 946_684_800_000_000n;
+
+/** Parameter type OIDs a client may name, beside PG_OID's. */
+const OID_INT2 = 21;
+const OID_INT4 = 23;
+const OID_FLOAT4 = 700;
+const OID_VARCHAR = 1043;
+const OID_TIMESTAMPTZ = 1184;
+
+/** A result value (canonical text) in format 0 (text) or 1 (binary) for type `oid`. */
+export function encodeResultValue(oid: number, canonical: string, format: number): Buffer {
+  if (format === 0)
+    return Buffer.from(oid === PG_OID.timestamp ? timestampText(BigInt(canonical)) : canonical, 'utf8');
+  switch (oid) {
+    case PG_OID.bool:
+      return Buffer.from([canonical === 't' ? 1 : 0]);
+    case PG_OID.int8: {
+      const b = Buffer.allocUnsafe(8);
+      b.writeBigInt64BE(BigInt(canonical));
+      return b;
+    }
+    case PG_OID.float8: {
+      const b = Buffer.allocUnsafe(8);
+      b.writeDoubleBE(Number(canonical));
+      return b;
+    }
+    case PG_OID.timestamp: {
+      const b = Buffer.allocUnsafe(8);
+      b.writeBigInt64BE(BigInt(canonical) - PG_EPOCH_US);
+      return b;
+    }
+    case PG_OID.bytea:
+      return Buffer.from(canonical.slice(2), 'hex');
+    case PG_OID.text:
+      return Buffer.from(canonical, 'utf8');
+    default:
+      throw new PgProtocolError(`binary format is not supported for type ${oid}; ask for text`, '0A000');
+  }
+}
+
+/** PostgreSQL's text form of a timestamp: `2026-01-02 03:04:05.5`, trailing zeros of the fraction dropped. */
+export function timestampText(us: bigint): string {
+  const [whole, fraction = ''] = formatTimestampUs(us).slice(0, -1).replace('T', ' ').split('.');
+  const trimmed = fraction.replace(/0+$/, '');
+  return trimmed === '' ? whole! : `${whole}.${trimmed}`;
+}
+
+/** A parameter value as SQLite binds it: from `format` (0 text, 1 binary) and the type the client named (0: unknown). */
+export function decodeParam(oid: number, format: number, bytes: Buffer | null): unknown {
+  if (bytes === null) return null;
+  if (format === 0) return decodeTextParam(oid, bytes.toString('utf8'));
+  if (format !== 1) throw new PgProtocolError(`unknown parameter format ${format}`);
+  switch (oid) {
+    case OID_INT2:
+      return BigInt(sized(bytes, 2).readInt16BE());
+    case OID_INT4:
+      return BigInt(sized(bytes, 4).readInt32BE());
+    case PG_OID.int8:
+      return sized(bytes, 8).readBigInt64BE();
+    case OID_FLOAT4:
+      return sized(bytes, 4).readFloatBE();
+    case PG_OID.float8:
+      return sized(bytes, 8).readDoubleBE();
+    case PG_OID.bool:
+      return sized(bytes, 1)[0] === 0 ? 0n : 1n;
+    case PG_OID.timestamp:
+    case OID_TIMESTAMPTZ:
+      return sized(bytes, 8).readBigInt64BE() + PG_EPOCH_US;
+    case PG_OID.bytea:
+      return Buffer.from(bytes);
+    case 0:
+    case PG_OID.text:
+    case OID_VARCHAR:
+      return bytes.toString('utf8');
+    default:
+      throw new PgProtocolError(`binary parameters of type ${oid} are not supported; send text`, '0A000');
+  }
+}
+
+function decodeTextParam(oid: number, text: string): unknown {
+  switch (oid) {
+    case OID_INT2:
+    case OID_INT4:
+    case PG_OID.int8:
+      if (!/^\s*[+-]?\d+\s*$/.test(text)) throw invalidText(text, 'integer');
+      return BigInt(text.trim());
+    case OID_FLOAT4:
+    case PG_OID.float8: {
+      const value = Number(text.trim());
+      if (Number.isNaN(value) && text.trim() !== 'NaN') throw invalidText(text, 'double precision');
+      return value;
+    }
+    case PG_OID.bool: {
+      const t = text.trim().toLowerCase();
+      if (['t', 'true', 'yes', 'on', '1'].includes(t)) return 1n;
+      if (['f', 'false', 'no', 'off', '0'].includes(t)) return 0n;
+      throw invalidText(text, 'boolean');
+    }
+    case PG_OID.timestamp:
+    case OID_TIMESTAMPTZ: {
+      const us = parseTimestampUs(text);
+      if (us === undefined) throw invalidText(text, 'timestamp');
+      return us;
+    }
+    default:
+      return text;
+  }
+}
+
+/** An input that does not read as its type: SQLSTATE 22P02 invalid_text_representation. */
+export class PgValueError extends Error {
+  readonly sqlState = '22P02';
+}
+
+function invalidText(text: string, type: string): PgValueError {
+  return new PgValueError(`invalid input syntax for type ${type}: ${JSON.stringify(text.slice(0, 100))}`);
+}
+
+function sized(bytes: Buffer, length: number): Buffer {
+  if (bytes.length !== length) {
+    throw new PgProtocolError(`a binary parameter of ${bytes.length} bytes where ${length} were expected`);
+  }
+  return bytes;
+}
+
+const TIMESTAMP_TEXT =
+  /^\s*(-?\d{4,})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?\s*$/i;
+
+/**
+ * An ISO-8601 / RFC 3339 / PostgreSQL timestamp (`2026-01-02`, `2026-01-02T03:04:05.123456Z`,
+ * `2026-01-02 03:04:05+02`) as µs since the Unix epoch, UTC (no offset reads as UTC, as walship
+ * stores time); undefined when it is none. Digits past µs are dropped.
+ */
+export function parseTimestampUs(text: string): bigint | undefined {
+  const m = TIMESTAMP_TEXT.exec(text);
+  if (m === null) return undefined;
+  const [, y, mo, d, hh = '0', mi = '0', ss = '0', frac = '', zone] = m;
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(hh);
+  const minute = Number(mi);
+  const second = Number(ss);
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 24 || minute > 59 || second > 60)
+    return undefined;
+  let offsetMinutes = 0;
+  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
+    const digits = zone.slice(1).replace(':', '');
+    offsetMinutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0');
+    if (zone.startsWith('-')) offsetMinutes = -offsetMinutes;
+  }
+  const days = BigInt(daysFromCivil(Number(y), month, day));
+  const seconds = BigInt(hour * 3600 + (minute - offsetMinutes) * 60 + second);
+  const micros = BigInt(frac.padEnd(6, '0').slice(0, 6));
+  return (days * 86_400n + seconds) * 1_000_000n + micros;
+}
+
+/** Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
-import { type Clock, seededRandom, systemClock } from '../core/index.js';
+import type { Clock } from '../core/index.js';
 import { encodeEpoch, epochKey, segmentKey } from '../layout/index.js';
 import { listAll, MemoryStore, type ObjectStore, withFaults } from '../objectstore/index.js';
 import { asTableKey, tableKey } from '../table/index.js';

@@ -7,7 +7,6 @@ import {
   type ErrorKind,
   fileExists,
   isErrorCode,
-  isWalshipError,
   serializeWalshipError,
   WalshipError,
 } from '../core/index.js';

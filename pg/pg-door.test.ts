@@ -122,6 +122,38 @@ describe('node-postgres', () => {
     });
   });
 
+  test("the catalog a dashboard reads: version, settings, information_schema's tables and columns", async () => {
+    await withPg(async (c) => {
+      const version = await c.query({
+        name: 'v',
+        text: "SELECT current_setting('server_version_num')::int / 100 AS v",
+      });
+      expect(version.rows).toEqual([{ v: '1500' }]);
+      expect((await c.query('SELECT version() AS v')).rows[0].v).toMatch(/^PostgreSQL 15/);
+      const tables = await c.query(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 2",
+      );
+      expect(tables.rows).toEqual([{ table_schema: 'public', table_name: 'trades' }]);
+      const columns = await c.query({
+        name: 'cols',
+        text: 'SELECT column_name, data_type, udt_name, is_nullable FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position',
+        values: ['trades'],
+      });
+      expect(columns.rows).toEqual([
+        {
+          column_name: 'timestamp',
+          data_type: 'timestamp without time zone',
+          udt_name: 'timestamp',
+          is_nullable: 'NO',
+        },
+        { column_name: 'sym', data_type: 'text', udt_name: 'text', is_nullable: 'YES' },
+        { column_name: 'price', data_type: 'double precision', udt_name: 'float8', is_nullable: 'YES' },
+        { column_name: 'qty', data_type: 'bigint', udt_name: 'int8', is_nullable: 'YES' },
+        { column_name: 'ok', data_type: 'boolean', udt_name: 'bool', is_nullable: 'YES' },
+      ]);
+    });
+  });
+
   test('a wrong password is refused with 28P01', async () => {
     const client = pgClient('wrong');
     await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });
@@ -179,6 +211,19 @@ describe('psql', () => {
       '2026-01-02 00:00:01.5|ETH|1',
       '2026-01-02 00:00:02.000001||',
     ]);
+  });
+
+  test('\\dt lists the tables and \\d describes one, with PostgreSQL types', async () => {
+    const listed = await psql('-c', '\\dt');
+    expect(listed.stdout).toMatch(/public \| trades \| table \| admin/);
+    const described = await psql('-c', '\\d trades');
+    expect(described.stdout).not.toMatch(/Typed table/);
+    expect(described.stdout).toMatch(/Table "public\.trades"/);
+    expect(described.stdout).toMatch(/timestamp +\| timestamp without time zone +\| +\| not null/);
+    expect(described.stdout).toMatch(/sym +\| text/);
+    expect(described.stdout).toMatch(/price +\| double precision/);
+    expect(described.stdout).toMatch(/qty +\| bigint/);
+    expect(described.stdout).toMatch(/ok +\| boolean/);
   });
 
   test('an error is printed with its SQLSTATE', async () => {

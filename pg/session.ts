@@ -5,7 +5,8 @@ import type { PgPage } from '../table/index.js';
 import {
   isEmptyQuery,
   parameterCount,
-  rewriteCasts,
+  readsEmptyCatalog,
+  rewriteForSqlite,
   type SessionCommand,
   sessionCommandOf,
   splitStatements,
@@ -78,7 +79,10 @@ export interface PgSessionOptions {
 }
 
 interface Prepared {
+  /** The SQL as SQLite runs it (rewriteForSqlite). */
   sql: string;
+  /** Why the SQL could not be rewritten (a cast SQLite has no type for): the query fails with it. */
+  rewriteError?: Error;
   paramOids: number[];
   command: SessionCommand | undefined;
   /** Result columns, once described. */
@@ -452,7 +456,7 @@ export class PgSession {
       return statement.command.kind === 'show' ? showColumns(statement.command.name) : undefined;
     if (statement.described !== undefined) return statement.described;
     const describeOnly = statement.paramOids.length > 0;
-    const page = await this.#query(statement.sql, { describeOnly });
+    const page = await this.#queryOrEmptyCatalog(statement, { describeOnly });
     statement.described = page.names.length === 0 ? undefined : { names: page.names, oids: page.oids };
     return statement.described;
   }
@@ -479,16 +483,34 @@ export class PgSession {
   /** Makes the portal's page (once): a session command's answer, or the query's rows. */
   async #run(portal: Portal, simple: boolean): Promise<void> {
     if (portal.page !== undefined) return;
-    const { command, sql, described } = portal.statement;
+    const { command, described } = portal.statement;
     if (command !== undefined) {
       portal.page = this.#command(command);
       return;
     }
-    const page = await this.#query(sql, portal.params === undefined ? {} : { params: portal.params });
+    const page = await this.#queryOrEmptyCatalog(
+      portal.statement,
+      portal.params === undefined ? {} : { params: portal.params },
+    );
     // The types the client was told at Describe stay: the rows are written as those.
     if (!simple && described !== undefined && described.oids.length === page.oids.length)
       page.oids = described.oids;
     portal.page = page;
+  }
+
+  /** #query, except that a catalog query SQLite cannot parse over a table walship keeps empty has no rows. */
+  async #queryOrEmptyCatalog(
+    statement: Prepared,
+    options: { params?: Record<string, unknown>; describeOnly?: boolean },
+  ): Promise<PgPage> {
+    try {
+      if (statement.rewriteError !== undefined) throw statement.rewriteError;
+      return await this.#query(statement.sql, options);
+    } catch (error) {
+      const unparsable = isWalshipError(error, 'QUERY_INVALID') || error instanceof UnsupportedCastError;
+      if (unparsable && readsEmptyCatalog(statement.sql)) return { names: [], oids: [], rows: [] };
+      throw error;
+    }
   }
 
   async #query(
@@ -588,7 +610,13 @@ export class PgError extends Error {
 function prepare(sql: string, oids: readonly number[]): Prepared {
   const count = Math.max(parameterCount(sql), oids.length);
   const paramOids = Array.from({ length: count }, (_, i) => oids[i] ?? 0);
-  return { sql: rewriteCasts(sql), paramOids, command: sessionCommandOf(sql) };
+  const command = sessionCommandOf(sql);
+  try {
+    return { sql: rewriteForSqlite(sql), paramOids, command };
+  } catch (error) {
+    if (!(error instanceof UnsupportedCastError)) throw error;
+    return { sql, rewriteError: error, paramOids, command };
+  }
 }
 
 function tagged(tag: string): Page {

@@ -4,7 +4,9 @@ import { seededRandom } from '../core/index.js';
 import {
   isEmptyQuery,
   parameterCount,
+  readsEmptyCatalog,
   rewriteCasts,
+  rewriteForSqlite,
   sessionCommandOf,
   splitStatements,
   UnsupportedCastError,
@@ -43,7 +45,33 @@ describe('SQL text', () => {
       'SELECT CAST(count(*) AS REAL), CAST(t.qty AS INTEGER), CAST(1.5 AS REAL) FROM t',
     );
     expect(rewriteCasts("SELECT 'a::b', x FROM t")).toBe("SELECT 'a::b', x FROM t");
-    expect(() => rewriteCasts("SELECT 'x'::regclass")).toThrow(UnsupportedCastError);
+    expect(rewriteCasts("SELECT 'trades'::regclass")).toBe("SELECT CAST('trades' AS TEXT)");
+    expect(() => rewriteCasts("SELECT '1 day'::interval")).toThrow(UnsupportedCastError);
+  });
+
+  it("rewrites PostgreSQL's catalog names and operators for SQLite, leaving quoted text alone", () => {
+    expect(
+      rewriteForSqlite(
+        "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default AND n.nspname !~ '^pg_toast'",
+      ),
+    ).toBe(
+      "SELECT c.relname FROM pg_class c WHERE c.relname  REGEXP  '^(t)$'  AND n.nspname  NOT REGEXP  '^pg_toast'",
+    );
+    expect(
+      rewriteForSqlite(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'pg_catalog.x'",
+      ),
+    ).toBe("SELECT column_name FROM information_schema_columns WHERE table_name = 'pg_catalog.x'");
+    expect(rewriteForSqlite("SELECT E'a\\nb'")).toBe("SELECT 'a\\nb'");
+  });
+
+  it('knows a query whose outer FROM is a catalog walship keeps empty', () => {
+    expect(readsEmptyCatalog('SELECT pol.polname FROM pg_catalog.pg_policy pol WHERE pol.polrelid = 1')).toBe(
+      true,
+    );
+    expect(readsEmptyCatalog('SELECT array(SELECT rolname FROM pg_roles) FROM pg_policy')).toBe(true);
+    expect(readsEmptyCatalog('SELECT * FROM pg_class c JOIN pg_index i ON true')).toBe(false);
+    expect(readsEmptyCatalog('SELECT (SELECT 1 FROM pg_index) FROM trades')).toBe(false);
   });
 
   it('recognises the session commands it answers itself', () => {

@@ -170,7 +170,10 @@ const CAST_TYPES: Readonly<Record<string, string>> = Object.freeze({
   integer: 'INTEGER',
   smallint: 'INTEGER',
   bigint: 'INTEGER',
-  oid: 'INTEGER',
+  oid: 'TEXT',
+  regclass: 'TEXT',
+  regtype: 'TEXT',
+  regproc: 'TEXT',
   float4: 'REAL',
   float8: 'REAL',
   real: 'REAL',
@@ -229,7 +232,10 @@ export function rewriteCasts(sql: string): string {
       );
     if (m === null) throw new UnsupportedCastError('a :: cast without a type after it');
     const pgType = m[1]!.toLowerCase().replace(/\s+/g, ' ');
-    const sqliteType = m[3] === undefined ? CAST_TYPES[pgType] : undefined;
+    const sqliteType =
+      m[3] === undefined
+        ? (CAST_TYPES[pgType] ?? (pgType.startsWith('reg') ? 'TEXT' : undefined))
+        : undefined;
     if (sqliteType === undefined) throw new UnsupportedCastError(`casts to ${m[0]} are not supported`);
     const operand = text.slice(tokens[first]!.start, tokens[at]!.start).trimEnd();
     text = `${text.slice(0, tokens[first]!.start)}CAST(${operand} AS ${sqliteType})${text.slice(typeStart + m[0].length)}`;
@@ -307,4 +313,109 @@ function tokenize(sql: string): Token[] {
     tokens.push({ start, end: i, kind });
   }
   return tokens;
+}
+
+/**
+ * PostgreSQL's spelling of what SQLite (with the query hosts' catalog: table/pg-catalog.ts) can
+ * run: `pg_catalog.` dropped and `information_schema.x` as `information_schema_x` (the catalog's
+ * virtual tables and functions), `OPERATOR(~)`, `~` and `!~` as REGEXP, `COLLATE default` and
+ * `E'…'` string prefixes dropped, and `::` casts (rewriteCasts). Quoted text and comments are
+ * left as they are.
+ */
+export function rewriteForSqlite(sql: string): string {
+  const code = mapCode(sql, (part) =>
+    part
+      .replace(/\bpg_catalog\s*\.\s*/gi, '')
+      .replace(/\binformation_schema\s*\.\s*([A-Za-z_]\w*)/gi, 'information_schema_$1')
+      .replace(/\bOPERATOR\s*\(\s*(!?)~\*?\s*\)/gi, (_m, not: string) =>
+        not === '!' ? ' NOT REGEXP ' : ' REGEXP ',
+      )
+      .replace(/!~\*?/g, ' NOT REGEXP ')
+      .replace(/(?<=[\w)\]"'])(\s*)~\*?(?=\s*['(\w$])/g, ' REGEXP ')
+      .replace(/\bCOLLATE\s+"?default"?/gi, ''),
+  );
+  return rewriteCasts(code);
+}
+
+/** `sql` with `fn` applied to each stretch of code between quoted text and comments. */
+function mapCode(sql: string, fn: (code: string) => string): string {
+  let out = '';
+  let code = '';
+  let i = 0;
+  const flush = () => {
+    out += fn(code);
+    code = '';
+  };
+  while (i < sql.length) {
+    const c = sql[i]!;
+    let end = -1;
+    if (c === "'" || c === '"') {
+      end = i + 1;
+      for (;;) {
+        const close = sql.indexOf(c, end);
+        if (close < 0) {
+          end = sql.length;
+          break;
+        }
+        end = close + 1;
+        if (sql[end] !== c) break;
+        end++;
+      }
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const nl = sql.indexOf('\n', i);
+      end = nl < 0 ? sql.length : nl + 1;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const close = sql.indexOf('*/', i + 2);
+      end = close < 0 ? sql.length : close + 2;
+    }
+    if (end < 0) {
+      code += c;
+      i++;
+      continue;
+    }
+    // An E'…' string: the E is code just before the quote; SQLite knows no such prefix.
+    if (c === "'" && /(^|[^\w])[Ee]$/.test(code)) code = code.slice(0, -1);
+    flush();
+    out += sql.slice(i, end);
+    i = end;
+  }
+  flush();
+  return out;
+}
+
+/** Catalog tables that walship keeps empty: it has no policies, triggers, indexes, inheritance… */
+const EMPTY_CATALOGS = new Set([
+  'pg_policy',
+  'pg_statistic_ext',
+  'pg_publication',
+  'pg_publication_rel',
+  'pg_publication_namespace',
+  'pg_trigger',
+  'pg_inherits',
+  'pg_index',
+  'pg_constraint',
+  'pg_rewrite',
+  'pg_partitioned_table',
+  'pg_foreign_table',
+  'pg_attrdef',
+  'pg_description',
+]);
+
+/**
+ * True when the first table of `sql`'s outer FROM is one walship keeps empty (psql's `\d` asks
+ * pg_policy with `array(select …)`, which SQLite cannot parse). Such a query selects no rows, so
+ * the door answers it with none when SQLite refuses its syntax.
+ */
+export function readsEmptyCatalog(sql: string): boolean {
+  let depth = 0;
+  const words = sql.matchAll(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\/\*[\s\S]*?\*\/|[()]|[A-Za-z_][\w.]*/g);
+  let afterFrom = false;
+  for (const [token] of words) {
+    if (token === '(') depth++;
+    else if (token === ')') depth--;
+    else if (depth === 0 && afterFrom) {
+      return EMPTY_CATALOGS.has(token.toLowerCase().replace(/^pg_catalog\./, ''));
+    } else if (depth === 0 && token.toUpperCase() === 'FROM') afterFrom = true;
+  }
+  return false;
 }

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { isWalshipError, WalshipError } from '../core/index.js';
+import { namesPgCatalog, refreshPgCatalog, registerPgCatalog } from './pg-catalog.js';
 import {
   describeColumn,
   formatCsvHeader,
@@ -90,6 +91,7 @@ export function openReadOnly(databaseFile: string): Database.Database {
     db.pragma('query_only = ON');
     db.pragma('temp_store = MEMORY');
     db.defaultSafeIntegers(true);
+    registerPgCatalog(db);
     return db;
   } catch (error) {
     db.close();
@@ -109,6 +111,7 @@ export function runQuery(db: Database.Database, request: QueryRequest): QueryOut
   try {
     try {
       db.prepare(SCHEMA_PROBE_SQL).get();
+      if (namesPgCatalog(request.sql)) refreshPgCatalog(db);
     } catch (error) {
       throw toQueryError(error, request.sql);
     }

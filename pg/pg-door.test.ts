@@ -154,6 +154,41 @@ describe('node-postgres', () => {
     });
   });
 
+  test('time filters like time: ISO strings, a Date parameter, and time_bucket as a timestamp column', async () => {
+    await withPg(async (c) => {
+      // Grafana's $__timeFilter(timestamp) expands to this.
+      const filtered = await c.query(
+        "SELECT sym FROM trades WHERE timestamp BETWEEN '2026-01-02T00:00:00Z' AND '2026-01-02T00:00:01.9Z' ORDER BY timestamp",
+      );
+      expect(filtered.rows).toEqual([{ sym: 'BTC' }, { sym: 'ETH' }]);
+      const after = await c.query('SELECT count(*) AS n FROM trades WHERE timestamp > $1', [
+        new Date('2026-01-02T00:00:01Z'),
+      ]);
+      expect(after.rows).toEqual([{ n: '2' }]);
+      const buckets = await c.query(
+        "SELECT time_bucket('1s', timestamp) AS time, count(*) AS n FROM trades GROUP BY 1 ORDER BY 1",
+      );
+      expect(buckets.fields.map((f) => f.dataTypeID)).toEqual([1114, 20]);
+      expect(
+        buckets.rows.map((r) => [
+          (r.time as Date).getTime() - new Date('2026-01-02T00:00:00').getTime(),
+          r.n,
+        ]),
+      ).toEqual([
+        [0, '1'],
+        [1000, '1'],
+        [2000, '1'],
+      ]);
+    });
+  });
+
+  test('/exec filters the same way (the same query hosts)', async () => {
+    const result = await pool.query(
+      "SELECT sym FROM trades WHERE timestamp >= '2026-01-02 00:00:01.5' ORDER BY timestamp",
+    );
+    expect(JSON.parse(result.datasetJson)).toEqual([['ETH'], [null]]);
+  });
+
   test('a wrong password is refused with 28P01', async () => {
     const client = pgClient('wrong');
     await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });

@@ -1,6 +1,7 @@
 import { serialize } from 'pg-protocol';
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../core/index.js';
+import { parseTimestampUs } from '../table/index.js';
 import {
   isEmptyQuery,
   parameterCount,
@@ -11,7 +12,7 @@ import {
   splitStatements,
   UnsupportedCastError,
 } from './sql-text.js';
-import { decodeParam, parseTimestampUs, timestampText } from './values.js';
+import { decodeParam, timestampText } from './values.js';
 import { FrontendReader, PgProtocolError } from './wire.js';
 
 describe('SQL text', () => {

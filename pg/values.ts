@@ -1,4 +1,4 @@
-import { formatTimestampUs, PG_OID } from '../table/index.js';
+import { formatTimestampUs, PG_OID, parseTimestampUs } from '../table/index.js';
 import { PgProtocolError } from './wire.js';
 
 /**
@@ -131,45 +131,4 @@ function sized(bytes: Buffer, length: number): Buffer {
     throw new PgProtocolError(`a binary parameter of ${bytes.length} bytes where ${length} were expected`);
   }
   return bytes;
-}
-
-const TIMESTAMP_TEXT =
-  /^\s*(-?\d{4,})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?\s*$/i;
-
-/**
- * An ISO-8601 / RFC 3339 / PostgreSQL timestamp (`2026-01-02`, `2026-01-02T03:04:05.123456Z`,
- * `2026-01-02 03:04:05+02`) as µs since the Unix epoch, UTC (no offset reads as UTC, as walship
- * stores time); undefined when it is none. Digits past µs are dropped.
- */
-export function parseTimestampUs(text: string): bigint | undefined {
-  const m = TIMESTAMP_TEXT.exec(text);
-  if (m === null) return undefined;
-  const [, y, mo, d, hh = '0', mi = '0', ss = '0', frac = '', zone] = m;
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(hh);
-  const minute = Number(mi);
-  const second = Number(ss);
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 24 || minute > 59 || second > 60)
-    return undefined;
-  let offsetMinutes = 0;
-  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
-    const digits = zone.slice(1).replace(':', '');
-    offsetMinutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0');
-    if (zone.startsWith('-')) offsetMinutes = -offsetMinutes;
-  }
-  const days = BigInt(daysFromCivil(Number(y), month, day));
-  const seconds = BigInt(hour * 3600 + (minute - offsetMinutes) * 60 + second);
-  const micros = BigInt(frac.padEnd(6, '0').slice(0, 6));
-  return (days * 86_400n + seconds) * 1_000_000n + micros;
-}
-
-/** Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-function daysFromCivil(year: number, month: number, day: number): number {
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146_097 + doe - 719_468;
 }

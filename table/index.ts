@@ -50,3 +50,4 @@ export {
   TableStore,
   type TableStoreOptions,
 } from './table-store.js';
+export { parseIntervalUs, parseTimestampUs } from './time-literals.js';

@@ -10,8 +10,8 @@ import type { RenderKind } from './query-format.js';
  * bool as `t`/`f`, bytea as `\x` and hex, anything else as it is; NULL as null.
  *
  * A table column's type comes from its declared walship type. An expression's (`count(*)`,
- * `avg(price)`) comes from its values: only integers → int8, numbers → float8, only BLOBs → bytea,
- * anything else or nothing at all → text.
+ * `avg(price)`) comes from its values: only integers → int8 (timestamp when the column is named
+ * `time` or `timestamp`), numbers → float8, only BLOBs → bytea, anything else or nothing → text.
  */
 
 /** PostgreSQL type OIDs (pg_type.oid) the door uses. */
@@ -57,6 +57,9 @@ export function describePgColumns(
     oids: kinds.map((kind) => (kind === undefined ? PG_OID.text : OID_OF_KIND[kind])),
   };
 }
+
+/** An integer expression column of one of these names is a timestamp (µs): `time_bucket(…) AS time`. */
+const TIME_NAMES = new Set(['time', 'timestamp']);
 
 /** Bits of the JavaScript types an expression column's values had. */
 const SEEN_BIGINT = 1;
@@ -120,7 +123,9 @@ export class PgPageBuilder {
     const oids = this.kinds.map((kind, i) => {
       if (kind !== undefined) return OID_OF_KIND[kind];
       const seen = this.seen[i]!;
-      if (seen === SEEN_BIGINT) return PG_OID.int8;
+      // Dashboards name their time column `time` (Grafana's rule); integers there are µs, as stored.
+      if (seen === SEEN_BIGINT)
+        return TIME_NAMES.has(this.names[i]!.toLowerCase()) ? PG_OID.timestamp : PG_OID.int8;
       if (seen === SEEN_NUMBER || seen === (SEEN_BIGINT | SEEN_NUMBER)) return PG_OID.float8;
       if (seen === SEEN_BYTES) return PG_OID.bytea;
       return PG_OID.text;

@@ -13,6 +13,12 @@ import {
 import { describePgColumns, type PgPage, PgPageBuilder } from './query-pg.js';
 import { judgeReadStatement } from './read-statement.js';
 import { columnTypeOfDeclared } from './sql-types.js';
+import {
+  parseTimestampUs,
+  registerTimeFunctions,
+  rewriteTimeLiterals,
+  timestampColumnsOf,
+} from './time-literals.js';
 
 /**
  * Runs one read query on a read-only SQLite connection and renders the page QuestDB-style. This is
@@ -92,6 +98,7 @@ export function openReadOnly(databaseFile: string): Database.Database {
     db.pragma('temp_store = MEMORY');
     db.defaultSafeIntegers(true);
     registerPgCatalog(db);
+    registerTimeFunctions(db);
     return db;
   } catch (error) {
     db.close();
@@ -109,13 +116,15 @@ export function runQuery(db: Database.Database, request: QueryRequest): QueryOut
   // with the query, so the columns named and the rows returned come from the same snapshot.
   db.exec('BEGIN');
   try {
+    let timed: QueryRequest;
     try {
       db.prepare(SCHEMA_PROBE_SQL).get();
       if (namesPgCatalog(request.sql)) refreshPgCatalog(db);
+      timed = withTimeLiterals(request, timestampColumnsOf(db));
     } catch (error) {
       throw toQueryError(error, request.sql);
     }
-    return runInSnapshot(db, request);
+    return runInSnapshot(db, timed);
   } finally {
     db.exec('COMMIT');
   }
@@ -251,6 +260,34 @@ function runInSnapshot(db: Database.Database, request: QueryRequest): QueryOutpu
     rowCount: page.rowCount,
     count: page.count,
   };
+}
+
+/**
+ * `request` with its timestamp comparisons rewritten (time-literals.ts): string literals compared
+ * with a timestamp column as µs, and string parameters compared so read as timestamps.
+ */
+function withTimeLiterals(request: QueryRequest, timestampColumns: ReadonlySet<string>): QueryRequest {
+  const { sql, timestampParams } = rewriteTimeLiterals(request.sql, timestampColumns);
+  if (sql === request.sql && timestampParams.size === 0) return request;
+  let params = request.params;
+  if (params !== undefined && timestampParams.size > 0) {
+    params = { ...params };
+    for (const name of timestampParams) {
+      const value = params[name];
+      if (typeof value !== 'string') continue;
+      const us = parseTimestampUs(value);
+      if (us === undefined) {
+        throw new WalshipError(
+          'QUERY_INVALID',
+          'invalid',
+          `parameter $${name} is compared with a timestamp but ${JSON.stringify(value.slice(0, 64))} is none`,
+          { details: { position: 0 } },
+        );
+      }
+      params[name] = us;
+    }
+  }
+  return { ...request, sql, ...(params === undefined ? {} : { params }) };
 }
 
 function iterate(

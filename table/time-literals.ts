@@ -1,0 +1,269 @@
+import type Database from 'better-sqlite3';
+import { SQL_DECLARED_TYPES } from './sql-types.js';
+
+/**
+ * Time that filters like time (issue 17 item 3). Timestamps are stored as integer µs since the
+ * epoch, so `WHERE timestamp > '2026-01-01'` compared an integer with a string and matched
+ * nothing, silently. The query hosts rewrite such comparisons before SQLite sees them: a string
+ * literal compared with a timestamp column (`=`, `<>`, `<`, `<=`, `>`, `>=`, `BETWEEN … AND …`,
+ * `IN (…)`) that reads as a timestamp becomes its µs; a parameter compared so is marked, and a
+ * string bound to it is read the same way. `time_bucket('15m', timestamp)` buckets for
+ * dashboards. The same rewrite serves `/exec`, `/exp` and the PostgreSQL door.
+ */
+
+const TIMESTAMP_TEXT =
+  /^\s*(-?\d{4,})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?\s*$/i;
+
+/**
+ * An ISO-8601 / RFC 3339 / PostgreSQL timestamp (`2026-01-02`, `2026-01-02T03:04:05.123456Z`,
+ * `2026-01-02 03:04:05+02`) as µs since the Unix epoch, UTC (no offset reads as UTC, as walship
+ * stores time); undefined when it is none. Digits past µs are dropped.
+ */
+export function parseTimestampUs(text: string): bigint | undefined {
+  const m = TIMESTAMP_TEXT.exec(text);
+  if (m === null) return undefined;
+  const [, y, mo, d, hh = '0', mi = '0', ss = '0', frac = '', zone] = m;
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(hh);
+  const minute = Number(mi);
+  const second = Number(ss);
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 24 || minute > 59 || second > 60)
+    return undefined;
+  let offsetMinutes = 0;
+  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
+    const digits = zone.slice(1).replace(':', '');
+    offsetMinutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0');
+    if (zone.startsWith('-')) offsetMinutes = -offsetMinutes;
+  }
+  const days = BigInt(daysFromCivil(Number(y), month, day));
+  const seconds = BigInt(hour * 3600 + (minute - offsetMinutes) * 60 + second);
+  const micros = BigInt(frac.padEnd(6, '0').slice(0, 6));
+  return (days * 86_400n + seconds) * 1_000_000n + micros;
+}
+
+/** Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+const UNIT_US: Readonly<Record<string, bigint>> = {
+  u: 1n,
+  us: 1n,
+  microsecond: 1n,
+  microseconds: 1n,
+  T: 1_000n,
+  ms: 1_000n,
+  millisecond: 1_000n,
+  milliseconds: 1_000n,
+  s: 1_000_000n,
+  sec: 1_000_000n,
+  second: 1_000_000n,
+  seconds: 1_000_000n,
+  m: 60_000_000n,
+  min: 60_000_000n,
+  minute: 60_000_000n,
+  minutes: 60_000_000n,
+  h: 3_600_000_000n,
+  hour: 3_600_000_000n,
+  hours: 3_600_000_000n,
+  d: 86_400_000_000n,
+  day: 86_400_000_000n,
+  days: 86_400_000_000n,
+  w: 604_800_000_000n,
+  week: 604_800_000_000n,
+  weeks: 604_800_000_000n,
+};
+
+/** `15m`, `1h`, `30 seconds`, `1 day` (QuestDB's and PostgreSQL's spellings) as µs; undefined when none. */
+export function parseIntervalUs(text: string): bigint | undefined {
+  const m = /^\s*(\d+)\s*([A-Za-z]+)\s*$/.exec(text);
+  if (m === null) return undefined;
+  const unit = UNIT_US[m[2]!] ?? UNIT_US[m[2]!.toLowerCase()];
+  if (unit === undefined) return undefined;
+  const us = BigInt(m[1]!) * unit;
+  return us > 0n ? us : undefined;
+}
+
+interface Token {
+  start: number;
+  end: number;
+  /** i identifier (maybe dotted or quoted), s string, p parameter, o operator or punctuation, x space/comment, n number */
+  kind: 'i' | 's' | 'p' | 'o' | 'x' | 'n';
+}
+
+function tokenize(sql: string): Token[] {
+  const tokens: Token[] = [];
+  let i = 0;
+  while (i < sql.length) {
+    const start = i;
+    const c = sql[i]!;
+    let kind: Token['kind'];
+    if (c === "'" || c === '"' || c === '`' || c === '[') {
+      const close = c === '[' ? ']' : c;
+      do {
+        const end = sql.indexOf(close, i + 1);
+        i = end < 0 ? sql.length : end + 1;
+      } while (sql[i] === close && close !== ']');
+      kind = c === "'" ? 's' : 'i';
+    } else if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end + 1;
+      kind = 'x';
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      i = end < 0 ? sql.length : end + 2;
+      kind = 'x';
+    } else if (/\s/.test(c)) {
+      while (i < sql.length && /\s/.test(sql[i]!)) i++;
+      kind = 'x';
+    } else if ((c === '$' || c === '?' || c === ':' || c === '@') && /[\w]/.test(sql[i + 1] ?? '')) {
+      i++;
+      while (i < sql.length && /\w/.test(sql[i]!)) i++;
+      kind = 'p';
+    } else if (c === '?') {
+      i++;
+      kind = 'p';
+    } else if (/[0-9]/.test(c)) {
+      while (i < sql.length && /[\w.]/.test(sql[i]!)) i++;
+      kind = 'n';
+    } else if (/[A-Za-z_]/.test(c)) {
+      while (i < sql.length && /[\w$]/.test(sql[i]!)) i++;
+      kind = 'i';
+    } else if (/[<>=!]/.test(c)) {
+      while (i < sql.length && /[<>=!]/.test(sql[i]!)) i++;
+      kind = 'o';
+    } else {
+      i++;
+      kind = 'o';
+    }
+    tokens.push({ start, end: i, kind });
+  }
+  return tokens.filter((t) => t.kind !== 'x');
+}
+
+const COMPARISONS = new Set(['=', '==', '!=', '<>', '<', '<=', '>', '>=']);
+
+/** What rewriteTimeLiterals did: the SQL to run, and the parameters compared with a timestamp column. */
+export interface TimeRewrite {
+  sql: string;
+  /** Parameter names as better-sqlite3 binds them (`$1` → `1`, `?` positions not supported). */
+  timestampParams: Set<string>;
+}
+
+/**
+ * `sql` with the string literals compared with a column named in `timestampColumns` (lower case)
+ * replaced by their µs, and the parameters compared so collected (see the file comment).
+ */
+export function rewriteTimeLiterals(sql: string, timestampColumns: ReadonlySet<string>): TimeRewrite {
+  const timestampParams = new Set<string>();
+  if (timestampColumns.size === 0 || !/['$:@?]/.test(sql)) return { sql, timestampParams };
+  const tokens = tokenize(sql);
+  const text = (t: Token | undefined) => (t === undefined ? '' : sql.slice(t.start, t.end));
+  const replacements: { start: number; end: number; text: string }[] = [];
+  const isTimestampColumn = (index: number): boolean => {
+    const t = tokens[index];
+    if (t?.kind !== 'i') return false;
+    return timestampColumns.has(unquote(text(t)).toLowerCase());
+  };
+  const operand = (index: number) => {
+    const t = tokens[index];
+    if (t === undefined) return;
+    if (t.kind === 's') {
+      const us = parseTimestampUs(text(t).slice(1, -1).replaceAll("''", "'"));
+      if (us !== undefined) replacements.push({ start: t.start, end: t.end, text: String(us) });
+    } else if (t.kind === 'p') {
+      timestampParams.add(text(t).slice(1));
+    }
+  };
+  /** The last token of the (maybe dotted) name starting at `index`. */
+  const lastOfName = (index: number): number => {
+    let j = index;
+    while (tokens[j]?.kind === 'i' && text(tokens[j + 1]) === '.' && tokens[j + 2]?.kind === 'i') j += 2;
+    return j;
+  };
+  for (let i = 0; i < tokens.length; i++) {
+    const word = text(tokens[i]).toUpperCase();
+    if (tokens[i]!.kind === 'o' && COMPARISONS.has(word)) {
+      // `col op x` or `x op col`; a dotted name `t.col` ends with the column's token.
+      if (isTimestampColumn(i - 1)) operand(i + 1);
+      else if (isTimestampColumn(lastOfName(i + 1))) operand(i - 1);
+    } else if (
+      word === 'BETWEEN' &&
+      (isTimestampColumn(i - 1) || (text(tokens[i - 1]).toUpperCase() === 'NOT' && isTimestampColumn(i - 2)))
+    ) {
+      operand(i + 1);
+      if (text(tokens[i + 2]).toUpperCase() === 'AND') operand(i + 3);
+    } else if (
+      word === 'IN' &&
+      text(tokens[i + 1]) === '(' &&
+      (isTimestampColumn(i - 1) || (text(tokens[i - 1]).toUpperCase() === 'NOT' && isTimestampColumn(i - 2)))
+    ) {
+      for (let j = i + 2; j < tokens.length && text(tokens[j]) !== ')'; j += 2) {
+        operand(j);
+        if (text(tokens[j + 1]) !== ',') break;
+      }
+    }
+  }
+  if (replacements.length === 0) return { sql, timestampParams };
+  let out = '';
+  let at = 0;
+  for (const r of replacements.sort((a, b) => a.start - b.start)) {
+    out += sql.slice(at, r.start) + r.text;
+    at = r.end;
+  }
+  return { sql: out + sql.slice(at), timestampParams };
+}
+
+function unquote(name: string): string {
+  const c = name[0];
+  if (c === '"' || c === '`') return name.slice(1, -1).replaceAll(c + c, c);
+  if (c === '[') return name.slice(1, -1);
+  return name;
+}
+
+/** The names (lower case) of every column declared as a walship timestamp, cached per schema version. */
+export function timestampColumnsOf(db: Database.Database): ReadonlySet<string> {
+  const version = db.pragma('schema_version', { simple: true }) as number | bigint;
+  const cached = columnCache.get(db);
+  if (cached !== undefined && cached.version === Number(version)) return cached.names;
+  const rows = db
+    .prepare(
+      `SELECT DISTINCT lower(p.name) AS name FROM sqlite_schema m JOIN pragma_table_info(m.name) p
+       WHERE m.type = 'table' AND p.type = ?`,
+    )
+    .all(SQL_DECLARED_TYPES.timestamp) as { name: string }[];
+  const names = new Set(rows.map((r) => r.name));
+  columnCache.set(db, { version: Number(version), names });
+  return names;
+}
+
+const columnCache = new WeakMap<Database.Database, { version: number; names: Set<string> }>();
+
+/** Registers `time_bucket(interval, ts)` (µs, floored to the interval; TimescaleDB's argument order). */
+export function registerTimeFunctions(db: Database.Database): void {
+  db.function(
+    'time_bucket',
+    { deterministic: true, safeIntegers: true },
+    (interval: unknown, ts: unknown) => {
+      if (ts === null || interval === null) return null;
+      const step = typeof interval === 'bigint' ? interval : parseIntervalUs(String(interval));
+      if (step === undefined || step <= 0n)
+        throw new Error(`time_bucket: ${JSON.stringify(String(interval))} is no interval (15m, 1h, 1 day…)`);
+      const value =
+        typeof ts === 'bigint'
+          ? ts
+          : typeof ts === 'number'
+            ? BigInt(Math.trunc(ts))
+            : parseTimestampUs(String(ts));
+      if (value === undefined) throw new Error(`time_bucket: ${JSON.stringify(String(ts))} is no timestamp`);
+      const bucket = value / step;
+      return (value < 0n && bucket * step !== value ? bucket - 1n : bucket) * step;
+    },
+  );
+}

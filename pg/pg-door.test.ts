@@ -187,6 +187,11 @@ describe('node-postgres', () => {
       "SELECT sym FROM trades WHERE timestamp >= '2026-01-02 00:00:01.5' ORDER BY timestamp",
     );
     expect(JSON.parse(result.datasetJson)).toEqual([['ETH'], [null]]);
+    const buckets = await pool.query(
+      "SELECT time_bucket('1s', timestamp) AS time, count(*) FROM trades GROUP BY 1 LIMIT 1",
+    );
+    expect(buckets.columns[0]).toEqual({ name: 'time', type: 'TIMESTAMP' });
+    expect(JSON.parse(buckets.datasetJson)).toEqual([['2026-01-02T00:00:00.000000Z', 1]]);
   });
 
   test('a wrong password is refused with 28P01', async () => {

@@ -59,7 +59,7 @@ export function describePgColumns(
 }
 
 /** An integer expression column of one of these names is a timestamp (µs): `time_bucket(…) AS time`. */
-const TIME_NAMES = new Set(['time', 'timestamp']);
+export const TIME_NAMES: ReadonlySet<string> = new Set(['time', 'timestamp']);
 
 /** Bits of the JavaScript types an expression column's values had. */
 const SEEN_BIGINT = 1;

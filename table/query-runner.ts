@@ -10,7 +10,7 @@ import {
   type RenderKind,
   type ResultColumn,
 } from './query-format.js';
-import { describePgColumns, type PgPage, PgPageBuilder } from './query-pg.js';
+import { describePgColumns, type PgPage, PgPageBuilder, TIME_NAMES } from './query-pg.js';
 import { judgeReadStatement } from './read-statement.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 import {
@@ -239,6 +239,13 @@ function runInSnapshot(db: Database.Database, request: QueryRequest): QueryOutpu
   const definitions = statement.columns();
   const kinds = definitions.map((d) => columnTypeOfDeclared(d.type));
   if (request.format === 'pg') return runPgPage(statement, definitions, kinds, request);
+  // An expression named `time` or `timestamp` (`time_bucket('1h', timestamp) AS time`) renders as
+  // a timestamp when its values are integers, as the PostgreSQL door types it (query-pg.ts).
+  for (let i = 0; i < kinds.length; i++) {
+    const d = definitions[i]!;
+    if (kinds[i] === undefined && d.column === null && TIME_NAMES.has(d.name.toLowerCase()))
+      kinds[i] = 'timestamp';
+  }
   const page = new PageBuilder(request, kinds);
   try {
     readRows(iterate(statement, request), request, page);

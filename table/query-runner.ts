@@ -12,8 +12,10 @@ import {
 } from './query-format.js';
 import { describePgColumns, type PgPage, PgPageBuilder, TIME_NAMES } from './query-pg.js';
 import { judgeReadStatement } from './read-statement.js';
+import { expressionKind, selectListOf } from './select-list.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 import {
+  columnKindsOf,
   parseTimestampUs,
   registerTimeFunctions,
   rewriteTimeLiterals,
@@ -238,7 +240,7 @@ function runInSnapshot(db: Database.Database, request: QueryRequest): QueryOutpu
   const statement = prepareRead(db, request.sql);
   const definitions = statement.columns();
   const kinds = definitions.map((d) => columnTypeOfDeclared(d.type));
-  if (request.format === 'pg') return runPgPage(statement, definitions, kinds, request);
+  if (request.format === 'pg') return runPgPage(db, statement, definitions, kinds, request);
   // An expression named `time` or `timestamp` (`time_bucket('1h', timestamp) AS time`) renders as
   // a timestamp when its values are integers, as the PostgreSQL door types it (query-pg.ts).
   for (let i = 0; i < kinds.length; i++) {
@@ -307,15 +309,30 @@ function iterate(
 
 /** The PostgreSQL door's page: every row up to `maxRows` (the door pages with its portals). */
 function runPgPage(
+  db: Database.Database,
   statement: Database.Statement<unknown[]>,
   definitions: readonly Database.ColumnDefinition[],
-  kinds: readonly RenderKind[],
+  declared: readonly RenderKind[],
   request: QueryRequest,
 ): QueryOutput {
+  let kinds = declared;
   const names = definitions.map((d) => d.name);
   const columns = definitions.map((d, i) => describeColumn(d.name, kinds[i], null, undefined));
   const timestampIndex = designatedTimestampIndex(definitions);
   if (request.describeOnly === true) {
+    // Not run: an expression's type is read from its text (count(…) int8, avg(…) float8…).
+    const expressions = selectListOf(request.sql);
+    if (expressions !== undefined && expressions.length === kinds.length) {
+      const known = columnKindsOf(db);
+      kinds = kinds.map(
+        (kind, i) =>
+          kind ??
+          (expressionKind(
+            expressions[i]!,
+            (name) => known.get(name.toLowerCase()) ?? undefined,
+          ) as RenderKind),
+      );
+    }
     const pg = { ...describePgColumns(names, kinds), rows: [] };
     return { columns, timestampIndex, body: '', rowCount: 0, count: 0, pg };
   }

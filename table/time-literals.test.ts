@@ -69,3 +69,31 @@ describe('time literals', () => {
     db.close();
   });
 });
+
+describe('select list', () => {
+  it('reads the outer select list and types aggregates from their text', async () => {
+    const { selectListOf, expressionKind } = await import('./select-list.js');
+    const list = selectListOf(
+      "SELECT count(*) AS n, avg(price), max(\"timestamp\") last, time_bucket('1m', timestamp) AS time, sym, CAST(x AS INTEGER) FROM t WHERE a = 'x,y' GROUP BY 4",
+    );
+    expect(list).toEqual([
+      'count(*) AS n',
+      'avg(price)',
+      'max("timestamp") last',
+      "time_bucket('1m', timestamp) AS time",
+      'sym',
+      'CAST(x AS INTEGER)',
+    ]);
+    const kinds: Record<string, string> = { timestamp: 'timestamp', price: 'double', sym: 'symbol' };
+    expect(list!.map((e) => expressionKind(e, (name) => kinds[name]))).toEqual([
+      'long',
+      'double',
+      'timestamp',
+      'timestamp',
+      undefined,
+      'long',
+    ]);
+    expect(selectListOf('SELECT * FROM t')).toBeUndefined();
+    expect(selectListOf('SELECT 1 AS one')).toEqual(['1 AS one']);
+  });
+});

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
-import { SQL_DECLARED_TYPES } from './sql-types.js';
+import type { ColumnType } from '../wal/index.js';
+import { columnTypeOfDeclared } from './sql-types.js';
 
 /**
  * Time that filters like time (issue 17 item 3). Timestamps are stored as integer µs since the
@@ -227,23 +228,47 @@ function unquote(name: string): string {
   return name;
 }
 
-/** The names (lower case) of every column declared as a walship timestamp, cached per schema version. */
-export function timestampColumnsOf(db: Database.Database): ReadonlySet<string> {
-  const version = db.pragma('schema_version', { simple: true }) as number | bigint;
-  const cached = columnCache.get(db);
-  if (cached !== undefined && cached.version === Number(version)) return cached.names;
-  const rows = db
-    .prepare(
-      `SELECT DISTINCT lower(p.name) AS name FROM sqlite_schema m JOIN pragma_table_info(m.name) p
-       WHERE m.type = 'table' AND p.type = ?`,
-    )
-    .all(SQL_DECLARED_TYPES.timestamp) as { name: string }[];
-  const names = new Set(rows.map((r) => r.name));
-  columnCache.set(db, { version: Number(version), names });
-  return names;
+/** Every column name (lower case) of the user tables and its walship type; null when tables disagree. */
+export function columnKindsOf(db: Database.Database): ReadonlyMap<string, ColumnType | null> {
+  return schemaFacts(db).kinds;
 }
 
-const columnCache = new WeakMap<Database.Database, { version: number; names: Set<string> }>();
+/** The names (lower case) of every column declared as a walship timestamp. */
+export function timestampColumnsOf(db: Database.Database): ReadonlySet<string> {
+  return schemaFacts(db).timestamps;
+}
+
+interface SchemaFacts {
+  version: number;
+  kinds: Map<string, ColumnType | null>;
+  timestamps: Set<string>;
+}
+
+/** Read once per schema version (`PRAGMA schema_version`, a few µs). */
+function schemaFacts(db: Database.Database): SchemaFacts {
+  const version = Number(db.pragma('schema_version', { simple: true }) as number | bigint);
+  const cached = schemaCache.get(db);
+  if (cached !== undefined && cached.version === version) return cached;
+  const rows = db
+    .prepare(
+      `SELECT lower(p.name) AS name, p.type AS type FROM sqlite_schema m JOIN pragma_table_info(m.name) p
+       WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'`,
+    )
+    .all() as { name: string; type: string }[];
+  const kinds = new Map<string, ColumnType | null>();
+  const timestamps = new Set<string>();
+  for (const { name, type } of rows) {
+    const kind = columnTypeOfDeclared(type) ?? null;
+    if (kind === 'timestamp') timestamps.add(name);
+    const seen = kinds.get(name);
+    kinds.set(name, seen === undefined || seen === kind ? kind : null);
+  }
+  const facts = { version, kinds, timestamps };
+  schemaCache.set(db, facts);
+  return facts;
+}
+
+const schemaCache = new WeakMap<Database.Database, SchemaFacts>();
 
 /** Registers `time_bucket(interval, ts)` (µs, floored to the interval; TimescaleDB's argument order). */
 export function registerTimeFunctions(db: Database.Database): void {

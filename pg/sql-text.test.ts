@@ -66,6 +66,22 @@ describe('SQL text', () => {
     expect(rewriteForSqlite("SELECT E'a\\nb'")).toBe("SELECT 'a\\nb'");
   });
 
+  it("reads Grafana's search-path and parse_ident metadata queries as walship's one schema", () => {
+    const sql = `SELECT quote_ident(column_name) FROM information_schema.columns WHERE
+      CASE WHEN array_length(parse_ident('t'),1) = 2 THEN quote_ident(table_schema) = (parse_ident('t'))[1]
+      ELSE quote_ident(table_name) = 't' AND quote_ident(table_schema) IN (
+          SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+          FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)) as i,
+            string_to_array(current_setting('search_path'),',') s
+          ) END`;
+    const rewritten = rewriteForSqlite(sql);
+    expect(rewritten).toContain("quote_ident(table_schema) IN ('public') END");
+    expect(rewritten).toContain("pg_ident_length('t') = 2");
+    expect(rewritten).toContain("pg_ident_part('t', 1)");
+    expect(rewritten).not.toMatch(/s\[i\]|parse_ident/);
+  });
+
   it('knows a query whose outer FROM is a catalog walship keeps empty', () => {
     expect(readsEmptyCatalog('SELECT pol.polname FROM pg_catalog.pg_policy pol WHERE pol.polrelid = 1')).toBe(
       true,

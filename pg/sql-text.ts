@@ -323,7 +323,7 @@ function tokenize(sql: string): Token[] {
  * left as they are.
  */
 export function rewriteForSqlite(sql: string): string {
-  const code = mapCode(sql, (part) =>
+  const code = mapCode(rewriteGrafanaSchemaQueries(sql), (part) =>
     part
       .replace(/\bpg_catalog\s*\.\s*/gi, '')
       .replace(/\binformation_schema\s*\.\s*([A-Za-z_]\w*)/gi, 'information_schema_$1')
@@ -418,4 +418,22 @@ export function readsEmptyCatalog(sql: string): boolean {
     } else if (depth === 0 && token.toUpperCase() === 'FROM') afterFrom = true;
   }
   return false;
+}
+
+/**
+ * Grafana's query builder lists tables and columns "in the search path" with arrays SQLite has
+ * not got (`string_to_array`, `s[i]`, `generate_series`, `parse_ident(…)[n]`,
+ * grafana-postgresql-datasource/postgresMetaQuery.ts). Walship has one schema, `public`, so the
+ * search-path subquery is `('public')`, and `parse_ident` of a literal becomes the catalog's
+ * `pg_ident_length` / `pg_ident_part` (table/pg-catalog.ts).
+ */
+function rewriteGrafanaSchemaQueries(sql: string): string {
+  if (!/search_path|parse_ident/i.test(sql)) return sql;
+  return sql
+    .replace(
+      /IN\s*\(\s*SELECT\s+CASE\s+WHEN\s+trim\(\s*s\[i\]\s*\)\s*=\s*'"\$user"'\s+THEN\s+user\s+ELSE\s+trim\(\s*s\[i\]\s*\)\s+END\s+FROM\s+generate_series\([\s\S]*?\)\s+as\s+i\s*,\s*string_to_array\(\s*current_setting\(\s*'search_path'\s*\)\s*,\s*','\s*\)\s+s\s*\)/gi,
+      "IN ('public')",
+    )
+    .replace(/array_length\(\s*parse_ident\(\s*('(?:[^']|'')*')\s*\)\s*,\s*1\s*\)/gi, 'pg_ident_length($1)')
+    .replace(/\(\s*parse_ident\(\s*('(?:[^']|'')*')\s*\)\s*\)\s*\[\s*(\d+)\s*\]/gi, 'pg_ident_part($1, $2)');
 }

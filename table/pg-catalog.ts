@@ -335,6 +335,7 @@ export function registerPgCatalog(db: Database.Database): void {
   table('pg_constraint', ['oid', 'conname', 'conrelid', 'contype', 'conindid', 'confrelid'], () => []);
   table('pg_description', ['objoid', 'classoid', 'objsubid', 'description'], () => []);
   table('pg_proc', ['oid', 'proname', 'pronamespace'], () => []);
+  table('pg_extension', ['oid', 'extname', 'extowner', 'extnamespace', 'extversion'], () => []);
   table('pg_attrdef', ['oid', 'adrelid', 'adnum', 'adbin'], () => []);
   table('pg_collation', ['oid', 'collname', 'collnamespace', 'collprovider'], () => []);
   table(
@@ -438,6 +439,13 @@ export function registerPgCatalog(db: Database.Database): void {
   db.function('has_schema_privilege', { varargs: true }, () => 1);
   db.function('format_type', deterministic, (oid: unknown) => TYPE_DISPLAY[Number(oid)] ?? 'text');
   db.function('quote_ident', deterministic, (name: unknown) => quoteIdent(String(name)));
+  // parse_ident(text) as PostgreSQL splits it, for Grafana's `(parse_ident('t'))[1]` (pg/sql-text.ts).
+  db.function('pg_ident_length', deterministic, (text: unknown) => identParts(String(text)).length);
+  db.function(
+    'pg_ident_part',
+    deterministic,
+    (text: unknown, n: unknown) => identParts(String(text))[Number(n) - 1] ?? null,
+  );
   // SQLite's REGEXP operator calls regexp(pattern, value); the door turns PostgreSQL's ~ into it.
   db.function('regexp', deterministic, (pattern: unknown, value: unknown) =>
     value === null || pattern === null ? null : new RegExp(String(pattern)).test(String(value)) ? 1 : 0,
@@ -484,4 +492,20 @@ export function refreshPgCatalog(db: Database.Database): void {
 /** PostgreSQL's quote_ident: as it is when it is a plain lower-case identifier, else double-quoted. */
 export function quoteIdent(name: string): string {
   return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
+/** PostgreSQL's parse_ident: dotted parts, quoted ones as written (without quotes), others lower case. */
+export function identParts(text: string): string[] {
+  const parts: string[] = [];
+  const pattern = /\s*(?:"((?:[^"]|"")*)"|([^."\s]+))\s*(\.|$)/y;
+  let at = 0;
+  while (at < text.length) {
+    pattern.lastIndex = at;
+    const m = pattern.exec(text);
+    if (m === null) break;
+    parts.push(m[1] !== undefined ? m[1].replaceAll('""', '"') : m[2]!.toLowerCase());
+    at = pattern.lastIndex;
+    if (m[3] === '') break;
+  }
+  return parts;
 }

@@ -97,3 +97,12 @@ describe('select list', () => {
     expect(selectListOf('SELECT 1 AS one')).toEqual(['1 AS one']);
   });
 });
+
+describe('parse_ident', () => {
+  it('splits as PostgreSQL does: quoted parts as written, others in lower case', async () => {
+    const { identParts } = await import('./pg-catalog.js');
+    expect(identParts('Trades')).toEqual(['trades']);
+    expect(identParts('public."My.Table"')).toEqual(['public', 'My.Table']);
+    expect(identParts('"a""b" . c')).toEqual(['a"b', 'c']);
+  });
+});

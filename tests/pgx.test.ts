@@ -97,6 +97,14 @@ describe.runIf(available)('Grafana through pgx against a primary', () => {
     );
     for (const step of Object.values(steps)) expect(step.error, step.step).toBeUndefined();
     expect(steps.version?.value).toBe(1500);
+    expect(steps.schemas?.value).toEqual(['public']);
+    expect(steps.timescaledb?.value).toEqual([]);
+    expect(steps.tables?.value).toEqual(['trades']);
+    expect(steps['schema of table']?.value).toEqual([
+      'timestamp|timestamp without time zone',
+      'sym|text',
+      'price|double precision',
+    ]);
     expect(steps.columns?.value).toEqual([
       ['timestamp', 'timestamp without time zone'],
       ['sym', 'text'],

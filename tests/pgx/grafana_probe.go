@@ -25,6 +25,50 @@ func emit(step string, value interface{}, err error) {
 	fmt.Println(string(line))
 }
 
+// Grafana's "in the search path" constraint, as its query builder writes it.
+const searchPath = `
+          quote_ident(table_schema) IN (
+          SELECT
+            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+          FROM
+            generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          )`
+
+// strings runs a query and returns its rows' text values, joined by '|' per row, with its error.
+func strings(ctx context.Context, conn *pgx.Conn, sql string) ([]string, error) {
+	rows, err := conn.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		values, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		line := ""
+		for i, v := range values {
+			if i > 0 {
+				line += "|"
+			}
+			line += fmt.Sprint(v)
+		}
+		out = append(out, line)
+	}
+	return out, rows.Err()
+}
+
+// emitRows runs sql and emits its rows as text.
+func emitRows(ctx context.Context, conn *pgx.Conn, step string, sql string) {
+	rows, err := strings(ctx, conn, sql)
+	emit(step, rows, err)
+}
+
 func main() {
 	ctx := context.Background()
 	url, table, from, to := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
@@ -42,6 +86,29 @@ func main() {
 	var version int
 	err = conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int/100").Scan(&version)
 	emit("version", version, err)
+
+	// The query builder's metadata queries (grafana-postgresql-datasource/postgresMetaQuery.ts).
+	emitRows(ctx, conn, "schemas", `SELECT schema_name AS "name" FROM information_schema.schemata
+    WHERE schema_name NOT IN ('information_schema', 'pg_catalog', 'pg_toast', '_timescaledb_cache') ORDER BY schema_name`)
+	emitRows(ctx, conn, "timescaledb", "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+	emitRows(ctx, conn, "tables", `SELECT
+    CASE WHEN `+searchPath+`
+      THEN quote_ident(table_name)
+      ELSE quote_ident(table_schema) || '.' || quote_ident(table_name)
+    END AS "table"
+    FROM information_schema.tables
+    WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog', '_timescaledb_cache')
+    ORDER BY CASE WHEN `+searchPath+` THEN 0 ELSE 1 END, 1`)
+	quoted := "'" + table + "'"
+	emitRows(ctx, conn, "schema of table", `SELECT quote_ident(column_name) AS "column", data_type AS "type"
+    FROM information_schema.columns
+    WHERE
+      CASE WHEN array_length(parse_ident(`+quoted+`),1) = 2
+        THEN quote_ident(table_schema) = (parse_ident(`+quoted+`))[1]
+          AND quote_ident(table_name) = (parse_ident(`+quoted+`))[2]
+        ELSE quote_ident(table_name) = `+quoted+`
+          AND `+searchPath+`
+      END`)
 
 	rows, err := conn.Query(ctx,
 		"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position", table)

@@ -299,6 +299,14 @@ export const CONFIG_KEYS = {
     default: 'quest',
     doc: "PostgreSQL user's password (QuestDB default quest: change it; the node warns while it is the default on a non-loopback address)",
   },
+  'pg.tls.cert.path': {
+    kind: 'string',
+    doc: 'PEM certificate chain for the PostgreSQL port (then every connection must use TLS: SSLRequest); default http.tls.cert.path',
+  },
+  'pg.tls.key.path': {
+    kind: 'string',
+    doc: 'PEM private key of pg.tls.cert.path; default http.tls.key.path',
+  },
   'pg.recv.buffer.size': {
     kind: 'bytes',
     default: '1m',

@@ -88,7 +88,7 @@ export async function primarySettings(
           maxConnections: positive(config, 'line.tcp.net.connection.limit'),
         }
       : undefined,
-    pg: config.bool('pg.enabled') ? pgListener(config, http) : undefined,
+    pg: config.bool('pg.enabled') ? await pgListener(config, http) : undefined,
     httpAuth: httpAuth(config),
     ilpAuth: tokenAuth(config, 'ilp.auth.token'),
     queryAuth: tokenAuth(config, 'query.auth.token'),
@@ -128,7 +128,10 @@ export async function httpListener(config: NodeConfig): Promise<PrimarySettings[
  * host, port 8812 — or a free port when HTTP asked for one (port 0), so nodes started side by side
  * on ephemeral ports (tests, local clusters) do not fight over 8812.
  */
-function pgListener(config: NodeConfig, http: { host: string; port: number }): PgListenerOptions {
+async function pgListener(
+  config: NodeConfig,
+  http: { host: string; port: number },
+): Promise<PgListenerOptions> {
   const given = parseHostPort(config, 'pg.net.bind.to');
   const address =
     config.sourceOf('pg.net.bind.to') === 'default'
@@ -141,6 +144,7 @@ function pgListener(config: NodeConfig, http: { host: string; port: number }): P
     ],
     maxMessageBytes: positive(config, 'pg.recv.buffer.size'),
     maxConnections: positive(config, 'pg.net.connection.limit'),
+    tls: await ownTlsElseHttps(config, 'pg.tls.cert.path', 'pg.tls.key.path'),
   };
 }
 
@@ -155,19 +159,24 @@ function tcpBindAddress(config: NodeConfig, httpHost: string): { host: string; p
 
 /** ILP/TCP's TLS: `line.tcp.tls.*`, else the HTTP listener's certificate (one certificate for the host). */
 async function tcpTls(config: NodeConfig): Promise<TlsCredentials | undefined> {
-  const own =
-    config.string('line.tcp.tls.cert.path') !== undefined ||
-    config.string('line.tcp.tls.key.path') !== undefined;
-  return own
-    ? tlsPair(config, 'line.tcp.tls.cert.path', 'line.tcp.tls.key.path')
-    : tlsPair(config, 'http.tls.cert.path', 'http.tls.key.path');
+  return ownTlsElseHttps(config, 'line.tcp.tls.cert.path', 'line.tcp.tls.key.path');
+}
+
+/** A listener's own `*.tls.*` pair, else the HTTP listener's (one certificate for the host). */
+function ownTlsElseHttps(
+  config: NodeConfig,
+  certKey: 'line.tcp.tls.cert.path' | 'pg.tls.cert.path',
+  keyKey: 'line.tcp.tls.key.path' | 'pg.tls.key.path',
+): Promise<TlsCredentials | undefined> {
+  const own = config.string(certKey) !== undefined || config.string(keyKey) !== undefined;
+  return own ? tlsPair(config, certKey, keyKey) : tlsPair(config, 'http.tls.cert.path', 'http.tls.key.path');
 }
 
 /** Both files or neither; read and checked now, so a bad pair stops the node at start. */
 async function tlsPair(
   config: NodeConfig,
-  certKey: 'http.tls.cert.path' | 'line.tcp.tls.cert.path',
-  keyKey: 'http.tls.key.path' | 'line.tcp.tls.key.path',
+  certKey: 'http.tls.cert.path' | 'line.tcp.tls.cert.path' | 'pg.tls.cert.path',
+  keyKey: 'http.tls.key.path' | 'line.tcp.tls.key.path' | 'pg.tls.key.path',
 ): Promise<TlsCredentials | undefined> {
   const cert = config.string(certKey);
   const key = config.string(keyKey);

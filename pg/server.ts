@@ -1,5 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import type { TlsCredentials } from '../core/index.js';
 import { type PgQueryRunner, PgSession } from './session.js';
 
 /**
@@ -21,6 +23,8 @@ export interface PgServerOptions {
   maxConnections: number;
   /** Reported to clients as server_version. */
   serverVersion: string;
+  /** TLS credentials: every connection must then ask for TLS (SSLRequest). */
+  tls?: TlsCredentials | undefined;
   /** Connection-level events (never passwords or query text). */
   log?: (message: string) => void;
 }
@@ -37,6 +41,10 @@ export const PG_SERVER_VERSION = '15.0';
 
 export async function startPgServer(options: PgServerOptions): Promise<PgServer> {
   const sessions = new Map<number, { session: PgSession; secret: number }>();
+  const tls =
+    options.tls === undefined
+      ? undefined
+      : createSecureContext({ cert: options.tls.cert, key: options.tls.key });
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
     sockets.add(socket);
@@ -50,6 +58,7 @@ export async function startPgServer(options: PgServerOptions): Promise<PgServer>
       ...(options.credentials.length === 0 ? {} : { credentials: options.credentials }),
       maxMessageBytes: options.maxMessageBytes,
       serverVersion: options.serverVersion,
+      ...(tls === undefined ? {} : { tls }),
       processId,
       secret,
       onCancelRequest: (pid, key) => {

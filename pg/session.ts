@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import { isWalshipError } from '../core/index.js';
 import type { PgPage } from '../table/index.js';
 import {
@@ -74,6 +75,8 @@ export interface PgSessionOptions {
   secret: number;
   /** A CancelRequest arrived on this connection for (processId, secret). */
   onCancelRequest: (processId: number, secret: number) => void;
+  /** TLS for every connection (SSLRequest); a startup message without it is refused. */
+  tls?: SecureContext;
   /** Connection-level events: never passwords or query text. */
   log?: (message: string) => void;
 }
@@ -128,7 +131,11 @@ const REPORTED = [
 ];
 
 export class PgSession {
-  readonly #socket: Socket;
+  /** The connection: the TCP socket, or the TLS socket over it after an SSLRequest. */
+  #socket: Socket;
+  /** Messages read and not yet handled (a message after an SSLRequest, before TLS, is refused). */
+  #queued = 0;
+  readonly #onChunk = (chunk: Buffer) => this.#onData(chunk);
   readonly #options: PgSessionOptions;
   readonly #reader: FrontendReader;
   readonly #settings = new Map<string, string>(Object.entries(SETTINGS_DEFAULTS));
@@ -148,7 +155,11 @@ export class PgSession {
     this.#options = options;
     this.#reader = new FrontendReader(options.maxMessageBytes);
     this.#settings.set('server_version', options.serverVersion);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.#listen(socket);
+  }
+
+  #listen(socket: Socket): void {
+    socket.on('data', this.#onChunk);
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
   }
@@ -174,7 +185,10 @@ export class PgSession {
       return;
     }
     for (const message of messages) {
-      this.#queue = this.#queue.then(() => this.#handle(message.type, message.payload));
+      this.#queued++;
+      this.#queue = this.#queue
+        .then(() => this.#handle(message.type, message.payload))
+        .finally(() => this.#queued--);
     }
     // A client that sends faster than queries run waits on TCP, not on our memory.
     if (messages.length > 0) {
@@ -206,8 +220,16 @@ export class PgSession {
   #startup(payload: Buffer): void {
     const reader = new PayloadReader(payload);
     const code = reader.int32();
+    if (
+      code === SSL_REQUEST_CODE &&
+      this.#options.tls !== undefined &&
+      !(this.#socket instanceof TLSSocket)
+    ) {
+      this.#upgrade(this.#options.tls);
+      return;
+    }
     if (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) {
-      // No TLS on this port yet: the client goes on in plain text or gives up, as it is set to.
+      // No TLS here (or already): the client goes on in plain text or gives up, as it is set to.
       this.#socket.write('N');
       return;
     }
@@ -228,6 +250,12 @@ export class PgSession {
       if (name === '') break;
       parameters.set(name, reader.cstring());
     }
+    if (this.#options.tls !== undefined && !(this.#socket instanceof TLSSocket)) {
+      throw new PgProtocolError(
+        'this server requires TLS: connect with sslmode=require (or verify-full)',
+        '28000',
+      );
+    }
     this.#user = parameters.get('user') ?? '';
     if (this.#user === '')
       throw new PgProtocolError('no PostgreSQL user name specified in startup packet', '28000');
@@ -241,6 +269,23 @@ export class PgSession {
     }
     this.#phase = 'password';
     this.#socket.write(authenticationRequest(5, this.#salt));
+  }
+
+  /**
+   * Answers an SSLRequest with `S` and goes on over TLS. Bytes the client sent after the request,
+   * before the handshake, would be read as if they came over TLS: they end the connection.
+   */
+  #upgrade(context: SecureContext): void {
+    if (this.#queued > 1 || this.#reader.buffered > 0) {
+      throw new PgProtocolError('data after an SSLRequest, before the TLS handshake');
+    }
+    const raw = this.#socket;
+    raw.off('data', this.#onChunk);
+    raw.write('S');
+    const secure = new TLSSocket(raw, { isServer: true, secureContext: context });
+    this.#socket = secure;
+    this.#listen(secure);
+    raw.resume();
   }
 
   #password(type: number, payload: Buffer): void {

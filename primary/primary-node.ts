@@ -54,6 +54,8 @@ export interface PgListenerOptions {
   credentials: { user: string; password: string }[];
   maxMessageBytes: number;
   maxConnections: number;
+  /** TLS for every connection (SSLRequest); without it the port speaks plain TCP only. */
+  tls?: TlsCredentials | undefined;
 }
 
 export interface PrimarySettings {

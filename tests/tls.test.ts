@@ -6,11 +6,13 @@
  * certificates are made by the `openssl` binary at the start (skipped with a reason when it is
  * missing outside CI; a failure under CI).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Sender as QuestDbSender } from '@questdb/nodejs-client';
+import pg from 'pg';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Sender } from '../client/index.js';
@@ -27,9 +29,10 @@ const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 if (!hasOpenssl && process.env.CI !== undefined) throw new Error('the openssl binary is required under CI');
 if (!hasOpenssl) console.log('tests/tls.test.ts skipped: no openssl binary to make certificates with');
 
+const run = promisify(execFile);
 let dir: string;
 let caPath: string;
-let primary: { process: WalshipProcess; http: number; tcp: number };
+let primary: { process: WalshipProcess; http: number; tcp: number; pg: number };
 let replica: { process: WalshipProcess; http: number };
 let agent: Agent;
 
@@ -100,10 +103,10 @@ beforeAll(async () => {
   const p = spawnWalship(nodeArgs('primary', 'p'));
   const r = spawnWalship(nodeArgs('replica', 'r'));
   const [pm, rm_] = await Promise.all([
-    p.waitFor(/walship primary \S+ listening: http (\d+), tcp (\d+)/, 60_000),
+    p.waitFor(/walship primary \S+ listening: http (\d+), tcp (\d+), pg (\d+)/, 60_000),
     r.waitFor(/walship replica \S+ listening: http (\d+)/, 60_000),
   ]);
-  primary = { process: p, http: Number(pm[1]), tcp: Number(pm[2]) };
+  primary = { process: p, http: Number(pm[1]), tcp: Number(pm[2]), pg: Number(pm[3]) };
   replica = { process: r, http: Number(rm_[1]) };
 }, 90_000);
 
@@ -147,6 +150,44 @@ async function countOnceAt(port: number, table: string, expected: number): Promi
 }
 
 describe.skipIf(!hasOpenssl)('TLS on every listener', () => {
+  test('the PostgreSQL port speaks TLS after SSLRequest, verified by psql and node-postgres, and refuses plain text', async () => {
+    const psql = (sslmode: string) =>
+      run(
+        'psql',
+        [
+          `host=localhost port=${primary.pg} user=admin dbname=qdb sslmode=${sslmode} sslrootcert=${caPath}`,
+          '-X',
+          '-A',
+          '-t',
+          '-c',
+          'SELECT 40 + 2',
+        ],
+        {
+          env: { ...process.env, PGPASSWORD: 'quest', PGCONNECT_TIMEOUT: '5' },
+        },
+      );
+    expect((await psql('verify-full')).stdout.trim()).toBe('42');
+    const plain = await psql('disable').then(
+      () => '',
+      (error: { stderr: string }) => error.stderr,
+    );
+    expect(plain).toMatch(/requires TLS/);
+    const client = new pg.Client({
+      host: 'localhost',
+      port: primary.pg,
+      user: 'admin',
+      password: 'quest',
+      database: 'qdb',
+      ssl: { ca: await readFile(caPath) },
+    });
+    await client.connect();
+    try {
+      expect((await client.query('SELECT 7 AS seven')).rows).toEqual([{ seven: '7' }]);
+    } finally {
+      await client.end();
+    }
+  });
+
   test('the official client writes over https:: and tcps::; both nodes answer over HTTPS', async () => {
     const https = await QuestDbSender.fromConfig(
       `https::addr=127.0.0.1:${primary.http};tls_ca=${caPath};token=${ILP_TOKEN};auto_flush=off;`,

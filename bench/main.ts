@@ -33,6 +33,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   router: async () => (await import('./router.js')).benchRouter(),
   scale: async () => (await import('./scale.js')).benchScale(),
   peer: async () => (await import('./peer.js')).benchPeer(),
+  pg: async () => (await import('./pg.js')).benchPg(),
 };
 
 async function run(): Promise<number> {

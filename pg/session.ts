@@ -13,13 +13,12 @@ import {
   splitStatements,
   UnsupportedCastError,
 } from './sql-text.js';
-import { decodeParam, encodeResultValue, PgValueError } from './values.js';
+import { decodeParam, encodeDataRows, PgValueError } from './values.js';
 import {
   authenticationRequest,
   backendKeyData,
   CANCEL_REQUEST_CODE,
   commandComplete,
-  dataRow,
   emptyMessage,
   errorResponse,
   type FrontendMessage,
@@ -609,16 +608,7 @@ export class PgSession {
     const formats = formatsOf(portal, page);
     if (simple) parts.push(rowDescription(columnsOf(page), formats));
     const end = maxRows > 0 ? Math.min(page.rows.length, portal.sent + maxRows) : page.rows.length;
-    for (let r = portal.sent; r < end; r++) {
-      const row = page.rows[r]!;
-      parts.push(
-        dataRow(
-          row.map((value, i) =>
-            value === null ? null : encodeResultValue(page.oids[i]!, value, formats[i]!),
-          ),
-        ),
-      );
-    }
+    parts.push(encodeDataRows(page.rows, page.oids, formats, portal.sent, end));
     portal.sent = end;
     if (end < page.rows.length) parts.push(emptyMessage('s'));
     else parts.push(commandComplete(page.tag ?? `SELECT ${page.rows.length}`));

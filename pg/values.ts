@@ -132,3 +132,61 @@ function sized(bytes: Buffer, length: number): Buffer {
   }
   return bytes;
 }
+
+/**
+ * DataRow messages for rows [from, to) of a page, written into one buffer: a message and a few
+ * small buffers per value would be tens of thousands of allocations for a 10 000-row result.
+ * `formats` holds each column's format (0 text, 1 binary).
+ */
+export function encodeDataRows(
+  rows: readonly (readonly (string | null)[])[],
+  oids: readonly number[],
+  formats: readonly number[],
+  from: number,
+  to: number,
+): Buffer {
+  const cells: (string | Buffer | null)[] = [];
+  let size = 0;
+  for (let r = from; r < to; r++) {
+    const row = rows[r]!;
+    size += 7;
+    for (let i = 0; i < row.length; i++) {
+      const value = row[i]!;
+      size += 4;
+      if (value === null) cells.push(null);
+      else if (formats[i] === 0) {
+        const text = oids[i] === PG_OID.timestamp ? timestampText(BigInt(value)) : value;
+        cells.push(text);
+        size += Buffer.byteLength(text);
+      } else {
+        const bytes = encodeResultValue(oids[i]!, value, formats[i]!);
+        cells.push(bytes);
+        size += bytes.length;
+      }
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  let cell = 0;
+  for (let r = from; r < to; r++) {
+    const columns = rows[r]!.length;
+    const start = at;
+    out[at] = 0x44; // 'D'
+    at = out.writeInt16BE(columns, at + 5);
+    for (let i = 0; i < columns; i++) {
+      const value = cells[cell++];
+      if (value === null || value === undefined) {
+        at = out.writeInt32BE(-1, at);
+      } else if (typeof value === 'string') {
+        const length = out.write(value, at + 4, 'utf8');
+        out.writeInt32BE(length, at);
+        at += 4 + length;
+      } else {
+        out.writeInt32BE(value.length, at);
+        at += 4 + value.copy(out, at + 4);
+      }
+    }
+    out.writeInt32BE(at - start - 1, start + 1);
+  }
+  return out;
+}

@@ -272,16 +272,6 @@ export function parameterDescription(oids: readonly number[]): Buffer {
   return w.message('t');
 }
 
-/** DataRow of already encoded values (null for SQL NULL). */
-export function dataRow(values: readonly (Buffer | null)[]): Buffer {
-  const w = new BackendWriter().int16(values.length);
-  for (const value of values) {
-    if (value === null) w.int32(-1);
-    else w.int32(value.length).raw(value);
-  }
-  return w.message('D');
-}
-
 function typeSize(oid: number): number {
   switch (oid) {
     case 16:

@@ -13,6 +13,12 @@ export {
   systemClientRandom,
 } from './clock.js';
 export {
+  type CommitTokenEntry,
+  formatCommitToken,
+  mergeCommitToken,
+  parseCommitToken,
+} from './commit-token.js';
+export {
   CONFIG_DEFAULTS,
   parseConfigString,
   Secret,

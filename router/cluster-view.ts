@@ -500,8 +500,12 @@ export function orderReplicas(
       continue;
     }
     const served = new Set(node.tables.filter((t) => !t.suspended).map((t) => t.name.toLowerCase()));
+    const suspended = new Set(node.tables.filter((t) => t.suspended).map((t) => t.name.toLowerCase()));
     const wanted = tables.kind === 'tables' ? tables.names.map((n) => n.toLowerCase()) : all;
-    const missing = wanted.filter((name) => !served.has(name));
+    // A replica that follows every table serves one it has not listed yet: a table created since
+    // its last /status (a read-your-writes read then waits there for it), or one that does not
+    // exist, which it answers "no such table" for (issue 17 item 5).
+    const missing = wanted.filter((name) => (node.servesAll ? suspended.has(name) : !served.has(name)));
     if (missing.length > 0) {
       excluded.push({ node: nameOf(node), why: `does not serve ${missing.slice(0, 5).join(', ')}` });
       continue;

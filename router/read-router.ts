@@ -7,6 +7,7 @@ import { type HttpHandler, sendJson } from '../core/index.js';
 import type { ClusterView, Excluded, ReadCandidate } from './cluster-view.js';
 import { describeError, readText } from './cluster-view.js';
 import { clientGone, pathOf, queryOf, requestHeadersFor, responseHeadersFor } from './forwarding.js';
+import type { RouterTokens } from './read-your-writes.js';
 import { type QueryTables, tablesOfQuery } from './sql-tables.js';
 
 /**
@@ -56,6 +57,8 @@ export interface ReadRouterOptions {
   /** `router.read.preference`. */
   preference: ReadPreference;
   log: Logger;
+  /** The commit tokens of the writes the router forwarded: a read waits for them (read-your-writes.ts). */
+  tokens?: RouterTokens;
 }
 
 interface Attempt {
@@ -107,6 +110,10 @@ async function route(
 ): Promise<void> {
   const sql = read.params.get('query') ?? '';
   const tables = tablesOfQuery(sql);
+  const ownToken = req.headers['x-walship-min-txn'] !== undefined || read.params.has('min_txn');
+  const eventual = (req.headers['x-walship-consistency'] ?? read.params.get('consistency')) === 'eventual';
+  read.params.delete('consistency');
+  const routerToken = ownToken || eventual ? undefined : options.tokens?.forRead(tables);
   const { replicas, primary, excluded } = options.view.readCandidates(tables);
   const candidates: ReadCandidate[] =
     read.preference === 'primary'
@@ -120,7 +127,7 @@ async function route(
   const attempts: Attempt[] = [];
   for (const candidate of candidates) {
     if (gone.aborted) return;
-    const answered = await tryCandidate(options, req, res, { ...read, candidate, gone });
+    const answered = await tryCandidate(options, req, res, { ...read, candidate, gone, routerToken });
     if (answered === true) return;
     attempts.push({ node: shownNode(candidate), role: candidate.role, answer: answered });
   }
@@ -149,12 +156,16 @@ async function tryCandidate(
     params: URLSearchParams;
     candidate: ReadCandidate;
     gone: AbortSignal;
+    /** The router's commit token for the read's tables (read-your-writes), when the client sent none. */
+    routerToken: string | undefined;
   },
 ): Promise<true | string> {
-  const { candidate } = attempt;
+  const { candidate, routerToken } = attempt;
   const params = new URLSearchParams(attempt.params);
   if (candidate.role === 'primary') for (const name of REPLICA_PARAMS) params.delete(name);
   const headers = requestHeadersFor(req, candidate.role === 'primary' ? REPLICA_HEADERS : ROUTER_HEADERS);
+  delete headers['x-walship-consistency'];
+  if (routerToken !== undefined && candidate.role === 'replica') headers['x-walship-min-txn'] = routerToken;
   let response: Awaited<ReturnType<typeof request>>;
   try {
     response = await request(`${candidate.url}${attempt.path}?${params}`, {
@@ -181,6 +192,8 @@ async function tryCandidate(
     ...responseHeadersFor(response.headers),
     'x-walship-served-by': `${candidate.nodeId ?? candidate.url} (${candidate.role})`,
     'x-walship-staleness-ms': candidate.role === 'primary' ? '0' : (staleness ?? 'unknown'),
+    // What the read reflects of the writes the router forwarded: the token it waited for.
+    ...(routerToken === undefined ? {} : { 'x-walship-read-your-writes': routerToken }),
   });
   await pipeline(response.body, res).catch((error: unknown) => {
     options.log.debug({ err: describeError(error), node: candidate.url }, 'router: a read response was cut');

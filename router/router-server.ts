@@ -18,6 +18,7 @@ import type { ObjectStore } from '../objectstore/index.js';
 import { type ClusterSnapshot, ClusterView, type NodeView } from './cluster-view.js';
 import { pathOf } from './forwarding.js';
 import { createReadRouter } from './read-router.js';
+import { RouterTokens } from './read-your-writes.js';
 import { createWriteForwarder, WRITE_RETRY_TIMEOUT_MS } from './write-forwarder.js';
 
 /**
@@ -74,16 +75,19 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
   const startedMs = clock.monotonicMs();
   const checkAuth =
     options.clusterAuth === undefined ? undefined : createHttpAuthenticator(options.clusterAuth);
+  // Read-your-writes: what the router wrote, its reads wait for (read-your-writes.ts).
+  const tokens = new RouterTokens();
   const routes: HttpHandler[] = [
     createWriteForwarder({
       view,
       agent,
+      tokens,
       maxRequestBytes: options.maxRequestBytes,
       retryTimeoutMs: options.writeRetryTimeoutMs ?? WRITE_RETRY_TIMEOUT_MS,
       log: options.log,
       clock,
     }),
-    createReadRouter({ view, agent, preference: options.readPreference, log: options.log }),
+    createReadRouter({ view, agent, preference: options.readPreference, log: options.log, tokens }),
     async (req, res) => answerOwn(req, res, { view, options, clock, startedMs, checkAuth }),
   ];
   let http: RunningHttpServer;

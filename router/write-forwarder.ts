@@ -14,6 +14,7 @@ import {
   requestHeadersFor,
   responseHeadersFor,
 } from './forwarding.js';
+import type { RouterTokens } from './read-your-writes.js';
 
 /**
  * ILP over HTTP through the router: `POST /write` and `POST /api/v2/write` (query string kept) go
@@ -60,6 +61,8 @@ export interface WriteForwarderOptions {
   log: Logger;
   clock?: Clock;
   random?: Random;
+  /** Notes each committed write's `X-Walship-Txn`, for read-your-writes (read-your-writes.ts). */
+  tokens?: RouterTokens;
 }
 
 export function createWriteForwarder(options: WriteForwarderOptions): HttpHandler {
@@ -119,6 +122,7 @@ async function forward(
       if (outcome.kind === 'answered') {
         const node = options.view.snapshot.nodes.find((n) => n.url === url);
         const servedBy = `${node?.nodeId ?? url} (primary)`;
+        if (outcome.status === 204) options.tokens?.note(outcome.headers['x-walship-txn']);
         res.writeHead(outcome.status, { ...outcome.headers, 'x-walship-served-by': servedBy });
         res.end(outcome.body);
         return;

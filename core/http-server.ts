@@ -2,11 +2,11 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { clientAddressOf, TrustedProxies } from './client-address.js';
 import { AuthFailureLimiter } from './http-auth.js';
+import { listen } from './listen.js';
 import { InvalidConfigError } from './walship-error.js';
 
 /** A route handler: resolves true when it answered the request, false to let the next one try. */
@@ -114,14 +114,7 @@ export async function startHttpServer(
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(address.port, address.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listen(server, address.host, address.port);
   return {
     server,
     port,

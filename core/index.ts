@@ -23,6 +23,7 @@ export {
   startHttpServer,
   type TlsCredentials,
 } from './http-server.js';
+export { listen } from './listen.js';
 export { renderMarkdownTable } from './markdown-table.js';
 export { nodeUrl } from './node-url.js';
 export { type Random, randomInt, seededRandom, systemRandom } from './random.js';

@@ -5,6 +5,7 @@ import {
   type Clock,
   InvalidArgumentError,
   isWalshipError,
+  listen,
   systemClock,
   type Timer,
   type TlsCredentials,
@@ -96,15 +97,7 @@ export async function startIlpTcpServer(options: IlpTcpServerOptions): Promise<I
           accept,
         );
   server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const port = await listen(server, options.host, options.port);
   return {
     port,
     async close() {

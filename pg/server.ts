@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import type { TlsCredentials } from '../core/index.js';
+import { listen, type TlsCredentials } from '../core/index.js';
 import { type PgQueryRunner, PgSession } from './session.js';
 
 /**
@@ -74,15 +74,7 @@ export async function startPgServer(options: PgServerOptions): Promise<PgServer>
     });
   });
   server.maxConnections = options.maxConnections;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const port = await listen(server, options.host, options.port);
   return {
     port,
     close: () =>

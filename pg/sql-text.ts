@@ -1,3 +1,5 @@
+import { type SqlToken, tokenizeSql } from '../table/index.js';
+
 /**
  * What the PostgreSQL door reads of SQL text before SQLite sees it: where one statement of a
  * simple query ends, whether a query is only comments (Grafana pings with `-- ping`), how many
@@ -195,13 +197,6 @@ export class UnsupportedCastError extends Error {
   readonly sqlState = '0A000';
 }
 
-interface Token {
-  start: number;
-  end: number;
-  /** w word, number or parameter; s string; p punctuation; x whitespace or comment. */
-  kind: 'w' | 's' | 'p' | 'x';
-}
-
 /**
  * PostgreSQL's `expr::type` casts as SQLite's `CAST(expr AS type)`, for the types in CAST_TYPES
  * (`$1::text`, `count(*)::int`, `current_setting('x')::int / 100`); the expression is the word,
@@ -210,15 +205,15 @@ interface Token {
  */
 export function rewriteCasts(sql: string): string {
   if (!sql.includes('::')) return sql;
-  let tokens = tokenize(sql);
+  let tokens = tokenizeSql(sql);
   let text = sql;
   for (;;) {
     const at = tokens.findIndex(
       (t, i) =>
-        t.kind === 'p' &&
+        t.kind === 'o' &&
         text[t.start] === ':' &&
         text[tokens[i + 1]?.start ?? -1] === ':' &&
-        tokens[i + 1]?.kind === 'p',
+        tokens[i + 1]?.kind === 'o',
     );
     if (at < 0) return text;
     const first = operandStart(text, tokens, at - 1);
@@ -239,80 +234,39 @@ export function rewriteCasts(sql: string): string {
     if (sqliteType === undefined) throw new UnsupportedCastError(`casts to ${m[0]} are not supported`);
     const operand = text.slice(tokens[first]!.start, tokens[at]!.start).trimEnd();
     text = `${text.slice(0, tokens[first]!.start)}CAST(${operand} AS ${sqliteType})${text.slice(typeStart + m[0].length)}`;
-    tokens = tokenize(text);
+    tokens = tokenizeSql(text);
   }
 }
 
 /** The index of the first token of the operand ending at token `last` (whitespace skipped), or -1. */
-function operandStart(text: string, tokens: readonly Token[], last: number): number {
+function operandStart(text: string, tokens: readonly SqlToken[], last: number): number {
   let i = last;
   while (i >= 0 && tokens[i]!.kind === 'x') i--;
   if (i < 0) return -1;
   const token = tokens[i]!;
-  if (token.kind === 'p' && text[token.start] === ')') {
+  if (token.kind === 'o' && text[token.start] === ')') {
     let depth = 0;
     for (; i >= 0; i--) {
       const t = tokens[i]!;
-      if (t.kind !== 'p') continue;
+      if (t.kind !== 'o') continue;
       if (text[t.start] === ')') depth++;
       else if (text[t.start] === '(' && --depth === 0) break;
     }
     if (i < 0) return -1;
     // A function call: its name belongs to the operand.
-    if (i > 0 && tokens[i - 1]!.kind === 'w') i--;
+    if (i > 0 && tokens[i - 1]!.kind === 'i') i--;
     return i;
   }
-  if (token.kind === 'p') return -1;
+  if (token.kind === 'o') return -1;
   // A dotted name: a.b.c
   while (
     i >= 2 &&
     text[tokens[i - 1]!.start] === '.' &&
-    tokens[i - 1]!.kind === 'p' &&
-    tokens[i - 2]!.kind === 'w'
+    tokens[i - 1]!.kind === 'o' &&
+    tokens[i - 2]!.kind === 'i'
   )
     i -= 2;
   return i;
-}
-
-function tokenize(sql: string): Token[] {
-  const tokens: Token[] = [];
-  let i = 0;
-  while (i < sql.length) {
-    const start = i;
-    const c = sql[i]!;
-    let kind: Token['kind'];
-    if (c === "'" || c === '"') {
-      do {
-        const end = sql.indexOf(c, i + 1);
-        i = end < 0 ? sql.length : end + 1;
-      } while (sql[i] === c);
-      kind = c === '"' ? 'w' : 's';
-    } else if (c === '-' && sql[i + 1] === '-') {
-      const end = sql.indexOf('\n', i);
-      i = end < 0 ? sql.length : end + 1;
-      kind = 'x';
-    } else if (c === '/' && sql[i + 1] === '*') {
-      const end = sql.indexOf('*/', i + 2);
-      i = end < 0 ? sql.length : end + 2;
-      kind = 'x';
-    } else if (/\s/.test(c)) {
-      while (i < sql.length && /\s/.test(sql[i]!)) i++;
-      kind = 'x';
-    } else if (/[A-Za-z0-9_$]/.test(c)) {
-      while (
-        i < sql.length &&
-        /[A-Za-z0-9_$.]/.test(sql[i]!) &&
-        !(sql[i] === '.' && !/[0-9]/.test(sql[i + 1] ?? ''))
-      )
-        i++;
-      kind = 'w';
-    } else {
-      i++;
-      kind = 'p';
-    }
-    tokens.push({ start, end: i, kind });
-  }
-  return tokens;
 }
 
 /**

@@ -31,6 +31,7 @@ export {
   type SnapshotImageInfo,
   type SnapshotTable,
 } from './snapshot-image.js';
+export { type SqlToken, tokenizeSql } from './sql-tokens.js';
 export { columnTypeOfDeclared, QUESTDB_TYPE_NAMES, SQL_DECLARED_TYPES } from './sql-types.js';
 export { quoteIdentifier } from './store-sql.js';
 export {

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { ColumnType } from '../wal/index.js';
+import { type SqlToken, tokenizeSql } from './sql-tokens.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 
 /**
@@ -91,63 +92,6 @@ export function parseIntervalUs(text: string): bigint | undefined {
   return us > 0n ? us : undefined;
 }
 
-interface Token {
-  start: number;
-  end: number;
-  /** i identifier (maybe dotted or quoted), s string, p parameter, o operator or punctuation, x space/comment, n number */
-  kind: 'i' | 's' | 'p' | 'o' | 'x' | 'n';
-}
-
-function tokenize(sql: string): Token[] {
-  const tokens: Token[] = [];
-  let i = 0;
-  while (i < sql.length) {
-    const start = i;
-    const c = sql[i]!;
-    let kind: Token['kind'];
-    if (c === "'" || c === '"' || c === '`' || c === '[') {
-      const close = c === '[' ? ']' : c;
-      do {
-        const end = sql.indexOf(close, i + 1);
-        i = end < 0 ? sql.length : end + 1;
-      } while (sql[i] === close && close !== ']');
-      kind = c === "'" ? 's' : 'i';
-    } else if (c === '-' && sql[i + 1] === '-') {
-      const end = sql.indexOf('\n', i);
-      i = end < 0 ? sql.length : end + 1;
-      kind = 'x';
-    } else if (c === '/' && sql[i + 1] === '*') {
-      const end = sql.indexOf('*/', i + 2);
-      i = end < 0 ? sql.length : end + 2;
-      kind = 'x';
-    } else if (/\s/.test(c)) {
-      while (i < sql.length && /\s/.test(sql[i]!)) i++;
-      kind = 'x';
-    } else if ((c === '$' || c === '?' || c === ':' || c === '@') && /[\w]/.test(sql[i + 1] ?? '')) {
-      i++;
-      while (i < sql.length && /\w/.test(sql[i]!)) i++;
-      kind = 'p';
-    } else if (c === '?') {
-      i++;
-      kind = 'p';
-    } else if (/[0-9]/.test(c)) {
-      while (i < sql.length && /[\w.]/.test(sql[i]!)) i++;
-      kind = 'n';
-    } else if (/[A-Za-z_]/.test(c)) {
-      while (i < sql.length && /[\w$]/.test(sql[i]!)) i++;
-      kind = 'i';
-    } else if (/[<>=!]/.test(c)) {
-      while (i < sql.length && /[<>=!]/.test(sql[i]!)) i++;
-      kind = 'o';
-    } else {
-      i++;
-      kind = 'o';
-    }
-    tokens.push({ start, end: i, kind });
-  }
-  return tokens.filter((t) => t.kind !== 'x');
-}
-
 const COMPARISONS = new Set(['=', '==', '!=', '<>', '<', '<=', '>', '>=']);
 
 /** What rewriteTimeLiterals did: the SQL to run, and the parameters compared with a timestamp column. */
@@ -164,8 +108,8 @@ export interface TimeRewrite {
 export function rewriteTimeLiterals(sql: string, timestampColumns: ReadonlySet<string>): TimeRewrite {
   const timestampParams = new Set<string>();
   if (timestampColumns.size === 0 || !/['$:@?]/.test(sql)) return { sql, timestampParams };
-  const tokens = tokenize(sql);
-  const text = (t: Token | undefined) => (t === undefined ? '' : sql.slice(t.start, t.end));
+  const tokens = tokenizeSql(sql).filter((t) => t.kind !== 'x');
+  const text = (t: SqlToken | undefined) => (t === undefined ? '' : sql.slice(t.start, t.end));
   const replacements: { start: number; end: number; text: string }[] = [];
   const isTimestampColumn = (index: number): boolean => {
     const t = tokens[index];

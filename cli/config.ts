@@ -299,6 +299,11 @@ export const CONFIG_KEYS = {
     default: 'quest',
     doc: "PostgreSQL user's password (QuestDB default quest: change it; the node warns while it is the default on a non-loopback address)",
   },
+  'pg.auth.method': {
+    kind: { oneOf: ['scram-sha-256', 'md5'] },
+    default: 'scram-sha-256',
+    doc: 'how a PostgreSQL client proves its password: SCRAM-SHA-256 (PostgreSQL 14+ default), or MD5 for old clients',
+  },
   'pg.tls.cert.path': {
     kind: 'string',
     doc: 'PEM certificate chain for the PostgreSQL port (then every connection must use TLS: SSLRequest); default http.tls.cert.path',

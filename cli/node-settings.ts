@@ -145,6 +145,7 @@ async function pgListener(
     maxMessageBytes: positive(config, 'pg.recv.buffer.size'),
     maxConnections: positive(config, 'pg.net.connection.limit'),
     tls: await ownTlsElseHttps(config, 'pg.tls.cert.path', 'pg.tls.key.path'),
+    authMethod: config.require('pg.auth.method') as 'scram-sha-256' | 'md5',
   };
 }
 

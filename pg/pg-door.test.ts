@@ -194,7 +194,31 @@ describe('node-postgres', () => {
     expect(JSON.parse(buckets.datasetJson)).toEqual([['2026-01-02T00:00:00.000000Z', 1]]);
   });
 
-  test('a wrong password is refused with 28P01', async () => {
+  test('MD5 for old clients when pg.auth.method=md5, and a wrong password refused either way', async () => {
+    const md5 = await startPgServer({
+      host: '127.0.0.1',
+      port: 0,
+      runQuery: (sql, options) => pool.queryPg(sql, options),
+      credentials: [{ user: USER, password: PASSWORD }],
+      maxMessageBytes: 64 * 1024,
+      maxConnections: 4,
+      serverVersion: PG_SERVER_VERSION,
+      authMethod: 'md5',
+    });
+    try {
+      const client = new pg.Client({ host: '127.0.0.1', port: md5.port, user: USER, password: PASSWORD });
+      await client.connect();
+      expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: '1' }]);
+      await client.end();
+      const wrong = new pg.Client({ host: '127.0.0.1', port: md5.port, user: USER, password: 'nope' });
+      await expect(wrong.connect()).rejects.toMatchObject({ code: '28P01' });
+      await wrong.end().catch(() => {});
+    } finally {
+      await md5.close();
+    }
+  });
+
+  test('a wrong password is refused with 28P01 (SCRAM-SHA-256, the default)', async () => {
     const client = pgClient('wrong');
     await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });
     await client.end().catch(() => {});

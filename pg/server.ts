@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { listen, type TlsCredentials } from '../core/index.js';
+import { scramSecret } from './scram.js';
 import { type PgQueryRunner, PgSession } from './session.js';
 
 /**
@@ -25,6 +26,8 @@ export interface PgServerOptions {
   serverVersion: string;
   /** TLS credentials: every connection must then ask for TLS (SSLRequest). */
   tls?: TlsCredentials | undefined;
+  /** `scram-sha-256` (default) or `md5` (`pg.auth.method`). */
+  authMethod?: 'scram-sha-256' | 'md5';
   /** Connection-level events (never passwords or query text). */
   log?: (message: string) => void;
 }
@@ -41,6 +44,11 @@ export const PG_SERVER_VERSION = '15.0';
 
 export async function startPgServer(options: PgServerOptions): Promise<PgServer> {
   const sessions = new Map<number, { session: PgSession; secret: number }>();
+  // PBKDF2 once per user and start, not per connection.
+  const scram =
+    options.authMethod === 'md5'
+      ? undefined
+      : new Map(options.credentials.map((c) => [c.user, scramSecret(c.password)]));
   const tls =
     options.tls === undefined
       ? undefined
@@ -59,6 +67,7 @@ export async function startPgServer(options: PgServerOptions): Promise<PgServer>
       maxMessageBytes: options.maxMessageBytes,
       serverVersion: options.serverVersion,
       ...(tls === undefined ? {} : { tls }),
+      ...(scram === undefined ? {} : { scram }),
       processId,
       secret,
       onCancelRequest: (pid, key) => {

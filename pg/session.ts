@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { type SecureContext, TLSSocket } from 'node:tls';
 import { isWalshipError } from '../core/index.js';
 import type { PgPage } from '../table/index.js';
+import { SCRAM_MECHANISM, ScramExchange, type ScramSecret, scramSecret } from './scram.js';
 import {
   isEmptyQuery,
   parameterCount,
@@ -76,6 +77,8 @@ export interface PgSessionOptions {
   onCancelRequest: (processId: number, secret: number) => void;
   /** TLS for every connection (SSLRequest); a startup message without it is refused. */
   tls?: SecureContext;
+  /** SCRAM-SHA-256 secrets by user: then SCRAM is asked instead of MD5 (`pg.auth.method`). */
+  scram?: ReadonlyMap<string, ScramSecret>;
   /** Connection-level events: never passwords or query text. */
   log?: (message: string) => void;
 }
@@ -90,6 +93,9 @@ interface Prepared {
   /** Result columns, once described. */
   described?: { names: string[]; oids: number[] } | undefined;
 }
+
+/** The secret an unknown user is checked against: a fresh random one, which no proof matches. */
+const UNKNOWN_USER_SECRET = () => scramSecret(randomBytes(16).toString('hex'), randomBytes(16), 4096);
 
 /** A page, with the command tag when it is not `SELECT n`. */
 type Page = PgPage & { tag?: string };
@@ -143,6 +149,7 @@ export class PgSession {
   #phase: 'startup' | 'password' | 'ready' | 'closed' = 'startup';
   #user = '';
   #salt = randomBytes(4);
+  #scram: ScramExchange | undefined;
   /** The extended protocol failed: messages are skipped until Sync. */
   #skipToSync = false;
   #inTransaction = false;
@@ -267,7 +274,12 @@ export class PgSession {
       return;
     }
     this.#phase = 'password';
-    this.#socket.write(authenticationRequest(5, this.#salt));
+    if (this.#options.scram === undefined) {
+      this.#socket.write(authenticationRequest(5, this.#salt));
+      return;
+    }
+    // AuthenticationSASL: the mechanisms offered, each NUL-terminated, then an empty one.
+    this.#socket.write(authenticationRequest(10, Buffer.from(`${SCRAM_MECHANISM}\0\0`)));
   }
 
   /**
@@ -289,6 +301,10 @@ export class PgSession {
 
   #password(type: number, payload: Buffer): void {
     if (type !== 0x70) throw new PgProtocolError('expected a password message');
+    if (this.#options.scram !== undefined) {
+      this.#sasl(payload, this.#options.scram);
+      return;
+    }
     const answer = new PayloadReader(payload).cstring();
     const user = this.#options.credentials?.find((c) => c.user === this.#user);
     const expected = user === undefined ? undefined : md5Response(user.user, user.password, this.#salt);
@@ -297,18 +313,47 @@ export class PgSession {
       answer.length === expected.length &&
       timingSafeEqual(Buffer.from(answer), Buffer.from(expected));
     if (!ok) {
-      this.#options.log?.(`pg: password authentication failed for user ${JSON.stringify(this.#user)}`);
-      this.#send(
-        errorResponse({
-          severity: 'FATAL',
-          sqlState: '28P01',
-          message: `password authentication failed for user "${this.#user}"`,
-        }),
-      );
-      this.close();
+      this.#refuseLogin();
       return;
     }
     this.#authenticated();
+  }
+
+  /**
+   * SCRAM-SHA-256 (scram.ts): SASLInitialResponse, then SASLResponse, both 'p' messages. An
+   * unknown user goes through the same exchange against a throwaway secret and fails at the proof.
+   */
+  #sasl(payload: Buffer, secrets: ReadonlyMap<string, ScramSecret>): void {
+    const reader = new PayloadReader(payload);
+    if (this.#scram === undefined) {
+      const mechanism = reader.cstring();
+      if (mechanism !== SCRAM_MECHANISM)
+        throw new PgProtocolError(`SASL mechanism ${JSON.stringify(mechanism)} is not offered`, '28000');
+      const length = reader.int32();
+      const clientFirst = reader.bytes(Math.max(0, length)).toString('utf8');
+      this.#scram = new ScramExchange(secrets.get(this.#user) ?? UNKNOWN_USER_SECRET());
+      this.#socket.write(authenticationRequest(11, Buffer.from(this.#scram.first(clientFirst))));
+      return;
+    }
+    const serverFinal = this.#scram.final(reader.bytes(reader.remaining).toString('utf8'));
+    if (serverFinal === undefined || !secrets.has(this.#user)) {
+      this.#refuseLogin();
+      return;
+    }
+    this.#socket.write(authenticationRequest(12, Buffer.from(serverFinal)));
+    this.#authenticated();
+  }
+
+  #refuseLogin(): void {
+    this.#options.log?.(`pg: password authentication failed for user ${JSON.stringify(this.#user)}`);
+    this.#send(
+      errorResponse({
+        severity: 'FATAL',
+        sqlState: '28P01',
+        message: `password authentication failed for user "${this.#user}"`,
+      }),
+    );
+    this.close();
   }
 
   #authenticated(): void {

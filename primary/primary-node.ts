@@ -56,6 +56,8 @@ export interface PgListenerOptions {
   maxConnections: number;
   /** TLS for every connection (SSLRequest); without it the port speaks plain TCP only. */
   tls?: TlsCredentials | undefined;
+  /** `pg.auth.method`: SCRAM-SHA-256 unless MD5 is asked for. */
+  authMethod?: 'scram-sha-256' | 'md5';
 }
 
 export interface PrimarySettings {

@@ -169,6 +169,15 @@ describe('node-postgres', () => {
         "SELECT time_bucket('1s', timestamp) AS time, count(*) AS n FROM trades GROUP BY 1 ORDER BY 1",
       );
       expect(buckets.fields.map((f) => f.dataTypeID)).toEqual([1114, 20]);
+      // Grafana's $__timeGroupAlias(timestamp, '1s'): epoch seconds, which Grafana reads as time.
+      const grouped = await c.query(
+        'SELECT floor(extract(epoch from "timestamp")/1)*1 AS "time", count(*) AS n FROM trades GROUP BY 1 ORDER BY 1',
+      );
+      expect(grouped.rows.map((r) => [r.time, r.n])).toEqual([
+        [1_767_312_000, '1'],
+        [1_767_312_001, '1'],
+        [1_767_312_002, '1'],
+      ]);
       expect(
         buckets.rows.map((r) => [
           (r.time as Date).getTime() - new Date('2026-01-02T00:00:00').getTime(),

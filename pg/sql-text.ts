@@ -286,7 +286,9 @@ export function rewriteForSqlite(sql: string): string {
       )
       .replace(/!~\*?/g, ' NOT REGEXP ')
       .replace(/(?<=[\w)\]"'])(\s*)~\*?(?=\s*['(\w$])/g, ' REGEXP ')
-      .replace(/\bCOLLATE\s+"?default"?/gi, ''),
+      .replace(/\bCOLLATE\s+"?default"?/gi, '')
+      // Grafana's $__timeGroup(col, '5m') is floor(extract(epoch from col)/300)*300.
+      .replace(/\bextract\s*\(\s*epoch\s+from\s+/gi, 'pg_extract_epoch('),
   );
   return rewriteCasts(code);
 }

@@ -214,8 +214,24 @@ function schemaFacts(db: Database.Database): SchemaFacts {
 
 const schemaCache = new WeakMap<Database.Database, SchemaFacts>();
 
-/** Registers `time_bucket(interval, ts)` (µs, floored to the interval; TimescaleDB's argument order). */
+/**
+ * Registers `time_bucket(interval, ts)` (µs, floored to the interval; TimescaleDB's argument
+ * order) and `pg_extract_epoch(ts)`, PostgreSQL's `extract(epoch from ts)` as the PostgreSQL door
+ * rewrites it: seconds since the epoch, fractional, from µs or from a timestamp string.
+ */
 export function registerTimeFunctions(db: Database.Database): void {
+  db.function('pg_extract_epoch', { deterministic: true, safeIntegers: true }, (ts: unknown) => {
+    if (ts === null) return null;
+    const us =
+      typeof ts === 'bigint'
+        ? ts
+        : typeof ts === 'number'
+          ? BigInt(Math.trunc(ts))
+          : parseTimestampUs(String(ts));
+    if (us === undefined)
+      throw new Error(`extract(epoch from …): ${JSON.stringify(String(ts))} is no timestamp`);
+    return Number(us) / 1e6;
+  });
   db.function(
     'time_bucket',
     { deterministic: true, safeIntegers: true },

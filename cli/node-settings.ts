@@ -128,7 +128,7 @@ export async function httpListener(config: NodeConfig): Promise<PrimarySettings[
  * host, port 8812 — or a free port when HTTP asked for one (port 0), so nodes started side by side
  * on ephemeral ports (tests, local clusters) do not fight over 8812.
  */
-async function pgListener(
+export async function pgListener(
   config: NodeConfig,
   http: { host: string; port: number },
 ): Promise<PgListenerOptions> {

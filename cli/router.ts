@@ -4,7 +4,14 @@ import { startRouter } from '../router/index.js';
 import { loadConfig } from './config.js';
 import { type CommandIo, EXIT, runUntilSignal } from './io.js';
 import { nodeLogger } from './node.js';
-import { httpAuth, httpListener, openNodeStore, packageVersion, tokenAuth } from './node-settings.js';
+import {
+  httpAuth,
+  httpListener,
+  openNodeStore,
+  packageVersion,
+  pgListener,
+  tokenAuth,
+} from './node-settings.js';
 
 export const ROUTER_USAGE = `walship router --replication.object.store=CONNSTRING [--router.nodes=URL,URL] [--key=value …]
 
@@ -22,7 +29,8 @@ QuestDB clients, dashboards):
 
 Keys: replication.object.store (epoch records; the node list when router.nodes is unset),
 router.nodes, router.read.preference, router.refresh.interval, http.bind.to, http.tls.*,
-line.http.max.request.size, log.level. Credentials (http.user/http.password, http.auth.token,
+line.http.max.request.size, log.level; pg.* for its PostgreSQL door (reads routed as over HTTP;
+SET READ_PREFERENCE = 'leader' | 'follower' | 'follower_preferred' per session). Credentials (http.user/http.password, http.auth.token,
 ilp.auth.token, query.auth.token) are the nodes' own: the router passes the client's
 Authorization header through unchanged, and checks the query credentials itself on /cluster only.
 Several routers can run side by side: each keeps nothing but a cache of the cluster's state.
@@ -58,12 +66,15 @@ export async function runRouterCommand(argv: string[], io: CommandIo): Promise<n
   const store: ObjectStore | undefined =
     config.get('replication.object.store') === undefined ? undefined : (await openNodeStore(config)).store;
   try {
+    const http = await httpListener(config);
+    const pg = config.bool('pg.enabled') ? await pgListener(config, http) : undefined;
     const router = await startRouter({
       nodes,
       store,
+      ...(pg === undefined ? {} : { pg }),
       refreshIntervalMs: Math.max(50, config.number('router.refresh.interval')),
       readPreference: config.require('router.read.preference') as 'primary' | 'replica' | 'replica_preferred',
-      http: await httpListener(config),
+      http,
       maxRequestBytes: config.number('line.http.max.request.size'),
       writeRetryTimeoutMs: config.number('router.write.retry.timeout'),
       clusterAuth: tokenAuth(config, 'query.auth.token') ?? httpAuth(config),
@@ -72,7 +83,7 @@ export async function runRouterCommand(argv: string[], io: CommandIo): Promise<n
     });
     const snapshot = router.view.snapshot;
     io.stdout(
-      `walship router listening: http ${router.port} (${snapshot.nodes.length} nodes from ${snapshot.nodesFrom}; ` +
+      `walship router listening: http ${router.port}${router.pgPort === undefined ? '' : `, pg ${router.pgPort}`} (${snapshot.nodes.length} nodes from ${snapshot.nodesFrom}; ` +
         `primary ${snapshot.primary.nodeId ?? snapshot.primary.url ?? 'none yet'})`,
     );
     await runUntilSignal(router, { close: async () => store?.close() }, log);

@@ -3,7 +3,7 @@
  * hosts with the same limits and read consistency as `/exec`.
  */
 export { PG_SERVER_VERSION, type PgServer, type PgServerOptions, startPgServer } from './server.js';
-export type { PgQueryOptions, PgQueryRunner } from './session.js';
+export { PgError, type PgQueryOptions, type PgQueryRunner } from './session.js';
 
 /** The session settings that ask a replica for a read consistency, as `/exec`'s parameters. */
 const CONSISTENCY_SETTINGS = ['min_txn', 'wait_ms', 'max_staleness_ms'] as const;

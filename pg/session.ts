@@ -581,6 +581,9 @@ export class PgSession {
       portal.statement,
       portal.params === undefined ? {} : { params: portal.params },
     );
+    if (page.notice !== undefined) {
+      this.#send(errorResponse({ severity: 'NOTICE', sqlState: '00000', message: page.notice }, 'N'));
+    }
     // The types the client was told at Describe stay: the rows are written as those.
     if (!simple && described !== undefined && described.oids.length === page.oids.length)
       page.oids = described.oids;
@@ -768,7 +771,12 @@ export function errorFieldsOf(error: unknown): PgErrorFields {
     default:
       return {
         severity: 'ERROR',
-        sqlState: error.kind === 'unavailable' || error.kind === 'closed' ? '57P03' : 'XX000',
+        sqlState:
+          error.kind === 'unavailable' || error.kind === 'closed'
+            ? '57P03'
+            : error.kind === 'invalid'
+              ? '22023'
+              : 'XX000',
         message: error.message,
       };
   }

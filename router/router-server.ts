@@ -15,8 +15,10 @@ import {
 } from '../core/index.js';
 import { DEFAULT_ILP_LIMITS } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
+import { PG_SERVER_VERSION, type PgServer } from '../pg/index.js';
 import { type ClusterSnapshot, ClusterView, type NodeView } from './cluster-view.js';
 import { pathOf } from './forwarding.js';
+import { startRouterPgDoor } from './pg-door.js';
 import { createReadRouter } from './read-router.js';
 import { RouterTokens } from './read-your-writes.js';
 import { createWriteForwarder, WRITE_RETRY_TIMEOUT_MS } from './write-forwarder.js';
@@ -49,10 +51,24 @@ export interface RouterOptions {
   version: string;
   log: Logger;
   clock?: Clock;
+  /** The PostgreSQL door (`pg.*`, as on a node): reads routed as HTTP reads are (pg-door.ts). */
+  pg?: RouterPgOptions | undefined;
+}
+
+/** Where the router's PostgreSQL door listens and whom it lets in (the node's PgListenerOptions). */
+export interface RouterPgOptions {
+  host: string;
+  port: number;
+  credentials: { user: string; password: string }[];
+  maxMessageBytes: number;
+  maxConnections: number;
+  authMethod?: 'scram-sha-256' | 'md5';
 }
 
 export interface RunningRouter {
   port: number;
+  /** The PostgreSQL door's port, when it listens. */
+  pgPort?: number;
   view: ClusterView;
   close(): Promise<void>;
 }
@@ -98,15 +114,41 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     await agent.close();
     throw error;
   }
+  let pg: PgServer | undefined;
+  if (options.pg !== undefined) {
+    try {
+      pg = await startRouterPgDoor({
+        ...options.pg,
+        serverVersion: PG_SERVER_VERSION,
+        routerUrl: selfUrl(options.http, http.port),
+        // Its own listener, on loopback: a TLS certificate names the public host, not 127.0.0.1.
+        agent: options.http.tls === undefined ? agent : new Agent({ connect: { rejectUnauthorized: false } }),
+      });
+    } catch (error) {
+      await http.close();
+      await view.close();
+      await agent.close();
+      throw error;
+    }
+  }
   return {
     port: http.port,
+    ...(pg === undefined ? {} : { pgPort: pg.port }),
     view,
     close: async () => {
+      await pg?.close();
       await http.close();
       await view.close();
       await agent.close();
     },
   };
+}
+
+/** The router's own HTTP listener as its PostgreSQL door reaches it. */
+function selfUrl(http: HttpListenerOptions, port: number): string {
+  const host = http.host === '0.0.0.0' || http.host === '::' || http.host === '' ? '127.0.0.1' : http.host;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return `${http.tls === undefined ? 'http' : 'https'}://${shown}:${port}`;
 }
 
 interface OwnContext {

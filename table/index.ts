@@ -17,7 +17,7 @@ export {
 } from './names.js';
 export { resolveNodeId } from './node-identity.js';
 export { formatTimestampUs } from './query-format.js';
-export { createQueryHttpHandler, parseQuestDbLimit } from './query-http.js';
+export { createQueryHttpHandler, encodePgParams, parseQuestDbLimit } from './query-http.js';
 export { floatText, PG_OID, type PgPage } from './query-pg.js';
 export {
   QUERY_POOL_DEFAULTS,

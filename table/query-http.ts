@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Clock, isWalshipError, systemClock, type WalshipError } from '../core/index.js';
+import { type Clock, isWalshipError, systemClock, WalshipError } from '../core/index.js';
 import { formatExecError, formatExecJson } from './query-format.js';
 import type { QueryPool } from './query-pool.js';
 
@@ -131,6 +131,10 @@ async function answerExec(
   signal: AbortSignal,
   headers: Record<string, string>,
 ): Promise<void> {
+  if (params.get('fmt') === 'pg') {
+    await answerPg({ pool, query, params, res }, signal, headers);
+    return;
+  }
   try {
     const result = await pool.query(query, {
       limit: parseQuestDbLimit(params.get('limit'), 'exec'),
@@ -141,6 +145,58 @@ async function answerExec(
   } catch (error) {
     sendError(res, query, error);
   }
+}
+
+/**
+ * `/exec?fmt=pg`: the PostgreSQL door's page (`{names, oids, rows}`, query-pg.ts) for a door that
+ * reaches the node over HTTP (the router's). `pg_params` binds `$1`… as a JSON object; an int8 is
+ * `{"int8": "…"}` so it stays exact. `describe=true` prepares without running.
+ */
+async function answerPg(
+  { pool, query, params, res }: Pick<ReadRequest, 'pool' | 'query' | 'params' | 'res'>,
+  signal: AbortSignal,
+  headers: Record<string, string>,
+): Promise<void> {
+  try {
+    const text = params.get('pg_params');
+    const bound = text === null ? undefined : decodePgParams(text);
+    const page = await pool.queryPg(query, {
+      signal,
+      ...(bound === undefined ? {} : { params: bound }),
+      ...(isTrue(params.get('describe')) ? { describeOnly: true } : {}),
+    });
+    send(res, 200, JSON.stringify(page), { ...headers, 'content-type': 'application/json; charset=utf-8' });
+  } catch (error) {
+    sendError(res, query, error);
+  }
+}
+
+/** `pg_params`: a JSON object of parameter values; `{"int8": "…"}` is a bigint. */
+export function decodePgParams(text: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new WalshipError('QUERY_INVALID', 'invalid', 'pg_params is not JSON', { details: { position: 0 } });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new WalshipError('QUERY_INVALID', 'invalid', 'pg_params must be a JSON object', {
+      details: { position: 0 },
+    });
+  }
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+    const int8 = (value as { int8?: unknown } | null)?.int8;
+    out[name] = typeof int8 === 'string' && /^-?\d{1,19}$/.test(int8) ? BigInt(int8) : value;
+  }
+  return out;
+}
+
+/** The JSON `pg_params` of decoded parameter values (decodePgParams reads it back). */
+export function encodePgParams(params: Record<string, unknown>): string {
+  return JSON.stringify(params, (_key, value) =>
+    typeof value === 'bigint' ? { int8: value.toString() } : value,
+  );
 }
 
 async function answerExp(

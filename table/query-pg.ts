@@ -45,6 +45,8 @@ export interface PgPage {
   oids: number[];
   /** The rows, each value canonical text for its column's type, or null. */
   rows: (string | null)[][];
+  /** Said to the client as a NOTICE before the rows (the router: which node served the read). */
+  notice?: string;
 }
 
 /** The columns of a statement not run yet: declared ones typed, expressions as text. */

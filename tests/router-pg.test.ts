@@ -1,0 +1,130 @@
+/**
+ * The router's PostgreSQL door (issue 17 item 4): GreptimeDB's `SET READ_PREFERENCE` per session,
+ * a NOTICE naming the node that served each read, read-your-writes through the router, and a
+ * clear error when no follower can answer.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WalshipNode } from '../node/index.js';
+import { FsStore } from '../objectstore/index.js';
+import type { RunningRouter } from '../router/index.js';
+import { startTestNode } from './helpers/test-node.js';
+import { startTestRouter } from './helpers/test-router.js';
+
+let base = '';
+let store: FsStore;
+let primary: WalshipNode;
+let replica: WalshipNode;
+let router: RunningRouter;
+let primaryOnly: RunningRouter;
+
+const pgOptions = {
+  host: '127.0.0.1',
+  port: 0,
+  credentials: [{ user: 'admin', password: 'quest' }],
+  maxMessageBytes: 1 << 20,
+  maxConnections: 16,
+};
+
+beforeAll(async () => {
+  base = await mkdtemp(path.join(tmpdir(), 'walship-router-pg-'));
+  store = await FsStore.open({ root: path.join(base, 'store') });
+  const local = { ackMode: 'local' as const, windowMs: 10, headIntervalMs: 10 };
+  primary = await startTestNode('primary', store, path.join(base, 'p'), {
+    primary: { ...local, nodeId: 'p' },
+  });
+  replica = await startTestNode('replica', store, path.join(base, 'r'), {
+    primary: { ...local, nodeId: 'r' },
+    replica: { nodeId: 'r', pollIntervalMs: 10 },
+  });
+  const urls = [`http://127.0.0.1:${primary.httpPort}`, `http://127.0.0.1:${replica.httpPort}`];
+  router = await startTestRouter({ nodes: urls, store, pg: pgOptions });
+  primaryOnly = await startTestRouter({ nodes: [urls[0]!], store, pg: pgOptions });
+}, 60_000);
+
+afterAll(async () => {
+  await primaryOnly?.close();
+  await router?.close();
+  await replica?.close();
+  await primary?.close();
+  await store?.close();
+  await rm(base, { recursive: true, force: true });
+});
+
+/** Runs `statements` on one connection to `port`; the last result and the NOTICEs seen. */
+async function session(port: number, statements: string[]): Promise<{ rows: unknown[]; notices: string[] }> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'admin', password: 'quest' });
+  const notices: string[] = [];
+  client.on('notice', (notice) => notices.push(notice.message ?? ''));
+  await client.connect();
+  try {
+    let rows: unknown[] = [];
+    for (const statement of statements) rows = (await client.query(statement)).rows;
+    return { rows, notices };
+  } finally {
+    await client.end();
+  }
+}
+
+describe("the router's PostgreSQL door", () => {
+  it('SET READ_PREFERENCE sends reads to a follower or the leader, says which, and reads the writes it forwarded', async () => {
+    for (let i = 1; i <= 20; i++) {
+      const write = await fetch(`http://127.0.0.1:${router.port}/write`, {
+        method: 'POST',
+        body: `rpg id=${i}i\n`,
+      });
+      expect(write.status).toBe(204);
+      const follower = await session(router.pgPort!, [
+        "SET READ_PREFERENCE = 'follower'",
+        'SELECT max(id) AS m FROM rpg',
+      ]);
+      expect(follower.rows).toEqual([{ m: String(i) }]);
+      expect(follower.notices).toEqual([
+        expect.stringMatching(/^served by r \(replica\), staleness \d+ ms$/),
+      ]);
+    }
+    const leader = await session(router.pgPort!, [
+      "SET READ_PREFERENCE = 'leader'",
+      'SELECT count(*) AS n FROM rpg',
+    ]);
+    expect(leader.rows).toEqual([{ n: '20' }]);
+    expect(leader.notices).toEqual(['served by p (primary), staleness 0 ms']);
+    // Prepared statements with parameters take the same path.
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: router.pgPort!,
+      user: 'admin',
+      password: 'quest',
+    });
+    await client.connect();
+    try {
+      await client.query("SET READ_PREFERENCE = 'follower_preferred'");
+      const result = await client.query({
+        name: 'ids',
+        text: 'SELECT id FROM rpg WHERE id > $1 ORDER BY id',
+        values: [18],
+      });
+      expect(result.rows).toEqual([{ id: '19' }, { id: '20' }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('follower with no follower fails with a clear error; an unknown preference is refused', async () => {
+    await expect(
+      session(primaryOnly.pgPort!, ["SET READ_PREFERENCE = 'follower'", 'SELECT 1']),
+    ).rejects.toMatchObject({
+      code: '57P03',
+      message: expect.stringMatching(/NO_REPLICA: no replica could answer this read/),
+    });
+    await expect(
+      session(router.pgPort!, ["SET READ_PREFERENCE = 'nearest'", 'SELECT 1']),
+    ).rejects.toMatchObject({
+      code: '22023',
+      message: expect.stringMatching(/READ_PREFERENCE must be leader, follower or follower_preferred/),
+    });
+  });
+});

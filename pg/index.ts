@@ -4,6 +4,7 @@
  */
 export { PG_SERVER_VERSION, type PgServer, type PgServerOptions, startPgServer } from './server.js';
 export { PgError, type PgQueryOptions, type PgQueryRunner } from './session.js';
+export { rewriteForSqlite } from './sql-text.js';
 
 /** The session settings that ask a replica for a read consistency, as `/exec`'s parameters. */
 const CONSISTENCY_SETTINGS = ['min_txn', 'wait_ms', 'max_staleness_ms'] as const;

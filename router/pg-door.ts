@@ -1,7 +1,9 @@
+import Database from 'better-sqlite3';
 import { type Agent, request } from 'undici';
 import { type ErrorCode, WalshipError } from '../core/index.js';
-import { PgError, type PgQueryOptions, type PgServer, startPgServer } from '../pg/index.js';
+import { PgError, type PgQueryOptions, type PgServer, rewriteForSqlite, startPgServer } from '../pg/index.js';
 import { encodePgParams, type PgPage } from '../table/index.js';
+import type { ClusterSnapshot } from './cluster-view.js';
 
 /**
  * The router's PostgreSQL door (issue 17 item 4): PostgreSQL clients connect to the router, and
@@ -38,6 +40,10 @@ export interface RouterPgDoorOptions {
   /** The router's own HTTP listener, e.g. `http://127.0.0.1:9000`. */
   routerUrl: string;
   agent: Agent;
+  /** The cluster as the router sees it now, for `information_schema.region_peers`. */
+  view: () => ClusterSnapshot;
+  /** Monotonic ms (the router's clock), for how long a node has not answered. */
+  monotonicMs: () => number;
 }
 
 export function startRouterPgDoor(options: RouterPgDoorOptions): Promise<PgServer> {
@@ -58,6 +64,7 @@ async function readThroughRouter(
   sql: string,
   query: PgQueryOptions,
 ): Promise<PgPage> {
+  if (REGION_PEERS.test(sql)) return regionPeers(options, sql, query);
   const params = new URLSearchParams({ query: sql, fmt: 'pg' });
   if (query.describeOnly === true) params.set('describe', 'true');
   if (query.params !== undefined) params.set('pg_params', encodePgParams(query.params));
@@ -114,4 +121,89 @@ function errorOf(status: number, text: string): Error {
     sqlState: status === 401 ? '28000' : '57P03',
     message: `${code}${message}`,
   });
+}
+
+/** The door has rewritten `information_schema.region_peers` to `information_schema_region_peers`. */
+const REGION_PEERS = /region_peers\b/i;
+
+/** GreptimeDB's `information_schema.region_peers`' columns, and walship's own beside them. */
+const PEER_COLUMNS = [
+  'table_catalog',
+  'table_schema',
+  'table_name',
+  'region_id',
+  'peer_id',
+  'peer_addr',
+  'is_leader',
+  'status',
+  'down_seconds',
+  'role',
+  'txn',
+  'txns_behind',
+  'staleness_ms',
+];
+
+/**
+ * `information_schema.region_peers` (GreptimeDB's view of which node holds which table, leader or
+ * follower), from the router's cluster view: a row per node and table it serves. walship has one
+ * region per table, so `region_id` is the table's store key. The query runs on an in-memory
+ * SQLite database holding that one table, so its WHERE, ORDER BY and aggregates work as written.
+ */
+function regionPeers(options: RouterPgDoorOptions, sql: string, query: PgQueryOptions): PgPage {
+  const db = new Database(':memory:');
+  try {
+    db.exec(`CREATE TABLE region_peers (${PEER_COLUMNS.map((c) => `"${c}"`).join(', ')})`);
+    const insert = db.prepare(`INSERT INTO region_peers VALUES (${PEER_COLUMNS.map(() => '?').join(', ')})`);
+    const now = options.monotonicMs();
+    for (const node of options.view().nodes) {
+      const down =
+        node.error === null || node.seenAtMs === null
+          ? 0
+          : Math.max(0, Math.floor((now - node.seenAtMs) / 1000));
+      for (const table of node.tables) {
+        const alive = table.suspended ? 'SUSPENDED' : node.error === null ? 'ALIVE' : 'DOWNGRADED';
+        const txn = node.role === 'primary' ? table.committedTxn : table.appliedTxn;
+        insert.run(
+          ...[
+            'qdb',
+            'public',
+            table.name,
+            table.key ?? table.name.toLowerCase(),
+            node.nodeId ?? node.url,
+            node.url,
+          ],
+          ...[
+            node.role === 'primary' ? 'Yes' : 'No',
+            alive,
+            down,
+            node.role,
+            txn,
+            table.txnsBehind,
+            node.stalenessMs,
+          ],
+        );
+      }
+    }
+    const rewritten = rewriteForSqlite(sql).replace(/\binformation_schema_region_peers\b/gi, 'region_peers');
+    const statement = db.prepare(rewritten);
+    if (!statement.reader) throw new WalshipError('QUERY_READ_ONLY', 'invalid', 'region_peers is read-only');
+    const names = statement.columns().map((c) => c.name);
+    const raw = statement.raw(true);
+    const rows = (query.params === undefined ? raw.all() : raw.all(query.params)) as unknown[][];
+    const numeric = names.map((_, i) => rows.every((r) => r[i] === null || typeof r[i] === 'number'));
+    return {
+      names,
+      oids: numeric.map((n) => (n ? 20 : 25)),
+      rows: rows.map((r) =>
+        r.map((v, i) => (v === null ? null : numeric[i] ? String(Math.trunc(Number(v))) : String(v))),
+      ),
+      notice: 'served by the router (its cluster view)',
+    };
+  } catch (error) {
+    if (error instanceof WalshipError) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new WalshipError('QUERY_INVALID', 'invalid', message, { details: { position: 0 } });
+  } finally {
+    db.close();
+  }
 }

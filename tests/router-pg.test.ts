@@ -113,6 +113,22 @@ describe("the router's PostgreSQL door", () => {
     }
   });
 
+  it("information_schema.region_peers lists who holds each table, leader or follower (GreptimeDB's view)", async () => {
+    const sql =
+      "SELECT table_name, peer_id, is_leader, status FROM information_schema.region_peers WHERE table_name = 'rpg' ORDER BY peer_id";
+    await expect
+      .poll(async () => (await session(router.pgPort!, [sql])).rows, { timeout: 10_000, interval: 200 })
+      .toEqual([
+        { table_name: 'rpg', peer_id: 'p', is_leader: 'Yes', status: 'ALIVE' },
+        { table_name: 'rpg', peer_id: 'r', is_leader: 'No', status: 'ALIVE' },
+      ]);
+    const counted = await session(router.pgPort!, [
+      "SELECT count(*) AS n FROM information_schema.region_peers WHERE is_leader = 'No'",
+    ]);
+    expect(counted.rows).toEqual([{ n: expect.any(String) }]);
+    expect(counted.notices).toEqual(['served by the router (its cluster view)']);
+  });
+
   it('follower with no follower fails with a clear error; an unknown preference is refused', async () => {
     await expect(
       session(primaryOnly.pgPort!, ["SET READ_PREFERENCE = 'follower'", 'SELECT 1']),

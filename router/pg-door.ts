@@ -29,13 +29,17 @@ const PREFERENCES: Readonly<Record<string, string>> = {
   replica_preferred: 'replica_preferred',
 };
 
-export interface RouterPgDoorOptions {
+/** Where the router's PostgreSQL door listens and whom it lets in (`pg.*`, as a node's). */
+export interface RouterPgOptions {
   host: string;
   port: number;
   credentials: { user: string; password: string }[];
   maxMessageBytes: number;
   maxConnections: number;
   authMethod?: 'scram-sha-256' | 'md5';
+}
+
+export interface RouterPgDoorOptions extends RouterPgOptions {
   serverVersion: string;
   /** The router's own HTTP listener, e.g. `http://127.0.0.1:9000`. */
   routerUrl: string;

@@ -18,7 +18,7 @@ import type { ObjectStore } from '../objectstore/index.js';
 import { PG_SERVER_VERSION, type PgServer } from '../pg/index.js';
 import { type ClusterSnapshot, ClusterView, type NodeView } from './cluster-view.js';
 import { pathOf } from './forwarding.js';
-import { startRouterPgDoor } from './pg-door.js';
+import { type RouterPgOptions, startRouterPgDoor } from './pg-door.js';
 import { createReadRouter } from './read-router.js';
 import { RouterTokens } from './read-your-writes.js';
 import { createWriteForwarder, WRITE_RETRY_TIMEOUT_MS } from './write-forwarder.js';
@@ -53,16 +53,6 @@ export interface RouterOptions {
   clock?: Clock;
   /** The PostgreSQL door (`pg.*`, as on a node): reads routed as HTTP reads are (pg-door.ts). */
   pg?: RouterPgOptions | undefined;
-}
-
-/** Where the router's PostgreSQL door listens and whom it lets in (the node's PgListenerOptions). */
-export interface RouterPgOptions {
-  host: string;
-  port: number;
-  credentials: { user: string; password: string }[];
-  maxMessageBytes: number;
-  maxConnections: number;
-  authMethod?: 'scram-sha-256' | 'md5';
 }
 
 export interface RunningRouter {

@@ -1,7 +1,13 @@
 /**
- * The router's PostgreSQL door (issue 17 item 4): GreptimeDB's `SET READ_PREFERENCE` per session,
- * a NOTICE naming the node that served each read, read-your-writes through the router, and a
- * clear error when no follower can answer.
+ * Reads through `walship router` (issue 17 items 4 and 5), over HTTP and over its PostgreSQL door,
+ * in front of a primary that answers writes at its local commit (ack mode `local`, the default) and
+ * a replica that follows the store, so the replica is behind right after each write:
+ * - read-your-writes by default: a read sent to the router after a write it forwarded still sees
+ *   that write, 1 000 times out of 1 000, and says what it waited for; a read that asks for
+ *   eventual consistency does not wait;
+ * - GreptimeDB's `SET READ_PREFERENCE` per PostgreSQL session, a NOTICE naming the node that
+ *   served each read, `information_schema.region_peers`, and a clear error when no follower can
+ *   answer.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +25,7 @@ let store: FsStore;
 let primary: WalshipNode;
 let replica: WalshipNode;
 let router: RunningRouter;
+/** A router that knows only the primary: no follower can answer through it. */
 let primaryOnly: RunningRouter;
 
 const pgOptions = {
@@ -30,7 +37,7 @@ const pgOptions = {
 };
 
 beforeAll(async () => {
-  base = await mkdtemp(path.join(tmpdir(), 'walship-router-pg-'));
+  base = await mkdtemp(path.join(tmpdir(), 'walship-router-ryw-'));
   store = await FsStore.open({ root: path.join(base, 'store') });
   const local = { ackMode: 'local' as const, windowMs: 10, headIntervalMs: 10 };
   primary = await startTestNode('primary', store, path.join(base, 'p'), {
@@ -52,6 +59,43 @@ afterAll(async () => {
   await primary?.close();
   await store?.close();
   await rm(base, { recursive: true, force: true });
+});
+
+const routerUrl = () => `http://127.0.0.1:${router.port}`;
+
+async function maxId(headers: Record<string, string>): Promise<{ id: number; response: Response }> {
+  const query = encodeURIComponent('SELECT max(id) FROM ryw');
+  const response = await fetch(`${routerUrl()}/exec?query=${query}`, {
+    headers: { 'x-walship-read-preference': 'replica', ...headers },
+  });
+  const body = (await response.json()) as { dataset?: number[][] };
+  expect(response.status, JSON.stringify(body)).toBe(200);
+  return { id: body.dataset?.[0]?.[0] ?? 0, response };
+}
+
+describe('read-your-writes through the router', () => {
+  it('a read after a write through the router sees it, 1 000 times out of 1 000, from the replica', async () => {
+    let seen = 0;
+    for (let i = 1; i <= 1_000; i++) {
+      const write = await fetch(`${routerUrl()}/write`, { method: 'POST', body: `ryw id=${i}i\n` });
+      expect(write.status).toBe(204);
+      const { id, response } = await maxId({});
+      expect(response.headers.get('x-walship-served-by')).toBe('r (replica)');
+      expect(response.headers.get('x-walship-read-your-writes')).toMatch(/^ryw=\d+@\d+$/);
+      if (id === i) seen++;
+    }
+    expect(seen).toBe(1_000);
+  }, 120_000);
+
+  it('a read that asks for eventual consistency, or names its own token, does not get the router’s', async () => {
+    const write = await fetch(`${routerUrl()}/write`, { method: 'POST', body: 'ryw id=5000i\n' });
+    expect(write.status).toBe(204);
+    const eventual = await maxId({ 'x-walship-consistency': 'eventual' });
+    expect(eventual.response.headers.get('x-walship-read-your-writes')).toBeNull();
+    const own = await maxId({ 'x-walship-min-txn': write.headers.get('x-walship-txn')! });
+    expect(own.response.headers.get('x-walship-read-your-writes')).toBeNull();
+    expect(own.id).toBe(5000);
+  });
 });
 
 /** Runs `statements` on one connection to `port`; the last result and the NOTICEs seen. */

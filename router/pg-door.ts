@@ -69,6 +69,8 @@ async function readThroughRouter(
   query: PgQueryOptions,
 ): Promise<PgPage> {
   if (REGION_PEERS.test(sql)) return regionPeers(options, sql, query);
+  const explained = /^\s*EXPLAIN\s+ANALYZE\s+/i.exec(sql);
+  if (explained !== null) return explainAnalyze(options, sql.slice(explained[0].length), query);
   const params = new URLSearchParams({ query: sql, fmt: 'pg' });
   if (query.describeOnly === true) params.set('describe', 'true');
   if (query.params !== undefined) params.set('pg_params', encodePgParams(query.params));
@@ -210,4 +212,28 @@ function regionPeers(options: RouterPgDoorOptions, sql: string, query: PgQueryOp
   } finally {
     db.close();
   }
+}
+
+/**
+ * `EXPLAIN ANALYZE <query>`: runs the query through the router as any read and answers, instead
+ * of its rows, where it ran (GreptimeDB shows a follower's read in its plan): the node and role,
+ * its staleness, the rows and the time. SQLite's own plan is `EXPLAIN QUERY PLAN` on a node.
+ */
+async function explainAnalyze(
+  options: RouterPgDoorOptions,
+  sql: string,
+  query: PgQueryOptions,
+): Promise<PgPage> {
+  const startedMs = options.monotonicMs();
+  const page = await readThroughRouter(options, sql, query);
+  const elapsedMs = options.monotonicMs() - startedMs;
+  return {
+    names: ['QUERY PLAN'],
+    oids: [25],
+    rows: [
+      [page.notice ?? 'served by an unknown node'],
+      [`rows: ${page.rows.length}`],
+      [`time: ${elapsedMs.toFixed(1)} ms`],
+    ],
+  };
 }

@@ -40,7 +40,15 @@ const REFUSAL_BODY_MAX_BYTES = 64 * 1024;
 const SHOWN_SQL_MAX_CHARS = 200;
 
 const READ_PATHS: ReadonlySet<string> = new Set(['/exec', '/exp']);
-const PREFERENCES: ReadonlySet<string> = new Set(['primary', 'replica', 'replica_preferred']);
+/** Walship's words, and GreptimeDB's READ_PREFERENCE words for the same (issue 17 item 4). */
+const PREFERENCES: Readonly<Record<string, ReadPreference>> = {
+  primary: 'primary',
+  replica: 'replica',
+  replica_preferred: 'replica_preferred',
+  leader: 'primary',
+  follower: 'replica',
+  follower_preferred: 'replica_preferred',
+};
 /** Parameters and headers that only mean something to a replica. */
 const REPLICA_PARAMS = ['min_txn', 'max_staleness_ms', 'wait_ms'];
 const REPLICA_HEADERS: ReadonlySet<string> = new Set([
@@ -81,7 +89,7 @@ export function createReadRouter(options: ReadRouterOptions): HttpHandler {
     if (preference === undefined) {
       sendJson(res, 400, {
         error:
-          'read preference must be primary, replica or replica_preferred (X-Walship-Read-Preference or read_preference=)',
+          'read preference must be primary, replica or replica_preferred (or leader, follower, follower_preferred) (X-Walship-Read-Preference or read_preference=)',
       });
       return true;
     }
@@ -99,7 +107,7 @@ function preferenceOf(
   const header = req.headers['x-walship-read-preference'];
   const given = (Array.isArray(header) ? header[0] : header) ?? params.get('read_preference') ?? fallback;
   const text = given.trim().toLowerCase();
-  return PREFERENCES.has(text) ? (text as ReadPreference) : undefined;
+  return Object.hasOwn(PREFERENCES, text) ? PREFERENCES[text] : undefined;
 }
 
 async function route(

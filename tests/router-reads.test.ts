@@ -136,6 +136,22 @@ describe("the router's PostgreSQL door", () => {
     ]);
     expect(leader.rows).toEqual([{ n: '20' }]);
     expect(leader.notices).toEqual(['served by p (primary), staleness 0 ms']);
+    // EXPLAIN ANALYZE says where a read ran; over HTTP the same GreptimeDB words pick the node.
+    const explained = await session(router.pgPort!, [
+      "SET READ_PREFERENCE = 'follower'",
+      'EXPLAIN ANALYZE SELECT count(*) FROM rpg',
+    ]);
+    expect(explained.rows[0]).toEqual({
+      'QUERY PLAN': expect.stringMatching(/^served by r \(replica\), staleness \d+ ms$/),
+    });
+    expect(explained.rows[1]).toEqual({ 'QUERY PLAN': 'rows: 1' });
+    const overHttp = await fetch(
+      `http://127.0.0.1:${router.port}/exec?query=${encodeURIComponent('SELECT 1')}`,
+      {
+        headers: { 'x-walship-read-preference': 'follower' },
+      },
+    );
+    expect(overHttp.headers.get('x-walship-served-by')).toBe('r (replica)');
     // Prepared statements with parameters take the same path.
     const client = new pg.Client({
       host: '127.0.0.1',

@@ -48,6 +48,8 @@ export interface RouterPgDoorOptions extends RouterPgOptions {
   view: () => ClusterSnapshot;
   /** Monotonic ms (the router's clock), for how long a node has not answered. */
   monotonicMs: () => number;
+  /** The router's agent for the nodes (ADMIN … TABLE_FOLLOWER calls their /admin/tables). */
+  nodeAgent: Agent;
 }
 
 export function startRouterPgDoor(options: RouterPgDoorOptions): Promise<PgServer> {
@@ -69,6 +71,8 @@ async function readThroughRouter(
   query: PgQueryOptions,
 ): Promise<PgPage> {
   if (REGION_PEERS.test(sql)) return regionPeers(options, sql, query);
+  const admin = ADMIN_FOLLOWER.exec(sql);
+  if (admin !== null) return tableFollower(options, admin, query);
   const explained = /^\s*EXPLAIN\s+ANALYZE\s+/i.exec(sql);
   if (explained !== null) return explainAnalyze(options, sql.slice(explained[0].length), query);
   const params = new URLSearchParams({ query: sql, fmt: 'pg' });
@@ -236,4 +240,60 @@ async function explainAnalyze(
       [`time: ${elapsedMs.toFixed(1)} ms`],
     ],
   };
+}
+
+/** GreptimeDB's `ADMIN ADD_TABLE_FOLLOWER('t', 'a,b')` and `ADMIN REMOVE_TABLE_FOLLOWER('t', 'a')`. */
+const ADMIN_FOLLOWER =
+  /^\s*ADMIN\s+(ADD|REMOVE)_TABLE_FOLLOWER\s*\(\s*'((?:[^']|'')*)'\s*,\s*'((?:[^']|'')*)'\s*\)\s*;?\s*$/i;
+
+/**
+ * `ADMIN ADD_TABLE_FOLLOWER` / `REMOVE_TABLE_FOLLOWER` as replicas of chosen tables (RFC-0008): a
+ * `POST /admin/tables?add=t` (or `drop=t`, which also drops the replica's copy) on each named
+ * replica, by node id or URL. Admin actions need the nodes' admin token, given by the session
+ * (`SET walship.admin_token = '…'`): the router holds none, so PostgreSQL credentials alone never
+ * change a node. One row per node: what it answered.
+ */
+async function tableFollower(
+  options: RouterPgDoorOptions,
+  admin: RegExpExecArray,
+  query: PgQueryOptions,
+): Promise<PgPage> {
+  const token = query.session.get('walship.admin_token');
+  if (token === undefined || token === '') {
+    throw new PgError({
+      severity: 'ERROR',
+      sqlState: '42501',
+      message: "ADMIN needs the nodes' admin token: SET walship.admin_token = '…' first",
+    });
+  }
+  const action = admin[1]!.toUpperCase() === 'ADD' ? 'add' : 'drop';
+  const table = admin[2]!.replaceAll("''", "'");
+  const named = admin[3]!
+    .replaceAll("''", "'")
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '');
+  const nodes = options.view().nodes;
+  const rows: (string | null)[][] = [];
+  for (const name of named) {
+    const node = nodes.find((n) => n.nodeId === name || n.url === name);
+    if (node === undefined || node.role !== 'replica') {
+      rows.push([
+        name,
+        action,
+        null,
+        node === undefined ? 'no such node in the cluster view' : `is a ${node.role}, not a replica`,
+      ]);
+      continue;
+    }
+    const response = await request(`${node.url}/admin/tables?${new URLSearchParams({ [action]: table })}`, {
+      method: 'POST',
+      dispatcher: options.nodeAgent,
+      headers: { authorization: `Bearer ${token}` },
+      signal: query.signal,
+    });
+    const text = (await response.body.text()).slice(0, 2000);
+    rows.push([node.nodeId ?? node.url, action, String(response.statusCode), text]);
+  }
+  return { names: ['node', 'action', 'status', 'answer'], oids: [25, 25, 20, 25], rows };
 }

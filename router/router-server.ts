@@ -113,6 +113,7 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
         routerUrl: selfUrl(options.http, http.port),
         view: () => view.snapshot,
         monotonicMs: () => clock.monotonicMs(),
+        nodeAgent: agent,
         // Its own listener, on loopback: a TLS certificate names the public host, not 127.0.0.1.
         agent: options.http.tls === undefined ? agent : new Agent({ connect: { rejectUnauthorized: false } }),
       });

@@ -18,6 +18,7 @@ import type { WalshipNode } from '../node/index.js';
 import { FsStore } from '../objectstore/index.js';
 import type { RunningRouter } from '../router/index.js';
 import { startTestNode } from './helpers/test-node.js';
+import { TEST_ADMIN_TOKEN } from './helpers/test-replica.js';
 import { startTestRouter } from './helpers/test-router.js';
 
 let base = '';
@@ -202,5 +203,45 @@ describe("the router's PostgreSQL door", () => {
       code: '22023',
       message: expect.stringMatching(/READ_PREFERENCE must be leader, follower or follower_preferred/),
     });
+  });
+
+  it('ADMIN REMOVE_TABLE_FOLLOWER / ADD_TABLE_FOLLOWER drop and add a table on a named replica, with the admin token', async () => {
+    await expect(session(router.pgPort!, ["ADMIN REMOVE_TABLE_FOLLOWER('rpg', 'r')"])).rejects.toMatchObject({
+      code: '42501',
+    });
+    const admin = `SET walship.admin_token = '${TEST_ADMIN_TOKEN}'`;
+    const removed = await session(router.pgPort!, [admin, "ADMIN REMOVE_TABLE_FOLLOWER('rpg', 'r')"]);
+    expect(removed.rows).toEqual([
+      { node: 'r', action: 'drop', status: '200', answer: expect.stringContaining('"dropped":["rpg"]') },
+    ]);
+    // r no longer serves rpg: a follower read of it has nowhere to go once the router sees that.
+    await expect
+      .poll(
+        () =>
+          session(router.pgPort!, ["SET READ_PREFERENCE = 'follower'", 'SELECT count(*) FROM rpg']).then(
+            () => 'answered',
+            (error: { code?: string }) => error.code,
+          ),
+        { timeout: 10_000, interval: 200 },
+      )
+      .toBe('57P03');
+    const added = await session(router.pgPort!, [admin, "ADMIN ADD_TABLE_FOLLOWER('rpg', 'r,p')"]);
+    expect(added.rows).toEqual([
+      { node: 'r', action: 'add', status: '200', answer: expect.stringContaining('"table":"rpg"') },
+      { node: 'p', action: 'add', status: null, answer: 'is a primary, not a replica' },
+    ]);
+    // r follows rpg again: the router lists it as a candidate (its catch-up is the replica's;
+    // a re-added table stalled at its first batch here, see the closing note of issue 17).
+    await expect
+      .poll(
+        async () =>
+          (
+            await session(router.pgPort!, [
+              "SELECT peer_id FROM information_schema.region_peers WHERE table_name = 'rpg' ORDER BY 1",
+            ])
+          ).rows,
+        { timeout: 10_000, interval: 200 },
+      )
+      .toEqual([{ peer_id: 'p' }, { peer_id: 'r' }]);
   });
 });

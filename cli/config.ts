@@ -299,6 +299,17 @@ export const CONFIG_KEYS = {
     default: 'quest',
     doc: "PostgreSQL user's password (QuestDB default quest: change it; the node warns while it is the default on a non-loopback address)",
   },
+  'pg.readonly.user.enabled': {
+    kind: 'bool',
+    default: 'false',
+    doc: "a second PostgreSQL user (QuestDB's read-only user; every walship PostgreSQL user only reads)",
+  },
+  'pg.readonly.user': {
+    kind: 'string',
+    default: 'user',
+    doc: 'the second PostgreSQL user, with pg.readonly.password',
+  },
+  'pg.readonly.password': { kind: 'secret', default: 'quest', doc: "the second PostgreSQL user's password" },
   'pg.auth.method': {
     kind: { oneOf: ['scram-sha-256', 'md5'] },
     default: 'scram-sha-256',

@@ -141,6 +141,14 @@ export async function pgListener(
     ...address,
     credentials: [
       { user: String(config.require('pg.user')), password: String(config.require('pg.password')) },
+      ...(config.bool('pg.readonly.user.enabled')
+        ? [
+            {
+              user: String(config.require('pg.readonly.user')),
+              password: String(config.require('pg.readonly.password')),
+            },
+          ]
+        : []),
     ],
     maxMessageBytes: positive(config, 'pg.recv.buffer.size'),
     maxConnections: positive(config, 'pg.net.connection.limit'),

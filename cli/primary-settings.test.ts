@@ -47,6 +47,33 @@ describe('the ILP/TCP listener address', () => {
   });
 });
 
+describe('the PostgreSQL door', () => {
+  it('listens on 8812 on the HTTP host, on a free port when HTTP asks for one, or where pg.net.bind.to says', async () => {
+    const where = async (...flags: string[]) => {
+      const pg = (await settingsOf(...flags)).pg;
+      return pg === undefined ? undefined : { host: pg.host, port: pg.port };
+    };
+    expect(await where('--http.bind.to=127.0.0.1:9100')).toEqual({ host: '127.0.0.1', port: 8812 });
+    expect(await where('--http.bind.to=127.0.0.1:0')).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(await where('--pg.net.bind.to=0.0.0.0:5432')).toEqual({ host: '0.0.0.0', port: 5432 });
+    expect(await where('--pg.enabled=false')).toBeUndefined();
+  });
+
+  it("has QuestDB's users: admin, and the second user when enabled; SCRAM unless md5 is asked for", async () => {
+    const plain = (await settingsOf()).pg!;
+    expect(plain.credentials).toEqual([{ user: 'admin', password: 'quest' }]);
+    expect(plain.authMethod).toBe('scram-sha-256');
+    const both = (
+      await settingsOf('--pg.readonly.user.enabled=true', '--pg.readonly.password=ro', '--pg.auth.method=md5')
+    ).pg!;
+    expect(both.credentials).toEqual([
+      { user: 'admin', password: 'quest' },
+      { user: 'user', password: 'ro' },
+    ]);
+    expect(both.authMethod).toBe('md5');
+  });
+});
+
 describe('the ILP HTTP in-flight budget', () => {
   it('is 256 MiB by default, and grows to line.http.max.request.size when that is larger', async () => {
     expect((await settingsOf()).maxInflightBytes).toBe(256 * 1024 * 1024);

@@ -186,6 +186,8 @@ export class ReplicaNode {
   readonly #http: RunningHttpServer;
   /** The tables served now, and the configuration they started from (replica/table-filter.ts). */
   readonly #served: ServedTables;
+  /** The read waiters' memory of a table's applied txn, cleared when the table is dropped here. */
+  readonly #forgetApplied: (key: string) => void;
   /** Admin changes of the served tables, one at a time. */
   #tablesChanging: Promise<unknown> = Promise.resolve();
   #snapshotTimer: Timer | undefined;
@@ -213,6 +215,7 @@ export class ReplicaNode {
     consistency: ReadConsistencyHook;
     http: RunningHttpServer;
     served: ServedTables;
+    forgetApplied: (key: string) => void;
   }) {
     this.#settings = init.settings;
     this.#deps = init.deps;
@@ -224,6 +227,7 @@ export class ReplicaNode {
     this.#consistency = init.consistency;
     this.#http = init.http;
     this.#served = init.served;
+    this.#forgetApplied = init.forgetApplied;
     this.httpPort = init.http.port;
   }
 
@@ -249,7 +253,7 @@ export class ReplicaNode {
       const admits = (key: string) => served.filter.admitsKey(key);
       const waiters = new AppliedWaiters({ clock: deps.clock });
       const clusterId = tables.getMeta('cluster.id');
-      const onApplied = appliedNotifier(waiters);
+      const { onApplied, forget: forgetApplied } = appliedNotifier(waiters);
       const follower =
         deps.follower?.(tables, onApplied, admits) ??
         new Follower({
@@ -303,6 +307,7 @@ export class ReplicaNode {
         consistency,
         http,
         served,
+        forgetApplied,
       });
       node.#caughtUp = { atMs: deps.clock.monotonicMs(), appliedTxns: appliedOf(follower.status().tables) };
       follower.start();
@@ -472,6 +477,8 @@ export class ReplicaNode {
       this.#follower.tablesChanged();
       throw error;
     }
+    // Added back later, the table is applied again from txn 1: its watermarks start over.
+    this.#forgetApplied(servedTableKey(name));
     this.#deps.log.info({ table: name, held }, 'table dropped: no longer served');
     return true;
   }
@@ -907,15 +914,26 @@ async function bootstrapFromSnapshot(
 /**
  * Passes each applied watermark on to the read waiters. The follower reports a table's watermark
  * after every segment it applied (the segment's last txn, each segment following the one before),
- * so per table it only goes up: readers waiting for a txn rely on that.
+ * so per table it only goes up: readers waiting for a txn rely on that. `forget` is for a table
+ * dropped from this replica (`/admin/tables?drop=`): added back, it is applied from txn 1 again.
+ * (Before `forget`, the assertion then failed after every segment, and each poll that failed
+ * backed off: a re-added table caught up at one segment a second.)
  */
-function appliedNotifier(waiters: AppliedWaiters): (key: string, txn: bigint) => void {
+function appliedNotifier(waiters: AppliedWaiters): {
+  onApplied: (key: string, txn: bigint) => void;
+  forget: (key: string) => void;
+} {
   const lastByKey = new Map<string, bigint>();
-  return (key, txn) => {
-    const last = lastByKey.get(key);
-    assert(last === undefined || txn > last, `table ${key}: applied txn ${txn} is not above ${last}`);
-    lastByKey.set(key, txn);
-    waiters.notify(key, txn);
+  return {
+    onApplied: (key, txn) => {
+      const last = lastByKey.get(key);
+      assert(last === undefined || txn > last, `table ${key}: applied txn ${txn} is not above ${last}`);
+      lastByKey.set(key, txn);
+      waiters.notify(key, txn);
+    },
+    forget: (key) => {
+      lastByKey.delete(key);
+    },
   };
 }
 

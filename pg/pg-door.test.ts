@@ -299,6 +299,23 @@ describe('psql', () => {
     expect(described.stdout).toMatch(/ok +\| boolean/);
   });
 
+  test('a time-range query and a bucketed one', async () => {
+    const range = await psql(
+      '-A',
+      '-t',
+      '-c',
+      "SELECT sym FROM trades WHERE timestamp >= '2026-01-02 00:00:01' AND timestamp < '2026-01-02T00:00:02Z'",
+    );
+    expect(range.stdout.trim()).toBe('ETH');
+    const buckets = await psql(
+      '-A',
+      '-t',
+      '-c',
+      "SELECT time_bucket('2s', timestamp) AS time, count(*) FROM trades GROUP BY 1 ORDER BY 1",
+    );
+    expect(buckets.stdout.trim().split('\n')).toEqual(['2026-01-02 00:00:00|2', '2026-01-02 00:00:02|1']);
+  });
+
   test('an error is printed with its SQLSTATE', async () => {
     const failed = await psql(
       '-v',

@@ -59,6 +59,26 @@ export const ERROR_CODES = {
     meaning: 'Code passed an async function where the table store needs a synchronous transaction: a bug.',
     action: 'Report it with the message and the log.',
   },
+  BATCH_CONFLICT: {
+    kinds: ['conflict'],
+    meaning:
+      'A write carried a batch identity (X-Walship-Batch) that was already committed with other content: the client reused a writer id and sequence.',
+    action:
+      'Give every batch a new sequence; a batch is retried only with its exact bytes. The committed batch stands; nothing of this request was written.',
+  },
+  BATCH_ID_INVALID: {
+    kinds: ['invalid'],
+    meaning:
+      'An X-Walship-Batch header is not `<writer>:<seq>` (writer 1..64 of [A-Za-z0-9._-], seq 1..2^63-1).',
+    action: 'Fix the client; the request was not written.',
+  },
+  BATCH_OUTSIDE_WINDOW: {
+    kinds: ['conflict'],
+    meaning:
+      "A write's batch sequence is older than the window of batches remembered for its writer (the newest 1 000), so whether it was committed can no longer be told.",
+    action:
+      'Nothing was written. Check the rows with a query before sending them again without the identity; keep fewer unacknowledged batches per writer.',
+  },
   CATCH_UP_INCOMPLETE: {
     kinds: ['data'],
     meaning:

@@ -1,11 +1,12 @@
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Sender } from '@questdb/nodejs-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClosedError, StoreUnavailableError, WalshipError } from '../core/index.js';
 import { COMMIT_TOKEN_HEADER_BYTES_MAX, createIlpHttpHandler, type IlpHttpOptions } from './http-handler.js';
-import type { IlpCommit } from './ilp-commit.js';
+import type { IlpBatchIdentity, IlpCommit, IlpCommitResult } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 import { linesOf } from './line-batch.js';
 
@@ -686,5 +687,77 @@ describe('ILP over HTTP: the exact protocol', () => {
       expect(response.status).toBe(404);
       expect(response.body).toBe('not an ILP route');
     }
+  });
+});
+
+describe('X-Walship-Batch (RFC-0011)', () => {
+  const BODY = 'trades,s=a v=1i 1000\n';
+  /** A write path that records the identity it was given and answers as a batching primary would. */
+  async function batchingServer(answer: (batch: IlpBatchIdentity | undefined) => Promise<IlpCommitResult>) {
+    const seen: (IlpBatchIdentity | undefined)[] = [];
+    const server = await startServer({
+      commit: async (_lines, request) => {
+        seen.push(request.batch);
+        return answer(request.batch);
+      },
+    });
+    return { server, seen };
+  }
+
+  it('hands the identity and the SHA-256 prefix of the body to the write path, and answers its status', async () => {
+    const { server, seen } = await batchingServer(async (batch) => ({
+      txnHeader: 'trades=1@2',
+      ...(batch === undefined ? {} : { batch: 'replayed' as const }),
+    }));
+    const response = await raw(server.port, { body: BODY, headers: { 'X-Walship-Batch': 'w-1.a_b:42' } });
+    expect(response.status).toBe(204);
+    expect(response.headers['x-walship-batch-status']).toBe('replayed');
+    expect(response.headers['x-walship-txn']).toBe('trades=1@2');
+    expect(seen[0]).toEqual({
+      writer: 'w-1.a_b',
+      seq: 42n,
+      hash: new Uint8Array(createHash('sha256').update(BODY).digest().subarray(0, 16)),
+    });
+    // Without the header: no identity, no status.
+    const plain = await raw(server.port, { body: BODY });
+    expect(plain.headers['x-walship-batch-status']).toBeUndefined();
+    expect(seen[1]).toBeUndefined();
+  });
+
+  it.each([
+    'w-1',
+    ':1',
+    'w-1:0',
+    'w-1:01',
+    'w 1:1',
+    `${'w'.repeat(65)}:1`,
+    'w-1:9223372036854775808',
+    'w-1:-1',
+  ])('refuses %j with 400 BATCH_ID_INVALID, and commits nothing', async (header) => {
+    const { server, seen } = await batchingServer(async () => ({}));
+    const response = await raw(server.port, { body: BODY, headers: { 'X-Walship-Batch': header } });
+    expect(response.status).toBe(400);
+    expect(JSON.parse(response.body)).toMatchObject({ code: 'BATCH_ID_INVALID', line: 0 });
+    expect(seen).toEqual([]);
+  });
+
+  it('accepts the largest seq, 2^63-1', async () => {
+    const { server, seen } = await batchingServer(async () => ({ batch: 'committed' }));
+    const response = await raw(server.port, {
+      body: BODY,
+      headers: { 'X-Walship-Batch': 'w:9223372036854775807' },
+    });
+    expect(response.status).toBe(204);
+    expect(seen[0]?.seq).toBe((1n << 63n) - 1n);
+  });
+
+  it('answers a conflict (an identity reused for other content) 409 with the JSON error shape', async () => {
+    const { server } = await batchingServer(async () => {
+      throw new WalshipError('BATCH_CONFLICT', 'conflict', 'batch w:1 was committed with other content');
+    });
+    const response = await raw(server.port, { body: BODY, headers: { 'X-Walship-Batch': 'w:1' } });
+    expect(response.status).toBe(409);
+    expect(Object.keys(JSON.parse(response.body)).sort()).toEqual(['code', 'errorId', 'line', 'message']);
+    expect(JSON.parse(response.body)).toMatchObject({ code: 'BATCH_CONFLICT', line: 0 });
   });
 });

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   createHttpAuthenticator,
@@ -7,8 +7,15 @@ import {
   isWalshipError,
   WalshipError,
 } from '../core/index.js';
+import { BATCH_HASH_BYTES, BATCH_WRITER_PATTERN } from '../wal/index.js';
 import { BodyBudget, type Reservation } from './body-budget.js';
-import type { IlpCommit, IlpLineSource, IlpSliceCommit } from './ilp-commit.js';
+import type {
+  IlpBatchIdentity,
+  IlpCommit,
+  IlpCommitResult,
+  IlpLineSource,
+  IlpSliceCommit,
+} from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
@@ -239,6 +246,17 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
   const precision = checkWriteRequest(req, res, context);
   if (precision === null) return;
   const { errors, maxRequestBytes } = context;
+  const batch = parseBatchHeader(req.headers[BATCH_HEADER]);
+  if (batch === null) {
+    errors.send(
+      res,
+      400,
+      'BATCH_ID_INVALID',
+      'invalid X-Walship-Batch: expected <writer>:<seq>, writer 1..64 of [A-Za-z0-9._-], seq 1..2^63-1',
+      0,
+    );
+    return;
+  }
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   if (declared > maxRequestBytes) {
     answerTooLarge(res, context);
@@ -261,7 +279,7 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
     return;
   }
   try {
-    await readAndCommit(req, res, precision, declared, room, context);
+    await readAndCommit(req, res, { precision, batch }, declared, room, context);
   } finally {
     room.release();
   }
@@ -303,7 +321,7 @@ function answerTooLarge(res: ServerResponse, context: WriteContext): void {
 async function readAndCommit(
   req: IncomingMessage,
   res: ServerResponse,
-  precision: Precision,
+  { precision, batch }: { precision: Precision; batch: { writer: string; seq: bigint } | undefined },
   declared: number,
   room: Reservation,
   context: WriteContext,
@@ -322,13 +340,15 @@ async function readAndCommit(
     return;
   }
   room.shrinkTo(body.length);
+  const identity: IlpBatchIdentity | undefined =
+    batch === undefined ? undefined : { ...batch, hash: bodyDigest(body) };
   const source = bodySource(body, { precision, limits: context.limits });
   // The source holds the body now, and lets go of it once parsed (a large request's body is as
   // big as its encoded records, which the commit goes on to make).
   body = null;
-  let txnHeader: string | undefined;
+  let result: IlpCommitResult | undefined;
   try {
-    txnHeader = (await commitBody(source, context.options))?.txnHeader;
+    result = await commitBody(source, context.options, identity);
   } catch (error) {
     if (error instanceof IlpParseError) {
       if (error.tooLarge) errors.send(res, 413, 'request too large', error.message, error.line);
@@ -338,7 +358,34 @@ async function readAndCommit(
     answerCommitError(res, errors, error);
     return;
   }
-  answerNoContent(res, txnHeader);
+  answerNoContent(res, result);
+}
+
+/** The header naming a request's client batch (RFC-0011). */
+const BATCH_HEADER = 'x-walship-batch';
+const BATCH_SEQ = /^[1-9][0-9]{0,18}$/;
+const MAX_SEQ = (1n << 63n) - 1n;
+
+/**
+ * `<writer>:<seq>` from X-Walship-Batch: undefined without the header, null when it is malformed
+ * (or sent twice).
+ */
+export function parseBatchHeader(
+  value: string | string[] | undefined,
+): { writer: string; seq: bigint } | undefined | null {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') return null;
+  const colon = value.lastIndexOf(':');
+  const writer = value.slice(0, colon);
+  const seqText = value.slice(colon + 1).trim();
+  if (colon < 0 || !BATCH_WRITER_PATTERN.test(writer.trim()) || !BATCH_SEQ.test(seqText)) return null;
+  const seq = BigInt(seqText);
+  return seq > MAX_SEQ ? null : { writer: writer.trim(), seq };
+}
+
+/** The digest a batch's content is compared by: the first BATCH_HASH_BYTES bytes of SHA-256. */
+function bodyDigest(body: Buffer): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(body).digest().subarray(0, BATCH_HASH_BYTES));
 }
 
 /** The lines of `body`, parsed in slices; the body is let go of as the parse starts (call once). */
@@ -362,14 +409,16 @@ function bodySource(body: Buffer, options: ParseIlpInSlicesOptions): IlpLineSour
 async function commitBody(
   source: IlpLineSource,
   options: IlpHttpOptions,
-): Promise<{ txnHeader?: string | undefined } | undefined> {
-  if (options.commitSlices !== undefined) return options.commitSlices(source, { protocol: 'http' });
+  batch: IlpBatchIdentity | undefined,
+): Promise<IlpCommitResult | undefined> {
+  const request = batch === undefined ? { protocol: 'http' as const } : { protocol: 'http' as const, batch };
+  if (options.commitSlices !== undefined) return options.commitSlices(source, request);
   const lines: IlpLine[] = [];
   await source.forEachSlice((slice) => {
     for (const line of slice.toLines()) lines.push(line);
   });
   if (lines.length === 0) return undefined;
-  return options.commit(lines, { protocol: 'http' });
+  return options.commit(lines, request);
 }
 
 /**
@@ -381,12 +430,17 @@ async function commitBody(
  */
 export const COMMIT_TOKEN_HEADER_BYTES_MAX = 8 * 1024;
 
-function answerNoContent(res: ServerResponse, txnHeader: string | undefined): void {
+function answerNoContent(res: ServerResponse, result: IlpCommitResult | undefined): void {
   if (res.headersSent || res.destroyed) return;
-  if (txnHeader === undefined) res.writeHead(204);
-  else if (Buffer.byteLength(txnHeader) <= COMMIT_TOKEN_HEADER_BYTES_MAX)
-    res.writeHead(204, { 'X-Walship-Txn': txnHeader });
-  else res.writeHead(204, { 'X-Walship-Txn-Omitted': String(txnHeader.split(',').length) });
+  const headers: Record<string, string> = {};
+  const txnHeader = result?.txnHeader;
+  if (txnHeader === undefined || txnHeader === '') {
+    // No token: nothing was written (an empty request).
+  } else if (Buffer.byteLength(txnHeader) <= COMMIT_TOKEN_HEADER_BYTES_MAX)
+    headers['X-Walship-Txn'] = txnHeader;
+  else headers['X-Walship-Txn-Omitted'] = String(txnHeader.split(',').length);
+  if (result?.batch !== undefined) headers['X-Walship-Batch-Status'] = result.batch;
+  res.writeHead(204, headers);
   res.end();
 }
 
@@ -399,6 +453,10 @@ function answerCommitError(res: ServerResponse, errors: ErrorResponder, error: u
         errors.send(res, 400, 'invalid', error.message, typeof line === 'number' ? line : 0);
         return;
       }
+      case 'conflict':
+        // A batch identity reused for other content, or older than its writer's window (RFC-0011).
+        errors.send(res, 409, error.code, error.message, 0);
+        return;
       case 'fenced':
       case 'closed':
         errors.send(

@@ -1,13 +1,30 @@
 import type { IlpLineBatch, IlpLines } from './line-batch.js';
 
-/** Which surface a batch of lines arrived on. */
+/** Which surface a batch of lines arrived on, and the client batch it is (HTTP only). */
 export interface IlpRequestInfo {
   protocol: 'http' | 'tcp';
+  /**
+   * The request's `X-Walship-Batch` identity and its body's digest (RFC-0011). A write path that
+   * cannot keep batches exactly once ignores it and says so by leaving `batch` out of its result.
+   */
+  batch?: IlpBatchIdentity;
+}
+
+/** `X-Walship-Batch: <writer>:<seq>`, and the first BATCH_HASH_BYTES bytes of the body's SHA-256. */
+export interface IlpBatchIdentity {
+  writer: string;
+  seq: bigint;
+  hash: Uint8Array;
 }
 
 export interface IlpCommitResult {
   /** Sent as `X-Walship-Txn` on the HTTP 204 (the commit token for read-your-writes); unused on TCP. */
   txnHeader?: string;
+  /**
+   * Sent as `X-Walship-Batch-Status` for a request with a batch identity: `committed` (written now)
+   * or `replayed` (committed before; nothing written). Absent: the identity was ignored.
+   */
+  batch?: 'committed' | 'replayed';
 }
 
 /**

@@ -11,6 +11,7 @@ export {
   type IlpHttpOptions,
 } from './http-handler.js';
 export type {
+  IlpBatchIdentity,
   IlpCommit,
   IlpCommitResult,
   IlpLineSource,

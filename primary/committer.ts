@@ -1,6 +1,6 @@
 import { assert, type Clock, WalshipError } from '../core/index.js';
 import { asBatch, type IlpLineBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
-import type { TableSchema, TableStore } from '../table/index.js';
+import type { BatchPart, TableSchema, TableStore } from '../table/index.js';
 import {
   designatedTimestampRange,
   encodeTxnRecordInSlices,
@@ -8,6 +8,7 @@ import {
   TxnRecordEncoder,
 } from '../wal/index.js';
 import { applyRequest, assertNextTxns } from './apply-request.js';
+import { BatchesInFlight, type BatchIdentity, planBatch, stampBatch } from './batch-plan.js';
 import { type BuiltTxn, buildTxns, TxnBuilder } from './txn-builder.js';
 import type { Uploader } from './uploader.js';
 import { type UnsyncedTxns, WriteWindow } from './write-window.js';
@@ -40,12 +41,28 @@ export interface CommitterOptions {
    * (tests and the simulation, which need one thread).
    */
   worker?: WriteWorker;
+  /**
+   * The epoch of this primary: commit tokens then name it (`trades=42@3`, RFC-0005) and batch stamps
+   * carry it (RFC-0011). Without one (unit tests, the simulation) tokens carry no epoch and stamps
+   * epoch 1.
+   */
+  epoch?: () => bigint;
 }
 
 export interface CommitResult {
-  /** Per table (by store key) the txn this request committed: `trades=42,quotes=17` (X-Walship-Txn). */
+  /**
+   * Per table (by store key) the txn this request committed, with the epoch when the committer has
+   * one: `trades=42@3,quotes=17@3` (X-Walship-Txn). For a batch, every table of it, written now or
+   * before.
+   */
   txnHeader: string;
+  /** The txns written by this request (none for a replayed batch). */
   txns: { table: string; txn: bigint; rows: number }[];
+  /**
+   * For a request with a batch identity: `committed` when this request wrote it (or what was
+   * missing of it), `replayed` when it was committed before and nothing was written (RFC-0011).
+   */
+  batch?: 'committed' | 'replayed';
 }
 
 /**
@@ -84,6 +101,7 @@ export class Committer {
   #lockTail: Promise<void> = Promise.resolve();
   /** Holders of and waiters for the write lock. */
   #lockUsers = 0;
+  readonly #batches = new BatchesInFlight();
 
   constructor(options: CommitterOptions) {
     this.#options = options;
@@ -97,11 +115,16 @@ export class Committer {
    * durable wait (its local commit has happened, or failed, when this returns); a larger one goes
    * in slices.
    */
-  commit(lines: IlpLines): Promise<CommitResult> {
+  commit(lines: IlpLines, identity?: BatchIdentity): Promise<CommitResult> {
     const batch = asBatch(lines);
     const count = batch.lineCount;
-    if (this.#options.worker !== undefined || this.#lockUsers > 0 || count > COMMIT_SLICE_ROWS) {
-      return this.commitSlices(slicesOf(batch, this.#pause));
+    if (
+      identity !== undefined ||
+      this.#options.worker !== undefined ||
+      this.#lockUsers > 0 ||
+      count > COMMIT_SLICE_ROWS
+    ) {
+      return this.commitSlices(slicesOf(batch, this.#pause), identity);
     }
     let committed: CommittedTxn[];
     try {
@@ -113,20 +136,90 @@ export class Committer {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#acknowledge(committed);
+    return this.#acknowledge(committed).then(answerOf);
   }
 
   /**
    * Commits the lines of `source` as they are parsed (the HTTP path: no array of every line is
    * built). A parse error (the source's rejection) commits nothing. Waits for the write lock first.
    */
-  async commitSlices(source: IlpLineSource): Promise<CommitResult> {
+  async commitSlices(source: IlpLineSource, identity?: BatchIdentity): Promise<CommitResult> {
+    if (identity === undefined) return answerOf(await this.#commitSource(source, undefined));
+    // A retry of a batch whose first attempt is still being committed waits for it (and then finds
+    // it committed, or not).
+    const leave = await this.#batches.enter(identity);
+    try {
+      return await this.#commitBatch(source, identity);
+    } finally {
+      leave();
+    }
+  }
+
+  /**
+   * A request with a batch identity (RFC-0011): answered from the ledger when every table of it is
+   * committed (here, or by an earlier primary whose segments this node applied), refused when the
+   * identity was used for other content or is below its writer's window; otherwise the tables not
+   * committed yet are written, stamped with the batch. The token names every table of the batch.
+   */
+  async #commitBatch(source: IlpLineSource, identity: BatchIdentity): Promise<CommitResult> {
+    this.#checkAccepting();
+    const { tables } = this.#options;
+    const plan = planBatch(identity, tables.batch(identity.writer, identity.seq));
+    const known = plan.known.map(({ tableKey, txn, epoch }) => ({ key: tableKey, txn, epoch }));
+    if (plan.kind === 'replay') {
+      await this.#durablyKnown(plan.known);
+      return { txnHeader: this.#tokenOf([], known), txns: [], batch: 'replayed' };
+    }
+    const batch = { identity, known: plan.known, epoch: this.#options.epoch?.() ?? 1n };
+    const result = await this.#commitSource(source, batch);
+    if (plan.known.length === 0) return { ...answerOf(result), batch: 'committed' };
+    await this.#durablyKnown(plan.known);
+    return { ...answerOf(result), txnHeader: this.#tokenOf(result.committed, known), batch: 'committed' };
+  }
+
+  /**
+   * In `durable` mode, waits until the committed parts of a batch are in the object store: a replay
+   * answers 204 only on what a first answer would have promised.
+   */
+  async #durablyKnown(known: readonly BatchPart[]): Promise<void> {
+    if (this.#options.ackMode !== 'durable') return;
+    const { tables, uploader, durableTimeoutMs } = this.#options;
+    const byKey = new Map<string, string>(tables.schemas().map((schema) => [schema.key, schema.name]));
+    await Promise.all(
+      known.map(({ tableKey, txn }) => {
+        const table = byKey.get(tableKey);
+        return table === undefined ? undefined : uploader.waitUploaded(table, txn, durableTimeoutMs);
+      }),
+    );
+  }
+
+  /** `trades=42@3,quotes=17@3`: the txns committed now and the parts known before, sorted by key. */
+  #tokenOf(
+    committed: readonly CommittedTxn[],
+    known: readonly { key: string; txn: bigint; epoch: bigint }[],
+  ): string {
+    const epoch = this.#options.epoch?.();
+    const parts = [
+      ...committed.map(({ key, facts }) => ({ key, txn: facts.txn, epoch })),
+      ...known.map((part) => ({
+        ...part,
+        epoch: this.#options.epoch === undefined ? undefined : part.epoch,
+      })),
+    ];
+    return parts
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .map(({ key, txn, epoch: e }) => (e === undefined ? `${key}=${txn}` : `${key}=${txn}@${e}`))
+      .join(',');
+  }
+
+  /** The write path of one request, stamped with `batch` when it has one. */
+  async #commitSource(source: IlpLineSource, batch: BatchContext | undefined): Promise<SourceResult> {
     const { worker } = this.#options;
-    if (worker !== undefined) return this.#commitThroughWorker(source, worker);
+    if (worker !== undefined) return this.#commitThroughWorker(source, worker, batch);
     const release = await this.#lock();
     let committed: CommittedTxn[] = [];
     try {
-      const encoded = await this.#buildAndEncode(source);
+      const encoded = await this.#buildAndEncode(source, batch);
       if (encoded.length > 0) {
         committed =
           rowsOf(encoded) <= COMMIT_SLICE_ROWS ? this.#applyNow(encoded) : await this.#applyInSlices(encoded);
@@ -158,14 +251,18 @@ export class Committer {
    * one. The worker commits in the order it was handed requests; a failed one makes it refuse the
    * ones behind it (WRITE_ABORTED, retryable) until the next request renumbers from the store.
    */
-  async #commitThroughWorker(source: IlpLineSource, worker: WriteWorker): Promise<CommitResult> {
+  async #commitThroughWorker(
+    source: IlpLineSource,
+    worker: WriteWorker,
+    batch: BatchContext | undefined,
+  ): Promise<SourceResult> {
     const release = await this.#lock();
     let committed: CommittedTxn[];
     let written: Promise<void>;
     try {
       await this.#recoverFromFailedWrite(worker);
-      const encoded = await this.#buildAndEncode(source);
-      if (encoded.length === 0) return { txnHeader: '', txns: [] };
+      const encoded = await this.#buildAndEncode(source, batch);
+      if (encoded.length === 0) return { txnHeader: '', txns: [], committed: [] };
       this.#checkAccepting();
       // Only what the answer needs is kept: the request's columns can go while the worker applies,
       // and a copy of each record for the uploader (the records themselves go to the worker).
@@ -197,7 +294,7 @@ export class Committer {
   }
 
   /** Builds and encodes the request's txns (none for a request without lines). */
-  async #buildAndEncode(source: IlpLineSource): Promise<EncodedTxn[]> {
+  async #buildAndEncode(source: IlpLineSource, batch?: BatchContext): Promise<EncodedTxn[]> {
     this.#checkAccepting();
     const { tables } = this.#options;
     const options = this.#buildOptions();
@@ -209,7 +306,8 @@ export class Committer {
     if (builder.rowCount === 0) return [];
     // The parse took turns of the event loop: the node may have been fenced meanwhile.
     this.#checkAccepting();
-    const built = tables.batchReads(() => builder.finish(options.nextTxn));
+    const all = tables.batchReads(() => builder.finish(options.nextTxn));
+    const built = batch === undefined ? all : stampBatch(all, batch.identity, batch.known, batch.epoch);
     if (builder.rowCount <= COMMIT_SLICE_ROWS) return encodeAll(built);
     const encoded = await this.#encodeInSlices(built);
     this.#checkAccepting();
@@ -334,9 +432,9 @@ export class Committer {
    * satisfied: then (`local`), or once uploaded (`durable`). A failed fsync rejects with
    * STORAGE_FAILED and leaves the txns unsynced: they are never uploaded from this run.
    */
-  async #acknowledge(committed: CommittedTxn[]): Promise<CommitResult> {
+  async #acknowledge(committed: CommittedTxn[]): Promise<SourceResult> {
     const { tables, uploader } = this.#options;
-    if (committed.length === 0) return { txnHeader: '', txns: [] };
+    if (committed.length === 0) return { txnHeader: '', txns: [], committed: [] };
     const synced = tables.syncWal().then(() => {
       for (const { table, size, facts, record } of committed) {
         this.#window.unsynced.remove(table, facts.txn);
@@ -349,9 +447,15 @@ export class Committer {
     } finally {
       this.#syncing.delete(synced);
     }
+    const epoch = this.#options.epoch?.();
     const result = {
-      txnHeader: committed.map(({ key, facts }) => `${key}=${facts.txn}`).join(','),
+      txnHeader: committed
+        .map(({ key, facts }) =>
+          epoch === undefined ? `${key}=${facts.txn}` : `${key}=${facts.txn}@${epoch}`,
+        )
+        .join(','),
       txns: committed.map(({ table, facts }) => ({ table, txn: facts.txn, rows: facts.rowCount })),
+      committed,
     };
     if (this.#options.ackMode === 'durable') {
       const { durableTimeoutMs } = this.#options;
@@ -440,6 +544,21 @@ class QueuedTxns {
   async settled(): Promise<void> {
     await Promise.allSettled([...this.#requests]);
   }
+}
+
+/** A batched request's identity, the parts of it committed before, and the epoch to stamp. */
+interface BatchContext {
+  identity: BatchIdentity;
+  known: readonly BatchPart[];
+  epoch: bigint;
+}
+
+/** A commit's result with the txns it committed (the batch path builds its token from them). */
+type SourceResult = CommitResult & { committed: CommittedTxn[] };
+
+/** The result without the txns' records, which the caller must not keep. */
+function answerOf({ txnHeader, txns }: SourceResult): CommitResult {
+  return { txnHeader, txns };
 }
 
 /** A built txn with its encoded record, and the record's size (the bytes go to the worker). */

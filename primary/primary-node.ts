@@ -22,6 +22,7 @@ import {
 import {
   createIlpHttpHandler,
   type IlpLineSource,
+  type IlpRequestInfo,
   type IlpTcpAuthKey,
   startIlpTcpServer,
 } from '../ilp/index.js';
@@ -268,6 +269,7 @@ export class PrimaryNode {
         acceptingWrites: () => gate.accepting,
         writeWindow,
         worker,
+        epoch: () => claim.epoch,
       });
       const queries = await QueryPool.start({
         databaseFile,
@@ -279,11 +281,14 @@ export class PrimaryNode {
       cleanup.push(() => queries.close());
       const accepting = () => gate.accepting;
       // An empty request commits nothing and gets no X-Walship-Txn.
-      const answer = (result: CommitResult) =>
-        result.txnHeader === '' ? {} : { txnHeader: withEpoch(result.txnHeader, claim.epoch) };
-      const commit = async (lines: Parameters<Committer['commit']>[0]) =>
-        answer(await committer.commit(lines));
-      const commitSlices = async (source: IlpLineSource) => answer(await committer.commitSlices(source));
+      const answer = ({ txnHeader, batch }: CommitResult) => ({
+        ...(txnHeader === '' ? {} : { txnHeader }),
+        ...(batch === undefined ? {} : { batch }),
+      });
+      const commit = async (lines: Parameters<Committer['commit']>[0], request: IlpRequestInfo) =>
+        answer(await committer.commit(lines, request.batch));
+      const commitSlices = async (source: IlpLineSource, request: IlpRequestInfo) =>
+        answer(await committer.commitSlices(source, request.batch));
       const ilpAuth = settings.ilpAuth ?? settings.httpAuth;
       const ilp = createIlpHttpHandler({
         commit,
@@ -330,7 +335,7 @@ export class PrimaryNode {
           : await startIlpTcpServer({
               host: settings.tcp.host,
               port: settings.tcp.port,
-              commit: (lines) => commit(lines),
+              commit: (lines) => commit(lines, { protocol: 'tcp' }),
               acceptingWrites: accepting,
               log: (message) => epochLog.warn({ surface: 'ilp-tcp' }, message),
               clock: deps.clock,
@@ -511,17 +516,4 @@ async function checkStore(settings: PrimarySettings, log: Logger): Promise<void>
   }
   if (!report.ok)
     log.warn({ failed: report.checks.filter((c) => !c.passed) }, 'object store check found problems');
-}
-
-/**
- * `trades=42,quotes=17` → `trades=42@3,quotes=17@3`: a commit token names the epoch that committed
- * its txns, so it stays unambiguous after a failover that lost them (RFC-0005).
- */
-function withEpoch(txnHeader: string, epoch: bigint): string {
-  return txnHeader === ''
-    ? ''
-    : txnHeader
-        .split(',')
-        .map((part) => `${part}@${epoch}`)
-        .join(',');
 }

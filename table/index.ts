@@ -3,6 +3,12 @@
  * table, its watermarks and its pending queue (DESIGN §2, §5, §6).
  */
 
+export {
+  BATCH_WINDOW_SEQS,
+  BATCH_WRITER_TTL_US,
+  type BatchLookup,
+  type BatchPart,
+} from './batch-ledger.js';
 export { moveDatabaseFiles } from './database-files.js';
 export {
   asTableKey,

@@ -17,6 +17,8 @@ import type { ColumnSchema } from './table-schema.js';
  *   column name, walship ColumnType, 0-based position (`timestamp` is 0).
  * - `_walship_kv`: `(key, value)` text pairs for node facts (node id, epoch, …).
  * - `_walship_pending`: `("table", txn, bytes)` — encoded txn records awaiting upload.
+ * - `_walship_batches`, `_walship_batch_writers`: the client batches known committed
+ *   (batch-ledger.ts, RFC-0011).
  * `PRAGMA user_version` holds STORE_FORMAT_VERSION.
  */
 

@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
 import { type Clock, ClosedError, systemClock, WalshipError } from '../core/index.js';
-import { DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import { type BatchStamp, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
 import { applyPlan, memoOf, planColumns } from './apply-plan.js';
+import { BATCH_LEDGER_DDL, BatchLedger, type BatchLookup } from './batch-ledger.js';
 import { asTableKey, type TableKey, tableKey, validateTableName } from './names.js';
 import {
   designatedTimestamps,
@@ -156,6 +157,8 @@ export class TableStore {
   private syncDeferred = false;
   private readonly cache = new TableStateCache();
   private readonly inserts = new Map<string, CachedInsert>();
+  /** The batches known committed (RFC-0011), prepared on first use. */
+  private ledgerOf: BatchLedger | undefined;
   /** The parameters of the statements in `inserts`, summed. */
   private insertParameters = 0;
   /** Folded names of the tables the current transaction changed: evicted if it rolls back. */
@@ -494,6 +497,7 @@ export class TableStore {
         const plan = planColumns(table, state, record);
         state = this.ensureColumns(table, state, plan);
         this.insertRecord(state, plan, record);
+        if (record.batch !== undefined) this.recordBatch(state, record, record.batch);
         lastTxn = record.txn;
       }
       if (state === undefined || lastTxn === state.lastTxn) return;
@@ -553,6 +557,28 @@ export class TableStore {
     });
     this.markDirty(state);
     return state;
+  }
+
+  /**
+   * What this store knows of client batch `writer:seq` (RFC-0011): unknown, outside the writer's
+   * window, or the parts (tables) of it that are committed here, with their txns and epochs.
+   */
+  batch(writer: string, seq: bigint): BatchLookup {
+    this.checkOpen();
+    return this.guard('read the batch ledger', () => this.ledger.lookup(writer, seq));
+  }
+
+  private get ledger(): BatchLedger {
+    this.ledgerOf ??= new BatchLedger(this.db);
+    return this.ledgerOf;
+  }
+
+  private recordBatch(state: TableState, record: TxnRecord, stamp: BatchStamp): void {
+    this.guard(
+      () =>
+        `record batch ${stamp.writer}:${stamp.seq} for txn ${record.txn} of ${JSON.stringify(state.schema.name)}`,
+      () => this.ledger.record(state.schema.key, record.txn, record.commitTimeUs, stamp),
+    );
   }
 
   private insertRecord(state: TableState, plan: ColumnPlan, record: TxnRecord): void {
@@ -975,7 +1001,9 @@ function configure(db: Database.Database, readonly: boolean, synchronous: 'FULL'
     );
   }
   if (version !== 0 && version !== STORE_FORMAT_VERSION) throw unsupportedFormat(version);
-  db.exec(`BEGIN IMMEDIATE; ${METADATA_DDL} PRAGMA user_version = ${STORE_FORMAT_VERSION}; COMMIT;`);
+  db.exec(
+    `BEGIN IMMEDIATE; ${METADATA_DDL} ${BATCH_LEDGER_DDL} PRAGMA user_version = ${STORE_FORMAT_VERSION}; COMMIT;`,
+  );
 }
 
 function unsupportedFormat(version: number): WalshipError {

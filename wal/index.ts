@@ -3,6 +3,12 @@
  * segments and txn records, checksums, codecs and limits. Imports nothing of walship but core.
  */
 
+export {
+  BATCH_HASH_BYTES,
+  BATCH_WRITER_PATTERN,
+  type BatchStamp,
+  batchStampProblem,
+} from './batch-stamp.js';
 export { checksum } from './checksum.js';
 export { availableCodecs, type Codec } from './codecs.js';
 export {

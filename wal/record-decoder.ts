@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../core/index.js';
+import { RECORD_FLAG_BATCH, readBatchStamp } from './batch-stamp.js';
 import { ByteReader, corruptAt } from './byte-reader.js';
 import { checksum } from './checksum.js';
 import {
@@ -200,7 +201,10 @@ function readFixedFields(
   const kindId = reader.u8('txn kind');
   const kind = txnKindOfId(kindId);
   if (kind === undefined) throw backOne(reader, `txn ${txnNumber}: unknown txn kind ${kindId}`);
-  if (reader.u8('record flags') !== 0) throw backOne(reader, `txn ${txnNumber}: reserved record flags set`);
+  const flags = reader.u8('record flags');
+  if ((flags & ~RECORD_FLAG_BATCH) !== 0)
+    throw backOne(reader, `txn ${txnNumber}: reserved record flags set`);
+  if (flags !== 0 && kind !== 'data') throw backOne(reader, `txn ${txnNumber}: a fence with a batch stamp`);
   const columnCount = reader.u16('column count');
   const rowCount = reader.u32('row count');
   const problem = countsProblem(kind, columnCount, rowCount, limits, reader.remaining);
@@ -211,6 +215,7 @@ function readFixedFields(
   const overLimit = tally.addRecord(columnCount, rowCount);
   if (overLimit !== undefined) throw reader.corrupt(`txn ${txnNumber}: ${overLimit}`);
   const txn: TxnRecord = { txn: txnNumber, commitTimeUs, kind, rowCount, columns: [] };
+  if (flags !== 0) txn.batch = readBatchStamp(reader, txnNumber);
   return { txn, columnCount, rowCount };
 }
 

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../core/index.js';
+import { batchStampBytes, checkBatchStamp, RECORD_FLAG_BATCH, writeBatchStamp } from './batch-stamp.js';
 import { ByteWriter } from './byte-writer.js';
 import { checksum } from './checksum.js';
 import {
@@ -100,15 +101,18 @@ function beginRecord(writer: ByteWriter, txn: TxnRecord, state: RecordEncodeStat
   const names = txn.columns.map((column, i) => checkColumn(column, i, txn.rowCount, where, state));
   checkUniqueNames(txn.columns, where);
   const nulls = txn.columns.map((column) => effectiveNulls(column, txn.rowCount));
+  const { batch } = txn;
   const start = writer.offset;
-  if (!writer.reserve(4 + RECORD_FIXED_PAYLOAD_BYTES)) throw bodyTooLarge(where, limits);
+  const stampBytes = batch === undefined ? 0 : batchStampBytes(batch);
+  if (!writer.reserve(4 + RECORD_FIXED_PAYLOAD_BYTES + stampBytes)) throw bodyTooLarge(where, limits);
   writer.u32(0); // payloadBytes, patched by finishRecord
   writer.u64(txn.txn);
   writer.i64(txn.commitTimeUs);
   writer.u8(TXN_KIND_IDS[txn.kind]);
-  writer.u8(0);
+  writer.u8(batch === undefined ? 0 : RECORD_FLAG_BATCH);
   writer.u16(txn.columns.length);
   writer.u32(txn.rowCount);
+  if (batch !== undefined) writeBatchStamp(writer, batch);
   // Every descriptor before any row: the applier learns the whole schema, changes included, first.
   for (let i = 0; i < txn.columns.length; i++) {
     const column = txn.columns[i]!;
@@ -257,6 +261,10 @@ function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): Where {
   }
   if (txn.rowCount > 0 && txn.columns.length === 0) {
     throw new InvalidArgumentError(`${where()}: ${txn.rowCount} rows but no columns`);
+  }
+  if (txn.batch !== undefined) {
+    if (txn.kind !== 'data') throw new InvalidArgumentError(`${where()}: a fence carries no batch stamp`);
+    checkBatchStamp(txn.batch, where);
   }
   return where;
 }

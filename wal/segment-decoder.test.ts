@@ -286,7 +286,7 @@ describe('record failures (checksums resealed, so the parser is what rejects)', 
     ],
     ['an unknown kind', async () => withRecord(await basic(), 0, poke(20, 7)), /unknown txn kind 7/],
     ['kind 0 (zeroed memory)', async () => withRecord(await basic(), 0, poke(20, 0)), /unknown txn kind 0/],
-    ['reserved record flags', async () => withRecord(await basic(), 0, poke(21, 1)), /reserved record flags/],
+    ['reserved record flags', async () => withRecord(await basic(), 0, poke(21, 2)), /reserved record flags/],
     [
       'a fence with rows',
       async () => withRecord(await basic(), 0, poke(20, 2)),

@@ -1,3 +1,4 @@
+import type { BatchStamp } from './batch-stamp.js';
 import type { ColumnValues } from './column-types.js';
 
 /** A data txn carries rows; a fence carries no rows and records a new epoch (DESIGN §7). */
@@ -27,6 +28,11 @@ export interface TxnRecord {
   rowCount: number;
   /** Every column has exactly rowCount value slots. A fence has no columns. */
   columns: ColumnData[];
+  /**
+   * The client batch this txn belongs to (RFC-0011), when the request carried `X-Walship-Batch`;
+   * absent otherwise, and on a fence.
+   */
+  batch?: BatchStamp;
 }
 
 /** The designated timestamp column (DESIGN §1): its non-null values give a segment's ts range. */

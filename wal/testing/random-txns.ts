@@ -1,4 +1,5 @@
 import { type Random, randomInt } from '../../core/index.js';
+import { BATCH_HASH_BYTES, type BatchStamp } from '../batch-stamp.js';
 import { COLUMN_TYPES, type ColumnType, type ColumnValues } from '../column-types.js';
 import { nullBitmapBytes, setBit } from '../null-bitmap.js';
 import { MAX_I64, MIN_I64 } from '../segment-layout.js';
@@ -49,9 +50,24 @@ export function randomTxns(random: Random, options: RandomTxnsOptions = {}): Txn
     const chosen = schema.filter((c) => added.has(c.name) || random.next() < 0.7);
     if (rowCount > 0 && chosen.length === 0) chosen.push(schema[0]!);
     const columns = chosen.map((c) => randomColumn(random, c.name, c.type, rowCount, added.has(c.name)));
-    txns.push({ txn, commitTimeUs, kind: 'data', rowCount, columns });
+    const record: TxnRecord = { txn, commitTimeUs, kind: 'data', rowCount, columns };
+    if (random.next() < 0.3) record.batch = randomBatchStamp(random);
+    txns.push(record);
   }
   return txns;
+}
+
+/** A batch stamp (RFC-0011) with edge values now and then: the longest writer id, the largest seq. */
+function randomBatchStamp(random: Random): BatchStamp {
+  const hash = new Uint8Array(BATCH_HASH_BYTES);
+  for (let i = 0; i < hash.length; i++) hash[i] = randomInt(random, 256);
+  return {
+    writer: random.next() < 0.2 ? 'w'.repeat(64) : `w-${randomInt(random, 1_000_000)}`,
+    seq: random.next() < 0.2 ? MAX_I64 : BigInt(1 + randomInt(random, 1_000_000)),
+    parts: 1 + randomInt(random, 1000),
+    epoch: BigInt(1 + randomInt(random, 50)),
+    hash,
+  };
 }
 
 function newColumn(random: Random, index: number, types: readonly ColumnType[]) {

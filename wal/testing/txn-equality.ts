@@ -1,3 +1,4 @@
+import type { BatchStamp } from '../batch-stamp.js';
 import type { ColumnValues } from '../column-types.js';
 import { anyBitSet, isBitSet } from '../null-bitmap.js';
 import type { ColumnData, TxnRecord } from '../txn-record.js';
@@ -20,6 +21,23 @@ export function describeTxnDifference(
   return null;
 }
 
+function describeBatchDifference(
+  expected: BatchStamp | undefined,
+  actual: BatchStamp | undefined,
+): string | null {
+  if (expected === undefined || actual === undefined) {
+    return expected === actual ? null : `batch ${actual === undefined ? 'missing' : 'unexpected'}`;
+  }
+  if (expected.writer !== actual.writer || expected.seq !== actual.seq) {
+    return `batch ${actual.writer}:${actual.seq}, expected ${expected.writer}:${expected.seq}`;
+  }
+  if (expected.parts !== actual.parts || expected.epoch !== actual.epoch) {
+    return `batch parts/epoch ${actual.parts}/${actual.epoch}, expected ${expected.parts}/${expected.epoch}`;
+  }
+  if (Buffer.compare(expected.hash, actual.hash) !== 0) return 'batch hash differs';
+  return null;
+}
+
 function describeOneTxn(expected: TxnRecord, actual: TxnRecord): string | null {
   if (expected.txn !== actual.txn) return `txn ${actual.txn}, expected ${expected.txn}`;
   if (expected.commitTimeUs !== actual.commitTimeUs) {
@@ -32,6 +50,8 @@ function describeOneTxn(expected: TxnRecord, actual: TxnRecord): string | null {
   if (expected.columns.length !== actual.columns.length) {
     return `${actual.columns.length} columns, expected ${expected.columns.length}`;
   }
+  const batch = describeBatchDifference(expected.batch, actual.batch);
+  if (batch !== null) return batch;
   for (let c = 0; c < expected.columns.length; c++) {
     const difference = describeColumn(expected.columns[c]!, actual.columns[c]!, expected.rowCount);
     if (difference !== null) return `column ${c} '${expected.columns[c]!.name}': ${difference}`;

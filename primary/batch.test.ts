@@ -231,3 +231,17 @@ describe('the batch window, property', () => {
     expect(outcomes.refused).toBeGreaterThan(0);
   });
 });
+
+describe('a replaced primary rolling back what never reached the store', () => {
+  it('forgets those txns batches: a retry through the new primary must be written again', async () => {
+    const committer = testCommitter(tables, uploader, { epoch: () => 1n });
+    const first = 'a v=1i 1000\n';
+    const second = 'a v=2i 2000\n';
+    await committer.commitSlices(sourceOf(first), identity('w', 1n, first));
+    tables.setUploadedTxn('a', 1n);
+    await committer.commitSlices(sourceOf(second), identity('w', 2n, second));
+    tables.rollBackPending('a');
+    expect(tables.batch('w', 1n)).toMatchObject({ state: 'known' });
+    expect(tables.batch('w', 2n)).toEqual({ state: 'unknown' });
+  });
+});

@@ -87,6 +87,7 @@ function prepareLedger(db: Database.Database) {
     expired: db.prepare('SELECT writer FROM _walship_batch_writers WHERE last_commit_us < ?').pluck(),
     dropWriterBatches: db.prepare('DELETE FROM _walship_batches WHERE writer = ?'),
     dropWriter: db.prepare('DELETE FROM _walship_batch_writers WHERE writer = ?'),
+    forgetAfter: db.prepare('DELETE FROM _walship_batches WHERE table_key = ? AND txn > ?'),
     parts: safe(
       'SELECT table_key, txn, epoch, parts, hash FROM _walship_batches WHERE writer = ? AND seq = ? ORDER BY table_key',
     ),
@@ -141,6 +142,14 @@ export class BatchLedger {
         hash: r.hash,
       })),
     };
+  }
+
+  /**
+   * Forgets the batch parts of `tableKey`'s txns after `txn`: txns rolled back (TableStore
+   * rollBackPending) never reached the cluster, so their batches are not committed.
+   */
+  forgetTxnsAfter(tableKey: string, txn: bigint): void {
+    this.#sql.forgetAfter.run(tableKey, txn);
   }
 
   /** Forgets the writers silent since before `beforeUs`, and their batches (a new writer's turn). */

@@ -774,6 +774,8 @@ export class TableStore {
           this.sql.setLastTxn.run(state.uploadedTxn, state.schema.key);
         }
         this.db.prepare('DELETE FROM _walship_pending WHERE "table" = ?').run(name);
+        // The batches of those txns never reached the cluster: a retry of one must be written again.
+        this.ledger.forgetTxnsAfter(state.schema.key, state.uploadedTxn);
       });
       // Reloaded from the database at the next use (and evicted again should the transaction roll back).
       this.markDirty(state);

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { Agent } from 'undici';
+import { BATCH_ID_HEADER, BATCH_STATUS_HEADER, type BatchAnswer, batchAnswerOf } from './batch-identity.js';
 import type { ClientClock, ClientRandom } from './clock.js';
 import type { SenderAddress, SenderAuth } from './config-string.js';
 import { type FlushAttempt, FlushGaveUpError, type IlpErrorBody, IlpRequestError } from './errors.js';
@@ -12,15 +13,20 @@ import { Backoff, requestTimeoutMsFor, verdictOfStatus } from './write-policy.js
  *
  * 1. send to the current address (the one that last committed; the first at start);
  * 2. 204 → done: that address stays current for the next batch (with `spread`, the next one is);
+ *    its X-Walship-Batch-Status says whether the server wrote the batch now (`committed`), had
+ *    committed this identity with these bytes before (`replayed`), or ignores identities (absent);
  * 3. 421 / 404, a network error or a timeout → the next address at once; after a whole round of
  *    addresses without a commit, back off first;
  * 4. 500, 503, 504, 507, 509, 523, 524, 529, 599 → back off, then the same address;
- * 5. anything else (400, 401, 403, 405, 413, …) → IlpRequestError at once;
+ * 5. anything else (400, 401, 403, 405, 409, 413, …) → IlpRequestError at once (409: the server
+ *    refused the batch's identity — its seq was used for other bytes, or is below its window);
  * 6. once retry_timeout has passed since the first failure, FlushGaveUpError naming every address
  *    tried and what it answered last.
  *
- * A network error after the body was sent may hide a commit, so resending can write a batch twice
- * (at-least-once, as with QuestDB's own clients); only a 204 is proof of a commit.
+ * A network error after the body was sent may hide a commit, so resending could write a batch
+ * twice; every attempt therefore carries the same `X-Walship-Batch: <writerId>:<seq>`, and a server
+ * that tracks identities answers the resend `replayed` instead of writing it again. Without an
+ * identity, or with a server that ignores it, this is at-least-once, as with QuestDB's own clients.
  */
 
 /** Attempts a FlushGaveUpError keeps (the newest), so a long retry_timeout cannot grow it unbounded. */
@@ -47,8 +53,10 @@ export interface BatchPosterOptions {
 export interface PostResult {
   /** `host:port` that committed it. */
   address: string;
-  /** The `X-Walship-Txn` header of the 204, if any. */
+  /** The `X-Walship-Txn` header of the 204, if any (for `replayed`: the original commit's). */
   commitToken: string | undefined;
+  /** What the server did with the batch's identity. */
+  answer: BatchAnswer;
 }
 
 export class BatchPoster {
@@ -67,8 +75,11 @@ export class BatchPoster {
     return addressText(this.#options.addresses[this.#current]!);
   }
 
-  /** Sends `body` until an address commits it; see the file comment for the rules. */
-  async post(body: Uint8Array): Promise<PostResult> {
+  /**
+   * Sends `body` until an address commits it; see the file comment for the rules. `batchId`
+   * (`writerId:seq`) goes with every attempt as X-Walship-Batch.
+   */
+  async post(body: Uint8Array, batchId?: string): Promise<PostResult> {
     const { addresses, clock, retryTimeoutMs } = this.#options;
     const backoff = new Backoff(this.#options.random);
     const attempts: FlushAttempt[] = [];
@@ -77,13 +88,17 @@ export class BatchPoster {
     let hopsSinceWait = 0;
     for (;;) {
       const address = addresses[this.#current]!;
-      const result = await this.#send(address, body);
+      const result = await this.#send(address, body, batchId);
       const verdict = result.kind === 'network' ? 'next_address' : verdictOfStatus(result.status);
       if (verdict === 'committed' && result.kind === 'response') {
         if (this.#options.spread === true) this.#current = (this.#current + 1) % addresses.length;
-        return { address: addressText(address), commitToken: result.headers['x-walship-txn'] };
+        return {
+          address: addressText(address),
+          commitToken: result.headers['x-walship-txn'],
+          answer: batchId === undefined ? 'ignored' : batchAnswerOf(result.headers[BATCH_STATUS_HEADER]),
+        };
       }
-      if (verdict === 'fail' && result.kind === 'response') throw requestError(address, result);
+      if (verdict === 'fail' && result.kind === 'response') throw requestError(address, result, batchId);
       total++;
       attempts.push(attemptOf(address, result));
       if (attempts.length > ATTEMPTS_KEPT) attempts.shift();
@@ -102,12 +117,12 @@ export class BatchPoster {
     }
   }
 
-  #send(address: SenderAddress, body: Uint8Array): Promise<ExchangeResult> {
+  #send(address: SenderAddress, body: Uint8Array, batchId: string | undefined): Promise<ExchangeResult> {
     const { scheme } = this.#options;
     return exchange(this.#options.agent, `${originOf(scheme, address.host, address.port)}/write`, {
       method: 'POST',
       body,
-      headers: this.#headers,
+      headers: batchId === undefined ? this.#headers : { ...this.#headers, [BATCH_ID_HEADER]: batchId },
       timeoutMs: requestTimeoutMsFor(body.length, this.#options),
     });
   }
@@ -137,12 +152,14 @@ function attemptOf(address: SenderAddress, result: ExchangeResult): FlushAttempt
 function requestError(
   address: SenderAddress,
   result: Extract<ExchangeResult, { kind: 'response' }>,
+  batchId: string | undefined,
 ): IlpRequestError {
   return new IlpRequestError({
     status: result.status,
     address: addressText(address),
     body: parseErrorBody(result.body),
     text: result.body.slice(0, RAW_BODY_MAX_CHARS),
+    batchId,
   });
 }
 

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+
 /**
  * The client's time and randomness seams (STYLE rule 8). Backoff waits, retry deadlines, auto-flush
  * intervals and role-refresh intervals ask these, so tests drive them without real waiting. The
@@ -16,12 +18,20 @@ export interface ClientRandom {
   next(): number;
 }
 
+/**
+ * `length` cryptographically random bytes: writer ids and lock tokens must not collide across
+ * processes and hosts, which Math.random cannot promise.
+ */
+export type ClientRandomBytes = (length: number) => Uint8Array;
+
 export const systemClientClock: ClientClock = {
   monotonicMs: () => performance.now(),
   sleep: (durationMs) => new Promise((resolve) => setTimeout(resolve, durationMs)),
 };
 
 export const systemClientRandom: ClientRandom = { next: () => Math.random() };
+
+export const systemClientRandomBytes: ClientRandomBytes = (length) => randomBytes(length);
 
 /**
  * A clock for tests: time stands still until someone sleeps, and sleeping advances it at once.

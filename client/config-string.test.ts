@@ -34,8 +34,51 @@ describe('parseConfigString', () => {
       tlsVerify: true,
       tlsCaPath: undefined,
       spread: false,
+      batchIds: true,
+      writerId: undefined,
+      sfDir: undefined,
+      sfMaxBytes: 1_073_741_824,
+      sfAppendDeadlineMs: 30_000,
+      sfDurability: 'fsync',
+      maxUnackedBatches: 1_000,
     });
     expect(CONFIG_DEFAULTS.port).toBe(9000);
+  });
+
+  it('parses the batch identity and store-and-forward keys', () => {
+    const config = parseConfigString(
+      'http::addr=h;sf_dir=/var/lib/app/sf;;1;writer_id=ingest-7.a_B;sf_max_bytes=4096;' +
+        'sf_append_deadline_millis=0;sf_durability=none;max_unacked_batches=3;batch_ids=on;',
+    );
+    expect(config).toMatchObject({
+      batchIds: true,
+      writerId: 'ingest-7.a_B',
+      sfDir: '/var/lib/app/sf;1',
+      sfMaxBytes: 4096,
+      sfAppendDeadlineMs: 0,
+      sfDurability: 'none',
+      maxUnackedBatches: 3,
+    });
+    expect(parseConfigString('http::addr=h;batch_ids=off;').batchIds).toBe(false);
+    expect(parseConfigString(`http::addr=h;sf_dir=d;writer_id=${'w'.repeat(64)};`).writerId).toHaveLength(64);
+  });
+
+  it('refuses batch and sf_dir keys that cannot work together', () => {
+    const cases: [string, RegExp][] = [
+      ['http::addr=h;sf_dir=d;batch_ids=off;', /sf_dir needs batch_ids=on/],
+      ['http::addr=h;sf_max_bytes=10;', /"sf_max_bytes" needs sf_dir/],
+      ['http::addr=h;sf_durability=none;', /"sf_durability" needs sf_dir/],
+      ['http::addr=h;writer_id=w1;', /"writer_id" needs sf_dir.*start again at seq 1/],
+      ['http::addr=h;sf_dir=d;writer_id=a:b;', /"writer_id" must be 1–64 characters/],
+      [`http::addr=h;sf_dir=d;writer_id=${'w'.repeat(65)};`, /"writer_id" must be 1–64 characters/],
+      ['http::addr=h;max_unacked_batches=1001;', /"max_unacked_batches" must be ≤ 1000/],
+      ['http::addr=h;max_unacked_batches=0;', /"max_unacked_batches" must be an integer ≥ 1/],
+      ['http::addr=h;sf_dir=d;sf_durability=always;', /"sf_durability" must be "fsync" or "none"/],
+      ['http::addr=h;batch_ids=yes;', /"batch_ids" must be "on" or "off"/],
+      ['http::addr=h;sf_dir=d;sf_max_bytes=0;', /"sf_max_bytes" must be an integer ≥ 1/],
+      ['http::addr=h;sf_dir=d;max_buf_size=5000000000;', /with sf_dir, max_buf_size must be ≤ 4294967295/],
+    ];
+    for (const [conf, message] of cases) expect(errorOf(conf).message, conf).toMatch(message);
   });
 
   it('parses every key', () => {

@@ -1,4 +1,6 @@
 import { inspect } from 'node:util';
+import { FRAME_PAYLOAD_MAX_BYTES } from './batch-frame.js';
+import { MAX_UNACKED_BATCHES_LIMIT, WRITER_ID_PATTERN } from './batch-identity.js';
 import { WalshipClientError } from './errors.js';
 
 /**
@@ -37,6 +39,12 @@ export const CONFIG_DEFAULTS = {
   maxBufSizeBytes: 100 * 1024 * 1024,
   /** QuestDB's cairo.max.file.name.length. */
   maxNameLenBytes: 127,
+  /** 1 GiB of batch files in an sf_dir. */
+  sfMaxBytes: 1024 * 1024 * 1024,
+  /** QuestDB's sf_append_deadline_millis. */
+  sfAppendDeadlineMs: 30_000,
+  /** The server remembers the last 1000 seqs of a writer (MAX_UNACKED_BATCHES_LIMIT). */
+  maxUnackedBatches: MAX_UNACKED_BATCHES_LIMIT,
 } as const;
 
 /** A secret value: printing, logging or JSON-encoding it shows `[secret]`; `reveal()` gives it. */
@@ -110,6 +118,29 @@ export interface SenderConfig {
    * last committed keeps getting them (failover only, as QuestDB's clients).
    */
   spread: boolean;
+  /**
+   * `batch_ids` (walship's own, default on): send `X-Walship-Batch: <writerId>:<seq>` with every
+   * batch, so a server that tracks identities answers a resend `replayed` instead of writing it twice.
+   */
+  batchIds: boolean;
+  /**
+   * `writer_id` (walship's own; needs sf_dir): the writer id, 1–64 of `[A-Za-z0-9._-]`. Default: a
+   * generated `w-…`, per Sender — or, with sf_dir, generated once and kept in the directory.
+   */
+  writerId: string | undefined;
+  /** `sf_dir` (QuestDB's name): the store-and-forward directory; undefined = batches held in memory. */
+  sfDir: string | undefined;
+  /** `sf_max_bytes` (needs sf_dir; default 1 GiB): batch files the directory holds at most. */
+  sfMaxBytes: number;
+  /**
+   * `sf_append_deadline_millis` (QuestDB's name; default 30000): how long sealing a batch waits for
+   * room (sf_max_bytes, max_unacked_batches) while earlier batches are sent, before SF_FULL.
+   */
+  sfAppendDeadlineMs: number;
+  /** `sf_durability` (needs sf_dir; `fsync` default, or `none`): fsync each batch file and rename. */
+  sfDurability: 'fsync' | 'none';
+  /** `max_unacked_batches` (walship's own; 1..1000, default 1000): sealed batches held at most. */
+  maxUnackedBatches: number;
 }
 
 type Key =
@@ -129,7 +160,14 @@ type Key =
   | 'protocol_version'
   | 'tls_verify'
   | 'tls_ca'
-  | 'spread';
+  | 'spread'
+  | 'batch_ids'
+  | 'writer_id'
+  | 'sf_dir'
+  | 'sf_max_bytes'
+  | 'sf_append_deadline_millis'
+  | 'sf_durability'
+  | 'max_unacked_batches';
 
 const KEYS: ReadonlySet<string> = new Set<Key>([
   'addr',
@@ -149,6 +187,13 @@ const KEYS: ReadonlySet<string> = new Set<Key>([
   'tls_verify',
   'tls_ca',
   'spread',
+  'batch_ids',
+  'writer_id',
+  'sf_dir',
+  'sf_max_bytes',
+  'sf_append_deadline_millis',
+  'sf_durability',
+  'max_unacked_batches',
 ]);
 
 /** QuestDB keys this HTTP-only client refuses with a reason of their own. */
@@ -295,6 +340,7 @@ function buildConfig(scheme: 'http' | 'https', settings: Setting[]): SenderConfi
     protocolVersion: protocolVersionOf(values),
     spread: onOffOf(values, 'spread', 'off') ?? false,
     ...tlsOf(scheme, values),
+    ...batchesOf(values, maxBufSizeBytes),
   };
 }
 
@@ -401,6 +447,81 @@ function protocolVersionOf(values: Map<Key, string>): 1 {
       '(leave the key out, or set it to 1)',
     { key: 'protocol_version' },
   );
+}
+
+/** The batch identity and store-and-forward keys (issue 18), checked together. */
+function batchesOf(
+  values: Map<Key, string>,
+  maxBufSizeBytes: number,
+): Pick<
+  SenderConfig,
+  | 'batchIds'
+  | 'writerId'
+  | 'sfDir'
+  | 'sfMaxBytes'
+  | 'sfAppendDeadlineMs'
+  | 'sfDurability'
+  | 'maxUnackedBatches'
+> {
+  const batchIds = onOffOf(values, 'batch_ids', 'off') ?? true;
+  const sfDir = values.get('sf_dir');
+  const writerId = values.get('writer_id');
+  if (sfDir === undefined) {
+    for (const key of ['sf_max_bytes', 'sf_durability', 'writer_id'] as const) {
+      if (values.has(key)) {
+        const why =
+          key === 'writer_id'
+            ? ': without it every run would start again at seq 1 under the same id, and the server ' +
+              'refuses reused seqs (leave writer_id out: each sender then gets a fresh generated id)'
+            : '';
+        throw configError(`"${key}" needs sf_dir=<path>${why}`, { key });
+      }
+    }
+  } else if (!batchIds) {
+    throw configError(
+      'sf_dir needs batch_ids=on: batches replayed after a restart must carry their identity, or a ' +
+        'server would write them twice',
+      { key: 'sf_dir' },
+    );
+  } else if (maxBufSizeBytes > FRAME_PAYLOAD_MAX_BYTES) {
+    throw configError(
+      `with sf_dir, max_buf_size must be ≤ ${FRAME_PAYLOAD_MAX_BYTES} (a batch file's limit)`,
+      {
+        key: 'max_buf_size',
+      },
+    );
+  }
+  if (writerId !== undefined && !WRITER_ID_PATTERN.test(writerId)) {
+    throw configError(`"writer_id" must be 1–64 characters of A-Z a-z 0-9 . _ -, not ${shown(writerId)}`, {
+      key: 'writer_id',
+    });
+  }
+  const maxUnackedBatches = integerOf(values, 'max_unacked_batches', 1) ?? CONFIG_DEFAULTS.maxUnackedBatches;
+  if (maxUnackedBatches > MAX_UNACKED_BATCHES_LIMIT) {
+    throw configError(
+      `"max_unacked_batches" must be ≤ ${MAX_UNACKED_BATCHES_LIMIT}: the server remembers that many seqs per writer`,
+      { key: 'max_unacked_batches' },
+    );
+  }
+  return {
+    batchIds,
+    writerId,
+    sfDir,
+    sfMaxBytes: integerOf(values, 'sf_max_bytes', 1) ?? CONFIG_DEFAULTS.sfMaxBytes,
+    sfAppendDeadlineMs:
+      integerOf(values, 'sf_append_deadline_millis', 0) ?? CONFIG_DEFAULTS.sfAppendDeadlineMs,
+    sfDurability: sfDurabilityOf(values),
+    maxUnackedBatches,
+  };
+}
+
+function sfDurabilityOf(values: Map<Key, string>): 'fsync' | 'none' {
+  const text = values.get('sf_durability');
+  if (text === undefined || text === 'fsync') return 'fsync';
+  if (text === 'none') return 'none';
+  throw configError(`"sf_durability" must be "fsync" or "none", not ${shown(text)}`, {
+    key: 'sf_durability',
+  });
 }
 
 function tlsOf(

@@ -32,7 +32,17 @@ export type ClientErrorCode =
   /** No node qualified for a read under its preference, or every one that did failed. */
   | 'NO_NODE_FOR_READ'
   /** The sender or router was used after close(). */
-  | 'CLOSED';
+  | 'CLOSED'
+  /** Another live process (or another Sender of this one) holds the sf_dir's lock. */
+  | 'SF_DIR_LOCKED'
+  /**
+   * Sealing a batch would take the sf_dir past sf_max_bytes, or the held batches past
+   * max_unacked_batches, and sending earlier batches did not make room within
+   * sf_append_deadline_millis. The rows stay in the open buffer.
+   */
+  | 'SF_FULL'
+  /** A file of the sf_dir could not be read or written (permissions, a full disk, …). */
+  | 'SF_DIR_IO';
 
 export class WalshipClientError extends Error {
   readonly code: ClientErrorCode;
@@ -68,8 +78,10 @@ export interface IlpErrorBody {
 }
 
 /**
- * A server refused a batch in a way that retrying cannot fix (WRITE_REJECTED). The batch stays in
- * the sender's buffer: fix the cause and flush again, or drop it with `sender.reset()`.
+ * A server refused a batch in a way that retrying cannot fix (WRITE_REJECTED). The batch stays
+ * held by the sender: fix the cause and flush again, or drop it with `sender.reset()`. A 409 means
+ * the server refused the batch's identity (X-Walship-Batch): its seq was used before for other
+ * bytes, or it is below the window the server remembers for that writer.
  */
 export class IlpRequestError extends WalshipClientError {
   /** The HTTP status, e.g. 400. */
@@ -81,17 +93,28 @@ export class IlpRequestError extends WalshipClientError {
   /** The raw body otherwise (at most RAW_BODY_MAX_CHARS characters). */
   readonly text: string;
 
-  constructor(facts: { status: number; address: string; body: IlpErrorBody | undefined; text: string }) {
+  /** The refused batch's identity `writerId:seq` (X-Walship-Batch), when it carried one. */
+  readonly batchId: string | undefined;
+
+  constructor(facts: {
+    status: number;
+    address: string;
+    body: IlpErrorBody | undefined;
+    text: string;
+    batchId?: string | undefined;
+  }) {
     const what = facts.body === undefined ? facts.text : `${facts.body.code}: ${facts.body.message}`;
+    const batch = facts.batchId === undefined ? 'the batch' : `batch ${facts.batchId}`;
     super(
       'WRITE_REJECTED',
       'invalid',
-      `${facts.address} refused the batch with HTTP ${facts.status} (${what}); the batch is still buffered — ` +
+      `${facts.address} refused ${batch} with HTTP ${facts.status} (${what}); the batch is still held — ` +
         'fix the cause and flush again, or drop it with sender.reset()',
       {
         details: {
           status: facts.status,
           address: facts.address,
+          ...(facts.batchId === undefined ? {} : { batchId: facts.batchId }),
           ...(facts.body === undefined ? {} : { line: facts.body.line, errorId: facts.body.errorId }),
         },
       },
@@ -101,6 +124,7 @@ export class IlpRequestError extends WalshipClientError {
     this.address = facts.address;
     this.body = facts.body;
     this.text = facts.text;
+    this.batchId = facts.batchId;
   }
 }
 

@@ -1,16 +1,20 @@
 /**
  * walship's TypeScript client (DESIGN §2 `client/`): an ILP-over-HTTP Sender that fails over
- * between several addresses and keeps a batch until it is committed, and a ReadRouter that sends
+ * between several addresses and keeps a batch until it is committed — under a batch identity the
+ * server dedups by, and optionally in a store-and-forward directory — and a ReadRouter that sends
  * SQL reads to replicas or the primary by read preference, with commit tokens and staleness
  * bounds. It talks HTTP only and imports nothing of walship.
  */
 
+export { type BatchAnswer, MAX_UNACKED_BATCHES_LIMIT, WRITER_ID_PATTERN } from './batch-identity.js';
 export {
   type ClientClock,
   type ClientRandom,
+  type ClientRandomBytes,
   ManualClientClock,
   systemClientClock,
   systemClientRandom,
+  systemClientRandomBytes,
 } from './clock.js';
 export {
   type CommitTokenEntry,
@@ -49,7 +53,8 @@ export {
   type ReadRouterOptions,
   type RouterNode,
 } from './read-router.js';
-export { Sender, type SenderDeps } from './sender.js';
+export { type BatchStats, Sender, type SenderDeps } from './sender.js';
+export type { CorruptBatchReport } from './sf-dir.js';
 export {
   BACKOFF_INITIAL_MS,
   BACKOFF_MAX_MS,

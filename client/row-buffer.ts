@@ -2,9 +2,10 @@ import { Buffer } from 'node:buffer';
 import { WalshipClientError } from './errors.js';
 
 /**
- * The sender's buffer of complete ILP lines: grows by doubling from init_buf_size up to
- * max_buf_size and refuses a row that would pass it (BUFFER_FULL, the row is not added). Batches
- * leave it from the front, and only once committed.
+ * The sender's open buffer of complete ILP lines, not yet sealed into a batch: grows by doubling
+ * from init_buf_size up to max_buf_size and refuses a row that would pass it (BUFFER_FULL, the row
+ * is not added) — counting, besides its own bytes, the bytes of sealed batches kept in memory.
+ * Sealed rows leave it from the front.
  */
 export class RowBuffer {
   readonly #maxBytes: number;
@@ -33,17 +34,28 @@ export class RowBuffer {
     return this.#bytes.length;
   }
 
-  /** Appends one complete line (LF included). */
-  append(line: string): void {
+  /**
+   * Appends one complete line (LF included). `sealedBytes`: bytes of sealed batches held in memory
+   * elsewhere, which count against max_buf_size too.
+   */
+  append(line: string, sealedBytes = 0): void {
     const bytes = Buffer.byteLength(line, 'utf8');
     const needed = this.#length + bytes;
-    if (needed > this.#maxBytes) {
+    if (sealedBytes + needed > this.#maxBytes) {
+      const held = sealedBytes > 0 ? ` (and ${sealedBytes} in sealed batches awaiting a 204)` : '';
       throw new WalshipClientError(
         'BUFFER_FULL',
         'unavailable',
-        `the row (${bytes} bytes) does not fit: ${this.#length} bytes are buffered and max_buf_size is ` +
-          `${this.#maxBytes}; flush (or raise max_buf_size) and add the row again`,
-        { details: { rowBytes: bytes, bufferedBytes: this.#length, maxBufSizeBytes: this.#maxBytes } },
+        `the row (${bytes} bytes) does not fit: ${this.#length} bytes are buffered${held} and max_buf_size ` +
+          `is ${this.#maxBytes}; flush (or raise max_buf_size) and add the row again`,
+        {
+          details: {
+            rowBytes: bytes,
+            bufferedBytes: this.#length,
+            sealedBytes,
+            maxBufSizeBytes: this.#maxBytes,
+          },
+        },
       );
     }
     if (needed > this.#bytes.length) this.#grow(needed);
@@ -57,7 +69,7 @@ export class RowBuffer {
     return { bytes: Buffer.from(this.#bytes.subarray(0, this.#length)), rows: this.#rows };
   }
 
-  /** Drops the first `lengthBytes` bytes holding `rows` rows (a committed batch). */
+  /** Drops the first `lengthBytes` bytes holding `rows` rows (sealed into a batch). */
   dropFront(lengthBytes: number, rows: number): void {
     if (lengthBytes > this.#length || rows > this.#rows) throw new Error('RowBuffer.dropFront past the end');
     this.#bytes.copy(this.#bytes, 0, lengthBytes, this.#length);

@@ -61,7 +61,7 @@ describe('write policy', () => {
     for (const status of [421, 404]) expect(verdictOfStatus(status)).toBe('next_address');
     for (const status of [500, 503, 504, 507, 509, 523, 524, 529, 599])
       expect(verdictOfStatus(status)).toBe('same_address');
-    for (const status of [200, 400, 401, 403, 405, 413, 415, 502])
+    for (const status of [200, 400, 401, 403, 405, 409, 413, 415, 502])
       expect(verdictOfStatus(status)).toBe('fail');
   });
 

@@ -14,7 +14,10 @@ export type WriteVerdict =
   | 'next_address'
   /** A temporary server-side failure: back off and retry the same address. */
   | 'same_address'
-  /** Retrying cannot help (400 parse error, 401/403 auth, 405, 413 too large, anything unexpected). */
+  /**
+   * Retrying cannot help (400 parse error, 401/403 auth, 405, 409 batch identity refused, 413 too
+   * large, anything unexpected).
+   */
   | 'fail';
 
 /** The statuses QuestDB's clients retry on the same host. */

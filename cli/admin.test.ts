@@ -86,6 +86,19 @@ describe('walship admin', () => {
     expect(sent[0]!.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
+  it('sql posts the statement as `query` to /admin/sql; without one it is a usage error', async () => {
+    const { io } = capture({ WALSHIP_ADMIN_TOKEN: TOKEN });
+    const { fetchImpl, sent } = fakeFetch(200, { table: 'trades' });
+    const statement = 'ALTER TABLE trades DEDUP ENABLE UPSERT KEYS(timestamp, sym)';
+    expect(await main(['admin', 'sql', statement, '--url', 'http://h:4'], io, { fetch: fetchImpl })).toBe(
+      EXIT.ok,
+    );
+    const url = new URL(sent[0]!.url);
+    expect([url.pathname, [...url.searchParams]]).toEqual(['/admin/sql', [['query', statement]]]);
+    expect(await main(['admin', 'sql', '--url', 'http://h:4'], io, { fetch: fetchImpl })).toBe(EXIT.usage);
+    expect(sent).toHaveLength(1);
+  });
+
   it.each([
     [['--node.url=http://node-b:9100'], 'http://node-b:9100'],
     [['--http.bind.to=0.0.0.0:9101'], 'http://127.0.0.1:9101'],
@@ -248,8 +261,9 @@ describe('walship admin as the docs write it (issue 13 item 10)', () => {
       const text = await readFile(path.join(root, file), 'utf8');
       for (const match of text.matchAll(/`walship (admin [^`]*)`/g)) {
         // Placeholders as the docs write them: T a table, URL a node, … a token.
-        const argv = match[1]!
-          .split(/\s+/)
+        // Words as a shell splits them: a "double-quoted" statement is one word.
+        const argv = (match[1]!.match(/"[^"]*"|\S+/g) ?? [])
+          .map((word) => (word.startsWith('"') ? word.slice(1, -1) : word))
           .map((word) => (word === 'URL' ? 'http://h:5' : word.replace('…', 'x')));
         if (!argv.some((word) => word.startsWith('--admin.token'))) argv.push('--admin.token=x');
         examples.push({ file, argv });

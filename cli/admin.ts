@@ -7,9 +7,12 @@ export const ADMIN_USAGE = `walship admin <action> [--node http://host:port] [--
 Asks a running node to act, with admin.token (from server.conf, WALSHIP_ADMIN_TOKEN or --admin.token):
   resume --table NAME   resume a table a replica suspended (after the bad object was repaired)
   snapshot              upload a snapshot of a replica's tables now
+  sql "STATEMENT"       on the primary, QuestDB's ALTER TABLE <t> DEDUP ENABLE UPSERT KEYS(timestamp, …)
+                        or ALTER TABLE <t> DEDUP DISABLE: a deduplicated table keeps the newest row
+                        per key, on every node (docs/rfcs/0011-exactly-once-batches.md)
 The node is --node (or --url), else node.url, else http://<http.bind.to> (0.0.0.0 as 127.0.0.1).`;
 
-const ACTIONS = new Set(['resume', 'snapshot']);
+const ACTIONS = new Set(['resume', 'snapshot', 'sql']);
 
 /** `walship admin <action>`: POST /admin/<action> to a node; prints its JSON answer. */
 export async function adminCommand(
@@ -22,6 +25,12 @@ export async function adminCommand(
     (action === undefined || action === '--help' ? io.stdout : io.stderr)(ADMIN_USAGE);
     return action === '--help' ? EXIT.ok : EXIT.usage;
   }
+  // `sql` takes its statement as the next argument.
+  const statement = action === 'sql' ? rest.shift() : undefined;
+  if (action === 'sql' && (statement === undefined || statement.startsWith('--')))
+    throw new InvalidConfigError(
+      'admin sql needs the statement: walship admin sql "ALTER TABLE t DEDUP DISABLE"',
+    );
   const { url, table, others } = takeOwnFlags(rest);
   const config = await loadConfig({ argv: others, env: io.env });
   const token = config.string('admin.token');
@@ -31,6 +40,7 @@ export async function adminCommand(
     if (table === undefined) throw new InvalidConfigError('admin resume needs --table NAME');
     params.set('table', table);
   }
+  if (statement !== undefined) params.set('query', statement);
   const base = url ?? config.string('node.url') ?? bindUrl(parseHostPort(config, 'http.bind.to'));
   const target = new URL(`/admin/${action}?${params}`, base);
   let response: Response;

@@ -124,6 +124,12 @@ export const ERROR_CODES = {
     action:
       'Nothing from it is applied; find the object named in the message (walship verify) and restore it from its source.',
   },
+  DEDUP_KEYS_INVALID: {
+    kinds: ['invalid'],
+    meaning:
+      'Upsert keys (DEDUP UPSERT KEYS) name a column the table lacks, name one twice, or leave out the designated timestamp.',
+    action: 'Name existing columns of the table, `timestamp` among them; nothing was changed.',
+  },
   DATA_DIR_NOT_EMPTY: {
     kinds: ['invalid'],
     meaning: 'A restore was asked to write into a data dir that is not empty.',

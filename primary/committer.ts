@@ -2,9 +2,14 @@ import { assert, type Clock, WalshipError } from '../core/index.js';
 import { asBatch, type IlpLineBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
 import type { BatchPart, TableSchema, TableStore } from '../table/index.js';
 import {
+  type ColumnData,
+  type ColumnType,
+  type ColumnValues,
+  DESIGNATED_TIMESTAMP_COLUMN,
   designatedTimestampRange,
   encodeTxnRecordInSlices,
   type RecordFacts,
+  type TxnRecord,
   TxnRecordEncoder,
 } from '../wal/index.js';
 import { applyRequest, assertNextTxns } from './apply-request.js';
@@ -213,13 +218,39 @@ export class Committer {
   }
 
   /** The write path of one request, stamped with `batch` when it has one. */
-  async #commitSource(source: IlpLineSource, batch: BatchContext | undefined): Promise<SourceResult> {
+  #commitSource(source: IlpLineSource, batch: BatchContext | undefined): Promise<SourceResult> {
+    return this.#commitEncoded(() => this.#buildAndEncode(source, batch));
+  }
+
+  /**
+   * Sets the upsert keys of `table` (RFC-0011, QuestDB's `ALTER TABLE … DEDUP ENABLE UPSERT KEYS`):
+   * a dedup txn, committed, uploaded and applied on every replica like any other, so every node
+   * deduplicates the same rows. `keys` must name columns of the table, the designated timestamp
+   * among them; none turns deduplication off. Throws DEDUP_KEYS_INVALID or TABLE_UNKNOWN (invalid)
+   * before anything is written.
+   */
+  async setDedupKeys(table: string, keys: readonly string[]): Promise<CommitResult> {
+    return answerOf(
+      await this.#commitEncoded(async () => {
+        this.#checkAccepting();
+        const options = this.#buildOptions();
+        const schema = options.schemaOf(table);
+        if (schema === undefined)
+          throw new WalshipError('TABLE_UNKNOWN', 'invalid', `table ${JSON.stringify(table)} does not exist`);
+        const record = dedupRecord(schema, keys, options.nextTxn(table), options.commitTimeUs);
+        return encodeAll([{ table: schema.name, record, schemaAfter: schema }]);
+      }),
+    );
+  }
+
+  /** Commits the txns `produce` makes under the write lock. */
+  async #commitEncoded(produce: () => Promise<EncodedTxn[]>): Promise<SourceResult> {
     const { worker } = this.#options;
-    if (worker !== undefined) return this.#commitThroughWorker(source, worker, batch);
+    if (worker !== undefined) return this.#commitThroughWorker(produce, worker);
     const release = await this.#lock();
     let committed: CommittedTxn[] = [];
     try {
-      const encoded = await this.#buildAndEncode(source, batch);
+      const encoded = await produce();
       if (encoded.length > 0) {
         committed =
           rowsOf(encoded) <= COMMIT_SLICE_ROWS ? this.#applyNow(encoded) : await this.#applyInSlices(encoded);
@@ -252,16 +283,15 @@ export class Committer {
    * ones behind it (WRITE_ABORTED, retryable) until the next request renumbers from the store.
    */
   async #commitThroughWorker(
-    source: IlpLineSource,
+    produce: () => Promise<EncodedTxn[]>,
     worker: WriteWorker,
-    batch: BatchContext | undefined,
   ): Promise<SourceResult> {
     const release = await this.#lock();
     let committed: CommittedTxn[];
     let written: Promise<void>;
     try {
       await this.#recoverFromFailedWrite(worker);
-      const encoded = await this.#buildAndEncode(source, batch);
+      const encoded = await produce();
       if (encoded.length === 0) return { txnHeader: '', txns: [], committed: [] };
       this.#checkAccepting();
       // Only what the answer needs is kept: the request's columns can go while the worker applies,
@@ -555,6 +585,50 @@ interface BatchContext {
 
 /** A commit's result with the txns it committed (the batch path builds its token from them). */
 type SourceResult = CommitResult & { committed: CommittedTxn[] };
+
+/**
+ * The dedup txn setting `schema`'s upsert keys to `keys` (case-insensitive names, spelled as the
+ * table spells them in the record). Throws DEDUP_KEYS_INVALID for a key the table lacks, a key
+ * named twice, or keys without the designated timestamp.
+ */
+function dedupRecord(
+  schema: TableSchema,
+  keys: readonly string[],
+  txn: bigint,
+  commitTimeUs: bigint,
+): TxnRecord {
+  const invalid = (problem: string) =>
+    new WalshipError(
+      'DEDUP_KEYS_INVALID',
+      'invalid',
+      `upsert keys of table ${JSON.stringify(schema.name)}: ${problem}`,
+    );
+  const columns: ColumnData[] = [];
+  for (const key of keys) {
+    const column = schema.columns.find((c) => c.name.toLowerCase() === key.toLowerCase());
+    if (column === undefined) throw invalid(`${JSON.stringify(key)} is not a column of the table`);
+    if (columns.some((c) => c.name === column.name)) throw invalid(`${JSON.stringify(key)} is named twice`);
+    columns.push({ name: column.name, addedInTxn: false, nulls: null, data: emptyValues(column.type) });
+  }
+  if (columns.length > 0 && !columns.some((c) => c.name === DESIGNATED_TIMESTAMP_COLUMN))
+    throw invalid(`they must include the designated timestamp (${DESIGNATED_TIMESTAMP_COLUMN})`);
+  return { txn, commitTimeUs, kind: 'dedup', rowCount: 0, columns };
+}
+
+/** A column of `type` with no rows: the descriptor of an upsert key. */
+function emptyValues(type: ColumnType): ColumnValues {
+  switch (type) {
+    case 'boolean':
+      return { type, values: new Uint8Array(0) };
+    case 'long':
+    case 'timestamp':
+      return { type, values: new BigInt64Array(0) };
+    case 'double':
+      return { type, values: new Float64Array(0) };
+    default:
+      return { type, values: [] };
+  }
+}
 
 /** The result without the txns' records, which the caller must not keep. */
 function answerOf({ txnHeader, txns }: SourceResult): CommitResult {

@@ -39,6 +39,7 @@ import {
 import type { Codec } from '../wal/index.js';
 import { claimPrimary, refuseIfOvertaken } from './cluster-bootstrap.js';
 import { type AckMode, type CommitResult, Committer } from './committer.js';
+import { parseDedupStatement } from './dedup-statement.js';
 import { ACK_MODE_META_KEY } from './divergence.js';
 import { pendingSourceOf } from './pending-source.js';
 import { Uploader, type UploaderOptions } from './uploader.js';
@@ -324,7 +325,15 @@ export class PrimaryNode {
         sendJson(res, 200, hidePaths(node?.status() ?? {}));
         return true;
       };
-      const admin = createAdminHttpHandler(settings.adminToken, deps.adminActions ?? {});
+      const admin = createAdminHttpHandler(settings.adminToken, {
+        ...deps.adminActions,
+        // QuestDB's ALTER TABLE … DEDUP statements (RFC-0011), committed as a txn of the table.
+        sql: async (params) => {
+          const { table, keys } = parseDedupStatement(params.get('query') ?? '');
+          const result = await committer.setDedupKeys(table, keys);
+          return { table, upsertKeys: keys, txn: result.txnHeader };
+        },
+      });
       const routes = [ilp.handle, query, status, admin];
       const http = deps.http ?? (await startHttpServer(routes, settings.http, epochLog));
       http.setHandlers(routes);

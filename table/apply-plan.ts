@@ -34,6 +34,7 @@ export function planColumns(table: string, state: TableState | undefined, record
       throw invalidTxn(name, record, 'a fence carries rows');
     return { names: [], added: [] };
   }
+  if (record.kind === 'dedup') return planDedupKeys(name, state, record);
   const memo = state?.lastPlan;
   if (memo !== undefined && memo.schema === state?.schema && sameColumns(memo, record.columns)) {
     return replan(name, record, memo);
@@ -63,6 +64,35 @@ export function planColumns(table: string, state: TableState | undefined, record
   }
   if (record.rowCount > 0 && !hasTimestamp) throw timestampMissing(name, record);
   return plan;
+}
+
+/**
+ * The upsert keys a dedup txn sets, as the table spells them: columns it has, of the types it has,
+ * each once, the designated timestamp among them (QuestDB's rule); none turns dedup off. Throws
+ * TXN_INVALID (kind data) otherwise, or for a table that does not exist.
+ */
+function planDedupKeys(name: string, state: TableState | undefined, record: TxnRecord): ColumnPlan {
+  if (state === undefined) throw invalidTxn(name, record, 'upsert keys for a table that does not exist');
+  if (record.rowCount !== 0) throw invalidTxn(name, record, 'a dedup txn carries rows');
+  const index = columnIndexOf(state.schema);
+  const names: string[] = [];
+  for (const column of record.columns) {
+    const position = index.get(column.name.toLowerCase());
+    const existing = position === undefined ? undefined : state.schema.columns[position];
+    if (existing === undefined || column.addedInTxn)
+      throw invalidTxn(
+        name,
+        record,
+        `upsert key ${JSON.stringify(column.name)} is not a column of the table`,
+      );
+    if (existing.type !== column.data.type) throw typeConflict(name, record, existing, column);
+    if (names.includes(existing.name))
+      throw invalidTxn(name, record, `upsert key ${JSON.stringify(existing.name)} named twice`);
+    names.push(existing.name);
+  }
+  if (names.length > 0 && !names.includes(DESIGNATED_TIMESTAMP_COLUMN))
+    throw invalidTxn(name, record, 'the upsert keys must include the designated timestamp');
+  return { names, added: [] };
 }
 
 /**

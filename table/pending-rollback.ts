@@ -23,6 +23,8 @@ export interface RollbackPlan {
   rows: number;
   /** Names (folded) of the columns those txns created, in no particular order. */
   addedColumns: Set<string>;
+  /** One of those txns set or cleared the table's upsert keys. */
+  dedup: boolean;
 }
 
 /**
@@ -35,13 +37,14 @@ export function planRollback(
   watermarks: { uploadedTxn: bigint; lastTxn: bigint },
   read: (afterTxn: bigint) => PendingTxn[],
 ): RollbackPlan {
-  const plan: RollbackPlan = { txns: 0, rows: 0, addedColumns: new Set() };
+  const plan: RollbackPlan = { txns: 0, rows: 0, addedColumns: new Set(), dedup: false };
   let expected = watermarks.uploadedTxn + 1n;
   for (const record of pendingRecords(table, expected, read)) {
     if (record.txn !== expected)
       throw unsafe(table, `its pending queue holds txn ${record.txn} where txn ${expected} was expected`);
     expected++;
     plan.txns++;
+    if (record.kind === 'dedup') plan.dedup = true;
     if (record.kind !== 'data') continue;
     plan.rows += record.rowCount;
     for (const column of record.columns)

@@ -17,6 +17,11 @@ export const TABLE_EPOCH_META_PREFIX = 'table.epoch.';
  * empty value means none.
  */
 export const TABLE_PARTIAL_META_PREFIX = 'table.partial.';
+/**
+ * `table.dedup.<tableKey>` = the table's upsert keys as a JSON array of column names, set by a dedup
+ * txn (RFC-0011 "Deduplicated tables"); absent when the table is not deduplicated.
+ */
+export const TABLE_DEDUP_META_PREFIX = 'table.dedup.';
 /** `sequencer.rejected.<tableKey>.<txn>` = why a txn was applied as an empty fence (TYPE_CONFLICT). */
 export const REJECTED_META_PREFIX = 'sequencer.rejected.';
 /** `sequencer.rejectedCount.<tableKey>` = how many txns of the table were rejected so far. */
@@ -33,6 +38,7 @@ export const EXPORTED_META_PREFIX = 'sequencer.exported.';
 /** `<prefix><tableKey>` keys of one table. */
 const EXACT_PREFIXES = [
   TABLE_EPOCH_META_PREFIX,
+  TABLE_DEDUP_META_PREFIX,
   TABLE_PARTIAL_META_PREFIX,
   PARTIAL_ENTRY_META_PREFIX,
   EXPORTED_META_PREFIX,

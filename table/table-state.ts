@@ -61,6 +61,10 @@ export interface TableState {
   lastTxn: bigint;
   uploadedTxn: bigint;
   lastPlan?: PlanMemo;
+  /** The upsert keys of a deduplicated table (RFC-0011), canonical names; undefined otherwise. */
+  dedupKeys?: readonly string[];
+  /** The statements that deduplicate it after an insert, prepared on first use. */
+  dedup?: { maxRowid: Statement; replaceOlder: Statement };
 }
 
 /** Unknown names remembered as unknown, at most; beyond it they are all forgotten (they are cheap to re-check). */

@@ -109,7 +109,14 @@ describe('TableStore.open', () => {
     const names = query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").map(
       (r) => r.name,
     );
-    expect(names).toEqual(['_walship_columns', '_walship_kv', '_walship_pending', '_walship_tables']);
+    expect(names).toEqual([
+      '_walship_batch_writers',
+      '_walship_batches',
+      '_walship_columns',
+      '_walship_kv',
+      '_walship_pending',
+      '_walship_tables',
+    ]);
   });
 
   it('applies the synchronous setting (FULL by default) to its connection', () => {

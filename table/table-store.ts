@@ -20,6 +20,7 @@ import {
   STORE_FORMAT_VERSION,
   storageError,
 } from './store-sql.js';
+import { TABLE_DEDUP_META_PREFIX } from './table-meta-keys.js';
 import { type ColumnSchema, freezeSchema, type TableSchema } from './table-schema.js';
 import {
   type ColumnPlan,
@@ -347,7 +348,9 @@ export class TableStore {
     const ready = this.ensureColumns(table, state, plan);
     this.markDirty(ready);
     const name = ready.schema.name;
+    if (record.kind === 'dedup') this.setDedupKeys(ready, plan.names);
     if (record.rowCount > 0) {
+      const before = this.rowidBeforeInsert(ready);
       const insertOf = this.insertStatements(ready, plan, record);
       const sizes = blockSizes(record.columns.length);
       const step = Math.max(1, options.rowsPerSlice);
@@ -360,7 +363,9 @@ export class TableStore {
         );
         if (to < record.rowCount) await options.pause();
       }
+      if (before !== undefined) this.replaceOlderRows(ready, before);
     }
+    if (record.batch !== undefined) this.recordBatch(ready, record, record.batch);
     this.checkOpen();
     this.guard(
       () => `advance table ${JSON.stringify(name)} to txn ${record.txn}`,
@@ -495,9 +500,14 @@ export class TableStore {
       for (const record of records) {
         checkTxnFollows(table, state, lastTxn, record);
         const plan = planColumns(table, state, record);
-        state = this.ensureColumns(table, state, plan);
-        this.insertRecord(state, plan, record);
-        if (record.batch !== undefined) this.recordBatch(state, record, record.batch);
+        if (record.kind === 'dedup') {
+          // planColumns refused a dedup txn for a table that does not exist.
+          this.setDedupKeys(state!, plan.names);
+        } else {
+          state = this.ensureColumns(table, state, plan);
+          this.insertRecord(state, plan, record);
+        }
+        if (record.batch !== undefined) this.recordBatch(state!, record, record.batch);
         lastTxn = record.txn;
       }
       if (state === undefined || lastTxn === state.lastTxn) return;
@@ -586,9 +596,79 @@ export class TableStore {
     const doing = () =>
       `insert ${record.rowCount} rows of txn ${record.txn} into table ${JSON.stringify(state.schema.name)}`;
     const insertOf = this.insertStatements(state, plan, record);
+    const before = this.rowidBeforeInsert(state);
     this.guard(doing, () =>
       insertRows(insertOf, blockSizes(record.columns.length), record.columns, record.rowCount),
     );
+    if (before !== undefined) this.replaceOlderRows(state, before);
+  }
+
+  /** The upsert keys of `table` when it is deduplicated (RFC-0011), else undefined. */
+  dedupKeys(table: string): readonly string[] | undefined {
+    this.checkOpen();
+    return this.state(table)?.dedupKeys;
+  }
+
+  /**
+   * Sets (or, with none, clears) the upsert keys of the table: its meta key, and an index on the
+   * keys that makes replacing a row a lookup. Rows already in the table stay as they are, as in
+   * QuestDB: deduplication applies to the rows written from this txn on.
+   */
+  private setDedupKeys(state: TableState, keys: readonly string[]): void {
+    const { name, key } = state.schema;
+    const index = quoteIdentifier(`_walship_dedup_${key}`);
+    this.guard(`set the upsert keys of table ${JSON.stringify(name)}`, () => {
+      this.db.exec(`DROP INDEX IF EXISTS ${index}`);
+      if (keys.length === 0) {
+        this.db.prepare('DELETE FROM _walship_kv WHERE key = ?').run(`${TABLE_DEDUP_META_PREFIX}${key}`);
+      } else {
+        this.db.exec(
+          `CREATE INDEX ${index} ON ${quoteIdentifier(name)} (${keys.map(quoteIdentifier).join(', ')})`,
+        );
+        this.sql.setMeta.run(`${TABLE_DEDUP_META_PREFIX}${key}`, JSON.stringify(keys));
+      }
+    });
+    this.markDirty(state);
+    state.dedupKeys = keys.length === 0 ? undefined : keys;
+    state.dedup = undefined;
+  }
+
+  /** For a deduplicated table, the largest rowid before an insert (0 when empty); else undefined. */
+  private rowidBeforeInsert(state: TableState): bigint | undefined {
+    if (state.dedupKeys === undefined) return undefined;
+    return this.guard(`read the last row of ${JSON.stringify(state.schema.name)}`, () =>
+      BigInt((this.dedupStatements(state).maxRowid.get() as bigint | null) ?? 0n),
+    );
+  }
+
+  /**
+   * Deduplicates after the rows above rowid `before` went in: every row that equals a newer one of
+   * those on the upsert keys (NULL equal to NULL, as QuestDB) is deleted — older rows of the table,
+   * and earlier rows of the same txn. The result depends only on the order rows were applied in,
+   * the same on every node.
+   */
+  private replaceOlderRows(state: TableState, before: bigint): void {
+    this.guard(`deduplicate table ${JSON.stringify(state.schema.name)}`, () =>
+      this.dedupStatements(state).replaceOlder.run(before),
+    );
+  }
+
+  private dedupStatements(state: TableState): NonNullable<TableState['dedup']> {
+    if (state.dedup !== undefined) return state.dedup;
+    const table = quoteIdentifier(state.schema.name);
+    const same = state
+      .dedupKeys!.map(
+        (k) =>
+          `o.${quoteIdentifier(k)} ${k === DESIGNATED_TIMESTAMP_COLUMN ? '=' : 'IS'} n.${quoteIdentifier(k)}`,
+      )
+      .join(' AND ');
+    state.dedup = {
+      maxRowid: this.db.prepare(`SELECT max(rowid) FROM ${table}`).pluck().safeIntegers(true),
+      replaceOlder: this.db.prepare(
+        `DELETE FROM ${table} WHERE rowid IN (SELECT o.rowid FROM ${table} AS n JOIN ${table} AS o ON ${same} WHERE n.rowid > ? AND o.rowid < n.rowid)`,
+      ),
+    };
+    return state.dedup;
   }
 
   /**
@@ -747,6 +827,11 @@ export class TableStore {
       const { name } = state.schema;
       const read = (afterTxn: bigint) => this.pending(name, { afterTxn, limitBytes: ROLLBACK_CHUNK_BYTES });
       const plan = planRollback(name, state, read);
+      if (state.dedupKeys !== undefined || plan.dedup)
+        throw rollbackUnsafe(
+          name,
+          'it is deduplicated: rows its pending txns replaced cannot be put back (the database is moved aside instead)',
+        );
       const quoted = quoteIdentifier(name);
       const firstRowid = this.guard(`check the pending rows of table ${JSON.stringify(name)}`, () =>
         this.checkPendingRows(name, state.uploadedTxn + 1n, plan.rows, read),
@@ -930,10 +1015,12 @@ export class TableStore {
         return undefined;
       }
       const columns = this.sql.columns.all(row.name) as ColumnSchema[];
+      const dedup = this.sql.getMeta.get(`${TABLE_DEDUP_META_PREFIX}${key}`) as string | undefined;
       return this.cache.put(row.name.toLowerCase(), {
         schema: freezeSchema({ name: row.name, key, columns }),
         lastTxn: row.last_txn,
         uploadedTxn: row.uploaded_txn,
+        ...(dedup === undefined ? {} : { dedupKeys: JSON.parse(dedup) as string[] }),
       });
     });
   }

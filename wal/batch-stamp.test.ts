@@ -72,7 +72,7 @@ describe('batch stamps in txn records (RFC-0011, RFC-0001 §2.4 flag bit 0)', ()
       columns: [],
       batch: stamp(),
     };
-    expect(() => encodeTxnRecord(fence)).toThrow(/a fence carries no batch stamp/);
+    expect(() => encodeTxnRecord(fence)).toThrow(/only a data txn carries a batch stamp/);
   });
 
   const poked = (at: number, value: number) => {
@@ -94,7 +94,7 @@ describe('batch stamps in txn records (RFC-0011, RFC-0001 §2.4 flag bit 0)', ()
       },
       /batch parts/,
     ],
-    ['a stamp on a fence', () => poked(20, 2), /a fence with a batch stamp/],
+    ['a stamp on a fence', () => poked(20, 2), /a fence txn with a batch stamp/],
   ])('the decoder refuses %s', (_name, bytes, message) => {
     let error: unknown;
     try {

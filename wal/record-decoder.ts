@@ -174,7 +174,12 @@ function readRecordHead(
   expectedTxn: bigint | undefined,
 ): { txn: TxnRecord; descriptors: readonly Descriptor[] } {
   const { txn, columnCount } = readFixedFields(reader, state, expectedTxn);
+  const at = reader.offset;
   const descriptors = readDescriptors(reader, state, txn.txn, columnCount);
+  if (txn.kind === 'dedup' && descriptors.some((d) => d.addedInTxn)) {
+    reader.offset = at;
+    throw reader.corrupt(`txn ${txn.txn}: a dedup txn adds a column`);
+  }
   return { txn, descriptors };
 }
 
@@ -204,7 +209,8 @@ function readFixedFields(
   const flags = reader.u8('record flags');
   if ((flags & ~RECORD_FLAG_BATCH) !== 0)
     throw backOne(reader, `txn ${txnNumber}: reserved record flags set`);
-  if (flags !== 0 && kind !== 'data') throw backOne(reader, `txn ${txnNumber}: a fence with a batch stamp`);
+  if (flags !== 0 && kind !== 'data')
+    throw backOne(reader, `txn ${txnNumber}: a ${kind} txn with a batch stamp`);
   const columnCount = reader.u16('column count');
   const rowCount = reader.u32('row count');
   const problem = countsProblem(kind, columnCount, rowCount, limits, reader.remaining);
@@ -249,6 +255,7 @@ function countsProblem(
   if (kind === 'fence' && (rowCount !== 0 || columnCount !== 0)) {
     return `a fence with ${rowCount} rows and ${columnCount} columns (a fence has none)`;
   }
+  if (kind === 'dedup' && rowCount !== 0) return `a dedup txn with ${rowCount} rows (it has none)`;
   if (rowCount > 0 && columnCount === 0) return `${rowCount} rows but no columns`;
   // Each descriptor takes at least 4 bytes: check before building the descriptors array.
   if (columnCount * 4 > bytesLeft) {

@@ -243,7 +243,7 @@ function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): Where {
   if (typeof txn.commitTimeUs !== 'bigint' || txn.commitTimeUs < MIN_I64 || txn.commitTimeUs > MAX_I64) {
     throw new InvalidArgumentError(`${where()}: commitTimeUs must be a bigint within int64`);
   }
-  if (txn.kind !== 'data' && txn.kind !== 'fence') {
+  if (txn.kind !== 'data' && txn.kind !== 'fence' && txn.kind !== 'dedup') {
     throw new InvalidArgumentError(`${where()}: unknown kind '${txn.kind}'`);
   }
   if (!Number.isInteger(txn.rowCount) || txn.rowCount < 0 || txn.rowCount > limits.maxRowsPerRecord) {
@@ -259,11 +259,15 @@ function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): Where {
   if (txn.kind === 'fence' && (txn.rowCount !== 0 || txn.columns.length !== 0)) {
     throw new InvalidArgumentError(`${where()}: a fence has no rows and no columns`);
   }
+  if (txn.kind === 'dedup' && (txn.rowCount !== 0 || txn.columns.some((c) => c.addedInTxn))) {
+    throw new InvalidArgumentError(`${where()}: a dedup txn has no rows and adds no column`);
+  }
   if (txn.rowCount > 0 && txn.columns.length === 0) {
     throw new InvalidArgumentError(`${where()}: ${txn.rowCount} rows but no columns`);
   }
   if (txn.batch !== undefined) {
-    if (txn.kind !== 'data') throw new InvalidArgumentError(`${where()}: a fence carries no batch stamp`);
+    if (txn.kind !== 'data')
+      throw new InvalidArgumentError(`${where()}: only a data txn carries a batch stamp`);
     checkBatchStamp(txn.batch, where);
   }
   return where;

@@ -1,8 +1,12 @@
 import type { BatchStamp } from './batch-stamp.js';
 import type { ColumnValues } from './column-types.js';
 
-/** A data txn carries rows; a fence carries no rows and records a new epoch (DESIGN §7). */
-export type TxnKind = 'data' | 'fence';
+/**
+ * A data txn carries rows; a fence carries no rows and records a new epoch (DESIGN §7); a dedup txn
+ * carries no rows and sets the table's upsert keys (its columns name them; none turns dedup off:
+ * RFC-0011 "Deduplicated tables").
+ */
+export type TxnKind = 'data' | 'fence' | 'dedup';
 
 /** One column of one txn record. */
 export interface ColumnData {
@@ -39,11 +43,12 @@ export interface TxnRecord {
 export const DESIGNATED_TIMESTAMP_COLUMN = 'timestamp';
 
 /** The kind id written in a record. 0 is never valid, so zeroed memory never parses. */
-export const TXN_KIND_IDS: Readonly<Record<TxnKind, number>> = Object.freeze({ data: 1, fence: 2 });
+export const TXN_KIND_IDS: Readonly<Record<TxnKind, number>> = Object.freeze({ data: 1, fence: 2, dedup: 3 });
 
 /** The txn kind for a kind id, or undefined for an unknown id. */
 export function txnKindOfId(kindId: number): TxnKind | undefined {
   if (kindId === TXN_KIND_IDS.data) return 'data';
   if (kindId === TXN_KIND_IDS.fence) return 'fence';
+  if (kindId === TXN_KIND_IDS.dedup) return 'dedup';
   return undefined;
 }

@@ -39,6 +39,12 @@ export function randomTxns(random: Random, options: RandomTxnsOptions = {}): Txn
       txns.push({ txn, commitTimeUs, kind: 'fence', rowCount: 0, columns: [] });
       continue;
     }
+    if (schema.length > 0 && random.next() < 0.05) {
+      const keys = schema.filter(() => random.next() < 0.5);
+      const columns = keys.map((c) => randomColumn(random, c.name, c.type, 0, false));
+      txns.push({ txn, commitTimeUs, kind: 'dedup', rowCount: 0, columns });
+      continue;
+    }
     const added = new Set<string>();
     const growBy = schema.length === 0 ? 1 + randomInt(random, 3) : randomInt(random, 2);
     for (let k = 0; k < growBy && schema.length < maxColumns; k++) {

@@ -113,6 +113,12 @@ export class ClusterWriter {
     await this.#sender.close();
   }
 
+  /** What became of the writer's batches: committed, replayed after a lost answer, ignored. */
+  get batches(): { committed: number; replayed: number; ignored: number } {
+    const { committed, replayed, ignored } = this.#sender.batchStats;
+    return { committed, replayed, ignored };
+  }
+
   get #aborted(): boolean {
     return this.#signal?.aborted === true;
   }
@@ -143,6 +149,44 @@ export class ClusterWriter {
       } else if (!(error instanceof FlushGaveUpError)) throw error;
     }
   }
+}
+
+/** What became of a run's batches, over all its writers (RFC-0011). */
+export interface BatchTotals {
+  /** Written when first received. */
+  committed: number;
+  /** Sent again after a lost answer and recognised: nothing written twice. */
+  replayed: number;
+  /** Answered by a node that ignored the batch identity: at-least-once for those. */
+  ignored: number;
+}
+
+export function batchTotals(writers: readonly ClusterWriter[]): BatchTotals {
+  const totals = { committed: 0, replayed: 0, ignored: 0 };
+  for (const { batches } of writers) {
+    totals.committed += batches.committed;
+    totals.replayed += batches.replayed;
+    totals.ignored += batches.ignored;
+  }
+  return totals;
+}
+
+/**
+ * Why rows are on the cluster twice, in words, or null when none are: batches a node wrote without
+ * exactly-once (it ignored their identity), or — when every batch was honoured — a bug.
+ */
+export function duplicateCause(duplicates: number, batches: BatchTotals): string | null {
+  if (duplicates === 0) return null;
+  if (batches.ignored > 0)
+    return (
+      `${batches.ignored} batches were answered without X-Walship-Batch-Status: the node ignored their batch ` +
+      'identity (a sequenced writer, or a server that is not walship), so a batch whose answer was lost and ' +
+      'was sent again was written twice (at-least-once for those batches)'
+    );
+  return (
+    `every batch carried an identity the nodes honoured (${batches.replayed} retries recognised), yet rows ` +
+    'are doubled: that breaks RFC-0011; report it with this run’s data directory'
+  );
 }
 
 /** The system clock, but a wait ends (rejecting) once `signal` is aborted: retries stop at once. */

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { systemClock } from '../core/index.js';
-import type { ClusterWriter } from './cluster-writer.js';
+import { type BatchTotals, batchTotals, type ClusterWriter, duplicateCause } from './cluster-writer.js';
 import { epochOf } from './demo-view.js';
 import { compareRows, writePause } from './drill.js';
 import type { LocalNodeInfo } from './local-cluster.js';
@@ -72,6 +72,10 @@ export interface DemoReport {
     lost: number;
     /** Extra copies on the final primary. */
     duplicates: number;
+    /** Why rows are doubled (null when none are). */
+    duplicatesCause: string | null;
+    /** What became of the writers' batches (RFC-0011): committed, replayed after a lost answer, ignored. */
+    batches: BatchTotals;
     /** On the final primary though no writer saw them acknowledged (in flight when a node died). */
     foundUnacknowledged: number;
     /** Still buffered by a writer at the end (never acknowledged). */
@@ -123,7 +127,7 @@ export interface CrashEvent extends EventRows {
   takeoverMs: number | null;
   writePauseMs: number | null;
   rejoined: boolean;
-  /** The killed node's new URL once it runs again as a replica. */
+  /** The killed node's URL once it runs again as a replica (its own port again). */
   rejoinedAs: string | null;
   /** Txns the killed node had committed but never uploaded (never acknowledged in durable mode). */
   divergence: { txns: number; rows: number; files: string[] } | null;
@@ -139,7 +143,7 @@ const CONVERGE_POLL_MS = 100;
 export interface ReportInput {
   options: DemoOptions;
   tables: readonly string[];
-  /** The cluster's nodes now (a restarted node at its new URL). */
+  /** The cluster's nodes now (a restarted node on its own port again). */
   nodes: LocalNodeInfo[];
   /** Every URL each node listened on, by name. */
   urlsByName: ReadonlyMap<string, string[]>;
@@ -183,6 +187,8 @@ export async function checkAndReport(input: ReportInput): Promise<DemoReport> {
     acknowledged: comparison.acknowledged,
     lost: comparison.missingCount,
     duplicates: comparison.duplicateCount,
+    duplicatesCause: duplicateCause(comparison.duplicateCount, batchTotals(input.writers)),
+    batches: batchTotals(input.writers),
     foundUnacknowledged: comparison.foundUnacknowledged,
     unacknowledged: input.writers.reduce((n, w) => n + w.unacknowledged, 0),
     writerErrors: input.writers.flatMap((w) => w.errors.map((error) => `${w.table}: ${error}`)),
@@ -194,6 +200,8 @@ export async function checkAndReport(input: ReportInput): Promise<DemoReport> {
     converged: convergence.converged,
     tables: tableReports,
     lost: rows.lost,
+    duplicates: rows.duplicates,
+    batches: rows.batches,
     finalPrimary,
     accepting: urls.filter((_, i) => isAcceptingPrimary(statuses[i])),
   });
@@ -223,7 +231,7 @@ export async function checkAndReport(input: ReportInput): Promise<DemoReport> {
     tables: tableReports,
     events: [switchover, crash],
     rows,
-    notes: notes(crash, rows.foundUnacknowledged),
+    notes: notes(crash, rows),
     next: nextCommands(input.options, storeRoot, { primary: finalPrimary, urls }),
   };
 }
@@ -353,6 +361,9 @@ export function assessDemo(run: {
   converged: boolean;
   tables: readonly { name: string; checksumsEqual: boolean }[];
   lost: number;
+  /** Extra copies on the final primary, and the batches: with every identity honoured, none may be doubled. */
+  duplicates?: number;
+  batches?: BatchTotals;
   finalPrimary: string | null;
   accepting: readonly string[];
 }): string[] {
@@ -371,17 +382,25 @@ export function assessDemo(run: {
     failures.push(
       `the switchover duplicated ${run.switchover.duplicates} rows (it answers 421 before any commit: it must not)`,
     );
+  else if ((run.duplicates ?? 0) > 0 && run.batches !== undefined && run.batches.ignored === 0)
+    failures.push(
+      `${run.duplicates} rows are on the cluster twice though every batch carried an identity the nodes honoured (RFC-0011 promises none)`,
+    );
   return failures;
 }
 
-function notes(crash: CrashEvent, foundUnacknowledged: number): string[] {
+function notes(
+  crash: CrashEvent,
+  { foundUnacknowledged, batches, duplicatesCause }: DemoReport['rows'],
+): string[] {
   const notes: string[] = [];
-  if (crash.duplicates > 0)
+  if (batches.replayed > 0)
     notes.push(
-      `${crash.duplicates} rows are on the cluster twice: the killed primary had committed a batch and uploaded it, ` +
-        'but SIGKILL swallowed its answer, so the client sent that batch again to the new primary. That is ' +
-        'at-least-once delivery, as with QuestDB’s own clients; no acknowledged row was lost.',
+      `${batches.replayed} batches were sent twice because a node died before its answer; walship recognised ` +
+        'their batch identity and wrote them once (RFC-0011: the killed primary had committed and uploaded them).',
     );
+  if (duplicatesCause !== null)
+    notes.push(`${crash.duplicates} rows are on the cluster twice: ${duplicatesCause}.`);
   if (foundUnacknowledged > 0)
     notes.push(
       `${foundUnacknowledged} rows are on the cluster though no writer saw them acknowledged (in flight when a node died).`,
@@ -452,6 +471,7 @@ export function renderDemoSummary(report: DemoReport): string {
     `  switchover  ${name(switchover.from)} → ${name(switchover.to)}${switchover.error === null ? '' : ` FAILED: ${switchover.error}`}: writes paused ${ms(switchover.writePauseMs)} as the client saw it; ${switchover.lost} acknowledged rows lost, ${switchover.duplicates} duplicated`,
     `  crash       SIGKILL ${killedName} → ${name(crash.promoted)} promoted itself ${crash.takeoverMs === null ? 'never' : `${ms(crash.takeoverMs)} after the kill`} (lease ${ms(crash.leaseTimeoutMs)}); writes paused ${ms(crash.writePauseMs)}; ${crash.lost} lost, ${crash.duplicates} duplicated; ${crash.rejoined ? `${killedName} rejoined as a replica` : 'the killed node did NOT rejoin'}${crash.error === null ? '' : `; FAILED: ${crash.error}`}`,
     `  rows        ${n(report.rows.sent)} sent, ${n(report.rows.acknowledged)} acknowledged, ${report.rows.lost} lost, ${report.rows.duplicates} duplicated`,
+    `  batches     ${n(report.rows.batches.committed)} committed, ${report.rows.batches.replayed} sent again after a lost answer and written once, ${report.rows.batches.ignored} without exactly-once`,
     ...report.tables.map(
       (t) =>
         `  ${t.name.padEnd(11)} ${t.rows === null ? '?' : n(t.rows)} rows on the primary; ${

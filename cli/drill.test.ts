@@ -4,11 +4,13 @@
  * on Ceph RGW — whose JSON report must show every acknowledged row read back exactly once.
  * The figures a drill measures (pause, fence time) are never checked here: that is bench/failover.ts.
  */
+
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseIlp } from '../ilp/index.js';
 import { buildTxns, renderTxnAsIlp } from '../primary/index.js';
 import { createTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
+import { duplicateCause } from './cluster-writer.js';
 import {
   assessDrill,
   compareRows,
@@ -199,6 +201,17 @@ describe('the verdict', () => {
       '1 acknowledged rows are missing (switchover, ack local promises none)',
     ]);
     expect(assessDrill({ ...clean, rows: { missing: 0, duplicates: 3 } })).toHaveLength(1);
+    const honoured = { committed: 10, replayed: 2, ignored: 0 };
+    expect(
+      assessDrill({ ...clean, mode: 'kill', rows: { missing: 0, duplicates: 3, batches: honoured } }),
+    ).toEqual([expect.stringContaining('every batch carried an identity the nodes honoured')]);
+    expect(
+      assessDrill({
+        ...clean,
+        mode: 'kill',
+        rows: { missing: 0, duplicates: 3, batches: { ...honoured, ignored: 1 } },
+      }),
+    ).toEqual([]);
   });
 
   it('kill in local mode may lose rows, but only rows in a divergence file', () => {
@@ -322,8 +335,9 @@ describe('walship drill on a local cluster', () => {
     expect(report.finalPrimary?.url).toBe(report.event.to);
     expect(report.fencing.missingInDivergence).toBe(report.rows.missing);
     expect(report.fencing.missingNotInDivergence).toBe(0);
-    // The killed primary came back as a replica on its own data dir, at a new address.
-    const returned = report.cluster.nodes.find((n) => n.roleBefore === null);
+    // The killed primary came back as a replica on its own data dir, at its own address.
+    const returned = report.cluster.nodes.find((n) => n.url === report.event.from);
+    expect(returned?.roleBefore).toBe('primary');
     expect(returned?.roleAfter).toBe('replica');
     if (report.rows.missing > 0) expect(report.fencing.events.map((e) => e.url)).toContain(returned?.url);
   }, 60_000);
@@ -355,4 +369,14 @@ describe('walship drill on a local cluster', () => {
     },
     60_000,
   );
+});
+
+describe('duplicateCause', () => {
+  it('says why rows are doubled: identities a node ignored, or a bug when all were honoured', () => {
+    expect(duplicateCause(0, { committed: 5, replayed: 1, ignored: 0 })).toBeNull();
+    expect(duplicateCause(2, { committed: 5, replayed: 0, ignored: 2 })).toMatch(
+      /2 batches were answered without X-Walship-Batch-Status/,
+    );
+    expect(duplicateCause(2, { committed: 5, replayed: 1, ignored: 0 })).toMatch(/breaks RFC-0011/);
+  });
 });

@@ -3,7 +3,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidConfigError, systemClock, WalshipError } from '../core/index.js';
 import { parseConnectionString } from '../objectstore/index.js';
-import { ClusterWriter, senderConf } from './cluster-writer.js';
+import {
+  type BatchTotals,
+  batchTotals,
+  ClusterWriter,
+  duplicateCause,
+  senderConf,
+} from './cluster-writer.js';
 import { parseDurationMs } from './config.js';
 import { switchoverCommand } from './failover-commands.js';
 import { type CommandIo, describeArgument, EXIT } from './io.js';
@@ -304,6 +310,10 @@ export interface RowsReport {
   found: number;
   missing: number;
   duplicates: number;
+  /** Why rows are doubled (null when none are): batches sent without exactly-once, or a bug. */
+  duplicatesCause: string | null;
+  /** What became of the writers' batches: committed, replayed after a lost answer, ignored. */
+  batches: BatchTotals;
   /** Rows found that no writer saw acknowledged (in flight when the event hit). */
   foundUnacknowledged: number;
   missingIds: Record<string, number[]>;
@@ -696,6 +706,8 @@ async function checkDrill(
     found: comparison.found,
     missing: comparison.missingCount,
     duplicates: comparison.duplicateCount,
+    duplicatesCause: duplicateCause(comparison.duplicateCount, batchTotals(ctx.writers)),
+    batches: batchTotals(ctx.writers),
     foundUnacknowledged: comparison.foundUnacknowledged,
     missingIds: listed(comparison.missing),
     duplicateIds: listed(comparison.duplicated),
@@ -774,7 +786,7 @@ function zombieChecks(
 export function assessDrill(run: {
   mode: DrillMode;
   ack: AckMode;
-  rows: Pick<RowsReport, 'missing' | 'duplicates'>;
+  rows: Pick<RowsReport, 'missing' | 'duplicates'> & { batches?: BatchTotals };
   fencing: Pick<FencingReport, 'missingNotInDivergence' | 'zombie'>;
   eventError: string | null;
   recovered: boolean;
@@ -795,9 +807,15 @@ export function assessDrill(run: {
       `${run.rows.missing} acknowledged rows are missing (${run.mode}, ack ${run.ack} promises none)`,
     );
   // A request cut by SIGKILL or SIGSTOP after its commit but before its 204 is sent again by the
-  // client (at-least-once, client/README.md): a duplicate there is not a broken promise.
+  // client. With batch identities the nodes honour (RFC-0011) that retry writes nothing; without
+  // them it is at-least-once, as QuestDB's clients: a duplicate there is not a broken promise.
+  const exactlyOnce = run.rows.batches !== undefined && run.rows.batches.ignored === 0;
   if (run.mode === 'switchover' && run.rows.duplicates > 0)
     failures.push(`${run.rows.duplicates} rows are duplicated (a switchover answers 421 before any commit)`);
+  else if (exactlyOnce && run.rows.duplicates > 0)
+    failures.push(
+      `${run.rows.duplicates} rows are duplicated though every batch carried an identity the nodes honoured (RFC-0011 promises none)`,
+    );
   if (!noLoss && (run.fencing.missingNotInDivergence ?? 0) > 0)
     failures.push(
       `${run.fencing.missingNotInDivergence} acknowledged rows are missing and in no divergence file (RFC-0002: local-mode loss is in the old primary's divergence files)`,
@@ -952,7 +970,9 @@ export function renderDrillSummary(report: DrillReport): string {
     `  event:    ${event.kind} of ${event.from} → ${event.to ?? 'nobody'}${event.endedAtMs === null ? '' : ` in ${Math.round(event.endedAtMs - event.startedAtMs)} ms`}${event.error === null ? '' : `; failed: ${event.error}`}`,
     `  RTO:      ${report.rtoMs === null ? 'writes never resumed' : `${Math.round(report.rtoMs)} ms longest write pause a client saw`} (steady-state gap ≤ ${Math.round(report.steadyGapMaxMs)} ms)`,
     `  RPO:      ${rows.missing} of ${rows.acknowledged} acknowledged rows missing; ${rows.duplicates} duplicated; ${rows.foundUnacknowledged} found that were never acknowledged`,
+    `  batches:  ${rows.batches.committed} committed, ${rows.batches.replayed} sent again after a lost answer and recognised (nothing doubled), ${rows.batches.ignored} without exactly-once`,
   ];
+  if (rows.duplicatesCause !== null) lines.push(`  doubled:  ${rows.duplicatesCause}`);
   if (fencing.events.length === 0) lines.push('  fencing:  no divergence on any node');
   for (const e of fencing.events)
     lines.push(

@@ -123,12 +123,15 @@ export class LocalCluster {
     this.#node(url).child.kill(signal);
   }
 
-  /** Starts the (killed) node at `url` again as a replica on its own data dir; it gets a new URL. */
+  /**
+   * Starts the (killed) node at `url` again as a replica on its own data dir and its own port, so
+   * a client's address list stays right across any number of failovers.
+   */
   async restartAsReplica(url: string): Promise<string> {
     const node = this.#node(url);
     await exitOf(node.child);
     this.#nodes.splice(this.#nodes.indexOf(node), 1);
-    return (await this.#spawn('replica', node.name)).url;
+    return (await this.#spawn('replica', node.name, Number(new URL(node.url).port))).url;
   }
 
   /**
@@ -163,13 +166,14 @@ export class LocalCluster {
     return node;
   }
 
-  #args(role: 'primary' | 'replica', dataDir: string): string[] {
+  #args(role: 'primary' | 'replica', dataDir: string, port: number): string[] {
     const { ack, autoFailover } = this.#options;
     return [
       ...walshipEntry(),
       role,
       `--node.data.dir=${dataDir}`,
-      '--http.bind.to=127.0.0.1:0',
+      `--http.bind.to=127.0.0.1:${port}`,
+      '--pg.net.bind.to=127.0.0.1:0',
       '--line.tcp.enabled=false',
       `--replication.ack.mode=${ack}`,
       '--replication.primary.throttle.window.duration=20ms',
@@ -186,7 +190,7 @@ export class LocalCluster {
     ];
   }
 
-  async #spawn(role: 'primary' | 'replica', name: string): Promise<LocalNode> {
+  async #spawn(role: 'primary' | 'replica', name: string, bindPort = 0): Promise<LocalNode> {
     if (this.#stopping)
       throw new WalshipError(
         'CLUSTER_STOPPED',
@@ -195,7 +199,7 @@ export class LocalCluster {
       );
     const dataDir = path.join(this.dir, name);
     const log = `${dataDir}.log`;
-    const child = spawn(process.execPath, this.#args(role, dataDir), {
+    const child = spawn(process.execPath, this.#args(role, dataDir, bindPort), {
       cwd: this.dir,
       env: this.#env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -131,6 +131,15 @@ describe('walship demo, the parts', () => {
     expect(assessDemo({ ...clean, lost: 3 })).toEqual([
       expect.stringContaining('3 acknowledged rows are missing'),
     ]);
+    // Doubled rows with every identity honoured break RFC-0011; with identities ignored they are at-least-once.
+    expect(
+      assessDemo({ ...clean, duplicates: 4, batches: { committed: 9, replayed: 1, ignored: 0 } }),
+    ).toEqual([
+      expect.stringContaining('4 rows are on the cluster twice though every batch carried an identity'),
+    ]);
+    expect(
+      assessDemo({ ...clean, duplicates: 4, batches: { committed: 9, replayed: 0, ignored: 3 } }),
+    ).toEqual([]);
     expect(assessDemo({ ...clean, tables: [{ name: 't', checksumsEqual: false }] })).toEqual([
       't is not the same on every node',
     ]);
@@ -205,6 +214,10 @@ describe('walship demo', () => {
     const { rows } = report;
     expect(rows.acknowledged).toBeGreaterThan(0);
     expect(rows.lost).toBe(0);
+    // Exactly once (RFC-0011): every batch carried an identity the nodes honoured, nothing doubled.
+    expect(rows.duplicates).toBe(0);
+    expect(rows.batches.ignored).toBe(0);
+    expect(rows.batches.committed).toBeGreaterThan(0);
     expect(switchover.acknowledged + crash.acknowledged).toBe(rows.acknowledged);
     expect(switchover.duplicates + crash.duplicates).toBeLessThanOrEqual(rows.duplicates);
 

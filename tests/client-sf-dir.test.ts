@@ -10,11 +10,13 @@
  * batches committed before a kill were answered `replayed`.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { LocalCluster } from '../cli/local-cluster.js';
+import { execText, statusOf, waitForPrimary } from '../cli/node-http.js';
 import { type DedupIlpServer, startDedupIlpServer } from '../client/testing/dedup-ilp-server.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -180,5 +182,108 @@ describe('Sender with sf_dir under SIGKILL', () => {
       `client sf_dir: ${kills} kills, ${lastSeq} batches (${expectedRows} rows) written once each; ` +
         `${heldAtOpen()} held batches found at restarts, ${replayed()} answered replayed`,
     );
+  });
+});
+
+/** Every value of `column` in `table` on the node at `url` (paged), or [] when the table is missing. */
+async function readColumn(url: string, table: string, column: string): Promise<number[]> {
+  const values: number[] = [];
+  for (let lo = 1; ; lo += 10_000) {
+    const text = await execText(url, `SELECT ${column} FROM ${table} ORDER BY ${column}`, {
+      limit: `${lo},${lo + 9_999}`,
+    });
+    if (text === null) return values;
+    const page = (JSON.parse(text) as { dataset?: [number][] }).dataset ?? [];
+    for (const [value] of page) values.push(value);
+    if (page.length < 10_000) return values;
+  }
+}
+
+/** Whether every node applied every table up to the primary's committed txn. */
+async function caughtUp(urls: string[], primary: string): Promise<boolean> {
+  const lead = await statusOf(primary);
+  if (lead === null) return false;
+  for (const url of urls) {
+    const status = await statusOf(url);
+    const applied = new Map((status?.tables ?? []).map((t) => [t.name, t.appliedTxn ?? t.committedTxn]));
+    for (const t of lead.tables ?? []) if (applied.get(t.name) !== t.committedTxn) return false;
+  }
+  return true;
+}
+
+describe('Sender with sf_dir under SIGKILL, against a cluster that fails over meanwhile', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'walship-client-sf-cluster-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('12 client kills and 4 primary kills: every sealed row on every node exactly once', {
+    timeout: 240_000,
+  }, async () => {
+    mkdirSync(path.join(dir, 'cluster'));
+    const cluster = await LocalCluster.start({
+      dir: path.join(dir, 'cluster'),
+      ack: 'durable',
+      replicas: 2,
+      autoFailover: { leaseTimeoutMs: 1_000 },
+      adminToken: 'sf-cluster-token',
+    });
+    const sfDir = path.join(dir, 'sf');
+    try {
+      const addrs = cluster.urls.map((url) => new URL(url).host).join(',');
+      const opens: Record<string, unknown>[] = [];
+      let primaryKills = 0;
+      let restarting: Promise<unknown> = Promise.resolve();
+      for (let kill = 0; kill < KILLS_MIN; kill++) {
+        const writer = startWriter(addrs, sfDir, 'forever');
+        opens.push(await writer.waitFor('open', 60_000));
+        await sleep(randomBetween(RUN_MS_MIN * 3, RUN_MS_MAX * 2));
+        if (kill % 3 === 1) {
+          // The primary goes too, while the client is mid-stream: a replica takes over by lease.
+          await restarting;
+          const primary = await waitForPrimary(cluster.urls, 30_000);
+          expect(primary).toBeDefined();
+          cluster.signal(primary!, 'SIGKILL');
+          primaryKills++;
+          restarting = cluster.restartAsReplica(primary!);
+          await sleep(randomBetween(RUN_MS_MIN, RUN_MS_MAX));
+        }
+        writer.child.kill('SIGKILL');
+        const { signal } = await writer.exited;
+        expect(signal, writer.output()).toBe('SIGKILL');
+      }
+      await restarting;
+      const last = startWriter(addrs, sfDir, 5);
+      opens.push(await last.waitFor('open', 60_000));
+      const done = await last.waitFor('done', 120_000);
+      expect((await last.exited).code, last.output()).toBe(0);
+      const stats = done.stats as { committed: number; replayed: number; ignored: number };
+      expect(stats.ignored).toBe(0);
+
+      const lastSeq = Number(done.lastSeq);
+      const primary = (await waitForPrimary(cluster.urls, 30_000))!;
+      const deadline = performance.now() + 60_000;
+      while (!(await caughtUp(cluster.urls, primary)) && performance.now() < deadline) await sleep(50);
+      const expected = Array.from({ length: lastSeq * ROWS_PER_BATCH }, (_, n) => n);
+      for (const url of cluster.urls) {
+        const numbers = await readColumn(url, 'rows', 'n');
+        const doubled = numbers.filter((n, i) => i > 0 && numbers[i - 1] === n);
+        const held = new Set(numbers);
+        expect({ url, lost: expected.filter((n) => !held.has(n)), doubled }).toEqual({
+          url,
+          lost: [],
+          doubled: [],
+        });
+        expect(numbers.length).toBe(expected.length);
+      }
+      expect(new Set(opens.map((open) => open.writerId)).size).toBe(1);
+      expect(primaryKills).toBeGreaterThanOrEqual(4);
+      // The kills hit mid-stream: restarts found batches sealed but not acknowledged, and sent them.
+      expect(opens.reduce((n, o) => n + Number(o.held), 0)).toBeGreaterThan(0);
+      console.log(
+        `client sf_dir on a cluster: ${KILLS_MIN} client kills, ${primaryKills} primary kills, ${lastSeq} batches ` +
+          `(${expected.length} rows) once on every node; ${opens.reduce((n, o) => n + Number(o.held), 0)} held batches found at restarts`,
+      );
+    } finally {
+      await cluster.stop({ keep: false });
+    }
   });
 });

@@ -3,7 +3,7 @@
  * it again on the same sf_dir. Test code only.
  *
  *   node --import ./table/query-host-ts-register.mjs client/testing/sf-dir-writer.ts \
- *     <addr> <sf_dir> <rows per batch> <batches to add, or "forever">
+ *     <addr[,addr…]> <sf_dir> <rows per batch> <batches to add, or "forever">
  *
  * Its durable progress is the Sender's own: batch `seq` holds rows (seq−1)·R … seq·R−1, so after a
  * restart it continues numbering from `sender.lastBatchSeq` — the newest batch sealed into the
@@ -29,7 +29,10 @@ async function main(): Promise<void> {
   }
   const rowsPerBatch = BigInt(rowsText);
   const sender = Sender.fromConfig(
-    `http::addr=${addr};sf_dir=${dir};auto_flush=off;request_timeout=5000;retry_timeout=60000;`,
+    `http::${addr
+      .split(',')
+      .map((one) => `addr=${one};`)
+      .join('')}sf_dir=${dir};auto_flush=off;request_timeout=5000;retry_timeout=60000;`,
     { onCorruptBatch: (report) => say({ event: 'corrupt', seq: String(report.seq), reason: report.reason }) },
   );
   const startSeq = sender.lastBatchSeq;

@@ -34,6 +34,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   scale: async () => (await import('./scale.js')).benchScale(),
   peer: async () => (await import('./peer.js')).benchPeer(),
   pg: async () => (await import('./pg.js')).benchPg(),
+  'exactly-once': async () => (await import('./exactly-once.js')).benchExactlyOnce(),
 };
 
 async function run(): Promise<number> {

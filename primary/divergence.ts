@@ -52,7 +52,7 @@ const INT64_MAX = 2n ** 63n - 1n;
  * (`t`/`f`, `42i`, shortest round-trip doubles with `-0`, `NaN`, `±Infinity`, quoted strings,
  * `<µs>t`, `<text>d` decimals), nulls left out, the designated timestamp trailing in nanoseconds
  * (`<µs>t` when ns would overflow int64). A row with nothing ILP can carry is a comment, never an
- * invalid line. Fences and empty txns are a comment only. Pure.
+ * invalid line. Fences, dedup txns and empty txns are a comment only. Pure.
  */
 export function renderTxnAsIlp(tableName: string, record: TxnRecord): string {
   let text = '';
@@ -64,6 +64,11 @@ export function renderTxnAsIlp(tableName: string, record: TxnRecord): string {
 function* renderTxnPieces(tableName: string, record: TxnRecord): Generator<string> {
   if (record.kind === 'fence') {
     yield `# txn ${record.txn}: fence (no rows)\n`;
+    return;
+  }
+  if (record.kind === 'dedup') {
+    const keys = record.columns.map((c) => c.name).join(', ');
+    yield `# txn ${record.txn}: ${keys === '' ? 'DEDUP DISABLE' : `DEDUP ENABLE UPSERT KEYS(${keys})`} (no rows)\n`;
     return;
   }
   yield `# txn ${record.txn}: ${record.rowCount} rows, committed at ${isoMicros(record.commitTimeUs)}\n`;

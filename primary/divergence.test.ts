@@ -264,7 +264,10 @@ describe('renderTxnAsIlp', () => {
     expect(renderTxnAsIlp('t', fence)).toBe('# txn 9: fence (no rows)\n');
     const empty: TxnRecord = { ...fence, kind: 'data' };
     expect(renderTxnAsIlp('t', empty)).toBe('# txn 9: 0 rows, committed at 2023-11-14T22:13:20.000000Z\n');
-    const keys = [ts(1n), strings('sym', 'a')].map((c) => ({ ...c, data: { type: c.data.type, values: [] } }));
+    const keys = [ts(1n), strings('sym', 'a')].map((c) => ({
+      ...c,
+      data: { type: c.data.type, values: [] },
+    }));
     const dedup = { ...fence, kind: 'dedup', columns: keys } as TxnRecord;
     expect(renderTxnAsIlp('t', dedup)).toBe('# txn 9: DEDUP ENABLE UPSERT KEYS(timestamp, sym) (no rows)\n');
     expect(renderTxnAsIlp('t', { ...fence, kind: 'dedup' })).toBe('# txn 9: DEDUP DISABLE (no rows)\n');

@@ -25,6 +25,7 @@ import { FsStore } from '../objectstore/index.js';
 import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
 import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { evenTxnRows, rawInsertMs } from './baselines.js';
+import { rowsPerSecond, throughputRow } from './ingest.js';
 import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
 import { encodeTradeRow, generateTrades, TRADE_COLUMNS, type Trades, timestampUsOf } from './trades.js';
@@ -39,10 +40,8 @@ const ROUNDS = 3;
 const LATENCY_WARMUP = 10;
 const TABLE = 'trades';
 const ADMIN_TOKEN = 'bench-exactly-once';
-const RAW_NAME = 'raw prepared INSERT, synchronous=FULL, txn per 10 000 rows';
 
 const log = (message: string) => process.stderr.write(`bench exactly-once: ${message}\n`);
-const rowsPerSecond = (rows: number, ms: number) => (rows / ms) * 1000;
 
 /** The official client's bodies of ROWS_PER_REQUEST rows each. */
 async function bodiesOf(t: Trades): Promise<Buffer[]> {
@@ -188,18 +187,6 @@ async function senderLatencies(dir: string, name: string, t: Trades, extra: stri
   });
 }
 
-function throughput(name: string, rows: number, ms: number, raw: number, note: string): BenchRow {
-  return {
-    name,
-    value: rowsPerSecond(rows, ms),
-    unit: 'rows/s',
-    better: 'higher',
-    baselineName: RAW_NAME,
-    baseline: raw,
-    note,
-  };
-}
-
 function latencies(name: string, samples: number[], withoutName: string, without: number[]): BenchRow[] {
   return [50, 99].map((p) => ({
     name: `${name} p${p}`,
@@ -265,22 +252,22 @@ export async function benchExactlyOnce(): Promise<BenchSuiteResult> {
     const batchMs = Math.min(...server.batchMs);
     const runs = (ms: number[]) => `runs ${ms.map((m) => m.toFixed(0)).join(' / ')} ms, the fastest counts`;
     const rows: BenchRow[] = [
-      throughput('server side, no batch identity', ROWS, plainMs, raw, runs(server.plainMs)),
-      throughput(
+      throughputRow('server side, no batch identity', ROWS, plainMs, raw, runs(server.plainMs)),
+      throughputRow(
         'server side, X-Walship-Batch on every request',
         ROWS,
         batchMs,
         raw,
         `${(plainMs / batchMs).toFixed(2)}× of without; ${runs(server.batchMs)}`,
       ),
-      throughput(
+      throughputRow(
         'server side, DEDUP UPSERT KEYS(timestamp, symbol), no row replaced',
         ROWS,
         server.dedupMs,
         raw,
         `${(plainMs / server.dedupMs).toFixed(2)}× of a plain table`,
       ),
-      throughput(
+      throughputRow(
         'server side, DEDUP table, every row replaces one',
         ROWS,
         server.replaceMs,
@@ -293,28 +280,28 @@ export async function benchExactlyOnce(): Promise<BenchSuiteResult> {
         'without',
         durablePlain,
       ),
-      throughput(
+      throughputRow(
         "walship's Sender, batch_ids=off",
         SENDER_ROWS,
         sender.off,
         raw,
         `client encoding included; ${runs(senderMs.off)}`,
       ),
-      throughput(
+      throughputRow(
         "walship's Sender, batch identities (default)",
         SENDER_ROWS,
         sender.on,
         raw,
         `${(sender.off / sender.on).toFixed(2)}× of batch_ids=off; ${runs(senderMs.on)}`,
       ),
-      throughput(
+      throughputRow(
         "walship's Sender, sf_dir (fsync per batch)",
         SENDER_ROWS,
         sender.sf,
         raw,
         `${(sender.off / sender.sf).toFixed(2)}× of batch_ids=off; ${runs(senderMs.sf)}`,
       ),
-      throughput(
+      throughputRow(
         "walship's Sender, sf_dir, sf_durability=none",
         SENDER_ROWS,
         sender.sfNoSync,

@@ -342,10 +342,11 @@ async function rgwDurableRows(space: Workspace, t: Trades, context: BenchSuiteRe
   return rows ?? [];
 }
 
-const rowsPerSecond = (rows: number, ms: number) => (rows / ms) * 1000;
-const RAW_NAME = 'raw prepared INSERT, synchronous=FULL, txn per 10 000 rows';
+export const rowsPerSecond = (rows: number, ms: number) => (rows / ms) * 1000;
+export const RAW_NAME = 'raw prepared INSERT, synchronous=FULL, txn per 10 000 rows';
 
-function throughputRow(name: string, rows: number, ms: number, raw: number, note: string): BenchRow {
+/** rows/s of `rows` in `ms`, beside the same run's raw SQLite rate. */
+export function throughputRow(name: string, rows: number, ms: number, raw: number, note: string): BenchRow {
   return {
     name,
     value: rowsPerSecond(rows, ms),

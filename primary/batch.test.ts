@@ -4,41 +4,21 @@
  * promoted replica); a reuse with other content, or a seq below the writer's window, writes nothing.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { isWalshipError, randomInt, seededRandom } from '../core/index.js';
 import { type IlpLineSource, parseIlpInSlices } from '../ilp/index.js';
-import { MemoryStore } from '../objectstore/index.js';
 import { BATCH_WINDOW_SEQS, TableStore } from '../table/index.js';
 import { decodeTxnRecord } from '../wal/index.js';
 import type { BatchIdentity } from './batch-plan.js';
 import type { Committer } from './committer.js';
 import { pendingSourceOf } from './pending-source.js';
-import { testCommitter, testUploader } from './testing/test-parts.js';
-import type { Uploader } from './uploader.js';
+import { testCommitter, testUploader, useCommitterParts } from './testing/test-parts.js';
 import { WriteGate } from './write-gate.js';
 import { WriteWindow, withLaterWatermarks } from './write-window.js';
 import { WriteWorker } from './write-worker.js';
 
-let dir = '';
-let tables: TableStore;
-let store: MemoryStore;
-let uploader: Uploader;
-
-beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'walship-batch-'));
-  tables = TableStore.open(path.join(dir, 'primary.sqlite'));
-  store = new MemoryStore();
-  uploader = testUploader(store, pendingSourceOf(tables));
-});
-afterEach(async () => {
-  await uploader.stop();
-  tables.close();
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
-});
+const parts = useCommitterParts('walship-batch-');
 
 function sourceOf(text: string): IlpLineSource {
   return { forEachSlice: (sink) => parseIlpInSlices(Buffer.from(text), { precision: 'n' }, sink) };
@@ -48,8 +28,8 @@ function identity(writer: string, seq: bigint, body: string): BatchIdentity {
   return { writer, seq, hash: createHash('sha256').update(body).digest().subarray(0, 16) };
 }
 
-function count(store: TableStore, table: string): number {
-  return store.schema(table) === undefined ? 0 : Number(store.lastTxn(table));
+function count(node: TableStore, table: string): number {
+  return node.schema(table) === undefined ? 0 : Number(node.lastTxn(table));
 }
 
 const BODY = 'a,s=x v=1i 1000\na,s=y v=2i 2000\nb v=3i 3000\n';
@@ -66,7 +46,7 @@ async function errorOf(promise: Promise<unknown>): Promise<unknown> {
 describe('a batch with an identity', () => {
   let committer: Committer;
   beforeEach(() => {
-    committer = testCommitter(tables, uploader, { epoch: () => 4n });
+    committer = testCommitter(parts.tables, parts.uploader, { epoch: () => 4n });
   });
 
   it('is written once; a retry is answered with the first tokens and writes nothing', async () => {
@@ -75,7 +55,7 @@ describe('a batch with an identity', () => {
     expect(first).toMatchObject({ batch: 'committed', txnHeader: 'a=1@4,b=1@4' });
     const again = await committer.commitSlices(sourceOf(BODY), id);
     expect(again).toEqual({ batch: 'replayed', txnHeader: 'a=1@4,b=1@4', txns: [] });
-    expect([count(tables, 'a'), count(tables, 'b')]).toEqual([1, 1]);
+    expect([count(parts.tables, 'a'), count(parts.tables, 'b')]).toEqual([1, 1]);
     // The same body under the next seq is another batch: written again, as the client asked.
     expect((await committer.commitSlices(sourceOf(BODY), identity('w-1', 8n, BODY))).txnHeader).toBe(
       'a=2@4,b=2@4',
@@ -88,33 +68,33 @@ describe('a batch with an identity', () => {
     const error = await errorOf(committer.commitSlices(sourceOf(other), { ...identity('w-1', 1n, other) }));
     expect(isWalshipError(error, 'BATCH_CONFLICT')).toBe(true);
     expect((error as { kind: string }).kind).toBe('conflict');
-    expect(count(tables, 'a')).toBe(1);
+    expect(count(parts.tables, 'a')).toBe(1);
   });
 
   it('is kept per writer: the same seq of another writer is another batch', async () => {
     await committer.commitSlices(sourceOf(BODY), identity('w-1', 1n, BODY));
     expect((await committer.commitSlices(sourceOf(BODY), identity('w-2', 1n, BODY))).batch).toBe('committed');
-    expect(count(tables, 'a')).toBe(2);
+    expect(count(parts.tables, 'a')).toBe(2);
   });
 
-  it('found in part (a failover cut its upload short) is completed: only the missing tables are written', async () => {
-    // The old primary's table `a` part reached this node (applied from the store); `b` did not.
+  it('found in part (a failover cut its upload short) is completed: only the missing parts.tables are written', async () => {
+    // The old primary's table `a` part reached this node (applied from the parts.store); `b` did not.
     const id = identity('w-1', 3n, BODY);
-    const old = TableStore.open(path.join(dir, 'old-primary.sqlite'));
-    const oldUploader = testUploader(store, pendingSourceOf(old));
+    const old = TableStore.open(path.join(parts.dir, 'old-primary.sqlite'));
+    const oldUploader = testUploader(parts.store, pendingSourceOf(old));
     await testCommitter(old, oldUploader, { epoch: () => 3n }).commitSlices(sourceOf(BODY), id);
     const aRecord = old.pending('a')[0]!;
     await oldUploader.stop();
     old.close();
-    tables.applyTxn('a', decodeTxnRecord(aRecord.bytes));
-    expect(tables.batch('w-1', 3n)).toMatchObject({
+    parts.tables.applyTxn('a', decodeTxnRecord(aRecord.bytes));
+    expect(parts.tables.batch('w-1', 3n)).toMatchObject({
       state: 'known',
       parts: [{ txn: 1n, epoch: 3n, parts: 2 }],
     });
 
     const retry = await committer.commitSlices(sourceOf(BODY), id);
     expect(retry).toMatchObject({ batch: 'committed', txnHeader: 'a=1@3,b=1@4' });
-    expect([count(tables, 'a'), count(tables, 'b')]).toEqual([1, 1]);
+    expect([count(parts.tables, 'a'), count(parts.tables, 'b')]).toEqual([1, 1]);
     expect(await committer.commitSlices(sourceOf(BODY), id)).toMatchObject({
       batch: 'replayed',
       txnHeader: 'a=1@3,b=1@4',
@@ -126,14 +106,14 @@ describe('a batch with an identity', () => {
     const last = BATCH_WINDOW_SEQS + 1n;
     for (let seq = 1n; seq <= last; seq++)
       await committer.commitSlices(sourceOf(body(seq)), identity('w', seq, body(seq)));
-    expect(count(tables, 'a')).toBe(Number(last));
+    expect(count(parts.tables, 'a')).toBe(Number(last));
     const error = await errorOf(committer.commitSlices(sourceOf(body(1n)), identity('w', 1n, body(1n))));
     expect(isWalshipError(error, 'BATCH_OUTSIDE_WINDOW')).toBe(true);
     // The oldest seq still in the window is absorbed.
     expect((await committer.commitSlices(sourceOf(body(2n)), identity('w', 2n, body(2n)))).batch).toBe(
       'replayed',
     );
-    expect(count(tables, 'a')).toBe(Number(last));
+    expect(count(parts.tables, 'a')).toBe(Number(last));
   });
 });
 
@@ -141,17 +121,17 @@ describe('with the write worker', () => {
   it('two attempts of one batch at once: one writes, the other is answered from the ledger', async () => {
     const gate = new WriteGate();
     const window = new WriteWindow();
-    const worker = await WriteWorker.start(tables, gate);
+    const worker = await WriteWorker.start(parts.tables, gate);
     const workerUploader = testUploader(
-      store,
+      parts.store,
       withLaterWatermarks(
-        { ...pendingSourceOf(tables), pending: worker.pending.bind(worker) },
+        { ...pendingSourceOf(parts.tables), pending: worker.pending.bind(worker) },
         window.unsynced,
         () => {},
       ),
     );
     try {
-      const committer = testCommitter(tables, workerUploader, {
+      const committer = testCommitter(parts.tables, workerUploader, {
         worker,
         writeWindow: window,
         epoch: () => 2n,
@@ -163,7 +143,7 @@ describe('with the write worker', () => {
       ]);
       expect(answers.map((a) => a.batch).sort()).toEqual(['committed', 'replayed']);
       expect(answers[0]!.txnHeader).toBe(answers[1]!.txnHeader);
-      expect([count(tables, 'a'), count(tables, 'b')]).toEqual([1, 1]);
+      expect([count(parts.tables, 'a'), count(parts.tables, 'b')]).toEqual([1, 1]);
     } finally {
       await workerUploader.stop();
       await worker.close();
@@ -174,14 +154,14 @@ describe('with the write worker', () => {
 describe('a node that applied the records (a promoted replica)', () => {
   it('knows the batch: the retry after a failover writes nothing', async () => {
     const id = identity('w-1', 5n, BODY);
-    await testCommitter(tables, uploader, { epoch: () => 1n }).commitSlices(sourceOf(BODY), id);
-    const replica = TableStore.open(path.join(dir, 'replica.sqlite'));
-    const replicaUploader = testUploader(store, pendingSourceOf(replica));
+    await testCommitter(parts.tables, parts.uploader, { epoch: () => 1n }).commitSlices(sourceOf(BODY), id);
+    const replica = TableStore.open(path.join(parts.dir, 'replica.sqlite'));
+    const replicaUploader = testUploader(parts.store, pendingSourceOf(replica));
     try {
       for (const table of ['a', 'b']) {
         replica.applyTxns(
           table,
-          tables.pending(table).map((p) => decodeTxnRecord(p.bytes)),
+          parts.tables.pending(table).map((p) => decodeTxnRecord(p.bytes)),
         );
       }
       const promoted = testCommitter(replica, replicaUploader, { epoch: () => 2n });
@@ -200,7 +180,7 @@ describe('a node that applied the records (a promoted replica)', () => {
 describe('the batch window, property', () => {
   it('a retry inside the window is absorbed, outside it is refused: never written twice', async () => {
     const random = seededRandom(Number(process.env.WALSHIP_SEED ?? 18));
-    const committer = testCommitter(tables, uploader, { epoch: () => 1n });
+    const committer = testCommitter(parts.tables, parts.uploader, { epoch: () => 1n });
     const body = (seq: bigint) => `p,w=w v=${seq}i ${seq}000\n`;
     const written = new Set<bigint>();
     let next = 1n;
@@ -226,22 +206,22 @@ describe('the batch window, property', () => {
       }
     }
     // Rows in the table = batches written, each once.
-    expect(count(tables, 'p')).toBe(written.size);
+    expect(count(parts.tables, 'p')).toBe(written.size);
     expect(outcomes.replayed).toBeGreaterThan(0);
     expect(outcomes.refused).toBeGreaterThan(0);
   });
 });
 
-describe('a replaced primary rolling back what never reached the store', () => {
+describe('a replaced primary rolling back what never reached the parts.store', () => {
   it('forgets those txns batches: a retry through the new primary must be written again', async () => {
-    const committer = testCommitter(tables, uploader, { epoch: () => 1n });
+    const committer = testCommitter(parts.tables, parts.uploader, { epoch: () => 1n });
     const first = 'a v=1i 1000\n';
     const second = 'a v=2i 2000\n';
     await committer.commitSlices(sourceOf(first), identity('w', 1n, first));
-    tables.setUploadedTxn('a', 1n);
+    parts.tables.setUploadedTxn('a', 1n);
     await committer.commitSlices(sourceOf(second), identity('w', 2n, second));
-    tables.rollBackPending('a');
-    expect(tables.batch('w', 1n)).toMatchObject({ state: 'known' });
-    expect(tables.batch('w', 2n)).toEqual({ state: 'unknown' });
+    parts.tables.rollBackPending('a');
+    expect(parts.tables.batch('w', 1n)).toMatchObject({ state: 'known' });
+    expect(parts.tables.batch('w', 2n)).toEqual({ state: 'unknown' });
   });
 });

@@ -1,8 +1,13 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
+import { afterEach, beforeEach } from 'vitest';
 import { seededRandom, systemClock } from '../../core/index.js';
-import type { ObjectStore } from '../../objectstore/index.js';
-import type { TableStore } from '../../table/index.js';
+import { MemoryStore, type ObjectStore } from '../../objectstore/index.js';
+import { TableStore } from '../../table/index.js';
 import { Committer, type CommitterOptions } from '../committer.js';
+import { pendingSourceOf } from '../pending-source.js';
 import { type PendingSource, Uploader, type UploaderOptions } from '../uploader.js';
 
 /**
@@ -49,4 +54,49 @@ export function testCommitter(
     acceptingWrites: () => true,
     ...overrides,
   });
+}
+
+/** A fresh table store in a temp dir, a memory store and an uploader over both, for each test. */
+export interface CommitterParts {
+  readonly dir: string;
+  readonly tables: TableStore;
+  readonly store: MemoryStore;
+  readonly uploader: Uploader;
+}
+
+/** Registers beforeEach/afterEach hooks that make and close CommitterParts; read them inside tests. */
+export function useCommitterParts(prefix: string): CommitterParts {
+  let parts: { dir: string; tables: TableStore; store: MemoryStore; uploader: Uploader } | undefined;
+  beforeEach(async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), prefix));
+    const tables = TableStore.open(path.join(dir, 'primary.sqlite'));
+    const store = new MemoryStore();
+    parts = { dir, tables, store, uploader: testUploader(store, pendingSourceOf(tables)) };
+  });
+  afterEach(async () => {
+    if (parts === undefined) return;
+    await parts.uploader.stop();
+    parts.tables.close();
+    await parts.store.close();
+    await rm(parts.dir, { recursive: true, force: true });
+    parts = undefined;
+  });
+  const current = () => {
+    if (parts === undefined) throw new Error('CommitterParts are made for each test: read them inside one');
+    return parts;
+  };
+  return {
+    get dir() {
+      return current().dir;
+    },
+    get tables() {
+      return current().tables;
+    },
+    get store() {
+      return current().store;
+    },
+    get uploader() {
+      return current().uploader;
+    },
+  };
 }

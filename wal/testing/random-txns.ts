@@ -39,8 +39,10 @@ export function randomTxns(random: Random, options: RandomTxnsOptions = {}): Txn
       txns.push({ txn, commitTimeUs, kind: 'fence', rowCount: 0, columns: [] });
       continue;
     }
-    if (schema.length > 0 && random.next() < 0.05) {
-      const keys = schema.filter(() => random.next() < 0.5);
+    // Upsert keys as a table store accepts them: the designated timestamp and some other columns
+    // (or none: dedup off).
+    if (schema[0]?.name === DESIGNATED_TIMESTAMP_COLUMN && random.next() < 0.05) {
+      const keys = random.next() < 0.2 ? [] : [schema[0], ...schema.slice(1).filter(() => random.next() < 0.5)];
       const columns = keys.map((c) => randomColumn(random, c.name, c.type, 0, false));
       txns.push({ txn, commitTimeUs, kind: 'dedup', rowCount: 0, columns });
       continue;

@@ -42,7 +42,8 @@ export function randomTxns(random: Random, options: RandomTxnsOptions = {}): Txn
     // Upsert keys as a table store accepts them: the designated timestamp and some other columns
     // (or none: dedup off).
     if (schema[0]?.name === DESIGNATED_TIMESTAMP_COLUMN && random.next() < 0.05) {
-      const keys = random.next() < 0.2 ? [] : [schema[0], ...schema.slice(1).filter(() => random.next() < 0.5)];
+      const keys =
+        random.next() < 0.2 ? [] : [schema[0], ...schema.slice(1).filter(() => random.next() < 0.5)];
       const columns = keys.map((c) => randomColumn(random, c.name, c.type, 0, false));
       txns.push({ txn, commitTimeUs, kind: 'dedup', rowCount: 0, columns });
       continue;

@@ -191,6 +191,15 @@ describe('lastErrorOf', () => {
     );
   });
 
+  it("says plainly when a replica's primary stopped renewing its lease (issue 19)", () => {
+    const late = replicaStatus([], { primaryLease: { unrenewedMs: 1_500, timeoutMs: 2_000 } });
+    expect(lastErrorOf(late, [])).toBe(
+      'the primary has not renewed its lease for 1.5 s (failover after 2.0 s)',
+    );
+    const fine = replicaStatus([], { primaryLease: { unrenewedMs: 400, timeoutMs: 2_000 } });
+    expect(lastErrorOf(fine, [])).toBeNull();
+  });
+
   it('says when a replica stopped following, and a divergence', () => {
     expect(lastErrorOf(replicaStatus([], { following: { stopped: 'another cluster' } }), [])).toBe(
       'stopped following: another cluster',

@@ -223,7 +223,7 @@ function lagOf(
 
 /**
  * The most telling problem, first found of: fenced (`fencedBy`), stopped following, a divergence,
- * suspended tables (`name (CODE)`), a table's upload error, the store's last error (with its age),
+ * a primary whose lease this replica saw unrenewed for half its timeout, suspended tables (`name (CODE)`), a table's upload error, the store's last error (with its age),
  * the last snapshot's error.
  */
 export function lastErrorOf(
@@ -239,6 +239,13 @@ export function lastErrorOf(
     const files = Array.isArray(divergence.files) ? divergence.files.length : 0;
     const moved = typeof divergence.movedTo === 'string' ? `; database moved to ${divergence.movedTo}` : '';
     return `diverged at epoch ${String(divergence.epoch)}: ${files} table(s) in divergence files${moved}`;
+  }
+  const lease = status.primaryLease;
+  if (isObject(lease)) {
+    const unrenewedMs = finite(lease.unrenewedMs);
+    const timeoutMs = finite(lease.timeoutMs);
+    if (unrenewedMs !== null && timeoutMs !== null && unrenewedMs > timeoutMs / 2)
+      return `the primary has not renewed its lease for ${formatMs(unrenewedMs)} (failover after ${formatMs(timeoutMs)})`;
   }
   const suspended = tables.filter((t) => isObject(t.suspended));
   if (suspended.length > 0) {

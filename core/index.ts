@@ -11,6 +11,7 @@ export {
   isErrorCode,
 } from './error-codes.js';
 export { fileExists } from './files.js';
+export { createHealthHandler, type HealthVerdict, healthOf } from './health.js';
 export { AuthFailureLimiter, createHttpAuthenticator, type HttpAuth } from './http-auth.js';
 export {
   type HttpHandler,

@@ -43,6 +43,8 @@ export const STATUS_PAGE_HTML = `<!doctype html>
     <div id="fact-row-accepting-writes" hidden><dt>accepting writes</dt><dd id="fact-accepting-writes"></dd></div>
     <div id="fact-row-ack-mode" hidden><dt>ack mode</dt><dd id="fact-ack-mode"></dd></div>
     <div id="fact-row-staleness" hidden><dt>staleness</dt><dd id="fact-staleness"></dd></div>
+    <div id="fact-row-primary-silent" hidden><dt>primary announced</dt><dd id="fact-primary-silent"></dd></div>
+    <div id="fact-row-primary-lease" hidden><dt>primary's lease</dt><dd id="fact-primary-lease"></dd></div>
     <div id="fact-row-cluster-id" hidden><dt>cluster id</dt><dd id="fact-cluster-id"></dd></div>
     <div id="fact-row-store" hidden><dt>store</dt><dd id="fact-store"></dd></div>
     <div id="fact-row-store-error" hidden class="bad"><dt>store error</dt><dd id="fact-store-error"></dd></div>
@@ -166,6 +168,9 @@ export const STATUS_PAGE_SCRIPT = `(function () {
     setFact('accepting-writes', typeof s.acceptingWrites === 'boolean' ? (s.acceptingWrites ? 'yes' : 'no') : null);
     setFact('ack-mode', s.ackMode === undefined ? null : text(s.ackMode));
     setFact('staleness', s.role === 'replica' ? (s.stalenessMs === null ? 'unknown' : duration(s.stalenessMs)) : null);
+    setFact('primary-silent', s.role === 'replica' && typeof s.primarySilentMs === 'number' ? 'its last upload ' + duration(s.primarySilentMs) + ' ago' : null);
+    var lease = s.primaryLease && typeof s.primaryLease === 'object' ? s.primaryLease : null;
+    setFact('primary-lease', lease ? (lease.unrenewedMs > lease.timeoutMs / 2 ? 'NOT RENEWED for ' + duration(lease.unrenewedMs) : 'renewed ' + duration(lease.unrenewedMs) + ' ago') + ' (failover after ' + duration(lease.timeoutMs) + ')' : null);
     setFact('cluster-id', s.clusterId === undefined ? null : text(s.clusterId));
     var store = s.store && typeof s.store === 'object' ? s.store : null;
     setFact('store', store ? text(store.description) : null);

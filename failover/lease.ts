@@ -182,6 +182,18 @@ export class LeaseWatcher {
     await this.#running;
   }
 
+  /**
+   * What a replica's `/status` shows of its primary (issue 19): how long the lease has gone without
+   * a renewal this watcher saw (since it started, before the first), against the timeout after which
+   * it promotes.
+   */
+  status(): { unrenewedMs: number; timeoutMs: number } {
+    return {
+      unrenewedMs: Math.round(this.#options.clock.monotonicMs() - this.#changedAtMs),
+      timeoutMs: Math.round(this.#timeoutMs),
+    };
+  }
+
   #schedule(): void {
     if (this.#stopped) return;
     const intervalMs = Math.min(this.#options.pollIntervalMs, this.#options.timeoutMs / RENEWALS_PER_TIMEOUT);

@@ -7,6 +7,7 @@ import {
   type AdminAction,
   assert,
   type Clock,
+  createHealthHandler,
   createStatusPageHandler,
   type HttpHandler,
   isoTime,
@@ -266,7 +267,12 @@ export class WalshipNode {
       // `/metrics` is read-side: the query credentials (`query.auth.token`, else the HTTP ones).
       auth: settings.primary.queryAuth ?? settings.primary.httpAuth,
     });
-    this.#activityRoutes = [createStatusPageHandler(), history, metrics];
+    this.#activityRoutes = [
+      createStatusPageHandler(),
+      createHealthHandler(() => this.status()),
+      history,
+      metrics,
+    ];
   }
 
   /**
@@ -1197,7 +1203,9 @@ export class WalshipNode {
   #statusExtra(): Record<string, unknown> {
     const events = this.#activity.events(STATUS_EVENTS_MAX);
     const operation = this.#operationStatus();
+    const lease = this.#lease instanceof LeaseWatcher ? this.#lease.status() : undefined;
     return {
+      ...(lease === undefined ? {} : { primaryLease: lease }),
       ...(this.#divergence === null ? {} : { divergence: this.#divergence }),
       ...(this.#rebootstrap === null ? {} : { rebootstrap: this.#rebootstrap }),
       ...(this.#waiting === null ? {} : { waiting: this.#waitingStatus() }),

@@ -742,6 +742,51 @@ describe('Follower', () => {
     expect(statusOf(follower, 't').sinceCaughtUpMs).not.toBeNull();
   });
 
+  it('an idle, caught-up replica stays fresh between sweeps: each poll that finds head.json unchanged vouches for it (issue 19)', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 2));
+    await putSegment(store, 'u', txns(1n, 1));
+    await putHead(store, { t: 2n, u: 1n });
+    const tables = openTables();
+    // No sweep in the test's time: before issue 19 staleness grew from the last probe (the hot
+    // window, 2 s) until the next sweep.
+    const { follower } = follow(store, tables, { sweepIntervalMs: 3_600_000 });
+    await waitFor(() => follower.appliedTxn('t') === 2n && follower.appliedTxn('u') === 1n, 'applied');
+    await sleep(FOLLOWER_LIMITS.hotTableMs + 1_500);
+    const samples: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      samples.push(follower.stalenessMs()!);
+      await sleep(25);
+    }
+    // A few poll intervals (10 ms each) at most, under a loaded test run.
+    expect(Math.max(...samples)).toBeLessThan(1_000);
+    // head.json has not changed since the follower first read it.
+    expect(follower.status().headUnchangedMs!).toBeGreaterThan(FOLLOWER_LIMITS.hotTableMs);
+  });
+
+  it('head.json does not vouch for a table this node cannot apply: a suspended table stays stale', async () => {
+    const store = new MemoryStore();
+    await putCluster(store);
+    await putSegment(store, 't', txns(1n, 1));
+    await putSegment(store, 'u', txns(1n, 1));
+    await putHead(store, { t: 1n, u: 1n });
+    const tables = openTables();
+    const { follower } = follow(store, tables, { sweepIntervalMs: 3_600_000 });
+    await waitFor(() => follower.appliedTxn('t') === 1n && follower.stalenessMs() !== null, 'applied');
+    // The primary uploads and announces txn 2 of t, but the object is damaged: t is suspended.
+    const { key, bytes } = await putSegment(store, 't', txns(2n, 1));
+    const damaged = bytes.slice();
+    damaged[damaged.length - 10]! ^= 0xff;
+    await store.put(key, damaged);
+    await putHead(store, { t: 2n, u: 1n });
+    await waitFor(() => suspensionOf(follower, tableKey('t')) !== null, 't suspended');
+    await sleep(1_200);
+    expect(follower.stalenessMs()!).toBeGreaterThan(1_000);
+    // u, idle and caught up, is vouched for by every poll all the while.
+    expect(statusOf(follower, tableKey('u')).sinceCaughtUpMs!).toBeLessThan(500);
+  });
+
   it('an empty store is caught up too', async () => {
     const store = new MemoryStore();
     const tables = openTables();

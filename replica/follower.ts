@@ -163,6 +163,8 @@ interface FollowedTable extends FollowedTableState {
   epoch: bigint;
   /** head.json's claim for this table (a hint; 0n when it said nothing). */
   headTxn: bigint;
+  /** The head.json read last (its ETag) listed this table: a poll that finds it unchanged vouches for it. */
+  inHead?: boolean;
   /** A reader waits on this table: probe it at the next poll and wake the loop. */
   wanted: boolean;
   /** Probed for a waiting read before the table was known: kept only once a segment was applied. */
@@ -218,6 +220,8 @@ export class Follower implements TableFollower {
   #sweepRetryAtMs = Number.NEGATIVE_INFINITY;
   /** cluster.json was read and matched: it is not read again. */
   #clusterChecked = false;
+  /** When head.json was last read with new content (this node's monotonic clock). */
+  #headChangedAtMs: number | null = null;
   /** head.json's epoch when last read: a new one (a promotion) asks for a sweep. */
   #headEpoch: bigint | null | undefined;
   /** Tables a reader waits on that this replica does not follow yet, probed at txn 1 (#probeUnknown). */
@@ -429,6 +433,7 @@ export class Follower implements TableFollower {
     return {
       tables,
       stalenessMs: this.stalenessMs(),
+      headUnchangedMs: this.headUnchangedMs(),
       polls: this.#polls,
       lastError: this.#backoff.lastError(now),
       fatal: this.#fatal?.message ?? null,
@@ -500,7 +505,8 @@ export class Follower implements TableFollower {
       this.#finishSweep(startedAtMs);
       return;
     }
-    await this.#readHead();
+    const headAtMs = this.#options.clock.monotonicMs();
+    if (await this.#readHead()) this.#confirmByHead(headAtMs);
     this.#startSweepIfDue(startedAtMs);
     const awaited = new Set(this.#awaitedKeys());
     const due = [...this.#tables.values()].filter(
@@ -656,27 +662,65 @@ export class Follower implements TableFollower {
     return true;
   }
 
-  /** Conditional GET of head.json: one request, 304 when nothing changed. A bad hint is ignored. */
-  async #readHead(): Promise<void> {
+  /**
+   * Conditional GET of head.json: one request, 304 when nothing changed. A bad hint is ignored.
+   * Returns whether the store's head.json is one this follower has read whole (unchanged, or just
+   * read): then it says what the primary has announced as uploaded.
+   */
+  async #readHead(): Promise<boolean> {
     const got = await this.#options.store.get(HEAD_KEY, {
       signal: this.#stopController.signal,
       ...(this.#headEtag === undefined ? {} : { ifNoneMatch: this.#headEtag }),
     });
-    if (got === null || got.status === 'not-modified') return;
+    if (got === null) {
+      this.#headEtag = undefined;
+      return false;
+    }
+    if (got.status === 'not-modified') return true;
     this.#headEtag = got.info.etag;
+    this.#headChangedAtMs = this.#options.clock.monotonicMs();
     const hint = parseHeadHint(got.body);
     if (hint === undefined) {
       this.#options.log.warn('head.json is not in the expected shape; ignoring the hint');
-      return;
+      for (const table of this.#tables.values()) table.inHead = false;
+      return false;
     }
     // A new epoch: a promotion. The old primary may have uploaded after its last head.json: sweep.
     if (this.#headEpoch !== undefined && hint.epoch !== this.#headEpoch) this.#sweepRequested = true;
     this.#headEpoch = hint.epoch;
+    for (const table of this.#tables.values()) table.inHead = false;
     for (const [key, { name, txn }] of hint.tables) {
       if (!this.#admits(key)) continue;
       const table = this.#tables.get(key) ?? this.#adopt(key, name);
-      if (table !== undefined && txn > table.headTxn) table.headTxn = txn;
+      if (table === undefined) continue;
+      table.inHead = true;
+      if (txn > table.headTxn) table.headTxn = txn;
     }
+    return true;
+  }
+
+  /**
+   * A poll whose head.json read (sent at `atMs`) announces nothing beyond what this node applied
+   * vouches for every table it lists: they are caught up with what the primary had announced then.
+   * So an idle, caught-up replica's staleness stays within a poll interval instead of growing until
+   * the next sweep (issue 19). A table head.json does not list, or lists ahead, is confirmed only by
+   * reading its own next key (#follow), as before. What head.json cannot vouch for: a segment a
+   * primary uploaded and died before announcing (head.json is rewritten at most every
+   * `replication.primary.head.update.interval` after an upload); the next sweep or the next
+   * promotion finds it, and `headUnchangedMs` shows how long the primary has announced nothing.
+   */
+  #confirmByHead(atMs: number): void {
+    for (const t of this.#tables.values()) {
+      if (t.inHead !== true || t.suspended !== null || t.partialFirst !== undefined || t.recheck === true)
+        continue;
+      if (t.headTxn > t.appliedTxn || t.busy !== undefined) continue;
+      if (t.confirmedAtMs === null || t.confirmedAtMs < atMs) t.confirmedAtMs = atMs;
+    }
+  }
+
+  /** Milliseconds since head.json last changed (the primary last announced an upload); null before one was read. */
+  headUnchangedMs(): number | null {
+    return this.#headChangedAtMs === null ? null : this.#options.clock.monotonicMs() - this.#headChangedAtMs;
   }
 
   async #discover(): Promise<void> {

@@ -337,6 +337,8 @@ export class ReplicaNode {
       acceptingWrites: false,
       ...this.#deps.writer?.status(),
       stalenessMs: follow.stalenessMs === null ? null : Math.round(follow.stalenessMs),
+      // How long the primary has announced no upload (head.json unchanged): idle, or gone.
+      primarySilentMs: follow.headUnchangedMs === null ? null : Math.round(follow.headUnchangedMs),
       polls: follow.polls,
       store: { description: this.#settings.store.description, lastError: follow.lastError },
       following: follow.fatal === null ? true : { stopped: follow.fatal },

@@ -57,6 +57,11 @@ export interface FollowerStatus<Table extends FollowedTableStatus = FollowedTabl
   /** TableFollower.stalenessMs(). */
   stalenessMs: number | null;
   /**
+   * Milliseconds since the primary last announced an upload (head.json changed): how long it has
+   * been silent, idle or gone; null before one was read, and for the sequenced follower (no head.json).
+   */
+  headUnchangedMs: number | null;
+  /**
    * Polls of the store since start; null for a follower that does not poll: the sequenced
    * follower waits on its source, which reports changes.
    */

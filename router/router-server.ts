@@ -155,8 +155,15 @@ interface OwnContext {
 /** `/ping`, `/settings`, `/status`, `/cluster`: answered by the router itself. */
 async function answerOwn(req: IncomingMessage, res: ServerResponse, context: OwnContext): Promise<boolean> {
   const path = pathOf(req.url);
-  if (path !== '/ping' && path !== '/settings' && path !== '/status' && path !== '/cluster') return false;
-  const allowed = path === '/ping' ? ['GET', 'HEAD'] : ['GET'];
+  if (
+    path !== '/ping' &&
+    path !== '/settings' &&
+    path !== '/status' &&
+    path !== '/cluster' &&
+    path !== '/health'
+  )
+    return false;
+  const allowed = path === '/ping' || path === '/health' ? ['GET', 'HEAD'] : ['GET'];
   if (!allowed.includes(req.method ?? '')) {
     res.setHeader('Allow', allowed.join(', '));
     sendJson(res, 405, {
@@ -172,6 +179,8 @@ async function answerOwn(req: IncomingMessage, res: ServerResponse, context: Own
     sendJson(res, 200, settingsBody(context.options.version));
   } else if (path === '/status') {
     sendJson(res, 200, routerStatus(context));
+  } else if (path === '/health') {
+    answerHealth(req, res, context);
   } else if (context.checkAuth !== undefined && !context.checkAuth(req.headers.authorization)) {
     sendJson(res, 401, {
       code: 'unauthorised',
@@ -181,6 +190,45 @@ async function answerOwn(req: IncomingMessage, res: ServerResponse, context: Own
     sendJson(res, 200, clusterBody(context.view.snapshot, context.clock.monotonicMs()));
   }
   return true;
+}
+
+/**
+ * `GET|HEAD /health` of the router (issue 19): 200 while it knows where writes go (a primary, or the
+ * writers of a sequenced cluster); with `?max_staleness_ms=N`, also while at least one reachable
+ * replica last reported a staleness within N (reads of `replica` preference need one). 503 with
+ * the reason otherwise.
+ */
+function answerHealth(req: IncomingMessage, res: ServerResponse, context: OwnContext): void {
+  const bound = new URL(req.url ?? '/', 'http://localhost').searchParams.get('max_staleness_ms');
+  if (bound !== null && !/^\d{1,12}$/.test(bound)) {
+    sendJson(res, 400, {
+      code: 'invalid',
+      message: 'max_staleness_ms must be a whole number of milliseconds',
+    });
+    return;
+  }
+  const snapshot = context.view.snapshot;
+  let reason: string | null = null;
+  if (snapshot.primary.url === null) reason = `no primary to write to: ${snapshot.primary.why}`;
+  else if (bound !== null) {
+    const fresh = snapshot.nodes.filter(
+      (n) =>
+        n.role === 'replica' && n.error === null && n.stalenessMs !== null && n.stalenessMs <= Number(bound),
+    );
+    if (fresh.length === 0) reason = `no reachable replica within max_staleness_ms=${bound}`;
+  }
+  res.setHeader('cache-control', 'no-store');
+  if (req.method === 'HEAD') {
+    res.writeHead(reason === null ? 200 : 503);
+    res.end();
+    return;
+  }
+  sendJson(res, reason === null ? 200 : 503, {
+    status: reason === null ? 'ok' : 'unavailable',
+    role: 'router',
+    primary: snapshot.primary.url,
+    ...(reason === null ? {} : { reason }),
+  });
 }
 
 /**

@@ -311,6 +311,7 @@ export class SequencedFollower implements TableFollower {
       source: this.#options.source.name,
       tables,
       stalenessMs: this.stalenessMs(),
+      headUnchangedMs: null,
       polls: null,
       lastError: this.#backoff.lastError(now),
       fatal: null,

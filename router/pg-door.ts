@@ -1,7 +1,14 @@
 import Database from 'better-sqlite3';
 import { type Agent, request } from 'undici';
 import { type ErrorCode, WalshipError } from '../core/index.js';
-import { PgError, type PgQueryOptions, type PgServer, rewriteForSqlite, startPgServer } from '../pg/index.js';
+import {
+  consistencyParams,
+  PgError,
+  type PgQueryOptions,
+  type PgServer,
+  rewriteForSqlite,
+  startPgServer,
+} from '../pg/index.js';
 import { encodePgParams, type PgPage } from '../table/index.js';
 import type { ClusterSnapshot } from './cluster-view.js';
 
@@ -78,10 +85,7 @@ async function readThroughRouter(
   const params = new URLSearchParams({ query: sql, fmt: 'pg' });
   if (query.describeOnly === true) params.set('describe', 'true');
   if (query.params !== undefined) params.set('pg_params', encodePgParams(query.params));
-  for (const name of ['min_txn', 'wait_ms', 'max_staleness_ms']) {
-    const value = query.session.get(`walship.${name}`);
-    if (value !== undefined && value !== '') params.set(name, value);
-  }
+  for (const [name, value] of consistencyParams(query.session)) params.set(name, value);
   const headers: Record<string, string> = {};
   const asked = query.session.get('read_preference');
   if (asked !== undefined) {

@@ -16,6 +16,7 @@ import { expressionKind, selectListOf } from './select-list.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 import {
   columnKindsOf,
+  mayHoldTimeLiterals,
   parseTimestampUs,
   registerTimeFunctions,
   rewriteTimeLiterals,
@@ -122,7 +123,8 @@ export function runQuery(db: Database.Database, request: QueryRequest): QueryOut
     try {
       db.prepare(SCHEMA_PROBE_SQL).get();
       if (namesPgCatalog(request.sql)) refreshPgCatalog(db);
-      timed = withTimeLiterals(request, timestampColumnsOf(db));
+      // The schema's timestamp columns are read only for SQL a rewrite could change.
+      timed = mayHoldTimeLiterals(request.sql) ? withTimeLiterals(request, timestampColumnsOf(db)) : request;
     } catch (error) {
       throw toQueryError(error, request.sql);
     }

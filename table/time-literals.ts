@@ -101,13 +101,19 @@ export interface TimeRewrite {
   timestampParams: Set<string>;
 }
 
+/** Whether `sql` has a string literal or a parameter, which rewriteTimeLiterals could change. */
+export function mayHoldTimeLiterals(sql: string): boolean {
+  return /['$:@?]/.test(sql);
+}
+
 /**
  * `sql` with the string literals compared with a column named in `timestampColumns` (lower case)
  * replaced by their µs, and the parameters compared so collected (see the file comment).
  */
+
 export function rewriteTimeLiterals(sql: string, timestampColumns: ReadonlySet<string>): TimeRewrite {
   const timestampParams = new Set<string>();
-  if (timestampColumns.size === 0 || !/['$:@?]/.test(sql)) return { sql, timestampParams };
+  if (timestampColumns.size === 0 || !mayHoldTimeLiterals(sql)) return { sql, timestampParams };
   const tokens = tokenizeSql(sql).filter((t) => t.kind !== 'x');
   const text = (t: SqlToken | undefined) => (t === undefined ? '' : sql.slice(t.start, t.end));
   const replacements: { start: number; end: number; text: string }[] = [];

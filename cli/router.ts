@@ -25,6 +25,8 @@ QuestDB clients, dashboards):
                                X-Walship-Staleness-Ms
   GET /cluster                 every node, its role, epoch, tables with txns and lag, and why the
                                primary is the primary (query credentials when configured)
+  GET /metrics                 Prometheus: requests, reads and writes per node, what the router
+                               believes (query credentials when configured)
   GET /status, /ping, /settings
 
 Keys: replication.object.store (epoch records; the node list when router.nodes is unset),
@@ -32,7 +34,8 @@ router.nodes, router.read.preference, router.refresh.interval, http.bind.to, htt
 line.http.max.request.size, log.level; pg.* for its PostgreSQL door (reads routed as over HTTP;
 SET READ_PREFERENCE = 'leader' | 'follower' | 'follower_preferred' per session). Credentials (http.user/http.password, http.auth.token,
 ilp.auth.token, query.auth.token) are the nodes' own: the router passes the client's
-Authorization header through unchanged, and checks the query credentials itself on /cluster only.
+Authorization header through unchanged, and checks the query credentials itself on /cluster and
+/metrics only.
 Several routers can run side by side: each keeps nothing but a cache of the cluster's state.
 Example:
   walship router --replication.object.store='fs::root=/var/lib/walship/store;' --http.bind.to=0.0.0.0:9000`;
@@ -80,6 +83,7 @@ export async function runRouterCommand(argv: string[], io: CommandIo): Promise<n
       clusterAuth: tokenAuth(config, 'query.auth.token') ?? httpAuth(config),
       version: await packageVersion(),
       log,
+      processMetrics: true,
     });
     const snapshot = router.view.snapshot;
     io.stdout(

@@ -29,10 +29,15 @@ export { renderMarkdownTable } from './markdown-table.js';
 export { nodeUrl } from './node-url.js';
 export { type Random, randomInt, seededRandom, systemRandom } from './random.js';
 export {
+  type ClusterStatus,
+  type ClusterStatusNode,
   createStatusPageHandler,
   STATUS_PAGE_CSP,
   STATUS_PAGE_HTML,
   STATUS_PAGE_LINE_COLOUR,
+  STATUS_PAGE_MARKER_COLOURS,
+  STATUS_PAGE_SWITCHING_COLOUR,
+  STATUS_PAGE_TABLE_COLOURS,
 } from './status-page.js';
 export { type StatusPathOptions, statusPathHider } from './status-paths.js';
 export {

@@ -137,9 +137,11 @@ export interface LeaseWatcherOptions {
    * The lease has not changed for the timeout (plus this candidate's jitter): promote — only past
    * the epoch this watcher is armed with (the expired lease's, or a newer claimed epoch whose
    * holder never renewed the lease), so that of two candidates whose timers run out together, the
-   * slower one does not replace the one just elected.
+   * slower one does not replace the one just elected. `lastChangeMs`: when (monotonic, `clock`)
+   * this watcher last saw the lease change (or started) — how long the cluster has been without a
+   * primary that renews it (`walship_failover_seconds`).
    */
-  onExpired: (afterEpoch: bigint | undefined) => Promise<void>;
+  onExpired: (afterEpoch: bigint | undefined, lastChangeMs: number) => Promise<void>;
 }
 
 /**
@@ -235,7 +237,8 @@ export class LeaseWatcher {
       return;
     }
     if (this.#stopped) return;
-    const unchangedForMs = Math.round(startedAtMs - this.#changedAtMs);
+    const lastChangeMs = this.#changedAtMs;
+    const unchangedForMs = Math.round(startedAtMs - lastChangeMs);
     this.#changedAtMs = startedAtMs; // a re-armed, failed or lost promotion waits a whole timeout again
     if (newest !== null && this.#leaseEpoch !== undefined && newest > this.#leaseEpoch) {
       this.#options.log.warn(
@@ -252,7 +255,7 @@ export class LeaseWatcher {
       { unchangedForMs },
       'the primary has not renewed its lease: promoting this replica',
     );
-    await this.#options.onExpired(afterEpoch).catch((error: unknown) => {
+    await this.#options.onExpired(afterEpoch, lastChangeMs).catch((error: unknown) => {
       this.#options.log.warn({ err: (error as Error).message }, 'automatic promotion did not happen');
     });
   }

@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  type Clock,
   createHttpAuthenticator,
   type HttpAuth,
   InvalidArgumentError,
   isWalshipError,
+  systemClock,
   WalshipError,
 } from '../core/index.js';
 import { BATCH_HASH_BYTES, BATCH_WRITER_PATTERN } from '../wal/index.js';
@@ -18,6 +20,7 @@ import type {
 } from './ilp-commit.js';
 import type { IlpLine } from './ilp-line.js';
 import { IlpParseError } from './ilp-parse-error.js';
+import { type IlpRequestEvent, ilpOutcomeOfStatus } from './ilp-request-event.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
 import { type ParseIlpInSlicesOptions, parseIlpInSlices } from './line-parser.js';
 import { type Precision, parsePrecision } from './precision.js';
@@ -70,6 +73,10 @@ export interface IlpHttpOptions {
   settingsExtra?: () => Record<string, unknown>;
   /** Called for every 5xx answer (with the errorId the client saw), for logging. Default: nothing. */
   onError?: (error: unknown, context: { errorId: string; status: number }) => void;
+  /** Called once per write request once it is answered (`/metrics`). Default: nothing. */
+  onRequest?: (event: IlpRequestEvent) => void;
+  /** Times requests for `onRequest`. Default systemClock. */
+  clock?: Clock;
 }
 
 /**
@@ -121,20 +128,39 @@ export function createIlpHttpHandler(options: IlpHttpOptions): IlpHttpHandler {
     authenticate,
     errors,
   };
+  const clock = options.clock ?? systemClock;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = pathOf(req.url);
     if (!WRITE_PATHS.has(path) && path !== '/ping' && path !== '/settings') return false;
+    const tally: WriteTally = { bytes: 0, rows: 0, batch: undefined };
+    const startedMs = options.onRequest === undefined ? 0 : clock.monotonicMs();
     try {
       if (path === '/ping') answerPing(req, res, errors);
       else if (path === '/settings') answerSettings(req, res, context);
-      else await answerWrite(req, res, context);
+      else await answerWrite(req, res, context, tally);
     } catch (error) {
       // A bug: answer 500 if still possible, and tell the operator.
       errors.send(res, 500, 'internal error', 'internal error', 0, { error });
     }
+    if (options.onRequest !== undefined && WRITE_PATHS.has(path)) {
+      options.onRequest({
+        transport: 'http',
+        outcome: ilpOutcomeOfStatus(res.headersSent ? res.statusCode : null, tally.batch),
+        rows: tally.rows,
+        bytes: tally.bytes,
+        seconds: (clock.monotonicMs() - startedMs) / 1000,
+      });
+    }
     return true;
   };
   return Object.assign(handle, { handle });
+}
+
+/** What one write request read and committed, for `onRequest`. */
+interface WriteTally {
+  bytes: number;
+  rows: number;
+  batch: IlpCommitResult['batch'];
 }
 
 interface WriteContext {
@@ -242,7 +268,12 @@ function checkWriteRequest(
   }
 }
 
-async function answerWrite(req: IncomingMessage, res: ServerResponse, context: WriteContext): Promise<void> {
+async function answerWrite(
+  req: IncomingMessage,
+  res: ServerResponse,
+  context: WriteContext,
+  tally: WriteTally,
+): Promise<void> {
   const precision = checkWriteRequest(req, res, context);
   if (precision === null) return;
   const { errors, maxRequestBytes } = context;
@@ -279,7 +310,7 @@ async function answerWrite(req: IncomingMessage, res: ServerResponse, context: W
     return;
   }
   try {
-    await readAndCommit(req, res, { precision, batch }, declared, room, context);
+    await readAndCommit(req, res, { precision, batch }, declared, room, context, tally);
   } finally {
     room.release();
   }
@@ -325,6 +356,7 @@ async function readAndCommit(
   declared: number,
   room: Reservation,
   context: WriteContext,
+  tally: WriteTally,
 ): Promise<void> {
   const { errors, maxRequestBytes } = context;
   let body: Buffer | null;
@@ -340,6 +372,7 @@ async function readAndCommit(
     return;
   }
   room.shrinkTo(body.length);
+  tally.bytes = body.length;
   const identity: IlpBatchIdentity | undefined =
     batch === undefined ? undefined : { ...batch, hash: bodyDigest(body) };
   const source = bodySource(body, { precision, limits: context.limits });
@@ -358,6 +391,8 @@ async function readAndCommit(
     answerCommitError(res, errors, error);
     return;
   }
+  tally.rows = result?.rows ?? 0;
+  tally.batch = result?.batch;
   answerNoContent(res, result);
 }
 

@@ -25,6 +25,8 @@ export interface IlpCommitResult {
    * or `replayed` (committed before; nothing written). Absent: the identity was ignored.
    */
   batch?: 'committed' | 'replayed';
+  /** Rows this request committed (0 for a replay), for `/metrics`; absent when the write path does not say. */
+  rows?: number;
 }
 
 /**

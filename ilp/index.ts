@@ -20,6 +20,13 @@ export type {
 } from './ilp-commit.js';
 export type { IlpField, IlpFieldValue, IlpLine, IlpSymbol } from './ilp-line.js';
 export { IlpParseError } from './ilp-parse-error.js';
+export {
+  ILP_OUTCOMES,
+  type IlpOutcome,
+  type IlpRequestEvent,
+  ilpOutcomeOfError,
+  ilpOutcomeOfStatus,
+} from './ilp-request-event.js';
 export { DEFAULT_ILP_LIMITS, type IlpLimits, resolveIlpLimits } from './limits.js';
 export {
   asBatch,

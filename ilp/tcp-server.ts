@@ -11,6 +11,7 @@ import {
   type TlsCredentials,
 } from '../core/index.js';
 import type { IlpCommit } from './ilp-commit.js';
+import { type IlpOutcome, type IlpRequestEvent, ilpOutcomeOfError } from './ilp-request-event.js';
 import { type IlpLimits, resolveIlpLimits } from './limits.js';
 import { parseCompleteIlpBatch } from './line-parser.js';
 import { type Precision, parsePrecision } from './precision.js';
@@ -53,8 +54,14 @@ export interface IlpTcpServerOptions {
   maxConnections?: number;
   /** Connection-level events (never data, keys or signatures). Default: nothing. */
   log?: (message: string) => void;
-  /** Times the authentication deadline. Default systemClock. */
+  /** Times the authentication deadline (and batches for `onBatch`). Default systemClock. */
   clock?: Clock;
+  /**
+   * Called once per batch (committed, or refused: the connection then closes) and once per
+   * connection refused before any batch (not accepting writes, a failed challenge), for `/metrics`.
+   * Default: nothing.
+   */
+  onBatch?: (event: IlpRequestEvent) => void;
 }
 
 export interface IlpTcpServer {
@@ -81,6 +88,7 @@ export async function startIlpTcpServer(options: IlpTcpServerOptions): Promise<I
   const connections = new Set<IlpTcpConnection>();
   const accept = (socket: Socket) => {
     if (!options.acceptingWrites()) {
+      config.report('refused', 0, 0, undefined);
       socket.destroy();
       return;
     }
@@ -121,6 +129,10 @@ interface TcpConfig {
   authTimeoutMs: number;
   log: (message: string) => void;
   clock: Clock;
+  /** Reports a batch to `onBatch` (nothing without one); `startedMs` undefined: 0 seconds. */
+  report: (outcome: IlpOutcome, rows: number, bytes: number, startedMs: number | undefined) => void;
+  /** Monotonic ms for a batch's start when `onBatch` is set, else 0 (no clock read on the hot path). */
+  startMs: () => number;
 }
 
 function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
@@ -133,6 +145,8 @@ function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
   if (maxBatchBytes < limits.maxLineBytes + 2) {
     throw new InvalidArgumentError(`maxBatchBytes (${maxBatchBytes}) must be at least maxLineBytes + 2`);
   }
+  const clock = options.clock ?? systemClock;
+  const onBatch = options.onBatch;
   return {
     commit: options.commit,
     acceptingWrites: options.acceptingWrites,
@@ -144,7 +158,16 @@ function resolveConfig(options: IlpTcpServerOptions): TcpConfig {
     maxBatchBytes,
     authTimeoutMs: options.authTimeoutMs ?? DEFAULT_AUTH_TIMEOUT_MS,
     log: options.log ?? (() => {}),
-    clock: options.clock ?? systemClock,
+    clock,
+    report: (outcome, rows, bytes, startedMs) =>
+      onBatch?.({
+        transport: 'tcp',
+        outcome,
+        rows,
+        bytes,
+        seconds: startedMs === undefined ? 0 : (clock.monotonicMs() - startedMs) / 1000,
+      }),
+    startMs: onBatch === undefined ? () => 0 : () => clock.monotonicMs(),
   };
 }
 
@@ -251,6 +274,7 @@ class IlpTcpConnection {
   private receiveKeyId(keyId: string): void {
     const key = this.config.keys?.get(keyId);
     if (key === undefined) {
+      this.config.report('refused', 0, 0, undefined);
       this.close('authentication failed: unknown key id');
       return;
     }
@@ -262,6 +286,7 @@ class IlpTcpConnection {
 
   private receiveSignature(signature: string): void {
     if (!verifyChallenge(this.key!, this.challenge!, signature)) {
+      this.config.report('refused', 0, 0, undefined);
       this.close('authentication failed: bad signature');
       return;
     }
@@ -286,6 +311,7 @@ class IlpTcpConnection {
         this.socket.resume();
       }
       const window = this.pending.subarray(0, Math.min(this.pending.length, this.config.maxBatchBytes));
+      const startedMs = this.config.startMs();
       let batch: ReturnType<typeof parseCompleteIlpBatch>;
       try {
         batch = parseCompleteIlpBatch(window, {
@@ -294,19 +320,28 @@ class IlpTcpConnection {
           firstLineNumber: this.nextLineNumber,
         });
       } catch (error) {
+        this.config.report('client_error', 0, 0, startedMs);
         return this.close(`parse error (${describe(error)})`);
       }
-      if (batch.consumedBytes === 0) return;
-      this.pending = this.pending.subarray(batch.consumedBytes);
+      const bytes = batch.consumedBytes;
+      if (bytes === 0) return;
+      this.pending = this.pending.subarray(bytes);
       this.nextLineNumber = batch.nextLineNumber;
       if (batch.batch.lineCount === 0) continue;
-      if (!this.config.acceptingWrites()) return this.close('not accepting writes');
+      if (!this.config.acceptingWrites()) {
+        this.config.report('refused', 0, bytes, startedMs);
+        return this.close('not accepting writes');
+      }
       this.socket.pause();
+      let rows: number;
       try {
-        await this.config.commit(batch.batch, { protocol: 'tcp' });
+        const result = await this.config.commit(batch.batch, { protocol: 'tcp' });
+        rows = result.rows ?? batch.batch.lineCount;
       } catch (error) {
+        this.config.report(ilpOutcomeOfError(error), 0, bytes, startedMs);
         return this.close(`commit refused (${describe(error)})`);
       }
+      this.config.report('ok', rows, bytes, startedMs);
       // The connection may have been closed while the batch committed.
       if (!this.isClosed()) this.socket.resume();
     }

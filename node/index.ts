@@ -13,6 +13,13 @@ export {
   type SegmentUploadEvent,
 } from './node-metrics.js';
 export { NodeRegistration, REGISTRATION_UNCHANGED_REWRITE_MS } from './node-registry.js';
+export {
+  PROMOTION_TRIGGERS,
+  type PromotionEvent,
+  type PromotionTrigger,
+  promotionTriggerOf,
+  queryOutcomeOfError,
+} from './request-metrics.js';
 export type { SequencedSettings } from './sequenced-roles.js';
 export {
   type NodeDeps,

@@ -1,7 +1,8 @@
 /**
  * NodeActivity on a fake clock and scripted `/status` answers: the sample ring and its time window
- * are bounded, events are a bounded ring read newest first, lag and backlog are read per role, and
- * table suspensions are detected from successive samples. The node wiring and the page are tested
+ * are bounded, events are a bounded ring read newest first, lag and backlog are read per role, the
+ * laggiest tables are sampled (a bounded number) and drawn as lines, and table suspensions are
+ * detected from successive samples with their durations. The node wiring and the page are tested
  * in tests/status-page.test.ts.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -9,9 +10,12 @@ import { type Clock, systemClock } from '../core/index.js';
 import {
   ACTIVITY_EVENTS_MAX,
   ACTIVITY_SAMPLES_MAX,
+  ACTIVITY_TABLE_LINES_MAX,
+  ACTIVITY_TABLES_SAMPLED_MAX,
   EVENT_MESSAGE_MAX_CHARS,
   NodeActivity,
   sampleOf,
+  tableLagsOf,
 } from './node-activity.js';
 
 function fakeClock(startMs = 1_700_000_000_000): Clock & { advance(ms: number): void } {
@@ -32,8 +36,8 @@ function replicaStatus(stalenessMs: number | null, tables: Record<string, unknow
   return { role: 'replica', nodeId: 'r', stalenessMs, tables };
 }
 
-function replicaTable(name: string, txnsBehind: string, suspended: unknown = null) {
-  return { name, key: name, appliedTxn: '5', epoch: '1', txnsBehind, suspended };
+function replicaTable(name: string, txnsBehind: string, suspended: unknown = null, sinceCaughtUpMs = 0) {
+  return { name, key: name, appliedTxn: '5', epoch: '1', txnsBehind, suspended, sinceCaughtUpMs };
 }
 
 afterEach(() => {
@@ -162,6 +166,75 @@ describe('sampleOf', () => {
   });
 });
 
+describe('per-table lag', () => {
+  it('tableLagsOf: the laggiest tables first, a replica by sinceCaughtUpMs, a primary by oldestPendingAgeMs', () => {
+    const replica = replicaStatus(5, [
+      replicaTable('a', '0', null, 30),
+      replicaTable('b', '0', null, 70),
+      { ...replicaTable('c', '0'), sinceCaughtUpMs: null },
+    ]);
+    expect(tableLagsOf(replica, 8), 'c never caught up: unknown, left out').toEqual([
+      ['b', 70],
+      ['a', 30],
+    ]);
+    expect(tableLagsOf(replica, 1)).toEqual([['b', 70]]);
+    const primary = {
+      role: 'primary',
+      epoch: '2',
+      tables: [
+        { name: 'x', oldestPendingAgeMs: null },
+        { name: 'y', oldestPendingAgeMs: 12 },
+      ],
+    };
+    expect(tableLagsOf(primary, 8), 'nothing pending is a lag of 0').toEqual([
+      ['y', 12],
+      ['x', 0],
+    ]);
+    expect(tableLagsOf({ role: 'switching' }, 8)).toEqual([]);
+  });
+
+  it('keeps ACTIVITY_TABLES_SAMPLED_MAX tables a sample and draws the ACTIVITY_TABLE_LINES_MAX that lagged most', () => {
+    const clock = fakeClock();
+    const tableCount = ACTIVITY_TABLES_SAMPLED_MAX + 4;
+    let round = 0;
+    // Table tN lags N ms (t0 never); in the second sample t1 lags most of all.
+    const status = () =>
+      replicaStatus(
+        1,
+        Array.from({ length: tableCount }, (_, n) =>
+          replicaTable(`t${n}`, '0', null, round === 1 && n === 1 ? 1_000 : n),
+        ),
+      );
+    const activity = new NodeActivity({ clock, status, sampleIntervalMs: 100 });
+    for (round = 0; round < 3; round++) {
+      activity.sample();
+      clock.advance(100);
+    }
+    const { samples, tableLines } = activity.history();
+    expect(samples).toHaveLength(3);
+    const top = Array.from({ length: ACTIVITY_TABLE_LINES_MAX - 1 }, (_, i) => `t${tableCount - 1 - i}`);
+    expect(tableLines.map((l) => l.name)).toEqual(['t1', ...top]);
+    expect(tableLines[0]?.lagMs, 't1 was among the sampled tables only when it lagged most').toEqual([
+      null,
+      1_000,
+      null,
+    ]);
+    expect(tableLines[1]?.lagMs).toEqual([tableCount - 1, tableCount - 1, tableCount - 1]);
+    expect(tableLines.every((l) => l.lagMs.length === samples.length)).toBe(true);
+  });
+
+  it('leaves out tables that never lagged', () => {
+    const clock = fakeClock();
+    const activity = new NodeActivity({
+      clock,
+      status: () => ({ role: 'primary', epoch: '1', tables: [{ name: 'idle', oldestPendingAgeMs: null }] }),
+      sampleIntervalMs: 100,
+    });
+    activity.sample();
+    expect(activity.history().tableLines).toEqual([]);
+  });
+});
+
 describe('NodeActivity events', () => {
   it('keeps the last ACTIVITY_EVENTS_MAX events, newest first, each stamped with the wall clock', () => {
     const clock = fakeClock();
@@ -208,6 +281,7 @@ describe('NodeActivity events', () => {
         at: clock.wallMs(),
         kind: 'suspended',
         message: 'table a suspended: CORRUPT_SEGMENT: checksum mismatch',
+        table: 'a',
       },
     ]);
     clock.advance(100);
@@ -216,6 +290,24 @@ describe('NodeActivity events', () => {
       ['resumed', 'table a resumed'],
       ['suspended', 'table a suspended: CORRUPT_SEGMENT: checksum mismatch'],
     ]);
+    expect(activity.events()[0], 'suspended from the second sample to the fourth').toMatchObject({
+      table: 'a',
+      durationMs: 100,
+    });
+  });
+
+  it('keeps a duration and a table given with an event, rounded and never negative', () => {
+    const clock = fakeClock();
+    const activity = new NodeActivity({ clock, status: () => ({}), sampleIntervalMs: 1_000 });
+    activity.record('promoted', 'promoted to primary at epoch 2 (x)', { durationMs: 1234.6 });
+    activity.record('role', 'clock went back', { durationMs: -5 });
+    activity.record('demoted', 'no duration');
+    expect(activity.events().map((e) => [e.kind, e.durationMs])).toEqual([
+      ['demoted', undefined],
+      ['role', 0],
+      ['promoted', 1235],
+    ]);
+    expect('durationMs' in activity.events()[0]!, 'absent, not undefined, in the JSON').toBe(false);
   });
 
   it('a role change forgets suspensions instead of reporting them resumed', () => {

@@ -1,7 +1,8 @@
 /**
  * What a node's status page shows beyond the current `/status` (issue 6): lag and backlog sampled
- * over the last minutes, and the role changes, fences, divergences and table suspensions that
- * happened. `WalshipNode` keeps one across role changes, so a promotion's history stays visible.
+ * over the last minutes, overall and for the laggiest tables (issue 19), and the role changes,
+ * fences, divergences and table suspensions that happened, with how long each took when known.
+ * `WalshipNode` keeps one across role changes, so a promotion's history stays visible.
  *
  * Both histories are rings: memory is bounded whatever the node does (STYLE rule 7).
  */
@@ -17,6 +18,13 @@ export const ACTIVITY_EVENTS_MAX = 50;
 export const STATUS_EVENTS_MAX = 20;
 /** An event message longer than this is cut (messages may carry a store's error text). */
 export const EVENT_MESSAGE_MAX_CHARS = 1_000;
+/**
+ * Tables whose lag one sample keeps: the laggiest at that moment. Memory is samples × this (at most
+ * 6 000 × 8 pairs), whatever the node's number of tables.
+ */
+export const ACTIVITY_TABLES_SAMPLED_MAX = 8;
+/** Per-table lines in `/status/history`: the tables with the largest lag over the window. */
+export const ACTIVITY_TABLE_LINES_MAX = 5;
 
 /** One look at the node's `/status`. */
 export interface ActivitySample {
@@ -53,6 +61,27 @@ export interface ActivityEvent {
   at: number;
   kind: ActivityEventKind;
   message: string;
+  /**
+   * How long what this event ends took, when known: a promotion from its start to taking writes, a
+   * demotion from refusing writes to following as a replica, a suspension until it was resumed, a
+   * fence until the node followed the new primary. It began at `at - durationMs`.
+   */
+  durationMs?: number;
+  /** The table a suspension or resumption is about. */
+  table?: string;
+}
+
+/** Optional facts of an event (see ActivityEvent). */
+export interface ActivityEventDetails {
+  durationMs?: number;
+  table?: string;
+}
+
+/** One table's lag over the samples of `/status/history`. */
+export interface TableLagLine {
+  name: string;
+  /** Aligned with `samples`: null where this table was not among the laggiest sampled, or its lag unknown. */
+  lagMs: (number | null)[];
 }
 
 /** `GET /status/history`. */
@@ -65,9 +94,24 @@ export interface ActivityHistory {
   nowMs: number;
   /** Oldest first. */
   samples: ActivitySample[];
+  /**
+   * The ACTIVITY_TABLE_LINES_MAX tables with the largest lag over `samples` (a replica's
+   * `sinceCaughtUpMs`, a primary's `oldestPendingAgeMs`), largest first; tables that never lagged
+   * are left out.
+   */
+  tableLines: TableLagLine[];
   /** Newest first. */
   events: ActivityEvent[];
 }
+
+/** A sample and the lag of the tables that lagged most when it was taken. */
+interface StoredSample {
+  sample: ActivitySample;
+  tables: readonly TableLag[];
+}
+
+/** [table name, lag in ms]. */
+type TableLag = readonly [string, number];
 
 export interface NodeActivityOptions {
   clock: Clock;
@@ -116,10 +160,10 @@ class Ring<T> {
 export class NodeActivity {
   readonly #options: NodeActivityOptions;
   readonly #historyMs: number;
-  readonly #samples: Ring<ActivitySample>;
+  readonly #samples: Ring<StoredSample>;
   readonly #events = new Ring<ActivityEvent>(ACTIVITY_EVENTS_MAX);
-  /** Suspended replica tables at the last sample: name → what `suspended` said. */
-  #suspended = new Map<string, string>();
+  /** Suspended replica tables at the last sample: name → what `suspended` said and since when (wall ms). */
+  #suspended = new Map<string, { reason: string; sinceMs: number }>();
   #timer: Timer | undefined;
   #stopped = false;
 
@@ -176,23 +220,31 @@ export class NodeActivity {
       return undefined;
     }
     const sample = sampleOf(status, this.#options.clock.wallMs());
-    this.#samples.push(sample);
+    this.#samples.push({ sample, tables: tableLagsOf(status, ACTIVITY_TABLES_SAMPLED_MAX) });
     this.#detectSuspensions(status);
     return sample;
   }
 
-  record(kind: ActivityEventKind, message: string): void {
+  record(kind: ActivityEventKind, message: string, details: ActivityEventDetails = {}): void {
     const text =
       message.length > EVENT_MESSAGE_MAX_CHARS
         ? `${message.slice(0, EVENT_MESSAGE_MAX_CHARS - 1)}…`
         : message;
-    this.#events.push({ at: this.#options.clock.wallMs(), kind, message: text });
+    const event: ActivityEvent = { at: this.#options.clock.wallMs(), kind, message: text };
+    if (details.durationMs !== undefined && Number.isFinite(details.durationMs))
+      event.durationMs = Math.max(0, Math.round(details.durationMs));
+    if (details.table !== undefined) event.table = details.table;
+    this.#events.push(event);
   }
 
   /** Samples of the last `historyMs`, oldest first. */
   samples(): ActivitySample[] {
+    return this.#window().map((s) => s.sample);
+  }
+
+  #window(): StoredSample[] {
     const since = this.#options.clock.wallMs() - this.#historyMs;
-    return this.#samples.toArray().filter((s) => s.at >= since);
+    return this.#samples.toArray().filter((s) => s.sample.at >= since);
   }
 
   /** The last `limit` events, newest first. */
@@ -201,11 +253,13 @@ export class NodeActivity {
   }
 
   history(): ActivityHistory {
+    const window = this.#window();
     return {
       intervalMs: this.#options.sampleIntervalMs,
       historyMs: this.#historyMs,
       nowMs: this.#options.clock.wallMs(),
-      samples: this.samples(),
+      samples: window.map((s) => s.sample),
+      tableLines: tableLines(window, ACTIVITY_TABLE_LINES_MAX),
       events: this.events(),
     };
   }
@@ -216,20 +270,58 @@ export class NodeActivity {
       this.#suspended = new Map();
       return;
     }
-    const now = new Map<string, string>();
+    const nowMs = this.#options.clock.wallMs();
+    const now = new Map<string, { reason: string; sinceMs: number }>();
     for (const table of tablesOf(status)) {
       const name = typeof table.name === 'string' ? table.name : undefined;
       const suspended = table.suspended;
       if (name === undefined || suspended === null || typeof suspended !== 'object') continue;
       const { code, message } = suspended as { code?: unknown; message?: unknown };
-      now.set(name, `${String(code)}: ${String(message)}`);
+      const reason = `${String(code)}: ${String(message)}`;
+      now.set(name, { reason, sinceMs: this.#suspended.get(name)?.sinceMs ?? nowMs });
     }
-    for (const [name, reason] of now)
-      if (!this.#suspended.has(name)) this.record('suspended', `table ${name} suspended: ${reason}`);
-    for (const name of this.#suspended.keys())
-      if (!now.has(name)) this.record('resumed', `table ${name} resumed`);
+    for (const [name, { reason }] of now)
+      if (!this.#suspended.has(name))
+        this.record('suspended', `table ${name} suspended: ${reason}`, { table: name });
+    for (const [name, { sinceMs }] of this.#suspended)
+      if (!now.has(name))
+        this.record('resumed', `table ${name} resumed`, { table: name, durationMs: nowMs - sinceMs });
     this.#suspended = now;
   }
+}
+
+/**
+ * The `limit` laggiest tables of a `/status` JSON, largest lag first: a replica table's
+ * `sinceCaughtUpMs` (unknown ones left out), a primary table's `oldestPendingAgeMs` (0 when nothing
+ * is pending). Nothing while switching.
+ */
+export function tableLagsOf(status: Record<string, unknown>, limit: number): TableLag[] {
+  const field =
+    status.role === 'replica' ? 'sinceCaughtUpMs' : status.role === 'primary' ? 'oldestPendingAgeMs' : null;
+  if (field === null) return [];
+  const lags: TableLag[] = [];
+  for (const table of tablesOf(status)) {
+    if (typeof table.name !== 'string') continue;
+    const lagMs = numberOrNull(table[field]) ?? (field === 'oldestPendingAgeMs' ? 0 : null);
+    if (lagMs !== null) lags.push([table.name, lagMs]);
+  }
+  return lags.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, limit);
+}
+
+/** The `limit` tables with the largest lag over `window`, each as a line aligned with its samples. Pure. */
+function tableLines(window: readonly StoredSample[], limit: number): TableLagLine[] {
+  const maxLagMs = new Map<string, number>();
+  for (const { tables } of window)
+    for (const [name, lagMs] of tables) maxLagMs.set(name, Math.max(maxLagMs.get(name) ?? 0, lagMs));
+  const names = [...maxLagMs]
+    .filter(([, lagMs]) => lagMs > 0)
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .slice(0, limit)
+    .map(([name]) => name);
+  return names.map((name) => ({
+    name,
+    lagMs: window.map(({ tables }) => tables.find(([n]) => n === name)?.[1] ?? null),
+  }));
 }
 
 /** A sample of a `/status` JSON (primary, replica or switching). */

@@ -19,75 +19,11 @@ import {
   withMetrics,
   withRetries,
 } from '../objectstore/index.js';
+import { type Exposition, parseExposition, sum, value, values } from '../tests/helpers/exposition.js';
 import { gatedStore } from '../tests/helpers/gated-store.js';
 import { testNodeSettings } from '../tests/helpers/test-node.js';
 import { NodeMetrics } from './node-metrics.js';
 import { WalshipNode } from './walship-node.js';
-
-/** One sample of the exposition: `name{labels} value`. */
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-interface Exposition {
-  samples: Sample[];
-  help: Map<string, string>;
-  type: Map<string, string>;
-  /** Lines that are neither a comment nor a sample (must stay empty). */
-  invalid: string[];
-}
-
-const SAMPLE_LINE =
-  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?(?:\d+(?:\.\d+)?(?:e[+-]?\d+)?|NaN|\+Inf|-Inf))$/;
-const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-
-/** The text format 0.0.4, strictly enough to catch a malformed line. */
-function parseExposition(text: string): Exposition {
-  const out: Exposition = { samples: [], help: new Map(), type: new Map(), invalid: [] };
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    const comment = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$/.exec(line);
-    if (comment !== null) {
-      (comment[1] === 'HELP' ? out.help : out.type).set(comment[2]!, comment[3]!);
-      continue;
-    }
-    const sample = SAMPLE_LINE.exec(line);
-    if (sample === null) {
-      out.invalid.push(line);
-      continue;
-    }
-    const labels: Record<string, string> = {};
-    const body = sample[2] ?? '';
-    let consumed = 0;
-    for (const match of body.matchAll(LABEL)) {
-      labels[match[1]!] = match[2]!;
-      consumed += match[0].length;
-    }
-    // Every character of the braces is a label or a separating comma.
-    if (consumed + Math.max(0, Object.keys(labels).length - 1) !== body.length) out.invalid.push(line);
-    out.samples.push({ name: sample[1]!, labels, value: Number(sample[3]) });
-  }
-  return out;
-}
-
-function values(exposition: Exposition, name: string, where: Record<string, string> = {}): Sample[] {
-  return exposition.samples.filter(
-    (s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v),
-  );
-}
-
-/** The single value of `name` with labels `where` (fails when there is none or several). */
-function value(exposition: Exposition, name: string, where: Record<string, string> = {}): number {
-  const found = values(exposition, name, where);
-  expect(found, `${name} ${JSON.stringify(where)}`).toHaveLength(1);
-  return found[0]!.value;
-}
-
-function sum(exposition: Exposition, name: string, where: Record<string, string> = {}): number {
-  return values(exposition, name, where).reduce((total, s) => total + s.value, 0);
-}
 
 async function scrape(node: WalshipNode, headers: Record<string, string> = {}) {
   const response = await fetch(`http://127.0.0.1:${node.httpPort}/metrics`, { headers });
@@ -314,6 +250,24 @@ describe('GET /metrics', () => {
       expect(exposition.type.get(family), sample.name).toMatch(/^(counter|gauge|histogram)$/);
       expect(exposition.help.has(family), sample.name).toBe(true);
       if (exposition.type.get(family) === 'counter') expect(sample.name).toMatch(/_total$/);
+    }
+    // The request-side families (tests/metrics.test.ts moves them) are declared from the first scrape.
+    const families: Record<string, string> = {
+      walship_ilp_requests_total: 'counter',
+      walship_ilp_rows_total: 'counter',
+      walship_ilp_received_bytes_total: 'counter',
+      walship_ilp_request_seconds: 'histogram',
+      walship_durable_ack_seconds: 'histogram',
+      walship_queries_total: 'counter',
+      walship_query_seconds: 'histogram',
+      walship_reads_refused_total: 'counter',
+      walship_promotions_total: 'counter',
+      walship_promotion_seconds: 'histogram',
+      walship_failover_seconds: 'histogram',
+    };
+    for (const [name, type] of Object.entries(families)) {
+      expect(exposition.type.get(name), name).toBe(type);
+      expect(exposition.help.get(name), name).toMatch(/\S/);
     }
   });
 

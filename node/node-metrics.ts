@@ -4,14 +4,23 @@
  *
  * Two sources, so no state is copied: gauges are read from the node's `/status` at each scrape
  * (`collect()`), counters and histograms are fed by events (segment uploads and applies, store
- * requests and retries, role changes and fences).
+ * requests and retries, role changes and fences; ILP requests, durable acks, queries, refused
+ * reads and promotions: request-metrics.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { createHttpAuthenticator, type HttpAuth, type HttpHandler, sendJson } from '../core/index.js';
+import type { IlpRequestEvent } from '../ilp/index.js';
 import type { RetryEvent, StoreRequestEvent } from '../objectstore/index.js';
 import type { UploaderOptions } from '../primary/index.js';
-import type { FollowerOptions } from '../replica/index.js';
+import type { FollowerOptions, ReadRefusalReason } from '../replica/index.js';
+import type { QueryOutcome } from '../table/index.js';
+import {
+  type DURABLE_ACK_OUTCOMES,
+  type PromotionEvent,
+  type QueryProtocol,
+  RequestMetrics,
+} from './request-metrics.js';
 
 export type SegmentUploadEvent = Parameters<NonNullable<UploaderOptions['onUpload']>>[0];
 export type SegmentApplyEvent = Parameters<NonNullable<FollowerOptions['onApply']>>[0];
@@ -56,6 +65,7 @@ export class NodeMetrics {
   readonly #storeBytes: Counter<'op'>;
   readonly #storeRetries: Counter<'op'>;
   readonly #fencing: Counter<'kind'>;
+  readonly #requests: RequestMetrics;
 
   constructor(options: NodeMetricsOptions = {}) {
     const registers = [this.registry];
@@ -135,6 +145,7 @@ export class NodeMetrics {
     });
     // Known label values start at 0, so rate() and increase() see the first event.
     for (const kind of FENCING_EVENT_KINDS) this.#fencing.inc({ kind }, 0);
+    this.#requests = new RequestMetrics(registers);
     this.#statusGauges(registers);
     if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry });
   }
@@ -168,6 +179,31 @@ export class NodeMetrics {
 
   onFencingEvent(kind: FencingEventKind): void {
     this.#fencing.inc({ kind });
+  }
+
+  /** One ILP request (HTTP) or batch (TCP), answered. */
+  onIlpRequest(event: IlpRequestEvent): void {
+    this.#requests.onIlpRequest(event);
+  }
+
+  /** One durable ack's wait for the store. */
+  onDurableAck(outcome: (typeof DURABLE_ACK_OUTCOMES)[number], seconds: number): void {
+    this.#requests.onDurableAck(outcome, seconds);
+  }
+
+  /** One read, answered (or not: `cancelled`). */
+  onQuery(protocol: QueryProtocol, outcome: QueryOutcome, seconds: number): void {
+    this.#requests.onQuery(protocol, outcome, seconds);
+  }
+
+  /** One read a replica's read consistency refused. */
+  onReadRefused(reason: ReadRefusalReason): void {
+    this.#requests.onReadRefused(reason);
+  }
+
+  /** One promotion of this node, ended. */
+  onPromotion(event: PromotionEvent): void {
+    this.#requests.onPromotion(event);
   }
 
   /** The exposition text, its gauges read from `status` (the node's `/status` now). */

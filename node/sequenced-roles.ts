@@ -148,12 +148,13 @@ export class WriterSlot implements NodeWriter {
     this.#queue = undefined;
   }
 
-  commit = async (lines: IlpLines): Promise<{ txnHeader?: string }> => {
+  commit = async (lines: IlpLines): Promise<{ txnHeader?: string; rows: number }> => {
     const writer = this.#writer;
     if (writer === undefined)
       throw new WalshipError('NOT_ACCEPTING_WRITES', 'fenced', 'this writer is not started yet');
     const result = await writer.commitLines(lines, this.#ackMode);
-    return result.txnHeader === '' ? {} : { txnHeader: result.txnHeader };
+    const rows = result.txns.reduce((sum, t) => sum + t.rows, 0);
+    return result.txnHeader === '' ? { rows } : { txnHeader: result.txnHeader, rows };
   };
 
   acceptingWrites(): boolean {

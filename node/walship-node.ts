@@ -47,7 +47,13 @@ import {
 } from '../primary/index.js';
 import { type ReplicaDeps, ReplicaNode, type ReplicaSettings } from '../replica/index.js';
 import { moveDatabaseFiles, TableStore } from '../table/index.js';
-import { type ActivityEventKind, NodeActivity, STATUS_EVENTS_MAX } from './node-activity.js';
+import { ClusterStatusSource } from './cluster-status.js';
+import {
+  type ActivityEventDetails,
+  type ActivityEventKind,
+  NodeActivity,
+  STATUS_EVENTS_MAX,
+} from './node-activity.js';
 import {
   createMetricsHandler,
   FENCING_EVENT_KINDS,
@@ -55,6 +61,7 @@ import {
   NodeMetrics,
 } from './node-metrics.js';
 import { NodeRegistration } from './node-registry.js';
+import { type PromotionTrigger, promotionTriggerOf, queryOutcomeOfError } from './request-metrics.js';
 import {
   openWriter,
   type SequencedSettings,
@@ -227,6 +234,15 @@ export class WalshipNode {
   readonly #activity: NodeActivity;
   /** The status page and `/status/history`, served in every role and while switching. */
   readonly #activityRoutes: HttpHandler[];
+  /** `/status/cluster`: every registered node as this node sees it (issue 19). */
+  readonly #cluster: ClusterStatusSource;
+  /** The last role change: from what role, heading where, since when, and that role's last `/status`. */
+  #switching: {
+    from: NodeRole;
+    to: Heading;
+    sinceMonotonicMs: number;
+    last: Record<string, unknown> | null;
+  } | null = null;
   /** This node's registration in the store; undefined when registration is off. */
   #registration: NodeRegistration | undefined;
   /** A long operation while no role answers `/status` (a replica's bootstrap). */
@@ -261,6 +277,27 @@ export class WalshipNode {
       sendJson(res, 200, this.#publicPaths(this.#activity.history()));
       return true;
     };
+    this.#cluster = new ClusterStatusSource({
+      store: settings.primary.store,
+      clock: deps.clock,
+      nodeId: () => this.#nodeId,
+      url: () => this.#url(),
+      status: () => this.status(),
+    });
+    const cluster: HttpHandler = async (req, res) => {
+      if (req.url?.split('?')[0] !== '/status/cluster' || req.method !== 'GET') return false;
+      res.setHeader('cache-control', 'no-store');
+      sendJson(res, 200, this.#publicPaths(await this.#cluster.current()));
+      return true;
+    };
+    // While no role runs, `/status` is this node's own (a role starting may have set its routes already).
+    const switchingStatus: HttpHandler = async (req, res) => {
+      if (this.#node !== undefined || req.url?.split('?')[0] !== '/status' || req.method !== 'GET')
+        return false;
+      res.setHeader('cache-control', 'no-store');
+      sendJson(res, 200, this.#publicPaths(this.status()));
+      return true;
+    };
     const metrics = createMetricsHandler({
       metrics: this.#metrics,
       status: () => this.status(),
@@ -270,7 +307,9 @@ export class WalshipNode {
     this.#activityRoutes = [
       createStatusPageHandler(),
       createHealthHandler(() => this.status()),
+      switchingStatus,
       history,
+      cluster,
       metrics,
     ];
   }
@@ -322,7 +361,10 @@ export class WalshipNode {
     const http = await startHttpServer([], settings.primary.http, liveLog);
     let pg: PgServer | undefined;
     try {
-      pg = await startPgDoor(settings.primary.pg, () => node?.current, liveLog);
+      pg = await startPgDoor(settings.primary.pg, () => node?.current, liveLog, {
+        metrics,
+        clock: deps.clock,
+      });
     } catch (error) {
       await http.close();
       throw error;
@@ -394,6 +436,41 @@ export class WalshipNode {
 
   /** Replica → primary at the next epoch (RFC-0002 P1–P5). On failure the node stays (or becomes again) a replica. */
   promote(reason = 'promote', onlyAfterEpoch?: bigint): Promise<Promotion> {
+    return this.#timedPromotion(promotionTriggerOf(reason), () => this.#promote(reason, onlyAfterEpoch));
+  }
+
+  /**
+   * `promote()` counted in `/metrics` by `trigger`: its outcome, and how long it took to take
+   * writes; with `lastLeaseChangeMs` (automatic failover) also since the lease was last renewed.
+   */
+  async #timedPromotion(
+    trigger: PromotionTrigger,
+    run: () => Promise<Promotion>,
+    lastLeaseChangeMs?: number,
+  ): Promise<Promotion> {
+    const { clock } = this.#deps;
+    const startedMs = clock.monotonicMs();
+    try {
+      const promotion = await run();
+      const endedMs = clock.monotonicMs();
+      this.#metrics.onPromotion({
+        trigger,
+        outcome: 'ok',
+        seconds: (endedMs - startedMs) / 1000,
+        ...(lastLeaseChangeMs === undefined ? {} : { failoverSeconds: (endedMs - lastLeaseChangeMs) / 1000 }),
+      });
+      return promotion;
+    } catch (error) {
+      this.#metrics.onPromotion({
+        trigger,
+        outcome: 'failed',
+        seconds: (clock.monotonicMs() - startedMs) / 1000,
+      });
+      throw error;
+    }
+  }
+
+  #promote(reason: string, onlyAfterEpoch: bigint | undefined): Promise<Promotion> {
     return this.#serialised(async () => {
       const replica = this.#node;
       if (!(replica instanceof ReplicaNode) || this.#writer !== undefined)
@@ -401,6 +478,7 @@ export class WalshipNode {
       const nodeId = replica.nodeId;
       refuseFilteredReplica(replica);
       if (this.#sequenced) return this.#promoteToWriter(replica, reason);
+      const startedMs = this.#deps.clock.monotonicMs();
       this.#enterSwitching('primary');
       await replica.close();
       let promotion: Promotion;
@@ -427,7 +505,9 @@ export class WalshipNode {
       }
       try {
         await this.#startPrimaryRetrying(nodeId, promotion.epoch);
-        this.#record('promoted', `promoted to primary at epoch ${promotion.epoch} (${reason})`);
+        this.#record('promoted', `promoted to primary at epoch ${promotion.epoch} (${reason})`, {
+          durationMs: this.#deps.clock.monotonicMs() - startedMs,
+        });
       } catch (error) {
         // Overtaken between the fences and the start (a newer epoch exists), or the role would
         // not start: step down and follow. The epoch stays claimed by this node; candidates
@@ -474,6 +554,7 @@ export class WalshipNode {
         );
       }
       if (!(primary instanceof PrimaryNode)) throw notRole('demote', 'primary', this.#role);
+      const startedMs = this.#deps.clock.monotonicMs();
       const lastTxns = await primary.demote(timeoutMs);
       const nodeId = primary.nodeId;
       this.#enterSwitching('replica', { handOverLease: true });
@@ -483,6 +564,7 @@ export class WalshipNode {
       this.#record(
         'demoted',
         `demoted from epoch ${primary.epoch}: every txn is in the store; following as a replica`,
+        { durationMs: this.#deps.clock.monotonicMs() - startedMs },
       );
       return { lastTxns, epoch: primary.epoch };
     });
@@ -495,7 +577,30 @@ export class WalshipNode {
   }
 
   status(): Record<string, unknown> {
-    return this.#node?.status() ?? { role: this.#role, nodeId: this.#nodeId ?? null, ...this.#statusExtra() };
+    return this.#node?.status() ?? this.#switchingStatus();
+  }
+
+  /**
+   * `/status` while no role runs (starting, waiting, changing role): who this node is, the change
+   * under way (null while starting) and the last role's own `/status` as it was when the change
+   * began, so that a page opened meanwhile has something to show (issue 19).
+   */
+  #switchingStatus(): Record<string, unknown> {
+    const change = this.#switching;
+    return {
+      role: this.#role,
+      nodeId: this.#nodeId ?? null,
+      switching:
+        change === null
+          ? null
+          : {
+              from: change.from,
+              to: change.to,
+              forMs: Math.round(this.#deps.clock.monotonicMs() - change.sinceMonotonicMs),
+            },
+      last: change?.last ?? null,
+      ...this.#statusExtra(),
+    };
   }
 
   async close(): Promise<void> {
@@ -504,6 +609,7 @@ export class WalshipNode {
     this.#closing.abort(new WalshipError('CLOSED', 'closed', 'the node is shutting down'));
     await this.#registration?.stop();
     this.#activity.stop();
+    this.#cluster.close();
     await this.#transition.catch(() => {});
     await this.#endHandover();
     await this.#lease?.stop();
@@ -707,6 +813,9 @@ export class WalshipNode {
             this.#log().error({ err: (error as Error).message }, 'handling the fence failed'),
           ),
         onUpload: (event) => this.#metrics.onUpload(event),
+        onIlpRequest: (event) => this.#metrics.onIlpRequest(event),
+        onDurableAck: (outcome, seconds) => this.#metrics.onDurableAck(outcome, seconds),
+        onQuery: (outcome, seconds) => this.#metrics.onQuery('http', outcome, seconds),
       },
     );
     this.#node = node;
@@ -764,8 +873,9 @@ export class WalshipNode {
         random: this.#deps.random,
         log: this.#log().child({ part: 'lease' }),
         newestEpoch: async () => (await newestEpoch(this.#settings.replica.store))?.epoch ?? null,
-        onExpired: async (afterEpoch) => {
-          await this.promote('automatic: the primary stopped renewing its lease', afterEpoch);
+        onExpired: async (afterEpoch, lastChangeMs) => {
+          const reason = 'automatic: the primary stopped renewing its lease';
+          await this.#timedPromotion('automatic', () => this.#promote(reason, afterEpoch), lastChangeMs);
         },
       });
       this.#lease = watcher;
@@ -853,6 +963,9 @@ export class WalshipNode {
       onOperation: (operation) => {
         this.#operation = operation;
       },
+      onIlpRequest: (event) => this.#metrics.onIlpRequest(event),
+      onQuery: (outcome, seconds) => this.#metrics.onQuery('http', outcome, seconds),
+      onReadRefused: (reason) => this.#metrics.onReadRefused(reason),
     };
   }
 
@@ -866,6 +979,7 @@ export class WalshipNode {
       );
     }
     const nodeId = replica.nodeId;
+    const startedMs = this.#deps.clock.monotonicMs();
     this.#enterSwitching('primary');
     await replica.close();
     try {
@@ -876,7 +990,9 @@ export class WalshipNode {
       throw error;
     }
     const epoch = this.#writer?.writer?.status().epoch ?? 0n;
-    this.#record('promoted', `promoted to writer at writer epoch ${epoch} (${reason})`);
+    this.#record('promoted', `promoted to writer at writer epoch ${epoch} (${reason})`, {
+      durationMs: this.#deps.clock.monotonicMs() - startedMs,
+    });
     const clusterId = (this.#node?.status() as { clusterId?: string | null } | undefined)?.clusterId ?? '';
     return { clusterId, epoch, fenced: [] };
   }
@@ -886,6 +1002,7 @@ export class WalshipNode {
    * store in divergence files, move the database aside when it holds such txns, follow as a replica.
    */
   #onFenced(detail: { table: string; writerNodeId: string; epoch: bigint }): Promise<unknown> {
+    const fencedMs = this.#deps.clock.monotonicMs();
     this.#record(
       'fenced',
       detail.table === ''
@@ -919,7 +1036,9 @@ export class WalshipNode {
           : 'fenced by a newer primary; txns that never reached the store are in the divergence files: following as a replica',
       );
       await this.#startReplica(nodeId);
-      this.#record('role', `following the new primary as a replica (was primary at epoch ${epoch})`);
+      this.#record('role', `following the new primary as a replica (was primary at epoch ${epoch})`, {
+        durationMs: this.#deps.clock.monotonicMs() - fencedMs,
+      });
     });
   }
 
@@ -1174,8 +1293,8 @@ export class WalshipNode {
   }
 
   /** A status-page event; promotions, demotions, fences and divergences also count in `/metrics`. */
-  #record(kind: ActivityEventKind, message: string): void {
-    this.#activity.record(kind, message);
+  #record(kind: ActivityEventKind, message: string, details: ActivityEventDetails = {}): void {
+    this.#activity.record(kind, message, details);
     if ((FENCING_EVENT_KINDS as readonly string[]).includes(kind))
       this.#metrics.onFencingEvent(kind as FencingEventKind);
   }
@@ -1283,9 +1402,25 @@ export class WalshipNode {
       });
       this.#handover = { keeper: lease, timer };
     } else void lease?.stop();
+    this.#switching = {
+      from: this.#role,
+      to: heading,
+      sinceMonotonicMs: this.#deps.clock.monotonicMs(),
+      last: this.#lastRoleStatus(),
+    };
     this.#role = 'switching';
     this.#node = undefined;
     this.#http.setHandlers(this.#switchingRoutes(heading));
+  }
+
+  /** The role's `/status` as it is now, stamped with the wall clock; null when it cannot say (closing). */
+  #lastRoleStatus(): Record<string, unknown> | null {
+    try {
+      const status = this.#node?.status();
+      return status === undefined ? null : { ...status, at: this.#deps.clock.wallMs() };
+    } catch {
+      return null;
+    }
   }
 
   async #endHandover(): Promise<void> {
@@ -1308,6 +1443,8 @@ export class WalshipNode {
       acceptingWrites: () => false,
       releaseVersion: this.#settings.primary.version,
       tcpEnabled: false,
+      onRequest: (event) => this.#metrics.onIlpRequest(event),
+      clock: this.#deps.clock,
     });
     const notReady = async (req: IncomingMessage, res: ServerResponse) => {
       const route = req.url?.split('?')[0] ?? '/';
@@ -1328,17 +1465,10 @@ export class WalshipNode {
       } else sendJson(res, 503, { code: 'not ready', message });
       return true;
     };
-    const busy = async (req: IncomingMessage, res: ServerResponse) => {
-      if (req.url?.split('?')[0] === '/status') {
-        sendJson(
-          res,
-          200,
-          this.#publicPaths({ role: 'switching', nodeId: this.#nodeId ?? null, ...this.#statusExtra() }),
-        );
-      } else {
-        res.setHeader('retry-after', '1');
-        sendJson(res, 503, { code: 'switching role', message: 'this node is changing role; retry shortly' });
-      }
+    // `/status` is answered before this, by the activity routes (#switchingStatus).
+    const busy = async (_req: IncomingMessage, res: ServerResponse) => {
+      res.setHeader('retry-after', '1');
+      sendJson(res, 503, { code: 'switching role', message: 'this node is changing role; retry shortly' });
       return true;
     };
     return [notReady, ilp.handle, ...this.#activityRoutes, busy];
@@ -1470,6 +1600,7 @@ async function startPgDoor(
   options: PgListenerOptions | undefined,
   current: () => PrimaryNode | ReplicaNode | undefined,
   log: Logger,
+  measure: { metrics: NodeMetrics; clock: Clock },
 ): Promise<PgServer | undefined> {
   if (options === undefined) return undefined;
   if (
@@ -1485,16 +1616,36 @@ async function startPgDoor(
     ...options,
     serverVersion: PG_SERVER_VERSION,
     runQuery: (sql, query) => {
-      const role = current();
-      if (role === undefined) {
-        return Promise.reject(
-          new WalshipError('NOT_READY', 'unavailable', 'the node is switching roles; retry'),
-        );
-      }
-      return role.queryPg(sql, query);
+      const run = () => {
+        const role = current();
+        if (role === undefined) {
+          return Promise.reject(
+            new WalshipError('NOT_READY', 'unavailable', 'the node is switching roles; retry'),
+          );
+        }
+        return role.queryPg(sql, query);
+      };
+      // A Describe that only prepares a statement is no read.
+      return query.describeOnly === true ? run() : measuredPgQuery(run, measure);
     },
     log: (message) => log.info(message),
   });
+}
+
+/** `run`, counted in `/metrics` as a PostgreSQL read by its outcome and duration. */
+async function measuredPgQuery<T>(
+  run: () => Promise<T>,
+  { metrics, clock }: { metrics: NodeMetrics; clock: Clock },
+): Promise<T> {
+  const startedMs = clock.monotonicMs();
+  try {
+    const result = await run();
+    metrics.onQuery('pg', 'ok', (clock.monotonicMs() - startedMs) / 1000);
+    return result;
+  } catch (error) {
+    metrics.onQuery('pg', queryOutcomeOfError(error), (clock.monotonicMs() - startedMs) / 1000);
+    throw error;
+  }
 }
 
 /** QuestDB's default `pg.password`, which the node warns about beyond loopback. */

@@ -1,4 +1,4 @@
-import { assert, type Clock, WalshipError } from '../core/index.js';
+import { assert, type Clock, isWalshipError, WalshipError } from '../core/index.js';
 import { asBatch, type IlpLineBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
 import type { BatchPart, TableSchema, TableStore } from '../table/index.js';
 import {
@@ -52,6 +52,11 @@ export interface CommitterOptions {
    * epoch 1.
    */
   epoch?: () => bigint;
+  /**
+   * In `durable` mode, each request's wait from its local commit (fsynced) to the store holding its
+   * txns, and how it ended: `ok`, `timeout` (DURABLE_TIMEOUT) or `error` (fenced, closed) (`/metrics`).
+   */
+  onDurableAck?: (outcome: 'ok' | 'timeout' | 'error', seconds: number) => void;
 }
 
 export interface CommitResult {
@@ -487,13 +492,24 @@ export class Committer {
       txns: committed.map(({ table, facts }) => ({ table, txn: facts.txn, rows: facts.rowCount })),
       committed,
     };
-    if (this.#options.ackMode === 'durable') {
-      const { durableTimeoutMs } = this.#options;
-      await Promise.all(
-        result.txns.map(({ table, txn }) => uploader.waitUploaded(table, txn, durableTimeoutMs)),
-      );
-    }
+    if (this.#options.ackMode === 'durable') await this.#durablyCommitted(result.txns);
     return result;
+  }
+
+  /** Waits until the store holds `txns` (durable mode), reporting the wait to onDurableAck. */
+  async #durablyCommitted(txns: readonly { table: string; txn: bigint }[]): Promise<void> {
+    const { uploader, durableTimeoutMs, clock, onDurableAck } = this.#options;
+    const startedMs = clock.monotonicMs();
+    let outcome: 'ok' | 'timeout' | 'error' = 'error';
+    try {
+      await Promise.all(txns.map(({ table, txn }) => uploader.waitUploaded(table, txn, durableTimeoutMs)));
+      outcome = 'ok';
+    } catch (error) {
+      if (isWalshipError(error, 'DURABLE_TIMEOUT')) outcome = 'timeout';
+      throw error;
+    } finally {
+      onDurableAck?.(outcome, (clock.monotonicMs() - startedMs) / 1000);
+    }
   }
 
   /** Takes the write lock: resolves with its release once every earlier holder released it. */

@@ -22,6 +22,7 @@ import {
 import {
   createIlpHttpHandler,
   type IlpLineSource,
+  type IlpRequestEvent,
   type IlpRequestInfo,
   type IlpTcpAuthKey,
   startIlpTcpServer,
@@ -31,6 +32,7 @@ import type { PgQueryOptions } from '../pg/index.js';
 import {
   createQueryHttpHandler,
   type PgPage,
+  type QueryHttpOptions,
   QueryPool,
   type QueryPoolLimits,
   resolveNodeId,
@@ -38,7 +40,7 @@ import {
 } from '../table/index.js';
 import type { Codec } from '../wal/index.js';
 import { claimPrimary, refuseIfOvertaken } from './cluster-bootstrap.js';
-import { type AckMode, type CommitResult, Committer } from './committer.js';
+import { type AckMode, type CommitResult, Committer, type CommitterOptions } from './committer.js';
 import { parseDedupStatement } from './dedup-statement.js';
 import { ACK_MODE_META_KEY } from './divergence.js';
 import { pendingSourceOf } from './pending-source.js';
@@ -132,6 +134,12 @@ export interface PrimaryDeps {
   onFenced?: (detail: { table: string; writerNodeId: string; epoch: bigint }) => void;
   /** Each segment upload attempt (`/metrics`). */
   onUpload?: UploaderOptions['onUpload'];
+  /** Each ILP request (HTTP) or batch (TCP) answered (`/metrics`). */
+  onIlpRequest?: (event: IlpRequestEvent) => void;
+  /** Each durable ack's wait for the store (`/metrics`). */
+  onDurableAck?: CommitterOptions['onDurableAck'];
+  /** Each read of `/exec` and `/exp` answered (`/metrics`). */
+  onQuery?: QueryHttpOptions['onQuery'];
 }
 
 /** How long a shutdown waits for pending txns to reach the store. */
@@ -271,6 +279,7 @@ export class PrimaryNode {
         writeWindow,
         worker,
         epoch: () => claim.epoch,
+        ...(deps.onDurableAck === undefined ? {} : { onDurableAck: deps.onDurableAck }),
       });
       const queries = await QueryPool.start({
         databaseFile,
@@ -282,9 +291,10 @@ export class PrimaryNode {
       cleanup.push(() => queries.close());
       const accepting = () => gate.accepting;
       // An empty request commits nothing and gets no X-Walship-Txn.
-      const answer = ({ txnHeader, batch }: CommitResult) => ({
+      const answer = ({ txnHeader, batch, txns }: CommitResult) => ({
         ...(txnHeader === '' ? {} : { txnHeader }),
         ...(batch === undefined ? {} : { batch }),
+        rows: txns.reduce((sum, t) => sum + t.rows, 0),
       });
       const commit = async (lines: Parameters<Committer['commit']>[0], request: IlpRequestInfo) =>
         answer(await committer.commit(lines, request.batch));
@@ -306,14 +316,17 @@ export class PrimaryNode {
             'ILP request answered with a server error',
           ),
         ...(ilpAuth === undefined ? {} : { auth: ilpAuth }),
+        ...(deps.onIlpRequest === undefined ? {} : { onRequest: deps.onIlpRequest, clock: deps.clock }),
       });
       // Reads need credentials whenever writes do (QuestDB protects /exec and /exp with http auth too).
       const queryAuth = settings.queryAuth ?? settings.httpAuth;
       const readAuth = queryAuth === undefined ? undefined : createHttpAuthenticator(queryAuth);
-      const queryHandler = createQueryHttpHandler(
-        queries,
-        readAuth === undefined ? {} : { auth: (req) => readAuth(req.headers.authorization) },
-      );
+      const queryHandler = createQueryHttpHandler(queries, {
+        ...(readAuth === undefined
+          ? {}
+          : { auth: (req: IncomingMessage) => readAuth(req.headers.authorization) }),
+        ...(deps.onQuery === undefined ? {} : { onQuery: deps.onQuery, clock: deps.clock }),
+      });
       const query = (req: IncomingMessage, res: ServerResponse) => queryHandler.handle(req, res);
       // Public: paths relative to the data dir, never absolute (core/status-paths.ts).
       const hidePaths = statusPathHider({
@@ -348,6 +361,7 @@ export class PrimaryNode {
               acceptingWrites: accepting,
               log: (message) => epochLog.warn({ surface: 'ilp-tcp' }, message),
               clock: deps.clock,
+              ...(deps.onIlpRequest === undefined ? {} : { onBatch: deps.onIlpRequest }),
               ...(settings.tcp.authKeys === undefined ? {} : { auth: { keys: settings.tcp.authKeys } }),
               ...(settings.tcp.tls === undefined ? {} : { tls: settings.tcp.tls }),
               ...(settings.tcp.maxConnections === undefined

@@ -340,6 +340,26 @@ function abortedError(signal: AbortSignal): WalshipError {
   });
 }
 
+/**
+ * Why a replica refused a read (`walship_reads_refused_total{reason}`), by error code: `stale`
+ * (STALE_REPLICA), `token_timeout` (MIN_TXN_TIMEOUT), `busy` (READ_BUSY: too many reads waiting
+ * for commit tokens), `txn_not_in_cluster` (TXN_NOT_IN_CLUSTER: a token's write lost in a failover).
+ * A bad parameter or token is the client's error, and an aborted read no refusal.
+ */
+export const READ_REFUSAL_REASONS = {
+  STALE_REPLICA: 'stale',
+  MIN_TXN_TIMEOUT: 'token_timeout',
+  READ_BUSY: 'busy',
+  TXN_NOT_IN_CLUSTER: 'txn_not_in_cluster',
+} as const;
+export type ReadRefusalReason = (typeof READ_REFUSAL_REASONS)[keyof typeof READ_REFUSAL_REASONS];
+
+/** The refusal reason of `error`, or undefined when it is no read refusal. */
+export function readRefusalReasonOf(error: unknown): ReadRefusalReason | undefined {
+  if (!isWalshipError(error) || !Object.hasOwn(READ_REFUSAL_REASONS, error.code)) return undefined;
+  return READ_REFUSAL_REASONS[error.code as keyof typeof READ_REFUSAL_REASONS];
+}
+
 /** What createReadConsistency needs from the replica node. */
 export interface ReadConsistencyOptions {
   /** Where reads wait for commit tokens; the applier notifies it. */
@@ -368,6 +388,8 @@ export interface ReadConsistencyOptions {
   /** The most a read waits, commit token and freshness check together, in ms. */
   waitMaxMs: number;
   clock: Clock;
+  /** Called for each read refused, with why (`/metrics`). Default: nothing. */
+  onRefused?: (reason: ReadRefusalReason) => void;
 }
 
 /** The hook `createQueryHttpHandler` runs before dispatching a read (QueryHttpOptions.consistency). */
@@ -405,6 +427,22 @@ interface ReadRequirements {
 export function createReadConsistency(options: ReadConsistencyOptions): ReadConsistencyHook {
   assert(Number.isFinite(options.waitMaxMs) && options.waitMaxMs >= 0, 'waitMaxMs is a duration');
   const refresh = sharedCalls(options.refresh);
+  const check = checkRead(options, refresh);
+  const onRefused = options.onRefused;
+  if (onRefused === undefined) return check;
+  return async (req, params, signal) => {
+    try {
+      return await check(req, params, signal);
+    } catch (error) {
+      const reason = readRefusalReasonOf(error);
+      if (reason !== undefined) onRefused(reason);
+      throw error;
+    }
+  };
+}
+
+/** The checks of createReadConsistency, in order. */
+function checkRead(options: ReadConsistencyOptions, refresh: () => Promise<void>): ReadConsistencyHook {
   return async (req, params, signal) => {
     const startedMs = options.clock.monotonicMs();
     const wanted = requirementsOf(req, params, options.waitMaxMs);

@@ -21,7 +21,7 @@ import {
   type Timer,
   WalshipError,
 } from '../core/index.js';
-import { createIlpHttpHandler, type IlpCommit } from '../ilp/index.js';
+import { createIlpHttpHandler, type IlpCommit, type IlpRequestEvent } from '../ilp/index.js';
 import {
   CLUSTER_KEY,
   listSnapshots,
@@ -36,13 +36,19 @@ import { consistencyParams, type PgQueryOptions } from '../pg/index.js';
 import {
   createQueryHttpHandler,
   type PgPage,
+  type QueryHttpOptions,
   QueryPool,
   type QueryPoolLimits,
   resolveNodeId,
   type TableKey,
   TableStore,
 } from '../table/index.js';
-import { AppliedWaiters, createReadConsistency, type ReadConsistencyHook } from './consistency.js';
+import {
+  AppliedWaiters,
+  createReadConsistency,
+  type ReadConsistencyHook,
+  type ReadRefusalReason,
+} from './consistency.js';
 import { txnIsOfEpoch } from './epoch-history.js';
 import { Follower, type FollowerOptions } from './follower.js';
 import {
@@ -126,6 +132,12 @@ export interface ReplicaDeps {
   onOperation?: (operation: OperationProgress | null) => void;
   /** Each applied segment (`/metrics`). */
   onApply?: FollowerOptions['onApply'];
+  /** Each ILP request answered (refused 421 on a replica; a sequenced writer's writes) (`/metrics`). */
+  onIlpRequest?: (event: IlpRequestEvent) => void;
+  /** Each read of `/exec` and `/exp` answered (`/metrics`). */
+  onQuery?: QueryHttpOptions['onQuery'];
+  /** Each read refused by the read consistency, HTTP or PostgreSQL (`/metrics`). */
+  onReadRefused?: (reason: ReadRefusalReason) => void;
   /** A table whose next segments WAL retention deleted (RFC-0007): the process may re-bootstrap this replica. */
   onSegmentsCollected?: FollowerOptions['onSegmentsCollected'];
   /**
@@ -713,6 +725,7 @@ function handlers(
     tcpEnabled: false,
     settingsExtra: () => ({ [TABLES_SETTING]: served.filter.toJSON() }),
     ...(ilpAuth === undefined ? {} : { auth: ilpAuth }),
+    ...(deps.onIlpRequest === undefined ? {} : { onRequest: deps.onIlpRequest, clock: deps.clock }),
   });
   const queryAuth = settings.queryAuth ?? settings.httpAuth;
   const readAuth = queryAuth === undefined ? undefined : createHttpAuthenticator(queryAuth);
@@ -726,9 +739,11 @@ function handlers(
     txnIsOfEpoch: (key, txn, epoch) => node()?.txnIsOfEpoch(key, txn, epoch),
     waitMaxMs: settings.readWaitMaxMs,
     clock: deps.clock,
+    ...(deps.onReadRefused === undefined ? {} : { onRefused: deps.onReadRefused }),
   });
   const query = createQueryHttpHandler(queries, {
     consistency,
+    ...(deps.onQuery === undefined ? {} : { onQuery: deps.onQuery, clock: deps.clock }),
     ...(readAuth === undefined
       ? {}
       : { auth: (req: IncomingMessage) => readAuth(req.headers.authorization) }),

@@ -16,6 +16,13 @@ export {
   STALENESS_TIE_MS,
 } from './cluster-view.js';
 export { READ_HEADERS_TIMEOUT_MS } from './read-router.js';
+export {
+  ROUTER_ATTEMPT_OUTCOMES,
+  ROUTER_REQUEST_OUTCOMES,
+  type RouterEvents,
+  RouterMetrics,
+  type RouterMetricsOptions,
+} from './router-metrics.js';
 export { clusterBody, type RouterOptions, type RunningRouter, startRouter } from './router-server.js';
 export { type QueryTables, tablesOfQuery } from './sql-tables.js';
 export { WRITE_RETRY_TIMEOUT_MS } from './write-forwarder.js';

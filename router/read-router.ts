@@ -3,11 +3,12 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { type Agent, request } from 'undici';
 import type { ReadPreference } from '../client/index.js';
-import { type HttpHandler, sendJson } from '../core/index.js';
+import { type Clock, type HttpHandler, sendJson, systemClock } from '../core/index.js';
 import type { ClusterView, Excluded, ReadCandidate } from './cluster-view.js';
 import { describeError, readText } from './cluster-view.js';
 import { clientGone, pathOf, queryOf, requestHeadersFor, responseHeadersFor } from './forwarding.js';
 import type { RouterTokens } from './read-your-writes.js';
+import { type RouterEvents, type RouterRequestOutcome, routerNodeLabel } from './router-metrics.js';
 import { type QueryTables, tablesOfQuery } from './sql-tables.js';
 
 /**
@@ -67,6 +68,10 @@ export interface ReadRouterOptions {
   log: Logger;
   /** The commit tokens of the writes the router forwarded: a read waits for them (read-your-writes.ts). */
   tokens?: RouterTokens;
+  /** Each read and each attempt at a node (`/metrics`, router-metrics.ts). Default: nothing. */
+  events?: RouterEvents;
+  /** Times reads for `events`. Default systemClock. */
+  clock?: Clock;
 }
 
 interface Attempt {
@@ -76,27 +81,39 @@ interface Attempt {
 }
 
 export function createReadRouter(options: ReadRouterOptions): HttpHandler {
+  const clock = options.clock ?? systemClock;
   return async (req, res) => {
     const path = pathOf(req.url);
     if (!READ_PATHS.has(path)) return false;
-    if (req.method !== 'GET') {
-      res.setHeader('Allow', 'GET');
-      sendJson(res, 405, { error: `method ${req.method} not allowed on ${path}` });
-      return true;
-    }
-    const params = new URLSearchParams(queryOf(req.url));
-    const preference = preferenceOf(req, params, options.preference);
-    if (preference === undefined) {
-      sendJson(res, 400, {
-        error:
-          'read preference must be primary, replica or replica_preferred (or leader, follower, follower_preferred) (X-Walship-Read-Preference or read_preference=)',
-      });
-      return true;
-    }
-    params.delete('read_preference');
-    await route(options, req, res, { path, params, preference });
+    const startedMs = options.events === undefined ? 0 : clock.monotonicMs();
+    const outcome = await answerRead(options, req, res, path);
+    options.events?.onRequest('read', outcome, (clock.monotonicMs() - startedMs) / 1000);
     return true;
   };
+}
+
+async function answerRead(
+  options: ReadRouterOptions,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+): Promise<RouterRequestOutcome> {
+  if (req.method !== 'GET') {
+    res.setHeader('Allow', 'GET');
+    sendJson(res, 405, { error: `method ${req.method} not allowed on ${path}` });
+    return 'client_error';
+  }
+  const params = new URLSearchParams(queryOf(req.url));
+  const preference = preferenceOf(req, params, options.preference);
+  if (preference === undefined) {
+    sendJson(res, 400, {
+      error:
+        'read preference must be primary, replica or replica_preferred (or leader, follower, follower_preferred) (X-Walship-Read-Preference or read_preference=)',
+    });
+    return 'client_error';
+  }
+  params.delete('read_preference');
+  return route(options, req, res, { path, params, preference });
 }
 
 function preferenceOf(
@@ -115,7 +132,7 @@ async function route(
   req: IncomingMessage,
   res: ServerResponse,
   read: { path: string; params: URLSearchParams; preference: ReadPreference },
-): Promise<void> {
+): Promise<RouterRequestOutcome> {
   const sql = read.params.get('query') ?? '';
   const tables = tablesOfQuery(sql);
   const ownToken = req.headers['x-walship-min-txn'] !== undefined || read.params.has('min_txn');
@@ -134,12 +151,12 @@ async function route(
   const gone = clientGone(res);
   const attempts: Attempt[] = [];
   for (const candidate of candidates) {
-    if (gone.aborted) return;
+    if (gone.aborted) return 'cancelled';
     const answered = await tryCandidate(options, req, res, { ...read, candidate, gone, routerToken });
-    if (answered === true) return;
+    if (typeof answered === 'number') return answered < 300 ? 'ok' : 'error';
     attempts.push({ node: shownNode(candidate), role: candidate.role, answer: answered });
   }
-  if (gone.aborted) return;
+  if (gone.aborted) return 'cancelled';
   sendJson(
     res,
     503,
@@ -152,9 +169,10 @@ async function route(
       primary === null ? options.view.snapshot.primary.why : null,
     ),
   );
+  return 'no_node';
 }
 
-/** Sends the read to one node: true when its answer went to the client, else why it was refused. */
+/** Sends the read to one node: its status when its answer went to the client, else why it was refused. */
 async function tryCandidate(
   options: ReadRouterOptions,
   req: IncomingMessage,
@@ -167,8 +185,9 @@ async function tryCandidate(
     /** The router's commit token for the read's tables (read-your-writes), when the client sent none. */
     routerToken: string | undefined;
   },
-): Promise<true | string> {
+): Promise<number | string> {
   const { candidate, routerToken } = attempt;
+  const node = routerNodeLabel(candidate);
   const params = new URLSearchParams(attempt.params);
   if (candidate.role === 'primary') for (const name of REPLICA_PARAMS) params.delete(name);
   const headers = requestHeadersFor(req, candidate.role === 'primary' ? REPLICA_HEADERS : ROUTER_HEADERS);
@@ -186,10 +205,12 @@ async function tryCandidate(
     });
   } catch (error) {
     options.view.markSuspect(candidate.url);
+    if (!attempt.gone.aborted) options.events?.onAttempt('read', node, 'unreachable');
     return describeError(error);
   }
   const status = response.statusCode;
   const refused = status === 421 || (candidate.role === 'replica' && (status === 503 || status === 504));
+  options.events?.onAttempt('read', node, refused ? 'refused' : status < 300 ? 'ok' : 'error');
   if (refused) {
     const text = await readText(response.body, REFUSAL_BODY_MAX_BYTES).catch(() => '');
     if (status === 421) options.view.markSuspect(candidate.url);
@@ -206,7 +227,7 @@ async function tryCandidate(
   await pipeline(response.body, res).catch((error: unknown) => {
     options.log.debug({ err: describeError(error), node: candidate.url }, 'router: a read response was cut');
   });
-  return true;
+  return status;
 }
 
 function refusalCode(status: number, body: string): string {

@@ -5,6 +5,7 @@ import type { ReadPreference } from '../client/index.js';
 import {
   type Clock,
   createHttpAuthenticator,
+  createStatusPageHandler,
   type HttpAuth,
   type HttpHandler,
   type HttpListenerOptions,
@@ -16,18 +17,21 @@ import {
 import { DEFAULT_ILP_LIMITS } from '../ilp/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
 import { PG_SERVER_VERSION, type PgServer } from '../pg/index.js';
+import { routerClusterStatus } from './cluster-status.js';
 import { type ClusterSnapshot, ClusterView, type NodeView } from './cluster-view.js';
 import { pathOf } from './forwarding.js';
 import { type RouterPgOptions, startRouterPgDoor } from './pg-door.js';
 import { createReadRouter } from './read-router.js';
 import { RouterTokens } from './read-your-writes.js';
+import { createRouterMetricsHandler, RouterMetrics } from './router-metrics.js';
 import { createWriteForwarder, WRITE_RETRY_TIMEOUT_MS } from './write-forwarder.js';
 
 /**
  * `walship router`: one HTTP address in front of a cluster (issue 9). Writes go to the primary
  * (write-forwarder.ts), reads by read preference (read-router.ts); `GET /cluster` shows what the
- * router knows, `GET /status` the router itself, `/ping` and `/settings` answer as a QuestDB node
- * so the official clients accept the router as their single address. The router keeps no state but
+ * router knows, `GET /status` the router itself, `GET /` a status page of both (read from `/status`
+ * and `/status/cluster`); `/ping` and `/settings` answer as a QuestDB node so the official clients
+ * accept the router as their single address. The router keeps no state but
  * its ClusterView cache: any number of routers can run side by side.
  */
 
@@ -53,6 +57,8 @@ export interface RouterOptions {
   clock?: Clock;
   /** The PostgreSQL door (`pg.*`, as on a node): reads routed as HTTP reads are (pg-door.ts). */
   pg?: RouterPgOptions | undefined;
+  /** `GET /metrics` also exports prom-client's process metrics: once per process, for the CLI. */
+  processMetrics?: boolean;
 }
 
 export interface RunningRouter {
@@ -83,6 +89,11 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
     options.clusterAuth === undefined ? undefined : createHttpAuthenticator(options.clusterAuth);
   // Read-your-writes: what the router wrote, its reads wait for (read-your-writes.ts).
   const tokens = new RouterTokens();
+  const metrics = new RouterMetrics({
+    snapshot: () => view.snapshot,
+    clock,
+    processMetrics: options.processMetrics === true,
+  });
   const routes: HttpHandler[] = [
     createWriteForwarder({
       view,
@@ -92,9 +103,22 @@ export async function startRouter(options: RouterOptions): Promise<RunningRouter
       retryTimeoutMs: options.writeRetryTimeoutMs ?? WRITE_RETRY_TIMEOUT_MS,
       log: options.log,
       clock,
+      events: metrics,
     }),
-    createReadRouter({ view, agent, preference: options.readPreference, log: options.log, tokens }),
+    createReadRouter({
+      view,
+      agent,
+      preference: options.readPreference,
+      log: options.log,
+      tokens,
+      events: metrics,
+      clock,
+    }),
+    // `GET /metrics`: what the router forwarded and what it believes (router-metrics.ts).
+    createRouterMetricsHandler({ metrics, checkAuth }),
     async (req, res) => answerOwn(req, res, { view, options, clock, startedMs, checkAuth }),
+    // The status page (`GET /`), drawn from `/status` and `/status/cluster` (issue 19).
+    createStatusPageHandler(),
   ];
   let http: RunningHttpServer;
   try {
@@ -152,13 +176,14 @@ interface OwnContext {
   checkAuth: ((authorization: string | undefined) => boolean) | undefined;
 }
 
-/** `/ping`, `/settings`, `/status`, `/cluster`: answered by the router itself. */
+/** `/ping`, `/settings`, `/status`, `/status/cluster`, `/cluster`, `/health`: answered by the router itself. */
 async function answerOwn(req: IncomingMessage, res: ServerResponse, context: OwnContext): Promise<boolean> {
   const path = pathOf(req.url);
   if (
     path !== '/ping' &&
     path !== '/settings' &&
     path !== '/status' &&
+    path !== '/status/cluster' &&
     path !== '/cluster' &&
     path !== '/health'
   )
@@ -179,6 +204,9 @@ async function answerOwn(req: IncomingMessage, res: ServerResponse, context: Own
     sendJson(res, 200, settingsBody(context.options.version));
   } else if (path === '/status') {
     sendJson(res, 200, routerStatus(context));
+  } else if (path === '/status/cluster') {
+    res.setHeader('cache-control', 'no-store');
+    sendJson(res, 200, routerClusterStatus(context.view.snapshot, context.clock.monotonicMs()));
   } else if (path === '/health') {
     answerHealth(req, res, context);
   } else if (context.checkAuth !== undefined && !context.checkAuth(req.headers.authorization)) {

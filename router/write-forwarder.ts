@@ -15,6 +15,12 @@ import {
   responseHeadersFor,
 } from './forwarding.js';
 import type { RouterTokens } from './read-your-writes.js';
+import {
+  type RouterAttemptOutcome,
+  type RouterEvents,
+  type RouterRequestOutcome,
+  routerNodeLabel,
+} from './router-metrics.js';
 
 /**
  * ILP over HTTP through the router: `POST /write` and `POST /api/v2/write` (query string kept) go
@@ -63,39 +69,54 @@ export interface WriteForwarderOptions {
   random?: Random;
   /** Notes each committed write's `X-Walship-Txn`, for read-your-writes (read-your-writes.ts). */
   tokens?: RouterTokens;
+  /** Each write and each attempt at a node (`/metrics`, router-metrics.ts). Default: nothing. */
+  events?: RouterEvents;
 }
 
 export function createWriteForwarder(options: WriteForwarderOptions): HttpHandler {
   const errors = new IlpErrors();
+  const clock = options.clock ?? systemClock;
   return async (req, res) => {
     const path = pathOf(req.url);
     if (!WRITE_PATHS.has(path)) return false;
-    if (req.method !== 'POST') {
-      errors.send(res, 405, 'method not allowed', `method ${req.method} not allowed on ${path}`, {
-        Allow: 'POST',
-      });
-      return true;
-    }
-    const read = await readRequestBody(req, options.maxRequestBytes);
-    if (read.kind === 'gone') {
-      res.destroy();
-      return true;
-    }
-    if (read.kind === 'tooLarge') {
-      errors.send(
-        res,
-        413,
-        'request too large',
-        `request too large: more than ${options.maxRequestBytes} bytes`,
-        {
-          Connection: 'close',
-        },
-      );
-      return true;
-    }
-    await forward(options, errors, req, res, read.body);
+    const startedMs = options.events === undefined ? 0 : clock.monotonicMs();
+    const outcome = await answerWrite(options, errors, req, res, path);
+    options.events?.onRequest('write', outcome, (clock.monotonicMs() - startedMs) / 1000);
     return true;
   };
+}
+
+async function answerWrite(
+  options: WriteForwarderOptions,
+  errors: IlpErrors,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+): Promise<RouterRequestOutcome> {
+  if (req.method !== 'POST') {
+    errors.send(res, 405, 'method not allowed', `method ${req.method} not allowed on ${path}`, {
+      Allow: 'POST',
+    });
+    return 'client_error';
+  }
+  const read = await readRequestBody(req, options.maxRequestBytes);
+  if (read.kind === 'gone') {
+    res.destroy();
+    return 'cancelled';
+  }
+  if (read.kind === 'tooLarge') {
+    errors.send(
+      res,
+      413,
+      'request too large',
+      `request too large: more than ${options.maxRequestBytes} bytes`,
+      {
+        Connection: 'close',
+      },
+    );
+    return 'client_error';
+  }
+  return forward(options, errors, req, res, read.body);
 }
 
 async function forward(
@@ -104,7 +125,7 @@ async function forward(
   req: IncomingMessage,
   res: ServerResponse,
   body: Buffer,
-): Promise<void> {
+): Promise<RouterRequestOutcome> {
   const clock = options.clock ?? systemClock;
   const random = options.random ?? systemRandom;
   const retryTimeoutMs = options.retryTimeoutMs ?? WRITE_RETRY_TIMEOUT_MS;
@@ -115,17 +136,23 @@ async function forward(
   let backoffMs = WRITE_BACKOFF_INITIAL_MS;
   const tried: string[] = [];
   for (;;) {
-    if (gone.aborted) return;
+    if (gone.aborted) return 'cancelled';
     const url = options.view.writeTarget();
     if (url !== null) {
       const outcome = await send(options, url, target, headers, body, gone);
+      const node = options.view.snapshot.nodes.find((n) => n.url === url);
+      if (!gone.aborted)
+        options.events?.onAttempt(
+          'write',
+          routerNodeLabel({ nodeId: node?.nodeId ?? null, url }),
+          attemptOutcome(outcome),
+        );
       if (outcome.kind === 'answered') {
-        const node = options.view.snapshot.nodes.find((n) => n.url === url);
         const servedBy = `${node?.nodeId ?? url} (primary)`;
         if (outcome.status === 204) options.tokens?.note(outcome.headers['x-walship-txn']);
         res.writeHead(outcome.status, { ...outcome.headers, 'x-walship-served-by': servedBy });
         res.end(outcome.body);
-        return;
+        return outcome.status < 300 ? 'ok' : 'error';
       }
       if (outcome.kind === 'cut') {
         options.log.warn({ node: url, err: outcome.why }, 'router: a write was cut after it was sent');
@@ -136,13 +163,13 @@ async function forward(
           `the primary ${url} went away after the request was sent (${outcome.why}): the batch may or may not be ` +
             'committed; resending it may write it twice',
         );
-        return;
+        return gone.aborted ? 'cancelled' : 'unknown';
       }
       tried.push(`${url}: ${outcome.why}`);
       if (tried.length > 10) tried.shift();
       options.view.markSuspect(url);
     }
-    if (gone.aborted) return;
+    if (gone.aborted) return 'cancelled';
     const waitedMs = clock.monotonicMs() - startedMs;
     if (waitedMs >= retryTimeoutMs) {
       const primary = options.view.snapshot.primary;
@@ -153,7 +180,7 @@ async function forward(
         `no primary took this write within ${retryTimeoutMs} ms (a switchover or failover in progress?): ` +
           `${primary.why}${tried.length === 0 ? '' : `; last tried ${tried.join('; ')}`}`,
       );
-      return;
+      return 'no_primary';
     }
     await options.view.refresh();
     const now = options.view.writeTargets();
@@ -167,10 +194,16 @@ async function forward(
 
 type SendOutcome =
   | { kind: 'answered'; status: number; headers: Record<string, string | string[]>; body: string }
-  /** Not written: 421, or the connection failed before the request left. */
-  | { kind: 'retry'; why: string }
+  /** Not written: 421 (`refused`), or the connection failed before the request left. */
+  | { kind: 'retry'; why: string; refused: boolean }
   /** The connection failed after the request was sent: the outcome is unknown. */
   | { kind: 'cut'; why: string };
+
+function attemptOutcome(outcome: SendOutcome): RouterAttemptOutcome {
+  if (outcome.kind === 'answered') return outcome.status < 300 ? 'ok' : 'error';
+  if (outcome.kind === 'cut') return 'cut';
+  return outcome.refused ? 'refused' : 'unreachable';
+}
 
 async function send(
   options: WriteForwarderOptions,
@@ -191,7 +224,7 @@ async function send(
       signal: gone,
     });
     const text = await readText(response.body, WRITE_ANSWER_MAX_BYTES);
-    if (response.statusCode === 421) return { kind: 'retry', why: '421 not accepting writes' };
+    if (response.statusCode === 421) return { kind: 'retry', why: '421 not accepting writes', refused: true };
     return {
       kind: 'answered',
       status: response.statusCode,
@@ -199,7 +232,7 @@ async function send(
       body: text,
     };
   } catch (error) {
-    if (failedBeforeSending(error)) return { kind: 'retry', why: describeError(error) };
+    if (failedBeforeSending(error)) return { kind: 'retry', why: describeError(error), refused: false };
     return { kind: 'cut', why: describeError(error) };
   }
 }

@@ -23,7 +23,14 @@ export {
 } from './names.js';
 export { resolveNodeId } from './node-identity.js';
 export { formatTimestampUs } from './query-format.js';
-export { createQueryHttpHandler, encodePgParams, parseQuestDbLimit } from './query-http.js';
+export {
+  createQueryHttpHandler,
+  encodePgParams,
+  parseQuestDbLimit,
+  QUERY_OUTCOMES,
+  type QueryHttpOptions,
+  type QueryOutcome,
+} from './query-http.js';
 export { floatText, PG_OID, type PgPage } from './query-pg.js';
 export {
   QUERY_POOL_DEFAULTS,

@@ -14,11 +14,37 @@ import type { QueryPool } from './query-pool.js';
  * it may wait, refuse the read, or add response headers.
  */
 
+/**
+ * How a read ended, a small fixed set (`/metrics`, node/node-metrics.ts):
+ * - `ok`: answered with rows (2xx);
+ * - `client_error`: the query cannot run as written (bad SQL, a write, too many rows, a bad
+ *   parameter or commit token; 400, 405);
+ * - `refused`: bad credentials (401), or the replica's read consistency refused it (stale, a commit
+ *   token not applied in time, too many waiting reads, a token's write lost in a failover);
+ * - `unavailable`: a time limit, a full queue, a closed pool or a node changing role (503);
+ * - `server_error`: a bug (500);
+ * - `cancelled`: the client went away before the answer.
+ */
+export const QUERY_OUTCOMES = [
+  'ok',
+  'client_error',
+  'refused',
+  'unavailable',
+  'server_error',
+  'cancelled',
+] as const;
+export type QueryOutcome = (typeof QUERY_OUTCOMES)[number];
+
 export interface QueryHttpOptions {
   /** Decides whether a request may read; false → 401. Default: every request may. */
   auth?: (req: IncomingMessage) => boolean;
-  /** Wall clock for the default `/exp` file name (`questdb-query-<ms>.csv`, as QuestDB names it). */
+  /**
+   * Wall clock for the default `/exp` file name (`questdb-query-<ms>.csv`, as QuestDB names it);
+   * monotonic for `onQuery`. Default systemClock.
+   */
   clock?: Clock;
+  /** Called once per read of `/exec` or `/exp` once it is answered (`/metrics`). Default: nothing. */
+  onQuery?: (outcome: QueryOutcome, seconds: number) => void;
   /**
    * Runs after `auth` and the empty-query check, before the query is dispatched, on `/exec` and
    * `/exp`; `signal` aborts when the client goes away. Resolves headers to add to the success
@@ -53,24 +79,28 @@ export function createQueryHttpHandler(pool: QueryPool, options: QueryHttpOption
       const endpoint = endpointOf(url.pathname);
       if (endpoint === undefined) return false;
       const query = url.searchParams.get('query') ?? '';
+      const startedMs = options.onQuery === undefined ? 0 : clock.monotonicMs();
+      const read: ReadRequest = {
+        pool,
+        endpoint,
+        query,
+        params: url.searchParams,
+        req,
+        res,
+        auth: options.auth,
+        consistency: options.consistency,
+        clock,
+        refusal: undefined,
+      };
       try {
-        await answer({
-          pool,
-          endpoint,
-          query,
-          params: url.searchParams,
-          req,
-          res,
-          auth: options.auth,
-          consistency: options.consistency,
-          clock,
-        });
+        await answer(read);
       } catch (error) {
         // A bug or a throwing `auth`: still one answer, never an unhandled rejection.
         if (!res.headersSent)
           sendJson(res, 500, formatExecError(query, `internal error: ${String(error)}`, 0));
         else res.destroy();
       }
+      options.onQuery?.(outcomeOf(read), (clock.monotonicMs() - startedMs) / 1000);
       return true;
     },
   };
@@ -87,6 +117,21 @@ interface ReadRequest {
   auth: QueryHttpOptions['auth'];
   consistency: QueryHttpOptions['consistency'];
   clock: Clock;
+  /** Set when the consistency hook refused the read: its outcome. */
+  refusal: QueryOutcome | undefined;
+}
+
+/** How `read` ended, once answered (QUERY_OUTCOMES). */
+function outcomeOf(read: ReadRequest): QueryOutcome {
+  if (read.refusal !== undefined) return read.refusal;
+  const { res } = read;
+  if (!res.headersSent) return 'cancelled';
+  const status = res.statusCode;
+  if (status < 300) return 'ok';
+  if (status === 401) return 'refused';
+  if (status < 500) return 'client_error';
+  if (status === 503 || status === 504) return 'unavailable';
+  return 'server_error';
 }
 
 async function answer(r: ReadRequest): Promise<void> {
@@ -112,6 +157,7 @@ async function answerRead(r: ReadRequest): Promise<void> {
       headers = await r.consistency(r.req, r.params, signal);
     } catch (error) {
       if (!isWalshipError(error)) throw error;
+      r.refusal = signal.aborted ? 'cancelled' : error.kind === 'invalid' ? 'client_error' : 'refused';
       sendConsistencyError(r.res, r.query, error, signal);
       return;
     }

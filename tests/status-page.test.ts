@@ -1,6 +1,8 @@
 /**
  * The live status page (`GET /`, core/status-page.ts) of real in-process WalshipNodes on a
- * filesystem store, looked at in headless Chromium (Debian's `chromium`, driven by playwright-core):
+ * filesystem store, and of a router in front of them, looked at in headless Chromium (Debian's
+ * `chromium`, driven by playwright-core). The nodes register in the store, so every node's
+ * `/status/cluster` (and the router's) lists them all:
  *
  * - A primary A and a replica B take rows (one table named like markup), then a switchover: A
  *   demotes, B is promoted to epoch 2, B takes more rows and A follows. Each page must show what its
@@ -18,6 +20,16 @@
  * - A promotion held inside its epoch claim (a store wrapper holds that PUT): `/status`,
  *   `/status/history` and the page answer while the node switches, and show the new role after.
  * - The page loads under its own Content-Security-Policy without a violation or a script error.
+ * - The cluster view (issue 19): `/status/cluster` of A and of B lists both with the role and epoch
+ *   each one's own `/status` says; so do A's page and the router's page (which has no node of its
+ *   own: no tables, chart or events, and no request the router would answer 404).
+ * - Per-table lag lines: the held primary's `held` table is drawn in the first table colour (DOM and
+ *   pixels of a screenshot); markers: B's chart marks its promotion and A's its demotion, each with
+ *   the duration its event carries (DOM and pixels). The node without samples is the negative
+ *   control of both: no table line, no marker, no pixel of either colour.
+ * - Never blank: mid-switch (the held promotion) the page keeps the node id, the last tables and the
+ *   cluster view and says it is switching (a screenshot shows the switching colour); a page opened
+ *   mid-switch shows the tables of the role the node left (`last` in `/status`).
  *
  * Checked by breaking the page on purpose (temporarily): table cells filled with innerHTML, the
  * line drawn grey, a line drawn without samples, fetch failures ignored, the uploaded column showing
@@ -31,15 +43,27 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { STATUS_PAGE_CSP, STATUS_PAGE_HTML, STATUS_PAGE_LINE_COLOUR } from '../core/index.js';
-import { EPOCHS_PREFIX } from '../layout/index.js';
-import type { WalshipNode } from '../node/index.js';
+import {
+  type ClusterStatus,
+  STATUS_PAGE_CSP,
+  STATUS_PAGE_HTML,
+  STATUS_PAGE_LINE_COLOUR,
+  STATUS_PAGE_MARKER_COLOURS,
+  STATUS_PAGE_SWITCHING_COLOUR,
+  STATUS_PAGE_TABLE_COLOURS,
+  seededRandom,
+  systemClock,
+} from '../core/index.js';
+import { EPOCHS_PREFIX, epochKey } from '../layout/index.js';
+import { WalshipNode } from '../node/index.js';
 import { FsStore, type ObjectStore } from '../objectstore/index.js';
 import { gatedStore } from './helpers/gated-store.js';
-import { startTestNode } from './helpers/test-node.js';
+import { testNodeSettings } from './helpers/test-node.js';
+import { startTestRouter } from './helpers/test-router.js';
 
 const CHROMIUM_PATH = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -64,6 +88,26 @@ const COLOUR_TOLERANCE = 24;
  * above anything but a line, far below what one draws.
  */
 const LINE_PIXELS_MIN = 277;
+/**
+ * Columns of the chart a table's line must cross: once it has over a second of samples
+ * (HELD_LINE_POINTS_MIN) it runs from its table's first sample to the last, most of the chart's
+ * span and of the plot's 554 columns; a quarter of them is far above nothing. Columns, not pixels: a 2 px line on a slope
+ * keeps about one full-colour pixel per column once anti-aliased.
+ */
+const TABLE_LINE_COLUMNS_MIN = 138;
+/** Points of the held table's line before its pixels are counted: over a second of 100 ms samples. */
+const HELD_LINE_POINTS_MIN = 11;
+/**
+ * Pixels a drawn marker must have at least: its dashed line runs the chart's height (286 px, 4 px
+ * on and 3 off) 2 px wide, so over 160 full-colour pixels whatever its x, and its label about 40
+ * more; the label alone stays below this (checked by drawing the line 0 px wide), the band behind
+ * is a 15% tint, and without a marker there are none.
+ */
+const MARKER_PIXELS_MIN = 80;
+/** Pixels of the switching colour a page mid-switch shows at least: the badge alone is ~70 × 18. */
+const SWITCHING_PIXELS_MIN = 500;
+/** Nodes register in the store (at start and at each role change); rewrites are not needed here. */
+const REGISTER_MS = 60_000;
 /** A table name that is markup: valid (table/names.ts forbids `( ) / ' "`, not `< > = . space`). */
 const XSS_TABLE = '<img src=x onerror=window.xss=1>';
 
@@ -84,9 +128,18 @@ async function startNode(
   name: string,
   options: { store?: ObjectStore; statusSampleMs?: number } = {},
 ): Promise<WalshipNode> {
-  const node = await startTestNode(role, options.store ?? store, path.join(base, name), {
+  const settings = testNodeSettings(options.store ?? store, path.join(base, name), {
     statusSampleMs: options.statusSampleMs ?? SAMPLE_MS,
   });
+  const node = await WalshipNode.start(
+    role,
+    { ...settings, registerIntervalMs: REGISTER_MS },
+    {
+      clock: systemClock,
+      random: seededRandom(7),
+      log: pino({ level: process.env.WALSHIP_TEST_LOG ?? 'silent' }),
+    },
+  );
   nodes.push(node);
   return node;
 }
@@ -173,8 +226,34 @@ describe('status page over HTTP', () => {
     expect(ats).toEqual([...ats].sort((x, y) => x - y));
     expect(history.nowMs).toBeGreaterThanOrEqual(ats.at(-1)!);
 
-    const demoted = (await getStatus(a.httpPort)).events as { kind: string }[];
+    expect(typeof history.events[0]?.durationMs, 'the promotion took a measured time').toBe('number');
+    const demoted = (await getStatus(a.httpPort)).events as { kind: string; durationMs?: number }[];
     expect(demoted.map((e) => e.kind)).toEqual(['demoted', 'started']);
+    expect(typeof demoted[0]?.durationMs).toBe('number');
+  });
+
+  it('/status/cluster of every node lists every registered node with the role and epoch its /status says', async () => {
+    for (const viewer of [a, b]) {
+      const expected = await clusterRowsExpected([a, b], viewer);
+      await expect
+        .poll(async () => clusterRowsOf(await getCluster(viewer.httpPort), [a, b]), { timeout: WAIT_MS })
+        .toEqual(expected);
+    }
+    const fromA = await getCluster(a.httpPort);
+    expect(fromA.from).toBe('store registrations');
+    expect(fromA.nodes.find((n) => n.nodeId === a.nodeId)).toMatchObject({
+      role: 'replica',
+      epoch: null,
+      appliedEpoch: '2',
+      lastSeenAgoMs: 0,
+      self: true,
+    });
+    expect(fromA.nodes.find((n) => n.nodeId === b.nodeId)).toMatchObject({
+      role: 'primary',
+      epoch: '2',
+      acceptingWrites: true,
+      backlogTxns: 0,
+    });
   });
 
   it('answers only GET and HEAD for the page', async () => {
@@ -298,6 +377,24 @@ describe.skipIf(browserMissing !== null && !process.env.CI)('status page in Chro
       });
       const lags = (await getHistory(primary.httpPort)).samples.map((s) => s.lagMs ?? 0).filter((l) => l > 0);
       expect(lags.at(-1)!).toBeGreaterThan(lags[0]!);
+      // Its own line in the table panel: the laggiest table, in the first table colour, in the legend.
+      expect((await getHistory(primary.httpPort)).tableLines[0]?.name).toBe('held');
+      await expect
+        .poll(async () => (await chartOn(page)).tableLines[0], { timeout: WAIT_MS })
+        .toMatchObject({ table: 'held', stroke: STATUS_PAGE_TABLE_COLOURS[0] });
+      // Over a second of its samples: the chart then spans its samples, not a second mostly empty.
+      await expect
+        .poll(async () => (await chartOn(page)).tableLines[0]?.points, { timeout: WAIT_MS })
+        .toBeGreaterThan(HELD_LINE_POINTS_MIN);
+      const chart = await chartOn(page);
+      expect(chart.legend).toContain('table held');
+      const columns = colourColumns(
+        await page.locator('#lag-chart').screenshot(),
+        STATUS_PAGE_TABLE_COLOURS[0],
+      );
+      expect(columns, `columns the held table's line crosses (${columns})`).toBeGreaterThan(
+        TABLE_LINE_COLUMNS_MIN,
+      );
       expect(problems).toEqual([]);
       await page.close();
     } finally {
@@ -370,11 +467,91 @@ describe.skipIf(browserMissing !== null && !process.env.CI)('status page in Chro
     await expect
       .poll(() => control.page.locator('#no-samples').textContent(), { timeout: WAIT_MS })
       .toBe('no samples yet');
-    const none = linePixels(await control.page.locator('#lag-chart').screenshot());
-    expect(none, 'line pixels of a chart without samples').toBe(0);
+    const png = await control.page.locator('#lag-chart').screenshot();
+    expect(linePixels(png), 'line pixels of a chart without samples').toBe(0);
+    expect(colourColumns(png, STATUS_PAGE_TABLE_COLOURS[0]), 'table line columns').toBe(0);
+    expect(colourPixels(png, STATUS_PAGE_MARKER_COLOURS.promoted!), 'marker pixels').toBe(0);
+    expect(await chartOn(control.page)).toMatchObject({ markers: [], tableLines: [] });
     expect(await control.page.locator('#lag-chart').isVisible()).toBe(true);
     expect([...problems, ...control.problems]).toEqual([]);
     await Promise.all([page.close(), control.page.close()]);
+  });
+
+  it('marks the promotion on the new primary and the demotion on the old one, with their durations', async () => {
+    for (const [node, kind] of [
+      [b, 'promoted'],
+      [a, 'demoted'],
+    ] as const) {
+      const event = (await getHistory(node.httpPort)).events.find((e) => e.kind === kind);
+      expect(event?.durationMs, `${kind} has a duration`).toEqual(expect.any(Number));
+      const { page, problems } = await open(node.httpPort);
+      await expect
+        .poll(async () => (await chartOn(page)).markers, { timeout: WAIT_MS })
+        .toContainEqual({ kind, durationMs: String(event!.durationMs) });
+      expect((await chartOn(page)).legend).toContain(kind);
+      const drawn = colourPixels(
+        await page.locator('#lag-chart').screenshot(),
+        STATUS_PAGE_MARKER_COLOURS[kind]!,
+      );
+      expect(drawn, `pixels of the ${kind} marker (${drawn})`).toBeGreaterThan(MARKER_PIXELS_MIN);
+      expect(await page.locator(`#events li.event-${kind} .duration`).textContent()).toMatch(/^\(\d/);
+      expect(problems).toEqual([]);
+      await page.close();
+    }
+  });
+
+  it("every node's page lists every node of the cluster with its role and epoch", async () => {
+    for (const viewer of [a, b]) {
+      const { page, problems } = await open(viewer.httpPort);
+      await expect
+        .poll(
+          async () =>
+            (await clusterOn(page))
+              .filter((row) => row.node === a.nodeId || row.node === b.nodeId)
+              .sort(byNode),
+          { timeout: WAIT_MS },
+        )
+        .toEqual(
+          [
+            { node: a.nodeId, role: 'replica', epoch: '2 (applied)', self: viewer === a },
+            { node: b.nodeId, role: 'primary', epoch: '2', self: viewer === b },
+          ].sort(byNode),
+        );
+      expect(problems).toEqual([]);
+      await page.close();
+    }
+  });
+
+  it("the router's page shows the router and its cluster view, and asks the router nothing it lacks", async () => {
+    const router = await startTestRouter({ store });
+    try {
+      const cluster = await getCluster(router.port);
+      expect(clusterRowsOf(cluster, [a, b])).toEqual(await clusterRowsExpected([a, b], null));
+      expect(cluster.primary?.nodeId).toBe(b.nodeId);
+      const { page, problems } = await open(router.port);
+      expect(await page.locator('#role').textContent()).toBe('router');
+      await expect
+        .poll(
+          async () =>
+            (await clusterOn(page))
+              .filter((row) => row.node === a.nodeId || row.node === b.nodeId)
+              .sort(byNode),
+          { timeout: WAIT_MS },
+        )
+        .toEqual(
+          [
+            { node: a.nodeId, role: 'replica', epoch: '', self: false },
+            { node: b.nodeId, role: 'primary', epoch: '2', self: false },
+          ].sort(byNode),
+        );
+      expect(await page.locator('#router-writes-to').textContent()).toContain(b.nodeId);
+      for (const id of ['section-tables', 'section-lag', 'section-events', 'section-node'])
+        expect(await page.locator(`#${id}`).isHidden(), id).toBe(true);
+      expect(problems, 'no request answered 404, no script error').toEqual([]);
+      await page.close();
+    } finally {
+      await router.close();
+    }
   });
 
   it('shows a table named like markup as text, on both roles', async () => {
@@ -457,17 +634,28 @@ describe.skipIf(browserMissing !== null && !process.env.CI)('status page in Chro
   });
 
   it('answers /status, /status/history and the page while the node switches role, then shows the new role', async () => {
-    const gate = gatedStore(store, (key) => key.startsWith(EPOCHS_PREFIX));
+    // Held twice: the epoch claim (the promotion), then the new primary's look for a newer epoch,
+    // made after its routes are set and before the node takes the role (it answered `{}` there).
+    const starting = headGate(store, epochKey(4n));
+    const gate = gatedStore(starting.store, (key) => key.startsWith(EPOCHS_PREFIX));
     const candidate = await startNode('replica', 'candidate', { store: gate.store });
     await caughtUp(candidate, b);
     const { page, problems } = await open(candidate.httpPort);
     await expect.poll(() => page.locator('#role').textContent(), { timeout: WAIT_MS }).toBe('replica');
+    await expect.poll(async () => (await clusterOn(page)).length, { timeout: WAIT_MS }).toBeGreaterThan(0);
+    const tableNames = (await pageTables(page)).map((t) => t.name);
+    expect(tableNames.length, 'the replica follows tables').toBeGreaterThan(0);
     const promotion = candidate.promote('held promotion');
     await gate.reached;
     try {
       expect(candidate.role).toBe('switching');
       const status = await getStatus(candidate.httpPort);
       expect(status.role).toBe('switching');
+      expect(status.nodeId).toBe(candidate.nodeId);
+      expect(status.switching).toMatchObject({ from: 'replica', to: 'primary', forMs: expect.any(Number) });
+      const last = status.last as Record<string, unknown>;
+      expect(last.role, 'the last role, as it was when the change began').toBe('replica');
+      expect(tablesOf(last).map((t) => t.name)).toEqual(tableNames);
       expect((status.events as { kind: string }[]).map((e) => e.kind)).toEqual(['started']);
       const history = await fetch(`http://127.0.0.1:${candidate.httpPort}/status/history`);
       expect(history.status).toBe(200);
@@ -479,12 +667,49 @@ describe.skipIf(browserMissing !== null && !process.env.CI)('status page in Chro
       expect(await page.locator('#tables-note').textContent()).toBe(
         'the node is changing role: tables as last seen',
       );
+      // Never blank: who it is, the tables it had, the cluster, and what is going on.
+      expect(await page.locator('#node-id').textContent()).toBe(candidate.nodeId);
+      expect((await pageTables(page)).map((t) => t.name)).toEqual(tableNames);
+      expect(await page.locator('#switching').textContent()).toMatch(
+        /^switching role \(replica to primary\) since .*; showing the data of /,
+      );
+      await expect
+        .poll(async () => (await clusterOn(page)).find((row) => row.self)?.role, { timeout: WAIT_MS })
+        .toBe('switching');
+      const shot = colourPixels(await page.screenshot(), STATUS_PAGE_SWITCHING_COLOUR);
+      expect(shot, `pixels of the switching badge and banner (${shot})`).toBeGreaterThan(
+        SWITCHING_PIXELS_MIN,
+      );
+      // A page opened mid-switch has never seen the role: it shows the one the node kept.
+      const late = await open(candidate.httpPort);
+      expect(await late.page.locator('#node-id').textContent()).toBe(candidate.nodeId);
+      expect(await late.page.locator('#role').textContent()).toBe('switching');
+      expect((await pageTables(late.page)).map((t) => t.name)).toEqual(tableNames);
+      expect(late.problems).toEqual([]);
+      await late.page.close();
     } finally {
       gate.release();
+    }
+    await starting.reached;
+    try {
+      expect(await getStatus(candidate.httpPort)).toMatchObject({
+        role: 'switching',
+        nodeId: candidate.nodeId,
+      });
+      await expect
+        .poll(() => page.locator('#updated').textContent(), { timeout: WAIT_MS })
+        .toMatch(/^last updated/);
+      expect(await page.locator('#role').textContent()).toBe('switching');
+      expect((await pageTables(page)).map((t) => t.name)).toEqual(tableNames);
+    } finally {
+      starting.release();
     }
     expect((await promotion).epoch).toBe(3n);
     await expect.poll(() => page.locator('#fact-epoch').textContent(), { timeout: WAIT_MS }).toBe('3');
     expect(await page.locator('#role').textContent()).toBe('primary');
+    expect(await page.locator('#switching').isHidden()).toBe(true);
+    const after = colourPixels(await page.screenshot(), STATUS_PAGE_SWITCHING_COLOUR);
+    expect(after, 'the same count once the node is primary (control)').toBeLessThan(SWITCHING_PIXELS_MIN);
     await expect
       .poll(() => eventsOn(page), { timeout: WAIT_MS })
       .toContainEqual({
@@ -502,7 +727,8 @@ interface HistoryJson {
   intervalMs: number;
   nowMs: number;
   samples: { at: number; role: string; epoch: string | null; lagMs: number | null; pendingTxns: number }[];
-  events: unknown[];
+  tableLines: { name: string; lagMs: (number | null)[] }[];
+  events: { at: number; kind: string; message: string; durationMs?: number }[];
 }
 
 /** ILP measurement escapes: space, comma and `=` end a name unless escaped. */
@@ -527,6 +753,70 @@ async function getHistory(port: number): Promise<HistoryJson> {
   expect(response.status).toBe(200);
   expect(response.headers.get('cache-control')).toBe('no-store');
   return (await response.json()) as HistoryJson;
+}
+
+/** `store` whose first HEAD of `key` waits for `release()`; `reached` resolves when it got there. */
+function headGate(store: ObjectStore, key: string) {
+  let release: () => void = () => {};
+  let arrive: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const reached = new Promise<void>((resolve) => {
+    arrive = resolve;
+  });
+  let held = false;
+  const gated: ObjectStore = {
+    get description() {
+      return store.description;
+    },
+    put: (k, body, options) => store.put(k, body, options),
+    get: (k, options) => store.get(k, options),
+    head: async (k) => {
+      if (k === key && !held) {
+        held = true;
+        arrive();
+        await released;
+      }
+      return store.head(k);
+    },
+    list: (prefix, options) => store.list(prefix, options),
+    delete: (k) => store.delete(k),
+    deleteMany: (keys) => store.deleteMany(keys),
+    close: async () => {},
+  };
+  return { store: gated, reached, release: () => release() };
+}
+
+async function getCluster(port: number): Promise<ClusterStatus> {
+  const response = await fetch(`http://127.0.0.1:${port}/status/cluster`);
+  expect(response.status).toBe(200);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  return (await response.json()) as ClusterStatus;
+}
+
+/** What `/status/cluster` should say of `nodes` as seen from `viewer`: what their own `/status` says. */
+async function clusterRowsExpected(nodes: WalshipNode[], viewer: WalshipNode | null) {
+  return Promise.all(
+    nodes.map(async (node) => {
+      const status = await getStatus(node.httpPort);
+      return {
+        nodeId: node.nodeId,
+        url: `http://127.0.0.1:${node.httpPort}`,
+        role: status.role,
+        epoch: status.epoch ?? null,
+        self: node === viewer,
+        error: null,
+      };
+    }),
+  );
+}
+
+function clusterRowsOf(cluster: ClusterStatus, nodes: WalshipNode[]) {
+  return nodes.map((node) => {
+    const row = cluster.nodes.find((n) => n.nodeId === node.nodeId);
+    return row && pick('nodeId', 'url', 'role', 'epoch', 'self', 'error')(row as never);
+  });
 }
 
 const tablesOf = (status: Record<string, unknown>) => (status.tables ?? []) as Record<string, unknown>[];
@@ -563,26 +853,69 @@ async function eventsOn(page: Page): Promise<{ kind: string; message: string }[]
   )) as { kind: string; message: string }[];
 }
 
-function pick(...keys: string[]) {
-  return (row: Record<string, string>) => Object.fromEntries(keys.map((k) => [k, row[k]]));
+/** The page's cluster table: node id, role, epoch as shown, and whether it is this node. */
+async function clusterOn(
+  page: Page,
+): Promise<{ node: string; role: string; epoch: string; self: boolean }[]> {
+  return (await page.evaluate(
+    `[...document.querySelectorAll('#cluster tbody tr')].map((tr) => ({ node: tr.dataset.node,
+      role: tr.dataset.role, epoch: tr.querySelector('[data-col="epoch"]').textContent,
+      self: tr.classList.contains('self') }))`,
+  )) as { node: string; role: string; epoch: string; self: boolean }[];
 }
 
-/** Pixels of a PNG within COLOUR_TOLERANCE of the line colour on every channel. */
+const byNode = (x: { node?: string }, y: { node?: string }) => ((x.node ?? '') < (y.node ?? '') ? -1 : 1);
+
+/** The chart's markers (kind, duration) and table lines (table, colour, points drawn). */
+async function chartOn(page: Page) {
+  return (await page.evaluate(
+    `({ markers: [...document.querySelectorAll('#lag-chart g.marker')].map((g) =>
+        ({ kind: g.dataset.kind, durationMs: g.dataset.durationMs })),
+      tableLines: [...document.querySelectorAll('#lag-chart path.table-line')].map((p) =>
+        ({ table: p.dataset.table, stroke: p.getAttribute('stroke'), points: p.getAttribute('d').split('L').length })),
+      legend: [...document.querySelectorAll('#lag-legend li')].map((li) => li.textContent) })`,
+  )) as {
+    markers: { kind: string; durationMs: string }[];
+    tableLines: { table: string; stroke: string; points: number }[];
+    legend: string[];
+  };
+}
+
+function pick(...keys: string[]) {
+  return (row: Record<string, unknown>) => Object.fromEntries(keys.map((k) => [k, row[k]]));
+}
+
+/** Pixels of a PNG within COLOUR_TOLERANCE of the overall lag line's colour on every channel. */
 function linePixels(png: Buffer): number {
+  return colourPixels(png, STATUS_PAGE_LINE_COLOUR);
+}
+
+/** Pixels of a PNG within COLOUR_TOLERANCE of `colour` (`#rrggbb`) on every channel. */
+function colourPixels(png: Buffer, colour: string): number {
+  return nearColour(png, colour).length;
+}
+
+/** Columns (x) of a PNG holding at least one pixel near `colour`, as colourPixels counts them. */
+function colourColumns(png: Buffer, colour: string): number {
+  return new Set(nearColour(png, colour)).size;
+}
+
+/** The x of every pixel of a PNG within COLOUR_TOLERANCE of `colour` on every channel. */
+function nearColour(png: Buffer, colour: string): number[] {
   const image = PNG.sync.read(png);
-  const hex = STATUS_PAGE_LINE_COLOUR.slice(1);
+  const hex = colour.slice(1);
   const [r, g, b] = [0, 2, 4].map((i) => Number.parseInt(hex.slice(i, i + 2), 16)) as [
     number,
     number,
     number,
   ];
-  let count = 0;
+  const xs: number[] = [];
   for (let i = 0; i < image.data.length; i += 4) {
     const near =
       Math.abs(image.data[i]! - r) <= COLOUR_TOLERANCE &&
       Math.abs(image.data[i + 1]! - g) <= COLOUR_TOLERANCE &&
       Math.abs(image.data[i + 2]! - b) <= COLOUR_TOLERANCE;
-    if (near) count++;
+    if (near) xs.push((i / 4) % image.width);
   }
-  return count;
+  return xs;
 }

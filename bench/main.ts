@@ -35,6 +35,7 @@ const SUITES: Record<string, () => Promise<BenchSuiteResult>> = {
   peer: async () => (await import('./peer.js')).benchPeer(),
   pg: async () => (await import('./pg.js')).benchPg(),
   'exactly-once': async () => (await import('./exactly-once.js')).benchExactlyOnce(),
+  retention: async () => (await import('./retention.js')).benchRetention(),
 };
 
 async function run(): Promise<number> {

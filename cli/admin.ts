@@ -7,9 +7,11 @@ export const ADMIN_USAGE = `walship admin <action> [--node http://host:port] [--
 Asks a running node to act, with admin.token (from server.conf, WALSHIP_ADMIN_TOKEN or --admin.token):
   resume --table NAME   resume a table a replica suspended (after the bad object was repaired)
   snapshot              upload a snapshot of a replica's tables now
-  sql "STATEMENT"       on the primary, QuestDB's ALTER TABLE <t> DEDUP ENABLE UPSERT KEYS(timestamp, …)
-                        or ALTER TABLE <t> DEDUP DISABLE: a deduplicated table keeps the newest row
-                        per key, on every node (docs/rfcs/0011-exactly-once-batches.md)
+  sql "STATEMENT"       on the primary, one of QuestDB's table statements, applied on every node:
+                        ALTER TABLE <t> DEDUP ENABLE UPSERT KEYS(timestamp, …) | DEDUP DISABLE
+                        (keep the newest row per key: docs/rfcs/0011-exactly-once-batches.md),
+                        ALTER TABLE <t> SET TTL 2 WEEKS | SET TTL 0 (drop rows as they expire),
+                        DROP TABLE [IF EXISTS] <t> (docs/rfcs/0007-retention-and-gc.md)
 The node is --node (or --url), else node.url, else http://<http.bind.to> (0.0.0.0 as 127.0.0.1).`;
 
 const ACTIONS = new Set(['resume', 'snapshot', 'sql']);

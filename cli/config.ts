@@ -91,6 +91,11 @@ export const CONFIG_KEYS = {
     default: '1',
     doc: 'segment compression level (deflate 1..9; 0 stores uncompressed)',
   },
+  'replication.primary.ttl.check.interval': {
+    kind: 'duration',
+    default: '1m',
+    doc: 'check tables with a TTL (ALTER TABLE … SET TTL) for expired rows this often',
+  },
   'replication.primary.head.update.interval': {
     kind: 'duration',
     default: '1s',

@@ -37,6 +37,8 @@ export interface LocalClusterOptions {
   adminToken: string;
   /** Told of every node once it listens (at start and after restartAsReplica). */
   onNode?: (node: LocalNodeInfo) => void;
+  /** More `--key=value` settings for every node (no secrets: command lines are visible). */
+  settings?: string[];
 }
 
 /** What a caller may know of a node. */
@@ -187,6 +189,7 @@ export class LocalCluster {
             '--replication.failover.auto=true',
             `--replication.failover.lease.timeout=${autoFailover.leaseTimeoutMs}ms`,
           ]),
+      ...(this.#options.settings ?? []),
     ];
   }
 

@@ -75,6 +75,7 @@ export async function primarySettings(
     rolloverSizeBytes: config.number('cairo.wal.segment.rollover.size'),
     windowMs: config.number('replication.primary.throttle.window.duration'),
     headIntervalMs: config.number('replication.primary.head.update.interval'),
+    ttlCheckIntervalMs: Math.max(1, config.number('replication.primary.ttl.check.interval')),
     maxConcurrentUploads: Math.max(1, config.number('replication.requests.max.concurrent')),
     codec: level === 0 ? 'none' : 'deflate',
     compressionLevel: Math.max(level, 1),

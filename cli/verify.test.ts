@@ -68,6 +68,13 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
         bytes: 3 * 1024 * 1024,
         epochs: ['1', '2'],
         fences: 1,
+        changes: {
+          ttl: '2 DAYS',
+          trims: 3,
+          trimmedBefore: '2026-12-05T00:00:00.000000Z',
+          drops: ['9'],
+          upsertKeyChanges: 0,
+        },
         txnLog: null,
         findings: [],
       },
@@ -80,6 +87,7 @@ function report(overrides: Partial<StoreAuditReport> = {}): StoreAuditReport {
         bytes: 0,
         epochs: [],
         fences: 0,
+        changes: { ttl: null, trims: 0, trimmedBefore: null, drops: [], upsertKeyChanges: 0 },
         txnLog: null,
         findings: [],
       },
@@ -97,7 +105,7 @@ describe('renderStoreAudit', () => {
     const text = renderStoreAudit(report(), 'fs::root=/s');
     expect(text.split('\n')).toEqual([
       'store fs::root=/s: cluster c-1, 2 epochs (newest 2: b http://b:9000), 0 snapshots, 2 registered nodes',
-      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence, 3.0 MiB  OK',
+      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence, dropped at txn 9, TTL 2 DAYS, 3 trims (below 2026-12-05T00:00:00.000000Z), 3.0 MiB  OK',
       '  q       0 segments, no txns, 0 B  OK',
       '',
       'OK: 2 tables, 12 segments, 3.0 MiB fully decoded; 0 errors, 0 warnings',
@@ -121,7 +129,7 @@ describe('renderStoreAudit', () => {
       'fs::root=/s',
     );
     expect(text).toContain(
-      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence, 3.0 MiB  1 finding(s): SEGMENT_MISSING',
+      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence, dropped at txn 9, TTL 2 DAYS, 3 trims (below 2026-12-05T00:00:00.000000Z), 3.0 MiB  1 finding(s): SEGMENT_MISSING',
     );
     expect(text).toContain(
       `findings:\n  ERROR   SEGMENT_MISSING: ${missing.message}\n  warning ORPHAN: junk/x is stray`,
@@ -156,7 +164,7 @@ describe('renderStoreAudit of a sequenced cluster', () => {
     };
     expect(renderStoreAudit(base, 'fs::root=/s').split('\n')).toEqual([
       'store fs::root=/s: cluster c-1, 2 epochs (newest 2: b http://b:9000), 0 snapshots, 2 registered nodes, sequenced since epoch 2',
-      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence; txnlog 5 entries, txns 41..52, writers p1,p2, 1 uncommitted staged, 4.0 MiB  OK',
+      '  trades  12 segments, txns 1..40, epochs 1,2, 1 fence, dropped at txn 9, TTL 2 DAYS, 3 trims (below 2026-12-05T00:00:00.000000Z); txnlog 5 entries, txns 41..52, writers p1,p2, 1 uncommitted staged, 4.0 MiB  OK',
       '  q       txnlog 1 entry, txns 1..3, writers p2, 512 B  OK',
       '',
       'OK: 2 tables, 12 segments, 6 log entries, 4.0 MiB fully decoded; 0 errors, 0 warnings',

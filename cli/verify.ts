@@ -220,7 +220,18 @@ function walPart(table: TableAuditReport): string {
   const txns = table.txns === null ? 'no txns' : `txns ${table.txns.first}..${table.txns.last}`;
   const epochs = table.epochs.length === 0 ? '' : `, epochs ${table.epochs.join(',')}`;
   const fences = table.fences === 0 ? '' : `, ${table.fences} fence${table.fences === 1 ? '' : 's'}`;
-  return `${table.segments} segments, ${txns}${epochs}${fences}`;
+  return `${table.segments} segments, ${txns}${epochs}${fences}${changesPart(table.changes)}`;
+}
+
+/** What table-changing txns did: drops, the TTL, trims, upsert keys (RFC-0007, RFC-0011). */
+function changesPart(changes: TableAuditReport['changes']): string {
+  const parts: string[] = [];
+  if (changes.drops.length > 0) parts.push(`dropped at txn ${changes.drops.join(',')}`);
+  if (changes.ttl !== null) parts.push(`TTL ${changes.ttl}`);
+  if (changes.trims > 0)
+    parts.push(`${changes.trims} trim${changes.trims === 1 ? '' : 's'} (below ${changes.trimmedBefore})`);
+  if (changes.upsertKeyChanges > 0) parts.push(`upsert keys set ${changes.upsertKeyChanges}×`);
+  return parts.map((p) => `, ${p}`).join('');
 }
 
 function txnLogPart(log: NonNullable<TableAuditReport['txnLog']>): string {

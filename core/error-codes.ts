@@ -130,6 +130,13 @@ export const ERROR_CODES = {
       'Upsert keys (DEDUP UPSERT KEYS) name a column the table lacks, name one twice, or leave out the designated timestamp.',
     action: 'Name existing columns of the table, `timestamp` among them; nothing was changed.',
   },
+  TTL_INVALID: {
+    kinds: ['invalid'],
+    meaning:
+      'A TTL in hours that is not a whole number of days: walship tables are partitioned by day for TTL, as QuestDB tables made by ILP are.',
+    action:
+      'Give the TTL in days, weeks, months or years, or in hours that make whole days (48 HOURS); nothing was changed.',
+  },
   DATA_DIR_NOT_EMPTY: {
     kinds: ['invalid'],
     meaning: 'A restore was asked to write into a data dir that is not empty.',

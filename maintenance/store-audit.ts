@@ -47,8 +47,8 @@ import {
 } from '../layout/index.js';
 import { listAll, type ObjectInfo, type ObjectStore } from '../objectstore/index.js';
 import { verifySegment } from '../replica/index.js';
-import { decodeTableKey, isTableKey, type TableKey, tableKey } from '../table/index.js';
-import { decodeSegmentHeader } from '../wal/index.js';
+import { decodeTableKey, formatTimestampUs, isTableKey, type TableKey, tableKey } from '../table/index.js';
+import { decodeSegmentHeader, type SegmentHeader, type TxnRecord, ttlText } from '../wal/index.js';
 import {
   AUDIT_FINDINGS_MAX,
   type AuditFinding,
@@ -97,6 +97,9 @@ export const AUDIT_CONCURRENCY_DEFAULT = 8;
 export const AUDIT_CONCURRENCY_MAX = 64;
 /** Top-level names walked by the skip scan of the root (each costs one LIST of one key). */
 const ROOT_NAMES_MAX = 1_000;
+/** Drops of one table listed in its report, at most (a table dropped more often is counted only this far). */
+const MAX_DROPS_LISTED = 100;
+
 /** Keys per LIST page of the scan for strays beside a table's folders (usually one page). */
 const STRAY_PAGE_KEYS = 100;
 
@@ -115,9 +118,25 @@ export interface TableAuditReport {
   /** Distinct epochs of its segments, in chain order. */
   epochs: string[];
   fences: number;
+  /**
+   * What its table-changing txns did (RFC-0007 "Retention of rows", RFC-0011): the TTL set last
+   * (null: none, or dropped since), trims and their newest bound, drops and upsert-key changes. A
+   * --shallow audit reads only segments without rows, so it may miss some.
+   */
+  changes: TableChangesReport;
   /** Its `txnlog/` chain (RFC-0003); null when it has no `txnlog/` or `staged/` object. */
   txnLog: TxnLogAuditReport | null;
   findings: AuditFinding[];
+}
+
+export interface TableChangesReport {
+  ttl: string | null;
+  trims: number;
+  /** The highest trim bound, ISO 8601 UTC; null without trims. */
+  trimmedBefore: string | null;
+  /** The txns that dropped the table, in chain order. */
+  drops: string[];
+  upsertKeyChanges: number;
 }
 
 export interface EpochAuditRecord {
@@ -419,6 +438,7 @@ type SegmentSummary =
       txnLast: bigint;
       epoch: bigint;
       fence: boolean;
+      changes: readonly TxnRecord[];
       tableName: string;
     }
   | { key: string; slotTxn: bigint; bytes: number; status: 'bad'; code: string; message: string }
@@ -476,16 +496,7 @@ async function inspectSegment(
         tableKey: key,
         txnFirst: slotTxn,
       });
-      const fence = txns.some((txn) => txn.kind === 'fence');
-      return {
-        ...base,
-        status: 'ok',
-        txnFirst: header.txnFirst,
-        txnLast: header.txnLast,
-        epoch: header.epoch,
-        fence,
-        tableName: header.tableName,
-      };
+      return okSegment(base, header, txns);
     }
     const header = decodeSegmentHeader(got.body);
     if (header.staged) {
@@ -512,20 +523,37 @@ async function inspectSegment(
         message: `${info.key} starts at txn ${header.txnFirst} but sits in the slot of txn ${slotTxn}`,
       };
     }
-    // Header only: a fence is the one segment kind of one txn and no rows (RFC-0002).
-    const fence = header.txnCount === 1 && header.rowCount === 0;
-    return {
-      ...base,
-      status: 'ok',
-      txnFirst: header.txnFirst,
-      txnLast: header.txnLast,
-      epoch: header.epoch,
-      fence,
-      tableName: header.tableName,
-    };
+    // Header only, but a segment without rows is small: decoded, it tells a fence from a TTL, a
+    // trim, a drop or upsert keys (RFC-0002, RFC-0007).
+    if (header.rowCount === 0) {
+      const { txns } = await verifySegment(got.body, {
+        objectKey: info.key,
+        tableKey: key,
+        txnFirst: slotTxn,
+      });
+      return okSegment(base, header, txns);
+    }
+    return okSegment(base, header, []);
   } catch (error) {
     return { ...base, status: 'bad', ...segmentProblem(error, info.key, SEGMENT_CODES) };
   }
+}
+
+function okSegment(
+  base: { key: string; slotTxn: bigint; bytes: number },
+  header: SegmentHeader,
+  txns: readonly TxnRecord[],
+): SegmentSummary {
+  return {
+    ...base,
+    status: 'ok',
+    txnFirst: header.txnFirst,
+    txnLast: header.txnLast,
+    epoch: header.epoch,
+    fence: txns.some((txn) => txn.kind === 'fence'),
+    changes: txns.filter((txn) => txn.kind !== 'data' && txn.kind !== 'fence'),
+    tableName: header.tableName,
+  };
 }
 
 /** The codes a `wal/` segment's data error keeps; any other is SEGMENT_UNREADABLE. */
@@ -538,6 +566,14 @@ class Chain {
   #segments = 0;
   #bytes = 0;
   #fences = 0;
+  readonly #changes: TableChangesReport = {
+    ttl: null,
+    trims: 0,
+    trimmedBefore: null,
+    drops: [],
+    upsertKeyChanges: 0,
+  };
+  #trimmedBelow: bigint | undefined;
   #first: bigint | undefined;
   #last: bigint | undefined;
   /** The txn the next segment must start at; undefined before the first and after a bad segment. */
@@ -583,6 +619,7 @@ class Chain {
     }
     this.#checkContiguity(segment.txnFirst, segment.txnLast, segment.key);
     this.#checkEpoch(segment);
+    for (const change of segment.changes) this.#change(change);
     this.#first ??= segment.txnFirst;
     if (this.#last === undefined || segment.txnLast > this.#last) this.#last = segment.txnLast;
     if (this.#next === undefined || segment.txnLast + 1n > this.#next) this.#next = segment.txnLast + 1n;
@@ -658,6 +695,22 @@ class Chain {
     if (this.#epochs.at(-1) !== epoch.toString()) this.#epochs.push(epoch.toString());
   }
 
+  #change(txn: TxnRecord): void {
+    const changes = this.#changes;
+    if (txn.kind === 'ttl') changes.ttl = ttlText(txn.ttl);
+    else if (txn.kind === 'dedup') changes.upsertKeyChanges++;
+    else if (txn.kind === 'drop') {
+      if (changes.drops.length < MAX_DROPS_LISTED) changes.drops.push(txn.txn.toString());
+      changes.ttl = null;
+    } else if (txn.kind === 'trim') {
+      changes.trims++;
+      if (this.#trimmedBelow === undefined || txn.trimBeforeUs! > this.#trimmedBelow) {
+        this.#trimmedBelow = txn.trimBeforeUs!;
+        changes.trimmedBefore = formatTimestampUs(this.#trimmedBelow);
+      }
+    }
+  }
+
   #add(severity: AuditSeverity, code: string, key: string, message: string): void {
     addBounded(this.findings, { severity, code, key, table: this.key, message });
   }
@@ -675,6 +728,7 @@ class Chain {
       bytes: this.#bytes,
       epochs: this.#epochs,
       fences: this.#fences,
+      changes: this.#changes,
       txnLog: null,
       findings: this.findings,
     };

@@ -1,6 +1,12 @@
 import { assert, type Clock, isWalshipError, WalshipError } from '../core/index.js';
 import { asBatch, type IlpLineBatch, type IlpLineSource, type IlpLines } from '../ilp/index.js';
-import type { BatchPart, TableSchema, TableStore } from '../table/index.js';
+import {
+  type BatchPart,
+  freezeSchema,
+  isDropped,
+  type TableSchema,
+  type TableStore,
+} from '../table/index.js';
 import {
   type ColumnData,
   type ColumnType,
@@ -9,6 +15,7 @@ import {
   designatedTimestampRange,
   encodeTxnRecordInSlices,
   type RecordFacts,
+  type TableTtl,
   type TxnRecord,
   TxnRecordEncoder,
 } from '../wal/index.js';
@@ -234,7 +241,64 @@ export class Committer {
    * among them; none turns deduplication off. Throws DEDUP_KEYS_INVALID or TABLE_UNKNOWN (invalid)
    * before anything is written.
    */
-  async setDedupKeys(table: string, keys: readonly string[]): Promise<CommitResult> {
+  setDedupKeys(table: string, keys: readonly string[]): Promise<CommitResult> {
+    return this.#commitTableTxn(table, (schema, txn, commitTimeUs) => ({
+      record: dedupRecord(schema, keys, txn, commitTimeUs),
+      schemaAfter: schema,
+    }));
+  }
+
+  /**
+   * Sets the time to live of `table` (RFC-0007 "Retention of rows", QuestDB's `ALTER TABLE … SET
+   * TTL`): a ttl txn, applied on every node like any other; a count of 0 removes it. The primary's
+   * TtlKeeper then commits the trims it calls for. A TTL in hours must be whole days: walship
+   * tables are partitioned by day for TTL, as QuestDB's ILP-created tables are (TTL_INVALID).
+   */
+  setTtl(table: string, ttl: TableTtl): Promise<CommitResult> {
+    if (ttl.unit === 'HOUR' && ttl.count % 24 !== 0)
+      throw new WalshipError(
+        'TTL_INVALID',
+        'invalid',
+        `a TTL of ${ttl.count} hours is not whole days: tables are partitioned by day, so a TTL is a whole number of days (24 HOURS, 2 DAYS, 3 MONTHS)`,
+      );
+    return this.#commitTableTxn(table, (schema, txn, commitTimeUs) => ({
+      record: { txn, commitTimeUs, kind: 'ttl', rowCount: 0, columns: [], ttl: { ...ttl } },
+      schemaAfter: schema,
+    }));
+  }
+
+  /** Deletes the rows of `table` whose designated timestamp is below `beforeUs`, on every node: a trim txn. */
+  trim(table: string, beforeUs: bigint): Promise<CommitResult> {
+    return this.#commitTableTxn(table, (schema, txn, commitTimeUs) => ({
+      record: { txn, commitTimeUs, kind: 'trim', rowCount: 0, columns: [], trimBeforeUs: beforeUs },
+      schemaAfter: schema,
+    }));
+  }
+
+  /**
+   * Drops `table` on every node (QuestDB's `DROP TABLE`): a drop txn. The table's txn numbers go
+   * on, so a later write of the same name creates it anew as txn n+1 of the same chain.
+   */
+  dropTable(table: string): Promise<CommitResult> {
+    return this.#commitTableTxn(table, (schema, txn, commitTimeUs) => ({
+      record: { txn, commitTimeUs, kind: 'drop', rowCount: 0, columns: [] },
+      schemaAfter: freezeSchema({ name: schema.name, key: schema.key, columns: [] }),
+    }));
+  }
+
+  /**
+   * Commits one txn of an existing table that `make` builds from its schema, its next txn number and
+   * the commit time, under the write lock like a request. Throws TABLE_UNKNOWN (invalid) for a
+   * table that does not exist (or was dropped), before anything is written.
+   */
+  async #commitTableTxn(
+    table: string,
+    make: (
+      schema: TableSchema,
+      txn: bigint,
+      commitTimeUs: bigint,
+    ) => { record: TxnRecord; schemaAfter: TableSchema },
+  ): Promise<CommitResult> {
     return answerOf(
       await this.#commitEncoded(async () => {
         this.#checkAccepting();
@@ -242,8 +306,8 @@ export class Committer {
         const schema = options.schemaOf(table);
         if (schema === undefined)
           throw new WalshipError('TABLE_UNKNOWN', 'invalid', `table ${JSON.stringify(table)} does not exist`);
-        const record = dedupRecord(schema, keys, options.nextTxn(table), options.commitTimeUs);
-        return encodeAll([{ table: schema.name, record, schemaAfter: schema }]);
+        const { record, schemaAfter } = make(schema, options.nextTxn(table), options.commitTimeUs);
+        return encodeAll([{ table: schema.name, record, schemaAfter }]);
       }),
     );
   }
@@ -404,7 +468,11 @@ export class Committer {
     const { tables, clock } = this.#options;
     const queued = this.#queued;
     return {
-      schemaOf: (table: string) => queued.schema(table) ?? tables.schema(table),
+      // A dropped table (no columns) is built as a new one: its next data txn creates it anew.
+      schemaOf: (table: string) => {
+        const schema = queued.schema(table) ?? tables.schema(table);
+        return schema === undefined || isDropped(schema) ? undefined : schema;
+      },
       commitTimeUs: BigInt(Math.floor(clock.wallMs() * 1000)),
       nextTxn: (table: string) => (queued.lastTxn(table) ?? tables.lastTxn(table)) + 1n,
     };
@@ -563,6 +631,7 @@ class QueuedTxns {
       txn: record.txn,
       bytes,
       schemaAfter,
+      reload: record.kind !== 'data',
     }));
     for (const { table, txn, schemaAfter } of txns) {
       this.#byTable.set(table.toLowerCase(), { txn, schema: schemaAfter });

@@ -14,6 +14,7 @@ import {
   isNull,
   MAX_DECIMAL_SCALE,
   type TxnRecord,
+  ttlText,
 } from '../wal/index.js';
 import type { AckMode } from './committer.js';
 
@@ -52,7 +53,7 @@ const INT64_MAX = 2n ** 63n - 1n;
  * (`t`/`f`, `42i`, shortest round-trip doubles with `-0`, `NaN`, `±Infinity`, quoted strings,
  * `<µs>t`, `<text>d` decimals), nulls left out, the designated timestamp trailing in nanoseconds
  * (`<µs>t` when ns would overflow int64). A row with nothing ILP can carry is a comment, never an
- * invalid line. Fences, dedup txns and empty txns are a comment only. Pure.
+ * invalid line. Fences, dedup, ttl, trim and drop txns and empty txns are a comment only. Pure.
  */
 export function renderTxnAsIlp(tableName: string, record: TxnRecord): string {
   let text = '';
@@ -69,6 +70,18 @@ function* renderTxnPieces(tableName: string, record: TxnRecord): Generator<strin
   if (record.kind === 'dedup') {
     const keys = record.columns.map((c) => c.name).join(', ');
     yield `# txn ${record.txn}: ${keys === '' ? 'DEDUP DISABLE' : `DEDUP ENABLE UPSERT KEYS(${keys})`} (no rows)\n`;
+    return;
+  }
+  if (record.kind === 'ttl') {
+    yield `# txn ${record.txn}: SET TTL ${ttlText(record.ttl) ?? '0'} (no rows)\n`;
+    return;
+  }
+  if (record.kind === 'trim') {
+    yield `# txn ${record.txn}: rows before ${isoMicros(record.trimBeforeUs!)} deleted (TTL; no rows)\n`;
+    return;
+  }
+  if (record.kind === 'drop') {
+    yield `# txn ${record.txn}: DROP TABLE (no rows)\n`;
     return;
   }
   yield `# txn ${record.txn}: ${record.rowCount} rows, committed at ${isoMicros(record.commitTimeUs)}\n`;

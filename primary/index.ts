@@ -23,6 +23,7 @@ export {
   type Unsealed,
 } from './seal-policy.js';
 export { type ChainVerdict, type OwnSegment, segmentInChain } from './segment-in-chain.js';
+export { TtlKeeper, ttlCutoffUs } from './ttl-keeper.js';
 export { type BuiltTxn, buildTxns } from './txn-builder.js';
 export type { PendingSource } from './uploader.js';
 export { Uploader, type UploaderOptions } from './uploader.js';

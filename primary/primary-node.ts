@@ -9,6 +9,7 @@ import {
   createHttpAuthenticator,
   type HttpAuth,
   type HttpListenerOptions,
+  isWalshipError,
   nodeUrl,
   type Random,
   type RunningHttpServer,
@@ -31,6 +32,7 @@ import { type ObjectStore, renderProbeReport, runConformanceProbe } from '../obj
 import type { PgQueryOptions } from '../pg/index.js';
 import {
   createQueryHttpHandler,
+  isDropped,
   type PgPage,
   type QueryHttpOptions,
   QueryPool,
@@ -38,12 +40,13 @@ import {
   resolveNodeId,
   TableStore,
 } from '../table/index.js';
-import type { Codec } from '../wal/index.js';
+import { type Codec, ttlText } from '../wal/index.js';
 import { claimPrimary, refuseIfOvertaken } from './cluster-bootstrap.js';
 import { type AckMode, type CommitResult, Committer, type CommitterOptions } from './committer.js';
-import { parseDedupStatement } from './dedup-statement.js';
 import { ACK_MODE_META_KEY } from './divergence.js';
 import { pendingSourceOf } from './pending-source.js';
+import { parseTableStatement, type TableStatement } from './table-statement.js';
+import { TtlKeeper } from './ttl-keeper.js';
 import { Uploader, type UploaderOptions } from './uploader.js';
 import { WriteGate } from './write-gate.js';
 import { WriteWindow, withLaterWatermarks } from './write-window.js';
@@ -82,6 +85,8 @@ export interface PrimarySettings {
   rolloverSizeBytes: number;
   windowMs: number;
   headIntervalMs: number;
+  /** How often tables with a TTL are checked for expired rows (`replication.primary.ttl.check.interval`). */
+  ttlCheckIntervalMs?: number;
   maxConcurrentUploads: number;
   codec: Codec;
   compressionLevel: number;
@@ -164,6 +169,7 @@ export class PrimaryNode {
   readonly #http: RunningHttpServer;
   readonly #tcp: { close(): Promise<void> } | undefined;
   readonly #committer: Committer;
+  readonly #ttlKeeper: TtlKeeper;
   readonly #worker: WriteWorker;
   /** Shared with the write path: false once the node is fenced or shutting down. */
   readonly #gate: WriteGate;
@@ -183,8 +189,10 @@ export class PrimaryNode {
     gate: WriteGate;
     worker: WriteWorker;
     committer: Committer;
+    ttlKeeper: TtlKeeper;
   }) {
     this.#committer = init.committer;
+    this.#ttlKeeper = init.ttlKeeper;
     this.#worker = init.worker;
     this.#gate = init.gate;
     this.#settings = init.settings;
@@ -281,6 +289,14 @@ export class PrimaryNode {
         epoch: () => claim.epoch,
         ...(deps.onDurableAck === undefined ? {} : { onDurableAck: deps.onDurableAck }),
       });
+      const ttlKeeper = new TtlKeeper({
+        tables,
+        trim: (table, beforeUs) => committer.trim(table, beforeUs),
+        clock: deps.clock,
+        intervalMs: settings.ttlCheckIntervalMs ?? TTL_CHECK_INTERVAL_MS_DEFAULT,
+        log: epochLog,
+      });
+      cleanup.push(() => ttlKeeper.stop());
       const queries = await QueryPool.start({
         databaseFile,
         workers: settings.queryWorkers,
@@ -340,12 +356,9 @@ export class PrimaryNode {
       };
       const admin = createAdminHttpHandler(settings.adminToken, {
         ...deps.adminActions,
-        // QuestDB's ALTER TABLE … DEDUP statements (RFC-0011), committed as a txn of the table.
-        sql: async (params) => {
-          const { table, keys } = parseDedupStatement(params.get('query') ?? '');
-          const result = await committer.setDedupKeys(table, keys);
-          return { table, upsertKeys: keys, txn: result.txnHeader };
-        },
+        // QuestDB's table statements (DEDUP, SET TTL, DROP TABLE), each committed as a txn of the table.
+        sql: (params) =>
+          runTableStatement(parseTableStatement(params.get('query') ?? ''), committer, ttlKeeper),
       });
       const routes = [ilp.handle, query, status, admin];
       const http = deps.http ?? (await startHttpServer(routes, settings.http, epochLog));
@@ -386,8 +399,10 @@ export class PrimaryNode {
         gate,
         worker,
         committer,
+        ttlKeeper,
       });
       uploader.start();
+      ttlKeeper.start();
       epochLog.info(
         { http: http.port, tcp: tcp?.port ?? null, ackMode: settings.ackMode },
         'primary listening',
@@ -417,6 +432,8 @@ export class PrimaryNode {
       lastUploadAgoMs: upload.tables[schema.name]?.lastUploadAgoMs ?? null,
       oldestPendingAgeMs: upload.tables[schema.name]?.oldestPendingAgeMs ?? null,
       lastError: upload.tables[schema.name]?.lastError ?? null,
+      ttl: ttlText(this.#tables.ttl(schema.name)),
+      ...(isDropped(schema) ? { dropped: true } : {}),
     }));
     return {
       ...this.#deps.statusExtra?.(),
@@ -490,6 +507,7 @@ export class PrimaryNode {
     if (this.#closed) return;
     this.#closed = true;
     this.#gate.accepting = false;
+    await this.#ttlKeeper.stop();
     await this.#tcp?.close();
     // A large request may be mid-way through its slices: let it end (committed or not) before the
     // database closes under it.
@@ -502,6 +520,42 @@ export class PrimaryNode {
     if (this.#deps.http === undefined) await this.#http.close();
     await this.#queries.close();
     this.#tables.close();
+  }
+}
+
+/** How often a primary checks its tables with a TTL for expired rows, by default: QuestDB drops partitions lazily too. */
+export const TTL_CHECK_INTERVAL_MS_DEFAULT = 60_000;
+
+/**
+ * `POST /admin/sql`: one of QuestDB's table statements, committed as a txn of the table. A new TTL
+ * is applied at once: the answer names the trim it made, if any.
+ */
+async function runTableStatement(
+  statement: TableStatement,
+  committer: Committer,
+  ttlKeeper: TtlKeeper,
+): Promise<Record<string, unknown>> {
+  const { table } = statement;
+  if (statement.kind === 'dedup') {
+    const result = await committer.setDedupKeys(table, statement.keys);
+    return { table, upsertKeys: statement.keys, txn: result.txnHeader };
+  }
+  if (statement.kind === 'ttl') {
+    const result = await committer.setTtl(table, statement.ttl);
+    const trims = await ttlKeeper.check(table);
+    return {
+      table,
+      ttl: ttlText(statement.ttl),
+      txn: result.txnHeader,
+      trimmed: trims.map((t) => ({ beforeUs: t.beforeUs.toString(), txn: t.txn })),
+    };
+  }
+  try {
+    const result = await committer.dropTable(table);
+    return { table, dropped: true, txn: result.txnHeader };
+  } catch (error) {
+    if (statement.ifExists && isWalshipError(error, 'TABLE_UNKNOWN')) return { table, dropped: false };
+    throw error;
   }
 }
 

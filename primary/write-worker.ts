@@ -10,6 +10,8 @@ export interface WorkerTxn {
   txn: bigint;
   bytes: Uint8Array;
   schemaAfter: TableSchema;
+  /** The txn changed the table's settings (upsert keys, TTL) or dropped it: the cache reads it again. */
+  reload?: boolean;
 }
 
 /** Distributes a job without its `id` over the union's members. */
@@ -92,7 +94,12 @@ export class WriteWorker {
     });
     await this.#send({ type: 'commit', txns: sent }, transfer);
     this.#tables.noteCommitted(
-      txns.map(({ table, txn, schemaAfter }) => ({ table, lastTxn: txn, schema: schemaAfter })),
+      txns.map(({ table, txn, schemaAfter, reload }) => ({
+        table,
+        lastTxn: txn,
+        schema: schemaAfter,
+        reload,
+      })),
     );
   }
 

@@ -20,8 +20,10 @@ import {
   decodeTableKey,
   dropTable,
   quoteIdentifier,
+  TABLE_DEDUP_META_PREFIX,
   TABLE_EPOCH_META_PREFIX,
   TABLE_PARTIAL_META_PREFIX,
+  TABLE_TTL_META_PREFIX,
   type TableKey,
   type TableStore,
   tableKey,
@@ -368,11 +370,13 @@ function copyTableFromImage(imageFile: string, options: TableBootstrapOptions): 
             'SELECT type, sql FROM snap.sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type DESC',
           )
           .all(row.name) as { type: string; sql: string }[];
-        // 'table' > 'index': the table is created first, then its indexes.
+        // 'table' > 'index': the table is created first, then its indexes. A dropped table (RFC-0007)
+        // has none: only its watermarks come, and its chain goes on from the drop.
         for (const { sql } of ddl) db.exec(sql);
-        db.exec(
-          `INSERT INTO main.${quoteIdentifier(row.name)} SELECT * FROM snap.${quoteIdentifier(row.name)}`,
-        );
+        if (ddl.length > 0)
+          db.exec(
+            `INSERT INTO main.${quoteIdentifier(row.name)} SELECT * FROM snap.${quoteIdentifier(row.name)}`,
+          );
         db.prepare('INSERT INTO main._walship_tables SELECT * FROM snap._walship_tables WHERE key = ?').run(
           key,
         );
@@ -382,7 +386,12 @@ function copyTableFromImage(imageFile: string, options: TableBootstrapOptions): 
         const copyMeta = db.prepare(
           'INSERT OR REPLACE INTO main._walship_kv SELECT * FROM snap._walship_kv WHERE key = ?',
         );
-        for (const prefix of [TABLE_EPOCH_META_PREFIX, TABLE_PARTIAL_META_PREFIX])
+        for (const prefix of [
+          TABLE_EPOCH_META_PREFIX,
+          TABLE_PARTIAL_META_PREFIX,
+          TABLE_DEDUP_META_PREFIX,
+          TABLE_TTL_META_PREFIX,
+        ])
           copyMeta.run(`${prefix}${key}`);
         writeMeta(db, options.meta);
         return row.lastTxn;

@@ -1,7 +1,18 @@
 import { WalshipError } from '../core/index.js';
-import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import {
+  type ColumnData,
+  DESIGNATED_TIMESTAMP_COLUMN,
+  TABLE_OP_KINDS,
+  type TxnRecord,
+} from '../wal/index.js';
 import { validateColumnName } from './names.js';
-import { type ColumnSchema, columnIndexOf, freezeSchema, type TableSchema } from './table-schema.js';
+import {
+  type ColumnSchema,
+  columnIndexOf,
+  freezeSchema,
+  isDropped,
+  type TableSchema,
+} from './table-schema.js';
 import type { ColumnPlan, PlanMemo, TableState } from './table-state.js';
 
 /** The schema a table that does not exist yet starts with (the store creates it that way). */
@@ -34,13 +45,21 @@ export function planColumns(table: string, state: TableState | undefined, record
       throw invalidTxn(name, record, 'a fence carries rows');
     return { names: [], added: [] };
   }
-  if (record.kind === 'dedup') return planDedupKeys(name, state, record);
-  const memo = state?.lastPlan;
-  if (memo !== undefined && memo.schema === state?.schema && sameColumns(memo, record.columns)) {
+  const live = state === undefined || isDropped(state.schema) ? undefined : state;
+  if (record.kind === 'dedup') return planDedupKeys(name, live, record);
+  if (TABLE_OP_KINDS.has(record.kind)) {
+    // The record decoder checked the shape (no rows, no columns, its parameters).
+    if (live === undefined)
+      throw invalidTxn(name, record, `a ${record.kind} txn for a table that does not exist`);
+    return { names: [], added: [] };
+  }
+  const memo = live?.lastPlan;
+  if (memo !== undefined && memo.schema === live?.schema && sameColumns(memo, record.columns)) {
     return replan(name, record, memo);
   }
-  const columns = state?.schema.columns ?? NEW_TABLE_COLUMNS;
-  const index = state === undefined ? undefined : columnIndexOf(state.schema);
+  // A dropped table is created anew, as if it had never been.
+  const columns = live?.schema.columns ?? NEW_TABLE_COLUMNS;
+  const index = live === undefined ? undefined : columnIndexOf(live.schema);
   const seen = new Set<string>();
   const plan: ColumnPlan = { names: [], added: [] };
   let hasTimestamp = false;

@@ -9,6 +9,7 @@ export {
   type BatchLookup,
   type BatchPart,
 } from './batch-ledger.js';
+export { civilFromDays, daysFromCivil, daysInMonth } from './civil-date.js';
 export { moveDatabaseFiles } from './database-files.js';
 export {
   asTableKey,
@@ -56,8 +57,15 @@ export {
   TABLE_DEDUP_META_PREFIX,
   TABLE_EPOCH_META_PREFIX,
   TABLE_PARTIAL_META_PREFIX,
+  TABLE_TTL_META_PREFIX,
 } from './table-meta-keys.js';
-export { type ColumnSchema, columnIndexOf, type TableSchema } from './table-schema.js';
+export {
+  type ColumnSchema,
+  columnIndexOf,
+  freezeSchema,
+  isDropped,
+  type TableSchema,
+} from './table-schema.js';
 export {
   type CommittedElsewhere,
   type PendingSummary,

@@ -23,8 +23,11 @@ export interface RollbackPlan {
   rows: number;
   /** Names (folded) of the columns those txns created, in no particular order. */
   addedColumns: Set<string>;
-  /** One of those txns set or cleared the table's upsert keys. */
-  dedup: boolean;
+  /**
+   * One of those txns cannot be undone in place: it set or cleared the table's upsert keys, set its
+   * TTL, deleted rows below a timestamp or dropped it.
+   */
+  irreversible: boolean;
 }
 
 /**
@@ -37,14 +40,14 @@ export function planRollback(
   watermarks: { uploadedTxn: bigint; lastTxn: bigint },
   read: (afterTxn: bigint) => PendingTxn[],
 ): RollbackPlan {
-  const plan: RollbackPlan = { txns: 0, rows: 0, addedColumns: new Set(), dedup: false };
+  const plan: RollbackPlan = { txns: 0, rows: 0, addedColumns: new Set(), irreversible: false };
   let expected = watermarks.uploadedTxn + 1n;
   for (const record of pendingRecords(table, expected, read)) {
     if (record.txn !== expected)
       throw unsafe(table, `its pending queue holds txn ${record.txn} where txn ${expected} was expected`);
     expected++;
     plan.txns++;
-    if (record.kind === 'dedup') plan.dedup = true;
+    if (record.kind !== 'data' && record.kind !== 'fence') plan.irreversible = true;
     if (record.kind !== 'data') continue;
     plan.rows += record.rowCount;
     for (const column of record.columns)

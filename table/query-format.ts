@@ -1,4 +1,5 @@
 import type { ColumnType } from '../wal/index.js';
+import { civilFromDays } from './civil-date.js';
 import { QUESTDB_TYPE_NAMES } from './sql-types.js';
 
 /**
@@ -237,22 +238,6 @@ export function formatExecError(query: string, message: string, position: number
 function floorDiv(a: bigint, b: bigint): bigint {
   const q = a / b;
   return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
-}
-
-/** Howard Hinnant's days → civil date (proleptic Gregorian), exact for |days| < 2^53 / 146097. */
-function civilFromDays(daysSinceEpoch: number): { year: number; month: number; day: number } {
-  const z = daysSinceEpoch + 719_468;
-  const era = Math.floor(z / 146_097);
-  const doe = z - era * 146_097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const month = mp < 10 ? mp + 3 : mp - 9;
-  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
-  return { year, month, day };
 }
 
 function formatYear(year: number): string {

@@ -22,6 +22,11 @@ export const TABLE_PARTIAL_META_PREFIX = 'table.partial.';
  * txn (RFC-0011 "Deduplicated tables"); absent when the table is not deduplicated.
  */
 export const TABLE_DEDUP_META_PREFIX = 'table.dedup.';
+/**
+ * `table.ttl.<tableKey>` = the table's time to live as JSON `{"count":n,"unit":"DAY"}`, set by a ttl
+ * txn (RFC-0007 "Retention of rows"); absent when it has none.
+ */
+export const TABLE_TTL_META_PREFIX = 'table.ttl.';
 /** `sequencer.rejected.<tableKey>.<txn>` = why a txn was applied as an empty fence (TYPE_CONFLICT). */
 export const REJECTED_META_PREFIX = 'sequencer.rejected.';
 /** `sequencer.rejectedCount.<tableKey>` = how many txns of the table were rejected so far. */
@@ -39,6 +44,7 @@ export const EXPORTED_META_PREFIX = 'sequencer.exported.';
 const EXACT_PREFIXES = [
   TABLE_EPOCH_META_PREFIX,
   TABLE_DEDUP_META_PREFIX,
+  TABLE_TTL_META_PREFIX,
   TABLE_PARTIAL_META_PREFIX,
   PARTIAL_ENTRY_META_PREFIX,
   EXPORTED_META_PREFIX,

@@ -42,3 +42,12 @@ export function freezeSchema(schema: TableSchema): TableSchema {
   Object.freeze(schema.columns);
   return Object.freeze(schema);
 }
+
+/**
+ * A table dropped by a drop txn (RFC-0007 "Retention of rows"): it keeps its name, key and txn
+ * numbers, since its chain goes on, but has no columns, not even the designated timestamp every
+ * live table has. Its next data txn creates it anew.
+ */
+export function isDropped(schema: TableSchema): boolean {
+  return schema.columns.length === 0;
+}

@@ -1,5 +1,5 @@
 import type { Statement } from 'better-sqlite3';
-import type { ColumnType } from '../wal/index.js';
+import type { ColumnType, TableTtl } from '../wal/index.js';
 import type { ColumnSchema, TableSchema } from './table-schema.js';
 
 /**
@@ -65,6 +65,8 @@ export interface TableState {
   dedupKeys?: readonly string[];
   /** The statements that deduplicate it after an insert, prepared on first use. */
   dedup?: { maxRowid: Statement; replaceOlder: Statement };
+  /** The table's time to live, set by a ttl txn (RFC-0007 "Retention of rows"); undefined when none. */
+  ttl?: TableTtl;
 }
 
 /** Unknown names remembered as unknown, at most; beyond it they are all forgotten (they are cheap to re-check). */

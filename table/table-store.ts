@@ -1,6 +1,12 @@
 import Database from 'better-sqlite3';
 import { type Clock, ClosedError, systemClock, WalshipError } from '../core/index.js';
-import { type BatchStamp, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../wal/index.js';
+import {
+  type BatchStamp,
+  DESIGNATED_TIMESTAMP_COLUMN,
+  TABLE_OP_KINDS,
+  type TableTtl,
+  type TxnRecord,
+} from '../wal/index.js';
 import { applyPlan, memoOf, planColumns } from './apply-plan.js';
 import { BATCH_LEDGER_DDL, BatchLedger, type BatchLookup } from './batch-ledger.js';
 import { asTableKey, type TableKey, tableKey, validateTableName } from './names.js';
@@ -20,8 +26,8 @@ import {
   STORE_FORMAT_VERSION,
   storageError,
 } from './store-sql.js';
-import { TABLE_DEDUP_META_PREFIX } from './table-meta-keys.js';
-import { type ColumnSchema, freezeSchema, type TableSchema } from './table-schema.js';
+import { TABLE_DEDUP_META_PREFIX, TABLE_TTL_META_PREFIX } from './table-meta-keys.js';
+import { type ColumnSchema, freezeSchema, isDropped, type TableSchema } from './table-schema.js';
 import {
   type ColumnPlan,
   type InsertsBySize,
@@ -97,6 +103,8 @@ export interface CommittedElsewhere {
   uploadedTxn?: bigint;
   /** The table's schema after the commit. */
   schema?: TableSchema;
+  /** The commit changed more than rows and columns (upsert keys, TTL, a drop): read the table again. */
+  reload?: boolean;
 }
 
 /** The pending queue of one table, summed. */
@@ -342,13 +350,14 @@ export class TableStore {
     if (!this.inTransaction || !this.db.inTransaction) {
       throw new WalshipError('NOT_IN_TRANSACTION', 'internal', 'applyTxnInSlices needs transactionInSlices');
     }
+    // A txn without rows has nothing to slice; it joins the open transaction.
+    if (record.kind !== 'data') return this.applyTxns(table, [record]);
     const state = this.state(table);
     checkTxnFollows(table, state, state?.lastTxn ?? 0n, record);
     const plan = planColumns(table, state, record);
     const ready = this.ensureColumns(table, state, plan);
     this.markDirty(ready);
     const name = ready.schema.name;
-    if (record.kind === 'dedup') this.setDedupKeys(ready, plan.names);
     if (record.rowCount > 0) {
       const before = this.rowidBeforeInsert(ready);
       const insertOf = this.insertStatements(ready, plan, record);
@@ -503,6 +512,9 @@ export class TableStore {
         if (record.kind === 'dedup') {
           // planColumns refused a dedup txn for a table that does not exist.
           this.setDedupKeys(state!, plan.names);
+        } else if (TABLE_OP_KINDS.has(record.kind)) {
+          // planColumns refused these too for a table that does not exist.
+          this.applyTableOp(state!, record);
         } else {
           state = this.ensureColumns(table, state, plan);
           this.insertRecord(state, plan, record);
@@ -529,6 +541,9 @@ export class TableStore {
    */
   private ensureColumns(table: string, state: TableState | undefined, plan: ColumnPlan): TableState {
     if (state === undefined) return this.createTable(table, plan.added);
+    // A txn without columns (a fence) leaves a dropped table dropped; one with columns creates it anew.
+    if (isDropped(state.schema))
+      return plan.names.length === 0 ? state : this.recreateTable(table, state, plan.added);
     if (plan.added.length === 0) return state;
     const name = state.schema.name;
     this.guard(`add columns to table ${JSON.stringify(name)}`, () => {
@@ -570,6 +585,26 @@ export class TableStore {
   }
 
   /**
+   * Creates a dropped table anew (a data txn after its drop txn), as createTable would, under the
+   * spelling `table` now has; its txn numbers and watermarks go on from the drop.
+   */
+  private recreateTable(table: string, state: TableState, added: readonly ColumnSchema[]): TableState {
+    const { key } = state.schema;
+    const designated: ColumnSchema = { name: DESIGNATED_TIMESTAMP_COLUMN, type: 'timestamp' };
+    const columns = [designated, ...added];
+    this.guard(`create table ${JSON.stringify(table)} again`, () => {
+      this.db.exec(createTableSql(table, added));
+      this.db.prepare('UPDATE _walship_tables SET name = ? WHERE key = ?').run(table, key);
+      for (let position = 0; position < columns.length; position++) {
+        const column = columns[position]!;
+        this.sql.insertColumn.run(table, column.name, column.type, position);
+      }
+    });
+    this.markDirty(state);
+    return this.cache.replaceSchema(state, freezeSchema({ name: table, key, columns }));
+  }
+
+  /**
    * What this store knows of client batch `writer:seq` (RFC-0011): unknown, outside the writer's
    * window, or the parts (tables) of it that are committed here, with their txns and epochs.
    */
@@ -601,6 +636,78 @@ export class TableStore {
       insertRows(insertOf, blockSizes(record.columns.length), record.columns, record.rowCount),
     );
     if (before !== undefined) this.replaceOlderRows(state, before);
+  }
+
+  /**
+   * Applies a ttl, trim or drop txn (RFC-0007 "Retention of rows") to a table that exists:
+   * - ttl: the table's TTL, kept in its meta key, with an index on the designated timestamp that
+   *   makes finding and deleting old rows a range scan (a count of 0 removes both);
+   * - trim: deletes the rows whose designated timestamp is below the txn's bound;
+   * - drop: drops the SQLite table, its columns, upsert keys and TTL; the table keeps its key and
+   *   txn numbers (isDropped), so its chain goes on and a later data txn creates it anew.
+   */
+  private applyTableOp(state: TableState, record: TxnRecord): void {
+    const { name, key } = state.schema;
+    const quoted = quoteIdentifier(name);
+    const ttlIndex = quoteIdentifier(`_walship_ttl_${key}`);
+    this.markDirty(state);
+    if (record.kind === 'ttl') {
+      const ttl = record.ttl!;
+      this.guard(`set the TTL of table ${JSON.stringify(name)}`, () => {
+        if (ttl.count === 0) {
+          this.db.exec(`DROP INDEX IF EXISTS ${ttlIndex}`);
+          this.db.prepare('DELETE FROM _walship_kv WHERE key = ?').run(`${TABLE_TTL_META_PREFIX}${key}`);
+        } else {
+          this.db.exec(
+            `CREATE INDEX IF NOT EXISTS ${ttlIndex} ON ${quoted} (${quoteIdentifier(DESIGNATED_TIMESTAMP_COLUMN)})`,
+          );
+          this.sql.setMeta.run(`${TABLE_TTL_META_PREFIX}${key}`, JSON.stringify(ttl));
+        }
+      });
+      state.ttl = ttl.count === 0 ? undefined : { count: ttl.count, unit: ttl.unit };
+    } else if (record.kind === 'trim') {
+      this.guard(`delete the rows of table ${JSON.stringify(name)} below ${record.trimBeforeUs}`, () =>
+        this.db
+          .prepare(`DELETE FROM ${quoted} WHERE ${quoteIdentifier(DESIGNATED_TIMESTAMP_COLUMN)} < ?`)
+          .run(record.trimBeforeUs!),
+      );
+    } else {
+      this.guard(`drop table ${JSON.stringify(name)}`, () => {
+        this.db.exec(`DROP TABLE ${quoted}`);
+        this.db.prepare('DELETE FROM _walship_columns WHERE "table" = ?').run(name);
+        const deleteMeta = this.db.prepare('DELETE FROM _walship_kv WHERE key = ?');
+        for (const prefix of [TABLE_DEDUP_META_PREFIX, TABLE_TTL_META_PREFIX])
+          deleteMeta.run(`${prefix}${key}`);
+      });
+      this.cache.replaceSchema(state, freezeSchema({ name, key, columns: [] }));
+      state.dedupKeys = undefined;
+      state.dedup = undefined;
+      state.ttl = undefined;
+      this.clearInserts();
+    }
+  }
+
+  /** The time to live of `table` (RFC-0007 "Retention of rows"), or undefined when it has none. */
+  ttl(table: string): TableTtl | undefined {
+    this.checkOpen();
+    return this.state(table)?.ttl;
+  }
+
+  /**
+   * The oldest and newest designated timestamps of a table with a TTL (its index makes both a
+   * lookup), or undefined for an empty, dropped or unknown table.
+   */
+  timestampBounds(table: string): { minUs: bigint; maxUs: bigint } | undefined {
+    const state = this.state(table);
+    if (state === undefined || isDropped(state.schema)) return undefined;
+    const ts = quoteIdentifier(DESIGNATED_TIMESTAMP_COLUMN);
+    const row = this.guard(`read the timestamps of table ${JSON.stringify(state.schema.name)}`, () =>
+      this.db
+        .prepare(`SELECT min(${ts}) AS minUs, max(${ts}) AS maxUs FROM ${quoteIdentifier(state.schema.name)}`)
+        .safeIntegers(true)
+        .get(),
+    ) as { minUs: bigint | null; maxUs: bigint | null };
+    return row.minUs === null || row.maxUs === null ? undefined : { minUs: row.minUs, maxUs: row.maxUs };
   }
 
   /** The upsert keys of `table` when it is deduplicated (RFC-0011), else undefined. */
@@ -827,10 +934,12 @@ export class TableStore {
       const { name } = state.schema;
       const read = (afterTxn: bigint) => this.pending(name, { afterTxn, limitBytes: ROLLBACK_CHUNK_BYTES });
       const plan = planRollback(name, state, read);
-      if (state.dedupKeys !== undefined || plan.dedup)
+      if (state.dedupKeys !== undefined || plan.irreversible)
         throw rollbackUnsafe(
           name,
-          'it is deduplicated: rows its pending txns replaced cannot be put back (the database is moved aside instead)',
+          state.dedupKeys !== undefined
+            ? 'it is deduplicated: rows its pending txns replaced cannot be put back (the database is moved aside instead)'
+            : 'a pending txn set its upsert keys or TTL, deleted rows or dropped it, which cannot be undone in place (the database is moved aside instead)',
         );
       const quoted = quoteIdentifier(name);
       const firstRowid = this.guard(`check the pending rows of table ${JSON.stringify(name)}`, () =>
@@ -965,11 +1074,15 @@ export class TableStore {
    */
   noteCommitted(changes: readonly CommittedElsewhere[]): void {
     this.checkOpen();
-    for (const { table, lastTxn, uploadedTxn, schema } of changes) {
+    for (const { table, lastTxn, uploadedTxn, schema, reload } of changes) {
       const folded = table.toLowerCase();
       const state = this.cache.get(folded);
       if (state === undefined) continue;
-      if (state === null || (schema !== undefined && schema.columns.length > state.schema.columns.length)) {
+      if (
+        state === null ||
+        reload === true ||
+        (schema !== undefined && schema.columns.length !== state.schema.columns.length)
+      ) {
         this.cache.evict(folded);
         continue;
       }
@@ -1016,11 +1129,13 @@ export class TableStore {
       }
       const columns = this.sql.columns.all(row.name) as ColumnSchema[];
       const dedup = this.sql.getMeta.get(`${TABLE_DEDUP_META_PREFIX}${key}`) as string | undefined;
+      const ttl = this.sql.getMeta.get(`${TABLE_TTL_META_PREFIX}${key}`) as string | undefined;
       return this.cache.put(row.name.toLowerCase(), {
         schema: freezeSchema({ name: row.name, key, columns }),
         lastTxn: row.last_txn,
         uploadedTxn: row.uploaded_txn,
         ...(dedup === undefined ? {} : { dedupKeys: JSON.parse(dedup) as string[] }),
+        ...(ttl === undefined ? {} : { ttl: JSON.parse(ttl) as TableTtl }),
       });
     });
   }

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { ColumnType } from '../wal/index.js';
+import { daysFromCivil } from './civil-date.js';
 import { type SqlToken, tokenizeSql } from './sql-tokens.js';
 import { columnTypeOfDeclared } from './sql-types.js';
 
@@ -42,16 +43,6 @@ export function parseTimestampUs(text: string): bigint | undefined {
   const seconds = BigInt(hour * 3600 + (minute - offsetMinutes) * 60 + second);
   const micros = BigInt(frac.padEnd(6, '0').slice(0, 6));
   return (days * 86_400n + seconds) * 1_000_000n + micros;
-}
-
-/** Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-function daysFromCivil(year: number, month: number, day: number): number {
-  const y = month <= 2 ? year - 1 : year;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146_097 + doe - 719_468;
 }
 
 const UNIT_US: Readonly<Record<string, bigint>> = {

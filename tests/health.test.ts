@@ -43,7 +43,7 @@ interface Cluster {
   replicaStore: FaultyStore;
 }
 
-async function startCluster(): Promise<Cluster> {
+async function startCluster(replicaOverrides: Parameters<typeof startTestNode>[3] = {}): Promise<Cluster> {
   const root = path.join(dir, 'store');
   const primaryStore = await FsStore.open({ root });
   const replicaStore = withFaults(await FsStore.open({ root }), []);
@@ -53,7 +53,7 @@ async function startCluster(): Promise<Cluster> {
   );
   const primary = await startTestNode('primary', primaryStore, path.join(dir, 'primary'));
   closers.push(() => primary.close());
-  const replica = await startTestNode('replica', replicaStore, path.join(dir, 'replica'));
+  const replica = await startTestNode('replica', replicaStore, path.join(dir, 'replica'), replicaOverrides);
   closers.push(() => replica.close());
   const write = await fetch(`http://127.0.0.1:${primary.httpPort}/write`, {
     method: 'POST',
@@ -68,6 +68,42 @@ async function startCluster(): Promise<Cluster> {
   });
   return { primary, replica, replicaStore };
 }
+
+/** How long the idle replica is held (the issue asks for 2 minutes). */
+const IDLE_HOLD_MS = Number(process.env.WALSHIP_IDLE_HOLD_MS ?? 120_000);
+const IDLE_POLL_MS = 250;
+/**
+ * "A few poll intervals": the staleness of a caught-up replica is the age of its last poll that
+ * found nothing new. Before issue 19 it climbed to the sweep interval (30 s by default) and back.
+ */
+const IDLE_STALENESS_BOUND_MS = 8 * IDLE_POLL_MS;
+
+describe('staleness of an idle, caught-up replica', () => {
+  it(
+    `held for ${IDLE_HOLD_MS / 1000} s, /status and /metrics never report it above a few poll intervals`,
+    async () => {
+      const { replica } = await startCluster({
+        replica: { pollIntervalMs: IDLE_POLL_MS, sweepIntervalMs: 30_000 },
+      });
+      const samples: { statusMs: number; metricMs: number }[] = [];
+      const deadline = performance.now() + IDLE_HOLD_MS;
+      while (performance.now() < deadline) {
+        const status = (await (await fetch(`http://127.0.0.1:${replica.httpPort}/status`)).json()) as {
+          stalenessMs: number;
+        };
+        const metrics = await (await fetch(`http://127.0.0.1:${replica.httpPort}/metrics`)).text();
+        const metric = /^walship_replica_staleness_seconds (\S+)$/m.exec(metrics);
+        expect(metric, 'walship_replica_staleness_seconds is exported').not.toBeNull();
+        samples.push({ statusMs: status.stalenessMs, metricMs: Number(metric![1]) * 1000 });
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      expect(samples.length).toBeGreaterThan(IDLE_HOLD_MS / 1000);
+      const worst = Math.max(...samples.flatMap((s) => [s.statusMs, s.metricMs]));
+      expect(worst, JSON.stringify(samples.slice(-5))).toBeLessThanOrEqual(IDLE_STALENESS_BOUND_MS);
+    },
+    IDLE_HOLD_MS + 60_000,
+  );
+});
 
 describe('GET /health', () => {
   it('200 while each node serves its role; a replica held past max_staleness_ms is 503, then 200 again', async () => {

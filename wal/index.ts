@@ -29,5 +29,14 @@ export { type DecodedSegment, decodeSegment } from './segment-decoder.js';
 export { type EncodeSegmentInput, encodeSegment } from './segment-encoder.js';
 export { decodeSegmentHeader, type SegmentHeader } from './segment-header.js';
 export { FORMAT_VERSION as SEGMENT_FORMAT_VERSION } from './segment-layout.js';
+export { TABLE_OP_KINDS, ttlText } from './table-ops.js';
 export { designatedTimestampRange, type TimestampRange } from './timestamp-range.js';
-export { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnKind, type TxnRecord } from './txn-record.js';
+export {
+  type ColumnData,
+  DESIGNATED_TIMESTAMP_COLUMN,
+  type TableTtl,
+  TTL_UNITS,
+  type TtlUnit,
+  type TxnKind,
+  type TxnRecord,
+} from './txn-record.js';

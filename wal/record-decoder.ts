@@ -20,6 +20,7 @@ import {
   RECORD_FIXED_PAYLOAD_BYTES,
 } from './segment-layout.js';
 import { SegmentTally } from './segment-tally.js';
+import { readTableOp, TABLE_OP_KINDS } from './table-ops.js';
 import { designatedTimestampRange, type TimestampRange } from './timestamp-range.js';
 import type { TxnRecord } from './txn-record.js';
 import { txnKindOfId } from './txn-record.js';
@@ -222,6 +223,7 @@ function readFixedFields(
   if (overLimit !== undefined) throw reader.corrupt(`txn ${txnNumber}: ${overLimit}`);
   const txn: TxnRecord = { txn: txnNumber, commitTimeUs, kind, rowCount, columns: [] };
   if (flags !== 0) txn.batch = readBatchStamp(reader, txnNumber);
+  if (TABLE_OP_KINDS.has(kind)) readTableOp(reader, txn);
   return { txn, columnCount, rowCount };
 }
 
@@ -256,6 +258,8 @@ function countsProblem(
     return `a fence with ${rowCount} rows and ${columnCount} columns (a fence has none)`;
   }
   if (kind === 'dedup' && rowCount !== 0) return `a dedup txn with ${rowCount} rows (it has none)`;
+  if (TABLE_OP_KINDS.has(kind) && (rowCount !== 0 || columnCount !== 0))
+    return `a ${kind} txn with ${rowCount} rows and ${columnCount} columns (it has none)`;
   if (rowCount > 0 && columnCount === 0) return `${rowCount} rows but no columns`;
   // Each descriptor takes at least 4 bytes: check before building the descriptors array.
   if (columnCount * 4 > bytesLeft) {

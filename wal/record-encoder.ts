@@ -20,6 +20,7 @@ import {
   RECORD_FIXED_PAYLOAD_BYTES,
 } from './segment-layout.js';
 import { SegmentTally } from './segment-tally.js';
+import { checkTableOp, tableOpBytes, writeTableOp } from './table-ops.js';
 import { type ColumnData, TXN_KIND_IDS, type TxnRecord } from './txn-record.js';
 
 const textEncoder = new TextEncoder();
@@ -103,7 +104,7 @@ function beginRecord(writer: ByteWriter, txn: TxnRecord, state: RecordEncodeStat
   const nulls = txn.columns.map((column) => effectiveNulls(column, txn.rowCount));
   const { batch } = txn;
   const start = writer.offset;
-  const stampBytes = batch === undefined ? 0 : batchStampBytes(batch);
+  const stampBytes = (batch === undefined ? 0 : batchStampBytes(batch)) + tableOpBytes(txn);
   if (!writer.reserve(4 + RECORD_FIXED_PAYLOAD_BYTES + stampBytes)) throw bodyTooLarge(where, limits);
   writer.u32(0); // payloadBytes, patched by finishRecord
   writer.u64(txn.txn);
@@ -113,6 +114,7 @@ function beginRecord(writer: ByteWriter, txn: TxnRecord, state: RecordEncodeStat
   writer.u16(txn.columns.length);
   writer.u32(txn.rowCount);
   if (batch !== undefined) writeBatchStamp(writer, batch);
+  writeTableOp(writer, txn);
   // Every descriptor before any row: the applier learns the whole schema, changes included, first.
   for (let i = 0; i < txn.columns.length; i++) {
     const column = txn.columns[i]!;
@@ -243,7 +245,7 @@ function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): Where {
   if (typeof txn.commitTimeUs !== 'bigint' || txn.commitTimeUs < MIN_I64 || txn.commitTimeUs > MAX_I64) {
     throw new InvalidArgumentError(`${where()}: commitTimeUs must be a bigint within int64`);
   }
-  if (txn.kind !== 'data' && txn.kind !== 'fence' && txn.kind !== 'dedup') {
+  if (!Object.hasOwn(TXN_KIND_IDS, txn.kind)) {
     throw new InvalidArgumentError(`${where()}: unknown kind '${txn.kind}'`);
   }
   if (!Number.isInteger(txn.rowCount) || txn.rowCount < 0 || txn.rowCount > limits.maxRowsPerRecord) {
@@ -270,6 +272,7 @@ function checkTxnFields(txn: TxnRecord, limits: SegmentLimits): Where {
       throw new InvalidArgumentError(`${where()}: only a data txn carries a batch stamp`);
     checkBatchStamp(txn.batch, where);
   }
+  checkTableOp(txn, where);
   return where;
 }
 

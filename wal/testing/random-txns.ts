@@ -3,7 +3,7 @@ import { BATCH_HASH_BYTES, type BatchStamp } from '../batch-stamp.js';
 import { COLUMN_TYPES, type ColumnType, type ColumnValues } from '../column-types.js';
 import { nullBitmapBytes, setBit } from '../null-bitmap.js';
 import { MAX_I64, MIN_I64 } from '../segment-layout.js';
-import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, type TxnRecord } from '../txn-record.js';
+import { type ColumnData, DESIGNATED_TIMESTAMP_COLUMN, TTL_UNITS, type TxnRecord } from '../txn-record.js';
 
 /** Shape of the random txns; every field has a small default suited to fuzzing. */
 export interface RandomTxnsOptions {
@@ -37,6 +37,25 @@ export function randomTxns(random: Random, options: RandomTxnsOptions = {}): Txn
     const commitTimeUs = 1_700_000_000_000_000n + BigInt(randomInt(random, 1_000_000_000));
     if (random.next() < 0.1) {
       txns.push({ txn, commitTimeUs, kind: 'fence', rowCount: 0, columns: [] });
+      continue;
+    }
+    const op = random.next();
+    if (schema.length > 0 && op < 0.04) {
+      const unit = TTL_UNITS[randomInt(random, TTL_UNITS.length)]!;
+      const ttl = { count: random.next() < 0.2 ? 0 : 1 + randomInt(random, 1000), unit };
+      txns.push({ txn, commitTimeUs, kind: 'ttl', rowCount: 0, columns: [], ttl });
+      continue;
+    }
+    if (schema.length > 0 && op < 0.08) {
+      const trimBeforeUs =
+        random.next() < 0.1 ? MAX_I64 : commitTimeUs - BigInt(randomInt(random, 1_000_000));
+      txns.push({ txn, commitTimeUs, kind: 'trim', rowCount: 0, columns: [], trimBeforeUs });
+      continue;
+    }
+    if (schema.length > 0 && op < 0.1) {
+      // The table is gone: the next data txn creates it anew, every column added again.
+      schema.length = 0;
+      txns.push({ txn, commitTimeUs, kind: 'drop', rowCount: 0, columns: [] });
       continue;
     }
     // Upsert keys as a table store accepts them: the designated timestamp and some other columns

@@ -1,5 +1,6 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -113,6 +114,37 @@ describe('walship admin', () => {
       await main(['admin', 'snapshot', `--admin.token=${TOKEN}`, ...flags], io, { fetch: fetchImpl }),
     ).toBe(EXIT.ok);
     expect(new URL(sent[0]!.url).origin).toBe(origin);
+  });
+
+  it('admin, switchover and promote read the token from admin.token.file, as npm start writes it', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'walship-admin-token-file-'));
+    try {
+      const file = path.join(dir, 'admin.token');
+      await writeFile(file, `${TOKEN}\n`, { mode: 0o600 });
+      for (const argv of [
+        ['admin', 'snapshot', '--url', 'http://h:1'],
+        ['promote', '--node', 'http://h:1'],
+        ['switchover', '--from', 'http://h:1', '--to', 'http://h:2'],
+      ]) {
+        const { io } = capture();
+        const { fetchImpl, sent } = fakeFetch(500, { code: 'down' });
+        // Not a usage error: the file was read (a missing one is, below).
+        expect(await main([...argv, `--admin.token.file=${file}`], io, { fetch: fetchImpl })).not.toBe(
+          EXIT.usage,
+        );
+        const posts = sent.filter((request) => request.method === 'POST');
+        // switchover reads both nodes' /status first and stops there: no POST, no token sent.
+        if (argv[0] !== 'switchover') expect(posts.map((p) => p.authorization)).toEqual([`Bearer ${TOKEN}`]);
+        expect(sent.length, argv.join(' ')).toBeGreaterThan(0);
+      }
+      const { io, err } = capture();
+      expect(await main(['admin', 'snapshot', `--admin.token.file=${path.join(dir, 'none')}`], io)).toBe(
+        EXIT.usage,
+      );
+      expect(err.join('\n')).toContain('a node creates it at its first start');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('a missing token is a usage error (exit 2) and nothing is sent', async () => {

@@ -1,10 +1,12 @@
 import { InvalidConfigError } from '../core/index.js';
+import { adminTokenOf } from './admin-token.js';
 import { loadConfig, parseHostPort } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 
 export const ADMIN_USAGE = `walship admin <action> [--node http://host:port] [--table NAME] [--config server.conf] [--key=value …]
 
-Asks a running node to act, with admin.token (from server.conf, WALSHIP_ADMIN_TOKEN or --admin.token):
+Asks a running node to act, with admin.token (from server.conf, WALSHIP_ADMIN_TOKEN or --admin.token)
+or the file admin.token.file names (--admin.token.file=./walship-data/admin.token after npm start):
   resume --table NAME   resume a table a replica suspended (after the bad object was repaired)
   snapshot              upload a snapshot of a replica's tables now
   sql "STATEMENT"       on the primary, one of QuestDB's table statements, applied on every node:
@@ -35,8 +37,9 @@ export async function adminCommand(
     );
   const { url, table, others } = takeOwnFlags(rest);
   const config = await loadConfig({ argv: others, env: io.env });
-  const token = config.string('admin.token');
-  if (token === undefined) throw new InvalidConfigError('admin.token is required to talk to a node');
+  const token = await adminTokenOf(config);
+  if (token === undefined)
+    throw new InvalidConfigError('admin.token (or admin.token.file) is required to talk to a node');
   const params = new URLSearchParams();
   if (action === 'resume') {
     if (table === undefined) throw new InvalidConfigError('admin resume needs --table NAME');

@@ -6,7 +6,7 @@ import { describeArgument } from './io.js';
 /**
  * The node configuration surface, shared by `walship primary`, `walship replica` and every later
  * node command. Keys use QuestDB's names where the meaning is the same. Each key can be set
- *   1. in a `server.conf` file (`--config FILE`; `key=value` lines, `#` comments),
+ *   1. in a `server.conf` file (`--config FILE` or `-c FILE`; `key=value` lines, `#` comments),
  *   2. as an environment variable `WALSHIP_` + the key upper-cased with dots as underscores
  *      (`WALSHIP_REPLICATION_OBJECT_STORE`),
  *   3. as a flag `--key=value` or `--key value`;
@@ -36,7 +36,7 @@ export const CONFIG_KEYS = {
   'replication.role': {
     kind: { oneOf: ['none', 'primary', 'replica'] },
     default: 'none',
-    doc: 'the node role',
+    doc: "the role `walship --config FILE` starts a node in (QuestDB's key); `walship primary` and `walship replica` name it themselves and refuse a file or variable naming the other one",
   },
   'replication.object.store': { kind: 'store', doc: 'object store connection string (fs::… or s3::…)' },
   'replication.sequencer': {
@@ -352,6 +352,10 @@ export const CONFIG_KEYS = {
     doc: 'resident memory of one query host (SQLite values, temporary tables and sorts, JavaScript), at least 128m; a query taking its host past it is answered 400 and the host replaced',
   },
   'admin.token': { kind: 'secret', doc: 'token required by admin endpoints and commands' },
+  'admin.token.file': {
+    kind: 'string',
+    doc: 'a file holding the admin token (its first line), instead of admin.token: a node creates it with a random token, mode 0600, when it is missing; walship admin, switchover and promote read it',
+  },
   'log.level': {
     kind: { oneOf: ['trace', 'debug', 'info', 'warn', 'error', 'silent'] },
     default: 'info',
@@ -462,7 +466,8 @@ function parseFlags(argv: string[]): {
   const flags: { key: ConfigKey; text: string; source: string }[] = [];
   let configFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    // `-c FILE`: the short form of `--config FILE`.
+    const arg = argv[i] === '-c' ? '--config' : argv[i]!;
     // Never the argument itself: it may be a secret that missed its flag (issue 13 item 10).
     if (!arg.startsWith('--')) throw new InvalidConfigError(`unexpected argument (${describeArgument(arg)})`);
     const equals = arg.indexOf('=');

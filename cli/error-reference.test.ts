@@ -4,10 +4,18 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, ERROR_KINDS, type ErrorCodeSpec, HTTP_ANSWER_CODES } from '../core/index.js';
-import { type ClientCodeDoc, ERRORS_REGENERATE, renderErrorReference } from './error-reference.js';
+import {
+  type ClientCodeDoc,
+  ERRORS_REGENERATE,
+  renderErrorReference,
+  renderTroubleshooting,
+} from './error-reference.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PAGE = new URL('../docs/errors.md', import.meta.url);
+const README = new URL('../README.md', import.meta.url);
+const TROUBLESHOOTING_BLOCK =
+  /(<!-- troubleshooting: generated[^\n]*-->\n)([\s\S]*?)(<!-- troubleshooting end -->)/;
 
 /** Top-level folders that are no product source; client/ has its own codes (client/errors.ts). */
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'tests', 'bench', 'client', 'docs']);
@@ -172,6 +180,16 @@ describe('the error registry (core/error-codes.ts)', () => {
     const expected = renderErrorReference(clientCodes());
     if (process.env.WALSHIP_UPDATE_DOCS === '1' && expected !== page) writeFileSync(PAGE, expected);
     else expect(page, `run ${ERRORS_REGENERATE}`).toBe(expected);
+  });
+
+  it("the README's troubleshooting table is what the registry generates", () => {
+    const readme = readFileSync(README, 'utf8');
+    const block = TROUBLESHOOTING_BLOCK.exec(readme);
+    expect(block, 'README.md has the troubleshooting markers').not.toBeNull();
+    const expected = `${renderTroubleshooting()}\n`;
+    if (process.env.WALSHIP_UPDATE_DOCS === '1' && block![2] !== expected)
+      writeFileSync(README, readme.replace(TROUBLESHOOTING_BLOCK, `$1${expected}$3`));
+    else expect(block![2], `run ${ERRORS_REGENERATE}`).toBe(expected);
   });
 
   it('lists every code of the client library, with its doc', () => {

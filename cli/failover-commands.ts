@@ -1,15 +1,16 @@
 import { InvalidConfigError, systemClock } from '../core/index.js';
+import { adminTokenOf } from './admin-token.js';
 import { loadConfig, parseDurationMs } from './config.js';
 import { type CommandIo, EXIT } from './io.js';
 import { SWITCHOVER_MAX_LAG_TXNS_DEFAULT, switchoverReadiness } from './switchover-check.js';
 
-export const PROMOTE_USAGE = `walship promote --node URL [--reason TEXT] [--config server.conf] [--admin.token=…]
+export const PROMOTE_USAGE = `walship promote --node URL [--reason TEXT] [--config server.conf] [--admin.token=… | --admin.token.file=F]
 
 Unplanned failover (RFC-0002): the replica at URL catches up with the store, takes the next epoch,
 fences every table and starts taking writes. The old primary, if it still runs, is fenced at its
 next upload. Two replicas promoted at once: one wins, the other answers 409 and stays a replica.`;
 
-export const SWITCHOVER_USAGE = `walship switchover --from URL --to URL [--timeout 30s] [--max-lag-txns N] [--config server.conf] [--admin.token=…]
+export const SWITCHOVER_USAGE = `walship switchover --from URL --to URL [--timeout 30s] [--max-lag-txns N] [--config server.conf] [--admin.token=… | --admin.token.file=F]
 
 Planned switchover without loss or restarts (RFC-0002): demote the primary at --from (writes stop
 with 421, everything is uploaded, each table's last txn reported), wait until the replica at --to
@@ -222,9 +223,11 @@ async function parse(argv: string[], io: CommandIo, names: string[]) {
     own[match[1]!] = value;
   }
   const config = await loadConfig({ argv: others, env: io.env });
-  const token = config.string('admin.token');
+  const token = await adminTokenOf(config);
   if (token === undefined)
-    throw new InvalidConfigError('admin.token is required (WALSHIP_ADMIN_TOKEN or --admin.token)');
+    throw new InvalidConfigError(
+      'admin.token is required (WALSHIP_ADMIN_TOKEN, --admin.token or --admin.token.file)',
+    );
   return { own, token };
 }
 

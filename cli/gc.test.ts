@@ -99,6 +99,19 @@ describe('walship gc', () => {
     );
   });
 
+  it('shows its progress as the requests it made, and ends the line with what it deleted', async () => {
+    const lines: string[] = [];
+    const io = captureIo();
+    const progress = { inPlace: true, draw: (line: string) => void lines.push(line) };
+    expect(await gcCommand(['--store', connection, '--dry-run'], io, { progress })).toBe(0);
+    expect(lines[0]).toMatch(/^walship gc: 1 (LIST|GET|HEAD) requests · \d+ ms$/);
+    expect(lines.at(-1)).toMatch(
+      /^walship gc: (\d+ (LIST|GET|HEAD)(, )?)+ requests; done: 0 objects deleted · /,
+    );
+    expect(lines.at(-1)).toContain('LIST');
+    expect(io.err).toEqual([]);
+  });
+
   it('exits 3 when the store cannot be opened', async () => {
     const io = captureIo();
     const storeOpen = () => Promise.reject(new Error('unreachable'));

@@ -12,10 +12,16 @@ import {
   runGc,
 } from '../maintenance/index.js';
 import { REGISTRATION_UNCHANGED_REWRITE_MS } from '../node/index.js';
-import { type OpenedStore, openStore } from '../objectstore/index.js';
+import {
+  type ObjectStore,
+  type OpenedStore,
+  openStore,
+  type StoreOperation,
+  withMetrics,
+} from '../objectstore/index.js';
 import { openHttpSequencer } from '../sequencer/index.js';
 import { loadConfig, type NodeConfig, parseDurationMs } from './config.js';
-import { type CommandIo, EXIT, strayArgument } from './io.js';
+import { type CommandIo, EXIT, type ProgressOptions, progressLine, strayArgument } from './io.js';
 
 export const GC_USAGE = `walship gc --store CONNSTRING [options]
 
@@ -53,6 +59,8 @@ export interface GcCommandDeps {
   sequencerOpen?: (connection: string) => Promise<GcSequencer & { close(): Promise<void> }>;
   /** The GC's clock (wall ms), compared with the store objects' times; default the system clock. */
   clock?: { wallMs(): number };
+  /** Where and how progress is shown (default: cli/io.ts progressLine on this process's stderr). */
+  progress?: ProgressOptions;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -171,17 +179,21 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
     io.stderr(`walship gc: --sequencer: ${(error as Error).message}`);
     return isWalshipError(error) && error.kind === 'unavailable' ? EXIT.unavailable : EXIT.usage;
   }
+  // GC reports no steps of its own; the requests it made so far show it moving (cli/io.ts).
+  const progress = progressLine(io, 'walship gc', deps.progress ?? {});
   try {
-    const result = await runGc(store, policy, {
+    const result = await runGc(withRequestCounts(store, progress.update), policy, {
       clock: deps.clock ?? systemClock,
       dryRun: values['dry-run'] === true,
       ...(sequencer === undefined ? {} : { sequencer }),
     });
+    progress.finish(`done: ${result.deleted.length} objects deleted`);
     io.stdout(
       values.json === true ? JSON.stringify(result, jsonValue, 2) : renderGc(result, store.description),
     );
     return EXIT.ok;
   } catch (error) {
+    progress.finish('failed');
     if (
       !isWalshipError(error) ||
       (error.kind !== 'unavailable' && error.kind !== 'invalid' && error.kind !== 'data')
@@ -193,6 +205,26 @@ export async function gcCommand(argv: string[], io: CommandIo, deps: GcCommandDe
     await sequencer?.close();
     await store.close();
   }
+}
+
+/** Request names as the store's API calls them; a batch delete counts as one DELETE. */
+const REQUEST_NAMES: Record<StoreOperation, string> = {
+  list: 'LIST',
+  get: 'GET',
+  head: 'HEAD',
+  put: 'PUT',
+  delete: 'DELETE',
+  deleteMany: 'DELETE',
+};
+
+/** `store`, reporting after each request the counts so far: `12 LIST, 140 GET, 3 DELETE requests`. */
+function withRequestCounts(store: ObjectStore, report: (text: string) => void): ObjectStore {
+  const counts = new Map<string, number>();
+  return withMetrics(store, (event) => {
+    const name = REQUEST_NAMES[event.operation];
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    report(`${[...counts].map(([request, n]) => `${n} ${request}`).join(', ')} requests`);
+  });
 }
 
 function usage(io: CommandIo, problem: string): number {

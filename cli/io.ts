@@ -1,4 +1,4 @@
-import { systemClock } from '../core/index.js';
+import { type Clock, systemClock, type Timer } from '../core/index.js';
 /** What a command needs from its process, injectable so tests run commands in-process. */
 export interface CommandIo {
   stdout: (text: string) => void;
@@ -180,4 +180,105 @@ export function parseArgsMessage(error: Error & { code: string }): string {
   const name = option === undefined ? 'an option' : describeArgument(option);
   if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${name}; see --help`;
   return `${name}: a value is missing, or given to an option that takes none; see --help`;
+}
+
+// --- Progress of a long command ---------------------------------------------------------------
+
+/** A terminal's progress line is redrawn at most this often (work may report thousands of steps a second). */
+export const PROGRESS_REDRAW_MS = 100;
+/** …and at least this often, its elapsed time moving on even while the work reports nothing. */
+export const PROGRESS_HEARTBEAT_MS = 1_000;
+/** Plain lines (a log, a pipe): at most this often, the first after as long. */
+export const PROGRESS_PLAIN_MS = 5_000;
+
+export interface ProgressLine {
+  /** The newest state, as text (`3/10 tables, 1200 segments, 2.1 GiB`). */
+  update(text: string): void;
+  /** Ends the line with `summary` (`done`, `failed`) and the time taken; idempotent. */
+  finish(summary: string): void;
+}
+
+export interface ProgressOptions {
+  /**
+   * One line redrawn in place (a terminal), or plain lines on `io.stderr` (a log, a pipe, or a
+   * terminal that other output shares). Default: in place when `io` is this process's own and its
+   * stderr is a terminal.
+   */
+  inPlace?: boolean;
+  /** Draws the line in place (default: `\r`, clear, the line on process.stderr; a newline at the end). */
+  draw?: (line: string, final: boolean) => void;
+  clock?: Clock;
+}
+
+/**
+ * A long command's progress on stderr (restore, verify, gc, a replica's bootstrap): on a terminal
+ * one line, `title: text · 12 s`, redrawn in place every PROGRESS_HEARTBEAT_MS at least and
+ * PROGRESS_REDRAW_MS at most, ended by finish() with a summary; otherwise a plain line at most
+ * every PROGRESS_PLAIN_MS (so a short run prints nothing, and a log is not flooded). stdout keeps
+ * the command's report alone.
+ */
+export function progressLine(io: CommandIo, title: string, options: ProgressOptions = {}): ProgressLine {
+  const clock = options.clock ?? systemClock;
+  const inPlace = options.inPlace ?? (io === processIo && process.stderr.isTTY === true);
+  const draw =
+    options.draw ??
+    ((line: string, final: boolean) => process.stderr.write(`\r\u001b[2K${line}${final ? '\n' : ''}`));
+  const startedMs = clock.monotonicMs();
+  const everyMs = inPlace ? PROGRESS_HEARTBEAT_MS : PROGRESS_PLAIN_MS;
+  let text = '';
+  let drawnMs = inPlace ? Number.NEGATIVE_INFINITY : startedMs;
+  let drew = false;
+  let finished = false;
+  let timer: Timer | undefined;
+  const line = (nowMs: number) =>
+    `${title}${text === '' ? '' : `: ${text}`} · ${elapsedText(nowMs - startedMs)}`;
+  const show = (nowMs: number) => {
+    drawnMs = nowMs;
+    drew = true;
+    if (inPlace) draw(line(nowMs), false);
+    else io.stderr(line(nowMs));
+  };
+  // The heartbeat: a line at least every `everyMs`, counted from the last one drawn.
+  const beat = (delayMs: number) => {
+    timer = clock.setTimer(
+      delayMs,
+      () => {
+        if (finished) return;
+        const nowMs = clock.monotonicMs();
+        const dueInMs = drawnMs + everyMs - nowMs;
+        if (dueInMs > 0) return beat(dueInMs);
+        show(nowMs);
+        beat(everyMs);
+      },
+      { unref: true },
+    );
+  };
+  beat(everyMs);
+  return {
+    update(next) {
+      if (finished) return;
+      text = next;
+      const nowMs = clock.monotonicMs();
+      if (nowMs - drawnMs >= (inPlace ? PROGRESS_REDRAW_MS : PROGRESS_PLAIN_MS)) show(nowMs);
+    },
+    finish(summary) {
+      if (finished) return;
+      finished = true;
+      timer?.cancel();
+      const nowMs = clock.monotonicMs();
+      // A run too short to have shown anything stays silent: its report says it all.
+      if (!drew) return;
+      text = text === '' ? summary : `${text}; ${summary}`;
+      if (inPlace) draw(line(nowMs), true);
+      else io.stderr(line(nowMs));
+    },
+  };
+}
+
+/** `850 ms`, `12 s`, `3 min 05 s`: the time a command has run. */
+function elapsedText(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  const seconds = Math.floor(ms / 1_000);
+  if (seconds < 60) return `${seconds} s`;
+  return `${Math.floor(seconds / 60)} min ${String(seconds % 60).padStart(2, '0')} s`;
 }

@@ -4,10 +4,10 @@
  * (which may be a token that missed its flag). Every command is tried with every kind of bad
  * argument carrying a token; the token must appear in neither stream.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { epochKey } from '../layout/index.js';
 import { FsStore } from '../objectstore/index.js';
 import { describeArgument, EXIT, redactArgvValues } from './io.js';
@@ -35,6 +35,8 @@ const COMMANDS: readonly string[][] = [
   ['gc'],
   ['restore'],
   ['store', 'check'],
+  ['--config', '/nonexistent/server.conf'],
+  ['-c', '/nonexistent/server.conf'],
 ];
 
 /** Bad arguments, each carrying SECRET where a careless message would quote it. */
@@ -143,5 +145,64 @@ describe('a garbage epoch record (issue 13 item 10)', () => {
     } finally {
       await rm(base, { recursive: true, force: true });
     }
+  });
+});
+
+describe('walship --config: the role from server.conf (issue 19 item 6)', () => {
+  let base = '';
+  const conf = (role: string) => path.join(base, `${role}.conf`);
+  beforeAll(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'walship-config-role-'));
+    for (const role of ['primary', 'replica'])
+      await writeFile(conf(role), `# a node\nreplication.role=${role}\nnode.data.dir=${base}/${role}\n`);
+    await writeFile(conf('none'), `node.data.dir=${base}/none\n`);
+  });
+  afterAll(() => rm(base, { recursive: true, force: true }));
+
+  async function refused(argv: string[], env: Record<string, string> = {}) {
+    const err: string[] = [];
+    const io = { stdout: () => {}, stderr: (t: string) => err.push(t), env };
+    const code = await main(argv, io);
+    return { code, err: err.join('\n') };
+  }
+
+  it.each([
+    [
+      ['primary', '--config', 'CONF:replica'],
+      'the command says primary but replication.role=replica (FILE:2)',
+    ],
+    [['replica', '-c', 'CONF:primary'], 'the command says replica but replication.role=primary (FILE:2)'],
+    [['--config', 'CONF:none'], 'replication.role is none (default): set replication.role=primary or'],
+    [['-c', 'CONF:none'], 'replication.role is none (default)'],
+  ])('%j is refused before anything starts', async (words, message) => {
+    const argv = words.map((word) => (word.startsWith('CONF:') ? conf(word.slice(5)) : word));
+    const file = argv.find((arg) => arg.endsWith('.conf'))!;
+    const { code, err } = await refused(argv);
+    expect(code).toBe(EXIT.usage);
+    expect(err.startsWith(`walship: ${message.replace('FILE', file)}`)).toBe(true);
+    expect(err.split('\n')).toHaveLength(1);
+  });
+
+  it('a role from the environment conflicts with the command too; none does not', async () => {
+    const { code, err } = await refused(['primary', '--config', conf('none')], {
+      WALSHIP_REPLICATION_ROLE: 'replica',
+    });
+    expect(code).toBe(EXIT.usage);
+    expect(err).toContain(
+      'the command says primary but replication.role=replica (env WALSHIP_REPLICATION_ROLE)',
+    );
+  });
+
+  it('`walship --config FILE --help` and `walship --help` describe it', async () => {
+    const out: string[] = [];
+    const io = { stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t), env: {} };
+    expect(await main(['--config', conf('primary'), '--help'], io)).toBe(EXIT.ok);
+    expect(out.join('\n')).toContain("Runs a node in the role server.conf's replication.role names");
+    out.length = 0;
+    expect(await main(['--help'], io)).toBe(EXIT.ok);
+    expect(out.join('\n')).toContain('walship --config server.conf');
+    out.length = 0;
+    expect(await main(['--config'], io)).toBe(EXIT.usage);
+    expect(out.join('\n')).toContain('flag --config needs a value');
   });
 });

@@ -12,13 +12,16 @@ import {
   processIo,
   redactArgvValues,
 } from './io.js';
-import { primaryCommand } from './primary.js';
-import { replicaCommand } from './replica.js';
+import { runNode } from './node.js';
+import { PRIMARY_USAGE, primaryCommand } from './primary.js';
+import { REPLICA_USAGE, replicaCommand } from './replica.js';
 import { type StoreCheckDeps, storeCheck } from './store-check.js';
 
 const USAGE = `walship — QuestDB-style replication for time-series data
 
 Usage: walship <command> [options]
+       walship --config server.conf [--key=value …]   (or -c) run a node in the role the file's
+                                                      replication.role names (primary or replica)
 
 Commands:
   primary       run a primary node (ILP in, segments out)
@@ -53,6 +56,8 @@ export async function main(argv: string[], io: CommandIo, deps: MainDeps = {}): 
   const [command, sub, ...rest] = argv;
   try {
     if (command === 'store' && sub === 'check') return await storeCheck(rest, io, deps.storeCheck);
+    if (command === '--config' || command === '-c' || command?.startsWith('--config=') === true)
+      return await configuredNodeCommand(argv, io);
     if (command === 'primary') return await primaryCommand(argv.slice(1), io);
     if (command === 'replica') return await replicaCommand(argv.slice(1), io);
     if (command === 'admin') return await adminCommand(argv.slice(1), io, deps.fetch);
@@ -123,6 +128,22 @@ function unknownCommand(command: string): string {
   if (command.startsWith('-')) return `expected a command before ${describeArgument(command)}`;
   return `unknown command ${describeCommandWord(command)}`;
 }
+
+/** `walship --config server.conf`: a node in the role `replication.role` gives (QuestDB's way). */
+async function configuredNodeCommand(argv: string[], io: CommandIo): Promise<number> {
+  if (argv.includes('--help')) {
+    io.stdout(`${CONFIGURED_NODE_USAGE}\n\n${PRIMARY_USAGE}\n\n${REPLICA_USAGE}`);
+    return EXIT.ok;
+  }
+  return runNode(undefined, argv, io);
+}
+
+const CONFIGURED_NODE_USAGE = `walship --config server.conf [--key=value …]
+
+Runs a node in the role server.conf's replication.role names (primary or replica), as QuestDB's
+server.conf does; every other key as for walship primary and walship replica below. With
+walship primary or walship replica the command names the role, and a file naming the other one is
+refused.`;
 
 /** Terminal facts and the exit on Ctrl-C, only when the command line runs as this process. */
 function demoDeps(io: CommandIo): DemoDeps {

@@ -11,6 +11,7 @@ import { type OpenStoreOptions, openStore, parseConnectionString, S3Store } from
 import type { PgListenerOptions, PrimarySettings } from '../primary/index.js';
 import { type ReplicaSettings, TableFilter } from '../replica/index.js';
 import { openSequencer } from '../sequencer/index.js';
+import { adminTokenOf } from './admin-token.js';
 import { listOf, type NodeConfig, parseHostPort } from './config.js';
 import { queryLimitsOf } from './query-limits.js';
 
@@ -96,7 +97,7 @@ export async function primarySettings(
     maxRequestBytes: config.number('line.http.max.request.size'),
     maxInflightBytes: inflightBytes(config),
     inflightWaitMs: config.number('line.http.inflight.wait.timeout'),
-    adminToken: config.string('admin.token'),
+    adminToken: await adminTokenOf(config),
     queryTimeoutMs: config.number('query.timeout'),
     queryWorkers: Math.max(1, config.number('query.workers')),
     queryLimits: queryLimitsOf(config),
@@ -304,7 +305,7 @@ export async function replicaSettings(
     httpAuth: httpAuth(config),
     ilpAuth: tokenAuth(config, 'ilp.auth.token'),
     queryAuth: tokenAuth(config, 'query.auth.token'),
-    adminToken: config.string('admin.token'),
+    adminToken: await adminTokenOf(config),
     maxRequestBytes: config.number('line.http.max.request.size'),
     queryTimeoutMs: config.number('query.timeout'),
     queryWorkers: Math.max(1, config.number('query.workers')),

@@ -8,9 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import type { Clock } from '../core/index.js';
 import { createTestBucket, deleteTestBucket, s3TestEnvOrSkipReason } from '../tests/helpers/s3-test-env.js';
 import { spawnWalship, type WalshipProcess } from '../tests/helpers/walship-process.js';
-import { nodeLogger } from './node.js';
+import { followStartOperations, nodeLogger } from './node.js';
 
 const s3 = s3TestEnvOrSkipReason();
 let base = '';
@@ -136,4 +137,72 @@ test('the node logger redacts secrets at every path they are known to sit under'
   // What is not secret stays readable.
   log.info({ table: 'trades', key: 'tables/trades/wal/1.seg' });
   expect(lines[1]).toContain('tables/trades/wal/1.seg');
+});
+
+test("a starting replica's bootstrap shows its progress on a terminal's stderr until it has started", async () => {
+  let nowMs = 0;
+  const timers: { atMs: number; run: () => void; cancelled: boolean }[] = [];
+  const clock: Clock = {
+    wallMs: () => nowMs,
+    monotonicMs: () => nowMs,
+    sleep: () => Promise.reject(new Error('not used')),
+    setTimer(durationMs, run) {
+      const timer = { atMs: nowMs + durationMs, run, cancelled: false };
+      timers.push(timer);
+      return {
+        cancel: () => {
+          timer.cancelled = true;
+        },
+      };
+    },
+  };
+  const advanceTo = async (endMs: number) => {
+    for (;;) {
+      const due = timers.filter((t) => !t.cancelled && t.atMs <= endMs).sort((a, b) => a.atMs - b.atMs)[0];
+      if (due === undefined) break;
+      due.cancelled = true;
+      nowMs = due.atMs;
+      due.run();
+      await Promise.resolve();
+    }
+    nowMs = endMs;
+  };
+  // A snapshot of 100 MB downloads at 10 MB/s; the node has started once it is restored.
+  let operation: Record<string, unknown> | null = null;
+  let started = () => {};
+  const node = {
+    started: new Promise<void>((resolve) => {
+      started = resolve;
+    }),
+    status: () => ({ operation }),
+  };
+  const err: string[] = [];
+  const io = { stdout: () => {}, stderr: (t: string) => err.push(t), env: {} };
+  const quiet = followStartOperations(node, 'walship replica', io, { terminal: false, clock });
+  const following = followStartOperations(node, 'walship replica', io, { terminal: true, clock });
+  for (let second = 0; second <= 10; second++) {
+    operation = {
+      name: 'bootstrap',
+      phase: 'download snapshot s-1',
+      done: second * 10_000_000,
+      total: 100_000_000,
+      unit: 'bytes',
+      startedAgoMs: second * 1000,
+    };
+    await advanceTo(second * 1000);
+  }
+  operation = null;
+  started();
+  await advanceTo(12_000);
+  const pending = timers.filter((t) => !t.cancelled).length;
+  following.stop();
+  quiet.stop();
+  expect(err).toEqual([
+    expect.stringMatching(
+      /^walship replica: bootstrap \(download snapshot s-1\) {2}\[#+-+\] {2}50% {2}47\.7\/95\.4 MiB {2}ETA 5 s · 5 s$/,
+    ),
+    expect.stringMatching(/^walship replica: bootstrap \(download snapshot s-1\) {2}\[#+\] 100% .* · 10 s$/),
+    expect.stringMatching(/^walship replica: bootstrap .* 100% .*; done · 10 s$/),
+  ]);
+  expect(pending).toBe(0);
 });

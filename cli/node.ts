@@ -1,9 +1,18 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { isWalshipError, systemClock, systemRandom } from '../core/index.js';
+import {
+  type Clock,
+  InvalidConfigError,
+  isWalshipError,
+  systemClock,
+  systemRandom,
+  type Timer,
+} from '../core/index.js';
 import { NodeMetrics, WalshipNode } from '../node/index.js';
-import { loadConfig } from './config.js';
-import { type CommandIo, EXIT, runUntilSignal } from './io.js';
+import { createAdminTokenFile } from './admin-token.js';
+import { loadConfig, type NodeConfig } from './config.js';
+import { type CommandIo, EXIT, type ProgressLine, processIo, progressLine, runUntilSignal } from './io.js';
 import { nodeSettings } from './node-settings.js';
+import { type NodeOperationView, renderProgress } from './status.js';
 
 /**
  * Field paths whose values pino replaces with `****` on every line, whatever logs them: HTTP
@@ -41,11 +50,20 @@ export function nodeLogger(level: string, destination?: DestinationStream): Logg
 }
 
 /**
- * `walship primary` and `walship replica`: one process that starts in that role and can change
- * role without a restart (`POST /admin/promote`, `POST /admin/demote`, or being fenced).
+ * `walship primary`, `walship replica` and `walship --config server.conf` (the role then comes from
+ * the file's `replication.role`): one process that starts in that role and can change role without
+ * a restart (`POST /admin/promote`, `POST /admin/demote`, or being fenced).
  */
-export async function runNode(role: 'primary' | 'replica', argv: string[], io: CommandIo): Promise<number> {
-  const config = await loadConfig({ argv, env: io.env, fixed: { 'replication.role': role } });
+export async function runNode(
+  command: 'primary' | 'replica' | undefined,
+  argv: string[],
+  io: CommandIo,
+): Promise<number> {
+  const config = await loadConfig({ argv, env: io.env });
+  const role = startRole(config, command);
+  const createdTokenFile = await createAdminTokenFile(config);
+  if (createdTokenFile !== undefined)
+    io.stdout(`walship: created a random admin token in ${createdTokenFile} (mode 0600; admin.token.file)`);
   const log = nodeLogger(String(config.get('log.level')));
   // One registry per process, made before the store is opened so its retry hook feeds it too.
   const metrics = new NodeMetrics({ processMetrics: true });
@@ -63,9 +81,11 @@ export async function runNode(role: 'primary' | 'replica', argv: string[], io: C
   const store = settings.primary.store;
   const closeStore = { close: async () => Promise.all([store.close(), sequencer?.close()]).then(() => {}) };
   const stopped = runUntilSignal(node, closeStore, node.log);
+  const following = followStartOperations(node, `walship ${role}`, io);
   try {
     await node.started;
   } catch (error) {
+    following.stop();
     if (isWalshipError(error, 'CLOSED')) {
       await stopped; // a signal ended the start (a wait for the cluster): a clean shutdown
       return EXIT.ok;
@@ -81,5 +101,82 @@ export async function runNode(role: 'primary' | 'replica', argv: string[], io: C
   const pg = node.pgPort === undefined ? '' : `, pg ${node.pgPort}`;
   io.stdout(`walship ${running} ${node.nodeId} listening: http ${node.httpPort}${tcp}${pg}`);
   await stopped;
+  following.stop();
   return EXIT.ok;
+}
+
+/** How often a starting node's `/status` is read for an operation in progress. */
+const OPERATION_POLL_MS = 1_000;
+
+/**
+ * A replica's bootstrap (a snapshot download) and first catch-up can take minutes, while the
+ * terminal shows only the JSON log's first lines: on a terminal, their progress goes to stderr
+ * (cli/io.ts progressLine, a line every few seconds) until the node has started and no operation
+ * is left. Elsewhere nothing: a service's record is its log, and `walship status` draws the same bar.
+ */
+export function followStartOperations(
+  node: Pick<WalshipNode, 'started' | 'status'>,
+  title: string,
+  io: CommandIo,
+  options: { terminal?: boolean; clock?: Clock } = {},
+): { stop(): void } {
+  const terminal = options.terminal ?? (io === processIo && process.stderr.isTTY === true);
+  if (!terminal) return { stop: () => {} };
+  const clock = options.clock ?? systemClock;
+  let started = false;
+  let stopped = false;
+  let line: ProgressLine | undefined;
+  let timer: Timer | undefined;
+  void node.started.then(
+    () => {
+      started = true;
+    },
+    () => {},
+  );
+  const poll = () => {
+    if (stopped) return;
+    const operation = node.status().operation as NodeOperationView | null | undefined;
+    if (operation !== null && operation !== undefined) {
+      // Plain lines, not one redrawn: the node's log lines share the terminal.
+      line ??= progressLine(io, title, { inPlace: false, clock });
+      line.update(renderProgress(operation));
+    } else if (line !== undefined || started) {
+      line?.finish('done');
+      if (started) return;
+      line = undefined;
+    }
+    timer = clock.setTimer(OPERATION_POLL_MS, poll, { unref: true });
+  };
+  poll();
+  return {
+    stop: () => {
+      stopped = true;
+      timer?.cancel();
+      line?.finish('stopped');
+    },
+  };
+}
+
+/**
+ * The role a node starts in: the command's (`walship primary`), else `replication.role` (`walship
+ * --config server.conf`, as QuestDB's server.conf). A command and a configured role that disagree
+ * are refused: a file that says replica must not quietly start a primary, nor the other way round.
+ */
+export function startRole(
+  config: NodeConfig,
+  command: 'primary' | 'replica' | undefined,
+): 'primary' | 'replica' {
+  const configured = String(config.require('replication.role'));
+  const source = config.sourceOf('replication.role');
+  if (command === undefined) {
+    if (configured === 'primary' || configured === 'replica') return configured;
+    throw new InvalidConfigError(
+      `replication.role is ${configured} (${source}): set replication.role=primary or replication.role=replica, or run walship primary or walship replica`,
+    );
+  }
+  if (configured !== 'none' && configured !== command)
+    throw new InvalidConfigError(
+      `the command says ${command} but replication.role=${configured} (${source}): run walship --config FILE to start in the role the file names, or change the file`,
+    );
+  return command;
 }

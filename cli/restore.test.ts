@@ -79,7 +79,9 @@ describe('walship restore', () => {
     expect(summary).toContain(
       'walship replica --node.data.dir=… --replication.object.store=<the same store>',
     );
-    expect(lines.at(-1)).toMatch(/^restore \(replay segments\) {2}\[#+\] 100% {2}2\/2 txns/);
+    expect(lines.at(-1)).toMatch(
+      /^walship: restore \(replay segments\) {2}\[#+\] 100% {2}2\/2 txns; done · \d+ (ms|s)$/,
+    );
     expect(await readdir(dataDir)).toEqual(['tables.sqlite']);
   });
 

@@ -8,7 +8,7 @@ import {
   restoreToPoint,
 } from '../maintenance/index.js';
 import { type OpenedStore, openStore } from '../objectstore/index.js';
-import { type CommandIo, EXIT, parseArgsMessage, processIo } from './io.js';
+import { type CommandIo, EXIT, parseArgsMessage, progressLine } from './io.js';
 import { formatMs, renderProgress } from './status.js';
 
 export const RESTORE_USAGE = `walship restore --store CONNSTRING --to POINT --data-dir DIR [options]
@@ -34,19 +34,16 @@ Options:
                          'walship primary' on another store root to found a new cluster
   --json                 print the result as JSON on stdout instead of the summary
 
-A progress bar goes to stderr when it is a terminal.
+Progress goes to stderr: a bar redrawn every second on a terminal, else a line every 5 s.
 
 Exit codes: 0 restored; 1 the point cannot be reached (a segment missing before it, a txn past
 the end of a table's chain, a corrupt segment or snapshot); 2 bad arguments (or a data dir that
 is not empty); 3 the store could not be reached.`;
 
-/** The progress line is redrawn at most this often (a restore may apply thousands of txns a second). */
-const PROGRESS_REDRAW_MS = 100;
-
 export interface RestoreDeps {
   /** Opens the store (default: openStore, with the connection string's retries). */
   open?: (connection: string) => Promise<Pick<OpenedStore, 'store'>>;
-  /** Receives each progress line (default: redrawn in place on stderr when it is a terminal, else none). */
+  /** Receives each progress line, as a terminal would show it (default: cli/io.ts progressLine on stderr). */
   progress?: (line: string) => void;
   clock?: Clock;
   log?: Logger;
@@ -86,7 +83,7 @@ export async function restoreCommand(argv: string[], io: CommandIo, deps: Restor
     return isWalshipError(error) && error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
   }
   const clock = deps.clock ?? systemClock;
-  const progress = progressLine(io, deps, clock);
+  const progress = restoreProgress(io, deps, clock);
   try {
     const result = await restoreToPoint({
       store: opened.store,
@@ -98,11 +95,11 @@ export async function restoreCommand(argv: string[], io: CommandIo, deps: Restor
       log: deps.log ?? pino({ level: 'warn' }, pino.destination(2)),
       clock,
     });
-    progress.finish();
+    progress.finish('done');
     io.stdout(args.json ? JSON.stringify(resultJson(result), null, 2) : renderSummary(result, args));
     return EXIT.ok;
   } catch (error) {
-    progress.finish();
+    progress.finish('failed');
     if (!isWalshipError(error)) throw error;
     io.stderr(`walship restore: ${error.message}`);
     if (error.kind === 'unavailable') return EXIT.unavailable;
@@ -174,21 +171,19 @@ function usage(message: string): WalshipError {
   return new WalshipError('INVALID_ARGUMENT', 'invalid', message);
 }
 
-/** The progress bar: redrawn in place on a terminal's stderr, throttled; nothing elsewhere. */
-function progressLine(
+/** The progress line (cli/io.ts progressLine): the phase, a bar and an ETA per phase. */
+function restoreProgress(
   io: CommandIo,
   deps: RestoreDeps,
   clock: Clock,
-): { update: (p: RestoreProgress) => void; finish: () => void } {
-  const tty = io === processIo && process.stderr.isTTY === true;
-  const write =
-    deps.progress ?? (tty ? (line: string) => process.stderr.write(`\r\u001b[2K${line}`) : undefined);
-  if (write === undefined) return { update: () => {}, finish: () => {} };
-  const startedMs = clock.monotonicMs();
-  let phaseStartedMs = startedMs;
+): { update: (p: RestoreProgress) => void; finish: (summary: string) => void } {
+  const progress = deps.progress;
+  const line = progressLine(io, 'walship', {
+    clock,
+    ...(progress === undefined ? {} : { inPlace: true, draw: (text: string) => progress(text) }),
+  });
   let phase: RestoreProgress['phase'] | undefined;
-  let drawnMs = Number.NEGATIVE_INFINITY;
-  let drew = false;
+  let phaseStartedMs = clock.monotonicMs();
   return {
     update: (p) => {
       const nowMs = clock.monotonicMs();
@@ -196,11 +191,7 @@ function progressLine(
         phase = p.phase;
         phaseStartedMs = nowMs;
       }
-      const last = p.total !== null && p.done >= p.total;
-      if (!last && p.done !== 0 && nowMs - drawnMs < PROGRESS_REDRAW_MS) return;
-      drawnMs = nowMs;
-      drew = true;
-      write(
+      line.update(
         renderProgress({
           name: 'restore',
           phase: p.phase === 'snapshot' ? 'download snapshot' : 'replay segments',
@@ -211,9 +202,7 @@ function progressLine(
         }),
       );
     },
-    finish: () => {
-      if (drew && deps.progress === undefined) process.stderr.write('\n');
-    },
+    finish: (summary) => line.finish(summary),
   };
 }
 

@@ -310,8 +310,19 @@ describe('walship verify --nodes', () => {
       'the replica applied every txn',
     );
 
-    const equal = await run(['--nodes', `${urlOf(primary)},${urlOf(replica)}`, '--wait', '10s', '--json']);
+    const lines: string[] = [];
+    const progress = { inPlace: true, draw: (line: string) => void lines.push(line) };
+    const equal = await run(['--nodes', `${urlOf(primary)},${urlOf(replica)}`, '--wait', '10s', '--json'], {
+      progress,
+    });
     expect(equal.code).toBe(0);
+    // Progress on stderr (here: drawn), the report alone on stdout.
+    expect(lines[0]).toMatch(/^walship verify: 0\/2 tables compared, now quotes · /);
+    expect(lines.at(-1)).toMatch(/^walship verify: 2\/2 tables compared; done · /);
+    lines.length = 0;
+    const audit = await run(['--store', `fs::root=${path.join(base, 'store-nodes')};`], { progress });
+    expect(audit.code).toBe(0);
+    expect(lines.at(-1)).toMatch(/^walship verify: 2\/2 tables, \d+ segments, [\d.]+ \w*B; done · /);
     const equalReport = JSON.parse(equal.out) as NodesReport;
     expect(equalReport.tables.map((t) => [t.table, t.verdict, t.watermark])).toEqual([
       ['quotes', 'equal', '1'],

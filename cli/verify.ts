@@ -10,7 +10,7 @@ import {
 } from '../maintenance/index.js';
 import { type ObjectStore, type OpenedStore, openStore } from '../objectstore/index.js';
 import { loadConfig, parseDurationMs } from './config.js';
-import { type CommandIo, EXIT, strayArgument } from './io.js';
+import { type CommandIo, EXIT, type ProgressOptions, progressLine, strayArgument } from './io.js';
 import { type NodeStatus, STATUS_POLL_MS, sleep, statusOf } from './node-http.js';
 import { type TableDigest, tableDigest } from './table-digest.js';
 
@@ -53,14 +53,14 @@ const WAIT_MS_DEFAULT = 30_000;
 const NODES_MAX = 100;
 /** Tables named with --table at most. */
 const TABLES_MAX = 10_000;
-/** A progress line on stderr every this many segments (a large store takes minutes). */
-const PROGRESS_EVERY_SEGMENTS = 1_000;
 /** Findings printed in the text report; --json has every one kept. */
 const FINDINGS_PRINTED_MAX = 200;
 
 export interface VerifyDeps {
   /** Opens the store of --store (default: openStore, with the connection string's retries). */
   storeOpen?: (connection: string) => Promise<Pick<OpenedStore, 'store'>>;
+  /** Where and how progress is shown (default: cli/io.ts progressLine on this process's stderr). */
+  progress?: ProgressOptions;
 }
 
 /** `walship verify`: see VERIFY_USAGE. */
@@ -106,7 +106,7 @@ export async function verifyCommand(argv: string[], io: CommandIo, deps: VerifyD
         return usage(io, `--wait: ${JSON.stringify(values.wait)} is not a duration (30s, 500ms)`);
       waitMs = parsed;
     }
-    return verifyNodesCommand(io, { nodes, tables, waitMs, json });
+    return verifyNodesCommand(io, { nodes, tables, waitMs, json }, deps.progress ?? {});
   }
   if (values.wait !== undefined) return usage(io, '--wait is for --nodes');
   let connection = typeof values.store === 'string' ? values.store : undefined;
@@ -140,14 +140,12 @@ async function verifyStoreCommand(
     io.stderr(`walship verify: ${(error as Error).message}`);
     return isWalshipError(error) && error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
   }
-  let nextProgressAt = PROGRESS_EVERY_SEGMENTS;
-  const onProgress = (progress: AuditProgress) => {
-    if (progress.segmentsDone < nextProgressAt) return;
-    nextProgressAt = progress.segmentsDone + PROGRESS_EVERY_SEGMENTS;
-    io.stderr(
-      `walship verify: ${progress.tablesDone}/${progress.tablesTotal} tables, ${progress.segmentsDone} segments, ${formatBytes(progress.bytesDone)}`,
+  // A large store takes minutes: progress on stderr (cli/io.ts), the report alone on stdout.
+  const progress = progressLine(io, 'walship verify', deps.progress ?? {});
+  const onProgress = (done: AuditProgress) =>
+    progress.update(
+      `${done.tablesDone}/${done.tablesTotal} tables, ${done.segmentsDone} segments, ${formatBytes(done.bytesDone)}`,
     );
-  };
   try {
     const report = await auditStore(store, {
       deep: options.deep,
@@ -155,9 +153,11 @@ async function verifyStoreCommand(
       readRegistrations: (s) => listNodeRegistrations(s),
       ...(options.tables.length === 0 ? {} : { tables: options.tables }),
     });
+    progress.finish(report.ok ? 'done' : 'done, with findings');
     io.stdout(options.json ? JSON.stringify(report, null, 2) : renderStoreAudit(report, store.description));
     return report.ok ? EXIT.ok : EXIT.failed;
   } catch (error) {
+    progress.finish('failed');
     if (!isWalshipError(error) || (error.kind !== 'unavailable' && error.kind !== 'invalid')) throw error;
     io.stderr(`walship verify: ${error.message}`);
     return error.kind === 'invalid' ? EXIT.usage : EXIT.unavailable;
@@ -284,8 +284,14 @@ export interface NodesReport {
 async function verifyNodesCommand(
   io: CommandIo,
   options: { nodes: string[]; tables: string[]; waitMs: number; json: boolean },
+  progressOptions: ProgressOptions,
 ): Promise<number> {
-  const report = await compareNodes(options.nodes, options.tables, options.waitMs);
+  // Each table may wait for the watermarks to meet: progress on stderr (cli/io.ts).
+  const progress = progressLine(io, 'walship verify', progressOptions);
+  const report = await compareNodes(options.nodes, options.tables, options.waitMs, (done, total, table) =>
+    progress.update(`${done}/${total} tables compared${table === undefined ? '' : `, now ${table}`}`),
+  );
+  progress.finish(report.ok ? 'done' : 'done, with differences');
   io.stdout(options.json ? JSON.stringify(report, null, 2) : renderNodesReport(report));
   if (report.unreachable.length > 0) return EXIT.unavailable;
   return report.ok ? EXIT.ok : EXIT.failed;
@@ -297,7 +303,12 @@ async function verifyNodesCommand(
  * (else waits and digests again). A table has no per-row txn, so nodes are compared only at one
  * shared watermark: a cluster that keeps writing is "not comparable".
  */
-export async function compareNodes(urls: string[], tables: string[], waitMs: number): Promise<NodesReport> {
+export async function compareNodes(
+  urls: string[],
+  tables: string[],
+  waitMs: number,
+  onTable?: (done: number, total: number, next: string | undefined) => void,
+): Promise<NodesReport> {
   const deadline = systemClock.monotonicMs() + waitMs;
   const first = await Promise.all(urls.map((url) => statusOf(url)));
   const unreachable = urls.filter((_, i) => first[i] === null);
@@ -309,11 +320,13 @@ export async function compareNodes(urls: string[], tables: string[], waitMs: num
   const primaryUrl = urls.find((_, i) => first[i]?.role === 'primary');
   const comparisons: TableComparison[] = [];
   for (const table of names) {
+    onTable?.(comparisons.length, names.length, table);
     const compared = await compareTable(urls, table, deadline, primaryUrl);
     if (compared === 'unreachable')
       return { ok: false, unreachable: await unreachableOf(urls), tables: comparisons };
     comparisons.push(compared);
   }
+  onTable?.(comparisons.length, names.length, undefined);
   return { ok: comparisons.every((c) => c.verdict === 'equal'), unreachable: [], tables: comparisons };
 }
 

@@ -19,14 +19,10 @@ import { Buffer } from 'node:buffer';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createBuffer, SenderOptions } from '@questdb/nodejs-client';
 import { Sender as WalshipSender } from '../client/index.js';
-import { FsStore } from '../objectstore/index.js';
-import type { PrimaryNode, PrimarySettings } from '../primary/index.js';
-import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import { evenTxnRows, rawInsertMs } from './baselines.js';
 import { rowsPerSecond, throughputRow } from './ingest.js';
-import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
+import { adminSql, postBodies, postBody, tradesBodies, withBenchPrimary } from './primary-requests.js';
 import { type BenchRow, type BenchSuiteResult, percentile } from './report.js';
 import { encodeTradeRow, generateTrades, TRADE_COLUMNS, type Trades, timestampUsOf } from './trades.js';
 
@@ -39,70 +35,8 @@ const LATENCY_SAMPLES = 200;
 const ROUNDS = 3;
 const LATENCY_WARMUP = 10;
 const TABLE = 'trades';
-const ADMIN_TOKEN = 'bench-exactly-once';
 
 const log = (message: string) => process.stderr.write(`bench exactly-once: ${message}\n`);
-
-/** The official client's bodies of ROWS_PER_REQUEST rows each. */
-async function bodiesOf(t: Trades): Promise<Buffer[]> {
-  const buffer = createBuffer(await SenderOptions.fromConfig('http::addr=127.0.0.1:1;protocol_version=1;'));
-  const bodies: Buffer[] = [];
-  for (let row = 0; row < t.count; row++) {
-    encodeTradeRow(buffer, t, row, TABLE).at(timestampUsOf(row), 'us');
-    if ((row + 1) % ROWS_PER_REQUEST === 0 || row + 1 === t.count) bodies.push(buffer.toBufferNew()!);
-  }
-  return bodies;
-}
-
-async function withPrimary<T>(
-  dir: string,
-  name: string,
-  overrides: Partial<PrimarySettings>,
-  fn: (node: PrimaryNode) => Promise<T>,
-): Promise<T> {
-  const store = await FsStore.open({ root: path.join(dir, `store-${name}`) });
-  try {
-    const node = await startTestPrimary(store, path.join(dir, `data-${name}`), {
-      ...PRIMARY_PRODUCT_DEFAULTS,
-      adminToken: ADMIN_TOKEN,
-      ...overrides,
-    });
-    try {
-      return await fn(node);
-    } finally {
-      await node.close();
-    }
-  } finally {
-    await store.close();
-  }
-}
-
-async function post(port: number, body: Buffer, batch?: string): Promise<void> {
-  const response = await fetch(`http://127.0.0.1:${port}/write`, {
-    method: 'POST',
-    body,
-    headers: batch === undefined ? {} : { 'X-Walship-Batch': batch },
-  });
-  if (response.status !== 204) throw new Error(`POST /write: ${response.status} ${await response.text()}`);
-}
-
-/** Every body POSTed in turn; ms from the first to the last 204. */
-async function postAll(port: number, bodies: readonly Buffer[], writer?: string): Promise<number> {
-  const started = performance.now();
-  for (let i = 0; i < bodies.length; i++)
-    await post(port, bodies[i]!, writer === undefined ? undefined : `${writer}:${i + 1}`);
-  return performance.now() - started;
-}
-
-async function declareDedup(port: number): Promise<void> {
-  const query = 'ALTER TABLE trades DEDUP ENABLE UPSERT KEYS(timestamp, symbol)';
-  const response = await fetch(`http://127.0.0.1:${port}/admin/sql?${new URLSearchParams({ query })}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
-  if (response.status !== 200)
-    throw new Error(`ALTER TABLE … DEDUP: ${response.status} ${await response.text()}`);
-}
 
 interface ServerSide {
   plainMs: number[];
@@ -116,22 +50,22 @@ async function serverSide(dir: string, bodies: readonly Buffer[]): Promise<Serve
   for (let round = 0; round < ROUNDS; round++) {
     log(`server side, round ${round + 1}: without identities`);
     result.plainMs.push(
-      await withPrimary(dir, `plain-${round}`, {}, (node) => postAll(node.httpPort, bodies)),
+      await withBenchPrimary(dir, `plain-${round}`, {}, (node) => postBodies(node.httpPort, bodies)),
     );
     log(`server side, round ${round + 1}: with X-Walship-Batch`);
     result.batchMs.push(
-      await withPrimary(dir, `batch-${round}`, {}, (node) =>
-        postAll(node.httpPort, bodies, `bench-${round}`),
+      await withBenchPrimary(dir, `batch-${round}`, {}, (node) =>
+        postBodies(node.httpPort, bodies, `bench-${round}`),
       ),
     );
   }
   log('server side: a deduplicated table, then the same bodies again (every row replaces one)');
-  await withPrimary(dir, 'dedup', {}, async (node) => {
+  await withBenchPrimary(dir, 'dedup', {}, async (node) => {
     // The table is made by its first row, declared deduplicated, then filled.
-    await post(node.httpPort, Buffer.from(bodies[0]!.toString('utf8').split('\n')[0]!.concat('\n')));
-    await declareDedup(node.httpPort);
-    result.dedupMs = await postAll(node.httpPort, bodies);
-    result.replaceMs = await postAll(node.httpPort, bodies);
+    await postBody(node.httpPort, Buffer.from(bodies[0]!.toString('utf8').split('\n')[0]!.concat('\n')));
+    await adminSql(node.httpPort, 'ALTER TABLE trades DEDUP ENABLE UPSERT KEYS(timestamp, symbol)');
+    result.dedupMs = await postBodies(node.httpPort, bodies);
+    result.replaceMs = await postBodies(node.httpPort, bodies);
   });
   return result;
 }
@@ -139,11 +73,11 @@ async function serverSide(dir: string, bodies: readonly Buffer[]): Promise<Serve
 /** Sequential 1-row requests, each timed to its 204, with or without an identity. */
 async function durableLatencies(dir: string, body: Buffer, withIds: boolean): Promise<number[]> {
   const name = `durable-${withIds ? 'batch' : 'plain'}`;
-  return withPrimary(dir, name, { ackMode: 'durable', windowMs: 5 }, async (node) => {
+  return withBenchPrimary(dir, name, { ackMode: 'durable', windowMs: 5 }, async (node) => {
     const samples: number[] = [];
     for (let i = 0; i < LATENCY_WARMUP + LATENCY_SAMPLES; i++) {
       const started = performance.now();
-      await post(node.httpPort, body, withIds ? `lat:${i + 1}` : undefined);
+      await postBody(node.httpPort, body, withIds ? `lat:${i + 1}` : undefined);
       if (i >= LATENCY_WARMUP) samples.push(performance.now() - started);
     }
     return samples;
@@ -152,7 +86,7 @@ async function durableLatencies(dir: string, body: Buffer, withIds: boolean): Pr
 
 /** walship's Sender with `extra` config: rows/s of SENDER_ROWS rows in 10 000-row flushes. */
 async function senderRun(dir: string, name: string, t: Trades, extra: string): Promise<number> {
-  return withPrimary(dir, `sender-${name}`, {}, async (node) => {
+  return withBenchPrimary(dir, `sender-${name}`, {}, async (node) => {
     const sender = WalshipSender.fromConfig(
       `http::addr=127.0.0.1:${node.httpPort};auto_flush_rows=${ROWS_PER_REQUEST};auto_flush_interval=0;${extra}`,
     );
@@ -170,7 +104,7 @@ async function senderRun(dir: string, name: string, t: Trades, extra: string): P
 
 /** walship's Sender, durable acks: 1-row flushes, each timed to its 204. */
 async function senderLatencies(dir: string, name: string, t: Trades, extra: string): Promise<number[]> {
-  return withPrimary(dir, `sender-lat-${name}`, { ackMode: 'durable', windowMs: 5 }, async (node) => {
+  return withBenchPrimary(dir, `sender-lat-${name}`, { ackMode: 'durable', windowMs: 5 }, async (node) => {
     const sender = WalshipSender.fromConfig(`http::addr=127.0.0.1:${node.httpPort};auto_flush=off;${extra}`);
     try {
       const samples: number[] = [];
@@ -211,7 +145,7 @@ export async function benchExactlyOnce(): Promise<BenchSuiteResult> {
   try {
     log(`generating ${ROWS} rows`);
     const t = generateTrades(ROWS);
-    const bodies = await bodiesOf(t);
+    const bodies = await tradesBodies(t, TABLE, ROWS_PER_REQUEST);
     const txnRows = evenTxnRows(t.count, ROWS_PER_REQUEST);
     const rawMs = [rawInsertMs(path.join(dir, 'raw-1.sqlite'), t, txnRows)];
     const server = await serverSide(dir, bodies);

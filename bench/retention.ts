@@ -17,19 +17,16 @@ import { Buffer } from 'node:buffer';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createBuffer, SenderOptions } from '@questdb/nodejs-client';
 import { pino } from 'pino';
 import { systemClock } from '../core/index.js';
-import { FsStore } from '../objectstore/index.js';
-import { type PrimaryNode, TtlKeeper } from '../primary/index.js';
+import { TtlKeeper } from '../primary/index.js';
 import { TableStore } from '../table/index.js';
-import { startTestPrimary } from '../tests/helpers/test-primary.js';
 import type { TxnRecord } from '../wal/index.js';
 import { evenTxnRows, openRawDb, rawInsertMs } from './baselines.js';
 import { rowsPerSecond, throughputRow } from './ingest.js';
-import { PRIMARY_PRODUCT_DEFAULTS } from './product-defaults.js';
+import { adminSql, postBodies, postBody, tradesBodies, withBenchPrimary } from './primary-requests.js';
 import type { BenchRow, BenchSuiteResult } from './report.js';
-import { encodeTradeRow, generateTrades, TRADE_COLUMNS, type Trades, timestampUsOf } from './trades.js';
+import { generateTrades, TRADE_COLUMNS } from './trades.js';
 
 const ROWS = 500_000;
 const ROWS_PER_REQUEST = 10_000;
@@ -38,22 +35,11 @@ const TRIM_ROWS = 200_000;
 const TRIM_DAYS = 10;
 const TABLES_CHECKED = 1_000;
 const TABLE = 'trades';
-const ADMIN_TOKEN = 'bench-retention';
 const DAY_US = 86_400_000_000n;
 /** 2026-01-01T00:00:00Z: the trim table's first day (long past, so its newest row is the reference). */
 const DAY0_US = 1_767_225_600_000_000n;
 
 const log = (message: string) => process.stderr.write(`bench retention: ${message}\n`);
-
-async function bodiesOf(t: Trades): Promise<Buffer[]> {
-  const buffer = createBuffer(await SenderOptions.fromConfig('http::addr=127.0.0.1:1;protocol_version=1;'));
-  const bodies: Buffer[] = [];
-  for (let row = 0; row < t.count; row++) {
-    encodeTradeRow(buffer, t, row, TABLE).at(timestampUsOf(row), 'us');
-    if ((row + 1) % ROWS_PER_REQUEST === 0 || row + 1 === t.count) bodies.push(buffer.toBufferNew()!);
-  }
-  return bodies;
-}
 
 /** TRIM_ROWS rows of `t,host=… v=…i` spread evenly over TRIM_DAYS days, ROWS_PER_REQUEST a body. */
 function trimBodies(): Buffer[] {
@@ -68,42 +54,6 @@ function trimBodies(): Buffer[] {
   return bodies;
 }
 
-async function withPrimary<T>(dir: string, name: string, fn: (node: PrimaryNode) => Promise<T>): Promise<T> {
-  const store = await FsStore.open({ root: path.join(dir, `store-${name}`) });
-  try {
-    const node = await startTestPrimary(store, path.join(dir, `data-${name}`), {
-      ...PRIMARY_PRODUCT_DEFAULTS,
-      adminToken: ADMIN_TOKEN,
-    });
-    try {
-      return await fn(node);
-    } finally {
-      await node.close();
-    }
-  } finally {
-    await store.close();
-  }
-}
-
-async function post(port: number, body: Buffer): Promise<void> {
-  const response = await fetch(`http://127.0.0.1:${port}/write`, { method: 'POST', body });
-  if (response.status !== 204) throw new Error(`POST /write: ${response.status} ${await response.text()}`);
-}
-
-async function postAll(port: number, bodies: readonly Buffer[]): Promise<number> {
-  const started = performance.now();
-  for (const body of bodies) await post(port, body);
-  return performance.now() - started;
-}
-
-async function adminSql(port: number, query: string): Promise<void> {
-  const response = await fetch(`http://127.0.0.1:${port}/admin/sql?${new URLSearchParams({ query })}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-  });
-  if (response.status !== 200) throw new Error(`${query}: ${response.status} ${await response.text()}`);
-}
-
 async function ingest(
   dir: string,
   bodies: readonly Buffer[],
@@ -112,14 +62,16 @@ async function ingest(
   const firstLine = Buffer.from(`${bodies[0]!.toString('utf8').split('\n')[0]!}\n`);
   for (let round = 0; round < ROUNDS; round++) {
     log(`ingest, round ${round + 1}: a plain table`);
-    result.plainMs.push(await withPrimary(dir, `plain-${round}`, (node) => postAll(node.httpPort, bodies)));
+    result.plainMs.push(
+      await withBenchPrimary(dir, `plain-${round}`, {}, (node) => postBodies(node.httpPort, bodies)),
+    );
     log(`ingest, round ${round + 1}: a table with a TTL (nothing expires)`);
     result.ttlMs.push(
-      await withPrimary(dir, `ttl-${round}`, async (node) => {
+      await withBenchPrimary(dir, `ttl-${round}`, {}, async (node) => {
         // The table is made by its first row and given a TTL no row reaches, then filled.
-        await post(node.httpPort, firstLine);
+        await postBody(node.httpPort, firstLine);
         await adminSql(node.httpPort, `ALTER TABLE ${TABLE} SET TTL 100 YEARS`);
-        return postAll(node.httpPort, bodies);
+        return postBodies(node.httpPort, bodies);
       }),
     );
   }
@@ -131,8 +83,8 @@ async function trim(dir: string): Promise<{ walshipMs: number; rawMs: number; de
   const bodies = trimBodies();
   // Half of TRIM_DAYS before the newest row's day: the days before it go.
   const ttlDays = TRIM_DAYS / 2;
-  const walshipMs = await withPrimary(dir, 'trim', async (node) => {
-    for (const body of bodies) await post(node.httpPort, body);
+  const walshipMs = await withBenchPrimary(dir, 'trim', {}, async (node) => {
+    for (const body of bodies) await postBody(node.httpPort, body);
     const started = performance.now();
     await adminSql(node.httpPort, `ALTER TABLE t SET TTL ${ttlDays} DAYS`);
     return performance.now() - started;
@@ -239,7 +191,7 @@ export async function benchRetention(): Promise<BenchSuiteResult> {
   try {
     log(`generating ${ROWS} rows`);
     const t = generateTrades(ROWS);
-    const bodies = await bodiesOf(t);
+    const bodies = await tradesBodies(t, TABLE, ROWS_PER_REQUEST);
     const txnRows = evenTxnRows(t.count, ROWS_PER_REQUEST);
     const rawMs = [rawInsertMs(path.join(dir, 'raw-1.sqlite'), t, txnRows)];
     const measured = await ingest(dir, bodies);

@@ -358,7 +358,7 @@ export class PrimaryNode {
         ...deps.adminActions,
         // QuestDB's table statements (DEDUP, SET TTL, DROP TABLE), each committed as a txn of the table.
         sql: (params) =>
-          runTableStatement(parseTableStatement(params.get('query') ?? ''), committer, ttlKeeper),
+          runTableStatement(parseTableStatement(params.get('query') ?? ''), committer, ttlKeeper, deps.clock),
       });
       const routes = [ilp.handle, query, status, admin];
       const http = deps.http ?? (await startHttpServer(routes, settings.http, epochLog));
@@ -534,6 +534,7 @@ async function runTableStatement(
   statement: TableStatement,
   committer: Committer,
   ttlKeeper: TtlKeeper,
+  clock: Clock,
 ): Promise<Record<string, unknown>> {
   const { table } = statement;
   if (statement.kind === 'dedup') {
@@ -541,8 +542,11 @@ async function runTableStatement(
     return { table, upsertKeys: statement.keys, txn: result.txnHeader };
   }
   if (statement.kind === 'ttl') {
+    const sinceMs = clock.monotonicMs();
     const result = await committer.setTtl(table, statement.ttl);
-    const trims = await ttlKeeper.check(table);
+    // The periodic check may have run in between and made the trim itself.
+    await ttlKeeper.check(table);
+    const trims = ttlKeeper.trimsSince(table, sinceMs);
     return {
       table,
       ttl: ttlText(statement.ttl),

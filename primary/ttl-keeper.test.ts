@@ -99,6 +99,9 @@ describe('TtlKeeper', () => {
     expect(trims.map(formatTimestampUs)).toEqual(['2026-12-03T00:00:00.000000Z']);
     expect(times()).toEqual(['2026-12-06T23:00:00.000000Z', '2026-12-06T23:00:00.000000Z']);
     expect(await k.check()).toEqual([]);
+    // Whichever check made it, the trim is known to a SET TTL that began before it.
+    expect(k.trimsSince('T', 0).map((t) => t.txn)).toEqual(['t=3']);
+    expect(k.trimsSince('t', systemClock.monotonicMs() + 1_000)).toEqual([]);
     expect(tables.timestampBounds('u')?.minUs).toBe(us(days[0]!));
   });
 

@@ -38,6 +38,8 @@ export class TtlKeeper {
   /** The check running now: checks never overlap, and stop() waits for it. */
   #running: Promise<TtlTrim[]> = Promise.resolve([]);
   #stopped = false;
+  /** Each table's last trim and when it was committed (monotonic ms): trimsSince(). */
+  readonly #lastTrims = new Map<string, { trim: TtlTrim; atMs: number }>();
 
   constructor(options: TtlKeeperOptions) {
     this.#options = options;
@@ -63,6 +65,15 @@ export class TtlKeeper {
     const run = this.#running.then(() => this.#check(table));
     this.#running = run;
     return run;
+  }
+
+  /**
+   * `table`'s trims committed at or after `sinceMs` (monotonic) by any check, the last one only:
+   * the answer to `SET TTL` names the trim it led to, whichever check made it.
+   */
+  trimsSince(table: string, sinceMs: number): TtlTrim[] {
+    const last = this.#lastTrims.get(table.toLowerCase());
+    return last !== undefined && last.atMs >= sinceMs ? [last.trim] : [];
   }
 
   async stop(): Promise<void> {
@@ -91,7 +102,9 @@ export class TtlKeeper {
         const beforeUs = ttlCutoffUs(bounds.maxUs < nowUs ? bounds.maxUs : nowUs, ttl);
         if (bounds.minUs >= beforeUs) continue;
         const { txnHeader } = await this.#options.trim(name, beforeUs);
-        trims.push({ table: name, beforeUs, txn: txnHeader });
+        const trim = { table: name, beforeUs, txn: txnHeader };
+        trims.push(trim);
+        this.#lastTrims.set(name.toLowerCase(), { trim, atMs: clock.monotonicMs() });
         log.info(
           { table: name, beforeUs: beforeUs.toString(), txn: txnHeader },
           'TTL: rows expired, trimmed',

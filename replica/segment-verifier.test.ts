@@ -139,7 +139,11 @@ describe('verifySegment', () => {
     const random = seededRandom(20_240_601);
     const samples: { bytes: Uint8Array; txns: TxnRecord[]; expect: SegmentExpectation }[] = [];
     for (let i = 0; i < 6; i++) {
-      const txns = randomTxns(random, { txnFirst: BigInt(1 + i * 10), txnCount: 1 + (i % 3) });
+      const txns = randomTxns(random, {
+        txnFirst: BigInt(1 + i * 10),
+        txnCount: 1 + (i % 3),
+        tableOps: true,
+      });
       const name = i % 2 === 0 ? 'fuzz' : 'Fuzz.Table';
       samples.push({
         bytes: await segment(name, txns, BigInt(1 + i)),

@@ -38,7 +38,7 @@ async function makeCorpus(random: Random): Promise<Base[]> {
   const corpus: Base[] = [];
   for (let i = 0; i < 48; i++) {
     const codec: Codec = i % 4 === 3 ? 'deflate' : 'none';
-    const txns = randomTxns(random, { maxRows: i % 8 === 0 ? 40 : 8 });
+    const txns = randomTxns(random, { maxRows: i % 8 === 0 ? 40 : 8, tableOps: true });
     // Every fifth base is a staged segment (header flag bit 1, RFC-0003): the same parser must hold.
     corpus.push(await baseOf(txns, codec, i % 5 === 4));
   }

@@ -16,11 +16,17 @@ export interface RandomTxnsOptions {
   maxColumns?: number;
   /** Column types to draw from (default all). */
   types?: readonly ColumnType[];
+  /**
+   * Also draw ttl, trim and drop txns now and then (default false: the draws of callers that hold
+   * seeded txns to fixed expectations stay as they were).
+   */
+  tableOps?: boolean;
 }
 
 /**
  * Seeded random txns of one table for fuzz and soak tests: a schema that grows across txns
- * (addedInTxn on the txn that adds a column), random subsets of columns per txn, occasional fences,
+ * (addedInTxn on the txn that adds a column), random subsets of columns per txn, occasional fences
+ * (and with `tableOps` ttl, trim and drop txns),
  * nulls, and values biased towards edge cases (int64 extremes, NaN, -0, empty and astral strings).
  * The same `random` state gives the same txns. Every result is valid input to encodeSegment.
  */
@@ -39,7 +45,7 @@ export function randomTxns(random: Random, options: RandomTxnsOptions = {}): Txn
       txns.push({ txn, commitTimeUs, kind: 'fence', rowCount: 0, columns: [] });
       continue;
     }
-    const op = random.next();
+    const op = options.tableOps === true ? random.next() : 1;
     if (schema.length > 0 && op < 0.04) {
       const unit = TTL_UNITS[randomInt(random, TTL_UNITS.length)]!;
       const ttl = { count: random.next() < 0.2 ? 0 : 1 + randomInt(random, 1000), unit };

@@ -60,7 +60,7 @@ export interface BatchStats {
  *   const sender = Sender.fromConfig('http::addr=replica:9000;addr=primary:9000;');
  *   await sender.table('trades').symbol('sym', 'ETH-USD').floatColumn('price', 2615.54).at(ts, 'us');
  *   await sender.flush();
- *   sender.lastCommitToken; // 'trades=42' — pass to ReadRouter.query for read-your-writes
+ *   sender.lastCommitToken; // 'trades=42@1' (txn 42, epoch 1) — pass to ReadRouter.query for read-your-writes
  *
  * Unlike the official client, a batch leaves the sender only when a server answered 204. A flush
  * seals the open rows into a batch with the next seq of this writer, then sends every held batch,

@@ -4,6 +4,7 @@
  * store (what an upload costs with nothing around it).
  */
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import { assert } from '../core/index.js';
 import type { ObjectStore } from '../objectstore/index.js';
@@ -22,6 +23,24 @@ export function evenTxnRows(total: number, rowsPerTxn: number): number[] {
   const txnRows: number[] = [];
   for (let first = 0; first < total; first += rowsPerTxn) txnRows.push(Math.min(rowsPerTxn, total - first));
   return txnRows;
+}
+
+/**
+ * `run` between two raw INSERT runs of the rows of `t` (rawInsertMs, into files under `dir`), so
+ * the machine's drift hits the baseline as it hits `run`: the faster raw rate, rows/s, and what
+ * `run` gave.
+ */
+export async function betweenRawInserts<T>(
+  dir: string,
+  t: Trades,
+  txnRows: readonly number[],
+  run: () => Promise<T>,
+): Promise<{ raw: number; result: T }> {
+  const rawMs = [rawInsertMs(path.join(dir, 'raw-1.sqlite'), t, txnRows)];
+  const result = await run();
+  rawMs.push(rawInsertMs(path.join(dir, 'raw-2.sqlite'), t, txnRows));
+  const rows = txnRows.reduce((sum, n) => sum + n, 0);
+  return { raw: (rows / Math.min(...rawMs)) * 1000, result };
 }
 
 /**

@@ -209,6 +209,21 @@ describe.each(implementations)('ObjectStore contract: $name', (impl) => {
     expect(changed?.status === 'ok' && text(changed.body)).toBe('v2');
   });
 
+  test('keys with characters URIs and XML reserve are read, listed and found after start-after', async () => {
+    const keys = ['k/a b', 'k/a+b', 'k/100%', 'k/a&b', 'k/a=b?c#d', 'k/"q"<x>', "k/~(x)!*'", 'k/é;,$@:'];
+    for (const key of keys) await store.put(key, bytes(`of ${key}`));
+    for (const key of keys) {
+      expect(await content(store, key), key).toBe(`of ${key}`);
+      expect((await store.head(key))?.sizeBytes, key).toBe(bytes(`of ${key}`).byteLength);
+    }
+    const expected = [...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    expect((await store.list('k/')).objects.map((o) => o.key)).toEqual(expected);
+    expect((await store.list('k/a', { startAfter: 'k/a b' })).objects.map((o) => o.key)).toEqual(
+      expected.filter((k) => k.startsWith('k/a') && Buffer.compare(Buffer.from(k), Buffer.from('k/a b')) > 0),
+    );
+    expect((await store.list('k/a&')).objects.map((o) => o.key)).toEqual(['k/a&b']);
+  });
+
   test('list returns keys in UTF-8 byte order, paged, after start-after', async () => {
     const keys = [
       't/a-b',

@@ -1,17 +1,9 @@
-import {
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  type GetObjectCommandOutput,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, DeleteObjectsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import {
   ClosedError,
   InvalidArgumentError,
+  parseTimeMs,
   StoreTimeoutError,
   StoreUnavailableError,
   WalshipError,
@@ -37,6 +29,7 @@ import {
   type PutOptions,
   type PutResult,
 } from './object-store.js';
+import { headerOf, parseListBucket, type S3ReadResponse, S3Reads } from './s3-reads.js';
 import { Semaphore } from './semaphore.js';
 
 export interface S3StoreOptions {
@@ -88,6 +81,7 @@ const MULTIPART_PART_BYTES = 16 * 1024 * 1024;
 export class S3Store implements ObjectStore {
   readonly description: string;
   readonly #client: S3Client;
+  readonly #reads: S3Reads;
   readonly #bucket: string;
   readonly #root: string;
   readonly #requestTimeoutMs: number;
@@ -137,6 +131,16 @@ export class S3Store implements ObjectStore {
             },
           }
         : {}),
+    });
+    const client = this.#client;
+    this.#reads = new S3Reads({
+      bucket: options.bucket,
+      region,
+      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+      forcePathStyle: options.forcePathStyle ?? true,
+      credentials: () => client.config.credentials(),
+      connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,
+      maxConnections: options.maxConcurrentRequests ?? MAX_CONCURRENT_REQUESTS_DEFAULT,
     });
   }
 
@@ -190,35 +194,18 @@ export class S3Store implements ObjectStore {
       }
       if (range.length === 0) return this.#emptyRead(key, options);
     }
-    let response: GetObjectCommandOutput;
-    try {
-      response = await this.#send('GET', key, options.signal, (abortSignal) =>
-        this.#client.send(
-          new GetObjectCommand({
-            Bucket: this.#bucket,
-            Key: this.#fullKey(key),
-            ...(range === undefined
-              ? {}
-              : { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),
-            ...(options.ifNoneMatch === undefined ? {} : { IfNoneMatch: quote(options.ifNoneMatch) }),
-          }),
-          { abortSignal },
-        ),
-      );
-    } catch (error) {
-      const status = httpStatusOf(error);
-      if (status === 404) return null;
-      if (status === 304) return { status: 'not-modified' };
-      if (status === 416) return this.#emptyRead(key, options);
-      throw error;
-    }
-    const body = (await response.Body?.transformToByteArray()) ?? new Uint8Array(0);
+    const headers: Record<string, string> = {};
+    if (range !== undefined) headers.range = `bytes=${range.offset}-${range.offset + range.length - 1}`;
+    if (options.ifNoneMatch !== undefined) headers['if-none-match'] = quote(options.ifNoneMatch);
+    const response = await this.#read('GET', key, options.signal, this.#fullKey(key), {}, headers);
+    if (response.status === 404) return null;
+    if (response.status === 304) return { status: 'not-modified' };
+    if (response.status === 416) return this.#emptyRead(key, options);
+    const { body } = response;
     const info: ObjectInfo = {
       key,
-      sizeBytes: totalSizeOf(response.ContentRange) ?? body.byteLength,
-      etag: unquote(response.ETag ?? ''),
-      modifiedAtMs: response.LastModified?.getTime() ?? 0,
-      ...writeIdOf(response.Metadata),
+      sizeBytes: totalSizeOf(headerOf(response, 'content-range')) ?? body.byteLength,
+      ...infoOf(response),
     };
     return { status: 'ok', body, info };
   }
@@ -226,23 +213,9 @@ export class S3Store implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | null> {
     this.#checkOpen();
     assertValidKey(key);
-    try {
-      const response = await this.#send('HEAD', key, undefined, (abortSignal) =>
-        this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#fullKey(key) }), {
-          abortSignal,
-        }),
-      );
-      return {
-        key,
-        sizeBytes: response.ContentLength ?? 0,
-        etag: unquote(response.ETag ?? ''),
-        modifiedAtMs: response.LastModified?.getTime() ?? 0,
-        ...writeIdOf(response.Metadata),
-      };
-    } catch (error) {
-      if (httpStatusOf(error) === 404) return null;
-      throw error;
-    }
+    const response = await this.#read('HEAD', key, undefined, this.#fullKey(key), {}, {});
+    if (response.status === 404) return null;
+    return { key, sizeBytes: Number(headerOf(response, 'content-length') ?? 0), ...infoOf(response) };
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
@@ -253,31 +226,34 @@ export class S3Store implements ObjectStore {
     const after = maxKey(options.startAfter, options.token);
     // A token is the last entry of the previous page, a key or a common prefix: as StartAfter it
     // skips everything below such a prefix too (Ceph RGW fast-forwards a marker inside one).
-    const response = await this.#send('LIST', prefix, options.signal, (abortSignal) =>
-      this.#client.send(
-        new ListObjectsV2Command({
-          Bucket: this.#bucket,
-          Prefix: this.#fullKey(prefix),
-          MaxKeys: limit,
-          ...(after === undefined ? {} : { StartAfter: this.#fullKey(after) }),
-          ...(options.delimiter === undefined ? {} : { Delimiter: options.delimiter }),
-        }),
-        { abortSignal },
-      ),
+    const response = await this.#read(
+      'LIST',
+      prefix,
+      options.signal,
+      '',
+      {
+        'list-type': '2',
+        prefix: this.#fullKey(prefix),
+        'max-keys': String(limit),
+        ...(after === undefined ? {} : { 'start-after': this.#fullKey(after) }),
+        ...(options.delimiter === undefined ? {} : { delimiter: options.delimiter }),
+      },
+      {},
     );
+    const listed = parseListBucket(response.body);
     const rootLength = this.#root === '' ? 0 : this.#root.length + 1;
-    const objects: ObjectInfo[] = (response.Contents ?? []).map((entry) => ({
+    const objects: ObjectInfo[] = listed.contents.map((entry) => ({
       key: (entry.Key ?? '').slice(rootLength),
-      sizeBytes: entry.Size ?? 0,
+      sizeBytes: Number(entry.Size ?? 0),
       etag: unquote(entry.ETag ?? ''),
-      modifiedAtMs: entry.LastModified?.getTime() ?? 0,
+      modifiedAtMs: timeOf(entry.LastModified),
     }));
-    const prefixes = (response.CommonPrefixes ?? []).map((entry) => (entry.Prefix ?? '').slice(rootLength));
+    const prefixes = listed.prefixes.map((entry) => (entry.Prefix ?? '').slice(rootLength));
     const last = maxKey(objects.at(-1)?.key, prefixes.at(-1));
     return {
       objects,
       ...(options.delimiter === undefined ? {} : { prefixes }),
-      ...(response.IsTruncated === true && last !== undefined ? { nextToken: last } : {}),
+      ...(listed.truncated && last !== undefined ? { nextToken: last } : {}),
     };
   }
 
@@ -326,6 +302,7 @@ export class S3Store implements ObjectStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#client.destroy();
+    await this.#reads.close();
   }
 
   /** One PUT. 'ambiguous' when the server's answer does not say whether the write happened. */
@@ -432,6 +409,28 @@ export class S3Store implements ObjectStore {
     });
   }
 
+  /**
+   * One read through S3Reads under #send's cap, time limit and error mapping. 404, 304 and 416 are
+   * answers the caller reads (LIST and HEAD: only 404); any other non-2xx status throws.
+   */
+  #read(
+    operation: 'GET' | 'HEAD' | 'LIST',
+    key: string,
+    signal: AbortSignal | undefined,
+    fullKey: string,
+    query: Record<string, string>,
+    headers: Record<string, string>,
+  ): Promise<S3ReadResponse> {
+    return this.#send(operation, key, signal, async (abortSignal) => {
+      const method = operation === 'HEAD' ? 'HEAD' : 'GET';
+      const response = await this.#reads.send(method, fullKey, query, headers, abortSignal);
+      const answer = operation === 'GET' ? [404, 304, 416] : operation === 'HEAD' ? [404] : [];
+      if ((response.status >= 200 && response.status < 300) || answer.includes(response.status))
+        return response;
+      throw this.#reads.errorOf(response);
+    });
+  }
+
   #fullKey(key: string): string {
     return this.#root === '' ? key : `${this.#root}/${key}`;
   }
@@ -503,9 +502,20 @@ function unquote(etag: string): string {
   return etag.startsWith('"') && etag.endsWith('"') && etag.length >= 2 ? etag.slice(1, -1) : etag;
 }
 
-function writeIdOf(metadata: Record<string, string> | undefined): { writeId?: string } {
-  const writeId = metadata?.[WRITE_ID_META];
-  return writeId === undefined ? {} : { writeId };
+/** An object's ETag, modification time and write id, from a GET or HEAD answer's headers. */
+function infoOf(response: S3ReadResponse): Omit<ObjectInfo, 'key' | 'sizeBytes'> {
+  const writeId = headerOf(response, `x-amz-meta-${WRITE_ID_META}`);
+  return {
+    etag: unquote(headerOf(response, 'etag') ?? ''),
+    modifiedAtMs: timeOf(headerOf(response, 'last-modified')),
+    ...(writeId === undefined ? {} : { writeId }),
+  };
+}
+
+/** A date as S3 writes it (RFC 7231 in headers, ISO 8601 in listings) → ms; 0 when absent or unreadable. */
+function timeOf(text: string | undefined): number {
+  const ms = text === undefined ? Number.NaN : parseTimeMs(text);
+  return Number.isNaN(ms) ? 0 : ms;
 }
 
 /** `bytes 0-99/1234` → 1234. */

@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { serializeWalshipError, WalshipError } from '../core/index.js';
 import { TableStore } from '../table/index.js';
-import { decodeTxnRecord } from '../wal/index.js';
+import { decodeTxnRecords } from '../wal/index.js';
 import { applyRequest } from './apply-request.js';
 import { WorkerGate } from './write-gate.js';
 import { ownBuffer, type WriteJob, type WriteReply, type WriteWorkerData } from './write-worker-protocol.js';
@@ -55,7 +55,8 @@ function main(): void {
           );
         }
         try {
-          const txns = job.txns.map(({ table, bytes }) => ({ table, bytes, record: decodeTxnRecord(bytes) }));
+          const records = decodeTxnRecords(job.txns.map(({ bytes }) => bytes));
+          const txns = job.txns.map(({ table, bytes }, i) => ({ table, bytes, record: records[i]! }));
           applyRequest(tables, txns, aroundCommit);
         } catch (error) {
           aborted = error instanceof Error ? error.message : String(error);

@@ -21,7 +21,7 @@ export {
 } from './column-types.js';
 export { DEFAULT_SEGMENT_LIMITS, type SegmentLimits } from './limits.js';
 export { isNull, nullBitmapBytes, setBit as setNull } from './null-bitmap.js';
-export { decodeTxnRecord } from './record-decoder.js';
+export { decodeTxnRecord, decodeTxnRecords } from './record-decoder.js';
 export { encodeTxnRecord, encodeTxnRecordInSlices, TxnRecordEncoder } from './record-encoder.js';
 export { type RecordFacts, type SealSegmentInput, sealSegment } from './seal-segment.js';
 export type { SegmentIdentity } from './segment-assembler.js';

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { expect, test } from 'vitest';
+import { CorruptSegmentError } from '../core/index.js';
 import {
   availableCodecs,
   COLUMN_TYPES,
@@ -9,6 +10,7 @@ import {
   decodeSegment,
   decodeSegmentHeader,
   decodeTxnRecord,
+  decodeTxnRecords,
   encodeSegment,
   encodeTxnRecord,
   isNull,
@@ -191,6 +193,23 @@ test('a txn record round-trips on its own', () => {
     fc.property(table, (txns) => {
       for (const txn of txns)
         expect(describeTxnDifference([txn], [decodeTxnRecord(encodeTxnRecord(txn))])).toBeNull();
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test('records decoded together (sharing an arena and descriptors) equal each decoded alone', () => {
+  fc.assert(
+    fc.property(table, table, (a, b) => {
+      // Two tables' records interleaved, as a request over many tables hands them to its worker.
+      const txns = a.flatMap((txn, i) => (b[i] === undefined ? [txn] : [txn, b[i]!]));
+      const decoded = decodeTxnRecords(txns.map((txn) => encodeTxnRecord(txn)));
+      expect(describeTxnDifference(txns, decoded)).toBeNull();
+      // Each is still checked whole: one cut short among good ones fails the lot.
+      const bytes = encodeTxnRecord(txns[0]!);
+      expect(() => decodeTxnRecords([bytes, bytes.subarray(0, bytes.length - 1)])).toThrow(
+        CorruptSegmentError,
+      );
     }),
     { numRuns: 100 },
   );

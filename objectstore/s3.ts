@@ -1,4 +1,4 @@
-import { DeleteObjectCommand, DeleteObjectsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import {
   ClosedError,
@@ -29,7 +29,7 @@ import {
   type PutOptions,
   type PutResult,
 } from './object-store.js';
-import { headerOf, parseListBucket, type S3ReadResponse, S3Reads } from './s3-reads.js';
+import { headerOf, parseListBucket, S3Requests, type S3Response } from './s3-requests.js';
 import { Semaphore } from './semaphore.js';
 
 export interface S3StoreOptions {
@@ -81,7 +81,7 @@ const MULTIPART_PART_BYTES = 16 * 1024 * 1024;
 export class S3Store implements ObjectStore {
   readonly description: string;
   readonly #client: S3Client;
-  readonly #reads: S3Reads;
+  readonly #requests: S3Requests;
   readonly #bucket: string;
   readonly #root: string;
   readonly #requestTimeoutMs: number;
@@ -133,7 +133,7 @@ export class S3Store implements ObjectStore {
         : {}),
     });
     const client = this.#client;
-    this.#reads = new S3Reads({
+    this.#requests = new S3Requests({
       bucket: options.bucket,
       region,
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -197,7 +197,7 @@ export class S3Store implements ObjectStore {
     const headers: Record<string, string> = {};
     if (range !== undefined) headers.range = `bytes=${range.offset}-${range.offset + range.length - 1}`;
     if (options.ifNoneMatch !== undefined) headers['if-none-match'] = quote(options.ifNoneMatch);
-    const response = await this.#read('GET', key, options.signal, this.#fullKey(key), {}, headers);
+    const response = await this.#request('GET', key, options.signal, {}, headers, [404, 304, 416]);
     if (response.status === 404) return null;
     if (response.status === 304) return { status: 'not-modified' };
     if (response.status === 416) return this.#emptyRead(key, options);
@@ -213,7 +213,7 @@ export class S3Store implements ObjectStore {
   async head(key: string): Promise<ObjectInfo | null> {
     this.#checkOpen();
     assertValidKey(key);
-    const response = await this.#read('HEAD', key, undefined, this.#fullKey(key), {}, {});
+    const response = await this.#request('HEAD', key, undefined, {}, {}, [404]);
     if (response.status === 404) return null;
     return { key, sizeBytes: Number(headerOf(response, 'content-length') ?? 0), ...infoOf(response) };
   }
@@ -226,11 +226,10 @@ export class S3Store implements ObjectStore {
     const after = maxKey(options.startAfter, options.token);
     // A token is the last entry of the previous page, a key or a common prefix: as StartAfter it
     // skips everything below such a prefix too (Ceph RGW fast-forwards a marker inside one).
-    const response = await this.#read(
+    const response = await this.#request(
       'LIST',
       prefix,
       options.signal,
-      '',
       {
         'list-type': '2',
         prefix: this.#fullKey(prefix),
@@ -239,6 +238,7 @@ export class S3Store implements ObjectStore {
         ...(options.delimiter === undefined ? {} : { delimiter: options.delimiter }),
       },
       {},
+      [],
     );
     const listed = parseListBucket(response.body);
     const rootLength = this.#root === '' ? 0 : this.#root.length + 1;
@@ -260,15 +260,7 @@ export class S3Store implements ObjectStore {
   async delete(key: string): Promise<void> {
     this.#checkOpen();
     assertValidKey(key);
-    try {
-      await this.#send('DELETE', key, undefined, (abortSignal) =>
-        this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: this.#fullKey(key) }), {
-          abortSignal,
-        }),
-      );
-    } catch (error) {
-      if (httpStatusOf(error) !== 404) throw error;
-    }
+    await this.#request('DELETE', key, undefined, {}, {}, [404]);
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
@@ -302,7 +294,7 @@ export class S3Store implements ObjectStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#client.destroy();
-    await this.#reads.close();
+    await this.#requests.close();
   }
 
   /** One PUT. 'ambiguous' when the server's answer does not say whether the write happened. */
@@ -313,30 +305,18 @@ export class S3Store implements ObjectStore {
     quoting: 'quoted' | 'unquoted',
   ): Promise<PutResult | 'ambiguous'> {
     const condition = options.condition ?? { type: 'none' };
-    try {
-      const response = await this.#send('PUT', key, options.signal, (abortSignal) =>
-        this.#client.send(
-          new PutObjectCommand({
-            Bucket: this.#bucket,
-            Key: this.#fullKey(key),
-            Body: body,
-            ContentLength: body.byteLength,
-            ...(condition.type === 'absent' ? { IfNoneMatch: '*' } : {}),
-            ...(condition.type === 'match'
-              ? { IfMatch: quoting === 'quoted' ? quote(condition.etag) : condition.etag }
-              : {}),
-            ...(options.writeId === undefined ? {} : { Metadata: { [WRITE_ID_META]: options.writeId } }),
-          }),
-          { abortSignal },
-        ),
-      );
-      return { status: 'written', etag: unquote(response.ETag ?? '') };
-    } catch (error) {
-      const status = httpStatusOf(error);
-      if (condition.type !== 'none' && status === 412) return { status: 'precondition-failed' };
-      if (condition.type !== 'none' && (status === 409 || status === 500)) return 'ambiguous';
-      throw error;
-    }
+    const headers: Record<string, string> = {};
+    if (condition.type === 'absent') headers['if-none-match'] = '*';
+    if (condition.type === 'match')
+      headers['if-match'] = quoting === 'quoted' ? quote(condition.etag) : condition.etag;
+    if (options.writeId !== undefined) headers[`x-amz-meta-${WRITE_ID_META}`] = options.writeId;
+    // A conditional PUT's 412 is its answer; 409 (AWS: a concurrent conditional request) and 500
+    // (Ceph 16: a losing concurrent If-Match) are ambiguous, and read back by the caller.
+    const answers = condition.type === 'none' ? [] : [412, 409, 500];
+    const response = await this.#request('PUT', key, options.signal, {}, headers, answers, body);
+    if (response.status === 412) return { status: 'precondition-failed' };
+    if (response.status === 409 || response.status === 500) return 'ambiguous';
+    return { status: 'written', etag: unquote(headerOf(response, 'etag') ?? '') };
   }
 
   /** Read the object back and decide what a conditional PUT with an unclear answer did. */
@@ -410,24 +390,26 @@ export class S3Store implements ObjectStore {
   }
 
   /**
-   * One read through S3Reads under #send's cap, time limit and error mapping. 404, 304 and 416 are
-   * answers the caller reads (LIST and HEAD: only 404); any other non-2xx status throws.
+   * One request through S3Requests under #send's cap, time limit and error mapping: a 2xx answer,
+   * or one with a status of `answers`, which the caller reads; any other status throws. LIST is a
+   * GET of the bucket, named for the errors and metrics by its prefix.
    */
-  #read(
-    operation: 'GET' | 'HEAD' | 'LIST',
+  #request(
+    operation: 'GET' | 'HEAD' | 'PUT' | 'DELETE' | 'LIST',
     key: string,
     signal: AbortSignal | undefined,
-    fullKey: string,
     query: Record<string, string>,
     headers: Record<string, string>,
-  ): Promise<S3ReadResponse> {
+    answers: readonly number[],
+    body?: Uint8Array,
+  ): Promise<S3Response> {
     return this.#send(operation, key, signal, async (abortSignal) => {
-      const method = operation === 'HEAD' ? 'HEAD' : 'GET';
-      const response = await this.#reads.send(method, fullKey, query, headers, abortSignal);
-      const answer = operation === 'GET' ? [404, 304, 416] : operation === 'HEAD' ? [404] : [];
-      if ((response.status >= 200 && response.status < 300) || answer.includes(response.status))
+      const method = operation === 'LIST' ? 'GET' : operation;
+      const fullKey = operation === 'LIST' ? '' : this.#fullKey(key);
+      const response = await this.#requests.send(method, fullKey, query, headers, abortSignal, body);
+      if ((response.status >= 200 && response.status < 300) || answers.includes(response.status))
         return response;
-      throw this.#reads.errorOf(response);
+      throw this.#requests.errorOf(response);
     });
   }
 
@@ -503,7 +485,7 @@ function unquote(etag: string): string {
 }
 
 /** An object's ETag, modification time and write id, from a GET or HEAD answer's headers. */
-function infoOf(response: S3ReadResponse): Omit<ObjectInfo, 'key' | 'sizeBytes'> {
+function infoOf(response: S3Response): Omit<ObjectInfo, 'key' | 'sizeBytes'> {
   const writeId = headerOf(response, `x-amz-meta-${WRITE_ID_META}`);
   return {
     etag: unquote(headerOf(response, 'etag') ?? ''),

@@ -5,22 +5,23 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { Agent, request } from 'undici';
 
 /**
- * S3Store's reads — GET, HEAD and LIST — sent straight through undici and signed by the SDK's own
- * SigV4 signer (`@smithy/signature-v4`), with LIST answers read by the SDK's own XML parser
- * (`@aws-sdk/xml-builder`). The SDK's command pipeline (middleware, endpoint rules, serde) cost
- * 0.64–1.17 ms of CPU per GET on this machine against 0.17–0.40 ms this way (Ceph RGW, 2 KB
- * objects, docs/benchmarks.md). Reads are what a replica does all day, and a fresh replica of
- * 1 000 tables makes two per table (issue 15). Writes keep the SDK: its conditional PUTs,
- * multipart uploads and batch deletes are where its care matters.
+ * S3Store's single-object requests — GET, HEAD, LIST, PUT and DELETE — sent straight through
+ * undici and signed by the SDK's own SigV4 signer (`@smithy/signature-v4`), with LIST answers
+ * read by the SDK's own XML parser (`@aws-sdk/xml-builder`). The SDK's command pipeline
+ * (middleware, endpoint rules, serde) cost 0.64–1.17 ms of CPU per GET on this machine against
+ * 0.17–0.40 ms this way (Ceph RGW, 2 KB objects, docs/benchmarks.md). Reads are what a replica
+ * does all day, a fresh replica of 1 000 tables makes two per table, and a primary writing 1 000
+ * tables PUTs 1 000 segments per upload round (issue 15). Multipart uploads (lib-storage) and
+ * batch deletes keep the SDK.
  *
- * A failure answers the way the SDK's errors do (S3ReadError: `name` the S3 error code,
+ * A failure answers the way the SDK's errors do (S3RequestError: `name` the S3 error code,
  * `$metadata.httpStatusCode`), so S3Store maps both alike.
  */
 
 /** SHA-256 of an empty payload: what a bodiless request signs as its `x-amz-content-sha256`. */
 const EMPTY_PAYLOAD_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
-export interface S3ReadsOptions {
+export interface S3RequestsOptions {
   bucket: string;
   region: string;
   /** e.g. `http://127.0.0.1:7480`; undefined: AWS's regional endpoint. */
@@ -32,7 +33,7 @@ export interface S3ReadsOptions {
 }
 
 /** An S3 error answer, shaped like the SDK's service exceptions. */
-export class S3ReadError extends Error {
+export class S3RequestError extends Error {
   readonly $metadata: { httpStatusCode: number };
 
   constructor(status: number, code: string, message: string) {
@@ -42,7 +43,7 @@ export class S3ReadError extends Error {
   }
 }
 
-export interface S3ReadResponse {
+export interface S3Response {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Uint8Array;
@@ -82,14 +83,14 @@ export function encodeS3(text: string): string {
   );
 }
 
-export class S3Reads {
+export class S3Requests {
   readonly #origin: URL;
   /** `/bucket` with path-style addressing, else empty (the bucket is in the host name). */
   readonly #bucketPath: string;
   readonly #signer: SignatureV4;
   readonly #agent: Agent;
 
-  constructor(options: S3ReadsOptions) {
+  constructor(options: S3RequestsOptions) {
     const { bucket, region } = options;
     const base = new URL(options.endpoint ?? `https://s3.${region}.amazonaws.com`);
     if (options.forcePathStyle) {
@@ -115,16 +116,18 @@ export class S3Reads {
   }
 
   /**
-   * One signed GET or HEAD of `key` (a full key in the bucket; '' for the bucket itself, with
-   * `query`), its body read whole. Any status is returned; only the transport throws.
+   * One signed request for `key` (a full key in the bucket; '' for the bucket itself, with
+   * `query`), the answer's body read whole. A PUT's `body` is signed by its SHA-256, as the SDK
+   * signs a PUT of bytes. Any status is returned; only the transport throws.
    */
   async send(
-    method: 'GET' | 'HEAD',
+    method: 'GET' | 'HEAD' | 'PUT' | 'DELETE',
     key: string,
     query: Record<string, string>,
     headers: Record<string, string>,
     signal: AbortSignal,
-  ): Promise<S3ReadResponse> {
+    body?: Uint8Array,
+  ): Promise<S3Response> {
     const origin = this.#origin;
     const path = `${this.#bucketPath}/${key.split('/').map(encodeS3).join('/')}`;
     const signed = await this.#signer.sign({
@@ -134,7 +137,12 @@ export class S3Reads {
       ...(origin.port === '' ? {} : { port: Number(origin.port) }),
       path,
       query,
-      headers: { ...headers, host: origin.host, 'x-amz-content-sha256': EMPTY_PAYLOAD_SHA256 },
+      headers: {
+        ...headers,
+        host: origin.host,
+        'x-amz-content-sha256':
+          body === undefined ? EMPTY_PAYLOAD_SHA256 : createHash('sha256').update(body).digest('hex'),
+      },
     });
     const search = Object.keys(query)
       .map((name) => `${encodeS3(name)}=${encodeS3(query[name]!)}`)
@@ -144,14 +152,15 @@ export class S3Reads {
       headers: signed.headers,
       dispatcher: this.#agent,
       signal,
+      ...(body === undefined ? {} : { body }),
     });
-    const body = method === 'HEAD' ? new Uint8Array(0) : new Uint8Array(await response.body.arrayBuffer());
+    const answer = method === 'HEAD' ? new Uint8Array(0) : new Uint8Array(await response.body.arrayBuffer());
     if (method === 'HEAD') await response.body.dump();
-    return { status: response.statusCode, headers: response.headers, body };
+    return { status: response.statusCode, headers: response.headers, body: answer };
   }
 
-  /** The S3ReadError of an answer that is not a success (its XML error body's code, when it has one). */
-  errorOf(response: S3ReadResponse): S3ReadError {
+  /** The S3RequestError of an answer that is not a success (its XML error body's code, when it has one). */
+  errorOf(response: S3Response): S3RequestError {
     let code: string | undefined;
     let message: string | undefined;
     if (response.body.byteLength > 0) {
@@ -166,7 +175,7 @@ export class S3Reads {
         // Not XML (a proxy's page): the status says it.
       }
     }
-    return new S3ReadError(
+    return new S3RequestError(
       response.status,
       code ?? (response.status === 404 ? 'NotFound' : `Http${response.status}`),
       message ?? code ?? `HTTP ${response.status}`,
@@ -179,7 +188,7 @@ export class S3Reads {
 }
 
 /** One header's value (the first, if repeated). */
-export function headerOf(response: S3ReadResponse, name: string): string | undefined {
+export function headerOf(response: S3Response, name: string): string | undefined {
   const value = response.headers[name];
   return Array.isArray(value) ? value[0] : value;
 }

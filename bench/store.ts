@@ -2,7 +2,9 @@
  * Object-store latency: create-only PUT and GET of 4 KiB and 2 MiB objects (a small segment
  * and one at the default rollover size) on the fs store and on a throwaway Ceph RGW, each beside
  * a same-run baseline: a raw open/write/fsync/close (PUT) and readFile (GET) on the same disk
- * for fs; the raw SDK PutObject/GetObject without conditions or our wrappers for RGW.
+ * for fs; the raw SDK PutObject/GetObject without conditions or our wrappers for RGW. Besides
+ * latency, the client's CPU per request: S3Store signs and sends its requests through undici
+ * (objectstore/s3-requests.ts), where the SDK's command pipeline cost 3–4× the CPU.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
@@ -18,33 +20,50 @@ const SIZES = [
   { label: '2 MiB', bytes: 2 * 1024 * 1024, samples: 40 },
 ];
 
-async function time(samples: number, op: (i: number) => Promise<unknown>): Promise<number[]> {
+/** Per-sample latencies in ms, and the process CPU (user + system) the samples took, in µs per sample. */
+async function time(
+  samples: number,
+  op: (i: number) => Promise<unknown>,
+): Promise<number[] & { cpuUs: number }> {
   const out: number[] = [];
+  const cpu = process.cpuUsage();
   for (let i = 0; i < samples; i++) {
     const started = performance.now();
     await op(i);
     out.push(performance.now() - started);
   }
-  return out;
+  const used = process.cpuUsage(cpu);
+  return Object.assign(out, { cpuUs: (used.user + used.system) / samples });
 }
 
 function rows(
   subject: string,
   op: string,
   size: string,
-  ours: number[],
+  ours: number[] & { cpuUs: number },
   baselineName: string,
-  base: number[],
+  base: number[] & { cpuUs: number },
 ): BenchRow[] {
-  return [50, 99].map((p) => ({
-    name: `${subject} ${op} ${size} p${p}`,
-    value: percentile(ours, p),
-    unit: 'ms',
-    better: 'lower' as const,
-    baselineName: `${baselineName} p${p}`,
-    baseline: percentile(base, p),
-    note: `${ours.length} samples`,
-  }));
+  return [
+    ...[50, 99].map((p) => ({
+      name: `${subject} ${op} ${size} p${p}`,
+      value: percentile(ours, p),
+      unit: 'ms',
+      better: 'lower' as const,
+      baselineName: `${baselineName} p${p}`,
+      baseline: percentile(base, p),
+      note: `${ours.length} samples`,
+    })),
+    {
+      name: `${subject} ${op} ${size} client CPU`,
+      value: ours.cpuUs,
+      unit: 'µs/request',
+      better: 'lower' as const,
+      baselineName: `${baselineName} client CPU`,
+      baseline: base.cpuUs,
+      note: `this process's user+system CPU over the ${ours.length} requests (the server's is not in it)`,
+    },
+  ];
 }
 
 async function storeRows(subject: string, store: ObjectStore, baseline: Baseline): Promise<BenchRow[]> {

@@ -516,6 +516,22 @@ describe('fs store specifics', () => {
     expect(await store.list('', { delimiter: '/' })).toEqual({ objects: [], prefixes: [] });
   });
 
+  it("puts land after another store's deletes pruned the directory this one remembers", async () => {
+    // Two stores on one root, as two nodes on one NFS export: B's prunes are unknown to A, whose
+    // memory of the directory (#ensureParentDir) is then stale; its publish finds ENOENT and
+    // makes the directory anew.
+    const root = path.join(base, 'prune-other');
+    const [a, b] = [await FsStore.open({ root }), await FsStore.open({ root })];
+    for (let round = 0; round < 20; round++) {
+      const key = `tables/t/wal/${round}.seg`;
+      const condition = round % 2 === 0 ? { type: 'absent' as const } : { type: 'none' as const };
+      expect((await a.put(key, bytes(key), { condition })).status).toBe('written');
+      expect(await content(b, key)).toBe(key);
+      await b.delete(key);
+      expect(await b.list('tables/', { delimiter: '/' })).toEqual({ objects: [], prefixes: [] });
+    }
+  });
+
   it('uses atomic_write_dir for temp files when given', async () => {
     const root = path.join(base, 'with-scratch/final');
     const scratch = path.join(base, 'with-scratch/scratch');

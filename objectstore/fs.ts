@@ -159,7 +159,8 @@ export class FsStore implements ObjectStore {
         return { status: 'precondition-failed' };
       }
       const minMtimeMs = current === null ? 0 : Number(current.mtimeNs / 1_000_000n) + MTIME_STEP_MS;
-      const { temp, etag } = await this.#writeTemp(body, minMtimeMs);
+      const { temp, etag, closed } = await this.#writeTemp(body, minMtimeMs);
+      await closed;
       try {
         await this.#publish(key, target, () => rename(temp, target));
       } catch (error) {
@@ -356,7 +357,7 @@ export class FsStore implements ObjectStore {
     const closeDir = () => void dirHandle.then((handle) => handle?.close().catch(() => {}));
     let written: { temp: string; etag: string; closed: Promise<void> };
     try {
-      written = await this.#writeTemp(body, 0, true);
+      written = await this.#writeTemp(body, 0);
     } catch (error) {
       closeDir();
       throw error;
@@ -406,20 +407,13 @@ export class FsStore implements ObjectStore {
   /**
    * Write `body` to a new temp file, stamp an mtime of at least `minMtimeMs`, fsync it; return its
    * path and the ETag it will have once published (link and rename change neither inode nor mtime).
-   * With `deferClose`, the file is closed after it returns, by `closed`, for the caller to await
-   * beside its next step.
+   * The file is closed after it returns, by `closed`, which the caller awaits (a create-only put
+   * beside its link).
    */
-  async #writeTemp(body: Uint8Array, minMtimeMs: number): Promise<{ temp: string; etag: string }>;
   async #writeTemp(
     body: Uint8Array,
     minMtimeMs: number,
-    deferClose: true,
-  ): Promise<{ temp: string; etag: string; closed: Promise<void> }>;
-  async #writeTemp(
-    body: Uint8Array,
-    minMtimeMs: number,
-    deferClose = false,
-  ): Promise<{ temp: string; etag: string; closed?: Promise<void> }> {
+  ): Promise<{ temp: string; etag: string; closed: Promise<void> }> {
     const temp = path.join(this.#tmpDir, `${randomUUID()}.tmp`);
     let handle: FileHandle | undefined;
     try {
@@ -433,17 +427,11 @@ export class FsStore implements ObjectStore {
       await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
       await handle.sync();
       const etag = etagOf(await handle.stat({ bigint: true }));
-      if (!deferClose) return { temp, etag };
-      const closing = handle;
-      handle = undefined;
-      return { temp, etag, closed: closing.close() };
+      return { temp, etag, closed: handle.close() };
     } catch (error) {
       await handle?.close().catch(() => {});
-      handle = undefined;
       await unlink(temp).catch(() => {});
       throw this.#ioError('write temp file for', temp, error);
-    } finally {
-      await handle?.close();
     }
   }
 
